@@ -1,0 +1,48 @@
+# Sotto: two commands for a newcomer (see README.md).
+#   make demo   set up and run the demo on the embedded default
+#   make test   set up and run every check and test
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_DIR := tests/interop/node
+
+.PHONY: demo test setup node lint typecheck layering pytest bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed
+
+node: $(NODE_DIR)/node_modules/.installed
+
+demo: setup
+	$(PY) -m sotto.demo
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+layering: setup
+	@if [ -f ../shared/tools/layering.py ]; then $(PY) ../shared/tools/layering.py .; \
+	else echo "layering: ../shared/tools/layering.py not found; tests/test_layering.py still checks the core rules"; fi
+
+pytest: setup node
+	$(PY) -m pytest
+
+test: lint typecheck layering pytest
+
+bench: setup node
+	$(PY) bench/protocol.py
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

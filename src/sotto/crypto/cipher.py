@@ -1,0 +1,37 @@
+"""AES-256-CBC with PKCS#7 padding and AES-256-CTR with a zero initial counter block."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from sotto.errors import DecryptionError
+
+_BLOCK = 16
+_ZERO_BLOCK = bytes(16)
+
+
+def aes256_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(padded) + encryptor.finalize()
+
+
+def aes256_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    """Decrypt and unpad; any failure is :class:`DecryptionError` (no padding oracle detail)."""
+    if not ciphertext or len(ciphertext) % _BLOCK:
+        raise DecryptionError
+    decryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise DecryptionError from None
+
+
+def aes256_ctr_zero(key: bytes, data: bytes) -> bytes:
+    """AES-256-CTR from an all-zero counter block (sealed sender v1); encrypts and decrypts."""
+    encryptor = Cipher(algorithms.AES256(key), modes.CTR(_ZERO_BLOCK)).encryptor()
+    return encryptor.update(data) + encryptor.finalize()

@@ -1,0 +1,46 @@
+"""HKDF-SHA256, HMAC-SHA256, SHA-512, SHA3-256, SHAKE-256 and constant-time comparison."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import constant_time, hashes
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_SHA256 = hashes.SHA256()
+_SHA512 = hashes.SHA512()
+_SHA3_256 = hashes.SHA3_256()
+
+
+def hkdf_sha256(ikm: bytes, length: int, info: bytes, salt: bytes | None = None) -> bytes:
+    """RFC 5869 HKDF with SHA-256; an absent salt means 32 zero bytes."""
+    return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` under ``key`` (32 bytes)."""
+    mac = HMAC(key, _SHA256)
+    mac.update(data)
+    return mac.finalize()
+
+
+def sha512(data: bytes) -> bytes:
+    digest = hashes.Hash(_SHA512)
+    digest.update(data)
+    return digest.finalize()
+
+
+def sha3_256(data: bytes) -> bytes:
+    digest = hashes.Hash(_SHA3_256)
+    digest.update(data)
+    return digest.finalize()
+
+
+def shake256(data: bytes, length: int) -> bytes:
+    digest = hashes.Hash(hashes.SHAKE256(digest_size=length))
+    digest.update(data)
+    return digest.finalize()
+
+
+def bytes_equal(a: bytes, b: bytes) -> bool:
+    """Compare secrets (MACs, tags, keys) in time that does not depend on where they differ."""
+    return constant_time.bytes_eq(a, b)

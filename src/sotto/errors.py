@@ -1,0 +1,135 @@
+"""Every error Sotto raises, in one tree.
+
+::
+
+    SottoError                          root: ``except SottoError`` catches everything we raise
+    ├── DecodeError                     bytes that do not parse (any decoder, any layer)
+    ├── CryptoError
+    │   ├── InvalidKeyError             wrong type byte, wrong length, non-canonical point
+    │   ├── InvalidKeyAgreementError    X25519 produced the all-zero secret
+    │   └── InvalidSignatureError       an XEdDSA signature did not verify
+    └── ProtocolError
+        ├── DecryptionError             "decryption failed": bad MAC, bad padding, wrong key,
+        │                               tampered or unknown-origin message; one error on purpose
+        ├── DuplicateMessageError       a counter already consumed (or its key evicted)
+        ├── MessageTooFarAheadError     the counter jumps past the forward limit
+        ├── UnsupportedVersionError     legacy (X3DH / pre-SPQR) or future version
+        ├── InvalidPreKeyBundleError    a bundle's signatures or fields are unusable
+        ├── MissingPreKeyError          a PreKey message names a prekey we do not hold
+        ├── ReusedBaseKeyError          a last-resort key was used twice with one base key
+        ├── SessionNotFoundError        no usable session for this peer
+        ├── UntrustedIdentityError      the peer's identity key changed
+        ├── InvalidSessionStateError    a stored record does not load
+        ├── SealedSenderError
+        │   ├── InvalidCertificateError bad chain, expired, revoked or key mismatch
+        │   └── SelfSendError           a sealed message from ourselves
+        └── NoSenderKeyStateError       no sender key for this (sender, distribution)
+
+Failures an attacker could tell apart by probing (which check failed inside a decryption)
+all surface as :class:`DecryptionError`. Exceptions carry counters and ids, never key bytes
+or plaintext.
+"""
+
+from __future__ import annotations
+
+
+class SottoError(Exception):
+    """Root of every error Sotto raises."""
+
+
+class DecodeError(SottoError):
+    """Bytes that do not parse as the expected structure."""
+
+
+class CryptoError(SottoError):
+    """A primitive refused its input."""
+
+
+class InvalidKeyError(CryptoError):
+    """A key with the wrong type byte or length, or a non-canonical curve point."""
+
+
+class InvalidKeyAgreementError(CryptoError):
+    """X25519 produced the all-zero shared secret (a low-order peer key)."""
+
+
+class InvalidSignatureError(CryptoError):
+    """An XEdDSA signature did not verify."""
+
+
+class ProtocolError(SottoError):
+    """The Signal protocol layer refused a message or a state change."""
+
+
+class DecryptionError(ProtocolError):
+    """A message could not be decrypted; deliberately says nothing about why."""
+
+    def __init__(self, message: str = "decryption failed") -> None:
+        super().__init__(message)
+
+
+class DuplicateMessageError(ProtocolError):
+    """The message's counter was already consumed (or its cached key was evicted)."""
+
+    def __init__(self, chain_index: int, counter: int) -> None:
+        super().__init__(f"duplicate message: chain at {chain_index}, counter {counter}")
+        self.chain_index = chain_index
+        self.counter = counter
+
+
+class MessageTooFarAheadError(ProtocolError):
+    """The counter jumps further ahead than the forward limit allows."""
+
+    def __init__(self, chain_index: int, counter: int) -> None:
+        super().__init__(f"message from too far into the future: chain at {chain_index}, counter {counter}")
+        self.chain_index = chain_index
+        self.counter = counter
+
+
+class UnsupportedVersionError(ProtocolError):
+    """A message version we refuse: legacy X3DH, pre-SPQR, or newer than we know."""
+
+
+class InvalidPreKeyBundleError(ProtocolError):
+    """A prekey bundle whose signatures or fields are unusable."""
+
+
+class MissingPreKeyError(ProtocolError):
+    """A PreKey message refers to a prekey id we do not hold."""
+
+    def __init__(self, kind: str, prekey_id: int) -> None:
+        super().__init__(f"no {kind} prekey with id {prekey_id}")
+        self.kind = kind
+        self.prekey_id = prekey_id
+
+
+class ReusedBaseKeyError(ProtocolError):
+    """A last-resort Kyber prekey was used again with the same signed prekey and base key."""
+
+
+class SessionNotFoundError(ProtocolError):
+    """No usable session exists for the peer."""
+
+
+class UntrustedIdentityError(ProtocolError):
+    """The peer's identity key differs from the one we trust."""
+
+
+class InvalidSessionStateError(ProtocolError):
+    """A stored session record does not load."""
+
+
+class SealedSenderError(ProtocolError):
+    """A sealed-sender envelope was refused."""
+
+
+class InvalidCertificateError(SealedSenderError):
+    """A sender certificate is badly signed, expired, revoked, or names another key."""
+
+
+class SelfSendError(SealedSenderError):
+    """A sealed-sender message that claims to come from ourselves."""
+
+
+class NoSenderKeyStateError(ProtocolError):
+    """No sender-key state for this (sender, distribution id)."""

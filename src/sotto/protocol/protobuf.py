@@ -1,0 +1,115 @@
+"""The slice of proto2's wire format that Signal's messages use.
+
+Contract: :func:`decode_fields` raises :class:`~sotto.errors.DecodeError` and nothing else, on
+any input. Unknown fields are kept (a MAC covers the bytes as sent, so nothing is re-encoded);
+a repeated scalar field keeps the last value, as proto2 does. Encoders write fields in the
+order given, which is ascending field number in every caller, as libsignal's prost does.
+"""
+
+from __future__ import annotations
+
+from sotto.errors import DecodeError
+
+VARINT = 0
+FIXED64 = 1
+LENGTH_DELIMITED = 2
+FIXED32 = 5
+
+_MAX_VARINT_BYTES = 10
+
+Fields = dict[int, "int | bytes"]
+
+
+def encode_varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varints here are unsigned")
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Return ``(value, next_position)``."""
+    result = 0
+    shift = 0
+    end = min(len(buf), pos + _MAX_VARINT_BYTES)
+    while pos < end:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+    raise DecodeError("truncated or overlong varint")
+
+
+def bytes_field(number: int, value: bytes) -> bytes:
+    return encode_varint(number << 3 | LENGTH_DELIMITED) + encode_varint(len(value)) + value
+
+
+def uint_field(number: int, value: int) -> bytes:
+    return encode_varint(number << 3 | VARINT) + encode_varint(value)
+
+
+def fixed64_field(number: int, value: int) -> bytes:
+    return encode_varint(number << 3 | FIXED64) + value.to_bytes(8, "little")
+
+
+def decode_fields(buf: bytes) -> Fields:
+    """Map field number to its last value: ``int`` for varint/fixed, ``bytes`` for length-delimited."""
+    out: Fields = {}
+    pos = 0
+    n = len(buf)
+    while pos < n:
+        key, pos = read_varint(buf, pos)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise DecodeError("field number 0")
+        if wire_type == VARINT:
+            out[number], pos = read_varint(buf, pos)
+        elif wire_type == LENGTH_DELIMITED:
+            length, pos = read_varint(buf, pos)
+            if length > n - pos:
+                raise DecodeError("length-delimited field runs past the end")
+            out[number] = buf[pos : pos + length]
+            pos += length
+        elif wire_type == FIXED64:
+            if pos + 8 > n:
+                raise DecodeError("truncated fixed64")
+            out[number] = int.from_bytes(buf[pos : pos + 8], "little")
+            pos += 8
+        elif wire_type == FIXED32:
+            if pos + 4 > n:
+                raise DecodeError("truncated fixed32")
+            out[number] = int.from_bytes(buf[pos : pos + 4], "little")
+            pos += 4
+        else:
+            raise DecodeError(f"unsupported wire type {wire_type}")
+    return out
+
+
+def get_bytes(fields: Fields, number: int, *, required: bool = True) -> bytes | None:
+    value = fields.get(number)
+    if value is None:
+        if required:
+            raise DecodeError(f"missing field {number}")
+        return None
+    if not isinstance(value, bytes):
+        raise DecodeError(f"field {number} is not length-delimited")
+    return value
+
+
+def get_uint(fields: Fields, number: int, *, required: bool = True, bits: int = 32) -> int | None:
+    value = fields.get(number)
+    if value is None:
+        if required:
+            raise DecodeError(f"missing field {number}")
+        return None
+    if not isinstance(value, int):
+        raise DecodeError(f"field {number} is not an integer")
+    if value >> bits:
+        raise DecodeError(f"field {number} exceeds {bits} bits")
+    return value
