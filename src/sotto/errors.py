@@ -23,7 +23,8 @@
         ├── SealedSenderError
         │   ├── InvalidCertificateError bad chain, expired, revoked or key mismatch
         │   └── SelfSendError           a sealed message from ourselves
-        └── NoSenderKeyStateError       no sender key for this (sender, distribution)
+        ├── NoSenderKeyStateError       no sender key for this (sender, distribution)
+        └── FingerprintVersionMismatchError  a scanned safety number of another version
 
 Failures an attacker could tell apart by probing (which check failed inside a decryption)
 all surface as :class:`DecryptionError`. Exceptions carry counters and ids, never key bytes
@@ -133,3 +134,12 @@ class SelfSendError(SealedSenderError):
 
 class NoSenderKeyStateError(ProtocolError):
     """No sender-key state for this (sender, distribution id)."""
+
+
+class FingerprintVersionMismatchError(ProtocolError):
+    """A scanned safety number uses another fingerprint version, so it cannot be compared."""
+
+    def __init__(self, theirs: int, ours: int) -> None:
+        super().__init__(f"fingerprint version mismatch: theirs {theirs}, ours {ours}")
+        self.theirs = theirs
+        self.ours = ours
