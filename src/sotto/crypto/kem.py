@@ -29,15 +29,24 @@ def _kyber_secret(mlkem_secret: bytes, raw_ciphertext: bytes) -> bytes:
 
 
 class KemPublicKey:
-    """A Kyber1024 public key (serialized: ``0x08`` ‖ 1568 bytes)."""
+    """A Kyber1024 public key (serialized: ``0x08`` ‖ 1568 bytes).
+
+    Checked when built: a key whose coefficients are not reduced mod q (FIPS 203's encapsulation
+    key check) is :class:`InvalidKeyError` here, so a bad prekey is refused when it is decoded.
+    """
 
     __slots__ = ("_key", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != RAW_PUBLIC_KEY_LENGTH:
-            raise InvalidKeyError(f"Kyber1024 public key must be {RAW_PUBLIC_KEY_LENGTH} bytes, got {len(raw)}")
+            raise InvalidKeyError(
+                f"Kyber1024 public key must be {RAW_PUBLIC_KEY_LENGTH} bytes, got {len(raw)}"
+            )
         self.raw = bytes(raw)
-        self._key: mlkem.MLKEM1024PublicKey | None = None
+        try:
+            self._key: mlkem.MLKEM1024PublicKey | None = mlkem.MLKEM1024PublicKey.from_public_bytes(self.raw)
+        except ValueError:
+            raise InvalidKeyError("not a valid Kyber1024 public key") from None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KemPublicKey:
