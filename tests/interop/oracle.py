@@ -132,14 +132,35 @@ class Oracle:
     def running(self) -> bool:
         return self._proc.poll() is None
 
-    def try_call(self, cmd: str, /, *, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+    def try_call(self, cmd: str, /, **fields: Any) -> dict[str, Any]:
         """Send one command; return the raw reply (``ok`` true or false). Transport failures raise."""
+        return self._exchange(cmd, fields, self.timeout)
+
+    def call(self, cmd: str, /, **fields: Any) -> dict[str, Any]:
+        """Send one command; return its reply fields (without ``ok``), or raise :class:`OracleError`."""
+        return self._checked(cmd, self._exchange(cmd, fields, self.timeout))
+
+    def call_within(self, timeout: float, cmd: str, /, **fields: Any) -> dict[str, Any]:
+        """:meth:`call` with its own timeout in seconds (for a deliberately large batch)."""
+        return self._checked(cmd, self._exchange(cmd, fields, timeout))
+
+    def new_party(self, **fields: Any) -> dict[str, Any]:
+        """A fresh libsignal party; the reply's ``party`` is its handle for later commands."""
+        return self.call("new_party", **fields)
+
+    @staticmethod
+    def _checked(cmd: str, reply: dict[str, Any]) -> dict[str, Any]:
+        if not reply.pop("ok", False):
+            raise OracleError(f"oracle {cmd}: {reply.get('error')}", reply=reply)
+        return reply
+
+    def _exchange(self, cmd: str, fields: dict[str, Any], limit: float) -> dict[str, Any]:
         with self._lock:
             if not self.running or self._proc.stdin is None:
                 raise OracleError(f"oracle is not running (cmd {cmd}); stderr:\n{self.stderr_tail()}")
             self._next_id += 1
             request_id = self._next_id
-            line = json.dumps({"id": request_id, "cmd": cmd, **_encode(fields)}, separators=(",", ":"))
+            line = json.dumps({**_encode(fields), "id": request_id, "cmd": cmd}, separators=(",", ":"))
             try:
                 self._proc.stdin.write(line + "\n")
                 self._proc.stdin.flush()
@@ -147,7 +168,6 @@ class Oracle:
                 raise OracleError(
                     f"oracle pipe closed (cmd {cmd}): {e}; stderr:\n{self.stderr_tail()}"
                 ) from e
-            limit = self.timeout if timeout is None else timeout
             try:
                 answer = self._lines.get(timeout=limit)
             except queue.Empty:
@@ -163,17 +183,6 @@ class Oracle:
                 self.terminate()
                 raise OracleError(f"oracle answered out of order during {cmd}; killed")
             return reply
-
-    def call(self, cmd: str, /, *, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
-        """Send one command; return its reply fields (without ``ok``), or raise :class:`OracleError`."""
-        reply = self.try_call(cmd, timeout=timeout, **fields)
-        if not reply.pop("ok", False):
-            raise OracleError(f"oracle {cmd}: {reply.get('error')}", reply=reply)
-        return reply
-
-    def new_party(self, **fields: Any) -> dict[str, Any]:
-        """A fresh libsignal party; the reply's ``party`` is its handle for later commands."""
-        return self.call("new_party", **fields)
 
     # -- lifetime
     def close(self, timeout: float = 10.0) -> None:
