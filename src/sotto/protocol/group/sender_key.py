@@ -53,7 +53,8 @@ class SenderKeyState:
     chain_id: int
     chain_key: SenderChainKey
     signing_key: PublicKey
-    signing_private: PrivateKey | None = None
+    # Left out of ==: it is determined by signing_key, and private keys do not compare.
+    signing_private: PrivateKey | None = field(default=None, compare=False)
     skipped: Mapping[int, bytes] = field(default_factory=dict)
     message_version: int = SENDER_KEY_VERSION
 
