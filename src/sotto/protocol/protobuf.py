@@ -41,6 +41,8 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         result |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if result >> 64:  # a tenth byte above 1, as prost refuses it
+                raise DecodeError("varint exceeds 64 bits")
             return result, pos
         shift += 7
     raise DecodeError("truncated or overlong varint")
@@ -65,6 +67,8 @@ def decode_fields(buf: bytes) -> Fields:
     n = len(buf)
     while pos < n:
         key, pos = read_varint(buf, pos)
+        if key >> 32:  # field numbers stop at 2^29 - 1, so a key fits in 32 bits (prost checks this)
+            raise DecodeError("field key exceeds 32 bits")
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise DecodeError("field number 0")
