@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+
+from sotto.crypto.kdf import bytes_equal, hmac_sha256
+from sotto.crypto.kem import CIPHERTEXT_LENGTH as KEM_CIPHERTEXT_LENGTH
+from sotto.crypto.kem import KYBER1024_TYPE
+from sotto.crypto.keys import PublicKey
+from sotto.errors import DecodeError, InvalidKeyError, UnsupportedVersionError
+from sotto.protocol.protobuf import Fields, bytes_field, decode_fields, get_bytes, get_uint, uint_field
 
 
 class CiphertextMessageType(enum.IntEnum):
@@ -12,3 +20,236 @@ class CiphertextMessageType(enum.IntEnum):
     PREKEY = 3
     SENDER_KEY = 7
     PLAINTEXT = 8
+
+
+CURRENT_VERSION = 4
+"""Session version of PQXDH sessions; the version byte is ``(version << 4) | CURRENT_VERSION``."""
+PRE_KYBER_VERSION = 3
+"""X3DH sessions: no longer accepted (libsignal refuses them too)."""
+VERSION_BYTE = (CURRENT_VERSION << 4) | CURRENT_VERSION
+MAC_LENGTH = 8
+_UINT32 = 32
+
+
+@dataclass(frozen=True, slots=True)
+class CiphertextMessage:
+    """What encryption hands to the transport: the message type and its serialized bytes."""
+
+    type: CiphertextMessageType
+    body: bytes
+
+
+def _check_version(version_byte: int) -> int:
+    version = version_byte >> 4
+    if version < PRE_KYBER_VERSION:
+        raise UnsupportedVersionError(f"legacy ciphertext version {version}")
+    if version == PRE_KYBER_VERSION:
+        raise UnsupportedVersionError("X3DH (version 3) sessions are no longer supported")
+    if version > CURRENT_VERSION:
+        raise UnsupportedVersionError(f"unrecognized ciphertext version {version}")
+    return version
+
+
+def _public_key(data: bytes, what: str) -> PublicKey:
+    try:
+        return PublicKey.from_bytes(data)
+    except InvalidKeyError:
+        raise DecodeError(f"invalid {what}") from None
+
+
+def compute_mac(
+    sender_identity: PublicKey, receiver_identity: PublicKey, mac_key: bytes, content: bytes
+) -> bytes:
+    """HMAC-SHA256(mac key, IK_sender ‖ IK_receiver ‖ version ‖ protobuf), truncated to 8 bytes."""
+    return hmac_sha256(mac_key, sender_identity.to_bytes() + receiver_identity.to_bytes() + content)[
+        :MAC_LENGTH
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalMessage:
+    """Type 2: ``0x44`` ‖ protobuf ‖ 8-byte MAC. ``serialized`` is the exact bytes (the MAC covers them)."""
+
+    version: int
+    ratchet_key: PublicKey
+    counter: int
+    previous_counter: int
+    ciphertext: bytes
+    pq_ratchet: bytes
+    addresses: bytes | None
+    serialized: bytes
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        mac_key: bytes,
+        sender_identity: PublicKey,
+        receiver_identity: PublicKey,
+        ratchet_key: PublicKey,
+        counter: int,
+        previous_counter: int,
+        ciphertext: bytes,
+        pq_ratchet: bytes,
+        addresses: bytes | None = None,
+    ) -> SignalMessage:
+        body = (
+            bytes((VERSION_BYTE,))
+            + bytes_field(1, ratchet_key.to_bytes())
+            + uint_field(2, counter)
+            + uint_field(3, previous_counter)
+            + bytes_field(4, ciphertext)
+        )
+        if pq_ratchet:
+            body += bytes_field(5, pq_ratchet)
+        if addresses is not None:
+            body += bytes_field(6, addresses)
+        serialized = body + compute_mac(sender_identity, receiver_identity, mac_key, body)
+        return cls(
+            CURRENT_VERSION,
+            ratchet_key,
+            counter,
+            previous_counter,
+            ciphertext,
+            pq_ratchet,
+            addresses,
+            serialized,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> SignalMessage:
+        """Parse; raises DecodeError (or UnsupportedVersionError for a refused version) and nothing else."""
+        data = bytes(data)
+        if len(data) < MAC_LENGTH + 1:
+            raise DecodeError("SignalMessage too short")
+        version = _check_version(data[0])
+        fields = decode_fields(data[1:-MAC_LENGTH])
+        ratchet_key = _public_key(_required_bytes(fields, 1), "ratchet key")
+        counter = _required_uint(fields, 2)
+        previous_counter = get_uint(fields, 3, required=False) or 0
+        ciphertext = _required_bytes(fields, 4)
+        pq_ratchet = get_bytes(fields, 5, required=False) or b""
+        addresses = get_bytes(fields, 6, required=False)
+        return cls(version, ratchet_key, counter, previous_counter, ciphertext, pq_ratchet, addresses, data)
+
+    @property
+    def mac(self) -> bytes:
+        return self.serialized[-MAC_LENGTH:]
+
+    def verify_mac(self, sender_identity: PublicKey, receiver_identity: PublicKey, mac_key: bytes) -> bool:
+        expected = compute_mac(sender_identity, receiver_identity, mac_key, self.serialized[:-MAC_LENGTH])
+        return bytes_equal(expected, self.mac)
+
+    def __repr__(self) -> str:
+        size = len(self.serialized)
+        return f"SignalMessage(counter={self.counter}, ratchet_key={self.ratchet_key!r}, size={size})"
+
+
+def _required_bytes(fields: Fields, number: int) -> bytes:
+    value = get_bytes(fields, number)
+    assert value is not None  # required=True raised otherwise
+    return value
+
+
+def _required_uint(fields: Fields, number: int) -> int:
+    value = get_uint(fields, number, bits=_UINT32)
+    assert value is not None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PreKeySignalMessage:
+    """Type 3: ``0x44`` ‖ protobuf; carries the PQXDH values and the first SignalMessage.
+
+    It has no MAC of its own: PQXDH and the inner message's MAC bind it. The prekey ids are
+    exposed so the caller can look the records up before decrypting.
+    """
+
+    version: int
+    registration_id: int
+    pre_key_id: int | None
+    signed_pre_key_id: int
+    kyber_pre_key_id: int
+    kyber_ciphertext: bytes
+    base_key: PublicKey
+    identity_key: PublicKey
+    message: SignalMessage
+    serialized: bytes
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        registration_id: int,
+        pre_key_id: int | None,
+        signed_pre_key_id: int,
+        kyber_pre_key_id: int,
+        kyber_ciphertext: bytes,
+        base_key: PublicKey,
+        identity_key: PublicKey,
+        message: SignalMessage,
+    ) -> PreKeySignalMessage:
+        body = bytes((VERSION_BYTE,))
+        if pre_key_id is not None:
+            body += uint_field(1, pre_key_id)
+        body += (
+            bytes_field(2, base_key.to_bytes())
+            + bytes_field(3, identity_key.to_bytes())
+            + bytes_field(4, message.serialized)
+            + uint_field(5, registration_id)
+            + uint_field(6, signed_pre_key_id)
+            + uint_field(7, kyber_pre_key_id)
+            + bytes_field(8, kyber_ciphertext)
+        )
+        return cls(
+            CURRENT_VERSION,
+            registration_id,
+            pre_key_id,
+            signed_pre_key_id,
+            kyber_pre_key_id,
+            kyber_ciphertext,
+            base_key,
+            identity_key,
+            message,
+            body,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> PreKeySignalMessage:
+        """Parse; raises DecodeError (or UnsupportedVersionError for a refused version) and nothing else.
+
+        A version-4 message without both Kyber fields is refused, as libsignal does.
+        """
+        data = bytes(data)
+        if not data:
+            raise DecodeError("empty PreKeySignalMessage")
+        version = _check_version(data[0])
+        fields = decode_fields(data[1:])
+        base_key = _public_key(_required_bytes(fields, 2), "base key")
+        identity_key = _public_key(_required_bytes(fields, 3), "identity key")
+        inner = _required_bytes(fields, 4)
+        signed_pre_key_id = _required_uint(fields, 6)
+        kyber_pre_key_id = get_uint(fields, 7, required=False)
+        kyber_ciphertext = get_bytes(fields, 8, required=False)
+        if kyber_pre_key_id is None or kyber_ciphertext is None:
+            raise DecodeError("Kyber pre key must be present for this session version")
+        if len(kyber_ciphertext) != KEM_CIPHERTEXT_LENGTH or kyber_ciphertext[0] != KYBER1024_TYPE:
+            raise DecodeError("Kyber ciphertext must be 0x08 ‖ 1568 bytes")
+        return cls(
+            version,
+            get_uint(fields, 5, required=False) or 0,
+            get_uint(fields, 1, required=False),
+            signed_pre_key_id,
+            kyber_pre_key_id,
+            kyber_ciphertext,
+            base_key,
+            identity_key,
+            SignalMessage.decode(inner),
+            data,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PreKeySignalMessage(pre_key_id={self.pre_key_id}, signed_pre_key_id={self.signed_pre_key_id}, "
+            f"kyber_pre_key_id={self.kyber_pre_key_id}, base_key={self.base_key!r})"
+        )

@@ -1,0 +1,57 @@
+"""The symmetric-key ratchet: a chain key CK_i yields message key seed i and CK_{i+1}.
+
+Double Ratchet spec §2.2 as libsignal does it: ``seed_i = HMAC-SHA256(CK_i, 0x01)``,
+``CK_{i+1} = HMAC-SHA256(CK_i, 0x02)``. The message keys come from
+``HKDF-SHA256(ikm = seed_i, salt = SPQR message key, info = "WhisperMessageKeys")``, 80 bytes:
+AES-256 key ‖ HMAC-SHA256 key ‖ CBC IV. Mixing in the SPQR key is what makes this the
+"triple ratchet".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sotto.crypto.kdf import hkdf_sha256, hmac_sha256
+from sotto.protocol.labels import CHAIN_MESSAGE_SEED, CHAIN_NEXT, MESSAGE_KEYS_INFO
+
+KEY_LENGTH = 32
+_MESSAGE_KEYS_LENGTH = 80
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ChainKey:
+    """``CK_i``: a 32-byte chain key and the index of the message it will key next."""
+
+    key: bytes
+    index: int
+
+    def message_key_seed(self) -> bytes:
+        """The seed for message ``index`` (kept as-is for skipped messages)."""
+        return hmac_sha256(self.key, CHAIN_MESSAGE_SEED)
+
+    def next(self) -> ChainKey:
+        return ChainKey(hmac_sha256(self.key, CHAIN_NEXT), self.index + 1)
+
+    def message_keys(self, spqr_key: bytes | None) -> MessageKeys:
+        return MessageKeys.derive(self.message_key_seed(), self.index, spqr_key)
+
+    def __repr__(self) -> str:
+        return f"ChainKey(index={self.index}, key=<secret>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MessageKeys:
+    """The keys for one message: AES-256-CBC key and IV, HMAC-SHA256 key."""
+
+    cipher_key: bytes
+    mac_key: bytes
+    iv: bytes
+    counter: int
+
+    @classmethod
+    def derive(cls, seed: bytes, counter: int, spqr_key: bytes | None) -> MessageKeys:
+        okm = hkdf_sha256(seed, _MESSAGE_KEYS_LENGTH, MESSAGE_KEYS_INFO, salt=spqr_key)
+        return cls(okm[:32], okm[32:64], okm[64:80], counter)
+
+    def __repr__(self) -> str:
+        return f"MessageKeys(counter={self.counter}, <secret>)"

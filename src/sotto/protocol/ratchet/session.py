@@ -1,0 +1,127 @@
+"""Encrypt and decrypt on one :class:`~sotto.protocol.ratchet.state.SessionState` (no session choice).
+
+The triple ratchet: the Double Ratchet's chain key gives a message-key seed, SPQR's chain gives
+the salt, HKDF turns both into AES-256-CBC and HMAC keys. Decryption computes a candidate new
+state and returns it only once the MAC, the addresses and the padding check out; any failure
+an attacker could cause is :class:`~sotto.errors.DecryptionError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sotto.crypto.cipher import aes256_cbc_decrypt, aes256_cbc_encrypt
+from sotto.crypto.kdf import bytes_equal
+from sotto.crypto.keys import KeyPair
+from sotto.crypto.random import Rng
+from sotto.errors import (
+    DecryptionError,
+    DuplicateMessageError,
+    InvalidKeyAgreementError,
+    MessageTooFarAheadError,
+)
+from sotto.protocol.limits import MAX_FORWARD_JUMPS, MAX_RECEIVER_CHAINS
+from sotto.protocol.messages import SignalMessage
+from sotto.protocol.ratchet.chain import MessageKeys
+from sotto.protocol.ratchet.skipped import EMPTY_SKIPPED_KEYS
+from sotto.protocol.ratchet.state import ReceiverChain, SenderChain, SessionState
+
+
+def encrypt_message(
+    state: SessionState, plaintext: bytes, addresses: bytes | None = None
+) -> tuple[SessionState, SignalMessage]:
+    """Encrypt on the sending chain; ``addresses`` is the 36-byte binding for PreKey messages."""
+    spqr, pq_message, pq_key = state.spqr.send()
+    sender = state.sender_chain
+    chain_key = sender.chain_key
+    keys = chain_key.message_keys(pq_key)
+    message = SignalMessage.create(
+        mac_key=keys.mac_key,
+        sender_identity=state.local_identity,
+        receiver_identity=state.remote_identity,
+        ratchet_key=sender.ratchet_key.public,
+        counter=chain_key.index,
+        previous_counter=state.previous_counter,
+        ciphertext=aes256_cbc_encrypt(keys.cipher_key, keys.iv, plaintext),
+        pq_ratchet=pq_message,
+        addresses=addresses,
+    )
+    return replace(state, sender_chain=SenderChain(sender.ratchet_key, chain_key.next()), spqr=spqr), message
+
+
+def decrypt_message(
+    state: SessionState, message: SignalMessage, expected_addresses: bytes | None, rng: Rng
+) -> tuple[SessionState, bytes]:
+    """Decrypt ``message`` with ``state``; return the advanced state and the plaintext.
+
+    ``expected_addresses`` is our view of the (sender, recipient) binding, None when the names
+    are not ServiceIds; a message that carries a binding must match it.
+    Raises DuplicateMessageError (counter consumed or its key evicted), MessageTooFarAheadError
+    or DecryptionError. ``state`` itself is never changed.
+    """
+    if message.version != state.version:
+        raise DecryptionError
+    their_ratchet_key = message.ratchet_key
+    root_key = state.root_key
+    sender = state.sender_chain
+    chains = state.receiver_chains
+    previous_counter = state.previous_counter
+
+    index = state.receiver_chain_index(their_ratchet_key)
+    if index is None:
+        # A new peer ratchet key: one receiving and one sending DH ratchet step.
+        try:
+            root_key, receiving = root_key.create_chain(their_ratchet_key, sender.ratchet_key.private)
+            our_new_key = KeyPair.generate(rng)
+            root_key, sending = root_key.create_chain(their_ratchet_key, our_new_key.private)
+        except InvalidKeyAgreementError:
+            raise DecryptionError from None
+        previous_counter = max(sender.chain_key.index - 1, 0)
+        sender = SenderChain(our_new_key, sending)
+        chains = (*chains, ReceiverChain(their_ratchet_key, receiving, EMPTY_SKIPPED_KEYS))[
+            -MAX_RECEIVER_CHAINS:
+        ]
+        index = len(chains) - 1
+
+    chain = chains[index]
+    chain_key = chain.chain_key
+    counter = message.counter
+    if chain_key.index > counter:
+        seed = chain.skipped.get(counter)
+        if seed is None:
+            raise DuplicateMessageError(chain_key.index, counter)
+        new_chain = ReceiverChain(their_ratchet_key, chain_key, chain.skipped.without(counter))
+    else:
+        limit = None if state.self_session else MAX_FORWARD_JUMPS
+        if limit is not None and counter - chain_key.index > limit:
+            raise MessageTooFarAheadError(chain_key.index, counter)
+        skipped = chain.skipped
+        if counter > chain_key.index:
+            passed = []
+            while chain_key.index < counter:
+                passed.append((chain_key.index, chain_key.message_key_seed()))
+                chain_key = chain_key.next()
+            skipped = skipped.with_added(passed)
+        seed = chain_key.message_key_seed()
+        new_chain = ReceiverChain(their_ratchet_key, chain_key.next(), skipped)
+
+    spqr, pq_key = state.spqr.recv(message.pq_ratchet)
+    keys = MessageKeys.derive(seed, counter, pq_key)
+    if not message.verify_mac(state.remote_identity, state.local_identity, keys.mac_key):
+        raise DecryptionError
+    if message.addresses is not None and (
+        expected_addresses is None or not bytes_equal(expected_addresses, message.addresses)
+    ):
+        raise DecryptionError
+    plaintext = aes256_cbc_decrypt(keys.cipher_key, keys.iv, message.ciphertext)
+
+    new_state = replace(
+        state,
+        root_key=root_key,
+        sender_chain=sender,
+        receiver_chains=(*chains[:index], new_chain, *chains[index + 1 :]),
+        previous_counter=previous_counter,
+        spqr=spqr,
+        pending_prekey=None,
+    )
+    return new_state, plaintext

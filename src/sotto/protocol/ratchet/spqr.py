@@ -1,0 +1,194 @@
+"""SPQR (the sparse post-quantum ratchet) in chain-only mode: its symmetric chain and framing.
+
+libsignal 0.103 requires an SPQR V1 payload in every SignalMessage and salts every message key
+with the SPQR key. This module implements the part of SPQR that interoperates without the
+ML-KEM braid (see libsignal-wire.md §1.3, §1.4):
+
+* chain start: ``HKDF(salt = 0³², ikm = PQXDH's third secret, "Signal PQ Ratchet V1 Chain  Start")``
+  → next root ‖ A→B seed ‖ B→A seed (the initiator "A" sends on A→B);
+* chain next: ``HKDF(salt = 0³², ikm = seed, BE32(k) ‖ "Signal PQ Ratchet V1 Chain Next")``
+  → next seed ‖ key for index k (k = 1, 2, …);
+* framing: ``0x01`` ‖ varint epoch ‖ varint index ‖ type byte [‖ varint chunk index ‖ 32 bytes];
+  trailing bytes are ignored.
+
+We never start a KEM epoch: we send type None at epoch 1 and ignore the chunks a libsignal peer
+sends, so both sides stay at epoch 1 (whose keys come from epoch 0 of the chain) forever. There
+is no post-quantum post-compromise healing in this mode.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sotto.crypto.kdf import hkdf_sha256
+from sotto.errors import DecodeError, DecryptionError
+from sotto.protocol.labels import SPQR_CHAIN_NEXT, SPQR_CHAIN_START
+from sotto.protocol.limits import SPQR_MAX_JUMP, SPQR_MAX_OOO_KEYS
+from sotto.protocol.protobuf import encode_varint, read_varint
+
+SPQR_V1 = 0x01
+CHAIN_ONLY_EPOCH = 1
+"""The epoch every chain-only message carries; its keys come from chain epoch 0."""
+
+_ZERO_SALT = bytes(32)
+_CHUNK_LENGTH = 32
+_MAX_CHUNK_INDEX = 0xFFFF
+_MAX_INDEX = 0xFFFF_FFFF
+UNLIMITED_JUMP = _MAX_INDEX
+_TRIM_SIZE = SPQR_MAX_OOO_KEYS * 11 // 10 + 1
+"""SPQR garbage-collects its key history once it holds this many keys."""
+
+
+class SpqrMessageType(enum.IntEnum):
+    NONE = 0
+    HDR = 1
+    EK = 2
+    EK_CT1_ACK = 3
+    CT1_ACK = 4
+    CT1 = 5
+    CT2 = 6
+
+
+_CHUNKED_TYPES = frozenset(
+    {
+        SpqrMessageType.HDR,
+        SpqrMessageType.EK,
+        SpqrMessageType.EK_CT1_ACK,
+        SpqrMessageType.CT1,
+        SpqrMessageType.CT2,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SpqrMessage:
+    """A decoded V1 SPQR message; ``chunk`` is (chunk index, 32 bytes) for the chunk-carrying types."""
+
+    epoch: int
+    index: int
+    type: SpqrMessageType
+    chunk: tuple[int, bytes] | None = None
+
+    def encode(self) -> bytes:
+        out = bytes((SPQR_V1,)) + encode_varint(self.epoch) + encode_varint(self.index) + bytes((self.type,))
+        if self.chunk is not None:
+            out += encode_varint(self.chunk[0]) + self.chunk[1]
+        return out
+
+    @classmethod
+    def decode(cls, data: bytes) -> SpqrMessage:
+        """Parse a V1 message (raises DecodeError and nothing else); trailing bytes are allowed."""
+        if not data or data[0] != SPQR_V1:
+            raise DecodeError("not an SPQR V1 message")
+        epoch, pos = read_varint(data, 1)
+        if epoch == 0:
+            raise DecodeError("SPQR epoch 0")
+        index, pos = read_varint(data, pos)
+        if index > _MAX_INDEX:
+            raise DecodeError("SPQR index exceeds 32 bits")
+        if pos >= len(data):
+            raise DecodeError("SPQR message has no type")
+        try:
+            message_type = SpqrMessageType(data[pos])
+        except ValueError:
+            raise DecodeError(f"unknown SPQR message type {data[pos]}") from None
+        pos += 1
+        chunk = None
+        if message_type in _CHUNKED_TYPES:
+            chunk_index, pos = read_varint(data, pos)
+            if chunk_index > _MAX_CHUNK_INDEX or pos + _CHUNK_LENGTH > len(data):
+                raise DecodeError("bad SPQR chunk")
+            chunk = (chunk_index, data[pos : pos + _CHUNK_LENGTH])
+        return cls(epoch, index, message_type, chunk)
+
+
+def _next_key(seed: bytes, index: int) -> tuple[bytes, bytes]:
+    """``(next seed, key)`` for chain index ``index``."""
+    okm = hkdf_sha256(seed, 64, index.to_bytes(4, "big") + SPQR_CHAIN_NEXT, salt=_ZERO_SALT)
+    return okm[:32], okm[32:]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SpqrChain:
+    """Both directions of SPQR's epoch-0 chain, as one side of a session sees them.
+
+    ``recv_keys`` holds the keys for indices skipped over (at most 2,000 behind ``recv_index``
+    are usable, as in SPQR); it is never mutated, only replaced.
+    """
+
+    send_seed: bytes
+    send_index: int
+    recv_seed: bytes
+    recv_index: int
+    recv_keys: Mapping[int, bytes]
+    max_jump: int
+
+    @classmethod
+    def start(cls, pqr_key: bytes, *, initiator: bool, self_session: bool = False) -> SpqrChain:
+        okm = hkdf_sha256(pqr_key, 96, SPQR_CHAIN_START, salt=_ZERO_SALT)
+        a2b, b2a = okm[32:64], okm[64:96]
+        send, recv = (a2b, b2a) if initiator else (b2a, a2b)
+        return cls(send, 0, recv, 0, {}, UNLIMITED_JUMP if self_session else SPQR_MAX_JUMP)
+
+    def send(self) -> tuple[SpqrChain, bytes, bytes]:
+        """``(new chain, SPQR payload for the message, key salting the message keys)``."""
+        index = self.send_index + 1
+        seed, key = _next_key(self.send_seed, index)
+        message = SpqrMessage(CHAIN_ONLY_EPOCH, index, SpqrMessageType.NONE).encode()
+        return (
+            SpqrChain(seed, index, self.recv_seed, self.recv_index, self.recv_keys, self.max_jump),
+            message,
+            key,
+        )
+
+    def recv(self, payload: bytes) -> tuple[SpqrChain, bytes | None]:
+        """``(new chain, message-key salt)`` for a peer's payload; refusals are DecryptionError."""
+        if not payload:
+            raise DecryptionError  # V0 (no SPQR): libsignal refuses the downgrade as well
+        if payload[0] != SPQR_V1:
+            if payload[0] == 0:
+                raise DecryptionError
+            # A version newer than ours: SPQR ignores it and keeps its state, and so do we.
+            return self, None
+        try:
+            message = SpqrMessage.decode(payload)
+        except DecodeError:
+            raise DecryptionError from None
+        if message.epoch != CHAIN_ONLY_EPOCH:
+            raise DecryptionError
+        at = message.index
+        if at == 0:
+            return self, None
+        return self._recv_key(at)
+
+    def _recv_key(self, at: int) -> tuple[SpqrChain, bytes]:
+        ctr = self.recv_index
+        if at <= ctr:
+            if at == ctr or at + SPQR_MAX_OOO_KEYS < ctr or at not in self.recv_keys:
+                raise DecryptionError
+            keys = dict(self.recv_keys)
+            key = keys.pop(at)
+            return SpqrChain(self.send_seed, self.send_index, self.recv_seed, ctr, keys, self.max_jump), key
+        if at - ctr > self.max_jump:
+            raise DecryptionError
+        if at == ctr + 1:
+            seed, key = _next_key(self.recv_seed, at)
+            return SpqrChain(self.send_seed, self.send_index, seed, at, self.recv_keys, self.max_jump), key
+        # Jumping further than the history keeps makes every held key obsolete.
+        keys = {} if at > ctr + SPQR_MAX_OOO_KEYS else dict(self.recv_keys)
+        seed = self.recv_seed
+        while ctr + 1 < at:
+            ctr += 1
+            seed, skipped = _next_key(seed, ctr)
+            if ctr + SPQR_MAX_OOO_KEYS >= at:
+                keys[ctr] = skipped
+        if len(keys) >= _TRIM_SIZE:
+            horizon = ctr - SPQR_MAX_OOO_KEYS
+            keys = {i: k for i, k in keys.items() if i >= horizon}
+        seed, key = _next_key(seed, at)
+        return SpqrChain(self.send_seed, self.send_index, seed, at, keys, self.max_jump), key
+
+    def __repr__(self) -> str:
+        return f"SpqrChain(send_index={self.send_index}, recv_index={self.recv_index}, <secret>)"
