@@ -1,0 +1,87 @@
+"""A small sealed-sender world for tests: a trust root, a server key, and certified parties."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sotto.crypto.keys import KeyPair
+from sotto.crypto.random import Rng, seeded_rng
+from sotto.protocol.address import ProtocolAddress
+from sotto.protocol.sealed_sender import (
+    SenderCertificate,
+    ServerCertificate,
+    UnidentifiedSenderMessageContent,
+)
+
+NOW_MS = 1_800_000_000_000
+DAY_MS = 86_400_000
+WHISPER = 2
+PREKEY = 3
+SENDER_KEY = 7
+PLAINTEXT = 8
+
+
+@dataclass
+class Party:
+    identity: KeyPair
+    uuid: str
+    device_id: int
+    registration_id: int
+    certificate: SenderCertificate
+
+    @property
+    def address(self) -> ProtocolAddress:
+        return ProtocolAddress(self.uuid, self.device_id)
+
+
+@dataclass
+class World:
+    rng: Rng
+    root: KeyPair
+    server: KeyPair
+    server_certificate: ServerCertificate
+    _counter: int = field(default=0)
+
+    @classmethod
+    def create(cls, seed: int = 7, key_id: int = 1) -> World:
+        rng = seeded_rng(seed)
+        root = KeyPair.generate(rng)
+        server = KeyPair.generate(rng)
+        return cls(rng, root, server, ServerCertificate.issue(key_id, server.public, root.private, rng))
+
+    def certify(
+        self, identity: KeyPair, sender_uuid: str, device_id: int = 1, expiration_ms: int = NOW_MS + DAY_MS
+    ) -> SenderCertificate:
+        return SenderCertificate.issue(
+            sender_uuid=sender_uuid,
+            sender_device_id=device_id,
+            identity_key=identity.public,
+            expiration_ms=expiration_ms,
+            signer=self.server_certificate,
+            signer_key=self.server.private,
+            rng=self.rng,
+        )
+
+    def party(self, device_id: int = 1) -> Party:
+        self._counter += 1
+        identity = KeyPair.generate(self.rng)
+        party_uuid = str(uuid.UUID(bytes=self.rng(16), version=4))
+        return Party(
+            identity,
+            party_uuid,
+            device_id,
+            1000 + self._counter,
+            self.certify(identity, party_uuid, device_id),
+        )
+
+    def content(
+        self, sender: Party, body: bytes = b"inner message", message_type: int = WHISPER, **kw: object
+    ) -> UnidentifiedSenderMessageContent:
+        return UnidentifiedSenderMessageContent.new(message_type, sender.certificate, body, **kw)  # type: ignore[arg-type]
+
+
+def flip(data: bytes, position: int, mask: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[position] ^= mask
+    return bytes(out)
