@@ -6,7 +6,10 @@ part checks the primitives Sotto already has (XEdDSA, the Kyber shim) against li
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,3 +525,21 @@ def test_sealed_v2_split_rejects_garbage(oracle: Oracle) -> None:
     sent = bytes([0x23]) + uint_field(1, 1) + bytes_field(2, b"x")
     with pytest.raises(OracleError):
         oracle.call("sealed_v2_split", sent=sent)
+
+
+def test_libsignal_bench_prints_one_json_line() -> None:
+    script = Path(__file__).resolve().parents[2] / "bench" / "libsignal_bench.mjs"
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH; run `make node`"
+    for mode in ("one-direction", "ping-pong"):
+        out = subprocess.run(
+            [node, str(script), "--n", "20", "--setups", "2", "--mode", mode, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        result = json.loads(out.stdout)
+        assert (result["mode"], result["n"], result["libsignal"]) == (mode, 20, EXPECTED_VERSION)
+        assert result["per_message_us"] > 0
+        assert result["setup_us"] > 0
