@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import mlkem
 
-from sotto.crypto.kdf import sha3_256, shake256
+from sotto.crypto.kdf import bytes_equal, sha3_256, shake256
 from sotto.crypto.random import Rng
 from sotto.errors import InvalidKeyError
 
@@ -68,7 +68,7 @@ class KemPublicKey:
         return self._key
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, KemPublicKey) and self.raw == other.raw
+        return isinstance(other, KemPublicKey) and bytes_equal(self.raw, other.raw)
 
     def __hash__(self) -> int:
         return hash(self.raw)

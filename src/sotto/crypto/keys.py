@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.random import Rng
 from sotto.errors import InvalidKeyError
 
@@ -54,7 +55,8 @@ class PublicKey:
         return self._key
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PublicKey) and self.raw == other.raw
+        # Constant-time, as libsignal's PartialEq (ct_eq): protocol code compares keys with ==.
+        return isinstance(other, PublicKey) and bytes_equal(self.raw, other.raw)
 
     def __hash__(self) -> int:
         return hash(self.raw)
