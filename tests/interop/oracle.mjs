@@ -415,6 +415,19 @@ const handlers = {
     return { archived: true };
   },
 
+  // The identity key this party has saved for a peer (null if none), and the prekey ids it still holds.
+  async get_identity(r) {
+    const p = P(r.party);
+    const k = await p.identity.getIdentity(remoteOf(r));
+    return { identity_pub: k ? hex(k.serialize()) : null };
+  },
+
+  async prekeys_held({ party }) {
+    const p = P(party);
+    const ids = (m) => [...m.keys()].sort((a, b) => a - b);
+    return { pre_key_ids: ids(p.prekeys.m), signed_pre_key_ids: ids(p.signed.m), kyber_pre_key_ids: ids(p.kyber.m) };
+  },
+
   // -- XEdDSA, directly
   async sign({ priv, msg }) {
     need({ priv, msg }, 'priv', 'msg');

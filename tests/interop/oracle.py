@@ -178,7 +178,13 @@ class Oracle:
             if answer is None:
                 self._lines.put(None)  # later calls see the end too
                 raise OracleError(f"oracle exited during {cmd}; stderr:\n{self.stderr_tail()}")
-            reply: dict[str, Any] = json.loads(answer)
+            try:
+                reply: dict[str, Any] = json.loads(answer)
+            except json.JSONDecodeError:
+                self.terminate()
+                raise OracleError(
+                    f"oracle wrote a non-JSON line during {cmd}: {answer[:200]!r}; killed"
+                ) from None
             if reply.pop("id", None) != request_id:
                 self.terminate()
                 raise OracleError(f"oracle answered out of order during {cmd}; killed")

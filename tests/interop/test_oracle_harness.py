@@ -117,8 +117,19 @@ def test_one_to_one_first_message_then_replies(oracle: Oracle) -> None:
         "pre_key_id": bundle["pre_key_id"],
         "signed_pre_key_id": bundle["signed_pre_key_id"],
     }
+    held = oracle.call("prekeys_held", party=bob.handle)
+    assert held["pre_key_ids"] == [bundle["pre_key_id"]]
+    assert oracle.call("get_identity", party=bob.handle, **alice.remote()) == {"identity_pub": None}
     got = oracle.call("decrypt", party=bob.handle, **alice.remote(), type=m["type"], bytes=m["bytes"])
     assert from_hex(got["pt"]) == b"hello bob"
+    held = oracle.call("prekeys_held", party=bob.handle)
+    assert held["pre_key_ids"] == []  # the one-time prekey is consumed
+    assert held["kyber_pre_key_ids"] == []  # so is a one-time Kyber prekey
+    assert held["signed_pre_key_ids"] == [bundle["signed_pre_key_id"]]
+    assert (
+        from_hex(oracle.call("get_identity", party=bob.handle, **alice.remote())["identity_pub"])
+        == alice.identity_pub
+    )
     r = oracle.call("encrypt", party=bob.handle, **alice.remote(), pt=b"hello alice")
     assert r["type"] == WHISPER
     view = oracle.call("inspect", type=WHISPER, bytes=r["bytes"])
