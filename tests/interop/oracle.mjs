@@ -493,7 +493,9 @@ const handlers = {
   // -- sealed sender v2 (multi-recipient)
   // Content: with distribution_id, a SenderKeyMessage of pt (the SKDM made just before is
   // returned as "skdm"); otherwise pt itself, labelled msg_type (default 7, SenderKey).
-  async sealed_v2_send(r) {
+  async sealed_v2_send(req) {
+    // "group": {distribution_id, group_id?} is accepted as a spelling of the flat fields.
+    const r = req.group ? { ...req, ...req.group } : req;
     const p = P(r.party);
     need(r, 'recipients', 'pt');
     const groupId = r.group_id ? unhex(r.group_id, 'group_id') : null;

@@ -317,12 +317,13 @@ def test_sealed_v2_group_message_and_excluded(oracle: Oracle) -> None:
         party=alice.handle,
         recipients=[[bob.name, bob.device]],
         pt=b"to the group",
-        distribution_id=dist,
+        group={"distribution_id": dist, "group_id": b"g"},
         excluded=[left],
     )
     assert oracle.call("sealed_v2_split", sent=out["sent"])["excluded"] == [left]
     usmc = oracle.call("sealed_decrypt_to_usmc", party=bob.handle, bytes=out["received"][bob.name])
     assert usmc["content"] == out["skm"]
+    assert from_hex(usmc["group_id"]) == b"g"
     got = oracle.call(
         "group_recv",
         party=bob.handle,
