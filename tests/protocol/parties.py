@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import Rng, seeded_rng
@@ -21,6 +22,18 @@ from sotto.protocol.record import SessionRecord
 ALICE_NAME = "9d0652a3-dcc3-4d11-975f-74d61598733f"
 BOB_NAME = "796abedb-ca4e-4f18-8803-1fde5b921f9f"
 NOW_MS = 1_750_000_000_000
+
+
+class Peer(Protocol):
+    """Anything with an address: a :class:`Party` or a remote libsignal party."""
+
+    @property
+    def address(self) -> ProtocolAddress: ...
+
+
+@dataclass(frozen=True)
+class RemoteAddress:
+    address: ProtocolAddress
 
 
 @dataclass
@@ -64,19 +77,22 @@ class Party:
             pre_key=pre_key,
         )
 
-    def start_session(self, peer: Party, bundle: PreKeyBundle | None = None) -> None:
+    def start_session(self, peer: Peer, bundle: PreKeyBundle | None = None) -> None:
+        if bundle is None:
+            assert isinstance(peer, Party)
+            bundle = peer.bundle()
         self.sessions[peer.address] = session.process_prekey_bundle(
             self.sessions.get(peer.address),
             our_identity=self.identity,
             our_registration_id=self.registration_id,
             our_address=self.address,
             their_address=peer.address,
-            bundle=bundle or peer.bundle(),
+            bundle=bundle,
             now_ms=NOW_MS,
             rng=self.rng,
         )
 
-    def encrypt(self, peer: Party, plaintext: bytes, now_ms: int = NOW_MS) -> CiphertextMessage:
+    def encrypt(self, peer: Peer, plaintext: bytes, now_ms: int = NOW_MS) -> CiphertextMessage:
         record, message = session.encrypt(
             self.sessions.get(peer.address),
             plaintext,
@@ -88,7 +104,7 @@ class Party:
         self.sessions[peer.address] = record
         return message
 
-    def decrypt(self, peer: Party, message: CiphertextMessage) -> bytes:
+    def decrypt(self, peer: Peer, message: CiphertextMessage) -> bytes:
         record = self.sessions.get(peer.address)
         if message.type == CiphertextMessageType.PREKEY:
             parsed = PreKeySignalMessage.decode(message.body)
