@@ -7,8 +7,10 @@ libsignal binds the sender's and recipient's ServiceIds into the MAC of the firs
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 ACI_KIND = 0
 PNI_KIND = 1
@@ -29,18 +31,17 @@ class ProtocolAddress:
         return f"{self.name}.{self.device_id}"
 
 
+_HYPHENATED_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def _parse_hyphenated(text: str) -> uuid.UUID | None:
     # libsignal accepts only the 36-character hyphenated form, in either case.
-    if len(text) != _HYPHENATED_UUID_LENGTH:
+    if len(text) != _HYPHENATED_UUID_LENGTH or _HYPHENATED_UUID.fullmatch(text) is None:
         return None
-    if text[8] != "-" or text[13] != "-" or text[18] != "-" or text[23] != "-":
-        return None
-    hex_digits = text.replace("-", "")
-    if len(hex_digits) != 32 or any(c not in "0123456789abcdefABCDEF" for c in hex_digits):
-        return None
-    return uuid.UUID(hex=hex_digits)
+    return uuid.UUID(text)
 
 
+@lru_cache(maxsize=4096)
 def service_id_fixed_width(name: str) -> bytes | None:
     """The 17-byte fixed-width ServiceId (kind byte ‖ UUID) for ``name``, or None if it is not one."""
     if name.startswith(_PNI_PREFIX):

@@ -8,8 +8,6 @@ an attacker could cause is :class:`~sotto.errors.DecryptionError`.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sotto.crypto.cipher import aes256_cbc_decrypt, aes256_cbc_encrypt
 from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.keys import KeyPair
@@ -46,7 +44,22 @@ def encrypt_message(
         pq_ratchet=pq_message,
         addresses=addresses,
     )
-    return replace(state, sender_chain=SenderChain(sender.ratchet_key, chain_key.next()), spqr=spqr), message
+    new_state = SessionState(
+        state.version,
+        state.local_identity,
+        state.remote_identity,
+        state.root_key,
+        SenderChain(sender.ratchet_key, chain_key.next()),
+        state.receiver_chains,
+        state.previous_counter,
+        spqr,
+        state.local_registration_id,
+        state.remote_registration_id,
+        state.alice_base_key,
+        state.self_session,
+        state.pending_prekey,
+    )
+    return new_state, message
 
 
 def decrypt_message(
@@ -115,13 +128,20 @@ def decrypt_message(
         raise DecryptionError
     plaintext = aes256_cbc_decrypt(keys.cipher_key, keys.iv, message.ciphertext)
 
-    new_state = replace(
-        state,
-        root_key=root_key,
-        sender_chain=sender,
-        receiver_chains=(*chains[:index], new_chain, *chains[index + 1 :]),
-        previous_counter=previous_counter,
-        spqr=spqr,
-        pending_prekey=None,
+    # Built field by field (not dataclasses.replace): this runs for every message.
+    new_state = SessionState(
+        state.version,
+        state.local_identity,
+        state.remote_identity,
+        root_key,
+        sender,
+        (*chains[:index], new_chain, *chains[index + 1 :]),
+        previous_counter,
+        spqr,
+        state.local_registration_id,
+        state.remote_registration_id,
+        state.alice_base_key,
+        state.self_session,
+        None,
     )
     return new_state, plaintext

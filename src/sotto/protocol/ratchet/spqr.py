@@ -51,6 +51,10 @@ class SpqrMessageType(enum.IntEnum):
     CT2 = 6
 
 
+_NONE_PREFIX = bytes((SPQR_V1, CHAIN_ONLY_EPOCH))
+_NONE_TYPE = bytes((SpqrMessageType.NONE,))
+"""A chain-only payload is ``0x01 0x01`` ‖ varint index ‖ ``0x00``."""
+
 _CHUNKED_TYPES = frozenset(
     {
         SpqrMessageType.HDR,
@@ -136,7 +140,7 @@ class SpqrChain:
         """``(new chain, SPQR payload for the message, key salting the message keys)``."""
         index = self.send_index + 1
         seed, key = _next_key(self.send_seed, index)
-        message = SpqrMessage(CHAIN_ONLY_EPOCH, index, SpqrMessageType.NONE).encode()
+        message = _NONE_PREFIX + encode_varint(index) + _NONE_TYPE
         return (
             SpqrChain(seed, index, self.recv_seed, self.recv_index, self.recv_keys, self.max_jump),
             message,
@@ -158,6 +162,7 @@ class SpqrChain:
             raise DecryptionError from None
         if message.epoch != CHAIN_ONLY_EPOCH:
             raise DecryptionError
+        # Chunks of an ML-KEM epoch (Hdr, Ek, ...) are ignored: chain-only mode never answers them.
         at = message.index
         if at == 0:
             return self, None
