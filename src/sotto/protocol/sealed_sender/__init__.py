@@ -3,7 +3,8 @@
 The sender's identity travels encrypted, as a server-signed :class:`SenderCertificate` inside
 the :class:`UnidentifiedSenderMessageContent`; the server sees only the recipient. v1 seals to
 one recipient (:func:`seal_v1`); v2 encrypts once for many (:func:`seal_v2`) and the server
-splits the result with :class:`SentMessage` without being able to read it. :func:`open_sealed`
+splits the result with :class:`SentMessage` (which imports no cryptography) without being able
+to read it. :func:`open_sealed`
 opens either and checks the certificate. Nothing here depends on the ratchet: the inner
 content is opaque bytes plus a message type.
 """
@@ -17,15 +18,9 @@ from sotto.protocol.sealed_sender.certificate import (
 )
 from sotto.protocol.sealed_sender.content import ContentHint, UnidentifiedSenderMessageContent
 from sotto.protocol.sealed_sender.open import open_sealed
+from sotto.protocol.sealed_sender.sent_message import SentMessage, SentRecipient
 from sotto.protocol.sealed_sender.v1 import SealedSenderV1Message, open_v1, seal_v1
-from sotto.protocol.sealed_sender.v2 import (
-    ReceivedMessage,
-    SealedRecipient,
-    SentMessage,
-    SentRecipient,
-    open_v2,
-    seal_v2,
-)
+from sotto.protocol.sealed_sender.v2 import ReceivedMessage, SealedRecipient, open_v2, seal_v2
 
 __all__ = [
     "REVOKED_SERVER_KEY_IDS",

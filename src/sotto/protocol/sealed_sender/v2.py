@@ -12,20 +12,12 @@ The recipient recovers ``M``, re-derives ``e`` and checks it against ``E.pub`` (
 swapped between messages), decrypts, then checks ``AT`` against the key the certificate names:
 a co-recipient who learned ``M`` cannot re-wrap the content under someone else's certificate.
 
-Sent form (client → server), version ``0x23`` (17-byte ServiceIds) or ``0x22`` (ACI UUIDs)::
-
-    version ‖ varint n ‖ n × (ServiceId ‖ devices ‖ C ‖ AT  |  ServiceId ‖ 0x00) ‖ E.pub (32) ‖ ct
-
-with ``devices`` = entries of device id (1 B) ‖ u16 BE (bit 15 "more follow", bits 0–13 the
-registration id); ``ServiceId ‖ 0x00`` marks a recipient deliberately excluded. The server
-splits it into one received form per recipient (the relay never needs a key)::
-
-    0x22 ‖ C ‖ AT ‖ E.pub (32) ‖ ct
+The sent form and its split into received forms live in :mod:`.sent_message`; this module
+holds the cryptography and the received form ``0x22 ‖ C ‖ AT ‖ E.pub (32) ‖ ct``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -37,42 +29,27 @@ from sotto.crypto.keys import KeyPair, PrivateKey, PublicKey
 from sotto.crypto.random import Rng
 from sotto.errors import DecodeError, DecryptionError, SottoError
 from sotto.protocol import protobuf as pb
-from sotto.protocol.address import (
-    ACI_KIND,
-    PNI_KIND,
-    SERVICE_ID_FIXED_WIDTH_LENGTH,
-    ProtocolAddress,
-    service_id_fixed_width,
-)
 from sotto.protocol.labels import (
     SEALED_SENDER_V2_DH,
     SEALED_SENDER_V2_DH_SENDER,
     SEALED_SENDER_V2_K,
     SEALED_SENDER_V2_R,
 )
-from sotto.protocol.limits import MAX_DEVICE_ID, MAX_REGISTRATION_ID
 from sotto.protocol.sealed_sender.content import UnidentifiedSenderMessageContent
+from sotto.protocol.sealed_sender.sent_message import (
+    AUTH_TAG_LENGTH,
+    GCM_SIV_TAG_LENGTH,
+    MESSAGE_KEY_LENGTH,
+    RAW_PUBLIC_KEY_LENGTH,
+    SERVICE_ID_VERSION,
+    ServiceIdLike,
+    encode_device_list,
+    fixed_width_service_id,
+    service_id_string,
+)
 
-UUID_VERSION = 0x22
-"""Sent form naming recipients by raw ACI UUID; also the only received-form version written."""
-SERVICE_ID_VERSION = 0x23
-"""Sent form naming recipients by 17-byte ServiceId; what :func:`seal_v2` writes."""
-RECEIVED_VERSION = UUID_VERSION
 MAJOR_VERSION = 2
-
-MESSAGE_KEY_LENGTH = 32
-AUTH_TAG_LENGTH = 16
-RAW_PUBLIC_KEY_LENGTH = 32
-GCM_SIV_TAG_LENGTH = 16
 _NONCE = bytes(12)
-_HAS_MORE = 0x8000
-_UUID_LENGTH = 16
-_U32 = 0xFFFF_FFFF
-
-
-ServiceIdLike = bytes | str | ProtocolAddress
-"""A recipient account: its 17-byte fixed-width ServiceId, its ServiceId string, or an address
-whose name is one."""
 
 
 class SealedRecipient(NamedTuple):
@@ -82,25 +59,6 @@ class SealedRecipient(NamedTuple):
     devices: Sequence[tuple[int, int]]
     """``(device id, registration id)`` pairs."""
     identity_key: PublicKey
-
-
-def _fixed_width(value: ServiceIdLike) -> bytes:
-    """The 17-byte form of ``value``; ValueError if it names no ServiceId."""
-    if isinstance(value, bytes):
-        if len(value) != SERVICE_ID_FIXED_WIDTH_LENGTH or value[0] not in (ACI_KIND, PNI_KIND):
-            raise ValueError("a fixed-width ServiceId is a kind byte (0 or 1) and 16 UUID bytes")
-        return value
-    name = value.name if isinstance(value, ProtocolAddress) else value
-    fixed = service_id_fixed_width(name)
-    if fixed is None:
-        raise ValueError("multi-recipient sealed sender needs ServiceIds (a UUID, or PNI: and a UUID)")
-    return fixed
-
-
-def service_id_string(fixed_width: bytes) -> str:
-    """The ServiceId string (``<uuid>`` or ``PNI:<uuid>``) of a 17-byte fixed-width ServiceId."""
-    text = str(uuid.UUID(bytes=fixed_width[1:]))
-    return "PNI:" + text if fixed_width[0] == PNI_KIND else text
 
 
 def _ephemeral_from(m: bytes) -> KeyPair:
@@ -149,21 +107,12 @@ def seal_v2(
     out += pb.encode_varint(len(recipients) + len(excluded))
     for entry in recipients:
         service_id_value, devices, their_identity = entry
-        service_id = _fixed_width(service_id_value)
+        service_id = fixed_width_service_id(service_id_value)
         if service_id in seen:
             raise ValueError(f"recipient {service_id_string(service_id)} listed twice")
         seen.add(service_id)
-        if not devices:
-            raise ValueError(f"recipient {service_id_string(service_id)} has no devices")
         out += service_id
-        for i, (device_id, registration_id) in enumerate(devices):
-            if not 1 <= device_id <= MAX_DEVICE_ID:
-                raise ValueError(f"device id {device_id} out of range")
-            if not 0 <= registration_id <= MAX_REGISTRATION_ID:
-                raise ValueError(f"registration id {registration_id} is not 14-bit")
-            more = _HAS_MORE if i + 1 < len(devices) else 0
-            out.append(device_id)
-            out += (registration_id | more).to_bytes(2, "big")
+        out += encode_device_list(devices)
         c = _xor(m, _xor_pad(agree(ephemeral.private, their_identity), ephemeral.public, their_identity))
         out += c
         out += _auth_tag(
@@ -174,7 +123,7 @@ def seal_v2(
             their_identity,
         )
     for excluded_value in excluded:
-        service_id = _fixed_width(excluded_value)
+        service_id = fixed_width_service_id(excluded_value)
         if service_id in seen:
             raise ValueError(f"recipient {service_id_string(service_id)} listed twice")
         seen.add(service_id)
@@ -182,128 +131,6 @@ def seal_v2(
     out += ephemeral.public.raw
     out += ciphertext
     return bytes(out)
-
-
-@dataclass(frozen=True, slots=True)
-class SentRecipient:
-    """One account in a sent form: its devices and its 48-byte key share (empty if excluded)."""
-
-    service_id: bytes
-    """17-byte fixed width (a 0x22 sent form's raw UUIDs are read as ACIs)."""
-    devices: tuple[tuple[int, int], ...]
-    c_and_at: bytes
-
-    @property
-    def excluded(self) -> bool:
-        return not self.devices
-
-
-@dataclass(frozen=True, slots=True)
-class SentMessage:
-    """A parsed sent form: what the relay needs to fan a message out, and nothing it can read."""
-
-    version: int
-    recipients: tuple[SentRecipient, ...]
-    shared_bytes: bytes
-    """``E.pub ‖ ciphertext``, identical in every recipient's received form."""
-
-    @classmethod
-    def parse(cls, data: bytes) -> SentMessage:
-        """Parse strictly; raises DecodeError only.
-
-        Refused, beyond truncation: an unknown version or ServiceId kind, a device id outside
-        1..127, a registration id with bit 14 set, a 0 device after real ones, a recipient both
-        excluded and included, two entries for one account with different key shares, and
-        fewer than 48 bytes (E.pub and the GCM-SIV tag) after the recipients. Two entries for
-        one account with the same share are merged, as libsignal does.
-        """
-        if not data:
-            raise DecodeError("empty sealed sender v2 message")
-        version = data[0]
-        if version not in (UUID_VERSION, SERVICE_ID_VERSION):
-            raise DecodeError(f"unknown sealed sender v2 sent-form version {version:#04x}")
-        count, pos = pb.read_varint(data, 1)
-        if count > _U32:
-            raise DecodeError("recipient count does not fit in 32 bits")
-        n = len(data)
-        id_length = _UUID_LENGTH if version == UUID_VERSION else SERVICE_ID_FIXED_WIDTH_LENGTH
-        by_id: dict[bytes, SentRecipient] = {}
-        for _ in range(count):
-            if pos + id_length > n:
-                raise DecodeError("truncated recipient ServiceId")
-            service_id = bytes(data[pos : pos + id_length])
-            pos += id_length
-            if version == UUID_VERSION:
-                service_id = bytes((ACI_KIND,)) + service_id
-            elif service_id[0] not in (ACI_KIND, PNI_KIND):
-                raise DecodeError(f"unknown ServiceId kind {service_id[0]}")
-            devices: list[tuple[int, int]] = []
-            while True:
-                if pos >= n:
-                    raise DecodeError("truncated device list")
-                device_id = data[pos]
-                pos += 1
-                if device_id == 0:
-                    if devices:
-                        raise DecodeError("device id 0 inside a device list")
-                    break
-                if device_id > MAX_DEVICE_ID:
-                    raise DecodeError(f"device id {device_id} out of range")
-                if pos + 2 > n:
-                    raise DecodeError("truncated registration id")
-                word = int.from_bytes(data[pos : pos + 2], "big")
-                pos += 2
-                registration_id = word & ~_HAS_MORE
-                if registration_id > MAX_REGISTRATION_ID:
-                    raise DecodeError("registration id is not 14-bit")
-                devices.append((device_id, registration_id))
-                if not word & _HAS_MORE:
-                    break
-            c_and_at = b""
-            if devices:
-                share = MESSAGE_KEY_LENGTH + AUTH_TAG_LENGTH
-                if pos + share > n:
-                    raise DecodeError("truncated key share")
-                c_and_at = bytes(data[pos : pos + share])
-                pos += share
-            previous = by_id.get(service_id)
-            if previous is None:
-                by_id[service_id] = SentRecipient(service_id, tuple(devices), c_and_at)
-                continue
-            if previous.excluded or not devices:
-                raise DecodeError("a recipient is both excluded and included")
-            if previous.c_and_at != c_and_at:
-                raise DecodeError("a recipient is listed twice with different key shares")
-            by_id[service_id] = SentRecipient(service_id, previous.devices + tuple(devices), c_and_at)
-        if n - pos < RAW_PUBLIC_KEY_LENGTH + GCM_SIV_TAG_LENGTH:
-            raise DecodeError("missing ephemeral key or ciphertext")
-        return cls(version, tuple(by_id.values()), bytes(data[pos:]))
-
-    def recipient(self, which: int | ServiceIdLike) -> SentRecipient:
-        """A recipient by position (in the order parsed) or by ServiceId; else KeyError/IndexError."""
-        if isinstance(which, int):
-            return self.recipients[which]
-        wanted = _fixed_width(which)
-        for recipient in self.recipients:
-            if recipient.service_id == wanted:
-                return recipient
-        raise KeyError(service_id_string(wanted))
-
-    def received_message_for(self, which: int | ServiceIdLike) -> bytes:
-        """The received form for one recipient: ``0x22 ‖ C ‖ AT ‖ E.pub ‖ ciphertext``.
-
-        An excluded recipient has no share to receive; asking for one is ValueError.
-        """
-        recipient = self.recipient(which)
-        if recipient.excluded:
-            raise ValueError(f"recipient {service_id_string(recipient.service_id)} was excluded")
-        return bytes((RECEIVED_VERSION,)) + recipient.c_and_at + self.shared_bytes
-
-    def __repr__(self) -> str:
-        return (
-            f"SentMessage(version={self.version:#04x}, recipients={len(self.recipients)}, "
-            f"shared=<{len(self.shared_bytes)} bytes>)"
-        )
 
 
 @dataclass(frozen=True, slots=True)
