@@ -1,0 +1,117 @@
+"""SignalMessage and PreKeySignalMessage: round trips, versions, and the decode contract."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sotto.errors import DecodeError, UnsupportedVersionError
+from sotto.protocol.messages import CiphertextMessageType, PreKeySignalMessage, SignalMessage
+from tests.protocol.parties import established_pair, make_pair
+
+
+def _prekey_bytes() -> bytes:
+    alice, bob = make_pair(11)
+    alice.start_session(bob)
+    return alice.encrypt(bob, b"prekey payload").body
+
+
+def _whisper_bytes() -> bytes:
+    alice, bob = established_pair(12)
+    return alice.encrypt(bob, b"whisper payload").body
+
+
+PREKEY = _prekey_bytes()
+WHISPER = _whisper_bytes()
+
+
+def test_message_types_match_libsignal() -> None:
+    assert [int(t) for t in CiphertextMessageType] == [2, 3, 7, 8]
+
+
+def test_round_trips_keep_the_exact_bytes() -> None:
+    whisper = SignalMessage.decode(WHISPER)
+    assert whisper.serialized == WHISPER
+    assert WHISPER[0] == 0x44 and whisper.version == 4
+    assert len(whisper.mac) == 8
+    assert whisper.pq_ratchet[:2] == b"\x01\x01"
+    prekey = PreKeySignalMessage.decode(PREKEY)
+    assert prekey.serialized == PREKEY
+    assert prekey.message.addresses is not None
+    assert len(prekey.kyber_ciphertext) == 1569 and prekey.kyber_ciphertext[0] == 0x08
+    rebuilt = PreKeySignalMessage.create(
+        registration_id=prekey.registration_id,
+        pre_key_id=prekey.pre_key_id,
+        signed_pre_key_id=prekey.signed_pre_key_id,
+        kyber_pre_key_id=prekey.kyber_pre_key_id,
+        kyber_ciphertext=prekey.kyber_ciphertext,
+        base_key=prekey.base_key,
+        identity_key=prekey.identity_key,
+        message=prekey.message,
+    )
+    assert rebuilt.serialized == PREKEY
+
+
+@pytest.mark.parametrize("nibble", [0, 1, 2, 3, 5, 15])
+def test_refused_versions(nibble: int) -> None:
+    for data, decoder in ((WHISPER, SignalMessage.decode), (PREKEY, PreKeySignalMessage.decode)):
+        with pytest.raises(UnsupportedVersionError):
+            decoder(bytes(((nibble << 4) | 4,)) + data[1:])
+
+
+def test_low_nibble_is_ignored() -> None:
+    assert SignalMessage.decode(b"\x43" + WHISPER[1:]).counter == SignalMessage.decode(WHISPER).counter
+
+
+def test_short_and_empty_inputs() -> None:
+    for data in (b"", b"\x44", WHISPER[:8]):
+        with pytest.raises(DecodeError):
+            SignalMessage.decode(data)
+    with pytest.raises(DecodeError):
+        PreKeySignalMessage.decode(b"")
+
+
+def _decodes_or_refuses(data: bytes) -> None:
+    for decoder in (SignalMessage.decode, PreKeySignalMessage.decode):
+        with contextlib.suppress(DecodeError, UnsupportedVersionError):
+            decoder(data)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_decode_errors(data: bytes) -> None:
+    _decodes_or_refuses(data)
+    _decodes_or_refuses(b"\x44" + data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.randoms(use_true_random=False), st.sampled_from(["flip", "truncate", "insert", "delete"]))
+def test_mutations_of_valid_messages_raise_only_decode_errors(rnd: random.Random, how: str) -> None:
+    for original in (WHISPER, PREKEY):
+        data = bytearray(original)
+        for _ in range(rnd.randrange(1, 4)):
+            pos = rnd.randrange(len(data))
+            if how == "flip":
+                data[pos] ^= 1 << rnd.randrange(8)
+            elif how == "truncate":
+                del data[pos:]
+                if not data:
+                    break
+            elif how == "insert":
+                data.insert(pos, rnd.randrange(256))
+            else:
+                del data[pos]
+                if not data:
+                    break
+        _decodes_or_refuses(bytes(data))
+
+
+def test_reprs_show_no_ciphertext() -> None:
+    whisper = SignalMessage.decode(WHISPER)
+    assert whisper.ciphertext.hex()[:16] not in repr(whisper)
+    prekey = PreKeySignalMessage.decode(PREKEY)
+    assert prekey.kyber_ciphertext.hex()[2:18] not in repr(prekey)
