@@ -9,6 +9,7 @@ from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import Rng, seeded_rng
 from sotto.protocol.address import ProtocolAddress
 from sotto.protocol.sealed_sender import (
+    SealedRecipient,
     SenderCertificate,
     ServerCertificate,
     UnidentifiedSenderMessageContent,
@@ -85,3 +86,19 @@ def flip(data: bytes, position: int, mask: int = 0x01) -> bytes:
     out = bytearray(data)
     out[position] ^= mask
     return bytes(out)
+
+
+SHARE = 48  # C (32) + AT (16)
+
+
+def fixed(party: Party) -> bytes:
+    return b"\x00" + uuid.UUID(party.uuid).bytes
+
+
+def recipients_for(parties: list[Party], devices: int = 1) -> list[SealedRecipient]:
+    return [
+        SealedRecipient(
+            p.uuid, [(d, (p.registration_id + d) & 0x3FFF) for d in range(1, devices + 1)], p.identity.public
+        )
+        for p in parties
+    ]

@@ -10,8 +10,7 @@ import pytest
 from sotto.errors import DecodeError
 from sotto.protocol.protobuf import encode_varint
 from sotto.protocol.sealed_sender import SentMessage, seal_v2, sent_message
-from tests.protocol.sealed_sender.helpers import World
-from tests.protocol.sealed_sender.test_v2 import SHARE, recipients_for
+from tests.protocol.sealed_sender.helpers import SHARE, World, recipients_for
 
 
 # --------------------------------------------------------------------------- sent-form parser

@@ -12,27 +12,11 @@ from sotto.errors import DecodeError, DecryptionError, InvalidCertificateError
 from sotto.protocol.address import ProtocolAddress
 from sotto.protocol.sealed_sender import (
     ReceivedMessage,
-    SealedRecipient,
     SentMessage,
     open_v2,
     seal_v2,
 )
-from tests.protocol.sealed_sender.helpers import SENDER_KEY, Party, World, flip
-
-SHARE = 48  # C (32) + AT (16)
-
-
-def fixed(party: Party) -> bytes:
-    return b"\x00" + uuid.UUID(party.uuid).bytes
-
-
-def recipients_for(parties: list[Party], devices: int = 1) -> list[SealedRecipient]:
-    return [
-        SealedRecipient(
-            p.uuid, [(d, (p.registration_id + d) & 0x3FFF) for d in range(1, devices + 1)], p.identity.public
-        )
-        for p in parties
-    ]
+from tests.protocol.sealed_sender.helpers import SENDER_KEY, SHARE, World, fixed, flip, recipients_for
 
 
 @pytest.mark.parametrize("count", [1, 2, 5])
