@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sotto.errors import DecodeError
 from sotto.protocol import protobuf as pb
@@ -111,6 +111,11 @@ class SentMessage:
     recipients: tuple[SentRecipient, ...]
     shared_bytes: bytes
     """``E.pub ‖ ciphertext``, identical in every recipient's received form."""
+    _by_service_id: dict[bytes, SentRecipient] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A relay splitting for n recipients looks each one up: keep that O(1).
+        object.__setattr__(self, "_by_service_id", {r.service_id: r for r in self.recipients})
 
     @classmethod
     def parse(cls, data: bytes) -> SentMessage:
@@ -189,10 +194,10 @@ class SentMessage:
         if isinstance(which, int):
             return self.recipients[which]
         wanted = fixed_width_service_id(which)
-        for recipient in self.recipients:
-            if recipient.service_id == wanted:
-                return recipient
-        raise KeyError(service_id_string(wanted))
+        found = self._by_service_id.get(wanted)
+        if found is None:
+            raise KeyError(service_id_string(wanted))
+        return found
 
     def received_message_for(self, which: int | ServiceIdLike) -> bytes:
         """The received form for one recipient: ``0x22 ‖ C ‖ AT ‖ E.pub ‖ ciphertext``.
