@@ -175,6 +175,7 @@ def test_sealed_sender_does_not_depend_on_sessions_or_the_ratchet() -> None:
         "sotto.protocol.labels",
         "sotto.protocol.limits",
         "sotto.protocol.address",
+        "sotto.protocol.messages",
         "sotto.protocol.sealed_sender",
     )
     package_dir = Path(sealed_sender_package.__file__).parent

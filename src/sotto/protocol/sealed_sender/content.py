@@ -21,6 +21,7 @@ from enum import IntEnum
 
 from sotto.errors import DecodeError
 from sotto.protocol import protobuf as pb
+from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender.certificate import SenderCertificate
 
 
@@ -30,20 +31,22 @@ class ContentHint(IntEnum):
     IMPLICIT = 2
 
 
-# CiphertextMessageType (2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext) <-> USMC field 1.
-_WIRE_TYPE_OF = {3: 1, 2: 2, 7: 7, 8: 8}
+# CiphertextMessageType <-> the USMC's own enum in field 1 (only PreKey differs: 3 vs 1).
+_WIRE_TYPE_OF = {
+    CiphertextMessageType.PREKEY: 1,
+    CiphertextMessageType.WHISPER: 2,
+    CiphertextMessageType.SENDER_KEY: 7,
+    CiphertextMessageType.PLAINTEXT: 8,
+}
 _CIPHERTEXT_TYPE_OF = {wire: ct for ct, wire in _WIRE_TYPE_OF.items()}
-
-CIPHERTEXT_MESSAGE_TYPES = frozenset(_WIRE_TYPE_OF)
-"""The CiphertextMessageType values a USMC can carry: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext."""
 
 
 @dataclass(frozen=True, slots=True)
 class UnidentifiedSenderMessageContent:
     """The sealed payload: the sender's certificate and one inner message."""
 
-    message_type: int
-    """The inner message's CiphertextMessageType: 2, 3, 7 or 8."""
+    message_type: CiphertextMessageType
+    """What ``content`` is: WHISPER (2), PREKEY (3), SENDER_KEY (7) or PLAINTEXT (8)."""
     sender_certificate: SenderCertificate
     content: bytes
     content_hint: int
@@ -63,6 +66,7 @@ class UnidentifiedSenderMessageContent:
         """Build and encode; an empty group id is the same as none, as in libsignal."""
         if message_type not in _WIRE_TYPE_OF:
             raise ValueError(f"message type {message_type} cannot travel in sealed sender")
+        message_type = CiphertextMessageType(message_type)
         if not 0 <= content_hint <= 0x7FFF_FFFF:
             raise ValueError("content hint must be a non-negative 31-bit value")
         group_id = group_id or None
@@ -102,7 +106,7 @@ class UnidentifiedSenderMessageContent:
 
     def __repr__(self) -> str:
         return (
-            f"UnidentifiedSenderMessageContent(message_type={self.message_type}, "
+            f"UnidentifiedSenderMessageContent(message_type={self.message_type.name}, "
             f"sender={self.sender_certificate.sender_uuid}.{self.sender_certificate.sender_device_id}, "
             f"content=<{len(self.content)} bytes>, content_hint={self.content_hint}, "
             f"group_id={'<set>' if self.group_id is not None else None})"

@@ -72,6 +72,12 @@ class SealedSenderV1Message:
             + pb.bytes_field(3, self.encrypted_message)
         )
 
+    def __repr__(self) -> str:
+        return (
+            f"SealedSenderV1Message(version={self.version:#04x}, "
+            f"encrypted_message=<{len(self.encrypted_message)} bytes>)"
+        )
+
 
 def _ctr_hmac_encrypt(cipher_key: bytes, mac_key: bytes, plaintext: bytes) -> bytes:
     ciphertext = aes256_ctr_zero(cipher_key, plaintext)

@@ -173,6 +173,9 @@ class ReceivedMessage:
             + self.ciphertext
         )
 
+    def __repr__(self) -> str:
+        return f"ReceivedMessage(version={self.version:#04x}, ciphertext=<{len(self.ciphertext)} bytes>)"
+
 
 def open_v2(our_identity: KeyPair, data: bytes) -> tuple[UnidentifiedSenderMessageContent, PublicKey]:
     """Decrypt a received form; return the USMC and the sender identity key its tag proved.
