@@ -13,7 +13,7 @@ from sotto import demo
 def test_demo_delivers_every_message(capsys: pytest.CaptureFixture[str]) -> None:
     demo.run()
     out = capsys.readouterr().out
-    assert out.count("Bob reads from Alice") == 4
+    assert out.count("Bob reads from Alice") == 5  # four 1:1 messages and the group one
     assert "Alice reads from Bob: 'Hi Alice! Yes, 12:30 at the usual place.'" in out
     assert out.count("reads from Alice: 'Team: the demo works, drinks on me.'") == 2
     sees = [line.split("sees", 1)[1] for line in out.splitlines() if " sees " in line]
