@@ -1,0 +1,178 @@
+"""JSON bodies of the HTTP API (``docs/relay-protocol.md`` §1–§3), shared by server and client.
+
+Byte fields are unpadded base64url strings, checked for exact lengths on the way in: the server
+validates requests with these models (FastAPI answers 422 for anything else), and the client
+builds requests and reads replies with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+
+from sotto.errors import DecodeError
+from sotto.wire import b64
+from sotto.wire.limits import (
+    DEFAULT_MAILBOX_TTL_DAYS,
+    DELIVERY_TOKEN_LENGTH,
+    DEVICE_SECRET_LENGTH,
+    ID_LENGTH,
+    MAX_MAILBOX_TTL_DAYS,
+    MAX_ONE_TIME_KEYS_PER_UPLOAD,
+)
+from sotto.wire.padding import MAX_PADDED, is_bucket
+
+EC_PUBLIC_KEY_LENGTH = 33
+KEM_PUBLIC_KEY_LENGTH = 1569
+SIGNATURE_LENGTH = 64
+ED25519_PUBLIC_KEY_LENGTH = 32
+EC_TYPE = 0x05
+KEM_TYPE = 0x08
+
+
+def _parser(
+    length: int | None = None, max_length: int | None = None, first_byte: int | None = None
+) -> Callable[[object], bytes]:
+    def parse(value: object) -> bytes:
+        if isinstance(value, bytes):
+            data = value
+            if length is not None and len(data) != length:
+                raise ValueError(f"expected {length} bytes")
+        elif isinstance(value, str):
+            try:
+                data = b64.decode(value, length=length, max_length=max_length)
+            except DecodeError as exc:
+                raise ValueError(str(exc)) from None
+        else:
+            raise ValueError("expected a base64url string")
+        if first_byte is not None and (not data or data[0] != first_byte):
+            raise ValueError(f"expected type byte {first_byte:#04x}")
+        return data
+
+    return parse
+
+
+_AS_TEXT = PlainSerializer(b64.encode, return_type=str)
+_SCHEMA = WithJsonSchema({"type": "string", "contentEncoding": "base64url"})
+Id = Annotated[bytes, PlainValidator(_parser(ID_LENGTH)), _AS_TEXT, _SCHEMA]
+DeliveryToken = Annotated[bytes, PlainValidator(_parser(DELIVERY_TOKEN_LENGTH)), _AS_TEXT, _SCHEMA]
+DeviceSecret = Annotated[bytes, PlainValidator(_parser(DEVICE_SECRET_LENGTH)), _AS_TEXT, _SCHEMA]
+ECPublicKey = Annotated[
+    bytes, PlainValidator(_parser(EC_PUBLIC_KEY_LENGTH, first_byte=EC_TYPE)), _AS_TEXT, _SCHEMA
+]
+KEMPublicKey = Annotated[
+    bytes, PlainValidator(_parser(KEM_PUBLIC_KEY_LENGTH, first_byte=KEM_TYPE)), _AS_TEXT, _SCHEMA
+]
+Signature = Annotated[bytes, PlainValidator(_parser(SIGNATURE_LENGTH)), _AS_TEXT, _SCHEMA]
+MailboxKey = Annotated[bytes, PlainValidator(_parser(ED25519_PUBLIC_KEY_LENGTH)), _AS_TEXT, _SCHEMA]
+Payload = Annotated[bytes, PlainValidator(_parser(max_length=MAX_PADDED)), _AS_TEXT, _SCHEMA]
+KeyId = Annotated[int, Field(ge=0, lt=2**24)]
+RegistrationId = Annotated[int, Field(ge=1, le=0x3FFF)]
+DeviceId = Annotated[int, Field(ge=1, le=127)]
+Day = Annotated[int, Field(ge=0, lt=1_000_000)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------ accounts
+class CreateAccount(Model):
+    identity_key: ECPublicKey
+    registration_id: RegistrationId
+    device_secret: DeviceSecret
+
+
+class AccountCreated(Model):
+    account_id: Id
+    device_id: DeviceId
+
+
+class AccountInfo(Model):
+    account_id: Id
+    device_id: DeviceId
+    identity_key: ECPublicKey
+    created_day: Day
+
+
+class SetUsername(Model):
+    username: Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.]+$")]
+
+
+class AccountRef(Model):
+    account_id: Id
+
+
+# ------------------------------------------------------------------------------ prekeys
+class PreKey(Model):
+    id: KeyId
+    public_key: ECPublicKey
+
+
+class SignedPreKey(Model):
+    id: KeyId
+    public_key: ECPublicKey
+    signature: Signature
+
+
+class KyberPreKey(Model):
+    id: KeyId
+    public_key: KEMPublicKey
+    signature: Signature
+
+
+class UploadKeys(Model):
+    signed_pre_key: SignedPreKey | None = None
+    kyber_last_resort: KyberPreKey | None = None
+    one_time_pre_keys: Annotated[list[PreKey], Field(max_length=MAX_ONE_TIME_KEYS_PER_UPLOAD)] = []
+    kyber_pre_keys: Annotated[list[KyberPreKey], Field(max_length=MAX_ONE_TIME_KEYS_PER_UPLOAD)] = []
+
+
+class KeyCounts(Model):
+    one_time: int
+    kyber: int
+
+
+class AddAccessToken(Model):
+    token: DeliveryToken
+    expires_day: Day
+
+
+class DeviceBundle(Model):
+    device_id: DeviceId
+    registration_id: RegistrationId
+    signed_pre_key: SignedPreKey
+    kyber_pre_key: KyberPreKey
+    pre_key: PreKey | None = None
+
+
+class Bundle(Model):
+    identity_key: ECPublicKey
+    devices: list[DeviceBundle]
+
+
+# ------------------------------------------------------------------------------ mailboxes
+class CreateMailbox(Model):
+    mailbox_id: Id
+    auth_key: MailboxKey
+    delivery_token: DeliveryToken
+    ttl_days: Annotated[int, Field(ge=1, le=MAX_MAILBOX_TTL_DAYS)] = DEFAULT_MAILBOX_TTL_DAYS
+
+
+class SendMessage(Model):
+    message_id: Id
+    payload: Payload
+
+    def payload_is_bucket(self) -> bool:
+        return is_bucket(len(self.payload))
+
+
+class SendResult(Model):
+    duplicate: bool
+
+
+class ErrorBody(Model):
+    code: str
+    message: str

@@ -1,0 +1,248 @@
+"""Frames of the delivery WebSocket (``docs/relay-protocol.md`` §4).
+
+Each frame is one JSON object in a text message, ``t`` naming its kind. Contract: the decoders
+raise :class:`~sotto.errors.DecodeError` and nothing else, on any input; a decoded frame has
+every field checked (lengths of ids, nonces, signatures and tokens; payloads of bucket size).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sotto.errors import DecodeError
+from sotto.wire import b64
+from sotto.wire.limits import (
+    DELIVERY_TOKEN_LENGTH,
+    ID_LENGTH,
+    MAX_ACK_IDS_PER_FRAME,
+    MAX_FRAME_BYTES,
+    MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    NONCE_LENGTH,
+)
+from sotto.wire.padding import MAX_PADDED, is_bucket
+
+SIGNATURE_LENGTH = 64
+
+
+# --------------------------------------------------------------------------- server → client
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    mailboxes: tuple[bytes, ...]
+    refused: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mailbox: bytes
+    id: bytes
+    day: int
+    payload: bytes
+
+    def __repr__(self) -> str:
+        return f"Envelope(mailbox={self.mailbox.hex()[:8]}…, id={self.id.hex()[:8]}…, {len(self.payload)} B)"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    id: bytes
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    id: bytes
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    message: str
+
+
+ServerFrame = Challenge | Subscribed | Envelope | Sent | SendFailed | Error
+
+
+# --------------------------------------------------------------------------- client → server
+@dataclass(frozen=True, slots=True)
+class MailboxProof:
+    id: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    mailboxes: tuple[MailboxProof, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeRef:
+    mailbox: bytes
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    ids: tuple[EnvelopeRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    mailbox: bytes
+    token: bytes
+    id: bytes
+    payload: bytes
+
+    def __repr__(self) -> str:
+        return f"Send(mailbox={self.mailbox.hex()[:8]}…, id={self.id.hex()[:8]}…, {len(self.payload)} B)"
+
+
+ClientFrame = Subscribe | Ack | Send
+
+
+# --------------------------------------------------------------------------- encoding
+def encode(frame: ServerFrame | ClientFrame) -> str:
+    """The frame as compact JSON text."""
+    e = b64.encode
+    body: dict[str, Any]
+    match frame:
+        case Challenge(nonce):
+            body = {"t": "challenge", "nonce": e(nonce)}
+        case Subscribed(mailboxes, refused):
+            body = {
+                "t": "subscribed",
+                "mailboxes": [e(m) for m in mailboxes],
+                "refused": [e(m) for m in refused],
+            }
+        case Envelope(mailbox, id_, day, payload):
+            body = {"t": "envelope", "mailbox": e(mailbox), "id": e(id_), "day": day, "payload": e(payload)}
+        case Sent(id_, duplicate):
+            body = {"t": "sent", "id": e(id_), "duplicate": duplicate}
+        case SendFailed(id_, code):
+            body = {"t": "send_failed", "id": e(id_), "code": code}
+        case Error(code, message):
+            body = {"t": "error", "code": code, "message": message}
+        case Subscribe(proofs):
+            body = {"t": "subscribe", "mailboxes": [{"id": e(p.id), "sig": e(p.signature)} for p in proofs]}
+        case Ack(refs):
+            body = {"t": "ack", "ids": [{"mailbox": e(r.mailbox), "id": e(r.id)} for r in refs]}
+        case Send(mailbox, token, id_, payload):
+            body = {
+                "t": "send",
+                "mailbox": e(mailbox),
+                "token": e(token),
+                "id": e(id_),
+                "payload": e(payload),
+            }
+    return json.dumps(body, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- decoding
+def _object(text: str | bytes) -> dict[str, Any]:
+    if len(text) > MAX_FRAME_BYTES:
+        raise DecodeError("frame too large")
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        raise DecodeError("frame is not JSON") from None
+    if not isinstance(value, dict) or not isinstance(value.get("t"), str):
+        raise DecodeError("frame must be a JSON object with a string 't'")
+    return value
+
+
+def _bytes(obj: dict[str, Any], key: str, length: int) -> bytes:
+    return b64.decode(_str(obj, key), length=length)
+
+
+def _str(obj: dict[str, Any], key: str, max_length: int = MAX_FRAME_BYTES) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or len(value) > max_length:
+        raise DecodeError(f"field {key!r} must be a string")
+    return value
+
+
+def _list(obj: dict[str, Any], key: str, max_items: int) -> list[Any]:
+    value = obj.get(key)
+    if not isinstance(value, list) or len(value) > max_items:
+        raise DecodeError(f"field {key!r} must be a list of at most {max_items}")
+    return value
+
+
+def _payload(obj: dict[str, Any]) -> bytes:
+    payload = b64.decode(_str(obj, "payload"), max_length=MAX_PADDED)
+    if not is_bucket(len(payload)):
+        raise DecodeError("payload length is not a padding bucket")
+    return payload
+
+
+def _item(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DecodeError("list items must be objects")
+    return value
+
+
+def _id_list(obj: dict[str, Any], key: str) -> tuple[bytes, ...]:
+    items = _list(obj, key, MAX_SUBSCRIPTIONS_PER_CONNECTION)
+    if not all(isinstance(i, str) for i in items):
+        raise DecodeError(f"field {key!r} must list ids")
+    return tuple(b64.decode(i, length=ID_LENGTH) for i in items)
+
+
+def decode_client_frame(text: str | bytes) -> ClientFrame:
+    obj = _object(text)
+    kind = obj["t"]
+    if kind == "subscribe":
+        proofs = _list(obj, "mailboxes", MAX_SUBSCRIPTIONS_PER_CONNECTION)
+        return Subscribe(
+            tuple(
+                MailboxProof(_bytes(p, "id", ID_LENGTH), _bytes(p, "sig", SIGNATURE_LENGTH))
+                for p in map(_item, proofs)
+            )
+        )
+    if kind == "ack":
+        refs = _list(obj, "ids", MAX_ACK_IDS_PER_FRAME)
+        return Ack(
+            tuple(
+                EnvelopeRef(_bytes(r, "mailbox", ID_LENGTH), _bytes(r, "id", ID_LENGTH))
+                for r in map(_item, refs)
+            )
+        )
+    if kind == "send":
+        return Send(
+            _bytes(obj, "mailbox", ID_LENGTH),
+            _bytes(obj, "token", DELIVERY_TOKEN_LENGTH),
+            _bytes(obj, "id", ID_LENGTH),
+            _payload(obj),
+        )
+    raise DecodeError(f"unknown client frame {kind[:32]!r}")
+
+
+def decode_server_frame(text: str | bytes) -> ServerFrame:
+    obj = _object(text)
+    kind = obj["t"]
+    if kind == "challenge":
+        return Challenge(_bytes(obj, "nonce", NONCE_LENGTH))
+    if kind == "subscribed":
+        return Subscribed(_id_list(obj, "mailboxes"), _id_list(obj, "refused"))
+    if kind == "envelope":
+        day = obj.get("day")
+        if not isinstance(day, int) or isinstance(day, bool) or not 0 <= day < 1_000_000:
+            raise DecodeError("field 'day' must be a day number")
+        return Envelope(_bytes(obj, "mailbox", ID_LENGTH), _bytes(obj, "id", ID_LENGTH), day, _payload(obj))
+    if kind == "sent":
+        duplicate = obj.get("duplicate")
+        if not isinstance(duplicate, bool):
+            raise DecodeError("field 'duplicate' must be a boolean")
+        return Sent(_bytes(obj, "id", ID_LENGTH), duplicate)
+    if kind == "send_failed":
+        return SendFailed(_bytes(obj, "id", ID_LENGTH), _str(obj, "code", 64))
+    if kind == "error":
+        return Error(_str(obj, "code", 64), _str(obj, "message", 1024))
+    raise DecodeError(f"unknown server frame {kind[:32]!r}")
