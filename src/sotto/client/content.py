@@ -1,0 +1,355 @@
+"""What people say to each other, inside the encryption: the end-to-end content format.
+
+Every 1:1 or group ciphertext carries one content message, padded with
+:func:`sotto.wire.padding.pad` before encryption so its length says no more than its bucket::
+
+    content = 0x01 (format version) ‖ kind (1 byte) ‖ protobuf fields
+
+The fields use proto2's wire format (:mod:`sotto.protocol.protobuf`), so an older reader skips
+fields it does not know. Ids are 16 bytes; a list of ids travels as one length-delimited field
+of concatenated ids. Receipts and typing are content too: the relay cannot tell them from text.
+
+Contract: :func:`decode` raises :class:`~sotto.errors.DecodeError` and nothing else, on any input.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sotto.errors import DecodeError
+from sotto.protocol import protobuf as pb
+from sotto.wire.limits import DELIVERY_TOKEN_LENGTH, ID_LENGTH
+
+FORMAT_VERSION = 1
+
+MAX_TEXT_BYTES = 30_000
+"""UTF-8 bytes of one text: with sealing and a PreKey message around it, the envelope still fits
+the largest padding bucket (64 KiB) with room to spare."""
+
+MAX_NAME_BYTES = 256
+"""A display name or group name, UTF-8."""
+
+MAX_URL_BYTES = 512
+
+MAX_IDS = 1_000
+"""Message ids per receipt and members per group."""
+
+INVITE_PROOF_LENGTH = 32
+
+
+class Kind(enum.IntEnum):
+    TEXT = 1
+    DELIVERY_RECEIPT = 2
+    READ_RECEIPT = 3
+    TYPING = 4
+    CONTACT_REQUEST = 5
+    CONTACT_ACCEPTED = 6
+    MAILBOX_ROTATED = 7
+    GROUP_UPDATE = 8
+    GROUP_TEXT = 9
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MailboxAddress:
+    """Where to send someone: their relay, one of their mailboxes, and its delivery token."""
+
+    server_url: str
+    mailbox_id: bytes
+    delivery_token: bytes
+
+    def __post_init__(self) -> None:
+        _check_url(self.server_url, ValueError)
+        if len(self.mailbox_id) != ID_LENGTH or len(self.delivery_token) != DELIVERY_TOKEN_LENGTH:
+            raise ValueError("mailbox id is 16 bytes and the delivery token 32")
+
+    def encode(self) -> bytes:
+        return (
+            pb.bytes_field(1, self.server_url.encode())
+            + pb.bytes_field(2, self.mailbox_id)
+            + pb.bytes_field(3, self.delivery_token)
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> MailboxAddress:
+        fields = pb.decode_fields(data)
+        url = _text(fields, 1, MAX_URL_BYTES)
+        _check_url(url, DecodeError)
+        return cls(url, _exact(fields, 2, ID_LENGTH), _exact(fields, 3, DELIVERY_TOKEN_LENGTH))
+
+    def __repr__(self) -> str:
+        return "MailboxAddress(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Text:
+    """A 1:1 text message. ``message_id`` is what receipts name."""
+
+    message_id: bytes
+    sent_ms: int
+    text: str
+
+    def __repr__(self) -> str:
+        return f"Text(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """ "These messages of yours reached me": sent batched and delayed, never one per message."""
+
+    message_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    """ "I have read these messages of yours": sent when the user marks them read."""
+
+    message_ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """Typing started or stopped, in the 1:1 conversation or in a group."""
+
+    started: bool
+    group_id: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ContactRequest:
+    """The first message through an invite: who I am and where you can reach me.
+
+    ``invite_proof`` is an HMAC under a key only the invite's secret yields, over my account id
+    and identity key: the relay, which sees the invite's tokens in transit, cannot forge it.
+    """
+
+    display_name: str
+    reply_to: MailboxAddress
+    invite_proof: bytes
+
+    def __repr__(self) -> str:
+        return "ContactRequest(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ContactAccepted:
+    """The inviter's answer: its name and the mailbox it made for the new contact."""
+
+    display_name: str
+    reply_to: MailboxAddress
+
+    def __repr__(self) -> str:
+        return "ContactAccepted(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MailboxRotated:
+    """Send to this mailbox from now on; the old one is drained for a while, then deleted."""
+
+    mailbox: MailboxAddress
+
+    def __repr__(self) -> str:
+        return "MailboxRotated(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class GroupUpdate:
+    """A group's metadata as the sender knows it, and optionally the sender's sender key (SKDM).
+
+    ``members`` are account ids, the sender's included.
+    """
+
+    group_id: bytes
+    name: str
+    members: tuple[bytes, ...]
+    distribution: bytes | None = None
+    """A serialized SenderKeyDistributionMessage, if this update hands over the sender's key."""
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupUpdate(group_id={self.group_id.hex()[:8]}…, members={len(self.members)}, "
+            f"distribution={'<set>' if self.distribution else None}, name=<hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class GroupText:
+    """A group text. Which group is the sender-key message's distribution id, not a field here."""
+
+    message_id: bytes
+    sent_ms: int
+    text: str
+
+    def __repr__(self) -> str:
+        return f"GroupText(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
+
+
+Content = (
+    Text
+    | DeliveryReceipt
+    | ReadReceipt
+    | Typing
+    | ContactRequest
+    | ContactAccepted
+    | MailboxRotated
+    | GroupUpdate
+    | GroupText
+)
+
+
+# --------------------------------------------------------------------------- encoding
+def _check_url(url: str, error: type[Exception]) -> None:
+    try:
+        parts = urlsplit(url) if len(url.encode()) <= MAX_URL_BYTES else None
+    except ValueError:  # a malformed IPv6 literal, for one
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise error("server URL must be http(s)://host[:port][/path]")
+
+
+def _ids(ids: tuple[bytes, ...]) -> bytes:
+    if len(ids) > MAX_IDS or any(len(i) != ID_LENGTH for i in ids):
+        raise ValueError(f"at most {MAX_IDS} ids of {ID_LENGTH} bytes")
+    return b"".join(ids)
+
+
+def _utf8(value: str, limit: int) -> bytes:
+    data = value.encode("utf-8")
+    if len(data) > limit:
+        raise ValueError(f"at most {limit} UTF-8 bytes")
+    return data
+
+
+def _body(content: Content) -> tuple[Kind, bytes]:
+    match content:
+        case Text(message_id, sent_ms, text) | GroupText(message_id, sent_ms, text):
+            if len(message_id) != ID_LENGTH:
+                raise ValueError("message ids are 16 bytes")
+            kind = Kind.TEXT if isinstance(content, Text) else Kind.GROUP_TEXT
+            return kind, (
+                pb.bytes_field(1, message_id)
+                + pb.uint_field(2, sent_ms)
+                + pb.bytes_field(3, _utf8(text, MAX_TEXT_BYTES))
+            )
+        case DeliveryReceipt(ids):
+            return Kind.DELIVERY_RECEIPT, pb.bytes_field(1, _ids(ids))
+        case ReadReceipt(ids):
+            return Kind.READ_RECEIPT, pb.bytes_field(1, _ids(ids))
+        case Typing(started, group_id):
+            if group_id is not None and len(group_id) != ID_LENGTH:
+                raise ValueError("group ids are 16 bytes")
+            return Kind.TYPING, pb.uint_field(1, int(started)) + (
+                pb.bytes_field(2, group_id) if group_id is not None else b""
+            )
+        case ContactRequest(name, reply_to, proof):
+            if len(proof) != INVITE_PROOF_LENGTH:
+                raise ValueError("invite proof is 32 bytes")
+            return Kind.CONTACT_REQUEST, (
+                pb.bytes_field(1, _utf8(name, MAX_NAME_BYTES))
+                + pb.bytes_field(2, reply_to.encode())
+                + pb.bytes_field(3, proof)
+            )
+        case ContactAccepted(name, reply_to):
+            return Kind.CONTACT_ACCEPTED, (
+                pb.bytes_field(1, _utf8(name, MAX_NAME_BYTES)) + pb.bytes_field(2, reply_to.encode())
+            )
+        case MailboxRotated(mailbox):
+            return Kind.MAILBOX_ROTATED, pb.bytes_field(1, mailbox.encode())
+        case GroupUpdate(group_id, name, members, distribution):
+            if len(group_id) != ID_LENGTH:
+                raise ValueError("group ids are 16 bytes")
+            return Kind.GROUP_UPDATE, (
+                pb.bytes_field(1, group_id)
+                + pb.bytes_field(2, _utf8(name, MAX_NAME_BYTES))
+                + pb.bytes_field(3, _ids(members))
+                + (pb.bytes_field(4, distribution) if distribution is not None else b"")
+            )
+    raise TypeError(f"not a content message: {type(content).__name__}")
+
+
+def encode(content: Content) -> bytes:
+    """The unpadded content bytes (ValueError if a field is out of its limits)."""
+    kind, body = _body(content)
+    return bytes((FORMAT_VERSION, kind)) + body
+
+
+# --------------------------------------------------------------------------- decoding
+def _bytes(fields: pb.Fields, number: int) -> bytes:
+    value = pb.get_bytes(fields, number)
+    assert value is not None  # required: get_bytes raised DecodeError otherwise
+    return bytes(value)
+
+
+def _exact(fields: pb.Fields, number: int, length: int) -> bytes:
+    value = _bytes(fields, number)
+    if len(value) != length:
+        raise DecodeError(f"field {number} must be {length} bytes")
+    return value
+
+
+def _text(fields: pb.Fields, number: int, limit: int) -> str:
+    value = _bytes(fields, number)
+    if len(value) > limit:
+        raise DecodeError(f"field {number} is longer than {limit} bytes")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f"field {number} is not UTF-8") from None
+
+
+def _id_list(fields: pb.Fields, number: int) -> tuple[bytes, ...]:
+    value = _bytes(fields, number)
+    if len(value) % ID_LENGTH or len(value) > MAX_IDS * ID_LENGTH:
+        raise DecodeError(f"field {number} must hold at most {MAX_IDS} ids of {ID_LENGTH} bytes")
+    return tuple(value[i : i + ID_LENGTH] for i in range(0, len(value), ID_LENGTH))
+
+
+def _uint(fields: pb.Fields, number: int, bits: int = 64) -> int:
+    value = pb.get_uint(fields, number, bits=bits)
+    assert value is not None
+    return value
+
+
+def decode(data: bytes) -> Content:
+    """Parse unpadded content bytes; raises DecodeError and nothing else."""
+    data = bytes(data)
+    if len(data) < 2:
+        raise DecodeError("content too short")
+    if data[0] != FORMAT_VERSION:
+        raise DecodeError(f"unknown content format {data[0]}")
+    try:
+        kind = Kind(data[1])
+    except ValueError:
+        raise DecodeError(f"unknown content kind {data[1]}") from None
+    fields = pb.decode_fields(data[2:])
+    if kind in (Kind.TEXT, Kind.GROUP_TEXT):
+        cls = Text if kind is Kind.TEXT else GroupText
+        return cls(_exact(fields, 1, ID_LENGTH), _uint(fields, 2), _text(fields, 3, MAX_TEXT_BYTES))
+    if kind is Kind.DELIVERY_RECEIPT:
+        return DeliveryReceipt(_id_list(fields, 1))
+    if kind is Kind.READ_RECEIPT:
+        return ReadReceipt(_id_list(fields, 1))
+    if kind is Kind.TYPING:
+        started = _uint(fields, 1, bits=1)
+        group_id = pb.get_bytes(fields, 2, required=False)
+        if group_id is not None and len(group_id) != ID_LENGTH:
+            raise DecodeError("group ids are 16 bytes")
+        return Typing(bool(started), None if group_id is None else bytes(group_id))
+    if kind is Kind.CONTACT_REQUEST:
+        return ContactRequest(
+            _text(fields, 1, MAX_NAME_BYTES),
+            MailboxAddress.decode(_bytes(fields, 2)),
+            _exact(fields, 3, INVITE_PROOF_LENGTH),
+        )
+    if kind is Kind.CONTACT_ACCEPTED:
+        return ContactAccepted(_text(fields, 1, MAX_NAME_BYTES), MailboxAddress.decode(_bytes(fields, 2)))
+    if kind is Kind.MAILBOX_ROTATED:
+        return MailboxRotated(MailboxAddress.decode(_bytes(fields, 1)))
+    distribution = pb.get_bytes(fields, 4, required=False)
+    return GroupUpdate(
+        _exact(fields, 1, ID_LENGTH),
+        _text(fields, 2, MAX_NAME_BYTES),
+        _id_list(fields, 3),
+        None if distribution is None else bytes(distribution),
+    )

@@ -1,0 +1,112 @@
+"""The end-to-end content format: round trips, limits, and a decoder that raises DecodeError only."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sotto.client import content as c
+from sotto.errors import DecodeError
+
+ID = bytes(range(16))
+TOKEN = bytes(range(32))
+MAILBOX = c.MailboxAddress("https://relay.example:8787", ID, TOKEN)
+
+SAMPLES: list[c.Content] = [
+    c.Text(ID, 1_700_000_000_000, "hello ünïcode"),
+    c.GroupText(ID, 5, ""),
+    c.DeliveryReceipt((ID, bytes(16))),
+    c.ReadReceipt(()),
+    c.Typing(True),
+    c.Typing(False, ID),
+    c.ContactRequest("Alice", MAILBOX, bytes(32)),
+    c.ContactAccepted("Bob", MAILBOX),
+    c.MailboxRotated(MAILBOX),
+    c.GroupUpdate(ID, "Team", (ID, bytes(16)), b"\x33skdm"),
+    c.GroupUpdate(ID, "Team", ()),
+]
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip(message: c.Content) -> None:
+    encoded = c.encode(message)
+    assert encoded[0] == c.FORMAT_VERSION
+    assert c.decode(encoded) == message
+
+
+def test_kinds_differ_on_the_wire() -> None:
+    text = c.encode(c.Text(ID, 1, "x"))
+    group_text = c.encode(c.GroupText(ID, 1, "x"))
+    assert text != group_text
+    assert isinstance(c.decode(group_text), c.GroupText)
+
+
+def test_limits_refused_on_encode() -> None:
+    with pytest.raises(ValueError):
+        c.encode(c.Text(ID, 1, "x" * (c.MAX_TEXT_BYTES + 1)))
+    with pytest.raises(ValueError):
+        c.encode(c.DeliveryReceipt((ID,) * (c.MAX_IDS + 1)))
+    with pytest.raises(ValueError):
+        c.encode(c.Text(b"short", 1, "x"))
+    with pytest.raises(ValueError):
+        c.MailboxAddress("ftp://x", ID, TOKEN)
+    with pytest.raises(ValueError):
+        c.MailboxAddress("https://x", ID, TOKEN[:31])
+
+
+def test_largest_text_fits_a_content_bucket() -> None:
+    from sotto.wire.padding import pad
+
+    assert len(pad(c.encode(c.Text(ID, 2**63, "x" * c.MAX_TEXT_BYTES)))) <= 32_768
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01",
+        b"\x02\x01",  # unknown format version
+        b"\x01\x63",  # unknown kind
+        b"\x01\x01",  # text without fields
+        c.encode(c.Text(ID, 1, "x"))[:-1],
+        b"\x01\x02\x0a\x05abcde",  # receipt ids not a multiple of 16
+        b"\x01\x04\x08\x02",  # typing flag above 1
+        b"\x01\x01\x0a\x10" + ID + b"\x10\x01\x1a\x02\xff\xfe",  # text not UTF-8
+    ],
+)
+def test_malformed_content_is_a_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        c.decode(data)
+
+
+def test_bad_url_inside_a_mailbox_is_a_decode_error() -> None:
+    inner = b"\x0a\x07http://[" + b"\x12\x10" + ID + b"\x1a\x20" + TOKEN
+    data = bytes((1, c.Kind.MAILBOX_ROTATED)) + b"\x0a" + bytes((len(inner),)) + inner
+    with pytest.raises(DecodeError):
+        c.decode(data)
+
+
+@given(st.binary(max_size=300))
+def test_decode_raises_decode_error_only(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        c.decode(data)
+
+
+@given(st.sampled_from(SAMPLES), st.data())
+def test_mutated_content_raises_decode_error_only(message: c.Content, data: st.DataObject) -> None:
+    encoded = bytearray(c.encode(message))
+    index = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[index] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(encoded)))
+    with contextlib.suppress(DecodeError):
+        c.decode(bytes(encoded[:cut]))
+
+
+def test_reprs_hide_texts_names_and_tokens() -> None:
+    for message in SAMPLES:
+        shown = repr(message)
+        for secret in ("hello", "Alice", "Bob", "Team", "relay.example", TOKEN.hex()[:16]):
+            assert secret not in shown
