@@ -25,6 +25,13 @@
         │   └── SelfSendError           a sealed message from ourselves
         ├── NoSenderKeyStateError       no sender key for this (sender, distribution)
         └── FingerprintVersionMismatchError  a scanned safety number of another version
+    StoreError                          the client's local store refused or failed
+    ├── WrongPassphraseError            the passphrase does not unwrap the store's data key
+    ├── StoreCorruptedError             a value fails authentication or a row does not decode
+    ├── StoreVersionError               the file's schema is newer than this code
+    ├── StoreLockedError                another process has the store open
+    ├── StoreConflictError              a unique value (name, id) is already taken
+    └── MissingRecordError              an update names a record that does not exist
 
 Failures an attacker could tell apart by probing (which check failed inside a decryption)
 all surface as :class:`DecryptionError`. Exceptions carry counters and ids, never key bytes
@@ -143,3 +150,31 @@ class FingerprintVersionMismatchError(ProtocolError):
         super().__init__(f"fingerprint version mismatch: theirs {theirs}, ours {ours}")
         self.theirs = theirs
         self.ours = ours
+
+
+class StoreError(SottoError):
+    """The client's local store refused an operation or could not complete it."""
+
+
+class WrongPassphraseError(StoreError):
+    """The passphrase does not unwrap the store's data key."""
+
+
+class StoreCorruptedError(StoreError):
+    """A stored value fails authentication (tampered, or moved to another row) or does not decode."""
+
+
+class StoreVersionError(StoreError):
+    """The store's schema version is newer than this code understands."""
+
+
+class StoreLockedError(StoreError):
+    """Another process has the store open; one process per store keeps per-peer locking sound."""
+
+
+class StoreConflictError(StoreError):
+    """A value that must be unique (a contact name, an id) is already taken."""
+
+
+class MissingRecordError(StoreError):
+    """An update or delete names a record that does not exist."""

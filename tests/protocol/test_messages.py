@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sotto.errors import DecodeError, UnsupportedVersionError
+from sotto.protocol import messages
 from sotto.protocol.messages import CiphertextMessageType, PreKeySignalMessage, SignalMessage
 from tests.protocol.parties import established_pair, make_pair
 
@@ -27,6 +29,7 @@ def _whisper_bytes() -> bytes:
 
 PREKEY = _prekey_bytes()
 WHISPER = _whisper_bytes()
+WHISPER_WITH_ADDRESSES = PreKeySignalMessage.decode(PREKEY).message.serialized
 
 
 def test_message_types_match_libsignal() -> None:
@@ -108,6 +111,75 @@ def test_mutations_of_valid_messages_raise_only_decode_errors(rnd: random.Random
                 if not data:
                     break
         _decodes_or_refuses(bytes(data))
+
+
+def _outcome(decode: Callable[[bytes], object], data: bytes) -> object:
+    try:
+        return decode(data)
+    except DecodeError:
+        return DecodeError
+
+
+def _decode_any_layout_only(body: bytes) -> object:
+    return messages._decode_any_layout(body)
+
+
+def _decode_usual_layout_first(body: bytes) -> object:
+    return messages._decode_usual_layout(body) or messages._decode_any_layout(body)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.randoms(use_true_random=False), st.sampled_from(["flip", "truncate", "insert", "delete", "splice"]))
+def test_usual_layout_decoder_agrees_with_the_general_one(rnd: random.Random, how: str) -> None:
+    # The fast path for the usual field order must give the general parser's answer on any body.
+    body = bytearray(
+        SignalMessage.decode(WHISPER_WITH_ADDRESSES if rnd.random() < 0.5 else WHISPER).serialized[1:-8]
+    )
+    for _ in range(rnd.randrange(1, 4)):
+        pos = rnd.randrange(len(body) + 1)
+        if how == "flip" and pos < len(body):
+            body[pos] ^= 1 << rnd.randrange(8)
+        elif how == "truncate":
+            del body[pos:]
+        elif how == "insert":
+            body.insert(
+                pos, rnd.choice([0x08, 0x0A, 0x10, 0x18, 0x22, 0x2A, 0x32, 0x80, 0xFF, rnd.randrange(256)])
+            )
+        elif how == "delete" and pos < len(body):
+            del body[pos]
+        elif how == "splice":
+            body[pos:pos] = body[rnd.randrange(len(body) + 1) :][: rnd.randrange(1, 40)]
+    data = bytes(body)
+    assert _outcome(_decode_usual_layout_first, data) == _outcome(_decode_any_layout_only, data)
+
+
+def _with_counters(counter: int, previous_counter: int) -> SignalMessage:
+    message = SignalMessage.decode(WHISPER)
+    return SignalMessage.create(
+        mac_key=bytes(32),
+        sender_identity=message.ratchet_key,
+        receiver_identity=message.ratchet_key,
+        ratchet_key=message.ratchet_key,
+        counter=counter,
+        previous_counter=previous_counter,
+        ciphertext=message.ciphertext,
+        pq_ratchet=message.pq_ratchet,
+        addresses=bytes(36),
+    )
+
+
+@pytest.mark.parametrize("counter", [0, 1, 127, 128, 2**21, 2**32 - 1])
+def test_usual_layout_round_trips_counters(counter: int) -> None:
+    rebuilt = _with_counters(counter, counter // 2)
+    assert SignalMessage.decode(rebuilt.serialized) == rebuilt
+    body = rebuilt.serialized[1:-8]
+    assert messages._decode_usual_layout(body) == messages._decode_any_layout(body)
+
+
+@pytest.mark.parametrize(("counter", "previous_counter"), [(2**32, 0), (0, 2**32), (2**64 - 1, 1)])
+def test_counters_above_32_bits_are_refused(counter: int, previous_counter: int) -> None:
+    with pytest.raises(DecodeError):
+        SignalMessage.decode(_with_counters(counter, previous_counter).serialized)
 
 
 def test_reprs_show_no_ciphertext() -> None:

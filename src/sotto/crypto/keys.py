@@ -26,15 +26,23 @@ def clamp(scalar: bytes) -> bytes:
     return bytes(b)
 
 
-class PublicKey:
-    """An X25519 public key."""
+_DJB_PREFIX = bytes((DJB_TYPE,))
 
-    __slots__ = ("_key", "raw")
+
+class PublicKey:
+    """An X25519 public key.
+
+    The serialized form is kept beside the raw one: every message's MAC covers both identity
+    keys and carries the ratchet key, so ``to_bytes`` is on the hot path.
+    """
+
+    __slots__ = ("_key", "_serialized", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != RAW_KEY_LENGTH:
             raise InvalidKeyError(f"X25519 public key must be {RAW_KEY_LENGTH} bytes, got {len(raw)}")
         self.raw = bytes(raw)
+        self._serialized = _DJB_PREFIX + self.raw
         self._key: X25519PublicKey | None = None
 
     @classmethod
@@ -44,10 +52,14 @@ class PublicKey:
             raise InvalidKeyError(f"serialized public key must be {PUBLIC_KEY_LENGTH} bytes, got {len(data)}")
         if data[0] != DJB_TYPE:
             raise InvalidKeyError(f"unknown public key type {data[0]:#04x}")
-        return cls(data[1:])
+        key = cls.__new__(cls)
+        key._serialized = bytes(data)
+        key.raw = key._serialized[1:]
+        key._key = None
+        return key
 
     def to_bytes(self) -> bytes:
-        return bytes((DJB_TYPE,)) + self.raw
+        return self._serialized
 
     def x25519(self) -> X25519PublicKey:
         if self._key is None:

@@ -8,9 +8,20 @@ from dataclasses import dataclass
 from sotto.crypto.kdf import bytes_equal, hmac_sha256
 from sotto.crypto.kem import CIPHERTEXT_LENGTH as KEM_CIPHERTEXT_LENGTH
 from sotto.crypto.kem import KYBER1024_TYPE
-from sotto.crypto.keys import PublicKey
+from sotto.crypto.keys import DJB_TYPE, PUBLIC_KEY_LENGTH, PublicKey
 from sotto.errors import DecodeError, InvalidKeyError, UnsupportedVersionError
-from sotto.protocol.protobuf import Fields, bytes_field, decode_fields, get_bytes, get_uint, uint_field
+from sotto.protocol.protobuf import (
+    LENGTH_DELIMITED,
+    VARINT,
+    Fields,
+    bytes_field,
+    decode_fields,
+    encode_varint,
+    get_bytes,
+    get_uint,
+    read_varint,
+    uint_field,
+)
 
 
 class CiphertextMessageType(enum.IntEnum):
@@ -27,6 +38,7 @@ CURRENT_VERSION = 4
 PRE_KYBER_VERSION = 3
 """X3DH sessions: no longer accepted (libsignal refuses them too)."""
 VERSION_BYTE = (CURRENT_VERSION << 4) | CURRENT_VERSION
+_VERSION_PREFIX = bytes((VERSION_BYTE,))
 MAC_LENGTH = 8
 _UINT32 = 32
 
@@ -66,6 +78,20 @@ def compute_mac(
     ]
 
 
+_SignalMessageFields = tuple[PublicKey, int, int, bytes, bytes, "bytes | None"]
+"""ratchet key, counter, previous counter, ciphertext, pq_ratchet, addresses."""
+
+# SignalMessage's field keys (number << 3 | wire type), in the order every encoder writes them;
+# each is a one-byte varint, so the decoder compares single bytes.
+_RATCHET_KEY_FIELD = encode_varint(1 << 3 | LENGTH_DELIMITED) + encode_varint(PUBLIC_KEY_LENGTH)
+"""Field 1's key and length: the ratchet key is always 33 bytes."""
+_COUNTER_FIELD = 2 << 3 | VARINT
+_PREVIOUS_COUNTER_FIELD = 3 << 3 | VARINT
+_CIPHERTEXT_FIELD = 4 << 3 | LENGTH_DELIMITED
+_PQ_RATCHET_FIELD = 5 << 3 | LENGTH_DELIMITED
+_ADDRESSES_FIELD = 6 << 3 | LENGTH_DELIMITED
+
+
 @dataclass(frozen=True, slots=True)
 class SignalMessage:
     """Type 2: ``0x44`` ‖ protobuf ‖ 8-byte MAC. ``serialized`` is the exact bytes (the MAC covers them)."""
@@ -93,17 +119,24 @@ class SignalMessage:
         pq_ratchet: bytes,
         addresses: bytes | None = None,
     ) -> SignalMessage:
-        body = (
-            bytes((VERSION_BYTE,))
-            + bytes_field(1, ratchet_key.to_bytes())
-            + uint_field(2, counter)
-            + uint_field(3, previous_counter)
-            + bytes_field(4, ciphertext)
-        )
+        # The protobuf written directly: this runs for every message.
+        parts = [
+            _VERSION_PREFIX,
+            _RATCHET_KEY_FIELD,
+            ratchet_key.to_bytes(),
+            encode_varint(_COUNTER_FIELD),
+            encode_varint(counter),
+            encode_varint(_PREVIOUS_COUNTER_FIELD),
+            encode_varint(previous_counter),
+            encode_varint(_CIPHERTEXT_FIELD),
+            encode_varint(len(ciphertext)),
+            ciphertext,
+        ]
         if pq_ratchet:
-            body += bytes_field(5, pq_ratchet)
+            parts += (encode_varint(_PQ_RATCHET_FIELD), encode_varint(len(pq_ratchet)), pq_ratchet)
         if addresses is not None:
-            body += bytes_field(6, addresses)
+            parts += (encode_varint(_ADDRESSES_FIELD), encode_varint(len(addresses)), addresses)
+        body = b"".join(parts)
         serialized = body + compute_mac(sender_identity, receiver_identity, mac_key, body)
         return cls(
             CURRENT_VERSION,
@@ -123,14 +156,9 @@ class SignalMessage:
         if len(data) < MAC_LENGTH + 1:
             raise DecodeError("SignalMessage too short")
         version = _check_version(data[0])
-        fields = decode_fields(data[1:-MAC_LENGTH])
-        ratchet_key = _public_key(_required_bytes(fields, 1), "ratchet key")
-        counter = _required_uint(fields, 2)
-        previous_counter = get_uint(fields, 3, required=False) or 0
-        ciphertext = _required_bytes(fields, 4)
-        pq_ratchet = get_bytes(fields, 5, required=False) or b""
-        addresses = get_bytes(fields, 6, required=False)
-        return cls(version, ratchet_key, counter, previous_counter, ciphertext, pq_ratchet, addresses, data)
+        body = data[1:-MAC_LENGTH]
+        values = _decode_usual_layout(body) or _decode_any_layout(body)
+        return cls(version, *values, data)
 
     @property
     def mac(self) -> bytes:
@@ -143,6 +171,62 @@ class SignalMessage:
     def __repr__(self) -> str:
         size = len(self.serialized)
         return f"SignalMessage(counter={self.counter}, ratchet_key={self.ratchet_key!r}, size={size})"
+
+
+def _decode_usual_layout(body: bytes) -> _SignalMessageFields | None:
+    """The layout Sotto and libsignal write: fields 1-4 (and 5, 6 if present) once each, in order.
+
+    Returns None for anything else, leaving it to :func:`_decode_any_layout`. It reads the
+    bytes exactly as the general parser does up to the first difference, so it accepts
+    nothing that parser refuses and refuses (with DecodeError) only what it refuses.
+    """
+    n = len(body)
+    key_start = len(_RATCHET_KEY_FIELD)
+    key_end = key_start + PUBLIC_KEY_LENGTH
+    if (
+        key_end >= n
+        or not body.startswith(_RATCHET_KEY_FIELD)
+        or body[key_start] != DJB_TYPE
+        or body[key_end] != _COUNTER_FIELD
+    ):
+        return None
+    counter, pos = read_varint(body, key_end + 1)
+    if pos >= n or body[pos] != _PREVIOUS_COUNTER_FIELD:
+        return None
+    previous_counter, pos = read_varint(body, pos + 1)
+    if (counter | previous_counter) >> _UINT32 or pos >= n or body[pos] != _CIPHERTEXT_FIELD:
+        return None
+    ciphertext, pos = _read_bytes(body, pos + 1)
+    pq_ratchet = b""
+    if pos < n and body[pos] == _PQ_RATCHET_FIELD:
+        pq_ratchet, pos = _read_bytes(body, pos + 1)
+    addresses = None
+    if pos < n and body[pos] == _ADDRESSES_FIELD:
+        addresses, pos = _read_bytes(body, pos + 1)
+    if pos != n:
+        return None
+    ratchet_key = PublicKey.from_bytes(body[key_start:key_end])
+    return ratchet_key, counter, previous_counter, ciphertext, pq_ratchet, addresses
+
+
+def _read_bytes(body: bytes, pos: int) -> tuple[bytes, int]:
+    length, pos = read_varint(body, pos)
+    end = pos + length
+    if end > len(body):
+        raise DecodeError("length-delimited field runs past the end")
+    return body[pos:end], end
+
+
+def _decode_any_layout(body: bytes) -> _SignalMessageFields:
+    """Any proto2 encoding of the fields: unknown fields skipped, a repeated field's last value kept."""
+    fields = decode_fields(body)
+    ratchet_key = _public_key(_required_bytes(fields, 1), "ratchet key")
+    counter = _required_uint(fields, 2)
+    previous_counter = get_uint(fields, 3, required=False) or 0
+    ciphertext = _required_bytes(fields, 4)
+    pq_ratchet = get_bytes(fields, 5, required=False) or b""
+    addresses = get_bytes(fields, 6, required=False)
+    return ratchet_key, counter, previous_counter, ciphertext, pq_ratchet, addresses
 
 
 def _required_bytes(fields: Fields, number: int) -> bytes:

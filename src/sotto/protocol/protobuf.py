@@ -16,11 +16,15 @@ LENGTH_DELIMITED = 2
 FIXED32 = 5
 
 _MAX_VARINT_BYTES = 10
+_ONE_BYTE_VARINTS = tuple(bytes((value,)) for value in range(0x80))
+"""Tags, lengths and small counters: most varints a message carries are one byte."""
 
 Fields = dict[int, "int | bytes"]
 
 
 def encode_varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _ONE_BYTE_VARINTS[value]
     if value < 0:
         raise ValueError("varints here are unsigned")
     out = bytearray()
@@ -33,6 +37,8 @@ def encode_varint(value: int) -> bytes:
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     """Return ``(value, next_position)``."""
+    if pos < len(buf) and buf[pos] < 0x80:
+        return buf[pos], pos + 1
     result = 0
     shift = 0
     end = min(len(buf), pos + _MAX_VARINT_BYTES)

@@ -1,0 +1,323 @@
+"""The records the client keeps, as immutable values every backend stores and hands back.
+
+Every record is a frozen dataclass: a backend returns a value, the caller builds a changed copy
+(``dataclasses.replace``) and puts it back inside a transaction. Records that hold a secret (a
+key, a token, a text, a name) have a deliberate ``repr`` that shows ids and counters only, so a
+log line or a traceback never carries one.
+
+Times are Unix milliseconds passed in by the caller (the store never reads the clock), except
+the dedupe table's coarse day numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import NewType
+
+from sotto.crypto.keys import KeyPair, PublicKey
+from sotto.protocol.address import ProtocolAddress
+
+ContactId = NewType("ContactId", int)
+"""The store's local number for a contact (never sent anywhere)."""
+
+InviteId = NewType("InviteId", int)
+"""The store's local number for an invite we issued."""
+
+OutboxItemId = NewType("OutboxItemId", int)
+"""The store's local number for a queued envelope."""
+
+MessageRowId = NewType("MessageRowId", int)
+"""The store's local number for a message in the history."""
+
+GroupId = NewType("GroupId", bytes)
+"""A group's 16-byte random id, shared with its members."""
+
+MailboxId = NewType("MailboxId", bytes)
+"""A relay mailbox id (16 random bytes)."""
+
+MessageId = NewType("MessageId", bytes)
+"""A client-chosen 16-byte id: the envelope id on the relay and the message id in receipts."""
+
+
+def _hidden(value: object) -> str:
+    return "<hidden>" if value else "<empty>"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Account:
+    """Our own account on one relay, and the device this store belongs to."""
+
+    account_id: bytes
+    """16 random bytes, chosen by the relay at registration."""
+    device_id: int
+    device_secret: bytes
+    """The 32-byte password of this device (the relay keeps only its SHA-256)."""
+    identity: KeyPair
+    registration_id: int
+    server_url: str
+    display_name: str
+    created_ms: int
+    address: ProtocolAddress
+    """The name the protocol layer knows us by (the client derives it from ``account_id``)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"Account(device_id={self.device_id}, registration_id={self.registration_id}, "
+            f"identity={self.identity.public!r}, account_id=<hidden>, device_secret=<hidden>)"
+        )
+
+
+class PreKeyKind(enum.StrEnum):
+    """The three kinds of prekey we publish; each has its own never-reused id sequence."""
+
+    ONE_TIME = "one_time"
+    """One-time EC prekeys (deleted on use)."""
+    SIGNED = "signed"
+    """Signed EC prekeys (medium term, rotated)."""
+    KYBER = "kyber"
+    """Signed Kyber prekeys: one-time ones and the last-resort one share this id sequence."""
+
+
+class IdentityChange(enum.Enum):
+    """What :meth:`~sotto.store.interfaces.IdentityRepository.observe` found (trust on first use)."""
+
+    NEW = "new"
+    """First key seen for this peer: it is now trusted."""
+    UNCHANGED = "unchanged"
+    """The key we already trust."""
+    CHANGED = "changed"
+    """A different key from the trusted one: nothing was written, the client decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedIdentity:
+    """The identity key we trust for one peer account, and since when."""
+
+    name: str
+    """The peer's protocol name (``ProtocolAddress.name``): every device of an account shares it."""
+    identity_key: PublicKey
+    first_seen_ms: int
+    """When this key became trusted (first contact, or an accepted change)."""
+    verified: bool = False
+    """The user compared safety numbers for this key."""
+    previous_key: PublicKey | None = None
+    """The key this one replaced, if any (to show "safety number changed")."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Contact:
+    """Someone we talk to. Identity trust lives in the identity repository under ``address.name``."""
+
+    contact_id: ContactId
+    name: str
+    """The local name the user gave them (unique in this store)."""
+    account_id: bytes
+    address: ProtocolAddress
+    created_ms: int
+    display_name: str = ""
+    """The name they announced for themselves (may differ from ``name``)."""
+
+    def __repr__(self) -> str:
+        return f"Contact(contact_id={self.contact_id}, device_id={self.address.device_id}, name=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class OurMailbox:
+    """A mailbox we created for one contact: we drain it, they send to it with the token."""
+
+    mailbox_id: MailboxId
+    contact_id: ContactId
+    server_url: str
+    signing_seed: bytes
+    """The 32-byte Ed25519 seed of the mailbox key (drain auth)."""
+    delivery_token: bytes
+    """The 32-byte token we handed to the contact."""
+    created_ms: int
+    rotated_ms: int | None = None
+    """When a newer mailbox for this contact replaced it (None while it is the current one)."""
+    retiring_until_ms: int | None = None
+    """Keep draining until then, then delete it on the relay and here."""
+
+    def __repr__(self) -> str:
+        return (
+            f"OurMailbox(contact_id={self.contact_id}, created_ms={self.created_ms}, "
+            f"rotated_ms={self.rotated_ms}, retiring_until_ms={self.retiring_until_ms}, <secrets hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TheirMailbox:
+    """Where a contact wants our messages: their mailbox on their relay, and its delivery token."""
+
+    contact_id: ContactId
+    server_url: str
+    mailbox_id: MailboxId
+    delivery_token: bytes
+    received_ms: int
+    """When they announced it (a newer announcement replaces it)."""
+
+    def __repr__(self) -> str:
+        return f"TheirMailbox(contact_id={self.contact_id}, received_ms={self.received_ms}, <secrets hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Invite:
+    """A one-time invite we issued, with everything derived from its secret."""
+
+    invite_id: InviteId
+    secret: bytes
+    mailbox_id: MailboxId
+    signing_seed: bytes
+    delivery_token: bytes
+    access_token: bytes
+    created_ms: int
+    expires_ms: int
+    used_ms: int | None = None
+    """When a contact request arrived through it (then it is retired)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"Invite(invite_id={self.invite_id}, expires_ms={self.expires_ms}, used_ms={self.used_ms}, "
+            "<secrets hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Group:
+    """A group we are in. Members are contacts; ``distribution_id`` names OUR sender key in it."""
+
+    group_id: GroupId
+    name: str
+    distribution_id: uuid.UUID
+    created_ms: int
+
+    def __repr__(self) -> str:
+        return f"Group(group_id={self.group_id.hex()[:8]}…, name=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A member of a group, and whether they hold our current sender key."""
+
+    contact_id: ContactId
+    skdm_sent: bool
+    """Our SenderKeyDistributionMessage for the group's current distribution id reached the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A 1:1 conversation (a contact) or a group conversation; exactly one of the two is set."""
+
+    contact_id: ContactId | None = None
+    group_id: GroupId | None = None
+
+    def __post_init__(self) -> None:
+        if (self.contact_id is None) == (self.group_id is None):
+            raise ValueError("a conversation is either a contact or a group")
+
+    @classmethod
+    def direct(cls, contact_id: ContactId) -> Conversation:
+        return cls(contact_id=contact_id)
+
+    @classmethod
+    def group(cls, group_id: GroupId) -> Conversation:
+        return cls(group_id=group_id)
+
+
+class Direction(enum.StrEnum):
+    INCOMING = "in"
+    OUTGOING = "out"
+
+
+class MessageState(enum.IntEnum):
+    """A message's progress; it only moves forward (a late "delivered" never undoes "read").
+
+    Outgoing: QUEUED → SENT → DELIVERED → READ. Incoming: RECEIVED → READ.
+    """
+
+    QUEUED = 0
+    """Outgoing, in the outbox."""
+    SENT = 1
+    """Outgoing, the relay accepted every envelope."""
+    RECEIVED = 2
+    """Incoming, not read yet."""
+    DELIVERED = 3
+    """Outgoing: a delivery receipt arrived (from any member, for a group)."""
+    READ = 4
+    """Outgoing: a read receipt arrived; incoming: the user read it."""
+
+
+class ReceiptKind(enum.StrEnum):
+    DELIVERED = "delivered"
+    READ = "read"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Message:
+    """One message in the history, either direction."""
+
+    row_id: MessageRowId
+    message_id: MessageId
+    conversation: Conversation
+    direction: Direction
+    sender: ContactId | None
+    """The contact who wrote it; None for our own messages."""
+    text: str
+    sent_ms: int
+    """The sender's timestamp (from inside the encryption for incoming ones)."""
+    stored_ms: int
+    """When this store recorded it."""
+    state: MessageState
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(row_id={self.row_id}, direction={self.direction.value}, state={self.state.name}, "
+            f"sent_ms={self.sent_ms}, text=<hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A contact confirmed delivery or reading of one of our messages."""
+
+    row_id: MessageRowId
+    contact_id: ContactId
+    kind: ReceiptKind
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReceipt:
+    """A receipt WE owe a contact for an incoming message, not yet handed to the outbox."""
+
+    contact_id: ContactId
+    kind: ReceiptKind
+    message_id: MessageId
+    row_id: MessageRowId
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class OutboxItem:
+    """An envelope waiting for the relay to confirm it (``sent`` or ``duplicate``)."""
+
+    item_id: OutboxItemId
+    server_url: str
+    mailbox_id: MailboxId
+    delivery_token: bytes
+    message_id: MessageId
+    """The envelope id: the same on every retry, so the relay and the receiver dedupe."""
+    payload: bytes
+    """The padded sealed-sender blob, exactly as it goes on the wire."""
+    created_ms: int
+    attempts: int = 0
+    next_attempt_ms: int = 0
+    message_row: MessageRowId | None = None
+    """The history entry this envelope carries (to mark it sent), if any."""
+
+    def __repr__(self) -> str:
+        return (
+            f"OutboxItem(item_id={self.item_id}, attempts={self.attempts}, "
+            f"next_attempt_ms={self.next_attempt_ms}, payload={len(self.payload)} bytes, <secrets hidden>)"
+        )
