@@ -24,6 +24,10 @@ def test_hmac_sha256_vectors() -> None:
         assert len(tag) * 8 == case.group["tagSize"]
         computed = kdf.hmac_sha256(case.hex("key"), case.hex("msg"))
         assert len(computed) == 32
+        assert kdf.hmac_sha256_pair(case.hex("key"), case.hex("msg"), b"\x02") == (
+            computed,
+            kdf.hmac_sha256(case.hex("key"), b"\x02"),
+        )
         accepted = kdf.bytes_equal(computed[: len(tag)], tag)
         if accepted != (case.result == "valid"):
             failures.append(f"{case}: accepted={accepted}")

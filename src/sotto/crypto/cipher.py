@@ -9,10 +9,12 @@ from sotto.errors import DecryptionError
 
 _BLOCK = 16
 _ZERO_BLOCK = bytes(16)
+_PKCS7 = padding.PKCS7(8 * _BLOCK)
+"""Stateless: one instance hands out a fresh padder or unpadder per message."""
 
 
 def aes256_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
-    padder = padding.PKCS7(128).padder()
+    padder = _PKCS7.padder()
     padded = padder.update(plaintext) + padder.finalize()
     encryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).encryptor()
     return encryptor.update(padded) + encryptor.finalize()
@@ -24,7 +26,7 @@ def aes256_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
         raise DecryptionError
     decryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
+    unpadder = _PKCS7.unpadder()
     try:
         return unpadder.update(padded) + unpadder.finalize()
     except ValueError:

@@ -24,6 +24,14 @@ def test_libsignal_chain_key_derivation() -> None:
     assert following.message_keys(None).counter == 1
 
 
+def test_step_is_seed_then_next() -> None:
+    chain_key = ChainKey(SEED, 7)
+    seed, following = chain_key.step()
+    assert seed == chain_key.message_key_seed()
+    assert following == chain_key.next()
+    assert following.key == NEXT_CHAIN_KEY and following.index == 8
+
+
 def test_spqr_key_salts_the_message_keys() -> None:
     chain_key = ChainKey(SEED, 0)
     salted = chain_key.message_keys(b"\x01" * 32)

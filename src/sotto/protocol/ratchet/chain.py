@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sotto.crypto.kdf import hkdf_sha256, hmac_sha256
+from sotto.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from sotto.protocol.labels import CHAIN_MESSAGE_SEED, CHAIN_NEXT, MESSAGE_KEYS_INFO
 
 KEY_LENGTH = 32
@@ -31,6 +31,15 @@ class ChainKey:
 
     def next(self) -> ChainKey:
         return ChainKey(hmac_sha256(self.key, CHAIN_NEXT), self.index + 1)
+
+    def step(self) -> tuple[bytes, ChainKey]:
+        """``(seed_i, CK_{i+1})``: what each message sent or received takes from the chain.
+
+        Both HMACs share one keyed state, which is cheaper than :meth:`message_key_seed`
+        followed by :meth:`next`.
+        """
+        seed, next_key = hmac_sha256_pair(self.key, CHAIN_MESSAGE_SEED, CHAIN_NEXT)
+        return seed, ChainKey(next_key, self.index + 1)
 
     def message_keys(self, spqr_key: bytes | None) -> MessageKeys:
         return MessageKeys.derive(self.message_key_seed(), self.index, spqr_key)

@@ -32,7 +32,8 @@ def encrypt_message(
     spqr, pq_message, pq_key = state.spqr.send()
     sender = state.sender_chain
     chain_key = sender.chain_key
-    keys = chain_key.message_keys(pq_key)
+    seed, next_chain_key = chain_key.step()
+    keys = MessageKeys.derive(seed, chain_key.index, pq_key)
     message = SignalMessage.create(
         mac_key=keys.mac_key,
         sender_identity=state.local_identity,
@@ -49,7 +50,7 @@ def encrypt_message(
         state.local_identity,
         state.remote_identity,
         state.root_key,
-        SenderChain(sender.ratchet_key, chain_key.next()),
+        SenderChain(sender.ratchet_key, next_chain_key),
         state.receiver_chains,
         state.previous_counter,
         spqr,
@@ -112,11 +113,12 @@ def decrypt_message(
         if counter > chain_key.index:
             passed = []
             while chain_key.index < counter:
-                passed.append((chain_key.index, chain_key.message_key_seed()))
-                chain_key = chain_key.next()
+                skipped_seed, following = chain_key.step()
+                passed.append((chain_key.index, skipped_seed))
+                chain_key = following
             skipped = skipped.with_added(passed)
-        seed = chain_key.message_key_seed()
-        new_chain = ReceiverChain(their_ratchet_key, chain_key.next(), skipped)
+        seed, next_chain_key = chain_key.step()
+        new_chain = ReceiverChain(their_ratchet_key, next_chain_key, skipped)
 
     spqr, pq_key = state.spqr.recv(message.pq_ratchet)
     keys = MessageKeys.derive(seed, counter, pq_key)
