@@ -1,0 +1,56 @@
+"""The SQLite schema as an ordered list of migrations; ``PRAGMA user_version`` says how far a file is.
+
+A migration runs inside the transaction that opens the store, together with the version bump,
+so a crash mid-migration leaves the file at the old version. Steps get the store's cipher: a
+change to what a sealed row holds re-seals the rows (see ``v002``). Never edit a released step;
+append one. ``tests/store/fixtures`` holds a file frozen at version 1 that must keep migrating.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sotto.errors import StoreVersionError
+from sotto.store.cipher import StoreCipher
+from sotto.store.migrations import v001_initial, v002_contact_display_name
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sqlite3.Connection, StoreCipher], None]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", v001_initial.apply),
+    Migration(2, "contacts keep the display name they announce", v002_contact_display_name.apply),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, cipher: StoreCipher, target: int = SCHEMA_VERSION) -> list[int]:
+    """Apply the steps after the file's version up to ``target``; call inside a write transaction.
+
+    Returns the versions applied. StoreVersionError if the file is newer than this code.
+    """
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"store schema {current} is newer than this version of Sotto ({SCHEMA_VERSION})"
+        )
+    applied = []
+    for step in MIGRATIONS:
+        if current < step.version <= target:
+            step.apply(conn, cipher)
+            conn.execute(f"PRAGMA user_version = {int(step.version)}")
+            applied.append(step.version)
+    return applied
