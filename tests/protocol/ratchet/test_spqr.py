@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sotto.crypto.kdf import hkdf_sha256
 from sotto.errors import DecodeError, DecryptionError
 from sotto.protocol.limits import SPQR_MAX_JUMP, SPQR_MAX_OOO_KEYS
+from sotto.protocol.protobuf import encode_varint
+from sotto.protocol.ratchet import spqr
 from sotto.protocol.ratchet.spqr import SpqrChain, SpqrMessage, SpqrMessageType
 
 PQR_KEY = bytes(range(32))
@@ -99,6 +101,37 @@ def test_peer_chunks_are_ignored_and_newer_versions_skipped() -> None:
     assert salt is None and unchanged is bob
     _, salt = bob.recv(_at(0))
     assert salt is None
+
+
+_NEAR_CHAIN_ONLY = st.builds(
+    lambda version, epoch, index, message_type, tail: (
+        bytes((version,)) + encode_varint(epoch) + encode_varint(index) + bytes((message_type,)) + tail
+    ),
+    st.sampled_from([0, 1, 2]),
+    st.sampled_from([0, 1, 2, 129]),
+    st.integers(0, 2**33),
+    st.integers(0, 8),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=500)
+@example(b"\x01\x01" + encode_varint(2**32) + b"\x00")
+@example(b"\x01\x01" + encode_varint(2**32 - 1) + b"\x00trailing")
+@example(b"\x01\x01\x80")
+@given(
+    _NEAR_CHAIN_ONLY | st.binary(max_size=12).map(lambda tail: b"\x01\x01" + tail) | st.binary(max_size=12)
+)
+def test_chain_only_fast_path_agrees_with_the_full_decoder(payload: bytes) -> None:
+    try:
+        message = SpqrMessage.decode(payload)
+    except DecodeError:
+        message = None
+    index = spqr._chain_only_index(payload)
+    if message is not None and message.epoch == 1 and message.type is SpqrMessageType.NONE:
+        assert index == message.index
+    else:
+        assert index is None
 
 
 @given(st.binary(max_size=64))

@@ -114,6 +114,41 @@ def _next_key(seed: bytes, index: int) -> tuple[bytes, bytes]:
     return okm[:32], okm[32:]
 
 
+def _chain_only_index(payload: bytes) -> int | None:
+    """The index of a well-formed chain-only payload (type None at epoch 1), else None.
+
+    What every Sotto message and most libsignal ones carry, read without building a
+    :class:`SpqrMessage`; anything else (or anything malformed) is left to :func:`_index_of_any`.
+    """
+    if not payload.startswith(_NONE_PREFIX):
+        return None
+    try:
+        index, pos = read_varint(payload, len(_NONE_PREFIX))
+    except DecodeError:
+        return None
+    if index > _MAX_INDEX or payload[pos : pos + 1] != _NONE_TYPE:
+        return None
+    return index
+
+
+def _index_of_any(payload: bytes) -> int | None:
+    """The chain index a V1 payload of any type names; None for a newer version (to be ignored)."""
+    if not payload:
+        raise DecryptionError  # V0 (no SPQR): libsignal refuses the downgrade as well
+    if payload[0] != SPQR_V1:
+        if payload[0] == 0:
+            raise DecryptionError
+        return None
+    try:
+        message = SpqrMessage.decode(payload)
+    except DecodeError:
+        raise DecryptionError from None
+    if message.epoch != CHAIN_ONLY_EPOCH:
+        raise DecryptionError
+    # Chunks of an ML-KEM epoch (Hdr, Ek, ...) are ignored: chain-only mode never answers them.
+    return message.index
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class SpqrChain:
     """Both directions of SPQR's epoch-0 chain, as one side of a session sees them.
@@ -149,21 +184,12 @@ class SpqrChain:
 
     def recv(self, payload: bytes) -> tuple[SpqrChain, bytes | None]:
         """``(new chain, message-key salt)`` for a peer's payload; refusals are DecryptionError."""
-        if not payload:
-            raise DecryptionError  # V0 (no SPQR): libsignal refuses the downgrade as well
-        if payload[0] != SPQR_V1:
-            if payload[0] == 0:
-                raise DecryptionError
-            # A version newer than ours: SPQR ignores it and keeps its state, and so do we.
-            return self, None
-        try:
-            message = SpqrMessage.decode(payload)
-        except DecodeError:
-            raise DecryptionError from None
-        if message.epoch != CHAIN_ONLY_EPOCH:
-            raise DecryptionError
-        # Chunks of an ML-KEM epoch (Hdr, Ek, ...) are ignored: chain-only mode never answers them.
-        at = message.index
+        at = _chain_only_index(payload)
+        if at is None:
+            at = _index_of_any(payload)
+            if at is None:
+                # A version newer than ours: SPQR ignores it and keeps its state, and so do we.
+                return self, None
         if at == 0:
             return self, None
         return self._recv_key(at)
