@@ -32,6 +32,11 @@
     ├── StoreLockedError                another process has the store open
     ├── StoreConflictError              a unique value (name, id) is already taken
     └── MissingRecordError              an update names a record that does not exist
+    ClientError                         the client SDK refused an operation
+    ├── InviteError                     an invite link that cannot be used (ours, known contact)
+    ├── UnknownContactError             no contact or group by that name
+    ├── RelayUnavailableError           the relay could not be reached; the outbox retries
+    └── EnvelopeRejectedError           an incoming envelope that can never be processed
 
 Failures an attacker could tell apart by probing (which check failed inside a decryption)
 all surface as :class:`DecryptionError`. Exceptions carry counters and ids, never key bytes
@@ -178,3 +183,32 @@ class StoreConflictError(StoreError):
 
 class MissingRecordError(StoreError):
     """An update or delete names a record that does not exist."""
+
+class ClientError(SottoError):
+    """The client SDK refused an operation."""
+
+
+class InviteError(ClientError):
+    """An invite link that cannot be used: our own, someone already a contact, or refused by the relay."""
+
+
+class UnknownContactError(ClientError):
+    """No contact or group by that name or id."""
+
+
+class RelayUnavailableError(ClientError):
+    """The relay could not be reached (connection refused, timeout); queued sends are retried."""
+
+
+class EnvelopeRejectedError(ClientError):
+    """An incoming envelope that can never be processed; it is acknowledged and dropped.
+
+    ``reason`` is a stable code (:class:`sotto.client.events.RejectReason`), ``detail`` the name of
+    the underlying error; ``events`` are what the rejection should still report (an identity change).
+    """
+
+    def __init__(self, reason: str, detail: str, events: list[object] | None = None) -> None:
+        super().__init__(f"envelope rejected: {reason} ({detail})")
+        self.reason = reason
+        self.detail = detail
+        self.events = list(events or [])

@@ -1,0 +1,167 @@
+"""Registering an account and keeping its prekeys published.
+
+Prekeys are generated into the store marked "not uploaded", uploaded, then marked uploaded in a
+second transaction: a crash in between re-uploads the same ids with the same bytes (a no-op on
+the relay), never new key material under an old id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sotto.client.flows.context import address_for
+from sotto.crypto.kem import KemPublicKey
+from sotto.crypto.keys import KeyPair, PublicKey
+from sotto.crypto.random import Rng
+from sotto.errors import InvalidKeyError, InviteError
+from sotto.protocol.address import ProtocolAddress
+from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord
+from sotto.protocol.limits import MAX_REGISTRATION_ID
+from sotto.store.interfaces import PendingUpload, Transaction
+from sotto.store.model import Account, PreKeyKind
+from sotto.wire import api
+from sotto.wire.limits import DEVICE_SECRET_LENGTH, MAX_ONE_TIME_KEYS_PER_UPLOAD
+
+ONE_TIME_PREKEYS = 20
+PREKEY_REFILL_BELOW = 5
+"""Bundles go only to invite holders, so a small pool lasts; it is topped up below 5."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class NewIdentity:
+    """Keys chosen before registering: the identity, a registration id and the device secret."""
+
+    identity: KeyPair
+    registration_id: int
+    device_secret: bytes
+
+    @classmethod
+    def generate(cls, rng: Rng) -> NewIdentity:
+        registration_id = 1 + int.from_bytes(rng(2), "big") % MAX_REGISTRATION_ID
+        return cls(KeyPair.generate(rng), registration_id, rng(DEVICE_SECRET_LENGTH))
+
+    def request(self) -> api.CreateAccount:
+        return api.CreateAccount(
+            identity_key=self.identity.public.to_bytes(),
+            registration_id=self.registration_id,
+            device_secret=self.device_secret,
+        )
+
+    def __repr__(self) -> str:
+        return f"NewIdentity(identity={self.identity.public!r}, <secret>)"
+
+
+def store_account(
+    tx: Transaction,
+    new: NewIdentity,
+    created: api.AccountCreated,
+    *,
+    server_url: str,
+    display_name: str,
+    now_ms: int,
+    rng: Rng,
+) -> Account:
+    """Keep the registered account and generate its first prekeys (upload them next)."""
+    account = Account(
+        account_id=created.account_id,
+        device_id=created.device_id,
+        device_secret=new.device_secret,
+        identity=new.identity,
+        registration_id=new.registration_id,
+        server_url=server_url,
+        display_name=display_name,
+        created_ms=now_ms,
+        address=ProtocolAddress(address_for(created.account_id).name, created.device_id),
+    )
+    tx.account.put(account)
+    generate_prekeys(tx, account, now_ms=now_ms, rng=rng, one_time=ONE_TIME_PREKEYS, rotate=True)
+    return account
+
+
+def generate_prekeys(
+    tx: Transaction, account: Account, *, now_ms: int, rng: Rng, one_time: int, rotate: bool = False
+) -> None:
+    """Store ``one_time`` new EC and Kyber one-time prekeys (with ``rotate`` also a new signed
+    prekey and a new last-resort Kyber prekey), marked not yet uploaded."""
+    identity = account.identity
+    if rotate:
+        (signed_id,) = tx.prekeys.allocate_ids(PreKeyKind.SIGNED, 1)
+        tx.prekeys.put_signed(SignedPreKeyRecord.generate(signed_id, identity, now_ms, rng))
+        (kyber_id,) = tx.prekeys.allocate_ids(PreKeyKind.KYBER, 1)
+        tx.prekeys.put_kyber(KyberPreKeyRecord.generate(kyber_id, identity, now_ms, rng, last_resort=True))
+    if one_time > 0:
+        for prekey_id in tx.prekeys.allocate_ids(PreKeyKind.ONE_TIME, one_time):
+            tx.prekeys.put_one_time(PreKeyRecord.generate(prekey_id, rng))
+        for prekey_id in tx.prekeys.allocate_ids(PreKeyKind.KYBER, one_time):
+            tx.prekeys.put_kyber(KyberPreKeyRecord.generate(prekey_id, identity, now_ms, rng))
+
+
+def upload_request(pending: PendingUpload) -> api.UploadKeys:
+    """The relay body for records not yet confirmed (at most one upload's worth)."""
+    signed = pending.signed[-1] if pending.signed else None
+    last_resort = [k for k in pending.kyber if k.last_resort]
+    limit = MAX_ONE_TIME_KEYS_PER_UPLOAD
+    return api.UploadKeys(
+        signed_pre_key=None
+        if signed is None
+        else api.SignedPreKey(
+            id=signed.id, public_key=signed.key_pair.public.to_bytes(), signature=signed.signature
+        ),
+        kyber_last_resort=_kyber_body(last_resort[-1]) if last_resort else None,
+        one_time_pre_keys=[
+            api.PreKey(id=r.id, public_key=r.key_pair.public.to_bytes()) for r in pending.one_time[:limit]
+        ],
+        kyber_pre_keys=[_kyber_body(k) for k in pending.kyber if not k.last_resort][:limit],
+    )
+
+
+def _kyber_body(record: KyberPreKeyRecord) -> api.KyberPreKey:
+    return api.KyberPreKey(
+        id=record.id, public_key=record.key_pair.public.to_bytes(), signature=record.signature
+    )
+
+
+def mark_uploaded(tx: Transaction, body: api.UploadKeys) -> None:
+    """The relay accepted ``body``."""
+    if body.signed_pre_key is not None:
+        tx.prekeys.mark_uploaded(PreKeyKind.SIGNED, [body.signed_pre_key.id])
+    tx.prekeys.mark_uploaded(PreKeyKind.ONE_TIME, [k.id for k in body.one_time_pre_keys])
+    kyber = [k.id for k in body.kyber_pre_keys]
+    if body.kyber_last_resort is not None:
+        kyber.append(body.kyber_last_resort.id)
+    tx.prekeys.mark_uploaded(PreKeyKind.KYBER, kyber)
+
+
+def refill_count(counts: api.KeyCounts) -> int:
+    """How many one-time prekeys of each kind to add, given what the relay still holds."""
+    if min(counts.one_time, counts.kyber) >= PREKEY_REFILL_BELOW:
+        return 0
+    return ONE_TIME_PREKEYS - min(counts.one_time, counts.kyber)
+
+
+def bundle_from_reply(reply: api.Bundle) -> PreKeyBundle:
+    """The protocol's bundle for the peer's first device; InviteError if its keys do not parse.
+
+    Signatures are checked when the session starts (``process_prekey_bundle``), not here.
+    """
+    if not reply.devices:
+        raise InviteError("the inviter has no device to talk to")
+    device = reply.devices[0]
+    try:
+        return PreKeyBundle(
+            registration_id=device.registration_id,
+            device_id=device.device_id,
+            pre_key_id=None if device.pre_key is None else device.pre_key.id,
+            pre_key_public=None
+            if device.pre_key is None
+            else PublicKey.from_bytes(device.pre_key.public_key),
+            signed_pre_key_id=device.signed_pre_key.id,
+            signed_pre_key_public=PublicKey.from_bytes(device.signed_pre_key.public_key),
+            signed_pre_key_signature=device.signed_pre_key.signature,
+            identity_key=PublicKey.from_bytes(reply.identity_key),
+            kyber_pre_key_id=device.kyber_pre_key.id,
+            kyber_pre_key_public=KemPublicKey.from_bytes(device.kyber_pre_key.public_key),
+            kyber_pre_key_signature=device.kyber_pre_key.signature,
+        )
+    except InvalidKeyError as e:
+        raise InviteError(f"the inviter's prekey bundle is unusable: {e}") from None

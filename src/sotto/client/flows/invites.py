@@ -1,0 +1,180 @@
+"""Both sides of the invite handshake (see :mod:`sotto.client.invite` for the link and keys).
+
+1. The inviter stores an invite; its mailbox and prekey access token already exist on the relay.
+2. The acceptor fetches the inviter's bundle with the access token, starts a session (PQXDH),
+   creates a mailbox for the inviter and sends a sealed contact request to the invite mailbox:
+   its display name, that mailbox, and a proof that it read the link (:func:`accept_invite`).
+3. The inviter checks the request, adds the contact, answers with a mailbox of its own inside
+   the session, and retires the invite: one invite, one contact (:func:`receive_contact_request`).
+4. The acceptor takes the answer (:mod:`.receiving`), and its held texts go out.
+"""
+
+from __future__ import annotations
+
+from sotto.client import content as c
+from sotto.client.events import ContactAdded, RejectReason
+from sotto.client.flows.context import (
+    Context,
+    DeleteMailbox,
+    Outcome,
+    RefillPreKeys,
+    RevokeAccessToken,
+    account_id_of,
+    address_for,
+    decode_plaintext,
+    reject,
+)
+from sotto.client.flows.mailboxes import address_of, new_mailbox, register
+from sotto.client.flows.prekeys import decrypt_prekey_message
+from sotto.client.flows.sending import seal_to_contact, send_control
+from sotto.client.invite import InviteLink, derive_invite_keys, invite_proof, proof_is_valid
+from sotto.crypto.kdf import bytes_equal
+from sotto.crypto.keys import PublicKey
+from sotto.errors import DecodeError, InviteError, ProtocolError, UntrustedIdentityError
+from sotto.protocol import session
+from sotto.protocol.bundle import PreKeyBundle
+from sotto.protocol.messages import CiphertextMessageType
+from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent
+from sotto.store.model import Contact, IdentityChange, Invite, MailboxId, MessageId, TheirMailbox
+
+INVITE_LIFETIME_MS = 7 * 86_400_000
+"""An unused invite (its mailbox and prekey access token) expires after a week."""
+
+
+def create_invite(ctx: Context, secret: bytes) -> tuple[Invite, str]:
+    """Store an invite made from ``secret``; returns it with its link."""
+    keys = derive_invite_keys(secret)
+    invite = ctx.tx.invites.add(
+        secret=secret,
+        mailbox_id=MailboxId(keys.mailbox_id),
+        signing_seed=keys.mailbox_key.seed(),
+        delivery_token=keys.delivery_token,
+        access_token=keys.access_token,
+        created_ms=ctx.now_ms,
+        expires_ms=ctx.now_ms + INVITE_LIFETIME_MS,
+    )
+    account = ctx.me.account
+    return invite, InviteLink(account.server_url, account.account_id, secret).encode()
+
+
+def unique_name(ctx: Context, wanted: str) -> str:
+    """``wanted``, or ``wanted (2)``, ``(3)``… if a contact already has that local name."""
+    base = wanted.strip() or "contact"
+    name, n = base, 1
+    while ctx.tx.contacts.by_name(name) is not None:
+        n += 1
+        name = f"{base} ({n})"
+    return name
+
+
+def their_mailbox(contact: Contact, address: c.MailboxAddress, now_ms: int) -> TheirMailbox:
+    return TheirMailbox(
+        contact_id=contact.contact_id,
+        server_url=address.server_url,
+        mailbox_id=MailboxId(address.mailbox_id),
+        delivery_token=address.delivery_token,
+        received_ms=now_ms,
+    )
+
+
+def accept_invite(
+    ctx: Context, link: InviteLink, bundle: PreKeyBundle, contact_name: str
+) -> tuple[Contact, Outcome]:
+    """Start a session from the inviter's bundle and queue the sealed contact request.
+
+    Raises InviteError (our own link, already a contact, the name taken),
+    UntrustedIdentityError (we trust another key for that account), InvalidPreKeyBundleError.
+    """
+    tx, me = ctx.tx, ctx.me
+    if bytes_equal(link.account_id, me.account.account_id):
+        raise InviteError("this invite is our own")
+    if tx.contacts.by_account(link.account_id) is not None:
+        raise InviteError("the inviter is already a contact")
+    if not contact_name.strip() or tx.contacts.by_name(contact_name) is not None:
+        raise InviteError(f"choose another name than {contact_name!r}")
+    address = address_for(link.account_id)
+    if tx.identities.observe(address.name, bundle.identity_key, ctx.now_ms) is IdentityChange.CHANGED:
+        raise UntrustedIdentityError("the inviter's identity key differs from the one we trust")
+    record = session.process_prekey_bundle(
+        tx.sessions.get(address),
+        our_identity=me.identity,
+        our_registration_id=me.account.registration_id,
+        our_address=me.address,
+        their_address=address,
+        bundle=bundle,
+        now_ms=ctx.now_ms,
+        rng=ctx.rng,
+    )
+    tx.sessions.put(address, record)
+    contact = tx.contacts.add(
+        name=contact_name, account_id=link.account_id, address=address, now_ms=ctx.now_ms
+    )
+    mailbox = new_mailbox(ctx, contact)
+    keys = derive_invite_keys(link.secret)
+    proof = invite_proof(keys, me.account.account_id, me.identity.public)
+    request = c.ContactRequest(me.account.display_name, address_of(mailbox), proof)
+    tx.outbox.enqueue(
+        server_url=link.server_url,
+        mailbox_id=MailboxId(keys.mailbox_id),
+        delivery_token=keys.delivery_token,
+        message_id=MessageId(ctx.random_id()),
+        payload=seal_to_contact(ctx, contact, request),
+        created_ms=ctx.now_ms,
+    )
+    return contact, Outcome(commands=[register(mailbox)])
+
+
+def receive_contact_request(
+    ctx: Context,
+    invite: Invite,
+    sender_name: str,
+    sender_identity: PublicKey,
+    usmc: UnidentifiedSenderMessageContent,
+) -> Outcome:
+    """The first message through one of our invites: check it, add the contact, answer."""
+    tx = ctx.tx
+    if invite.used_ms is not None or invite.expires_ms <= ctx.now_ms:
+        raise reject(RejectReason.INVITE_REFUSED, "invite already used or expired")
+    if usmc.message_type is not CiphertextMessageType.PREKEY:
+        raise reject(RejectReason.INVITE_REFUSED, "a contact request starts a session")
+    account_id = account_id_of(sender_name)
+    if account_id is None:
+        raise reject(RejectReason.UNSEALABLE, "certificate names no Sotto account")
+    if tx.contacts.by_account(account_id) is not None:
+        raise reject(RejectReason.INVITE_REFUSED, "already a contact")
+    address = address_for(account_id)
+    known = tx.identities.get(address.name)
+    if known is not None and known.identity_key != sender_identity:
+        raise reject(RejectReason.UNTRUSTED_IDENTITY, "identity key differs from one we trusted")
+    try:
+        plaintext = decrypt_prekey_message(ctx, address, usmc.content, sender_identity)
+    except (ProtocolError, DecodeError) as e:
+        raise reject(RejectReason.UNDECRYPTABLE, e) from None
+    request = decode_plaintext(plaintext)
+    if not isinstance(request, c.ContactRequest):
+        raise reject(RejectReason.INVITE_REFUSED, "the first message must be a contact request")
+    keys = derive_invite_keys(invite.secret)
+    if not proof_is_valid(keys, account_id, sender_identity, request.invite_proof):
+        raise reject(RejectReason.INVITE_REFUSED, "invite proof does not verify")
+
+    tx.identities.observe(address.name, sender_identity, ctx.now_ms)
+    contact = tx.contacts.add(
+        name=unique_name(ctx, request.display_name),
+        account_id=account_id,
+        address=address,
+        now_ms=ctx.now_ms,
+        display_name=request.display_name,
+    )
+    tx.their_mailboxes.put(their_mailbox(contact, request.reply_to, ctx.now_ms))
+    tx.invites.mark_used(invite.invite_id, ctx.now_ms)
+    mailbox = new_mailbox(ctx, contact)
+    send_control(ctx, contact, c.ContactAccepted(ctx.me.account.display_name, address_of(mailbox)))
+    return Outcome(
+        events=[ContactAdded(contact)],
+        commands=[
+            register(mailbox),
+            DeleteMailbox(invite.mailbox_id, invite.signing_seed),
+            RevokeAccessToken(invite.access_token),
+            RefillPreKeys(),
+        ],
+    )

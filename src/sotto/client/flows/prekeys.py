@@ -1,0 +1,50 @@
+"""Decrypting a PreKey message, with the bookkeeping libsignal leaves to its caller.
+
+In the same transaction as the new session: a used one-time EC prekey is deleted, a used
+one-time Kyber prekey too, and a last-resort Kyber prekey's (Kyber id, signed id, base key)
+triple is remembered so a replay is refused.
+"""
+
+from __future__ import annotations
+
+from sotto.client.flows.context import Context
+from sotto.crypto.keys import PublicKey
+from sotto.errors import UntrustedIdentityError
+from sotto.protocol import session
+from sotto.protocol.address import ProtocolAddress
+from sotto.protocol.messages import PreKeySignalMessage
+
+
+def decrypt_prekey_message(ctx: Context, address: ProtocolAddress, body: bytes, expected: PublicKey) -> bytes:
+    """The plaintext of a PreKey message from ``address``, whose identity key must be ``expected``.
+
+    Raises DecodeError, UntrustedIdentityError or the session's ProtocolErrors.
+    """
+    tx = ctx.tx
+    parsed = PreKeySignalMessage.decode(body)
+    if parsed.identity_key != expected:
+        raise UntrustedIdentityError("PreKey message from another identity key")
+    record = tx.sessions.get(address)
+    new_session = record is None or record.find_base_key(parsed.version, parsed.base_key) is None
+    kyber = tx.prekeys.get_kyber(parsed.kyber_pre_key_id)
+    result = session.decrypt_prekey_message(
+        record,
+        parsed,
+        our_identity=ctx.me.identity,
+        our_registration_id=ctx.me.account.registration_id,
+        our_address=ctx.me.address,
+        their_address=address,
+        signed_pre_key=tx.prekeys.get_signed(parsed.signed_pre_key_id),
+        kyber_pre_key=kyber,
+        one_time_pre_key=None if parsed.pre_key_id is None else tx.prekeys.get_one_time(parsed.pre_key_id),
+        used_last_resort=tx.prekeys.last_resort_uses(),
+        rng=ctx.rng,
+    )
+    tx.sessions.put(address, result.record)
+    if result.used_one_time_pre_key_id is not None:
+        tx.prekeys.remove_one_time(result.used_one_time_pre_key_id)
+    if result.last_resort_use is not None:
+        tx.prekeys.record_last_resort_use(result.last_resort_use)
+    elif new_session and kyber is not None and not kyber.last_resort:
+        tx.prekeys.remove_kyber(kyber.id)
+    return result.plaintext

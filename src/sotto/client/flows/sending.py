@@ -1,0 +1,179 @@
+"""Sending 1:1: texts, receipts and typing, each sealed to one contact and queued in the outbox.
+
+The session record advances and the sealed envelope enters the outbox in the same transaction,
+so a retry resends the identical bytes under the same envelope id (the relay and the receiver
+both dedupe it) and never encrypts twice. The outbox entry leaves only when the relay confirms.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sotto.client import content as c
+from sotto.client.events import Event, MessageSent
+from sotto.client.flows.context import Context
+from sotto.errors import UntrustedIdentityError
+from sotto.protocol import session
+from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
+from sotto.store.model import (
+    Contact,
+    ContactId,
+    Conversation,
+    Direction,
+    GroupId,
+    MessageId,
+    MessageRowId,
+    MessageState,
+    OutboxItemId,
+    PendingReceipt,
+    ReceiptKind,
+    TheirMailbox,
+)
+from sotto.wire.padding import pad
+
+HELD_MESSAGES_SCAN = 500
+"""How far back to look for texts written before a contact answered our invite."""
+
+
+def seal_to_contact(ctx: Context, contact: Contact, message: c.Content) -> bytes:
+    """Encrypt ``message`` on the contact's session (stored advanced), seal it, pad it."""
+    tx, me = ctx.tx, ctx.me
+    trusted = tx.identities.get(contact.address.name)
+    if trusted is None:
+        raise UntrustedIdentityError("no trusted identity key for this contact")
+    record, ciphertext = session.encrypt(
+        tx.sessions.get(contact.address),
+        pad(c.encode(message)),
+        our_address=me.address,
+        their_address=contact.address,
+        now_ms=ctx.now_ms,
+        rng=ctx.rng,
+    )
+    tx.sessions.put(contact.address, record)
+    usmc = UnidentifiedSenderMessageContent.new(ciphertext.type, me.certificate, ciphertext.body)
+    return pad(seal_v1(me.identity, trusted.identity_key, usmc, ctx.rng))
+
+
+def enqueue(
+    ctx: Context,
+    theirs: TheirMailbox,
+    envelope_id: bytes,
+    payload: bytes,
+    *,
+    row: MessageRowId | None = None,
+) -> None:
+    ctx.tx.outbox.enqueue(
+        server_url=theirs.server_url,
+        mailbox_id=theirs.mailbox_id,
+        delivery_token=theirs.delivery_token,
+        message_id=MessageId(envelope_id),
+        payload=payload,
+        created_ms=ctx.now_ms,
+        message_row=row,
+    )
+
+
+def send_control(ctx: Context, contact: Contact, message: c.Content) -> bool:
+    """Queue a message that is not history (receipts, typing, mailbox news, group updates).
+
+    False, and nothing queued, if the contact has not given us a mailbox yet.
+    """
+    theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
+    if theirs is None:
+        return False
+    enqueue(ctx, theirs, ctx.random_id(), seal_to_contact(ctx, contact, message))
+    return True
+
+
+def send_text(ctx: Context, contact: Contact, text: str) -> MessageId:
+    """Store our text and queue it as one envelope whose id is the message id.
+
+    Before the contact answered our invite there is nowhere to send it: it stays QUEUED in the
+    history and goes out when their answer arrives (:func:`release_held`).
+    """
+    message_id = MessageId(ctx.random_id())
+    body = c.Text(message_id, ctx.now_ms, text)
+    c.encode(body)  # an oversized text is refused before anything is stored
+    row = ctx.tx.messages.add(
+        message_id=message_id,
+        conversation=Conversation.direct(contact.contact_id),
+        direction=Direction.OUTGOING,
+        sender=None,
+        text=text,
+        sent_ms=ctx.now_ms,
+        stored_ms=ctx.now_ms,
+        state=MessageState.QUEUED,
+    )
+    theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
+    if theirs is not None:
+        enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row.row_id)
+    return message_id
+
+
+def release_held(ctx: Context, contact: Contact) -> int:
+    """Queue the texts written to ``contact`` before they gave us a mailbox; how many."""
+    tx = ctx.tx
+    theirs = tx.their_mailboxes.get(contact.contact_id)
+    if theirs is None:
+        return 0
+    count = 0
+    for message in tx.messages.conversation(
+        Conversation.direct(contact.contact_id), limit=HELD_MESSAGES_SCAN
+    ):
+        if (
+            message.direction is Direction.OUTGOING
+            and message.state is MessageState.QUEUED
+            and tx.outbox.remaining_for(message.row_id) == 0
+        ):
+            body = c.Text(message.message_id, message.sent_ms, message.text)
+            enqueue(ctx, theirs, message.message_id, seal_to_contact(ctx, contact, body), row=message.row_id)
+            count += 1
+    return count
+
+
+def send_typing(ctx: Context, contacts: list[Contact], started: bool, group_id: GroupId | None = None) -> int:
+    """Tell each contact we started or stopped typing; how many could be told."""
+    return sum(send_control(ctx, contact, c.Typing(started, group_id)) for contact in contacts)
+
+
+def flush_receipts(ctx: Context, kind: ReceiptKind, contact_ids: set[ContactId] | None = None) -> int:
+    """Queue one receipt message per contact for every receipt of ``kind`` we owe; how many ids.
+
+    Delivery receipts are flushed on a timer (batched and delayed, so their timing says little
+    about when a message arrived); read receipts when the user marks messages read.
+    """
+    tx = ctx.tx
+    owed: dict[ContactId, list[PendingReceipt]] = defaultdict(list)
+    for receipt in tx.messages.pending_receipts(10_000):
+        if receipt.kind is kind and (contact_ids is None or receipt.contact_id in contact_ids):
+            owed[receipt.contact_id].append(receipt)
+    sent = 0
+    for contact_id, receipts in owed.items():
+        contact = tx.contacts.get(contact_id)
+        if contact is None:
+            tx.messages.clear_pending_receipts(receipts)
+            continue
+        for start in range(0, len(receipts), c.MAX_IDS):
+            chunk = receipts[start : start + c.MAX_IDS]
+            ids = tuple(r.message_id for r in chunk)
+            message = c.DeliveryReceipt(ids) if kind is ReceiptKind.DELIVERED else c.ReadReceipt(ids)
+            if not send_control(ctx, contact, message):
+                break  # no mailbox yet: keep owing them
+            tx.messages.clear_pending_receipts(chunk)
+            sent += len(chunk)
+    return sent
+
+
+def confirm_sent(ctx: Context, item_id: OutboxItemId) -> list[Event]:
+    """The relay took an envelope (``sent`` or ``duplicate``): forget it; report finished messages."""
+    tx = ctx.tx
+    item = tx.outbox.get(item_id)
+    if item is None or not tx.outbox.remove(item_id):
+        return []
+    if item.message_row is None or tx.outbox.remaining_for(item.message_row) > 0:
+        return []
+    message = tx.messages.get(item.message_row)
+    if message is None:
+        return []
+    tx.messages.advance(message.row_id, MessageState.SENT)
+    return [MessageSent(message.message_id)]
