@@ -32,6 +32,8 @@
     ├── StoreLockedError                another process has the store open
     ├── StoreConflictError              a unique value (name, id) is already taken
     └── MissingRecordError              an update names a record that does not exist
+    RelayError                          the relay refused a request: an HTTP status and a stable code
+    └── RelayStorageError               the relay's database failed (disk full, I/O); retry later
     ClientError                         the client SDK refused an operation
     ├── InviteError                     an invite link that cannot be used (ours, known contact)
     ├── UnknownContactError             no contact or group by that name
@@ -183,6 +185,28 @@ class StoreConflictError(StoreError):
 
 class MissingRecordError(StoreError):
     """An update or delete names a record that does not exist."""
+
+
+class RelayError(SottoError):
+    """The relay refused a request; ``status`` is the HTTP status, ``code`` a stable machine code.
+
+    The server answers with ``{"code", "message"}``; a client that reads such an answer may raise
+    this error with the same fields.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class RelayStorageError(RelayError):
+    """The relay's database failed (disk full, I/O error); nothing was acknowledged, so retry."""
+
+    def __init__(self, message: str = "storage unavailable") -> None:
+        super().__init__(503, "unavailable", message)
+
 
 class ClientError(SottoError):
     """The client SDK refused an operation."""

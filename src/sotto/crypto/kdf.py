@@ -1,4 +1,4 @@
-"""HKDF-SHA256, HMAC-SHA256, SHA-512, SHA3-256, SHAKE-256 and constant-time comparison."""
+"""HKDF-SHA256, HMAC-SHA256, SHA-256, SHA-512, SHA3-256, SHAKE-256 and constant-time comparison."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def hmac_sha256_pair(key: bytes, first: bytes, second: bytes) -> tuple[bytes, by
     mac.update(first)
     other.update(second)
     return mac.finalize(), other.finalize()
+
+
+def sha256(data: bytes) -> bytes:
+    digest = hashes.Hash(_SHA256)
+    digest.update(data)
+    return digest.finalize()
 
 
 def sha512(data: bytes) -> bytes:

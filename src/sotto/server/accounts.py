@@ -1,0 +1,213 @@
+"""HTTP calls about accounts, devices, prekeys, usernames and access tokens (relay-protocol §1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from sotto.errors import DecodeError, RelayError
+from sotto.server.auth import UNAUTHORIZED, authenticate_device, parse_token, token_hash
+from sotto.server.context import RelayContext
+from sotto.server.export import export_json
+from sotto.server.storage.base import (
+    AccountId,
+    AccountRecord,
+    DeviceRecord,
+    KeyUpload,
+    OneTimePreKey,
+    SignedKey,
+    UploadOutcome,
+    UsernameOutcome,
+)
+from sotto.wire import api, b64
+from sotto.wire.limits import ID_LENGTH
+
+FIRST_DEVICE_ID = 1
+
+
+def get_context(request: Request) -> RelayContext:
+    ctx: RelayContext = request.app.state.relay
+    return ctx
+
+
+Ctx = Annotated[RelayContext, Depends(get_context)]
+
+
+async def current_device(
+    ctx: Ctx,
+    authorization: Annotated[
+        str | None, Header(description="Basic base64(<account b64url>.<device id>:<secret b64url>)")
+    ] = None,
+) -> DeviceRecord:
+    return await authenticate_device(ctx.storage, authorization)
+
+
+Device = Annotated[DeviceRecord, Depends(current_device)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": api.ErrorBody} for status in statuses}
+
+
+router = APIRouter(tags=["accounts"])
+
+
+@router.post("/v1/accounts", status_code=201, responses=_errors(413, 422, 429, 503))
+async def create_account(body: api.CreateAccount, ctx: Ctx) -> api.AccountCreated:
+    """Register an account (no phone number): identity key, registration id, first device's secret."""
+    ctx.limits.account_creation.check("", ctx.now())
+    today = ctx.today()
+    for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
+        account_id = AccountId(ctx.rng(ID_LENGTH))
+        account = AccountRecord(account_id, body.identity_key, today)
+        device = DeviceRecord(
+            account_id, FIRST_DEVICE_ID, body.registration_id, token_hash(body.device_secret), today
+        )
+        if await ctx.storage.create_account(account, device):
+            ctx.stats.count("accounts_created")
+            return api.AccountCreated(account_id=account_id, device_id=FIRST_DEVICE_ID)
+    raise RelayError(503, "unavailable", "could not allocate an account id")
+
+
+@router.get("/v1/accounts/me", responses=_errors(401))
+async def get_me(device: Device, ctx: Ctx) -> api.AccountInfo:
+    account = await ctx.storage.get_account(device.account_id)
+    if account is None:
+        raise UNAUTHORIZED
+    return api.AccountInfo(
+        account_id=account.account_id,
+        device_id=device.device_id,
+        identity_key=account.identity_key,
+        created_day=account.created_day,
+    )
+
+
+@router.put("/v1/accounts/me/username", status_code=204, responses=_errors(401, 409, 422))
+async def set_username(body: api.SetUsername, device: Device, ctx: Ctx) -> Response:
+    """Claim a username; the relay keeps only its keyed hash."""
+    outcome = await ctx.storage.set_username(device.account_id, ctx.server_key.username_hash(body.username))
+    if outcome is UsernameOutcome.TAKEN:
+        raise RelayError(409, "username_taken", "that username is taken")
+    return Response(status_code=204)
+
+
+@router.delete("/v1/accounts/me/username", status_code=204, responses=_errors(401))
+async def clear_username(device: Device, ctx: Ctx) -> Response:
+    await ctx.storage.clear_username(device.account_id)
+    return Response(status_code=204)
+
+
+@router.get("/v1/usernames/{username}", tags=["usernames"], responses=_errors(404, 429))
+async def find_username(username: str, ctx: Ctx) -> api.AccountRef:
+    """Look a username up (rate-limited in total and per name)."""
+    now = ctx.now()
+    ctx.limits.username_lookup.check("", now)
+    try:
+        name = api.SetUsername(username=username).username
+    except ValueError:
+        raise RelayError(404, "not_found", "no such username") from None
+    name_hash = ctx.server_key.username_hash(name)
+    ctx.limits.username_lookup_per_name.check(name_hash, now)
+    account_id = await ctx.storage.find_username(name_hash)
+    if account_id is None:
+        raise RelayError(404, "not_found", "no such username")
+    return api.AccountRef(account_id=account_id)
+
+
+@router.put("/v1/accounts/me/keys", status_code=204, responses=_errors(401, 409, 413, 422))
+async def upload_keys(body: api.UploadKeys, device: Device, ctx: Ctx) -> Response:
+    """Add prekeys, idempotent per key id; the same id with other bytes is a conflict."""
+    upload = KeyUpload(
+        signed_pre_key=_signed(body.signed_pre_key),
+        kyber_last_resort=_signed(body.kyber_last_resort),
+        one_time_pre_keys=tuple(OneTimePreKey(k.id, k.public_key) for k in body.one_time_pre_keys),
+        kyber_pre_keys=tuple(SignedKey(k.id, k.public_key, k.signature) for k in body.kyber_pre_keys),
+    )
+    if await ctx.storage.upload_keys(device.account_id, device.device_id, upload) is UploadOutcome.CONFLICT:
+        raise RelayError(409, "key_conflict", "a key id is already held with other key bytes")
+    return Response(status_code=204)
+
+
+@router.get("/v1/accounts/me/keys", responses=_errors(401))
+async def key_counts(device: Device, ctx: Ctx) -> api.KeyCounts:
+    """How many one-time prekeys are left to hand out."""
+    counts = await ctx.storage.key_counts(device.account_id, device.device_id)
+    return api.KeyCounts(one_time=counts.one_time, kyber=counts.kyber)
+
+
+@router.put("/v1/accounts/me/access-tokens", status_code=204, responses=_errors(401, 422))
+async def add_access_token(body: api.AddAccessToken, device: Device, ctx: Ctx) -> Response:
+    """Register a token that lets its holder fetch this account's bundle; the relay keeps SHA-256."""
+    await ctx.storage.add_access_token(device.account_id, token_hash(body.token), body.expires_day)
+    return Response(status_code=204)
+
+
+@router.delete("/v1/accounts/me/access-tokens/{token_hash}", status_code=204, responses=_errors(401, 422))
+async def delete_access_token(token_hash: str, device: Device, ctx: Ctx) -> Response:
+    """Retire a token by its SHA-256 (base64url); unknown hashes are fine."""
+    try:
+        digest = b64.decode(token_hash, length=32)
+    except DecodeError:
+        raise RelayError(422, "invalid_request", "token_hash must be 32 bytes of base64url") from None
+    await ctx.storage.delete_access_token(device.account_id, digest)
+    return Response(status_code=204)
+
+
+@router.get("/v1/accounts/{account_id}/bundle", tags=["prekeys"], responses=_errors(401, 429))
+async def fetch_bundle(
+    account_id: str,
+    ctx: Ctx,
+    sotto_access_token: Annotated[str | None, Header(description="The access token, base64url")] = None,
+) -> api.Bundle:
+    """One prekey set per device, consuming one-time keys; a missing account and a wrong token are one 401."""
+    token = parse_token(sotto_access_token)
+    try:
+        target = AccountId(b64.decode(account_id, length=ID_LENGTH))
+    except DecodeError:
+        target = None
+    if token is None or target is None:
+        raise UNAUTHORIZED
+    digest, now, today = token_hash(token), ctx.now(), ctx.today()
+    ctx.limits.bundle_fetch.check((target, digest), now)
+    if not await ctx.storage.has_access(target, digest, today):
+        raise UNAUTHORIZED
+    # Only fetches with a valid token count against the account, so strangers cannot starve it.
+    ctx.limits.bundle_fetch_per_account.check(target, now)
+    bundle = await ctx.storage.take_bundle(target, digest, today)
+    if bundle is None:
+        raise UNAUTHORIZED
+    ctx.stats.count("bundles_fetched")
+    return api.Bundle(
+        identity_key=bundle.identity_key,
+        devices=[
+            api.DeviceBundle(
+                device_id=d.device_id,
+                registration_id=d.registration_id,
+                signed_pre_key=api.SignedPreKey(
+                    id=d.signed_pre_key.key_id,
+                    public_key=d.signed_pre_key.public_key,
+                    signature=d.signed_pre_key.signature,
+                ),
+                kyber_pre_key=api.KyberPreKey(
+                    id=d.kyber_pre_key.key_id,
+                    public_key=d.kyber_pre_key.public_key,
+                    signature=d.kyber_pre_key.signature,
+                ),
+                pre_key=api.PreKey(id=d.pre_key.key_id, public_key=d.pre_key.public_key)
+                if d.pre_key
+                else None,
+            )
+            for d in bundle.devices
+        ],
+    )
+
+
+@router.get("/v1/export", tags=["export"], responses=_errors(401))
+async def export_account(device: Device, ctx: Ctx) -> dict[str, Any]:
+    """Everything held about the account, table by table, in the manifest's schema."""
+    return export_json(await ctx.storage.export_account(device.account_id), "account")
+
+
+def _signed(key: api.SignedPreKey | api.KyberPreKey | None) -> SignedKey | None:
+    return SignedKey(key.id, key.public_key, key.signature) if key is not None else None

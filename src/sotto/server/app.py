@@ -1,0 +1,265 @@
+"""The relay as an ASGI app: routes, error answers, body limits, and background sweeping.
+
+Every refusal is a JSON ``{"code", "message"}`` with a 4xx status (503 when storage fails); a
+bug answers 500 with ``{"code": "internal"}`` and logs only the exception's type. Bodies larger
+than ``max_body_bytes`` are refused with 413 before anything parses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sotto.crypto.random import Rng, system_rng
+from sotto.errors import RelayError
+from sotto.server import accounts, mailboxes, manifest, ws
+from sotto.server.clock import Clock, SystemClock
+from sotto.server.config import ServerConfig
+from sotto.server.context import RelayContext
+from sotto.server.fanout import Fanout, LocalFanout
+from sotto.server.logging import logger
+from sotto.server.ratelimit import RateLimitedError
+from sotto.server.server_key import ServerKey, load_or_create
+from sotto.server.storage.base import Storage
+from sotto.server.storage.sqlite import SqliteStorage
+from sotto.wire import api
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+class GuardMiddleware:
+    """Outermost layer: refuse oversized bodies before parsing, and never leak a traceback.
+
+    The body is read here (at most ``max_body_bytes``) and replayed to the app, so no route
+    ever sees more. An exception that escapes the app becomes a 500 JSON answer, logged as its
+    type name only: exception messages can carry request data.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            replay = await self._read_body(scope, receive)
+            if replay is None:
+                await _error(413, "too_large", f"body larger than {self.max_body_bytes} bytes")(
+                    scope, receive, send_tracking
+                )
+                return
+            await self.app(scope, replay, send_tracking)
+        except Exception as exc:
+            logger.error("error %s", type(exc).__name__)
+            if not started:
+                await _error(500, "internal", "internal error")(scope, receive, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> Receive | None:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_body_bytes:
+                        return None
+                except ValueError:
+                    return None
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return _replaying(message)  # the client left: hand the app the disconnect
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+def _replaying(message: Message) -> Receive:
+    async def receive() -> Message:
+        return message
+
+    return receive
+
+
+async def _relay_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RelayError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else None
+    _count(request, exc.status)
+    return _error(exc.status, exc.code, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    _count(request, 422)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _error(400, "malformed_json", "the body is not valid JSON")
+    # Location and reason only: never echo the input, which can hold secrets.
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}"[:300])
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    _count(request, exc.status_code)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    return _error(exc.status_code, code, str(exc.detail)[:200], dict(exc.headers or {}))
+
+
+def _count(request: Request, status: int) -> None:
+    relay: RelayContext | None = getattr(request.app.state, "relay", None)
+    if relay is not None:
+        relay.stats.count(f"http_{status}")
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    storage: Storage | None = None,
+    fanout: Fanout | None = None,
+    clock: Clock | None = None,
+    rng: Rng = system_rng,
+    server_key: ServerKey | None = None,
+) -> FastAPI:
+    """The relay app. Without ``storage`` it opens SQLite in ``config.data_dir`` at start-up."""
+    config = config or ServerConfig()
+    owned_storage = storage is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        key = server_key
+        if key is None:
+            key = await asyncio.to_thread(load_or_create, config.data_dir)
+        store: Storage
+        if storage is not None:
+            store = storage
+        else:
+            store = await asyncio.to_thread(SqliteStorage.in_dir, config.data_dir)
+        ctx = RelayContext(
+            config=config,
+            storage=store,
+            fanout=fanout or LocalFanout(),
+            server_key=key,
+            clock=clock or SystemClock(),
+            rng=rng,
+        )
+        app.state.relay = ctx
+        with contextlib.suppress(RelayError):  # catch up after downtime; retried on schedule
+            await _sweep(ctx)
+        tasks = [
+            asyncio.create_task(_every(config.sweep_interval_seconds, lambda: _sweep(ctx))),
+            asyncio.create_task(_every(config.stats_interval_seconds, lambda: _flush(ctx))),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            ctx.stats.flush()
+            if owned_storage:
+                await store.close()
+
+    app = FastAPI(
+        title="Sotto relay",
+        version="1",
+        summary="Stores and forwards sealed, padded envelopes between anonymous mailboxes.",
+        description="The contract is docs/relay-protocol.md; what is stored is docs/data-held.md.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_exception_handler(RelayError, _relay_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(accounts.router)
+    app.include_router(mailboxes.router)
+    app.include_router(ws.router)
+
+    @app.get("/v1/manifest", tags=["meta"])
+    async def get_manifest() -> dict[str, Any]:
+        """Every table, column, log field and file the relay writes, with why and for how long."""
+        return manifest.as_json()
+
+    @app.get("/v1/health", tags=["meta"], responses={503: {"model": api.ErrorBody}})
+    async def health(request: Request) -> dict[str, str]:
+        ctx: RelayContext = request.app.state.relay
+        await ctx.storage.get_mailboxes([])
+        return {"status": "ok"}
+
+    app.add_middleware(GuardMiddleware, max_body_bytes=config.max_body_bytes)
+    return app
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception as exc:  # a failed sweep is retried next time
+            logger.error("error %s", type(exc).__name__)
+
+
+async def _sweep(ctx: RelayContext) -> None:
+    result = await ctx.storage.sweep(ctx.today(), ctx.config.envelope_ttl_days)
+    ctx.stats.count("swept_envelopes", result.envelopes)
+    ctx.stats.count("swept_mailboxes", result.mailboxes)
+    ctx.stats.count("swept_access_tokens", result.access_tokens)
+
+
+async def _flush(ctx: RelayContext) -> None:
+    ctx.stats.flush()
+
+
+def openapi_json(app: FastAPI) -> str:
+    return json.dumps(app.openapi(), indent=2, sort_keys=True)

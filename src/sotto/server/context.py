@@ -1,0 +1,62 @@
+"""What every request handler needs, built once per app: storage, fan-out, clock, limits, counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sotto.crypto.random import Rng, system_rng
+from sotto.server.clock import Clock, SystemClock, day_of
+from sotto.server.config import RateLimits, ServerConfig
+from sotto.server.fanout import Fanout
+from sotto.server.logging import Stats
+from sotto.server.ratelimit import RateLimiter
+from sotto.server.server_key import ServerKey
+from sotto.server.storage.base import Storage
+
+
+@dataclass(slots=True)
+class Limiters:
+    account_creation: RateLimiter
+    mailbox_creation: RateLimiter
+    username_lookup: RateLimiter
+    username_lookup_per_name: RateLimiter
+    bundle_fetch: RateLimiter
+    bundle_fetch_per_account: RateLimiter
+
+    @classmethod
+    def from_config(cls, limits: RateLimits) -> Limiters:
+        return cls(
+            account_creation=RateLimiter(limits.account_creation, max_keys=1),
+            mailbox_creation=RateLimiter(limits.mailbox_creation, max_keys=1),
+            username_lookup=RateLimiter(limits.username_lookup, max_keys=1),
+            username_lookup_per_name=RateLimiter(limits.username_lookup_per_name),
+            bundle_fetch=RateLimiter(limits.bundle_fetch),
+            bundle_fetch_per_account=RateLimiter(limits.bundle_fetch_per_account),
+        )
+
+
+@dataclass(slots=True)
+class RelayContext:
+    config: ServerConfig
+    storage: Storage
+    fanout: Fanout
+    server_key: ServerKey
+    clock: Clock = field(default_factory=SystemClock)
+    rng: Rng = system_rng
+    stats: Stats = field(default_factory=Stats)
+    limiters: Limiters | None = None
+
+    def __post_init__(self) -> None:
+        if self.limiters is None:
+            self.limiters = Limiters.from_config(self.config.rate_limits)
+
+    @property
+    def limits(self) -> Limiters:
+        assert self.limiters is not None
+        return self.limiters
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def today(self) -> int:
+        return day_of(self.clock.now())

@@ -1,0 +1,110 @@
+"""HTTP calls about mailboxes and sending (relay-protocol §2, §3).
+
+An unknown mailbox, an expired one, a wrong delivery token and a wrong or stale mailbox
+signature all get the same 404: a stranger cannot learn whether a mailbox id exists.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+
+from sotto.errors import DecodeError, RelayError
+from sotto.server.accounts import Ctx, _errors
+from sotto.server.auth import MAILBOX_NOT_FOUND, mailbox_request_ok, parse_token, token_hash
+from sotto.server.context import RelayContext
+from sotto.server.delivery import deliver
+from sotto.server.export import export_json
+from sotto.server.storage.base import CreateOutcome, MailboxId, MailboxRecord, PutOutcome
+from sotto.wire import api, b64
+from sotto.wire.limits import ID_LENGTH
+
+router = APIRouter(tags=["mailboxes"])
+
+MailboxAuth = Annotated[
+    str | None,
+    Header(description="<unix seconds>.<Ed25519 signature b64url> over the method, path and seconds"),
+]
+
+
+def _mailbox_id(text: str) -> MailboxId:
+    try:
+        return MailboxId(b64.decode(text, length=ID_LENGTH))
+    except DecodeError:
+        raise MAILBOX_NOT_FOUND from None
+
+
+async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: str | None) -> MailboxId:
+    """The mailbox id if ``header`` proves ownership of it; the one 404 otherwise."""
+    mid = _mailbox_id(mailbox_id)
+    mailbox = (await ctx.storage.get_mailboxes([mid])).get(mid)
+    method, path = request.method, request.url.path
+    if not mailbox_request_ok(mailbox, header, method, path, now=ctx.now(), today=ctx.today()):
+        raise MAILBOX_NOT_FOUND
+    return mid
+
+
+@router.post(
+    "/v1/mailboxes",
+    status_code=201,
+    responses={200: {"description": "The same mailbox existed already"}, **_errors(409, 413, 422, 429)},
+)
+async def create_mailbox(body: api.CreateMailbox, ctx: Ctx) -> Response:
+    """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409."""
+    ctx.limits.mailbox_creation.check("", ctx.now())
+    today = ctx.today()
+    record = MailboxRecord(
+        MailboxId(body.mailbox_id),
+        body.auth_key,
+        token_hash(body.delivery_token),
+        body.ttl_days,
+        today,
+        today + body.ttl_days,
+    )
+    outcome = await ctx.storage.create_mailbox(record)
+    if outcome is CreateOutcome.CONFLICT:
+        raise RelayError(409, "mailbox_conflict", "that mailbox id is taken")
+    ctx.stats.count(f"mailboxes_{outcome.value}")
+    return Response(status_code=201 if outcome is CreateOutcome.CREATED else 200)
+
+
+@router.delete("/v1/mailboxes/{mailbox_id}", status_code=204, responses=_errors(404))
+async def delete_mailbox(
+    mailbox_id: str, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
+) -> Response:
+    """Delete the mailbox and every envelope in it (signed by the mailbox key)."""
+    mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
+    await ctx.storage.delete_mailbox(mid)
+    return Response(status_code=204)
+
+
+@router.get("/v1/mailboxes/{mailbox_id}/export", tags=["export"], responses=_errors(404))
+async def export_mailbox(
+    mailbox_id: str, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
+) -> dict[str, Any]:
+    """The mailbox row and its pending envelopes (payload sizes, not payloads), manifest schema."""
+    mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
+    return export_json(await ctx.storage.export_mailbox(mid), "mailbox")
+
+
+@router.post("/v1/mailboxes/{mailbox_id}/messages", status_code=202, responses=_errors(404, 413, 422, 503))
+async def send_message(
+    mailbox_id: str,
+    body: api.SendMessage,
+    ctx: Ctx,
+    sotto_delivery_token: Annotated[
+        str | None, Header(description="The mailbox's delivery token, base64url")
+    ] = None,
+) -> api.SendResult:
+    """Store an envelope; answered after the commit. A repeated message id is ``duplicate: true``."""
+    if not body.payload_is_bucket():
+        raise RelayError(422, "payload_not_bucket", "payload length must be a padding bucket")
+    mid = _mailbox_id(mailbox_id)
+    token = parse_token(sotto_delivery_token)
+    if token is None:
+        raise MAILBOX_NOT_FOUND
+    outcome = await deliver(ctx, mid, token, body.message_id, body.payload)
+    if outcome is PutOutcome.NOT_FOUND:
+        raise MAILBOX_NOT_FOUND
+    return api.SendResult(duplicate=outcome is PutOutcome.DUPLICATE)

@@ -1,0 +1,137 @@
+"""Delivery bookkeeping for one connection: what to push next, what awaits an ack, what to fetch.
+
+Pure: no I/O, no clock. The WebSocket handler feeds it events (subscribed, live envelope, fetch
+result, ack) and asks it what to do (fetch these from storage, push these). Invariants:
+
+* at most ``max_unacked`` envelopes are pushed and not yet acknowledged;
+* an envelope is pushed at most once per connection while it is pending;
+* nothing is lost when live notifications overflow the queue: the mailbox is marked *stale* and
+  its pending envelopes are read again from storage, where every envelope already is.
+
+Envelopes of one mailbox go out in storage order (``seq``), except that live envelopes may
+overtake a backlog still being read; receivers order by their own counters anyway.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
+from sotto.wire.limits import MAX_UNACKED_PER_CONNECTION
+
+Ref = tuple[MailboxId, MessageId]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Read up to ``limit`` pending envelopes of ``mailbox_id``, leaving out ``skip``."""
+
+    mailbox_id: MailboxId
+    limit: int
+    skip: frozenset[MessageId]
+
+
+class DeliveryWindow:
+    def __init__(
+        self, *, max_unacked: int = MAX_UNACKED_PER_CONNECTION, max_queued: int = 64, fetch_size: int = 32
+    ) -> None:
+        self.max_unacked = max_unacked
+        self.max_queued = max_queued
+        self.fetch_size = fetch_size
+        self.mailboxes: set[MailboxId] = set()
+        self._unacked: set[Ref] = set()
+        self._queue: deque[EnvelopeRecord] = deque()
+        self._queued: set[Ref] = set()
+        self._stale: dict[MailboxId, None] = {}  # insertion-ordered set: fetched in turn
+        self._fetching: dict[MailboxId, set[MessageId]] = {}  # acked while a fetch was out
+
+    # -------------------------------------------------------------- events in
+    def subscribe(self, mailbox_ids: Iterable[MailboxId]) -> None:
+        """Start draining these mailboxes: their stored envelopes must be read first."""
+        for mailbox_id in mailbox_ids:
+            if mailbox_id not in self.mailboxes:
+                self.mailboxes.add(mailbox_id)
+                self._stale[mailbox_id] = None
+
+    def offer(self, envelope: EnvelopeRecord) -> None:
+        """A live envelope was committed to a mailbox this connection may drain."""
+        if envelope.mailbox_id not in self.mailboxes or self._known(envelope.ref):
+            return
+        if len(self._queue) < self.max_queued:
+            self._enqueue(envelope)
+        else:
+            self._stale[envelope.mailbox_id] = None
+
+    def fetched(self, fetch: Fetch, envelopes: list[EnvelopeRecord]) -> None:
+        """The result of :meth:`next_fetch`'s request."""
+        acked_meanwhile = self._fetching.pop(fetch.mailbox_id, set())
+        for envelope in envelopes:
+            if envelope.message_id not in acked_meanwhile and not self._known(envelope.ref):
+                self._enqueue(envelope)
+        if len(envelopes) >= fetch.limit:
+            self._stale[fetch.mailbox_id] = None  # there may be more
+
+    def acked(self, refs: Iterable[Ref]) -> list[Ref]:
+        """Acknowledged refs in subscribed mailboxes: the ones to delete from storage."""
+        out = []
+        for ref in refs:
+            if ref[0] not in self.mailboxes:
+                continue
+            out.append(ref)
+            self._unacked.discard(ref)
+            if ref in self._queued:
+                self._queued.discard(ref)
+                self._queue = deque(e for e in self._queue if e.ref != ref)
+            if ref[0] in self._fetching:
+                self._fetching[ref[0]].add(ref[1])
+        return out
+
+    # -------------------------------------------------------------- decisions out
+    def next_fetch(self) -> Fetch | None:
+        """A storage read to make now, if the queue has room and a mailbox is stale."""
+        if not self._stale or len(self._queue) >= self.max_queued or self.room() == 0:
+            return None
+        # One read per mailbox at a time: a mailbox being read stays stale until its result is in.
+        mailbox_id = next((m for m in self._stale if m not in self._fetching), None)
+        if mailbox_id is None:
+            return None
+        del self._stale[mailbox_id]
+        self._fetching[mailbox_id] = set()
+        skip = frozenset(m for (b, m) in self._unacked | self._queued if b == mailbox_id)
+        limit = min(self.fetch_size, self.max_queued - len(self._queue))
+        return Fetch(mailbox_id, limit, skip)
+
+    def take(self) -> list[EnvelopeRecord]:
+        """Envelopes to push now; they count as unacknowledged from here on."""
+        out = []
+        while self._queue and len(self._unacked) < self.max_unacked:
+            envelope = self._queue.popleft()
+            self._queued.discard(envelope.ref)
+            self._unacked.add(envelope.ref)
+            out.append(envelope)
+        return out
+
+    def room(self) -> int:
+        return self.max_unacked - len(self._unacked)
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def idle(self) -> bool:
+        """Nothing to fetch and nothing to push."""
+        return not self._stale and not self._queue
+
+    # -------------------------------------------------------------- helpers
+    def _known(self, ref: Ref) -> bool:
+        return ref in self._unacked or ref in self._queued
+
+    def _enqueue(self, envelope: EnvelopeRecord) -> None:
+        self._queue.append(envelope)
+        self._queued.add(envelope.ref)

@@ -1,0 +1,7 @@
+"""Where the relay keeps what it must: the interface, the in-memory reference, SQLite."""
+
+from sotto.server.storage.base import Storage
+from sotto.server.storage.memory import MemoryStorage
+from sotto.server.storage.sqlite import SqliteStorage
+
+__all__ = ["MemoryStorage", "SqliteStorage", "Storage"]

@@ -1,0 +1,264 @@
+"""What the relay keeps, as records, and the interface every storage backend implements.
+
+Each method is one transaction: the checks and the writes it makes happen together or not at
+all (a duplicate check and the insert it guards, a token check and the prekeys it hands out).
+Backends: :class:`~sotto.server.storage.memory.MemoryStorage` (the reference) and
+:class:`~sotto.server.storage.sqlite.SqliteStorage` (the embedded default); one shared test
+suite holds both to the same behaviour.
+
+Secrets never reach storage: device secrets, delivery tokens and access tokens arrive here as
+their SHA-256, usernames as their keyed hash. Times are day numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NewType, Protocol
+
+AccountId = NewType("AccountId", bytes)
+MailboxId = NewType("MailboxId", bytes)
+MessageId = NewType("MessageId", bytes)
+
+ExportValue = bytes | int | None
+ExportRow = dict[str, ExportValue]
+Export = dict[str, list[ExportRow]]
+"""Table name -> its rows, each row column name -> stored value (the manifest's schema)."""
+
+
+# ------------------------------------------------------------------------------ accounts
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    account_id: AccountId
+    identity_key: bytes
+    created_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    account_id: AccountId
+    device_id: int
+    registration_id: int
+    secret_hash: bytes
+    created_day: int
+
+    def __repr__(self) -> str:
+        return f"DeviceRecord(account={self.account_id.hex()[:8]}…, device={self.device_id})"
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimePreKey:
+    key_id: int
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedKey:
+    """A signed EC prekey, or a Kyber prekey (one-time or last resort): id, key, signature."""
+
+    key_id: int
+    public_key: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpload:
+    signed_pre_key: SignedKey | None = None
+    kyber_last_resort: SignedKey | None = None
+    one_time_pre_keys: tuple[OneTimePreKey, ...] = ()
+    kyber_pre_keys: tuple[SignedKey, ...] = ()
+
+
+class UploadOutcome(enum.Enum):
+    STORED = "stored"
+    CONFLICT = "conflict"
+    """A key id already held with other bytes: nothing of the upload was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCounts:
+    one_time: int
+    kyber: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBundleRecord:
+    device_id: int
+    registration_id: int
+    signed_pre_key: SignedKey
+    kyber_pre_key: SignedKey
+    pre_key: OneTimePreKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRecord:
+    identity_key: bytes
+    devices: tuple[DeviceBundleRecord, ...]
+
+
+class UsernameOutcome(enum.Enum):
+    SET = "set"
+    TAKEN = "taken"
+
+
+# ------------------------------------------------------------------------------ mailboxes
+@dataclass(frozen=True, slots=True)
+class MailboxRecord:
+    mailbox_id: MailboxId
+    auth_key: bytes
+    token_hash: bytes
+    ttl_days: int
+    created_day: int
+    expires_day: int
+
+    def same_keys(self, other: MailboxRecord) -> bool:
+        """Whether ``other`` asks for this mailbox again (same key, token and ttl)."""
+        return (self.auth_key, self.token_hash, self.ttl_days) == (
+            other.auth_key,
+            other.token_hash,
+            other.ttl_days,
+        )
+
+
+class CreateOutcome(enum.Enum):
+    CREATED = "created"
+    EXISTS = "exists"
+    """The same mailbox again: an idempotent retry."""
+    CONFLICT = "conflict"
+    """The id is taken with other keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeRecord:
+    mailbox_id: MailboxId
+    message_id: MessageId
+    seq: int
+    """Position among the mailbox's pending envelopes (1 + the highest pending), for ordering."""
+    received_day: int
+    payload: bytes
+
+    @property
+    def ref(self) -> tuple[MailboxId, MessageId]:
+        return (self.mailbox_id, self.message_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"EnvelopeRecord(mailbox={self.mailbox_id.hex()[:8]}…, id={self.message_id.hex()[:8]}…, "
+            f"seq={self.seq}, {len(self.payload)} B)"
+        )
+
+
+class PutOutcome(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    """An envelope with this id is already pending in the mailbox: nothing written."""
+    NOT_FOUND = "not_found"
+    """Unknown mailbox, expired mailbox or wrong delivery token: deliberately one outcome."""
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    outcome: PutOutcome
+    envelope: EnvelopeRecord | None = None
+    """The stored envelope when ``outcome`` is STORED, for live delivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    envelopes: int = 0
+    mailboxes: int = 0
+    access_tokens: int = 0
+
+
+class Storage(Protocol):
+    """The relay's storage: every method is one atomic transaction."""
+
+    async def close(self) -> None: ...
+
+    # accounts and devices
+    async def create_account(self, account: AccountRecord, device: DeviceRecord) -> bool:
+        """Store a new account with its first device; False if the id is taken."""
+        ...
+
+    async def get_account(self, account_id: AccountId) -> AccountRecord | None: ...
+
+    async def get_device(self, account_id: AccountId, device_id: int) -> DeviceRecord | None: ...
+
+    async def set_username(self, account_id: AccountId, username_hash: bytes) -> UsernameOutcome: ...
+
+    async def clear_username(self, account_id: AccountId) -> None: ...
+
+    async def find_username(self, username_hash: bytes) -> AccountId | None: ...
+
+    # prekeys
+    async def upload_keys(self, account_id: AccountId, device_id: int, upload: KeyUpload) -> UploadOutcome:
+        """Add keys, idempotent per key id; CONFLICT (and nothing written) if an id has other bytes.
+
+        A one-time key whose id is at or below the highest id already handed out for that device
+        is ignored, so a retried upload cannot put back a consumed key.
+        """
+        ...
+
+    async def key_counts(self, account_id: AccountId, device_id: int) -> KeyCounts: ...
+
+    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> None: ...
+
+    async def delete_access_token(self, account_id: AccountId, token_hash: bytes) -> None: ...
+
+    async def has_access(self, account_id: AccountId, token_hash: bytes, today: int) -> bool:
+        """Whether ``token_hash`` is a live access token of the account (read only)."""
+        ...
+
+    async def take_bundle(self, account_id: AccountId, token_hash: bytes, today: int) -> BundleRecord | None:
+        """Check the access token and hand out one prekey set per device, consuming one-time keys.
+
+        None when the account is unknown or the token is wrong or expired (one answer on
+        purpose). Per device: the lowest one-time EC key if any, the lowest one-time Kyber key or
+        else the last-resort one. Devices without a signed prekey and a Kyber key are left out.
+        """
+        ...
+
+    async def export_account(self, account_id: AccountId) -> Export: ...
+
+    # mailboxes and envelopes
+    async def create_mailbox(self, mailbox: MailboxRecord) -> CreateOutcome: ...
+
+    async def get_mailboxes(self, mailbox_ids: Sequence[MailboxId]) -> Mapping[MailboxId, MailboxRecord]:
+        """The mailboxes among ``mailbox_ids`` that exist (expired or not)."""
+        ...
+
+    async def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId], today: int) -> None:
+        """The owner subscribed: move each mailbox's expiry to ``today + ttl_days``."""
+        ...
+
+    async def delete_mailbox(self, mailbox_id: MailboxId) -> None:
+        """Delete the mailbox and every envelope in it."""
+        ...
+
+    async def put_envelope(
+        self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
+    ) -> PutResult:
+        """Check the delivery token (constant time) and store the envelope unless already pending."""
+        ...
+
+    async def pending(
+        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+    ) -> list[EnvelopeRecord]:
+        """Up to ``limit`` pending envelopes in order, leaving out the ids in ``skip``."""
+        ...
+
+    async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
+        """Delete acknowledged envelopes; unknown refs are ignored. Returns how many were deleted."""
+        ...
+
+    async def export_mailbox(self, mailbox_id: MailboxId) -> Export: ...
+
+    async def sweep(self, today: int, envelope_ttl_days: int) -> SweepResult:
+        """Delete what has expired by ``today``.
+
+        An envelope expires on ``received_day + envelope_ttl_days``, a mailbox (with its
+        envelopes) and an access token on their ``expires_day``: an expiry day is the first day
+        the thing is gone, everywhere (a send to a mailbox on its expiry day is refused too).
+        """
+        ...

@@ -1,0 +1,102 @@
+"""The relay's SQLite schema: every table and column it writes (``docs/data-held.md`` lists each).
+
+Tables are WITHOUT ROWID and keyed by random ids, so the file holds no insertion counter: a
+rowid table would number every envelope in arrival order across all mailboxes, which tells
+anyone holding the file which envelopes were sent together. Envelopes carry a per-mailbox
+``seq`` instead, counted among that mailbox's pending envelopes only.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    # A deleted row otherwise stays readable in the file's free pages.
+    "PRAGMA secure_delete = ON",
+    "PRAGMA foreign_keys = ON",
+    # Temporary tables and indices in memory, never in a temp file.
+    "PRAGMA temp_store = MEMORY",
+)
+
+TABLES = (
+    """
+    CREATE TABLE IF NOT EXISTS accounts (
+        account_id    BLOB PRIMARY KEY,
+        identity_key  BLOB NOT NULL,
+        username_hash BLOB UNIQUE,
+        created_day   INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS devices (
+        account_id                  BLOB NOT NULL REFERENCES accounts (account_id) ON DELETE CASCADE,
+        device_id                   INTEGER NOT NULL,
+        registration_id             INTEGER NOT NULL,
+        secret_hash                 BLOB NOT NULL,
+        signed_pre_key_id           INTEGER,
+        signed_pre_key              BLOB,
+        signed_pre_key_signature    BLOB,
+        kyber_last_resort_id        INTEGER,
+        kyber_last_resort           BLOB,
+        kyber_last_resort_signature BLOB,
+        one_time_floor              INTEGER NOT NULL DEFAULT -1,
+        kyber_floor                 INTEGER NOT NULL DEFAULT -1,
+        created_day                 INTEGER NOT NULL,
+        PRIMARY KEY (account_id, device_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS one_time_pre_keys (
+        account_id BLOB NOT NULL,
+        device_id  INTEGER NOT NULL,
+        key_id     INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        PRIMARY KEY (account_id, device_id, key_id),
+        FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS kyber_pre_keys (
+        account_id BLOB NOT NULL,
+        device_id  INTEGER NOT NULL,
+        key_id     INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        signature  BLOB NOT NULL,
+        PRIMARY KEY (account_id, device_id, key_id),
+        FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, device_id) ON DELETE CASCADE
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS access_tokens (
+        token_hash  BLOB PRIMARY KEY,
+        account_id  BLOB NOT NULL REFERENCES accounts (account_id) ON DELETE CASCADE,
+        expires_day INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS access_tokens_by_account ON access_tokens (account_id)",
+    """
+    CREATE TABLE IF NOT EXISTS mailboxes (
+        mailbox_id  BLOB PRIMARY KEY,
+        auth_key    BLOB NOT NULL,
+        token_hash  BLOB NOT NULL,
+        ttl_days    INTEGER NOT NULL,
+        created_day INTEGER NOT NULL,
+        expires_day INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS mailboxes_by_expiry ON mailboxes (expires_day)",
+    """
+    CREATE TABLE IF NOT EXISTS envelopes (
+        mailbox_id   BLOB NOT NULL REFERENCES mailboxes (mailbox_id) ON DELETE CASCADE,
+        seq          INTEGER NOT NULL,
+        message_id   BLOB NOT NULL,
+        received_day INTEGER NOT NULL,
+        payload      BLOB NOT NULL,
+        PRIMARY KEY (mailbox_id, seq),
+        UNIQUE (mailbox_id, message_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS envelopes_by_day ON envelopes (received_day)",
+)

@@ -1,0 +1,672 @@
+"""The embedded default: SQLite in WAL mode, driven by one writer thread with group commit.
+
+Every operation is a function of a connection, queued to a dedicated thread that owns the only
+connection. The thread takes whatever has queued up (at most ``batch_limit`` operations), runs
+each inside its own SAVEPOINT of one transaction, commits once, and only then resolves the
+callers' futures on their event loops: a caller is answered after its write is durable, many
+writes share one commit, and the event loop never touches the disk.
+
+SQLite in WAL mode with ``synchronous=NORMAL`` keeps every committed transaction across a
+process crash (only a power loss can cost the last commits); ``secure_delete`` overwrites what
+is deleted, so an acknowledged envelope does not linger in free pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sotto.crypto.kdf import bytes_equal
+from sotto.errors import RelayStorageError
+from sotto.server.storage.base import (
+    AccountId,
+    AccountRecord,
+    BundleRecord,
+    CreateOutcome,
+    DeviceBundleRecord,
+    DeviceRecord,
+    EnvelopeRecord,
+    Export,
+    ExportRow,
+    KeyCounts,
+    KeyUpload,
+    MailboxId,
+    MailboxRecord,
+    MessageId,
+    OneTimePreKey,
+    PutOutcome,
+    PutResult,
+    SignedKey,
+    SweepResult,
+    UploadOutcome,
+    UsernameOutcome,
+)
+from sotto.server.storage.schema import PRAGMAS, SCHEMA_VERSION, TABLES
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], T]
+
+DB_FILENAME = "relay.db"
+
+
+class _Rollback(Exception):
+    """Raised inside an operation to undo its writes and return ``result``."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result
+
+
+@dataclass(slots=True)
+class _Job:
+    operation: Operation[Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(batch: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
+    for future, result, error in batch:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+class SqliteStorage:
+    """Storage in one SQLite file; use :meth:`open` to create it."""
+
+    def __init__(self, path: Path, *, batch_limit: int = 512) -> None:
+        self.path = path
+        self._batch_limit = batch_limit
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="sotto-relay-db", daemon=True)
+
+    @classmethod
+    def open(cls, path: Path, *, batch_limit: int = 512) -> SqliteStorage:
+        """Open (creating if needed) the database at ``path`` and start its writer thread."""
+        storage = cls(path, batch_limit=batch_limit)
+        storage._thread.start()
+        storage._ready.wait()
+        if storage._startup_error is not None:
+            raise RelayStorageError(f"cannot open the database: {type(storage._startup_error).__name__}")
+        return storage
+
+    @classmethod
+    def in_dir(cls, data_dir: Path, **kwargs: Any) -> SqliteStorage:
+        return cls.open(data_dir / DB_FILENAME, **kwargs)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+    def close_sync(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join()
+
+    # ------------------------------------------------------------------ the writer thread
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        if fresh:  # created 0600 before SQLite opens it, so it never exists world-readable
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        if conn.execute("PRAGMA secure_delete").fetchone()[0] != 1:
+            raise RuntimeError("SQLite refused secure_delete")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError("database schema is newer than this server")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in TABLES:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # reported by open()
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            stop = False
+            while not stop:
+                first = self._jobs.get()
+                if first is None:
+                    break
+                jobs = [first]
+                while len(jobs) < self._batch_limit:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    jobs.append(job)
+                self._run_batch(conn, jobs)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = job.operation(conn)
+                except _Rollback as undo:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((job, undo.result, None))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((job, None, _as_storage_error(exc)))
+                else:
+                    outcomes.append((job, result, None))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failed = RelayStorageError(f"database error: {type(exc).__name__}")
+            outcomes = [(job, None, failed) for job in jobs]
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object, BaseException | None]]
+        ]
+        by_loop = {}
+        for job, result, error in outcomes:
+            by_loop.setdefault(job.loop, []).append((job.future, result, error))
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, batch)
+
+    async def _call(self, operation: Operation[T]) -> T:
+        if self._closed:
+            raise RelayStorageError("storage is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(operation, loop, future))
+        return await future
+
+    # ------------------------------------------------------------------ accounts
+    async def create_account(self, account: AccountRecord, device: DeviceRecord) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            inserted = conn.execute(
+                "INSERT INTO accounts (account_id, identity_key, created_day) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (account.account_id, account.identity_key, account.created_day),
+            ).rowcount
+            if not inserted:
+                return False
+            conn.execute(
+                "INSERT INTO devices (account_id, device_id, registration_id, secret_hash, created_day) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    device.account_id,
+                    device.device_id,
+                    device.registration_id,
+                    device.secret_hash,
+                    device.created_day,
+                ),
+            )
+            return True
+
+        return await self._call(op)
+
+    async def get_account(self, account_id: AccountId) -> AccountRecord | None:
+        def op(conn: sqlite3.Connection) -> AccountRecord | None:
+            row = conn.execute(
+                "SELECT identity_key, created_day FROM accounts WHERE account_id = ?", (account_id,)
+            ).fetchone()
+            return AccountRecord(account_id, row[0], row[1]) if row else None
+
+        return await self._call(op)
+
+    async def get_device(self, account_id: AccountId, device_id: int) -> DeviceRecord | None:
+        def op(conn: sqlite3.Connection) -> DeviceRecord | None:
+            row = conn.execute(
+                "SELECT registration_id, secret_hash, created_day FROM devices "
+                "WHERE account_id = ? AND device_id = ?",
+                (account_id, device_id),
+            ).fetchone()
+            return DeviceRecord(account_id, device_id, row[0], row[1], row[2]) if row else None
+
+        return await self._call(op)
+
+    async def set_username(self, account_id: AccountId, username_hash: bytes) -> UsernameOutcome:
+        def op(conn: sqlite3.Connection) -> UsernameOutcome:
+            owner = conn.execute("SELECT account_id FROM accounts WHERE username_hash = ?", (username_hash,))
+            row = owner.fetchone()
+            if row is not None and row[0] != account_id:
+                return UsernameOutcome.TAKEN
+            conn.execute(
+                "UPDATE accounts SET username_hash = ? WHERE account_id = ?", (username_hash, account_id)
+            )
+            return UsernameOutcome.SET
+
+        return await self._call(op)
+
+    async def clear_username(self, account_id: AccountId) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE accounts SET username_hash = NULL WHERE account_id = ?", (account_id,))
+
+        await self._call(op)
+
+    async def find_username(self, username_hash: bytes) -> AccountId | None:
+        def op(conn: sqlite3.Connection) -> AccountId | None:
+            row = conn.execute(
+                "SELECT account_id FROM accounts WHERE username_hash = ?", (username_hash,)
+            ).fetchone()
+            return AccountId(row[0]) if row else None
+
+        return await self._call(op)
+
+    # ------------------------------------------------------------------ prekeys
+    async def upload_keys(self, account_id: AccountId, device_id: int, upload: KeyUpload) -> UploadOutcome:
+        def op(conn: sqlite3.Connection) -> UploadOutcome:
+            where = (account_id, device_id)
+            device = conn.execute(
+                "SELECT signed_pre_key_id, signed_pre_key, signed_pre_key_signature, kyber_last_resort_id, "
+                "kyber_last_resort, kyber_last_resort_signature, one_time_floor, kyber_floor "
+                "FROM devices WHERE account_id = ? AND device_id = ?",
+                where,
+            ).fetchone()
+            held_spk = SignedKey(device[0], device[1], device[2]) if device[0] is not None else None
+            held_lr = SignedKey(device[3], device[4], device[5]) if device[3] is not None else None
+            one_time_floor, kyber_floor = device[6], device[7]
+            spk, lr = upload.signed_pre_key, upload.kyber_last_resort
+            if (spk and held_spk and spk.key_id == held_spk.key_id and spk != held_spk) or (
+                lr and held_lr and lr.key_id == held_lr.key_id and lr != held_lr
+            ):
+                return UploadOutcome.CONFLICT
+            if spk:
+                conn.execute(
+                    "UPDATE devices SET signed_pre_key_id = ?, signed_pre_key = ?, "
+                    "signed_pre_key_signature = ? "
+                    "WHERE account_id = ? AND device_id = ?",
+                    (spk.key_id, spk.public_key, spk.signature, *where),
+                )
+            if lr:
+                conn.execute(
+                    "UPDATE devices SET kyber_last_resort_id = ?, kyber_last_resort = ?, "
+                    "kyber_last_resort_signature = ? WHERE account_id = ? AND device_id = ?",
+                    (lr.key_id, lr.public_key, lr.signature, *where),
+                )
+            for key in upload.one_time_pre_keys:
+                if key.key_id <= one_time_floor:
+                    continue
+                conn.execute(
+                    "INSERT INTO one_time_pre_keys (account_id, device_id, key_id, public_key) "
+                    "VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (*where, key.key_id, key.public_key),
+                )
+                held = conn.execute(
+                    "SELECT public_key FROM one_time_pre_keys "
+                    "WHERE account_id = ? AND device_id = ? AND key_id = ?",
+                    (*where, key.key_id),
+                ).fetchone()
+                if held[0] != key.public_key:
+                    raise _Rollback(UploadOutcome.CONFLICT)
+            for kyber in upload.kyber_pre_keys:
+                if kyber.key_id <= kyber_floor:
+                    continue
+                conn.execute(
+                    "INSERT INTO kyber_pre_keys (account_id, device_id, key_id, public_key, signature) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (*where, kyber.key_id, kyber.public_key, kyber.signature),
+                )
+                held = conn.execute(
+                    "SELECT public_key, signature FROM kyber_pre_keys "
+                    "WHERE account_id = ? AND device_id = ? AND key_id = ?",
+                    (*where, kyber.key_id),
+                ).fetchone()
+                if (held[0], held[1]) != (kyber.public_key, kyber.signature):
+                    raise _Rollback(UploadOutcome.CONFLICT)
+            return UploadOutcome.STORED
+
+        return await self._call(op)
+
+    async def key_counts(self, account_id: AccountId, device_id: int) -> KeyCounts:
+        def op(conn: sqlite3.Connection) -> KeyCounts:
+            where = (account_id, device_id)
+            ec = conn.execute(
+                "SELECT count(*) FROM one_time_pre_keys WHERE account_id = ? AND device_id = ?", where
+            ).fetchone()[0]
+            kyber = conn.execute(
+                "SELECT count(*) FROM kyber_pre_keys WHERE account_id = ? AND device_id = ?", where
+            ).fetchone()[0]
+            return KeyCounts(one_time=ec, kyber=kyber)
+
+        return await self._call(op)
+
+    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO access_tokens (token_hash, account_id, expires_day) VALUES (?, ?, ?) "
+                "ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, "
+                "expires_day = excluded.expires_day",
+                (token_hash, account_id, expires_day),
+            )
+
+        await self._call(op)
+
+    async def delete_access_token(self, account_id: AccountId, token_hash: bytes) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM access_tokens WHERE token_hash = ? AND account_id = ?", (token_hash, account_id)
+            )
+
+        await self._call(op)
+
+    async def has_access(self, account_id: AccountId, token_hash: bytes, today: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM access_tokens WHERE token_hash = ? AND account_id = ? AND expires_day > ?",
+                (token_hash, account_id, today),
+            ).fetchone()
+            return row is not None
+
+        return await self._call(op)
+
+    async def take_bundle(self, account_id: AccountId, token_hash: bytes, today: int) -> BundleRecord | None:
+        def op(conn: sqlite3.Connection) -> BundleRecord | None:
+            row = conn.execute(
+                "SELECT a.identity_key FROM access_tokens t JOIN accounts a ON a.account_id = t.account_id "
+                "WHERE t.token_hash = ? AND t.account_id = ? AND t.expires_day > ?",
+                (token_hash, account_id, today),
+            ).fetchone()
+            if row is None:
+                return None
+            identity_key = row[0]
+            devices = []
+            rows = conn.execute(
+                "SELECT device_id, registration_id, signed_pre_key_id, signed_pre_key, "
+                "signed_pre_key_signature, "
+                "kyber_last_resort_id, kyber_last_resort, kyber_last_resort_signature FROM devices "
+                "WHERE account_id = ? AND signed_pre_key_id IS NOT NULL ORDER BY device_id",
+                (account_id,),
+            ).fetchall()
+            for device_id, registration_id, spk_id, spk, spk_sig, lr_id, lr, lr_sig in rows:
+                where = (account_id, device_id)
+                ec = conn.execute(
+                    "SELECT key_id, public_key FROM one_time_pre_keys WHERE account_id = ? AND device_id = ? "
+                    "ORDER BY key_id LIMIT 1",
+                    where,
+                ).fetchone()
+                kyber_row = conn.execute(
+                    "SELECT key_id, public_key, signature FROM kyber_pre_keys "
+                    "WHERE account_id = ? AND device_id = ? ORDER BY key_id LIMIT 1",
+                    where,
+                ).fetchone()
+                if kyber_row is None and lr_id is None:
+                    continue
+                pre_key = None
+                if ec is not None:
+                    pre_key = OneTimePreKey(ec[0], ec[1])
+                    conn.execute(
+                        "DELETE FROM one_time_pre_keys WHERE account_id = ? AND device_id = ? AND key_id = ?",
+                        (*where, ec[0]),
+                    )
+                    conn.execute(
+                        "UPDATE devices SET one_time_floor = max(one_time_floor, ?) "
+                        "WHERE account_id = ? AND device_id = ?",
+                        (ec[0], *where),
+                    )
+                if kyber_row is not None:
+                    kyber = SignedKey(kyber_row[0], kyber_row[1], kyber_row[2])
+                    conn.execute(
+                        "DELETE FROM kyber_pre_keys WHERE account_id = ? AND device_id = ? AND key_id = ?",
+                        (*where, kyber.key_id),
+                    )
+                    conn.execute(
+                        "UPDATE devices SET kyber_floor = max(kyber_floor, ?) "
+                        "WHERE account_id = ? AND device_id = ?",
+                        (kyber.key_id, *where),
+                    )
+                else:
+                    kyber = SignedKey(lr_id, lr, lr_sig)
+                devices.append(
+                    DeviceBundleRecord(
+                        device_id, registration_id, SignedKey(spk_id, spk, spk_sig), kyber, pre_key
+                    )
+                )
+            return BundleRecord(identity_key, tuple(devices))
+
+        return await self._call(op)
+
+    async def export_account(self, account_id: AccountId) -> Export:
+        def op(conn: sqlite3.Connection) -> Export:
+            if conn.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account_id,)).fetchone() is None:
+                return {}
+            return {
+                "accounts": _rows(conn, "SELECT * FROM accounts WHERE account_id = ?", account_id),
+                "devices": _rows(
+                    conn, "SELECT * FROM devices WHERE account_id = ? ORDER BY device_id", account_id
+                ),
+                "one_time_pre_keys": _rows(
+                    conn,
+                    "SELECT * FROM one_time_pre_keys WHERE account_id = ? ORDER BY device_id, key_id",
+                    account_id,
+                ),
+                "kyber_pre_keys": _rows(
+                    conn,
+                    "SELECT * FROM kyber_pre_keys WHERE account_id = ? ORDER BY device_id, key_id",
+                    account_id,
+                ),
+                "access_tokens": _rows(
+                    conn, "SELECT * FROM access_tokens WHERE account_id = ? ORDER BY token_hash", account_id
+                ),
+            }
+
+        return await self._call(op)
+
+    # ------------------------------------------------------------------ mailboxes
+    async def create_mailbox(self, mailbox: MailboxRecord) -> CreateOutcome:
+        def op(conn: sqlite3.Connection) -> CreateOutcome:
+            inserted = conn.execute(
+                "INSERT INTO mailboxes "
+                "(mailbox_id, auth_key, token_hash, ttl_days, created_day, expires_day) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    mailbox.mailbox_id,
+                    mailbox.auth_key,
+                    mailbox.token_hash,
+                    mailbox.ttl_days,
+                    mailbox.created_day,
+                    mailbox.expires_day,
+                ),
+            ).rowcount
+            if inserted:
+                return CreateOutcome.CREATED
+            held = _mailbox(conn, mailbox.mailbox_id)
+            return (
+                CreateOutcome.EXISTS
+                if held is not None and held.same_keys(mailbox)
+                else CreateOutcome.CONFLICT
+            )
+
+        return await self._call(op)
+
+    async def get_mailboxes(self, mailbox_ids: Sequence[MailboxId]) -> Mapping[MailboxId, MailboxRecord]:
+        def op(conn: sqlite3.Connection) -> Mapping[MailboxId, MailboxRecord]:
+            found = {}
+            for mailbox_id in mailbox_ids:
+                held = _mailbox(conn, mailbox_id)
+                if held is not None:
+                    found[mailbox_id] = held
+            return found
+
+        return await self._call(op)
+
+    async def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId], today: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE mailboxes SET expires_day = ? + ttl_days WHERE mailbox_id = ?",
+                [(today, m) for m in mailbox_ids],
+            )
+
+        await self._call(op)
+
+    async def delete_mailbox(self, mailbox_id: MailboxId) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM envelopes WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,))
+
+        await self._call(op)
+
+    async def put_envelope(
+        self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
+    ) -> PutResult:
+        def op(conn: sqlite3.Connection) -> PutResult:
+            row = conn.execute(
+                "SELECT token_hash, expires_day FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
+                return PutResult(PutOutcome.NOT_FOUND)
+            seq = conn.execute(
+                "SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchone()[0]
+            inserted = conn.execute(
+                "INSERT INTO envelopes (mailbox_id, seq, message_id, received_day, payload) "
+                "VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (mailbox_id, seq, message_id, today, payload),
+            ).rowcount
+            if not inserted:
+                return PutResult(PutOutcome.DUPLICATE)
+            return PutResult(
+                PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
+            )
+
+        return await self._call(op)
+
+    async def pending(
+        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+    ) -> list[EnvelopeRecord]:
+        def op(conn: sqlite3.Connection) -> list[EnvelopeRecord]:
+            # Ids first (no payload read), then payloads for the ones wanted.
+            wanted: list[int] = []
+            for seq, message_id in conn.execute(
+                "SELECT seq, message_id FROM envelopes WHERE mailbox_id = ? ORDER BY seq LIMIT ?",
+                (mailbox_id, limit + len(skip)),
+            ):
+                if message_id not in skip:
+                    wanted.append(seq)
+                    if len(wanted) == limit:
+                        break
+            out = []
+            for seq in wanted:
+                row = conn.execute(
+                    "SELECT message_id, received_day, payload FROM envelopes "
+                    "WHERE mailbox_id = ? AND seq = ?",
+                    (mailbox_id, seq),
+                ).fetchone()
+                out.append(EnvelopeRecord(mailbox_id, MessageId(row[0]), seq, row[1], row[2]))
+            return out
+
+        return await self._call(op)
+
+    async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            for ref in refs:
+                deleted += conn.execute(
+                    "DELETE FROM envelopes WHERE mailbox_id = ? AND message_id = ?", ref
+                ).rowcount
+            return deleted
+
+        return await self._call(op)
+
+    async def export_mailbox(self, mailbox_id: MailboxId) -> Export:
+        def op(conn: sqlite3.Connection) -> Export:
+            mailbox = _rows(conn, "SELECT * FROM mailboxes WHERE mailbox_id = ?", mailbox_id)
+            if not mailbox:
+                return {}
+            envelopes = _rows(conn, "SELECT * FROM envelopes WHERE mailbox_id = ? ORDER BY seq", mailbox_id)
+            return {"mailboxes": mailbox, "envelopes": envelopes}
+
+        return await self._call(op)
+
+    async def sweep(self, today: int, envelope_ttl_days: int) -> SweepResult:
+        def op(conn: sqlite3.Connection) -> SweepResult:
+            expired = [
+                r[0]
+                for r in conn.execute("SELECT mailbox_id FROM mailboxes WHERE expires_day <= ?", (today,))
+            ]
+            envelopes = 0
+            for mailbox_id in expired:
+                envelopes += conn.execute(
+                    "DELETE FROM envelopes WHERE mailbox_id = ?", (mailbox_id,)
+                ).rowcount
+                conn.execute("DELETE FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,))
+            envelopes += conn.execute(
+                "DELETE FROM envelopes WHERE received_day <= ?", (today - envelope_ttl_days,)
+            ).rowcount
+            tokens = conn.execute("DELETE FROM access_tokens WHERE expires_day <= ?", (today,)).rowcount
+            return SweepResult(envelopes=envelopes, mailboxes=len(expired), access_tokens=tokens)
+
+        return await self._call(op)
+
+    # ------------------------------------------------------------------ inspection (tests, dumps)
+    def schema(self) -> dict[str, list[str]]:
+        """Table name -> column names, as SQLite reports them (read on a fresh connection)."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return read_schema(conn)
+        finally:
+            conn.close()
+
+
+def read_schema(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    return {t: [c[1] for c in conn.execute(f"PRAGMA table_info('{t}')")] for t in sorted(tables)}
+
+
+def _mailbox(conn: sqlite3.Connection, mailbox_id: MailboxId) -> MailboxRecord | None:
+    row = conn.execute(
+        "SELECT auth_key, token_hash, ttl_days, created_day, expires_day FROM mailboxes WHERE mailbox_id = ?",
+        (mailbox_id,),
+    ).fetchone()
+    return MailboxRecord(mailbox_id, row[0], row[1], row[2], row[3], row[4]) if row else None
+
+
+def _rows(conn: sqlite3.Connection, sql: str, *args: object) -> list[ExportRow]:
+    cursor = conn.execute(sql, args)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def _as_storage_error(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.Error):
+        return RelayStorageError(f"database error: {type(exc).__name__}")
+    return exc

@@ -1,0 +1,291 @@
+"""The delivery WebSocket ``/v1/ws`` (relay-protocol §4).
+
+One :class:`Connection` per socket. Its main task reads frames: ``subscribe`` (checked against
+each mailbox's key and the connection's challenge), ``ack`` (deletes), ``send`` (stored
+concurrently, answered after the commit, at most ``ws_max_inflight_sends`` at a time). A second
+task, started with the first subscription, pushes envelopes as :class:`~sotto.server.relay.DeliveryWindow`
+decides: stored ones first, live ones as the fan-out announces them, never more than 256
+unacknowledged.
+
+A client that misbehaves is closed with a typed code: 4400 malformed frame (or a binary one),
+4413 frame too large, 4429 too many frames, 4408 idle too long; 1013 when storage fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket
+
+from sotto.errors import DecodeError, RelayStorageError
+from sotto.server.auth import drain_ok
+from sotto.server.context import RelayContext
+from sotto.server.delivery import deliver
+from sotto.server.ratelimit import TokenBucket
+from sotto.server.relay import DeliveryWindow, Fetch
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId, PutOutcome
+from sotto.wire import frames
+from sotto.wire.limits import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION, NONCE_LENGTH
+
+CLOSE_MALFORMED = 4400
+CLOSE_IDLE = 4408
+CLOSE_TOO_LARGE = 4413
+CLOSE_TOO_MANY = 4429
+CLOSE_TRY_AGAIN = 1013
+
+_VERIFY_IN_THREAD_ABOVE = 32
+"""Subscriptions with more proofs than this are verified off the event loop."""
+
+router = APIRouter()
+
+
+class _Closed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    __slots__ = (
+        "_closed",
+        "_ctx",
+        "_frames",
+        "_nonce",
+        "_pusher",
+        "_send_lock",
+        "_send_slots",
+        "_sends",
+        "_wake",
+        "_window",
+        "_ws",
+    )
+
+    def __init__(self, websocket: WebSocket, ctx: RelayContext) -> None:
+        self._ws = websocket
+        self._ctx = ctx
+        self._nonce = ctx.rng(NONCE_LENGTH)
+        self._frames = TokenBucket(ctx.config.rate_limits.ws_frames, asyncio.get_running_loop().time())
+        self._send_lock = asyncio.Lock()
+        self._closed = False
+        # Created on first use, so an idle connection costs little.
+        self._window: DeliveryWindow | None = None
+        self._wake: asyncio.Event | None = None
+        self._pusher: asyncio.Task[None] | None = None
+        self._send_slots: asyncio.Semaphore | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        stats = self._ctx.stats
+        await self._ws.accept()
+        stats.count("ws_connections")
+        code = 1000
+        try:
+            await self._send(frames.Challenge(self._nonce))
+            while not self._closed:
+                message = await self._receive()
+                if message is None:
+                    break
+                await self._handle(message)
+        except _Closed as closed:
+            code = closed.code
+            await self._close(closed.code, closed.reason)
+        except RelayStorageError:
+            code = CLOSE_TRY_AGAIN
+            await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+        finally:
+            stats.count(f"ws_close_{code}")
+            await self._stop()
+
+    # ------------------------------------------------------------------ reading
+    async def _receive(self) -> str | None:
+        try:
+            async with asyncio.timeout(self._ctx.config.ws_idle_seconds):
+                message = await self._ws.receive()
+        except TimeoutError:
+            raise _Closed(CLOSE_IDLE, "idle too long") from None
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            return None
+        text = message.get("text")
+        if not isinstance(text, str):
+            raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
+        if len(text) > MAX_FRAME_BYTES:
+            raise _Closed(CLOSE_TOO_LARGE, "frame too large")
+        if not self._frames.allow(asyncio.get_running_loop().time()):
+            raise _Closed(CLOSE_TOO_MANY, "too many frames")
+        return text
+
+    async def _handle(self, text: str) -> None:
+        try:
+            frame = frames.decode_client_frame(text)
+        except DecodeError as exc:
+            raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
+        match frame:
+            case frames.Subscribe():
+                await self._subscribe(frame)
+            case frames.Ack():
+                await self._ack(frame)
+            case frames.Send():
+                await self._start_send(frame)
+
+    # ------------------------------------------------------------------ subscribe
+    async def _subscribe(self, frame: frames.Subscribe) -> None:
+        ctx, today = self._ctx, self._ctx.today()
+        window = self._window or DeliveryWindow()
+        ids = list(dict.fromkeys(MailboxId(p.id) for p in frame.mailboxes))
+        held = await ctx.storage.get_mailboxes([m for m in ids if m not in window.mailboxes])
+        proofs = [
+            (p, held.get(MailboxId(p.id))) for p in frame.mailboxes if MailboxId(p.id) not in window.mailboxes
+        ]
+
+        def check() -> set[MailboxId]:
+            return {MailboxId(p.id) for p, m in proofs if drain_ok(m, self._nonce, p.signature, today)}
+
+        valid = await asyncio.to_thread(check) if len(proofs) > _VERIFY_IN_THREAD_ABOVE else check()
+        accepted: list[MailboxId] = []
+        fresh: list[MailboxId] = []
+        refused: list[MailboxId] = []
+        for mailbox_id in ids:
+            if mailbox_id in window.mailboxes:
+                accepted.append(mailbox_id)
+            elif (
+                mailbox_id in valid and len(window.mailboxes) + len(fresh) < MAX_SUBSCRIPTIONS_PER_CONNECTION
+            ):
+                accepted.append(mailbox_id)
+                fresh.append(mailbox_id)
+            else:
+                refused.append(mailbox_id)
+        if fresh:
+            await ctx.storage.touch_mailboxes(fresh, today)
+        await self._send(frames.Subscribed(tuple(accepted), tuple(refused)))
+        if fresh:
+            # Listen first, then read storage (window.subscribe marks them stale): whatever is
+            # committed in between is either read or announced.
+            for mailbox_id in fresh:
+                ctx.fanout.subscribe(mailbox_id, self._on_live)
+            window.subscribe(fresh)
+            self._window = window
+            self._start_pusher()
+
+    def _on_live(self, envelope: EnvelopeRecord) -> None:
+        if self._window is not None and self._wake is not None:
+            self._window.offer(envelope)
+            self._wake.set()
+
+    # ------------------------------------------------------------------ ack
+    async def _ack(self, frame: frames.Ack) -> None:
+        if self._window is None or not frame.ids:
+            return  # an empty ack is a keep-alive
+        refs = self._window.acked((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids)
+        if refs:
+            deleted = await self._ctx.storage.delete_envelopes(refs)
+            self._ctx.stats.count("envelopes_acked", deleted)
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ send
+    async def _start_send(self, frame: frames.Send) -> None:
+        if self._send_slots is None:
+            self._send_slots = asyncio.Semaphore(self._ctx.config.ws_max_inflight_sends)
+        await self._send_slots.acquire()
+        task = asyncio.create_task(self._store(frame))
+        self._sends.add(task)
+        task.add_done_callback(self._send_done)
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        if self._send_slots is not None:
+            self._send_slots.release()
+
+    async def _store(self, frame: frames.Send) -> None:
+        reply: frames.ServerFrame
+        try:
+            outcome = await deliver(self._ctx, frame.mailbox, frame.token, frame.id, frame.payload)
+        except RelayStorageError:
+            reply = frames.SendFailed(frame.id, "unavailable")
+        else:
+            if outcome is PutOutcome.NOT_FOUND:
+                reply = frames.SendFailed(frame.id, "not_found")
+            else:
+                reply = frames.Sent(frame.id, outcome is PutOutcome.DUPLICATE)
+        with contextlib.suppress(_Closed):
+            await self._send(reply)
+
+    # ------------------------------------------------------------------ pushing
+    def _start_pusher(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+        if self._pusher is None:
+            self._pusher = asyncio.create_task(self._push())
+
+    async def _push(self) -> None:
+        assert self._window is not None and self._wake is not None
+        window, wake, storage = self._window, self._wake, self._ctx.storage
+        try:
+            while not self._closed:
+                await wake.wait()
+                wake.clear()
+                while not self._closed:
+                    fetch: Fetch | None = window.next_fetch()
+                    if fetch is not None:
+                        envelopes = await storage.pending(fetch.mailbox_id, fetch.limit, fetch.skip)
+                        window.fetched(fetch, envelopes)
+                        continue
+                    batch = window.take()
+                    if not batch:
+                        break
+                    for envelope in batch:
+                        await self._send(
+                            frames.Envelope(
+                                envelope.mailbox_id,
+                                envelope.message_id,
+                                envelope.received_day,
+                                envelope.payload,
+                            )
+                        )
+                    self._ctx.stats.count("envelopes_pushed", len(batch))
+        except _Closed:
+            return
+        except RelayStorageError:
+            # Closing wakes the reader, which then tears the connection down.
+            await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+
+    # ------------------------------------------------------------------ output and teardown
+    async def _send(self, frame: frames.ServerFrame) -> None:
+        if self._closed:
+            raise _Closed(1000, "closed")
+        text = frames.encode(frame)
+        try:
+            async with self._send_lock:
+                await self._ws.send_text(text)
+        except Exception:  # the peer went away mid-send: nothing to report to anyone
+            self._closed = True
+            raise _Closed(1000, "peer gone") from None
+
+    async def _close(self, code: int, reason: str) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):  # already closed, or the peer is gone
+            async with self._send_lock:
+                await self._ws.close(code=code, reason=reason)
+
+    async def _stop(self) -> None:
+        self._closed = True
+        if self._window is not None:
+            for mailbox_id in self._window.mailboxes:
+                self._ctx.fanout.unsubscribe(mailbox_id, self._on_live)
+        if self._pusher is not None and self._pusher is not asyncio.current_task():
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pusher
+        # Sends already handed to storage finish on their own; their replies go nowhere.
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
+
+
+@router.websocket("/v1/ws")
+async def delivery_socket(websocket: WebSocket) -> None:
+    ctx: RelayContext = websocket.app.state.relay
+    connection = Connection(websocket, ctx)
+    await connection.serve()

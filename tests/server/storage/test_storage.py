@@ -1,0 +1,374 @@
+"""The storage contract, held against every backend (``storage`` is parametrized)."""
+
+from __future__ import annotations
+
+from sotto.server.storage import Storage
+from sotto.server.storage.base import (
+    AccountId,
+    CreateOutcome,
+    KeyCounts,
+    KeyUpload,
+    PutOutcome,
+    UploadOutcome,
+    UsernameOutcome,
+)
+from tests.server.storage.conftest import (
+    DAY,
+    account_id,
+    kyber,
+    mailbox,
+    mailbox_id,
+    message_id,
+    new_account,
+    one_time,
+    run,
+    sha,
+    signed,
+)
+
+TOKEN = b"t" * 32
+PAYLOAD = bytes(256)
+
+
+# ---------------------------------------------------------------------------- accounts
+def test_account_and_device_round_trip(storage: Storage) -> None:
+    async def body() -> None:
+        aid, secret = await new_account(storage)
+        account = await storage.get_account(aid)
+        assert account is not None and account.created_day == DAY and account.identity_key[0] == 5
+        device = await storage.get_device(aid, 1)
+        assert device is not None and device.secret_hash == sha(secret) and device.registration_id == 1234
+        assert await storage.get_device(aid, 2) is None
+        assert await storage.get_account(account_id()) is None
+
+    run(body())
+
+
+def test_account_id_taken(storage: Storage) -> None:
+    async def body() -> None:
+        aid, _ = await new_account(storage)
+        account = await storage.get_account(aid)
+        device = await storage.get_device(aid, 1)
+        assert account is not None and device is not None
+        assert not await storage.create_account(account, device)
+
+    run(body())
+
+
+def test_usernames(storage: Storage) -> None:
+    async def body() -> None:
+        alice, _ = await new_account(storage)
+        bob, _ = await new_account(storage)
+        assert await storage.set_username(alice, b"h1" * 16) is UsernameOutcome.SET
+        assert await storage.set_username(alice, b"h1" * 16) is UsernameOutcome.SET
+        assert await storage.set_username(bob, b"h1" * 16) is UsernameOutcome.TAKEN
+        assert await storage.find_username(b"h1" * 16) == alice
+        assert await storage.set_username(alice, b"h2" * 16) is UsernameOutcome.SET
+        assert await storage.find_username(b"h1" * 16) is None
+        assert await storage.set_username(bob, b"h1" * 16) is UsernameOutcome.SET
+        await storage.clear_username(alice)
+        assert await storage.find_username(b"h2" * 16) is None
+        assert await storage.find_username(b"h1" * 16) == bob
+
+    run(body())
+
+
+# ---------------------------------------------------------------------------- prekeys
+FULL = KeyUpload(
+    signed_pre_key=signed(1),
+    kyber_last_resort=kyber(900),
+    one_time_pre_keys=(one_time(1), one_time(2)),
+    kyber_pre_keys=(kyber(1), kyber(2)),
+)
+
+
+async def _with_token(storage: Storage) -> tuple[AccountId, bytes]:
+    aid, _ = await new_account(storage)
+    await storage.add_access_token(aid, sha(b"a" * 32), DAY + 5)
+    return aid, sha(b"a" * 32)
+
+
+def test_upload_is_idempotent_per_key_id(storage: Storage) -> None:
+    async def body() -> None:
+        aid, _ = await new_account(storage)
+        assert await storage.upload_keys(aid, 1, FULL) is UploadOutcome.STORED
+        assert await storage.upload_keys(aid, 1, FULL) is UploadOutcome.STORED
+        assert await storage.key_counts(aid, 1) == KeyCounts(one_time=2, kyber=2)
+        more = KeyUpload(one_time_pre_keys=(one_time(2), one_time(3)), kyber_pre_keys=(kyber(3),))
+        assert await storage.upload_keys(aid, 1, more) is UploadOutcome.STORED
+        assert await storage.key_counts(aid, 1) == KeyCounts(one_time=3, kyber=3)
+
+    run(body())
+
+
+def test_upload_conflict_writes_nothing(storage: Storage) -> None:
+    async def body() -> None:
+        aid, _ = await new_account(storage)
+        await storage.upload_keys(aid, 1, FULL)
+        before = await storage.export_account(aid)
+        other = one_time(2).__class__(2, one_time(99).public_key)
+        bad_uploads = [
+            KeyUpload(one_time_pre_keys=(one_time(5), other)),
+            KeyUpload(
+                kyber_pre_keys=(kyber(7), kyber(2).__class__(2, kyber(8).public_key, kyber(2).signature))
+            ),
+            KeyUpload(kyber_pre_keys=(kyber(2).__class__(2, kyber(2).public_key, kyber(9).signature),)),
+            KeyUpload(signed_pre_key=signed(1).__class__(1, signed(5).public_key, signed(1).signature)),
+            KeyUpload(
+                signed_pre_key=signed(3),
+                kyber_last_resort=kyber(900).__class__(900, kyber(5).public_key, b"s" * 64),
+            ),
+            KeyUpload(one_time_pre_keys=(one_time(10), one_time(10).__class__(10, one_time(11).public_key))),
+        ]
+        for upload in bad_uploads:
+            assert await storage.upload_keys(aid, 1, upload) is UploadOutcome.CONFLICT, upload
+        assert await storage.export_account(aid) == before
+
+    run(body())
+
+
+def test_new_signed_prekey_replaces_the_old(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        await storage.upload_keys(aid, 1, FULL)
+        assert await storage.upload_keys(aid, 1, KeyUpload(signed_pre_key=signed(2))) is UploadOutcome.STORED
+        bundle = await storage.take_bundle(aid, token, DAY)
+        assert bundle is not None and bundle.devices[0].signed_pre_key == signed(2)
+
+    run(body())
+
+
+def test_bundle_consumes_one_time_keys_then_falls_back_to_last_resort(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        await storage.upload_keys(aid, 1, FULL)
+        first = await storage.take_bundle(aid, token, DAY)
+        second = await storage.take_bundle(aid, token, DAY)
+        third = await storage.take_bundle(aid, token, DAY)
+        assert first and second and third
+        assert [b.devices[0].pre_key for b in (first, second, third)] == [one_time(1), one_time(2), None]
+        assert [b.devices[0].kyber_pre_key for b in (first, second, third)] == [
+            kyber(1),
+            kyber(2),
+            kyber(900),
+        ]
+        assert first.devices[0].registration_id == 1234 and first.identity_key[0] == 5
+        assert await storage.key_counts(aid, 1) == KeyCounts(one_time=0, kyber=0)
+        fourth = await storage.take_bundle(aid, token, DAY)
+        assert fourth and fourth.devices[0].kyber_pre_key == kyber(900)
+
+    run(body())
+
+
+def test_consumed_key_ids_are_never_put_back(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        await storage.upload_keys(aid, 1, FULL)
+        await storage.take_bundle(aid, token, DAY)
+        # A retried upload (say after a crash) carries the consumed keys 1 again: ignored.
+        assert await storage.upload_keys(aid, 1, FULL) is UploadOutcome.STORED
+        assert await storage.key_counts(aid, 1) == KeyCounts(one_time=1, kyber=1)
+        bundle = await storage.take_bundle(aid, token, DAY)
+        assert bundle and bundle.devices[0].pre_key == one_time(2)
+
+    run(body())
+
+
+def test_bundle_needs_a_valid_token(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        other, _ = await new_account(storage)
+        await storage.upload_keys(aid, 1, FULL)
+        assert await storage.take_bundle(aid, sha(b"wrong"), DAY) is None
+        assert await storage.take_bundle(other, token, DAY) is None
+        assert await storage.take_bundle(account_id(), token, DAY) is None
+        assert await storage.take_bundle(aid, token, DAY + 5) is None  # its expiry day
+        assert await storage.key_counts(aid, 1) == KeyCounts(one_time=2, kyber=2)
+        await storage.delete_access_token(aid, token)
+        assert await storage.take_bundle(aid, token, DAY) is None
+
+    run(body())
+
+
+def test_bundle_without_keys_lists_no_device(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        bundle = await storage.take_bundle(aid, token, DAY)
+        assert bundle is not None and bundle.devices == ()
+        await storage.upload_keys(aid, 1, KeyUpload(signed_pre_key=signed(1)))
+        bundle = await storage.take_bundle(aid, token, DAY)
+        assert bundle is not None and bundle.devices == ()  # no Kyber key at all
+
+    run(body())
+
+
+def test_export_account(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        await storage.upload_keys(aid, 1, FULL)
+        await storage.set_username(aid, b"u" * 32)
+        export = await storage.export_account(aid)
+        assert set(export) == {"accounts", "devices", "one_time_pre_keys", "kyber_pre_keys", "access_tokens"}
+        assert export["accounts"][0]["username_hash"] == b"u" * 32
+        assert export["devices"][0]["signed_pre_key_id"] == 1
+        assert [r["key_id"] for r in export["one_time_pre_keys"]] == [1, 2]
+        assert [r["key_id"] for r in export["kyber_pre_keys"]] == [1, 2]
+        assert export["access_tokens"] == [{"token_hash": token, "account_id": aid, "expires_day": DAY + 5}]
+        assert await storage.export_account(account_id()) == {}
+
+    run(body())
+
+
+# ---------------------------------------------------------------------------- mailboxes
+def test_create_mailbox_outcomes(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox()
+        assert await storage.create_mailbox(box) is CreateOutcome.CREATED
+        assert await storage.create_mailbox(box) is CreateOutcome.EXISTS
+        other = mailbox(box.mailbox_id, token=b"u" * 32)
+        assert await storage.create_mailbox(other) is CreateOutcome.CONFLICT
+        assert (await storage.get_mailboxes([box.mailbox_id]))[box.mailbox_id] == box
+
+    run(body())
+
+
+def test_put_dedupes_and_orders(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox()
+        await storage.create_mailbox(box)
+        ids = [message_id() for _ in range(5)]
+        for i, mid in enumerate(ids):
+            result = await storage.put_envelope(box.mailbox_id, sha(TOKEN), mid, bytes([i]) * 256, DAY)
+            assert result.outcome is PutOutcome.STORED and result.envelope is not None
+        again = await storage.put_envelope(box.mailbox_id, sha(TOKEN), ids[2], bytes(512), DAY)
+        assert again.outcome is PutOutcome.DUPLICATE and again.envelope is None
+        pending = await storage.pending(box.mailbox_id, 10)
+        assert [e.message_id for e in pending] == ids
+        assert pending[2].payload == bytes([2]) * 256  # the first copy, stored once
+        assert [e.seq for e in pending] == [1, 2, 3, 4, 5]
+        skipped = await storage.pending(box.mailbox_id, 2, frozenset(ids[:2]))
+        assert [e.message_id for e in skipped] == ids[2:4]
+
+    run(body())
+
+
+def test_put_refuses_unknown_wrong_token_and_expired_alike(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox(ttl=2)
+        await storage.create_mailbox(box)
+        outcomes = [
+            await storage.put_envelope(mailbox_id(), sha(TOKEN), message_id(), PAYLOAD, DAY),
+            await storage.put_envelope(box.mailbox_id, sha(b"x" * 32), message_id(), PAYLOAD, DAY),
+            await storage.put_envelope(box.mailbox_id, sha(TOKEN), message_id(), PAYLOAD, DAY + 2),
+        ]
+        assert [o.outcome for o in outcomes] == [PutOutcome.NOT_FOUND] * 3
+        assert await storage.pending(box.mailbox_id, 10) == []
+
+    run(body())
+
+
+def test_ack_deletes_and_unknown_refs_are_ignored(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox()
+        await storage.create_mailbox(box)
+        ids = [message_id() for _ in range(3)]
+        for mid in ids:
+            await storage.put_envelope(box.mailbox_id, sha(TOKEN), mid, PAYLOAD, DAY)
+        deleted = await storage.delete_envelopes(
+            [(box.mailbox_id, ids[0]), (box.mailbox_id, message_id()), (mailbox_id(), ids[1])]
+        )
+        assert deleted == 1
+        assert [e.message_id for e in await storage.pending(box.mailbox_id, 10)] == ids[1:]
+        # After an ack, the same id may be stored again (receivers drop ids they have seen).
+        again = await storage.put_envelope(box.mailbox_id, sha(TOKEN), ids[0], PAYLOAD, DAY)
+        assert again.outcome is PutOutcome.STORED and again.envelope and again.envelope.seq == 4
+
+    run(body())
+
+
+def test_touch_moves_expiry(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox(ttl=3)
+        await storage.create_mailbox(box)
+        await storage.touch_mailboxes([box.mailbox_id, mailbox_id()], DAY + 10)
+        held = (await storage.get_mailboxes([box.mailbox_id]))[box.mailbox_id]
+        assert held.expires_day == DAY + 13
+
+    run(body())
+
+
+def test_delete_mailbox_takes_its_envelopes(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox()
+        await storage.create_mailbox(box)
+        await storage.put_envelope(box.mailbox_id, sha(TOKEN), message_id(), PAYLOAD, DAY)
+        await storage.delete_mailbox(box.mailbox_id)
+        assert await storage.get_mailboxes([box.mailbox_id]) == {}
+        assert await storage.pending(box.mailbox_id, 10) == []
+        assert await storage.export_mailbox(box.mailbox_id) == {}
+        assert await storage.create_mailbox(box) is CreateOutcome.CREATED
+
+    run(body())
+
+
+def test_export_mailbox(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox()
+        await storage.create_mailbox(box)
+        mid = message_id()
+        await storage.put_envelope(box.mailbox_id, sha(TOKEN), mid, PAYLOAD, DAY)
+        export = await storage.export_mailbox(box.mailbox_id)
+        assert export["mailboxes"] == [
+            {
+                "mailbox_id": box.mailbox_id,
+                "auth_key": box.auth_key,
+                "token_hash": box.token_hash,
+                "ttl_days": 30,
+                "created_day": DAY,
+                "expires_day": DAY + 30,
+            }
+        ]
+        assert export["envelopes"] == [
+            {
+                "mailbox_id": box.mailbox_id,
+                "seq": 1,
+                "message_id": mid,
+                "received_day": DAY,
+                "payload": PAYLOAD,
+            }
+        ]
+
+    run(body())
+
+
+def test_sweep(storage: Storage) -> None:
+    async def body() -> None:
+        short, long = mailbox(ttl=5), mailbox(ttl=90)
+        for box in (short, long):
+            await storage.create_mailbox(box)
+            await storage.put_envelope(box.mailbox_id, sha(TOKEN), message_id(), PAYLOAD, DAY)
+        late = message_id()
+        await storage.put_envelope(long.mailbox_id, sha(TOKEN), late, PAYLOAD, DAY + 3)
+        aid, token = await _with_token(storage)  # expires DAY + 5
+        assert (await storage.sweep(DAY + 4, 30)).envelopes == 0
+        result = await storage.sweep(DAY + 5, 30)
+        assert (result.mailboxes, result.envelopes, result.access_tokens) == (1, 1, 1)
+        assert await storage.get_mailboxes([short.mailbox_id]) == {}
+        assert await storage.take_bundle(aid, token, DAY) is None
+        result = await storage.sweep(DAY + 30, 30)
+        assert result.envelopes == 1
+        assert [e.message_id for e in await storage.pending(long.mailbox_id, 10)] == [late]
+        assert (await storage.sweep(DAY + 33, 30)).envelopes == 1
+
+    run(body())
+
+
+def test_has_access(storage: Storage) -> None:
+    async def body() -> None:
+        aid, token = await _with_token(storage)
+        assert await storage.has_access(aid, token, DAY)
+        assert not await storage.has_access(aid, token, DAY + 5)
+        assert not await storage.has_access(aid, sha(b"x"), DAY)
+        assert not await storage.has_access(account_id(), token, DAY)
+
+    run(body())
