@@ -94,6 +94,23 @@ def _row_key(value: int) -> bytes:
     return _INT.pack(value)
 
 
+def _mailbox_row_key(mailbox_ix: bytes, contact_id: int) -> bytes:
+    """A mailbox's seal names its owner too: relinking the row to another contact breaks it."""
+    return mailbox_ix + _row_key(contact_id)
+
+
+def _message_row_key(
+    row_id: int, contact_id: int | None, group_row: int | None, sender_id: int | None, direction: str
+) -> bytes:
+    """A message's seal names its conversation, sender and direction: moving it breaks it."""
+    links = (row_id, contact_id or 0, group_row or 0, sender_id or 0)
+    return b"".join(_row_key(v) for v in links) + direction.encode()
+
+
+def _mismatch(what: str) -> StoreCorruptedError:
+    return StoreCorruptedError(f"a {what} index points at another row")
+
+
 def _decoded(what: str, error: SottoError) -> StoreCorruptedError:
     return StoreCorruptedError(f"stored {what} does not load ({type(error).__name__})")
 
@@ -626,13 +643,22 @@ class _Contacts(_Repo):
         return self._one("id", contact_id)
 
     def by_name(self, name: str) -> Contact | None:
-        return self._one("name_ix", self.db.ix("contact-name", name.encode()))
+        found = self._one("name_ix", self.db.ix("contact-name", name.encode()))
+        if found is not None and found.name != name:
+            raise _mismatch("contact")
+        return found
 
     def by_account(self, account_id: bytes) -> Contact | None:
-        return self._one("account_ix", self.db.ix("contact-account", account_id))
+        found = self._one("account_ix", self.db.ix("contact-account", account_id))
+        if found is not None and found.account_id != account_id:
+            raise _mismatch("contact")
+        return found
 
     def by_address_name(self, name: str) -> Contact | None:
-        return self._one("address_ix", self.db.ix("contact-address", name.encode()))
+        found = self._one("address_ix", self.db.ix("contact-address", name.encode()))
+        if found is not None and found.address.name != name:
+            raise _mismatch("contact")
+        return found
 
     def all(self) -> list[Contact]:
         return [self._load(r) for r in self.db.rows(f"SELECT {self._COLUMNS} FROM contacts ORDER BY id")]  # noqa: S608
@@ -661,7 +687,7 @@ class _Mailboxes(_Repo):
 
     def _load(self, row: Any) -> tuple[int, OurMailbox]:
         ix, contact_id, seq, sealed = row
-        v = self.db.open_row("our_mailboxes", ix, sealed, self._FIELDS)
+        v = self.db.open_row("our_mailboxes", _mailbox_row_key(ix, int(contact_id)), sealed, self._FIELDS)
         return int(seq), OurMailbox(
             mailbox_id=MailboxId(as_bytes(v[0])),
             contact_id=ContactId(int(contact_id)),
@@ -676,7 +702,7 @@ class _Mailboxes(_Repo):
     def _sealed(self, ix: bytes, m: OurMailbox) -> bytes:
         return self.db.seal(
             "our_mailboxes",
-            ix,
+            _mailbox_row_key(ix, m.contact_id),
             [
                 m.mailbox_id,
                 m.server_url,
@@ -708,7 +734,11 @@ class _Mailboxes(_Repo):
 
     def get(self, mailbox_id: MailboxId) -> OurMailbox | None:
         found = self._select("WHERE mailbox_ix = ?", (self.db.ix("mailbox", mailbox_id),))
-        return found[0][1] if found else None
+        if not found:
+            return None
+        if found[0][1].mailbox_id != mailbox_id:
+            raise _mismatch("mailbox")
+        return found[0][1]
 
     def for_contact(self, contact_id: ContactId) -> list[OurMailbox]:
         return [m for _, m in reversed(self._select("WHERE contact_id = ?", (contact_id,)))]
@@ -858,7 +888,12 @@ class _Invites(_Repo):
         found = self.db.row(
             "SELECT id, sealed FROM invites WHERE mailbox_ix = ?", (self.db.ix("mailbox", mailbox_id),)
         )
-        return None if found is None else self._load(found)
+        if found is None:
+            return None
+        invite = self._load(found)
+        if invite.mailbox_id != mailbox_id:
+            raise _mismatch("invite")
+        return invite
 
     def open(self, now_ms: int) -> list[Invite]:
         rows = self.db.rows("SELECT id, sealed FROM invites WHERE used = 0 ORDER BY id")
@@ -896,7 +931,12 @@ class _Groups(_Repo):
         found = self.db.row(
             "SELECT id, sealed FROM groups WHERE group_ix = ?", (self.db.ix("group", group_id),)
         )
-        return None if found is None else (int(found[0]), self._load(found))
+        if found is None:
+            return None
+        group = self._load(found)
+        if group.group_id != group_id:
+            raise _mismatch("group")
+        return int(found[0]), group
 
     def _load(self, row: Any) -> Group:
         v = self.db.open_row("groups", _row_key(int(row[0])), row[1], 4)
@@ -1022,7 +1062,8 @@ class _Messages(_Repo):
 
     def _load(self, row: Any, group_ids: dict[int, GroupId] | None = None) -> Message:
         row_id, contact_id, group_row, sender_id, direction, state, sealed = row
-        v = self.db.open_row("messages", _row_key(int(row_id)), sealed, 4)
+        row_key = _message_row_key(row_id, contact_id, group_row, sender_id, direction)
+        v = self.db.open_row("messages", row_key, sealed, 4)
         if contact_id is not None:
             conversation = Conversation.direct(ContactId(int(contact_id)))
         else:
@@ -1049,10 +1090,8 @@ class _Messages(_Repo):
         if conversation.contact_id is not None:
             return "contact_id", conversation.contact_id
         assert conversation.group_id is not None
-        found = self.db.row(
-            "SELECT id FROM groups WHERE group_ix = ?", (self.db.ix("group", conversation.group_id),)
-        )
-        return "group_row", -1 if found is None else int(found[0])
+        found = _Groups(self.db)._row(conversation.group_id)
+        return "group_row", -1 if found is None else found[0]
 
     def add(
         self,
@@ -1078,14 +1117,17 @@ class _Messages(_Repo):
         if self.db.row("SELECT 1 FROM messages WHERE find_ix = ?", (find_ix,)):
             raise StoreConflictError("message id exists for this sender")
         row_id = self.db.next_id("message")
-        sealed = self.db.seal("messages", _row_key(row_id), [bytes(message_id), text, sent_ms, stored_ms])
+        contact_id = key if column == "contact_id" else None
+        group_row = key if column == "group_row" else None
+        row_key = _message_row_key(row_id, contact_id, group_row, sender, direction.value)
+        sealed = self.db.seal("messages", row_key, [bytes(message_id), text, sent_ms, stored_ms])
         self.db.run(
             "INSERT INTO messages (id, contact_id, group_row, sender_id, direction, state, find_ix, sealed) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row_id,
-                key if column == "contact_id" else None,
-                key if column == "group_row" else None,
+                contact_id,
+                group_row,
                 sender,
                 direction.value,
                 int(state),
@@ -1119,7 +1161,12 @@ class _Messages(_Repo):
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE find_ix = ?",  # noqa: S608
             (self._find_ix(sender, message_id),),
         )
-        return None if found is None else self._load(found)
+        if found is None:
+            return None
+        message = self._load(found)
+        if message.sender != sender or message.message_id != message_id:
+            raise _mismatch("message")
+        return message
 
     def conversation(
         self, conversation: Conversation, *, limit: int = 50, before: MessageRowId | None = None
@@ -1184,13 +1231,15 @@ class _Messages(_Repo):
 
     def pending_receipts(self, limit: int = 1000) -> list[PendingReceipt]:
         rows = self.db.rows(
-            "SELECT o.message_row, o.kind, m.sender_id, m.sealed FROM owed_receipts o "
-            "JOIN messages m ON m.id = o.message_row ORDER BY o.message_row, o.kind LIMIT ?",
+            "SELECT o.message_row, o.kind, m.contact_id, m.group_row, m.sender_id, m.direction, m.sealed "
+            "FROM owed_receipts o JOIN messages m ON m.id = o.message_row "
+            "ORDER BY o.message_row, o.kind LIMIT ?",
             (limit,),
         )
         owed: list[PendingReceipt] = []
-        for row_id, kind, sender_id, sealed in rows:
-            message_id = as_bytes(self.db.open_row("messages", _row_key(int(row_id)), sealed, 4)[0])
+        for row_id, kind, contact_id, group_row, sender_id, direction, sealed in rows:
+            row_key = _message_row_key(row_id, contact_id, group_row, sender_id, direction)
+            message_id = as_bytes(self.db.open_row("messages", row_key, sealed, 4)[0])
             owed.append(
                 PendingReceipt(
                     ContactId(int(sender_id)),

@@ -2,7 +2,7 @@
 
 A migration runs inside the transaction that opens the store, together with the version bump,
 so a crash mid-migration leaves the file at the old version. Steps get the store's cipher: a
-change to what a sealed row holds re-seals the rows (see ``v002``). Never edit a released step;
+change to what a sealed row holds re-seals the rows (see ``v002_bindings``). Never edit a released step;
 append one. ``tests/store/fixtures`` holds a file frozen at version 1 that must keep migrating.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sotto.errors import StoreVersionError
 from sotto.store.cipher import StoreCipher
-from sotto.store.migrations import v001_initial, v002_contact_display_name
+from sotto.store.migrations import v001_initial, v002_bindings
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", v001_initial.apply),
-    Migration(2, "contacts keep the display name they announce", v002_contact_display_name.apply),
+    Migration(2, "contact display names; seals name their rows' links", v002_bindings.apply),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
