@@ -89,7 +89,7 @@ class StoreCipher:
 
     def open(self, table: str, column: str, row_key: bytes, sealed: bytes) -> bytes:
         """The plaintext, or StoreCorruptedError if the value was altered or belongs elsewhere."""
-        if len(sealed) < NONCE_LENGTH + 16:
+        if not isinstance(sealed, bytes) or len(sealed) < NONCE_LENGTH + 16:
             raise StoreCorruptedError(f"{table}.{column}: sealed value too short")
         try:
             return aes256_gcm_decrypt(

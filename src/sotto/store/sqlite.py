@@ -115,6 +115,13 @@ def _decoded(what: str, error: SottoError) -> StoreCorruptedError:
     return StoreCorruptedError(f"stored {what} does not load ({type(error).__name__})")
 
 
+def _read_error(error: sqlite3.OperationalError) -> Exception:
+    # A text value where a sealed blob belongs fails while the row is fetched.
+    if "decode" in str(error):
+        return StoreCorruptedError("a stored value has the wrong type")
+    return error
+
+
 class _Db:
     """A transaction's view of the connection: statements, sealing and id counters."""
 
@@ -131,11 +138,17 @@ class _Db:
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self.check()
-        return self.conn.execute(sql, params).fetchall()
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            raise _read_error(error) from None
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self.check()
-        return self.conn.execute(sql, params).fetchone()
+        try:
+            return self.conn.execute(sql, params).fetchone()
+        except sqlite3.OperationalError as error:
+            raise _read_error(error) from None
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; returns the number of rows changed."""
