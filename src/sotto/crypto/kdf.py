@@ -13,7 +13,8 @@ _SHA3_256 = hashes.SHA3_256()
 
 def hkdf_sha256(ikm: bytes, length: int, info: bytes, salt: bytes | None = None) -> bytes:
     """RFC 5869 HKDF with SHA-256; an absent salt means 32 zero bytes."""
-    return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
+    # Positional arguments: measurably cheaper than keywords, and this runs four times a message.
+    return HKDF(_SHA256, length, salt, info).derive(ikm)
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
