@@ -56,7 +56,7 @@ def _message_at(sender: Party, receiver: Party, counter: int) -> CiphertextMessa
     chain_key = state.sender_chain.chain_key
     while chain_key.index < counter:
         chain_key = chain_key.next()
-    advanced = replace(state, sender_chain=SenderChain(state.sender_chain.ratchet_key, chain_key))
+    advanced = state._replace(sender_chain=SenderChain(state.sender_chain.ratchet_key, chain_key))
     sender.sessions[receiver.address] = replace(record, current=advanced)
     return sender.encrypt(receiver, b"far")
 

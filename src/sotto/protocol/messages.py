@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sotto.crypto.kdf import bytes_equal, hmac_sha256
 from sotto.crypto.kem import CIPHERTEXT_LENGTH as KEM_CIPHERTEXT_LENGTH
@@ -81,20 +82,23 @@ def compute_mac(
 _SignalMessageFields = tuple[PublicKey, int, int, bytes, bytes, "bytes | None"]
 """ratchet key, counter, previous counter, ciphertext, pq_ratchet, addresses."""
 
-# SignalMessage's field keys (number << 3 | wire type), in the order every encoder writes them;
-# each is a one-byte varint, so the decoder compares single bytes.
-_RATCHET_KEY_FIELD = encode_varint(1 << 3 | LENGTH_DELIMITED) + encode_varint(PUBLIC_KEY_LENGTH)
+# SignalMessage's field keys (number << 3 | wire type), in the order every encoder writes them.
+# Each is one byte: the encoder copies it, the decoder compares it with ``body[pos]``.
+_RATCHET_KEY_FIELD = bytes((1 << 3 | LENGTH_DELIMITED, PUBLIC_KEY_LENGTH))
 """Field 1's key and length: the ratchet key is always 33 bytes."""
-_COUNTER_FIELD = 2 << 3 | VARINT
-_PREVIOUS_COUNTER_FIELD = 3 << 3 | VARINT
-_CIPHERTEXT_FIELD = 4 << 3 | LENGTH_DELIMITED
-_PQ_RATCHET_FIELD = 5 << 3 | LENGTH_DELIMITED
-_ADDRESSES_FIELD = 6 << 3 | LENGTH_DELIMITED
+_COUNTER_FIELD = bytes((2 << 3 | VARINT,))
+_PREVIOUS_COUNTER_FIELD = bytes((3 << 3 | VARINT,))
+_CIPHERTEXT_FIELD = bytes((4 << 3 | LENGTH_DELIMITED,))
+_PQ_RATCHET_FIELD = bytes((5 << 3 | LENGTH_DELIMITED,))
+_ADDRESSES_FIELD = bytes((6 << 3 | LENGTH_DELIMITED,))
 
 
-@dataclass(frozen=True, slots=True)
-class SignalMessage:
-    """Type 2: ``0x44`` ‖ protobuf ‖ 8-byte MAC. ``serialized`` is the exact bytes (the MAC covers them)."""
+class SignalMessage(NamedTuple):
+    """Type 2: ``0x44`` ‖ protobuf ‖ 8-byte MAC. ``serialized`` is the exact bytes (the MAC covers them).
+
+    A ``NamedTuple`` (immutable, and cheaper to build than a frozen dataclass): one is built for
+    every message sent and every message received.
+    """
 
     version: int
     ratchet_key: PublicKey
@@ -124,18 +128,18 @@ class SignalMessage:
             _VERSION_PREFIX,
             _RATCHET_KEY_FIELD,
             ratchet_key.to_bytes(),
-            encode_varint(_COUNTER_FIELD),
+            _COUNTER_FIELD,
             encode_varint(counter),
-            encode_varint(_PREVIOUS_COUNTER_FIELD),
+            _PREVIOUS_COUNTER_FIELD,
             encode_varint(previous_counter),
-            encode_varint(_CIPHERTEXT_FIELD),
+            _CIPHERTEXT_FIELD,
             encode_varint(len(ciphertext)),
             ciphertext,
         ]
         if pq_ratchet:
-            parts += (encode_varint(_PQ_RATCHET_FIELD), encode_varint(len(pq_ratchet)), pq_ratchet)
+            parts += (_PQ_RATCHET_FIELD, encode_varint(len(pq_ratchet)), pq_ratchet)
         if addresses is not None:
-            parts += (encode_varint(_ADDRESSES_FIELD), encode_varint(len(addresses)), addresses)
+            parts += (_ADDRESSES_FIELD, encode_varint(len(addresses)), addresses)
         body = b"".join(parts)
         serialized = body + compute_mac(sender_identity, receiver_identity, mac_key, body)
         return cls(
@@ -187,21 +191,21 @@ def _decode_usual_layout(body: bytes) -> _SignalMessageFields | None:
         key_end >= n
         or not body.startswith(_RATCHET_KEY_FIELD)
         or body[key_start] != DJB_TYPE
-        or body[key_end] != _COUNTER_FIELD
+        or body[key_end] != _COUNTER_FIELD[0]
     ):
         return None
     counter, pos = read_varint(body, key_end + 1)
-    if pos >= n or body[pos] != _PREVIOUS_COUNTER_FIELD:
+    if pos >= n or body[pos] != _PREVIOUS_COUNTER_FIELD[0]:
         return None
     previous_counter, pos = read_varint(body, pos + 1)
-    if (counter | previous_counter) >> _UINT32 or pos >= n or body[pos] != _CIPHERTEXT_FIELD:
+    if (counter | previous_counter) >> _UINT32 or pos >= n or body[pos] != _CIPHERTEXT_FIELD[0]:
         return None
     ciphertext, pos = _read_bytes(body, pos + 1)
     pq_ratchet = b""
-    if pos < n and body[pos] == _PQ_RATCHET_FIELD:
+    if pos < n and body[pos] == _PQ_RATCHET_FIELD[0]:
         pq_ratchet, pos = _read_bytes(body, pos + 1)
     addresses = None
-    if pos < n and body[pos] == _ADDRESSES_FIELD:
+    if pos < n and body[pos] == _ADDRESSES_FIELD[0]:
         addresses, pos = _read_bytes(body, pos + 1)
     if pos != n:
         return None

@@ -13,7 +13,7 @@ and nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sotto.crypto.keys import KeyPair, PrivateKey, PublicKey
 from sotto.crypto.random import Rng
@@ -165,7 +165,7 @@ class SessionRecord:
 
 
 def _without_pending(state: SessionState) -> SessionState:
-    return replace(state, pending_prekey=None)
+    return state._replace(pending_prekey=None)
 
 
 # -- state encoding (format version 1) ---------------------------------------------------------

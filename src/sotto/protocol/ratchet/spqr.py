@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sotto.crypto.kdf import hkdf_sha256
 from sotto.errors import DecodeError, DecryptionError
@@ -149,12 +150,12 @@ def _index_of_any(payload: bytes) -> int | None:
     return message.index
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class SpqrChain:
+class SpqrChain(NamedTuple):
     """Both directions of SPQR's epoch-0 chain, as one side of a session sees them.
 
     ``recv_keys`` holds the keys for indices skipped over (at most 2,000 behind ``recv_index``
-    are usable, as in SPQR); it is never mutated, only replaced.
+    are usable, as in SPQR); it is never mutated, only replaced. A ``NamedTuple``, like
+    :class:`~sotto.protocol.ratchet.state.SessionState`: immutable and cheap to build per message.
     """
 
     send_seed: bytes
