@@ -181,15 +181,33 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 
+STAT_COUNTERS: tuple[str, ...] = (
+    "http_<status>",
+    "ws_connections",
+    "ws_close_<code>",
+    "accounts_created",
+    "bundles_fetched",
+    "mailboxes_created",
+    "mailboxes_exists",
+    "envelopes_stored",
+    "envelopes_duplicate",
+    "envelopes_not_found",
+    "envelopes_pushed",
+    "envelopes_acked",
+    "swept_envelopes",
+    "swept_mailboxes",
+    "swept_access_tokens",
+)
+"""Every counter the stats line can carry; ``<status>`` and ``<code>`` are numbers."""
+
 LOG_FIELDS: tuple[LogField, ...] = (
     LogField("level", "Log level (INFO, WARNING, ERROR)."),
     LogField("logger", "Logger name: sotto.server, or uvicorn for the server's own start-up warnings."),
     LogField(
         "stats",
-        "One JSON object of event counters for the last interval (default one hour): http_<status>, "
-        "ws_connections, ws_close_<code>, envelopes_stored, envelopes_duplicate, envelopes_pushed, "
-        "envelopes_acked, swept_envelopes, swept_mailboxes, swept_access_tokens, error_<type>. "
-        "Counts only: no address, account, mailbox, message id or timing finer than the interval.",
+        "One JSON object of event counters for the last interval (default one hour): "
+        + ", ".join(STAT_COUNTERS)
+        + ". Counts only: no address, account, mailbox, message id or timing finer than the interval.",
     ),
     LogField("error", "For a failure inside the server: the exception type name only, no message or values."),
 )
@@ -232,6 +250,7 @@ def as_json() -> dict[str, object]:
         "version": MANIFEST_VERSION,
         "tables": [asdict(t) for t in TABLES],
         "log_fields": [asdict(f) for f in LOG_FIELDS],
+        "stat_counters": list(STAT_COUNTERS),
         "files": [asdict(f) for f in FILES],
         "not_held": list(NOT_HELD),
     }
