@@ -1,0 +1,364 @@
+"""Message history, receipts, the outbox and seen envelope ids, as sealed rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sotto.errors import (
+    MissingRecordError,
+    StoreConflictError,
+    StoreCorruptedError,
+)
+from sotto.store import rules
+from sotto.store.codec import as_bytes, as_int, as_str
+from sotto.store.model import (
+    ContactId,
+    Conversation,
+    Direction,
+    GroupId,
+    MailboxId,
+    Message,
+    MessageId,
+    MessageRowId,
+    MessageState,
+    OutboxItem,
+    OutboxItemId,
+    PendingReceipt,
+    Receipt,
+    ReceiptKind,
+)
+from sotto.store.sqlite.db import Repo, id_key, message_row_key, mismatch, need_contact
+from sotto.store.sqlite.people import GroupRepo
+
+_MESSAGE_COLUMNS = "id, contact_id, group_row, sender_id, direction, state, sealed"
+
+
+class MessageRepo(Repo):
+    def _find_ix(self, sender: ContactId | None, message_id: bytes) -> bytes:
+        return self.db.ix("message", id_key(0 if sender is None else sender), message_id)
+
+    def _group_id(self, group_row: int) -> GroupId:
+        found = self.db.row("SELECT id, sealed FROM groups WHERE id = ?", (group_row,))
+        if found is None:
+            raise StoreCorruptedError("a message names a missing group")
+        return GroupRepo(self.db).load(found).group_id
+
+    def _load(self, row: Any, group_ids: dict[int, GroupId] | None = None) -> Message:
+        row_id, contact_id, group_row, sender_id, direction, state, sealed = row
+        row_key = message_row_key(row_id, contact_id, group_row, sender_id, direction)
+        v = self.db.open_row("messages", row_key, sealed, 4)
+        if contact_id is not None:
+            conversation = Conversation.direct(ContactId(int(contact_id)))
+        else:
+            cache = {} if group_ids is None else group_ids
+            if group_row not in cache:
+                cache[group_row] = self._group_id(int(group_row))
+            conversation = Conversation.group(cache[group_row])
+        try:
+            return Message(
+                row_id=MessageRowId(int(row_id)),
+                message_id=MessageId(as_bytes(v[0])),
+                conversation=conversation,
+                direction=Direction(direction),
+                sender=None if sender_id is None else ContactId(int(sender_id)),
+                text=as_str(v[1]),
+                sent_ms=as_int(v[2]),
+                stored_ms=as_int(v[3]),
+                state=MessageState(int(state)),
+            )
+        except ValueError:
+            raise StoreCorruptedError("stored message state does not load") from None
+
+    def _conversation_where(self, conversation: Conversation) -> tuple[str, int]:
+        if conversation.contact_id is not None:
+            return "contact_id", conversation.contact_id
+        assert conversation.group_id is not None
+        found = GroupRepo(self.db).locate(conversation.group_id)
+        return "group_row", -1 if found is None else found[0]
+
+    def add(
+        self,
+        *,
+        message_id: MessageId,
+        conversation: Conversation,
+        direction: Direction,
+        sender: ContactId | None,
+        text: str,
+        sent_ms: int,
+        stored_ms: int,
+        state: MessageState,
+    ) -> Message:
+        rules.check_message(direction, sender, state)
+        column, key = self._conversation_where(conversation)
+        if column == "contact_id":
+            need_contact(self.db, ContactId(key))
+        elif key < 0:
+            raise MissingRecordError("no such group")
+        if sender is not None:
+            need_contact(self.db, sender)
+        find_ix = self._find_ix(sender, message_id)
+        if self.db.row("SELECT 1 FROM messages WHERE find_ix = ?", (find_ix,)):
+            raise StoreConflictError("message id exists for this sender")
+        row_id = self.db.next_id("message")
+        contact_id = key if column == "contact_id" else None
+        group_row = key if column == "group_row" else None
+        row_key = message_row_key(row_id, contact_id, group_row, sender, direction.value)
+        sealed = self.db.seal("messages", row_key, [bytes(message_id), text, sent_ms, stored_ms])
+        self.db.run(
+            "INSERT INTO messages (id, contact_id, group_row, sender_id, direction, state, find_ix, sealed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row_id,
+                contact_id,
+                group_row,
+                sender,
+                direction.value,
+                int(state),
+                find_ix,
+                sealed,
+            ),
+        )
+        if sender is not None:
+            self.db.run(
+                "INSERT INTO owed_receipts (message_row, kind) VALUES (?, ?)",
+                (row_id, ReceiptKind.DELIVERED.value),
+            )
+        return Message(
+            MessageRowId(row_id),
+            MessageId(bytes(message_id)),
+            conversation,
+            direction,
+            sender,
+            text,
+            sent_ms,
+            stored_ms,
+            state,
+        )
+
+    def get(self, row_id: MessageRowId) -> Message | None:
+        found = self.db.row(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (row_id,))  # noqa: S608
+        return None if found is None else self._load(found)
+
+    def find(self, sender: ContactId | None, message_id: MessageId) -> Message | None:
+        found = self.db.row(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE find_ix = ?",  # noqa: S608
+            (self._find_ix(sender, message_id),),
+        )
+        if found is None:
+            return None
+        message = self._load(found)
+        if message.sender != sender or message.message_id != message_id:
+            raise mismatch("message")
+        return message
+
+    def conversation(
+        self, conversation: Conversation, *, limit: int = 50, before: MessageRowId | None = None
+    ) -> list[Message]:
+        if limit <= 0:
+            return []
+        column, key = self._conversation_where(conversation)
+        rows = self.db.rows(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (key, (1 << 62) if before is None else before, limit),
+        )
+        cache: dict[int, GroupId] = {}
+        if conversation.group_id is not None:
+            cache[key] = conversation.group_id
+        return [self._load(r, cache) for r in reversed(rows)]
+
+    def advance(self, row_id: MessageRowId, state: MessageState) -> MessageState:
+        found = self.db.row("SELECT state FROM messages WHERE id = ?", (row_id,))
+        if found is None:
+            raise MissingRecordError("no such message")
+        new_state = max(int(found[0]), int(state))
+        if new_state != int(found[0]):
+            self.db.run("UPDATE messages SET state = ? WHERE id = ?", (new_state, row_id))
+        return MessageState(new_state)
+
+    def add_receipt(self, row_id: MessageRowId, contact_id: ContactId, kind: ReceiptKind, at_ms: int) -> None:
+        if self.db.row("SELECT 1 FROM messages WHERE id = ?", (row_id,)) is None:
+            raise MissingRecordError("no such message")
+        need_contact(self.db, contact_id)
+        row_key = id_key(row_id) + id_key(contact_id) + kind.value.encode()
+        self.db.run(
+            "INSERT INTO receipts (message_row, contact_id, kind, sealed) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (row_id, contact_id, kind.value, self.db.seal("receipts", row_key, [at_ms])),
+        )
+        self.advance(row_id, rules.state_for_receipt(kind))
+
+    def receipts(self, row_id: MessageRowId) -> list[Receipt]:
+        found: list[Receipt] = []
+        for contact_id, kind_text, sealed in self.db.rows(
+            "SELECT contact_id, kind, sealed FROM receipts WHERE message_row = ?", (row_id,)
+        ):
+            kind = ReceiptKind(kind_text)
+            row_key = id_key(row_id) + id_key(int(contact_id)) + kind.value.encode()
+            at_ms = as_int(self.db.open_row("receipts", row_key, sealed, 1)[0])
+            found.append(Receipt(row_id, ContactId(int(contact_id)), kind, at_ms))
+        return sorted(found, key=lambda r: (r.at_ms, r.contact_id, r.kind.value))
+
+    def mark_read(self, row_ids: Iterable[MessageRowId]) -> list[MessageRowId]:
+        changed: list[MessageRowId] = []
+        for row_id in row_ids:
+            found = self.db.row("SELECT sender_id, state FROM messages WHERE id = ?", (row_id,))
+            if found is None or found[0] is None or int(found[1]) >= MessageState.READ:
+                continue
+            self.db.run("UPDATE messages SET state = ? WHERE id = ?", (int(MessageState.READ), row_id))
+            self.db.run(
+                "INSERT INTO owed_receipts (message_row, kind) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (row_id, ReceiptKind.READ.value),
+            )
+            changed.append(row_id)
+        return changed
+
+    def pending_receipts(self, limit: int = 1000) -> list[PendingReceipt]:
+        rows = self.db.rows(
+            "SELECT o.message_row, o.kind, m.contact_id, m.group_row, m.sender_id, m.direction, m.sealed "
+            "FROM owed_receipts o JOIN messages m ON m.id = o.message_row "
+            "ORDER BY o.message_row, o.kind LIMIT ?",
+            (limit,),
+        )
+        owed: list[PendingReceipt] = []
+        for row_id, kind, contact_id, group_row, sender_id, direction, sealed in rows:
+            row_key = message_row_key(row_id, contact_id, group_row, sender_id, direction)
+            message_id = as_bytes(self.db.open_row("messages", row_key, sealed, 4)[0])
+            owed.append(
+                PendingReceipt(
+                    ContactId(int(sender_id)),
+                    ReceiptKind(kind),
+                    MessageId(message_id),
+                    MessageRowId(int(row_id)),
+                )
+            )
+        return owed
+
+    def clear_pending_receipts(self, receipts: Sequence[PendingReceipt]) -> None:
+        self.db.check()
+        self.db.conn.executemany(
+            "DELETE FROM owed_receipts WHERE message_row = ? AND kind = ?",
+            [(r.row_id, r.kind.value) for r in receipts],
+        )
+
+    def delete(self, row_id: MessageRowId) -> bool:
+        return self.db.run("DELETE FROM messages WHERE id = ?", (row_id,)) > 0
+
+
+class OutboxRepo(Repo):
+    _COLUMNS = "id, message_row, next_attempt_ms, attempts, sealed"
+
+    def _load(self, row: Any) -> OutboxItem:
+        item_id, message_row, next_attempt_ms, attempts, sealed = row
+        v = self.db.open_row("outbox", id_key(int(item_id)), sealed, 6)
+        return OutboxItem(
+            item_id=OutboxItemId(int(item_id)),
+            server_url=as_str(v[0]),
+            mailbox_id=MailboxId(as_bytes(v[1])),
+            delivery_token=as_bytes(v[2]),
+            message_id=MessageId(as_bytes(v[3])),
+            payload=as_bytes(v[4]),
+            created_ms=as_int(v[5]),
+            attempts=int(attempts),
+            next_attempt_ms=int(next_attempt_ms),
+            message_row=None if message_row is None else MessageRowId(int(message_row)),
+        )
+
+    def enqueue(
+        self,
+        *,
+        server_url: str,
+        mailbox_id: MailboxId,
+        delivery_token: bytes,
+        message_id: MessageId,
+        payload: bytes,
+        created_ms: int,
+        message_row: MessageRowId | None = None,
+    ) -> OutboxItem:
+        dedupe_ix = self.db.ix("outbox", mailbox_id, message_id)
+        if self.db.row("SELECT 1 FROM outbox WHERE dedupe_ix = ?", (dedupe_ix,)):
+            raise StoreConflictError("this envelope is queued already")
+        if (
+            message_row is not None
+            and self.db.row("SELECT 1 FROM messages WHERE id = ?", (message_row,)) is None
+        ):
+            raise MissingRecordError("no such message")
+        item_id = self.db.next_id("outbox")
+        sealed = self.db.seal(
+            "outbox",
+            id_key(item_id),
+            [
+                server_url,
+                bytes(mailbox_id),
+                bytes(delivery_token),
+                bytes(message_id),
+                bytes(payload),
+                created_ms,
+            ],
+        )
+        self.db.run(
+            "INSERT INTO outbox (id, message_row, next_attempt_ms, attempts, dedupe_ix, sealed) "
+            "VALUES (?, ?, ?, 0, ?, ?)",
+            (item_id, message_row, created_ms, dedupe_ix, sealed),
+        )
+        return OutboxItem(
+            OutboxItemId(item_id),
+            server_url,
+            MailboxId(bytes(mailbox_id)),
+            bytes(delivery_token),
+            MessageId(bytes(message_id)),
+            bytes(payload),
+            created_ms,
+            attempts=0,
+            next_attempt_ms=created_ms,
+            message_row=message_row,
+        )
+
+    def get(self, item_id: OutboxItemId) -> OutboxItem | None:
+        found = self.db.row(f"SELECT {self._COLUMNS} FROM outbox WHERE id = ?", (item_id,))  # noqa: S608
+        return None if found is None else self._load(found)
+
+    def due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
+        rows = self.db.rows(
+            f"SELECT {self._COLUMNS} FROM outbox WHERE next_attempt_ms <= ? "  # noqa: S608
+            "ORDER BY next_attempt_ms, id LIMIT ?",
+            (now_ms, limit),
+        )
+        return [self._load(r) for r in rows]
+
+    def all(self) -> list[OutboxItem]:
+        return [self._load(r) for r in self.db.rows(f"SELECT {self._COLUMNS} FROM outbox ORDER BY id")]  # noqa: S608
+
+    def count(self) -> int:
+        return int(self.db.row("SELECT count(*) FROM outbox")[0])
+
+    def reschedule(self, item_id: OutboxItemId, next_attempt_ms: int) -> OutboxItem:
+        if not self.db.run(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? WHERE id = ?",
+            (next_attempt_ms, item_id),
+        ):
+            raise MissingRecordError("no such outbox item")
+        item = self.get(item_id)
+        assert item is not None
+        return item
+
+    def remove(self, item_id: OutboxItemId) -> bool:
+        return self.db.run("DELETE FROM outbox WHERE id = ?", (item_id,)) > 0
+
+    def remaining_for(self, message_row: MessageRowId) -> int:
+        return int(self.db.row("SELECT count(*) FROM outbox WHERE message_row = ?", (message_row,))[0])
+
+
+class SeenRepo(Repo):
+    def add(self, mailbox_id: MailboxId, envelope_id: MessageId, day: int) -> bool:
+        ix = self.db.ix("seen", mailbox_id, envelope_id)
+        return self.db.run("INSERT INTO seen (ix, day) VALUES (?, ?) ON CONFLICT DO NOTHING", (ix, day)) > 0
+
+    def contains(self, mailbox_id: MailboxId, envelope_id: MessageId) -> bool:
+        return (
+            self.db.row("SELECT 1 FROM seen WHERE ix = ?", (self.db.ix("seen", mailbox_id, envelope_id),))
+            is not None
+        )
+
+    def prune(self, before_day: int) -> int:
+        return self.db.run("DELETE FROM seen WHERE day < ?", (before_day,))
