@@ -276,6 +276,17 @@ def test_one_handle_at_a_time(tmp_path: Path) -> None:
     SqliteStore.open(path, "p").close()
 
 
+def test_connection_settings(tmp_path: Path) -> None:
+    store = SqliteStore.create(tmp_path / "s.db", "p", kdf=KDF)
+    conn = store._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+    store.close()
+
+
 def test_files_are_private(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = SqliteStore.create(path, "p", kdf=KDF)
