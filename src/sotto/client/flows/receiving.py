@@ -104,7 +104,7 @@ def receive(
     EnvelopeRejectedError for a permanent failure (see the module docstring).
     """
     tx = ctx.tx
-    if not tx.seen.add(mailbox_id, envelope_id, day):
+    if not tx.seen.add(mailbox_id, envelope_id, ctx.day):
         return Outcome()
     mailbox = tx.mailboxes.get(mailbox_id)
     if mailbox is None:

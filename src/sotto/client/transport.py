@@ -1,0 +1,373 @@
+"""Talking to relays: HTTP calls with httpx, the delivery WebSocket with ``websockets``.
+
+:class:`Network` hands out one :class:`Relay` per server URL (our own for the account and our
+mailboxes, contacts' for sending to theirs). :class:`HttpNetwork` is the real one; tests pass an
+in-memory network with the same methods, so the SDK's flows run unchanged on both.
+
+Errors: a reply with an error status is :class:`~sotto.errors.RelayError` (status and the
+relay's stable code); a relay that cannot be reached, a timeout or a dropped connection is
+:class:`~sotto.errors.RelayUnavailableError`. Both say nothing about what we sent.
+
+The drain connection: one WebSocket subscribes every mailbox we read (the relay may link them
+while it lasts; that is measured, not hidden). A reader task sorts incoming frames:
+envelopes into a queue for :meth:`DrainConnection.receive`, ``subscribed`` answers to the
+waiting :meth:`DrainConnection.subscribe` calls in order. Acks go out only when the caller says
+so, which the SDK does after the transaction that consumed the envelope committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from sotto.crypto.ed25519 import SigningKey
+from sotto.errors import DecodeError, RelayError, RelayUnavailableError
+from sotto.wire import api, auth, b64, frames
+from sotto.wire.limits import MAX_FRAME_BYTES
+
+M = TypeVar("M", bound=api.Model)
+
+HTTP_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+class DrainConnection(Protocol):
+    """One delivery connection: subscribe mailboxes, receive envelopes, acknowledge them."""
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> frames.Subscribed: ...
+
+    async def receive(self, timeout: float | None = None) -> frames.Envelope | None:
+        """The next envelope; None if ``timeout`` passed first. RelayUnavailableError when closed."""
+        ...
+
+    async def ack(self, refs: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Relay(Protocol):
+    """One relay as the client uses it (``docs/relay-protocol.md``)."""
+
+    url: str
+
+    async def create_account(self, body: api.CreateAccount) -> api.AccountCreated: ...
+
+    async def upload_keys(self, device: DeviceCredentials, body: api.UploadKeys) -> None: ...
+
+    async def key_counts(self, device: DeviceCredentials) -> api.KeyCounts: ...
+
+    async def add_access_token(self, device: DeviceCredentials, token: bytes, expires_day: int) -> None: ...
+
+    async def delete_access_token(self, device: DeviceCredentials, token: bytes) -> None: ...
+
+    async def fetch_bundle(self, account_id: bytes, access_token: bytes) -> api.Bundle: ...
+
+    async def create_mailbox(self, body: api.CreateMailbox) -> None: ...
+
+    async def delete_mailbox(self, mailbox_id: bytes, key: SigningKey) -> None: ...
+
+    async def export_account(self, device: DeviceCredentials) -> dict[str, Any]: ...
+
+    async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]: ...
+
+    async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        """Store one envelope; True if the relay had it already (a retry)."""
+        ...
+
+    async def connect(self) -> DrainConnection: ...
+
+
+class Network(Protocol):
+    """Every relay the client talks to, by URL."""
+
+    def relay(self, url: str) -> Relay: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DeviceCredentials:
+    """What a device proves itself with; the repr hides the secret."""
+
+    __slots__ = ("account_id", "device_id", "secret")
+
+    def __init__(self, account_id: bytes, device_id: int, secret: bytes) -> None:
+        self.account_id = account_id
+        self.device_id = device_id
+        self.secret = secret
+
+    def header(self) -> str:
+        return auth.encode_device_auth(self.account_id, self.device_id, self.secret)
+
+    def __repr__(self) -> str:
+        return f"DeviceCredentials(device_id={self.device_id}, <secret>)"
+
+
+def mailbox_auth(key: SigningKey, method: str, path: str, unix_seconds: int | None = None) -> str:
+    """The ``Sotto-Mailbox-Auth`` header for one request."""
+    seconds = int(time.time()) if unix_seconds is None else unix_seconds
+    return auth.encode_mailbox_auth(seconds, key.sign(auth.http_message(method, path, seconds)))
+
+
+def access_token_hash(token: bytes) -> str:
+    """How the relay names a stored access token: SHA-256 of it, base64url."""
+    return b64.encode(hashlib.sha256(token).digest())
+
+
+def _relay_error(response: httpx.Response) -> RelayError:
+    code, message = "http_error", f"HTTP {response.status_code}"
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        body = response.json()
+        code, message = str(body["code"])[:64], str(body["message"])[:256]
+    return RelayError(response.status_code, code, message)
+
+
+class HttpRelay:
+    """A relay over HTTP(S) and its WebSocket."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+        self.url = url.rstrip("/")
+        self._http = client
+
+    async def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, body: api.Model | None = None
+    ) -> httpx.Response:
+        content = None if body is None else body.model_dump_json()
+        all_headers = {"content-type": "application/json"} if content is not None else {}
+        all_headers.update(headers or {})
+        try:
+            response = await self._http.request(method, self.url + path, content=content, headers=all_headers)
+        except httpx.HTTPError as e:
+            raise RelayUnavailableError(f"{method} request failed: {type(e).__name__}") from None
+        if response.status_code >= 400:
+            raise _relay_error(response)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise RelayError(response.status_code, "bad_reply", "the relay's reply is not JSON") from None
+
+    async def create_account(self, body: api.CreateAccount) -> api.AccountCreated:
+        response = await self._request("POST", "/v1/accounts", body=body)
+        return _model(api.AccountCreated, self._json(response))
+
+    async def upload_keys(self, device: DeviceCredentials, body: api.UploadKeys) -> None:
+        await self._request(
+            "PUT", "/v1/accounts/me/keys", headers={"authorization": device.header()}, body=body
+        )
+
+    async def key_counts(self, device: DeviceCredentials) -> api.KeyCounts:
+        response = await self._request(
+            "GET", "/v1/accounts/me/keys", headers={"authorization": device.header()}
+        )
+        return _model(api.KeyCounts, self._json(response))
+
+    async def add_access_token(self, device: DeviceCredentials, token: bytes, expires_day: int) -> None:
+        body = api.AddAccessToken(token=token, expires_day=expires_day)
+        await self._request(
+            "PUT", "/v1/accounts/me/access-tokens", headers={"authorization": device.header()}, body=body
+        )
+
+    async def delete_access_token(self, device: DeviceCredentials, token: bytes) -> None:
+        path = f"/v1/accounts/me/access-tokens/{access_token_hash(token)}"
+        await self._request("DELETE", path, headers={"authorization": device.header()})
+
+    async def fetch_bundle(self, account_id: bytes, access_token: bytes) -> api.Bundle:
+        path = f"/v1/accounts/{b64.encode(account_id)}/bundle"
+        response = await self._request("GET", path, headers={"sotto-access-token": b64.encode(access_token)})
+        return _model(api.Bundle, self._json(response))
+
+    async def create_mailbox(self, body: api.CreateMailbox) -> None:
+        await self._request("POST", "/v1/mailboxes", body=body)
+
+    async def delete_mailbox(self, mailbox_id: bytes, key: SigningKey) -> None:
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}"
+        await self._request("DELETE", path, headers={"sotto-mailbox-auth": mailbox_auth(key, "DELETE", path)})
+
+    async def export_account(self, device: DeviceCredentials) -> dict[str, Any]:
+        response = await self._request("GET", "/v1/export", headers={"authorization": device.header()})
+        return _object(self._json(response))
+
+    async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]:
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/export"
+        response = await self._request(
+            "GET", path, headers={"sotto-mailbox-auth": mailbox_auth(key, "GET", path)}
+        )
+        return _object(self._json(response))
+
+    async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/messages"
+        body = api.SendMessage(message_id=message_id, payload=payload)
+        response = await self._request(
+            "POST", path, headers={"sotto-delivery-token": b64.encode(token)}, body=body
+        )
+        return _model(api.SendResult, self._json(response)).duplicate
+
+    async def connect(self) -> WebSocketDrain:
+        ws_url = "ws" + self.url.removeprefix("http") + "/v1/ws"
+        try:
+            socket = await asyncio.wait_for(
+                websockets.connect(ws_url, max_size=MAX_FRAME_BYTES, open_timeout=CONNECT_TIMEOUT_S),
+                CONNECT_TIMEOUT_S,
+            )
+        except (OSError, TimeoutError, websockets.WebSocketException) as e:
+            raise RelayUnavailableError(f"delivery connection failed: {type(e).__name__}") from None
+        drain = WebSocketDrain(socket)
+        try:
+            await drain.start()
+        except BaseException:
+            await drain.close()
+            raise
+        return drain
+
+
+def _model(model: type[M], value: Any) -> M:
+    try:
+        return model.model_validate(value)
+    except ValueError:
+        raise RelayError(200, "bad_reply", f"the relay's reply is not a {model.__name__}") from None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RelayError(200, "bad_reply", "the relay's reply is not an object")
+    return value
+
+
+_CLOSED = object()
+
+
+class WebSocketDrain:
+    """The delivery WebSocket, with a reader task that sorts frames (see the module docstring)."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+        self._nonce = b""
+        self._envelopes: asyncio.Queue[frames.Envelope | object] = asyncio.Queue()
+        self._subscriptions: deque[asyncio.Future[frames.Subscribed]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed_reason: str | None = None
+
+    async def start(self) -> None:
+        """Read the challenge (the first frame), then start the reader."""
+        try:
+            text = await asyncio.wait_for(self._socket.recv(), CONNECT_TIMEOUT_S)
+            frame = frames.decode_server_frame(text)
+        except (OSError, TimeoutError, websockets.WebSocketException, DecodeError) as e:
+            raise RelayUnavailableError(f"no challenge from the relay: {type(e).__name__}") from None
+        if not isinstance(frame, frames.Challenge):
+            raise RelayUnavailableError("the relay did not start with a challenge")
+        self._nonce = frame.nonce
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for text in self._socket:
+                try:
+                    frame = frames.decode_server_frame(text)
+                except DecodeError:
+                    continue  # a frame we cannot read is skipped; the relay's own frames always parse
+                if isinstance(frame, frames.Envelope):
+                    self._envelopes.put_nowait(frame)
+                elif isinstance(frame, frames.Subscribed) and self._subscriptions:
+                    waiter = self._subscriptions.popleft()
+                    if not waiter.done():
+                        waiter.set_result(frame)
+            self._closed_reason = f"closed by the relay ({self._socket.close_code})"
+        except (OSError, websockets.WebSocketException) as e:
+            self._closed_reason = f"connection lost ({type(e).__name__})"
+        finally:
+            if self._closed_reason is None:
+                self._closed_reason = "closed"
+            self._envelopes.put_nowait(_CLOSED)
+            while self._subscriptions:
+                waiter = self._subscriptions.popleft()
+                if not waiter.done():
+                    waiter.set_exception(RelayUnavailableError(self._closed_reason))
+
+    async def _send(self, frame: frames.ClientFrame) -> None:
+        if self._closed_reason is not None:
+            raise RelayUnavailableError(self._closed_reason)
+        try:
+            await self._socket.send(frames.encode(frame))
+        except (OSError, websockets.WebSocketException) as e:
+            raise RelayUnavailableError(f"connection lost ({type(e).__name__})") from None
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> frames.Subscribed:
+        """Prove each mailbox key on this connection's challenge; the relay's answer."""
+        proofs = tuple(
+            frames.MailboxProof(mailbox_id, key.sign(auth.drain_message(self._nonce, mailbox_id)))
+            for mailbox_id, key in mailboxes.items()
+        )
+        waiter: asyncio.Future[frames.Subscribed] = asyncio.get_running_loop().create_future()
+        self._subscriptions.append(waiter)
+        await self._send(frames.Subscribe(proofs))
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), HTTP_TIMEOUT_S)
+        except TimeoutError:
+            raise RelayUnavailableError("the relay did not answer the subscription") from None
+
+    async def receive(self, timeout: float | None = None) -> frames.Envelope | None:
+        try:
+            item = await asyncio.wait_for(self._envelopes.get(), timeout)
+        except TimeoutError:
+            return None
+        if item is _CLOSED:
+            self._envelopes.put_nowait(_CLOSED)  # every later receive sees the end too
+            raise RelayUnavailableError(self._closed_reason or "closed")
+        assert isinstance(item, frames.Envelope)
+        return item
+
+    async def ack(self, refs: Sequence[tuple[bytes, bytes]]) -> None:
+        if refs:
+            await self._send(frames.Ack(tuple(frames.EnvelopeRef(m, i) for m, i in refs)))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._socket.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+    async def __aenter__(self) -> WebSocketDrain:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class HttpNetwork:
+    """Relays over real HTTP(S) and WebSockets: one pooled httpx client for all of them."""
+
+    def __init__(
+        self, *, timeout: float = HTTP_TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=timeout, transport=transport, follow_redirects=False, headers={"user-agent": "sotto"}
+        )
+        self._relays: dict[str, HttpRelay] = {}
+
+    def relay(self, url: str) -> HttpRelay:
+        key = url.rstrip("/")
+        found = self._relays.get(key)
+        if found is None:
+            found = self._relays[key] = HttpRelay(key, self._http)
+        return found
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

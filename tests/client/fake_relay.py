@@ -1,0 +1,275 @@
+"""An in-memory relay with the client transport's interface, for fast SDK tests.
+
+It keeps the contract's semantics that matter to the client (``docs/relay-protocol.md``): tokens
+compared as hashes, one 404 for unknown mailboxes and wrong tokens, envelopes deduped by
+``(mailbox, message id)`` and deleted only on ack, unacknowledged envelopes delivered again on the
+next connection, drain subscriptions proven with the mailbox key over the connection's nonce,
+bundles handed out only with an access token and one-time keys consumed. Faults can be switched
+on: the relay offline, connections dropped, every envelope pushed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sotto.crypto.ed25519 import SigningKey, SigningPublicKey
+from sotto.errors import InvalidSignatureError, RelayError, RelayUnavailableError
+from sotto.wire import api, auth, b64, frames
+from sotto.wire.padding import is_bucket
+
+NOT_FOUND = RelayError(404, "not_found", "no such mailbox")
+UNAUTHORIZED = RelayError(401, "unauthorized", "missing or wrong credentials")
+DAY = 20_000
+
+
+def _hash(secret: bytes) -> bytes:
+    return hashlib.sha256(secret).digest()
+
+
+@dataclass
+class _Account:
+    identity_key: bytes
+    registration_id: int
+    secret_hash: bytes
+    signed: api.SignedPreKey | None = None
+    last_resort: api.KyberPreKey | None = None
+    one_time: dict[int, api.PreKey] = field(default_factory=dict)
+    kyber: dict[int, api.KyberPreKey] = field(default_factory=dict)
+    access: set[bytes] = field(default_factory=set)
+
+
+@dataclass
+class _Mailbox:
+    auth_key: bytes
+    token_hash: bytes
+    envelopes: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class FakeRelay:
+    """One relay; ``url`` names it in the network."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.online = True
+        self.push_twice = False
+        self.accounts: dict[bytes, _Account] = {}
+        self.mailboxes: dict[bytes, _Mailbox] = {}
+        self.connections: list[FakeDrain] = []
+        self.sent = 0
+
+    def _check(self) -> None:
+        if not self.online:
+            raise RelayUnavailableError("relay offline")
+
+    def _device(self, device: Any) -> _Account:
+        account = self.accounts.get(device.account_id)
+        if account is None or account.secret_hash != _hash(device.secret):
+            raise UNAUTHORIZED
+        return account
+
+    async def create_account(self, body: api.CreateAccount) -> api.AccountCreated:
+        self._check()
+        account_id = os.urandom(16)
+        self.accounts[account_id] = _Account(
+            body.identity_key, body.registration_id, _hash(body.device_secret)
+        )
+        return api.AccountCreated(account_id=account_id, device_id=1)
+
+    async def upload_keys(self, device: Any, body: api.UploadKeys) -> None:
+        self._check()
+        account = self._device(device)
+        account.signed = body.signed_pre_key or account.signed
+        account.last_resort = body.kyber_last_resort or account.last_resort
+        account.one_time.update({k.id: k for k in body.one_time_pre_keys})
+        account.kyber.update({k.id: k for k in body.kyber_pre_keys})
+
+    async def key_counts(self, device: Any) -> api.KeyCounts:
+        self._check()
+        account = self._device(device)
+        return api.KeyCounts(one_time=len(account.one_time), kyber=len(account.kyber))
+
+    async def add_access_token(self, device: Any, token: bytes, expires_day: int) -> None:
+        self._check()
+        self._device(device).access.add(_hash(token))
+
+    async def delete_access_token(self, device: Any, token: bytes) -> None:
+        self._check()
+        self._device(device).access.discard(_hash(token))
+
+    async def fetch_bundle(self, account_id: bytes, access_token: bytes) -> api.Bundle:
+        self._check()
+        account = self.accounts.get(account_id)
+        if account is None or _hash(access_token) not in account.access:
+            raise UNAUTHORIZED
+        assert account.signed is not None and account.last_resort is not None
+        pre_key = account.one_time.pop(min(account.one_time)) if account.one_time else None
+        kyber = account.kyber.pop(min(account.kyber)) if account.kyber else account.last_resort
+        return api.Bundle(
+            identity_key=account.identity_key,
+            devices=[
+                api.DeviceBundle(
+                    device_id=1,
+                    registration_id=account.registration_id,
+                    signed_pre_key=account.signed,
+                    kyber_pre_key=kyber,
+                    pre_key=pre_key,
+                )
+            ],
+        )
+
+    async def create_mailbox(self, body: api.CreateMailbox) -> None:
+        self._check()
+        known = self.mailboxes.get(body.mailbox_id)
+        if known is not None:
+            if known.auth_key != body.auth_key or known.token_hash != _hash(body.delivery_token):
+                raise RelayError(409, "mailbox_conflict", "that mailbox id is taken")
+            return
+        self.mailboxes[body.mailbox_id] = _Mailbox(body.auth_key, _hash(body.delivery_token))
+
+    def _owned(self, mailbox_id: bytes, key: SigningKey) -> _Mailbox:
+        mailbox = self.mailboxes.get(mailbox_id)
+        if mailbox is None or mailbox.auth_key != key.public.raw:
+            raise NOT_FOUND
+        return mailbox
+
+    async def delete_mailbox(self, mailbox_id: bytes, key: SigningKey) -> None:
+        self._check()
+        self._owned(mailbox_id, key)
+        del self.mailboxes[mailbox_id]
+
+    async def export_account(self, device: Any) -> dict[str, Any]:
+        self._check()
+        account = self._device(device)
+        return {"account": {"identity_key": b64.encode(account.identity_key)}}
+
+    async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]:
+        self._check()
+        mailbox = self._owned(mailbox_id, key)
+        return {"mailbox": {"pending": len(mailbox.envelopes)}}
+
+    async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        self._check()
+        if not is_bucket(len(payload)):
+            raise RelayError(422, "payload_not_bucket", "payload length must be a padding bucket")
+        mailbox = self.mailboxes.get(mailbox_id)
+        if mailbox is None or mailbox.token_hash != _hash(token):
+            raise NOT_FOUND
+        if message_id in mailbox.envelopes:
+            return True
+        mailbox.envelopes[message_id] = payload
+        self.sent += 1
+        for connection in self.connections:
+            connection.offer(mailbox_id, message_id, payload)
+        return False
+
+    def inject(self, mailbox_id: bytes, message_id: bytes, payload: bytes) -> None:
+        """An envelope from someone who holds the delivery token (an attacker, in tests)."""
+        self.mailboxes[mailbox_id].envelopes[message_id] = payload
+        for connection in self.connections:
+            connection.offer(mailbox_id, message_id, payload)
+
+    async def connect(self) -> FakeDrain:
+        self._check()
+        drain = FakeDrain(self)
+        self.connections.append(drain)
+        return drain
+
+    def drop_connections(self) -> None:
+        for connection in list(self.connections):
+            connection.drop()
+
+    def pending(self) -> int:
+        return sum(len(m.envelopes) for m in self.mailboxes.values())
+
+
+class FakeDrain:
+    """A drain connection: pushes stored envelopes of subscribed mailboxes, deletes on ack."""
+
+    def __init__(self, relay: FakeRelay) -> None:
+        self._relay = relay
+        self._nonce = os.urandom(32)
+        self._subscribed: set[bytes] = set()
+        self._pushed: set[tuple[bytes, bytes]] = set()
+        self._queue: asyncio.Queue[frames.Envelope | None] = asyncio.Queue()
+        self._open = True
+
+    def offer(self, mailbox_id: bytes, message_id: bytes, payload: bytes) -> None:
+        if not self._open or mailbox_id not in self._subscribed or (mailbox_id, message_id) in self._pushed:
+            return
+        self._pushed.add((mailbox_id, message_id))
+        envelope = frames.Envelope(mailbox_id, message_id, DAY, payload)
+        self._queue.put_nowait(envelope)
+        if self._relay.push_twice:
+            self._queue.put_nowait(envelope)
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> frames.Subscribed:
+        if not self._open:
+            raise RelayUnavailableError("closed")
+        accepted, refused = [], []
+        for mailbox_id, key in mailboxes.items():
+            mailbox = self._relay.mailboxes.get(mailbox_id)
+            signature = key.sign(auth.drain_message(self._nonce, mailbox_id))
+            try:
+                if mailbox is None:
+                    raise InvalidSignatureError("unknown")
+                SigningPublicKey(mailbox.auth_key).verify(
+                    auth.drain_message(self._nonce, mailbox_id), signature
+                )
+            except InvalidSignatureError:
+                refused.append(mailbox_id)
+                continue
+            accepted.append(mailbox_id)
+            self._subscribed.add(mailbox_id)
+        for mailbox_id in accepted:
+            for message_id, payload in list(self._relay.mailboxes[mailbox_id].envelopes.items()):
+                self.offer(mailbox_id, message_id, payload)
+        return frames.Subscribed(tuple(accepted), tuple(refused))
+
+    async def receive(self, timeout: float | None = None) -> frames.Envelope | None:
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if item is None:
+            self._queue.put_nowait(None)
+            raise RelayUnavailableError("connection dropped")
+        return item
+
+    async def ack(self, refs: Sequence[tuple[bytes, bytes]]) -> None:
+        if not self._open:
+            raise RelayUnavailableError("closed")
+        for mailbox_id, message_id in refs:
+            mailbox = self._relay.mailboxes.get(mailbox_id)
+            if mailbox is not None:
+                mailbox.envelopes.pop(message_id, None)
+
+    def drop(self) -> None:
+        if self._open:
+            self._open = False
+            self._queue.put_nowait(None)
+            if self in self._relay.connections:
+                self._relay.connections.remove(self)
+
+    async def close(self) -> None:
+        self.drop()
+
+
+class FakeNetwork:
+    """Relays by URL (created on first use)."""
+
+    def __init__(self) -> None:
+        self.relays: dict[str, FakeRelay] = {}
+
+    def relay(self, url: str) -> FakeRelay:
+        key = url.rstrip("/")
+        if key not in self.relays:
+            self.relays[key] = FakeRelay(key)
+        return self.relays[key]
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,328 @@
+"""The SDK end to end over the in-memory relay: the same flows and background tasks as with the
+real server, without sockets (the real server runs in tests/client/test_end_to_end.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import TypeVar
+
+import pytest
+
+from sotto.client import events as ev
+from sotto.client.sdk import Client
+from sotto.errors import InviteError, UnknownContactError
+from sotto.store.interfaces import Store, Transaction
+from sotto.store.memory import MemoryStore
+from sotto.store.model import MessageState
+from tests.client.fake_relay import FakeNetwork
+
+URL = "http://relay.test"
+T = TypeVar("T")
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class SurvivingStore:
+    """A memory store that outlives its client (as a file on disk would): close() is a no-op."""
+
+    def __init__(self) -> None:
+        self._store = MemoryStore()
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        return self._store.transaction()
+
+    def close(self) -> None:
+        return None
+
+
+async def client(network: FakeNetwork, name: str, store: Store | None = None) -> Client:
+    return await Client.register(store or MemoryStore(), URL, name, network=network, receipt_delay=0.05)
+
+
+async def connect(a: Client, b: Client, b_calls_a: str | None = None, a_calls_b: str | None = None) -> None:
+    """a invites b; both end up with each other as ready contacts."""
+    invite = await a.create_invite()
+    await b.accept_invite(invite.link, b_calls_a or a.display_name)
+    for _ in range(50):
+        await a.sync(timeout=1, idle=0.02)
+        await b.sync(timeout=1, idle=0.02)
+        if b.is_ready(b_calls_a or a.display_name) and a.contacts() and a.is_ready(a.contacts()[-1]):
+            return
+    raise AssertionError("handshake did not finish")
+
+
+async def settle(*clients: Client, rounds: int = 3) -> dict[Client, list[ev.Event]]:
+    seen: dict[Client, list[ev.Event]] = {c: [] for c in clients}
+    for _ in range(rounds):
+        for c in clients:
+            seen[c].extend(await c.sync(timeout=2, idle=0.05))
+    return seen
+
+
+def texts(events: list[ev.Event]) -> list[str]:
+    return [e.text for e in events if isinstance(e, ev.MessageReceived | ev.GroupMessageReceived)]
+
+
+def of(kind: type[T], events: list[ev.Event]) -> list[T]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_invite_then_texts_both_ways() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            assert [c.name for c in alice.contacts()] == ["Bob"]
+            assert [c.name for c in bob.contacts()] == ["Alice"]
+            await alice.send_text("Bob", "hi Bob")
+            await bob.send_text("Alice", "hi Alice")
+            seen = await settle(alice, bob)
+            assert texts(seen[bob]) == ["hi Bob"]
+            assert texts(seen[alice]) == ["hi Alice"]
+            assert not of(ev.EnvelopeRejected, seen[alice] + seen[bob])
+            # The invite is one-time: its mailbox and access token are gone.
+            relay = net.relay(URL)
+            assert all(not a.access for a in relay.accounts.values())
+
+    run(main)
+
+
+def test_texts_written_before_the_inviter_answers_go_out_after() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            invite = await alice.create_invite()
+            await bob.accept_invite(invite.link, "Alice")
+            assert not bob.is_ready("Alice")
+            first = await bob.send_text("Alice", "written early")
+            assert bob.history("Alice")[-1].state is MessageState.QUEUED
+            seen = await settle(alice, bob)
+            assert texts(seen[alice]) == ["written early"]
+            assert of(ev.ContactAdded, seen[alice])
+            assert of(ev.ContactAccepted, seen[bob])
+            assert any(isinstance(e, ev.MessageSent) and e.message_id == first for e in seen[bob])
+
+    run(main)
+
+
+def test_invite_is_one_time_and_own_invites_are_refused() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob, carol = [await client(net, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, bob, carol:
+            invite = await alice.create_invite()
+            with pytest.raises(InviteError):
+                await alice.accept_invite(invite.link, "me")
+            with pytest.raises(InviteError):
+                await bob.accept_invite("sotto://invite?nonsense", "x")
+            await bob.accept_invite(invite.link, "Alice")
+            await settle(alice, bob)
+            # The access token was revoked with the first request.
+            with pytest.raises(InviteError):
+                await carol.accept_invite(invite.link, "Alice")
+            with pytest.raises(InviteError):
+                await bob.accept_invite(invite.link, "Alice again")
+            with pytest.raises(UnknownContactError):
+                await alice.send_text("nobody", "x")
+
+    run(main)
+
+
+def test_group_of_three() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob, carol = [await client(net, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, bob, carol:
+            await connect(alice, bob)
+            await connect(alice, carol)
+            await connect(bob, carol)
+            group = await alice.create_group("Team", ["Bob", "Carol"])
+            await settle(alice, bob, carol)
+            assert [g.name for g in bob.groups()] == ["Team"] and [g.name for g in carol.groups()] == ["Team"]
+            await alice.send_group_text(group, "hello team")
+            await bob.send_group_text("Team", "hi from Bob")
+            await carol.send_group_text(group.group_id, "hi from Carol")
+            seen = await settle(alice, bob, carol)
+            assert sorted(texts(seen[alice])) == ["hi from Bob", "hi from Carol"]
+            assert sorted(texts(seen[bob])) == ["hello team", "hi from Carol"]
+            assert sorted(texts(seen[carol])) == ["hello team", "hi from Bob"]
+            senders = {e.sender.name for e in of(ev.GroupMessageReceived, seen[carol])}
+            assert senders == {"Alice", "Bob"}
+            assert len(alice.history(group)) == 3
+
+    run(main)
+
+
+def test_added_member_reads_from_then_on() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob, carol = [await client(net, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, bob, carol:
+            await connect(alice, bob)
+            await connect(alice, carol)
+            group = await alice.create_group("Pair", ["Bob"])
+            await alice.send_group_text(group, "before Carol")
+            await settle(alice, bob, carol)
+            assert await alice.add_to_group(group, "Carol")
+            assert not await alice.add_to_group(group, "Carol")
+            await alice.send_group_text(group, "after Carol")
+            seen = await settle(alice, bob, carol)
+            assert texts(seen[carol]) == ["after Carol"]
+            assert texts(seen[bob]) == ["after Carol"]
+            assert any(e.joined for e in of(ev.GroupUpdated, seen[carol]))
+
+    run(main)
+
+
+def test_offline_recipient_receives_later_and_relay_outage_is_retried() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        bob_store = SurvivingStore()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob", bob_store)
+        await connect(alice, bob)
+        await bob.close()  # Bob goes away; his store stays
+        relay = net.relay(URL)
+        relay.online = False
+        ids = [await alice.send_text("Bob", f"m{i}") for i in range(5)]
+        assert alice.pending_outbox() == 5
+        relay.online = True
+        assert await alice.flush() == 0
+        assert relay.pending() == 5
+        bob2 = await Client.attach(bob_store, network=net, receipt_delay=0.05)
+        async with alice, bob2:
+            seen = await settle(bob2, alice)
+            assert texts(seen[bob2]) == [f"m{i}" for i in range(5)]
+            delivered = {m for e in of(ev.DeliveryReceiptReceived, seen[alice]) for m in e.message_ids}
+            assert delivered == set(ids)
+            assert relay.pending() == 0
+
+    run(main)
+
+
+def test_duplicates_and_dropped_connections_lose_and_repeat_nothing() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            relay = net.relay(URL)
+            relay.push_twice = True
+            await bob.start()
+            got: list[str] = []
+
+            async def listen() -> None:
+                async for event in bob.listen():
+                    if isinstance(event, ev.MessageReceived):
+                        got.append(event.text)
+
+            listener = asyncio.create_task(listen())
+            for i in range(60):
+                await alice.send_text("Bob", f"n{i}")
+                if i % 15 == 7:
+                    relay.drop_connections()
+            for _ in range(200):
+                if len(got) >= 60:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            listener.cancel()
+            assert sorted(got) == sorted(f"n{i}" for i in range(60))
+            assert len(got) == 60
+
+    run(main)
+
+
+def test_receipts_and_typing_arrive_end_to_end() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            first = await alice.send_text("Bob", "one")
+            second = await alice.send_text("Bob", "two")
+            await bob.send_typing("Alice", True)
+            seen = await settle(bob, alice)
+            delivered = of(ev.DeliveryReceiptReceived, seen[alice])
+            assert {m for e in delivered for m in e.message_ids} == {first, second}
+            assert len(delivered) == 1  # batched: one receipt message for both
+            typing = of(ev.TypingChanged, seen[alice])
+            assert typing and typing[0].started and typing[0].contact.name == "Bob"
+            assert await bob.mark_read("Alice") == 2
+            assert await bob.mark_read("Alice") == 0
+            seen = await settle(alice, bob)
+            read = of(ev.ReadReceiptReceived, seen[alice])
+            assert {m for e in read for m in e.message_ids} == {first, second}
+            assert [m.state for m in alice.history("Bob")] == [MessageState.READ, MessageState.READ]
+
+    run(main)
+
+
+def test_safety_numbers_match_and_verify() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob, carol = [await client(net, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, bob, carol:
+            await connect(alice, bob)
+            await connect(alice, carol)
+            at_alice, at_bob = alice.safety_number("Bob"), bob.safety_number("Alice")
+            assert at_alice.displayable == at_bob.displayable
+            assert len(at_alice.displayable.replace(" ", "")) == 60
+            assert not alice.is_verified("Bob")
+            assert await alice.verify("Bob", at_bob.qr_text)
+            assert alice.is_verified("Bob")
+            assert not await alice.verify("Carol", at_bob.qr_text)
+            assert not alice.is_verified("Carol")
+
+    run(main)
+
+
+def test_mailbox_rotation_keeps_messages_flowing() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            relay = net.relay(URL)
+            before = set(relay.mailboxes)
+            await bob.send_text("Alice", "before rotation")  # queued for Alice's old mailbox
+            assert await alice.rotate_mailboxes() == 1
+            await bob.send_text("Alice", "racing the rotation")
+            seen = await settle(bob, alice)
+            await bob.send_text("Alice", "after rotation")
+            seen2 = await settle(bob, alice)
+            assert sorted(texts(seen[alice] + seen2[alice])) == [
+                "after rotation",
+                "before rotation",
+                "racing the rotation",
+            ]
+            assert of(ev.ContactMailboxChanged, seen[bob])
+            assert set(relay.mailboxes) - before  # a new mailbox exists
+            export = await alice.export()
+            assert len(export["mailboxes"]) == 2  # the new one and the retiring one
+
+    run(main)
+
+
+def test_concurrent_sends_and_receives_on_one_session() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            await alice.start()
+            await bob.start()
+            sends = [alice.send_text("Bob", f"a{i}") for i in range(100)]
+            sends += [bob.send_text("Alice", f"b{i}") for i in range(100)]
+            await asyncio.gather(*sends)
+            seen = await settle(alice, bob, rounds=4)
+            assert sorted(texts(seen[bob])) == sorted(f"a{i}" for i in range(100))
+            assert sorted(texts(seen[alice])) == sorted(f"b{i}" for i in range(100))
+            assert not of(ev.EnvelopeRejected, seen[alice] + seen[bob])
+
+    run(main)
