@@ -498,7 +498,11 @@ class OutboxRepository(Protocol):
 
 
 class SeenEnvelopeRepository(Protocol):
-    """Envelope ids already processed, per mailbox, kept for a bounded number of days."""
+    """Envelope ids already processed, per mailbox, kept for a bounded number of days.
+
+    Prune with ``prune(today - sotto.store.rules.SEEN_RETENTION_DAYS)``: an id must outlive every
+    redelivery the relay may still make (its envelope TTL).
+    """
 
     def add(self, mailbox_id: MailboxId, envelope_id: MessageId, day: int) -> bool:
         """Remember it; False if it was seen already (then drop the envelope, but still ack it)."""

@@ -10,6 +10,10 @@ MAX_PREKEY_ID = 0xFFFF_FFFF
 
 MAX_ALLOCATION = 10_000
 
+SEEN_RETENTION_DAYS = 31
+"""Keep a seen envelope id this long: the relay may redeliver an envelope whose ack was lost until
+it expires (30 days after the day it arrived), plus a day for the coarse day boundaries."""
+
 
 def check_allocation(count: int) -> None:
     if not 1 <= count <= MAX_ALLOCATION:

@@ -10,6 +10,21 @@ for crash safety and for leaving nothing readable behind:
 * ``foreign_keys=ON``: deleting a contact removes what hangs off it, in the same transaction;
 * ``temp_store=MEMORY``: sorts and temporary tables do not spill to temp files.
 
+What the file shows without the passphrase. Sealed (AES-256-GCM under the data key): every key,
+record, token, secret, name, account id, address, mailbox id, group id, text, payload and
+timestamp of a message. As HMAC-SHA256 index values: what lookups match (names, account ids,
+addresses, mailbox ids, group ids, message ids, seen envelope ids, last-resort triples). In
+clear: local row numbers and the links between them (which messages belong to which local
+contact or group row, group membership), prekey ids and upload flags, message states and
+directions, receipt kinds, outbox retry counts and times, the day number of a seen id, and
+row counts and sizes.
+
+What it protects against someone who can also write the file: a sealed value altered, or moved
+to another row, column or table, fails to open (StoreCorruptedError), and an index value pointed
+at another row is caught when the row is read. Messages and mailboxes seal their links too. Not
+covered: deleting rows, rolling the whole file back to an older copy, or changing clear columns
+that are not sealed (membership, flags, retry times).
+
 See :mod:`sotto.store.cipher` for the encryption and :mod:`sotto.store.migrations` for the schema.
 """
 
