@@ -465,3 +465,30 @@ def test_reprs_hide_secrets(tmp_path: Path) -> None:
     for name, canary in canaries.items():
         for form in forms(canary) | {repr(canary).encode()}:
             assert form.decode("latin-1") not in text, name
+
+
+def test_a_failed_create_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sotto.store.sqlite import store as sqlite_store
+
+    def broken(*args: object, **kwargs: object) -> list[int]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sqlite_store, "migrate", broken)
+    with pytest.raises(OSError, match="disk full"):
+        SqliteStore.create(tmp_path / "s.db", "p", kdf=KDF)
+    assert not any(p.name.startswith("s.db") and not p.name.endswith(".lock") for p in tmp_path.iterdir())
+    monkeypatch.undo()
+    SqliteStore.create(tmp_path / "s.db", "p", kdf=KDF).close()
+
+
+def test_sqlite_failures_surface_as_store_errors(tmp_path: Path) -> None:
+    from sotto.errors import StoreError
+
+    store = SqliteStore.create(tmp_path / "s.db", "p", kdf=KDF)
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.settings.put("k", b"v")
+        store._conn.execute("DROP TABLE settings")
+        tx.settings.get("k")
+    with store.transaction() as tx:
+        assert tx.settings.get("k") is None  # rolled back, table and all
+    store.close()

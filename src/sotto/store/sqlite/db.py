@@ -10,6 +10,7 @@ from typing import Any
 from sotto.errors import (
     MissingRecordError,
     SottoError,
+    StoreConflictError,
     StoreCorruptedError,
     StoreError,
 )
@@ -48,11 +49,17 @@ def corrupted(what: str, error: SottoError) -> StoreCorruptedError:
     return StoreCorruptedError(f"stored {what} does not load ({type(error).__name__})")
 
 
-def _read_error(error: sqlite3.OperationalError) -> Exception:
-    # A text value where a sealed blob belongs fails while the row is fetched.
-    if "decode" in str(error):
+def store_error(error: sqlite3.Error) -> StoreError:
+    """SQLite's failure as the store's own error, so callers catch one tree."""
+    text = str(error)
+    if isinstance(error, sqlite3.IntegrityError):
+        return StoreConflictError(f"constraint failed: {text}")
+    if "decode" in text:
+        # A text value where a sealed blob belongs fails while the row is fetched.
         return StoreCorruptedError("a stored value has the wrong type")
-    return error
+    if "malformed" in text or "not a database" in text:
+        return StoreCorruptedError(f"the database file is damaged: {text}")
+    return StoreError(f"database error: {text}")
 
 
 class Db:
@@ -73,20 +80,30 @@ class Db:
         self.check()
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as error:
-            raise _read_error(error) from None
+        except sqlite3.Error as error:
+            raise store_error(error) from None
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self.check()
         try:
             return self.conn.execute(sql, params).fetchone()
-        except sqlite3.OperationalError as error:
-            raise _read_error(error) from None
+        except sqlite3.Error as error:
+            raise store_error(error) from None
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; returns the number of rows changed."""
         self.check()
-        return self.conn.execute(sql, params).rowcount
+        try:
+            return self.conn.execute(sql, params).rowcount
+        except sqlite3.Error as error:
+            raise store_error(error) from None
+
+    def run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.check()
+        try:
+            self.conn.executemany(sql, params)
+        except sqlite3.Error as error:
+            raise store_error(error) from None
 
     def seal(self, table: str, row_key: bytes, values: Sequence[Value]) -> bytes:
         return self.cipher.seal(table, "sealed", row_key, codec.pack(values))

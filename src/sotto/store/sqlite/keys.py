@@ -220,8 +220,7 @@ class PreKeyRepo(Repo):
         return PendingUpload(tuple(one_time), tuple(signed), tuple(kyber))
 
     def mark_uploaded(self, kind: PreKeyKind, prekey_ids: Iterable[int]) -> None:
-        self.db.check()
-        self.db.conn.executemany(
+        self.db.run_many(
             "UPDATE prekeys SET uploaded = 1 WHERE kind = ? AND id = ?", [(kind.value, i) for i in prekey_ids]
         )
 

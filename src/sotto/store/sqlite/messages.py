@@ -235,8 +235,7 @@ class MessageRepo(Repo):
         return owed
 
     def clear_pending_receipts(self, receipts: Sequence[PendingReceipt]) -> None:
-        self.db.check()
-        self.db.conn.executemany(
+        self.db.run_many(
             "DELETE FROM owed_receipts WHERE message_row = ? AND kind = ?",
             [(r.row_id, r.kind.value) for r in receipts],
         )

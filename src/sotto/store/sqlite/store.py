@@ -50,7 +50,7 @@ from sotto.store.cipher import DATA_KEY_LENGTH, StoreCipher, unwrap_data_key, wr
 from sotto.store.gate import TransactionGate
 from sotto.store.interfaces import Transaction
 from sotto.store.migrations import SCHEMA_VERSION, migrate, schema_version
-from sotto.store.sqlite.db import Db
+from sotto.store.sqlite.db import Db, store_error
 from sotto.store.sqlite.keys import (
     AccountRepo,
     IdentityRepo,
@@ -193,6 +193,11 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
+def _remove_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 class SqliteStore:
     """The encrypted SQLite store; build one with :meth:`create` or :meth:`open`."""
 
@@ -220,7 +225,11 @@ class SqliteStore:
                 _create_private_file(target)
             except FileExistsError:
                 raise StoreConflictError("a store already exists at this path") from None
-            conn = _connect(target)
+            try:
+                conn = _connect(target)
+            except BaseException:
+                _remove_files(target)
+                raise
             try:
                 data_key = rng(DATA_KEY_LENGTH)
                 salt, wrapped = wrap_data_key(data_key, passphrase, kdf, rng)
@@ -236,6 +245,8 @@ class SqliteStore:
                 conn.execute("COMMIT")
             except BaseException:
                 conn.close()
+                # A half-made store would block the next attempt and never open: leave no file.
+                _remove_files(target)
                 raise
         except BaseException:
             lock.close()
@@ -284,12 +295,17 @@ class SqliteStore:
         self._gate.enter()
         db = Db(self._conn, self._cipher)
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise store_error(error) from None
             try:
                 yield SqliteTransaction(db)
             except BaseException:
                 db.open = False
-                self._conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (e.g. disk full); keep the original error.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             db.open = False
             try:
