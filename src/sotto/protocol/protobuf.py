@@ -17,7 +17,7 @@ FIXED32 = 5
 
 _MAX_VARINT_BYTES = 10
 _ONE_BYTE_VARINTS = tuple(bytes((value,)) for value in range(0x80))
-"""Tags, lengths and small counters: most varints a message carries are one byte."""
+"""Tags, lengths and small counters: most varints a message carries are one or two bytes."""
 
 Fields = dict[int, "int | bytes"]
 
@@ -25,6 +25,8 @@ Fields = dict[int, "int | bytes"]
 def encode_varint(value: int) -> bytes:
     if 0 <= value < 0x80:
         return _ONE_BYTE_VARINTS[value]
+    if 0x80 <= value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     if value < 0:
         raise ValueError("varints here are unsigned")
     out = bytearray()
@@ -39,6 +41,8 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     """Return ``(value, next_position)``."""
     if pos < len(buf) and buf[pos] < 0x80:
         return buf[pos], pos + 1
+    if pos + 1 < len(buf) and buf[pos + 1] < 0x80:
+        return buf[pos] & 0x7F | buf[pos + 1] << 7, pos + 2
     result = 0
     shift = 0
     end = min(len(buf), pos + _MAX_VARINT_BYTES)

@@ -185,7 +185,9 @@ def decrypt_signal_message(
     parsed = message if isinstance(message, SignalMessage) else SignalMessage.decode(message)
     if record is None or (record.current is None and not record.previous):
         raise SessionNotFoundError(f"no session with {their_address}")
-    return record.decrypt(parsed, encode_addresses(their_address, our_address), rng)
+    # Only a message that carries the addresses binding needs ours to compare it with.
+    expected_addresses = None if parsed.addresses is None else encode_addresses(their_address, our_address)
+    return record.decrypt(parsed, expected_addresses, rng)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

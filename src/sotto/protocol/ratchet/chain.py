@@ -10,6 +10,7 @@ AES-256 key ‖ HMAC-SHA256 key ‖ CBC IV. Mixing in the SPQR key is what makes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sotto.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from sotto.protocol.labels import CHAIN_MESSAGE_SEED, CHAIN_NEXT, MESSAGE_KEYS_INFO
@@ -48,9 +49,12 @@ class ChainKey:
         return f"ChainKey(index={self.index}, key=<secret>)"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class MessageKeys:
-    """The keys for one message: AES-256-CBC key and IV, HMAC-SHA256 key."""
+class MessageKeys(NamedTuple):
+    """The keys for one message: AES-256-CBC key and IV, HMAC-SHA256 key.
+
+    A ``NamedTuple`` (immutable, cheaper to build than a frozen dataclass): one per message.
+    :class:`ChainKey` stays a dataclass because a tuple already has an ``index`` method.
+    """
 
     cipher_key: bytes
     mac_key: bytes

@@ -5,8 +5,8 @@ state, sharing every part they did not touch (a receiver chain that was not used
 keys, the identities). So a failed decryption cannot leave half-applied changes behind, and
 "keep the old state" costs nothing.
 
-:class:`SessionState` is a ``NamedTuple`` rather than a frozen dataclass: it is as immutable,
-and building one, which every message sent or received does, costs a quarter as much.
+Each type here is a ``NamedTuple`` rather than a frozen dataclass: as immutable, and building
+one, which every message sent or received does, costs a quarter as much.
 
 Spec symbols: ``RK`` = :attr:`SessionState.root_key`, ``DHs``/``CKs`` = :attr:`sender_chain`,
 ``DHr``/``CKr`` = the newest of :attr:`receiver_chains` (older ones are kept so late messages
@@ -15,7 +15,6 @@ from earlier ratchet steps still decrypt), ``MKSKIPPED`` = each chain's ``skippe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from sotto.crypto.keys import KeyPair, PublicKey
@@ -26,8 +25,7 @@ from sotto.protocol.ratchet.skipped import SkippedKeys
 from sotto.protocol.ratchet.spqr import SpqrChain
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class SenderChain:
+class SenderChain(NamedTuple):
     """Our current ratchet key pair (``DHs``) and sending chain key (``CKs``)."""
 
     ratchet_key: KeyPair
@@ -37,8 +35,7 @@ class SenderChain:
         return f"SenderChain(ratchet_key={self.ratchet_key.public!r}, index={self.chain_key.index})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class ReceiverChain:
+class ReceiverChain(NamedTuple):
     """A peer ratchet key (``DHr``), its receiving chain key (``CKr``) and the seeds it skipped."""
 
     ratchet_key: PublicKey
@@ -52,8 +49,7 @@ class ReceiverChain:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class PendingPreKey:
+class PendingPreKey(NamedTuple):
     """What the initiator repeats in every message until the peer answers (no secrets)."""
 
     pre_key_id: int | None
