@@ -33,7 +33,8 @@ def encode_mailbox_auth(unix_seconds: int, signature: bytes) -> str:
 
 def decode_mailbox_auth(header: str) -> tuple[int, bytes]:
     seconds, sep, signature = header.partition(".")
-    if not sep or not seconds.isdigit() or len(seconds) > 12:
+    # isdigit() alone accepts digits int() refuses ("²"), and headers arrive as latin-1.
+    if not sep or not seconds.isascii() or not seconds.isdigit() or len(seconds) > 12:
         raise DecodeError("malformed mailbox auth header")
     return int(seconds), b64.decode(signature, length=64)
 
@@ -54,7 +55,7 @@ def decode_device_auth(header: str) -> tuple[bytes, int, bytes]:
         raise DecodeError("malformed Basic credentials") from None
     login, sep, secret = user.partition(":")
     account, dot, device = login.partition(".")
-    if not sep or not dot or not device.isdigit() or len(device) > 3:
+    if not sep or not dot or not device.isascii() or not device.isdigit() or len(device) > 3:
         raise DecodeError("malformed Basic credentials")
     return (
         b64.decode(account, length=ID_LENGTH),
