@@ -201,3 +201,13 @@ def test_rate_limited_mailbox_creation(tmp_path: Path) -> None:
         refused = relay.client.post("/v1/mailboxes", json=Mailbox().create_body())
         _error(refused, 429, "rate_limited")
         assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_latin1_digits_in_the_mailbox_auth_header_are_refused_not_raised() -> None:
+    """uvicorn hands headers to the app as latin-1: "\u00b2" passes isdigit() but not int()."""
+    from sotto.server.auth import mailbox_request_ok
+    from sotto.server.storage.base import MailboxId, MailboxRecord
+
+    record = MailboxRecord(MailboxId(bytes(16)), bytes(32), bytes(32), 30, DAY, DAY + 30)
+    for header in ["\u00b2." + b64.encode(bytes(64)), "1\u00b9." + b64.encode(bytes(64))]:
+        assert not mailbox_request_ok(record, header, "GET", "/", now=DAY * 86_400.0, today=DAY)

@@ -1,8 +1,11 @@
 """Live delivery: tell the connections draining a mailbox that an envelope was just committed.
 
-A notification is only a shortcut. The envelope is already durable when it is published, and a
-connection that misses a notification (full queue, another node, a restart) finds the envelope
-in storage. So a fan-out may drop; it must never be the only copy.
+The envelope is already durable when it is published; the notification only saves a read. A
+connection whose queue is full when one arrives marks the mailbox stale and reads it from
+storage. But a connection learns of new envelopes *only* through notifications while it stays
+subscribed, so a fan-out must deliver every publish to every listener registered before it
+(:class:`LocalFanout` does, synchronously). A fan-out across nodes that can drop messages (Redis
+pub/sub on reconnect) must make its listeners re-read their mailboxes when it may have dropped.
 
 :class:`LocalFanout` serves one process. Several relay nodes would implement :class:`Fanout`
 over Redis pub/sub (publish to a channel per mailbox, subscribe while a connection drains it).

@@ -91,6 +91,8 @@ class SqliteStorage:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._closed = False
+        self.commits = 0
+        """Transactions committed: fewer than operations when group commit is at work."""
         self._thread = threading.Thread(target=self._run, name="sotto-relay-db", daemon=True)
 
     @classmethod
@@ -189,6 +191,7 @@ class SqliteStorage:
                     outcomes.append((job, result, None))
                 conn.execute("RELEASE op")
             conn.execute("COMMIT")
+            self.commits += 1
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")

@@ -1,0 +1,66 @@
+"""Unpadded base64url: round trips, strictness, and DecodeError as the only failure."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sotto.errors import DecodeError
+from sotto.wire import b64
+
+
+@given(st.binary(max_size=200))
+def test_round_trip(data: bytes) -> None:
+    text = b64.encode(data)
+    assert "=" not in text and "+" not in text and "/" not in text
+    assert b64.decode(text) == data
+    assert b64.decode(text, length=len(data)) == data
+
+
+@given(st.text(max_size=80))
+def test_decode_raises_only_decode_error(text: str) -> None:
+    try:
+        data = b64.decode(text)
+    except DecodeError:
+        return
+    assert b64.encode(data) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AA==",  # padding
+        "AA+/",  # the other alphabet
+        "A",  # impossible length
+        "AB",  # non-canonical: unused bits set
+        "AAA ",
+        "ÄÄÄÄ",
+        "AAAA\n",
+    ],
+)
+def test_refuses_non_canonical_or_foreign_text(text: str) -> None:
+    with pytest.raises(DecodeError):
+        b64.decode(text)
+
+
+def test_lengths() -> None:
+    assert b64.decode(b64.encode(bytes(16)), length=16) == bytes(16)
+    with pytest.raises(DecodeError):
+        b64.decode(b64.encode(bytes(15)), length=16)
+    with pytest.raises(DecodeError):
+        b64.decode(b64.encode(bytes(11)), max_length=10)
+    assert b64.decode(b64.encode(bytes(10)), max_length=10) == bytes(10)
+
+
+def test_non_strings_are_refused() -> None:
+    for value in (None, b"AAAA", 5):
+        with pytest.raises(DecodeError):
+            b64.decode(value)  # type: ignore[arg-type]
+
+
+def test_matches_the_standard_library() -> None:
+    data = bytes(range(256))
+    assert b64.encode(data) == base64.urlsafe_b64encode(data).decode().rstrip("=")
