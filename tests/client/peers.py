@@ -110,7 +110,6 @@ class Person:
                     self.ctx(tx),
                     MailboxId(mailbox_id),
                     MessageId(envelope_id),
-                    self.now_ms // 86_400_000,
                     unsealed,
                 )
         except EnvelopeRejectedError as e:

@@ -8,78 +8,49 @@
         async for event in alice.listen():              # MessageReceived, ContactAdded, ...
             ...
 
-How it runs. Every step is a flow from :mod:`sotto.client.flows` inside one store transaction,
-executed in a worker thread (``asyncio.to_thread``) so cryptography and SQLite do not stall the
-event loop. Work on one peer's session is serialized by that peer's ``asyncio.Lock`` (load,
-compute, commit), so concurrent sends and receives never interleave on a session. Three
-background tasks run between :meth:`Client.start` and :meth:`Client.close`:
-
-* the **drain** loop keeps one WebSocket subscribed to all our mailboxes, processes each envelope
-  (unseal, lock the sender, decrypt and apply in one transaction) and acknowledges it only after
-  that transaction committed; it reconnects with exponential backoff and jitter;
-* the **outbox** worker sends queued envelopes over HTTP in the order they were queued (per
-  mailbox), removing each only after the relay confirmed it, retrying with backoff otherwise;
-* the **receipt** timer sends the delivery receipts we owe, one message per contact, after a
-  randomized delay (``receipt_delay`` × 0.5–1.5), so their timing says little.
-
-The receive policy (what is acknowledged when) is in :mod:`sotto.client.flows.receiving`.
+The engine (transactions, locks, background tasks, the receive policy) is
+:class:`sotto.client.runtime.Runtime`; this module is the API on top of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import random
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from sotto.client import content as c
 from sotto.client.events import (
-    ConnectionChanged,
-    EnvelopeRejected,
     Event,
-    GroupMessageReceived,
-    MessageReceived,
-    RejectReason,
-    SendFailed,
 )
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
 from sotto.client.flows import mailboxes as mailbox_flow
-from sotto.client.flows import receiving, safety, sending
+from sotto.client.flows import safety, sending
 from sotto.client.flows.context import (
     DAY_MS,
-    Command,
-    Context,
-    DeleteMailbox,
-    Me,
     Outcome,
-    RefillPreKeys,
     RegisterMailbox,
-    RevokeAccessToken,
     address_for,
 )
 from sotto.client.flows.safety import SafetyNumber
 from sotto.client.invite import derive_invite_keys, parse_link
-from sotto.client.transport import DeviceCredentials, DrainConnection, HttpNetwork, Network, Relay
+from sotto.client.runtime import DEFAULT_RECEIPT_DELAY_S, Runtime, run_transaction, wall_clock_ms
+from sotto.client.transport import HttpNetwork, Network
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import (
     ClientError,
     DecodeError,
-    EnvelopeRejectedError,
     InviteError,
     RelayError,
     RelayUnavailableError,
-    StoreError,
     UnknownContactError,
 )
 from sotto.store.interfaces import Store, Transaction
@@ -94,35 +65,13 @@ from sotto.store.model import (
     Message,
     MessageId,
     MessageState,
-    OutboxItem,
-    OutboxItemId,
     ReceiptKind,
 )
 from sotto.store.sqlite import SqliteStore
-from sotto.wire import b64, frames
-
-log = logging.getLogger("sotto.client")
+from sotto.wire import b64
 
 STORE_FILE = "sotto.db"
-DEFAULT_RECEIPT_DELAY_S = 10.0
-KEEPALIVE_S = 60.0
-"""An empty ack this often keeps the drain connection from the relay's idle timeout."""
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 30.0
-OUTBOX_RETRY_MIN_MS = 500
-OUTBOX_RETRY_MAX_MS = 15 * 60_000
-NOT_FOUND_ATTEMPTS = 8
-"""A mailbox the relay does not know may appear shortly (a contact's registration racing our
-send); after this many refusals the envelope is dropped and reported."""
-POISON_ATTEMPTS = 3
-"""An envelope whose processing fails this often for reasons that are not its fault (a bug, a
-store error) is dropped as permanently failing rather than blocking the connection forever."""
-
-T = TypeVar("T")
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+"""The store's file name inside a client's data directory."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -143,41 +92,9 @@ GroupRef = Group | str | bytes
 """A group, its name, or its 16-byte id."""
 
 
-class Client:
+class Client(Runtime):
     """One account on one device. Build it with :meth:`create` or :meth:`open` (or, over any
     store, :meth:`register` / :meth:`attach`); close it with :meth:`close` or ``async with``."""
-
-    def __init__(
-        self,
-        store: Store,
-        network: Network,
-        account: Account,
-        *,
-        rng: Rng = system_rng,
-        clock: Callable[[], int] = _wall_clock_ms,
-        receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
-        owns_network: bool = True,
-    ) -> None:
-        self._store = store
-        self._network = network
-        self._account = account
-        self._rng = rng
-        self._clock = clock
-        self._receipt_delay = receipt_delay
-        self._owns_network = owns_network
-        self._me: Me | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._connection: DrainConnection | None = None
-        self._connected = asyncio.Event()
-        self._outbox_wake = asyncio.Event()
-        self._receipts_owed = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._failures: dict[tuple[bytes, bytes], int] = {}
-        self._last_envelope = 0.0
-        self._closed = False
-        self._jitter = random.SystemRandom()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -223,7 +140,7 @@ class Client:
         *,
         network: Network | None = None,
         rng: Rng = system_rng,
-        clock: Callable[[], int] = _wall_clock_ms,
+        clock: Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
     ) -> Client:
         """Register a new account on ``server_url`` and keep it in ``store`` (which must be empty)."""
@@ -247,7 +164,7 @@ class Client:
                     rng=rng,
                 )
 
-            account = await asyncio.to_thread(_run, store, keep)
+            account = await asyncio.to_thread(run_transaction, store, keep)
         except BaseException:
             if network is None:
                 await net.aclose()
@@ -272,11 +189,11 @@ class Client:
         *,
         network: Network | None = None,
         rng: Rng = system_rng,
-        clock: Callable[[], int] = _wall_clock_ms,
+        clock: Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
     ) -> Client:
         """A client for the account already kept in ``store``."""
-        account = await asyncio.to_thread(_run, store, lambda tx: tx.account.get())
+        account = await asyncio.to_thread(run_transaction, store, lambda tx: tx.account.get())
         if account is None:
             raise ClientError("this store holds no account")
         return cls(
@@ -297,24 +214,6 @@ class Client:
     ) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Stop the background tasks, close the connection, the network and the store."""
-        if self._closed:
-            return
-        self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        if self._connection is not None:
-            await self._connection.close()
-        self._events.put_nowait(None)
-        if self._owns_network:
-            await self._network.aclose()
-        self._store.close()
-
     # ------------------------------------------------------------------ who we are
     @property
     def account_id(self) -> bytes:
@@ -327,56 +226,6 @@ class Client:
     @property
     def server_url(self) -> str:
         return self._account.server_url
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    # ------------------------------------------------------------------ plumbing
-    def _now(self) -> int:
-        return self._clock()
-
-    def _current_me(self) -> Me:
-        self._me = Me.current(self._me, self._account, self._now(), self._rng)
-        return self._me
-
-    def _ctx(self, tx: Transaction) -> Context:
-        return Context(tx, self._current_me(), self._now(), self._rng)
-
-    async def _tx(self, fn: Callable[[Transaction], T]) -> T:
-        """Run ``fn`` in one store transaction, in a worker thread."""
-        return await asyncio.to_thread(_run, self._store, fn)
-
-    def _read(self, fn: Callable[[Transaction], T]) -> T:
-        """A short read in the caller's thread (for the synchronous query methods)."""
-        return _run(self._store, fn)
-
-    def _lock(self, name: str) -> asyncio.Lock:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        return lock
-
-    @contextlib.asynccontextmanager
-    async def _peers(self, names: Iterable[str]) -> AsyncIterator[None]:
-        """Hold the session locks of several peers, taken in one global order (no deadlock)."""
-        async with contextlib.AsyncExitStack() as stack:
-            for name in sorted(set(names)):
-                await stack.enter_async_context(self._lock(name))
-            yield
-
-    def _relay(self, url: str | None = None) -> Relay:
-        return self._network.relay(url or self._account.server_url)
-
-    def _credentials(self) -> DeviceCredentials:
-        a = self._account
-        return DeviceCredentials(a.account_id, a.device_id, a.device_secret)
-
-    def _emit(self, events: Iterable[Event]) -> None:
-        for event in events:
-            if isinstance(event, MessageReceived | GroupMessageReceived):
-                self._receipts_owed.set()
-            self._events.put_nowait(event)
 
     def _contact(self, tx: Transaction, ref: ContactRef) -> Contact:
         found = tx.contacts.get(ref.contact_id) if isinstance(ref, Contact) else tx.contacts.by_name(ref)
@@ -574,12 +423,6 @@ class Client:
         await self._flush_outbox(force=True)
         return self.pending_outbox()
 
-    async def _after_send(self) -> None:
-        if self._tasks:
-            self._outbox_wake.set()
-        else:
-            await self._flush_outbox()
-
     # ------------------------------------------------------------------ safety numbers
     def safety_number(self, contact: ContactRef) -> SafetyNumber:
         """Our safety number with ``contact``: 60 digits, the scannable bytes, the QR text."""
@@ -646,19 +489,6 @@ class Client:
                     raise
         return result
 
-    # ------------------------------------------------------------------ receiving
-    async def start(self) -> None:
-        """Start the drain, outbox and receipt tasks (idempotent)."""
-        if self._closed:
-            raise ClientError("the client is closed")
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(self._drain_loop(), name="sotto-drain"),
-            asyncio.create_task(self._outbox_loop(), name="sotto-outbox"),
-            asyncio.create_task(self._receipt_loop(), name="sotto-receipts"),
-        ]
-
     async def listen(self) -> AsyncIterator[Event]:
         """Events as they happen, until the client is closed. Starts the background tasks."""
         await self.start()
@@ -692,276 +522,6 @@ class Client:
                 break
             events.append(event)
         return events
-
-    async def _outbox_settled(self) -> bool:
-        now = self._now()
-        due = await self._tx(lambda tx: tx.outbox.due(now, 1))
-        return not due
-
-    async def _drain_loop(self) -> None:
-        delay = RECONNECT_MIN_S
-        while not self._closed:
-            try:
-                connection = await self._relay().connect()
-            except (RelayUnavailableError, RelayError) as e:
-                log.info("delivery connection failed: %s", type(e).__name__)
-            else:
-                self._connection = connection
-                try:
-                    await self._serve(connection)
-                except (RelayUnavailableError, RelayError) as e:
-                    log.info("delivery connection ended: %s", type(e).__name__)
-                except StoreError as e:
-                    log.warning("store failure while receiving: %s", type(e).__name__)
-                finally:
-                    self._connection = None
-                    was_connected = self._connected.is_set()
-                    self._connected.clear()
-                    await connection.close()
-                    if was_connected:
-                        self._emit([ConnectionChanged(False)])
-                        delay = RECONNECT_MIN_S
-            await asyncio.sleep(delay * self._jitter.uniform(0.5, 1.5))
-            delay = min(delay * 2, RECONNECT_MAX_S)
-
-    async def _serve(self, connection: DrainConnection) -> None:
-        await self._housekeeping()
-        keys = await self._tx(lambda tx: mailbox_flow.to_drain(tx, self._now()))
-        await self._subscribe_on(connection, {m: SigningKey(s) for m, s in keys.items()})
-        self._connected.set()
-        self._emit([ConnectionChanged(True)])
-        self._outbox_wake.set()
-        while not self._closed:
-            envelope = await connection.receive(timeout=KEEPALIVE_S)
-            if envelope is None:
-                await connection.ack([])  # keep-alive
-                continue
-            self._last_envelope = asyncio.get_running_loop().time()
-            await self._process(connection, envelope)
-            self._last_envelope = asyncio.get_running_loop().time()
-
-    async def _subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
-        connection = self._connection
-        if connection is not None and mailboxes:
-            with contextlib.suppress(RelayUnavailableError):
-                await self._subscribe_on(connection, mailboxes)
-
-    async def _subscribe_on(self, connection: DrainConnection, mailboxes: Mapping[bytes, SigningKey]) -> None:
-        """Subscribe; a mailbox the relay refuses but we hold is registered again and retried once."""
-        if not mailboxes:
-            return
-        answer = await connection.subscribe(mailboxes)
-        retry: dict[bytes, SigningKey] = {}
-        for mailbox_id in answer.refused:
-            command = await self._tx(
-                partial(_registration, mailbox_id=MailboxId(mailbox_id), now_ms=self._now())
-            )
-            if command is None:
-                continue
-            try:
-                await self._relay().create_mailbox(command.request())
-            except RelayError:
-                continue
-            retry[mailbox_id] = mailboxes[mailbox_id]
-        if retry:
-            await connection.subscribe(retry)
-
-    async def _process(self, connection: DrainConnection, envelope: frames.Envelope) -> None:
-        """Unseal, then decrypt and apply under the sender's lock; ack after the commit."""
-        key = (envelope.mailbox, envelope.id)
-        mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)
-        now = self._now()
-        me = self._current_me()
-        try:
-            try:
-                unsealed = await asyncio.to_thread(receiving.unseal, me, envelope.payload, now)
-                async with self._peers([unsealed.sender_name]):
-                    outcome = await self._tx(
-                        lambda tx: receiving.receive(
-                            self._ctx(tx), mailbox_id, envelope_id, envelope.day, unsealed
-                        )
-                    )
-            except EnvelopeRejectedError as rejection:
-                outcome = await self._record_rejection(envelope, rejection)
-        except (StoreError, ClientError, ValueError, LookupError) as error:
-            # Not the envelope's fault as far as we can tell: leave it unacknowledged so the
-            # relay redelivers it, unless it keeps failing.
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            log.warning("processing an envelope failed (%d): %s", failures, type(error).__name__)
-            if failures < POISON_ATTEMPTS:
-                raise
-            failed = EnvelopeRejectedError(RejectReason.UNDECRYPTABLE.value, type(error).__name__)
-            outcome = await self._record_rejection(envelope, failed)
-        self._failures.pop(key, None)
-        # The commit is what counts: report it and carry out its commands even if the ack is
-        # lost with the connection (the relay then redelivers, and the copy is dropped as seen).
-        self._emit(outcome.events)
-        try:
-            await connection.ack([key])
-        finally:
-            await self._finish(outcome)
-
-    async def _record_rejection(self, envelope: frames.Envelope, rejection: EnvelopeRejectedError) -> Outcome:
-        mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)
-        fresh = await self._tx(lambda tx: tx.seen.add(mailbox_id, envelope_id, self._now() // DAY_MS))
-        if not fresh:
-            return Outcome()
-        log.info("envelope dropped: %s (%s)", rejection.reason, rejection.detail)
-        events: list[Event] = [e for e in rejection.events if isinstance(e, Event)]
-        events.append(
-            EnvelopeRejected(envelope.mailbox, envelope.id, RejectReason(rejection.reason), rejection.detail)
-        )
-        return Outcome(events=events)
-
-    async def _finish(self, outcome: Outcome) -> None:
-        """After a commit: carry out the commands, then let the outbox go."""
-        await self._run_commands(outcome.commands)
-        await self._after_send()
-
-    async def _run_commands(self, commands: Iterable[Command]) -> None:
-        relay = self._relay()
-        for command in commands:
-            try:
-                match command:
-                    case RegisterMailbox():
-                        await relay.create_mailbox(command.request())
-                        await self._subscribe({command.mailbox_id: SigningKey(command.signing_seed)})
-                    case DeleteMailbox():
-                        await relay.delete_mailbox(command.mailbox_id, SigningKey(command.signing_seed))
-                    case RevokeAccessToken():
-                        await relay.delete_access_token(self._credentials(), command.token)
-                    case RefillPreKeys():
-                        await self._refill_prekeys()
-            except (RelayUnavailableError, RelayError) as e:
-                # Each heals later: registration on the next subscription, deletions by expiry,
-                # prekeys on the next connection.
-                log.info("relay command %s failed: %s", type(command).__name__, type(e).__name__)
-
-    # ------------------------------------------------------------------ housekeeping and prekeys
-    async def _housekeeping(self) -> None:
-        outcome = await self._tx(lambda tx: mailbox_flow.retire(self._ctx(tx)))
-        await self._run_commands(outcome.commands)
-        await self._upload_prekeys()
-        await self._refill_prekeys()
-
-    async def _upload_prekeys(self) -> None:
-        pending = await self._tx(lambda tx: tx.prekeys.pending_upload())
-        while not pending.is_empty():
-            body = account_flow.upload_request(pending)
-            await self._relay().upload_keys(self._credentials(), body)
-            await self._tx(partial(account_flow.mark_uploaded, body=body))
-            pending = await self._tx(lambda tx: tx.prekeys.pending_upload())
-
-    async def _refill_prekeys(self) -> None:
-        counts = await self._relay().key_counts(self._credentials())
-        missing = account_flow.refill_count(counts)
-        if missing:
-            now = self._now()
-            await self._tx(
-                lambda tx: account_flow.generate_prekeys(
-                    tx, self._account, now_ms=now, rng=self._rng, one_time=missing
-                )
-            )
-            await self._upload_prekeys()
-
-    # ------------------------------------------------------------------ outbox
-    async def _outbox_loop(self) -> None:
-        while not self._closed:
-            try:
-                await self._flush_outbox()
-            except StoreError as e:
-                log.warning("outbox failed: %s", type(e).__name__)
-            now = self._now()
-            items = await self._tx(lambda tx: tx.outbox.all())
-            wait = None
-            if items:
-                wait = max(0.05, min(i.next_attempt_ms for i in items) - now) / 1000 if items else None
-            self._outbox_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_wake.wait(), wait)
-
-    async def _flush_outbox(self, *, force: bool = False) -> None:
-        """Send what is due (everything, with ``force``), in queue order per mailbox; one attempt each."""
-        async with self._flush_lock:
-            now = self._now()
-            items = await self._tx(lambda tx: tx.outbox.all())
-            blocked: set[bytes] = set()
-            for item in items:
-                if item.mailbox_id in blocked:
-                    continue
-                if (item.next_attempt_ms > now and not force) or not await self._send_item(item):
-                    blocked.add(item.mailbox_id)  # later items wait: order within a mailbox holds
-
-    async def _send_item(self, item: OutboxItem) -> bool:
-        """One attempt; True if the item left the outbox (confirmed, or refused for good)."""
-        try:
-            await self._network.relay(item.server_url).send(
-                item.mailbox_id, item.delivery_token, item.message_id, item.payload
-            )
-        except (RelayUnavailableError, RelayError) as e:
-            refused = isinstance(e, RelayError) and (
-                e.status in (400, 413, 422) or (e.status == 404 and item.attempts + 1 >= NOT_FOUND_ATTEMPTS)
-            )
-            if refused:
-                dropped = await self._tx(partial(_drop, item_id=item.item_id))
-                reason = e.code if isinstance(e, RelayError) else type(e).__name__
-                self._emit([SendFailed(m, reason) for m in dropped])
-                return True
-            delay = min(OUTBOX_RETRY_MIN_MS * 2**item.attempts, OUTBOX_RETRY_MAX_MS)
-            retry_at = self._now() + int(delay * self._jitter.uniform(0.75, 1.25))
-            await self._tx(lambda tx: tx.outbox.reschedule(item.item_id, retry_at))
-            return False
-        self._emit(await self._tx(lambda tx: sending.confirm_sent(self._ctx(tx), item.item_id)))
-        return True
-
-    # ------------------------------------------------------------------ receipts
-    async def _receipt_loop(self) -> None:
-        while not self._closed:
-            await self._receipts_owed.wait()
-            await asyncio.sleep(self._receipt_delay * self._jitter.uniform(0.5, 1.5))
-            self._receipts_owed.clear()
-            try:
-                await self._send_receipts(ReceiptKind.DELIVERED)
-            except StoreError as e:
-                log.warning("receipts failed: %s", type(e).__name__)
-
-    async def _send_receipts(self, kind: ReceiptKind) -> None:
-        def owed(tx: Transaction) -> set[str]:
-            names = set()
-            for receipt in tx.messages.pending_receipts(10_000):
-                contact = tx.contacts.get(receipt.contact_id)
-                if receipt.kind is kind and contact is not None:
-                    names.add(contact.address.name)
-            return names
-
-        names = await self._tx(owed)
-        if not names:
-            return
-        async with self._peers(names):
-            await self._tx(lambda tx: sending.flush_receipts(self._ctx(tx), kind))
-        self._outbox_wake.set()
-
-
-def _registration(tx: Transaction, *, mailbox_id: MailboxId, now_ms: int) -> RegisterMailbox | None:
-    return mailbox_flow.registration_for(tx, mailbox_id, now_ms)
-
-
-def _run(store: Store, fn: Callable[[Transaction], T]) -> T:
-    with store.transaction() as tx:
-        return fn(tx)
-
-
-def _drop(tx: Transaction, *, item_id: OutboxItemId) -> list[MessageId]:
-    """Remove a refused envelope; the messages it carried, if this was their last one."""
-    item = tx.outbox.get(item_id)
-    if item is None:
-        return []
-    tx.outbox.remove(item_id)
-    if item.message_row is None:
-        return []
-    message = tx.messages.get(item.message_row)
-    return [] if message is None else [message.message_id]
 
 
 __all__ = ["Client", "ContactRef", "GroupRef", "Invite", "SafetyNumber"]

@@ -95,10 +95,9 @@ def unseal(me: Me, payload: bytes, now_ms: int) -> Unsealed:
     return Unsealed(certificate.sender_uuid, sender_key, usmc)
 
 
-def receive(
-    ctx: Context, mailbox_id: MailboxId, envelope_id: MessageId, day: int, unsealed: Unsealed
-) -> Outcome:
-    """Process one opened envelope that arrived in ``mailbox_id``, recording it as seen.
+def receive(ctx: Context, mailbox_id: MailboxId, envelope_id: MessageId, unsealed: Unsealed) -> Outcome:
+    """Process one opened envelope that arrived in ``mailbox_id``, recording it as seen (under our
+    own day count: the relay's day does not decide when an envelope id may be forgotten).
 
     A repeated envelope id returns an empty outcome (acknowledge it again). Raises
     EnvelopeRejectedError for a permanent failure (see the module docstring).
