@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from sotto.errors import (
@@ -57,7 +55,7 @@ def _message_at(sender: Party, receiver: Party, counter: int) -> CiphertextMessa
     while chain_key.index < counter:
         chain_key = chain_key.next()
     advanced = state._replace(sender_chain=SenderChain(state.sender_chain.ratchet_key, chain_key))
-    sender.sessions[receiver.address] = replace(record, current=advanced)
+    sender.sessions[receiver.address] = record._replace(current=advanced)
     return sender.encrypt(receiver, b"far")
 
 

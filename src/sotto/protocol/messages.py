@@ -159,7 +159,7 @@ class SignalMessage(NamedTuple):
         data = bytes(data)
         if len(data) < MAC_LENGTH + 1:
             raise DecodeError("SignalMessage too short")
-        version = _check_version(data[0])
+        version = CURRENT_VERSION if data[0] == VERSION_BYTE else _check_version(data[0])
         body = data[1:-MAC_LENGTH]
         values = _decode_usual_layout(body) or _decode_any_layout(body)
         return cls(version, *values, data)

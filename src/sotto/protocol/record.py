@@ -13,7 +13,7 @@ and nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sotto.crypto.keys import KeyPair, PrivateKey, PublicKey
 from sotto.crypto.random import Rng
@@ -50,9 +50,11 @@ RECORD_FORMAT_VERSION = 1
 _KEY_LENGTH = 32
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class SessionRecord:
-    """Immutable: every operation returns a new record and leaves this one as it was."""
+class SessionRecord(NamedTuple):
+    """Immutable: every operation returns a new record and leaves this one as it was.
+
+    A ``NamedTuple``, like the states it holds: every message sent or received builds one.
+    """
 
     current: SessionState | None = None
     previous: tuple[SessionState, ...] = ()

@@ -87,8 +87,11 @@ class SessionState(NamedTuple):
     pending_prekey: PendingPreKey | None
 
     def receiver_chain_index(self, their_ratchet_key: PublicKey) -> int | None:
-        for i, chain in enumerate(self.receiver_chains):
-            if chain.ratchet_key == their_ratchet_key:
+        # Newest first: most messages arrive on the peer's current ratchet key. Each key has
+        # at most one chain, so the search order does not change the answer.
+        chains = self.receiver_chains
+        for i in range(len(chains) - 1, -1, -1):
+            if chains[i].ratchet_key == their_ratchet_key:
                 return i
         return None
 
