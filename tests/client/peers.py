@@ -6,7 +6,9 @@ applied by a few lines of dict manipulation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sotto.client.flows import account, invites, mailboxes, receiving, sending
 from sotto.client.flows.context import Context, DeleteMailbox, Me, Outcome, RegisterMailbox
@@ -19,6 +21,7 @@ from sotto.store.memory import MemoryStore
 from sotto.store.model import Contact, MailboxId, MessageId, PreKeyKind
 from sotto.wire import api
 
+T = TypeVar("T")
 SERVER = "http://relay.test"
 NOW = 1_800_000_000_000
 
@@ -66,6 +69,15 @@ class Person:
     def ctx(self, tx: Transaction) -> Context:
         assert self.me is not None
         return Context(tx, self.me, self.now_ms, self.rng)
+
+    def act(self, flow: Callable[[Context], T]) -> T:
+        """Run one flow in one transaction."""
+        with self.store.transaction() as tx:
+            return flow(self.ctx(tx))
+
+    def read(self, query: Callable[[Transaction], T]) -> T:
+        with self.store.transaction() as tx:
+            return query(tx)
 
     def apply(self, outcome: Outcome) -> None:
         self.events.extend(outcome.events)
