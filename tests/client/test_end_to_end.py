@@ -7,6 +7,7 @@ keep their state in encrypted SQLite stores (a fast Argon2 setting, for test spe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -35,12 +36,17 @@ T = TypeVar("T")
 PASSPHRASE = "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = ServerConfig(data_dir=tmp_path_factory.mktemp("relay"), host="127.0.0.1", port=port)
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextlib.contextmanager
+def relay_process(data_dir: Path, port: int) -> Iterator[str]:
+    """The real relay (uvicorn, SQLite in ``data_dir``) in a thread, until the block ends."""
+    config = ServerConfig(data_dir=data_dir, host="127.0.0.1", port=port)
     server = uvicorn.Server(uvicorn_config(config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -49,9 +55,17 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the relay did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with relay_process(tmp_path_factory.mktemp("relay"), free_port()) as url:
+        yield url
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
@@ -232,3 +246,42 @@ def _impostor_payload(alice: Client, bob: Client, impostor: KeyPair) -> bytes:
     bob_identity = bob._account.identity.public
     usmc = UnidentifiedSenderMessageContent.new(CiphertextMessageType.WHISPER, certificate, b"\x33" * 60)
     return pad(seal_v1(impostor, bob_identity, usmc, system_rng))
+
+
+def test_clients_ride_out_a_relay_restart(tmp_path: Path) -> None:
+    """The relay stops between send and receive; queued sends and the listener recover."""
+    port, relay_dir = free_port(), tmp_path / "relay"
+
+    async def main() -> None:
+        with relay_process(relay_dir, port) as url:
+            alice, bob = await new_client(url, tmp_path, "Alice"), await new_client(url, tmp_path, "Bob")
+            await befriend(alice, bob)
+            got: list[str] = []
+
+            async def listen() -> None:
+                async for event in bob.listen():
+                    if isinstance(event, ev.MessageReceived):
+                        got.append(event.text)
+
+            listener = asyncio.create_task(listen())
+            await alice.send_text("Bob", "before")
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.05)
+        # The relay is down: sends wait in the outbox, the listener keeps trying.
+        for i in range(10):
+            await alice.send_text("Bob", f"during {i}")
+        assert alice.pending_outbox() == 10
+        with relay_process(relay_dir, port):
+            for _ in range(300):
+                if len(got) == 11:
+                    break
+                await asyncio.sleep(0.05)
+            listener.cancel()
+            assert got == ["before", *(f"during {i}" for i in range(10))]
+            assert alice.pending_outbox() == 0
+            await alice.close()
+            await bob.close()
+
+    run(main)
