@@ -294,3 +294,31 @@ def test_reprs_hide_names_texts_and_keys(secret: str) -> None:
     for obj in objects:
         shown = repr(obj)
         assert secret not in shown and "0303030303" not in shown and "0202020202" not in shown
+
+
+def test_signed_and_last_resort_prekeys_rotate_weekly_and_old_ones_expire() -> None:
+    from sotto.client.flows import account as account_flow
+
+    _, (alice,) = people("Alice", seed=6)
+    assert alice.me is not None
+    me = alice.me.account
+
+    def ids() -> tuple[list[int], list[int]]:
+        return alice.read(
+            lambda tx: (tx.prekeys.ids(PreKeyKind.SIGNED), tx.prekeys.ids(PreKeyKind.KYBER, last_resort=True))
+        )
+
+    assert ids() == ([1], [1])
+    assert not alice.read(lambda tx: account_flow.rotate_prekeys(tx, me, now_ms=alice.now_ms, rng=alice.rng))
+    week = account_flow.SIGNED_PREKEY_ROTATION_MS
+    alice.now_ms += week
+    with alice.store.transaction() as tx:
+        assert account_flow.rotate_prekeys(tx, me, now_ms=alice.now_ms, rng=alice.rng)
+    signed, kyber = ids()
+    assert len(signed) == 2 and len(kyber) == 2  # the replaced ones are kept for late messages
+    alice.now_ms += account_flow.OLD_PREKEY_RETENTION_MS
+    with alice.store.transaction() as tx:
+        account_flow.rotate_prekeys(tx, me, now_ms=alice.now_ms, rng=alice.rng)
+    signed_after, kyber_after = ids()
+    assert signed[0] not in signed_after and kyber[0] not in kyber_after
+    assert signed[1] in signed_after  # replaced just now: kept

@@ -367,6 +367,8 @@ class Runtime:
     async def _housekeeping(self) -> None:
         outcome = await self._tx(lambda tx: mailbox_flow.retire(self._ctx(tx)))
         await self._run_commands(outcome.commands)
+        now = self._now()
+        await self._tx(lambda tx: account_flow.rotate_prekeys(tx, self._account, now_ms=now, rng=self._rng))
         await self._upload_prekeys()
         await self._refill_prekeys()
 

@@ -7,6 +7,7 @@ the relay), never new key material under an old id.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from sotto.client.flows.context import address_for
@@ -25,6 +26,13 @@ from sotto.wire.limits import DEVICE_SECRET_LENGTH, MAX_ONE_TIME_KEYS_PER_UPLOAD
 ONE_TIME_PREKEYS = 20
 PREKEY_REFILL_BELOW = 5
 """Bundles go only to invite holders, so a small pool lasts; it is topped up below 5."""
+
+SIGNED_PREKEY_ROTATION_MS = 7 * 86_400_000
+"""A new signed prekey and last-resort Kyber prekey each week (Signal: every 2 days)."""
+
+OLD_PREKEY_RETENTION_MS = 60 * 86_400_000
+"""Replaced signed and last-resort prekeys are kept this long, so a PreKey message that waited
+on the relay (30 days at most) still finds the keys it names."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -94,6 +102,27 @@ def generate_prekeys(
             tx.prekeys.put_one_time(PreKeyRecord.generate(prekey_id, rng))
         for prekey_id in tx.prekeys.allocate_ids(PreKeyKind.KYBER, one_time):
             tx.prekeys.put_kyber(KyberPreKeyRecord.generate(prekey_id, identity, now_ms, rng))
+
+
+def rotate_prekeys(tx: Transaction, account: Account, *, now_ms: int, rng: Rng) -> bool:
+    """Replace the signed and last-resort prekeys once they are a week old; drop replaced ones
+    after the retention period. True if new keys were stored (upload them next)."""
+    latest = tx.prekeys.latest_signed()
+    rotated = latest is None or now_ms - latest.timestamp_ms >= SIGNED_PREKEY_ROTATION_MS
+    if rotated:
+        generate_prekeys(tx, account, now_ms=now_ms, rng=rng, one_time=0, rotate=True)
+    # A replaced key's retention starts when its successor was made.
+    signed = [r for r in map(tx.prekeys.get_signed, tx.prekeys.ids(PreKeyKind.SIGNED)) if r is not None]
+    for old, successor in itertools.pairwise(signed):
+        if now_ms - successor.timestamp_ms >= OLD_PREKEY_RETENTION_MS:
+            tx.prekeys.remove_signed(old.id)
+    kyber_ids = tx.prekeys.ids(PreKeyKind.KYBER, last_resort=True)
+    kyber = [r for r in map(tx.prekeys.get_kyber, kyber_ids) if r is not None]
+    for old_kyber, next_kyber in itertools.pairwise(kyber):
+        if now_ms - next_kyber.timestamp_ms >= OLD_PREKEY_RETENTION_MS:
+            tx.prekeys.remove_kyber(old_kyber.id)
+            tx.prekeys.forget_last_resort_uses(old_kyber.id)
+    return rotated
 
 
 def upload_request(pending: PendingUpload) -> api.UploadKeys:
