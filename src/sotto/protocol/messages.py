@@ -44,8 +44,7 @@ MAC_LENGTH = 8
 _UINT32 = 32
 
 
-@dataclass(frozen=True, slots=True)
-class CiphertextMessage:
+class CiphertextMessage(NamedTuple):
     """What encryption hands to the transport: the message type and its serialized bytes."""
 
     type: CiphertextMessageType
@@ -169,8 +168,9 @@ class SignalMessage(NamedTuple):
         return self.serialized[-MAC_LENGTH:]
 
     def verify_mac(self, sender_identity: PublicKey, receiver_identity: PublicKey, mac_key: bytes) -> bool:
-        expected = compute_mac(sender_identity, receiver_identity, mac_key, self.serialized[:-MAC_LENGTH])
-        return bytes_equal(expected, self.mac)
+        serialized = self.serialized
+        expected = compute_mac(sender_identity, receiver_identity, mac_key, serialized[:-MAC_LENGTH])
+        return bytes_equal(expected, serialized[-MAC_LENGTH:])
 
     def __repr__(self) -> str:
         size = len(self.serialized)

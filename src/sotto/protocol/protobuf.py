@@ -45,12 +45,10 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         return buf[pos] & 0x7F | buf[pos + 1] << 7, pos + 2
     result = 0
     shift = 0
-    end = min(len(buf), pos + _MAX_VARINT_BYTES)
-    while pos < end:
-        byte = buf[pos]
+    for byte in buf[pos : pos + _MAX_VARINT_BYTES]:
         pos += 1
         result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
+        if byte < 0x80:
             if result >> 64:  # a tenth byte above 1, as prost refuses it
                 raise DecodeError("varint exceeds 64 bits")
             return result, pos
