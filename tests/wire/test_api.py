@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sotto.wire import api, b64
@@ -69,3 +73,23 @@ def test_upload_lists_are_capped() -> None:
     api.UploadKeys.model_validate({"one_time_pre_keys": [key] * 100})
     with pytest.raises(ValidationError):
         api.UploadKeys.model_validate({"one_time_pre_keys": [key] * 101})
+
+
+@given(st.integers(2, 70), st.data())
+def test_b64_pattern_matches_exactly_the_canonical_texts(length: int, data: st.DataObject) -> None:
+    first = data.draw(st.none() | st.integers(0, 255))
+    pattern = re.compile(api.b64_pattern(length, first))
+    raw = data.draw(st.binary(min_size=length, max_size=length))
+    if first is not None:
+        raw = bytes([first]) + raw[1:]
+    assert pattern.match(b64.encode(raw))
+    text = data.draw(st.from_regex(pattern, fullmatch=True))
+    decoded = b64.decode(text, length=length)
+    assert first is None or decoded[0] == first
+
+
+def test_payload_schema_states_the_buckets() -> None:
+    schema = api.SendMessage.model_json_schema()["properties"]["payload"]
+    assert schema["minLength"] == len(b64.encode(bytes(256)))
+    assert schema["maxLength"] == len(b64.encode(bytes(65536)))
+    assert "65536" in schema["description"]

@@ -7,7 +7,7 @@ builds requests and reads replies with them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
@@ -22,7 +22,7 @@ from sotto.wire.limits import (
     MAX_MAILBOX_TTL_DAYS,
     MAX_ONE_TIME_KEYS_PER_UPLOAD,
 )
-from sotto.wire.padding import MAX_PADDED, is_bucket
+from sotto.wire.padding import BUCKETS, MAX_PADDED, is_bucket
 
 EC_PUBLIC_KEY_LENGTH = 33
 KEM_PUBLIC_KEY_LENGTH = 1569
@@ -54,20 +54,84 @@ def _parser(
     return parse
 
 
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def b64_pattern(length: int, first_byte: int | None = None) -> str:
+    """A regex matching exactly the canonical unpadded base64url texts of ``length`` bytes.
+
+    Written into the OpenAPI spec, so that generated clients and API fuzzers know the format:
+    the exact text length, the type byte's two leading characters, and a last character whose
+    unused low bits are zero.
+    """
+    if first_byte is not None and length < 2:
+        raise ValueError("a type byte needs at least two bytes of key")
+    chars = -(-length * 8 // 6)
+    unused_bits = chars * 6 - length * 8
+    last = _char_class(range(0, 64, 1 << unused_bits))
+    head = ""
+    if first_byte is not None:
+        head = _char_class([first_byte >> 2]) + _char_class(
+            range((first_byte & 3) << 4, ((first_byte & 3) << 4) + 16)
+        )
+    middle = chars - (2 if head else 0) - 1
+    return f"^{head}[A-Za-z0-9_-]{{{middle}}}{last}$"
+
+
+def _char_class(indices: Iterable[int]) -> str:
+    # "-" last, where a character class takes it literally.
+    chars = sorted({_B64_ALPHABET[i] for i in indices}, key=lambda c: (c == "-", _B64_ALPHABET.index(c)))
+    return "[" + "".join(chars) + "]"
+
+
+def _schema(length: int, first_byte: int | None = None) -> WithJsonSchema:
+    chars = -(-length * 8 // 6)
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "contentEncoding": "base64url",
+            "minLength": chars,
+            "maxLength": chars,
+            "pattern": b64_pattern(length, first_byte),
+        }
+    )
+
+
 _AS_TEXT = PlainSerializer(b64.encode, return_type=str)
-_SCHEMA = WithJsonSchema({"type": "string", "contentEncoding": "base64url"})
-Id = Annotated[bytes, PlainValidator(_parser(ID_LENGTH)), _AS_TEXT, _SCHEMA]
-DeliveryToken = Annotated[bytes, PlainValidator(_parser(DELIVERY_TOKEN_LENGTH)), _AS_TEXT, _SCHEMA]
-DeviceSecret = Annotated[bytes, PlainValidator(_parser(DEVICE_SECRET_LENGTH)), _AS_TEXT, _SCHEMA]
+_PAYLOAD_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "contentEncoding": "base64url",
+        "description": "Exactly one padding bucket long: " + ", ".join(map(str, BUCKETS)) + " bytes.",
+        "minLength": -(-BUCKETS[0] * 8 // 6),
+        "maxLength": -(-BUCKETS[-1] * 8 // 6),
+        "pattern": "^[A-Za-z0-9_-]*$",
+    }
+)
+Id = Annotated[bytes, PlainValidator(_parser(ID_LENGTH)), _AS_TEXT, _schema(ID_LENGTH)]
+DeliveryToken = Annotated[
+    bytes, PlainValidator(_parser(DELIVERY_TOKEN_LENGTH)), _AS_TEXT, _schema(DELIVERY_TOKEN_LENGTH)
+]
+DeviceSecret = Annotated[
+    bytes, PlainValidator(_parser(DEVICE_SECRET_LENGTH)), _AS_TEXT, _schema(DEVICE_SECRET_LENGTH)
+]
 ECPublicKey = Annotated[
-    bytes, PlainValidator(_parser(EC_PUBLIC_KEY_LENGTH, first_byte=EC_TYPE)), _AS_TEXT, _SCHEMA
+    bytes,
+    PlainValidator(_parser(EC_PUBLIC_KEY_LENGTH, first_byte=EC_TYPE)),
+    _AS_TEXT,
+    _schema(EC_PUBLIC_KEY_LENGTH, EC_TYPE),
 ]
 KEMPublicKey = Annotated[
-    bytes, PlainValidator(_parser(KEM_PUBLIC_KEY_LENGTH, first_byte=KEM_TYPE)), _AS_TEXT, _SCHEMA
+    bytes,
+    PlainValidator(_parser(KEM_PUBLIC_KEY_LENGTH, first_byte=KEM_TYPE)),
+    _AS_TEXT,
+    _schema(KEM_PUBLIC_KEY_LENGTH, KEM_TYPE),
 ]
-Signature = Annotated[bytes, PlainValidator(_parser(SIGNATURE_LENGTH)), _AS_TEXT, _SCHEMA]
-MailboxKey = Annotated[bytes, PlainValidator(_parser(ED25519_PUBLIC_KEY_LENGTH)), _AS_TEXT, _SCHEMA]
-Payload = Annotated[bytes, PlainValidator(_parser(max_length=MAX_PADDED)), _AS_TEXT, _SCHEMA]
+Signature = Annotated[bytes, PlainValidator(_parser(SIGNATURE_LENGTH)), _AS_TEXT, _schema(SIGNATURE_LENGTH)]
+MailboxKey = Annotated[
+    bytes, PlainValidator(_parser(ED25519_PUBLIC_KEY_LENGTH)), _AS_TEXT, _schema(ED25519_PUBLIC_KEY_LENGTH)
+]
+Payload = Annotated[bytes, PlainValidator(_parser(max_length=MAX_PADDED)), _AS_TEXT, _PAYLOAD_SCHEMA]
 KeyId = Annotated[int, Field(ge=0, lt=2**24)]
 RegistrationId = Annotated[int, Field(ge=1, le=0x3FFF)]
 DeviceId = Annotated[int, Field(ge=1, le=127)]
