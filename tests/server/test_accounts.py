@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sotto.server.config import RateLimit
 from sotto.wire import auth, b64
 from tests.server.conftest import (
     DAY,
+    GENEROUS,
     Relay,
     create_account,
     ec_key,
     kyber_key,
+    make_relay,
     pre_key,
     signed_pre_key,
 )
@@ -316,3 +322,51 @@ def test_account_export_holds_everything_about_the_account(any_relay: Relay) -> 
     assert len(tables["one_time_pre_keys"]) == 2 and len(tables["kyber_pre_keys"]) == 2
     assert tables["access_tokens"][0]["token_hash"] == b64.encode(hashlib.sha256(token).digest())
     _error(client.get("/v1/export"), 401, "unauthorized")
+
+
+# ---------------------------------------------------------------------------- rate limits
+def _limited(tmp_path: Path, **limits: RateLimit) -> Iterator[Relay]:
+    return make_relay(tmp_path, limits=dataclasses.replace(GENEROUS, **limits))
+
+
+def test_bundle_fetches_are_limited_per_target_and_token(tmp_path: Path) -> None:
+    for relay in _limited(
+        tmp_path, bundle_fetch=RateLimit(2, 0.0001), bundle_fetch_per_account=RateLimit(3, 0.0001)
+    ):
+        client = relay.client
+        account = create_account(client)
+        client.put("/v1/accounts/me/keys", json=_upload(10, 10), headers=account.headers)
+        first, second = _token(client, account), _token(client, account)
+        assert [_bundle(client, account.id, first).status_code for _ in range(2)] == [200, 200]
+        refused = _bundle(client, account.id, first)
+        _error(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) > 0
+        # Wrong tokens neither pass nor use up the account's budget.
+        for _ in range(5):
+            assert _bundle(client, account.id, os.urandom(32)).status_code == 401
+        assert _bundle(client, account.id, second).status_code == 200
+        _error(_bundle(client, account.id, second), 429, "rate_limited")  # the account's budget: 3
+        assert client.get("/v1/accounts/me/keys", headers=account.headers).json() == {
+            "one_time": 7,
+            "kyber": 7,
+        }
+
+
+def test_username_lookups_are_limited_in_total_and_per_name(tmp_path: Path) -> None:
+    for relay in _limited(
+        tmp_path, username_lookup=RateLimit(5, 0.0001), username_lookup_per_name=RateLimit(2, 0.0001)
+    ):
+        client = relay.client
+        account = create_account(client)
+        client.put("/v1/accounts/me/username", json={"username": "target"}, headers=account.headers)
+        assert [client.get("/v1/usernames/target").status_code for _ in range(3)] == [200, 200, 429]
+        assert client.get("/v1/usernames/Target").status_code == 429  # one name, whatever the case
+        assert client.get("/v1/usernames/other").status_code == 404
+        _error(client.get("/v1/usernames/third"), 429, "rate_limited")  # 5 in total
+
+
+def test_account_creation_is_limited(tmp_path: Path) -> None:
+    for relay in _limited(tmp_path, account_creation=RateLimit(1, 0.0001)):
+        create_account(relay.client)
+        body = {"identity_key": ec_key(), "registration_id": 1, "device_secret": b64.encode(os.urandom(32))}
+        _error(relay.client.post("/v1/accounts", json=body), 429, "rate_limited")

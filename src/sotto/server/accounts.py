@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
 from sotto.errors import DecodeError, RelayError
 from sotto.server.auth import UNAUTHORIZED, authenticate_device, parse_token, token_hash
@@ -46,8 +46,16 @@ async def current_device(
 Device = Annotated[DeviceRecord, Depends(current_device)]
 
 
+COMMON_ERRORS = (400, 413, 422, 503)
+"""Any call can meet these: malformed JSON, a body over the limit, invalid fields, storage down."""
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": api.ErrorBody} for status in statuses}
+    return {status: {"model": api.ErrorBody} for status in sorted({*statuses, *COMMON_ERRORS})}
+
+
+ID_PATTERN = {"pattern": api.b64_pattern(ID_LENGTH), "contentEncoding": "base64url"}
+TOKEN_PATTERN = {"pattern": api.b64_pattern(32), "contentEncoding": "base64url"}
 
 
 router = APIRouter(tags=["accounts"])
@@ -144,7 +152,9 @@ async def add_access_token(body: api.AddAccessToken, device: Device, ctx: Ctx) -
 
 
 @router.delete("/v1/accounts/me/access-tokens/{token_hash}", status_code=204, responses=_errors(401, 422))
-async def delete_access_token(token_hash: str, device: Device, ctx: Ctx) -> Response:
+async def delete_access_token(
+    token_hash: Annotated[str, Path(json_schema_extra=TOKEN_PATTERN)], device: Device, ctx: Ctx
+) -> Response:
     """Retire a token by its SHA-256 (base64url); unknown hashes are fine."""
     try:
         digest = b64.decode(token_hash, length=32)
@@ -156,9 +166,11 @@ async def delete_access_token(token_hash: str, device: Device, ctx: Ctx) -> Resp
 
 @router.get("/v1/accounts/{account_id}/bundle", tags=["prekeys"], responses=_errors(401, 429))
 async def fetch_bundle(
-    account_id: str,
+    account_id: Annotated[str, Path(json_schema_extra=ID_PATTERN)],
     ctx: Ctx,
-    sotto_access_token: Annotated[str | None, Header(description="The access token, base64url")] = None,
+    sotto_access_token: Annotated[
+        str | None, Header(description="The access token, base64url", json_schema_extra=TOKEN_PATTERN)
+    ] = None,
 ) -> api.Bundle:
     """One prekey set per device, consuming one-time keys; a missing account and a wrong token are one 401."""
     token = parse_token(sotto_access_token)

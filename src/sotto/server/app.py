@@ -151,7 +151,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     _count(request, exc.status_code)
     code = _STATUS_CODES.get(exc.status_code, "error")
-    return _error(exc.status_code, code, str(exc.detail)[:200], dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route matching the path; list every method it has.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return _error(exc.status_code, code, str(exc.detail)[:200], headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def _count(request: Request, status: int) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 
 from sotto.errors import DecodeError, RelayError
-from sotto.server.accounts import Ctx, _errors
+from sotto.server.accounts import ID_PATTERN, Ctx, _errors
 from sotto.server.auth import MAILBOX_NOT_FOUND, mailbox_request_ok, parse_token, token_hash
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
@@ -22,6 +22,7 @@ from sotto.wire.limits import ID_LENGTH
 
 router = APIRouter(tags=["mailboxes"])
 
+MailboxIdText = Annotated[str, Path(json_schema_extra=ID_PATTERN)]
 MailboxAuth = Annotated[
     str | None,
     Header(description="<unix seconds>.<Ed25519 signature b64url> over the method, path and seconds"),
@@ -48,7 +49,12 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
 @router.post(
     "/v1/mailboxes",
     status_code=201,
-    responses={200: {"description": "The same mailbox existed already"}, **_errors(409, 413, 422, 429)},
+    response_class=Response,
+    responses={
+        201: {"description": "Created (no body)"},
+        200: {"description": "The same mailbox existed already (no body)"},
+        **_errors(409, 429),
+    },
 )
 async def create_mailbox(body: api.CreateMailbox, ctx: Ctx) -> Response:
     """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409."""
@@ -71,7 +77,7 @@ async def create_mailbox(body: api.CreateMailbox, ctx: Ctx) -> Response:
 
 @router.delete("/v1/mailboxes/{mailbox_id}", status_code=204, responses=_errors(404))
 async def delete_mailbox(
-    mailbox_id: str, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
+    mailbox_id: MailboxIdText, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
 ) -> Response:
     """Delete the mailbox and every envelope in it (signed by the mailbox key)."""
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
@@ -81,7 +87,7 @@ async def delete_mailbox(
 
 @router.get("/v1/mailboxes/{mailbox_id}/export", tags=["export"], responses=_errors(404))
 async def export_mailbox(
-    mailbox_id: str, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
+    mailbox_id: MailboxIdText, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
 ) -> dict[str, Any]:
     """The mailbox row and its pending envelopes (payload sizes, not payloads), manifest schema."""
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
@@ -90,7 +96,7 @@ async def export_mailbox(
 
 @router.post("/v1/mailboxes/{mailbox_id}/messages", status_code=202, responses=_errors(404, 413, 422, 503))
 async def send_message(
-    mailbox_id: str,
+    mailbox_id: MailboxIdText,
     body: api.SendMessage,
     ctx: Ctx,
     sotto_delivery_token: Annotated[
