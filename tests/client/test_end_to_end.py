@@ -11,9 +11,9 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import uvicorn
@@ -24,10 +24,11 @@ from sotto.client.flows.context import address_for
 from sotto.client.flows.sending import seal_to_contact
 from sotto.client.invite import InviteLink
 from sotto.client.sdk import Client
+from sotto.client.transport import DrainConnection, HttpNetwork, HttpRelay, Relay
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import system_rng
-from sotto.errors import InviteError
+from sotto.errors import InviteError, RelayUnavailableError
 from sotto.server.config import ServerConfig
 from sotto.server.runner import uvicorn_config
 from sotto.wire.padding import pad
@@ -283,5 +284,79 @@ def test_clients_ride_out_a_relay_restart(tmp_path: Path) -> None:
             assert alice.pending_outbox() == 0
             await alice.close()
             await bob.close()
+
+    run(main)
+
+
+class LossyNetwork:
+    """The real network with two faults: the connection dies instead of sending the next
+    ``lose_acks`` acks, and every send is made twice (an uncertain send retried)."""
+
+    def __init__(self) -> None:
+        self.inner = HttpNetwork()
+        self.lose_acks = 0
+        self.duplicates = 0
+
+    def relay(self, url: str) -> Relay:
+        return cast(Relay, _LossyRelay(self.inner.relay(url), self))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _LossyRelay:
+    def __init__(self, inner: HttpRelay, network: LossyNetwork) -> None:
+        self._inner = inner
+        self._network = network
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def connect(self) -> DrainConnection:
+        return cast(DrainConnection, _LossyDrain(await self._inner.connect(), self._network))
+
+    async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        first = await self._inner.send(mailbox_id, token, message_id, payload)
+        self._network.duplicates += await self._inner.send(mailbox_id, token, message_id, payload)
+        return first
+
+
+class _LossyDrain:
+    def __init__(self, inner: DrainConnection, network: LossyNetwork) -> None:
+        self._inner = inner
+        self._network = network
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def ack(self, refs: Sequence[tuple[bytes, bytes]]) -> None:
+        if refs and self._network.lose_acks > 0:
+            self._network.lose_acks -= 1
+            await self._inner.close()
+            raise RelayUnavailableError("connection lost before the ack")
+        await self._inner.ack(refs)
+
+
+def test_lost_acks_and_resent_envelopes_are_not_duplicated(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice_net, bob_net = LossyNetwork(), LossyNetwork()
+        alice, bob = [
+            await Client.create(
+                tmp_path / name, server_url, PASSPHRASE, name, kdf=Argon2Params.TESTING, network=net
+            )
+            for name, net in (("Alice", alice_net), ("Bob", bob_net))
+        ]
+        async with alice, bob:
+            await befriend(alice, bob)
+            sent_before = alice_net.duplicates
+            bob_net.lose_acks = 3  # three envelopes are committed and never acknowledged
+            for i in range(6):
+                await alice.send_text("Bob", f"once {i}")
+            seen = await collect([alice, bob], lambda s: len(texts(s[bob])) >= 6)
+            seen[bob].extend(await bob.sync(timeout=2, idle=0.3))
+            assert sorted(texts(seen[bob])) == sorted(f"once {i}" for i in range(6))
+            assert bob_net.lose_acks == 0  # the faults happened
+            assert alice_net.duplicates - sent_before >= 6  # every resend was a relay duplicate
+            assert not [e for e in seen[bob] if isinstance(e, ev.EnvelopeRejected)]
 
     run(main)

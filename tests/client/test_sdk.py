@@ -11,8 +11,9 @@ from typing import TypeVar
 import pytest
 
 from sotto.client import events as ev
+from sotto.client.flows import receiving
 from sotto.client.sdk import Client
-from sotto.errors import InviteError, UnknownContactError
+from sotto.errors import InviteError, StoreError, UnknownContactError
 from sotto.store.interfaces import Store, Transaction
 from sotto.store.memory import MemoryStore
 from sotto.store.model import MessageState
@@ -324,5 +325,64 @@ def test_concurrent_sends_and_receives_on_one_session() -> None:
             assert sorted(texts(seen[bob])) == sorted(f"a{i}" for i in range(100))
             assert sorted(texts(seen[alice])) == sorted(f"b{i}" for i in range(100))
             assert not of(ev.EnvelopeRejected, seen[alice] + seen[bob])
+
+    run(main)
+
+
+class FlakyStore(SurvivingStore):
+    """Fails the next ``failures`` transactions (a full disk, say), then works again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("disk full")
+        return self._store.transaction()
+
+
+def test_a_transient_store_failure_is_not_acknowledged_and_the_envelope_comes_back() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        flaky = FlakyStore()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob", flaky)
+        async with alice, bob:
+            await connect(alice, bob)
+            relay = net.relay(URL)
+            flaky.failures = 2  # Bob's next transactions fail: the envelope stays unacknowledged
+            await alice.send_text("Bob", "survives a full disk")
+            seen = await settle(bob, rounds=4)
+            assert texts(seen[bob]) == ["survives a full disk"]
+            assert not of(ev.EnvelopeRejected, seen[bob])
+            assert relay.pending() == 0
+
+    run(main)
+
+
+def test_an_envelope_that_always_fails_is_dropped_after_a_few_attempts() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            relay = net.relay(URL)
+
+            def broken(*args: object) -> object:
+                raise RuntimeError("a bug")
+
+            original = receiving.receive
+            receiving.receive = broken  # type: ignore[assignment]
+            try:
+                await alice.send_text("Bob", "poison")
+                seen = await settle(bob, rounds=6)
+            finally:
+                receiving.receive = original
+            rejected = of(ev.EnvelopeRejected, seen[bob])
+            assert [r.detail for r in rejected] == ["RuntimeError"]
+            assert relay.pending() == 0
+            await alice.send_text("Bob", "after the poison")
+            assert texts((await settle(bob))[bob]) == ["after the poison"]
 
     run(main)
