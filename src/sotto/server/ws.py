@@ -16,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocket
 
 from sotto.errors import DecodeError, RelayStorageError
 from sotto.server.auth import drain_ok
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
+from sotto.server.logging import logger
 from sotto.server.ratelimit import TokenBucket
 from sotto.server.relay import DeliveryWindow, Fetch
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId, PutOutcome
 from sotto.wire import frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION, NONCE_LENGTH
+
+PATH = "/v1/ws"
 
 CLOSE_MALFORMED = 4400
 CLOSE_IDLE = 4408
@@ -36,8 +39,6 @@ CLOSE_TRY_AGAIN = 1013
 
 _VERIFY_IN_THREAD_ABOVE = 32
 """Subscriptions with more proofs than this are verified off the event loop."""
-
-router = APIRouter()
 
 
 class _Closed(Exception):
@@ -284,8 +285,10 @@ class Connection:
             await asyncio.gather(*self._sends, return_exceptions=True)
 
 
-@router.websocket("/v1/ws")
 async def delivery_socket(websocket: WebSocket) -> None:
+    """The handler of ``GET /v1/ws``; :class:`~sotto.server.app.RelayApp` calls it directly."""
     ctx: RelayContext = websocket.app.state.relay
-    connection = Connection(websocket, ctx)
-    await connection.serve()
+    try:
+        await Connection(websocket, ctx).serve()
+    except Exception as exc:  # never a traceback with request data in the log
+        logger.error("error %s", type(exc).__name__)
