@@ -194,7 +194,8 @@ def test_offline_recipient_receives_later_and_relay_outage_is_retried() -> None:
         assert alice.pending_outbox() == 5
         relay.online = True
         assert await alice.flush() == 0
-        assert relay.pending() == 5
+        # Five texts, and perhaps Bob's last ack lost when he closed: then it comes again.
+        assert relay.pending() in (5, 6)
         bob2 = await Client.attach(bob_store, network=net, receipt_delay=0.05)
         async with alice, bob2:
             seen = await settle(bob2, alice)
