@@ -248,6 +248,11 @@ def test_no_client_address_or_user_agent_at_rest(
     assert _hits(after, canaries) == [], logs.read_text()
     assert all(USER_AGENT.encode() not in blob for blob in after.values())
     assert b"canary" not in after["relay.db"] + after.get("relay.db-wal", b"")  # the username: hashed only
+    # Every line the process wrote is one of the documented kinds.
+    for line in logs.read_text().splitlines():
+        assert line.startswith(
+            ("INFO sotto.server: stats {", "INFO sotto.server: event relay ", "WARNING uvicorn")
+        ), line
 
 
 def test_the_search_finds_a_canary_that_is_there() -> None:

@@ -225,6 +225,7 @@ def create_app(
         app.state.relay = ctx
         with contextlib.suppress(RelayError):  # catch up after downtime; retried on schedule
             await _sweep(ctx)
+        logger.info("event relay started")
         tasks = [
             asyncio.create_task(_every(config.sweep_interval_seconds, lambda: _sweep(ctx))),
             asyncio.create_task(_every(config.stats_interval_seconds, lambda: _flush(ctx))),
@@ -240,6 +241,7 @@ def create_app(
             ctx.stats.flush()
             if owned_storage:
                 await store.close()
+            logger.info("event relay stopped")
 
     app = RelayApp(
         title="Sotto relay",

@@ -210,6 +210,7 @@ LOG_FIELDS: tuple[LogField, ...] = (
         + ". Counts only: no address, account, mailbox, message id or timing finer than the interval.",
     ),
     LogField("error", "For a failure inside the server: the exception type name only, no message or values."),
+    LogField("event", "relay started / relay stopped."),
 )
 
 FILES: tuple[File, ...] = (

@@ -342,7 +342,7 @@ def _duplicate_ids(upload: KeyUpload) -> bool:
     """The same id twice within one upload with different bytes."""
     for keys in (upload.one_time_pre_keys, upload.kyber_pre_keys):
         seen: dict[int, object] = {}
-        for key in keys:
-            if seen.setdefault(key.key_id, key) != key:
+        for item in keys:
+            if seen.setdefault(item.key_id, item) != item:
                 return True
     return False

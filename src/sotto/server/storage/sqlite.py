@@ -333,7 +333,7 @@ class SqliteStorage:
                     "WHERE account_id = ? AND device_id = ? AND key_id = ?",
                     (*where, key.key_id),
                 ).fetchone()
-                if held[0] != key.public_key:
+                if not bytes_equal(held[0], key.public_key):
                     raise _Rollback(UploadOutcome.CONFLICT)
             for kyber in upload.kyber_pre_keys:
                 if kyber.key_id <= kyber_floor:
