@@ -61,6 +61,7 @@ class FakeRelay:
         self.mailboxes: dict[bytes, _Mailbox] = {}
         self.connections: list[FakeDrain] = []
         self.sent = 0
+        self.send_attempts = 0
 
     def _check(self) -> None:
         if not self.online:
@@ -153,6 +154,7 @@ class FakeRelay:
         return {"mailbox": {"pending": len(mailbox.envelopes)}}
 
     async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        self.send_attempts += 1
         self._check()
         if not is_bucket(len(payload)):
             raise RelayError(422, "payload_not_bucket", "payload length must be a padding bucket")

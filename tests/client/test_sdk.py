@@ -387,3 +387,36 @@ def test_an_envelope_that_always_fails_is_dropped_after_a_few_attempts() -> None
             assert texts((await settle(bob))[bob]) == ["after the poison"]
 
     run(main)
+
+
+def test_the_outbox_backs_off_while_the_relay_is_down() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            await connect(alice, bob)
+            await alice.start()
+            relay = net.relay(URL)
+            relay.online = False
+            before = relay.send_attempts
+            passes = 0
+            flush = alice._flush_outbox
+
+            async def counted(*, force: bool = False) -> int | None:
+                nonlocal passes
+                passes += 1
+                return await flush(force=force)
+
+            alice._flush_outbox = counted  # type: ignore[method-assign]
+            for i in range(3):
+                await alice.send_text("Bob", f"q{i}")
+            await asyncio.sleep(1.5)
+            # Exponential backoff from 0.5 s, head of line only: a handful of attempts and of
+            # passes over the outbox, no spinning on the items waiting behind the first.
+            assert 1 <= relay.send_attempts - before <= 6
+            assert passes <= 12, passes
+            relay.online = True
+            assert await alice.flush() == 0
+            assert texts((await settle(bob))[bob]) == ["q0", "q1", "q2"]
+
+    run(main)

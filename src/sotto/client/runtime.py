@@ -256,6 +256,7 @@ class Runtime:
         keys = await self._tx(lambda tx: mailbox_flow.to_drain(tx, self._now()))
         await self._subscribe_on(connection, {m: SigningKey(s) for m, s in keys.items()})
         self._connected.set()
+        self._last_envelope = asyncio.get_running_loop().time()  # "idle" counts from here
         self._emit([ConnectionChanged(True)])
         self._outbox_wake.set()
         while not self._closed:
@@ -365,12 +366,16 @@ class Runtime:
 
     # ------------------------------------------------------------------ housekeeping and prekeys
     async def _housekeeping(self) -> None:
+        """On each connection: retire old mailboxes and invites, keep the prekeys published."""
         outcome = await self._tx(lambda tx: mailbox_flow.retire(self._ctx(tx)))
         await self._run_commands(outcome.commands)
         now = self._now()
         await self._tx(lambda tx: account_flow.rotate_prekeys(tx, self._account, now_ms=now, rng=self._rng))
-        await self._upload_prekeys()
-        await self._refill_prekeys()
+        try:
+            await self._upload_prekeys()
+            await self._refill_prekeys()
+        except RelayError as e:  # a refusal must not keep us from receiving; retried next time
+            log.warning("prekey upload refused: %s", e.code)
 
     async def _upload_prekeys(self) -> None:
         pending = await self._tx(lambda tx: tx.prekeys.pending_upload())
@@ -395,30 +400,34 @@ class Runtime:
     # ------------------------------------------------------------------ outbox
     async def _outbox_loop(self) -> None:
         while not self._closed:
+            next_due: int | None = None
             try:
-                await self._flush_outbox()
+                next_due = await self._flush_outbox()
             except Exception as e:  # the worker must outlive a failed attempt
                 log.warning("outbox failed: %s", type(e).__name__)
-            now = self._now()
-            items = await self._tx(lambda tx: tx.outbox.all())
-            wait = None
-            if items:
-                wait = max(0.05, min(i.next_attempt_ms for i in items) - now) / 1000 if items else None
+                next_due = self._now() + OUTBOX_RETRY_MIN_MS
             self._outbox_wake.clear()
+            wait = None if next_due is None else max(0.05, (next_due - self._now()) / 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), wait)
 
-    async def _flush_outbox(self, *, force: bool = False) -> None:
-        """Send what is due (everything, with ``force``), in queue order per mailbox; one attempt each."""
+    async def _flush_outbox(self, *, force: bool = False) -> int | None:
+        """Send what is due (everything, with ``force``), in queue order per mailbox; one attempt
+        each. Returns when the next waiting item is due (ms), or None if the outbox is empty."""
         async with self._flush_lock:
             now = self._now()
             items = await self._tx(lambda tx: tx.outbox.all())
             blocked: set[bytes] = set()
+            next_due: int | None = None
             for item in items:
                 if item.mailbox_id in blocked:
                     continue
-                if (item.next_attempt_ms > now and not force) or not await self._send_item(item):
+                waiting = item.next_attempt_ms > now and not force
+                if waiting or not await self._send_item(item):
                     blocked.add(item.mailbox_id)  # later items wait: order within a mailbox holds
+                    retry_at = item.next_attempt_ms if waiting else self._now() + OUTBOX_RETRY_MIN_MS
+                    next_due = retry_at if next_due is None else min(next_due, retry_at)
+            return next_due
 
     async def _send_item(self, item: OutboxItem) -> bool:
         """One attempt; True if the item left the outbox (confirmed, or refused for good)."""
