@@ -28,7 +28,7 @@ from sotto.client.transport import DrainConnection, HttpNetwork, HttpRelay, Rela
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import system_rng
-from sotto.errors import InviteError, RelayUnavailableError
+from sotto.errors import InviteError, RelayUnavailableError, StoreLockedError, WrongPassphraseError
 from sotto.server.config import ServerConfig
 from sotto.server.runner import uvicorn_config
 from sotto.wire.padding import pad
@@ -358,5 +358,32 @@ def test_lost_acks_and_resent_envelopes_are_not_duplicated(server_url: str, tmp_
             assert bob_net.lose_acks == 0  # the faults happened
             assert alice_net.duplicates - sent_before >= 6  # every resend was a relay duplicate
             assert not [e for e in seen[bob] if isinstance(e, ev.EnvelopeRejected)]
+
+    run(main)
+
+
+def test_create_against_an_unreachable_relay_leaves_nothing_behind(tmp_path: Path) -> None:
+    async def main() -> None:
+        url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+        with pytest.raises(RelayUnavailableError):
+            await Client.create(tmp_path / "x", url, PASSPHRASE, "X", kdf=Argon2Params.TESTING)
+        assert list((tmp_path / "x").iterdir()) == []
+        with pytest.raises(ValueError):
+            await Client.create(tmp_path / "y", "ftp://nowhere", PASSPHRASE, "Y", kdf=Argon2Params.TESTING)
+
+    run(main)
+
+
+def test_a_store_opens_with_its_passphrase_only_and_only_once(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice = await new_client(server_url, tmp_path, "Alice")
+        with pytest.raises(StoreLockedError):
+            await Client.open(tmp_path / "Alice", PASSPHRASE)
+        account_id = alice.account_id
+        await alice.close()
+        with pytest.raises(WrongPassphraseError):
+            await Client.open(tmp_path / "Alice", "wrong")
+        async with await Client.open(tmp_path / "Alice", PASSPHRASE) as again:
+            assert again.account_id == account_id and again.display_name == "Alice"
 
     run(main)

@@ -24,9 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from sotto.client import content as c
-from sotto.client.events import (
-    Event,
-)
+from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
@@ -86,6 +84,13 @@ class Invite:
         return f"Invite(expires_ms={self.expires_ms}, <secret>)"
 
 
+def check_profile(server_url: str, display_name: str) -> None:
+    """ValueError unless the relay URL is http(s) and the display name fits its limit."""
+    c.MailboxAddress(server_url, bytes(16), bytes(32))  # validates the URL as contacts will
+    if not display_name.strip() or len(display_name.encode()) > c.MAX_NAME_BYTES:
+        raise ValueError(f"a display name is 1 to {c.MAX_NAME_BYTES} UTF-8 bytes")
+
+
 ContactRef = Contact | str
 """A contact, or its local name."""
 GroupRef = Group | str | bytes
@@ -110,13 +115,18 @@ class Client(Runtime):
         **options: Any,
     ) -> Client:
         """Register a new account on ``server_url`` with a new encrypted store in ``data_dir``."""
+        check_profile(server_url, display_name)
         directory = Path(data_dir)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = await asyncio.to_thread(SqliteStore.create, directory / STORE_FILE, passphrase, kdf=kdf)
+        path = directory / STORE_FILE
+        store = await asyncio.to_thread(SqliteStore.create, path, passphrase, kdf=kdf)
         try:
             return await cls.register(store, server_url, display_name, network=network, **options)
         except BaseException:
             store.close()
+            # Registration failed: leave no half-made store behind, so ``create`` can be retried.
+            for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".lock"))):
+                leftover.unlink(missing_ok=True)
             raise
 
     @classmethod
@@ -144,7 +154,7 @@ class Client(Runtime):
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
     ) -> Client:
         """Register a new account on ``server_url`` and keep it in ``store`` (which must be empty)."""
-        c.encode(c.ContactAccepted(display_name, c.MailboxAddress(server_url, bytes(16), bytes(32))))
+        check_profile(server_url, display_name)
         net = network or HttpNetwork()
         new = account_flow.NewIdentity.generate(rng)
         try:
@@ -317,6 +327,17 @@ class Client(Runtime):
             parsed = parse_link(link)
         except DecodeError:
             raise InviteError("not a Sotto invite link") from None
+
+        def check(tx: Transaction) -> None:
+            # Before the bundle fetch, which uses up one of the inviter's one-time prekeys.
+            if parsed.account_id == self._account.account_id:
+                raise InviteError("this invite is our own")
+            if tx.contacts.by_account(parsed.account_id) is not None:
+                raise InviteError("the inviter is already a contact")
+            if not contact_name.strip() or tx.contacts.by_name(contact_name) is not None:
+                raise InviteError(f"choose another name than {contact_name!r}")
+
+        self._read(check)
         keys = derive_invite_keys(parsed.secret)
         try:
             reply = await self._network.relay(parsed.server_url).fetch_bundle(
@@ -524,4 +545,4 @@ class Client(Runtime):
         return events
 
 
-__all__ = ["Client", "ContactRef", "GroupRef", "Invite", "SafetyNumber"]
+__all__ = ["Client", "ContactRef", "GroupRef", "Invite", "SafetyNumber", "check_profile"]

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from sotto.client import content as c
 from sotto.client.events import Event, RejectReason
 from sotto.crypto.ed25519 import SigningKey
-from sotto.crypto.keys import KeyPair
+from sotto.crypto.kdf import bytes_equal
+from sotto.crypto.keys import KeyPair, PublicKey
 from sotto.crypto.random import Rng
 from sotto.errors import DecodeError, EnvelopeRejectedError
 from sotto.protocol.address import ProtocolAddress
@@ -50,6 +51,11 @@ def account_id_of(name: str) -> bytes | None:
     except ValueError:
         return None
     return parsed.bytes if str(parsed) == name else None
+
+
+def same_key(ours: PublicKey | None, theirs: PublicKey) -> bool:
+    """Whether two identity keys are the same (constant-time, as every key comparison here)."""
+    return ours is not None and bytes_equal(ours.to_bytes(), theirs.to_bytes())
 
 
 def issue_certificate(account: Account, now_ms: int, rng: Rng) -> SenderCertificate:

@@ -23,6 +23,7 @@ from sotto.client.flows.context import (
     address_for,
     decode_plaintext,
     reject,
+    same_key,
 )
 from sotto.client.flows.mailboxes import address_of, new_mailbox, register
 from sotto.client.flows.prekeys import decrypt_prekey_message
@@ -144,7 +145,7 @@ def receive_contact_request(
         raise reject(RejectReason.INVITE_REFUSED, "already a contact")
     address = address_for(account_id)
     known = tx.identities.get(address.name)
-    if known is not None and known.identity_key != sender_identity:
+    if known is not None and not same_key(known.identity_key, sender_identity):
         raise reject(RejectReason.UNTRUSTED_IDENTITY, "identity key differs from one we trusted")
     try:
         plaintext = decrypt_prekey_message(ctx, address, usmc.content, sender_identity)

@@ -7,7 +7,7 @@ triple is remembered so a replay is refused.
 
 from __future__ import annotations
 
-from sotto.client.flows.context import Context
+from sotto.client.flows.context import Context, same_key
 from sotto.crypto.keys import PublicKey
 from sotto.errors import UntrustedIdentityError
 from sotto.protocol import session
@@ -22,7 +22,7 @@ def decrypt_prekey_message(ctx: Context, address: ProtocolAddress, body: bytes, 
     """
     tx = ctx.tx
     parsed = PreKeySignalMessage.decode(body)
-    if parsed.identity_key != expected:
+    if not same_key(parsed.identity_key, expected):
         raise UntrustedIdentityError("PreKey message from another identity key")
     record = tx.sessions.get(address)
     new_session = record is None or record.find_base_key(parsed.version, parsed.base_key) is None

@@ -37,6 +37,7 @@ from sotto.client.flows.context import (
     account_id_of,
     decode_plaintext,
     reject,
+    same_key,
 )
 from sotto.client.flows.groups import apply_group_update, is_member, receive_group_message
 from sotto.client.flows.invites import receive_contact_request, their_mailbox
@@ -117,7 +118,7 @@ def receive(ctx: Context, mailbox_id: MailboxId, envelope_id: MessageId, unseale
     if contact is None or contact.address.name != unsealed.sender_name:
         raise reject(RejectReason.WRONG_SENDER, "the sender is not this mailbox's contact")
     trusted = tx.identities.get(contact.address.name)
-    if trusted is None or trusted.identity_key != unsealed.sender_identity:
+    if trusted is None or not same_key(trusted.identity_key, unsealed.sender_identity):
         raise reject(RejectReason.UNTRUSTED_IDENTITY, "identity key differs", [IdentityChanged(contact)])
     if unsealed.content.message_type is CiphertextMessageType.SENDER_KEY:
         return receive_group_message(ctx, contact, unsealed.content)
@@ -138,7 +139,7 @@ def _decrypt(
                 their_address=address,
                 rng=ctx.rng,
             )
-            if session.remote_identity(record) != trusted_key:
+            if not same_key(session.remote_identity(record), trusted_key):
                 raise UntrustedIdentityError("the session's identity differs from the trusted key")
             tx.sessions.put(address, record)
             return plaintext
