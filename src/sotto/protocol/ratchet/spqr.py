@@ -33,7 +33,6 @@ SPQR_V1 = 0x01
 CHAIN_ONLY_EPOCH = 1
 """The epoch every chain-only message carries; its keys come from chain epoch 0."""
 
-_ZERO_SALT = bytes(32)
 _CHUNK_LENGTH = 32
 _MAX_CHUNK_INDEX = 0xFFFF
 _MAX_INDEX = 0xFFFF_FFFF
@@ -111,7 +110,9 @@ class SpqrMessage:
 
 def _next_key(seed: bytes, index: int) -> tuple[bytes, bytes]:
     """``(next seed, key)`` for chain index ``index``."""
-    okm = hkdf_sha256(seed, 64, index.to_bytes(4, "big") + SPQR_CHAIN_NEXT, salt=_ZERO_SALT)
+    # No salt is HKDF's 32 zero bytes (RFC 5869), which SPQR specifies; cryptography is quicker
+    # with None than with the explicit bytes.
+    okm = hkdf_sha256(seed, 64, index.to_bytes(4, "big") + SPQR_CHAIN_NEXT)
     return okm[:32], okm[32:]
 
 
@@ -167,7 +168,7 @@ class SpqrChain(NamedTuple):
 
     @classmethod
     def start(cls, pqr_key: bytes, *, initiator: bool, self_session: bool = False) -> SpqrChain:
-        okm = hkdf_sha256(pqr_key, 96, SPQR_CHAIN_START, salt=_ZERO_SALT)
+        okm = hkdf_sha256(pqr_key, 96, SPQR_CHAIN_START)
         a2b, b2a = okm[32:64], okm[64:96]
         send, recv = (a2b, b2a) if initiator else (b2a, a2b)
         return cls(send, 0, recv, 0, {}, UNLIMITED_JUMP if self_session else SPQR_MAX_JUMP)

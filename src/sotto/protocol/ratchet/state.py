@@ -88,10 +88,12 @@ class SessionState(NamedTuple):
 
     def receiver_chain_index(self, their_ratchet_key: PublicKey) -> int | None:
         # Newest first: most messages arrive on the peer's current ratchet key. Each key has
-        # at most one chain, so the search order does not change the answer.
+        # at most one chain, so the search order does not change the answer. Ratchet keys travel
+        # in the clear in every message, so their raw bytes are compared directly.
         chains = self.receiver_chains
+        raw = their_ratchet_key.raw
         for i in range(len(chains) - 1, -1, -1):
-            if chains[i].ratchet_key == their_ratchet_key:
+            if chains[i].ratchet_key.raw == raw:
                 return i
         return None
 
