@@ -7,16 +7,12 @@ keep their state in encrypted SQLite stores (a fast Argon2 setting, for test spe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
-import uvicorn
 
 from sotto.client import content as c
 from sotto.client import events as ev
@@ -29,44 +25,11 @@ from sotto.crypto.keys import KeyPair
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import system_rng
 from sotto.errors import InviteError, RelayUnavailableError, StoreLockedError, WrongPassphraseError
-from sotto.server.config import ServerConfig
-from sotto.server.runner import uvicorn_config
 from sotto.wire.padding import pad
+from tests.client.running_relay import free_port, running_relay
 
 T = TypeVar("T")
 PASSPHRASE = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@contextlib.contextmanager
-def relay_process(data_dir: Path, port: int) -> Iterator[str]:
-    """The real relay (uvicorn, SQLite in ``data_dir``) in a thread, until the block ends."""
-    config = ServerConfig(data_dir=data_dir, host="127.0.0.1", port=port)
-    server = uvicorn.Server(uvicorn_config(config))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the relay did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with relay_process(tmp_path_factory.mktemp("relay"), free_port()) as url:
-        yield url
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
@@ -254,7 +217,7 @@ def test_clients_ride_out_a_relay_restart(tmp_path: Path) -> None:
     port, relay_dir = free_port(), tmp_path / "relay"
 
     async def main() -> None:
-        with relay_process(relay_dir, port) as url:
+        with running_relay(relay_dir, port) as url:
             alice, bob = await new_client(url, tmp_path, "Alice"), await new_client(url, tmp_path, "Bob")
             await befriend(alice, bob)
             got: list[str] = []
@@ -274,7 +237,7 @@ def test_clients_ride_out_a_relay_restart(tmp_path: Path) -> None:
         for i in range(10):
             await alice.send_text("Bob", f"during {i}")
         assert alice.pending_outbox() == 10
-        with relay_process(relay_dir, port):
+        with running_relay(relay_dir, port):
             for _ in range(300):
                 if len(got) == 11:
                     break

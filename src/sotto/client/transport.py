@@ -38,6 +38,8 @@ from sotto.wire.limits import MAX_FRAME_BYTES
 M = TypeVar("M", bound=api.Model)
 
 HTTP_TIMEOUT_S = 15.0
+SUBSCRIBE_BATCH = 200
+"""Mailbox proofs per subscribe frame: about 26 KB of JSON, a fifth of the frame limit."""
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -306,18 +308,28 @@ class WebSocketDrain:
             raise RelayUnavailableError(f"connection lost ({type(e).__name__})") from None
 
     async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> frames.Subscribed:
-        """Prove each mailbox key on this connection's challenge; the relay's answer."""
-        proofs = tuple(
+        """Prove each mailbox key on this connection's challenge; the relay's answer.
+
+        Sent in frames of at most :data:`SUBSCRIBE_BATCH` proofs, so a frame stays well under
+        the relay's size limit however many mailboxes we hold.
+        """
+        proofs = [
             frames.MailboxProof(mailbox_id, key.sign(auth.drain_message(self._nonce, mailbox_id)))
             for mailbox_id, key in mailboxes.items()
-        )
-        waiter: asyncio.Future[frames.Subscribed] = asyncio.get_running_loop().create_future()
-        self._subscriptions.append(waiter)
-        await self._send(frames.Subscribe(proofs))
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), HTTP_TIMEOUT_S)
-        except TimeoutError:
-            raise RelayUnavailableError("the relay did not answer the subscription") from None
+        ]
+        accepted: list[bytes] = []
+        refused: list[bytes] = []
+        for start in range(0, len(proofs), SUBSCRIBE_BATCH):
+            waiter: asyncio.Future[frames.Subscribed] = asyncio.get_running_loop().create_future()
+            self._subscriptions.append(waiter)
+            await self._send(frames.Subscribe(tuple(proofs[start : start + SUBSCRIBE_BATCH])))
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(waiter), HTTP_TIMEOUT_S)
+            except TimeoutError:
+                raise RelayUnavailableError("the relay did not answer the subscription") from None
+            accepted.extend(answer.mailboxes)
+            refused.extend(answer.refused)
+        return frames.Subscribed(tuple(accepted), tuple(refused))
 
     async def receive(self, timeout: float | None = None) -> frames.Envelope | None:
         try:

@@ -1,0 +1,115 @@
+"""The HTTP and WebSocket transport against the real relay: requests, errors, the drain socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from sotto.client.transport import HttpNetwork, access_token_hash, mailbox_auth
+from sotto.crypto.ed25519 import SigningKey
+from sotto.crypto.random import system_rng
+from sotto.errors import RelayError, RelayUnavailableError
+from sotto.wire import api
+from sotto.wire.padding import pad
+from tests.client.running_relay import free_port
+
+T = TypeVar("T")
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def new_mailbox() -> tuple[bytes, SigningKey, bytes]:
+    return system_rng(16), SigningKey.generate(system_rng), system_rng(32)
+
+
+def body(mailbox: tuple[bytes, SigningKey, bytes]) -> api.CreateMailbox:
+    mailbox_id, key, token = mailbox
+    return api.CreateMailbox(mailbox_id=mailbox_id, auth_key=key.public.raw, delivery_token=token)
+
+
+def test_many_mailboxes_on_one_drain_connection(server_url: str) -> None:
+    async def main() -> None:
+        network = HttpNetwork()
+        relay = network.relay(server_url)
+        boxes = [new_mailbox() for _ in range(450)]
+        for box in boxes:
+            await relay.create_mailbox(body(box))
+        await relay.create_mailbox(body(boxes[0]))  # the same body again is fine
+        unknown = new_mailbox()
+        drain = await relay.connect()
+        try:
+            answer = await drain.subscribe({m: k for m, k, _ in [*boxes, unknown]})
+            assert len(answer.mailboxes) == 450 and answer.refused == (unknown[0],)
+            assert await drain.receive(timeout=0.1) is None
+            mailbox_id, _, token = boxes[-1]
+            message_id = system_rng(16)
+            assert not await relay.send(mailbox_id, token, message_id, pad(b"hello"))
+            assert await relay.send(mailbox_id, token, message_id, pad(b"hello"))  # a retry
+            envelope = await drain.receive(timeout=5)
+            assert envelope is not None and envelope.id == message_id and envelope.payload == pad(b"hello")
+            await drain.ack([(envelope.mailbox, envelope.id), (unknown[0], message_id)])
+            await drain.ack([])  # keep-alive
+        finally:
+            await drain.close()
+        with pytest.raises(RelayUnavailableError):
+            await drain.receive(timeout=1)
+        # Acknowledged: a new connection gets nothing.
+        again = await relay.connect()
+        try:
+            await again.subscribe({boxes[-1][0]: boxes[-1][1]})
+            assert await again.receive(timeout=0.3) is None
+        finally:
+            await again.close()
+        await network.aclose()
+
+    run(main)
+
+
+def test_relay_errors_are_typed(server_url: str) -> None:
+    async def main() -> None:
+        network = HttpNetwork()
+        relay = network.relay(server_url)
+        box = new_mailbox()
+        await relay.create_mailbox(body(box))
+        mailbox_id, key, token = box
+        with pytest.raises(RelayError) as wrong_token:
+            await relay.send(mailbox_id, system_rng(32), system_rng(16), pad(b"x"))
+        assert wrong_token.value.status == 404
+        with pytest.raises(RelayError) as conflict:
+            await relay.create_mailbox(
+                api.CreateMailbox(
+                    mailbox_id=mailbox_id, auth_key=key.public.raw, delivery_token=system_rng(32)
+                )
+            )
+        assert conflict.value.status == 409
+        with pytest.raises(RelayError) as no_bundle:
+            await relay.fetch_bundle(system_rng(16), system_rng(32))
+        assert no_bundle.value.status == 401
+        with pytest.raises(RelayError) as stranger:
+            await relay.delete_mailbox(mailbox_id, SigningKey.generate(system_rng))
+        assert stranger.value.status == 404
+        exported = await relay.export_mailbox(mailbox_id, key)
+        assert exported
+        await relay.delete_mailbox(mailbox_id, key)
+        with pytest.raises(RelayError):
+            await relay.export_mailbox(mailbox_id, key)
+        offline = network.relay(f"http://127.0.0.1:{free_port()}")
+        with pytest.raises(RelayUnavailableError):
+            await offline.send(mailbox_id, token, system_rng(16), pad(b"x"))
+        with pytest.raises(RelayUnavailableError):
+            await offline.connect()
+        await network.aclose()
+
+    run(main)
+
+
+def test_header_helpers() -> None:
+    key = SigningKey(bytes(32))
+    header = mailbox_auth(key, "GET", "/v1/mailboxes/x/export", unix_seconds=1_700_000_000)
+    assert header.startswith("1700000000.")
+    assert len(access_token_hash(bytes(32))) == 43
