@@ -322,3 +322,29 @@ def test_signed_and_last_resort_prekeys_rotate_weekly_and_old_ones_expire() -> N
     signed_after, kyber_after = ids()
     assert signed[0] not in signed_after and kyber[0] not in kyber_after
     assert signed[1] in signed_after  # replaced just now: kept
+
+
+def test_reprs_of_secret_holders_are_chosen() -> None:
+    from sotto.client.flows.account import NewIdentity
+    from sotto.client.flows.context import RevokeAccessToken
+    from sotto.client.invite import InviteLink, derive_invite_keys
+    from sotto.client.sdk import Invite
+    from sotto.client.transport import DeviceCredentials
+
+    secret = bytes(range(32))
+    new = NewIdentity.generate(seeded_rng(7))
+    shown = [
+        repr(Invite("sotto://invite?s=x&a=y&k=SECRET", "sotto://invite?s=x&a=y&k=SECRET", 5)),
+        repr(InviteLink("http://relay.test", bytes(16), secret)),
+        repr(derive_invite_keys(secret)),
+        repr(DeviceCredentials(bytes(16), 1, secret)),
+        repr(new),
+        repr(RevokeAccessToken(secret)),
+        repr(DeleteMailbox(MailboxId(bytes(16)), secret)),
+    ]
+    for text in shown:
+        assert (
+            "SECRET" not in text
+            and secret.hex()[:16] not in text
+            and new.device_secret.hex()[:16] not in text
+        )
