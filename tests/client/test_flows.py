@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -348,3 +349,28 @@ def test_reprs_of_secret_holders_are_chosen() -> None:
             and secret.hex()[:16] not in text
             and new.device_secret.hex()[:16] not in text
         )
+
+
+def test_crossed_invites_end_with_one_contact_each_and_working_sessions() -> None:
+    _, (alice, bob) = people("Alice", "Bob", seed=8)
+    alice_link, bob_link = alice.invite(), bob.invite()
+    bob_at_alice = alice.accept(bob_link, "Bob")
+    alice_at_bob = bob.accept(alice_link, "Alice")
+    for _ in range(3):
+        alice.flush()
+        bob.flush()
+        alice.drain()
+        bob.drain()
+    assert [c.name for c in alice.read(lambda tx: tx.contacts.all())] == ["Bob"]
+    assert [c.name for c in bob.read(lambda tx: tx.contacts.all())] == ["Alice"]
+    assert alice.read(lambda tx: tx.their_mailboxes.get(bob_at_alice.contact_id)) is not None
+    assert bob.read(lambda tx: tx.their_mailboxes.get(alice_at_bob.contact_id)) is not None
+    assert not alice.rejections and not bob.rejections
+    for i in range(3):
+        alice.act(partial(sending.send_text, contact=bob_at_alice, text=f"a{i}"))
+        bob.act(partial(sending.send_text, contact=alice_at_bob, text=f"b{i}"))
+        alice.flush()
+        bob.flush()
+        alice.drain()
+        bob.drain()
+    assert received(bob) == ["a0", "a1", "a2"] and received(alice) == ["b0", "b1", "b2"]

@@ -6,14 +6,19 @@
    its display name, that mailbox, and a proof that it read the link (:func:`accept_invite`).
 3. The inviter checks the request, adds the contact, answers with a mailbox of its own inside
    the session, and retires the invite: one invite, one contact (:func:`receive_contact_request`).
+   If the requester is already a contact (two people accepted each other's invites at the same
+   time), the request only exchanges mailboxes.
 4. The acceptor takes the answer (:mod:`.receiving`), and its held texts go out.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sotto.client import content as c
-from sotto.client.events import ContactAdded, RejectReason
+from sotto.client.events import ContactAccepted, ContactAdded, ContactMailboxChanged, RejectReason
 from sotto.client.flows.context import (
+    Command,
     Context,
     DeleteMailbox,
     Outcome,
@@ -27,7 +32,7 @@ from sotto.client.flows.context import (
 )
 from sotto.client.flows.mailboxes import address_of, new_mailbox, register
 from sotto.client.flows.prekeys import decrypt_prekey_message
-from sotto.client.flows.sending import seal_to_contact, send_control
+from sotto.client.flows.sending import release_held, seal_to_contact, send_control
 from sotto.client.invite import InviteLink, derive_invite_keys, invite_proof, proof_is_valid
 from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.keys import PublicKey
@@ -141,8 +146,7 @@ def receive_contact_request(
     account_id = account_id_of(sender_name)
     if account_id is None:
         raise reject(RejectReason.UNSEALABLE, "certificate names no Sotto account")
-    if tx.contacts.by_account(account_id) is not None:
-        raise reject(RejectReason.INVITE_REFUSED, "already a contact")
+    existing = tx.contacts.by_account(account_id)
     address = address_for(account_id)
     known = tx.identities.get(address.name)
     if known is not None and not same_key(known.identity_key, sender_identity):
@@ -158,6 +162,14 @@ def receive_contact_request(
     if not proof_is_valid(keys, account_id, sender_identity, request.invite_proof):
         raise reject(RejectReason.INVITE_REFUSED, "invite proof does not verify")
 
+    tx.invites.mark_used(invite.invite_id, ctx.now_ms)
+    retire_invite: list[Command] = [
+        DeleteMailbox(invite.mailbox_id, invite.signing_seed),
+        RevokeAccessToken(invite.access_token),
+        RefillPreKeys(),
+    ]
+    if existing is not None:
+        return _crossed_invites(ctx, existing, request).extend(Outcome(commands=retire_invite))
     tx.identities.observe(address.name, sender_identity, ctx.now_ms)
     contact = tx.contacts.add(
         name=unique_name(ctx, request.display_name),
@@ -167,15 +179,26 @@ def receive_contact_request(
         display_name=request.display_name,
     )
     tx.their_mailboxes.put(their_mailbox(contact, request.reply_to, ctx.now_ms))
-    tx.invites.mark_used(invite.invite_id, ctx.now_ms)
     mailbox = new_mailbox(ctx, contact)
     send_control(ctx, contact, c.ContactAccepted(ctx.me.account.display_name, address_of(mailbox)))
-    return Outcome(
-        events=[ContactAdded(contact)],
-        commands=[
-            register(mailbox),
-            DeleteMailbox(invite.mailbox_id, invite.signing_seed),
-            RevokeAccessToken(invite.access_token),
-            RefillPreKeys(),
-        ],
-    )
+    return Outcome(events=[ContactAdded(contact)], commands=[register(mailbox), *retire_invite])
+
+
+def _crossed_invites(ctx: Context, contact: Contact, request: c.ContactRequest) -> Outcome:
+    """A request from someone who is already our contact: we accepted an invite of theirs while
+    they accepted one of ours (or they lost our answer). Take the mailbox they offer and answer
+    with ours, so neither side waits for an acceptance that will not come."""
+    tx = ctx.tx
+    first = tx.their_mailboxes.get(contact.contact_id) is None
+    tx.their_mailboxes.put(their_mailbox(contact, request.reply_to, ctx.now_ms))
+    updated = replace(contact, display_name=request.display_name)
+    tx.contacts.update(updated)
+    outcome = Outcome()
+    mailbox = tx.mailboxes.current(contact.contact_id)
+    if mailbox is None:
+        mailbox = new_mailbox(ctx, contact)
+        outcome.commands.append(register(mailbox))
+    send_control(ctx, updated, c.ContactAccepted(ctx.me.account.display_name, address_of(mailbox)))
+    release_held(ctx, updated)
+    outcome.events.append(ContactAccepted(updated) if first else ContactMailboxChanged(updated))
+    return outcome
