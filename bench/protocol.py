@@ -13,8 +13,10 @@ Figures, each the median of ``--runs`` runs:
 * **floor**: the primitives alone (HMAC, HKDF, AES, X25519, XEdDSA, ML-KEM) that each path
   cannot avoid, called back to back with no protocol logic.
 
-Both sides run pinned to the same core, one after the other; CPU steal is read from
-``/proc/stat`` around each run and a run with more than 2% steal is repeated (up to 3 times).
+Both sides run pinned to the same core, one after the other. Around each run, ``/proc/stat``
+gives that core's CPU steal and the share of it other processes took (its busy time less ours);
+a run with more than 2% steal or 5% other load is repeated (up to 5 tries, the least disturbed
+one kept), and both are reported: on a shared machine other work slows the two sides unevenly.
 """
 
 from __future__ import annotations
@@ -55,30 +57,65 @@ TARGETS = {"one_direction_us": 60.0, "ping_pong_us": 220.0, "setup_us": 1500.0}
 MIN_SPEEDUP = {"one_direction_us": 5.0}
 """The 5× bar is for the message path. A DH ratchet step (ping-pong) and a handshake (setup) are
 bounded below by X25519, XEdDSA and ML-KEM themselves, whose floor is printed beside them."""
+BENCH_CORE = 0
 MAX_STEAL = 0.02
+MAX_OTHER_LOAD = 0.05
+TRIES = 5
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-# ------------------------------------------------------------------------------ CPU steal
-def _cpu_times() -> tuple[int, int]:
+# ------------------------------------------------------------------------------ interference
+@dataclass(frozen=True)
+class Interference:
+    """Shares of the benchmark core's time during a run: stolen by the hypervisor, used by others."""
+
+    steal: float
+    other_load: float
+
+    @property
+    def acceptable(self) -> bool:
+        return self.steal <= MAX_STEAL and self.other_load <= MAX_OTHER_LOAD
+
+    def __str__(self) -> str:
+        return f"steal {self.steal:.2%}, other load {self.other_load:.1%}"
+
+
+def _core_ticks(core: int) -> tuple[int, int]:
+    """(busy, steal) clock ticks of one core so far; busy = user + nice + system + irq + softirq."""
+    prefix = f"cpu{core} "
     with open("/proc/stat", encoding="ascii") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    steal = fields[7] if len(fields) > 7 else 0
-    return sum(fields[:8]), steal
+        for line in f:
+            if line.startswith(prefix):
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in line.split()[1:9])
+                return user + nice + system + irq + softirq, steal
+    raise RuntimeError(f"no {prefix.strip()} line in /proc/stat")
 
 
-def measure_with_steal(run: Callable[[], dict[str, float]]) -> tuple[dict[str, float], float]:
-    """Run, repeating (up to 3 times) while CPU steal exceeds 2%; return the figures and the steal."""
-    figures: dict[str, float] = {}
-    steal = 0.0
-    for _ in range(3):
-        total0, steal0 = _cpu_times()
+def _own_cpu_seconds() -> float:
+    """CPU time of this process and its finished children (Node runs as one)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def measure_with_interference(run: Callable[[], dict[str, float]]) -> tuple[dict[str, float], Interference]:
+    """Run until steal and other load stay under their limits (up to 5 tries); keep the least disturbed."""
+    best: tuple[dict[str, float], Interference] | None = None
+    for _ in range(TRIES):
+        busy0, steal0 = _core_ticks(BENCH_CORE)
+        own0, wall0 = _own_cpu_seconds(), time.monotonic()
         figures = run()
-        total1, steal1 = _cpu_times()
-        steal = (steal1 - steal0) / max(total1 - total0, 1)
-        if steal <= MAX_STEAL:
+        busy1, steal1 = _core_ticks(BENCH_CORE)
+        own1, wall1 = _own_cpu_seconds(), time.monotonic()
+        seconds = max(wall1 - wall0, 1e-9)
+        others = (busy1 - busy0) / _TICKS_PER_SECOND - (own1 - own0)
+        found = Interference((steal1 - steal0) / _TICKS_PER_SECOND / seconds, max(others, 0.0) / seconds)
+        if best is None or found.steal + found.other_load < best[1].steal + best[1].other_load:
+            best = (figures, found)
+        if found.acceptable:
             break
-        print(f"  steal {steal:.1%} > {MAX_STEAL:.0%}: run repeated", file=sys.stderr)
-    return figures, steal
+        print(f"  {found}: run repeated", file=sys.stderr)
+    assert best is not None
+    return best
 
 
 # ------------------------------------------------------------------------------ Sotto
@@ -291,24 +328,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})  # Node inherits the pin: both sides on one core, in turn
+        os.sched_setaffinity(0, {BENCH_CORE})  # Node inherits the pin: both sides on one core, in turn
     sides: dict[str, list[dict[str, float]]] = {"sotto": [], "libsignal": [], "floor": []}
-    steals: list[float] = []
+    interference: list[Interference] = []
     for run in range(1, args.runs + 1):
         for side, fn in (
             ("sotto", lambda: sotto_run(args.n, args.setups)),
             ("libsignal", lambda: libsignal_run(args.n, args.setups)),
             ("floor", lambda: floor_run(args.n)),
         ):
-            figures, steal = measure_with_steal(fn)
+            figures, found = measure_with_interference(fn)
             sides[side].append(figures)
-            steals.append(steal)
+            interference.append(found)
             shown = ", ".join(f"{k} {v:,.1f}" for k, v in figures.items())
-            print(f"run {run} {side:9s} {shown}  (steal {steal:.2%})", file=sys.stderr)
+            print(f"run {run} {side:9s} {shown}  ({found})", file=sys.stderr)
+
+    max_steal = max(i.steal for i in interference)
+    max_other = max(i.other_load for i in interference)
 
     print(
         f"\nSotto protocol benchmark: n={args.n} messages of {len(PLAINTEXT)} B, {args.setups} setups, "
-        f"median of {args.runs} runs, max steal {max(steals):.2%}"
+        f"median of {args.runs} runs, max steal {max_steal:.2%}, max other load {max_other:.1%}"
     )
     header = ("figure", "Sotto", "libsignal", "floor", "speedup", "target")
     print(f"{header[0]:18s}" + "".join(f"{h:>11s}" for h in header[1:]) + "  verdict")
@@ -334,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                     "n": args.n,
                     "setups": args.setups,
                     "runs": args.runs,
-                    "max_steal": max(steals),
+                    "max_steal": max_steal,
+                    "max_other_load": max_other,
                     "figures": report,
                     "raw": sides,
                 },
