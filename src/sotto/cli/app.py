@@ -1,0 +1,50 @@
+"""The ``sotto`` Typer application: the commands, the hidden ``--debug`` flag, and :func:`main`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sotto.cli.commands import account, contacts, groups, messages, server
+from sotto.cli.failures import Settings
+
+app = typer.Typer(
+    name="sotto",
+    help="Sotto: end-to-end encrypted messages through a relay that learns as little as we can measure.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Rich tracebacks show local variables, and a passphrase is one of them: plain tracebacks only,
+    # and only with --debug (every other failure is a message and an exit code).
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", hidden=True, envvar="SOTTO_DEBUG", help="Show tracebacks.")
+    ] = False,
+) -> None:
+    """Start a relay with `sotto server`, then `sotto init`, `sotto invite` / `sotto accept`, `sotto send`."""
+    Settings.debug = debug
+
+
+app.command(rich_help_panel="Relay")(server.server)
+app.command(rich_help_panel="Account")(account.init)
+app.command(rich_help_panel="Account")(account.export)
+app.command(rich_help_panel="Account")(account.rotate)
+app.command(rich_help_panel="Contacts")(contacts.invite)
+app.command(rich_help_panel="Contacts")(contacts.accept)
+app.command(rich_help_panel="Contacts")(contacts.contacts)
+app.command(rich_help_panel="Contacts")(contacts.verify)
+app.command(rich_help_panel="Messages")(messages.send)
+app.command(rich_help_panel="Messages")(messages.listen)
+app.command(rich_help_panel="Messages")(messages.history)
+app.add_typer(groups.group_app, rich_help_panel="Messages")
+
+
+def main() -> None:
+    """The ``sotto`` entry point."""
+    app()

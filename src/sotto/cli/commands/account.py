@@ -1,0 +1,131 @@
+"""``sotto init``, ``sotto export`` and ``sotto rotate``: the account and what the relay holds of it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sotto.cli import render
+from sotto.cli.failures import ExitCode, fail
+from sotto.cli.profile import ProfileOption, exists, opened, passphrase, run, where
+from sotto.client.sdk import Client, check_profile
+
+DEFAULT_SERVER = "http://127.0.0.1:8787"
+SHOWN_ROWS = 3
+"""Rows per table in the readable export; ``--json`` prints them all."""
+SHORT_VALUE = 16
+
+
+def init(
+    server: Annotated[
+        str, typer.Option("--server", "-s", envvar="SOTTO_SERVER", help="The relay to register on.")
+    ] = DEFAULT_SERVER,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Your name, as the people you invite will see it.")
+    ] = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Create your account on a relay and your encrypted local store."""
+    place = where(profile)
+    place.server = server
+    if exists(place):
+        fail(
+            f"there is already a profile in {place.profile}",
+            hint="use it as it is, or make another with --profile DIR",
+            code=ExitCode.USAGE,
+        )
+    if name is None:
+        name = str(typer.prompt("Your name (shown to the people you invite)"))
+    try:
+        check_profile(server, name)
+    except ValueError as e:
+        fail(str(e), code=ExitCode.USAGE)
+    secret = passphrase(new=True)
+
+    async def work() -> None:
+        with render.spinner(f"Deriving your store key (Argon2id) and registering on {server}…"):
+            client = await Client.create(place.profile, server, secret, name)
+        async with client:
+            render.done(
+                f"Welcome, {render.clean(client.display_name)}: account {client.account_id.hex()} on {server}"
+            )
+            render.dim(f"  profile: {place.profile} (encrypted with your passphrase; there is no recovery)")
+        render.next_step("`sotto invite` to invite someone, or `sotto accept LINK` to use an invite")
+
+    run(place, work())
+
+
+def export(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the export as JSON, whole.")] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Show everything the relay holds about you: your account and each mailbox you hold."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            with render.spinner(f"Asking {client.server_url} for its export…"):
+                data = await client.export()
+        if as_json:
+            typer.echo(json.dumps(data, indent=2, sort_keys=False))
+            return
+        _show_export(data)
+
+    run(place, work())
+
+
+def rotate(profile: ProfileOption = None) -> None:
+    """Give every contact a fresh mailbox to write to (the old ones are drained, then deleted)."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            with render.spinner("Creating fresh mailboxes and telling your contacts…"):
+                rotated = await client.rotate_mailboxes()
+                left = await client.flush()
+        render.done(f"rotated {rotated} mailbox{'es' * (rotated != 1)}")
+        if left:
+            render.warn(
+                f"{left} message(s) still queued: they go out with your next `sotto listen` or `sotto send`"
+            )
+
+    run(place, work())
+
+
+def _show_export(data: dict[str, Any]) -> None:
+    render.info("What the relay holds about you (bytes in base64url, payloads as sizes):")
+    _show_tables("account (GET /v1/export)", data["account"]["tables"])
+    for mailbox_id, held in data["mailboxes"].items():
+        _show_tables(f"mailbox {mailbox_id} (GET /v1/mailboxes/{{id}}/export)", held["tables"])
+    render.dim(
+        "No table holds who wrote to you, when to the second, or from where. `--json` prints every row."
+    )
+
+
+def _show_tables(heading: str, tables: dict[str, list[dict[str, Any]]]) -> None:
+    render.out.print()
+    render.out.print(f"[bold]{heading}[/]")
+    for name, rows in tables.items():
+        count = f"{len(rows)} row{'s' * (len(rows) != 1)}"
+        if not rows:
+            render.out.print(f"  {name}: {count}")
+            continue
+        shown = rows[:SHOWN_ROWS]
+        more = f", first {SHOWN_ROWS} shown" if len(rows) > SHOWN_ROWS else ""
+        table = Table(title=f"{name}: {count}{more}", title_justify="left", header_style="dim")
+        table.add_column("column", no_wrap=True)
+        for i in range(len(shown)):
+            table.add_column(f"row {i + 1}", no_wrap=True, overflow="ellipsis")
+        for column in shown[0]:
+            table.add_row(column, *(_short(row.get(column)) for row in shown))
+        render.out.print(table)
+
+
+def _short(value: object) -> str:
+    if value is None:
+        return "null"
+    text = str(value)
+    return f"{text[:SHORT_VALUE]}… ({len(text)} chars)" if len(text) > SHORT_VALUE + 12 else text

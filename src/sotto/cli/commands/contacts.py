@@ -1,0 +1,180 @@
+"""``sotto invite``, ``accept``, ``contacts`` and ``verify``: adding people and checking their keys."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sotto.cli import render
+from sotto.cli.failures import ExitCode, fail
+from sotto.cli.names import require_contact
+from sotto.cli.profile import ProfileOption, opened, run, where
+from sotto.client.sdk import Client
+from sotto.crypto.kdf import bytes_equal
+from sotto.errors import DecodeError
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def invite(
+    show_qr: Annotated[bool, typer.Option("--qr/--no-qr", help="Also print the link as a QR code.")] = True,
+    profile: ProfileOption = None,
+) -> None:
+    """Make a one-time invite link (and its QR code) to give to one person."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            with render.spinner("Creating a one-time invite on the relay…"):
+                made = await client.create_invite()
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(made.expires_ms / 1000))
+        render.info(f"Give this link to one person (it works once, until {until}):")
+        render.out.print(made.link, soft_wrap=True, markup=False)
+        if show_qr:
+            render.qr(made.qr_text)
+        render.next_step("once they have accepted, run `sotto listen` so your client can answer them")
+
+    run(place, work())
+
+
+def accept(
+    link: Annotated[
+        str, typer.Argument(help="The sotto://invite?… link you were given.", show_default=False)
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="What you call the person who invited you.")
+    ] = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Use someone's invite link: they become a contact, and you can write to them."""
+    place = where(profile)
+    if name is None:
+        name = str(typer.prompt("What do you call the person who invited you?"))
+    if not name.strip():
+        fail("a contact needs a name", code=ExitCode.USAGE)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            with render.spinner("Fetching their keys and sending a contact request…"):
+                contact = await client.accept_invite(link, name)
+        render.done(f"{render.clean(contact.name)} added")
+        render.dim("  You can write now; messages wait until their client is online once to answer you.")
+        render.next_step("`sotto listen` to see their answer")
+
+    run(place, work())
+
+
+def contacts(profile: ProfileOption = None) -> None:
+    """List your contacts and groups."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            _show_contacts(client)
+
+    run(place, work())
+
+
+def _show_contacts(client: Client) -> None:
+    render.info(
+        f"You are {render.clean(client.display_name)} (account {client.account_id.hex()})"
+        f" on {client.server_url}"
+    )
+    people = client.contacts()
+    if not people:
+        render.dim("No contacts yet: `sotto invite` or `sotto accept LINK`.")
+    else:
+        table = Table(header_style="dim")
+        for column in ("name", "their name for themselves", "status", "safety number"):
+            table.add_column(column)
+        for contact in people:
+            ready = "ready" if client.is_ready(contact) else "waiting for their answer"
+            verified = "verified" if client.is_verified(contact) else "not verified"
+            table.add_row(
+                render.clean(contact.name), render.clean(contact.display_name or "?"), ready, verified
+            )
+        render.out.print(table)
+    groups = client.groups()
+    if groups:
+        table = Table(header_style="dim")
+        table.add_column("group")
+        table.add_column("members")
+        for group in groups:
+            members = ", ".join(render.clean(m.name) for m in client.group_members(group))
+            table.add_row(f"#{render.clean(group.name)}", members or "(just you)")
+        render.out.print(table)
+
+
+def verify(
+    name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    scanned: Annotated[
+        str | None,
+        typer.Option(
+            "--scanned",
+            help="Their code, to compare: the sotto-safety:… text, its bytes in hex, or the 60 digits.",
+        ),
+    ] = None,
+    show_qr: Annotated[bool, typer.Option("--qr/--no-qr", help="Print our code as a QR code.")] = True,
+    profile: ProfileOption = None,
+) -> None:
+    """Show the safety number you share with a contact, or compare it with theirs."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            contact = require_contact(client, name)
+            number = client.safety_number(contact)
+            shown = render.clean(contact.name)
+            if scanned is None:
+                groups = number.displayable.split()
+                render.info(f"Safety number with {shown}:")
+                for row in range(0, len(groups), 4):
+                    render.out.print("    " + "  ".join(groups[row : row + 4]), style="bold")
+                if show_qr:
+                    render.qr(number.qr_text)
+                render.info("Code to scan or paste:")
+                render.out.print(number.qr_text, soft_wrap=True, markup=False)
+                state = "verified" if client.is_verified(contact) else "not verified yet"
+                render.dim(f"  {shown} is {state}. Compare the digits with their screen, or run")
+                render.dim("  `sotto verify NAME --scanned CODE` with the code their `sotto verify` printed.")
+                return
+            if _digits(scanned) is not None:
+                same = bytes_equal(_digits(scanned) or b"", _digits(number.displayable) or b"")
+                if not same:
+                    fail(f"the digits differ from your safety number with {shown}", code=ExitCode.MISMATCH)
+                render.done(f"the digits match your safety number with {shown}")
+                render.dim(
+                    "  Only a scanned or pasted code marks a contact verified (--scanned sotto-safety:…)."
+                )
+                return
+            code: str | bytes = scanned.strip()
+            if isinstance(code, str) and _HEX.fullmatch(code) and len(code) % 2 == 0:
+                code = bytes.fromhex(code)
+            try:
+                same = await client.verify(contact, code)
+            except DecodeError:
+                fail(
+                    "that is not a safety number code",
+                    hint="pass the sotto-safety:… text their `sotto verify` printed, its hex,"
+                    " or the 60 digits",
+                    code=ExitCode.USAGE,
+                )
+            if not same:
+                fail(
+                    f"the code does not match your safety number with {shown}",
+                    hint="someone may be between you: do not trust this contact until you know why",
+                    code=ExitCode.MISMATCH,
+                )
+            render.done(f"the codes match: {shown} is now verified")
+
+    run(place, work())
+
+
+def _digits(text: str) -> bytes | None:
+    """The 60 digits of a typed safety number (spaces ignored), or None if it is not one."""
+    compact = "".join(text.split())
+    return compact.encode() if len(compact) == 60 and compact.isascii() and compact.isdigit() else None

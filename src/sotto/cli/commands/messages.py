@@ -1,0 +1,173 @@
+"""``sotto send``, ``sotto listen`` and ``sotto history``: 1:1 conversations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+import typer
+
+from sotto.cli import render
+from sotto.cli.failures import ExitCode, Where, fail
+from sotto.cli.names import require_contact, require_conversation
+from sotto.cli.profile import ProfileOption, opened, run, where
+from sotto.client import events as ev
+from sotto.client.sdk import Client
+
+CONNECT_WAIT_S = 5.0
+"""How long ``listen --once`` waits for the relay before failing."""
+OFFLINE_WARNING_S = 3.0
+"""How long ``listen`` waits for the relay before warning (it keeps trying)."""
+ONCE_TIMEOUT_S = 10.0
+
+TextArgument = Annotated[
+    list[str], typer.Argument(help="The text (several words need no quotes).", show_default=False)
+]
+
+
+def joined(words: list[str]) -> str:
+    text = " ".join(words)
+    if not text.strip():
+        fail("nothing to send", code=ExitCode.USAGE)
+    return text
+
+
+def send(
+    name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    text: TextArgument,
+    profile: ProfileOption = None,
+) -> None:
+    """Send a text to a contact."""
+    place = where(profile)
+    message = joined(text)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            contact = require_contact(client, name)
+            shown = render.clean(contact.name)
+            if not client.is_ready(contact):
+                await client.send_text(contact, message)
+                render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
+                render.next_step("`sotto listen` to receive their answer (it sends what you wrote)")
+                return
+            with render.spinner(f"Sending to {shown}…"):
+                await client.send_text(contact, message)
+                left = await client.flush()
+            report_send(place, left, f"sent to {shown}")
+
+    run(place, work())
+
+
+def report_send(place: Where, left: int, success: str) -> None:
+    """Report a send: done, or why something is still queued (and exit non-zero)."""
+    if not left:
+        render.done(success)
+        return
+    fail(
+        f"the relay at {place.relay} did not take {left} queued envelope(s); your message is saved",
+        hint="is the relay running (`sotto server`)? Queued messages go out with your next "
+        "`sotto send` or `sotto listen`",
+        code=ExitCode.RELAY_UNREACHABLE,
+    )
+
+
+def listen(
+    once: Annotated[
+        bool, typer.Option("--once", help="Receive what is waiting, send the receipts owed, and exit.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Stop after this many seconds (with --once: the most it waits).", show_default=False
+        ),
+    ] = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Print messages, receipts and typing as they arrive, until Ctrl-C (or --once / --timeout)."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            if once:
+                await _listen_once(client, place, timeout or ONCE_TIMEOUT_S)
+            else:
+                await _listen(client, timeout)
+
+    run(place, work(), until_interrupted=not once)
+
+
+async def _listen_once(client: Client, place: Where, timeout: float) -> None:
+    await client.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(timeout, CONNECT_WAIT_S)
+    while not client.connected and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if not client.connected:
+        fail(
+            f"cannot reach the relay at {place.relay}",
+            hint="is it running? Start one with `sotto server`",
+            code=ExitCode.RELAY_UNREACHABLE,
+        )
+    shown = 0
+    for event in await client.sync(timeout=timeout):
+        if isinstance(event, ev.ConnectionChanged):
+            continue
+        line = render.event_line(event, client.server_url)
+        if line is not None:
+            render.out.print(line)
+            shown += 1
+    if not shown:
+        render.dim("nothing new")
+
+
+async def _listen(client: Client, timeout: float | None) -> None:
+    render.err.print(
+        f"Listening as [bold]{render.clean(client.display_name)}[/] on {client.server_url} · Ctrl-C to stop",
+        highlight=False,
+    )
+
+    async def warn_if_offline() -> None:
+        await asyncio.sleep(OFFLINE_WARNING_S)
+        if not client.connected:
+            render.warn(
+                f"cannot reach the relay at {client.server_url}; still trying (is `sotto server` running?)"
+            )
+
+    watchdog = asyncio.create_task(warn_if_offline())
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                async for event in client.listen():
+                    line = render.event_line(event, client.server_url)
+                    if line is not None:
+                        render.out.print(line)
+    finally:
+        watchdog.cancel()
+
+
+def history(
+    name: Annotated[str, typer.Argument(help="A contact or a group.", show_default=False)],
+    limit: Annotated[int, typer.Option(min=1, help="How many of the latest messages.")] = 20,
+    mark_read: Annotated[
+        bool, typer.Option("--read/--no-read", help="Mark what you see read (sends read receipts).")
+    ] = True,
+    profile: ProfileOption = None,
+) -> None:
+    """Show the latest messages of a conversation (and mark them read)."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            conversation = require_conversation(client, name)
+            names = {c.contact_id: c.name for c in client.contacts()}
+            messages = client.history(conversation, limit=limit)
+            if not messages:
+                render.dim("no messages yet")
+            for message in messages:
+                sender = names.get(message.sender, "?") if message.sender is not None else "you"
+                render.out.print(render.message_line(message, sender))
+            if mark_read and messages:
+                await client.mark_read(conversation)
+
+    run(place, work())

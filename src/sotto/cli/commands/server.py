@@ -1,0 +1,59 @@
+"""``sotto server``: run the relay in the foreground (the same as ``python -m sotto.server``)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sotto.cli import render
+from sotto.cli.failures import ExitCode, Where, fail, reported
+
+
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65_535, help="Port to listen on.")] = 8787,
+    data: Annotated[
+        Path, typer.Option(file_okay=False, help="Data directory (SQLite database and server key).")
+    ] = Path("./data"),
+) -> None:
+    """Run a relay on SQLite until Ctrl-C. It keeps no IP addresses, senders or plaintext."""
+    with reported(Where(data)):
+        _check_free(host, port)
+        from sotto.server.runner import run  # noqa: PLC0415 (uvicorn and FastAPI load for this command only)
+
+        url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        render.err.print(f"Sotto relay on [bold]{url}[/] · data in {data} · Ctrl-C to stop")
+        if not _is_loopback(host):
+            render.warn("listening beyond this machine: put it behind TLS (a reverse proxy) before real use")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a foreground relay stops
+            run(host=host, port=port, data_dir=data)
+        render.err.print("relay stopped")
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail with a clear message now rather than through uvicorn's log if the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            fail(
+                f"cannot listen on {host}:{port}: {error.strerror or error}",
+                hint="is another `sotto server` running? Choose another --port, or stop it",
+                code=ExitCode.ERROR,
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,169 @@
+"""Failures as people should see them: one line saying what is wrong, one hint, one exit code.
+
+Every error the SDK can raise is translated here, with the profile directory and the relay URL
+it concerns; nothing reaches the terminal as a traceback unless ``--debug`` asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from sotto.cli import render
+from sotto.errors import (
+    ClientError,
+    DecodeError,
+    FingerprintVersionMismatchError,
+    InviteError,
+    RelayError,
+    RelayStorageError,
+    RelayUnavailableError,
+    SottoError,
+    StoreConflictError,
+    StoreCorruptedError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    UnknownContactError,
+    WrongPassphraseError,
+)
+
+
+class ExitCode(enum.IntEnum):
+    """What ``sotto`` exits with; scripts may rely on these."""
+
+    OK = 0
+    ERROR = 1
+    """Anything not listed below (the message says what)."""
+    USAGE = 2
+    """Bad arguments or values (Click's own code for usage errors)."""
+    NO_PROFILE = 3
+    """No profile in the directory: run ``sotto init``."""
+    WRONG_PASSPHRASE = 4
+    RELAY_UNREACHABLE = 5
+    """The relay did not answer; queued messages stay queued."""
+    UNKNOWN_NAME = 6
+    """No contact or group by that name."""
+    PROFILE_BUSY = 7
+    """Another ``sotto`` process (often ``sotto listen``) has the profile open."""
+    REFUSED = 8
+    """The relay refused a request, or an invite cannot be used."""
+    MISMATCH = 9
+    """``sotto verify --scanned``: the safety numbers differ."""
+    INTERRUPTED = 130
+    """Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
+@dataclass
+class Where:
+    """What a command works on, for messages: the profile directory and, once known, the relay."""
+
+    profile: Path
+    server: str | None = None
+
+    @property
+    def relay(self) -> str:
+        return self.server or "the relay"
+
+
+class Settings:
+    debug = False
+    """``--debug``: let exceptions through with their tracebacks."""
+
+
+def fail(message: str, *, hint: str | None = None, code: ExitCode = ExitCode.ERROR) -> NoReturn:
+    """Print ``error: message`` (and the hint) on stderr and exit with ``code``."""
+    render.error(message, hint)
+    raise typer.Exit(int(code))
+
+
+def explain(error: BaseException, where: Where) -> tuple[str, str | None, ExitCode]:
+    """The message, hint and exit code for an error raised while working on ``where``."""
+    profile = where.profile
+    match error:
+        case WrongPassphraseError():
+            return (
+                f"wrong passphrase for the profile in {profile}",
+                "type it again, or check SOTTO_PASSPHRASE",
+                ExitCode.WRONG_PASSPHRASE,
+            )
+        case StoreLockedError():
+            return (
+                f"the profile in {profile} is open in another sotto process",
+                "stop it first (a running `sotto listen`?), or use another --profile",
+                ExitCode.PROFILE_BUSY,
+            )
+        case StoreVersionError():
+            return (f"the profile in {profile} was written by a newer Sotto", "upgrade sotto", ExitCode.ERROR)
+        case StoreCorruptedError():
+            return (f"the store in {profile} cannot be read: {error}", None, ExitCode.ERROR)
+        case StoreConflictError():
+            return (str(error), None, ExitCode.ERROR)
+        case StoreError():
+            return (f"the store in {profile} failed: {error}", None, ExitCode.ERROR)
+        case RelayUnavailableError():
+            return (
+                f"cannot reach the relay at {where.relay}",
+                "is it running? Start one with `sotto server` (or check the URL and your network)",
+                ExitCode.RELAY_UNREACHABLE,
+            )
+        case RelayStorageError():
+            return (
+                f"the relay at {where.relay} cannot store anything right now",
+                "try again later",
+                ExitCode.REFUSED,
+            )
+        case RelayError():
+            return (
+                f"the relay at {where.relay} refused: {error.message} ({error.status} {error.code})",
+                None,
+                ExitCode.REFUSED,
+            )
+        case InviteError():
+            return (f"this invite cannot be used: {error}", "ask for a new link", ExitCode.REFUSED)
+        case UnknownContactError():
+            return (str(error), "`sotto contacts` lists the names you can use", ExitCode.UNKNOWN_NAME)
+        case FingerprintVersionMismatchError():
+            return (
+                "that safety number code was made by another version",
+                "compare the 60 digits instead",
+                ExitCode.ERROR,
+            )
+        case DecodeError():
+            return (f"cannot read that: {error}", None, ExitCode.USAGE)
+        case ClientError() | SottoError():
+            return (str(error), None, ExitCode.ERROR)
+        case ValueError():
+            return (str(error), None, ExitCode.USAGE)
+        case OSError():
+            return (f"{error.strerror or error} ({error.filename or profile})", None, ExitCode.ERROR)
+    return (
+        f"unexpected {type(error).__name__}: {error}",
+        "run again with --debug for the traceback, and please report it",
+        ExitCode.ERROR,
+    )
+
+
+@contextlib.contextmanager
+def reported(where: Where) -> Iterator[None]:
+    """Turn whatever the block raises into a clean message and exit code."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        if Settings.debug:
+            raise
+        render.error("interrupted", None)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as error:
+        if Settings.debug:
+            raise
+        message, hint, code = explain(error, where)
+        fail(message, hint=hint, code=code)

@@ -1,0 +1,7 @@
+"""``python -m sotto.demo``: see :mod:`sotto.demo`."""
+
+import sys
+
+from sotto.demo import main
+
+sys.exit(main())
