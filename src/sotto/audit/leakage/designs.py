@@ -1,0 +1,142 @@
+"""The designs the benchmark compares, as policies the simulated clients and relay follow.
+
+Each design says what the relay is told (an account or only a mailbox; a sender or not), how
+clients connect (one connection draining every mailbox, or one per mailbox; sends on the app's
+session connection or each on its own), and the client behaviours the issue asks to switch off one
+at a time (mailbox rotation, receipt batching, padding).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from sotto.audit.leakage.sizes import Padding
+
+
+class Addressing(enum.Enum):
+    ACCOUNT = "account"
+    """One inbox per account, named by the account (WhatsApp, Signal)."""
+    PER_CONTACT = "per-contact"
+    """One anonymous mailbox per (owner, contact), as Sotto."""
+
+
+class Sender(enum.Enum):
+    IDENTIFIED = "identified"
+    """Sends are authenticated: the relay sees the sender's account."""
+    SEALED = "sealed"
+    """The relay sees only the destination and a delivery token."""
+
+
+class SendPath(enum.Enum):
+    SESSION = "session"
+    """One send connection per app session, opened at the first send (Sotto's send WebSocket)."""
+    PER_ENVELOPE = "per-envelope"
+    """Every envelope on its own fresh, anonymous connection."""
+
+
+class DrainPath(enum.Enum):
+    ONE_CONNECTION = "one-connection"
+    """One connection drains every mailbox of the device while the app runs (Sotto today)."""
+    PER_MAILBOX = "per-mailbox"
+    """Each mailbox drained on its own connection, opened with its own random delay."""
+
+
+class Receipts(enum.Enum):
+    IMMEDIATE = "immediate"
+    """One delivery receipt per message, about 0.3 s after delivery (Signal)."""
+    BATCHED = "batched"
+    """Sotto's runtime: the first owed receipt starts a timer of delay × U(0.5, 1.5); when it
+    fires, one receipt message per contact carries every id owed."""
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Design:
+    name: str
+    label: str
+    addressing: Addressing
+    sender: Sender
+    send_path: SendPath
+    drain_path: DrainPath
+    receipts: Receipts
+    padding: Padding
+    receipt_delay_s: float = 10.0
+    rotation_days: float | None = None
+    rotation_grace_days: float = 7.0
+    send_tick_s: float | None = None
+    """Outgoing envelopes wait for the sender's next tick (random phase per user)."""
+    drain_jitter_s: float = 0.0
+    """Per-mailbox connections open (and close) up to this many seconds after (before) the app."""
+    note: str = ""
+
+    def but(self, name: str, label: str, **changes: object) -> Design:
+        return replace(self, name=name, label=label, **changes)  # type: ignore[arg-type]
+
+
+WHATSAPP = Design(
+    "whatsapp-like",
+    "WhatsApp-like (sender, recipient, time)",
+    Addressing.ACCOUNT,
+    Sender.IDENTIFIED,
+    SendPath.SESSION,
+    DrainPath.ONE_CONNECTION,
+    Receipts.IMMEDIATE,
+    Padding.IDENTIFIED,
+    note="authenticated sends into per-account inboxes; the server also keeps a message log",
+)
+
+SIGNAL = Design(
+    "sealed-immediate",
+    "Sealed sender, immediate receipts (Signal)",
+    Addressing.ACCOUNT,
+    Sender.SEALED,
+    SendPath.PER_ENVELOPE,
+    DrainPath.ONE_CONNECTION,
+    Receipts.IMMEDIATE,
+    Padding.SIGNAL160,
+    note="per-account inboxes drained by the authenticated account; each sealed send anonymous",
+)
+
+SOTTO = Design(
+    "sotto",
+    "Sotto default",
+    Addressing.PER_CONTACT,
+    Sender.SEALED,
+    SendPath.SESSION,
+    DrainPath.ONE_CONNECTION,
+    Receipts.BATCHED,
+    Padding.BUCKETS,
+    rotation_days=7.0,
+    note="per-contact mailboxes on one drain connection, a send connection per session, "
+    "receipts batched 10 s × U(0.5, 1.5), bucket padding, weekly mailbox rotation",
+)
+
+SOTTO_NO_ROTATION = SOTTO.but("sotto-no-rotation", "Sotto, rotation off", rotation_days=None)
+SOTTO_NO_BATCHING = SOTTO.but("sotto-no-batching", "Sotto, receipt batching off", receipts=Receipts.IMMEDIATE)
+SOTTO_NO_PADDING = SOTTO.but("sotto-no-padding", "Sotto, padding off", padding=Padding.NONE)
+
+SOTTO_ISOLATED = SOTTO.but(
+    "sotto-isolated",
+    "Sotto + isolated connections (proposal)",
+    send_path=SendPath.PER_ENVELOPE,
+    drain_path=DrainPath.PER_MAILBOX,
+    drain_jitter_s=30.0,
+    note="each send on a fresh connection, each mailbox drained on its own connection opened "
+    "within 30 s of the app (simulation policy only)",
+)
+
+SOTTO_ISOLATED_TICKS = SOTTO_ISOLATED.but(
+    "sotto-isolated-ticks",
+    "Sotto + isolated connections + 5-min send ticks (proposal)",
+    send_tick_s=300.0,
+    receipts=Receipts.OFF,
+    note="as sotto-isolated, receipts off, and sends released on per-user 5-minute ticks "
+    "(simulation policy only)",
+)
+
+BASELINES: tuple[Design, ...] = (WHATSAPP, SIGNAL)
+SOTTO_FAMILY: tuple[Design, ...] = (SOTTO, SOTTO_NO_ROTATION, SOTTO_NO_BATCHING, SOTTO_NO_PADDING)
+PROPOSALS: tuple[Design, ...] = (SOTTO_ISOLATED, SOTTO_ISOLATED_TICKS)
+DEFAULT_DESIGNS: tuple[Design, ...] = BASELINES + SOTTO_FAMILY + PROPOSALS
+BY_NAME = {d.name: d for d in DEFAULT_DESIGNS}

@@ -1,0 +1,151 @@
+"""Edge recovery from the tap: direct reading where the tap names senders, otherwise statistical
+disclosure on timing (AG1, Martiny-style, ego-centric).
+
+For a target pseudonym B (a cluster from :mod:`~sotto.audit.leakage.linking`) the attack takes
+each envelope pushed to one of B's mailboxes and counts, per other cluster, the deposits into that
+cluster's mailboxes within ``w`` seconds after it: a receipt or a reply from B lands in its
+correspondent's mailbox soon after B received. Each candidate v is scored
+``z = (count − n·λ_v·w) / √(n·λ_v·w + 1)`` with λ_v v's background deposit rate, per mailbox of
+B, and ranked by its best score over B's mailboxes (with per-contact mailboxes, each of B's
+mailboxes hears from one contact only, which sharpens the attack).
+
+*Direct evidence* comes first in the combined ranking: a deposit whose sender cluster the tap
+knows (an authenticated send, or a send connection tied to a drain connection) into a mailbox of
+another cluster is an edge read, not inferred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sotto.audit.leakage.linking import Linking, ranges
+from sotto.audit.leakage.views import Tap
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """The tap's events in the form the attack uses, built once per tap."""
+
+    dep_t: F64
+    """Deposit times, sorted."""
+    dep_cluster: I64
+    """Recipient cluster of each sorted deposit."""
+    rate: F64
+    """Deposits per second into each cluster."""
+    push_by_mailbox: dict[int, F64]
+    """Tap mailbox → sorted push times."""
+    clusters: int
+    direct: dict[tuple[int, int], list[float]]
+    """(sender cluster, recipient cluster) → deposit times, where the tap can tell the sender."""
+
+
+def events(tap: Tap, linking: Linking) -> Events:
+    order = np.argsort(tap.dep_t, kind="stable")
+    dep_t = tap.dep_t[order]
+    dep_cluster = linking.mailbox_cluster[tap.dep_mailbox[order]]
+    rate = np.bincount(dep_cluster, minlength=linking.clusters) / max(tap.duration_s, 1.0)
+    push_by_mailbox: dict[int, F64] = {}
+    if len(tap.push_t):
+        porder = np.lexsort((tap.push_t, tap.push_mailbox))
+        mailboxes, times = tap.push_mailbox[porder], tap.push_t[porder]
+        cuts = np.nonzero(np.diff(mailboxes))[0] + 1
+        for chunk_m, chunk_t in zip(np.split(mailboxes, cuts), np.split(times, cuts), strict=True):
+            push_by_mailbox[int(chunk_m[0])] = chunk_t
+    direct: dict[tuple[int, int], list[float]] = {}
+    senders = linking.deposit_cluster
+    known = np.nonzero(senders >= 0)[0]
+    recipients = linking.mailbox_cluster[tap.dep_mailbox[known]]
+    for s, r, t in zip(senders[known].tolist(), recipients.tolist(), tap.dep_t[known].tolist(), strict=True):
+        if s != r:
+            direct.setdefault((s, r), []).append(t)
+    return Events(dep_t, dep_cluster, rate, push_by_mailbox, linking.clusters, direct)
+
+
+def sda_scores(ev: Events, target_times: F64, window: float, exclude: int) -> F64:
+    """z-scores of every cluster after ``target_times`` (one mailbox's pushes)."""
+    lo = np.searchsorted(ev.dep_t, target_times, side="right")
+    hi = np.searchsorted(ev.dep_t, target_times + window, side="right")
+    counts = np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters).astype(np.float64)
+    expected = len(target_times) * ev.rate * window
+    z = (counts - expected) / np.sqrt(expected + 1.0)
+    z[exclude] = -np.inf
+    return z
+
+
+def rank(
+    ev: Events, target: int, target_mailboxes: list[int], window: float | None, top: int
+) -> list[tuple[int, float, bool]]:
+    """Candidate clusters for ``target``, best first: (cluster, score, read directly)."""
+    direct: dict[int, int] = {}
+    for (s, r), seen in ev.direct.items():
+        if r == target and s != target:
+            direct[s] = direct.get(s, 0) + len(seen)
+        elif s == target and r != target:
+            direct[r] = direct.get(r, 0) + len(seen)
+    out = [(c, float(n), True) for c, n in sorted(direct.items(), key=lambda x: -x[1])][:top]
+    if window is None or len(out) >= top:
+        return out
+    best = np.full(ev.clusters, -np.inf)
+    for m in target_mailboxes:
+        times = ev.push_by_mailbox.get(m)
+        if times is not None and len(times):
+            np.maximum(best, sda_scores(ev, times, window, target), out=best)
+    best[target] = -np.inf
+    for c in direct:
+        best[c] = -np.inf
+    want = top - len(out)
+    finite = np.nonzero(np.isfinite(best))[0]
+    if len(finite):
+        pick = finite[np.argsort(-best[finite], kind="stable")[:want]]
+        out += [(int(c), float(best[c]), False) for c in pick.tolist()]
+    return out
+
+
+def messages_to_identify(
+    ev: Events,
+    who: tuple[int, int, int],
+    text_push_times: F64,
+    text_direct: NDArray[np.bool_],
+    *,
+    window: float | None,
+    budget: int,
+) -> int | None:
+    """How many of the correspondent's texts (delivered at ``text_push_times``, in order) the
+    relay needs before it singles the correspondent out for ``target``: the first text it reads
+    directly, or the first after which the correspondent's cluster is the unique top disclosure
+    score on the mailbox those texts land in. ``who`` is (target cluster, that mailbox, the
+    correspondent's cluster). None if not within ``budget`` texts."""
+    target, mailbox, correspondent = who
+    k_direct = int(np.argmax(text_direct)) + 1 if text_direct.any() else None
+    limit = min(budget, len(text_push_times), (k_direct or budget + 1) - 1)
+    times = ev.push_by_mailbox.get(mailbox)
+    if window is None or times is None or limit <= 0:
+        return k_direct if k_direct is not None and k_direct <= budget else None
+    counts = np.zeros(ev.clusters)
+    included = 0
+    n_target = 0
+    for k in range(1, limit + 1):
+        until = text_push_times[k - 1]
+        upto = int(np.searchsorted(times, until, side="right"))
+        if upto > included:
+            chunk = times[included:upto]
+            lo = np.searchsorted(ev.dep_t, chunk, side="right")
+            hi = np.searchsorted(ev.dep_t, chunk + window, side="right")
+            counts += np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters)
+            n_target += upto - included
+            included = upto
+        if n_target == 0:
+            continue
+        expected = n_target * ev.rate * window
+        z = (counts - expected) / np.sqrt(expected + 1.0)
+        z[target] = -np.inf
+        zc = z[correspondent]
+        if zc > 0 and zc >= z.max() and int((z >= zc).sum()) == 1:
+            return k
+    return k_direct if k_direct is not None and k_direct <= budget else None
