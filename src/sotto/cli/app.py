@@ -18,6 +18,12 @@ app = typer.Typer(
     # and only with --debug (every other failure is a message and an exit code).
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Profile: --profile DIR, else $SOTTO_HOME, else ~/.sotto. "
+        "Passphrase: $SOTTO_PASSPHRASE, else asked.  \n"
+        "Exit codes: 0 ok · 1 error · 2 usage · 3 no profile · 4 wrong passphrase · 5 relay unreachable · "
+        "6 unknown name · 7 profile in use · 8 refused · 9 safety numbers differ · 130 Ctrl-C"
+    ),
 )
 
 

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from sotto.demo import evidence, show
 from sotto.demo.relay import HOST, RelayProcess
 from sotto.demo.story import Story, epilogue, tell
@@ -60,7 +62,9 @@ def run(workdir: Path | None = None) -> Result:
             relay.stop()
             stopped = b"event relay stopped" in log.read_bytes()
             show.say(f"  SIGTERM: {'stopped cleanly' if stopped else '[red]no clean stop in its log[/]'}.")
-            show.note("  Closing the database checkpointed the write-ahead log into relay.db.")
+            show.note("  Closing the database checkpointed the write-ahead log into relay.db. Its whole log:")
+            for line in log.read_text(errors="replace").splitlines():
+                show.say(f"  [dim]│[/] {escape(line)}")
         findings = _search(story, data, log, live_files, live_tables)
         return _conclude(findings, time.monotonic() - started)
     finally:
@@ -100,7 +104,9 @@ def _search(
     final_files = evidence.read_files(data)
     logs = {"relay.log": log.read_bytes()}
     return evidence.merge(
-        # While the relay ran: the database, its WAL and shared memory as they were on disk.
+        # While the relay ran: the database, its WAL and shared memory as they were on disk. Account
+        # ids are looked for row by row here, not in the raw pages: a WAL frame can be an old image of
+        # a page that belongs to another table by now, so pages are attributed after the stop.
         evidence.search(live_files, plain + ips, label="running: "),
         evidence.search_rows(live_tables, senders),
         # After it stopped: every file, with account ids attributed to the tables they sit in.

@@ -56,9 +56,9 @@ def _event_line(e: ev.Event) -> str | None:
         case ev.GroupMessageReceived():
             return f"← {who(e.sender.name)} in #{e.group.name}: {quoted(e.text)}"
         case ev.DeliveryReceiptReceived():
-            return f"sees ✓✓ delivered: {len(e.message_ids)} message(s) to {who(e.contact.name)}"
+            return f"sees ✓✓ delivered: {_messages(e.message_ids)} to {who(e.contact.name)}"
         case ev.ReadReceiptReceived():
-            return f"sees ✓✓ read: {len(e.message_ids)} message(s) by {who(e.contact.name)}"
+            return f"sees ✓✓ read: {_messages(e.message_ids)} by {who(e.contact.name)}"
         case ev.TypingChanged():
             return f"sees {who(e.contact.name)} {'typing…' if e.started else 'stop typing'}"
         case ev.ContactAdded():
@@ -74,6 +74,10 @@ def _event_line(e: ev.Event) -> str | None:
         case ev.EnvelopeRejected():
             return f"[yellow]dropped an envelope: {e.reason.value}[/]"
     return None
+
+
+def _messages(ids: tuple[bytes, ...]) -> str:
+    return f"{len(ids)} message{'s' * (len(ids) != 1)}"
 
 
 # ---------------------------------------------------------------------------- relay data

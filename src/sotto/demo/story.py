@@ -163,6 +163,11 @@ async def tell(story: Story) -> dict[str, dict[str, Any]]:
         store = story.people[name].directory.relative_to(story.profiles.parent) / STORE_FILE
         show.say(f"  {show.who(name)}: account {story.account_ids[name].hex()}, encrypted store {store}")
     show.note("  Account ids are random; no phone number, no e-mail. The relay knows these three exist.")
+    show.note(
+        f"  Each store's key comes from the passphrase through Argon2id ({KDF.memory_kib // 1024} MiB,"
+        f" {KDF.iterations} passes here; `sotto init` uses"
+        f" {Argon2Params.INTERACTIVE.memory_kib // 1024} MiB, {Argon2Params.INTERACTIVE.iterations} passes)."
+    )
 
     show.section(3, "They connect by invite links")
     await story.befriend("Alice", "Bob")

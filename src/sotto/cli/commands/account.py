@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, fail
@@ -107,20 +108,20 @@ def _show_export(data: dict[str, Any]) -> None:
 
 def _show_tables(heading: str, tables: dict[str, list[dict[str, Any]]]) -> None:
     render.out.print()
-    render.out.print(f"[bold]{heading}[/]")
+    render.out.print(Text(heading, style="bold"))
     for name, rows in tables.items():
         count = f"{len(rows)} row{'s' * (len(rows) != 1)}"
         if not rows:
-            render.out.print(f"  {name}: {count}")
+            render.out.print(Text(f"  {name}: {count}"))
             continue
         shown = rows[:SHOWN_ROWS]
         more = f", first {SHOWN_ROWS} shown" if len(rows) > SHOWN_ROWS else ""
-        table = Table(title=f"{name}: {count}{more}", title_justify="left", header_style="dim")
+        table = Table(title=Text(f"{name}: {count}{more}"), title_justify="left", header_style="dim")
         table.add_column("column", no_wrap=True)
         for i in range(len(shown)):
             table.add_column(f"row {i + 1}", no_wrap=True, overflow="ellipsis")
         for column in shown[0]:
-            table.add_row(column, *(_short(row.get(column)) for row in shown))
+            table.add_row(Text(column), *(Text(_short(row.get(column))) for row in shown))
         render.out.print(table)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, fail
@@ -95,7 +96,10 @@ def _show_contacts(client: Client) -> None:
             ready = "ready" if client.is_ready(contact) else "waiting for their answer"
             verified = "verified" if client.is_verified(contact) else "not verified"
             table.add_row(
-                render.clean(contact.name), render.clean(contact.display_name or "?"), ready, verified
+                Text(render.clean(contact.name)),
+                Text(render.clean(contact.display_name or "?")),
+                ready,
+                verified,
             )
         render.out.print(table)
     groups = client.groups()
@@ -105,7 +109,7 @@ def _show_contacts(client: Client) -> None:
         table.add_column("members")
         for group in groups:
             members = ", ".join(render.clean(m.name) for m in client.group_members(group))
-            table.add_row(f"#{render.clean(group.name)}", members or "(just you)")
+            table.add_row(Text(f"#{render.clean(group.name)}"), Text(members or "(just you)"))
         render.out.print(table)
 
 

@@ -7,6 +7,7 @@ import contextlib
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, fail
@@ -123,8 +124,11 @@ async def _listen_once(client: Client, place: Where, timeout: float) -> None:
 
 async def _listen(client: Client, timeout: float | None) -> None:
     render.err.print(
-        f"Listening as [bold]{render.clean(client.display_name)}[/] on {client.server_url} · Ctrl-C to stop",
-        highlight=False,
+        Text.assemble(
+            "Listening as ",
+            (render.clean(client.display_name), "bold"),
+            f" on {client.server_url} · Ctrl-C to stop",
+        )
     )
 
     async def warn_if_offline() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, fail, reported
@@ -27,7 +28,9 @@ def server(
         from sotto.server.runner import run  # noqa: PLC0415 (uvicorn and FastAPI load for this command only)
 
         url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-        render.err.print(f"Sotto relay on [bold]{url}[/] · data in {data} · Ctrl-C to stop")
+        render.err.print(
+            Text.assemble("Sotto relay on ", (url, "bold"), f" · data in {data} · Ctrl-C to stop")
+        )
         if not _is_loopback(host):
             render.warn("listening beyond this machine: put it behind TLS (a reverse proxy) before real use")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a foreground relay stops
