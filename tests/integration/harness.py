@@ -331,16 +331,24 @@ async def reopen(directory: Path, name: str, *, network: Network | None = None) 
 Seen = dict[Client, list[ev.Event]]
 
 
-async def collect(clients: Iterable[Client], until: Callable[[Seen], bool], rounds: int = 80) -> Seen:
-    """Sync each client in turn until ``until`` holds for the events gathered so far."""
+async def collect(clients: Iterable[Client], until: Callable[[Seen], bool], timeout: float = 60.0) -> Seen:
+    """Sync each client in turn until ``until`` holds for the events gathered so far.
+
+    ``Client.sync`` returns at once when nothing has arrived for a while, so between rounds the
+    clients' background tasks (outbox, drain) get time to move; the bound is wall-clock time.
+    """
     everyone = list(clients)
     seen: Seen = {c: [] for c in everyone}
-    for _ in range(rounds):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
         for client in everyone:
             seen[client].extend(await client.sync(timeout=3, idle=0.1))
         if until(seen):
             return seen
-    raise AssertionError("the expected events did not arrive")
+        if loop.time() > deadline:
+            raise AssertionError("the expected events did not arrive")
+        await asyncio.sleep(0.05)
 
 
 def texts(events: Iterable[ev.Event]) -> list[str]:
