@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from sotto.demo import evidence
+from sotto.demo import evidence, protocol
 from sotto.server import manifest
 from sotto.server.storage.schema import TABLES
 
@@ -171,3 +171,14 @@ def test_plaintexts_and_addresses_are_found_in_any_form(relay_db: Path) -> None:
     assert evidence.search(log, evidence.ip_needles(["127.0.0.1"])).count("ip") == 1
     uuid_form = {"relay.log": b"sender 00010203-0405-0607-0809-0a0b0c0d0e0f"}
     assert evidence.search(uuid_form, evidence.sender_needles([ALICE])).count("sender") == 1
+
+
+# ---------------------------------------------------------------------------- the protocol walk-through
+def test_the_protocol_walk_through_delivers_every_message(capsys: pytest.CaptureFixture[str]) -> None:
+    protocol.run()
+    out = capsys.readouterr().out
+    assert out.count("Bob reads from Alice") == 5  # four 1:1 messages (one batch reordered) and the group one
+    assert "Alice reads from Bob: 'Hi Alice! Yes, 12:30 at the usual place.'" in out
+    assert out.count("reads from Alice: 'Team: the demo works, drinks on me.'") == 2
+    sees = [line.split("sees", 1)[1] for line in out.splitlines() if " sees " in line]
+    assert len(sees) == 2 and sees[0] == sees[1] and len(sees[0].split()) == 12
