@@ -317,6 +317,8 @@ def test_concurrent_sends_and_receives_on_one_session() -> None:
         alice, bob = await client(net, "Alice"), await client(net, "Bob")
         async with alice, bob:
             await connect(alice, bob)
+            # Steps in worker threads, so sends and receives on the one session really interleave.
+            alice.offload_transactions = bob.offload_transactions = True
             await alice.start()
             await bob.start()
             sends = [alice.send_text("Bob", f"a{i}") for i in range(100)]

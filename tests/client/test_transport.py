@@ -113,3 +113,31 @@ def test_header_helpers() -> None:
     header = mailbox_auth(key, "GET", "/v1/mailboxes/x/export", unix_seconds=1_700_000_000)
     assert header.startswith("1700000000.")
     assert len(access_token_hash(bytes(32))) == 43
+
+
+@pytest.mark.parametrize("websocket_sends", [True, False], ids=["websocket", "http"])
+def test_both_send_paths_store_once_and_refuse_wrong_tokens(server_url: str, websocket_sends: bool) -> None:
+    async def main() -> None:
+        network = HttpNetwork(websocket_sends=websocket_sends)
+        relay = network.relay(server_url)
+        box = new_mailbox()
+        await relay.create_mailbox(body(box))
+        mailbox_id, key, token = box
+        ids = [system_rng(16) for _ in range(20)]
+        firsts = await asyncio.gather(*(relay.send(mailbox_id, token, i, pad(b"p")) for i in ids))
+        again = await asyncio.gather(*(relay.send(mailbox_id, token, i, pad(b"p")) for i in ids))
+        assert not any(firsts) and all(again)
+        with pytest.raises(RelayError) as refused:
+            await relay.send(mailbox_id, system_rng(32), system_rng(16), pad(b"p"))
+        assert refused.value.status == 404
+        drain = await relay.connect()
+        try:
+            await drain.subscribe({mailbox_id: key})
+            got = [await drain.receive(timeout=5) for _ in ids]
+            assert sorted(e.id for e in got if e is not None) == sorted(ids)
+            assert await drain.receive(timeout=0.2) is None
+        finally:
+            await drain.close()
+        await network.aclose()
+
+    run(main)

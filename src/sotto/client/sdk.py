@@ -525,11 +525,14 @@ class Client(Runtime):
         ``timeout`` passes), send the receipts we owe, and return the events so far."""
         await self.start()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), max(0.0, deadline - loop.time()))
         while loop.time() < deadline:
-            quiet = loop.time() - self._last_envelope >= idle
+            # Quiet means nothing for ``idle`` seconds during this call, not merely since the
+            # last envelope: what is in flight when we are called gets its chance to arrive.
+            quiet = loop.time() - max(self._last_envelope, started) >= idle
             if quiet and self._connected.is_set() and await self._outbox_settled():
                 break
             await asyncio.sleep(min(0.05, idle / 4))

@@ -136,9 +136,10 @@ def _relay_error(response: httpx.Response) -> RelayError:
 class HttpRelay:
     """A relay over HTTP(S) and its WebSocket."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient, *, websocket_sends: bool = True) -> None:
         self.url = url.rstrip("/")
         self._http = client
+        self._sender = WebSocketSender(self.url) if websocket_sends else None
 
     async def _request(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, body: api.Model | None = None
@@ -210,6 +211,9 @@ class HttpRelay:
         return _object(self._json(response))
 
     async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        """Over the send WebSocket (or HTTP, when built with ``websocket_sends=False``)."""
+        if self._sender is not None:
+            return await self._sender.send(mailbox_id, token, message_id, payload)
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/messages"
         body = api.SendMessage(message_id=message_id, payload=payload)
         response = await self._request(
@@ -217,16 +221,12 @@ class HttpRelay:
         )
         return _model(api.SendResult, self._json(response)).duplicate
 
+    async def aclose(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
+
     async def connect(self) -> WebSocketDrain:
-        ws_url = "ws" + self.url.removeprefix("http") + "/v1/ws"
-        try:
-            socket = await asyncio.wait_for(
-                websockets.connect(ws_url, max_size=MAX_FRAME_BYTES, open_timeout=CONNECT_TIMEOUT_S),
-                CONNECT_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError, websockets.WebSocketException) as e:
-            raise RelayUnavailableError(f"delivery connection failed: {type(e).__name__}") from None
-        drain = WebSocketDrain(socket)
+        drain = WebSocketDrain(await _open_socket(self.url))
         try:
             await drain.start()
         except BaseException:
@@ -363,23 +363,144 @@ class WebSocketDrain:
         await self.close()
 
 
+class WebSocketSender:
+    """The send connection: a WebSocket that subscribes to nothing and carries ``send`` frames.
+
+    Cheaper per envelope than an HTTP request, and apart from the drain connection, so what we
+    send is not tied to the mailboxes we read (relay-protocol §4). Each send waits for its own
+    ``sent`` / ``send_failed`` answer, matched by envelope id; a lost connection fails the sends
+    in flight with RelayUnavailableError (the outbox retries them under the same ids, and the
+    relay answers "duplicate" for any it had stored).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._socket: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[bytes, list[asyncio.Future[frames.Sent | frames.SendFailed]]] = {}
+        self._connecting = asyncio.Lock()
+
+    async def _connected(self) -> ClientConnection:
+        async with self._connecting:
+            if self._socket is None:
+                socket = await _open_socket(self._url)
+                try:
+                    first = frames.decode_server_frame(
+                        await asyncio.wait_for(socket.recv(), CONNECT_TIMEOUT_S)
+                    )
+                except (OSError, TimeoutError, websockets.WebSocketException, DecodeError) as e:
+                    await socket.close()
+                    raise RelayUnavailableError(f"no challenge from the relay: {type(e).__name__}") from None
+                if not isinstance(first, frames.Challenge):
+                    await socket.close()
+                    raise RelayUnavailableError("the relay did not start with a challenge")
+                self._socket = socket
+                self._reader = asyncio.create_task(self._read(socket))
+            return self._socket
+
+    async def _read(self, socket: ClientConnection) -> None:
+        reason = "closed"
+        try:
+            async for text in socket:
+                try:
+                    frame = frames.decode_server_frame(text)
+                except DecodeError:
+                    continue
+                if isinstance(frame, frames.Sent | frames.SendFailed):
+                    self._answer(frame)
+            reason = f"closed by the relay ({socket.close_code})"
+        except (OSError, websockets.WebSocketException) as e:
+            reason = f"connection lost ({type(e).__name__})"
+        finally:
+            if self._socket is socket:
+                self._socket = None
+            pending, self._pending = self._pending, {}
+            for waiters in pending.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(RelayUnavailableError(reason))
+
+    def _answer(self, frame: frames.Sent | frames.SendFailed) -> None:
+        waiters = self._pending.get(frame.id)
+        if not waiters:
+            return
+        waiter = waiters.pop(0)
+        if not waiters:
+            del self._pending[frame.id]
+        if not waiter.done():
+            waiter.set_result(frame)
+
+    async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        socket = await self._connected()
+        waiter: asyncio.Future[frames.Sent | frames.SendFailed] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(message_id, []).append(waiter)
+        try:
+            await socket.send(frames.encode(frames.Send(mailbox_id, token, message_id, payload)))
+            answer = await asyncio.wait_for(asyncio.shield(waiter), HTTP_TIMEOUT_S)
+        except (OSError, websockets.WebSocketException) as e:
+            raise RelayUnavailableError(f"connection lost ({type(e).__name__})") from None
+        except TimeoutError:
+            raise RelayUnavailableError("the relay did not answer the send") from None
+        finally:
+            waiters = self._pending.get(message_id)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._pending[message_id]
+        if isinstance(answer, frames.SendFailed):
+            # The relay's codes: "not_found" (unknown mailbox or wrong token) or "unavailable".
+            status = 404 if answer.code == "not_found" else 503
+            raise RelayError(status, answer.code, "the relay refused the envelope")
+        return answer.duplicate
+
+    async def close(self) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+
+async def _open_socket(url: str) -> ClientConnection:
+    ws_url = "ws" + url.removeprefix("http") + "/v1/ws"
+    try:
+        return await asyncio.wait_for(
+            websockets.connect(
+                ws_url, max_size=MAX_FRAME_BYTES, open_timeout=CONNECT_TIMEOUT_S, compression=None
+            ),
+            CONNECT_TIMEOUT_S,
+        )
+    except (OSError, TimeoutError, websockets.WebSocketException) as e:
+        raise RelayUnavailableError(f"connection failed: {type(e).__name__}") from None
+
+
 class HttpNetwork:
     """Relays over real HTTP(S) and WebSockets: one pooled httpx client for all of them."""
 
     def __init__(
-        self, *, timeout: float = HTTP_TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        *,
+        timeout: float = HTTP_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+        websocket_sends: bool = True,
     ) -> None:
         self._http = httpx.AsyncClient(
             timeout=timeout, transport=transport, follow_redirects=False, headers={"user-agent": "sotto"}
         )
+        self._websocket_sends = websocket_sends
         self._relays: dict[str, HttpRelay] = {}
 
     def relay(self, url: str) -> HttpRelay:
         key = url.rstrip("/")
         found = self._relays.get(key)
         if found is None:
-            found = self._relays[key] = HttpRelay(key, self._http)
+            found = self._relays[key] = HttpRelay(key, self._http, websocket_sends=self._websocket_sends)
         return found
 
     async def aclose(self) -> None:
+        for relay in self._relays.values():
+            await relay.aclose()
         await self._http.aclose()

@@ -177,3 +177,8 @@ def confirm_sent(ctx: Context, item_id: OutboxItemId) -> list[Event]:
         return []
     tx.messages.advance(message.row_id, MessageState.SENT)
     return [MessageSent(message.message_id)]
+
+
+def confirm_sent_all(ctx: Context, item_ids: list[OutboxItemId]) -> list[Event]:
+    """:func:`confirm_sent` for several envelopes in one transaction."""
+    return [event for item_id in item_ids for event in confirm_sent(ctx, item_id)]
