@@ -126,11 +126,9 @@ def relay_db(tmp_path: Path) -> Path:
 
 
 def _mailbox(db: Path, auth_key: bytes, payload: bytes = bytes(256)) -> None:
+    mailbox = os.urandom(16)
     with sqlite3.connect(db) as conn:
-        conn.execute(
-            "INSERT INTO mailboxes VALUES (?, ?, ?, 30, 1, 31)", (os.urandom(16), auth_key, bytes(32))
-        )
-        mailbox = conn.execute("SELECT mailbox_id FROM mailboxes").fetchone()[0]
+        conn.execute("INSERT INTO mailboxes VALUES (?, ?, ?, 30, 1, 31)", (mailbox, auth_key, bytes(32)))
         conn.execute("INSERT INTO envelopes VALUES (?, 1, ?, 1, ?)", (mailbox, os.urandom(16), payload))
 
 
@@ -163,10 +161,29 @@ def test_a_sender_id_in_a_mailbox_row_is_found(relay_db: Path) -> None:
 
 
 def test_plaintexts_and_addresses_are_found_in_any_form(relay_db: Path) -> None:
-    _mailbox(relay_db, os.urandom(32), payload="a secret text".encode("utf-16-le") + bytes([127, 0, 0, 1]))
+    _mailbox(relay_db, os.urandom(32), payload="a secret text".encode("utf-16-le") + b"::ffff:127.0.0.1")
     found = _findings(relay_db, ["a secret text"])
     assert found.count("plaintext") >= 1
     assert found.count("ip") >= 1
+
+
+def _ip_hits(db: Path) -> list[str]:
+    return [hit.where for hit in _findings(db, []).hits if hit.needle.kind == "ip" and not hit.allowed]
+
+
+def test_a_packed_address_in_a_short_value_is_found(relay_db: Path) -> None:
+    _mailbox(relay_db, os.urandom(8) + bytes([1, 0, 0, 127]) + os.urandom(20))
+    assert _ip_hits(relay_db) == ["row of mailboxes.auth_key"]
+
+
+def test_an_address_as_an_integer_is_found(relay_db: Path) -> None:
+    _mailbox(relay_db, os.urandom(32))
+    with sqlite3.connect(relay_db) as conn:
+        conn.execute("UPDATE mailboxes SET ttl_days = 2130706433")
+    assert _ip_hits(relay_db) == ["row of mailboxes.ttl_days"]
+
+
+def test_other_files_are_searched_as_text() -> None:
     log = {"relay.log": b"INFO something 2130706433\n"}
     assert evidence.search(log, evidence.ip_needles(["127.0.0.1"])).count("ip") == 1
     uuid_form = {"relay.log": b"sender 00010203-0405-0607-0809-0a0b0c0d0e0f"}

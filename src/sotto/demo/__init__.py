@@ -66,7 +66,7 @@ def run(workdir: Path | None = None) -> Result:
             for line in log.read_text(errors="replace").splitlines():
                 show.say(f"  [dim]│[/] {escape(line)}")
         findings = _search(story, data, log, live_files, live_tables)
-        return _conclude(findings, time.monotonic() - started)
+        return _conclude(findings, story, time.monotonic() - started)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -118,10 +118,16 @@ def _search(
     )
 
 
-def _conclude(findings: evidence.Findings, seconds: float) -> Result:
+def _conclude(findings: evidence.Findings, story: Story, seconds: float) -> Result:
     show.section(12, "What the relay's files contain")
+    show.say(
+        f"  looked for {len(set(story.texts))} texts sent (UTF-8, UTF-16),"
+        f" {len(story.account_ids)} account ids (raw, hex, base64url, UUID) and {HOST}"
+        " (text, decimal, IPv4-mapped, UTF-16; packed or as an integer in any table cell)"
+    )
     for name, size in findings.searched.items():
         show.say(f"  searched {name} ({size:,} bytes)")
+    show.say("  and every cell of every table, while the relay ran and after it stopped")
     result = Result(findings.count("plaintext"), findings.count("sender"), findings.count("ip"), seconds)
     tables = ", ".join(findings.allowed_tables()) or "none"
     show.say(
