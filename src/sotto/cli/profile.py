@@ -22,6 +22,8 @@ from sotto.cli.failures import ExitCode, Where, fail, reported
 from sotto.client.sdk import STORE_FILE, Client
 
 DEFAULT_HOME = Path("~/.sotto")
+SHORT_PASSPHRASE = 10
+"""Below this many characters ``sotto init`` warns (several words are better than one)."""
 PASSPHRASE_ENV = "SOTTO_PASSPHRASE"  # noqa: S105 (the variable's name, not a passphrase)
 
 ProfileOption = Annotated[
@@ -55,6 +57,10 @@ def passphrase(*, new: bool = False) -> str:
     entered: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=new)
     if not entered.strip():
         fail("an empty passphrase protects nothing", code=ExitCode.USAGE)
+    if new and len(entered) < SHORT_PASSPHRASE:
+        render.warn(
+            "a short passphrase is quick to guess for anyone who copies your store; consider a longer one"
+        )
     return entered
 
 
