@@ -422,3 +422,24 @@ def test_the_outbox_backs_off_while_the_relay_is_down() -> None:
             assert texts((await settle(bob))[bob]) == ["q0", "q1", "q2"]
 
     run(main)
+
+
+def test_a_contact_request_to_a_vanished_invite_fails_visibly() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob = await client(net, "Alice"), await client(net, "Bob")
+        async with alice, bob:
+            invite = await alice.create_invite()
+            relay = net.relay(URL)
+            relay.mailboxes.clear()  # the invite's mailbox is gone (expired) before Bob writes
+            await bob.accept_invite(invite.link, "Alice")
+            bob_outbox = bob.pending_outbox()
+            for _ in range(10):
+                await bob.flush()
+            events = await bob.sync(timeout=1, idle=0.05)
+            failed = of(ev.SendFailed, events)
+            assert bob_outbox == 1 and bob.pending_outbox() == 0
+            assert [f.reason for f in failed] == ["not_found"]
+            assert not bob.is_ready("Alice")
+
+    run(main)

@@ -117,7 +117,11 @@ class MessageSent:
 
 @dataclass(frozen=True, slots=True)
 class SendFailed:
-    """The relay refused an envelope for good (unknown mailbox or token); it left the outbox."""
+    """The relay refused an envelope for good (unknown mailbox or token); it left the outbox.
+
+    ``message_id`` is the text's id, or the envelope's own id for one that carried no text (a
+    contact request to an invite that was used meanwhile, a receipt).
+    """
 
     message_id: MessageId
     reason: str

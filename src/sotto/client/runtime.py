@@ -527,12 +527,11 @@ def run_transaction(store: Store, fn: Callable[[Transaction], T]) -> T:
 
 
 def _drop(tx: Transaction, *, item_id: OutboxItemId) -> list[MessageId]:
-    """Remove a refused envelope; the messages it carried, if this was their last one."""
+    """Remove a refused envelope; the id to report: its message's, or the envelope's own for one
+    that carried no history entry (a contact request, a receipt)."""
     item = tx.outbox.get(item_id)
     if item is None:
         return []
     tx.outbox.remove(item_id)
-    if item.message_row is None:
-        return []
-    message = tx.messages.get(item.message_row)
-    return [] if message is None else [message.message_id]
+    message = None if item.message_row is None else tx.messages.get(item.message_row)
+    return [item.message_id if message is None else message.message_id]
