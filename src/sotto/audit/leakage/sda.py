@@ -5,7 +5,7 @@ For a target pseudonym B (a cluster from :mod:`~sotto.audit.leakage.linking`) th
 each envelope pushed to one of B's mailboxes and counts, per other cluster, the deposits into that
 cluster's mailboxes within ``w`` seconds after it: a receipt or a reply from B lands in its
 correspondent's mailbox soon after B received. Each candidate v is scored
-``z = (count − n·λ_v·w) / √(n·λ_v·w + 1)`` with λ_v v's background deposit rate, per mailbox of
+``z = (count − n·λ_v·w) / √(n·λ_v·w + 1)`` with λ_v v's deposit rate outside B's windows, per mailbox of
 B, and ranked by its best score over B's mailboxes (with per-contact mailboxes, each of B's
 mailboxes hears from one contact only, which sharpens the attack).
 
@@ -36,8 +36,9 @@ class Events:
     """Deposit times, sorted."""
     dep_cluster: I64
     """Recipient cluster of each sorted deposit."""
-    rate: F64
-    """Deposits per second into each cluster."""
+    total: F64
+    """Deposits into each cluster over the whole tap."""
+    duration: float
     push_by_mailbox: dict[int, F64]
     """Tap mailbox → sorted push times."""
     clusters: int
@@ -49,7 +50,7 @@ def events(tap: Tap, linking: Linking) -> Events:
     order = np.argsort(tap.dep_t, kind="stable")
     dep_t = tap.dep_t[order]
     dep_cluster = linking.mailbox_cluster[tap.dep_mailbox[order]]
-    rate = np.bincount(dep_cluster, minlength=linking.clusters) / max(tap.duration_s, 1.0)
+    total = np.bincount(dep_cluster, minlength=linking.clusters).astype(np.float64)
     push_by_mailbox: dict[int, F64] = {}
     if len(tap.push_t):
         porder = np.lexsort((tap.push_t, tap.push_mailbox))
@@ -64,16 +65,44 @@ def events(tap: Tap, linking: Linking) -> Events:
     for s, r, t in zip(senders[known].tolist(), recipients.tolist(), tap.dep_t[known].tolist(), strict=True):
         if s != r:
             direct.setdefault((s, r), []).append(t)
-    return Events(dep_t, dep_cluster, rate, push_by_mailbox, linking.clusters, direct)
+    return Events(
+        dep_t, dep_cluster, total, max(tap.duration_s, 1.0), push_by_mailbox, linking.clusters, direct
+    )
+
+
+def window_counts(ev: Events, target_times: F64, window: float) -> F64:
+    """Per cluster, the deposits within ``window`` seconds after each of ``target_times``."""
+    lo = np.searchsorted(ev.dep_t, target_times, side="right")
+    hi = np.searchsorted(ev.dep_t, target_times + window, side="right")
+    return np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters).astype(np.float64)
+
+
+def covered(target_times: F64, window: float) -> float:
+    """Seconds inside at least one window (the windows of a burst overlap)."""
+    if not len(target_times):
+        return 0.0
+    gaps = np.diff(np.sort(target_times))
+    return float(np.minimum(gaps, window).sum() + window)
+
+
+def background(ev: Events, target_times: F64, window: float) -> F64:
+    """Each candidate's deposit rate *outside* every window of the target (a rate over the whole
+    trace would count the very events the target caused, and hide a correspondent whose traffic
+    the target dominates)."""
+    inside = window_counts(ev, target_times, window)
+    return np.maximum(ev.total - inside, 0.0) / max(ev.duration - covered(target_times, window), 1.0)
+
+
+def z_scores(counts: F64, n: int, rate: F64, window: float) -> F64:
+    expected = n * window * rate
+    return (counts - expected) / np.sqrt(expected + 1.0)
 
 
 def sda_scores(ev: Events, target_times: F64, window: float, exclude: int) -> F64:
     """z-scores of every cluster after ``target_times`` (one mailbox's pushes)."""
-    lo = np.searchsorted(ev.dep_t, target_times, side="right")
-    hi = np.searchsorted(ev.dep_t, target_times + window, side="right")
-    counts = np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters).astype(np.float64)
-    expected = len(target_times) * ev.rate * window
-    z = (counts - expected) / np.sqrt(expected + 1.0)
+    counts = window_counts(ev, target_times, window)
+    rate = np.maximum(ev.total - counts, 0.0) / max(ev.duration - covered(target_times, window), 1.0)
+    z = z_scores(counts, len(target_times), rate, window)
     z[exclude] = -np.inf
     return z
 
@@ -127,6 +156,7 @@ def messages_to_identify(
     times = ev.push_by_mailbox.get(mailbox)
     if window is None or times is None or limit <= 0:
         return k_direct if k_direct is not None and k_direct <= budget else None
+    rate = background(ev, times, window)
     counts = np.zeros(ev.clusters)
     included = 0
     n_target = 0
@@ -142,8 +172,7 @@ def messages_to_identify(
             included = upto
         if n_target == 0:
             continue
-        expected = n_target * ev.rate * window
-        z = (counts - expected) / np.sqrt(expected + 1.0)
+        z = z_scores(counts, n_target, rate, window)
         z[target] = -np.inf
         zc = z[correspondent]
         if zc > 0 and zc >= z.max() and int((z >= zc).sum()) == 1:
