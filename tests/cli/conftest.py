@@ -33,8 +33,9 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
         yield process
 
 
-@pytest.fixture(autouse=True)
-def fast_stores(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def fast_stores() -> Iterator[None]:
+    """New stores get the test Argon2 setting (opening one uses the setting it was made with)."""
     create = Client.create.__func__  # type: ignore[attr-defined]
 
     async def fast(cls: type[Client], *args: Any, **kwargs: Any) -> Client:
@@ -42,7 +43,13 @@ def fast_stores(monkeypatch: pytest.MonkeyPatch) -> None:
         client: Client = await create(cls, *args, **kwargs)
         return client
 
-    monkeypatch.setattr(Client, "create", classmethod(fast))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Client, "create", classmethod(fast))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Settings, "debug", False)
 
 
