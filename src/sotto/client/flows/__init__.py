@@ -18,6 +18,7 @@ Every outgoing envelope is::
 Modules: :mod:`.context` (who we are, commands, outcomes), :mod:`.account` (registration and
 prekeys), :mod:`.mailboxes` (per-contact mailboxes, rotation), :mod:`.sending` (1:1 texts,
 receipts, typing, the outbox), :mod:`.groups` (sender keys over per-member sealed envelopes),
-:mod:`.invites` (both sides of the invite handshake), :mod:`.receiving` (opening and applying
-envelopes, and the receive policy), :mod:`.safety` (safety numbers).
+:mod:`.invites` (both sides of the invite handshake), :mod:`.prekeys` (PreKey messages and
+their bookkeeping), :mod:`.receiving` (opening and applying envelopes, and the receive policy),
+:mod:`.safety` (safety numbers).
 """
