@@ -31,7 +31,7 @@ from tests.cli.conftest import PASSPHRASE, Sotto, flat, make_profile
 
 COMMANDS = (
     *("server", "init", "invite", "accept", "send", "listen", "contacts", "history", "group"),
-    *("verify", "export", "rotate"),
+    *("verify", "export", "rotate", "audit"),
 )
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from sotto.cli import audit
 from sotto.cli.commands import account, contacts, groups, messages, server
 from sotto.cli.failures import Settings
 
@@ -49,6 +50,7 @@ app.command(rich_help_panel="Messages")(messages.send)
 app.command(rich_help_panel="Messages")(messages.listen)
 app.command(rich_help_panel="Messages")(messages.history)
 app.add_typer(groups.group_app, rich_help_panel="Messages")
+app.add_typer(audit.app, rich_help_panel="Relay")
 
 
 def main() -> None:
