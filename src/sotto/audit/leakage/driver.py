@@ -634,7 +634,9 @@ class Driver:
             self.drain[u] = []
         sending = self.send_conn[u]
         if sending >= 0:
-            self.tap.send_close[sending] = min(t, self.last_send[u] + SEND_IDLE_CLOSE_S)
+            # The app closes both sockets together; the relay sees the two closes milliseconds apart.
+            closed = t + self.fast.uniform(0.0, 0.05)
+            self.tap.send_close[sending] = min(closed, self.last_send[u] + SEND_IDLE_CLOSE_S)
             self.send_conn[u] = -1
 
     def _close_drain(self, ctx: RelayContext, conn: _Conn, t: float) -> None:

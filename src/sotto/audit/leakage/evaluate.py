@@ -98,6 +98,8 @@ class TapAttack:
     events: sda.Events
     cluster_owner: NDArray[np.int64]
     user_cluster: dict[int, int]
+    deposit_of_text: NDArray[np.int64]
+    """Scoring only: the deposit that carried each text."""
 
 
 def attack_tap(run: RunResult) -> TapAttack:
@@ -115,7 +117,7 @@ def attack_tap(run: RunResult) -> TapAttack:
     for m, c in enumerate(linking.mailbox_cluster.tolist()):
         per_user.setdefault(int(owners[m]), Counter())[c] += 1
     user_cluster = {u: v.most_common(1)[0][0] for u, v in per_user.items()}
-    return TapAttack(linking, events, cluster_owner, user_cluster)
+    return TapAttack(linking, events, cluster_owner, user_cluster, _deposit_index(truth))
 
 
 def tap_edges(
@@ -128,7 +130,6 @@ def tap_edges(
     budget: int,
     with_mti: bool = True,
 ) -> EdgeMetrics:
-    tap, truth = run.tap, run.truth
     ev, lk = attack.events, attack.linking
     n = population.users
     members: dict[int, list[int]] = {}
@@ -161,7 +162,6 @@ def tap_edges(
         out.top1, out.map, out.recall_at_degree = (float(x) for x in arr.mean(axis=0))
         out.chance_top1 /= len(scores)
         out.direct_fraction = direct_top / len(scores)
-    del tap, truth
     return out
 
 
@@ -191,8 +191,7 @@ def _mti(
     sel = sel[np.argsort(tap.push_t[sel], kind="stable")]
     push_times = tap.push_t[sel]
     texts = truth.push_text[sel]
-    deposit_of_text = _deposit_index(truth)
-    deposits = deposit_of_text[texts]
+    deposits = attack.deposit_of_text[texts]
     direct = attack.linking.deposit_cluster[deposits] == cluster_a
     return sda.messages_to_identify(
         attack.events,
@@ -386,29 +385,30 @@ def dump_edges(run: RunResult, attack: DumpAttack, population: Population, targe
         direct.setdefault(ru, Counter())[su] += count
         direct.setdefault(su, Counter())[ru] += count
     # Day-level co-activity: which units were active on the target's active days.
-    day_units: dict[int, list[bytes]] = {}
-    for m, days in attack.unit_days.items():
-        for d in days:
-            day_units.setdefault(d, []).append(m)
-    activity = {m: len(days) for m, days in attack.unit_days.items()}
-    total_days = max(1, len(day_units))
+    units = list(attack.unit_days)
+    index = {m: i for i, m in enumerate(units)}
+    days = sorted({d for ds in attack.unit_days.values() for d in ds})
+    day_index = {d: i for i, d in enumerate(days)}
+    active = np.zeros((len(units), max(1, len(days))), dtype=np.float64)
+    for m, ds in attack.unit_days.items():
+        for d in ds:
+            active[index[m], day_index[d]] = 1.0
+    activity = active.sum(axis=1)
+    owners = np.array([unit_owner[m] for m in units], dtype=np.int64)
     scores = []
     rng = np.random.default_rng(0)
     for b in targets.users:
         neighbors = population.neighbors[b]
         ranked: list[int] = [u for u, _ in direct.get(b, Counter()).most_common() if u != b]
-        if len(ranked) < TOP:
-            co: Counter[bytes] = Counter()
-            target_days: set[int] = set()
-            for m in owned.get(b, []):
-                target_days |= attack.unit_days[m]
-            for d in target_days:
-                co.update(day_units.get(d, []))
-            expected = {m: len(target_days) * activity[m] / total_days for m in co}
+        if len(ranked) < TOP and units:
+            mine = [index[m] for m in owned.get(b, [])]
+            target_days = active[mine].max(axis=0) if mine else np.zeros(active.shape[1])
+            co = active @ target_days
+            expected = target_days.sum() * activity / max(1, len(days))
             # Ties broken at random: a day-level dump rarely separates anyone.
-            order = sorted(co, key=lambda m: (-(co[m] - expected[m]), rng.random()))
-            for m in order:
-                u = unit_owner[m]
+            score = co - expected + rng.random(len(units)) * 1e-6
+            for i in np.argsort(-score).tolist():
+                u = int(owners[i])
                 if u != b and u not in ranked:
                     ranked.append(u)
                 if len(ranked) >= TOP:

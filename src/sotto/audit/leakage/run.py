@@ -156,6 +156,11 @@ def held_out(job: _Job, progress: Callable[[float], None] | None = None) -> dict
     }
 
 
+def evaluate_design(config: BenchConfig, design: str, seed: int, window: float | None) -> dict[str, Any]:
+    """One design on one seed with a given disclosure window (what a held-out run does)."""
+    return held_out(_Job(config, design, seed, config.days, False, window))
+
+
 def _curve(mti: list[int | None]) -> dict[str, float]:
     """Fraction of targets whose strongest correspondent is identified within k messages."""
     n = len(mti)

@@ -42,8 +42,8 @@ class Events:
     push_by_mailbox: dict[int, F64]
     """Tap mailbox → sorted push times."""
     clusters: int
-    direct: dict[tuple[int, int], list[float]]
-    """(sender cluster, recipient cluster) → deposit times, where the tap can tell the sender."""
+    direct: dict[int, dict[int, int]]
+    """Cluster → other cluster → deposits between them (either way) whose sender the tap can tell."""
 
 
 def events(tap: Tap, linking: Linking) -> Events:
@@ -58,13 +58,15 @@ def events(tap: Tap, linking: Linking) -> Events:
         cuts = np.nonzero(np.diff(mailboxes))[0] + 1
         for chunk_m, chunk_t in zip(np.split(mailboxes, cuts), np.split(times, cuts), strict=True):
             push_by_mailbox[int(chunk_m[0])] = chunk_t
-    direct: dict[tuple[int, int], list[float]] = {}
+    direct: dict[int, dict[int, int]] = {}
     senders = linking.deposit_cluster
     known = np.nonzero(senders >= 0)[0]
     recipients = linking.mailbox_cluster[tap.dep_mailbox[known]]
-    for s, r, t in zip(senders[known].tolist(), recipients.tolist(), tap.dep_t[known].tolist(), strict=True):
+    for s, r in zip(senders[known].tolist(), recipients.tolist(), strict=True):
         if s != r:
-            direct.setdefault((s, r), []).append(t)
+            mine, theirs = direct.setdefault(s, {}), direct.setdefault(r, {})
+            mine[r] = mine.get(r, 0) + 1
+            theirs[s] = theirs.get(s, 0) + 1
     return Events(
         dep_t, dep_cluster, total, max(tap.duration_s, 1.0), push_by_mailbox, linking.clusters, direct
     )
@@ -111,12 +113,7 @@ def rank(
     ev: Events, target: int, target_mailboxes: list[int], window: float | None, top: int
 ) -> list[tuple[int, float, bool]]:
     """Candidate clusters for ``target``, best first: (cluster, score, read directly)."""
-    direct: dict[int, int] = {}
-    for (s, r), seen in ev.direct.items():
-        if r == target and s != target:
-            direct[s] = direct.get(s, 0) + len(seen)
-        elif s == target and r != target:
-            direct[r] = direct.get(r, 0) + len(seen)
+    direct = ev.direct.get(target, {})
     out = [(c, float(n), True) for c, n in sorted(direct.items(), key=lambda x: -x[1])][:top]
     if window is None or len(out) >= top:
         return out
