@@ -142,14 +142,14 @@ def _coopen_pairs(
         ts = np.asarray(times)
         lo = np.searchsorted(t, ts - window, side="left")
         hi = np.searchsorted(t, ts + window, side="right")
-        idx = _ranges(lo, hi)
-        counts = np.bincount(mb[idx], minlength=n).astype(np.float64)
-        counts[m] = 0.0
-        expected = len(ts) * rate * 2 * window
+        near, counts = np.unique(mb[_ranges(lo, hi)], return_counts=True)
+        keep = near != m
+        near, counts = near[keep], counts[keep].astype(np.float64)
+        expected = len(ts) * rate[near] * 2 * window
         z = (counts - expected) / np.sqrt(expected + 1.0)
         top = np.nonzero(z >= min_z)[0]
         if len(top):
-            best[m] = set(top[np.argsort(-z[top])][:64].tolist())
+            best[m] = set(near[top[np.argsort(-z[top])][:64]].tolist())
     return [(a, b) for a, partners in best.items() for b in partners if a < b and a in best.get(b, ())]
 
 

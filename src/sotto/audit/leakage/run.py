@@ -232,10 +232,13 @@ def run(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]
 
         return report
 
-    trained: dict[str, dict[str, Any]] = {}
-    for result in _map(config, train, jobs_train, tick, "train"):
-        trained[result["design"]] = result
+    def finished() -> None:
+        nonlocal done
         done += 1
+
+    trained: dict[str, dict[str, Any]] = {}
+    for result in _map(config, train, jobs_train, tick, stage="train", finished=finished):
+        trained[result["design"]] = result
     jobs_eval = [
         replace(
             _Job(config, d.name, seed, config.days, False),
@@ -244,10 +247,7 @@ def run(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]
         for seed in config.eval_seeds
         for d in designs
     ]
-    evaluated: list[dict[str, Any]] = []
-    for result in _map(config, held_out, jobs_eval, tick, "held-out"):
-        evaluated.append(result)
-        done += 1
+    evaluated = _map(config, held_out, jobs_eval, tick, stage="held-out", finished=finished)
     if progress is not None:
         progress("calibration toys", 1.0)
     toys = calibration_toys()
@@ -290,14 +290,20 @@ def _map(
     fn: Callable[[_Job, Callable[[float], None] | None], dict[str, Any]],
     jobs: list[_Job],
     tick: Callable[[str], Callable[[float], None]],
+    *,
     stage: str,
+    finished: Callable[[], None],
 ) -> list[dict[str, Any]]:
-    if config.jobs <= 1 or len(jobs) <= 1:
-        return [fn(job, tick(f"{stage}: {job.design} (seed {job.seed})")) for job in jobs]
     out: list[dict[str, Any]] = []
+    if config.jobs <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            out.append(fn(job, tick(f"{stage}: {job.design} (seed {job.seed})")))
+            finished()
+        return out
     with ProcessPoolExecutor(max_workers=config.jobs) as pool:
         futures = [pool.submit(fn, job, None) for job in jobs]
         for job, future in zip(jobs, futures, strict=True):
-            tick(f"{stage}: {job.design} (seed {job.seed})")(0.0)
             out.append(future.result())
+            finished()
+            tick(f"{stage}: {job.design} (seed {job.seed}) done")(0.0)
     return out
