@@ -173,7 +173,10 @@ def test_a_text_sent_before_a_relay_restart_arrives_after_it(how: str, tmp_path:
                 for i in range(10):
                     await alice.send_text("Bob", f"before the restart {i}")
                 assert await alice.flush() == 0  # committed by the relay
-                relay.kill() if how == "SIGKILL" else relay.stop()
+                if how == "SIGKILL":
+                    relay.kill()
+                else:
+                    relay.stop()
                 await relay.astart()
                 await alice.send_text("Bob", "after the restart")
                 async with await reopen(tmp_path, "Bob") as bob:

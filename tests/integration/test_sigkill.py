@@ -151,6 +151,10 @@ def test_two_senders_through_repeated_sigkills_lose_and_repeat_nothing(tmp_path:
         relay.kill()  # the last word is a kill too
         assert integrity(relay.db_path) == "ok"
         report["envelopes_left_after_final_kill"] = pending_envelopes(relay.db_path)
+        # Whatever the kills cut short, the relay never logged an error or a traceback.
+        output = relay.output().decode(errors="replace").splitlines()
+        assert not [line for line in output if "Traceback" in line or line.startswith(("ERROR", "CRITICAL"))]
+        report["relay_output_lines"] = Counter(line.split(" {")[0] for line in output)
     finally:
         if relay.running:
             relay.kill()
