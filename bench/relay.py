@@ -648,21 +648,26 @@ async def measure_relay(server: Server, settings: Settings) -> tuple[Load, Load,
     return peak, half, rss_idle, rss_loaded
 
 
-async def one_run(settings: Settings, workdir: Path) -> RunResult:
+async def measure_kind(kind: str, settings: Settings, workdir: Path) -> tuple[Load, Load, float, float]:
+    server = Server(kind, cores()[0], workdir)
+    server.start()
+    try:
+        return await measure_relay(server, settings)
+    finally:
+        server.stop()
+
+
+async def one_run(settings: Settings, workdir: Path, number: int) -> RunResult:
+    """One run; odd runs measure the Sotto relay first, so a drift in the machine's speed does
+    not always favour the same side."""
     server_core, _ = cores()
     disturbance = Disturbance()
-    minimal = Server("minimal", server_core, workdir)
-    minimal.start()
-    try:
-        m_peak, m_half, _, m_rss = await measure_relay(minimal, settings)
-    finally:
-        minimal.stop()
-    sotto = Server("sotto", server_core, workdir)
-    sotto.start()
-    try:
-        s_peak, s_half, s_rss_idle, s_rss = await measure_relay(sotto, settings)
-    finally:
-        sotto.stop()
+    if number % 2:
+        s_peak, s_half, s_rss_idle, s_rss = await measure_kind("sotto", settings, workdir)
+        m_peak, m_half, _, m_rss = await measure_kind("minimal", settings, workdir)
+    else:
+        m_peak, m_half, _, m_rss = await measure_kind("minimal", settings, workdir)
+        s_peak, s_half, s_rss_idle, s_rss = await measure_kind("sotto", settings, workdir)
     fresh = Server("sotto", server_core, workdir)
     fresh.start()
     try:
@@ -825,7 +830,7 @@ async def run_all(settings: Settings, workdir: Path) -> tuple[list[RunResult], i
     for number in range(settings.runs):
         tries = []
         for attempt in range(settings.tries):
-            result = await one_run(settings, workdir)
+            result = await one_run(settings, workdir, number)
             tries.append(result)
             print(
                 f"run {number + 1}: {result.sotto_rate:,.0f} vs {result.minimal_rate:,.0f} msg/s, "
