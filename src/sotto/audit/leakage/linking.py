@@ -22,10 +22,14 @@ from sotto.audit.leakage.views import Tap
 
 I64 = NDArray[np.int64]
 
+MAX_COOPEN_CLUSTER = 64
+"""Mailboxes linked by co-opening alone never form a cluster larger than this."""
+
 
 class _UnionFind:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
+        self.size = [1] * n
 
     def find(self, x: int) -> int:
         parent = self.parent
@@ -34,10 +38,11 @@ class _UnionFind:
             x = parent[x]
         return x
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a: int, b: int, limit: int | None = None) -> None:
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
+        if ra != rb and (limit is None or self.size[ra] + self.size[rb] <= limit):
             self.parent[rb] = ra
+            self.size[ra] += self.size[rb]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +82,10 @@ def link(tap: Tap, *, coopen_window_s: float = 2.0, close_tolerance_s: float = 0
     single = [ms for ms in conn_mailboxes.values() if len(ms) == 1]
     if single and len(single) == len(conn_mailboxes) and not authenticated.any():
         method = "co-opening"
-        for a, b in _coopen_pairs(tap, conn_mailboxes, coopen_window_s):
-            uf.union(a, b)
+        # Strongest links first, and no cluster larger than a heavy user's mailbox count: chance
+        # co-openings would otherwise chain thousands of mailboxes into one "user".
+        for _, a, b in sorted(_coopen_pairs(tap, conn_mailboxes, coopen_window_s), reverse=True):
+            uf.union(a, b, limit=MAX_COOPEN_CLUSTER)
     roots: dict[int, int] = {}
     cluster = np.empty(n_mailboxes, dtype=np.int64)
     for m in range(n_mailboxes):
@@ -122,7 +129,7 @@ def _tie_sends(tap: Tap, conn_cluster: I64, tolerance: float) -> I64:
 
 def _coopen_pairs(
     tap: Tap, conn_mailboxes: dict[int, list[int]], window: float, min_z: float = 4.0
-) -> list[tuple[int, int]]:
+) -> list[tuple[float, int, int]]:
     """Mailbox pairs whose connections open within ``window`` of each other far more often than
     chance: each mailbox's best partners by disclosure score, kept when the choice is mutual."""
     conns = np.array(sorted(conn_mailboxes), dtype=np.int64)
@@ -135,7 +142,7 @@ def _coopen_pairs(
     by_mailbox: dict[int, list[float]] = {}
     for m, when in zip(mb.tolist(), t.tolist(), strict=True):
         by_mailbox.setdefault(m, []).append(when)
-    best: dict[int, set[int]] = {}
+    best: dict[int, dict[int, float]] = {}
     for m, times in by_mailbox.items():
         if len(times) < 3:
             continue
@@ -149,8 +156,14 @@ def _coopen_pairs(
         z = (counts - expected) / np.sqrt(expected + 1.0)
         top = np.nonzero(z >= min_z)[0]
         if len(top):
-            best[m] = set(near[top[np.argsort(-z[top])][:64]].tolist())
-    return [(a, b) for a, partners in best.items() for b in partners if a < b and a in best.get(b, ())]
+            pick = top[np.argsort(-z[top])][:64]
+            best[m] = dict(zip(near[pick].tolist(), z[pick].tolist(), strict=True))
+    return [
+        (min(score, best[b][a]), a, b)
+        for a, partners in best.items()
+        for b, score in partners.items()
+        if a < b and a in best.get(b, {})
+    ]
 
 
 def _ranges(lo: I64, hi: I64) -> I64:

@@ -39,10 +39,10 @@ Progress = Callable[[str, float], None]
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
     users: int = 10_000
-    days: float = 7.0
+    days: float = 3.0
     train_seed: int = 1
-    train_days: float | None = None
-    """Days of the training population (default: ``days``); it only chooses windows."""
+    train_days: float | None = 1.0
+    """Days of the training population (None: ``days``); it only chooses windows."""
     eval_seeds: tuple[int, ...] = (2,)
     designs: tuple[str, ...] = tuple(d.name for d in DEFAULT_DESIGNS)
     windows: tuple[float, ...] = WINDOWS
