@@ -19,17 +19,17 @@ SEED = 2
 
 @pytest.fixture(scope="module")
 def whatsapp() -> dict[str, Any]:
-    return evaluate_design(CONFIG, "whatsapp-like", SEED, 2.0)
+    return evaluate_design(CONFIG, "whatsapp-like", SEED, 900.0)
 
 
 @pytest.fixture(scope="module")
 def sealed() -> dict[str, Any]:
-    return evaluate_design(CONFIG, "sealed-immediate", SEED, 2.0)
+    return evaluate_design(CONFIG, "sealed-immediate", SEED, 1.0)
 
 
 @pytest.fixture(scope="module")
 def sotto() -> dict[str, Any]:
-    return evaluate_design(CONFIG, "sotto", SEED, 15.0)
+    return evaluate_design(CONFIG, "sotto", SEED, 30.0)
 
 
 @pytest.mark.slow
