@@ -138,7 +138,7 @@ TABLES: tuple[Table, ...] = (
         "mailboxes",
         "mailbox",
         "A mailbox receives envelopes for its owner; it is anonymous: no account id is stored.",
-        "Until deleted by its owner, or ttl_days after the owner last drained it.",
+        "Until deleted by its owner, or ttl_days (plus up to 6) after the owner last drained it.",
         (
             Column("mailbox_id", "blob", "16 random bytes chosen by the owner."),
             Column("auth_key", "blob", "The owner's Ed25519 public key for this mailbox only."),
@@ -150,8 +150,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "expires_day",
                 "integer",
-                "First day the mailbox is gone: ttl_days after the owner last subscribed, so it also "
-                "says, to the day, when the owner last drained it.",
+                "First day the mailbox is gone: ttl_days to ttl_days + 6 after the owner last drained it. "
+                "A drain moves it forward only in whole weeks, on a weekday fixed per mailbox, so it says "
+                "the week of the last drain, not the day.",
             ),
         ),
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sotto.server.storage import Storage
 from sotto.server.storage.base import (
+    EXPIRY_STEP_DAYS,
     AccountId,
     CreateOutcome,
     KeyCounts,
@@ -11,6 +12,8 @@ from sotto.server.storage.base import (
     PutOutcome,
     UploadOutcome,
     UsernameOutcome,
+    drained_expiry,
+    expiry_phase,
 )
 from tests.server.storage.conftest import (
     DAY,
@@ -286,13 +289,39 @@ def test_ack_deletes_and_unknown_refs_are_ignored(storage: Storage) -> None:
     run(body())
 
 
-def test_touch_moves_expiry(storage: Storage) -> None:
+def test_touch_moves_expiry_in_weekly_steps(storage: Storage) -> None:
     async def body() -> None:
         box = mailbox(ttl=3)
+        phase = expiry_phase(box.mailbox_id)
         await storage.create_mailbox(box)
         await storage.touch_mailboxes([box.mailbox_id, mailbox_id()], DAY + 10)
-        held = (await storage.get_mailboxes([box.mailbox_id]))[box.mailbox_id]
-        assert held.expires_day == DAY + 13
+        first = (await storage.get_mailboxes([box.mailbox_id]))[box.mailbox_id].expires_day
+        assert DAY + 13 <= first <= DAY + 19 and first % EXPIRY_STEP_DAYS == phase
+        # Daily drains leave the stored day alone until the week turns, then move it a week on.
+        seen = [first]
+        for day in range(DAY + 11, DAY + 25):
+            await storage.touch_mailboxes([box.mailbox_id], day)
+            held = (await storage.get_mailboxes([box.mailbox_id]))[box.mailbox_id].expires_day
+            assert day + 3 <= held <= day + 9
+            seen.append(held)
+        assert sorted(set(seen)) == [first, first + 7, first + 14]
+        # A drain never moves the expiry back.
+        await storage.touch_mailboxes([box.mailbox_id], DAY)
+        assert (await storage.get_mailboxes([box.mailbox_id]))[box.mailbox_id].expires_day == first + 14
+
+    run(body())
+
+
+def test_mailboxes_drained_together_move_on_their_own_weekdays(storage: Storage) -> None:
+    async def body() -> None:
+        boxes = [mailbox(ttl=30) for _ in range(40)]
+        for box in boxes:
+            await storage.create_mailbox(box)
+        ids = [b.mailbox_id for b in boxes]
+        await storage.touch_mailboxes(ids, DAY)
+        held = await storage.get_mailboxes(ids)
+        assert {held[m].expires_day for m in ids} == {drained_expiry(m, DAY, 30) for m in ids}
+        assert len({held[m].expires_day for m in ids}) > 1
 
     run(body())
 

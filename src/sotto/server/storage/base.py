@@ -17,6 +17,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NewType, Protocol
 
+EXPIRY_STEP_DAYS = 7
+"""A drain moves a mailbox's expiry forward in whole weeks, on a weekday fixed per mailbox."""
+
+
+def drained_expiry(mailbox_id: bytes, today: int, ttl_days: int) -> int:
+    """The expiry day a drain on ``today`` gives: the first day at least ``ttl_days`` ahead that
+    falls on the mailbox's own weekday (from its random id).
+
+    A mailbox therefore lives between ``ttl_days`` and ``ttl_days + 6`` days after its last drain,
+    and its stored expiry changes at most once a week, on a day that depends on the mailbox and
+    not on its owner: a dump shows the week of the last drain, not the day, and mailboxes of one
+    owner drained together do not change together.
+    """
+    earliest = today + ttl_days
+    return earliest + (expiry_phase(mailbox_id) - earliest) % EXPIRY_STEP_DAYS
+
+
+def expiry_phase(mailbox_id: bytes) -> int:
+    """The mailbox's weekday for expiry moves (``0 ≤ phase < EXPIRY_STEP_DAYS``)."""
+    return int.from_bytes(mailbox_id[:4], "big") % EXPIRY_STEP_DAYS
+
+
 AccountId = NewType("AccountId", bytes)
 MailboxId = NewType("MailboxId", bytes)
 MessageId = NewType("MessageId", bytes)
@@ -229,7 +251,7 @@ class Storage(Protocol):
         ...
 
     async def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId], today: int) -> None:
-        """The owner subscribed: move each mailbox's expiry to ``today + ttl_days``."""
+        """The owner drained: move each mailbox's expiry forward to :func:`drained_expiry` (never back)."""
         ...
 
     async def delete_mailbox(self, mailbox_id: MailboxId) -> None:

@@ -32,6 +32,7 @@ from sotto.server.storage.base import (
     SweepResult,
     UploadOutcome,
     UsernameOutcome,
+    drained_expiry,
 )
 
 
@@ -258,7 +259,9 @@ class MemoryStorage:
         for mailbox_id in mailbox_ids:
             held = self._mailboxes.get(mailbox_id)
             if held is not None:
-                self._mailboxes[mailbox_id] = replace(held, expires_day=today + held.ttl_days)
+                expires_day = drained_expiry(mailbox_id, today, held.ttl_days)
+                if expires_day > held.expires_day:
+                    self._mailboxes[mailbox_id] = replace(held, expires_day=expires_day)
 
     async def delete_mailbox(self, mailbox_id: MailboxId) -> None:
         self._mailboxes.pop(mailbox_id, None)

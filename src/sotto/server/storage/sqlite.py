@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from sotto.crypto.kdf import bytes_equal
 from sotto.errors import RelayStorageError
 from sotto.server.storage.base import (
+    EXPIRY_STEP_DAYS,
     AccountId,
     AccountRecord,
     BundleRecord,
@@ -48,6 +49,7 @@ from sotto.server.storage.base import (
     SweepResult,
     UploadOutcome,
     UsernameOutcome,
+    expiry_phase,
 )
 from sotto.server.storage.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 
@@ -528,9 +530,11 @@ class SqliteStorage:
 
     async def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId], today: int) -> None:
         def op(conn: sqlite3.Connection) -> None:
+            # drained_expiry() in SQL (SQLite's % keeps the sign of the dividend, hence the + 7).
             conn.executemany(
-                "UPDATE mailboxes SET expires_day = ? + ttl_days WHERE mailbox_id = ?",
-                [(today, m) for m in mailbox_ids],
+                "UPDATE mailboxes SET expires_day = MAX(expires_day, ?1 + ttl_days"
+                " + ((?2 - (?1 + ttl_days)) % ?3 + ?3) % ?3) WHERE mailbox_id = ?4",
+                [(today, expiry_phase(m), EXPIRY_STEP_DAYS, m) for m in mailbox_ids],
             )
 
         await self._call(op)
