@@ -5,7 +5,8 @@ compared as hashes, one 404 for unknown mailboxes and wrong tokens, envelopes de
 ``(mailbox, message id)`` and deleted only on ack, unacknowledged envelopes delivered again on the
 next connection, drain subscriptions proven with the mailbox key over the connection's nonce,
 bundles handed out only with an access token and one-time keys consumed. Faults can be switched
-on: the relay offline, connections dropped, every envelope pushed twice.
+on: the relay offline, connections dropped, every envelope pushed twice. Cadence-mode calls
+(``poll``, ``send_alone``) are recorded in :attr:`FakeRelay.requests`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class FakeRelay:
         self.connections: list[FakeDrain] = []
         self.sent = 0
         self.send_attempts = 0
+        self.tick_seconds = 300
+        self.requests: list[tuple[str, bytes]] = []
+        """Cadence-mode requests in order: ("send" | "poll", mailbox id)."""
 
     def _check(self) -> None:
         if not self.online:
@@ -168,6 +172,28 @@ class FakeRelay:
         for connection in self.connections:
             connection.offer(mailbox_id, message_id, payload)
         return False
+
+    async def send_alone(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        self.requests.append(("send", mailbox_id))
+        return await self.send(mailbox_id, token, message_id, payload)
+
+    async def cadence(self) -> api.Cadence:
+        self._check()
+        return api.Cadence(tick_seconds=self.tick_seconds)
+
+    async def poll(
+        self, mailbox_id: bytes, key: SigningKey, ack_ids: Sequence[bytes], limit: int
+    ) -> api.PollResult:
+        self.requests.append(("poll", mailbox_id))
+        self._check()
+        mailbox = self._owned(mailbox_id, key)
+        for message_id in ack_ids:
+            mailbox.envelopes.pop(message_id, None)
+        pending = list(mailbox.envelopes.items())
+        return api.PollResult(
+            envelopes=[api.PolledEnvelope(id=i, day=DAY, payload=p) for i, p in pending[:limit]],
+            more=len(pending) > limit,
+        )
 
     def inject(self, mailbox_id: bytes, message_id: bytes, payload: bytes) -> None:
         """An envelope from someone who holds the delivery token (an attacker, in tests)."""

@@ -141,3 +141,65 @@ def test_both_send_paths_store_once_and_refuse_wrong_tokens(server_url: str, web
         await network.aclose()
 
     run(main)
+
+
+class _CountingProxy:
+    """A TCP proxy in front of the relay that counts the connections it accepts."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65_536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+
+def test_cadence_calls_each_open_their_own_connection(server_url: str) -> None:
+    async def main() -> None:
+        network = HttpNetwork()
+        proxy = _CountingProxy(int(server_url.rsplit(":", 1)[1]))
+        async with proxy as url:
+            relay = network.relay(url)
+            await relay.create_mailbox(body(box := new_mailbox()))
+            pooled = proxy.connections
+            await relay.create_mailbox(body(new_mailbox()))
+            assert proxy.connections == pooled  # ordinary calls reuse their connection
+            assert (await relay.cadence()).tick_seconds == 300
+            mailbox_id, key, token = box
+            message_id = system_rng(16)
+            assert not await relay.send_alone(mailbox_id, token, message_id, pad(b"tick"))
+            first = await relay.poll(mailbox_id, key, [], 8)
+            assert [e.id for e in first.envelopes] == [message_id] and not first.more
+            second = await relay.poll(mailbox_id, key, [message_id], 8)
+            assert second.envelopes == [] and not second.more
+            # cadence, send, poll, poll: four requests, four connections
+            assert proxy.connections == pooled + 4
+            with pytest.raises(RelayError) as refused:
+                await relay.poll(mailbox_id, SigningKey.generate(system_rng), [], 8)
+            assert refused.value.status == 404
+        await network.aclose()
+
+    run(main)

@@ -13,6 +13,10 @@ while it lasts; that is measured, not hidden). A reader task sorts incoming fram
 envelopes into a queue for :meth:`DrainConnection.receive`, ``subscribed`` answers to the
 waiting :meth:`DrainConnection.subscribe` calls in order. Acks go out only when the caller says
 so, which the SDK does after the transaction that consumed the envelope committed.
+
+Cadence mode (relay-protocol §6) uses no WebSocket: :meth:`Relay.poll` drains one mailbox and
+:meth:`Relay.send_alone` sends one envelope, each over HTTP on a connection opened for that one
+request, so the relay sees no two of them on one connection.
 """
 
 from __future__ import annotations
@@ -88,6 +92,21 @@ class Relay(Protocol):
 
     async def connect(self) -> DrainConnection: ...
 
+    # cadence mode (relay-protocol §6): each call on a connection of its own
+    async def cadence(self) -> api.Cadence:
+        """The relay's tick."""
+        ...
+
+    async def poll(
+        self, mailbox_id: bytes, key: SigningKey, ack_ids: Sequence[bytes], limit: int
+    ) -> api.PollResult:
+        """Delete ``ack_ids`` from the mailbox, then take up to ``limit`` pending envelopes."""
+        ...
+
+    async def send_alone(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        """:meth:`send` over HTTP on a fresh connection, tied to no other request."""
+        ...
+
 
 class Network(Protocol):
     """Every relay the client talks to, by URL."""
@@ -136,19 +155,35 @@ def _relay_error(response: httpx.Response) -> RelayError:
 class HttpRelay:
     """A relay over HTTP(S) and its WebSocket."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient, *, websocket_sends: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        websocket_sends: bool = True,
+        fresh: httpx.AsyncClient | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = client
+        self._fresh = fresh or client
         self._sender = WebSocketSender(self.url) if websocket_sends else None
 
     async def _request(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, body: api.Model | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: api.Model | None = None,
+        alone: bool = False,
     ) -> httpx.Response:
+        """One call; with ``alone``, on a connection opened for it and closed after it."""
         content = None if body is None else body.model_dump_json()
         all_headers = {"content-type": "application/json"} if content is not None else {}
         all_headers.update(headers or {})
+        client = self._fresh if alone else self._http
         try:
-            response = await self._http.request(method, self.url + path, content=content, headers=all_headers)
+            response = await client.request(method, self.url + path, content=content, headers=all_headers)
         except httpx.HTTPError as e:
             raise RelayUnavailableError(f"{method} request failed: {type(e).__name__}") from None
         if response.status_code >= 400:
@@ -214,12 +249,37 @@ class HttpRelay:
         """Over the send WebSocket (or HTTP, when built with ``websocket_sends=False``)."""
         if self._sender is not None:
             return await self._sender.send(mailbox_id, token, message_id, payload)
+        return await self._send_http(mailbox_id, token, message_id, payload, alone=False)
+
+    async def send_alone(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        return await self._send_http(mailbox_id, token, message_id, payload, alone=True)
+
+    async def _send_http(
+        self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes, *, alone: bool
+    ) -> bool:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/messages"
         body = api.SendMessage(message_id=message_id, payload=payload)
         response = await self._request(
-            "POST", path, headers={"sotto-delivery-token": b64.encode(token)}, body=body
+            "POST", path, headers={"sotto-delivery-token": b64.encode(token)}, body=body, alone=alone
         )
         return _model(api.SendResult, self._json(response)).duplicate
+
+    async def cadence(self) -> api.Cadence:
+        response = await self._request("GET", "/v1/cadence", alone=True)
+        return _model(api.Cadence, self._json(response))
+
+    async def poll(
+        self, mailbox_id: bytes, key: SigningKey, ack_ids: Sequence[bytes], limit: int
+    ) -> api.PollResult:
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/poll"
+        response = await self._request(
+            "POST",
+            path,
+            headers={"sotto-mailbox-auth": mailbox_auth(key, "POST", path)},
+            body=api.Poll(ack=list(ack_ids), limit=limit),
+            alone=True,
+        )
+        return _model(api.PollResult, self._json(response))
 
     async def aclose(self) -> None:
         if self._sender is not None:
@@ -490,6 +550,15 @@ class HttpNetwork:
         self._http = httpx.AsyncClient(
             timeout=timeout, transport=transport, follow_redirects=False, headers={"user-agent": "sotto"}
         )
+        # Cadence mode's calls: no connection is kept alive, so each request opens its own and
+        # the relay cannot tie two of them together by their connection.
+        self._fresh = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={"user-agent": "sotto"},
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         self._websocket_sends = websocket_sends
         self._relays: dict[str, HttpRelay] = {}
 
@@ -497,10 +566,13 @@ class HttpNetwork:
         key = url.rstrip("/")
         found = self._relays.get(key)
         if found is None:
-            found = self._relays[key] = HttpRelay(key, self._http, websocket_sends=self._websocket_sends)
+            found = self._relays[key] = HttpRelay(
+                key, self._http, websocket_sends=self._websocket_sends, fresh=self._fresh
+            )
         return found
 
     async def aclose(self) -> None:
         for relay in self._relays.values():
             await relay.aclose()
         await self._http.aclose()
+        await self._fresh.aclose()

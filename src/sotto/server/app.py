@@ -269,6 +269,12 @@ def create_app(
         await ctx.storage.get_mailboxes([])
         return {"status": "ok"}
 
+    @app.get("/v1/cadence", tags=["cadence"])
+    async def get_cadence(request: Request) -> api.Cadence:
+        """The tick every cadence-mode client follows (relay-protocol §6)."""
+        ctx: RelayContext = request.app.state.relay
+        return api.Cadence(tick_seconds=ctx.config.cadence_tick_seconds)
+
     app.add_middleware(GuardMiddleware, max_body_bytes=config.max_body_bytes)
     return app
 

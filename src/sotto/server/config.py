@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS, MAX_CADENCE_TICK_SECONDS
 from sotto.wire.limits import DEFAULT_ENVELOPE_TTL_DAYS
 
 
@@ -56,3 +57,10 @@ class ServerConfig:
     ws_max_inflight_sends: int = 256
     """Sends on one connection awaiting their commit before the server stops reading more."""
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS
+    """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
+    server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cadence_tick_seconds <= MAX_CADENCE_TICK_SECONDS:
+            raise ValueError(f"cadence_tick_seconds must be 1 to {MAX_CADENCE_TICK_SECONDS}")

@@ -1,4 +1,4 @@
-"""HTTP calls about mailboxes and sending (relay-protocol §2, §3).
+"""HTTP calls about mailboxes, sending and cadence-mode polls (relay-protocol §2, §3, §6).
 
 An unknown mailbox, an expired one, a wrong delivery token and a wrong or stale mailbox
 signature all get the same 404: a stranger cannot learn whether a mailbox id exists.
@@ -16,7 +16,7 @@ from sotto.server.auth import MAILBOX_NOT_FOUND, mailbox_request_ok, parse_token
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
 from sotto.server.export import export_json
-from sotto.server.storage.base import CreateOutcome, MailboxId, MailboxRecord, PutOutcome
+from sotto.server.storage.base import CreateOutcome, MailboxId, MailboxRecord, MessageId, PutOutcome
 from sotto.wire import api, b64
 from sotto.wire.limits import ID_LENGTH
 
@@ -114,3 +114,33 @@ async def send_message(
     if outcome is PutOutcome.NOT_FOUND:
         raise MAILBOX_NOT_FOUND
     return api.SendResult(duplicate=outcome is PutOutcome.DUPLICATE)
+
+
+@router.post("/v1/mailboxes/{mailbox_id}/poll", tags=["cadence"], responses=_errors(404, 413, 422, 503))
+async def poll_mailbox(
+    mailbox_id: MailboxIdText,
+    body: api.Poll,
+    request: Request,
+    ctx: Ctx,
+    sotto_mailbox_auth: MailboxAuth = None,
+) -> api.PollResult:
+    """Cadence mode's one-shot drain (signed by the mailbox key): delete the acknowledged
+    envelopes of this mailbox, then hand out up to ``limit`` pending ones; moves the expiry as a
+    subscription does. Nothing handed out is deleted until a later poll (or the WebSocket) acks it."""
+    mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
+    acked = list(dict.fromkeys(body.ack))
+    if acked:
+        deleted = await ctx.storage.delete_envelopes([(mid, MessageId(i)) for i in acked])
+        ctx.stats.count("envelopes_acked", deleted)
+    await ctx.storage.touch_mailboxes([mid], ctx.today())
+    # One more than asked for says whether there is more, without a count query.
+    envelopes = await ctx.storage.pending(mid, body.limit + 1)
+    ctx.stats.count("polls")
+    handed = envelopes[: body.limit]
+    ctx.stats.count("envelopes_polled", len(handed))
+    return api.PollResult(
+        envelopes=[
+            api.PolledEnvelope(id=e.message_id, day=e.received_day, payload=e.payload) for e in handed
+        ],
+        more=len(envelopes) > body.limit,
+    )

@@ -195,6 +195,8 @@ STAT_COUNTERS: tuple[str, ...] = (
     "envelopes_not_found",
     "envelopes_pushed",
     "envelopes_acked",
+    "polls",
+    "envelopes_polled",
     "swept_envelopes",
     "swept_mailboxes",
     "swept_access_tokens",

@@ -16,6 +16,7 @@ import uvicorn
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
 from sotto.server.logging import uvicorn_log_config
+from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS
 from sotto.wire.limits import MAX_FRAME_BYTES
 
 
@@ -39,7 +40,16 @@ def uvicorn_config(config: ServerConfig, **overrides: Any) -> uvicorn.Config:
     return uvicorn.Config(create_app(config), **settings)
 
 
-def run(host: str = "127.0.0.1", port: int = 8787, data_dir: Path = Path("./data"), **overrides: Any) -> None:
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    data_dir: Path = Path("./data"),
+    *,
+    cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS,
+    **overrides: Any,
+) -> None:
     """Serve until interrupted: ``sotto server`` and ``python -m sotto.server`` call this."""
-    config = ServerConfig(data_dir=Path(data_dir), host=host, port=port)
+    config = ServerConfig(
+        data_dir=Path(data_dir), host=host, port=port, cadence_tick_seconds=cadence_tick_seconds
+    )
     uvicorn.Server(uvicorn_config(config, **overrides)).run()

@@ -1,4 +1,4 @@
-"""JSON bodies of the HTTP API (``docs/relay-protocol.md`` §1–§3), shared by server and client.
+"""JSON bodies of the HTTP API (``docs/relay-protocol.md`` §1–§3, §6), shared by server and client.
 
 Byte fields are unpadded base64url strings, checked for exact lengths on the way in: the server
 validates requests with these models (FastAPI answers 422 for anything else), and the client
@@ -19,6 +19,7 @@ from sotto.wire.limits import (
     DELIVERY_TOKEN_LENGTH,
     DEVICE_SECRET_LENGTH,
     ID_LENGTH,
+    MAX_ACK_IDS_PER_FRAME,
     MAX_MAILBOX_TTL_DAYS,
     MAX_ONE_TIME_KEYS_PER_UPLOAD,
 )
@@ -240,3 +241,39 @@ class SendResult(Model):
 class ErrorBody(Model):
     code: str
     message: str
+
+
+# ------------------------------------------------------------------------------ cadence mode
+DEFAULT_CADENCE_TICK_SECONDS = 300
+MIN_CADENCE_TICK_SECONDS = 10
+"""The shortest tick ``sotto server`` offers: each tick costs every cadence client one request
+per mailbox and one per contact. (A relay's config accepts down to 1 s, for tests.)"""
+MAX_CADENCE_TICK_SECONDS = 3_600
+MAX_POLL_ENVELOPES = 256
+"""Envelopes one poll hands out at most (the WebSocket's unacknowledged window)."""
+DEFAULT_POLL_ENVELOPES = 32
+
+
+class Cadence(Model):
+    """The relay's tick: tick ``k`` is ``[k·T, (k+1)·T)`` in unix seconds, the same for everyone."""
+
+    tick_seconds: Annotated[int, Field(ge=1, le=MAX_CADENCE_TICK_SECONDS)]
+
+
+class Poll(Model):
+    """Delete the acknowledged envelopes of this mailbox, then hand out up to ``limit`` pending."""
+
+    ack: Annotated[list[Id], Field(max_length=MAX_ACK_IDS_PER_FRAME)] = []
+    limit: Annotated[int, Field(ge=1, le=MAX_POLL_ENVELOPES)] = DEFAULT_POLL_ENVELOPES
+
+
+class PolledEnvelope(Model):
+    id: Id
+    day: Day
+    payload: Payload
+
+
+class PollResult(Model):
+    envelopes: list[PolledEnvelope]
+    more: bool
+    """Whether more envelopes were pending than ``limit`` let through."""

@@ -13,6 +13,11 @@ from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, fail, reported
+from sotto.wire.api import (
+    DEFAULT_CADENCE_TICK_SECONDS,
+    MAX_CADENCE_TICK_SECONDS,
+    MIN_CADENCE_TICK_SECONDS,
+)
 
 
 def server(
@@ -21,6 +26,14 @@ def server(
     data: Annotated[
         Path, typer.Option(file_okay=False, help="Data directory (SQLite database and server key).")
     ] = Path("./data"),
+    cadence_tick: Annotated[
+        int,
+        typer.Option(
+            min=MIN_CADENCE_TICK_SECONDS,
+            max=MAX_CADENCE_TICK_SECONDS,
+            help="Seconds per tick for clients in cadence mode (`--cadence`).",
+        ),
+    ] = DEFAULT_CADENCE_TICK_SECONDS,
 ) -> None:
     """Run a relay on SQLite until Ctrl-C. It keeps no IP addresses, senders or plaintext."""
     with reported(Where(data)):
@@ -34,7 +47,7 @@ def server(
         if not _is_loopback(host):
             render.warn("listening beyond this machine: put it behind TLS (a reverse proxy) before real use")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a foreground relay stops
-            run(host=host, port=port, data_dir=data)
+            run(host=host, port=port, data_dir=data, cadence_tick_seconds=cadence_tick)
         render.err.print("relay stopped")
 
 
