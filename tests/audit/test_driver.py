@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sotto.audit.leakage.designs import SIGNAL, SOTTO, WHATSAPP, Design
+from sotto.audit.leakage.designs import SIGNAL, SOTTO, SOTTO_CADENCE, WHATSAPP, Design
 from sotto.audit.leakage.driver import Driver, RunResult
 from sotto.audit.leakage.population import Population, PopulationConfig, generate
 from sotto.audit.leakage.sizes import Kind, SizeModel
@@ -114,3 +114,57 @@ def test_memory_and_sqlite_storage_give_the_same_views(
     assert np.array_equal(memory.tap.push_mailbox, sqlite.tap.push_mailbox)
     assert _rows(memory.dump) == _rows(sqlite.dump)
     assert list(tmp_path.glob("*.db"))  # the snapshots are copies of the database file
+
+
+def _idle(population: Population) -> Population:
+    """The same people, contacts and app sessions, but nobody writes anything."""
+    none_f, none_i = np.zeros(0), np.zeros(0, dtype=np.int64)
+    return dataclasses.replace(
+        population,
+        text_t=none_f,
+        text_src=none_i,
+        text_dst=none_i,
+        text_bytes=none_i,
+        typing_t=none_f,
+        conversation=none_i,
+    )
+
+
+_TIMING = (
+    "dep_t",
+    "dep_mailbox",
+    "dep_conn",
+    "push_t",
+    "push_mailbox",
+    "drain_open",
+    "drain_close",
+    "sub_mailbox",
+)
+
+
+@pytest.fixture(scope="module")
+def short_population() -> Population:
+    return generate(PopulationConfig(users=60, days=0.25, seed=12))
+
+
+def test_cadence_mode_tap_is_the_same_whether_anyone_writes_or_not(
+    short_population: Population, sizes: SizeModel
+) -> None:
+    chatty = _run(short_population, sizes, SOTTO_CADENCE)
+    idle = _run(_idle(short_population), sizes, SOTTO_CADENCE)
+    assert len(short_population.text_t) > 100
+    assert np.isfinite(chatty.truth.text_push).sum() > 0.9 * len(short_population.text_t) - 50
+    for name in _TIMING:
+        assert np.array_equal(getattr(chatty.tap, name), getattr(idle.tap, name)), name
+    # Sizes differ only where a text too long for the smallest bucket travelled.
+    differ = np.nonzero(chatty.tap.dep_size != idle.tap.dep_size)[0]
+    assert all(chatty.truth.dep_kind[i] == Kind.TEXT for i in differ)
+    assert len(differ) < 0.02 * len(chatty.tap.dep_size)
+    kinds = np.bincount(chatty.truth.dep_kind, minlength=len(Kind))
+    assert kinds[Kind.COVER] > kinds[Kind.TEXT] > 0 and kinds[Kind.RECEIPT] > 0 and kinds[Kind.TYPING] == 0
+
+
+def test_default_mode_tap_follows_what_people_write(short_population: Population, sizes: SizeModel) -> None:
+    chatty = _run(short_population, sizes, SOTTO)
+    idle = _run(_idle(short_population), sizes, SOTTO)
+    assert len(chatty.tap.dep_t) > 100 and len(idle.tap.dep_t) == 0  # the control: the check above can fail

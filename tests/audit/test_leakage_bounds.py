@@ -80,3 +80,27 @@ def test_sotto_default_sizes_say_nothing_about_kinds(sotto: dict[str, Any]) -> N
     assert sizes["mi_bits"] <= 0.02
     assert sizes["receipt_auc"] <= 0.55
     assert sizes["accuracy"] <= sizes["majority"] + 0.01
+
+
+CADENCE_CONFIG = BenchConfig(users=300, days=0.5, targets=150, budget=300)
+
+
+@pytest.fixture(scope="module")
+def cadence() -> dict[str, Any]:
+    # Cadence mode costs an envelope per contact per tick, so it runs at a smaller size here.
+    return evaluate_design(CADENCE_CONFIG, "sotto-cadence", SEED, 300.0)
+
+
+@pytest.mark.slow
+def test_cadence_mode_meets_the_goal_on_both_views(cadence: dict[str, Any]) -> None:
+    for view in ("tap", "dump"):
+        edges = cadence[view]["edges"]
+        assert edges["direct_fraction"] == 0.0
+        assert edges["top1"] <= 2 * edges["chance_top1"], view  # the goal: ≤ 2× chance
+        assert edges["mti_within_budget"] == 0.0, view  # nobody identified within the budget
+    tap = cadence["tap"]
+    assert tap["presence"]["auc"] <= 0.6  # polls follow the clock, not the app
+    assert tap["linking"]["pair_f1"] <= 0.05  # co-opening links nothing
+    assert tap["sizes"]["mi_bits"] <= 0.01
+    costs = cadence["costs"]
+    assert costs["send_connections_per_user_day"] == 0.0  # every send on its own connection

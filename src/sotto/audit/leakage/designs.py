@@ -68,6 +68,11 @@ class Design:
     """Outgoing envelopes wait for the sender's next tick (random phase per user)."""
     drain_jitter_s: float = 0.0
     """Per-mailbox connections open (and close) up to this many seconds after (before) the app."""
+    cadence_tick_s: float | None = None
+    """Cadence mode (``Client.open(cadence=True)``): on an always-on device, every tick of this
+    many seconds (aligned for all users), one envelope to every contact — the oldest queued, else
+    owed receipts, else cover — and one poll of every mailbox, each on its own connection at its
+    own uniformly random moment in the tick. Typing indicators are not sent."""
     note: str = ""
 
     def but(self, name: str, label: str, **changes: object) -> Design:
@@ -135,8 +140,23 @@ SOTTO_ISOLATED_TICKS = SOTTO_ISOLATED.but(
     "(simulation policy only)",
 )
 
+SOTTO_CADENCE = SOTTO.but(
+    "sotto-cadence",
+    "Sotto cadence mode (5-min ticks, cover traffic)",
+    send_path=SendPath.PER_ENVELOPE,
+    drain_path=DrainPath.PER_MAILBOX,
+    cadence_tick_s=300.0,
+    note="the client's cadence mode: every 5 minutes one envelope per contact (real or cover) and "
+    "one poll per mailbox, each on its own connection at a random moment of the tick; receipts ride "
+    "in the next envelope; the device (or an always-on one for it) runs around the clock",
+)
+
 BASELINES: tuple[Design, ...] = (WHATSAPP, SIGNAL)
 SOTTO_FAMILY: tuple[Design, ...] = (SOTTO, SOTTO_NO_ROTATION, SOTTO_NO_BATCHING, SOTTO_NO_PADDING)
 PROPOSALS: tuple[Design, ...] = (SOTTO_ISOLATED, SOTTO_ISOLATED_TICKS)
 DEFAULT_DESIGNS: tuple[Design, ...] = BASELINES + SOTTO_FAMILY + PROPOSALS
-BY_NAME = {d.name: d for d in DEFAULT_DESIGNS}
+CADENCE: tuple[Design, ...] = (SOTTO_CADENCE,)
+"""Cadence mode sends an envelope per contact every tick, so its runs cost about a hundred times
+the envelopes of the others: it runs when asked for (``--design sotto-cadence``) at a size that
+fits (``bench/leakage.py --cadence``)."""
+BY_NAME = {d.name: d for d in DEFAULT_DESIGNS + CADENCE}

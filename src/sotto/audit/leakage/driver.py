@@ -24,6 +24,7 @@ import random
 import sqlite3
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 from sotto.audit.leakage.designs import Addressing, Design, DrainPath, Receipts, Sender, SendPath
 from sotto.audit.leakage.population import DAY, Population
 from sotto.audit.leakage.sizes import (
+    COVER_LENGTH,
     ROTATION_LENGTH,
     TYPING_LENGTH,
     Kind,
@@ -78,7 +80,9 @@ _LOG_RECEIPT_S = math.log(0.3)
 
 # Event kinds, in the order they run when times are equal.
 _SNAPSHOT, _STATS, _CLOSE, _MB_CLOSE, _OPEN, _MB_OPEN, _ROTATE, _DEPOSIT, _TEXT, _TYPING = range(10)
-_RECEIPT, _FLUSH = 10, 11
+_RECEIPT, _FLUSH, _TICK, _SLOT_SEND, _SLOT_POLL = 10, 11, 12, 13, 14
+POLL_S = 0.05
+"""How long a cadence poll's connection stays open (one request and its answer)."""
 
 
 class SimClock:
@@ -187,6 +191,8 @@ class Driver:
         self.flush_armed = [False] * n
         self.pending_rotation = [False] * n
         self.rotations: dict[int, _Mailbox] = {}
+        self.queue: dict[tuple[int, int], deque[tuple[int, int, int, object]]] = {}
+        """Cadence mode: (sender, contact) → envelopes waiting for the pair's next slot."""
         self.tick_phase = self.rng.uniform(0.0, design.send_tick_s or 1.0, n)
         texts = len(population.text_t)
         self.text_sent = np.full(texts, np.nan)
@@ -276,6 +282,9 @@ class Driver:
         add(np.arange(1, days + 1) * DAY, _SNAPSHOT, np.arange(1, days + 1))
         hours = np.arange(1, int(p.duration_s // 3600) + 1) * 3600.0
         add(hours, _STATS, np.zeros(len(hours), dtype=np.int64))
+        if d.cadence_tick_s:
+            ticks = np.arange(0.0, p.duration_s, d.cadence_tick_s)
+            add(ticks, _TICK, np.zeros(len(ticks), dtype=np.int64))
         if d.addressing is Addressing.PER_CONTACT and d.rotation_days:
             period = d.rotation_days * DAY
             first = rng.uniform(0.0, period, p.users)
@@ -368,8 +377,10 @@ class Driver:
             await self._open(ctx, t, a, c)
         elif kind == _CLOSE:
             self._close(ctx, t, a)
+        elif kind == _TICK:
+            self._tick(t)
         elif kind == _ROTATE:
-            if self.online[a]:
+            if self.online[a] or self.d.cadence_tick_s:
                 await self._rotate(ctx, t, a)
             else:
                 self.pending_rotation[a] = True
@@ -389,6 +400,14 @@ class Driver:
             (u,) = args
             assert isinstance(u, int)
             self._flush_receipts(t, u)
+        elif kind == _SLOT_SEND:
+            u, v = args
+            assert isinstance(u, int) and isinstance(v, int)
+            self._slot_send(t, u, v)
+        elif kind == _SLOT_POLL:
+            u, box = args
+            assert isinstance(u, int) and isinstance(box, _Mailbox)
+            await self._slot_poll(ctx, t, u, box)
         elif kind == _MB_OPEN:
             u, box, end = args
             assert isinstance(u, int) and isinstance(box, _Mailbox) and isinstance(end, float)
@@ -416,6 +435,16 @@ class Driver:
         return held
 
     def _send(
+        self, t: float, u: int, v: int, kind: Kind, content: int, *, text: int = -1, extra: object = None
+    ) -> None:
+        d = self.d
+        if d.cadence_tick_s:
+            if kind is not Kind.TYPING:
+                self.queue.setdefault((u, v), deque()).append((int(kind), content, text, extra))
+            return
+        self._release(t, u, v, kind, content, text=text, extra=extra)
+
+    def _release(
         self, t: float, u: int, v: int, kind: Kind, content: int, *, text: int = -1, extra: object = None
     ) -> None:
         d = self.d
@@ -502,7 +531,10 @@ class Driver:
             if math.isnan(self.text_push[text]):
                 self.text_push[text] = t
             receipts = self.d.receipts
-            if receipts is Receipts.IMMEDIATE:
+            if self.d.cadence_tick_s:
+                if receipts is not Receipts.OFF:  # they ride in a later slot to the sender
+                    self.owed[u][sender] = self.owed[u].get(sender, 0) + 1
+            elif receipts is Receipts.IMMEDIATE:
                 self._push(t + self.fast.lognormvariate(_LOG_RECEIPT_S, 0.5), _RECEIPT, (u, sender))
             elif receipts is Receipts.BATCHED:
                 self.owed[u][sender] = self.owed[u].get(sender, 0) + 1
@@ -515,6 +547,42 @@ class Driver:
             if fresh is not None:
                 self.theirs[(u, sender)] = fresh
 
+    # ------------------------------------------------------------------ clients: cadence mode
+    def _tick(self, t: float) -> None:
+        """A cadence tick: every user's slots (a send per contact, a poll per mailbox) for it."""
+        tick, rand = self.d.cadence_tick_s, self.fast.random
+        assert tick is not None
+        for u in range(self.p.users):
+            for v in self.ours[u]:
+                self._push(t + tick * rand(), _SLOT_SEND, (u, v))
+            for box in self._drainable(u):
+                if box.retire_at > t:
+                    self._push(t + tick * rand(), _SLOT_POLL, (u, box))
+
+    def _slot_send(self, t: float, u: int, v: int) -> None:
+        """One envelope to ``v``: the oldest queued, else the receipts owed, else cover."""
+        queued = self.queue.get((u, v))
+        if queued:
+            kind, content, text, extra = queued.popleft()
+            self._release(t, u, v, Kind(kind), content, text=text, extra=extra)
+            return
+        owed = self.owed[u].pop(v, 0)
+        if owed:
+            chunk = min(owed, MAX_ACK_IDS_PER_FRAME)
+            if owed > chunk:
+                self.owed[u][v] = owed - chunk
+            self._release(t, u, v, Kind.RECEIPT, receipt_length(chunk))
+            return
+        self._release(t, u, v, Kind.COVER, COVER_LENGTH)
+
+    async def _slot_poll(self, ctx: RelayContext, t: float, u: int, box: _Mailbox) -> None:
+        """One poll of one mailbox on its own short connection: subscribe, take what is there, ack."""
+        if box.retire_at <= t:
+            return
+        conn = self._new_drain(t, u, None)
+        await self._subscribe(ctx, t, conn, [box])
+        self._push(t + POLL_S, _MB_CLOSE, (conn,))
+
     # ------------------------------------------------------------------ clients: connections
     def _drainable(self, u: int) -> list[_Mailbox]:
         if self.d.addressing is Addressing.ACCOUNT:
@@ -526,7 +594,9 @@ class Driver:
         self.session_end[u] = end
         await self._housekeeping(ctx, t, u)
         boxes = self._drainable(u)
-        if self.d.drain_path is DrainPath.ONE_CONNECTION:
+        if self.d.cadence_tick_s:
+            pass  # the polls follow the ticks, not the app
+        elif self.d.drain_path is DrainPath.ONE_CONNECTION:
             account = self.account_ids[u] if self.d.addressing is Addressing.ACCOUNT else None
             conn = self._new_drain(t, u, account)
             await self._subscribe(ctx, t, conn, boxes)
@@ -672,7 +742,9 @@ class Driver:
             fresh = _Mailbox(MailboxId(self.fast.randbytes(16)), self.fast.randbytes(32), u, contact)
             await self._create(ctx.storage, fresh, ctx.today())
             boxes.append(fresh)
-            if self.d.drain_path is DrainPath.ONE_CONNECTION:
+            if self.d.cadence_tick_s:
+                pass  # polled from the next tick on
+            elif self.d.drain_path is DrainPath.ONE_CONNECTION:
                 for conn in self.drain[u]:
                     await self._subscribe(ctx, t, conn, [fresh])
             else:

@@ -70,6 +70,8 @@ def receipt_length(ids: int) -> int:
 
 
 TYPING_LENGTH = len(c.encode(c.Typing(True)))
+COVER_LENGTH = TYPING_LENGTH
+"""A cadence-mode cover envelope's content: a few bytes, padded like any short content."""
 ROTATION_LENGTH = len(
     c.encode(c.MailboxRotated(c.MailboxAddress("https://relay.example.org", bytes(16), bytes(32))))
 )
