@@ -27,6 +27,7 @@ SAMPLES: list[c.Content] = [
     c.MailboxRotated(MAILBOX),
     c.GroupUpdate(ID, "Team", (ID, bytes(16)), b"\x33skdm"),
     c.GroupUpdate(ID, "Team", ()),
+    c.Cover(),
 ]
 
 

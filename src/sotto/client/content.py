@@ -49,6 +49,7 @@ class Kind(enum.IntEnum):
     MAILBOX_ROTATED = 7
     GROUP_UPDATE = 8
     GROUP_TEXT = 9
+    COVER = 10
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -185,6 +186,14 @@ class GroupText:
         return f"GroupText(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
 
 
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """Cadence mode's filler: sent when a tick has nothing for a contact; decrypted and dropped.
+
+    Empty, so it pads to the same bucket as a short text and looks like one on the wire.
+    """
+
+
 Content = (
     Text
     | DeliveryReceipt
@@ -195,6 +204,7 @@ Content = (
     | MailboxRotated
     | GroupUpdate
     | GroupText
+    | Cover
 )
 
 
@@ -256,6 +266,8 @@ def _body(content: Content) -> tuple[Kind, bytes]:
             )
         case MailboxRotated(mailbox):
             return Kind.MAILBOX_ROTATED, pb.bytes_field(1, mailbox.encode())
+        case Cover():
+            return Kind.COVER, b""
         case GroupUpdate(group_id, name, members, distribution):
             if len(group_id) != ID_LENGTH:
                 raise ValueError("group ids are 16 bytes")
@@ -346,6 +358,8 @@ def decode(data: bytes) -> Content:
         return ContactAccepted(_text(fields, 1, MAX_NAME_BYTES), MailboxAddress.decode(_bytes(fields, 2)))
     if kind is Kind.MAILBOX_ROTATED:
         return MailboxRotated(MailboxAddress.decode(_bytes(fields, 1)))
+    if kind is Kind.COVER:
+        return Cover()
     distribution = pb.get_bytes(fields, 4, required=False)
     return GroupUpdate(
         _exact(fields, 1, ID_LENGTH),

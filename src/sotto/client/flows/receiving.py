@@ -195,6 +195,8 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
             return Outcome(events=[ContactMailboxChanged(contact)])
         case c.GroupUpdate():
             return apply_group_update(ctx, contact, message)
+        case c.Cover():
+            return Outcome()  # cadence mode's filler: the ratchet moved, nothing else happens
     raise reject(RejectReason.UNEXPECTED, f"{type(message).__name__} in a 1:1 session")
 
 

@@ -131,6 +131,15 @@ def release_held(ctx: Context, contact: Contact) -> int:
     return count
 
 
+def send_cover(ctx: Context, contact: Contact) -> bool:
+    """Queue a cover envelope for ``contact`` (cadence mode: a tick with nothing else for them).
+
+    Sealed like any 1:1 message (a ratchet step), so neither the relay nor its size tells it
+    from a short text. False, and nothing queued, if the contact has no mailbox for us yet.
+    """
+    return send_control(ctx, contact, c.Cover())
+
+
 def send_typing(ctx: Context, contacts: list[Contact], started: bool, group_id: GroupId | None = None) -> int:
     """Tell each contact we started or stopped typing; how many could be told."""
     return sum(send_control(ctx, contact, c.Typing(started, group_id)) for contact in contacts)
