@@ -46,6 +46,16 @@ def test_refuses_non_canonical_or_foreign_text(text: str) -> None:
         b64.decode(text)
 
 
+@given(st.binary(max_size=40), st.integers(0, 3))
+def test_unused_bits_make_a_text_non_canonical(data: bytes, flip: int) -> None:
+    text = b64.encode(data)
+    if len(text) % 4 in (2, 3) and flip:
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        last = alphabet[alphabet.index(text[-1]) ^ flip]
+        with pytest.raises(DecodeError):
+            b64.decode(text[:-1] + last)
+
+
 def test_lengths() -> None:
     assert b64.decode(b64.encode(bytes(16)), length=16) == bytes(16)
     with pytest.raises(DecodeError):

@@ -51,6 +51,14 @@ def test_client_frames_round_trip(frame: frames.ClientFrame) -> None:
     assert frames.decode_client_frame(text) == frame
 
 
+@given(st.one_of(server_frames, client_frames))
+def test_encoding_is_compact_json_with_the_kind_first(frame: Any) -> None:
+    text = frames.encode(frame)
+    body = json.loads(text)
+    assert text == json.dumps(body, separators=(",", ":"))
+    assert next(iter(body)) == "t"
+
+
 def test_the_largest_send_fits_a_frame() -> None:
     frame = frames.Send(bytes(16), bytes(32), bytes(16), bytes(BUCKETS[-1]))
     text = frames.encode(frame)

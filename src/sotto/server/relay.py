@@ -14,9 +14,9 @@ overtake a backlog still being read; receivers order by their own counters anywa
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 from sotto.wire.limits import MAX_UNACKED_PER_CONNECTION
@@ -34,6 +34,20 @@ class Fetch:
 
 
 class DeliveryWindow:
+    """One per subscribed connection, so it is kept small while idle: every container is a dict
+    (an empty one holds no table) and is cleared when it empties (which frees its table)."""
+
+    __slots__ = (
+        "_fetching",
+        "_queue",
+        "_stale",
+        "_unacked",
+        "fetch_size",
+        "mailboxes",
+        "max_queued",
+        "max_unacked",
+    )
+
     def __init__(
         self, *, max_unacked: int = MAX_UNACKED_PER_CONNECTION, max_queued: int = 64, fetch_size: int = 32
     ) -> None:
@@ -41,9 +55,8 @@ class DeliveryWindow:
         self.max_queued = max_queued
         self.fetch_size = fetch_size
         self.mailboxes: set[MailboxId] = set()
-        self._unacked: set[Ref] = set()
-        self._queue: deque[EnvelopeRecord] = deque()
-        self._queued: set[Ref] = set()
+        self._unacked: dict[Ref, None] = {}
+        self._queue: dict[Ref, EnvelopeRecord] = {}  # in push order
         self._stale: dict[MailboxId, None] = {}  # insertion-ordered set: fetched in turn
         self._fetching: dict[MailboxId, set[MessageId]] = {}  # acked while a fetch was out
 
@@ -57,35 +70,46 @@ class DeliveryWindow:
 
     def offer(self, envelope: EnvelopeRecord) -> None:
         """A live envelope was committed to a mailbox this connection may drain."""
-        if envelope.mailbox_id not in self.mailboxes or self._known(envelope.ref):
+        ref = (envelope.mailbox_id, envelope.message_id)
+        if envelope.mailbox_id not in self.mailboxes or ref in self._unacked or ref in self._queue:
             return
         if len(self._queue) < self.max_queued:
-            self._enqueue(envelope)
+            self._queue[ref] = envelope
         else:
             self._stale[envelope.mailbox_id] = None
 
     def fetched(self, fetch: Fetch, envelopes: list[EnvelopeRecord]) -> None:
         """The result of :meth:`next_fetch`'s request."""
         acked_meanwhile = self._fetching.pop(fetch.mailbox_id, set())
+        if not self._fetching:
+            self._fetching.clear()
         for envelope in envelopes:
-            if envelope.message_id not in acked_meanwhile and not self._known(envelope.ref):
-                self._enqueue(envelope)
+            ref = (envelope.mailbox_id, envelope.message_id)
+            if (
+                envelope.message_id not in acked_meanwhile
+                and ref not in self._unacked
+                and ref not in self._queue
+            ):
+                self._queue[ref] = envelope
         if len(envelopes) >= fetch.limit:
             self._stale[fetch.mailbox_id] = None  # there may be more
 
     def acked(self, refs: Iterable[Ref]) -> list[Ref]:
         """Acknowledged refs in subscribed mailboxes: the ones to delete from storage."""
         out = []
+        unacked, queue, fetching = self._unacked, self._queue, self._fetching
         for ref in refs:
             if ref[0] not in self.mailboxes:
                 continue
             out.append(ref)
-            self._unacked.discard(ref)
-            if ref in self._queued:
-                self._queued.discard(ref)
-                self._queue = deque(e for e in self._queue if e.ref != ref)
-            if ref[0] in self._fetching:
-                self._fetching[ref[0]].add(ref[1])
+            unacked.pop(ref, None)
+            queue.pop(ref, None)
+            if ref[0] in fetching:
+                fetching[ref[0]].add(ref[1])
+        if not unacked:
+            unacked.clear()
+        if not queue:
+            queue.clear()
         return out
 
     # -------------------------------------------------------------- decisions out
@@ -98,20 +122,28 @@ class DeliveryWindow:
         if mailbox_id is None:
             return None
         del self._stale[mailbox_id]
+        if not self._stale:
+            self._stale.clear()
         self._fetching[mailbox_id] = set()
-        skip = frozenset(m for (b, m) in self._unacked | self._queued if b == mailbox_id)
+        skip = frozenset(m for (b, m) in (*self._unacked, *self._queue) if b == mailbox_id)
         limit = min(self.fetch_size, self.max_queued - len(self._queue))
         return Fetch(mailbox_id, limit, skip)
 
     def take(self) -> list[EnvelopeRecord]:
         """Envelopes to push now; they count as unacknowledged from here on."""
-        out = []
-        while self._queue and len(self._unacked) < self.max_unacked:
-            envelope = self._queue.popleft()
-            self._queued.discard(envelope.ref)
-            self._unacked.add(envelope.ref)
-            out.append(envelope)
-        return out
+        queue = self._queue
+        count = min(len(queue), self.max_unacked - len(self._unacked))
+        if count <= 0:
+            return []
+        if count == len(queue):
+            taken = list(queue.items())
+            queue.clear()
+        else:
+            taken = list(islice(queue.items(), count))
+            for ref, _ in taken:
+                del queue[ref]
+        self._unacked.update(dict.fromkeys(ref for ref, _ in taken))
+        return [envelope for _, envelope in taken]
 
     def room(self) -> int:
         return self.max_unacked - len(self._unacked)
@@ -127,11 +159,3 @@ class DeliveryWindow:
     def idle(self) -> bool:
         """Nothing to fetch and nothing to push."""
         return not self._stale and not self._queue
-
-    # -------------------------------------------------------------- helpers
-    def _known(self, ref: Ref) -> bool:
-        return ref in self._unacked or ref in self._queued
-
-    def _enqueue(self, envelope: EnvelopeRecord) -> None:
-        self._queue.append(envelope)
-        self._queued.add(envelope.ref)

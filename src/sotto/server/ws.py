@@ -1,11 +1,14 @@
 """The delivery WebSocket ``/v1/ws`` (relay-protocol §4).
 
-One :class:`Connection` per socket. Its main task reads frames: ``subscribe`` (checked against
-each mailbox's key and the connection's challenge), ``ack`` (deletes), ``send`` (stored
-concurrently, answered after the commit, at most ``ws_max_inflight_sends`` at a time). A second
-task, started with the first subscription, pushes envelopes as :class:`~sotto.server.relay.DeliveryWindow`
-decides: stored ones first, live ones as the fan-out announces them, never more than 256
-unacknowledged.
+One :class:`Connection` per socket, spoken to in plain ASGI messages. Its main task reads
+frames: ``subscribe`` (checked against each mailbox's key and the connection's challenge),
+``ack`` (deletes), ``send`` (stored concurrently, answered after the commit, at most
+``ws_max_inflight_sends`` at a time). Envelopes are pushed by a second task, which runs only
+while :class:`~sotto.server.relay.DeliveryWindow` has something to do: stored ones first, live
+ones as the fan-out announces them, never more than 256 unacknowledged.
+
+The relay holds many idle connections, so an idle one owns little: its reader, one timer for the
+idle limit (re-armed lazily, not per frame) and, once subscribed, its window.
 
 A client that misbehaves is closed with a typed code: 4400 malformed frame (or a binary one),
 4413 frame too large, 4429 too many frames, 4408 idle too long; 1013 when storage fails.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from starlette.websockets import WebSocket
+from starlette.types import Receive, Scope, Send
 
 from sotto.errors import DecodeError, RelayStorageError
 from sotto.server.auth import drain_ok
@@ -49,63 +52,90 @@ class _Closed(Exception):
 
 class Connection:
     __slots__ = (
+        "_asgi_receive",
+        "_asgi_send",
         "_closed",
         "_ctx",
         "_frames",
+        "_idle_timer",
+        "_last_frame",
+        "_loop",
         "_nonce",
         "_pusher",
-        "_send_lock",
+        "_reader",
         "_send_slots",
         "_sends",
-        "_wake",
+        "_timed_out",
         "_window",
-        "_ws",
     )
 
-    def __init__(self, websocket: WebSocket, ctx: RelayContext) -> None:
-        self._ws = websocket
+    def __init__(self, receive: Receive, send: Send, ctx: RelayContext) -> None:
+        self._asgi_receive = receive
+        self._asgi_send = send
         self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
         self._nonce = ctx.rng(NONCE_LENGTH)
-        self._frames = TokenBucket(ctx.config.rate_limits.ws_frames, asyncio.get_running_loop().time())
-        self._send_lock = asyncio.Lock()
+        self._last_frame = self._loop.time()
+        self._frames = TokenBucket(ctx.config.rate_limits.ws_frames, self._last_frame)
         self._closed = False
+        self._timed_out = False
+        self._reader: asyncio.Task[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         # Created on first use, so an idle connection costs little.
         self._window: DeliveryWindow | None = None
-        self._wake: asyncio.Event | None = None
         self._pusher: asyncio.Task[None] | None = None
         self._send_slots: asyncio.Semaphore | None = None
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[None]] | None = None
 
     async def serve(self) -> None:
         stats = self._ctx.stats
-        await self._ws.accept()
+        if (await self._asgi_receive())["type"] != "websocket.connect":
+            return
+        await self._asgi_send({"type": "websocket.accept"})
         stats.count("ws_connections")
+        self._reader = asyncio.current_task()
+        self._idle_timer = self._loop.call_later(self._ctx.config.ws_idle_seconds, self._check_idle)
         code = 1000
         try:
-            await self._send(frames.Challenge(self._nonce))
+            await self._send(frames.encode(frames.Challenge(self._nonce)))
             while not self._closed:
-                message = await self._receive()
-                if message is None:
+                text = await self._receive()
+                if text is None:
                     break
-                await self._handle(message)
+                await self._handle(text)
         except _Closed as closed:
             code = closed.code
             await self._close(closed.code, closed.reason)
         except RelayStorageError:
             code = CLOSE_TRY_AGAIN
             await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+        except asyncio.CancelledError:
+            if not self._timed_out:
+                raise
+            if self._reader is not None:
+                self._reader.uncancel()
+            code = CLOSE_IDLE
+            await self._close(CLOSE_IDLE, "idle too long")
         finally:
             stats.count(f"ws_close_{code}")
             await self._stop()
 
     # ------------------------------------------------------------------ reading
+    def _check_idle(self) -> None:
+        """The idle timer: re-armed for what is left, or the reader is cancelled."""
+        limit = self._ctx.config.ws_idle_seconds
+        quiet = self._loop.time() - self._last_frame
+        if quiet < limit:
+            self._idle_timer = self._loop.call_later(limit - quiet, self._check_idle)
+            return
+        self._idle_timer = None
+        if not self._closed and self._reader is not None:
+            self._timed_out = True
+            self._reader.cancel()
+
     async def _receive(self) -> str | None:
-        try:
-            async with asyncio.timeout(self._ctx.config.ws_idle_seconds):
-                message = await self._ws.receive()
-        except TimeoutError:
-            raise _Closed(CLOSE_IDLE, "idle too long") from None
-        if message["type"] == "websocket.disconnect":
+        message = await self._asgi_receive()
+        if message["type"] != "websocket.receive":
             self._closed = True
             return None
         text = message.get("text")
@@ -113,7 +143,9 @@ class Connection:
             raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
         if len(text) > MAX_FRAME_BYTES:
             raise _Closed(CLOSE_TOO_LARGE, "frame too large")
-        if not self._frames.allow(asyncio.get_running_loop().time()):
+        now = self._loop.time()
+        self._last_frame = now
+        if not self._frames.allow(now):
             raise _Closed(CLOSE_TOO_MANY, "too many frames")
         return text
 
@@ -123,12 +155,12 @@ class Connection:
         except DecodeError as exc:
             raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
         match frame:
-            case frames.Subscribe():
-                await self._subscribe(frame)
-            case frames.Ack():
-                await self._ack(frame)
             case frames.Send():
                 await self._start_send(frame)
+            case frames.Ack():
+                await self._ack(frame)
+            case frames.Subscribe():
+                await self._subscribe(frame)
 
     # ------------------------------------------------------------------ subscribe
     async def _subscribe(self, frame: frames.Subscribe) -> None:
@@ -159,7 +191,7 @@ class Connection:
                 refused.append(mailbox_id)
         if fresh:
             await ctx.storage.touch_mailboxes(fresh, today)
-        await self._send(frames.Subscribed(tuple(accepted), tuple(refused)))
+        await self._send(frames.encode(frames.Subscribed(tuple(accepted), tuple(refused))))
         if fresh:
             # Listen first, then read storage (window.subscribe marks them stale): whatever is
             # committed in between is either read or announced.
@@ -167,35 +199,39 @@ class Connection:
                 ctx.fanout.subscribe(mailbox_id, self._on_live)
             window.subscribe(fresh)
             self._window = window
-            self._start_pusher()
+            self._kick()
 
     def _on_live(self, envelope: EnvelopeRecord) -> None:
-        if self._window is not None and self._wake is not None:
+        if self._window is not None:
             self._window.offer(envelope)
-            self._wake.set()
+            self._kick()
 
     # ------------------------------------------------------------------ ack
     async def _ack(self, frame: frames.Ack) -> None:
-        if self._window is None or not frame.ids:
+        window = self._window
+        if window is None or not frame.ids:
             return  # an empty ack is a keep-alive
-        refs = self._window.acked((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids)
+        refs = window.acked((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids)
         if refs:
             deleted = await self._ctx.storage.delete_envelopes(refs)
             self._ctx.stats.count("envelopes_acked", deleted)
-        if self._wake is not None:
-            self._wake.set()
+        if not window.idle():
+            self._kick()  # acks made room for what waits
 
     # ------------------------------------------------------------------ send
     async def _start_send(self, frame: frames.Send) -> None:
         if self._send_slots is None:
             self._send_slots = asyncio.Semaphore(self._ctx.config.ws_max_inflight_sends)
+            self._sends = set()
         await self._send_slots.acquire()
-        task = asyncio.create_task(self._store(frame))
+        task = self._loop.create_task(self._store(frame))
+        assert self._sends is not None
         self._sends.add(task)
         task.add_done_callback(self._send_done)
 
     def _send_done(self, task: asyncio.Task[None]) -> None:
-        self._sends.discard(task)
+        if self._sends is not None:
+            self._sends.discard(task)
         if self._send_slots is not None:
             self._send_slots.release()
 
@@ -211,34 +247,30 @@ class Connection:
             else:
                 reply = frames.Sent(frame.id, outcome is PutOutcome.DUPLICATE)
         with contextlib.suppress(_Closed):
-            await self._send(reply)
+            await self._send(frames.encode(reply))
 
     # ------------------------------------------------------------------ pushing
-    def _start_pusher(self) -> None:
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        self._wake.set()
-        if self._pusher is None:
-            self._pusher = asyncio.create_task(self._push())
+    def _kick(self) -> None:
+        """Start the pusher unless it runs: it runs until the window has nothing left to do."""
+        if self._pusher is None and not self._closed:
+            self._pusher = self._loop.create_task(self._push())
 
     async def _push(self) -> None:
-        assert self._window is not None and self._wake is not None
-        window, wake, storage = self._window, self._wake, self._ctx.storage
+        assert self._window is not None
+        window, storage, encode = self._window, self._ctx.storage, frames.encode
         try:
             while not self._closed:
-                await wake.wait()
-                wake.clear()
-                while not self._closed:
-                    fetch: Fetch | None = window.next_fetch()
-                    if fetch is not None:
-                        envelopes = await storage.pending(fetch.mailbox_id, fetch.limit, fetch.skip)
-                        window.fetched(fetch, envelopes)
-                        continue
-                    batch = window.take()
-                    if not batch:
-                        break
-                    for envelope in batch:
-                        await self._send(
+                fetch: Fetch | None = window.next_fetch()
+                if fetch is not None:
+                    envelopes = await storage.pending(fetch.mailbox_id, fetch.limit, fetch.skip)
+                    window.fetched(fetch, envelopes)
+                    continue
+                batch = window.take()
+                if not batch:
+                    break  # with no await since the window said so: a later event kicks anew
+                for envelope in batch:
+                    await self._send(
+                        encode(
                             frames.Envelope(
                                 envelope.mailbox_id,
                                 envelope.message_id,
@@ -246,21 +278,25 @@ class Connection:
                                 envelope.payload,
                             )
                         )
-                    self._ctx.stats.count("envelopes_pushed", len(batch))
+                    )
+                self._ctx.stats.count("envelopes_pushed", len(batch))
         except _Closed:
             return
         except RelayStorageError:
             # Closing wakes the reader, which then tears the connection down.
             await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+        finally:
+            if self._pusher is asyncio.current_task():
+                self._pusher = None
 
     # ------------------------------------------------------------------ output and teardown
-    async def _send(self, frame: frames.ServerFrame) -> None:
+    async def _send(self, text: str) -> None:
+        # No lock: an ASGI server writes each message whole, and nothing here needs an order
+        # between frames sent by different tasks.
         if self._closed:
             raise _Closed(1000, "closed")
-        text = frames.encode(frame)
         try:
-            async with self._send_lock:
-                await self._ws.send_text(text)
+            await self._asgi_send({"type": "websocket.send", "text": text})
         except Exception:  # the peer went away mid-send: nothing to report to anyone
             self._closed = True
             raise _Closed(1000, "peer gone") from None
@@ -268,27 +304,30 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         self._closed = True
         with contextlib.suppress(Exception):  # already closed, or the peer is gone
-            async with self._send_lock:
-                await self._ws.close(code=code, reason=reason)
+            await self._asgi_send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _stop(self) -> None:
         self._closed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._window is not None:
             for mailbox_id in self._window.mailboxes:
                 self._ctx.fanout.unsubscribe(mailbox_id, self._on_live)
-        if self._pusher is not None and self._pusher is not asyncio.current_task():
-            self._pusher.cancel()
+        pusher = self._pusher
+        if pusher is not None and pusher is not asyncio.current_task():
+            pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pusher
+                await pusher
         # Sends already handed to storage finish on their own; their replies go nowhere.
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
 
 
-async def delivery_socket(websocket: WebSocket) -> None:
-    """The handler of ``GET /v1/ws``; :class:`~sotto.server.app.RelayApp` calls it directly."""
-    ctx: RelayContext = websocket.app.state.relay
+async def delivery_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI handler of ``GET /v1/ws``; :class:`~sotto.server.app.RelayApp` calls it directly."""
+    ctx: RelayContext = scope["app"].state.relay
     try:
-        await Connection(websocket, ctx).serve()
+        await Connection(receive, send, ctx).serve()
     except Exception as exc:  # never a traceback with request data in the log
         logger.error("error %s", type(exc).__name__)

@@ -109,38 +109,71 @@ ClientFrame = Subscribe | Ack | Send
 
 # --------------------------------------------------------------------------- encoding
 def encode(frame: ServerFrame | ClientFrame) -> str:
-    """The frame as compact JSON text."""
+    """The frame as compact JSON text (``json.dumps`` with ``separators=(",", ":")``).
+
+    Built by concatenation: base64url text and integers never need escaping, and this runs
+    for every frame the relay sends. Free text (codes, messages) goes through ``json.dumps``.
+    """
     e = b64.encode
+    match frame:
+        case Envelope(mailbox, id_, day, payload):
+            return (
+                '{"t":"envelope","mailbox":"'
+                + e(mailbox)
+                + '","id":"'
+                + e(id_)
+                + '","day":'
+                + str(int(day))
+                + ',"payload":"'
+                + e(payload)
+                + '"}'
+            )
+        case Sent(id_, duplicate):
+            return (
+                '{"t":"sent","id":"'
+                + e(id_)
+                + ('","duplicate":true}' if duplicate else '","duplicate":false}')
+            )
+        case Ack(refs):
+            return (
+                '{"t":"ack","ids":['
+                + ",".join('{"mailbox":"' + e(r.mailbox) + '","id":"' + e(r.id) + '"}' for r in refs)
+                + "]}"
+            )
+        case Send(mailbox, token, id_, payload):
+            return (
+                '{"t":"send","mailbox":"'
+                + e(mailbox)
+                + '","token":"'
+                + e(token)
+                + '","id":"'
+                + e(id_)
+                + '","payload":"'
+                + e(payload)
+                + '"}'
+            )
+        case Challenge(nonce):
+            return '{"t":"challenge","nonce":"' + e(nonce) + '"}'
+        case Subscribed(mailboxes, refused):
+            return (
+                '{"t":"subscribed","mailboxes":['
+                + ",".join('"' + e(m) + '"' for m in mailboxes)
+                + '],"refused":['
+                + ",".join('"' + e(m) + '"' for m in refused)
+                + "]}"
+            )
+        case Subscribe(proofs):
+            return (
+                '{"t":"subscribe","mailboxes":['
+                + ",".join('{"id":"' + e(p.id) + '","sig":"' + e(p.signature) + '"}' for p in proofs)
+                + "]}"
+            )
     body: dict[str, Any]
     match frame:
-        case Challenge(nonce):
-            body = {"t": "challenge", "nonce": e(nonce)}
-        case Subscribed(mailboxes, refused):
-            body = {
-                "t": "subscribed",
-                "mailboxes": [e(m) for m in mailboxes],
-                "refused": [e(m) for m in refused],
-            }
-        case Envelope(mailbox, id_, day, payload):
-            body = {"t": "envelope", "mailbox": e(mailbox), "id": e(id_), "day": day, "payload": e(payload)}
-        case Sent(id_, duplicate):
-            body = {"t": "sent", "id": e(id_), "duplicate": duplicate}
         case SendFailed(id_, code):
             body = {"t": "send_failed", "id": e(id_), "code": code}
         case Error(code, message):
             body = {"t": "error", "code": code, "message": message}
-        case Subscribe(proofs):
-            body = {"t": "subscribe", "mailboxes": [{"id": e(p.id), "sig": e(p.signature)} for p in proofs]}
-        case Ack(refs):
-            body = {"t": "ack", "ids": [{"mailbox": e(r.mailbox), "id": e(r.id)} for r in refs]}
-        case Send(mailbox, token, id_, payload):
-            body = {
-                "t": "send",
-                "mailbox": e(mailbox),
-                "token": e(token),
-                "id": e(id_),
-                "payload": e(payload),
-            }
     return json.dumps(body, separators=(",", ":"))
 
 
