@@ -97,6 +97,26 @@ def test_an_ack_during_a_fetch_is_not_pushed_again() -> None:
     assert window.take() == []
 
 
+def test_an_acked_envelope_is_not_read_again_until_its_delete_is_reported() -> None:
+    window = DeliveryWindow(max_unacked=10, max_queued=10, fetch_size=2)
+    window.subscribe([A])
+    first, second = _envelope(A, 1), _envelope(A, 2)
+    fetch = window.next_fetch()
+    assert fetch is not None
+    window.fetched(fetch, [first, second])  # a full read: the mailbox may hold more
+    assert window.take() == [first, second]
+    assert window.acked([first.ref], until_deleted=True) == [first.ref]
+    assert window.acked([first.ref], until_deleted=True) == []  # its delete is already on its way
+    assert window.deleting == 1 and window.unacked == 1
+    # The next read starts before the delete commits: it skips the envelope, and so does its result.
+    fetch = window.next_fetch()
+    assert fetch is not None and fetch.skip == {first.message_id, second.message_id}
+    window.fetched(fetch, [first])
+    assert window.take() == []
+    window.deleted([first.ref])
+    assert window.deleting == 0
+
+
 @settings(max_examples=150)
 @given(
     st.lists(

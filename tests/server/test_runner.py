@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
 from sotto.server import ServerConfig
-from sotto.server.runner import uvicorn_config
+from sotto.server.runner import DeliveryProtocol, Flag, Inbox, uvicorn_config
 
 
 def test_uvicorn_settings_keep_addresses_out(tmp_path: Path) -> None:
@@ -30,3 +33,41 @@ def test_command_line_help() -> None:
     )
     for option in ("--host", "--port", "--data"):
         assert option in result.stdout
+
+
+def test_websockets_use_the_smaller_protocol(tmp_path: Path) -> None:
+    config = uvicorn_config(ServerConfig(data_dir=tmp_path))
+    assert config.ws is DeliveryProtocol
+    assert issubclass(DeliveryProtocol, WebSocketsSansIOProtocol)
+
+
+def test_inbox_hands_events_over_in_order() -> None:
+    async def scenario() -> list[object]:
+        inbox = Inbox()
+        inbox.put_nowait(1)
+        assert not inbox.empty() and inbox.qsize() == 1
+        got = [await inbox.get()]
+        waiting = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        inbox.put_nowait(2)
+        inbox.put_nowait(3)
+        got += [await waiting, await inbox.get()]
+        assert inbox.empty()
+        return got
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+
+
+def test_flag_blocks_writers_until_set() -> None:
+    async def scenario() -> None:
+        flag = Flag()
+        assert await flag.wait() and flag.is_set()
+        flag.clear()
+        writers = [asyncio.create_task(flag.wait()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert not any(w.done() for w in writers)
+        flag.set()
+        assert await asyncio.gather(*writers) == [True, True]
+
+    asyncio.run(scenario())

@@ -8,6 +8,11 @@ result, ack) and asks it what to do (fetch these from storage, push these). Inva
 * nothing is lost when live notifications overflow the queue: the mailbox is marked *stale* and
   its pending envelopes are read again from storage, where every envelope already is.
 
+An acknowledged envelope may stay *deleting* (``acked(..., until_deleted=True)``) until the
+caller reports its delete done (:meth:`DeliveryWindow.deleted`): reads of storage skip it
+meanwhile, so acks can be deleted in batches, after reads that follow them, without pushing
+anything twice.
+
 Envelopes of one mailbox go out in storage order (``seq``), except that live envelopes may
 overtake a backlog still being read; receivers order by their own counters anyway.
 """
@@ -38,6 +43,7 @@ class DeliveryWindow:
     (an empty one holds no table) and is cleared when it empties (which frees its table)."""
 
     __slots__ = (
+        "_deleting",
         "_fetching",
         "_queue",
         "_stale",
@@ -59,6 +65,7 @@ class DeliveryWindow:
         self._queue: dict[Ref, EnvelopeRecord] = {}  # in push order
         self._stale: dict[MailboxId, None] = {}  # insertion-ordered set: fetched in turn
         self._fetching: dict[MailboxId, set[MessageId]] = {}  # acked while a fetch was out
+        self._deleting: dict[Ref, None] = {}  # acked, the delete not yet committed
 
     # -------------------------------------------------------------- events in
     def subscribe(self, mailbox_ids: Iterable[MailboxId]) -> None:
@@ -89,19 +96,25 @@ class DeliveryWindow:
                 envelope.message_id not in acked_meanwhile
                 and ref not in self._unacked
                 and ref not in self._queue
+                and ref not in self._deleting
             ):
                 self._queue[ref] = envelope
         if len(envelopes) >= fetch.limit:
             self._stale[fetch.mailbox_id] = None  # there may be more
 
-    def acked(self, refs: Iterable[Ref]) -> list[Ref]:
-        """Acknowledged refs in subscribed mailboxes: the ones to delete from storage."""
+    def acked(self, refs: Iterable[Ref], *, until_deleted: bool = False) -> list[Ref]:
+        """Acknowledged refs in subscribed mailboxes: the ones to delete from storage.
+
+        With ``until_deleted`` they stay *deleting* (skipped by reads) until reported to
+        :meth:`deleted`; without it, the caller deletes them before any later read."""
         out = []
         unacked, queue, fetching = self._unacked, self._queue, self._fetching
         for ref in refs:
-            if ref[0] not in self.mailboxes:
+            if ref[0] not in self.mailboxes or ref in self._deleting:
                 continue
             out.append(ref)
+            if until_deleted:
+                self._deleting[ref] = None
             unacked.pop(ref, None)
             queue.pop(ref, None)
             if ref[0] in fetching:
@@ -111,6 +124,13 @@ class DeliveryWindow:
         if not queue:
             queue.clear()
         return out
+
+    def deleted(self, refs: Iterable[Ref]) -> None:
+        """These refs from :meth:`acked` are deleted from storage (or their delete failed)."""
+        for ref in refs:
+            self._deleting.pop(ref, None)
+        if not self._deleting:
+            self._deleting.clear()
 
     # -------------------------------------------------------------- decisions out
     def next_fetch(self) -> Fetch | None:
@@ -125,7 +145,7 @@ class DeliveryWindow:
         if not self._stale:
             self._stale.clear()
         self._fetching[mailbox_id] = set()
-        skip = frozenset(m for (b, m) in (*self._unacked, *self._queue) if b == mailbox_id)
+        skip = frozenset(m for (b, m) in (*self._unacked, *self._queue, *self._deleting) if b == mailbox_id)
         limit = min(self.fetch_size, self.max_queued - len(self._queue))
         return Fetch(mailbox_id, limit, skip)
 
@@ -155,6 +175,10 @@ class DeliveryWindow:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def deleting(self) -> int:
+        return len(self._deleting)
 
     def idle(self) -> bool:
         """Nothing to fetch and nothing to push."""

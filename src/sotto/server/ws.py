@@ -27,7 +27,7 @@ from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
 from sotto.server.logging import logger
 from sotto.server.ratelimit import TokenBucket
-from sotto.server.relay import DeliveryWindow, Fetch
+from sotto.server.relay import DeliveryWindow, Fetch, Ref
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId, PutOutcome
 from sotto.wire import frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION, NONCE_LENGTH
@@ -52,10 +52,12 @@ class _Closed(Exception):
 
 class Connection:
     __slots__ = (
+        "_acked",
         "_asgi_receive",
         "_asgi_send",
         "_closed",
         "_ctx",
+        "_deleter",
         "_frames",
         "_idle_timer",
         "_last_frame",
@@ -84,6 +86,8 @@ class Connection:
         # Created on first use, so an idle connection costs little.
         self._window: DeliveryWindow | None = None
         self._pusher: asyncio.Task[None] | None = None
+        self._acked: list[Ref] | None = None  # acknowledged, to delete next
+        self._deleter: asyncio.Task[None] | None = None
         self._send_slots: asyncio.Semaphore | None = None
         self._sends: set[asyncio.Task[None]] | None = None
 
@@ -158,7 +162,7 @@ class Connection:
             case frames.Send():
                 await self._start_send(frame)
             case frames.Ack():
-                await self._ack(frame)
+                self._ack(frame)
             case frames.Subscribe():
                 await self._subscribe(frame)
 
@@ -207,16 +211,43 @@ class Connection:
             self._kick()
 
     # ------------------------------------------------------------------ ack
-    async def _ack(self, frame: frames.Ack) -> None:
+    def _ack(self, frame: frames.Ack) -> None:
+        """Hand acknowledged refs to the deleter and read on: acks are deleted in batches, the
+        ones that arrive while a delete runs all in the next one."""
         window = self._window
         if window is None or not frame.ids:
             return  # an empty ack is a keep-alive
-        refs = window.acked((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids)
+        refs = window.acked(((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids), until_deleted=True)
         if refs:
-            deleted = await self._ctx.storage.delete_envelopes(refs)
-            self._ctx.stats.count("envelopes_acked", deleted)
+            if self._acked is None:
+                self._acked = refs
+            else:
+                self._acked += refs
+            if self._deleter is None:
+                self._deleter = self._loop.create_task(self._delete_acked())
         if not window.idle():
             self._kick()  # acks made room for what waits
+
+    async def _delete_acked(self) -> None:
+        try:
+            while self._acked:
+                refs, self._acked = self._acked, None
+                await self._delete(refs)
+        finally:
+            if self._deleter is asyncio.current_task():
+                self._deleter = None
+
+    async def _delete(self, refs: list[Ref]) -> None:
+        assert self._window is not None
+        try:
+            deleted = await self._ctx.storage.delete_envelopes(refs)
+        except RelayStorageError:
+            # Closing wakes the reader, which then tears the connection down.
+            await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+            return
+        finally:
+            self._window.deleted(refs)
+        self._ctx.stats.count("envelopes_acked", deleted)
 
     # ------------------------------------------------------------------ send
     async def _start_send(self, frame: frames.Send) -> None:
@@ -224,8 +255,15 @@ class Connection:
             self._send_slots = asyncio.Semaphore(self._ctx.config.ws_max_inflight_sends)
             self._sends = set()
         await self._send_slots.acquire()
-        task = self._loop.create_task(self._store(frame))
         assert self._sends is not None
+        if self._acked:
+            # Acks read before this send are deleted before it is stored (storage runs
+            # operations in the order they are started), so its answer comes after them.
+            refs, self._acked = self._acked, None
+            deleting = self._loop.create_task(self._delete(refs))
+            self._sends.add(deleting)
+            deleting.add_done_callback(self._sends.discard)
+        task = self._loop.create_task(self._store(frame))
         self._sends.add(task)
         task.add_done_callback(self._send_done)
 
@@ -319,7 +357,12 @@ class Connection:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pusher
-        # Sends already handed to storage finish on their own; their replies go nowhere.
+        # What the client acknowledged is still deleted; sends already handed to storage finish
+        # on their own, their replies go nowhere.
+        deleter = self._deleter
+        if deleter is not None and deleter is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await deleter
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
 
