@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from sotto.crypto.kdf import bytes_equal
 from sotto.errors import DecryptionError
 
 _BLOCK = 16
 _ZERO_BLOCK = bytes(16)
-_PKCS7 = padding.PKCS7(8 * _BLOCK)
-"""Stateless: one instance hands out a fresh unpadder per message."""
 _PADDING = tuple(bytes((n,)) * n for n in range(_BLOCK + 1))
-"""PKCS#7 padding by its length (1-16 bytes of the value n): adding it depends only on the
-plaintext's length, which the ciphertext shows anyway. Removing it is left to ``cryptography``,
-whose unpadder checks in constant time."""
+"""PKCS#7 padding by its length n (n bytes of the value n, n = 1..16)."""
 
 
 def aes256_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
@@ -29,11 +25,14 @@ def aes256_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
         raise DecryptionError
     decryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = _PKCS7.unpadder()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise DecryptionError from None
+    # Read from the table rather than with cryptography's unpadder (an object per message).
+    # Every caller checks a MAC or signature over the ciphertext first, so this is no padding
+    # oracle; the bytes are compared in constant time all the same. Their count, n, is what
+    # the plaintext's length shows anyway.
+    n = padded[-1]
+    if not 0 < n <= _BLOCK or not bytes_equal(padded[-n:], _PADDING[n]):
+        raise DecryptionError
+    return padded[:-n]
 
 
 def aes256_ctr_zero(key: bytes, data: bytes) -> bytes:
