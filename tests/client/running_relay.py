@@ -6,8 +6,9 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -23,10 +24,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_relay(data_dir: Path, port: int) -> Iterator[str]:
-    """The real relay (uvicorn, SQLite in ``data_dir``) in a thread, until the block ends."""
-    config = ServerConfig(data_dir=data_dir, host="127.0.0.1", port=port)
-    server = uvicorn.Server(uvicorn_config(config))
+def running_relay(
+    data_dir: Path, port: int, *, wrap: Callable[[Any], Any] | None = None, **settings: Any
+) -> Iterator[str]:
+    """The real relay (uvicorn, SQLite in ``data_dir``) in a thread, until the block ends.
+
+    ``settings`` go to :class:`ServerConfig`; ``wrap`` wraps the ASGI app (to watch requests).
+    """
+    config = ServerConfig(data_dir=data_dir, host="127.0.0.1", port=port, **settings)
+    uv_config = uvicorn_config(config)
+    if wrap is not None:
+        uv_config.app = wrap(uv_config.app)
+    server = uvicorn.Server(uv_config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -16,6 +16,15 @@ always taken in one global order. Between :meth:`Runtime.start` and :meth:`Runti
 * the **receipt** timer sends the delivery receipts we owe, one message per contact, after a
   randomized delay (``receipt_delay`` × 0.5–1.5), so their timing says little about arrivals.
 
+In **cadence mode** (``cadence=True``, relay-protocol §6) none of these three runs. One cadence
+loop follows the relay's ticks and carries out :func:`sotto.client.cadence.plan_tick`'s plan for
+each: at its offset, each of our mailboxes is polled over a fresh connection (acknowledging what
+its previous poll brought and we committed), and each contact is sent one envelope over a fresh
+connection (the oldest queued for them, or cover). Nothing goes out at other times: sends,
+receipts and answers wait in the outbox for their contact's next slot, and typing is not sent.
+A failed request is retried in a later tick: an envelope leaves the outbox only when the relay
+confirmed it, a polled envelope is acknowledged only after its commit.
+
 The receive policy (what is acknowledged when, what is dropped) is in
 :mod:`sotto.client.flows.receiving`.
 """
@@ -31,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
 from typing import TypeVar
 
+from sotto.client import cadence as cadence_plan
 from sotto.client.events import (
     ConnectionChanged,
     EnvelopeRejected,
@@ -66,6 +76,7 @@ from sotto.errors import (
 from sotto.store.interfaces import Store, Transaction
 from sotto.store.model import (
     Account,
+    ContactId,
     MailboxId,
     MessageId,
     OutboxItem,
@@ -88,6 +99,11 @@ NOT_FOUND_ATTEMPTS = 8
 send); after this many refusals the envelope is dropped and reported."""
 CONFIRM_BATCH = 64
 """Confirmed outbox items removed per transaction."""
+CADENCE_POLL_LIMIT = 32
+"""Envelopes one poll takes; more wait for the mailbox's next tick (the relay says ``more``)."""
+CADENCE_HOUSEKEEPING_S = 3_600.0
+"""In cadence mode prekeys and old mailboxes are seen to this often (there are no connections
+to do it on)."""
 POISON_ATTEMPTS = 3
 """An envelope whose processing fails this often for reasons that are not its fault (a bug, a
 store error) is dropped as permanently failing rather than blocking the connection forever."""
@@ -115,6 +131,7 @@ class Runtime:
         clock: Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
         owns_network: bool = True,
+        cadence: bool = False,
     ) -> None:
         self._store = store
         self._network = network
@@ -136,6 +153,11 @@ class Runtime:
         self._last_envelope = 0.0
         self._closed = False
         self._jitter = random.SystemRandom()
+        self._cadence = cadence
+        self._cadence_acks: dict[MailboxId, list[bytes]] = {}
+        """Per mailbox: envelopes committed since its last poll, acknowledged on its next."""
+        self._ticks_done = asyncio.Condition()
+        self._last_tick_start = 0.0
 
     async def close(self) -> None:
         """Stop the background tasks, close the connection, the network and the store."""
@@ -158,6 +180,11 @@ class Runtime:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def cadence(self) -> bool:
+        """Whether this client runs in cadence mode (see the module docstring)."""
+        return self._cadence
 
     # ------------------------------------------------------------------ plumbing
     def _now(self) -> int:
@@ -216,6 +243,8 @@ class Runtime:
             self._events.put_nowait(event)
 
     async def _after_send(self) -> None:
+        if self._cadence:
+            return  # the next tick takes it
         if self._tasks:
             self._outbox_wake.set()
         else:
@@ -227,6 +256,9 @@ class Runtime:
         if self._closed:
             raise ClientError("the client is closed")
         if self._tasks:
+            return
+        if self._cadence:
+            self._tasks = [asyncio.create_task(self._cadence_loop(), name="sotto-cadence")]
             return
         self._tasks = [
             asyncio.create_task(self._drain_loop(), name="sotto-drain"),
@@ -310,6 +342,21 @@ class Runtime:
 
     async def _process(self, connection: DrainConnection, envelope: frames.Envelope) -> None:
         """Unseal, then decrypt and apply under the sender's lock; ack after the commit."""
+        outcome = await self._consume(envelope)
+        # The commit is what counts: report it and carry out its commands even if the ack is
+        # lost with the connection (the relay then redelivers, and the copy is dropped as seen).
+        self._emit(outcome.events)
+        try:
+            await connection.ack([(envelope.mailbox, envelope.id)])
+        finally:
+            await self._finish(outcome)
+
+    async def _consume(self, envelope: frames.Envelope) -> Outcome:
+        """Unseal, decrypt and apply one envelope, committed (or recorded as rejected): its outcome.
+
+        Raises when processing failed for a reason that is not the envelope's fault (then it is
+        not acknowledged, and comes again), unless that keeps happening.
+        """
         key = (envelope.mailbox, envelope.id)
         mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)
         now = self._now()
@@ -337,13 +384,7 @@ class Runtime:
             failed = EnvelopeRejectedError(RejectReason.UNDECRYPTABLE.value, type(error).__name__)
             outcome = await self._record_rejection(envelope, failed)
         self._failures.pop(key, None)
-        # The commit is what counts: report it and carry out its commands even if the ack is
-        # lost with the connection (the relay then redelivers, and the copy is dropped as seen).
-        self._emit(outcome.events)
-        try:
-            await connection.ack([key])
-        finally:
-            await self._finish(outcome)
+        return outcome
 
     async def _record_rejection(self, envelope: frames.Envelope, rejection: EnvelopeRejectedError) -> Outcome:
         mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)
@@ -470,10 +511,10 @@ class Runtime:
     async def _send_item(self, item: OutboxItem) -> bool | None:
         """One attempt: True if the relay took it (confirm it), False if it was refused for good
         (dropped and reported), None if it should be tried again later (rescheduled)."""
+        relay = self._network.relay(item.server_url)
+        send = relay.send_alone if self._cadence else relay.send
         try:
-            await self._network.relay(item.server_url).send(
-                item.mailbox_id, item.delivery_token, item.message_id, item.payload
-            )
+            await send(item.mailbox_id, item.delivery_token, item.message_id, item.payload)
         except (RelayUnavailableError, RelayError) as e:
             refused = isinstance(e, RelayError) and (
                 e.status in (400, 413, 422) or (e.status == 404 and item.attempts + 1 >= NOT_FOUND_ATTEMPTS)
@@ -515,6 +556,136 @@ class Runtime:
         async with self._peers(names):
             await self._tx(lambda tx: sending.flush_receipts(self._ctx(tx), kind))
         self._outbox_wake.set()
+
+    # ------------------------------------------------------------------ cadence mode
+    async def _cadence_loop(self) -> None:
+        """Follow the relay's ticks (module docstring): from the next whole tick on, each tick's
+        plan, step by step at its offset. Never stops before :meth:`close`."""
+        delay = RECONNECT_MIN_S
+        tick_seconds = 0
+        while not self._closed and not tick_seconds:
+            try:
+                tick_seconds = (await self._relay().cadence()).tick_seconds
+            except (RelayUnavailableError, RelayError) as e:
+                log.info("cadence unavailable: %s", type(e).__name__)
+                await asyncio.sleep(delay * self._jitter.uniform(0.5, 1.5))
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        self._connected.set()
+        self._emit([ConnectionChanged(True)])
+        housekept = -CADENCE_HOUSEKEEPING_S
+        tick = cadence_plan.tick_of(self._now() / 1000, tick_seconds) + 1
+        while not self._closed:
+            loop_time = asyncio.get_running_loop().time()
+            if loop_time - housekept >= CADENCE_HOUSEKEEPING_S:
+                housekept = loop_time
+                try:
+                    await self._housekeeping()
+                except (RelayUnavailableError, RelayError) as e:
+                    log.info("housekeeping failed: %s", type(e).__name__)
+            # Wait for the tick to begin, then plan it with the state at its start.
+            await self._sleep_until(cadence_plan.tick_start(tick, tick_seconds))
+            plan = await self._tx(partial(self._plan, tick=tick, tick_seconds=tick_seconds))
+            for step in plan.steps:
+                await self._sleep_until(step.at)
+                try:
+                    if isinstance(step, cadence_plan.Poll):
+                        await self._cadence_poll(step.mailbox_id)
+                    else:
+                        await self._cadence_send(step)
+                except Exception as e:  # a step that failed is retried in a later tick
+                    log.warning("cadence step failed: %s", type(e).__name__)
+            async with self._ticks_done:
+                self._last_tick_start = plan.start
+                self._ticks_done.notify_all()
+            # A tick that overran (a slow relay) is skipped whole rather than run late.
+            tick = max(tick + 1, cadence_plan.tick_of(self._now() / 1000, tick_seconds))
+
+    async def _sleep_until(self, unix_seconds: float) -> None:
+        wait = unix_seconds - self._now() / 1000
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _plan(self, tx: Transaction, *, tick: int, tick_seconds: int) -> cadence_plan.TickPlan:
+        ours = list(mailbox_flow.to_drain(tx, self._now()))
+        contacts: dict[ContactId, MailboxId] = {}
+        for contact in tx.contacts.all():
+            theirs = tx.their_mailboxes.get(contact.contact_id)
+            if theirs is not None:
+                contacts[contact.contact_id] = theirs.mailbox_id
+        queue = [(item.item_id, item.mailbox_id) for item in tx.outbox.all()]
+        return cadence_plan.plan_tick(tick, tick_seconds, ours, contacts, queue=queue, rng=self._rng)
+
+    async def _cadence_poll(self, mailbox_id: MailboxId) -> None:
+        """Poll one mailbox: acknowledge what its last poll brought, then consume what it brings."""
+        seeds = await self._tx(lambda tx: mailbox_flow.to_drain(tx, self._now()))
+        seed = seeds.get(mailbox_id)
+        if seed is None:
+            return  # retired since the plan was made
+        acks = self._cadence_acks.get(mailbox_id, [])
+        try:
+            result = await self._relay().poll(mailbox_id, SigningKey(seed), acks, CADENCE_POLL_LIMIT)
+        except RelayError as e:
+            if e.status == 404:  # expired or never created: register it again for the next tick
+                await self._register_again(mailbox_id)
+            raise
+        self._cadence_acks[mailbox_id] = []
+        committed = 0
+        for polled in result.envelopes:
+            envelope = frames.Envelope(mailbox_id, polled.id, polled.day, polled.payload)
+            self._last_envelope = asyncio.get_running_loop().time()
+            outcome = await self._consume(envelope)
+            self._cadence_acks.setdefault(mailbox_id, []).append(polled.id)
+            self._emit(outcome.events)
+            await self._finish(outcome)
+            committed += 1
+        if committed:
+            # Owed delivery receipts join the outbox: they leave in the contacts' next slots.
+            await self._send_receipts(ReceiptKind.DELIVERED)
+
+    async def _register_again(self, mailbox_id: MailboxId) -> None:
+        command = await self._tx(partial(_registration, mailbox_id=mailbox_id, now_ms=self._now()))
+        if command is not None:
+            with contextlib.suppress(RelayUnavailableError, RelayError):
+                await self._relay().create_mailbox(command.request())
+
+    async def _cadence_send(self, step: cadence_plan.Send) -> None:
+        """Send the oldest envelope queued for the step's mailbox now, else cover to its contact."""
+        item: OutboxItem | None
+        if step.contact_id is None:
+            item = await self._tx(partial(_oldest, mailbox_id=step.mailbox_id))
+        else:
+            contact_id = step.contact_id
+            contact = self._read(lambda tx: tx.contacts.get(contact_id))
+            if contact is None:
+                return
+            async with self._peers([contact.address.name]):
+                item = await self._tx(partial(self._oldest_or_cover, contact_id=contact.contact_id))
+        if item is None:
+            return
+        if await self._send_item(item):
+            await self._confirm([item.item_id])
+
+    def _oldest_or_cover(self, tx: Transaction, *, contact_id: ContactId) -> OutboxItem | None:
+        theirs = tx.their_mailboxes.get(contact_id)
+        contact = tx.contacts.get(contact_id)
+        if theirs is None or contact is None:
+            return None
+        item = _oldest(tx, mailbox_id=theirs.mailbox_id)
+        if item is None and sending.send_cover(self._ctx(tx), contact):
+            item = _oldest(tx, mailbox_id=theirs.mailbox_id)
+        return item
+
+    async def _wait_for_tick(self, after_unix_s: float, timeout: float) -> None:
+        """Until a tick that started at or after ``after_unix_s`` is done (or ``timeout``)."""
+        async with self._ticks_done:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._ticks_done.wait_for(lambda: self._last_tick_start >= after_unix_s), timeout
+                )
+
+
+def _oldest(tx: Transaction, *, mailbox_id: MailboxId) -> OutboxItem | None:
+    return next((item for item in tx.outbox.all() if item.mailbox_id == mailbox_id), None)
 
 
 def _registration(tx: Transaction, *, mailbox_id: MailboxId, now_ms: int) -> RegisterMailbox | None:

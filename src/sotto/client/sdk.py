@@ -152,6 +152,7 @@ class Client(Runtime):
         rng: Rng = system_rng,
         clock: Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
+        cadence: bool = False,
     ) -> Client:
         """Register a new account on ``server_url`` and keep it in ``store`` (which must be empty)."""
         check_profile(server_url, display_name)
@@ -187,6 +188,7 @@ class Client(Runtime):
             clock=clock,
             receipt_delay=receipt_delay,
             owns_network=network is None,
+            cadence=cadence,
         )
         with contextlib.suppress(RelayUnavailableError, RelayError):
             await client._upload_prekeys()  # if this fails, the next connection retries it
@@ -201,6 +203,7 @@ class Client(Runtime):
         rng: Rng = system_rng,
         clock: Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
+        cadence: bool = False,
     ) -> Client:
         """A client for the account already kept in ``store``."""
         account = await asyncio.to_thread(run_transaction, store, lambda tx: tx.account.get())
@@ -214,6 +217,7 @@ class Client(Runtime):
             clock=clock,
             receipt_delay=receipt_delay,
             owns_network=network is None,
+            cadence=cadence,
         )
 
     async def __aenter__(self) -> Client:
@@ -390,7 +394,10 @@ class Client(Runtime):
         return message_id
 
     async def send_typing(self, conversation: ContactRef | GroupRef, started: bool = True) -> None:
-        """Tell the contact (or every group member) that we started or stopped typing."""
+        """Tell the contact (or every group member) that we started or stopped typing (not in
+        cadence mode, where it would arrive ticks late)."""
+        if self._cadence:
+            return
 
         def targets(tx: Transaction) -> tuple[list[Contact], GroupId | None]:
             where = self._conversation(tx, conversation)
@@ -440,8 +447,10 @@ class Client(Runtime):
         return count
 
     async def flush(self) -> int:
-        """Try every queued envelope now, whatever its retry time; how many are still queued."""
-        await self._flush_outbox(force=True)
+        """Try every queued envelope now, whatever its retry time; how many are still queued.
+        In cadence mode envelopes leave only in their ticks: this only counts them."""
+        if not self._cadence:
+            await self._flush_outbox(force=True)
         return self.pending_outbox()
 
     # ------------------------------------------------------------------ safety numbers
@@ -522,8 +531,16 @@ class Client(Runtime):
 
     async def sync(self, timeout: float = 10.0, *, idle: float = 0.3) -> list[Event]:
         """Connect, drain until nothing arrives for ``idle`` seconds and the outbox is empty (or
-        ``timeout`` passes), send the receipts we owe, and return the events so far."""
+        ``timeout`` passes), send the receipts we owe, and return the events so far.
+
+        In cadence mode: wait until a whole tick that began after this call is done (every
+        mailbox polled, every contact sent one envelope), or ``timeout``; receipts owed are
+        queued for later ticks."""
         await self.start()
+        if self._cadence:
+            await self._wait_for_tick(self._now() / 1000, timeout)
+            await self._send_receipts(ReceiptKind.DELIVERED)
+            return self._drain_events()
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -538,6 +555,9 @@ class Client(Runtime):
             await asyncio.sleep(min(0.05, idle / 4))
         await self._send_receipts(ReceiptKind.DELIVERED)
         await self._flush_outbox()
+        return self._drain_events()
+
+    def _drain_events(self) -> list[Event]:
         events: list[Event] = []
         while not self._events.empty():
             event = self._events.get_nowait()
