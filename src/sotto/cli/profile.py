@@ -64,8 +64,18 @@ def passphrase(*, new: bool = False) -> str:
     return entered
 
 
+CadenceOption = Annotated[
+    bool,
+    typer.Option(
+        "--cadence",
+        help="Cadence mode: poll and send on the relay's fixed ticks, with cover traffic, so the "
+        "relay cannot tell when you write or read (messages take up to about two ticks).",
+    ),
+]
+
+
 @asynccontextmanager
-async def opened(place: Where) -> AsyncIterator[Client]:
+async def opened(place: Where, *, cadence: bool = False) -> AsyncIterator[Client]:
     """The profile's client, unlocked with its passphrase, closed when the block ends."""
     if not exists(place):
         fail(
@@ -75,7 +85,7 @@ async def opened(place: Where) -> AsyncIterator[Client]:
         )
     secret = passphrase()
     with render.spinner("Unlocking your store (Argon2id)…"):
-        client = await Client.open(place.profile, secret)
+        client = await Client.open(place.profile, secret, cadence=cadence)
     place.server = client.server_url
     async with client:
         yield client

@@ -156,6 +156,7 @@ class Runtime:
         self._cadence = cadence
         self._cadence_acks: dict[MailboxId, list[bytes]] = {}
         """Per mailbox: envelopes committed since its last poll, acknowledged on its next."""
+        self._tick_seconds: int | None = None
         self._ticks_done = asyncio.Condition()
         self._last_tick_start = 0.0
 
@@ -185,6 +186,11 @@ class Runtime:
     def cadence(self) -> bool:
         """Whether this client runs in cadence mode (see the module docstring)."""
         return self._cadence
+
+    @property
+    def tick_seconds(self) -> int | None:
+        """In cadence mode, the relay's tick once it was read (None before, and otherwise)."""
+        return self._tick_seconds
 
     # ------------------------------------------------------------------ plumbing
     def _now(self) -> int:
@@ -570,6 +576,7 @@ class Runtime:
                 log.info("cadence unavailable: %s", type(e).__name__)
                 await asyncio.sleep(delay * self._jitter.uniform(0.5, 1.5))
                 delay = min(delay * 2, RECONNECT_MAX_S)
+        self._tick_seconds = tick_seconds
         self._connected.set()
         self._emit([ConnectionChanged(True)])
         housekept = -CADENCE_HOUSEKEEPING_S

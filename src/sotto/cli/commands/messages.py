@@ -12,7 +12,7 @@ from rich.text import Text
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, fail
 from sotto.cli.names import require_contact, require_conversation
-from sotto.cli.profile import ProfileOption, opened, run, where
+from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
 from sotto.client import events as ev
 from sotto.client.sdk import Client
 
@@ -38,15 +38,20 @@ def send(
     name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
     text: TextArgument,
     profile: ProfileOption = None,
+    cadence: CadenceOption = False,
 ) -> None:
     """Send a text to a contact."""
     place = where(profile)
     message = joined(text)
 
     async def work() -> None:
-        async with opened(place) as client:
+        async with opened(place, cadence=cadence) as client:
             contact = require_contact(client, name)
             shown = render.clean(contact.name)
+            if cadence:
+                await client.send_text(contact, message)
+                render.done(f"queued for {shown}: it goes out in a tick of `sotto listen --cadence`")
+                return
             if not client.is_ready(contact):
                 await client.send_text(contact, message)
                 render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
@@ -84,24 +89,25 @@ def listen(
         ),
     ] = None,
     profile: ProfileOption = None,
+    cadence: CadenceOption = False,
 ) -> None:
     """Print messages, receipts and typing as they arrive, until Ctrl-C (or --once / --timeout)."""
     place = where(profile)
 
     async def work() -> None:
-        async with opened(place) as client:
+        async with opened(place, cadence=cadence) as client:
             if once:
-                await _listen_once(client, place, timeout or ONCE_TIMEOUT_S)
+                await _listen_once(client, place, timeout)
             else:
                 await _listen(client, timeout)
 
     run(place, work(), until_interrupted=not once)
 
 
-async def _listen_once(client: Client, place: Where, timeout: float) -> None:
+async def _listen_once(client: Client, place: Where, timeout: float | None) -> None:
     await client.start()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(timeout, CONNECT_WAIT_S)
+    deadline = loop.time() + min(timeout or ONCE_TIMEOUT_S, CONNECT_WAIT_S)
     while not client.connected and loop.time() < deadline:
         await asyncio.sleep(0.02)
     if not client.connected:
@@ -110,6 +116,10 @@ async def _listen_once(client: Client, place: Where, timeout: float) -> None:
             hint="is it running? Start one with `sotto server`",
             code=ExitCode.RELAY_UNREACHABLE,
         )
+    if timeout is None:
+        # In cadence mode: long enough for one whole tick after the current one.
+        ticks = client.tick_seconds
+        timeout = ONCE_TIMEOUT_S if ticks is None else 2 * ticks + ONCE_TIMEOUT_S
     shown = 0
     for event in await client.sync(timeout=timeout):
         if isinstance(event, ev.ConnectionChanged):
