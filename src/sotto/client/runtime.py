@@ -587,11 +587,16 @@ class Runtime:
                 housekept = loop_time
                 try:
                     await self._housekeeping()
-                except (RelayUnavailableError, RelayError) as e:
+                except Exception as e:  # retried in an hour; the ticks must go on
                     log.info("housekeeping failed: %s", type(e).__name__)
             # Wait for the tick to begin, then plan it with the state at its start.
             await self._sleep_until(cadence_plan.tick_start(tick, tick_seconds))
-            plan = await self._tx(partial(self._plan, tick=tick, tick_seconds=tick_seconds))
+            try:
+                plan = await self._tx(partial(self._plan, tick=tick, tick_seconds=tick_seconds))
+            except Exception as e:  # the store failed: this tick is lost, not the loop
+                log.warning("cadence plan failed: %s", type(e).__name__)
+                tick += 1
+                continue
             for step in plan.steps:
                 await self._sleep_until(step.at)
                 try:
@@ -604,7 +609,8 @@ class Runtime:
             async with self._ticks_done:
                 self._last_tick_start = plan.start
                 self._ticks_done.notify_all()
-            # A tick that overran (a slow relay) is skipped whole rather than run late.
+            # After an overrun (a slow relay), the next tick runs late; ticks missed whole are
+            # skipped, not caught up.
             tick = max(tick + 1, cadence_plan.tick_of(self._now() / 1000, tick_seconds))
 
     async def _sleep_until(self, unix_seconds: float) -> None:
