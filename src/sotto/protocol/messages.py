@@ -85,11 +85,20 @@ _SignalMessageFields = tuple[PublicKey, int, int, bytes, bytes, "bytes | None"]
 # Each is one byte: the encoder copies it, the decoder compares it with ``body[pos]``.
 _RATCHET_KEY_FIELD = bytes((1 << 3 | LENGTH_DELIMITED, PUBLIC_KEY_LENGTH))
 """Field 1's key and length: the ratchet key is always 33 bytes."""
-_COUNTER_FIELD = bytes((2 << 3 | VARINT,))
-_PREVIOUS_COUNTER_FIELD = bytes((3 << 3 | VARINT,))
-_CIPHERTEXT_FIELD = bytes((4 << 3 | LENGTH_DELIMITED,))
-_PQ_RATCHET_FIELD = bytes((5 << 3 | LENGTH_DELIMITED,))
-_ADDRESSES_FIELD = bytes((6 << 3 | LENGTH_DELIMITED,))
+_COUNTER_TAG = 2 << 3 | VARINT
+_PREVIOUS_COUNTER_TAG = 3 << 3 | VARINT
+_CIPHERTEXT_TAG = 4 << 3 | LENGTH_DELIMITED
+_PQ_RATCHET_TAG = 5 << 3 | LENGTH_DELIMITED
+_ADDRESSES_TAG = 6 << 3 | LENGTH_DELIMITED
+_COUNTER_FIELD = bytes((_COUNTER_TAG,))
+_PREVIOUS_COUNTER_FIELD = bytes((_PREVIOUS_COUNTER_TAG,))
+_CIPHERTEXT_FIELD = bytes((_CIPHERTEXT_TAG,))
+_PQ_RATCHET_FIELD = bytes((_PQ_RATCHET_TAG,))
+_ADDRESSES_FIELD = bytes((_ADDRESSES_TAG,))
+_USUAL_START = _RATCHET_KEY_FIELD + bytes((DJB_TYPE,))
+"""How a body in the usual layout starts: field 1's key and length, then the key's type byte."""
+_KEY_START = len(_RATCHET_KEY_FIELD)
+_KEY_END = _KEY_START + PUBLIC_KEY_LENGTH
 
 
 class SignalMessage(NamedTuple):
@@ -185,31 +194,24 @@ def _decode_usual_layout(body: bytes) -> _SignalMessageFields | None:
     nothing that parser refuses and refuses (with DecodeError) only what it refuses.
     """
     n = len(body)
-    key_start = len(_RATCHET_KEY_FIELD)
-    key_end = key_start + PUBLIC_KEY_LENGTH
-    if (
-        key_end >= n
-        or not body.startswith(_RATCHET_KEY_FIELD)
-        or body[key_start] != DJB_TYPE
-        or body[key_end] != _COUNTER_FIELD[0]
-    ):
+    if n <= _KEY_END or not body.startswith(_USUAL_START) or body[_KEY_END] != _COUNTER_TAG:
         return None
-    counter, pos = read_varint(body, key_end + 1)
-    if pos >= n or body[pos] != _PREVIOUS_COUNTER_FIELD[0]:
+    counter, pos = read_varint(body, _KEY_END + 1)
+    if pos >= n or body[pos] != _PREVIOUS_COUNTER_TAG:
         return None
     previous_counter, pos = read_varint(body, pos + 1)
-    if (counter | previous_counter) >> _UINT32 or pos >= n or body[pos] != _CIPHERTEXT_FIELD[0]:
+    if (counter | previous_counter) >> _UINT32 or pos >= n or body[pos] != _CIPHERTEXT_TAG:
         return None
     ciphertext, pos = _read_bytes(body, pos + 1)
     pq_ratchet = b""
-    if pos < n and body[pos] == _PQ_RATCHET_FIELD[0]:
+    if pos < n and body[pos] == _PQ_RATCHET_TAG:
         pq_ratchet, pos = _read_bytes(body, pos + 1)
     addresses = None
-    if pos < n and body[pos] == _ADDRESSES_FIELD[0]:
+    if pos < n and body[pos] == _ADDRESSES_TAG:
         addresses, pos = _read_bytes(body, pos + 1)
     if pos != n:
         return None
-    ratchet_key = PublicKey.from_bytes(body[key_start:key_end])
+    ratchet_key = PublicKey.from_bytes(body[_KEY_START:_KEY_END])
     return ratchet_key, counter, previous_counter, ciphertext, pq_ratchet, addresses
 
 

@@ -16,6 +16,8 @@ LENGTH_DELIMITED = 2
 FIXED32 = 5
 
 _MAX_VARINT_BYTES = 10
+_VARINT_SHIFTS = tuple(range(7, 7 * _MAX_VARINT_BYTES, 7))
+"""Shifts of a varint's second to tenth bytes."""
 _ONE_BYTE_VARINTS = tuple(bytes((value,)) for value in range(0x80))
 """Tags, lengths and small counters: most varints a message carries are one or two bytes."""
 
@@ -39,21 +41,24 @@ def encode_varint(value: int) -> bytes:
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     """Return ``(value, next_position)``."""
-    if pos < len(buf) and buf[pos] < 0x80:
-        return buf[pos], pos + 1
-    if pos + 1 < len(buf) and buf[pos + 1] < 0x80:
-        return buf[pos] & 0x7F | buf[pos + 1] << 7, pos + 2
-    result = 0
-    shift = 0
-    for byte in buf[pos : pos + _MAX_VARINT_BYTES]:
-        pos += 1
-        result |= (byte & 0x7F) << shift
+    # Byte by byte with no slicing or length checks (running off the end is the IndexError):
+    # a message carries four to six varints, most of them one to three bytes long.
+    try:
+        byte = buf[pos]
         if byte < 0x80:
-            if result >> 64:  # a tenth byte above 1, as prost refuses it
-                raise DecodeError("varint exceeds 64 bits")
-            return result, pos
-        shift += 7
-    raise DecodeError("truncated or overlong varint")
+            return byte, pos + 1
+        result = byte & 0x7F
+        for shift in _VARINT_SHIFTS:
+            pos += 1
+            byte = buf[pos]
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                if result >> 64:  # a tenth byte above 1, as prost refuses it
+                    raise DecodeError("varint exceeds 64 bits")
+                return result, pos + 1
+    except IndexError:
+        raise DecodeError("truncated varint") from None
+    raise DecodeError("overlong varint")
 
 
 def bytes_field(number: int, value: bytes) -> bytes:

@@ -144,10 +144,12 @@ def encrypt(
     older than 30 days. ``rng`` is unused by chain-only SPQR; the ML-KEM braid will need it.
     """
     del rng
-    state = None if record is None else record.current
-    if record is None or state is None or state.is_stale(now_ms):
+    if record is None or record.current is None:
         raise SessionNotFoundError(f"no usable session with {their_address}")
+    state = record.current
     pending = state.pending_prekey
+    if pending is not None and state.is_stale(now_ms):
+        raise SessionNotFoundError(f"no usable session with {their_address}")
     if pending is None:
         new_state, message = encrypt_message(state, plaintext)
         out = CiphertextMessage(CiphertextMessageType.WHISPER, message.serialized)
