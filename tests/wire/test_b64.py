@@ -74,3 +74,27 @@ def test_non_strings_are_refused() -> None:
 def test_matches_the_standard_library() -> None:
     data = bytes(range(256))
     assert b64.encode(data) == base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 16, 32, 64])
+@given(data=st.data())
+def test_fixed_decoder_agrees_with_decode(length: int, data: st.DataObject) -> None:
+    decode_fixed = b64.fixed_decoder(length)
+    size = b64.encoded_length(length)
+    text = data.draw(
+        st.one_of(
+            st.binary(min_size=length, max_size=length).map(b64.encode),
+            st.text("AQgw-_+/=Ä \n" + "ABCabc019", min_size=max(0, size - 1), max_size=size + 1),
+        )
+    )
+    try:
+        expected: bytes | None = b64.decode(text, length=length)
+    except DecodeError:
+        expected = None
+    if expected is None:
+        with pytest.raises(DecodeError):
+            decode_fixed(text)
+    else:
+        assert decode_fixed(text) == expected
+    with pytest.raises(DecodeError):
+        decode_fixed(None)

@@ -8,6 +8,7 @@ every field checked (lengths of ids, nonces, signatures and tokens; payloads of 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,8 +191,17 @@ def _object(text: str | bytes) -> dict[str, Any]:
     return value
 
 
-def _bytes(obj: dict[str, Any], key: str, length: int) -> bytes:
-    return b64.decode(_str(obj, key), length=length)
+_id = b64.fixed_decoder(ID_LENGTH)
+_token = b64.fixed_decoder(DELIVERY_TOKEN_LENGTH)
+_nonce = b64.fixed_decoder(NONCE_LENGTH)
+_signature = b64.fixed_decoder(SIGNATURE_LENGTH)
+
+
+def _bytes(obj: dict[str, Any], key: str, decode: Callable[[object], bytes]) -> bytes:
+    try:
+        return decode(obj.get(key))
+    except DecodeError as exc:
+        raise DecodeError(f"field {key!r}: {exc}") from None
 
 
 def _str(obj: dict[str, Any], key: str, max_length: int = MAX_FRAME_BYTES) -> str:
@@ -209,7 +219,10 @@ def _list(obj: dict[str, Any], key: str, max_items: int) -> list[Any]:
 
 
 def _payload(obj: dict[str, Any]) -> bytes:
-    payload = b64.decode(_str(obj, "payload"), max_length=MAX_PADDED)
+    try:
+        payload = b64.decode(obj.get("payload"), max_length=MAX_PADDED)  # type: ignore[arg-type]
+    except DecodeError as exc:
+        raise DecodeError(f"field 'payload': {exc}") from None
     if not is_bucket(len(payload)):
         raise DecodeError("payload length is not a padding bucket")
     return payload
@@ -225,7 +238,7 @@ def _id_list(obj: dict[str, Any], key: str) -> tuple[bytes, ...]:
     items = _list(obj, key, MAX_SUBSCRIPTIONS_PER_CONNECTION)
     if not all(isinstance(i, str) for i in items):
         raise DecodeError(f"field {key!r} must list ids")
-    return tuple(b64.decode(i, length=ID_LENGTH) for i in items)
+    return tuple(_id(i) for i in items)
 
 
 def decode_client_frame(text: str | bytes) -> ClientFrame:
@@ -235,23 +248,19 @@ def decode_client_frame(text: str | bytes) -> ClientFrame:
         proofs = _list(obj, "mailboxes", MAX_SUBSCRIPTIONS_PER_CONNECTION)
         return Subscribe(
             tuple(
-                MailboxProof(_bytes(p, "id", ID_LENGTH), _bytes(p, "sig", SIGNATURE_LENGTH))
-                for p in map(_item, proofs)
+                MailboxProof(_bytes(p, "id", _id), _bytes(p, "sig", _signature)) for p in map(_item, proofs)
             )
         )
     if kind == "ack":
         refs = _list(obj, "ids", MAX_ACK_IDS_PER_FRAME)
         return Ack(
-            tuple(
-                EnvelopeRef(_bytes(r, "mailbox", ID_LENGTH), _bytes(r, "id", ID_LENGTH))
-                for r in map(_item, refs)
-            )
+            tuple(EnvelopeRef(_bytes(r, "mailbox", _id), _bytes(r, "id", _id)) for r in map(_item, refs))
         )
     if kind == "send":
         return Send(
-            _bytes(obj, "mailbox", ID_LENGTH),
-            _bytes(obj, "token", DELIVERY_TOKEN_LENGTH),
-            _bytes(obj, "id", ID_LENGTH),
+            _bytes(obj, "mailbox", _id),
+            _bytes(obj, "token", _token),
+            _bytes(obj, "id", _id),
             _payload(obj),
         )
     raise DecodeError(f"unknown client frame {kind[:32]!r}")
@@ -261,21 +270,21 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
     obj = _object(text)
     kind = obj["t"]
     if kind == "challenge":
-        return Challenge(_bytes(obj, "nonce", NONCE_LENGTH))
+        return Challenge(_bytes(obj, "nonce", _nonce))
     if kind == "subscribed":
         return Subscribed(_id_list(obj, "mailboxes"), _id_list(obj, "refused"))
     if kind == "envelope":
         day = obj.get("day")
         if not isinstance(day, int) or isinstance(day, bool) or not 0 <= day < 1_000_000:
             raise DecodeError("field 'day' must be a day number")
-        return Envelope(_bytes(obj, "mailbox", ID_LENGTH), _bytes(obj, "id", ID_LENGTH), day, _payload(obj))
+        return Envelope(_bytes(obj, "mailbox", _id), _bytes(obj, "id", _id), day, _payload(obj))
     if kind == "sent":
         duplicate = obj.get("duplicate")
         if not isinstance(duplicate, bool):
             raise DecodeError("field 'duplicate' must be a boolean")
-        return Sent(_bytes(obj, "id", ID_LENGTH), duplicate)
+        return Sent(_bytes(obj, "id", _id), duplicate)
     if kind == "send_failed":
-        return SendFailed(_bytes(obj, "id", ID_LENGTH), _str(obj, "code", 64))
+        return SendFailed(_bytes(obj, "id", _id), _str(obj, "code", 64))
     if kind == "error":
         return Error(_str(obj, "code", 64), _str(obj, "message", 1024))
     raise DecodeError(f"unknown server frame {kind[:32]!r}")
