@@ -200,6 +200,13 @@ def test_cadence_calls_each_open_their_own_connection(server_url: str) -> None:
             with pytest.raises(RelayError) as refused:
                 await relay.poll(mailbox_id, SigningKey.generate(system_rng), [], 8)
             assert refused.value.status == 404
+            # A cadence client's network keeps no connection for any call.
+            isolated = HttpNetwork(keep_alive=False)
+            before = proxy.connections
+            await isolated.relay(url).create_mailbox(body(new_mailbox()))
+            await isolated.relay(url).create_mailbox(body(new_mailbox()))
+            assert proxy.connections == before + 2
+            await isolated.aclose()
         await network.aclose()
 
     run(main)

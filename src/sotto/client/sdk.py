@@ -156,7 +156,7 @@ class Client(Runtime):
     ) -> Client:
         """Register a new account on ``server_url`` and keep it in ``store`` (which must be empty)."""
         check_profile(server_url, display_name)
-        net = network or HttpNetwork()
+        net = network or HttpNetwork(keep_alive=not cadence)
         new = account_flow.NewIdentity.generate(rng)
         try:
             created = await net.relay(server_url).create_account(new.request())
@@ -211,7 +211,7 @@ class Client(Runtime):
             raise ClientError("this store holds no account")
         return cls(
             store,
-            network or HttpNetwork(),
+            network or HttpNetwork(keep_alive=not cadence),
             account,
             rng=rng,
             clock=clock,

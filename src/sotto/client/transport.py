@@ -546,10 +546,10 @@ class HttpNetwork:
         timeout: float = HTTP_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
         websocket_sends: bool = True,
+        keep_alive: bool = True,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            timeout=timeout, transport=transport, follow_redirects=False, headers={"user-agent": "sotto"}
-        )
+        """``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
+        clients use it, so that no call of theirs shares a connection with another)."""
         # Cadence mode's calls: no connection is kept alive, so each request opens its own and
         # the relay cannot tie two of them together by their connection.
         self._fresh = httpx.AsyncClient(
@@ -558,6 +558,13 @@ class HttpNetwork:
             follow_redirects=False,
             headers={"user-agent": "sotto"},
             limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        self._http = (
+            httpx.AsyncClient(
+                timeout=timeout, transport=transport, follow_redirects=False, headers={"user-agent": "sotto"}
+            )
+            if keep_alive
+            else self._fresh
         )
         self._websocket_sends = websocket_sends
         self._relays: dict[str, HttpRelay] = {}
@@ -575,4 +582,5 @@ class HttpNetwork:
         for relay in self._relays.values():
             await relay.aclose()
         await self._http.aclose()
-        await self._fresh.aclose()
+        if self._fresh is not self._http:
+            await self._fresh.aclose()
