@@ -49,6 +49,16 @@ class ChainKey:
         return f"ChainKey(index={self.index}, key=<secret>)"
 
 
+def derive_message_keys(seed: bytes, spqr_key: bytes | None) -> tuple[bytes, bytes, bytes]:
+    """``(AES-256 key, HMAC-SHA256 key, CBC IV)`` for one message, as :class:`MessageKeys` holds them.
+
+    The ratchet calls this directly, unpacking the three at once: a message's keys then live
+    only in local variables, and no object is built per message for them.
+    """
+    okm = hkdf_sha256(seed, _MESSAGE_KEYS_LENGTH, MESSAGE_KEYS_INFO, spqr_key)
+    return okm[:32], okm[32:64], okm[64:80]
+
+
 class MessageKeys(NamedTuple):
     """The keys for one message: AES-256-CBC key and IV, HMAC-SHA256 key.
 
@@ -63,8 +73,8 @@ class MessageKeys(NamedTuple):
 
     @classmethod
     def derive(cls, seed: bytes, counter: int, spqr_key: bytes | None) -> MessageKeys:
-        okm = hkdf_sha256(seed, _MESSAGE_KEYS_LENGTH, MESSAGE_KEYS_INFO, salt=spqr_key)
-        return cls(okm[:32], okm[32:64], okm[64:80], counter)
+        cipher_key, mac_key, iv = derive_message_keys(seed, spqr_key)
+        return cls(cipher_key, mac_key, iv, counter)
 
     def __repr__(self) -> str:
         return f"MessageKeys(counter={self.counter}, <secret>)"

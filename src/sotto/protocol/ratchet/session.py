@@ -20,7 +20,7 @@ from sotto.errors import (
 )
 from sotto.protocol.limits import MAX_FORWARD_JUMPS, MAX_RECEIVER_CHAINS
 from sotto.protocol.messages import SignalMessage
-from sotto.protocol.ratchet.chain import MessageKeys
+from sotto.protocol.ratchet.chain import derive_message_keys
 from sotto.protocol.ratchet.skipped import EMPTY_SKIPPED_KEYS
 from sotto.protocol.ratchet.state import ReceiverChain, SenderChain, SessionState
 
@@ -33,15 +33,15 @@ def encrypt_message(
     sender = state.sender_chain
     chain_key = sender.chain_key
     seed, next_chain_key = chain_key.step()
-    keys = MessageKeys.derive(seed, chain_key.index, pq_key)
+    cipher_key, mac_key, iv = derive_message_keys(seed, pq_key)
     message = SignalMessage.create(
-        mac_key=keys.mac_key,
+        mac_key=mac_key,
         sender_identity=state.local_identity,
         receiver_identity=state.remote_identity,
         ratchet_key=sender.ratchet_key.public,
         counter=chain_key.index,
         previous_counter=state.previous_counter,
-        ciphertext=aes256_cbc_encrypt(keys.cipher_key, keys.iv, plaintext),
+        ciphertext=aes256_cbc_encrypt(cipher_key, iv, plaintext),
         pq_ratchet=pq_message,
         addresses=addresses,
     )
@@ -121,14 +121,14 @@ def decrypt_message(
         new_chain = ReceiverChain(their_ratchet_key, next_chain_key, skipped)
 
     spqr, pq_key = state.spqr.recv(message.pq_ratchet)
-    keys = MessageKeys.derive(seed, counter, pq_key)
-    if not message.verify_mac(state.remote_identity, state.local_identity, keys.mac_key):
+    cipher_key, mac_key, iv = derive_message_keys(seed, pq_key)
+    if not message.verify_mac(state.remote_identity, state.local_identity, mac_key):
         raise DecryptionError
     if message.addresses is not None and (
         expected_addresses is None or not bytes_equal(expected_addresses, message.addresses)
     ):
         raise DecryptionError
-    plaintext = aes256_cbc_decrypt(keys.cipher_key, keys.iv, message.ciphertext)
+    plaintext = aes256_cbc_decrypt(cipher_key, iv, message.ciphertext)
 
     # Built field by field (``_replace`` is slower): this runs for every message.
     new_state = SessionState(
