@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,31 @@ def test_a_closed_connection_leaves_no_listener(relay: Relay) -> None:
         assert len(relay.ctx.fanout) == 1  # type: ignore[arg-type]
     send(client, mailbox, os.urandom(16), payload())
     assert len(relay.ctx.fanout) == 0  # type: ignore[arg-type]
+
+
+def test_keep_alives_hold_an_idle_timer_off(tmp_path: Path) -> None:
+    for relay in make_relay(tmp_path, ws_idle_seconds=0.3):
+        mailbox = create_mailbox(relay.client)
+        with relay.client.websocket_connect("/v1/ws") as ws:
+            challenge = _frame(ws)
+            assert isinstance(challenge, frames.Challenge)
+            for _ in range(6):  # 0.6 s in all, never 0.3 s quiet
+                time.sleep(0.1)
+                ws.send_text(frames.encode(frames.Ack(())))
+            assert _subscribe(ws, mailbox, nonce=challenge.nonce).mailboxes == (mailbox.mailbox_id,)
+            assert _closed_with(ws) == 4408
+
+
+def test_sends_beyond_the_inflight_limit_wait_for_a_slot(tmp_path: Path) -> None:
+    for relay in make_relay(tmp_path, "sqlite", ws_max_inflight_sends=1):
+        mailbox = create_mailbox(relay.client)
+        ids = [os.urandom(16) for _ in range(20)]
+        with relay.client.websocket_connect("/v1/ws") as ws:
+            _frame(ws)
+            for message_id in ids:
+                ws.send_text(
+                    frames.encode(frames.Send(mailbox.mailbox_id, mailbox.token, message_id, payload()))
+                )
+            answers = [_frame(ws) for _ in ids]
+        assert {a.id for a in answers if isinstance(a, frames.Sent)} == set(ids)
+        assert len(_pending(relay, mailbox)) == 20

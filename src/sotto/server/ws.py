@@ -65,8 +65,8 @@ class Connection:
         "_nonce",
         "_pusher",
         "_reader",
-        "_send_slots",
         "_sends",
+        "_slot_free",
         "_timed_out",
         "_window",
     )
@@ -88,8 +88,8 @@ class Connection:
         self._pusher: asyncio.Task[None] | None = None
         self._acked: list[Ref] | None = None  # acknowledged, to delete next
         self._deleter: asyncio.Task[None] | None = None
-        self._send_slots: asyncio.Semaphore | None = None
-        self._sends: set[asyncio.Task[None]] | None = None
+        self._sends: set[asyncio.Task[None]] | None = None  # stores and deletes in flight
+        self._slot_free: asyncio.Future[None] | None = None
 
     async def serve(self) -> None:
         stats = self._ctx.stats
@@ -102,11 +102,7 @@ class Connection:
         code = 1000
         try:
             await self._send(frames.encode(frames.Challenge(self._nonce)))
-            while not self._closed:
-                text = await self._receive()
-                if text is None:
-                    break
-                await self._handle(text)
+            await self._read()
         except _Closed as closed:
             code = closed.code
             await self._close(closed.code, closed.reason)
@@ -137,33 +133,35 @@ class Connection:
             self._timed_out = True
             self._reader.cancel()
 
-    async def _receive(self) -> str | None:
-        message = await self._asgi_receive()
-        if message["type"] != "websocket.receive":
-            self._closed = True
-            return None
-        text = message.get("text")
-        if not isinstance(text, str):
-            raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
-        if len(text) > MAX_FRAME_BYTES:
-            raise _Closed(CLOSE_TOO_LARGE, "frame too large")
-        now = self._loop.time()
-        self._last_frame = now
-        if not self._frames.allow(now):
-            raise _Closed(CLOSE_TOO_MANY, "too many frames")
-        return text
-
-    async def _handle(self, text: str) -> None:
-        try:
-            frame = frames.decode_client_frame(text)
-        except DecodeError as exc:
-            raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
-        match frame:
-            case frames.Send():
-                await self._start_send(frame)
-            case frames.Ack():
+    async def _read(self) -> None:
+        """Read and handle frames until the peer leaves; one loop with no awaits but the reads,
+        a wait for a send slot and a subscription's storage calls (this runs per frame)."""
+        receive, time, budget = self._asgi_receive, self._loop.time, self._frames
+        max_sends = self._ctx.config.ws_max_inflight_sends
+        while not self._closed:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                self._closed = True
+                return
+            text = message.get("text")
+            if not isinstance(text, str):
+                raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
+            if len(text) > MAX_FRAME_BYTES:
+                raise _Closed(CLOSE_TOO_LARGE, "frame too large")
+            now = self._last_frame = time()
+            if not budget.allow(now):
+                raise _Closed(CLOSE_TOO_MANY, "too many frames")
+            try:
+                frame = frames.decode_client_frame(text)
+            except DecodeError as exc:
+                raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
+            if isinstance(frame, frames.Send):
+                if self._sends is not None and len(self._sends) >= max_sends:
+                    await self._send_slot(max_sends)
+                self._start_send(frame)
+            elif isinstance(frame, frames.Ack):
                 self._ack(frame)
-            case frames.Subscribe():
+            else:
                 await self._subscribe(frame)
 
     # ------------------------------------------------------------------ subscribe
@@ -250,19 +248,25 @@ class Connection:
         self._ctx.stats.count("envelopes_acked", deleted)
 
     # ------------------------------------------------------------------ send
-    async def _start_send(self, frame: frames.Send) -> None:
-        if self._send_slots is None:
-            self._send_slots = asyncio.Semaphore(self._ctx.config.ws_max_inflight_sends)
+    async def _send_slot(self, max_sends: int) -> None:
+        """Wait until fewer than ``max_sends`` stores (and deletes) are in flight."""
+        while self._sends is not None and len(self._sends) >= max_sends:
+            self._slot_free = self._loop.create_future()
+            try:
+                await self._slot_free
+            finally:
+                self._slot_free = None
+
+    def _start_send(self, frame: frames.Send) -> None:
+        if self._sends is None:
             self._sends = set()
-        await self._send_slots.acquire()
-        assert self._sends is not None
         if self._acked:
             # Acks read before this send are deleted before it is stored (storage runs
             # operations in the order they are started), so its answer comes after them.
             refs, self._acked = self._acked, None
             deleting = self._loop.create_task(self._delete(refs))
             self._sends.add(deleting)
-            deleting.add_done_callback(self._sends.discard)
+            deleting.add_done_callback(self._send_done)
         task = self._loop.create_task(self._store(frame))
         self._sends.add(task)
         task.add_done_callback(self._send_done)
@@ -270,8 +274,9 @@ class Connection:
     def _send_done(self, task: asyncio.Task[None]) -> None:
         if self._sends is not None:
             self._sends.discard(task)
-        if self._send_slots is not None:
-            self._send_slots.release()
+        waiter = self._slot_free
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _store(self, frame: frames.Send) -> None:
         reply: frames.ServerFrame
