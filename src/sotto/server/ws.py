@@ -2,13 +2,15 @@
 
 One :class:`Connection` per socket, spoken to in plain ASGI messages. Its main task reads
 frames: ``subscribe`` (checked against each mailbox's key and the connection's challenge),
-``ack`` (deletes), ``send`` (stored concurrently, answered after the commit, at most
-``ws_max_inflight_sends`` at a time). Envelopes are pushed by a second task, which runs only
-while :class:`~sotto.server.relay.DeliveryWindow` has something to do: stored ones first, live
-ones as the fan-out announces them, never more than 256 unacknowledged.
+``ack`` (deleted in batches by a deleter task, while reading goes on), ``send`` (stored
+concurrently, answered after the commit, at most ``ws_max_inflight_sends`` at a time).
+Envelopes are pushed by a pusher task, which runs only while
+:class:`~sotto.server.relay.DeliveryWindow` has something to do: stored ones first, live ones as
+the fan-out announces them, never more than 256 unacknowledged.
 
-The relay holds many idle connections, so an idle one owns little: its reader, one timer for the
-idle limit (re-armed lazily, not per frame) and, once subscribed, its window.
+The relay holds many idle connections, so an idle one owns little: its reader coroutine, one
+timer for the idle limit (re-armed lazily, not per frame), no request headers and, once
+subscribed, its window; tasks and containers exist only while they have work.
 
 A client that misbehaves is closed with a typed code: 4400 malformed frame (or a binary one),
 4413 frame too large, 4429 too many frames, 4408 idle too long; 1013 when storage fails.
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -92,17 +96,48 @@ class Connection:
         self._slot_free: asyncio.Future[None] | None = None
 
     async def serve(self) -> None:
-        stats = self._ctx.stats
-        if (await self._asgi_receive())["type"] != "websocket.connect":
-            return
-        await self._asgi_send({"type": "websocket.accept"})
-        stats.count("ws_connections")
-        self._reader = asyncio.current_task()
-        self._idle_timer = self._loop.call_later(self._ctx.config.ws_idle_seconds, self._check_idle)
+        """Run the connection to its end. Frames are read and handled in this one coroutine, with
+        no awaits but the reads, a wait for a send slot and a subscription's storage calls: it
+        runs per frame, and it is most of what an idle connection holds."""
+        stats, config = self._ctx.stats, self._ctx.config
         code = 1000
+        accepted = False
         try:
+            if (await self._asgi_receive())["type"] != "websocket.connect":
+                return
+            await self._asgi_send({"type": "websocket.accept"})
+            accepted = True
+            stats.count("ws_connections")
+            self._reader = asyncio.current_task()
+            self._idle_timer = self._loop.call_later(config.ws_idle_seconds, self._check_idle)
             await self._send(frames.encode(frames.Challenge(self._nonce)))
-            await self._read()
+            receive, time, budget = self._asgi_receive, self._loop.time, self._frames
+            max_sends = config.ws_max_inflight_sends
+            while not self._closed:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    self._closed = True
+                    break
+                text = message.get("text")
+                if not isinstance(text, str):
+                    raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
+                if len(text) > MAX_FRAME_BYTES:
+                    raise _Closed(CLOSE_TOO_LARGE, "frame too large")
+                now = self._last_frame = time()
+                if not budget.allow(now):
+                    raise _Closed(CLOSE_TOO_MANY, "too many frames")
+                try:
+                    frame = frames.decode_client_frame(text)
+                except DecodeError as exc:
+                    raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
+                if isinstance(frame, frames.Send):
+                    if self._sends is not None and len(self._sends) >= max_sends:
+                        await self._send_slot(max_sends)
+                    self._start_send(frame)
+                elif isinstance(frame, frames.Ack):
+                    self._ack(frame)
+                else:
+                    await self._subscribe(frame)
         except _Closed as closed:
             code = closed.code
             await self._close(closed.code, closed.reason)
@@ -116,11 +151,14 @@ class Connection:
                 self._reader.uncancel()
             code = CLOSE_IDLE
             await self._close(CLOSE_IDLE, "idle too long")
+        except Exception as exc:  # never a traceback with request data in the log
+            logger.error("error %s", type(exc).__name__)
         finally:
-            stats.count(f"ws_close_{code}")
-            await self._stop()
+            if accepted:
+                stats.count(f"ws_close_{code}")
+                await self._stop()
 
-    # ------------------------------------------------------------------ reading
+    # ------------------------------------------------------------------ idle limit
     def _check_idle(self) -> None:
         """The idle timer: re-armed for what is left, or the reader is cancelled."""
         limit = self._ctx.config.ws_idle_seconds
@@ -132,37 +170,6 @@ class Connection:
         if not self._closed and self._reader is not None:
             self._timed_out = True
             self._reader.cancel()
-
-    async def _read(self) -> None:
-        """Read and handle frames until the peer leaves; one loop with no awaits but the reads,
-        a wait for a send slot and a subscription's storage calls (this runs per frame)."""
-        receive, time, budget = self._asgi_receive, self._loop.time, self._frames
-        max_sends = self._ctx.config.ws_max_inflight_sends
-        while not self._closed:
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                self._closed = True
-                return
-            text = message.get("text")
-            if not isinstance(text, str):
-                raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
-            if len(text) > MAX_FRAME_BYTES:
-                raise _Closed(CLOSE_TOO_LARGE, "frame too large")
-            now = self._last_frame = time()
-            if not budget.allow(now):
-                raise _Closed(CLOSE_TOO_MANY, "too many frames")
-            try:
-                frame = frames.decode_client_frame(text)
-            except DecodeError as exc:
-                raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
-            if isinstance(frame, frames.Send):
-                if self._sends is not None and len(self._sends) >= max_sends:
-                    await self._send_slot(max_sends)
-                self._start_send(frame)
-            elif isinstance(frame, frames.Ack):
-                self._ack(frame)
-            else:
-                await self._subscribe(frame)
 
     # ------------------------------------------------------------------ subscribe
     async def _subscribe(self, frame: frames.Subscribe) -> None:
@@ -372,10 +379,12 @@ class Connection:
             await asyncio.gather(*self._sends, return_exceptions=True)
 
 
-async def delivery_socket(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI handler of ``GET /v1/ws``; :class:`~sotto.server.app.RelayApp` calls it directly."""
+def delivery_socket(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+    """The ASGI handler of ``GET /v1/ws``; :class:`~sotto.server.app.RelayApp` awaits it directly.
+
+    A plain function returning the connection's coroutine, so that no frame of its own stays
+    alive as long as the connection."""
     ctx: RelayContext = scope["app"].state.relay
-    try:
-        await Connection(receive, send, ctx).serve()
-    except Exception as exc:  # never a traceback with request data in the log
-        logger.error("error %s", type(exc).__name__)
+    # The socket reads no header, and the server keeps the scope as long as the connection.
+    scope["headers"] = ()
+    return Connection(receive, send, ctx).serve()
