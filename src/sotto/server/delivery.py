@@ -6,6 +6,8 @@ from sotto.server.auth import token_hash
 from sotto.server.context import RelayContext
 from sotto.server.storage.base import MailboxId, MessageId, PutOutcome
 
+_COUNTERS = {outcome: f"envelopes_{outcome.value}" for outcome in PutOutcome}
+
 
 async def deliver(
     ctx: RelayContext, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes
@@ -14,7 +16,7 @@ async def deliver(
     result = await ctx.storage.put_envelope(
         MailboxId(mailbox_id), token_hash(token), MessageId(message_id), payload, ctx.today()
     )
-    ctx.stats.count(f"envelopes_{result.outcome.value}")
+    ctx.stats.count(_COUNTERS[result.outcome])
     if result.envelope is not None:
         await ctx.fanout.publish(result.envelope)
     return result.outcome

@@ -307,7 +307,7 @@ class Connection:
 
     async def _push(self) -> None:
         assert self._window is not None
-        window, storage, encode = self._window, self._ctx.storage, frames.encode
+        window, storage, encode = self._window, self._ctx.storage, frames.encode_envelope
         try:
             while not self._closed:
                 fetch: Fetch | None = window.next_fetch()
@@ -321,12 +321,7 @@ class Connection:
                 for envelope in batch:
                     await self._send(
                         encode(
-                            frames.Envelope(
-                                envelope.mailbox_id,
-                                envelope.message_id,
-                                envelope.received_day,
-                                envelope.payload,
-                            )
+                            envelope.mailbox_id, envelope.message_id, envelope.received_day, envelope.payload
                         )
                     )
                 self._ctx.stats.count("envelopes_pushed", len(batch))

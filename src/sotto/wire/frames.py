@@ -109,6 +109,22 @@ ClientFrame = Subscribe | Ack | Send
 
 
 # --------------------------------------------------------------------------- encoding
+def encode_envelope(mailbox: bytes, id_: bytes, day: int, payload: bytes) -> str:
+    """``encode(Envelope(mailbox, id_, day, payload))``, for the relay's push loop."""
+    e = b64.encode
+    return (
+        '{"t":"envelope","mailbox":"'
+        + e(mailbox)
+        + '","id":"'
+        + e(id_)
+        + '","day":'
+        + str(int(day))
+        + ',"payload":"'
+        + e(payload)
+        + '"}'
+    )
+
+
 def encode(frame: ServerFrame | ClientFrame) -> str:
     """The frame as compact JSON text (``json.dumps`` with ``separators=(",", ":")``).
 
@@ -118,17 +134,7 @@ def encode(frame: ServerFrame | ClientFrame) -> str:
     e = b64.encode
     match frame:
         case Envelope(mailbox, id_, day, payload):
-            return (
-                '{"t":"envelope","mailbox":"'
-                + e(mailbox)
-                + '","id":"'
-                + e(id_)
-                + '","day":'
-                + str(int(day))
-                + ',"payload":"'
-                + e(payload)
-                + '"}'
-            )
+            return encode_envelope(mailbox, id_, day, payload)
         case Sent(id_, duplicate):
             return (
                 '{"t":"sent","id":"'
