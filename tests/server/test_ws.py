@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
+from sotto.errors import RelayStorageError
 from sotto.server.config import RateLimit
-from sotto.server.storage.base import drained_expiry
+from sotto.server.logging import Stats
+from sotto.server.relay import Ref
+from sotto.server.storage.base import MailboxId, MessageId, drained_expiry
+from sotto.server.ws import AckDeleter
 from sotto.wire import b64, frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_UNACKED_PER_CONNECTION
 from tests.server.conftest import DAY, GENEROUS, Mailbox, Relay, create_mailbox, make_relay, payload, send
@@ -326,3 +332,83 @@ def test_sends_beyond_the_inflight_limit_wait_for_a_slot(tmp_path: Path) -> None
             answers = [_frame(ws) for _ in ids]
         assert {a.id for a in answers if isinstance(a, frames.Sent)} == set(ids)
         assert len(_pending(relay, mailbox)) == 20
+
+
+class _Listening:
+    """A stand-in connection for AckDeleter: records what it is told."""
+
+    def __init__(self) -> None:
+        self.deleted: list[Ref] = []
+        self.closed: list[int] = []
+
+    def _deleted(self, refs: list[Ref]) -> None:
+        self.deleted += refs
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed.append(code)
+
+
+class _Deletes:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[Ref]] = []
+        self.fail = fail
+
+    async def delete_envelopes(self, refs: list[Ref]) -> int:
+        self.calls.append(list(refs))
+        if self.fail:
+            raise RelayStorageError("down")
+        return len(refs)
+
+
+def _deleter(storage: _Deletes, **kwargs: Any) -> AckDeleter:
+    ctx = SimpleNamespace(storage=storage, stats=Stats())
+    return AckDeleter(ctx, **kwargs)  # type: ignore[arg-type]
+
+
+def _refs(n: int) -> list[Ref]:
+    return [(MailboxId(os.urandom(16)), MessageId(os.urandom(16))) for _ in range(n)]
+
+
+def test_acks_of_all_connections_are_deleted_in_one_call() -> None:
+    async def scenario() -> None:
+        storage = _Deletes()
+        acks = _deleter(storage, linger=0.05)
+        first, second = _Listening(), _Listening()
+        mine, theirs = _refs(2), _refs(1)
+        acks.add(first, mine)  # type: ignore[arg-type]
+        acks.add(second, theirs)  # type: ignore[arg-type]
+        assert acks.pending == 3 and storage.calls == []
+        await asyncio.sleep(0.1)
+        assert storage.calls == [mine + theirs]
+        assert first.deleted == mine and second.deleted == theirs and acks.pending == 0
+
+    asyncio.run(scenario())
+
+
+def test_acks_are_deleted_at_once_when_many_or_drained() -> None:
+    async def scenario() -> None:
+        storage = _Deletes()
+        acks = _deleter(storage, linger=60, max_refs=3)
+        connection = _Listening()
+        acks.add(connection, _refs(3))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert len(storage.calls) == 1
+        acks.add(connection, _refs(1))  # type: ignore[arg-type]
+        await acks.drain()
+        assert len(storage.calls) == 2 and len(connection.deleted) == 4 and acks.pending == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_delete_closes_the_connections_that_acked() -> None:
+    async def scenario() -> None:
+        storage = _Deletes(fail=True)
+        acks = _deleter(storage)
+        connections = [_Listening(), _Listening()]
+        for connection in connections:
+            acks.add(connection, _refs(1))  # type: ignore[arg-type]
+        await acks.drain()
+        # Reported anyway, so the window reads them again: they are still stored.
+        assert all(len(c.deleted) == 1 and c.closed == [1013] for c in connections)
+
+    asyncio.run(scenario())

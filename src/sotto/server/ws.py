@@ -2,7 +2,7 @@
 
 One :class:`Connection` per socket, spoken to in plain ASGI messages. Its main task reads
 frames: ``subscribe`` (checked against each mailbox's key and the connection's challenge),
-``ack`` (deleted in batches by a deleter task, while reading goes on), ``send`` (stored
+``ack`` (deleted in batches, all connections' together, by :class:`AckDeleter`), ``send`` (stored
 concurrently, answered after the commit, at most ``ws_max_inflight_sends`` at a time).
 Envelopes are pushed by a pusher task, which runs only while
 :class:`~sotto.server.relay.DeliveryWindow` has something to do: stored ones first, live ones as
@@ -56,12 +56,11 @@ class _Closed(Exception):
 
 class Connection:
     __slots__ = (
-        "_acked",
+        "_acks",
         "_asgi_receive",
         "_asgi_send",
         "_closed",
         "_ctx",
-        "_deleter",
         "_frames",
         "_idle_timer",
         "_last_frame",
@@ -75,10 +74,11 @@ class Connection:
         "_window",
     )
 
-    def __init__(self, receive: Receive, send: Send, ctx: RelayContext) -> None:
+    def __init__(self, receive: Receive, send: Send, ctx: RelayContext, acks: AckDeleter) -> None:
         self._asgi_receive = receive
         self._asgi_send = send
         self._ctx = ctx
+        self._acks = acks
         self._loop = asyncio.get_running_loop()
         self._nonce = ctx.rng(NONCE_LENGTH)
         self._last_frame = self._loop.time()
@@ -90,8 +90,6 @@ class Connection:
         # Created on first use, so an idle connection costs little.
         self._window: DeliveryWindow | None = None
         self._pusher: asyncio.Task[None] | None = None
-        self._acked: list[Ref] | None = None  # acknowledged, to delete next
-        self._deleter: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] | None = None  # stores and deletes in flight
         self._slot_free: asyncio.Future[None] | None = None
 
@@ -217,42 +215,19 @@ class Connection:
 
     # ------------------------------------------------------------------ ack
     def _ack(self, frame: frames.Ack) -> None:
-        """Hand acknowledged refs to the deleter and read on: acks are deleted in batches, the
-        ones that arrive while a delete runs all in the next one."""
+        """Hand acknowledged refs to the relay's deleter and read on."""
         window = self._window
         if window is None or not frame.ids:
             return  # an empty ack is a keep-alive
         refs = window.acked(((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids), until_deleted=True)
         if refs:
-            if self._acked is None:
-                self._acked = refs
-            else:
-                self._acked += refs
-            if self._deleter is None:
-                self._deleter = self._loop.create_task(self._delete_acked())
+            self._acks.add(self, refs)
         if not window.idle():
             self._kick()  # acks made room for what waits
 
-    async def _delete_acked(self) -> None:
-        try:
-            while self._acked:
-                refs, self._acked = self._acked, None
-                await self._delete(refs)
-        finally:
-            if self._deleter is asyncio.current_task():
-                self._deleter = None
-
-    async def _delete(self, refs: list[Ref]) -> None:
-        assert self._window is not None
-        try:
-            deleted = await self._ctx.storage.delete_envelopes(refs)
-        except RelayStorageError:
-            # Closing wakes the reader, which then tears the connection down.
-            await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
-            return
-        finally:
+    def _deleted(self, refs: list[Ref]) -> None:
+        if self._window is not None:
             self._window.deleted(refs)
-        self._ctx.stats.count("envelopes_acked", deleted)
 
     # ------------------------------------------------------------------ send
     async def _send_slot(self, max_sends: int) -> None:
@@ -267,13 +242,13 @@ class Connection:
     def _start_send(self, frame: frames.Send) -> None:
         if self._sends is None:
             self._sends = set()
-        if self._acked:
+        if self._window is not None and self._window.deleting:
             # Acks read before this send are deleted before it is stored (storage runs
             # operations in the order they are started), so its answer comes after them.
-            refs, self._acked = self._acked, None
-            deleting = self._loop.create_task(self._delete(refs))
-            self._sends.add(deleting)
-            deleting.add_done_callback(self._send_done)
+            deleting = self._acks.flush()
+            if deleting is not None:
+                self._sends.add(deleting)
+                deleting.add_done_callback(self._send_done)
         task = self._loop.create_task(self._store(frame))
         self._sends.add(task)
         task.add_done_callback(self._send_done)
@@ -364,14 +339,80 @@ class Connection:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pusher
-        # What the client acknowledged is still deleted; sends already handed to storage finish
+        # What the client acknowledged is deleted now; sends already handed to storage finish
         # on their own, their replies go nowhere.
-        deleter = self._deleter
-        if deleter is not None and deleter is not asyncio.current_task():
-            with contextlib.suppress(Exception):
-                await deleter
+        if self._window is not None and self._window.deleting:
+            await self._acks.drain()
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
+
+
+class AckDeleter:
+    """Deletes what the relay's connections acknowledge, in one storage call per ``linger``
+    seconds (or per ``max_refs`` refs), for all of them together.
+
+    An ack needs no answer, and the window skips acknowledged envelopes until their delete is
+    reported, so nothing is pushed twice meanwhile; batching them spares the storage a commit
+    per ack, which at moderate load is most of its work. A crash before the delete only means
+    delivering again what was acknowledged, which at-least-once allows (clients drop duplicates).
+    """
+
+    def __init__(self, ctx: RelayContext, *, linger: float = 0.01, max_refs: int = 1_000) -> None:
+        self.ctx = ctx
+        self.linger = linger
+        self.max_refs = max_refs
+        self._pending: list[tuple[Connection, list[Ref]]] = []
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Refs waiting for the next delete."""
+        return self._count
+
+    def add(self, connection: Connection, refs: list[Ref]) -> None:
+        self._pending.append((connection, refs))
+        self._count += len(refs)
+        if self._count >= self.max_refs:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self.flush)
+
+    def flush(self) -> asyncio.Task[None] | None:
+        """Start deleting what is pending now; the task, or None if nothing was pending."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return None
+        batch, self._pending, self._count = self._pending, [], 0
+        task = asyncio.get_running_loop().create_task(self._delete(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Delete what is pending and wait for every delete under way."""
+        self.flush()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _delete(self, batch: list[tuple[Connection, list[Ref]]]) -> None:
+        refs = [ref for _, some in batch for ref in some]
+        try:
+            deleted = await self.ctx.storage.delete_envelopes(refs)
+        except RelayStorageError:
+            # Closing wakes each reader, which then tears its connection down.
+            await asyncio.gather(
+                *(c._close(CLOSE_TRY_AGAIN, "storage unavailable") for c in {c: None for c, _ in batch}),
+                return_exceptions=True,
+            )
+            return
+        finally:
+            for connection, some in batch:
+                connection._deleted(some)
+        self.ctx.stats.count("envelopes_acked", deleted)
 
 
 def delivery_socket(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
@@ -379,7 +420,11 @@ def delivery_socket(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any
 
     A plain function returning the connection's coroutine, so that no frame of its own stays
     alive as long as the connection."""
-    ctx: RelayContext = scope["app"].state.relay
+    state = scope["app"].state
+    ctx: RelayContext = state.relay
+    acks: AckDeleter | None = getattr(state, "ws_acks", None)
+    if acks is None or acks.ctx is not ctx:  # one per relay context (a restarted app has a new one)
+        acks = state.ws_acks = AckDeleter(ctx)
     # The socket reads no header, and the server keeps the scope as long as the connection.
     scope["headers"] = ()
-    return Connection(receive, send, ctx).serve()
+    return Connection(receive, send, ctx, acks).serve()
