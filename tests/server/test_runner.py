@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -71,3 +72,20 @@ def test_flag_blocks_writers_until_set() -> None:
         assert await asyncio.gather(*writers) == [True, True]
 
     asyncio.run(scenario())
+
+
+def test_reading_pauses_only_once_the_app_falls_behind() -> None:
+    protocol = DeliveryProtocol.__new__(DeliveryProtocol)  # the parts this path uses, no server
+    pauses: list[bool] = []
+    protocol.transport = SimpleNamespace(pause_reading=lambda: pauses.append(True))  # type: ignore[assignment]
+    protocol.queue = Inbox()  # type: ignore[assignment]
+    protocol.read_paused = False
+    protocol.close_sent = False
+    protocol.curr_msg_data_type = "text"
+    for n in range(1, DeliveryProtocol.PAUSE_AT + 1):
+        protocol.frames = [b'{"t":"ack","ids":[]}']
+        protocol.send_receive_event_to_app()
+        assert protocol.queue.qsize() == n
+        assert protocol.read_paused == (n == DeliveryProtocol.PAUSE_AT) and len(pauses) == (
+            n == DeliveryProtocol.PAUSE_AT
+        )

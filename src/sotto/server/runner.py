@@ -94,12 +94,30 @@ class Flag:
 
 
 class DeliveryProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol with a smaller inbox and writable flag."""
+    """uvicorn's sans-I/O WebSocket protocol with a smaller inbox and writable flag, which stops
+    reading the socket only once the app is ``PAUSE_AT`` messages behind."""
+
+    PAUSE_AT = 4
+    """uvicorn pauses reading after every message until the app takes it: two ``epoll_ctl``
+    calls per frame when frames come one at a time, as they do below full load. Reading still
+    stops when the app falls behind, so what waits for it stays bounded."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
+
+    def send_receive_event_to_app(self) -> None:
+        if self.read_paused or self.queue.qsize() + 1 >= self.PAUSE_AT:
+            super().send_receive_event_to_app()  # queue it and pause reading
+            return
+        # Not behind: queue it as uvicorn does, but with reading marked paused for the call so
+        # that uvicorn leaves it running.
+        self.read_paused = True
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = False
 
 
 def uvicorn_config(config: ServerConfig, **overrides: Any) -> uvicorn.Config:
