@@ -33,6 +33,12 @@ class EdgeMetrics:
     map: float = 0.0
     recall_at_degree: float = 0.0
     chance_top1: float = 0.0
+    pseudonym_chance_top1: float = 0.0
+    """The first guess of an attacker who names the owner of a pseudonym (a mailbox, or a cluster
+    of them) drawn at random: it favours users holding many pseudonyms, who are contacts more often
+    (well-connected people have many contacts and many mailboxes). The baseline for attacks whose
+    ranking carries no information: scoring maps pseudonyms to owners, which tells it who holds
+    how many."""
     direct_fraction: float = 0.0
     """Share of targets whose top candidate was read directly rather than inferred."""
     mti: list[int | None] = field(default_factory=list)
@@ -54,6 +60,7 @@ class EdgeMetrics:
             "top1": round(self.top1, 4),
             "chance_top1": round(self.chance_top1, 5),
             "top1_over_chance": round(self.top1 / self.chance_top1, 1) if self.chance_top1 else None,
+            "pseudonym_chance_top1": round(self.pseudonym_chance_top1, 5),
             "map": round(self.map, 4),
             "recall_at_degree": round(self.recall_at_degree, 4),
             "direct_fraction": round(self.direct_fraction, 3),
@@ -138,6 +145,7 @@ def tap_edges(
     out = EdgeMetrics()
     scores = []
     direct_top = 0
+    held = np.bincount(attack.cluster_owner, minlength=n)
     for b in targets.users:
         cluster = attack.user_cluster.get(b)
         neighbors = population.neighbors[b]
@@ -152,6 +160,7 @@ def tap_edges(
         scores.append(metrics.ranking_scores(users[: max(TOP, 3 * len(neighbors))], neighbors))
         direct_top += int(bool(ranked) and ranked[0][2])
         out.chance_top1 += len(neighbors) / (n - 1)
+        out.pseudonym_chance_top1 += _pseudonym_chance(held, b, neighbors)
         if with_mti:
             out.mti.append(
                 _mti(run, attack, population, (b, targets.correspondent[b]), window=window, budget=budget)
@@ -161,8 +170,15 @@ def tap_edges(
         out.targets = len(scores)
         out.top1, out.map, out.recall_at_degree = (float(x) for x in arr.mean(axis=0))
         out.chance_top1 /= len(scores)
+        out.pseudonym_chance_top1 /= len(scores)
         out.direct_fraction = direct_top / len(scores)
     return out
+
+
+def _pseudonym_chance(held: NDArray[np.int64], target: int, neighbors: frozenset[int]) -> float:
+    """P(the owner of a random pseudonym not the target's own is a contact of the target)."""
+    others = int(held.sum() - held[target])
+    return float(held[list(neighbors)].sum()) / others if others and neighbors else 0.0
 
 
 def _mti(
@@ -397,6 +413,7 @@ def dump_edges(run: RunResult, attack: DumpAttack, population: Population, targe
     owners = np.array([unit_owner[m] for m in units], dtype=np.int64)
     scores = []
     rng = np.random.default_rng(0)
+    held = np.bincount(owners[owners >= 0], minlength=n)
     for b in targets.users:
         neighbors = population.neighbors[b]
         ranked: list[int] = [u for u, _ in direct.get(b, Counter()).most_common() if u != b]
@@ -415,6 +432,7 @@ def dump_edges(run: RunResult, attack: DumpAttack, population: Population, targe
                     break
         scores.append(metrics.ranking_scores(ranked[: max(TOP, 3 * len(neighbors))], neighbors))
         out.chance_top1 += len(neighbors) / (n - 1)
+        out.pseudonym_chance_top1 += _pseudonym_chance(held, b, neighbors)
         first = direct.get(b, Counter())
         out.mti.append(1 if first.get(targets.correspondent[b], 0) else None)
     if scores:
@@ -422,6 +440,7 @@ def dump_edges(run: RunResult, attack: DumpAttack, population: Population, targe
         out.targets = len(scores)
         out.top1, out.map, out.recall_at_degree = (float(x) for x in arr.mean(axis=0))
         out.chance_top1 /= len(scores)
+        out.pseudonym_chance_top1 /= len(scores)
         out.direct_fraction = sum(1 for b in targets.users if direct.get(b)) / len(scores)
     return out
 

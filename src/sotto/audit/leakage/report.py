@@ -54,14 +54,23 @@ def _mti(edges: dict[str, Any]) -> str:
     return f"{one('mti_median')} / {one('mti_p75')} / {one('mti_p90')}"
 
 
+def _pseudonym_ratio(edges: dict[str, Any]) -> str:
+    chance = edges.get("pseudonym_chance_top1")
+    return f"{_fmt(edges['top1'] / chance, 1)}×" if chance else "—"
+
+
 def goal_check(design: dict[str, Any], view: str) -> dict[str, Any]:
     edges = design[view]["edges"]
-    ratio = edges["top1"] / edges["chance_top1"] if edges["chance_top1"] else None
+    # Chance is the larger of two no-information guesses: a uniformly random user, and the owner
+    # of a random pseudonym (which the generous scoring makes available; it favours hubs).
+    chance = max(edges["chance_top1"], edges.get("pseudonym_chance_top1") or 0.0)
+    ratio = edges["top1"] / chance if chance else None
     within = edges.get("mti_within_budget")
     median = edges.get("mti_median")
     messages_ok = median is None and edges.get("mti_budget", 0) >= GOAL_MESSAGES
     return {
-        "top1_over_chance": None if ratio is None else round(ratio, 2),
+        "top1_over_chance": round(edges["top1"] / edges["chance_top1"], 2) if edges["chance_top1"] else None,
+        "top1_over_baseline": None if ratio is None else round(ratio, 2),
         "top1_ok": ratio is not None and ratio <= GOAL_TOP1_OVER_CHANCE,
         "median_messages": median,
         "identified_within_budget": within,
@@ -157,10 +166,13 @@ def markdown(result: dict[str, Any]) -> str:
         "## Goal for Sotto's default",
         "",
         f"Top-1 edge accuracy ≤ {GOAL_TOP1_OVER_CHANCE:g}× chance and more than {GOAL_MESSAGES:,} "
-        "messages to identify a correspondent.",
+        "messages to identify a correspondent. Chance is the better of two guesses made without "
+        "looking at traffic: a random user, or the owner of a random pseudonym (mailbox or cluster; "
+        "scoring reveals owners, and well-connected users hold more of them).",
         "",
-        "| design | view | top-1 / chance | median messages | identified within budget | goal |",
-        "|---|---|---|---|---|---|",
+        "| design | view | top-1 / random user | top-1 / random pseudonym | median messages | "
+        "identified within budget | goal |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         if not name.startswith("sotto"):
@@ -169,6 +181,7 @@ def markdown(result: dict[str, Any]) -> str:
             g = goal_check(designs[name], view)
             lines.append(
                 f"| {labels[name]} | {view} | {_fmt(g['top1_over_chance'], 1)}× | "
+                f"{_pseudonym_ratio(designs[name][view]['edges'])} | "
                 f"{'> budget' if g['median_messages'] is None else _fmt(g['median_messages'], 0)} | "
                 f"{_fmt(g['identified_within_budget'])} | {'met' if g['met'] else 'not met'} |"
             )
@@ -182,9 +195,9 @@ def markdown(result: dict[str, Any]) -> str:
         "over targets; '> budget' when fewer than that share were identified). Direct: share of "
         "targets whose top suspect was read, not inferred.",
         "",
-        "| design | view | window | top-1 | chance | MAP | recall@deg | direct | messages to identify | "
-        "identified |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| design | view | window | top-1 | chance | pseudonym chance | MAP | recall@deg | direct | "
+        "messages to identify | identified |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         d = designs[name]
@@ -193,6 +206,7 @@ def markdown(result: dict[str, Any]) -> str:
             window = f"{_fmt(d['window'])} s" if view == "tap" else "day"
             lines.append(
                 f"| {labels[name]} | {view} | {window} | {_fmt(e['top1'])} | {_fmt(e['chance_top1'], 4)} | "
+                f"{_fmt(e.get('pseudonym_chance_top1'), 4)} | "
                 f"{_fmt(e['map'])} | {_fmt(e['recall_at_degree'])} | {_fmt(e['direct_fraction'], 2)} | "
                 f"{_mti(e)} | {_fmt(e['mti_within_budget'])} |"
             )
