@@ -19,6 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ Operation = Callable[[sqlite3.Connection], T]
 DB_FILENAME = "relay.db"
 
 
+LINGER_S = 0.0002
+"""How long the writer waits for a second operation when it is busy (group commit)."""
+BUSY_S = 0.002
+"""The writer counts as busy when its last batch ended less than this long ago."""
+
+
 class _Rollback(Exception):
     """Raised inside an operation to undo its writes and return ``result``."""
 
@@ -86,9 +93,10 @@ def _settle(batch: list[tuple[asyncio.Future[Any], object, BaseException | None]
 class SqliteStorage:
     """Storage in one SQLite file; use :meth:`open` to create it."""
 
-    def __init__(self, path: Path, *, batch_limit: int = 512) -> None:
+    def __init__(self, path: Path, *, batch_limit: int = 512, linger_s: float = LINGER_S) -> None:
         self.path = path
         self._batch_limit = batch_limit
+        self._linger_s = linger_s
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -98,9 +106,9 @@ class SqliteStorage:
         self._thread = threading.Thread(target=self._run, name="sotto-relay-db", daemon=True)
 
     @classmethod
-    def open(cls, path: Path, *, batch_limit: int = 512) -> SqliteStorage:
+    def open(cls, path: Path, *, batch_limit: int = 512, linger_s: float = LINGER_S) -> SqliteStorage:
         """Open (creating if needed) the database at ``path`` and start its writer thread."""
-        storage = cls(path, batch_limit=batch_limit)
+        storage = cls(path, batch_limit=batch_limit, linger_s=linger_s)
         storage._thread.start()
         storage._ready.wait()
         if storage._startup_error is not None:
@@ -155,14 +163,22 @@ class SqliteStorage:
         self._ready.set()
         try:
             stop = False
+            finished = 0.0
             while not stop:
                 first = self._jobs.get()
                 if first is None:
                     break
                 jobs = [first]
+                # Busy (the last batch ended moments ago): wait a little for company, so one
+                # commit and one wake-up of the event loop serve several operations.
+                linger = self._linger_s if time.monotonic() - finished < BUSY_S else 0.0
                 while len(jobs) < self._batch_limit:
                     try:
-                        job = self._jobs.get_nowait()
+                        job = (
+                            self._jobs.get(timeout=linger)
+                            if linger and len(jobs) == 1
+                            else self._jobs.get_nowait()
+                        )
                     except queue.Empty:
                         break
                     if job is None:
@@ -170,6 +186,7 @@ class SqliteStorage:
                         break
                     jobs.append(job)
                 self._run_batch(conn, jobs)
+                finished = time.monotonic()
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")
