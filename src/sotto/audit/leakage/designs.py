@@ -151,11 +151,15 @@ SOTTO_CADENCE = SOTTO.but(
     "in the next envelope; the device (or an always-on one for it) runs around the clock",
 )
 
+SOTTO_CADENCE_NO_ROTATION = SOTTO_CADENCE.but(
+    "sotto-cadence-no-rotation", "Sotto cadence mode, rotation off", rotation_days=None
+)
+
 BASELINES: tuple[Design, ...] = (WHATSAPP, SIGNAL)
 SOTTO_FAMILY: tuple[Design, ...] = (SOTTO, SOTTO_NO_ROTATION, SOTTO_NO_BATCHING, SOTTO_NO_PADDING)
 PROPOSALS: tuple[Design, ...] = (SOTTO_ISOLATED, SOTTO_ISOLATED_TICKS)
 DEFAULT_DESIGNS: tuple[Design, ...] = BASELINES + SOTTO_FAMILY + PROPOSALS
-CADENCE: tuple[Design, ...] = (SOTTO_CADENCE,)
+CADENCE: tuple[Design, ...] = (SOTTO_CADENCE, SOTTO_CADENCE_NO_ROTATION)
 """Cadence mode sends an envelope per contact every tick, so its runs cost about a hundred times
 the envelopes of the others: it runs when asked for (``--design sotto-cadence``) at a size that
 fits (``bench/leakage.py --cadence``)."""
