@@ -34,6 +34,14 @@ ALLOWED: dict[str, set[str]] = {
     "store/sqlite/keys.py": {"identity_key"},
     # The type tag of a stored value's encoding: a format byte, not a secret.
     "store/codec.py": {"tag"},
+    # Protobuf field tags of a SignalMessage (wire-format constants, public).
+    "protocol/messages.py": {
+        "_COUNTER_TAG",
+        "_PREVIOUS_COUNTER_TAG",
+        "_CIPHERTEXT_TAG",
+        "_PQ_RATCHET_TAG",
+        "_ADDRESSES_TAG",
+    },
 }
 """Path under src/sotto -> identifiers that may be compared with ``==`` in that file."""
 
