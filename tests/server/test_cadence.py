@@ -72,6 +72,22 @@ def test_poll_hands_out_then_deletes_only_what_was_acked(any_relay: Relay) -> No
     assert stats["polls"] == 6 and stats["envelopes_acked"] == 5
 
 
+def test_a_replayed_poll_loses_nothing_and_deletes_nothing_twice(any_relay: Relay) -> None:
+    client = any_relay.client
+    mailbox = create_mailbox(client)
+    ids = [os.urandom(16) for _ in range(3)]
+    for message_id in ids:
+        assert send(client, mailbox, message_id, payload()).status_code == 202
+    path = f"/v1/mailboxes/{mailbox.id}/poll"
+    headers = mailbox.auth_header("POST", path, int(any_relay.clock.now()))
+    replay = {"ack": [b64.encode(ids[0])], "limit": 1}
+    first = client.post(path, json=replay, headers=headers)
+    again = client.post(path, json=replay, headers=headers)  # the same request, byte for byte
+    assert _ids(first) == _ids(again) == [ids[1]]  # the ack is idempotent; nothing else goes
+    assert any_relay.ctx.stats.snapshot()["envelopes_acked"] == 1
+    assert _ids(_poll(any_relay, mailbox)) == ids[1:]
+
+
 def test_poll_moves_the_expiry_like_a_subscription(any_relay: Relay) -> None:
     mailbox = create_mailbox(any_relay.client)
     any_relay.clock.advance_days(20)
