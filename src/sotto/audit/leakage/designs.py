@@ -40,6 +40,8 @@ class DrainPath(enum.Enum):
     """One connection drains every mailbox of the device while the app runs (Sotto today)."""
     PER_MAILBOX = "per-mailbox"
     """Each mailbox drained on its own connection, opened with its own random delay."""
+    TICKS = "ticks"
+    """Each mailbox polled once per cadence tick on its own short connection, whatever the app does."""
 
 
 class Receipts(enum.Enum):
@@ -144,7 +146,7 @@ SOTTO_CADENCE = SOTTO.but(
     "sotto-cadence",
     "Sotto cadence mode (5-min ticks, cover traffic)",
     send_path=SendPath.PER_ENVELOPE,
-    drain_path=DrainPath.PER_MAILBOX,
+    drain_path=DrainPath.TICKS,
     cadence_tick_s=300.0,
     note="the client's cadence mode: every 5 minutes one envelope per contact (real or cover) and "
     "one poll per mailbox, each on its own connection at a random moment of the tick; receipts ride "

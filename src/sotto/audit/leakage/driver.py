@@ -594,15 +594,14 @@ class Driver:
         self.session_end[u] = end
         await self._housekeeping(ctx, t, u)
         boxes = self._drainable(u)
-        if self.d.cadence_tick_s:
-            pass  # the polls follow the ticks, not the app
-        elif self.d.drain_path is DrainPath.ONE_CONNECTION:
+        if self.d.drain_path is DrainPath.ONE_CONNECTION:
             account = self.account_ids[u] if self.d.addressing is Addressing.ACCOUNT else None
             conn = self._new_drain(t, u, account)
             await self._subscribe(ctx, t, conn, boxes)
-        else:
+        elif self.d.drain_path is DrainPath.PER_MAILBOX:
             for box in boxes:
                 self._schedule_mailbox_connection(t, u, box, end)
+        # DrainPath.TICKS: the polls follow the ticks, not the app.
         if self.pending_rotation[u]:
             self.pending_rotation[u] = False
             await self._rotate(ctx, t, u)
@@ -742,13 +741,12 @@ class Driver:
             fresh = _Mailbox(MailboxId(self.fast.randbytes(16)), self.fast.randbytes(32), u, contact)
             await self._create(ctx.storage, fresh, ctx.today())
             boxes.append(fresh)
-            if self.d.cadence_tick_s:
-                pass  # polled from the next tick on
-            elif self.d.drain_path is DrainPath.ONE_CONNECTION:
+            if self.d.drain_path is DrainPath.ONE_CONNECTION:
                 for conn in self.drain[u]:
                     await self._subscribe(ctx, t, conn, [fresh])
-            else:
+            elif self.d.drain_path is DrainPath.PER_MAILBOX:
                 self._schedule_mailbox_connection(t, u, fresh, self.session_end[u])
+            # DrainPath.TICKS: polled from the next tick on.
             self._send(t, u, contact, Kind.ROTATION, ROTATION_LENGTH, extra=fresh)
 
     # ------------------------------------------------------------------ the dump
