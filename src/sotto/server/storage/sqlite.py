@@ -66,6 +66,14 @@ BUSY_S = 0.002
 """The writer counts as busy when its last batch ended less than this long ago."""
 
 
+_TOUCH_SQL = (
+    "UPDATE mailboxes SET expires_day = ?1 + ttl_days + ((?2 - (?1 + ttl_days)) % ?3 + ?3) % ?3"
+    " WHERE mailbox_id = ?4 AND expires_day < ?1 + ttl_days + ((?2 - (?1 + ttl_days)) % ?3 + ?3) % ?3"
+)
+"""drained_expiry() in SQL (SQLite's % keeps the sign of the dividend, hence the + ?3); rows whose
+expiry would not move are not written at all, which is most drains of a week."""
+
+
 class _Rollback(Exception):
     """Raised inside an operation to undo its writes and return ``result``."""
 
@@ -547,12 +555,7 @@ class SqliteStorage:
 
     async def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId], today: int) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            # drained_expiry() in SQL (SQLite's % keeps the sign of the dividend, hence the + 7).
-            conn.executemany(
-                "UPDATE mailboxes SET expires_day = MAX(expires_day, ?1 + ttl_days"
-                " + ((?2 - (?1 + ttl_days)) % ?3 + ?3) % ?3) WHERE mailbox_id = ?4",
-                [(today, expiry_phase(m), EXPIRY_STEP_DAYS, m) for m in mailbox_ids],
-            )
+            conn.executemany(_TOUCH_SQL, [(today, expiry_phase(m), EXPIRY_STEP_DAYS, m) for m in mailbox_ids])
 
         await self._call(op)
 
