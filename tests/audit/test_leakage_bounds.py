@@ -96,7 +96,11 @@ def test_cadence_mode_meets_the_goal_on_both_views(cadence: dict[str, Any]) -> N
     for view in ("tap", "dump"):
         edges = cadence[view]["edges"]
         assert edges["direct_fraction"] == 0.0
-        assert edges["top1"] <= 2 * edges["chance_top1"], view  # the goal: ≤ 2× chance
+        # The goal, ≤ 2× chance, against the better no-information guess, as the report
+        # judges it (report.goal_check): scoring names every pseudonym's owner, and the owner of a
+        # random pseudonym is more often a contact than a random user is.
+        chance = max(edges["chance_top1"], edges["pseudonym_chance_top1"])
+        assert edges["top1"] <= 2 * chance, view
         assert edges["mti_within_budget"] == 0.0, view  # nobody identified within the budget
     tap = cadence["tap"]
     assert tap["presence"]["auc"] <= 0.6  # polls follow the clock, not the app

@@ -114,17 +114,32 @@ def attack_tap(run: RunResult) -> TapAttack:
     window = max(2.0, run.design.drain_jitter_s) if run.design.drain_path is DrainPath.PER_MAILBOX else 2.0
     linking = link(tap, coopen_window_s=window)
     events = sda.events(tap, linking)
-    # Scoring only: which user each pseudonym really is (the majority owner of its mailboxes).
+    # Scoring only: which user each pseudonym really is.
     owners = np.array([truth.mailbox_owner[m] for m in tap.mailbox_ids], dtype=np.int64)
-    votes: dict[int, Counter[int]] = {}
-    for m, c in enumerate(linking.mailbox_cluster.tolist()):
-        votes.setdefault(c, Counter())[int(owners[m])] += 1
-    cluster_owner = np.array([votes[c].most_common(1)[0][0] for c in range(linking.clusters)], dtype=np.int64)
+    cluster_owner = cluster_owners(linking.mailbox_cluster, owners, linking.clusters)
     per_user: dict[int, Counter[int]] = {}
     for m, c in enumerate(linking.mailbox_cluster.tolist()):
         per_user.setdefault(int(owners[m]), Counter())[c] += 1
     user_cluster = {u: v.most_common(1)[0][0] for u, v in per_user.items()}
     return TapAttack(linking, events, cluster_owner, user_cluster, _deposit_index(truth))
+
+
+def cluster_owners(
+    mailbox_cluster: NDArray[np.int64], owners: NDArray[np.int64], clusters: int
+) -> NDArray[np.int64]:
+    """The user each cluster names: the owner of more than half its mailboxes, else nobody (-1).
+    A cluster that chance co-occurrence built out of many people's mailboxes names none of them:
+    crediting it to whichever owner holds two of its twenty would score a guess at the busiest
+    pseudonym as a hit whenever that owner is well connected."""
+    votes: dict[int, Counter[int]] = {}
+    for c, owner in zip(mailbox_cluster.tolist(), owners.tolist(), strict=True):
+        votes.setdefault(c, Counter())[owner] += 1
+    out = np.full(clusters, -1, dtype=np.int64)
+    for c, counted in votes.items():
+        owner, held = counted.most_common(1)[0]
+        if 2 * held > counted.total():
+            out[c] = owner
+    return out
 
 
 def tap_edges(
@@ -145,7 +160,7 @@ def tap_edges(
     out = EdgeMetrics()
     scores = []
     direct_top = 0
-    held = np.bincount(attack.cluster_owner, minlength=n)
+    held = np.bincount(attack.cluster_owner[attack.cluster_owner >= 0], minlength=n)
     for b in targets.users:
         cluster = attack.user_cluster.get(b)
         neighbors = population.neighbors[b]
@@ -155,6 +170,8 @@ def tap_edges(
         users: list[int] = []
         for c, _, _ in ranked:
             owner = int(attack.cluster_owner[c])
+            if owner < 0:
+                owner = -1 - c  # names nobody: a miss of its own
             if owner != b and owner not in users:
                 users.append(owner)
         scores.append(metrics.ranking_scores(users[: max(TOP, 3 * len(neighbors))], neighbors))

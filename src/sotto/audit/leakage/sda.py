@@ -79,20 +79,39 @@ def window_counts(ev: Events, target_times: F64, window: float) -> F64:
     return np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters).astype(np.float64)
 
 
-def covered(target_times: F64, window: float) -> float:
-    """Seconds inside at least one window (the windows of a burst overlap)."""
+MIN_OUTSIDE = 0.05
+"""Below this fraction of the trace outside the target's windows, every candidate gets the same
+background rate, the mean over all clusters: a rate from a few seconds is noise (from none, zero),
+and a candidate's own rate over the whole trace would hide a correspondent who answers the target
+every time. With one rate for all, the score counts co-occurrences: the intersection attack."""
+
+
+def union(target_times: F64, window: float, duration: float) -> tuple[F64, F64]:
+    """The windows ``(t, t + window]`` after ``target_times``, merged where they overlap and cut at
+    the end of the trace: (starts, ends), sorted and disjoint."""
     if not len(target_times):
-        return 0.0
-    gaps = np.diff(np.sort(target_times))
-    return float(np.minimum(gaps, window).sum() + window)
+        return np.empty(0), np.empty(0)
+    times = np.sort(target_times)
+    new = np.concatenate(([True], np.diff(times) > window))
+    starts = times[new]
+    ends = np.minimum(np.append(times[np.nonzero(new)[0][1:] - 1], times[-1]) + window, duration)
+    keep = ends > starts
+    return starts[keep], ends[keep]
 
 
 def background(ev: Events, target_times: F64, window: float) -> F64:
     """Each candidate's deposit rate *outside* every window of the target (a rate over the whole
     trace would count the very events the target caused, and hide a correspondent whose traffic
-    the target dominates)."""
-    inside = window_counts(ev, target_times, window)
-    return np.maximum(ev.total - inside, 0.0) / max(ev.duration - covered(target_times, window), 1.0)
+    the target dominates); the mean rate of all clusters when too little of the trace is outside
+    (:data:`MIN_OUTSIDE`)."""
+    starts, ends = union(target_times, window, ev.duration)
+    outside = ev.duration - float((ends - starts).sum())
+    if outside < MIN_OUTSIDE * ev.duration:
+        return np.full(ev.clusters, ev.total.sum() / ev.clusters / ev.duration)
+    lo = np.searchsorted(ev.dep_t, starts, side="right")
+    hi = np.searchsorted(ev.dep_t, ends, side="right")
+    inside = np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters)
+    return (ev.total - inside) / outside
 
 
 def z_scores(counts: F64, n: int, rate: F64, window: float) -> F64:
@@ -103,8 +122,7 @@ def z_scores(counts: F64, n: int, rate: F64, window: float) -> F64:
 def sda_scores(ev: Events, target_times: F64, window: float, exclude: int) -> F64:
     """z-scores of every cluster after ``target_times`` (one mailbox's pushes)."""
     counts = window_counts(ev, target_times, window)
-    rate = np.maximum(ev.total - counts, 0.0) / max(ev.duration - covered(target_times, window), 1.0)
-    z = z_scores(counts, len(target_times), rate, window)
+    z = z_scores(counts, len(target_times), background(ev, target_times, window), window)
     z[exclude] = -np.inf
     return z
 
