@@ -10,6 +10,7 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from sotto.errors import RelayStorageError
 from sotto.server import ServerConfig, create_app
 from sotto.server.storage import SqliteStorage
 from sotto.server.storage.base import MailboxId, MessageId, PutOutcome
@@ -130,3 +131,37 @@ def test_group_commit_shares_transactions(tmp_path: Path) -> None:
         assert set(asyncio.run(body())) == {PutOutcome.STORED}
     finally:
         store.close_sync()
+
+
+def test_a_send_that_fails_in_a_shared_commit_fails_alone(tmp_path: Path) -> None:
+    """Sends run without a savepoint of their own: one whose insert fails must still leave the
+    others of its batch stored, and take nothing with it."""
+    store = SqliteStorage.in_dir(tmp_path)
+
+    async def body() -> tuple[list[object], int]:
+        box = mailbox(token=b"t" * 32)
+        await store.create_mailbox(box)
+        token = sha(b"t" * 32)
+        bad = object()  # SQLite cannot bind it: the insert fails after the reads succeeded
+        results = await asyncio.gather(
+            *(
+                store.put_envelope(
+                    box.mailbox_id,
+                    token,
+                    MessageId(os.urandom(16)),
+                    bad if i == 5 else payload(),
+                    DAY,  # type: ignore[arg-type]
+                )
+                for i in range(10)
+            ),
+            return_exceptions=True,
+        )
+        return results, len(await store.pending(MailboxId(box.mailbox_id), 100))
+
+    try:
+        results, stored = asyncio.run(body())
+    finally:
+        store.close_sync()
+    assert isinstance(results[5], RelayStorageError)
+    assert [getattr(r, "outcome", None) for i, r in enumerate(results) if i != 5] == [PutOutcome.STORED] * 9
+    assert stored == 9

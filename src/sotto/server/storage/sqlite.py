@@ -74,6 +74,14 @@ _TOUCH_SQL = (
 expiry would not move are not written at all, which is most drains of a week."""
 
 
+_PUT_LOOKUP_SQL = (
+    "SELECT token_hash, expires_day, "
+    "(SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?1) "
+    "FROM mailboxes WHERE mailbox_id = ?1"
+)
+"""A send's one read: the mailbox's token and expiry, and the next sequence number in it."""
+
+
 class _Rollback(Exception):
     """Raised inside an operation to undo its writes and return ``result``."""
 
@@ -86,6 +94,10 @@ class _Job:
     operation: Operation[Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    own_savepoint: bool
+    """False for an operation that writes at most once, in its last statement, and raises nothing
+    after it: if that statement fails SQLite undoes it alone, so the savepoint would only cost two
+    statements on the hottest path."""
 
 
 def _settle(batch: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
@@ -205,6 +217,14 @@ class SqliteStorage:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
+                if not job.own_savepoint:
+                    try:
+                        outcomes.append((job, job.operation(conn), None))
+                    except Exception as exc:
+                        if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
+                            raise  # SQLite gave up the whole transaction: the batch fails
+                        outcomes.append((job, None, _as_storage_error(exc)))
+                    continue
                 conn.execute("SAVEPOINT op")
                 try:
                     result = job.operation(conn)
@@ -234,12 +254,14 @@ class SqliteStorage:
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
                 loop.call_soon_threadsafe(_settle, batch)
 
-    async def _call(self, operation: Operation[T]) -> T:
+    async def _call(self, operation: Operation[T], *, savepoint: bool = True) -> T:
+        """Run ``operation`` in the writer thread; ``savepoint=False`` only for an operation that
+        writes at most once, in its last statement (see :attr:`_Job.own_savepoint`)."""
         if self._closed:
             raise RelayStorageError("storage is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(operation, loop, future))
+        self._jobs.put(_Job(operation, loop, future, savepoint))
         return await future
 
     # ------------------------------------------------------------------ accounts
@@ -570,14 +592,10 @@ class SqliteStorage:
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> PutResult:
         def op(conn: sqlite3.Connection) -> PutResult:
-            row = conn.execute(
-                "SELECT token_hash, expires_day FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,)
-            ).fetchone()
+            row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id,)).fetchone()
             if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
                 return PutResult(PutOutcome.NOT_FOUND)
-            seq = conn.execute(
-                "SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?", (mailbox_id,)
-            ).fetchone()[0]
+            seq = row[2]
             inserted = conn.execute(
                 "INSERT INTO envelopes (mailbox_id, seq, message_id, received_day, payload) "
                 "VALUES (?, ?, ?, ?, ?) "
@@ -590,7 +608,7 @@ class SqliteStorage:
                 PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
             )
 
-        return await self._call(op)
+        return await self._call(op, savepoint=False)
 
     async def pending(
         self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
@@ -616,16 +634,13 @@ class SqliteStorage:
                 out.append(EnvelopeRecord(mailbox_id, MessageId(row[0]), seq, row[1], row[2]))
             return out
 
-        return await self._call(op)
+        return await self._call(op, savepoint=False)
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
         def op(conn: sqlite3.Connection) -> int:
-            deleted = 0
-            for ref in refs:
-                deleted += conn.execute(
-                    "DELETE FROM envelopes WHERE mailbox_id = ? AND message_id = ?", ref
-                ).rowcount
-            return deleted
+            return conn.executemany(
+                "DELETE FROM envelopes WHERE mailbox_id = ? AND message_id = ?", refs
+            ).rowcount
 
         return await self._call(op)
 
