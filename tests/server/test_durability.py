@@ -7,13 +7,14 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
 from sotto.errors import RelayStorageError
 from sotto.server import ServerConfig, create_app
 from sotto.server.storage import SqliteStorage
-from sotto.server.storage.base import MailboxId, MessageId, PutOutcome
+from sotto.server.storage.base import MailboxId, MessageId, PutOutcome, PutResult
 from sotto.wire import b64, frames
 from tests.server.conftest import GENEROUS, FakeClock, Mailbox, create_mailbox, payload, send
 from tests.server.storage.conftest import DAY, mailbox, sha
@@ -138,11 +139,11 @@ def test_a_send_that_fails_in_a_shared_commit_fails_alone(tmp_path: Path) -> Non
     others of its batch stored, and take nothing with it."""
     store = SqliteStorage.in_dir(tmp_path)
 
-    async def body() -> tuple[list[object], int]:
+    async def body() -> tuple[list[PutResult | BaseException], int]:
         box = mailbox(token=b"t" * 32)
         await store.create_mailbox(box)
         token = sha(b"t" * 32)
-        bad = object()  # SQLite cannot bind it: the insert fails after the reads succeeded
+        bad: Any = object()  # SQLite cannot bind it: the insert fails after the reads succeeded
         results = await asyncio.gather(
             *(
                 store.put_envelope(
@@ -150,7 +151,7 @@ def test_a_send_that_fails_in_a_shared_commit_fails_alone(tmp_path: Path) -> Non
                     token,
                     MessageId(os.urandom(16)),
                     bad if i == 5 else payload(),
-                    DAY,  # type: ignore[arg-type]
+                    DAY,
                 )
                 for i in range(10)
             ),
