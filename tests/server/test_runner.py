@@ -12,6 +12,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from sotto.server import ServerConfig
 from sotto.server.runner import DeliveryProtocol, Flag, Inbox, uvicorn_config
+from sotto.wire.limits import MAX_FRAME_BYTES
 
 
 def test_uvicorn_settings_keep_addresses_out(tmp_path: Path) -> None:
@@ -89,3 +90,20 @@ def test_reading_pauses_only_once_the_app_falls_behind() -> None:
         assert protocol.read_paused == (n == DeliveryProtocol.PAUSE_AT) and len(pauses) == (
             n == DeliveryProtocol.PAUSE_AT
         )
+
+
+def test_reading_pauses_once_the_app_holds_two_of_the_largest_frames() -> None:
+    protocol = DeliveryProtocol.__new__(DeliveryProtocol)
+    pauses: list[bool] = []
+    protocol.transport = SimpleNamespace(pause_reading=lambda: pauses.append(True))  # type: ignore[assignment]
+    inbox = protocol.queue = Inbox()  # type: ignore[assignment]
+    protocol.read_paused = False
+    protocol.close_sent = False
+    protocol.curr_msg_data_type = "text"
+    big = b'"' + b"x" * (MAX_FRAME_BYTES - 2) + b'"'
+    for n in range(1, 4):
+        protocol.frames = [big]
+        protocol.send_receive_event_to_app()
+        # Two frames held are not yet too much; the third arrives on top of them and pauses.
+        assert protocol.read_paused == (n == 3) and len(pauses) == (n == 3)
+    assert inbox.held_bytes == 3 * MAX_FRAME_BYTES

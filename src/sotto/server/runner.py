@@ -28,16 +28,19 @@ from sotto.wire.limits import MAX_FRAME_BYTES
 
 class Inbox:
     """What uvicorn's protocol uses of its ``asyncio.Queue`` of ASGI events: ``put_nowait``,
-    ``get`` and ``empty``. One consumer (the app's ``receive``) waits at a time."""
+    ``get`` and ``empty``. One consumer (the app's ``receive``) waits at a time. It also counts
+    the bytes of the messages it holds (:attr:`held_bytes`)."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "held_bytes")
 
     def __init__(self) -> None:
         self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
+        self.held_bytes = 0
 
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
+        self.held_bytes += _size(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -51,13 +54,20 @@ class Inbox:
                 await waiter
             finally:
                 self._waiter = None
-        return self._items.pop(0)
+        item = self._items.pop(0)
+        self.held_bytes -= _size(item)
+        return item
 
     def empty(self) -> bool:
         return not self._items
 
     def qsize(self) -> int:
         return len(self._items)
+
+
+def _size(event: Any) -> int:
+    data = event.get("text") or event.get("bytes") if isinstance(event, dict) else None
+    return len(data) if data else 0
 
 
 class Flag:
@@ -95,12 +105,18 @@ class Flag:
 
 class DeliveryProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with a smaller inbox and writable flag, which stops
-    reading the socket only once the app is ``PAUSE_AT`` messages behind."""
+    reading the socket only once the app is ``PAUSE_AT`` messages or ``PAUSE_BYTES`` behind."""
 
-    PAUSE_AT = 4
+    PAUSE_AT = 64
     """uvicorn pauses reading after every message until the app takes it: two ``epoll_ctl``
-    calls per frame when frames come one at a time, as they do below full load. Reading still
-    stops when the app falls behind, so what waits for it stays bounded."""
+    calls per read, and under load one read brings a burst of frames, which the app then takes
+    one by one with reading paused. At one pause per 64 frames that cost is gone. Reading still
+    stops when the app falls behind, so what waits for it stays bounded by this and by
+    ``PAUSE_BYTES``."""
+    PAUSE_BYTES = 2 * MAX_FRAME_BYTES
+    """Reading pauses once the app has this much unread, whatever the count: a connection's
+    backlog stays within a few of the largest frames, less than uvicorn's own four at
+    ``ws_max_size``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,7 +124,8 @@ class DeliveryProtocol(WebSocketsSansIOProtocol):
         self.writable = Flag()  # type: ignore[assignment]
 
     def send_receive_event_to_app(self) -> None:
-        if self.read_paused or self.queue.qsize() + 1 >= self.PAUSE_AT:
+        inbox: Inbox = self.queue  # type: ignore[assignment]
+        if self.read_paused or inbox.qsize() + 1 >= self.PAUSE_AT or inbox.held_bytes >= self.PAUSE_BYTES:
             super().send_receive_event_to_app()  # queue it and pause reading
             return
         # Not behind: queue it as uvicorn does, but with reading marked paused for the call so
