@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from sotto.errors import DecodeError
 from sotto.wire import b64
 from sotto.wire.limits import (
@@ -189,8 +191,8 @@ def _object(text: str | bytes) -> dict[str, Any]:
     if len(text) > MAX_FRAME_BYTES:
         raise DecodeError("frame too large")
     try:
-        value = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
+        value = orjson.loads(text)
+    except (ValueError, TypeError, RecursionError):  # orjson.JSONDecodeError is a ValueError
         raise DecodeError("frame is not JSON") from None
     if not isinstance(value, dict) or not isinstance(value.get("t"), str):
         raise DecodeError("frame must be a JSON object with a string 't'")
