@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -27,10 +28,12 @@ class BrokenStorage(MemoryStorage):
         self.error = error
         self.fail_pending = False
 
-    async def put_envelope(
+    def submit_envelope(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
-    ) -> PutResult:
-        raise self.error
+    ) -> asyncio.Future[PutResult]:
+        failed: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        failed.set_exception(self.error)
+        return failed
 
     async def pending(
         self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
@@ -99,6 +102,22 @@ def test_a_bug_is_500_and_logs_only_its_type(caplog: pytest.LogCaptureFixture) -
             assert response.status_code == 500
             assert response.json() == {"code": "internal", "message": "internal error"}
             assert "secret-detail" not in response.text
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert "RuntimeError" in logged
+    assert "secret-detail" not in logged
+
+
+def test_a_bug_on_a_ws_send_is_send_failed_and_logs_only_its_type(caplog: pytest.LogCaptureFixture) -> None:
+    storage = BrokenStorage(RuntimeError("secret-detail-7f3a"))
+    message_id = os.urandom(16)
+    with caplog.at_level(logging.DEBUG):
+        for client in _client(storage):
+            box = create_mailbox(client)
+            with client.websocket_connect("/v1/ws") as ws:
+                ws.receive_text()
+                ws.send_text(frames.encode(frames.Send(box.mailbox_id, box.token, message_id, payload())))
+                answer = frames.decode_server_frame(ws.receive_text())
+    assert answer == frames.SendFailed(message_id, "unavailable")
     logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
     assert "RuntimeError" in logged
     assert "secret-detail" not in logged

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sotto.server.auth import token_hash
 from sotto.server.context import RelayContext
-from sotto.server.storage.base import MailboxId, MessageId, PutOutcome
+from sotto.server.storage.base import MailboxId, MessageId, PutOutcome, PutResult
 
 _COUNTERS = {outcome: f"envelopes_{outcome.value}" for outcome in PutOutcome}
+
+
+def submit(
+    ctx: RelayContext, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes
+) -> asyncio.Future[PutResult]:
+    """Start storing the envelope; the future resolves after the commit. Pass its result to
+    :func:`announce`."""
+    return ctx.storage.submit_envelope(
+        MailboxId(mailbox_id), token_hash(token), MessageId(message_id), payload, ctx.today()
+    )
+
+
+def announce(ctx: RelayContext, result: PutResult) -> PutOutcome:
+    """Count a committed send and publish a stored envelope to live drainers."""
+    ctx.stats.count(_COUNTERS[result.outcome])
+    if result.envelope is not None:
+        ctx.fanout.publish(result.envelope)
+    return result.outcome
 
 
 async def deliver(
     ctx: RelayContext, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes
 ) -> PutOutcome:
     """Store the envelope (answering only after the commit), then publish it for live delivery."""
-    result = await ctx.storage.put_envelope(
-        MailboxId(mailbox_id), token_hash(token), MessageId(message_id), payload, ctx.today()
-    )
-    ctx.stats.count(_COUNTERS[result.outcome])
-    if result.envelope is not None:
-        await ctx.fanout.publish(result.envelope)
-    return result.outcome
+    return announce(ctx, await submit(ctx, mailbox_id, token, message_id, payload))

@@ -27,7 +27,10 @@ class Fanout(Protocol):
 
     def unsubscribe(self, mailbox_id: MailboxId, listener: Listener) -> None: ...
 
-    async def publish(self, envelope: EnvelopeRecord) -> None: ...
+    def publish(self, envelope: EnvelopeRecord) -> None:
+        """Hand ``envelope`` to every listener of its mailbox; one across nodes queues it for
+        sending and returns."""
+        ...
 
 
 class LocalFanout:
@@ -50,7 +53,7 @@ class LocalFanout:
         if not listeners:
             del self._listeners[mailbox_id]
 
-    async def publish(self, envelope: EnvelopeRecord) -> None:
+    def publish(self, envelope: EnvelopeRecord) -> None:
         for listener in tuple(self._listeners.get(envelope.mailbox_id, ())):
             listener(envelope)
 

@@ -4,9 +4,10 @@ One :class:`Connection` per socket, spoken to in plain ASGI messages. Its main t
 frames: ``subscribe`` (checked against each mailbox's key and the connection's challenge),
 ``ack`` (deleted in batches, all connections' together, by :class:`AckDeleter`), ``send`` (stored
 concurrently, answered after the commit, at most ``ws_max_inflight_sends`` at a time).
-Envelopes are pushed by a pusher task, which runs only while
-:class:`~sotto.server.relay.DeliveryWindow` has something to do: stored ones first, live ones as
-the fan-out announces them, never more than 256 unacknowledged.
+A pusher task writes what goes out, and runs only while there is some: answers to sends as their
+commits come in, and envelopes while :class:`~sotto.server.relay.DeliveryWindow` has something
+to do: stored ones first, live ones as the fan-out announces them, never more than 256
+unacknowledged.
 
 The relay holds many idle connections, so an idle one owns little: its reader coroutine, one
 timer for the idle limit (re-armed lazily, not per frame), no request headers and, once
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Coroutine
 from typing import Any
 
@@ -28,11 +30,11 @@ from starlette.types import Receive, Scope, Send
 from sotto.errors import DecodeError, RelayStorageError
 from sotto.server.auth import drain_ok
 from sotto.server.context import RelayContext
-from sotto.server.delivery import deliver
+from sotto.server.delivery import announce, submit
 from sotto.server.logging import logger
 from sotto.server.ratelimit import TokenBucket
 from sotto.server.relay import DeliveryWindow, Fetch, Ref
-from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId, PutOutcome
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId, PutOutcome, PutResult
 from sotto.wire import frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION, NONCE_LENGTH
 
@@ -68,6 +70,7 @@ class Connection:
         "_nonce",
         "_pusher",
         "_reader",
+        "_replies",
         "_sends",
         "_slot_free",
         "_timed_out",
@@ -90,8 +93,9 @@ class Connection:
         # Created on first use, so an idle connection costs little.
         self._window: DeliveryWindow | None = None
         self._pusher: asyncio.Task[None] | None = None
-        self._sends: set[asyncio.Task[None]] | None = None  # stores and deletes in flight
+        self._sends: set[asyncio.Future[Any]] | None = None  # stores and deletes in flight
         self._slot_free: asyncio.Future[None] | None = None
+        self._replies: list[str] | None = None  # answers to sends, for the pusher to write
 
     async def serve(self) -> None:
         """Run the connection to its end. Frames are read and handled in this one coroutine, with
@@ -240,6 +244,8 @@ class Connection:
                 self._slot_free = None
 
     def _start_send(self, frame: frames.Send) -> None:
+        """Hand the send to storage; :meth:`_stored` answers it from the commit's callback (no
+        task per send: at full load that is a good part of what a send costs)."""
         if self._sends is None:
             self._sends = set()
         if self._window is not None and self._window.deleting:
@@ -249,42 +255,61 @@ class Connection:
             if deleting is not None:
                 self._sends.add(deleting)
                 deleting.add_done_callback(self._send_done)
-        task = self._loop.create_task(self._store(frame))
-        self._sends.add(task)
-        task.add_done_callback(self._send_done)
+        stored = submit(self._ctx, frame.mailbox, frame.token, frame.id, frame.payload)
+        self._sends.add(stored)
+        stored.add_done_callback(functools.partial(self._stored, frame.id))
 
-    def _send_done(self, task: asyncio.Task[None]) -> None:
+    def _send_done(self, done: asyncio.Future[Any]) -> None:
         if self._sends is not None:
-            self._sends.discard(task)
+            self._sends.discard(done)
         waiter = self._slot_free
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _store(self, frame: frames.Send) -> None:
+    def _stored(self, message_id: bytes, stored: asyncio.Future[PutResult]) -> None:
+        """A send committed (or failed): publish it, and queue its answer for the pusher."""
+        self._send_done(stored)
+        if stored.cancelled():
+            return
         reply: frames.ServerFrame
-        try:
-            outcome = await deliver(self._ctx, frame.mailbox, frame.token, frame.id, frame.payload)
-        except RelayStorageError:
-            reply = frames.SendFailed(frame.id, "unavailable")
+        error = stored.exception()
+        if error is not None:
+            if not isinstance(error, RelayStorageError):  # a bug: its type only, never its data
+                logger.error("error %s", type(error).__name__)
+            reply = frames.SendFailed(message_id, "unavailable")
         else:
+            outcome = announce(self._ctx, stored.result())
             if outcome is PutOutcome.NOT_FOUND:
-                reply = frames.SendFailed(frame.id, "not_found")
+                reply = frames.SendFailed(message_id, "not_found")
             else:
-                reply = frames.Sent(frame.id, outcome is PutOutcome.DUPLICATE)
-        with contextlib.suppress(_Closed):
-            await self._send(frames.encode(reply))
+                reply = frames.Sent(message_id, outcome is PutOutcome.DUPLICATE)
+        if self._closed:
+            return
+        if self._replies is None:
+            self._replies = []
+        self._replies.append(frames.encode(reply))
+        self._kick()
 
     # ------------------------------------------------------------------ pushing
     def _kick(self) -> None:
-        """Start the pusher unless it runs: it runs until the window has nothing left to do."""
+        """Start the pusher unless it runs: it runs until no answer waits and the window has
+        nothing left to do."""
         if self._pusher is None and not self._closed:
             self._pusher = self._loop.create_task(self._push())
 
     async def _push(self) -> None:
-        assert self._window is not None
-        window, storage, encode = self._window, self._ctx.storage, frames.encode_envelope
+        storage, encode = self._ctx.storage, frames.encode_envelope
         try:
             while not self._closed:
+                replies = self._replies
+                if replies:
+                    self._replies = None
+                    for text in replies:
+                        await self._send(text)
+                    continue
+                window = self._window
+                if window is None:
+                    break
                 fetch: Fetch | None = window.next_fetch()
                 if fetch is not None:
                     envelopes = await storage.pending(fetch.mailbox_id, fetch.limit, fetch.skip)

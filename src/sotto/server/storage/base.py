@@ -12,6 +12,7 @@ their SHA-256, usernames as their keyed hash. Times are day numbers.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -262,6 +263,13 @@ class Storage(Protocol):
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> PutResult:
         """Check the delivery token (constant time) and store the envelope unless already pending."""
+        ...
+
+    def submit_envelope(
+        self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
+    ) -> asyncio.Future[PutResult]:
+        """:meth:`put_envelope` as a future of the running loop, resolved after the commit: the
+        delivery socket answers each send from a callback on it rather than a task of its own."""
         ...
 
     async def pending(

@@ -7,6 +7,7 @@ without awaiting, so on one event loop it is atomic.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -268,6 +269,18 @@ class MemoryStorage:
         self._envelopes.pop(mailbox_id, None)
 
     async def put_envelope(
+        self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
+    ) -> PutResult:
+        return await self.submit_envelope(mailbox_id, token_hash, message_id, payload, today)
+
+    def submit_envelope(
+        self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
+    ) -> asyncio.Future[PutResult]:
+        future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
+        future.set_result(self._put(mailbox_id, token_hash, message_id, payload, today))
+        return future
+
+    def _put(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> PutResult:
         held = self._mailboxes.get(mailbox_id)

@@ -255,14 +255,19 @@ class SqliteStorage:
                 loop.call_soon_threadsafe(_settle, batch)
 
     async def _call(self, operation: Operation[T], *, savepoint: bool = True) -> T:
-        """Run ``operation`` in the writer thread; ``savepoint=False`` only for an operation that
-        writes at most once, in its last statement (see :attr:`_Job.own_savepoint`)."""
-        if self._closed:
-            raise RelayStorageError("storage is closed")
+        return await self._submit(operation, savepoint=savepoint)
+
+    def _submit(self, operation: Operation[T], *, savepoint: bool = True) -> asyncio.Future[T]:
+        """Queue ``operation`` for the writer thread; the future resolves after its commit.
+        ``savepoint=False`` only for an operation that writes at most once, in its last statement
+        (see :attr:`_Job.own_savepoint`)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(operation, loop, future, savepoint))
-        return await future
+        if self._closed:
+            future.set_exception(RelayStorageError("storage is closed"))
+        else:
+            self._jobs.put(_Job(operation, loop, future, savepoint))
+        return future
 
     # ------------------------------------------------------------------ accounts
     async def create_account(self, account: AccountRecord, device: DeviceRecord) -> bool:
@@ -591,6 +596,11 @@ class SqliteStorage:
     async def put_envelope(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> PutResult:
+        return await self.submit_envelope(mailbox_id, token_hash, message_id, payload, today)
+
+    def submit_envelope(
+        self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
+    ) -> asyncio.Future[PutResult]:
         def op(conn: sqlite3.Connection) -> PutResult:
             row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id,)).fetchone()
             if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
@@ -608,7 +618,7 @@ class SqliteStorage:
                 PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
             )
 
-        return await self._call(op, savepoint=False)
+        return self._submit(op, savepoint=False)
 
     async def pending(
         self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
