@@ -19,7 +19,7 @@ SEED = 2
 
 @pytest.fixture(scope="module")
 def whatsapp() -> dict[str, Any]:
-    return evaluate_design(CONFIG, "whatsapp-like", SEED, 900.0)
+    return evaluate_design(CONFIG, "whatsapp-like", SEED, 2.0)
 
 
 @pytest.fixture(scope="module")
