@@ -382,11 +382,13 @@ class WebSocketDrain:
         for start in range(0, len(proofs), SUBSCRIBE_BATCH):
             waiter: asyncio.Future[frames.Subscribed] = asyncio.get_running_loop().create_future()
             self._subscriptions.append(waiter)
-            await self._send(frames.Subscribe(tuple(proofs[start : start + SUBSCRIBE_BATCH])))
             try:
+                await self._send(frames.Subscribe(tuple(proofs[start : start + SUBSCRIBE_BATCH])))
                 answer = await asyncio.wait_for(asyncio.shield(waiter), HTTP_TIMEOUT_S)
             except TimeoutError:
                 raise RelayUnavailableError("the relay did not answer the subscription") from None
+            finally:
+                _seen(waiter)
             accepted.extend(answer.mailboxes)
             refused.extend(answer.refused)
         return frames.Subscribed(tuple(accepted), tuple(refused))
@@ -507,6 +509,7 @@ class WebSocketSender:
                 waiters.remove(waiter)
                 if not waiters:
                     del self._pending[message_id]
+            _seen(waiter)
         if isinstance(answer, frames.SendFailed):
             # The relay's codes: "not_found" (unknown mailbox or wrong token) or "unavailable".
             status = 404 if answer.code == "not_found" else 503
@@ -522,6 +525,13 @@ class WebSocketSender:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+
+
+def _seen(waiter: asyncio.Future[Any]) -> None:
+    """Mark a waiter's failure as handled: when the socket's own error reached the caller first,
+    the reader's failing of its waiters would otherwise be reported as never retrieved."""
+    if waiter.done() and not waiter.cancelled():
+        waiter.exception()
 
 
 async def _open_socket(url: str) -> ClientConnection:
