@@ -72,11 +72,17 @@ def events(tap: Tap, linking: Linking) -> Events:
     )
 
 
+def _deposits_in(ev: Events, starts: F64, ends: F64) -> F64:
+    """Per cluster, the deposits in the intervals ``(starts[i], ends[i]]`` (counted once per
+    interval that holds them)."""
+    lo = np.searchsorted(ev.dep_t, starts, side="right")
+    hi = np.searchsorted(ev.dep_t, ends, side="right")
+    return np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters).astype(np.float64)
+
+
 def window_counts(ev: Events, target_times: F64, window: float) -> F64:
     """Per cluster, the deposits within ``window`` seconds after each of ``target_times``."""
-    lo = np.searchsorted(ev.dep_t, target_times, side="right")
-    hi = np.searchsorted(ev.dep_t, target_times + window, side="right")
-    return np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters).astype(np.float64)
+    return _deposits_in(ev, target_times, target_times + window)
 
 
 MIN_OUTSIDE = 0.05
@@ -92,9 +98,9 @@ def union(target_times: F64, window: float, duration: float) -> tuple[F64, F64]:
     if not len(target_times):
         return np.empty(0), np.empty(0)
     times = np.sort(target_times)
-    new = np.concatenate(([True], np.diff(times) > window))
-    starts = times[new]
-    ends = np.minimum(np.append(times[np.nonzero(new)[0][1:] - 1], times[-1]) + window, duration)
+    first = np.nonzero(np.concatenate(([True], np.diff(times) > window)))[0]  # where each run starts
+    last = np.append(first[1:] - 1, len(times) - 1)
+    starts, ends = times[first], np.minimum(times[last] + window, duration)
     keep = ends > starts
     return starts[keep], ends[keep]
 
@@ -108,10 +114,7 @@ def background(ev: Events, target_times: F64, window: float) -> F64:
     outside = ev.duration - float((ends - starts).sum())
     if outside < MIN_OUTSIDE * ev.duration:
         return np.full(ev.clusters, ev.total.sum() / ev.clusters / ev.duration)
-    lo = np.searchsorted(ev.dep_t, starts, side="right")
-    hi = np.searchsorted(ev.dep_t, ends, side="right")
-    inside = np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters)
-    return (ev.total - inside) / outside
+    return (ev.total - _deposits_in(ev, starts, ends)) / outside
 
 
 def z_scores(counts: F64, n: int, rate: F64, window: float) -> F64:
@@ -179,10 +182,7 @@ def messages_to_identify(
         until = text_push_times[k - 1]
         upto = int(np.searchsorted(times, until, side="right"))
         if upto > included:
-            chunk = times[included:upto]
-            lo = np.searchsorted(ev.dep_t, chunk, side="right")
-            hi = np.searchsorted(ev.dep_t, chunk + window, side="right")
-            counts += np.bincount(ev.dep_cluster[ranges(lo, hi)], minlength=ev.clusters)
+            counts += window_counts(ev, times[included:upto], window)
             n_target += upto - included
             included = upto
         if n_target == 0:

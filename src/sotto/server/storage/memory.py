@@ -271,7 +271,7 @@ class MemoryStorage:
     async def put_envelope(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> PutResult:
-        return await self.submit_envelope(mailbox_id, token_hash, message_id, payload, today)
+        return self._put(mailbox_id, token_hash, message_id, payload, today)
 
     def submit_envelope(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
