@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from hmac import compare_digest
+
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from sotto.crypto.kdf import bytes_equal
 from sotto.errors import DecryptionError
 
 _BLOCK = 16
@@ -27,10 +28,11 @@ def aes256_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
     padded = decryptor.update(ciphertext) + decryptor.finalize()
     # Read from the table rather than with cryptography's unpadder (an object per message).
     # Every caller checks a MAC or signature over the ciphertext first, so this is no padding
-    # oracle; the bytes are compared in constant time all the same. Their count, n, is what
+    # oracle; the bytes are compared in constant time all the same (compare_digest directly: both
+    # are bytes). Their count, n, is what
     # the plaintext's length shows anyway.
     n = padded[-1]
-    if not 0 < n <= _BLOCK or not bytes_equal(padded[-n:], _PADDING[n]):
+    if not 0 < n <= _BLOCK or not compare_digest(padded[-n:], _PADDING[n]):
         raise DecryptionError
     return padded[:-n]
 

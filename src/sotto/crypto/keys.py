@@ -32,17 +32,18 @@ _DJB_PREFIX = bytes((DJB_TYPE,))
 class PublicKey:
     """An X25519 public key.
 
-    The serialized form is kept beside the raw one: every message's MAC covers both identity
-    keys and carries the ratchet key, so ``to_bytes`` is on the hot path.
+    The serialized form is kept beside the raw one, as the ``serialized`` attribute (what
+    ``to_bytes`` returns): every message's MAC covers both identity keys and carries the ratchet
+    key, so the hot path reads it directly.
     """
 
-    __slots__ = ("_key", "_serialized", "raw")
+    __slots__ = ("_key", "raw", "serialized")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != RAW_KEY_LENGTH:
             raise InvalidKeyError(f"X25519 public key must be {RAW_KEY_LENGTH} bytes, got {len(raw)}")
         self.raw = bytes(raw)
-        self._serialized = _DJB_PREFIX + self.raw
+        self.serialized = _DJB_PREFIX + self.raw
         self._key: X25519PublicKey | None = None
 
     @classmethod
@@ -53,13 +54,13 @@ class PublicKey:
         if data[0] != DJB_TYPE:
             raise InvalidKeyError(f"unknown public key type {data[0]:#04x}")
         key = cls.__new__(cls)
-        key._serialized = bytes(data)
-        key.raw = key._serialized[1:]
+        key.serialized = bytes(data)
+        key.raw = key.serialized[1:]
         key._key = None
         return key
 
     def to_bytes(self) -> bytes:
-        return self._serialized
+        return self.serialized
 
     def x25519(self) -> X25519PublicKey:
         if self._key is None:

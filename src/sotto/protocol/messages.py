@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from hmac import compare_digest
 from typing import NamedTuple
 
-from sotto.crypto.kdf import bytes_equal, hmac_sha256
+from sotto.crypto.kdf import hmac_sha256
 from sotto.crypto.kem import CIPHERTEXT_LENGTH as KEM_CIPHERTEXT_LENGTH
 from sotto.crypto.kem import KYBER1024_TYPE
 from sotto.crypto.keys import DJB_TYPE, PUBLIC_KEY_LENGTH, PublicKey
 from sotto.errors import DecodeError, InvalidKeyError, UnsupportedVersionError
 from sotto.protocol.protobuf import (
     LENGTH_DELIMITED,
+    ONE_BYTE_VARINTS,
     VARINT,
     Fields,
     bytes_field,
@@ -73,9 +75,47 @@ def compute_mac(
     sender_identity: PublicKey, receiver_identity: PublicKey, mac_key: bytes, content: bytes
 ) -> bytes:
     """HMAC-SHA256(mac key, IK_sender ‖ IK_receiver ‖ version ‖ protobuf), truncated to 8 bytes."""
-    return hmac_sha256(mac_key, sender_identity.to_bytes() + receiver_identity.to_bytes() + content)[
+    return hmac_sha256(mac_key, sender_identity.serialized + receiver_identity.serialized + content)[
         :MAC_LENGTH
     ]
+
+
+def encode_signal_message(  # noqa: PLR0917 (positional: it runs for every message sent)
+    mac_key: bytes,
+    sender_identity: PublicKey,
+    receiver_identity: PublicKey,
+    ratchet_key: PublicKey,
+    counter: int,
+    previous_counter: int,
+    ciphertext: bytes,
+    pq_ratchet: bytes,
+    addresses: bytes | None,
+) -> bytes:
+    """A SignalMessage's bytes, MAC included: what :meth:`SignalMessage.create` holds as ``serialized``.
+
+    The ratchet sends these bytes without building a :class:`SignalMessage` (one per message
+    sent), so the arguments are positional, the protobuf is written directly, and one-byte
+    varints are looked up rather than encoded.
+    """
+    small = ONE_BYTE_VARINTS
+    body = b"".join(
+        (
+            _VERSION_PREFIX,
+            _RATCHET_KEY_FIELD,
+            ratchet_key.serialized,
+            _COUNTER_FIELD,
+            encode_varint(counter),
+            _PREVIOUS_COUNTER_FIELD,
+            small[previous_counter] if previous_counter < 0x80 else encode_varint(previous_counter),
+            _CIPHERTEXT_FIELD,
+            small[length] if (length := len(ciphertext)) < 0x80 else encode_varint(length),
+            ciphertext,
+            _PQ_RATCHET_FIELD + encode_varint(len(pq_ratchet)) + pq_ratchet if pq_ratchet else b"",
+        )
+    )
+    if addresses is not None:
+        body += _ADDRESSES_FIELD + encode_varint(len(addresses)) + addresses
+    return body + compute_mac(sender_identity, receiver_identity, mac_key, body)
 
 
 _SignalMessageFields = tuple[PublicKey, int, int, bytes, bytes, "bytes | None"]
@@ -97,7 +137,8 @@ _PQ_RATCHET_FIELD = bytes((_PQ_RATCHET_TAG,))
 _ADDRESSES_FIELD = bytes((_ADDRESSES_TAG,))
 _USUAL_START = _RATCHET_KEY_FIELD + bytes((DJB_TYPE,))
 """How a body in the usual layout starts: field 1's key and length, then the key's type byte."""
-_KEY_START = len(_RATCHET_KEY_FIELD)
+_KEY_START = 1 + len(_RATCHET_KEY_FIELD)
+"""Where the ratchet key starts in a SignalMessage's bytes (after the version byte)."""
 _KEY_END = _KEY_START + PUBLIC_KEY_LENGTH
 
 
@@ -131,25 +172,17 @@ class SignalMessage(NamedTuple):
         pq_ratchet: bytes,
         addresses: bytes | None = None,
     ) -> SignalMessage:
-        # The protobuf written directly: this runs for every message.
-        parts = [
-            _VERSION_PREFIX,
-            _RATCHET_KEY_FIELD,
-            ratchet_key.to_bytes(),
-            _COUNTER_FIELD,
-            encode_varint(counter),
-            _PREVIOUS_COUNTER_FIELD,
-            encode_varint(previous_counter),
-            _CIPHERTEXT_FIELD,
-            encode_varint(len(ciphertext)),
+        serialized = encode_signal_message(
+            mac_key,
+            sender_identity,
+            receiver_identity,
+            ratchet_key,
+            counter,
+            previous_counter,
             ciphertext,
-        ]
-        if pq_ratchet:
-            parts += (_PQ_RATCHET_FIELD, encode_varint(len(pq_ratchet)), pq_ratchet)
-        if addresses is not None:
-            parts += (_ADDRESSES_FIELD, encode_varint(len(addresses)), addresses)
-        body = b"".join(parts)
-        serialized = body + compute_mac(sender_identity, receiver_identity, mac_key, body)
+            pq_ratchet,
+            addresses,
+        )
         return cls(
             CURRENT_VERSION,
             ratchet_key,
@@ -168,8 +201,7 @@ class SignalMessage(NamedTuple):
         if len(data) < MAC_LENGTH + 1:
             raise DecodeError("SignalMessage too short")
         version = CURRENT_VERSION if data[0] == VERSION_BYTE else _check_version(data[0])
-        body = data[1:-MAC_LENGTH]
-        values = _decode_usual_layout(body) or _decode_any_layout(body)
+        values = _decode_usual_layout(data) or _decode_any_layout(data[1:-MAC_LENGTH])
         return cls(version, *values, data)
 
     @property
@@ -179,48 +211,61 @@ class SignalMessage(NamedTuple):
     def verify_mac(self, sender_identity: PublicKey, receiver_identity: PublicKey, mac_key: bytes) -> bool:
         serialized = self.serialized
         expected = compute_mac(sender_identity, receiver_identity, mac_key, serialized[:-MAC_LENGTH])
-        return bytes_equal(expected, serialized[-MAC_LENGTH:])
+        # compare_digest itself, not bytes_equal: both are bytes here, and this runs per message.
+        return compare_digest(expected, serialized[-MAC_LENGTH:])
 
     def __repr__(self) -> str:
         size = len(self.serialized)
         return f"SignalMessage(counter={self.counter}, ratchet_key={self.ratchet_key!r}, size={size})"
 
 
-def _decode_usual_layout(body: bytes) -> _SignalMessageFields | None:
+def _decode_usual_layout(data: bytes) -> _SignalMessageFields | None:
     """The layout Sotto and libsignal write: fields 1-4 (and 5, 6 if present) once each, in order.
 
-    Returns None for anything else, leaving it to :func:`_decode_any_layout`. It reads the
-    bytes exactly as the general parser does up to the first difference, so it accepts
-    nothing that parser refuses and refuses (with DecodeError) only what it refuses.
+    Reads the protobuf in place, between the version byte and the MAC. Returns None for
+    anything else, leaving it to :func:`_decode_any_layout`. It reads the bytes exactly as the
+    general parser does up to the first difference, so it accepts nothing that parser refuses
+    and refuses (with DecodeError) only what it refuses. A varint that runs past the protobuf
+    reads into the MAC (never past the data), and the position checks then hand over.
     """
-    n = len(body)
-    if n <= _KEY_END or not body.startswith(_USUAL_START) or body[_KEY_END] != _COUNTER_TAG:
+    n = len(data) - MAC_LENGTH
+    if n <= _KEY_END or not data.startswith(_USUAL_START, 1) or data[_KEY_END] != _COUNTER_TAG:
         return None
-    counter, pos = read_varint(body, _KEY_END + 1)
-    if pos >= n or body[pos] != _PREVIOUS_COUNTER_TAG:
+    counter, pos = read_varint(data, _KEY_END + 1)
+    if pos >= n or data[pos] != _PREVIOUS_COUNTER_TAG:
         return None
-    previous_counter, pos = read_varint(body, pos + 1)
-    if (counter | previous_counter) >> _UINT32 or pos >= n or body[pos] != _CIPHERTEXT_TAG:
+    # One-byte varints are read inline, longer ones by read_varint: this runs for every message.
+    previous_counter = data[pos + 1]
+    if previous_counter < 0x80:
+        pos += 2
+    else:
+        previous_counter, pos = read_varint(data, pos + 1)
+    if (counter | previous_counter) >> _UINT32 or pos >= n or data[pos] != _CIPHERTEXT_TAG:
         return None
-    ciphertext, pos = _read_bytes(body, pos + 1)
+    ciphertext, pos = _read_bytes(data, pos + 1, n)
     pq_ratchet = b""
-    if pos < n and body[pos] == _PQ_RATCHET_TAG:
-        pq_ratchet, pos = _read_bytes(body, pos + 1)
+    if pos < n and data[pos] == _PQ_RATCHET_TAG:
+        pq_ratchet, pos = _read_bytes(data, pos + 1, n)
     addresses = None
-    if pos < n and body[pos] == _ADDRESSES_TAG:
-        addresses, pos = _read_bytes(body, pos + 1)
+    if pos < n and data[pos] == _ADDRESSES_TAG:
+        addresses, pos = _read_bytes(data, pos + 1, n)
     if pos != n:
         return None
-    ratchet_key = PublicKey.from_bytes(body[_KEY_START:_KEY_END])
+    ratchet_key = PublicKey.from_bytes(data[_KEY_START:_KEY_END])
     return ratchet_key, counter, previous_counter, ciphertext, pq_ratchet, addresses
 
 
-def _read_bytes(body: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = read_varint(body, pos)
-    end = pos + length
-    if end > len(body):
+def _read_bytes(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
+    """A length-delimited field's value at ``pos`` (its length varint) that must end by ``end``."""
+    length = data[pos]
+    if length < 0x80:
+        pos += 1
+    else:
+        length, pos = read_varint(data, pos)
+    stop = pos + length
+    if stop > end:
         raise DecodeError("length-delimited field runs past the end")
-    return body[pos:end], end
+    return data[pos:stop], stop
 
 
 def _decode_any_layout(body: bytes) -> _SignalMessageFields:

@@ -18,15 +18,16 @@ FIXED32 = 5
 _MAX_VARINT_BYTES = 10
 _VARINT_SHIFTS = tuple(range(7, 7 * _MAX_VARINT_BYTES, 7))
 """Shifts of a varint's second to tenth bytes."""
-_ONE_BYTE_VARINTS = tuple(bytes((value,)) for value in range(0x80))
-"""Tags, lengths and small counters: most varints a message carries are one or two bytes."""
+ONE_BYTE_VARINTS = tuple(bytes((value,)) for value in range(0x80))
+"""Varints of 0-127 by value. Tags, lengths and small counters: most varints a message carries
+are one byte, and a hot encoder indexes this directly rather than calling :func:`encode_varint`."""
 
 Fields = dict[int, "int | bytes"]
 
 
 def encode_varint(value: int) -> bytes:
     if 0 <= value < 0x80:
-        return _ONE_BYTE_VARINTS[value]
+        return ONE_BYTE_VARINTS[value]
     if 0x80 <= value < 0x4000:
         return bytes((value & 0x7F | 0x80, value >> 7))
     if value < 0:

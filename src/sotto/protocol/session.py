@@ -151,10 +151,11 @@ def encrypt(
     if pending is not None and state.is_stale(now_ms):
         raise SessionNotFoundError(f"no usable session with {their_address}")
     if pending is None:
-        new_state, message = encrypt_message(state, plaintext)
-        out = CiphertextMessage(CiphertextMessageType.WHISPER, message.serialized)
+        new_state, serialized = encrypt_message(state, plaintext)
+        out = CiphertextMessage(CiphertextMessageType.WHISPER, serialized)
     else:
-        new_state, message = encrypt_message(state, plaintext, encode_addresses(our_address, their_address))
+        addresses = encode_addresses(our_address, their_address)
+        new_state, serialized = encrypt_message(state, plaintext, addresses)
         prekey_message = PreKeySignalMessage.create(
             registration_id=state.local_registration_id,
             pre_key_id=pending.pre_key_id,
@@ -163,7 +164,7 @@ def encrypt(
             kyber_ciphertext=pending.kyber_ciphertext,
             base_key=pending.base_key,
             identity_key=state.local_identity,
-            message=message,
+            message=SignalMessage.decode(serialized),
         )
         out = CiphertextMessage(CiphertextMessageType.PREKEY, prekey_message.serialized)
     return SessionRecord(new_state, record.previous), out

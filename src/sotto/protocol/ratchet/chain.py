@@ -9,7 +9,6 @@ AES-256 key ‖ HMAC-SHA256 key ‖ CBC IV. Mixing in the SPQR key is what makes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from sotto.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
@@ -19,12 +18,16 @@ KEY_LENGTH = 32
 _MESSAGE_KEYS_LENGTH = 80
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class ChainKey:
-    """``CK_i``: a 32-byte chain key and the index of the message it will key next."""
+class ChainKey(NamedTuple):
+    """``CK_i``: a 32-byte chain key and the index of the message it will key next.
+
+    A ``NamedTuple`` (immutable, and cheaper to build than a frozen dataclass): each message
+    sent or received builds one. Its ``index`` field hides the tuple's ``index`` method,
+    which nothing here calls.
+    """
 
     key: bytes
-    index: int
+    index: int  # type: ignore[assignment]
 
     def message_key_seed(self) -> bytes:
         """The seed for message ``index`` (kept as-is for skipped messages)."""
@@ -62,8 +65,7 @@ def derive_message_keys(seed: bytes, spqr_key: bytes | None) -> tuple[bytes, byt
 class MessageKeys(NamedTuple):
     """The keys for one message: AES-256-CBC key and IV, HMAC-SHA256 key.
 
-    A ``NamedTuple`` (immutable, cheaper to build than a frozen dataclass): one per message.
-    :class:`ChainKey` stays a dataclass because a tuple already has an ``index`` method.
+    A ``NamedTuple`` (immutable, cheaper to build than a frozen dataclass).
     """
 
     cipher_key: bytes

@@ -19,7 +19,7 @@ from sotto.errors import (
     MessageTooFarAheadError,
 )
 from sotto.protocol.limits import MAX_FORWARD_JUMPS, MAX_RECEIVER_CHAINS
-from sotto.protocol.messages import SignalMessage
+from sotto.protocol.messages import SignalMessage, encode_signal_message
 from sotto.protocol.ratchet.chain import derive_message_keys
 from sotto.protocol.ratchet.skipped import EMPTY_SKIPPED_KEYS
 from sotto.protocol.ratchet.state import ReceiverChain, SenderChain, SessionState
@@ -27,23 +27,26 @@ from sotto.protocol.ratchet.state import ReceiverChain, SenderChain, SessionStat
 
 def encrypt_message(
     state: SessionState, plaintext: bytes, addresses: bytes | None = None
-) -> tuple[SessionState, SignalMessage]:
-    """Encrypt on the sending chain; ``addresses`` is the 36-byte binding for PreKey messages."""
+) -> tuple[SessionState, bytes]:
+    """Encrypt on the sending chain: the new state and the SignalMessage's bytes.
+
+    ``addresses`` is the 36-byte binding for PreKey messages.
+    """
     spqr, pq_message, pq_key = state.spqr.send()
     sender = state.sender_chain
     chain_key = sender.chain_key
     seed, next_chain_key = chain_key.step()
     cipher_key, mac_key, iv = derive_message_keys(seed, pq_key)
-    message = SignalMessage.create(
-        mac_key=mac_key,
-        sender_identity=state.local_identity,
-        receiver_identity=state.remote_identity,
-        ratchet_key=sender.ratchet_key.public,
-        counter=chain_key.index,
-        previous_counter=state.previous_counter,
-        ciphertext=aes256_cbc_encrypt(cipher_key, iv, plaintext),
-        pq_ratchet=pq_message,
-        addresses=addresses,
+    serialized = encode_signal_message(
+        mac_key,
+        state.local_identity,
+        state.remote_identity,
+        sender.ratchet_key.public,
+        chain_key.index,
+        state.previous_counter,
+        aes256_cbc_encrypt(cipher_key, iv, plaintext),
+        pq_message,
+        addresses,
     )
     new_state = SessionState(
         state.version,
@@ -60,7 +63,7 @@ def encrypt_message(
         state.self_session,
         state.pending_prekey,
     )
-    return new_state, message
+    return new_state, serialized
 
 
 def decrypt_message(
@@ -81,7 +84,10 @@ def decrypt_message(
     chains = state.receiver_chains
     previous_counter = state.previous_counter
 
-    index = state.receiver_chain_index(their_ratchet_key)
+    # Most messages come on the peer's newest ratchet key: that chain is checked first, inline.
+    index: int | None = len(chains) - 1
+    if not chains or chains[-1].ratchet_key.raw != their_ratchet_key.raw:
+        index = state.receiver_chain_index(their_ratchet_key)
     if index is None:
         # A new peer ratchet key: one receiving and one sending DH ratchet step.
         try:

@@ -192,11 +192,15 @@ class SpqrChain(NamedTuple):
             if at is None:
                 # A version newer than ours: SPQR ignores it and keeps its state, and so do we.
                 return self, None
+        if at == self.recv_index + 1:  # the next message in order: most of them
+            seed, key = _next_key(self.recv_seed, at)
+            return SpqrChain(self.send_seed, self.send_index, seed, at, self.recv_keys, self.max_jump), key
         if at == 0:
             return self, None
-        return self._recv_key(at)
+        return self._recv_key_out_of_order(at)
 
-    def _recv_key(self, at: int) -> tuple[SpqrChain, bytes]:
+    def _recv_key_out_of_order(self, at: int) -> tuple[SpqrChain, bytes]:
+        """A late message's held key, or a jump ahead that holds the keys it passes."""
         ctr = self.recv_index
         if at <= ctr:
             if at == ctr or at + SPQR_MAX_OOO_KEYS < ctr or at not in self.recv_keys:
@@ -206,9 +210,6 @@ class SpqrChain(NamedTuple):
             return SpqrChain(self.send_seed, self.send_index, self.recv_seed, ctr, keys, self.max_jump), key
         if at - ctr > self.max_jump:
             raise DecryptionError
-        if at == ctr + 1:
-            seed, key = _next_key(self.recv_seed, at)
-            return SpqrChain(self.send_seed, self.send_index, seed, at, self.recv_keys, self.max_jump), key
         # Jumping further than the history keeps makes every held key obsolete.
         keys = {} if at > ctr + SPQR_MAX_OOO_KEYS else dict(self.recv_keys)
         seed = self.recv_seed
