@@ -25,6 +25,7 @@ from sotto.protocol.protobuf import (
     read_varint,
     uint_field,
 )
+from sotto.protocol.values import new_tuple
 
 
 class CiphertextMessageType(enum.IntEnum):
@@ -202,7 +203,7 @@ class SignalMessage(NamedTuple):
             raise DecodeError("SignalMessage too short")
         version = CURRENT_VERSION if data[0] == VERSION_BYTE else _check_version(data[0])
         values = _decode_usual_layout(data) or _decode_any_layout(data[1:-MAC_LENGTH])
-        return cls(version, *values, data)
+        return new_tuple(cls, (version, *values, data))
 
     @property
     def mac(self) -> bytes:

@@ -44,6 +44,7 @@ from sotto.protocol.ratchet.session import decrypt_message
 from sotto.protocol.ratchet.skipped import SkippedKeys
 from sotto.protocol.ratchet.spqr import SpqrChain
 from sotto.protocol.ratchet.state import PendingPreKey, ReceiverChain, SenderChain, SessionState
+from sotto.protocol.values import new_tuple
 
 RECORD_MAGIC = b"SottoSR"
 RECORD_FORMAT_VERSION = 1
@@ -118,7 +119,7 @@ class SessionRecord(NamedTuple):
             except (DecryptionError, MessageTooFarAheadError) as exc:
                 errors.append(exc)
             else:
-                return SessionRecord(state, self.previous), plaintext
+                return new_tuple(SessionRecord, (state, self.previous)), plaintext
         if not current_only:
             for i, previous in enumerate(self.previous):
                 try:

@@ -45,6 +45,7 @@ from sotto.protocol.ratchet.skipped import EMPTY_SKIPPED_KEYS
 from sotto.protocol.ratchet.spqr import SpqrChain
 from sotto.protocol.ratchet.state import PendingPreKey, ReceiverChain, SenderChain, SessionState
 from sotto.protocol.record import SessionRecord
+from sotto.protocol.values import new_tuple
 
 LastResortUse = tuple[int, int, bytes]
 """(Kyber prekey id, signed prekey id, serialized 33-byte base key) of a last-resort key's use."""
@@ -152,7 +153,7 @@ def encrypt(
         raise SessionNotFoundError(f"no usable session with {their_address}")
     if pending is None:
         new_state, serialized = encrypt_message(state, plaintext)
-        out = CiphertextMessage(CiphertextMessageType.WHISPER, serialized)
+        out = new_tuple(CiphertextMessage, (CiphertextMessageType.WHISPER, serialized))
     else:
         addresses = encode_addresses(our_address, their_address)
         new_state, serialized = encrypt_message(state, plaintext, addresses)
@@ -167,7 +168,7 @@ def encrypt(
             message=SignalMessage.decode(serialized),
         )
         out = CiphertextMessage(CiphertextMessageType.PREKEY, prekey_message.serialized)
-    return SessionRecord(new_state, record.previous), out
+    return new_tuple(SessionRecord, (new_state, record.previous)), out
 
 
 def decrypt_signal_message(

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from sotto.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from sotto.protocol.labels import CHAIN_MESSAGE_SEED, CHAIN_NEXT, MESSAGE_KEYS_INFO
+from sotto.protocol.values import new_tuple
 
 KEY_LENGTH = 32
 _MESSAGE_KEYS_LENGTH = 80
@@ -43,7 +44,7 @@ class ChainKey(NamedTuple):
         followed by :meth:`next`.
         """
         seed, next_key = hmac_sha256_pair(self.key, CHAIN_MESSAGE_SEED, CHAIN_NEXT)
-        return seed, ChainKey(next_key, self.index + 1)
+        return seed, new_tuple(ChainKey, (next_key, self.index + 1))
 
     def message_keys(self, spqr_key: bytes | None) -> MessageKeys:
         return MessageKeys.derive(self.message_key_seed(), self.index, spqr_key)

@@ -23,6 +23,7 @@ from sotto.protocol.messages import SignalMessage, encode_signal_message
 from sotto.protocol.ratchet.chain import derive_message_keys
 from sotto.protocol.ratchet.skipped import EMPTY_SKIPPED_KEYS
 from sotto.protocol.ratchet.state import ReceiverChain, SenderChain, SessionState
+from sotto.protocol.values import new_tuple
 
 
 def encrypt_message(
@@ -48,20 +49,23 @@ def encrypt_message(
         pq_message,
         addresses,
     )
-    new_state = SessionState(
-        state.version,
-        state.local_identity,
-        state.remote_identity,
-        state.root_key,
-        SenderChain(sender.ratchet_key, next_chain_key),
-        state.receiver_chains,
-        state.previous_counter,
-        spqr,
-        state.local_registration_id,
-        state.remote_registration_id,
-        state.alice_base_key,
-        state.self_session,
-        state.pending_prekey,
+    new_state = new_tuple(
+        SessionState,
+        (
+            state.version,
+            state.local_identity,
+            state.remote_identity,
+            state.root_key,
+            new_tuple(SenderChain, (sender.ratchet_key, next_chain_key)),
+            state.receiver_chains,
+            state.previous_counter,
+            spqr,
+            state.local_registration_id,
+            state.remote_registration_id,
+            state.alice_base_key,
+            state.self_session,
+            state.pending_prekey,
+        ),
     )
     return new_state, serialized
 
@@ -124,7 +128,7 @@ def decrypt_message(
                 chain_key = following
             skipped = skipped.with_added(passed)
         seed, next_chain_key = chain_key.step()
-        new_chain = ReceiverChain(their_ratchet_key, next_chain_key, skipped)
+        new_chain = new_tuple(ReceiverChain, (their_ratchet_key, next_chain_key, skipped))
 
     spqr, pq_key = state.spqr.recv(message.pq_ratchet)
     cipher_key, mac_key, iv = derive_message_keys(seed, pq_key)
@@ -136,20 +140,22 @@ def decrypt_message(
         raise DecryptionError
     plaintext = aes256_cbc_decrypt(cipher_key, iv, message.ciphertext)
 
-    # Built field by field (``_replace`` is slower): this runs for every message.
-    new_state = SessionState(
-        state.version,
-        state.local_identity,
-        state.remote_identity,
-        root_key,
-        sender,
-        (*chains[:index], new_chain, *chains[index + 1 :]),
-        previous_counter,
-        spqr,
-        state.local_registration_id,
-        state.remote_registration_id,
-        state.alice_base_key,
-        state.self_session,
-        None,
+    new_state = new_tuple(
+        SessionState,
+        (
+            state.version,
+            state.local_identity,
+            state.remote_identity,
+            root_key,
+            sender,
+            (*chains[:index], new_chain, *chains[index + 1 :]),
+            previous_counter,
+            spqr,
+            state.local_registration_id,
+            state.remote_registration_id,
+            state.alice_base_key,
+            state.self_session,
+            None,
+        ),
     )
     return new_state, plaintext

@@ -28,6 +28,7 @@ from sotto.errors import DecodeError, DecryptionError
 from sotto.protocol.labels import SPQR_CHAIN_NEXT, SPQR_CHAIN_START
 from sotto.protocol.limits import SPQR_MAX_JUMP, SPQR_MAX_OOO_KEYS
 from sotto.protocol.protobuf import encode_varint, read_varint
+from sotto.protocol.values import new_tuple
 
 SPQR_V1 = 0x01
 CHAIN_ONLY_EPOCH = 1
@@ -178,11 +179,8 @@ class SpqrChain(NamedTuple):
         index = self.send_index + 1
         seed, key = _next_key(self.send_seed, index)
         message = _NONE_PREFIX + encode_varint(index) + _NONE_TYPE
-        return (
-            SpqrChain(seed, index, self.recv_seed, self.recv_index, self.recv_keys, self.max_jump),
-            message,
-            key,
-        )
+        chain = (seed, index, self.recv_seed, self.recv_index, self.recv_keys, self.max_jump)
+        return new_tuple(SpqrChain, chain), message, key
 
     def recv(self, payload: bytes) -> tuple[SpqrChain, bytes | None]:
         """``(new chain, message-key salt)`` for a peer's payload; refusals are DecryptionError."""
@@ -194,7 +192,8 @@ class SpqrChain(NamedTuple):
                 return self, None
         if at == self.recv_index + 1:  # the next message in order: most of them
             seed, key = _next_key(self.recv_seed, at)
-            return SpqrChain(self.send_seed, self.send_index, seed, at, self.recv_keys, self.max_jump), key
+            chain = (self.send_seed, self.send_index, seed, at, self.recv_keys, self.max_jump)
+            return new_tuple(SpqrChain, chain), key
         if at == 0:
             return self, None
         return self._recv_key_out_of_order(at)
