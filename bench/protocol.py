@@ -1,6 +1,6 @@
 """Protocol benchmark: Sotto's 1:1 message path next to libsignal (from Node) and the primitive floor.
 
-    python bench/protocol.py [--n 20000] [--setups 50] [--runs 3] [--json out.json] [--check]
+    python bench/protocol.py [--n 20000] [--setups 50] [--runs 3] [--json out.json] [--check] [--pure-only]
 
 Figures, each the median of ``--runs`` runs:
 
@@ -12,6 +12,12 @@ Figures, each the median of ``--runs`` runs:
 * **libsignal**: the same three, measured by ``bench/libsignal_bench.mjs`` in this run;
 * **floor**: the primitives alone (HMAC, HKDF, AES, X25519, XEdDSA, ML-KEM) that each path
   cannot avoid, called back to back with no protocol logic.
+
+Sotto's side runs twice, each in its own process: with the per-message core compiled by mypyc
+(``bench/compiled.py`` builds it from the current sources; ``SOTTO_MYPYC=1 pip install
+--no-build-isolation .`` installs the same build) and as plain Python. The targets are judged
+on the compiled build, the form Sotto is meant to be installed in; the plain-Python figures are
+printed beside them. Without a C compiler only the plain-Python side runs, and is judged.
 
 Both sides run pinned to the same core, one after the other. Around each run, ``/proc/stat``
 gives that core's CPU steal and the share of it other processes took (its busy time less ours);
@@ -31,6 +37,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import compiled
 
 from sotto.crypto import dh, kem, xeddsa
 from sotto.crypto.cipher import aes256_cbc_decrypt, aes256_cbc_encrypt
@@ -293,6 +301,28 @@ def floor_run(n: int) -> dict[str, float]:
     return {"one_direction_us": message, "ping_pong_us": message + ratchet, "setup_us": setup}
 
 
+def sotto_in_process(source: pathlib.Path, n: int, setups: int, *, compiled: bool) -> dict[str, float]:
+    """:func:`sotto_run` in a fresh process that imports Sotto from ``source`` (a ``src`` directory)."""
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "protocol.py"), "--sotto-side", "--n", str(n), "--setups", str(setups)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(source)},
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result.pop("compiled") != compiled:
+        raise RuntimeError(f"{source} did not give the {'compiled' if compiled else 'plain'} build")
+    return {k: float(v) for k, v in result.items()}
+
+
+def _sotto_side(n: int, setups: int) -> None:
+    figures: dict[str, object] = dict(sotto_run(n, setups))
+    figures["compiled"] = session.__file__ is not None and not session.__file__.endswith(".py")
+    print(json.dumps(figures))
+
+
 # ------------------------------------------------------------------------------ libsignal (Node)
 def libsignal_run(n: int, setups: int) -> dict[str, float]:
     script = HERE / "libsignal_bench.mjs"
@@ -316,6 +346,17 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def _compiled_source(pure_only: bool) -> pathlib.Path | None:
+    """The compiled build's ``src`` (built if needed), or None with the reason on stderr."""
+    if pure_only:
+        return None
+    try:
+        return compiled.build()
+    except compiled.CompileUnavailableError as exc:
+        print(f"no compiled build ({exc}); judging the plain-Python side", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -325,23 +366,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per side; medians are reported (default 3)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--pure-only", action="store_true", help="skip the compiled build")
+    parser.add_argument("--sotto-side", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sotto_side:  # the child process of sotto_in_process
+        _sotto_side(args.n, args.setups)
+        return 0
 
+    compiled_src = _compiled_source(args.pure_only)
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {BENCH_CORE})  # Node inherits the pin: both sides on one core, in turn
-    sides: dict[str, list[dict[str, float]]] = {"sotto": [], "libsignal": [], "floor": []}
+        os.sched_setaffinity(0, {BENCH_CORE})  # children inherit the pin: every side on one core, in turn
+    runners: dict[str, Callable[[], dict[str, float]]] = {}
+    if compiled_src is not None:
+        runners["sotto"] = lambda: sotto_in_process(compiled_src, args.n, args.setups, compiled=True)
+    plain_src = HERE.parent / "src"
+    runners["sotto (plain)"] = lambda: sotto_in_process(plain_src, args.n, args.setups, compiled=False)
+    runners["libsignal"] = lambda: libsignal_run(args.n, args.setups)
+    runners["floor"] = lambda: floor_run(args.n)
+    judged = "sotto" if compiled_src is not None else "sotto (plain)"
+    sides: dict[str, list[dict[str, float]]] = {side: [] for side in runners}
     interference: list[Interference] = []
     for run in range(1, args.runs + 1):
-        for side, fn in (
-            ("sotto", lambda: sotto_run(args.n, args.setups)),
-            ("libsignal", lambda: libsignal_run(args.n, args.setups)),
-            ("floor", lambda: floor_run(args.n)),
-        ):
+        for side, fn in runners.items():
             figures, found = measure_with_interference(fn)
             sides[side].append(figures)
             interference.append(found)
             shown = ", ".join(f"{k} {v:,.1f}" for k, v in figures.items())
-            print(f"run {run} {side:9s} {shown}  ({found})", file=sys.stderr)
+            print(f"run {run} {side:13s} {shown}  ({found})", file=sys.stderr)
 
     max_steal = max(i.steal for i in interference)
     max_other = max(i.other_load for i in interference)
@@ -350,17 +401,22 @@ def main(argv: list[str] | None = None) -> int:
         f"\nSotto protocol benchmark: n={args.n} messages of {len(PLAINTEXT)} B, {args.setups} setups, "
         f"median of {args.runs} runs, max steal {max_steal:.2%}, max other load {max_other:.1%}"
     )
-    header = ("figure", "Sotto", "libsignal", "floor", "speedup", "target")
+    build = "compiled core (mypyc)" if compiled_src is not None else "plain Python (no compiled build)"
+    print(f"judged: Sotto with its {build}")
+    header = ("figure", "Sotto", "plain", "libsignal", "floor", "speedup", "target")
     print(f"{header[0]:18s}" + "".join(f"{h:>11s}" for h in header[1:]) + "  verdict")
     ok = True
     report: dict[str, dict[str, float]] = {}
     for key, label in LABELS.items():
-        ours, theirs, floor = (_median(sides[s], key) for s in ("sotto", "libsignal", "floor"))
+        ours, plain, theirs, floor = (
+            _median(sides[s], key) for s in (judged, "sotto (plain)", "libsignal", "floor")
+        )
         speedup = theirs / ours
         passed = ours <= TARGETS[key] and speedup >= MIN_SPEEDUP.get(key, 0.0)
         ok &= passed
-        report[key] = {"sotto": ours, "libsignal": theirs, "floor": floor, "speedup": speedup}
-        cells = f"{ours:11,.1f}{theirs:11,.1f}{floor:11,.1f}{speedup:10.1f}x{TARGETS[key]:11,.0f}"
+        report[key] = {"sotto": ours, "plain": plain, "libsignal": theirs, "floor": floor, "speedup": speedup}
+        cells = "".join(f"{v:11,.1f}" for v in (ours, plain, theirs, floor))
+        cells += f"{speedup:10.1f}x{TARGETS[key]:11,.0f}"
         print(f"{label:18s}{cells}  {'ok' if passed else 'MISSED'}")
     print("targets: " + ", ".join(f"{LABELS[k]} ≤ {v:,.0f}" for k, v in TARGETS.items()))
     print(
@@ -374,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                     "n": args.n,
                     "setups": args.setups,
                     "runs": args.runs,
+                    "judged": judged,
                     "max_steal": max_steal,
                     "max_other_load": max_other,
                     "figures": report,
