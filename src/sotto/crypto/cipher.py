@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from hmac import compare_digest
+from typing import Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from sotto.errors import DecryptionError
 
-_BLOCK = 16
-_ZERO_BLOCK = bytes(16)
-_PADDING = tuple(bytes((n,)) * n for n in range(_BLOCK + 1))
+_BLOCK: Final = 16
+_ZERO_BLOCK: Final = bytes(16)
+_PADDING: Final = tuple(bytes((n,)) * n for n in range(_BLOCK + 1))
 """PKCS#7 padding by its length n (n bytes of the value n, n = 1..16)."""
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-_SHA256 = hashes.SHA256()
-_SHA512 = hashes.SHA512()
-_SHA3_256 = hashes.SHA3_256()
+_SHA256: Final = hashes.SHA256()
+_SHA512: Final = hashes.SHA512()
+_SHA3_256: Final = hashes.SHA3_256()
 
 
 def hkdf_sha256(ikm: bytes, length: int, info: bytes, salt: bytes | None = None) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from hmac import compare_digest
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from sotto.crypto.kdf import hmac_sha256
 from sotto.crypto.kem import CIPHERTEXT_LENGTH as KEM_CIPHERTEXT_LENGTH
@@ -37,14 +37,14 @@ class CiphertextMessageType(enum.IntEnum):
     PLAINTEXT = 8
 
 
-CURRENT_VERSION = 4
+CURRENT_VERSION: Final = 4
 """Session version of PQXDH sessions; the version byte is ``(version << 4) | CURRENT_VERSION``."""
-PRE_KYBER_VERSION = 3
+PRE_KYBER_VERSION: Final = 3
 """X3DH sessions: no longer accepted (libsignal refuses them too)."""
-VERSION_BYTE = (CURRENT_VERSION << 4) | CURRENT_VERSION
-_VERSION_PREFIX = bytes((VERSION_BYTE,))
-MAC_LENGTH = 8
-_UINT32 = 32
+VERSION_BYTE: Final = (CURRENT_VERSION << 4) | CURRENT_VERSION
+_VERSION_PREFIX: Final = bytes((VERSION_BYTE,))
+MAC_LENGTH: Final = 8
+_UINT32: Final = 32
 
 
 class CiphertextMessage(NamedTuple):
@@ -124,23 +124,23 @@ _SignalMessageFields = tuple[PublicKey, int, int, bytes, bytes, "bytes | None"]
 
 # SignalMessage's field keys (number << 3 | wire type), in the order every encoder writes them.
 # Each is one byte: the encoder copies it, the decoder compares it with ``body[pos]``.
-_RATCHET_KEY_FIELD = bytes((1 << 3 | LENGTH_DELIMITED, PUBLIC_KEY_LENGTH))
+_RATCHET_KEY_FIELD: Final = bytes((1 << 3 | LENGTH_DELIMITED, PUBLIC_KEY_LENGTH))
 """Field 1's key and length: the ratchet key is always 33 bytes."""
-_COUNTER_TAG = 2 << 3 | VARINT
-_PREVIOUS_COUNTER_TAG = 3 << 3 | VARINT
-_CIPHERTEXT_TAG = 4 << 3 | LENGTH_DELIMITED
-_PQ_RATCHET_TAG = 5 << 3 | LENGTH_DELIMITED
-_ADDRESSES_TAG = 6 << 3 | LENGTH_DELIMITED
-_COUNTER_FIELD = bytes((_COUNTER_TAG,))
-_PREVIOUS_COUNTER_FIELD = bytes((_PREVIOUS_COUNTER_TAG,))
-_CIPHERTEXT_FIELD = bytes((_CIPHERTEXT_TAG,))
-_PQ_RATCHET_FIELD = bytes((_PQ_RATCHET_TAG,))
-_ADDRESSES_FIELD = bytes((_ADDRESSES_TAG,))
-_USUAL_START = _RATCHET_KEY_FIELD + bytes((DJB_TYPE,))
+_COUNTER_TAG: Final = 2 << 3 | VARINT
+_PREVIOUS_COUNTER_TAG: Final = 3 << 3 | VARINT
+_CIPHERTEXT_TAG: Final = 4 << 3 | LENGTH_DELIMITED
+_PQ_RATCHET_TAG: Final = 5 << 3 | LENGTH_DELIMITED
+_ADDRESSES_TAG: Final = 6 << 3 | LENGTH_DELIMITED
+_COUNTER_FIELD: Final = bytes((_COUNTER_TAG,))
+_PREVIOUS_COUNTER_FIELD: Final = bytes((_PREVIOUS_COUNTER_TAG,))
+_CIPHERTEXT_FIELD: Final = bytes((_CIPHERTEXT_TAG,))
+_PQ_RATCHET_FIELD: Final = bytes((_PQ_RATCHET_TAG,))
+_ADDRESSES_FIELD: Final = bytes((_ADDRESSES_TAG,))
+_USUAL_START: Final = _RATCHET_KEY_FIELD + bytes((DJB_TYPE,))
 """How a body in the usual layout starts: field 1's key and length, then the key's type byte."""
-_KEY_START = 1 + len(_RATCHET_KEY_FIELD)
+_KEY_START: Final = 1 + len(_RATCHET_KEY_FIELD)
 """Where the ratchet key starts in a SignalMessage's bytes (after the version byte)."""
-_KEY_END = _KEY_START + PUBLIC_KEY_LENGTH
+_KEY_END: Final = _KEY_START + PUBLIC_KEY_LENGTH
 
 
 class SignalMessage(NamedTuple):

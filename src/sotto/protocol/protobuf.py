@@ -8,17 +8,19 @@ order given, which is ascending field number in every caller, as libsignal's pro
 
 from __future__ import annotations
 
+from typing import Final
+
 from sotto.errors import DecodeError
 
-VARINT = 0
-FIXED64 = 1
-LENGTH_DELIMITED = 2
-FIXED32 = 5
+VARINT: Final = 0
+FIXED64: Final = 1
+LENGTH_DELIMITED: Final = 2
+FIXED32: Final = 5
 
-_MAX_VARINT_BYTES = 10
-_VARINT_SHIFTS = tuple(range(7, 7 * _MAX_VARINT_BYTES, 7))
+_MAX_VARINT_BYTES: Final = 10
+_VARINT_SHIFTS: Final = tuple(range(7, 7 * _MAX_VARINT_BYTES, 7))
 """Shifts of a varint's second to tenth bytes."""
-ONE_BYTE_VARINTS = tuple(bytes((value,)) for value in range(0x80))
+ONE_BYTE_VARINTS: Final = tuple(bytes((value,)) for value in range(0x80))
 """Varints of 0-127 by value. Tags, lengths and small counters: most varints a message carries
 are one byte, and a hot encoder indexes this directly rather than calling :func:`encode_varint`."""
 

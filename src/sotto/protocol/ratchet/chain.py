@@ -9,14 +9,14 @@ AES-256 key ‖ HMAC-SHA256 key ‖ CBC IV. Mixing in the SPQR key is what makes
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from sotto.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from sotto.protocol.labels import CHAIN_MESSAGE_SEED, CHAIN_NEXT, MESSAGE_KEYS_INFO
 from sotto.protocol.values import new_tuple
 
-KEY_LENGTH = 32
-_MESSAGE_KEYS_LENGTH = 80
+KEY_LENGTH: Final = 32
+_MESSAGE_KEYS_LENGTH: Final = 80
 
 
 class ChainKey(NamedTuple):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from sotto.crypto.kdf import hkdf_sha256
 from sotto.errors import DecodeError, DecryptionError
@@ -30,15 +30,15 @@ from sotto.protocol.limits import SPQR_MAX_JUMP, SPQR_MAX_OOO_KEYS
 from sotto.protocol.protobuf import encode_varint, read_varint
 from sotto.protocol.values import new_tuple
 
-SPQR_V1 = 0x01
-CHAIN_ONLY_EPOCH = 1
+SPQR_V1: Final = 0x01
+CHAIN_ONLY_EPOCH: Final = 1
 """The epoch every chain-only message carries; its keys come from chain epoch 0."""
 
-_CHUNK_LENGTH = 32
-_MAX_CHUNK_INDEX = 0xFFFF
-_MAX_INDEX = 0xFFFF_FFFF
-UNLIMITED_JUMP = _MAX_INDEX
-_TRIM_SIZE = SPQR_MAX_OOO_KEYS * 11 // 10 + 1
+_CHUNK_LENGTH: Final = 32
+_MAX_CHUNK_INDEX: Final = 0xFFFF
+_MAX_INDEX: Final = 0xFFFF_FFFF
+UNLIMITED_JUMP: Final = _MAX_INDEX
+_TRIM_SIZE: Final = SPQR_MAX_OOO_KEYS * 11 // 10 + 1
 """SPQR garbage-collects its key history once it holds this many keys."""
 
 
@@ -52,11 +52,11 @@ class SpqrMessageType(enum.IntEnum):
     CT2 = 6
 
 
-_NONE_PREFIX = bytes((SPQR_V1, CHAIN_ONLY_EPOCH))
-_NONE_TYPE = bytes((SpqrMessageType.NONE,))
+_NONE_PREFIX: Final = bytes((SPQR_V1, CHAIN_ONLY_EPOCH))
+_NONE_TYPE: Final = bytes((SpqrMessageType.NONE,))
 """A chain-only payload is ``0x01 0x01`` ‖ varint index ‖ ``0x00``."""
 
-_CHUNKED_TYPES = frozenset(
+_CHUNKED_TYPES: Final = frozenset(
     {
         SpqrMessageType.HDR,
         SpqrMessageType.EK,
