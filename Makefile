@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NODE_DIR := tests/interop/node
 
-.PHONY: demo test setup node lint typecheck layering pytest bench clean
+.PHONY: demo test setup node lint typecheck layering pytest pytest-compiled bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,15 @@ layering: setup
 pytest: setup node
 	$(PY) -m pytest
 
-test: lint typecheck layering pytest
+# The protocol, crypto and interop tests again, on the mypyc-compiled core (bench/compiled.py).
+pytest-compiled: setup node
+	@src=$$($(PY) bench/compiled.py); status=$$?; \
+	if [ $$status -eq 2 ]; then echo "pytest-compiled: no C compiler, so no compiled build to test"; exit 0; fi; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	echo "pytest-compiled: protocol, crypto and interop tests on $$src"; \
+	PYTHONPATH=$$src SOTTO_EXPECT_COMPILED=1 $(PY) -m pytest -p no:cacheprovider tests/protocol tests/crypto tests/interop
+
+test: lint typecheck layering pytest pytest-compiled
 
 bench: setup node
 	$(PY) bench/protocol.py

@@ -11,7 +11,8 @@ printed directory first on ``PYTHONPATH`` runs Sotto with the compiled core: the
 benchmark does, and ``make test`` runs the protocol, crypto and interop tests that way too.
 
 Needs a C compiler and Python's headers; without them :class:`CompileUnavailableError` says
-why, and the pure-Python package is what runs.
+why, and the pure-Python package is what runs. Exit status: 0 built, 1 the build failed, 2 no
+C compiler here (``make test`` then says so and runs the plain-Python tests only).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -87,11 +89,21 @@ def build(root: pathlib.Path = ROOT, *, log: bool = True) -> pathlib.Path:
     return target / "src"
 
 
+def has_compiler() -> bool:
+    """Whether the C compiler Python was built with (what mypyc calls) is on this machine."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(compiler) is not None
+
+
 def main() -> int:
+    """Print the build's ``src`` directory; exit 2 without a C compiler, 1 if the build fails."""
+    if not has_compiler():
+        print("compiled build unavailable: no C compiler on this machine", file=sys.stderr)
+        return 2
     try:
         print(build())
     except CompileUnavailableError as exc:
-        print(f"compiled build unavailable: {exc}", file=sys.stderr)
+        print(f"compiled build failed: {exc}", file=sys.stderr)
         return 1
     return 0
 
