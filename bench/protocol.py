@@ -1,6 +1,6 @@
 """Protocol benchmark: Sotto's 1:1 message path next to libsignal (from Node) and the primitive floor.
 
-    python bench/protocol.py [--n 20000] [--setups 50] [--runs 3] [--json out.json] [--check] [--pure-only]
+    python bench/protocol.py [--n 20000] [--setups 50] [--runs 5] [--json out.json] [--check] [--pure-only]
 
 Figures, each the median of ``--runs`` runs:
 
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, default=20_000, help="messages per stream (default 20000)")
     parser.add_argument("--setups", type=int, default=50, help="fresh sessions timed for setup (default 50)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per side; medians are reported (default 3)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per side; medians are reported (default 5)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--pure-only", action="store_true", help="skip the compiled build")
