@@ -13,6 +13,13 @@ import os
 import pathlib
 import tomllib
 
+import pytest
+
+from sotto.errors import DecodeError
+from sotto.protocol.messages import PreKeySignalMessage, SignalMessage
+from sotto.protocol.record import SessionRecord
+from tests.protocol.parties import established_pair
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -36,3 +43,20 @@ def test_the_core_is_the_build_under_test() -> None:
         assert module_file is not None
         compiled = not module_file.endswith(".py")
         assert compiled == expect_compiled, f"{name} is {module_file}"
+
+
+def test_decoders_take_any_bytes_like_object_in_either_build() -> None:
+    # A compiled function checks its annotations on entry: the decoders are annotated to take
+    # what the plain build takes, so both builds answer alike.
+    alice, bob = established_pair(seed=43)
+    body = alice.encrypt(bob, b"bytes-like").body
+    for data in (body, bytearray(body), memoryview(body)):
+        assert SignalMessage.decode(data).serialized == body
+    record = next(iter(bob.sessions.values()))
+    for data in (bytearray(record.to_bytes()), memoryview(record.to_bytes())):
+        assert SessionRecord.from_bytes(data).to_bytes() == record.to_bytes()
+    for junk in (bytearray(b"\x44" * 40), memoryview(b"\x44" * 40)):
+        with pytest.raises(DecodeError):
+            SignalMessage.decode(junk)
+        with pytest.raises(DecodeError):
+            PreKeySignalMessage.decode(junk)

@@ -27,6 +27,10 @@ from sotto.protocol.protobuf import (
 )
 from sotto.protocol.values import new_tuple
 
+BytesLike = bytes | bytearray | memoryview
+"""What the decoders take (they copy it to bytes first). Spelled out rather than ``bytes``: in the
+mypyc-compiled build an argument's annotation is checked on entry, and a bytearray is not bytes."""
+
 
 class CiphertextMessageType(enum.IntEnum):
     """libsignal's ``CiphertextMessageType``: the number an envelope carries to say what is inside."""
@@ -196,7 +200,7 @@ class SignalMessage(NamedTuple):
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> SignalMessage:
+    def decode(cls, data: BytesLike) -> SignalMessage:
         """Parse; raises DecodeError (or UnsupportedVersionError for a refused version) and nothing else."""
         data = bytes(data)
         if len(data) < MAC_LENGTH + 1:
@@ -351,7 +355,7 @@ class PreKeySignalMessage:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> PreKeySignalMessage:
+    def decode(cls, data: BytesLike) -> PreKeySignalMessage:
         """Parse; raises DecodeError (or UnsupportedVersionError for a refused version) and nothing else.
 
         A version-4 message without both Kyber fields is refused, as libsignal does.

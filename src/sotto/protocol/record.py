@@ -27,7 +27,7 @@ from sotto.errors import (
     ProtocolError,
 )
 from sotto.protocol.limits import ARCHIVED_STATES_MAX_LENGTH, MAX_RECEIVER_CHAINS
-from sotto.protocol.messages import SignalMessage
+from sotto.protocol.messages import BytesLike, SignalMessage
 from sotto.protocol.protobuf import (
     Fields,
     bytes_field,
@@ -145,7 +145,7 @@ class SessionRecord(NamedTuple):
         return out
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SessionRecord:
+    def from_bytes(cls, data: BytesLike) -> SessionRecord:
         data = bytes(data)
         header = len(RECORD_MAGIC) + 1
         if len(data) < header or data[: len(RECORD_MAGIC)] != RECORD_MAGIC:

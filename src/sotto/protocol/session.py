@@ -33,6 +33,7 @@ from sotto.protocol.address import ProtocolAddress, encode_addresses, service_id
 from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord
 from sotto.protocol.messages import (
     CURRENT_VERSION,
+    BytesLike,
     CiphertextMessage,
     CiphertextMessageType,
     PreKeySignalMessage,
@@ -173,7 +174,7 @@ def encrypt(
 
 def decrypt_signal_message(
     record: SessionRecord | None,
-    message: bytes | SignalMessage,
+    message: BytesLike | SignalMessage,
     *,
     our_address: ProtocolAddress,
     their_address: ProtocolAddress,
@@ -216,7 +217,7 @@ class PreKeyDecryptResult:
 
 def decrypt_prekey_message(
     record: SessionRecord | None,
-    message: bytes | PreKeySignalMessage,
+    message: BytesLike | PreKeySignalMessage,
     *,
     our_identity: KeyPair,
     our_registration_id: int,
