@@ -1,6 +1,7 @@
 // libsignal's own speed, from Node: the reference point Sotto's protocol benchmark compares with.
 //
 //   node bench/libsignal_bench.mjs [--n 20000] [--setups 50] [--mode one-direction|ping-pong] [--json]
+//   node bench/libsignal_bench.mjs --serve   # slices on request, for bench/protocol.py (below)
 //
 // per message = signalEncrypt + serialize + deserialize + signalDecrypt of a 100-byte plaintext.
 //   one-direction: an Alice->Bob stream, after one untimed Bob->Alice reply;
@@ -32,7 +33,7 @@ function locatePackage() {
 }
 
 function parseArgs(argv) {
-  const opts = { n: 20000, setups: 50, mode: 'one-direction', json: false };
+  const opts = { n: 20000, setups: 50, mode: 'one-direction', json: false, serve: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -43,8 +44,9 @@ function parseArgs(argv) {
     else if (a === '--setups') opts.setups = Number.parseInt(value(), 10);
     else if (a === '--mode') opts.mode = value();
     else if (a === '--json') opts.json = true;
+    else if (a === '--serve') opts.serve = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: libsignal_bench.mjs [--n N] [--setups N] [--mode one-direction|ping-pong] [--json]\n');
+      process.stdout.write('usage: libsignal_bench.mjs [--n N] [--setups N] [--mode one-direction|ping-pong] [--json] | --serve\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -216,7 +218,48 @@ async function main() {
   }
 }
 
-main().catch((e) => {
+// --serve: one session per mode is set up (untimed), then each stdin line "<mode> <count>" runs
+// that many more messages on it, or that many fresh setups for "setup <count>", and is answered
+// with one line: microseconds per message (or per setup). "quit" or end of input stops. The
+// protocol benchmark interleaves short slices of every side this way, so that all of them see
+// the same moments of a noisy machine.
+async function serve() {
+  const pt = new Uint8Array(randomBytes(100));
+  const streams = {};
+  for (const mode of ['one-direction', 'ping-pong']) {
+    const [alice, bob] = await setupSession(pt);
+    const [rt, rb] = await send(bob, alice, pt);
+    await receive(alice, bob, rt, rb);
+    streams[mode] = { alice, bob, i: 0 };
+  }
+  process.stdout.write(JSON.stringify({ ready: true, libsignal: PKG.version }) + '\n');
+  const readline = await import('node:readline');
+  for await (const line of readline.createInterface({ input: process.stdin })) {
+    const [cmd, arg] = line.trim().split(/\s+/);
+    if (cmd === 'quit' || cmd === undefined) break;
+    const count = Number.parseInt(arg, 10);
+    if (!(count > 0)) throw new Error(`bad request: ${line}`);
+    let ns = 0n;
+    if (cmd === 'setup') {
+      for (let k = 0; k < count; k++) ns += (await setupSession(pt))[2];
+    } else {
+      const s = streams[cmd];
+      if (s === undefined) throw new Error(`unknown mode ${cmd}`);
+      const t0 = now();
+      for (let k = 0; k < count; k++, s.i++) {
+        const forward = cmd === 'one-direction' || s.i % 2 === 0;
+        const [from, to] = forward ? [s.alice, s.bob] : [s.bob, s.alice];
+        const [type, bytes] = await send(from, to, pt);
+        const got = await receive(to, from, type, bytes);
+        if (got.length !== pt.length) throw new Error('a message did not round-trip');
+      }
+      ns = now() - t0;
+    }
+    process.stdout.write(`${us(ns) / count}\n`);
+  }
+}
+
+(opts.serve ? serve() : main()).catch((e) => {
   process.stderr.write(`libsignal bench: ${e?.stack ?? e}\n`);
   process.exit(1);
 });

@@ -1,15 +1,16 @@
 """Protocol benchmark: Sotto's 1:1 message path next to libsignal (from Node) and the primitive floor.
 
-    python bench/protocol.py [--n 20000] [--setups 50] [--runs 5] [--json out.json] [--check] [--pure-only]
+    python bench/protocol.py [--n 20000] [--setups 50] [--slices 20] [--runs 5] [--json out.json]
+                             [--check] [--pure-only]
 
-Figures, each the median of ``--runs`` runs:
+Figures:
 
 * **one-direction**: µs per 100-byte message, encrypt + serialize + parse + decrypt, on an
   Alice→Bob stream after one untimed reply (no DH ratchet step per message);
 * **ping-pong**: the same with the direction alternating every message (a DH ratchet step each);
 * **setup**: process a prekey bundle + first PreKey message encrypt + decrypt, over fresh
   sessions, key generation untimed;
-* **libsignal**: the same three, measured by ``bench/libsignal_bench.mjs`` in this run;
+* **libsignal**: the same three, by ``bench/libsignal_bench.mjs --serve`` in this run;
 * **floor**: the primitives alone (HMAC, HKDF, AES, X25519, XEdDSA, ML-KEM) that each path
   cannot avoid, called back to back with no protocol logic.
 
@@ -19,15 +20,21 @@ Sotto's side runs twice, each in its own process: with the per-message core comp
 on the compiled build, the form Sotto is meant to be installed in; the plain-Python figures are
 printed beside them. Without a C compiler only the plain-Python side runs, and is judged.
 
-Both sides run pinned to the same core, one after the other. Around each run, ``/proc/stat``
-gives that core's CPU steal and the share of it other processes took (its busy time less ours);
+How it copes with a shared machine: every side runs pinned to the same core. The speed of that
+core drifts by a third within seconds on a shared VM, which no steal counter shows, so each run
+is cut into ``--slices`` short slices that go round the sides in turn (the order rotating),
+each side a long-lived process answering "this many more messages" requests. A figure is the
+median over runs of each run's median slice; the speedup is the median over runs of the median
+ratio of neighbouring slices (libsignal's slice over Sotto's), which the drift cancels out of.
+Around each run ``/proc/stat`` gives the core's CPU steal and the share other processes took;
 a run with more than 2% steal or 5% other load is repeated (up to 5 tries, the least disturbed
-one kept), and both are reported: on a shared machine other work slows the two sides unevenly.
+one kept), and both are reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -37,6 +44,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import compiled
 
@@ -70,6 +78,7 @@ MAX_STEAL = 0.02
 MAX_OTHER_LOAD = 0.05
 TRIES = 5
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------ interference
@@ -99,21 +108,26 @@ def _core_ticks(core: int) -> tuple[int, int]:
     raise RuntimeError(f"no {prefix.strip()} line in /proc/stat")
 
 
-def _own_cpu_seconds() -> float:
-    """CPU time of this process and its finished children (Node runs as one)."""
+def _own_cpu_seconds(children: list[int]) -> float:
+    """CPU time of this process, its finished children and the running ``children`` (the sides)."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    total = t.user + t.system + t.children_user + t.children_system
+    for pid in children:
+        with contextlib.suppress(OSError):
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND  # utime, stime
+    return total
 
 
-def measure_with_interference(run: Callable[[], dict[str, float]]) -> tuple[dict[str, float], Interference]:
+def measure_with_interference(run: Callable[[], T], children: list[int]) -> tuple[T, Interference]:
     """Run until steal and other load stay under their limits (up to 5 tries); keep the least disturbed."""
-    best: tuple[dict[str, float], Interference] | None = None
+    best: tuple[T, Interference] | None = None
     for _ in range(TRIES):
         busy0, steal0 = _core_ticks(BENCH_CORE)
-        own0, wall0 = _own_cpu_seconds(), time.monotonic()
+        own0, wall0 = _own_cpu_seconds(children), time.monotonic()
         figures = run()
         busy1, steal1 = _core_ticks(BENCH_CORE)
-        own1, wall1 = _own_cpu_seconds(), time.monotonic()
+        own1, wall1 = _own_cpu_seconds(children), time.monotonic()
         seconds = max(wall1 - wall0, 1e-9)
         others = (busy1 - busy0) / _TICKS_PER_SECOND - (own1 - own0)
         found = Interference((steal1 - steal0) / _TICKS_PER_SECOND / seconds, max(others, 0.0) / seconds)
@@ -222,130 +236,159 @@ def _receive(
         raise AssertionError("plaintext mismatch")
 
 
-def sotto_run(n: int, setups: int) -> dict[str, float]:
-    rng = system_rng
-    pairs = [(Device.create(ALICE, rng), Device.create(BOB, rng)) for _ in range(setups)]
-    t0 = time.perf_counter()
-    for alice, bob in pairs:
-        _setup_once(alice, bob, rng)
-    setup_us = (time.perf_counter() - t0) / setups * 1e6
+MODES = {"one_direction_us": "one-direction", "ping_pong_us": "ping-pong", "setup_us": "setup"}
+"""Figure → the request a side answers with one slice of it (the line protocol of ``--serve``)."""
 
-    figures = {"setup_us": setup_us}
-    for mode in ("one_direction_us", "ping_pong_us"):
-        alice, bob = pairs[0]
-        a_rec, b_rec = _setup_once(alice, bob, rng)
-        records = {ALICE: a_rec, BOB: b_rec}
-        _receive(alice, bob, records, _send(bob, alice, records, rng), rng)  # untimed reply
+
+class SottoStreams:
+    """Sotto's side: one established session per mode, advanced slice by slice."""
+
+    def __init__(self) -> None:
+        self.rng = system_rng
+        self.streams: dict[str, tuple[Device, Device, dict[str, SessionRecord]]] = {}
+        self.sent = 0
+        for mode in ("one-direction", "ping-pong"):
+            alice, bob = Device.create(ALICE, self.rng), Device.create(BOB, self.rng)
+            a_rec, b_rec = _setup_once(alice, bob, self.rng)
+            records = {ALICE: a_rec, BOB: b_rec}
+            _receive(alice, bob, records, _send(bob, alice, records, self.rng), self.rng)  # untimed reply
+            self.streams[mode] = (alice, bob, records)
+
+    def measure(self, mode: str, count: int) -> float:
+        """µs per message (per setup for ``setup``) over ``count`` more of them."""
+        rng = self.rng
+        if mode == "setup":
+            pairs = [(Device.create(ALICE, rng), Device.create(BOB, rng)) for _ in range(count)]
+            t0 = time.perf_counter()
+            for alice, bob in pairs:
+                _setup_once(alice, bob, rng)
+            return (time.perf_counter() - t0) / count * 1e6
+        alice, bob, records = self.streams[mode]
+        alternate = mode == "ping-pong"
         t0 = time.perf_counter()
-        for i in range(n):
-            if mode == "ping_pong_us" and i % 2:
+        for _ in range(count):
+            if alternate and self.sent % 2:
                 _receive(alice, bob, records, _send(bob, alice, records, rng), rng)
             else:
                 _receive(bob, alice, records, _send(alice, bob, records, rng), rng)
-        figures[mode] = (time.perf_counter() - t0) / n * 1e6
-    return figures
+            self.sent += 1
+        return (time.perf_counter() - t0) / count * 1e6
+
+
+def serve_sotto() -> None:
+    """``--serve``: answer slice requests on stdin, as ``libsignal_bench.mjs --serve`` does."""
+    streams = SottoStreams()
+    compiled = session.__file__ is not None and not session.__file__.endswith(".py")
+    print(json.dumps({"ready": True, "compiled": compiled}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        print(streams.measure(words[0], int(words[1])), flush=True)
 
 
 # ------------------------------------------------------------------------------ primitive floor
-def floor_run(n: int) -> dict[str, float]:
+class Floor:
     """The primitives each path needs, back to back, with no parsing, state or checks."""
-    rng = system_rng
-    key, iv = rng(32), rng(16)
-    ct = aes256_cbc_encrypt(key, iv, PLAINTEXT)
 
-    def one_side() -> None:
-        # chain step (2 HMAC under one key), SPQR chain step (HKDF), message keys (HKDF), AES-CBC,
-        # MAC (HMAC)
-        hmac_sha256_pair(key, b"\x01", b"\x02")
-        hkdf_sha256(key, 64, b"spqr", key)
-        hkdf_sha256(key, 80, b"keys", key)
-        hmac_sha256(key, ct)
+    def __init__(self) -> None:
+        rng = self.rng = system_rng
+        self.key, self.iv = rng(32), rng(16)
+        self.ct = aes256_cbc_encrypt(self.key, self.iv, PLAINTEXT)
+        self.ours, self.theirs = KeyPair.generate(rng), KeyPair.generate(rng)
+        self.kem_pair = kem.KemKeyPair.generate(rng)
+        self.sig = xeddsa.sign(self.ours.private, self.ours.public.to_bytes(), rng)
 
-    t0 = time.perf_counter()
-    for _ in range(n):
-        one_side()
+    def _message(self) -> None:
+        key, iv, ct = self.key, self.iv, self.ct
+        for _ in range(2):  # each side: chain step (2 HMAC under one key), SPQR chain step
+            # (HKDF), message keys (HKDF), MAC (HMAC); then one AES-CBC each
+            hmac_sha256_pair(key, b"\x01", b"\x02")
+            hkdf_sha256(key, 64, b"spqr", key)
+            hkdf_sha256(key, 80, b"keys", key)
+            hmac_sha256(key, ct)
         aes256_cbc_encrypt(key, iv, PLAINTEXT)
-        one_side()
         aes256_cbc_decrypt(key, iv, ct)
-    message = (time.perf_counter() - t0) / n * 1e6
 
-    ours, theirs = KeyPair.generate(rng), KeyPair.generate(rng)
-    m = max(n // 10, 100)
-    t0 = time.perf_counter()
-    for _ in range(m):  # every ping-pong message costs its receiver a DH ratchet step
+    def _ratchet(self) -> None:  # every ping-pong message costs its receiver a DH ratchet step
+        ours, theirs, key = self.ours, self.theirs, self.key
         dh.agree(ours.private, theirs.public)
-        KeyPair.generate(rng)
+        KeyPair.generate(self.rng)
         dh.agree(ours.private, theirs.public)
         hkdf_sha256(key, 64, b"root", key)
         hkdf_sha256(key, 64, b"root", key)
-    ratchet = (time.perf_counter() - t0) / m * 1e6
 
-    kem_pair = kem.KemKeyPair.generate(rng)
-    sig = xeddsa.sign(ours.private, ours.public.to_bytes(), rng)
-    k = max(n // 100, 20)
-    t0 = time.perf_counter()
-    for _ in range(k):
-        xeddsa.verify(ours.public, ours.public.to_bytes(), sig)
-        xeddsa.verify(ours.public, ours.public.to_bytes(), sig)
+    def _setup(self) -> None:
+        ours, theirs, rng = self.ours, self.theirs, self.rng
+        xeddsa.verify(ours.public, ours.public.to_bytes(), self.sig)
+        xeddsa.verify(ours.public, ours.public.to_bytes(), self.sig)
         KeyPair.generate(rng)  # base key
         KeyPair.generate(rng)  # first sending ratchet key
-        _, kem_ct = kem.encapsulate(kem_pair.public)
+        _, kem_ct = kem.encapsulate(self.kem_pair.public)
         for _ in range(5):  # initiator: 4 PQXDH DH + 1 ratchet DH
             dh.agree(ours.private, theirs.public)
         dh.is_canonical(theirs.public)
-        kem_pair.decapsulate(kem_ct)
+        self.kem_pair.decapsulate(kem_ct)
         for _ in range(5):  # responder: 4 PQXDH DH + 1 ratchet DH
             dh.agree(ours.private, theirs.public)
         KeyPair.generate(rng)  # responder's new ratchet key
-    setup = (time.perf_counter() - t0) / k * 1e6
-    return {"one_direction_us": message, "ping_pong_us": message + ratchet, "setup_us": setup}
+
+    def measure(self, mode: str, count: int) -> float:
+        steps = {"one-direction": (self._message,), "ping-pong": (self._message, self._ratchet)}
+        calls = steps.get(mode, (self._setup,))
+        t0 = time.perf_counter()
+        for _ in range(count):
+            for call in calls:
+                call()
+        return (time.perf_counter() - t0) / count * 1e6
 
 
-def sotto_in_process(source: pathlib.Path, n: int, setups: int, *, compiled: bool) -> dict[str, float]:
-    """:func:`sotto_run` in a fresh process that imports Sotto from ``source`` (a ``src`` directory)."""
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "protocol.py"), "--sotto-side", "--n", str(n), "--setups", str(setups)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-        env={**os.environ, "PYTHONPATH": str(source)},
-    )
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result.pop("compiled") != compiled:
-        raise RuntimeError(f"{source} did not give the {'compiled' if compiled else 'plain'} build")
-    return {k: float(v) for k, v in result.items()}
+# ------------------------------------------------------------------------------ sides in processes
+class Served:
+    """A side in its own process, answering ``<mode> <count>`` with µs (see ``--serve``)."""
 
-
-def _sotto_side(n: int, setups: int) -> None:
-    figures: dict[str, object] = dict(sotto_run(n, setups))
-    figures["compiled"] = session.__file__ is not None and not session.__file__.endswith(".py")
-    print(json.dumps(figures))
-
-
-# ------------------------------------------------------------------------------ libsignal (Node)
-def libsignal_run(n: int, setups: int) -> dict[str, float]:
-    script = HERE / "libsignal_bench.mjs"
-    out: dict[str, float] = {}
-    for mode, key in (("one-direction", "one_direction_us"), ("ping-pong", "ping_pong_us")):
-        proc = subprocess.run(
-            ["node", str(script), "--n", str(n), "--setups", str(setups), "--mode", mode, "--json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=900,
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = pathlib.Path(command[1]).name
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1
         )
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        out[key] = float(result["per_message_us"])
-        out.setdefault("setup_us", float(result["setup_us"]))
-    return out
+        self.hello: dict[str, object] = json.loads(self._read())
+
+    def _read(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} stopped (exit {self.proc.wait()})")
+        return line
+
+    def measure(self, mode: str, count: int) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{mode} {count}\n")
+        self.proc.stdin.flush()
+        return float(self._read())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def sotto_served(source: pathlib.Path, *, compiled: bool) -> Served:
+    """Sotto's side in a fresh process importing Sotto from ``source`` (a ``src`` directory)."""
+    side = Served(
+        [sys.executable, str(HERE / "protocol.py"), "--serve"], env={**os.environ, "PYTHONPATH": str(source)}
+    )
+    if side.hello.get("compiled") != compiled:
+        side.close()
+        raise RuntimeError(f"{source} did not give the {'compiled' if compiled else 'plain'} build")
+    return side
+
+
+def libsignal_served() -> Served:
+    return Served(["node", str(HERE / "libsignal_bench.mjs"), "--serve"])
 
 
 # ------------------------------------------------------------------------------ report
-def _median(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
-
-
 def _compiled_source(pure_only: bool) -> pathlib.Path | None:
     """The compiled build's ``src`` (built if needed), or None with the reason on stderr."""
     if pure_only:
@@ -357,61 +400,103 @@ def _compiled_source(pure_only: bool) -> pathlib.Path | None:
         return None
 
 
+Side = SottoStreams | Floor | Served
+Slices = dict[str, dict[str, list[float]]]
+"""side → figure → µs of each slice, in the order taken."""
+
+
+def one_run(sides: dict[str, Side], counts: dict[str, int], slices: int) -> Slices:
+    """Every side, slice by slice: each figure's slices go round the sides in turn, the order
+    rotating, so that neighbouring slices of two sides see the same moments of the machine."""
+    taken: Slices = {name: {figure: [] for figure in MODES} for name in sides}
+    names = list(sides)
+    for figure, mode in MODES.items():
+        for k in range(slices if figure != "setup_us" else max(slices // 2, 1)):
+            for name in names[k % len(names) :] + names[: k % len(names)]:
+                taken[name][figure].append(sides[name].measure(mode, counts[figure]))
+    return taken
+
+
+def _paired_speedup(theirs: list[float], ours: list[float]) -> float:
+    """Median over slices of (their µs / our µs), each pair taken in the same round."""
+    return statistics.median(t / o for t, o in zip(theirs, ours, strict=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=20_000, help="messages per stream (default 20000)")
-    parser.add_argument("--setups", type=int, default=50, help="fresh sessions timed for setup (default 50)")
-    parser.add_argument("--runs", type=int, default=5, help="runs per side; medians are reported (default 5)")
+    parser.add_argument("--n", type=int, default=20_000, help="one-direction messages per run and side")
+    parser.add_argument("--setups", type=int, default=50, help="fresh sessions timed per run and side")
+    parser.add_argument("--slices", type=int, default=20, help="slices each run is cut into (default 20)")
+    parser.add_argument("--runs", type=int, default=5, help="runs; medians are reported (default 5)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--pure-only", action="store_true", help="skip the compiled build")
-    parser.add_argument("--sotto-side", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.sotto_side:  # the child process of sotto_in_process
-        _sotto_side(args.n, args.setups)
+    if args.serve:  # a side process of sotto_served
+        serve_sotto()
         return 0
 
     compiled_src = _compiled_source(args.pure_only)
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {BENCH_CORE})  # children inherit the pin: every side on one core, in turn
-    runners: dict[str, Callable[[], dict[str, float]]] = {}
+        os.sched_setaffinity(0, {BENCH_CORE})  # the side processes inherit the pin: all on one core
+    sides: dict[str, Side] = {}
     if compiled_src is not None:
-        runners["sotto"] = lambda: sotto_in_process(compiled_src, args.n, args.setups, compiled=True)
-    plain_src = HERE.parent / "src"
-    runners["sotto (plain)"] = lambda: sotto_in_process(plain_src, args.n, args.setups, compiled=False)
-    runners["libsignal"] = lambda: libsignal_run(args.n, args.setups)
-    runners["floor"] = lambda: floor_run(args.n)
+        sides["sotto"] = sotto_served(compiled_src, compiled=True)
+    sides["sotto (plain)"] = sotto_served(HERE.parent / "src", compiled=False)
+    sides["libsignal"] = libsignal_served()
+    sides["floor"] = Floor()
     judged = "sotto" if compiled_src is not None else "sotto (plain)"
-    sides: dict[str, list[dict[str, float]]] = {side: [] for side in runners}
+    counts = {
+        "one_direction_us": max(args.n // args.slices, 1),
+        "ping_pong_us": max(args.n // 5 // args.slices, 1),
+        "setup_us": max(args.setups // max(args.slices // 2, 1), 1),
+    }
+    children = [side.proc.pid for side in sides.values() if isinstance(side, Served)]
+    runs: list[Slices] = []
     interference: list[Interference] = []
-    for run in range(1, args.runs + 1):
-        for side, fn in runners.items():
-            figures, found = measure_with_interference(fn)
-            sides[side].append(figures)
+    try:
+        for run in range(1, args.runs + 1):
+            taken, found = measure_with_interference(lambda: one_run(sides, counts, args.slices), children)
+            runs.append(taken)
             interference.append(found)
-            shown = ", ".join(f"{k} {v:,.1f}" for k, v in figures.items())
-            print(f"run {run} {side:13s} {shown}  ({found})", file=sys.stderr)
+            shown = "; ".join(
+                f"{name} " + ", ".join(f"{statistics.median(v):,.1f}" for v in figures.values())
+                for name, figures in taken.items()
+            )
+            print(f"run {run}: {shown}  ({found})", file=sys.stderr)
+    finally:
+        for side in sides.values():
+            if isinstance(side, Served):
+                side.close()
+
+    def figure_of(name: str, figure: str) -> float:  # median over runs of each run's median slice
+        return statistics.median(statistics.median(r[name][figure]) for r in runs)
 
     max_steal = max(i.steal for i in interference)
     max_other = max(i.other_load for i in interference)
-
+    per_run = (
+        f"{args.n:,} one-direction, {counts['ping_pong_us'] * args.slices:,} ping-pong and "
+        f"{counts['setup_us'] * max(args.slices // 2, 1)} setups"
+    )
     print(
-        f"\nSotto protocol benchmark: n={args.n} messages of {len(PLAINTEXT)} B, {args.setups} setups, "
-        f"median of {args.runs} runs, max steal {max_steal:.2%}, max other load {max_other:.1%}"
+        f"\nSotto protocol benchmark: {len(PLAINTEXT)}-byte messages; per run and side {per_run}, "
+        f"in {args.slices} interleaved slices; median of {args.runs} runs, max steal {max_steal:.2%}, "
+        f"max other load {max_other:.1%}"
     )
     build = "compiled core (mypyc)" if compiled_src is not None else "plain Python (no compiled build)"
-    print(f"judged: Sotto with its {build}")
+    print(f"judged: Sotto with its {build}; speedup = median of slice-by-slice ratios to libsignal")
     header = ("figure", "Sotto", "plain", "libsignal", "floor", "speedup", "target")
     print(f"{header[0]:18s}" + "".join(f"{h:>11s}" for h in header[1:]) + "  verdict")
     ok = True
     report: dict[str, dict[str, float]] = {}
     for key, label in LABELS.items():
         ours, plain, theirs, floor = (
-            _median(sides[s], key) for s in (judged, "sotto (plain)", "libsignal", "floor")
+            figure_of(s, key) for s in (judged, "sotto (plain)", "libsignal", "floor")
         )
-        speedup = theirs / ours
+        speedup = statistics.median(_paired_speedup(r["libsignal"][key], r[judged][key]) for r in runs)
         passed = ours <= TARGETS[key] and speedup >= MIN_SPEEDUP.get(key, 0.0)
         ok &= passed
         report[key] = {"sotto": ours, "plain": plain, "libsignal": theirs, "floor": floor, "speedup": speedup}
@@ -429,12 +514,13 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "n": args.n,
                     "setups": args.setups,
+                    "slices": args.slices,
                     "runs": args.runs,
                     "judged": judged,
                     "max_steal": max_steal,
                     "max_other_load": max_other,
                     "figures": report,
-                    "raw": sides,
+                    "raw": runs,
                 },
                 indent=2,
             )

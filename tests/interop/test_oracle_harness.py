@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -555,3 +556,34 @@ def test_libsignal_bench_prints_one_json_line() -> None:
         assert (result["mode"], result["n"], result["libsignal"]) == (mode, 20, EXPECTED_VERSION)
         assert result["per_message_us"] > 0
         assert result["setup_us"] > 0
+
+
+def _serve(command: list[str], requests: str, env: dict[str, str] | None = None) -> list[str]:
+    out = subprocess.run(
+        command, input=requests, capture_output=True, text=True, timeout=120, check=True, env=env
+    )
+    return out.stdout.splitlines()
+
+
+def test_libsignal_bench_serves_slices() -> None:
+    # bench/protocol.py interleaves slices of every side through this line protocol.
+    script = Path(__file__).resolve().parents[2] / "bench" / "libsignal_bench.mjs"
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH; run `make node`"
+    lines = _serve([node, str(script), "--serve"], "one-direction 20\nping-pong 10\nsetup 2\nquit\n")
+    assert json.loads(lines[0]) == {"ready": True, "libsignal": EXPECTED_VERSION}
+    assert len(lines) == 4
+    assert all(float(line) > 0 for line in lines[1:])
+
+
+def test_protocol_bench_serves_slices_of_the_build_it_imports() -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    lines = _serve(
+        [sys.executable, str(root / "bench" / "protocol.py"), "--serve"],
+        "one-direction 20\nping-pong 10\nsetup 2\nquit\n",
+        env,
+    )
+    assert json.loads(lines[0]) == {"ready": True, "compiled": False}
+    assert len(lines) == 4
+    assert all(float(line) > 0 for line in lines[1:])
