@@ -1,4 +1,5 @@
-"""The pure delivery window: bounded, no double push while pending, nothing lost on overflow."""
+"""The pure delivery window: bounded, no double push while pending, nothing lost on overflow,
+storage order kept per mailbox."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sotto.server.relay import DeliveryWindow, Ref
+from sotto.server.relay import DeliveryWindow, Fetch, Ref
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 
 A, B = MailboxId(b"A" * 16), MailboxId(b"B" * 16)
@@ -26,6 +27,7 @@ class Simulation:
         self.seq = 0
         self.pushed_pending: set[Ref] = set()  # pushed and still stored
         self.delivered: set[Ref] = set()
+        self.last_pushed: dict[MailboxId, int] = {}  # seq of each mailbox's latest push
 
     def store(self, mailbox: MailboxId, live: bool) -> None:
         self.seq += 1
@@ -34,14 +36,20 @@ class Simulation:
         if live:
             self.window.offer(envelope)
 
-    def pump(self) -> list[EnvelopeRecord]:
+    def read(self, fetch: Fetch) -> list[EnvelopeRecord]:
+        return [e for e in self.stored[fetch.mailbox_id] if e.message_id not in fetch.skip][: fetch.limit]
+
+    def pump(self, *, live_during_read: MailboxId | None = None) -> list[EnvelopeRecord]:
+        """Fetch and push until the window has nothing to do; with ``live_during_read``, one live
+        envelope is committed to that mailbox while the first read is out (after it has read)."""
         pushed: list[EnvelopeRecord] = []
         while True:
             fetch = self.window.next_fetch()
             if fetch is not None:
-                rows = [e for e in self.stored[fetch.mailbox_id] if e.message_id not in fetch.skip][
-                    : fetch.limit
-                ]
+                rows = self.read(fetch)
+                if live_during_read is not None:
+                    self.store(live_during_read, live=True)
+                    live_during_read = None
                 self.window.fetched(fetch, rows)
                 continue
             batch = self.window.take()
@@ -50,6 +58,9 @@ class Simulation:
             for envelope in batch:
                 assert envelope.ref not in self.pushed_pending, "pushed twice while pending"
                 self.pushed_pending.add(envelope.ref)
+                mailbox = envelope.mailbox_id
+                assert envelope.seq > self.last_pushed.get(mailbox, 0), "pushed out of storage order"
+                self.last_pushed[mailbox] = envelope.seq
             pushed += batch
             assert self.window.unacked <= self.window.max_unacked
 
@@ -75,6 +86,27 @@ def test_pending_first_then_live() -> None:
     assert sim.pump() == []
     sim.ack(first)
     assert [e.seq for e in sim.pump()] == [5]
+
+
+def test_a_live_envelope_does_not_overtake_the_backlog_being_read() -> None:
+    # A reconnect: the backlog (1) is being read when 2 is committed and announced. 2 must not
+    # go out first.
+    sim = Simulation(DeliveryWindow(max_unacked=8, max_queued=8, fetch_size=8))
+    sim.store(A, live=False)
+    sim.window.subscribe([A])
+    assert [e.seq for e in sim.pump(live_during_read=A)] == [1, 2]
+
+
+def test_a_live_envelope_waits_for_a_backlog_read_in_several_parts() -> None:
+    sim = Simulation(DeliveryWindow(max_unacked=8, max_queued=8, fetch_size=2))
+    for _ in range(5):
+        sim.store(A, live=False)
+    sim.window.subscribe([A])
+    fetch = sim.window.next_fetch()
+    assert fetch is not None
+    sim.window.fetched(fetch, sim.read(fetch))  # 1, 2: more may follow, A stays stale
+    sim.store(A, live=True)  # 6, announced while 3-5 wait in storage
+    assert [e.seq for e in sim.pump()] == [1, 2, 3, 4, 5, 6]
 
 
 def test_unsubscribed_mailboxes_are_ignored() -> None:
@@ -125,6 +157,7 @@ def test_an_acked_envelope_is_not_read_again_until_its_delete_is_reported() -> N
             st.just(("subscribe",)),
             st.tuples(st.just("ack"), st.integers(0, 8)),
             st.just(("pump",)),
+            st.tuples(st.just("pump_with_live"), st.sampled_from([A, B])),
         ),
         max_size=120,
     ),
@@ -149,6 +182,8 @@ def test_random_runs_deliver_everything_once(
             n = int(step[1])  # type: ignore[call-overload]
             sim.ack(outstanding[:n])
             outstanding = outstanding[n:]
+        elif step[0] == "pump_with_live":
+            outstanding += sim.pump(live_during_read=step[1] if subscribed else None)  # type: ignore[arg-type]
         else:
             outstanding += sim.pump()
     # Quiesce: keep pumping and acking; every stored envelope comes out exactly once.

@@ -13,8 +13,10 @@ caller reports its delete done (:meth:`DeliveryWindow.deleted`): reads of storag
 meanwhile, so acks can be deleted in batches, after reads that follow them, without pushing
 anything twice.
 
-Envelopes of one mailbox go out in storage order (``seq``), except that live envelopes may
-overtake a backlog still being read; receivers order by their own counters anyway.
+Envelopes of one mailbox go out in storage order (``seq``): a live envelope for a mailbox whose
+stored envelopes are still to be read, or being read, is not queued but read with them, so it
+cannot overtake that backlog (after a reconnect, the first message sent after the cut would
+otherwise reach the receiver after the second).
 """
 
 from __future__ import annotations
@@ -77,13 +79,18 @@ class DeliveryWindow:
 
     def offer(self, envelope: EnvelopeRecord) -> None:
         """A live envelope was committed to a mailbox this connection may drain."""
-        ref = (envelope.mailbox_id, envelope.message_id)
-        if envelope.mailbox_id not in self.mailboxes or ref in self._unacked or ref in self._queue:
+        mailbox_id = envelope.mailbox_id
+        ref = (mailbox_id, envelope.message_id)
+        if mailbox_id not in self.mailboxes or ref in self._unacked or ref in self._queue:
             return
-        if len(self._queue) < self.max_queued:
+        if (
+            len(self._queue) < self.max_queued
+            and mailbox_id not in self._stale
+            and mailbox_id not in self._fetching
+        ):
             self._queue[ref] = envelope
-        else:
-            self._stale[envelope.mailbox_id] = None
+        else:  # read it from storage after what is stored before it
+            self._stale[mailbox_id] = None
 
     def fetched(self, fetch: Fetch, envelopes: list[EnvelopeRecord]) -> None:
         """The result of :meth:`next_fetch`'s request."""
