@@ -29,9 +29,8 @@ def aes256_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
     padded = decryptor.update(ciphertext) + decryptor.finalize()
     # Read from the table rather than with cryptography's unpadder (an object per message).
     # Every caller checks a MAC or signature over the ciphertext first, so this is no padding
-    # oracle; the bytes are compared in constant time all the same (compare_digest directly: both
-    # are bytes). Their count, n, is what
-    # the plaintext's length shows anyway.
+    # oracle; the bytes are compared in constant time all the same (compare_digest directly, as
+    # both are bytes). Their count, n, is what the plaintext's length shows anyway.
     n = padded[-1]
     if not 0 < n <= _BLOCK or not compare_digest(padded[-n:], _PADDING[n]):
         raise DecryptionError

@@ -14,7 +14,6 @@ from sotto.crypto.keys import DJB_TYPE, PUBLIC_KEY_LENGTH, PublicKey
 from sotto.errors import DecodeError, InvalidKeyError, UnsupportedVersionError
 from sotto.protocol.protobuf import (
     LENGTH_DELIMITED,
-    ONE_BYTE_VARINTS,
     VARINT,
     Fields,
     bytes_field,
@@ -99,10 +98,8 @@ def encode_signal_message(  # noqa: PLR0917 (positional: it runs for every messa
     """A SignalMessage's bytes, MAC included: what :meth:`SignalMessage.create` holds as ``serialized``.
 
     The ratchet sends these bytes without building a :class:`SignalMessage` (one per message
-    sent), so the arguments are positional, the protobuf is written directly, and one-byte
-    varints are looked up rather than encoded.
+    sent), so the arguments are positional and the protobuf is written directly.
     """
-    small = ONE_BYTE_VARINTS
     body = b"".join(
         (
             _VERSION_PREFIX,
@@ -111,9 +108,9 @@ def encode_signal_message(  # noqa: PLR0917 (positional: it runs for every messa
             _COUNTER_FIELD,
             encode_varint(counter),
             _PREVIOUS_COUNTER_FIELD,
-            small[previous_counter] if previous_counter < 0x80 else encode_varint(previous_counter),
+            encode_varint(previous_counter),
             _CIPHERTEXT_FIELD,
-            small[length] if (length := len(ciphertext)) < 0x80 else encode_varint(length),
+            encode_varint(len(ciphertext)),
             ciphertext,
             _PQ_RATCHET_FIELD + encode_varint(len(pq_ratchet)) + pq_ratchet if pq_ratchet else b"",
         )
@@ -239,12 +236,7 @@ def _decode_usual_layout(data: bytes) -> _SignalMessageFields | None:
     counter, pos = read_varint(data, _KEY_END + 1)
     if pos >= n or data[pos] != _PREVIOUS_COUNTER_TAG:
         return None
-    # One-byte varints are read inline, longer ones by read_varint: this runs for every message.
-    previous_counter = data[pos + 1]
-    if previous_counter < 0x80:
-        pos += 2
-    else:
-        previous_counter, pos = read_varint(data, pos + 1)
+    previous_counter, pos = read_varint(data, pos + 1)
     if (counter | previous_counter) >> _UINT32 or pos >= n or data[pos] != _CIPHERTEXT_TAG:
         return None
     ciphertext, pos = _read_bytes(data, pos + 1, n)
@@ -262,11 +254,7 @@ def _decode_usual_layout(data: bytes) -> _SignalMessageFields | None:
 
 def _read_bytes(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
     """A length-delimited field's value at ``pos`` (its length varint) that must end by ``end``."""
-    length = data[pos]
-    if length < 0x80:
-        pos += 1
-    else:
-        length, pos = read_varint(data, pos)
+    length, pos = read_varint(data, pos)
     stop = pos + length
     if stop > end:
         raise DecodeError("length-delimited field runs past the end")

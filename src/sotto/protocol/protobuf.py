@@ -20,16 +20,15 @@ FIXED32: Final = 5
 _MAX_VARINT_BYTES: Final = 10
 _VARINT_SHIFTS: Final = tuple(range(7, 7 * _MAX_VARINT_BYTES, 7))
 """Shifts of a varint's second to tenth bytes."""
-ONE_BYTE_VARINTS: Final = tuple(bytes((value,)) for value in range(0x80))
-"""Varints of 0-127 by value. Tags, lengths and small counters: most varints a message carries
-are one byte, and a hot encoder indexes this directly rather than calling :func:`encode_varint`."""
+_ONE_BYTE_VARINTS: Final = tuple(bytes((value,)) for value in range(0x80))
+"""Tags, lengths and small counters: most varints a message carries are one or two bytes."""
 
 Fields = dict[int, "int | bytes"]
 
 
 def encode_varint(value: int) -> bytes:
     if 0 <= value < 0x80:
-        return ONE_BYTE_VARINTS[value]
+        return _ONE_BYTE_VARINTS[value]
     if 0x80 <= value < 0x4000:
         return bytes((value & 0x7F | 0x80, value >> 7))
     if value < 0:
