@@ -284,6 +284,11 @@ def serve_sotto() -> None:
         words = line.split()
         if not words or words[0] == "quit":
             break
+        if len(words) != 2 or words[0] not in MODES.values() or not words[1].isdigit() or int(words[1]) < 1:
+            raise SystemExit(
+                f"bad request {line.strip()[:80]!r}: expected '<mode> <count>', mode one of "
+                f"{', '.join(MODES.values())}"
+            )
         print(streams.measure(words[0], int(words[1])), flush=True)
 
 

@@ -587,3 +587,19 @@ def test_protocol_bench_serves_slices_of_the_build_it_imports() -> None:
     assert json.loads(lines[0]) == {"ready": True, "compiled": False}
     assert len(lines) == 4
     assert all(float(line) > 0 for line in lines[1:])
+
+
+@pytest.mark.parametrize("request_line", ["one-direction\n", "sideways 5\n", "setup -1\n", "ping-pong x\n"])
+def test_protocol_bench_refuses_a_malformed_request(request_line: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(root / "bench" / "protocol.py"), "--serve"],
+        input=request_line,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+    )
+    assert out.returncode != 0
+    assert "bad request" in out.stderr
