@@ -194,8 +194,11 @@ def test_every_tampered_byte_of_the_received_form_is_refused() -> None:
     ).received_message_for(0)
     # the low nibble of the version byte is not authenticated: 0x23 reads as 0x22 does
     assert open_v2(bob.identity, flip(received, 0))[0].content == b"y" * 30
+    tag = range(1 + 32, 1 + SHARE)
     for position in range(1, len(received)):
-        with pytest.raises(DecryptionError):
+        # A changed AT still decrypts, but no longer proves the certificate's key sealed it.
+        expected = InvalidCertificateError if position in tag else DecryptionError
+        with pytest.raises(expected):
             open_v2(bob.identity, flip(received, position))
     for length in range(len(received)):
         with pytest.raises(DecryptionError):
@@ -203,12 +206,16 @@ def test_every_tampered_byte_of_the_received_form_is_refused() -> None:
 
 
 def test_certificate_must_match_the_sender_tag() -> None:
-    """A sender cannot put someone else's certificate inside: AT binds the sealing identity."""
+    """A sender cannot put someone else's certificate inside: AT binds the sealing identity.
+
+    The content decrypts, so the refusal is an invalid certificate, as in v1 and in libsignal
+    ("sender certificate key does not match authentication tag"), not a decryption failure.
+    """
     w = World.create()
     alice, bob = w.party(), w.party()
     mallory = KeyPair.generate(w.rng)
     sent = seal_v2(mallory, recipients_for([bob]), w.content(alice), w.rng)
-    with pytest.raises(DecryptionError):
+    with pytest.raises(InvalidCertificateError, match="authentication tag"):
         open_v2(bob.identity, SentMessage.parse(sent).received_message_for(0))
 
 

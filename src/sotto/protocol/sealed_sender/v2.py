@@ -10,7 +10,8 @@ For each recipient identity ``IK_R``:
 
 The recipient recovers ``M``, re-derives ``e`` and checks it against ``E.pub`` (so ``C`` cannot be
 swapped between messages), decrypts, then checks ``AT`` against the key the certificate names:
-a co-recipient who learned ``M`` cannot re-wrap the content under someone else's certificate.
+a co-recipient who learned ``M`` cannot re-wrap the content under someone else's certificate
+(a mismatch is an invalid certificate, as in v1).
 
 The sent form and its split into received forms live in :mod:`.sent_message`; this module
 holds the cryptography and the received form ``0x22 ‖ C ‖ AT ‖ E.pub (32) ‖ ct``.
@@ -27,7 +28,7 @@ from sotto.crypto.dh import agree
 from sotto.crypto.kdf import bytes_equal, hkdf_sha256
 from sotto.crypto.keys import KeyPair, PrivateKey, PublicKey
 from sotto.crypto.random import Rng
-from sotto.errors import DecodeError, DecryptionError, SottoError
+from sotto.errors import DecodeError, DecryptionError, InvalidCertificateError, SottoError
 from sotto.protocol import protobuf as pb
 from sotto.protocol.labels import (
     SEALED_SENDER_V2_DH,
@@ -180,9 +181,11 @@ class ReceivedMessage:
 def open_v2(our_identity: KeyPair, data: bytes) -> tuple[UnidentifiedSenderMessageContent, PublicKey]:
     """Decrypt a received form; return the USMC and the sender identity key its tag proved.
 
-    Every failure (framing, a re-derived ephemeral key that does not match, the AEAD, a malformed
-    USMC, an authentication tag that does not match the certificate's key) is
-    :class:`DecryptionError`. The certificate chain itself is not checked here.
+    Every failure to reach a well-formed USMC (framing, a re-derived ephemeral key that does not
+    match, the AEAD, a malformed USMC) is :class:`DecryptionError`. An authentication tag that does
+    not match the key the certificate names is :class:`InvalidCertificateError`, as in v1 (and as
+    libsignal refuses both: the content decrypted, but it claims a sender who did not seal it).
+    The certificate chain itself is not checked here.
     """
     try:
         message = ReceivedMessage.decode(data)
@@ -209,5 +212,5 @@ def open_v2(our_identity: KeyPair, data: bytes) -> tuple[UnidentifiedSenderMessa
     except SottoError:
         raise DecryptionError from None
     if not bytes_equal(expected, message.authentication_tag):
-        raise DecryptionError
+        raise InvalidCertificateError("sender certificate key does not match the authentication tag")
     return content, sender_key
