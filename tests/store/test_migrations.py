@@ -138,3 +138,17 @@ def test_a_newer_file_is_refused(old_file: Path) -> None:
     with pytest.raises(StoreVersionError):
         SqliteStore.open(old_file, v1.PASSPHRASE)
     assert _version(old_file) == SCHEMA_VERSION + 1
+
+
+def test_schema_3_adds_contact_state_and_unreported_marks_with_defaults(old_file: Path) -> None:
+    SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=2).close()
+    assert _version(old_file) == 2
+    SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=3).close()
+    assert _version(old_file) == 3
+    conn = sqlite3.connect(old_file)
+    try:
+        assert conn.execute("SELECT blocked, removed FROM contacts").fetchall() == [(0, 0)]
+        assert conn.execute("SELECT unreported FROM messages").fetchall() == [(0,), (0,)]
+        assert conn.execute("SELECT count(*) FROM unreported_events").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sotto.errors import StoreVersionError
 from sotto.store.cipher import StoreCipher
-from sotto.store.migrations import v001_initial, v002_bindings
+from sotto.store.migrations import v001_initial, v002_bindings, v003_contact_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", v001_initial.apply),
     Migration(2, "contact display names; seals name their rows' links", v002_bindings.apply),
+    Migration(3, "blocked and removed contacts; unreported messages and events", v003_contact_state.apply),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
