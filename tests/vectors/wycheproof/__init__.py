@@ -1,8 +1,9 @@
-"""A small loader for the Wycheproof JSON files kept beside the repository.
+"""A small loader for the Wycheproof JSON files vendored beside it.
 
-The files live in ``../shared/wycheproof`` relative to the repository root (``SOTTO_WYCHEPROOF``
-overrides it). A missing directory is a test failure, never a skip: the vectors are the evidence
-that the wrappers behave, so their absence must be loud.
+The files live in this directory (C2SP/wycheproof ``testvectors_v1``, unchanged, Apache 2.0: see
+``LICENSE`` and ``README.md`` here); ``SOTTO_WYCHEPROOF`` points the loader at another copy. A
+missing file is a test failure, never a skip: the vectors are the evidence that the wrappers
+behave, so their absence must be loud.
 
 A test takes a :class:`VectorFile`, narrows it with :meth:`VectorFile.select` (each filter is
 counted and named, so nothing disappears silently), runs every selected case, then calls
@@ -21,8 +22,7 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = REPO_ROOT.parent / "shared" / "wycheproof"
+DEFAULT_DIR = Path(__file__).resolve().parent
 
 RESULTS = ("valid", "invalid", "acceptable")
 
@@ -35,8 +35,8 @@ def vector_dir() -> Path:
     path = Path(override) if override else DEFAULT_DIR
     if not path.is_dir():
         pytest.fail(
-            f"Wycheproof vectors not found at {path}: place the C2SP/wycheproof testvectors_v1 JSON files "
-            "in ../shared/wycheproof beside the repository (or set SOTTO_WYCHEPROOF)",
+            f"Wycheproof vectors not found at {path}: they are vendored in tests/vectors/wycheproof "
+            "(SOTTO_WYCHEPROOF points elsewhere)",
             pytrace=False,
         )
     return path
