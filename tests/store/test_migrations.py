@@ -53,6 +53,7 @@ def test_schema_1_store_migrates_with_everything_in_it(old_file: Path) -> None:
             bob = tx.contacts.by_name(v1.CONTACT_NAME)
             assert bob is not None and bob.contact_id == v1.CONTACT_ID
             assert bob.display_name == ""  # added by schema 2
+            assert not bob.blocked and not bob.removed  # added by schema 3
             assert tx.contacts.by_address_name(bob.address.name) == bob
             trusted = tx.identities.get(bob.address.name)
             assert trusted is not None and trusted.identity_key == account.identity.public
@@ -93,6 +94,8 @@ def test_schema_1_store_migrates_with_everything_in_it(old_file: Path) -> None:
             (item,) = tx.outbox.all()
             assert item.message_row == sent.row_id and len(item.payload) == 256
             assert tx.seen.contains(v1.SEEN[0], v1.SEEN[1])
+            assert tx.messages.unreported() == []  # schema 3: what was there counts as reported
+            assert tx.unreported_events.all() == []
     finally:
         store.close()
     # Opening again changes nothing.

@@ -70,6 +70,9 @@ from sotto.store.model import (
     OurMailbox,
     OutboxItem,
     OutboxItemId,
+    PendingEvent,
+    PendingEventId,
+    PendingEventKind,
     PendingReceipt,
     PreKeyKind,
     Receipt,
@@ -280,7 +283,16 @@ class ContactRepository(Protocol):
         ...
 
     def update(self, contact: Contact) -> None:
-        """Replace name / display name / address; MissingRecordError, StoreConflictError."""
+        """Replace name / display name / address (``blocked`` and ``removed`` stay as stored);
+        MissingRecordError, StoreConflictError."""
+        ...
+
+    def set_blocked(self, contact_id: ContactId, blocked: bool) -> None:
+        """Block or unblock; MissingRecordError if unknown."""
+        ...
+
+    def set_removed(self, contact_id: ContactId, removed: bool) -> None:
+        """Mark removed (the row stays, with its history) or bring back; MissingRecordError."""
         ...
 
     def delete(self, contact_id: ContactId) -> bool: ...
@@ -452,7 +464,40 @@ class MessageRepository(Protocol):
         """These receipts are in the outbox now (call in the same transaction as the enqueue)."""
         ...
 
+    def unreported(self, limit: int = 1000) -> list[Message]:
+        """Incoming messages not yet reported to the app, oldest first. :meth:`add` marks every
+        incoming message so, in the transaction that stores it."""
+        ...
+
+    def mark_reported(self, row_ids: Iterable[MessageRowId]) -> int:
+        """The app has taken these messages' events; how many were still marked."""
+        ...
+
     def delete(self, row_id: MessageRowId) -> bool: ...
+
+
+class UnreportedEventRepository(Protocol):
+    """Events other than messages, committed with the change they report and kept until the app
+    has taken them (deleting their contact or group deletes them)."""
+
+    def add(
+        self,
+        kind: PendingEventKind,
+        contact_id: ContactId,
+        *,
+        group_id: GroupId | None = None,
+        flag: bool = False,
+    ) -> PendingEvent:
+        """MissingRecordError if the contact or the group does not exist."""
+        ...
+
+    def all(self) -> list[PendingEvent]:
+        """Oldest first."""
+        ...
+
+    def remove(self, event_ids: Iterable[PendingEventId]) -> int:
+        """The app has taken these; how many were still kept."""
+        ...
 
 
 class OutboxRepository(Protocol):
@@ -559,6 +604,9 @@ class Transaction(Protocol):
 
     @property
     def seen(self) -> SeenEnvelopeRepository: ...
+
+    @property
+    def unreported_events(self) -> UnreportedEventRepository: ...
 
 
 class Store(Protocol):

@@ -45,6 +45,9 @@ from sotto.store.model import (
     OurMailbox,
     OutboxItem,
     OutboxItemId,
+    PendingEvent,
+    PendingEventId,
+    PendingEventKind,
     PendingReceipt,
     PreKeyKind,
     Receipt,
@@ -80,6 +83,8 @@ class _Tables:
     owed_receipts: dict[tuple[MessageRowId, ReceiptKind], PendingReceipt] = field(default_factory=dict)
     outbox: dict[OutboxItemId, OutboxItem] = field(default_factory=dict)
     seen: dict[tuple[MailboxId, MessageId], int] = field(default_factory=dict)
+    unreported: dict[MessageRowId, None] = field(default_factory=dict)
+    events: dict[PendingEventId, PendingEvent] = field(default_factory=dict)
 
 
 class _Table(Generic[K, V]):
@@ -132,6 +137,8 @@ class _Work:
         self.owed_receipts = _Table(tables.owed_receipts)
         self.outbox = _Table(tables.outbox)
         self.seen = _Table(tables.seen)
+        self.unreported = _Table(tables.unreported)
+        self.events = _Table(tables.events)
 
     def check(self) -> None:
         if not self.open:
@@ -363,6 +370,8 @@ def _delete_contact_rows(w: _Work, contact_id: ContactId) -> None:
     _delete_message_rows(w, rows)
     for receipt_key in [k for k in w.receipts.r if k[1] == contact_id]:
         del w.receipts.w[receipt_key]
+    for event_id in [e.event_id for e in w.events.r.values() if e.contact_id == contact_id]:
+        del w.events.w[event_id]
 
 
 def _delete_message_rows(w: _Work, rows: Sequence[MessageRowId]) -> None:
@@ -375,6 +384,8 @@ def _delete_message_rows(w: _Work, rows: Sequence[MessageRowId]) -> None:
         del w.receipts.w[rkey]
     for okey in [k for k in w.owed_receipts.r if k[0] in gone]:
         del w.owed_receipts.w[okey]
+    for row in [r for r in w.unreported.r if r in gone]:
+        del w.unreported.w[row]
     for item in [i for i in w.outbox.r.values() if i.message_row in gone]:
         w.outbox.w[item.item_id] = dataclasses.replace(item, message_row=None)
 
@@ -424,7 +435,22 @@ class _Contacts(_Repo):
         if contact.contact_id not in self.w.contacts.r:
             raise MissingRecordError("no such contact")
         self._check_unique(contact.name, contact.account_id, contact.address.name, contact.contact_id)
-        self.w.contacts.w[contact.contact_id] = contact
+        known = self.w.contacts.r[contact.contact_id]
+        self.w.contacts.w[contact.contact_id] = dataclasses.replace(
+            contact, blocked=known.blocked, removed=known.removed
+        )
+
+    def _known(self, contact_id: ContactId) -> Contact:
+        known = self.w.contacts.r.get(contact_id)
+        if known is None:
+            raise MissingRecordError("no such contact")
+        return known
+
+    def set_blocked(self, contact_id: ContactId, blocked: bool) -> None:
+        self.w.contacts.w[contact_id] = dataclasses.replace(self._known(contact_id), blocked=blocked)
+
+    def set_removed(self, contact_id: ContactId, removed: bool) -> None:
+        self.w.contacts.w[contact_id] = dataclasses.replace(self._known(contact_id), removed=removed)
 
     def delete(self, contact_id: ContactId) -> bool:
         if contact_id not in self.w.contacts.r:
@@ -567,6 +593,8 @@ class _Groups(_Repo):
             return False
         for key in [k for k in w.members.r if k[0] == group_id]:
             del w.members.w[key]
+        for event_id in [e.event_id for e in w.events.r.values() if e.group_id == group_id]:
+            del w.events.w[event_id]
         _delete_message_rows(
             w, [m.row_id for m in w.messages.r.values() if m.conversation.group_id == group_id]
         )
@@ -642,6 +670,7 @@ class _Messages(_Repo):
             w.owed_receipts.w[(message.row_id, ReceiptKind.DELIVERED)] = PendingReceipt(
                 sender, ReceiptKind.DELIVERED, message.message_id, message.row_id
             )
+            w.unreported.w[message.row_id] = None
         return message
 
     def get(self, row_id: MessageRowId) -> Message | None:
@@ -708,11 +737,51 @@ class _Messages(_Repo):
         for receipt in receipts:
             self.w.owed_receipts.w.pop((receipt.row_id, receipt.kind), None)
 
+    def unreported(self, limit: int = 1000) -> list[Message]:
+        rows = sorted(self.w.unreported.r)[: max(limit, 0)]
+        return [self.w.messages.r[row] for row in rows]
+
+    def mark_reported(self, row_ids: Iterable[MessageRowId]) -> int:
+        marked = [row for row in set(row_ids) if row in self.w.unreported.r]
+        for row in marked:
+            del self.w.unreported.w[row]
+        return len(marked)
+
     def delete(self, row_id: MessageRowId) -> bool:
         if row_id not in self.w.messages.r:
             return False
         _delete_message_rows(self.w, [row_id])
         return True
+
+
+class _UnreportedEvents(_Repo):
+    def add(
+        self,
+        kind: PendingEventKind,
+        contact_id: ContactId,
+        *,
+        group_id: GroupId | None = None,
+        flag: bool = False,
+    ) -> PendingEvent:
+        w = self.w
+        if contact_id not in w.contacts.r:
+            raise MissingRecordError("no such contact")
+        if group_id is not None and group_id not in w.groups.r:
+            raise MissingRecordError("no such group")
+        event = PendingEvent(
+            PendingEventId(w.next_id("unreported_event")), PendingEventKind(kind), contact_id, group_id, flag
+        )
+        w.events.w[event.event_id] = event
+        return event
+
+    def all(self) -> list[PendingEvent]:
+        return sorted(self.w.events.r.values(), key=lambda e: e.event_id)
+
+    def remove(self, event_ids: Iterable[PendingEventId]) -> int:
+        gone = [e for e in set(event_ids) if e in self.w.events.r]
+        for event_id in gone:
+            del self.w.events.w[event_id]
+        return len(gone)
 
 
 class _Outbox(_Repo):
@@ -813,6 +882,7 @@ class MemoryTransaction:
         self._messages = _Messages(work)
         self._outbox = _Outbox(work)
         self._seen = _Seen(work)
+        self._unreported_events = _UnreportedEvents(work)
 
     @property
     def account(self) -> _Account:
@@ -869,6 +939,10 @@ class MemoryTransaction:
     @property
     def seen(self) -> _Seen:
         return self._seen
+
+    @property
+    def unreported_events(self) -> _UnreportedEvents:
+        return self._unreported_events
 
     def __repr__(self) -> str:
         return "MemoryTransaction(<open>)" if self._work.open else "MemoryTransaction(<ended>)"

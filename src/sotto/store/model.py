@@ -118,9 +118,17 @@ class Contact:
     created_ms: int
     display_name: str = ""
     """The name they announced for themselves (may differ from ``name``)."""
+    blocked: bool = False
+    """Their envelopes are dropped unread: no events, no receipts (set with ``set_blocked``)."""
+    removed: bool = False
+    """The user removed them: no session, no mailboxes; the row stays for the history it names
+    (set with ``set_removed``; a new invite from or to the account clears it)."""
 
     def __repr__(self) -> str:
-        return f"Contact(contact_id={self.contact_id}, device_id={self.address.device_id}, name=<hidden>)"
+        return (
+            f"Contact(contact_id={self.contact_id}, device_id={self.address.device_id}, "
+            f"blocked={self.blocked}, removed={self.removed}, name=<hidden>)"
+        )
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -296,6 +304,35 @@ class PendingReceipt:
     kind: ReceiptKind
     message_id: MessageId
     row_id: MessageRowId
+
+
+PendingEventId = NewType("PendingEventId", int)
+"""The store's local number for an event not yet reported to the app."""
+
+
+class PendingEventKind(enum.StrEnum):
+    """The events other than received messages that are kept until the app has taken them."""
+
+    CONTACT_ADDED = "contact_added"
+    CONTACT_ACCEPTED = "contact_accepted"
+    CONTACT_MAILBOX_CHANGED = "contact_mailbox_changed"
+    IDENTITY_CHANGED = "identity_changed"
+    GROUP_UPDATED = "group_updated"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event committed with the change it reports, kept until the app has taken it.
+
+    It names its records by local number; the client rebuilds the event from them.
+    """
+
+    event_id: PendingEventId
+    kind: PendingEventKind
+    contact_id: ContactId
+    group_id: GroupId | None = None
+    flag: bool = False
+    """A kind's yes/no detail (GROUP_UPDATED: we were just added)."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

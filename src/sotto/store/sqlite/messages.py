@@ -24,6 +24,9 @@ from sotto.store.model import (
     MessageState,
     OutboxItem,
     OutboxItemId,
+    PendingEvent,
+    PendingEventId,
+    PendingEventKind,
     PendingReceipt,
     Receipt,
     ReceiptKind,
@@ -106,8 +109,9 @@ class MessageRepo(Repo):
         row_key = message_row_key(row_id, contact_id, group_row, sender, direction.value)
         sealed = self.db.seal("messages", row_key, [bytes(message_id), text, sent_ms, stored_ms])
         self.db.run(
-            "INSERT INTO messages (id, contact_id, group_row, sender_id, direction, state, find_ix, sealed) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages "
+            "(id, contact_id, group_row, sender_id, direction, state, find_ix, sealed, unreported) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row_id,
                 contact_id,
@@ -117,6 +121,7 @@ class MessageRepo(Repo):
                 int(state),
                 find_ix,
                 sealed,
+                int(sender is not None),
             ),
         )
         if sender is not None:
@@ -240,8 +245,91 @@ class MessageRepo(Repo):
             [(r.row_id, r.kind.value) for r in receipts],
         )
 
+    def unreported(self, limit: int = 1000) -> list[Message]:
+        rows = self.db.rows(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE unreported = 1 ORDER BY id LIMIT ?",  # noqa: S608
+            (max(limit, 0),),
+        )
+        cache: dict[int, GroupId] = {}
+        return [self._load(r, cache) for r in rows]
+
+    def mark_reported(self, row_ids: Iterable[MessageRowId]) -> int:
+        changed = 0
+        for row_id in set(row_ids):
+            changed += self.db.run(
+                "UPDATE messages SET unreported = 0 WHERE id = ? AND unreported = 1", (row_id,)
+            )
+        return changed
+
     def delete(self, row_id: MessageRowId) -> bool:
         return self.db.run("DELETE FROM messages WHERE id = ?", (row_id,)) > 0
+
+
+class UnreportedEventRepo(Repo):
+    """Pending events: links in clear (local numbers), the kind and its flag sealed to them."""
+
+    @staticmethod
+    def _row_key(event_id: int, contact_id: int, group_row: int | None) -> bytes:
+        return id_key(event_id) + id_key(contact_id) + id_key(group_row or 0)
+
+    def add(
+        self,
+        kind: PendingEventKind,
+        contact_id: ContactId,
+        *,
+        group_id: GroupId | None = None,
+        flag: bool = False,
+    ) -> PendingEvent:
+        need_contact(self.db, contact_id)
+        group_row: int | None = None
+        if group_id is not None:
+            found = GroupRepo(self.db).locate(group_id)
+            if found is None:
+                raise MissingRecordError("no such group")
+            group_row = found[0]
+        kind = PendingEventKind(kind)
+        event_id = self.db.next_id("unreported_event")
+        sealed = self.db.seal(
+            "unreported_events", self._row_key(event_id, contact_id, group_row), [kind.value, int(flag)]
+        )
+        self.db.run(
+            "INSERT INTO unreported_events (id, contact_id, group_row, sealed) VALUES (?, ?, ?, ?)",
+            (event_id, contact_id, group_row, sealed),
+        )
+        return PendingEvent(PendingEventId(event_id), kind, contact_id, group_id, flag)
+
+    def all(self) -> list[PendingEvent]:
+        events: list[PendingEvent] = []
+        groups = GroupRepo(self.db)
+        for event_id, contact_id, group_row, sealed in self.db.rows(
+            "SELECT id, contact_id, group_row, sealed FROM unreported_events ORDER BY id"
+        ):
+            v = self.db.open_row(
+                "unreported_events", self._row_key(int(event_id), int(contact_id), group_row), sealed, 2
+            )
+            group_id = None
+            if group_row is not None:
+                found = self.db.row("SELECT id, sealed FROM groups WHERE id = ?", (group_row,))
+                if found is None:
+                    raise StoreCorruptedError("an event names a missing group")
+                group_id = groups.load(found).group_id
+            try:
+                kind = PendingEventKind(as_str(v[0]))
+            except ValueError:
+                raise StoreCorruptedError("stored event kind does not load") from None
+            events.append(
+                PendingEvent(
+                    PendingEventId(int(event_id)),
+                    kind,
+                    ContactId(int(contact_id)),
+                    group_id,
+                    bool(as_int(v[1])),
+                )
+            )
+        return events
+
+    def remove(self, event_ids: Iterable[PendingEventId]) -> int:
+        return sum(self.db.run("DELETE FROM unreported_events WHERE id = ?", (e,)) for e in set(event_ids))
 
 
 class OutboxRepo(Repo):

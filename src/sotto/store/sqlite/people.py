@@ -30,7 +30,7 @@ from sotto.store.sqlite.db import Repo, id_key, mailbox_row_key, mismatch, need_
 
 class ContactRepo(Repo):
     _FIELDS = 6
-    _COLUMNS = "id, sealed"
+    _COLUMNS = "id, sealed, blocked, removed"
 
     def _load(self, row: Any) -> Contact:
         contact_id = int(row[0])
@@ -42,6 +42,8 @@ class ContactRepo(Repo):
             address=ProtocolAddress(as_str(v[2]), as_int(v[3])),
             created_ms=as_int(v[4]),
             display_name=as_str(v[5]),
+            blocked=bool(row[2]),
+            removed=bool(row[3]),
         )
 
     def _indexes(self, name: str, account_id: bytes, address_name: str) -> tuple[bytes, bytes, bytes]:
@@ -132,6 +134,14 @@ class ContactRepo(Repo):
             "UPDATE contacts SET name_ix = ?, account_ix = ?, address_ix = ?, sealed = ? WHERE id = ?",
             (*ixs, self._sealed(contact), contact.contact_id),
         )
+
+    def set_blocked(self, contact_id: ContactId, blocked: bool) -> None:
+        if not self.db.run("UPDATE contacts SET blocked = ? WHERE id = ?", (int(blocked), contact_id)):
+            raise MissingRecordError("no such contact")
+
+    def set_removed(self, contact_id: ContactId, removed: bool) -> None:
+        if not self.db.run("UPDATE contacts SET removed = ? WHERE id = ?", (int(removed), contact_id)):
+            raise MissingRecordError("no such contact")
 
     def delete(self, contact_id: ContactId) -> bool:
         return self.db.run("DELETE FROM contacts WHERE id = ?", (contact_id,)) > 0

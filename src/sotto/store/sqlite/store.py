@@ -59,7 +59,7 @@ from sotto.store.sqlite.keys import (
     SessionRepo,
     SettingsRepo,
 )
-from sotto.store.sqlite.messages import MessageRepo, OutboxRepo, SeenRepo
+from sotto.store.sqlite.messages import MessageRepo, OutboxRepo, SeenRepo, UnreportedEventRepo
 from sotto.store.sqlite.people import ContactRepo, GroupRepo, InviteRepo, MailboxRepo, TheirMailboxRepo
 
 KDF_NAME = "argon2id"
@@ -95,6 +95,7 @@ class SqliteTransaction:
         self._messages = MessageRepo(db)
         self._outbox = OutboxRepo(db)
         self._seen = SeenRepo(db)
+        self._unreported_events = UnreportedEventRepo(db)
 
     @property
     def account(self) -> AccountRepo:
@@ -151,6 +152,10 @@ class SqliteTransaction:
     @property
     def seen(self) -> SeenRepo:
         return self._seen
+
+    @property
+    def unreported_events(self) -> UnreportedEventRepo:
+        return self._unreported_events
 
     def __repr__(self) -> str:
         return "SqliteTransaction(<open>)" if self._db.open else "SqliteTransaction(<ended>)"
