@@ -238,6 +238,7 @@ class Counts:
         self.sends = 0
         self.send_duplicates = 0
         self.send_failures = 0
+        self.sends_confirmed = 0
         self.connections = 0
 
     @property
@@ -247,7 +248,8 @@ class Counts:
 
     def reset(self) -> None:
         self.envelopes.clear()
-        self.sends = self.send_duplicates = self.send_failures = self.connections = 0
+        self.sends = self.send_duplicates = self.send_failures = self.sends_confirmed = 0
+        self.connections = 0
 
 
 class CountingNetwork:
@@ -285,6 +287,7 @@ class _CountingRelay:
             self._counts.send_failures += 1
             raise
         self._counts.send_duplicates += duplicate
+        self._counts.sends_confirmed += 1
         return duplicate
 
 

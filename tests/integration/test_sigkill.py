@@ -1,18 +1,18 @@
 """SIGKILL the relay again and again while two senders stream 2,000 texts to a third person.
 
-The relay process is killed about every two seconds (no shutdown code runs: whatever SQLite had
-not committed is gone, connections die mid-frame, sends die between the commit and the reply)
-and started again on the same data directory. Afterwards every text has reached the recipient
-exactly once, in each sender's order; the senders' outboxes are empty; SQLite's
-``integrity_check`` is ``ok`` after every kill. The figures printed (kills, envelopes the relay
-delivered again and the client dropped as seen, sends the relay recognised as retries) are the
-evidence the issue asks for.
+The relay process is killed each time the senders' confirmed sends pass another mark (no shutdown
+code runs: whatever SQLite had not committed is gone, connections die mid-frame, sends die between
+the commit and the reply) and started again on the same data directory. Kills are placed by
+progress, never by the clock, so every one lands mid-stream however fast or slow the machine is.
+Afterwards every text has reached the recipient exactly once, in each sender's order; the
+senders' outboxes are empty; SQLite's ``integrity_check`` is ``ok`` after every kill. The
+figures printed (kills, envelopes the relay delivered again and the client dropped as seen, sends
+the relay recognised as retries) are the evidence the issue asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 import time
 from collections import Counter
@@ -27,8 +27,8 @@ from tests.integration.harness import CountingNetwork, RelayProcess, befriend, n
 
 PER_SENDER = 1_000
 SENDERS = ("Alice", "Bob")
-KILL_EVERY_S = (1.5, 2.5)
-MIN_KILLS = 3
+KILL_AFTER_CONFIRMED_SENDS = (150, 450, 800, 1_150, 1_500, 1_850)
+"""Kill marks, in sends the relay confirmed (both senders together, of 2,000)."""
 
 
 def integrity(db: Path) -> str:
@@ -86,13 +86,17 @@ def test_two_senders_through_repeated_sigkills_lose_and_repeat_nothing(tmp_path:
             kills_mid_stream: list[int] = []
             integrity_after_kill: list[str] = []
 
+            confirmed_at_kill: list[int] = []
+
+            def confirmed() -> int:
+                return sum(nets[name].counts.sends_confirmed for name in SENDERS)
+
             async def killer() -> None:
-                jitter = random.Random(7)
-                while not done.is_set():
-                    await asyncio.sleep(jitter.uniform(*KILL_EVERY_S))
-                    if done.is_set() and relay.kills >= MIN_KILLS:
-                        return
+                for mark in KILL_AFTER_CONFIRMED_SENDS:
+                    while confirmed() < mark:
+                        await asyncio.sleep(0.002)  # polls a counter; where the kill lands is the mark
                     relay.kill()
+                    confirmed_at_kill.append(confirmed())
                     kills_mid_stream.append(len(received))
                     integrity_after_kill.append(await asyncio.to_thread(integrity, relay.db_path))
                     await relay.astart()
@@ -124,13 +128,14 @@ def test_two_senders_through_repeated_sigkills_lose_and_repeat_nothing(tmp_path:
             stored = Counter(m.text for name in SENDERS for m in carol.history(name, limit=10 * PER_SENDER))
             assert len(stored) == total and set(stored.values()) == {1}
 
-            assert relay.kills >= MIN_KILLS
-            assert sum(1 for n in kills_mid_stream if n < total) >= MIN_KILLS, kills_mid_stream
+            assert relay.kills == len(KILL_AFTER_CONFIRMED_SENDS)
+            assert all(n < total for n in confirmed_at_kill), confirmed_at_kill
             assert integrity_after_kill == ["ok"] * relay.kills
             counts = {name: net.counts for name, net in nets.items()}
             report.update(
                 messages=total,
                 kills=relay.kills,
+                confirmed_sends_at_each_kill=confirmed_at_kill,
                 received_at_each_kill=kills_mid_stream,
                 seconds_to_queue=round(queued, 1),
                 seconds_to_deliver=round(delivered, 1),
