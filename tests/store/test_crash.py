@@ -92,6 +92,7 @@ def test_kill_in_the_middle_of_a_transaction(tmp_path: Path) -> None:
 
 
 def test_random_kills_lose_nothing_acknowledged(tmp_path: Path) -> None:
+    """Each writer is killed after a random number of acknowledged steps (progress, not time)."""
     path = _new_store(tmp_path)
     chooser = random.Random(20261126)
     acked: list[int] = []
@@ -101,7 +102,13 @@ def test_random_kills_lose_nothing_acknowledged(tmp_path: Path) -> None:
         assert proc.stdout.readline().strip() == "ready"
         reader = threading.Thread(target=_acked_lines, args=(proc, acked))
         reader.start()
-        time.sleep(chooser.uniform(0.05, 0.4))
+        target = len(acked) + chooser.randint(2, 12)
+        deadline = time.monotonic() + 60
+        while len(acked) < target and proc.poll() is None:
+            assert time.monotonic() < deadline, (
+                f"the writer acknowledged {len(acked)} steps, waiting for {target}"
+            )
+            time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         reader.join(timeout=30)
