@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NODE_DIR := tests/interop/node
 
-.PHONY: demo test setup node lint typecheck layering pytest pytest-compiled bench clean
+.PHONY: demo test test-under-load setup node lint typecheck layering pytest pytest-compiled bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ pytest-compiled: setup node
 	PYTHONPATH=$$src SOTTO_EXPECT_COMPILED=1 $(PY) -m pytest -p no:cacheprovider tests/protocol tests/crypto tests/interop
 
 test: lint typecheck layering pytest pytest-compiled
+
+# make test RUNS times in a row while a busy loop holds one core at 100%: every run must pass.
+RUNS ?= 10
+test-under-load: setup node
+	$(PY) tests/under_load.py --runs $(RUNS)
 
 bench: setup node
 	$(PY) bench/protocol.py
