@@ -52,7 +52,7 @@ from sotto.client.events import (
 )
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import mailboxes as mailbox_flow
-from sotto.client.flows import receiving, sending
+from sotto.client.flows import receiving, reporting, sending
 from sotto.client.flows.context import (
     DAY_MS,
     Command,
@@ -159,6 +159,7 @@ class Runtime:
         self._tick_seconds: int | None = None
         self._ticks_done = asyncio.Condition()
         self._last_tick_start = 0.0
+        self._replayed = False
 
     async def close(self) -> None:
         """Stop the background tasks, close the connection, the network and the store."""
@@ -248,6 +249,20 @@ class Runtime:
                 self._receipts_owed.set()
             self._events.put_nowait(event)
 
+    # ------------------------------------------------------------------ reporting at least once
+    def _replay_unreported(self) -> None:
+        """Report again what was committed but not taken by the app before (see
+        :mod:`sotto.client.flows.reporting`); runs once, before anything new is received."""
+        if self._replayed:
+            return
+        self._replayed = True
+        self._emit(self._read(reporting.unreported))
+
+    def _mark_taken(self, events: list[Event]) -> None:
+        """The app has these events: they are not reported again after a restart."""
+        if events and not self._closed:
+            self._read(partial(reporting.mark_taken, events=events))
+
     async def _after_send(self) -> None:
         if self._cadence:
             return  # the next tick takes it
@@ -263,6 +278,7 @@ class Runtime:
             raise ClientError("the client is closed")
         if self._tasks:
             return
+        self._replay_unreported()
         if self._cadence:
             self._tasks = [asyncio.create_task(self._cadence_loop(), name="sotto-cadence")]
             return
@@ -375,7 +391,9 @@ class Runtime:
                     unsealed = receiving.unseal(me, envelope.payload, now)
                 async with self._peers([unsealed.sender_name]):
                     outcome = await self._tx(
-                        lambda tx: receiving.receive(self._ctx(tx), mailbox_id, envelope_id, unsealed)
+                        lambda tx: _journaled(
+                            tx, receiving.receive(self._ctx(tx), mailbox_id, envelope_id, unsealed)
+                        )
                     )
             except EnvelopeRejectedError as rejection:
                 outcome = await self._record_rejection(envelope, rejection)
@@ -394,11 +412,17 @@ class Runtime:
 
     async def _record_rejection(self, envelope: frames.Envelope, rejection: EnvelopeRejectedError) -> Outcome:
         mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)
-        fresh = await self._tx(lambda tx: tx.seen.add(mailbox_id, envelope_id, self._now() // DAY_MS))
-        if not fresh:
+        events: list[Event] = [e for e in rejection.events if isinstance(e, Event)]
+
+        def record(tx: Transaction) -> bool:
+            fresh = tx.seen.add(mailbox_id, envelope_id, self._now() // DAY_MS)
+            if fresh:
+                reporting.journal(tx, events)  # an identity change must reach the app
+            return fresh
+
+        if not await self._tx(record):
             return Outcome()
         log.info("envelope dropped: %s (%s)", rejection.reason, rejection.detail)
-        events: list[Event] = [e for e in rejection.events if isinstance(e, Event)]
         events.append(
             EnvelopeRejected(envelope.mailbox, envelope.id, RejectReason(rejection.reason), rejection.detail)
         )
@@ -703,6 +727,12 @@ def _oldest(tx: Transaction, *, mailbox_id: MailboxId) -> OutboxItem | None:
 
 def _registration(tx: Transaction, *, mailbox_id: MailboxId, now_ms: int) -> RegisterMailbox | None:
     return mailbox_flow.registration_for(tx, mailbox_id, now_ms)
+
+
+def _journaled(tx: Transaction, outcome: Outcome) -> Outcome:
+    """Keep the outcome's events that must reach the app, in the transaction that made them."""
+    reporting.journal(tx, outcome.events)
+    return outcome
 
 
 def run_transaction(store: Store, fn: Callable[[Transaction], T]) -> T:

@@ -520,14 +520,27 @@ class Client(Runtime):
         return result
 
     async def listen(self) -> AsyncIterator[Event]:
-        """Events as they happen, until the client is closed. Starts the background tasks."""
+        """Events as they happen, until the client is closed. Starts the background tasks.
+
+        First come the events a previous run committed but the app never took (same message
+        ids: an app that had seen one before a crash drops it), then new ones; within one run
+        no event comes twice. An event counts as taken once the app asks for the next one or
+        closes the iterator (see :mod:`sotto.client.flows.reporting`).
+        """
         await self.start()
-        while True:
-            event = await self._events.get()
-            if event is None:
-                self._events.put_nowait(None)
-                return
-            yield event
+        handed: list[Event] = []
+        try:
+            while True:
+                event = await self._events.get()
+                if event is None:
+                    self._events.put_nowait(None)
+                    return
+                handed = [event]
+                yield event
+                self._mark_taken(handed)
+                handed = []
+        finally:
+            self._mark_taken(handed)
 
     async def sync(self, timeout: float = 10.0, *, idle: float = 0.3) -> list[Event]:
         """Connect, drain until nothing arrives for ``idle`` seconds and the outbox is empty (or
@@ -535,7 +548,10 @@ class Client(Runtime):
 
         In cadence mode: wait until a whole tick that began after this call is done (every
         mailbox polled, every contact sent one envelope), or ``timeout``; receipts owed are
-        queued for later ticks."""
+        queued for later ticks.
+
+        Events a previous run committed but the app never took come first (see :meth:`listen`);
+        what this returns counts as taken."""
         await self.start()
         if self._cadence:
             await self._wait_for_tick(self._now() / 1000, timeout)
@@ -565,6 +581,7 @@ class Client(Runtime):
                 self._events.put_nowait(None)
                 break
             events.append(event)
+        self._mark_taken(events)  # returned to the app: taken
         return events
 
 
