@@ -12,7 +12,7 @@ import pytest
 from sotto.errors import StoreVersionError
 from sotto.store import migrations
 from sotto.store.migrations import SCHEMA_VERSION, Migration
-from sotto.store.model import Conversation, Direction, MessageState, PreKeyKind
+from sotto.store.model import ContactId, Conversation, Direction, MessageId, MessageState, PreKeyKind
 from sotto.store.sqlite import SqliteStore
 from tests.store.fixtures import store_v1 as v1
 
@@ -96,6 +96,7 @@ def test_schema_1_store_migrates_with_everything_in_it(old_file: Path) -> None:
             assert tx.seen.contains(v1.SEEN[0], v1.SEEN[1])
             assert tx.messages.unreported() == []  # schema 3: what was there counts as reported
             assert tx.unreported_events.all() == []
+            assert tx.send_log.for_contact(bob.contact_id) == []  # schema 4: an empty send log
     finally:
         store.close()
     # Opening again changes nothing.
@@ -155,3 +156,27 @@ def test_schema_3_adds_contact_state_and_unreported_marks_with_defaults(old_file
         assert conn.execute("SELECT count(*) FROM unreported_events").fetchone() == (0,)
     finally:
         conn.close()
+
+
+def test_schema_4_adds_an_empty_send_log_that_takes_entries(old_file: Path) -> None:
+    SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=3).close()
+    conn = sqlite3.connect(old_file)
+    try:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'send_log'").fetchall() == []
+    finally:
+        conn.close()
+    store = SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=4)
+    try:
+        assert store.schema_version() == 4
+        with store.transaction() as tx:
+            tx.send_log.add(
+                contact_id=ContactId(v1.CONTACT_ID),
+                envelope_id=MessageId(bytes(16)),
+                message_id=None,
+                content=b"x",
+                sent_ms=1,
+            )
+        with store.transaction() as tx:
+            assert tx.send_log.count() == 1
+    finally:
+        store.close()

@@ -77,6 +77,7 @@ from sotto.store.model import (
     PreKeyKind,
     Receipt,
     ReceiptKind,
+    SendLogEntry,
     TheirMailbox,
     TrustedIdentity,
 )
@@ -560,6 +561,38 @@ class SeenEnvelopeRepository(Protocol):
         ...
 
 
+class SendLogRepository(Protocol):
+    """What we sent each contact 1:1 lately, for resending after a session repair: an entry
+    leaves when a delivery receipt names its text, or when it expires (deleting the contact
+    deletes its entries)."""
+
+    def add(
+        self,
+        *,
+        contact_id: ContactId,
+        envelope_id: MessageId,
+        message_id: MessageId | None,
+        content: bytes,
+        sent_ms: int,
+    ) -> SendLogEntry:
+        """MissingRecordError if the contact does not exist."""
+        ...
+
+    def for_contact(self, contact_id: ContactId) -> list[SendLogEntry]:
+        """The contact's entries, oldest first."""
+        ...
+
+    def remove_delivered(self, contact_id: ContactId, message_ids: Iterable[MessageId]) -> int:
+        """The contact received these texts: forget their entries; how many went."""
+        ...
+
+    def expire(self, before_ms: int) -> int:
+        """Forget entries sent before ``before_ms``; how many went."""
+        ...
+
+    def count(self) -> int: ...
+
+
 class Transaction(Protocol):
     """One unit of work: every repository, all committed together or not at all."""
 
@@ -607,6 +640,9 @@ class Transaction(Protocol):
 
     @property
     def unreported_events(self) -> UnreportedEventRepository: ...
+
+    @property
+    def send_log(self) -> SendLogRepository: ...
 
 
 class Store(Protocol):

@@ -52,6 +52,8 @@ from sotto.store.model import (
     PreKeyKind,
     Receipt,
     ReceiptKind,
+    SendLogEntry,
+    SendLogEntryId,
     TheirMailbox,
     TrustedIdentity,
 )
@@ -85,6 +87,7 @@ class _Tables:
     seen: dict[tuple[MailboxId, MessageId], int] = field(default_factory=dict)
     unreported: dict[MessageRowId, None] = field(default_factory=dict)
     events: dict[PendingEventId, PendingEvent] = field(default_factory=dict)
+    send_log: dict[SendLogEntryId, SendLogEntry] = field(default_factory=dict)
 
 
 class _Table(Generic[K, V]):
@@ -139,6 +142,7 @@ class _Work:
         self.seen = _Table(tables.seen)
         self.unreported = _Table(tables.unreported)
         self.events = _Table(tables.events)
+        self.send_log = _Table(tables.send_log)
 
     def check(self) -> None:
         if not self.open:
@@ -372,6 +376,8 @@ def _delete_contact_rows(w: _Work, contact_id: ContactId) -> None:
         del w.receipts.w[receipt_key]
     for event_id in [e.event_id for e in w.events.r.values() if e.contact_id == contact_id]:
         del w.events.w[event_id]
+    for entry_id in [e.entry_id for e in w.send_log.r.values() if e.contact_id == contact_id]:
+        del w.send_log.w[entry_id]
 
 
 def _delete_message_rows(w: _Work, rows: Sequence[MessageRowId]) -> None:
@@ -863,6 +869,56 @@ class _Seen(_Repo):
         return len(gone)
 
 
+class _SendLog(_Repo):
+    def add(
+        self,
+        *,
+        contact_id: ContactId,
+        envelope_id: MessageId,
+        message_id: MessageId | None,
+        content: bytes,
+        sent_ms: int,
+    ) -> SendLogEntry:
+        w = self.w
+        if contact_id not in w.contacts.r:
+            raise MissingRecordError("no such contact")
+        entry = SendLogEntry(
+            SendLogEntryId(w.next_id("send_log")),
+            contact_id,
+            MessageId(bytes(envelope_id)),
+            None if message_id is None else MessageId(bytes(message_id)),
+            bytes(content),
+            sent_ms,
+        )
+        w.send_log.w[entry.entry_id] = entry
+        return entry
+
+    def for_contact(self, contact_id: ContactId) -> list[SendLogEntry]:
+        return sorted(
+            (e for e in self.w.send_log.r.values() if e.contact_id == contact_id), key=lambda e: e.entry_id
+        )
+
+    def remove_delivered(self, contact_id: ContactId, message_ids: Iterable[MessageId]) -> int:
+        wanted = {bytes(m) for m in message_ids}
+        gone = [
+            e.entry_id
+            for e in self.w.send_log.r.values()
+            if e.contact_id == contact_id and e.message_id is not None and e.message_id in wanted
+        ]
+        for entry_id in gone:
+            del self.w.send_log.w[entry_id]
+        return len(gone)
+
+    def expire(self, before_ms: int) -> int:
+        gone = [e.entry_id for e in self.w.send_log.r.values() if e.sent_ms < before_ms]
+        for entry_id in gone:
+            del self.w.send_log.w[entry_id]
+        return len(gone)
+
+    def count(self) -> int:
+        return len(self.w.send_log.r)
+
+
 class MemoryTransaction:
     """A unit of work over a :class:`MemoryStore` (see :mod:`sotto.store.interfaces`)."""
 
@@ -883,6 +939,7 @@ class MemoryTransaction:
         self._outbox = _Outbox(work)
         self._seen = _Seen(work)
         self._unreported_events = _UnreportedEvents(work)
+        self._send_log = _SendLog(work)
 
     @property
     def account(self) -> _Account:
@@ -943,6 +1000,10 @@ class MemoryTransaction:
     @property
     def unreported_events(self) -> _UnreportedEvents:
         return self._unreported_events
+
+    @property
+    def send_log(self) -> _SendLog:
+        return self._send_log
 
     def __repr__(self) -> str:
         return "MemoryTransaction(<open>)" if self._work.open else "MemoryTransaction(<ended>)"

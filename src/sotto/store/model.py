@@ -358,3 +358,29 @@ class OutboxItem:
             f"OutboxItem(item_id={self.item_id}, attempts={self.attempts}, "
             f"next_attempt_ms={self.next_attempt_ms}, payload={len(self.payload)} bytes, <secrets hidden>)"
         )
+
+
+SendLogEntryId = NewType("SendLogEntryId", int)
+"""A send log entry's local number."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SendLogEntry:
+    """Content we sent one contact 1:1, kept a while so it can be sent again on a new session
+    after the contact's device could not decrypt it (see :mod:`sotto.client.flows.repair`)."""
+
+    entry_id: SendLogEntryId
+    contact_id: ContactId
+    envelope_id: MessageId
+    """The envelope it first went out in (what a retry receipt names)."""
+    message_id: MessageId | None
+    """The text's id, which delivery receipts name; None for content that gets no receipt."""
+    content: bytes
+    """The encoded content message, unpadded: plaintext, so the repr hides it."""
+    sent_ms: int
+
+    def __repr__(self) -> str:
+        return (
+            f"SendLogEntry(entry_id={self.entry_id}, contact_id={self.contact_id}, "
+            f"sent_ms={self.sent_ms}, content=<hidden>)"
+        )

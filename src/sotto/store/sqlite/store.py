@@ -61,6 +61,7 @@ from sotto.store.sqlite.keys import (
 )
 from sotto.store.sqlite.messages import MessageRepo, OutboxRepo, SeenRepo, UnreportedEventRepo
 from sotto.store.sqlite.people import ContactRepo, GroupRepo, InviteRepo, MailboxRepo, TheirMailboxRepo
+from sotto.store.sqlite.send_log import SendLogRepo
 
 KDF_NAME = "argon2id"
 KEYRING_SQL = """
@@ -96,6 +97,7 @@ class SqliteTransaction:
         self._outbox = OutboxRepo(db)
         self._seen = SeenRepo(db)
         self._unreported_events = UnreportedEventRepo(db)
+        self._send_log = SendLogRepo(db)
 
     @property
     def account(self) -> AccountRepo:
@@ -156,6 +158,10 @@ class SqliteTransaction:
     @property
     def unreported_events(self) -> UnreportedEventRepo:
         return self._unreported_events
+
+    @property
+    def send_log(self) -> SendLogRepo:
+        return self._send_log
 
     def __repr__(self) -> str:
         return "SqliteTransaction(<open>)" if self._db.open else "SqliteTransaction(<ended>)"
