@@ -160,11 +160,15 @@ class Runtime:
         self._ticks_done = asyncio.Condition()
         self._last_tick_start = 0.0
         self._replayed = False
+        self._handed: list[Event] = []
+        """Events ``listen()`` handed to the app and not yet marked taken."""
 
     async def close(self) -> None:
         """Stop the background tasks, close the connection, the network and the store."""
         if self._closed:
             return
+        with contextlib.suppress(Exception):  # the store may be failing: then they come again
+            self._mark_handed()
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -262,6 +266,11 @@ class Runtime:
         """The app has these events: they are not reported again after a restart."""
         if events and not self._closed:
             self._read(partial(reporting.mark_taken, events=events))
+
+    def _mark_handed(self) -> None:
+        """The app is done with what ``listen()`` handed it (it asked for more, or closes us)."""
+        handed, self._handed = self._handed, []
+        self._mark_taken(handed)
 
     async def _after_send(self) -> None:
         if self._cadence:

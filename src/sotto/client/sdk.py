@@ -524,23 +524,18 @@ class Client(Runtime):
 
         First come the events a previous run committed but the app never took (same message
         ids: an app that had seen one before a crash drops it), then new ones; within one run
-        no event comes twice. An event counts as taken once the app asks for the next one or
-        closes the iterator (see :mod:`sotto.client.flows.reporting`).
+        no event comes twice. An event counts as taken once the app asks for the next one, or
+        closes the client (see :mod:`sotto.client.flows.reporting`).
         """
         await self.start()
-        handed: list[Event] = []
-        try:
-            while True:
-                event = await self._events.get()
-                if event is None:
-                    self._events.put_nowait(None)
-                    return
-                handed = [event]
-                yield event
-                self._mark_taken(handed)
-                handed = []
-        finally:
-            self._mark_taken(handed)
+        while True:
+            event = await self._events.get()
+            if event is None:
+                self._events.put_nowait(None)
+                return
+            self._handed.append(event)
+            yield event
+            self._mark_handed()
 
     async def sync(self, timeout: float = 10.0, *, idle: float = 0.3) -> list[Event]:
         """Connect, drain until nothing arrives for ``idle`` seconds and the outbox is empty (or

@@ -14,10 +14,11 @@ Not kept: receipts and message states (the history holds them: a message's state
 or read), typing, connection changes, sent / failed sends of our own messages (the history and
 the outbox say where each stands), rejected envelopes (diagnostics).
 
-When the app has taken an event (``listen()`` was asked for the next one or closed, ``sync()``
-returned it), :func:`mark_taken` clears its mark. A client that opens the store reports what is
-still marked first (:func:`unreported`), with the same message ids, so an app that saw one before
-a crash can drop the repeat; within one run no event is reported twice.
+When the app has taken an event (``listen()`` was asked for the next one, or the client was
+closed, after handing it out; ``sync()`` returned it), :func:`mark_taken` clears its mark. A
+client that opens the store reports what is still marked first (:func:`unreported`), with the
+same message ids, so an app that saw one before a crash can drop the repeat; within one run no
+event is reported twice.
 """
 
 from __future__ import annotations
