@@ -46,7 +46,16 @@ pytest-compiled: setup node
 	echo "pytest-compiled: protocol, crypto and interop tests on $$src"; \
 	PYTHONPATH=$$src SOTTO_EXPECT_COMPILED=1 $(PY) -m pytest -p no:cacheprovider tests/protocol tests/crypto tests/interop
 
-test: lint typecheck layering pytest pytest-compiled
+# Every decoder of outside bytes under atheris (tests/fuzz): 10^6 inputs per target, one target at
+# a time; fuzz-smoke is a bounded run of all targets in one process, about 45 s.
+.PHONY: fuzz fuzz-smoke
+fuzz: setup
+	$(PY) -m tests.fuzz.run --runs 1000000
+
+fuzz-smoke: setup
+	$(PY) -m tests.fuzz.run --together --runs 600000 --seconds 45 --seed 1
+
+test: lint typecheck layering pytest pytest-compiled fuzz-smoke
 
 # make test RUNS times in a row while a busy loop holds one core at 100%: every run must pass.
 RUNS ?= 10

@@ -1,0 +1,336 @@
+"""One fuzz target per decoder of bytes (or text) that arrive from outside.
+
+Each target feeds one input to one decoder and states which exceptions the decoder's contract
+allows (its docstring names them; nearly always :class:`~sotto.errors.DecodeError` or a subclass
+of it). :func:`check` runs a target on one input and raises :class:`ContractViolation` for any
+other exception; the atheris driver (``tests/fuzz/run.py``) and the corpus replay under pytest
+(``tests/fuzz/test_corpus.py``) both go through it.
+
+Decoders of text get the bytes as text the way that text reaches them: WebSocket frames and JSON
+bodies as UTF-8 (frames also as raw bytes), HTTP headers as latin-1 (as ASGI hands them over),
+invite links and scanned codes as command-line arguments arrive (UTF-8 with surrogateescape).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pydantic
+
+from sotto.client import content as client_content
+from sotto.client.flows import safety
+from sotto.client.invite import parse_link
+from sotto.crypto.keys import KeyPair
+from sotto.crypto.random import seeded_rng
+from sotto.errors import (
+    DecodeError,
+    FingerprintVersionMismatchError,
+    InvalidSessionStateError,
+    StoreCorruptedError,
+    UnsupportedVersionError,
+)
+from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord
+from sotto.protocol.fingerprint import ScannableFingerprint, fingerprint
+from sotto.protocol.group.messages import SenderKeyDistributionMessage, SenderKeyMessage
+from sotto.protocol.group.sender_key import SenderKeyRecord
+from sotto.protocol.messages import PreKeySignalMessage, SignalMessage
+from sotto.protocol.ratchet.spqr import SpqrMessage
+from sotto.protocol.record import SessionRecord
+from sotto.protocol.sealed_sender import (
+    ReceivedMessage,
+    SealedSenderV1Message,
+    SenderCertificate,
+    SentMessage,
+    ServerCertificate,
+    UnidentifiedSenderMessageContent,
+)
+from sotto.server.auth import parse_token
+from sotto.store import codec
+from sotto.wire import api, auth, frames, padding
+
+Allowed = tuple[type[BaseException], ...]
+DECODE: Allowed = (DecodeError,)
+VERSIONED: Allowed = (DecodeError, UnsupportedVersionError)
+
+
+class ContractViolation(AssertionError):
+    """A decoder raised something its contract does not allow."""
+
+    def __init__(self, target: str, error: BaseException) -> None:
+        super().__init__(f"{target}: {type(error).__name__}: {error}")
+        self.target = target
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    run: Callable[[bytes], object]
+    allowed: Allowed
+    doc: str
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def _target(name: str, allowed: Allowed) -> Callable[[Callable[[bytes], object]], Callable[[bytes], object]]:
+    def register(run: Callable[[bytes], object]) -> Callable[[bytes], object]:
+        TARGETS[name] = Target(name, run, allowed, (run.__doc__ or "").strip())
+        return run
+
+    return register
+
+
+def check(target: Target, data: bytes) -> None:
+    """Run ``target`` on ``data``; raise ContractViolation unless it returns or raises an allowed error."""
+    try:
+        target.run(data)
+    except target.allowed:
+        pass
+    except Exception as exc:  # everything else (IndexError, RecursionError, ...) is a finding
+        raise ContractViolation(target.name, exc) from exc
+
+
+def _cli_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+# ------------------------------------------------------------------------ 1:1 messages
+@_target("signal_message", VERSIONED)
+def _signal_message(data: bytes) -> object:
+    """SignalMessage.decode (type 2)."""
+    return SignalMessage.decode(data)
+
+
+@_target("prekey_signal_message", VERSIONED)
+def _prekey_signal_message(data: bytes) -> object:
+    """PreKeySignalMessage.decode (type 3)."""
+    return PreKeySignalMessage.decode(data)
+
+
+@_target("spqr_message", DECODE)
+def _spqr_message(data: bytes) -> object:
+    """SpqrMessage.decode: the pq_ratchet field of a SignalMessage."""
+    return SpqrMessage.decode(data)
+
+
+# ------------------------------------------------------------------------ groups
+@_target("sender_key_message", VERSIONED)
+def _sender_key_message(data: bytes) -> object:
+    """SenderKeyMessage.decode (type 7)."""
+    return SenderKeyMessage.decode(data)
+
+
+@_target("sender_key_distribution_message", VERSIONED)
+def _sender_key_distribution_message(data: bytes) -> object:
+    """SenderKeyDistributionMessage.decode."""
+    return SenderKeyDistributionMessage.decode(data)
+
+
+# ------------------------------------------------------------------------ sealed sender
+@_target("sealed_sender_v1", DECODE)
+def _sealed_sender_v1(data: bytes) -> object:
+    """SealedSenderV1Message.decode: the outer v1 envelope."""
+    return SealedSenderV1Message.decode(data)
+
+
+@_target("sealed_sender_v2_received", DECODE)
+def _sealed_sender_v2_received(data: bytes) -> object:
+    """ReceivedMessage.decode: the v2 form one recipient gets."""
+    return ReceivedMessage.decode(data)
+
+
+@_target("sealed_sender_v2_sent", DECODE)
+def _sealed_sender_v2_sent(data: bytes) -> object:
+    """SentMessage.parse, then the split into received forms, each of which must parse."""
+    sent = SentMessage.parse(data)
+    for index, recipient in enumerate(sent.recipients):
+        if not recipient.excluded:
+            ReceivedMessage.decode(sent.received_message_for(index))
+    return sent
+
+
+@_target("sealed_sender_content", DECODE)
+def _sealed_sender_content(data: bytes) -> object:
+    """UnidentifiedSenderMessageContent.decode: the decrypted inside of either version."""
+    return UnidentifiedSenderMessageContent.decode(data)
+
+
+@_target("sender_certificate", DECODE)
+def _sender_certificate(data: bytes) -> object:
+    """SenderCertificate.decode."""
+    return SenderCertificate.decode(data)
+
+
+@_target("server_certificate", DECODE)
+def _server_certificate(data: bytes) -> object:
+    """ServerCertificate.decode."""
+    return ServerCertificate.decode(data)
+
+
+# ------------------------------------------------------------------------ stored records
+@_target("session_record", (InvalidSessionStateError,))
+def _session_record(data: bytes) -> object:
+    """SessionRecord.from_bytes."""
+    return SessionRecord.from_bytes(data)
+
+
+@_target("sender_key_record", DECODE)
+def _sender_key_record(data: bytes) -> object:
+    """SenderKeyRecord.from_bytes."""
+    return SenderKeyRecord.from_bytes(data)
+
+
+@_target("prekey_record", DECODE)
+def _prekey_record(data: bytes) -> object:
+    """PreKeyRecord.from_bytes."""
+    return PreKeyRecord.from_bytes(data)
+
+
+@_target("signed_prekey_record", DECODE)
+def _signed_prekey_record(data: bytes) -> object:
+    """SignedPreKeyRecord.from_bytes."""
+    return SignedPreKeyRecord.from_bytes(data)
+
+
+@_target("kyber_prekey_record", DECODE)
+def _kyber_prekey_record(data: bytes) -> object:
+    """KyberPreKeyRecord.from_bytes."""
+    return KyberPreKeyRecord.from_bytes(data)
+
+
+@_target("store_row", (StoreCorruptedError,))
+def _store_row(data: bytes) -> object:
+    """store.codec.unpack: the first byte is the expected value count, the rest the row."""
+    if not data:
+        return None
+    return codec.unpack(data[1:], data[0] % 16)
+
+
+# ------------------------------------------------------------------------ relay wire
+@_target("client_frame", DECODE)
+def _client_frame(data: bytes) -> object:
+    """frames.decode_client_frame, as bytes and (if UTF-8) as text: what the relay reads."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        with contextlib.suppress(DecodeError):
+            frames.decode_client_frame(text)
+    return frames.decode_client_frame(data)
+
+
+@_target("server_frame", DECODE)
+def _server_frame(data: bytes) -> object:
+    """frames.decode_server_frame, as bytes and (if UTF-8) as text: what the client reads."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        with contextlib.suppress(DecodeError):
+            frames.decode_server_frame(text)
+    return frames.decode_server_frame(data)
+
+
+_API_MODELS: tuple[type[api.Model], ...] = (
+    # requests the relay reads
+    api.CreateAccount,
+    api.SetUsername,
+    api.AccountRef,
+    api.UploadKeys,
+    api.AddAccessToken,
+    api.CreateMailbox,
+    api.SendMessage,
+    api.Poll,
+    # replies the client reads
+    api.AccountCreated,
+    api.AccountInfo,
+    api.KeyCounts,
+    api.Bundle,
+    api.SendResult,
+    api.ErrorBody,
+    api.Cadence,
+    api.PollResult,
+)
+
+
+@_target("api_body", (pydantic.ValidationError,))
+def _api_body(data: bytes) -> object:
+    """An HTTP JSON body: the first byte picks the model (wire/api.py), the rest is the body.
+
+    These models' contract is pydantic's: ValidationError and nothing else (FastAPI answers 422).
+    """
+    if not data:
+        return None
+    model = _API_MODELS[data[0] % len(_API_MODELS)]
+    return model.model_validate_json(data[1:])
+
+
+@_target("device_auth_header", DECODE)
+def _device_auth_header(data: bytes) -> object:
+    """auth.decode_device_auth on an Authorization header as ASGI hands it over (latin-1)."""
+    return auth.decode_device_auth(data.decode("latin-1"))
+
+
+@_target("mailbox_auth_header", DECODE)
+def _mailbox_auth_header(data: bytes) -> object:
+    """auth.decode_mailbox_auth on a mailbox signature header (latin-1)."""
+    return auth.decode_mailbox_auth(data.decode("latin-1"))
+
+
+@_target("token_header", ())
+def _token_header(data: bytes) -> object:
+    """server.auth.parse_token on a token header (latin-1): None when malformed, never an error."""
+    return parse_token(data.decode("latin-1"))
+
+
+@_target("envelope_padding", DECODE)
+def _envelope_padding(data: bytes) -> object:
+    """padding.unpad on the input, then on the rest zero-filled or cut to the bucket its first byte picks."""
+    with contextlib.suppress(DecodeError):
+        padding.unpad(data)
+    size = padding.BUCKETS[data[0] % len(padding.BUCKETS)] if data else 0
+    return padding.unpad((data[1:] + bytes(size))[:size])
+
+
+# ------------------------------------------------------------------------ client
+@_target("content", DECODE)
+def _content(data: bytes) -> object:
+    """client.content.decode: what a decrypted 1:1 or group message carries."""
+    return client_content.decode(data)
+
+
+@_target("invite_link", DECODE)
+def _invite_link(data: bytes) -> object:
+    """client.invite.parse_link, on the text a command line or a QR scanner hands over."""
+    return parse_link(_cli_text(data))
+
+
+_rng = seeded_rng(11)
+_OURS = fingerprint(
+    local_id=bytes(16),
+    local_key=KeyPair.generate(_rng).public,
+    remote_id=bytes(range(16)),
+    remote_key=KeyPair.generate(_rng).public,
+    iterations=2,
+).scannable
+_OURS_ENCODED = _OURS.encode()
+_OURS_SAFETY = safety.SafetyNumber("", _OURS_ENCODED, "")
+
+
+@_target("scannable_fingerprint", (DecodeError, FingerprintVersionMismatchError))
+def _scannable_fingerprint(data: bytes) -> object:
+    """ScannableFingerprint.decode, and matching scanned bytes against ours."""
+    with contextlib.suppress(DecodeError):
+        ScannableFingerprint.decode(data)
+    return _OURS.matches(data)
+
+
+@_target("safety_qr", (DecodeError, FingerprintVersionMismatchError))
+def _safety_qr(data: bytes) -> object:
+    """flows.safety.matches on the text a QR scanner read (``sotto verify --scanned``)."""
+    return safety.matches(_OURS_SAFETY, _cli_text(data))
