@@ -14,8 +14,10 @@ invite links and scanned codes as command-line arguments arrive (UTF-8 with surr
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pydantic
 
@@ -26,13 +28,23 @@ from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import seeded_rng
 from sotto.errors import (
     DecodeError,
+    DecryptionError,
+    DuplicateMessageError,
     FingerprintVersionMismatchError,
+    InvalidCertificateError,
     InvalidSessionStateError,
+    InvalidSignatureError,
+    MessageTooFarAheadError,
+    NoSenderKeyStateError,
+    SelfSendError,
     StoreCorruptedError,
     UnsupportedVersionError,
 )
+from sotto.protocol import session
+from sotto.protocol.address import ProtocolAddress
 from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord
 from sotto.protocol.fingerprint import ScannableFingerprint, fingerprint
+from sotto.protocol.group import group_decrypt
 from sotto.protocol.group.messages import SenderKeyDistributionMessage, SenderKeyMessage
 from sotto.protocol.group.sender_key import SenderKeyRecord
 from sotto.protocol.messages import PreKeySignalMessage, SignalMessage
@@ -45,10 +57,12 @@ from sotto.protocol.sealed_sender import (
     SentMessage,
     ServerCertificate,
     UnidentifiedSenderMessageContent,
+    open_sealed,
 )
 from sotto.server.auth import parse_token
 from sotto.store import codec
 from sotto.wire import api, auth, frames, padding
+from tests.protocol.sealed_sender.helpers import NOW_MS, World
 
 Allowed = tuple[type[BaseException], ...]
 DECODE: Allowed = (DecodeError,)
@@ -207,6 +221,66 @@ def _store_row(data: bytes) -> object:
     if not data:
         return None
     return codec.unpack(data[1:], data[0] % 16)
+
+
+# ------------------------------------------------------------------------ decryption of outside bytes
+# The decoders above, then everything a receiver does before a MAC or signature check: chain
+# lookups, counter checks, forward derivation. The keys come from the committed seeds, so the
+# seeds' real messages decrypt.
+_SEEDS = Path(__file__).resolve().parent / "corpus"
+ALICE = ProtocolAddress("9d0652a3-dcc3-4d11-975f-74d61598733f", 1)
+BOB = ProtocolAddress("796abedb-ca4e-4f18-8803-1fde5b921f9f", 2)
+
+
+@functools.cache
+def _stored(target: str, seed: str) -> bytes:
+    """A committed seed, read once (the seed builder writes them, so it must not need them)."""
+    return (_SEEDS / target / seed).read_bytes()
+
+
+_WORLD = World.create(9)
+_SEALED_SENDER, _SEALED_RECIPIENT = _WORLD.party(), _WORLD.party(2)
+
+
+@_target(
+    "session_decrypt",
+    (
+        DecodeError,
+        UnsupportedVersionError,
+        DuplicateMessageError,
+        MessageTooFarAheadError,
+        DecryptionError,
+    ),
+)
+def _session_decrypt(data: bytes) -> object:
+    """session.decrypt_signal_message: Bob's established session with Alice receives the bytes."""
+    record = SessionRecord.from_bytes(_stored("session_record", "seed-valid-bob"))
+    return session.decrypt_signal_message(record, data, our_address=BOB, their_address=ALICE, rng=_rng)
+
+
+@_target(
+    "group_decrypt",
+    (
+        DecodeError,
+        UnsupportedVersionError,
+        NoSenderKeyStateError,
+        InvalidSignatureError,
+        DuplicateMessageError,
+        MessageTooFarAheadError,
+        DecryptionError,
+    ),
+)
+def _group_decrypt(data: bytes) -> object:
+    """group_cipher.group_decrypt: a member's sender-key record receives the bytes."""
+    return group_decrypt(SenderKeyRecord.from_bytes(_stored("sender_key_record", "seed-valid-member")), data)
+
+
+@_target("open_sealed", (DecryptionError, UnsupportedVersionError, InvalidCertificateError, SelfSendError))
+def _open_sealed(data: bytes) -> object:
+    """sealed_sender.open_sealed: a v1 message or v2 received form to a recipient with a trust root."""
+    return open_sealed(
+        _SEALED_RECIPIENT.identity, data, _WORLD.root.public, NOW_MS, _SEALED_RECIPIENT.address
+    )
 
 
 # ------------------------------------------------------------------------ relay wire
