@@ -26,6 +26,7 @@ from typing import Any
 from sotto.client import content as c
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
+from sotto.client.flows import contacts as contact_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
 from sotto.client.flows import mailboxes as mailbox_flow
@@ -259,9 +260,44 @@ class Client(Runtime):
         return found
 
     # ------------------------------------------------------------------ queries
-    def contacts(self) -> list[Contact]:
-        """Every contact, in the order they were added."""
-        return self._read(lambda tx: tx.contacts.all())
+    def contacts(self, *, include_removed: bool = False) -> list[Contact]:
+        """Every contact (blocked ones too; removed ones only if asked), in the order they were added."""
+        return self._read(lambda tx: [c for c in tx.contacts.all() if include_removed or not c.removed])
+
+    def _writable(self, tx: Transaction, ref: ContactRef) -> Contact:
+        """A contact we may send to: UnknownContactError if removed, ClientError if blocked."""
+        found = self._contact(tx, ref)
+        if found.removed:
+            raise UnknownContactError("no such contact (removed)")
+        if found.blocked:
+            raise ClientError("this contact is blocked: unblock them to write to them")
+        return found
+
+    # ------------------------------------------------------------------ removing and blocking
+    async def remove_contact(self, contact: ContactRef, *, forget_history: bool = False) -> None:
+        """Remove a contact: no session, no mailboxes (ours are deleted on the relay), out of our
+        groups; the history stays unless ``forget_history`` (see :mod:`sotto.client.flows.contacts`).
+        A new invite from or to them afterwards makes them a contact again."""
+        target = self._read(lambda tx: self._contact(tx, contact))
+        async with self._peers([target.address.name]):
+            outcome = await self._tx(
+                lambda tx: contact_flow.remove_contact(
+                    self._ctx(tx), self._contact(tx, target), forget_history=forget_history
+                )
+            )
+        await self._run_commands(outcome.commands)
+
+    async def block_contact(self, contact: ContactRef) -> Contact:
+        """Drop everything the contact sends (no events, no receipts) until unblocked."""
+        return await self._set_blocked(contact, True)
+
+    async def unblock_contact(self, contact: ContactRef) -> Contact:
+        return await self._set_blocked(contact, False)
+
+    async def _set_blocked(self, contact: ContactRef, blocked: bool) -> Contact:
+        target = self._read(lambda tx: self._contact(tx, contact))
+        async with self._peers([target.address.name]):
+            return await self._tx(lambda tx: contact_flow.set_blocked(tx, self._contact(tx, target), blocked))
 
     def contact(self, name: str) -> Contact:
         """The contact with this local name (UnknownContactError otherwise)."""
@@ -336,9 +372,10 @@ class Client(Runtime):
             # Before the bundle fetch, which uses up one of the inviter's one-time prekeys.
             if parsed.account_id == self._account.account_id:
                 raise InviteError("this invite is our own")
-            if tx.contacts.by_account(parsed.account_id) is not None:
+            existing = tx.contacts.by_account(parsed.account_id)
+            if existing is not None and not existing.removed:
                 raise InviteError("the inviter is already a contact")
-            if not contact_name.strip() or tx.contacts.by_name(contact_name) is not None:
+            if not invite_flow.name_is_free(tx.contacts.by_name(contact_name), existing, contact_name):
                 raise InviteError(f"choose another name than {contact_name!r}")
 
         self._read(check)
@@ -362,7 +399,7 @@ class Client(Runtime):
     # ------------------------------------------------------------------ sending
     async def send_text(self, contact: ContactRef, text: str) -> MessageId:
         """Queue a text for ``contact`` and try to send it now; its message id (receipts name it)."""
-        target = self._read(lambda tx: self._contact(tx, contact))
+        target = self._read(lambda tx: self._writable(tx, contact))
         async with self._peers([target.address.name]):
             message_id = await self._tx(lambda tx: sending.send_text(self._ctx(tx), target, text))
         await self._after_send()
@@ -370,7 +407,7 @@ class Client(Runtime):
 
     async def create_group(self, name: str, members: Iterable[ContactRef]) -> Group:
         """A new group of us and ``members`` (contacts); they get its metadata and our sender key."""
-        contacts = self._read(lambda tx: [self._contact(tx, m) for m in members])
+        contacts = self._read(lambda tx: [self._writable(tx, m) for m in members])
         async with self._peers(m.address.name for m in contacts):
             group = await self._tx(lambda tx: group_flow.create_group(self._ctx(tx), name, contacts))
         await self._after_send()
@@ -378,7 +415,7 @@ class Client(Runtime):
 
     async def add_to_group(self, group: GroupRef, contact: ContactRef) -> bool:
         """Add a contact to a group (False if already a member); they read from now on."""
-        found, target = self._read(lambda tx: (self._group(tx, group), self._contact(tx, contact)))
+        found, target = self._read(lambda tx: (self._group(tx, group), self._writable(tx, contact)))
         names = [m.address.name for m in self.group_members(found)] + [target.address.name]
         async with self._peers(names):
             added = await self._tx(lambda tx: group_flow.add_to_group(self._ctx(tx), found, target))

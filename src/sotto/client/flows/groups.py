@@ -208,7 +208,7 @@ def apply_group_update(ctx: Context, sender: Contact, update: c.GroupUpdate) -> 
         group = replace(group, name=update.name)
     for account_id in update.members:
         contact = tx.contacts.by_account(account_id)
-        if contact is not None:
+        if contact is not None and not contact.removed:
             tx.groups.add_member(group_id, contact.contact_id)
     if distribution is not None:
         known = tx.sender_keys.get(sender.address, distribution.distribution_id)

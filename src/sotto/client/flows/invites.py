@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from sotto.client import content as c
 from sotto.client.events import ContactAccepted, ContactAdded, ContactMailboxChanged, RejectReason
+from sotto.client.flows.contacts import revive
 from sotto.client.flows.context import (
     Command,
     Context,
@@ -73,6 +74,14 @@ def unique_name(ctx: Context, wanted: str) -> str:
     return name
 
 
+def name_is_free(named: Contact | None, existing: Contact | None, name: str) -> bool:
+    """Whether ``name`` may be given to the account whose (removed) contact is ``existing``:
+    no other contact holds it (``named``: the one that does)."""
+    if not name.strip():
+        return False
+    return named is None or (existing is not None and named.contact_id == existing.contact_id)
+
+
 def their_mailbox(contact: Contact, address: c.MailboxAddress, now_ms: int) -> TheirMailbox:
     return TheirMailbox(
         contact_id=contact.contact_id,
@@ -90,13 +99,15 @@ def accept_invite(
 
     Raises InviteError (our own link, already a contact, the name taken),
     UntrustedIdentityError (we trust another key for that account), InvalidPreKeyBundleError.
+    A removed contact is brought back (its history kept) under ``contact_name``.
     """
     tx, me = ctx.tx, ctx.me
     if bytes_equal(link.account_id, me.account.account_id):
         raise InviteError("this invite is our own")
-    if tx.contacts.by_account(link.account_id) is not None:
+    existing = tx.contacts.by_account(link.account_id)
+    if existing is not None and not existing.removed:
         raise InviteError("the inviter is already a contact")
-    if not contact_name.strip() or tx.contacts.by_name(contact_name) is not None:
+    if not name_is_free(tx.contacts.by_name(contact_name), existing, contact_name):
         raise InviteError(f"choose another name than {contact_name!r}")
     address = address_for(link.account_id)
     if tx.identities.observe(address.name, bundle.identity_key, ctx.now_ms) is IdentityChange.CHANGED:
@@ -112,9 +123,12 @@ def accept_invite(
         rng=ctx.rng,
     )
     tx.sessions.put(address, record)
-    contact = tx.contacts.add(
-        name=contact_name, account_id=link.account_id, address=address, now_ms=ctx.now_ms
-    )
+    if existing is None:
+        contact = tx.contacts.add(
+            name=contact_name, account_id=link.account_id, address=address, now_ms=ctx.now_ms
+        )
+    else:
+        contact = revive(tx, existing, address=address, name=contact_name)
     mailbox = new_mailbox(ctx, contact)
     keys = derive_invite_keys(link.secret)
     proof = invite_proof(keys, me.account.account_id, me.identity.public)
@@ -168,16 +182,19 @@ def receive_contact_request(
         RevokeAccessToken(invite.access_token),
         RefillPreKeys(),
     ]
-    if existing is not None:
+    if existing is not None and not existing.removed:
         return _crossed_invites(ctx, existing, request).extend(Outcome(commands=retire_invite))
     tx.identities.observe(address.name, sender_identity, ctx.now_ms)
-    contact = tx.contacts.add(
-        name=unique_name(ctx, request.display_name),
-        account_id=account_id,
-        address=address,
-        now_ms=ctx.now_ms,
-        display_name=request.display_name,
-    )
+    if existing is None:
+        contact = tx.contacts.add(
+            name=unique_name(ctx, request.display_name),
+            account_id=account_id,
+            address=address,
+            now_ms=ctx.now_ms,
+            display_name=request.display_name,
+        )
+    else:  # removed before: the same row (and history) again, with a new session
+        contact = revive(tx, existing, address=address, display_name=request.display_name)
     tx.their_mailboxes.put(their_mailbox(contact, request.reply_to, ctx.now_ms))
     mailbox = new_mailbox(ctx, contact)
     send_control(ctx, contact, c.ContactAccepted(ctx.me.account.display_name, address_of(mailbox)))

@@ -1,0 +1,137 @@
+"""Removing and blocking contacts, through the SDK on the real relay with SQLite stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sotto.client import events as ev
+from sotto.client.sdk import Client
+from sotto.errors import ClientError, UnknownContactError
+from tests.client.test_end_to_end import befriend, collect, new_client, run, texts
+
+
+def _texts_seen(client: Client, seen: dict[Client, list[ev.Event]]) -> list[str]:
+    return texts(seen[client])
+
+
+def test_a_removed_contact_can_invite_again_and_gets_a_new_session(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob")]
+        async with alice, bob:
+            await befriend(alice, bob)
+            await alice.send_text("Bob", "before")
+            await collect([alice, bob], lambda s: "before" in texts(s[bob]))
+            address = alice.contact("Bob").address
+            old_session = alice._read(lambda tx: tx.sessions.get(address))
+            assert old_session is not None
+
+            await alice.remove_contact("Bob")
+            assert alice.contacts() == []
+            (gone,) = alice.contacts(include_removed=True)
+            assert gone.removed and gone.name == "Bob"
+            assert [m.text for m in alice.history("Bob")] == ["before"]  # history kept
+            assert alice._read(lambda tx: tx.sessions.devices(gone.address.name)) == []
+            assert alice._read(lambda tx: tx.mailboxes.for_contact(gone.contact_id)) == []
+            assert alice._read(lambda tx: tx.identities.get(gone.address.name)) is None
+            with pytest.raises(UnknownContactError):
+                await alice.send_text("Bob", "nope")
+
+            # Bob still writes to the mailbox Alice had: it is gone on the relay, nothing arrives.
+            await bob.send_text("Alice", "anyone there?")
+            seen = await collect([alice, bob], lambda s: True)
+            assert texts(seen[alice]) == []
+
+            invite = await bob.create_invite()
+            again = await alice.accept_invite(invite.link, "Bob")  # refused before: "already a contact"
+            assert again.contact_id == gone.contact_id and not again.removed
+            await collect([alice, bob], lambda _: alice.is_ready("Bob"))
+            new_session = alice._read(lambda tx: tx.sessions.get(again.address))
+            assert new_session is not None and new_session.current is not None
+            assert old_session.current is not None
+            assert new_session.current.alice_base_key != old_session.current.alice_base_key
+
+            await alice.send_text("Bob", "after")
+            await bob.send_text("Alice", "welcome back")
+            seen = await collect(
+                [alice, bob], lambda s: "after" in texts(s[bob]) and "welcome back" in texts(s[alice])
+            )
+            assert [c.name for c in alice.contacts()] == ["Bob"]
+            assert [m.text for m in alice.history("Bob")][:1] == ["before"]
+            assert "after" in [m.text for m in alice.history("Bob")]
+
+    run(main)
+
+
+def test_a_removed_contact_comes_back_through_our_invite_and_history_can_be_forgotten(
+    server_url: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        alice, bob, carol = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, bob, carol:
+            await befriend(alice, bob)
+            await befriend(alice, carol)
+            group = await alice.create_group("G", ["Bob", "Carol"])
+            await bob.send_text("Alice", "hello")
+            await collect([alice, bob, carol], lambda s: "hello" in texts(s[alice]))
+
+            await alice.remove_contact("Bob")
+            assert [m.name for m in alice.group_members(group)] == ["Carol"]
+            await alice.remove_contact("Bob", forget_history=True)
+            assert alice.contacts(include_removed=True) == [alice.contact("Carol")]
+            with pytest.raises(UnknownContactError):
+                alice.contact("Bob")
+
+            # Bob removes Alice too, then accepts a new invite from her.
+            await bob.remove_contact("Alice")
+            invite = await alice.create_invite()
+            await bob.accept_invite(invite.link, "Alice")
+            seen = await collect(
+                [alice, bob],
+                lambda _: bob.is_ready("Alice") and any(c.display_name == "Bob" for c in alice.contacts()),
+            )
+            assert any(isinstance(e, ev.ContactAdded) for e in seen[alice])
+            await bob.send_text("Alice", "hi again")
+            seen = await collect([alice, bob], lambda s: "hi again" in texts(s[alice]))
+            bob_again = next(c for c in alice.contacts() if c.display_name == "Bob")
+            assert [m.text for m in alice.history(bob_again)] == ["hi again"]  # the old history was forgotten
+
+    run(main)
+
+
+def test_a_blocked_contact_is_dropped_without_receipts_until_unblocked(
+    server_url: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        alice, bob = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob")]
+        async with alice, bob:
+            await befriend(alice, bob)
+            blocked = await alice.block_contact("Bob")
+            assert blocked.blocked and alice.contact("Bob").blocked
+            assert [c.name for c in alice.contacts()] == ["Bob"]  # still listed, as blocked
+
+            first = await bob.send_text("Alice", "let me in")
+            await bob.flush()
+            seen = await collect([alice, bob], lambda s: True)
+            for _ in range(3):
+                more = await collect([alice, bob], lambda s: True)
+                for client in (alice, bob):
+                    seen[client] += more[client]
+            assert texts(seen[alice]) == []
+            assert alice.history("Bob") == []
+            assert not any(isinstance(e, ev.DeliveryReceiptReceived) for e in seen[bob])
+            assert bob.history("Alice")[-1].message_id == first
+            assert bob.pending_outbox() == 0  # the relay took it: it was dropped by Alice
+            with pytest.raises(ClientError, match="blocked"):
+                await alice.send_text("Bob", "hi")
+
+            await alice.unblock_contact("Bob")
+            assert not alice.contact("Bob").blocked
+            await bob.send_text("Alice", "thanks")
+            seen = await collect([alice, bob], lambda s: "thanks" in texts(s[alice]))
+            assert "let me in" not in texts(seen[alice])
+            await alice.send_text("Bob", "sorry")
+            await collect([alice, bob], lambda s: "sorry" in texts(s[bob]))
+
+    run(main)
