@@ -120,6 +120,8 @@ def receive(ctx: Context, mailbox_id: MailboxId, envelope_id: MessageId, unseale
     trusted = tx.identities.get(contact.address.name)
     if trusted is None or not same_key(trusted.identity_key, unsealed.sender_identity):
         raise reject(RejectReason.UNTRUSTED_IDENTITY, "identity key differs", [IdentityChanged(contact)])
+    if contact.blocked:
+        return _drop_blocked(ctx, contact, unsealed.content, trusted.identity_key)
     if unsealed.content.message_type is CiphertextMessageType.SENDER_KEY:
         return receive_group_message(ctx, contact, unsealed.content)
     plaintext = _decrypt(ctx, contact, unsealed.content, trusted.identity_key)
@@ -198,6 +200,20 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
         case c.Cover():
             return Outcome()  # cadence mode's filler: the ratchet moved, nothing else happens
     raise reject(RejectReason.UNEXPECTED, f"{type(message).__name__} in a 1:1 session")
+
+
+def _drop_blocked(
+    ctx: Context, contact: Contact, usmc: UnidentifiedSenderMessageContent, trusted_key: PublicKey
+) -> Outcome:
+    """An envelope from a blocked contact: dropped, with no event and no receipt owed (see
+    :mod:`sotto.client.flows.contacts`). A 1:1 message is still decrypted, so the session stays
+    current, and a mailbox they announce is still taken, so unblocking resumes the conversation."""
+    if usmc.message_type not in (CiphertextMessageType.WHISPER, CiphertextMessageType.PREKEY):
+        return Outcome()
+    message = decode_plaintext(_decrypt(ctx, contact, usmc, trusted_key))
+    if isinstance(message, c.ContactAccepted | c.MailboxRotated):
+        _apply(ctx, contact, message)
+    return Outcome()
 
 
 def _apply_receipts(
