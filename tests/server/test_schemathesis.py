@@ -6,6 +6,7 @@ Skipped when schemathesis (4.32.5) is not installed.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from sotto.server import ServerConfig, create_app  # noqa: E402
 from sotto.server.storage import MemoryStorage  # noqa: E402
 from tests.server.conftest import GENEROUS, FakeClock  # noqa: E402
 
+_data = tempfile.TemporaryDirectory(prefix="sotto-schemathesis-")  # the relay writes its key here
 _app = create_app(
-    ServerConfig(data_dir=Path("/nonexistent"), rate_limits=GENEROUS),
+    ServerConfig(data_dir=Path(_data.name), rate_limits=GENEROUS),
     storage=MemoryStorage(),
     clock=FakeClock(),
 )
@@ -31,7 +33,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
 @pytest.fixture(scope="module", autouse=True)
 def _lifespan() -> Iterator[None]:
-    with TestClient(_app):
+    with _data, TestClient(_app):
         yield
 
 
