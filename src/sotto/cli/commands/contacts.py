@@ -1,4 +1,5 @@
-"""``sotto invite``, ``accept``, ``contacts`` and ``verify``: adding people and checking their keys."""
+"""``sotto invite``, ``accept``, ``contacts``, ``verify``, ``remove``, ``block`` and ``unblock``: adding
+people, checking their keys, and parting with them."""
 
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ def _show_contacts(client: Client) -> None:
             table.add_column(column)
         for contact in people:
             ready = "ready" if client.is_ready(contact) else "waiting for their answer"
+            if contact.blocked:
+                ready = "blocked"
             verified = "verified" if client.is_verified(contact) else "not verified"
             table.add_row(
                 Text(render.clean(contact.name)),
@@ -174,6 +177,68 @@ def verify(
                     code=ExitCode.MISMATCH,
                 )
             render.done(f"the codes match: {shown} is now verified")
+
+    run(place, work())
+
+
+def remove(
+    name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    forget_history: Annotated[
+        bool, typer.Option("--forget-history", help="Also delete your messages with them.")
+    ] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Remove a contact: their session and mailboxes go; your history with them stays unless
+    --forget-history. A new invite from or to them makes them a contact again."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            contact = require_contact(client, name)
+            shown = render.clean(contact.name)
+            if contact.removed and not forget_history:
+                render.info(f"{shown} was removed already")
+                return
+            with render.spinner("Removing their mailboxes from the relay…"):
+                await client.remove_contact(contact, forget_history=forget_history)
+        if forget_history:
+            render.done(f"{shown} removed, with your messages with them")
+        else:
+            render.done(f"{shown} removed; your messages with them are kept")
+            render.dim("  `sotto remove NAME --forget-history` deletes them too.")
+        render.next_step("to talk again, accept a new invite from them, or give them one")
+
+    run(place, work())
+
+
+def block(
+    name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    profile: ProfileOption = None,
+) -> None:
+    """Block a contact: whatever they send is dropped, without receipts, until you unblock them."""
+    _set_blocked(name, True, profile)
+
+
+def unblock(
+    name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    profile: ProfileOption = None,
+) -> None:
+    """Unblock a contact: their messages arrive again (those sent meanwhile stay dropped)."""
+    _set_blocked(name, False, profile)
+
+
+def _set_blocked(name: str, blocked: bool, profile: ProfileOption) -> None:
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            contact = require_contact(client, name)
+            if blocked:
+                await client.block_contact(contact)
+            else:
+                await client.unblock_contact(contact)
+        shown = render.clean(contact.name)
+        render.done(f"{shown} blocked" if blocked else f"{shown} unblocked")
 
     run(place, work())
 

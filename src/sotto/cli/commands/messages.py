@@ -174,7 +174,7 @@ def history(
     async def work() -> None:
         async with opened(place) as client:
             conversation = require_conversation(client, name)
-            names = {c.contact_id: c.name for c in client.contacts()}
+            names = {c.contact_id: c.name for c in client.contacts(include_removed=True)}
             messages = client.history(conversation, limit=limit)
             if not messages:
                 render.dim("no messages yet")
