@@ -53,7 +53,7 @@ fuzz: setup
 	$(PY) -m tests.fuzz.run --runs 1000000
 
 fuzz-smoke: setup
-	$(PY) -m tests.fuzz.run --together --runs 600000 --seconds 45 --seed 1
+	$(PY) -m tests.fuzz.run --together --runs 600000 --seconds 45 --seed 1 --skip-without-atheris
 
 test: lint typecheck layering pytest pytest-compiled fuzz-smoke
 
