@@ -1,5 +1,7 @@
 """The 1:1 session as a state machine: random sends both ways, drops, reordering, duplicates,
-restores of old state and new sessions, with invariants checked after every step.
+restores of old state and new sessions, with invariants checked after every step. Each party's
+state lives in the reference store (sotto.protocol.store), so the bookkeeping exercised is the
+library's own.
 
 Model: every message has an id; a message is "fresh" for its receiver until it decrypts. A
 fresh message must decrypt to its plaintext, unless its sender's ratchet key was pushed out of
@@ -30,6 +32,7 @@ from sotto.protocol.messages import (
     SignalMessage,
 )
 from sotto.protocol.record import SessionRecord
+from sotto.protocol.store import InMemoryProtocolStore
 from tests.protocol.parties import ALICE_NAME, BOB_NAME, NOW_MS, Party
 
 
@@ -54,8 +57,8 @@ class View:
 @dataclass
 class Snapshot:
     record: bytes | None
-    one_time: dict[int, PreKeyRecord]
-    used_last_resort: frozenset[tuple[int, int, bytes]]
+    store: InMemoryProtocolStore
+    """The party's whole reference store as it was (prekeys, the last-resort use set, identities)."""
     view: View
 
 
@@ -147,8 +150,7 @@ class SessionMachine(RuleBasedStateMachine):
         view = self.views[name]
         self.snapshots[name] = Snapshot(
             None if record is None else record.to_bytes(),
-            dict(me.one_time),
-            frozenset(me.used_last_resort),
+            me.store.snapshot(),
             View(set(view.delivered), {k: list(v) for k, v in view.seen.items()}),
         )
         self.sent_since_snapshot[name] = False
@@ -162,13 +164,17 @@ class SessionMachine(RuleBasedStateMachine):
         name = names[0] if first else names[-1]
         snap = self.snapshots[name]
         me, them = self.parties[name], self.parties[self._peer(name)]
+        restored = snap.store.snapshot()
+        # The record comes back through its stored bytes, as a restored backup's would.
         if snap.record is None:
-            me.sessions.pop(them.address, None)
+            restored.sessions.pop(them.address, None)
         else:
-            me.sessions[them.address] = SessionRecord.from_bytes(snap.record)
+            restored.sessions[them.address] = SessionRecord.from_bytes(snap.record)
         # Every prekey ever published comes back: the restored record may need any of them again.
-        me.one_time = dict(self.published[name])
-        me.used_last_resort = set(snap.used_last_resort)
+        restored.pre_keys = dict(self.published[name])
+        # Ids are never handed out twice, so a published id always names one key.
+        restored.next_pre_key_id = me.store.next_pre_key_id
+        me.store = restored
         self.views[name] = View(set(snap.view.delivered), {k: list(v) for k, v in snap.view.seen.items()})
 
     def _deliver(self, sent: Sent) -> None:

@@ -10,8 +10,14 @@ from sotto.errors import (
     MessageTooFarAheadError,
     ReusedBaseKeyError,
 )
+from sotto.protocol import session
 from sotto.protocol.limits import MAX_FORWARD_JUMPS, MAX_MESSAGE_KEYS, MAX_RECEIVER_CHAINS
-from sotto.protocol.messages import CiphertextMessage
+from sotto.protocol.messages import (
+    CiphertextMessage,
+    CiphertextMessageType,
+    PreKeySignalMessage,
+    SignalMessage,
+)
 from sotto.protocol.ratchet.state import SenderChain
 from tests.protocol.parties import Party, established_pair, make_pair
 
@@ -81,10 +87,7 @@ def test_forward_jump_limit(jump: int, accepted: bool) -> None:
 
 def test_self_session_has_no_jump_limit() -> None:
     me, _ = make_pair(21)
-    other_device = Party(me.name, 2, me.rng)
-    other_device.identity = me.identity
-    other_device.signed = me.signed
-    other_device.kyber = me.kyber
+    other_device = Party(me.name, 2, me.rng, identity_key_pair=me.identity)
     me.start_session(other_device)
     assert other_device.decrypt(me, me.encrypt(other_device, b"a")) == b"a"
     assert me.decrypt(other_device, other_device.encrypt(me, b"b")) == b"b"
@@ -125,8 +128,7 @@ def test_replayed_prekey_message_is_a_duplicate() -> None:
     with pytest.raises(DuplicateMessageError):
         bob.decrypt(alice, first)
     # Even after Bob moved on to a newer session, the replay finds (and refuses) the old one.
-    carol_like = Party(alice.name, alice.device_id, alice.rng)
-    carol_like.identity = alice.identity
+    carol_like = Party(alice.name, alice.device_id, alice.rng, identity_key_pair=alice.identity)
     carol_like.start_session(bob)
     assert bob.decrypt(carol_like, carol_like.encrypt(bob, b"new")) == b"new"
     with pytest.raises(DuplicateMessageError):
@@ -143,3 +145,74 @@ def test_reused_last_resort_triple_is_refused() -> None:
     bob.sessions.clear()  # the session is gone, the replay protection is not
     with pytest.raises(ReusedBaseKeyError):
         bob.decrypt(alice, first)
+
+
+def _with_tampered_mac(message: CiphertextMessage) -> CiphertextMessage:
+    """The same PreKey message (same base key, same prekeys) whose inner MAC no longer verifies."""
+    parsed = PreKeySignalMessage.decode(message.body)
+    inner = parsed.message.serialized
+    tampered = SignalMessage.decode(inner[:-1] + bytes((inner[-1] ^ 1,)))
+    rebuilt = PreKeySignalMessage.create(
+        registration_id=parsed.registration_id,
+        pre_key_id=parsed.pre_key_id,
+        signed_pre_key_id=parsed.signed_pre_key_id,
+        kyber_pre_key_id=parsed.kyber_pre_key_id,
+        kyber_ciphertext=parsed.kyber_ciphertext,
+        base_key=parsed.base_key,
+        identity_key=parsed.identity_key,
+        message=tampered,
+    )
+    return CiphertextMessage(message.type, rebuilt.serialized)
+
+
+def test_reused_last_resort_triple_is_checked_only_after_the_message_decrypts() -> None:
+    """As libsignal consults its Kyber store after decrypting: a replay that fails anyway reports
+    that failure, and the reuse error is kept for a replay that would otherwise be accepted."""
+    alice, bob = make_pair(52)
+    alice.start_session(bob, bob.bundle(one_time=False))
+    first = alice.encrypt(bob, b"first")
+    assert bob.decrypt(alice, first) == b"first"
+    bob.sessions.clear()
+    uses = set(bob.used_last_resort)
+    with pytest.raises(DecryptionError):
+        bob.decrypt(alice, _with_tampered_mac(first))
+    with pytest.raises(ReusedBaseKeyError):
+        bob.decrypt(alice, first)
+    assert bob.used_last_resort == uses and bob.sessions == {}
+
+
+def test_failed_last_resort_message_records_no_use() -> None:
+    """Order the other way: a first message that fails leaves the triple unused, so the
+    genuine message with the same base key is still accepted afterwards."""
+    alice, bob = make_pair(53)
+    alice.start_session(bob, bob.bundle(one_time=False))
+    first = alice.encrypt(bob, b"first")
+    with pytest.raises(DecryptionError):
+        bob.decrypt(alice, _with_tampered_mac(first))
+    assert bob.used_last_resort == set() and bob.sessions == {}
+    assert bob.decrypt(alice, first) == b"first"
+    assert len(bob.used_last_resort) == 1
+
+
+def test_pure_decrypt_checks_the_used_set_after_decrypting() -> None:
+    """The same order in sotto.protocol.session itself, without a store."""
+    alice, bob = make_pair(54)
+    alice.start_session(bob, bob.bundle(one_time=False))
+    parsed = PreKeySignalMessage.decode(alice.encrypt(bob, b"first").body)
+    use = (bob.kyber.id, bob.signed.id, parsed.base_key.to_bytes())
+    common = {
+        "our_identity": bob.identity,
+        "our_registration_id": bob.registration_id,
+        "our_address": bob.address,
+        "their_address": alice.address,
+        "signed_pre_key": bob.signed,
+        "kyber_pre_key": bob.kyber,
+        "one_time_pre_key": None,
+        "used_last_resort": {use},
+        "rng": bob.rng,
+    }
+    tampered = _with_tampered_mac(CiphertextMessage(CiphertextMessageType.PREKEY, parsed.serialized))
+    with pytest.raises(DecryptionError):
+        session.decrypt_prekey_message(None, tampered.body, **common)  # type: ignore[arg-type]
+    with pytest.raises(ReusedBaseKeyError):
+        session.decrypt_prekey_message(None, parsed, **common)  # type: ignore[arg-type]

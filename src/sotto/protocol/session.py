@@ -6,8 +6,10 @@ Nothing here stores, trusts or looks anything up. The caller
   (only after success: a failure returns nothing and leaves the input as it was);
 * decides identity trust (TOFU) with the remote identity key these functions expose;
 * looks up our prekey records by the ids a parsed :class:`PreKeySignalMessage` carries, deletes
-  a used one-time prekey and remembers the (Kyber id, signed id, base key) triple of a used
-  last-resort Kyber prekey, as :class:`PreKeyDecryptResult` says.
+  the used one-time EC and Kyber prekeys and remembers the (Kyber id, signed id, base key)
+  triple of a used last-resort Kyber prekey, as :class:`PreKeyDecryptResult` names them.
+
+:mod:`sotto.protocol.store` does all of that in memory, as libsignal's in-memory store does.
 
 The clock (``now_ms``) and the randomness (``rng``) are arguments.
 """
@@ -197,20 +199,42 @@ def decrypt_signal_message(
 
 @dataclass(frozen=True, slots=True, repr=False)
 class PreKeyDecryptResult:
-    """What a PreKey message decryption hands back, and what the caller must do with it."""
+    """What a PreKey message decryption hands back, and what the caller must do with it.
+
+    Every prekey the message consumed is named here, so the caller never has to infer one: on
+    success, store ``record``, delete the one-time EC prekey ``used_one_time_pre_key_id`` and the
+    Kyber prekey ``used_kyber_pre_key_id`` unless it is last-resort, and remember
+    ``last_resort_use`` when it is. All of these are None when the message named a session we
+    already had (nothing was consumed).
+    """
 
     record: SessionRecord
     plaintext: bytes
     used_one_time_pre_key_id: int | None
-    """Delete this one-time prekey (None when none was used or the session already existed)."""
+    """Delete this one-time EC prekey (None when none was used or the session already existed)."""
+    used_kyber_pre_key_id: int | None
+    """The Kyber prekey the handshake used (None when the session already existed)."""
+    used_signed_pre_key_id: int | None
+    """The signed EC prekey the handshake used (kept: it is medium-term, rotated by the caller)."""
     last_resort_use: LastResortUse | None
     """Remember this triple (the Kyber prekey is last-resort) so a replay is refused."""
     their_identity: PublicKey
     """The sender's identity key: check it against the one trusted for the address."""
 
+    @property
+    def kyber_pre_key_last_resort(self) -> bool:
+        """True if the Kyber prekey used is a last-resort one: keep it, remember the triple."""
+        return self.last_resort_use is not None
+
+    @property
+    def one_time_kyber_pre_key_id(self) -> int | None:
+        """The one-time Kyber prekey to delete, if the handshake used one."""
+        return None if self.last_resort_use is not None else self.used_kyber_pre_key_id
+
     def __repr__(self) -> str:
         return (
             f"PreKeyDecryptResult(used_one_time_pre_key_id={self.used_one_time_pre_key_id}, "
+            f"used_kyber_pre_key_id={self.used_kyber_pre_key_id}, "
             f"last_resort_use={self.last_resort_use is not None}, their_identity={self.their_identity!r})"
         )
 
@@ -235,8 +259,10 @@ def decrypt_prekey_message(
     ``pre_key_id`` (None where not found). If the base key belongs to a session we already
     have, that session is promoted and used and the prekeys are not needed; a copy of a message
     already decrypted is then DuplicateMessageError. Otherwise a missing record is
-    MissingPreKeyError, a repeated last-resort triple ReusedBaseKeyError, and any failure of
-    the handshake or the inner message DecryptionError.
+    MissingPreKeyError and any failure of the handshake or the inner message DecryptionError.
+    A last-resort triple found in ``used_last_resort`` is ReusedBaseKeyError, checked only once
+    the message has decrypted (where libsignal consults its store): a message that fails anyway
+    reports its own failure.
     """
     parsed = message if isinstance(message, PreKeySignalMessage) else PreKeySignalMessage.decode(message)
     record = record or SessionRecord()
@@ -247,7 +273,7 @@ def decrypt_prekey_message(
         new_record, plaintext = _decrypt_current(
             record.promote_position(position), parsed, expected_addresses, rng
         )
-        return PreKeyDecryptResult(new_record, plaintext, None, None, parsed.identity_key)
+        return PreKeyDecryptResult(new_record, plaintext, None, None, None, None, parsed.identity_key)
 
     if signed_pre_key is None or signed_pre_key.id != parsed.signed_pre_key_id:
         raise MissingPreKeyError("signed", parsed.signed_pre_key_id)
@@ -257,12 +283,6 @@ def decrypt_prekey_message(
         one_time_pre_key is None or one_time_pre_key.id != parsed.pre_key_id
     ):
         raise MissingPreKeyError("one-time", parsed.pre_key_id)
-    last_resort_use = None
-    if kyber_pre_key.last_resort:
-        last_resort_use = (kyber_pre_key.id, signed_pre_key.id, parsed.base_key.to_bytes())
-        if last_resort_use in used_last_resort:
-            raise ReusedBaseKeyError("this last-resort Kyber prekey was already used with this base key")
-
     secret = pqxdh.respond(
         our_identity=our_identity,
         our_signed_pre_key=signed_pre_key.key_pair,
@@ -292,7 +312,20 @@ def decrypt_prekey_message(
         pending_prekey=None,
     )
     new_record, plaintext = _decrypt_current(record.promote_state(state), parsed, expected_addresses, rng)
-    return PreKeyDecryptResult(new_record, plaintext, parsed.pre_key_id, last_resort_use, parsed.identity_key)
+    last_resort_use = None
+    if kyber_pre_key.last_resort:
+        last_resort_use = (kyber_pre_key.id, signed_pre_key.id, parsed.base_key.to_bytes())
+        if last_resort_use in used_last_resort:
+            raise ReusedBaseKeyError("this last-resort Kyber prekey was already used with this base key")
+    return PreKeyDecryptResult(
+        new_record,
+        plaintext,
+        parsed.pre_key_id,
+        kyber_pre_key.id,
+        signed_pre_key.id,
+        last_resort_use,
+        parsed.identity_key,
+    )
 
 
 def _decrypt_current(

@@ -24,18 +24,15 @@ def decrypt_prekey_message(ctx: Context, address: ProtocolAddress, body: bytes, 
     parsed = PreKeySignalMessage.decode(body)
     if not same_key(parsed.identity_key, expected):
         raise UntrustedIdentityError("PreKey message from another identity key")
-    record = tx.sessions.get(address)
-    new_session = record is None or record.find_base_key(parsed.version, parsed.base_key) is None
-    kyber = tx.prekeys.get_kyber(parsed.kyber_pre_key_id)
     result = session.decrypt_prekey_message(
-        record,
+        tx.sessions.get(address),
         parsed,
         our_identity=ctx.me.identity,
         our_registration_id=ctx.me.account.registration_id,
         our_address=ctx.me.address,
         their_address=address,
         signed_pre_key=tx.prekeys.get_signed(parsed.signed_pre_key_id),
-        kyber_pre_key=kyber,
+        kyber_pre_key=tx.prekeys.get_kyber(parsed.kyber_pre_key_id),
         one_time_pre_key=None if parsed.pre_key_id is None else tx.prekeys.get_one_time(parsed.pre_key_id),
         used_last_resort=tx.prekeys.last_resort_uses(),
         rng=ctx.rng,
@@ -43,8 +40,8 @@ def decrypt_prekey_message(ctx: Context, address: ProtocolAddress, body: bytes, 
     tx.sessions.put(address, result.record)
     if result.used_one_time_pre_key_id is not None:
         tx.prekeys.remove_one_time(result.used_one_time_pre_key_id)
+    if result.one_time_kyber_pre_key_id is not None:
+        tx.prekeys.remove_kyber(result.one_time_kyber_pre_key_id)
     if result.last_resort_use is not None:
         tx.prekeys.record_last_resort_use(result.last_resort_use)
-    elif new_session and kyber is not None and not kyber.last_resort:
-        tx.prekeys.remove_kyber(kyber.id)
     return result.plaintext
