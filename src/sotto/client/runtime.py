@@ -52,7 +52,7 @@ from sotto.client.events import (
 )
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import mailboxes as mailbox_flow
-from sotto.client.flows import receiving, reporting, sending
+from sotto.client.flows import receiving, repair, reporting, sending
 from sotto.client.flows.context import (
     DAY_MS,
     Command,
@@ -392,6 +392,7 @@ class Runtime:
         mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)
         now = self._now()
         me = self._current_me()
+        unsealed: receiving.Unsealed | None = None
         try:
             try:
                 if self.offload_transactions:
@@ -406,6 +407,8 @@ class Runtime:
                     )
             except EnvelopeRejectedError as rejection:
                 outcome = await self._record_rejection(envelope, rejection)
+                if unsealed is not None and outcome.events and rejection.reason == RejectReason.UNDECRYPTABLE:
+                    await self._request_repair(envelope, unsealed)
         except Exception as error:
             # Not the envelope's fault as far as we can tell: leave it unacknowledged so the
             # relay redelivers it, unless it keeps failing.
@@ -418,6 +421,27 @@ class Runtime:
             outcome = await self._record_rejection(envelope, failed)
         self._failures.pop(key, None)
         return outcome
+
+    async def _request_repair(self, envelope: frames.Envelope, unsealed: receiving.Unsealed) -> None:
+        """A 1:1 message that did not decrypt: ask its sender for a new session (rate-limited;
+        see :mod:`sotto.client.flows.repair`). The rejection is already committed; if this
+        fails, the next message that fails asks again."""
+        mailbox_id = MailboxId(envelope.mailbox)
+
+        def ask(tx: Transaction) -> bool:
+            return repair.request_repair(
+                self._ctx(tx),
+                mailbox_id=mailbox_id,
+                envelope_id=envelope.id,
+                sender_name=unsealed.sender_name,
+                sender_identity=unsealed.sender_identity,
+                usmc=unsealed.content,
+            )
+
+        async with self._peers([unsealed.sender_name]):
+            asked = await self._tx(ask)
+        if asked:
+            log.info("asked a contact for a new session")
 
     async def _record_rejection(self, envelope: frames.Envelope, rejection: EnvelopeRejectedError) -> Outcome:
         mailbox_id, envelope_id = MailboxId(envelope.mailbox), MessageId(envelope.id)

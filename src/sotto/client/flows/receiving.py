@@ -29,6 +29,7 @@ from sotto.client.events import (
     RejectReason,
     TypingChanged,
 )
+from sotto.client.flows import repair
 from sotto.client.flows.context import (
     DEVICE_ID,
     Context,
@@ -124,8 +125,13 @@ def receive(ctx: Context, mailbox_id: MailboxId, envelope_id: MessageId, unseale
         return _drop_blocked(ctx, contact, unsealed.content, trusted.identity_key)
     if unsealed.content.message_type is CiphertextMessageType.SENDER_KEY:
         return receive_group_message(ctx, contact, unsealed.content)
+    if unsealed.content.message_type is CiphertextMessageType.PLAINTEXT:
+        return repair.receive_retry_request(ctx, contact, unsealed.content, trusted.identity_key)
     plaintext = _decrypt(ctx, contact, unsealed.content, trusted.identity_key)
-    return _apply(ctx, contact, decode_plaintext(plaintext))
+    outcome = _apply(ctx, contact, decode_plaintext(plaintext))
+    if unsealed.content.message_type is CiphertextMessageType.PREKEY:
+        outcome.events[:0] = repair.repaired_by_peer(ctx, contact)
+    return outcome
 
 
 def _decrypt(
@@ -173,9 +179,11 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
             )
             return Outcome(events=[MessageReceived(contact, MessageId(message_id), text, sent_ms)])
         case c.DeliveryReceipt(ids):
+            repair.confirm_delivered(ctx, contact, ids)
             known = _apply_receipts(ctx, contact, ids, ReceiptKind.DELIVERED)
             return Outcome(events=[DeliveryReceiptReceived(contact, known)] if known else [])
         case c.ReadReceipt(ids):
+            forget_delivered(ctx, contact, ids)
             known = _apply_receipts(ctx, contact, ids, ReceiptKind.READ)
             return Outcome(events=[ReadReceiptReceived(contact, known)] if known else [])
         case c.Typing(started, group_id):
@@ -200,6 +208,11 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
         case c.Cover():
             return Outcome()  # cadence mode's filler: the ratchet moved, nothing else happens
     raise reject(RejectReason.UNEXPECTED, f"{type(message).__name__} in a 1:1 session")
+
+
+def forget_delivered(ctx: Context, contact: Contact, message_ids: tuple[bytes, ...]) -> None:
+    """A receipt from ``contact`` names these texts: they arrived, so the send log lets them go."""
+    ctx.tx.send_log.remove_delivered(contact.contact_id, [MessageId(m) for m in message_ids])
 
 
 def _drop_blocked(

@@ -3,6 +3,10 @@
 The session record advances and the sealed envelope enters the outbox in the same transaction,
 so a retry resends the identical bytes under the same envelope id (the relay and the receiver
 both dedupe it) and never encrypts twice. The outbox entry leaves only when the relay confirms.
+
+What we send a contact (but typing and cover) also goes into the **send log** in that
+transaction (:func:`log_sent`), kept :data:`SEND_LOG_RETENTION_MS` or until a delivery receipt
+names the text, so that a session repair can send it again (:mod:`.repair`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from sotto.client.events import Event, MessageSent
 from sotto.client.flows.context import Context
 from sotto.errors import UntrustedIdentityError
 from sotto.protocol import session
+from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
 from sotto.store.model import (
     Contact,
@@ -34,16 +39,24 @@ from sotto.wire.padding import pad
 HELD_MESSAGES_SCAN = 500
 """How far back to look for texts written before a contact answered our invite."""
 
+SEND_LOG_RETENTION_MS = 86_400_000
+"""A send log entry is kept a day (Signal keeps its message send log a day too)."""
+
 
 def seal_to_contact(ctx: Context, contact: Contact, message: c.Content) -> bytes:
     """Encrypt ``message`` on the contact's session (stored advanced), seal it, pad it."""
+    return seal_encoded(ctx, contact, c.encode(message))
+
+
+def seal_encoded(ctx: Context, contact: Contact, encoded: bytes) -> bytes:
+    """:func:`seal_to_contact` for content already encoded (a send log entry)."""
     tx, me = ctx.tx, ctx.me
     trusted = tx.identities.get(contact.address.name)
     if trusted is None:
         raise UntrustedIdentityError("no trusted identity key for this contact")
     record, ciphertext = session.encrypt(
         tx.sessions.get(contact.address),
-        pad(c.encode(message)),
+        pad(encoded),
         our_address=me.address,
         their_address=contact.address,
         now_ms=ctx.now_ms,
@@ -81,7 +94,52 @@ def send_control(ctx: Context, contact: Contact, message: c.Content) -> bool:
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
     if theirs is None:
         return False
-    enqueue(ctx, theirs, ctx.random_id(), seal_to_contact(ctx, contact, message))
+    envelope_id = ctx.random_id()
+    enqueue(ctx, theirs, envelope_id, seal_to_contact(ctx, contact, message))
+    log_sent(ctx, contact, envelope_id, message)
+    return True
+
+
+def log_sent(ctx: Context, contact: Contact, envelope_id: bytes, message: c.Content) -> None:
+    """Keep ``message``, just queued for ``contact`` in envelope ``envelope_id``, for resending
+    after a session repair. Not typing (stale by then) nor cover (filler)."""
+    if isinstance(message, c.Typing | c.Cover):
+        return
+    tx = ctx.tx
+    tx.send_log.expire(ctx.now_ms - SEND_LOG_RETENTION_MS)
+    tx.send_log.add(
+        contact_id=contact.contact_id,
+        envelope_id=MessageId(bytes(envelope_id)),
+        message_id=MessageId(message.message_id) if isinstance(message, c.Text) else None,
+        content=c.encode(message),
+        sent_ms=ctx.now_ms,
+    )
+
+
+def queue_encoded(ctx: Context, contact: Contact, encoded: bytes) -> bool:
+    """Send already encoded content again, in a new envelope on the current session (a send
+    log entry after a repair; the receiver drops a text it already holds by its message id).
+    False if the contact has no mailbox for us."""
+    theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
+    if theirs is None:
+        return False
+    enqueue(ctx, theirs, ctx.random_id(), seal_encoded(ctx, contact, encoded))
+    return True
+
+
+def queue_plaintext(ctx: Context, contact: Contact, plaintext_content: bytes) -> bool:
+    """Queue a serialized PlaintextContent (a retry receipt) for ``contact``: sealed to their
+    identity key like everything else, but not encrypted on the session, which may be broken.
+    False if the contact has no mailbox for us."""
+    tx, me = ctx.tx, ctx.me
+    theirs = tx.their_mailboxes.get(contact.contact_id)
+    trusted = tx.identities.get(contact.address.name)
+    if theirs is None or trusted is None:
+        return False
+    usmc = UnidentifiedSenderMessageContent.new(
+        CiphertextMessageType.PLAINTEXT, me.certificate, plaintext_content
+    )
+    enqueue(ctx, theirs, ctx.random_id(), pad(seal_v1(me.identity, trusted.identity_key, usmc, ctx.rng)))
     return True
 
 
@@ -107,6 +165,7 @@ def send_text(ctx: Context, contact: Contact, text: str) -> MessageId:
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
     if theirs is not None:
         enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row.row_id)
+        log_sent(ctx, contact, message_id, body)
     return message_id
 
 
@@ -127,6 +186,7 @@ def release_held(ctx: Context, contact: Contact) -> int:
         ):
             body = c.Text(message.message_id, message.sent_ms, message.text)
             enqueue(ctx, theirs, message.message_id, seal_to_contact(ctx, contact, body), row=message.row_id)
+            log_sent(ctx, contact, message.message_id, body)
             count += 1
     return count
 
