@@ -166,7 +166,7 @@ def _fuzz(
     try:
         stats = json.loads(stats_path.read_text())
     except (OSError, ValueError):
-        stats = {"inputs": 0, "slowest_seconds": 0.0, "findings": {}}
+        stats = {"inputs": 0, "slowest_seconds": 0.0, "findings": {}, "started": 0.0}
     done = _DONE.search(result.stderr)  # libFuzzer's own count: "Done 1000000 runs in 212 second(s)"
     inputs = int(done.group(1)) if done else stats["inputs"]
     fuzz_seconds = ended - stats["started"] if stats["started"] else wall
