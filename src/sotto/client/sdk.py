@@ -69,6 +69,8 @@ from sotto.store.model import (
 from sotto.store.sqlite import SqliteStore
 from sotto.wire import b64
 
+MARK_BATCH = 64
+"""Events ``listen()`` hands out before it marks them taken, while more are waiting."""
 STORE_FILE = "sotto.db"
 """The store's file name inside a client's data directory."""
 
@@ -572,7 +574,10 @@ class Client(Runtime):
                 return
             self._handed.append(event)
             yield event
-            self._mark_handed()
+            # Marked in batches while more are waiting (one commit, not one per event); a
+            # crash before the commit reports them again, which "at least once" allows.
+            if self._events.empty() or len(self._handed) >= MARK_BATCH:
+                self._mark_handed()
 
     async def sync(self, timeout: float = 10.0, *, idle: float = 0.3) -> list[Event]:
         """Connect, drain until nothing arrives for ``idle`` seconds and the outbox is empty (or

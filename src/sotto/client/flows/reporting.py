@@ -68,6 +68,11 @@ def _key_of(pending: PendingEvent) -> Key:
     return pending.kind, pending.contact_id, pending.group_id, pending.flag
 
 
+def is_kept(event: Event) -> bool:
+    """Whether ``event`` is one that stays marked until the app has taken it."""
+    return isinstance(event, MessageReceived | GroupMessageReceived) or _key(event) is not None
+
+
 def journal(tx: Transaction, events: Iterable[Event]) -> None:
     """Keep the events other than messages that must reach the app (call in the transaction
     that made the change they report)."""
