@@ -41,6 +41,8 @@ GENEROUS = RateLimits(
     username_lookup_per_name=RateLimit(10_000, 10_000),
     bundle_fetch=RateLimit(10_000, 10_000),
     bundle_fetch_per_account=RateLimit(10_000, 10_000),
+    username_claim=RateLimit(10_000, 10_000),
+    anonymous_failures=RateLimit(10_000, 10_000),
 )
 
 

@@ -10,6 +10,7 @@ from sotto.errors import DecodeError, RelayError
 from sotto.server.auth import UNAUTHORIZED, authenticate_device, parse_token, token_hash
 from sotto.server.context import RelayContext
 from sotto.server.export import export_json
+from sotto.server.ratelimit import RateLimitedError, source_key
 from sotto.server.storage.base import (
     AccountId,
     AccountRecord,
@@ -46,6 +47,18 @@ async def current_device(
 Device = Annotated[DeviceRecord, Depends(current_device)]
 
 
+def refuse_failing_source(ctx: RelayContext, source: bytes, now: float) -> None:
+    """429 before any lookup for a source whose refused anonymous credentials used up its budget."""
+    failures = ctx.limits.anonymous_failures
+    if not failures.peek(source, now):
+        raise RateLimitedError(failures.retry_after(source, now))
+
+
+def note_failure(ctx: RelayContext, source: bytes, now: float) -> None:
+    """Count one refused anonymous credential against ``source``."""
+    ctx.limits.anonymous_failures.allow(source, now)
+
+
 COMMON_ERRORS = (400, 413, 422, 503)
 """Any call can meet these: malformed JSON, a body over the limit, invalid fields, storage down."""
 
@@ -62,9 +75,9 @@ router = APIRouter(tags=["accounts"])
 
 
 @router.post("/v1/accounts", status_code=201, responses=_errors(413, 422, 429, 503))
-async def create_account(body: api.CreateAccount, ctx: Ctx) -> api.AccountCreated:
+async def create_account(body: api.CreateAccount, request: Request, ctx: Ctx) -> api.AccountCreated:
     """Register an account (no phone number): identity key, registration id, first device's secret."""
-    ctx.limits.account_creation.check("", ctx.now())
+    ctx.limits.account_creation.check(source_key(request.scope), ctx.now())
     today = ctx.today()
     for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
         account_id = AccountId(ctx.rng(ID_LENGTH))
@@ -91,9 +104,13 @@ async def get_me(device: Device, ctx: Ctx) -> api.AccountInfo:
     )
 
 
-@router.put("/v1/accounts/me/username", status_code=204, responses=_errors(401, 409, 422))
-async def set_username(body: api.SetUsername, device: Device, ctx: Ctx) -> Response:
-    """Claim a username; the relay keeps only its keyed hash."""
+@router.put("/v1/accounts/me/username", status_code=204, responses=_errors(401, 409, 422, 429))
+async def set_username(body: api.SetUsername, request: Request, device: Device, ctx: Ctx) -> Response:
+    """Claim a username; the relay keeps only its keyed hash. Rate-limited per account and per
+    source, as lookups are: a 409 says the name is taken."""
+    now = ctx.now()
+    ctx.limits.username_claim.check(device.account_id, now)
+    ctx.limits.username_claim_per_source.check(source_key(request.scope), now)
     outcome = await ctx.storage.set_username(device.account_id, ctx.server_key.username_hash(body.username))
     if outcome is UsernameOutcome.TAKEN:
         raise RelayError(409, "username_taken", "that username is taken")
@@ -107,16 +124,16 @@ async def clear_username(device: Device, ctx: Ctx) -> Response:
 
 
 @router.get("/v1/usernames/{username}", tags=["usernames"], responses=_errors(404, 429))
-async def find_username(username: str, ctx: Ctx) -> api.AccountRef:
-    """Look a username up (rate-limited in total and per name)."""
-    now = ctx.now()
-    ctx.limits.username_lookup.check("", now)
+async def find_username(username: str, request: Request, ctx: Ctx) -> api.AccountRef:
+    """Look a username up (rate-limited per source, and per name for each source)."""
+    now, source = ctx.now(), source_key(request.scope)
+    ctx.limits.username_lookup.check(source, now)
     try:
         name = api.SetUsername(username=username).username
     except ValueError:
         raise RelayError(404, "not_found", "no such username") from None
     name_hash = ctx.server_key.username_hash(name)
-    ctx.limits.username_lookup_per_name.check(name_hash, now)
+    ctx.limits.username_lookup_per_name.check((source, name_hash), now)
     account_id = await ctx.storage.find_username(name_hash)
     if account_id is None:
         raise RelayError(404, "not_found", "no such username")
@@ -167,24 +184,30 @@ async def delete_access_token(
 @router.get("/v1/accounts/{account_id}/bundle", tags=["prekeys"], responses=_errors(401, 429))
 async def fetch_bundle(
     account_id: Annotated[str, Path(json_schema_extra=ID_PATTERN)],
+    request: Request,
     ctx: Ctx,
     sotto_access_token: Annotated[
         str | None, Header(description="The access token, base64url", json_schema_extra=TOKEN_PATTERN)
     ] = None,
 ) -> api.Bundle:
     """One prekey set per device, consuming one-time keys; a missing account and a wrong token are one 401."""
+    source, now = source_key(request.scope), ctx.now()
+    refuse_failing_source(ctx, source, now)
     token = parse_token(sotto_access_token)
     try:
         target = AccountId(b64.decode(account_id, length=ID_LENGTH))
     except DecodeError:
         target = None
     if token is None or target is None:
+        note_failure(ctx, source, now)
         raise UNAUTHORIZED
-    digest, now, today = token_hash(token), ctx.now(), ctx.today()
-    ctx.limits.bundle_fetch.check((target, digest), now)
+    digest, today = token_hash(token), ctx.today()
     if not await ctx.storage.has_access(target, digest, today):
+        note_failure(ctx, source, now)
         raise UNAUTHORIZED
-    # Only fetches with a valid token count against the account, so strangers cannot starve it.
+    # Only fetches with a valid token make buckets, so strangers can neither starve an account
+    # nor churn the table (and a full table never forgets a bucket that still holds a debt).
+    ctx.limits.bundle_fetch.check((target, digest), now)
     ctx.limits.bundle_fetch_per_account.check(target, now)
     bundle = await ctx.storage.take_bundle(target, digest, today)
     if bundle is None:

@@ -19,23 +19,33 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class RateLimits:
-    """In-memory limits (never persisted), keyed by what is asked for, never by who asks.
+    """In-memory limits (never persisted), keyed by what is asked for and by who asks.
 
-    The relay does not read client addresses, so anonymous calls share one bucket per target.
+    "Per source" means per client network (an IPv4 address, an IPv6 /64), read from the socket
+    and held only as a keyed hash in memory (``ratelimit.source_key``): one source flooding an
+    anonymous call uses up its own budget, never another's.
     """
 
-    account_creation: RateLimit = RateLimit(burst=200, per_second=10)
-    """All account creations together."""
-    mailbox_creation: RateLimit = RateLimit(burst=2_000, per_second=100)
-    """All anonymous mailbox creations together."""
-    username_lookup: RateLimit = RateLimit(burst=100, per_second=5)
-    """All username lookups together: slows enumeration of the name space."""
+    account_creation: RateLimit = RateLimit(burst=30, per_second=1 / 20)
+    """Account creations per source."""
+    mailbox_creation: RateLimit = RateLimit(burst=300, per_second=3)
+    """Anonymous mailbox creations per source."""
+    username_lookup: RateLimit = RateLimit(burst=30, per_second=1 / 2)
+    """Username lookups per source: slows enumeration of the name space."""
     username_lookup_per_name: RateLimit = RateLimit(burst=10, per_second=1 / 60)
-    """Lookups of one name."""
+    """Lookups of one name by one source."""
+    username_claim: RateLimit = RateLimit(burst=10, per_second=1 / 30)
+    """Username claims (``PUT /v1/accounts/me/username``) per account and, apart, per source:
+    a refused claim says the name is taken, so claims are probes like lookups."""
     bundle_fetch: RateLimit = RateLimit(burst=6, per_second=1 / 600)
-    """Prekey bundle fetches per (target account, access token), as Signal-Server's PRE_KEYS."""
+    """Prekey bundle fetches per (target account, access token), as Signal-Server's PRE_KEYS;
+    counted only for tokens the account holds, so strangers cannot fill the table."""
     bundle_fetch_per_account: RateLimit = RateLimit(burst=60, per_second=1 / 60)
     """All fetches of one account's bundle, whatever the token: bounds prekey depletion."""
+    anonymous_failures: RateLimit = RateLimit(burst=200, per_second=20)
+    """Refused anonymous credentials (a wrong access or delivery token, a wrong mailbox
+    signature) per source; once used up, that source's anonymous calls get 429 before any
+    storage lookup."""
     ws_frames: RateLimit = RateLimit(burst=4_000, per_second=2_000)
     """Frames per WebSocket connection; beyond it the connection is closed with 4429."""
 
@@ -57,6 +67,23 @@ class ServerConfig:
     ws_max_inflight_sends: int = 256
     """Sends on one connection awaiting their commit before the server stops reading more."""
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    max_connections: int | None = None
+    """Open connections (HTTP and WebSocket together) beyond which a new one is closed at once.
+    None: derived at start from the process's file descriptor limit, leaving room for the
+    listen backlog and the relay's own files, so descriptors never run out."""
+    header_timeout_seconds: float = 10.0
+    """A connection must send a request's complete headers within this long of connecting (or
+    of its previous answer), or it is closed: slow-header clients hold nothing for long."""
+    body_timeout_seconds: float = 30.0
+    """A request body must arrive whole within this long of its headers (408 otherwise)."""
+    keep_alive_seconds: float = 10.0
+    """An idle HTTP keep-alive connection is closed after this long."""
+    write_stall_seconds: float = 30.0
+    """A connection whose send buffer stays full this long (a client that does not read) is
+    closed, so what it pinned is freed."""
+    poll_reply_max_bytes: int = 1024 * 1024
+    """Payload bytes one cadence-mode poll answer holds at most (at least one envelope);
+    ``more`` says the rest waits for the next poll."""
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS
     """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
     server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""

@@ -22,16 +22,22 @@ class Limiters:
     username_lookup_per_name: RateLimiter
     bundle_fetch: RateLimiter
     bundle_fetch_per_account: RateLimiter
+    username_claim: RateLimiter
+    username_claim_per_source: RateLimiter
+    anonymous_failures: RateLimiter
 
     @classmethod
     def from_config(cls, limits: RateLimits) -> Limiters:
         return cls(
-            account_creation=RateLimiter(limits.account_creation, max_keys=1),
-            mailbox_creation=RateLimiter(limits.mailbox_creation, max_keys=1),
-            username_lookup=RateLimiter(limits.username_lookup, max_keys=1),
+            account_creation=RateLimiter(limits.account_creation),
+            mailbox_creation=RateLimiter(limits.mailbox_creation),
+            username_lookup=RateLimiter(limits.username_lookup),
             username_lookup_per_name=RateLimiter(limits.username_lookup_per_name),
             bundle_fetch=RateLimiter(limits.bundle_fetch),
             bundle_fetch_per_account=RateLimiter(limits.bundle_fetch_per_account),
+            username_claim=RateLimiter(limits.username_claim),
+            username_claim_per_source=RateLimiter(limits.username_claim),
+            anonymous_failures=RateLimiter(limits.anonymous_failures),
         )
 
 

@@ -11,12 +11,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request, Response
 
 from sotto.errors import DecodeError, RelayError
-from sotto.server.accounts import ID_PATTERN, Ctx, _errors
+from sotto.server.accounts import ID_PATTERN, Ctx, _errors, note_failure, refuse_failing_source
 from sotto.server.auth import MAILBOX_NOT_FOUND, mailbox_request_ok, parse_token, token_hash
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
 from sotto.server.export import export_json
-from sotto.server.storage.base import CreateOutcome, MailboxId, MailboxRecord, MessageId, PutOutcome
+from sotto.server.ratelimit import source_key
+from sotto.server.storage.base import (
+    CreateOutcome,
+    EnvelopeRecord,
+    MailboxId,
+    MailboxRecord,
+    MessageId,
+    PutOutcome,
+)
 from sotto.wire import api, b64
 from sotto.wire.limits import ID_LENGTH
 
@@ -37,12 +45,20 @@ def _mailbox_id(text: str) -> MailboxId:
 
 
 async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: str | None) -> MailboxId:
-    """The mailbox id if ``header`` proves ownership of it; the one 404 otherwise."""
-    mid = _mailbox_id(mailbox_id)
-    mailbox = (await ctx.storage.get_mailboxes([mid])).get(mid)
-    method, path = request.method, request.url.path
-    if not mailbox_request_ok(mailbox, header, method, path, now=ctx.now(), today=ctx.today()):
-        raise MAILBOX_NOT_FOUND
+    """The mailbox id if ``header`` proves ownership of it; the one 404 otherwise (and 429 for
+    a source whose refused signatures used up its budget)."""
+    source, now = source_key(request.scope), ctx.now()
+    refuse_failing_source(ctx, source, now)
+    try:
+        mid = _mailbox_id(mailbox_id)
+        mailbox = (await ctx.storage.get_mailboxes([mid])).get(mid)
+        method, path = request.method, request.url.path
+        if not mailbox_request_ok(mailbox, header, method, path, now=now, today=ctx.today()):
+            raise MAILBOX_NOT_FOUND
+    except RelayError as refused:
+        if refused.status in (401, 404):
+            note_failure(ctx, source, now)
+        raise
     return mid
 
 
@@ -56,9 +72,9 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
         **_errors(409, 429),
     },
 )
-async def create_mailbox(body: api.CreateMailbox, ctx: Ctx) -> Response:
+async def create_mailbox(body: api.CreateMailbox, request: Request, ctx: Ctx) -> Response:
     """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409."""
-    ctx.limits.mailbox_creation.check("", ctx.now())
+    ctx.limits.mailbox_creation.check(source_key(request.scope), ctx.now())
     today = ctx.today()
     record = MailboxRecord(
         MailboxId(body.mailbox_id),
@@ -75,7 +91,7 @@ async def create_mailbox(body: api.CreateMailbox, ctx: Ctx) -> Response:
     return Response(status_code=201 if outcome is CreateOutcome.CREATED else 200)
 
 
-@router.delete("/v1/mailboxes/{mailbox_id}", status_code=204, responses=_errors(404))
+@router.delete("/v1/mailboxes/{mailbox_id}", status_code=204, responses=_errors(404, 429))
 async def delete_mailbox(
     mailbox_id: MailboxIdText, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
 ) -> Response:
@@ -85,7 +101,7 @@ async def delete_mailbox(
     return Response(status_code=204)
 
 
-@router.get("/v1/mailboxes/{mailbox_id}/export", tags=["export"], responses=_errors(404))
+@router.get("/v1/mailboxes/{mailbox_id}/export", tags=["export"], responses=_errors(404, 429))
 async def export_mailbox(
     mailbox_id: MailboxIdText, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
 ) -> dict[str, Any]:
@@ -94,10 +110,13 @@ async def export_mailbox(
     return export_json(await ctx.storage.export_mailbox(mid), "mailbox")
 
 
-@router.post("/v1/mailboxes/{mailbox_id}/messages", status_code=202, responses=_errors(404, 413, 422, 503))
+@router.post(
+    "/v1/mailboxes/{mailbox_id}/messages", status_code=202, responses=_errors(404, 413, 422, 429, 503)
+)
 async def send_message(
     mailbox_id: MailboxIdText,
     body: api.SendMessage,
+    request: Request,
     ctx: Ctx,
     sotto_delivery_token: Annotated[
         str | None, Header(description="The mailbox's delivery token, base64url")
@@ -106,17 +125,24 @@ async def send_message(
     """Store an envelope; answered after the commit. A repeated message id is ``duplicate: true``."""
     if not body.payload_is_bucket():
         raise RelayError(422, "payload_not_bucket", "payload length must be a padding bucket")
-    mid = _mailbox_id(mailbox_id)
+    source, now = source_key(request.scope), ctx.now()
+    refuse_failing_source(ctx, source, now)
     token = parse_token(sotto_delivery_token)
+    try:
+        mid = _mailbox_id(mailbox_id)
+    except RelayError:
+        token = None
     if token is None:
+        note_failure(ctx, source, now)
         raise MAILBOX_NOT_FOUND
     outcome = await deliver(ctx, mid, token, body.message_id, body.payload)
     if outcome is PutOutcome.NOT_FOUND:
+        note_failure(ctx, source, now)
         raise MAILBOX_NOT_FOUND
     return api.SendResult(duplicate=outcome is PutOutcome.DUPLICATE)
 
 
-@router.post("/v1/mailboxes/{mailbox_id}/poll", tags=["cadence"], responses=_errors(404, 413, 422, 503))
+@router.post("/v1/mailboxes/{mailbox_id}/poll", tags=["cadence"], responses=_errors(404, 413, 422, 429, 503))
 async def poll_mailbox(
     mailbox_id: MailboxIdText,
     body: api.Poll,
@@ -136,11 +162,22 @@ async def poll_mailbox(
     # One more than asked for says whether there is more, without a count query.
     envelopes = await ctx.storage.pending(mid, body.limit + 1)
     ctx.stats.count("polls")
-    handed = envelopes[: body.limit]
+    handed = _within(envelopes[: body.limit], ctx.config.poll_reply_max_bytes)
     ctx.stats.count("envelopes_polled", len(handed))
     return api.PollResult(
         envelopes=[
             api.PolledEnvelope(id=e.message_id, day=e.received_day, payload=e.payload) for e in handed
         ],
-        more=len(envelopes) > body.limit,
+        more=len(envelopes) > len(handed),
     )
+
+
+def _within(envelopes: list[EnvelopeRecord], max_bytes: int) -> list[EnvelopeRecord]:
+    """The first envelopes whose payloads fit in ``max_bytes`` (always at least one), so one
+    answer, and what a client that never reads it pins, stays bounded."""
+    total = 0
+    for count, envelope in enumerate(envelopes):
+        total += len(envelope.payload)
+        if total > max_bytes and count:
+            return envelopes[:count]
+    return envelopes

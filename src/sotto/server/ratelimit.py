@@ -1,18 +1,54 @@
-"""Token buckets in memory, keyed by what is asked for; nothing here is ever written to disk.
+"""Token buckets in memory, keyed by what is asked for and by who asks; nothing here is ever
+written to disk or to a log.
 
-Pure bookkeeping: the caller passes the time. The number of keys is bounded (least recently
-used keys are forgotten, which only ever makes the limit more lenient), so a flood of distinct
-keys cannot grow memory without limit.
+Pure bookkeeping: the caller passes the time. The number of keys is bounded, and forgetting a
+key never helps whoever floods the table: only a bucket that has refilled (which holds nothing
+a new one would not) is ever dropped. When every bucket in a full table still holds a debt, a
+key the table does not know shares one strict overflow bucket until room comes back, so a flood
+of fresh keys buys a flood of nothing.
+
+Client addresses (:func:`source_key`) are keys here and nowhere else: they are reduced to the
+network a client controls (an IPv4 address, an IPv6 /64), passed through a keyed hash whose key
+lives only in this process, and used only as dictionary keys.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
+import os
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 from sotto.errors import RelayError
 from sotto.server.config import RateLimit
+
+_SOURCE_KEY = os.urandom(16)
+"""Keys the hash of client networks; made at import, never stored, so a restart forgets them."""
+
+
+def source_key(scope: Mapping[str, Any]) -> bytes:
+    """The in-memory key of the network an ASGI request came from (see the module's note).
+
+    Addresses are read from the socket only (proxy headers are not trusted). An IPv4 address is
+    its own network, an IPv6 client is its /64 (one host gets a whole /64), an IPv4-mapped IPv6
+    address counts as the IPv4 one. A transport without an address (a test client, a Unix
+    socket) is one source."""
+    client = scope.get("client")
+    host = client[0] if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        network = str(host).encode()
+    else:
+        if isinstance(address, ipaddress.IPv6Address):
+            mapped = address.ipv4_mapped
+            network = mapped.packed if mapped is not None else address.packed[:8]
+        else:
+            network = address.packed
+    return hashlib.blake2b(network, digest_size=12, key=_SOURCE_KEY).digest()
 
 
 class RateLimiter:
@@ -20,23 +56,51 @@ class RateLimiter:
         self.limit = limit
         self._max_keys = max_keys
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._overflow = TokenBucket(limit, 0.0)  # full; shared by keys the table has no room for
+
+    def _refilled(self, tokens: float, updated: float, now: float) -> float:
+        return min(self.limit.burst, tokens + max(0.0, now - updated) * self.limit.per_second)
+
+    def _make_room(self, now: float) -> bool:
+        """Drop the least recently used bucket if it has refilled; whether there is room."""
+        if len(self._buckets) < self._max_keys:
+            return True
+        oldest = next(iter(self._buckets))
+        tokens, updated = self._buckets[oldest]
+        if self._refilled(tokens, updated, now) < self.limit.burst:
+            return False
+        del self._buckets[oldest]
+        return True
 
     def allow(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens from ``key``'s bucket if it has them."""
-        tokens, updated = self._buckets.pop(key, (self.limit.burst, now))
-        tokens = min(self.limit.burst, tokens + max(0.0, now - updated) * self.limit.per_second)
+        held = self._buckets.pop(key, None)
+        if held is None:
+            if not self._make_room(now):
+                return self._overflow.allow(now, cost)
+            held = (self.limit.burst, now)
+        tokens = self._refilled(*held, now)
         allowed = tokens >= cost
         if allowed:
             tokens -= cost
         self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
         return allowed
 
     def peek(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
         """Whether :meth:`allow` would pass, without taking anything."""
-        tokens, updated = self._buckets.get(key, (self.limit.burst, now))
-        return min(self.limit.burst, tokens + max(0.0, now - updated) * self.limit.per_second) >= cost
+        return self._tokens(key, now) >= cost
+
+    def _tokens(self, key: Hashable, now: float) -> float:
+        held = self._buckets.get(key)
+        if held is not None:
+            return self._refilled(*held, now)
+        if len(self._buckets) < self._max_keys:
+            return self.limit.burst
+        oldest = self._buckets[next(iter(self._buckets))]
+        if self._refilled(*oldest, now) >= self.limit.burst:
+            return self.limit.burst
+        overflow = self._overflow
+        return self._refilled(overflow.tokens, overflow.updated, now)
 
     def check(self, key: Hashable, now: float, cost: float = 1.0) -> None:
         """:meth:`allow`, raising :class:`RateLimitedError` when refused."""
@@ -45,8 +109,7 @@ class RateLimiter:
 
     def retry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int:
         """Whole seconds until ``cost`` tokens will be there (for a Retry-After header)."""
-        tokens, updated = self._buckets.get(key, (self.limit.burst, now))
-        tokens = min(self.limit.burst, tokens + max(0.0, now - updated) * self.limit.per_second)
+        tokens = self._tokens(key, now)
         if tokens >= cost or self.limit.per_second <= 0:
             return 0 if tokens >= cost else 3_600
         return max(1, math.ceil((cost - tokens) / self.limit.per_second))
