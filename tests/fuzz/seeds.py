@@ -1,14 +1,16 @@
 """Build the committed seed corpus: real, valid encodings for every target, plus a few edge cases.
 
-``python -m tests.fuzz.seeds`` (re)writes ``tests/fuzz/corpus/<target>/seed-*``, leaving every
-other file there, such as the ``regression-*`` inputs of bugs the fuzzer found, alone. Most
-seeds come out the same each time (seeded randomness); the 1:1 session's do not (Kyber
-encapsulation draws its own randomness), so the session seeds are rewritten together.
+``python -m tests.fuzz.seeds`` writes the missing ``tests/fuzz/corpus/<target>/seed-*`` files
+(``--rewrite``: all of them), leaving every other file there, such as the ``regression-*``
+inputs of bugs the fuzzer found, alone. Most seeds come out the same each time (seeded
+randomness); the 1:1 session's do not (Kyber encapsulation draws its own randomness), so a
+session record and the messages it decrypts must be rewritten together (``--rewrite``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from sotto.protocol.sealed_sender import (
     seal_v2,
 )
 from sotto.store import codec
+from sotto.store.cipher import StoreCipher
 from sotto.wire import auth, b64, frames, padding
 from tests.fuzz import targets
 from tests.protocol.parties import make_pair
@@ -152,11 +155,16 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     )
     yield "api_body", "valid-set-username", _api("SetUsername", {"username": "alice_1"})
     yield "device_auth_header", "valid", auth.encode_device_auth(ids[0], 1, bytes(32)).encode("latin-1")
-    yield "mailbox_auth_header", "valid", auth.encode_mailbox_auth(1_750_000_000, bytes(64)).encode("latin-1")
+    # Written out rather than encoded: both header formats, seconds and milliseconds with a nonce.
+    yield "mailbox_auth_header", "valid-seconds", f"1750000000.{e(bytes(64))}".encode()
+    yield "mailbox_auth_header", "valid-ms-nonce", f"1750000000000.{e(bytes(16))}.{e(bytes(64))}".encode()
     yield "token_header", "valid", e(bytes(range(32))).encode()
     yield "envelope_padding", "valid", bytes((0,)) + b"hello\x80"
     yield "envelope_padding", "valid-full", padding.pad(b"x" * 300)
     yield "store_row", "valid", bytes((5,)) + codec.pack([None, True, 7, "text", b"bytes"])
+    store = StoreCipher(targets.STORE_KEY, seeded_rng(13))
+    yield "store_sealed_value", "valid", store.seal("contacts", "row", b"key", codec.pack(["Alice", 7]))
+    yield "store_sealed_value", "other-row", store.seal("contacts", "row", b"other", codec.pack(["Bob", 1]))
 
     # Client: content of every kind, invite links, safety-number codes.
     mailbox = c.MailboxAddress("https://relay.example:8787", ids[0], bytes(32))
@@ -182,21 +190,24 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     assert ours.version == SCANNABLE_VERSION
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    rewrite = "--rewrite" in (sys.argv[1:] if argv is None else argv)
     written: dict[str, int] = {}
     for target, name, data in build():
         assert target in targets.TARGETS, target
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"seed-{name}").write_bytes(data)
-        written[target] = written.get(target, 0) + 1
+        path = folder / f"seed-{name}"
+        if rewrite or not path.exists():
+            path.write_bytes(data)
+            written[target] = written.get(target, 0) + 1
     for target in targets.TARGETS:
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
         edge = {"empty": b"", "zero": b"\x00", "ff": b"\xff" * 64}
         for name, data in edge.items():
             (folder / f"seed-edge-{name}").write_bytes(data)
-        print(f"{target:34} {written.get(target, 0)} valid seeds")
+        print(f"{target:34} {written.get(target, 0)} seeds written")
 
 
 if __name__ == "__main__":

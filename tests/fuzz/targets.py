@@ -61,6 +61,7 @@ from sotto.protocol.sealed_sender import (
 )
 from sotto.server.auth import parse_token
 from sotto.store import codec
+from sotto.store.cipher import StoreCipher
 from sotto.wire import api, auth, frames, padding
 from tests.protocol.sealed_sender.helpers import NOW_MS, World
 
@@ -221,6 +222,16 @@ def _store_row(data: bytes) -> object:
     if not data:
         return None
     return codec.unpack(data[1:], data[0] % 16)
+
+
+STORE_KEY = bytes(range(32))
+_STORE_CIPHER = StoreCipher(STORE_KEY, seeded_rng(12))
+
+
+@_target("store_sealed_value", (StoreCorruptedError,))
+def _store_sealed_value(data: bytes) -> object:
+    """StoreCipher.open: a sealed column value read from the store's file, then its row decoded."""
+    return codec.unpack(_STORE_CIPHER.open("contacts", "row", b"key", data), 2)
 
 
 # ------------------------------------------------------------------------ decryption of outside bytes
