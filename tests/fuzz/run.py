@@ -38,7 +38,8 @@ SLOW_SECONDS = 1.0
 _STATS_ENV = "SOTTO_FUZZ_STATS"
 ALL = "all"
 """The pseudo-target that fuzzes every target in one process, its first byte picking the target."""
-_MAX_LEN = 8192
+MAX_LEN = 8192
+"""libFuzzer's input size limit by default: larger inputs cost more per run than they find."""
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
 
@@ -130,8 +131,8 @@ def _all_seeds(names: list[str]) -> Path:
     return folder
 
 
-def _fuzz(
-    name: str, runs: int | None, seconds: float | None, seed: int | None, seeds: Path
+def _fuzz(  # noqa: PLR0917
+    name: str, runs: int | None, seconds: float | None, seed: int | None, seeds: Path, max_len: int
 ) -> tuple[str, bool]:
     """Run one target in a child process; return its report line and whether it is clean."""
     corpus = WORK / "corpus" / name
@@ -139,7 +140,7 @@ def _fuzz(
     stats_path = WORK / f"{name}.stats.json"
     stats_path.unlink(missing_ok=True)
     args = [
-        f"-max_len={_MAX_LEN}",
+        f"-max_len={max_len}",
         "-timeout=10",
         "-rss_limit_mb=2048",
         "-print_final_stats=0",
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--runs", type=int, help="inputs per target (libFuzzer -runs)")
     parser.add_argument("--seconds", type=float, help="time limit per target (libFuzzer -max_total_time)")
+    parser.add_argument("--max-len", type=int, default=MAX_LEN, help=f"largest input (default {MAX_LEN})")
     parser.add_argument("--seed", type=int, help="libFuzzer's -seed, for a repeatable run (default: random)")
     parser.add_argument("--list", action="store_true", help="list the targets and what each fuzzes")
     parser.add_argument(
@@ -234,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.together:
         if names != list(TARGETS):
             parser.error("--together fuzzes every target")
-        line, clean = _fuzz(ALL, args.runs, args.seconds, args.seed, _all_seeds(names))
+        line, clean = _fuzz(ALL, args.runs, args.seconds, args.seed, _all_seeds(names), args.max_len)
         print(line, flush=True)
     for name in [] if args.together else names:
-        line, ok = _fuzz(name, args.runs, args.seconds, args.seed, SEEDS / name)
+        line, ok = _fuzz(name, args.runs, args.seconds, args.seed, SEEDS / name, args.max_len)
         clean &= ok
         print(line, flush=True)
     print(f"{len(names)} targets in {time.monotonic() - started:.1f} s: {'clean' if clean else 'FINDINGS'}")
