@@ -7,8 +7,14 @@ from pathlib import Path
 import pytest
 
 from sotto.client import events as ev
+from sotto.client.flows import contacts as contact_flow
+from sotto.client.flows import groups, sending
+from sotto.client.flows.context import DeleteMailbox
 from sotto.client.sdk import Client
 from sotto.errors import ClientError, UnknownContactError
+from sotto.store.interfaces import Transaction
+from sotto.store.model import Conversation
+from tests.client.peers import connect, people
 from tests.client.test_end_to_end import befriend, collect, new_client, run, texts
 
 
@@ -135,3 +141,58 @@ def test_a_blocked_contact_is_dropped_without_receipts_until_unblocked(
             await collect([alice, bob], lambda s: "sorry" in texts(s[bob]))
 
     run(main)
+
+
+def test_removal_clears_what_was_queued_or_owed_and_keeps_or_forgets_the_history() -> None:
+    """The flow alone (in-memory stores, the dict relay): what removal deletes and keeps."""
+    _, (alice, bob, carol) = people("Alice", "Bob", "Carol")
+    bob_at_alice, _ = connect(alice, bob)
+    carol_at_alice, _ = connect(alice, carol)
+    alice.act(lambda ctx: groups.create_group(ctx, "G", [bob_at_alice, carol_at_alice]))
+    alice.flush()
+    bob.drain()
+    alice_at_bob = bob.contact("Alice")
+    bob.act(lambda ctx: sending.send_text(ctx, alice_at_bob, "hi"))
+    bob.flush()
+    alice.drain()  # Alice owes Bob a delivery receipt now
+    alice.act(lambda ctx: sending.send_text(ctx, bob_at_alice, "queued"))  # not flushed
+    assert alice.read(lambda tx: len(tx.outbox.all())) > 0
+    mailboxes_before = alice.read(lambda tx: tx.mailboxes.for_contact(bob_at_alice.contact_id))
+
+    outcome = alice.act(lambda ctx: contact_flow.remove_contact(ctx, bob_at_alice))
+    assert sorted(c.mailbox_id for c in outcome.commands if isinstance(c, DeleteMailbox)) == sorted(
+        m.mailbox_id for m in mailboxes_before
+    )
+
+    def state(tx: Transaction) -> dict[str, object]:
+        theirs = tx.contacts.get(bob_at_alice.contact_id)
+        return {
+            "removed": theirs is not None and theirs.removed,
+            "mailboxes": tx.mailboxes.for_contact(bob_at_alice.contact_id),
+            "theirs": tx.their_mailboxes.get(bob_at_alice.contact_id),
+            "session": tx.sessions.devices(bob_at_alice.address.name),
+            "identity": tx.identities.get(bob_at_alice.address.name),
+            "owed": [r for r in tx.messages.pending_receipts() if r.contact_id == bob_at_alice.contact_id],
+            "outbox": [i for i in tx.outbox.all() if i.message_row is not None],
+            "groups": tx.groups.groups_of(bob_at_alice.contact_id),
+            "history": [
+                m.text for m in tx.messages.conversation(Conversation.direct(bob_at_alice.contact_id))
+            ],
+            "carol": tx.groups.groups_of(carol_at_alice.contact_id) != [],
+        }
+
+    assert alice.read(state) == {
+        "removed": True,
+        "mailboxes": [],
+        "theirs": None,
+        "session": [],
+        "identity": None,
+        "owed": [],
+        "outbox": [],
+        "groups": [],
+        "history": ["hi", "queued"],
+        "carol": True,
+    }
+    alice.act(lambda ctx: contact_flow.remove_contact(ctx, bob_at_alice, forget_history=True))
+    assert alice.read(lambda tx: tx.contacts.get(bob_at_alice.contact_id)) is None
+    assert alice.read(lambda tx: tx.messages.conversation(Conversation.direct(bob_at_alice.contact_id))) == []
