@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sotto.client import events as ev
+from sotto.client.flows import groups, reporting
 from sotto.client.sdk import Client
+from tests.client.peers import connect, people
 from tests.client.test_end_to_end import PASSPHRASE, befriend, collect, new_client, run
 
 
@@ -128,3 +130,31 @@ def test_listen_marks_an_event_taken_when_the_next_is_asked_for_or_the_client_cl
                 assert received(await bob.sync(timeout=2, idle=0.1)) == []
 
     run(main)
+
+
+def test_every_kept_kind_is_rebuilt_from_the_store_and_cleared_once_taken() -> None:
+    """The flow alone, on the in-memory store: journal, rebuild, take."""
+    _, (alice, bob) = people("Alice", "Bob")
+    bob_at_alice, _ = connect(alice, bob)
+    group = alice.act(lambda ctx: groups.create_group(ctx, "G", [bob_at_alice]))
+    kept: list[ev.Event] = [
+        ev.ContactAdded(bob_at_alice),
+        ev.ContactAccepted(bob_at_alice),
+        ev.ContactMailboxChanged(bob_at_alice),
+        ev.IdentityChanged(bob_at_alice),
+        ev.GroupUpdated(group, bob_at_alice, True),
+        ev.ContactMailboxChanged(bob_at_alice),
+    ]
+    not_kept: list[ev.Event] = [
+        ev.TypingChanged(bob_at_alice, True),
+        ev.DeliveryReceiptReceived(bob_at_alice, ()),
+        ev.ConnectionChanged(True),
+    ]
+    assert all(reporting.is_kept(e) for e in kept) and not any(reporting.is_kept(e) for e in not_kept)
+    alice.act(lambda ctx: reporting.journal(ctx.tx, [*kept, *not_kept]))
+    assert alice.read(reporting.unreported) == kept
+
+    alice.read(lambda tx: reporting.mark_taken(tx, [kept[2], kept[4]]))
+    assert alice.read(reporting.unreported) == [kept[0], kept[1], kept[3], kept[5]]
+    alice.read(lambda tx: reporting.mark_taken(tx, [kept[2], kept[2]]))  # one left of that kind
+    assert alice.read(reporting.unreported) == [kept[0], kept[1], kept[3]]
