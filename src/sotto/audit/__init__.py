@@ -4,3 +4,7 @@
 population and hands attack code exactly what the server stored (the *dump*) and what it observed
 per connection (the *tap*).
 """
+
+from sotto.audit import leakage
+
+__all__ = ["leakage"]
