@@ -134,6 +134,13 @@ def test_group_commit_shares_transactions(tmp_path: Path) -> None:
         store.close_sync()
 
 
+class _Unbindable:
+    """Has a length (the quota check reads it), but SQLite cannot bind it."""
+
+    def __len__(self) -> int:
+        return len(payload())
+
+
 def test_a_send_that_fails_in_a_shared_commit_fails_alone(tmp_path: Path) -> None:
     """Sends run without a savepoint of their own: one whose insert fails must still leave the
     others of its batch stored, and take nothing with it."""
@@ -143,7 +150,7 @@ def test_a_send_that_fails_in_a_shared_commit_fails_alone(tmp_path: Path) -> Non
         box = mailbox(token=b"t" * 32)
         await store.create_mailbox(box)
         token = sha(b"t" * 32)
-        bad: Any = object()  # SQLite cannot bind it: the insert fails after the reads succeeded
+        bad: Any = _Unbindable()  # SQLite cannot bind it: the insert fails after the reads and checks
         results = await asyncio.gather(
             *(
                 store.put_envelope(

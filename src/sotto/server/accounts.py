@@ -67,6 +67,16 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": api.ErrorBody} for status in sorted({*statuses, *COMMON_ERRORS})}
 
 
+def refuse_when_full(ctx: RelayContext) -> None:
+    """507 ``relay_full`` while free disk is below the floor (quotas, relay-protocol §8)."""
+    if ctx.storage.low_on_disk():
+        raise RelayError(507, "relay_full", "the relay is short of disk space; try again later")
+
+
+def quota_exceeded(what: str) -> RelayError:
+    return RelayError(507, "quota_exceeded", f"the account holds its quota of {what}")
+
+
 ID_PATTERN = {"pattern": api.b64_pattern(ID_LENGTH), "contentEncoding": "base64url"}
 TOKEN_PATTERN = {"pattern": api.b64_pattern(32), "contentEncoding": "base64url"}
 
@@ -74,10 +84,11 @@ TOKEN_PATTERN = {"pattern": api.b64_pattern(32), "contentEncoding": "base64url"}
 router = APIRouter(tags=["accounts"])
 
 
-@router.post("/v1/accounts", status_code=201, responses=_errors(413, 422, 429, 503))
+@router.post("/v1/accounts", status_code=201, responses=_errors(413, 422, 429, 503, 507))
 async def create_account(body: api.CreateAccount, request: Request, ctx: Ctx) -> api.AccountCreated:
     """Register an account (no phone number): identity key, registration id, first device's secret."""
     ctx.limits.account_creation.check(source_key(request.scope), ctx.now())
+    refuse_when_full(ctx)
     today = ctx.today()
     for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
         account_id = AccountId(ctx.rng(ID_LENGTH))
@@ -140,7 +151,7 @@ async def find_username(username: str, request: Request, ctx: Ctx) -> api.Accoun
     return api.AccountRef(account_id=account_id)
 
 
-@router.put("/v1/accounts/me/keys", status_code=204, responses=_errors(401, 409, 413, 422))
+@router.put("/v1/accounts/me/keys", status_code=204, responses=_errors(401, 409, 413, 422, 507))
 async def upload_keys(body: api.UploadKeys, device: Device, ctx: Ctx) -> Response:
     """Add prekeys, idempotent per key id; the same id with other bytes is a conflict."""
     upload = KeyUpload(
@@ -149,8 +160,12 @@ async def upload_keys(body: api.UploadKeys, device: Device, ctx: Ctx) -> Respons
         one_time_pre_keys=tuple(OneTimePreKey(k.id, k.public_key) for k in body.one_time_pre_keys),
         kyber_pre_keys=tuple(SignedKey(k.id, k.public_key, k.signature) for k in body.kyber_pre_keys),
     )
-    if await ctx.storage.upload_keys(device.account_id, device.device_id, upload) is UploadOutcome.CONFLICT:
+    refuse_when_full(ctx)
+    outcome = await ctx.storage.upload_keys(device.account_id, device.device_id, upload)
+    if outcome is UploadOutcome.CONFLICT:
         raise RelayError(409, "key_conflict", "a key id is already held with other key bytes")
+    if outcome is UploadOutcome.OVER_QUOTA:
+        raise quota_exceeded("one-time prekeys")
     return Response(status_code=204)
 
 
@@ -161,10 +176,12 @@ async def key_counts(device: Device, ctx: Ctx) -> api.KeyCounts:
     return api.KeyCounts(one_time=counts.one_time, kyber=counts.kyber)
 
 
-@router.put("/v1/accounts/me/access-tokens", status_code=204, responses=_errors(401, 422))
+@router.put("/v1/accounts/me/access-tokens", status_code=204, responses=_errors(401, 422, 507))
 async def add_access_token(body: api.AddAccessToken, device: Device, ctx: Ctx) -> Response:
     """Register a token that lets its holder fetch this account's bundle; the relay keeps SHA-256."""
-    await ctx.storage.add_access_token(device.account_id, token_hash(body.token), body.expires_day)
+    refuse_when_full(ctx)
+    if not await ctx.storage.add_access_token(device.account_id, token_hash(body.token), body.expires_day):
+        raise quota_exceeded("access tokens")
     return Response(status_code=204)
 
 

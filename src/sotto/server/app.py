@@ -213,7 +213,12 @@ def create_app(
         if storage is not None:
             store = storage
         else:
-            store = await asyncio.to_thread(SqliteStorage.in_dir, config.data_dir)
+            store = await asyncio.to_thread(
+                SqliteStorage.in_dir,
+                config.data_dir,
+                quotas=config.quotas,
+                checkpoint_interval_s=config.checkpoint_interval_seconds,
+            )
         ctx = RelayContext(
             config=config,
             storage=store,

@@ -8,6 +8,9 @@ from pathlib import Path
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS, MAX_CADENCE_TICK_SECONDS
 from sotto.wire.limits import DEFAULT_ENVELOPE_TTL_DAYS
 
+MAX_CHECKPOINT_INTERVAL_SECONDS = 4.0
+"""Deleted means gone within 5 s: the log is truncated at least this often while written."""
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
@@ -51,6 +54,39 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class Quotas:
+    """What one mailbox and one account may hold, and the free disk the relay keeps
+    (relay-protocol §8). A refusal is a 507 (``send_failed`` on a WebSocket) with its own code,
+    before anything is written."""
+
+    mailbox_envelopes: int = 10_000
+    """Pending envelopes in one mailbox; beyond it sends get ``mailbox_full`` until it drains."""
+    mailbox_bytes: int = 64 * 1024 * 1024
+    """Pending payload bytes in one mailbox (``mailbox_full`` too)."""
+    account_access_tokens: int = 1_000
+    """Access tokens held by one account (``quota_exceeded``)."""
+    device_one_time_pre_keys: int = 1_000
+    """One-time EC prekeys held for one device (``quota_exceeded``, the whole upload refused)."""
+    device_kyber_pre_keys: int = 1_000
+    """One-time Kyber prekeys held for one device (``quota_exceeded``)."""
+    min_free_disk_bytes: int = 256 * 1024 * 1024
+    """Below this much free space on the data directory's filesystem, sends, account and mailbox
+    creations, key and token uploads are refused (``relay_full``); acknowledgements and deletes
+    go on, and free space."""
+
+    def __post_init__(self) -> None:
+        counts = (
+            self.mailbox_envelopes,
+            self.mailbox_bytes,
+            self.account_access_tokens,
+            self.device_one_time_pre_keys,
+            self.device_kyber_pre_keys,
+        )
+        if min(counts) < 1 or self.min_free_disk_bytes < 0:
+            raise ValueError("quotas must be positive (the disk floor may be 0)")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     data_dir: Path = Path("./data")
     host: str = "127.0.0.1"
@@ -67,6 +103,10 @@ class ServerConfig:
     ws_max_inflight_sends: int = 256
     """Sends on one connection awaiting their commit before the server stops reading more."""
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    quotas: Quotas = field(default_factory=Quotas)
+    checkpoint_interval_seconds: float = 2.0
+    """How often, at most, the write-ahead log is copied into the database and truncated while
+    there are writes: a deleted envelope's bytes leave every file within this (plus the commit)."""
     max_connections: int | None = None
     """Open connections (HTTP and WebSocket together) beyond which a new one is closed at once.
     None: derived at start from the process's file descriptor limit, leaving room for the
@@ -91,3 +131,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.cadence_tick_seconds <= MAX_CADENCE_TICK_SECONDS:
             raise ValueError(f"cadence_tick_seconds must be 1 to {MAX_CADENCE_TICK_SECONDS}")
+        if not 0 < self.checkpoint_interval_seconds <= MAX_CHECKPOINT_INTERVAL_SECONDS:
+            raise ValueError(
+                f"checkpoint_interval_seconds must be above 0, at most {MAX_CHECKPOINT_INTERVAL_SECONDS}"
+            )

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request, Response
 
 from sotto.errors import DecodeError, RelayError
-from sotto.server.accounts import ID_PATTERN, Ctx, _errors, note_failure, refuse_failing_source
+from sotto.server.accounts import (
+    ID_PATTERN,
+    Ctx,
+    _errors,
+    note_failure,
+    refuse_failing_source,
+    refuse_when_full,
+)
 from sotto.server.auth import MAILBOX_NOT_FOUND, mailbox_request_ok, parse_token, token_hash
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
@@ -69,12 +76,13 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
     responses={
         201: {"description": "Created (no body)"},
         200: {"description": "The same mailbox existed already (no body)"},
-        **_errors(409, 429),
+        **_errors(409, 429, 507),
     },
 )
 async def create_mailbox(body: api.CreateMailbox, request: Request, ctx: Ctx) -> Response:
     """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409."""
     ctx.limits.mailbox_creation.check(source_key(request.scope), ctx.now())
+    refuse_when_full(ctx)
     today = ctx.today()
     record = MailboxRecord(
         MailboxId(body.mailbox_id),
@@ -111,7 +119,7 @@ async def export_mailbox(
 
 
 @router.post(
-    "/v1/mailboxes/{mailbox_id}/messages", status_code=202, responses=_errors(404, 413, 422, 429, 503)
+    "/v1/mailboxes/{mailbox_id}/messages", status_code=202, responses=_errors(404, 413, 422, 429, 503, 507)
 )
 async def send_message(
     mailbox_id: MailboxIdText,
@@ -139,6 +147,10 @@ async def send_message(
     if outcome is PutOutcome.NOT_FOUND:
         note_failure(ctx, source, now)
         raise MAILBOX_NOT_FOUND
+    if outcome is PutOutcome.MAILBOX_FULL:
+        raise RelayError(507, "mailbox_full", "the mailbox holds its quota of pending envelopes")
+    if outcome is PutOutcome.RELAY_FULL:
+        raise RelayError(507, "relay_full", "the relay is short of disk space; try again later")
     return api.SendResult(duplicate=outcome is PutOutcome.DUPLICATE)
 
 

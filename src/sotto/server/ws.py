@@ -39,6 +39,7 @@ from sotto.wire import frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION, NONCE_LENGTH
 
 PATH = "/v1/ws"
+_REFUSED = frozenset({PutOutcome.NOT_FOUND, PutOutcome.MAILBOX_FULL, PutOutcome.RELAY_FULL})
 
 CLOSE_MALFORMED = 4400
 CLOSE_IDLE = 4408
@@ -279,8 +280,8 @@ class Connection:
             reply = frames.SendFailed(message_id, "unavailable")
         else:
             outcome = announce(self._ctx, stored.result())
-            if outcome is PutOutcome.NOT_FOUND:
-                reply = frames.SendFailed(message_id, "not_found")
+            if outcome in _REFUSED:  # not_found, or a quota (relay-protocol §8)
+                reply = frames.SendFailed(message_id, outcome.value)
             else:
                 reply = frames.Sent(message_id, outcome is PutOutcome.DUPLICATE)
         if self._closed:

@@ -97,6 +97,8 @@ class UploadOutcome(enum.Enum):
     STORED = "stored"
     CONFLICT = "conflict"
     """A key id already held with other bytes: nothing of the upload was written."""
+    OVER_QUOTA = "over_quota"
+    """The device would hold more one-time keys of a kind than its quota: nothing written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,11 @@ class PutOutcome(enum.Enum):
     """An envelope with this id is already pending in the mailbox: nothing written."""
     NOT_FOUND = "not_found"
     """Unknown mailbox, expired mailbox or wrong delivery token: deliberately one outcome."""
+    MAILBOX_FULL = "mailbox_full"
+    """The mailbox holds its quota of pending envelopes or bytes: nothing written. Told only to
+    a sender with the right delivery token (after the NOT_FOUND checks)."""
+    RELAY_FULL = "relay_full"
+    """Free disk is below the floor: nothing written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +205,10 @@ class Storage(Protocol):
     """The relay's storage: every method is one atomic transaction."""
 
     async def close(self) -> None: ...
+
+    def low_on_disk(self) -> bool:
+        """Free space on the data's filesystem is below the floor: refuse what makes storage grow."""
+        ...
 
     # accounts and devices
     async def create_account(self, account: AccountRecord, device: DeviceRecord) -> bool:
@@ -225,7 +236,10 @@ class Storage(Protocol):
 
     async def key_counts(self, account_id: AccountId, device_id: int) -> KeyCounts: ...
 
-    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> None: ...
+    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> bool:
+        """Store (or renew) the token; False, and nothing written, if the account would hold more
+        than its quota of tokens."""
+        ...
 
     async def delete_access_token(self, account_id: AccountId, token_hash: bytes) -> None: ...
 
@@ -262,7 +276,8 @@ class Storage(Protocol):
     async def put_envelope(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> PutResult:
-        """Check the delivery token (constant time) and store the envelope unless already pending."""
+        """Check the delivery token (constant time), then the mailbox's quota and the disk floor,
+        and store the envelope unless already pending."""
         ...
 
     def submit_envelope(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sotto.crypto.kdf import bytes_equal
+from sotto.server.config import Quotas
 from sotto.server.storage.base import (
     AccountId,
     AccountRecord,
@@ -63,7 +64,10 @@ def _conflicts(held: OneTimePreKey | SignedKey | None, new: OneTimePreKey | Sign
 class MemoryStorage:
     """Storage in dicts; lost when the process ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, quotas: Quotas | None = None) -> None:
+        self.quotas = quotas or Quotas()
+        self.disk_low = False
+        """No disk here: tests set it to play a relay short of space."""
         self._accounts: dict[AccountId, _Account] = {}
         self._usernames: dict[bytes, AccountId] = {}
         self._mailboxes: dict[MailboxId, MailboxRecord] = {}
@@ -71,6 +75,9 @@ class MemoryStorage:
 
     async def close(self) -> None:
         return None
+
+    def low_on_disk(self) -> bool:
+        return self.disk_low
 
     # ------------------------------------------------------------------ accounts
     async def create_account(self, account: AccountRecord, device: DeviceRecord) -> bool:
@@ -121,6 +128,13 @@ class MemoryStorage:
             return UploadOutcome.CONFLICT
         if _duplicate_ids(upload):
             return UploadOutcome.CONFLICT
+        new_one_time = {k.key_id for k in upload.one_time_pre_keys if k.key_id > device.one_time_floor}
+        new_kyber = {k.key_id for k in upload.kyber_pre_keys if k.key_id > device.kyber_floor}
+        if (
+            len(new_one_time | device.one_time.keys()) > self.quotas.device_one_time_pre_keys
+            or len(new_kyber | device.kyber.keys()) > self.quotas.device_kyber_pre_keys
+        ):
+            return UploadOutcome.OVER_QUOTA
         if upload.signed_pre_key:
             device.signed_pre_key = upload.signed_pre_key
         if upload.kyber_last_resort:
@@ -137,11 +151,15 @@ class MemoryStorage:
         device = self._accounts[account_id].devices[device_id]
         return KeyCounts(one_time=len(device.one_time), kyber=len(device.kyber))
 
-    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> None:
+    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> bool:
+        held = self._accounts[account_id].access_tokens
+        if token_hash not in held and len(held) >= self.quotas.account_access_tokens:
+            return False
         for other in self._accounts.values():
             if other.record.account_id != account_id:
                 other.access_tokens.pop(token_hash, None)
         self._accounts[account_id].access_tokens[token_hash] = expires_day
+        return True
 
     async def delete_access_token(self, account_id: AccountId, token_hash: bytes) -> None:
         self._accounts[account_id].access_tokens.pop(token_hash, None)
@@ -289,6 +307,13 @@ class MemoryStorage:
         pending = self._envelopes[mailbox_id]
         if message_id in pending:
             return PutResult(PutOutcome.DUPLICATE)
+        if self.disk_low:
+            return PutResult(PutOutcome.RELAY_FULL)
+        if (
+            len(pending) >= self.quotas.mailbox_envelopes
+            or len(payload) + sum(len(e.payload) for e in pending.values()) > self.quotas.mailbox_bytes
+        ):
+            return PutResult(PutOutcome.MAILBOX_FULL)
         seq = 1 + max((e.seq for e in pending.values()), default=0)
         envelope = EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
         pending[message_id] = envelope

@@ -7,8 +7,20 @@ callers' futures on their event loops: a caller is answered after its write is d
 writes share one commit, and the event loop never touches the disk.
 
 SQLite in WAL mode with ``synchronous=NORMAL`` keeps every committed transaction across a
-process crash (only a power loss can cost the last commits); ``secure_delete`` overwrites what
-is deleted, so an acknowledged envelope does not linger in free pages.
+process crash (only a power loss can cost the last commits).
+
+Deleted means gone: ``secure_delete`` overwrites what a delete frees, in the table, its indexes
+and free pages, but the write-ahead log still holds the page images written before the delete
+(the envelope as it was stored). So whenever something was committed, at most every
+``checkpoint_interval_s`` (2 s by default), the writer copies the log into the database and
+truncates it to zero bytes (``wal_checkpoint(TRUNCATE)``): an acknowledged envelope's bytes are in
+no file of the data directory a checkpoint interval after its delete commits, and the log, whose
+frame order is the order of commits across all mailboxes, never holds more than that interval.
+
+Quotas: the writer keeps, in memory, each mailbox's pending envelope count and bytes (read from
+the table at start, kept by the operations that add and delete envelopes), so a send's quota
+check costs no query; it also reads the free space of the database's filesystem at most every
+``DISK_CHECK_S`` while writing.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from typing import Any, TypeVar
 
 from sotto.crypto.kdf import bytes_equal
 from sotto.errors import RelayStorageError
+from sotto.server.config import Quotas
 from sotto.server.storage.base import (
     EXPIRY_STEP_DAYS,
     AccountId,
@@ -64,6 +77,12 @@ LINGER_S = 0.0002
 """How long the writer waits for a second operation when it is busy (group commit)."""
 BUSY_S = 0.002
 """The writer counts as busy when its last batch ended less than this long ago."""
+CHECKPOINT_S = 2.0
+"""The default ``checkpoint_interval_s``."""
+DISK_CHECK_S = 0.1
+"""How stale the free-space reading may be while writes go on."""
+
+_PENDING_SQL = "SELECT mailbox_id, count(*), sum(length(payload)) FROM envelopes GROUP BY mailbox_id"
 
 
 _TOUCH_SQL = (
@@ -73,6 +92,8 @@ _TOUCH_SQL = (
 """drained_expiry() in SQL (SQLite's % keeps the sign of the dividend, hence the + ?3); rows whose
 expiry would not move are not written at all, which is most drains of a week."""
 
+
+_DUPLICATE_SQL = "SELECT 1 FROM envelopes WHERE mailbox_id = ? AND message_id = ?"
 
 _PUT_LOOKUP_SQL = (
     "SELECT token_hash, expires_day, "
@@ -113,10 +134,32 @@ def _settle(batch: list[tuple[asyncio.Future[Any], object, BaseException | None]
 class SqliteStorage:
     """Storage in one SQLite file; use :meth:`open` to create it."""
 
-    def __init__(self, path: Path, *, batch_limit: int = 512, linger_s: float = LINGER_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_limit: int = 512,
+        linger_s: float = LINGER_S,
+        quotas: Quotas | None = None,
+        checkpoint_interval_s: float = CHECKPOINT_S,
+    ) -> None:
         self.path = path
         self._batch_limit = batch_limit
         self._linger_s = linger_s
+        self.quotas = quotas or Quotas()
+        self._checkpoint_interval_s = checkpoint_interval_s
+        # Owned by the writer thread: mailbox id -> [pending envelopes, their payload bytes].
+        self._pending: dict[bytes, list[int]] = {}
+        self._disk_low = False
+        self._disk_checked = -float("inf")
+        self._dirty = False
+        """Commits since the last checkpoint."""
+        self._checkpointed_at = -float("inf")
+        self.checkpoints = 0
+        """Checkpoints that truncated the log."""
+        self.checkpointed_commits = 0
+        """``commits`` as it was at the last truncating checkpoint: every commit up to it is out of
+        the log (tests wait on this instead of a guessed time)."""
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -126,9 +169,10 @@ class SqliteStorage:
         self._thread = threading.Thread(target=self._run, name="sotto-relay-db", daemon=True)
 
     @classmethod
-    def open(cls, path: Path, *, batch_limit: int = 512, linger_s: float = LINGER_S) -> SqliteStorage:
-        """Open (creating if needed) the database at ``path`` and start its writer thread."""
-        storage = cls(path, batch_limit=batch_limit, linger_s=linger_s)
+    def open(cls, path: Path, **kwargs: Any) -> SqliteStorage:
+        """Open (creating if needed) the database at ``path`` and start its writer thread;
+        ``kwargs`` as for the constructor."""
+        storage = cls(path, **kwargs)
         storage._thread.start()
         storage._ready.wait()
         if storage._startup_error is not None:
@@ -170,8 +214,60 @@ class SqliteStorage:
         for statement in TABLES:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Planner statistics (row counts per index) from an older relay's ANALYZE: never needed,
+        # every query is a key lookup, and they are data about the data.
+        conn.execute("DROP TABLE IF EXISTS sqlite_stat1")
         conn.execute("COMMIT")
+        self._load_pending(conn)
+        self._check_disk(time.monotonic())
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return conn
+
+    # ------------------------------------------------------------------ writer-thread bookkeeping
+    def _load_pending(self, conn: sqlite3.Connection) -> None:
+        self._pending = {bytes(m): [n, size] for m, n, size in conn.execute(_PENDING_SQL)}
+
+    def _forget(self, mailbox_id: bytes, count: int, size: int) -> None:
+        held = self._pending.get(mailbox_id)
+        if held is not None:
+            held[0] -= count
+            held[1] -= size
+            if held[0] <= 0:
+                del self._pending[mailbox_id]
+
+    def _check_disk(self, now: float) -> None:
+        self._disk_checked = now
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        self._disk_low = fs.f_bavail * fs.f_frsize < self.quotas.min_free_disk_bytes
+
+    def _idle_timeout(self) -> float | None:
+        """How long the writer may wait for work before the log is due for a checkpoint."""
+        if not self._dirty:
+            return None
+        return max(0.0, self._checkpointed_at + self._checkpoint_interval_s - time.monotonic())
+
+    def _maintain(self, conn: sqlite3.Connection) -> None:
+        """Between batches: truncate the log when due, refresh the free-space reading."""
+        now = time.monotonic()
+        if self._dirty and now - self._checkpointed_at >= self._checkpoint_interval_s:
+            self._checkpointed_at = now
+            commits = self.commits
+            try:
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error:
+                busy = 1
+            if not busy:  # else a reader held an old snapshot: retried next interval
+                self._dirty = False
+                self.checkpoints += 1
+                self.checkpointed_commits = commits
+        if now - self._disk_checked >= DISK_CHECK_S:
+            self._check_disk(now)
+
+    def low_on_disk(self) -> bool:
+        return self._disk_low
 
     def _run(self) -> None:
         try:
@@ -185,7 +281,11 @@ class SqliteStorage:
             stop = False
             finished = 0.0
             while not stop:
-                first = self._jobs.get()
+                try:
+                    first = self._jobs.get(timeout=self._idle_timeout())
+                except queue.Empty:
+                    self._maintain(conn)
+                    continue
                 if first is None:
                     break
                 jobs = [first]
@@ -206,10 +306,12 @@ class SqliteStorage:
                         break
                     jobs.append(job)
                 self._run_batch(conn, jobs)
+                self._maintain(conn)
                 finished = time.monotonic()
         finally:
+            # No PRAGMA optimize: it would write sqlite_stat1 (row counts) into the file.
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA optimize")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
@@ -239,9 +341,12 @@ class SqliteStorage:
                 conn.execute("RELEASE op")
             conn.execute("COMMIT")
             self.commits += 1
+            self._dirty = True
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the operations' counts were undone too
+                self._load_pending(conn)
             failed = RelayStorageError(f"database error: {type(exc).__name__}")
             outcomes = [(job, None, failed) for job in jobs]
         by_loop: dict[
@@ -404,6 +509,12 @@ class SqliteStorage:
                 ).fetchone()
                 if (held[0], held[1]) != (kyber.public_key, kyber.signature):
                     raise _Rollback(UploadOutcome.CONFLICT)
+            for table, wrote, quota in (
+                ("one_time_pre_keys", upload.one_time_pre_keys, self.quotas.device_one_time_pre_keys),
+                ("kyber_pre_keys", upload.kyber_pre_keys, self.quotas.device_kyber_pre_keys),
+            ):
+                if wrote and _count(conn, table, "account_id = ? AND device_id = ?", *where) > quota:
+                    raise _Rollback(UploadOutcome.OVER_QUOTA)
             return UploadOutcome.STORED
 
         return await self._call(op)
@@ -421,16 +532,22 @@ class SqliteStorage:
 
         return await self._call(op)
 
-    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+    async def add_access_token(self, account_id: AccountId, token_hash: bytes, expires_day: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
             conn.execute(
                 "INSERT INTO access_tokens (token_hash, account_id, expires_day) VALUES (?, ?, ?) "
                 "ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, "
                 "expires_day = excluded.expires_day",
                 (token_hash, account_id, expires_day),
             )
+            if (
+                _count(conn, "access_tokens", "account_id = ?", account_id)
+                > self.quotas.account_access_tokens
+            ):
+                raise _Rollback(False)
+            return True
 
-        await self._call(op)
+        return await self._call(op)
 
     async def delete_access_token(self, account_id: AccountId, token_hash: bytes) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -590,6 +707,7 @@ class SqliteStorage:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM envelopes WHERE mailbox_id = ?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,))
+            self._pending.pop(mailbox_id, None)
 
         await self._call(op)
 
@@ -606,6 +724,19 @@ class SqliteStorage:
             if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
                 return PutResult(PutOutcome.NOT_FOUND)
             seq = row[2]
+            held = self._pending.get(mailbox_id)
+            if self._disk_low or (
+                held is not None
+                and (
+                    held[0] >= self.quotas.mailbox_envelopes
+                    or held[1] + len(payload) > self.quotas.mailbox_bytes
+                )
+            ):
+                if conn.execute(_DUPLICATE_SQL, (mailbox_id, message_id)).fetchone() is not None:
+                    return PutResult(PutOutcome.DUPLICATE)
+                return PutResult(PutOutcome.RELAY_FULL if self._disk_low else PutOutcome.MAILBOX_FULL)
+            if len(payload) > self.quotas.mailbox_bytes:
+                return PutResult(PutOutcome.MAILBOX_FULL)
             inserted = conn.execute(
                 "INSERT INTO envelopes (mailbox_id, seq, message_id, received_day, payload) "
                 "VALUES (?, ?, ?, ?, ?) "
@@ -614,6 +745,11 @@ class SqliteStorage:
             ).rowcount
             if not inserted:
                 return PutResult(PutOutcome.DUPLICATE)
+            if held is None:
+                self._pending[mailbox_id] = [1, len(payload)]
+            else:
+                held[0] += 1
+                held[1] += len(payload)
             return PutResult(
                 PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
             )
@@ -648,9 +784,17 @@ class SqliteStorage:
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
         def op(conn: sqlite3.Connection) -> int:
-            return conn.executemany(
-                "DELETE FROM envelopes WHERE mailbox_id = ? AND message_id = ?", refs
-            ).rowcount
+            gone = []
+            for ref in refs:
+                rows = conn.execute(
+                    "DELETE FROM envelopes WHERE mailbox_id = ? AND message_id = ? RETURNING length(payload)",
+                    ref,
+                ).fetchall()
+                if rows:
+                    gone.append((ref[0], rows[0][0]))
+            for mailbox_id, size in gone:  # after every statement went through
+                self._forget(mailbox_id, 1, size)
+            return len(gone)
 
         return await self._call(op)
 
@@ -680,6 +824,7 @@ class SqliteStorage:
                 "DELETE FROM envelopes WHERE received_day <= ?", (today - envelope_ttl_days,)
             ).rowcount
             tokens = conn.execute("DELETE FROM access_tokens WHERE expires_day <= ?", (today,)).rowcount
+            self._load_pending(conn)
             return SweepResult(envelopes=envelopes, mailboxes=len(expired), access_tokens=tokens)
 
         return await self._call(op)
@@ -710,6 +855,12 @@ def _mailbox(conn: sqlite3.Connection, mailbox_id: MailboxId) -> MailboxRecord |
         (mailbox_id,),
     ).fetchone()
     return MailboxRecord(mailbox_id, row[0], row[1], row[2], row[3], row[4]) if row else None
+
+
+def _count(conn: sqlite3.Connection, table: str, where: str, *args: object) -> int:
+    """``count(*)`` of a table (a name of ours, never input) where ``where`` holds."""
+    count: int = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0]  # noqa: S608
+    return count
 
 
 def _rows(conn: sqlite3.Connection, sql: str, *args: object) -> list[ExportRow]:
