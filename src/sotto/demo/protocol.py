@@ -1,7 +1,10 @@
-"""The protocol core alone: three people, one relay's view, no network, no store.
+"""The protocol core alone: three people, one relay's view, no network, no database.
 
-``make demo`` runs the product (relay, SDK, stores); this module shows the pure
-:mod:`sotto.protocol` API underneath it, as a library user would call it.
+``make demo`` runs the product (relay, SDK, encrypted stores); this module shows the
+:mod:`sotto.protocol` API underneath it, as a library user would call it: each person's state
+lives in the reference in-memory store (:class:`~sotto.protocol.store.InMemoryProtocolStore`),
+and every message is sealed with ``sealed_sender_encrypt`` and opened with
+``sealed_sender_decrypt``.
 
 Alice, Bob and Carol each publish a prekey bundle. Alice starts a session with Bob from his
 bundle (PQXDH: X25519 + Kyber1024), they exchange messages, some delivered out of order, every
@@ -23,37 +26,19 @@ from dataclasses import dataclass, field
 
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import Rng, system_rng
-from sotto.protocol import session
+from sotto.protocol import session as ps_session
+from sotto.protocol import store as ps
 from sotto.protocol.address import ProtocolAddress
-from sotto.protocol.bundle import (
-    KyberPreKeyRecord,
-    PreKeyBundle,
-    PreKeyRecord,
-    SignedPreKeyRecord,
-    build_bundle,
-)
+from sotto.protocol.bundle import PreKeyBundle
 from sotto.protocol.fingerprint import fingerprint, format_displayable
-from sotto.protocol.group import (
-    SenderKeyDistributionMessage,
-    SenderKeyMessage,
-    SenderKeyRecord,
-    create_distribution,
-    group_decrypt,
-    group_encrypt,
-    process_distribution,
-)
-from sotto.protocol.messages import CiphertextMessage, CiphertextMessageType, PreKeySignalMessage
-from sotto.protocol.record import SessionRecord
+from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import (
-    SealedRecipient,
     SenderCertificate,
     SentMessage,
     ServerCertificate,
     UnidentifiedSenderMessageContent,
-    open_sealed,
-    seal_v1,
-    seal_v2,
 )
+from sotto.protocol.store import InMemoryProtocolStore
 
 DAY_MS = 86_400_000
 
@@ -95,104 +80,52 @@ class Relay:
 
 @dataclass
 class Person:
+    """One device: a display name over the reference protocol store, which does the bookkeeping."""
+
     name: str
     rng: Rng
     now_ms: int
-    address: ProtocolAddress = field(init=False)
-    identity: KeyPair = field(init=False)
-    registration_id: int = field(init=False)
-    signed: SignedPreKeyRecord = field(init=False)
-    kyber: KyberPreKeyRecord = field(init=False)
-    one_time: dict[int, PreKeyRecord] = field(default_factory=dict)
-    sessions: dict[ProtocolAddress, SessionRecord] = field(default_factory=dict)
-    sender_keys: dict[tuple[ProtocolAddress, uuid.UUID], SenderKeyRecord] = field(default_factory=dict)
+    store: InMemoryProtocolStore = field(init=False)
     certificate: SenderCertificate | None = None
 
     def __post_init__(self) -> None:
-        self.address = ProtocolAddress(str(uuid.UUID(bytes=self.rng(16), version=4)), 1)
-        self.identity = KeyPair.generate(self.rng)
-        self.registration_id = 1 + int.from_bytes(self.rng(2), "big") % 0x3FFE
-        self.signed = SignedPreKeyRecord.generate(1, self.identity, self.now_ms, self.rng)
-        self.kyber = KyberPreKeyRecord.generate(1, self.identity, self.now_ms, self.rng, last_resort=True)
-        self.one_time = {i: PreKeyRecord.generate(i, self.rng) for i in range(1, 4)}
+        address = ProtocolAddress(str(uuid.UUID(bytes=self.rng(16), version=4)), 1)
+        self.store = InMemoryProtocolStore.generate(address, self.rng, self.now_ms)
+        for _ in range(3):
+            self.store.generate_pre_key(self.rng)
+
+    @property
+    def address(self) -> ProtocolAddress:
+        return self.store.address
+
+    @property
+    def identity(self) -> KeyPair:
+        return self.store.identity
 
     def bundle(self) -> PreKeyBundle:
-        pre_key = self.one_time[min(self.one_time)]
-        return build_bundle(
-            registration_id=self.registration_id,
-            device_id=self.address.device_id,
-            identity_key=self.identity.public,
-            signed_pre_key=self.signed,
-            kyber_pre_key=self.kyber,
-            pre_key=pre_key,
-        )
-
-    def encrypt(self, peer: Person, plaintext: bytes) -> CiphertextMessage:
-        record = self.sessions.get(peer.address)
-        if not session.has_usable_session(record, self.now_ms):
-            record = session.process_prekey_bundle(
-                record,
-                our_identity=self.identity,
-                our_registration_id=self.registration_id,
-                our_address=self.address,
-                their_address=peer.address,
-                bundle=peer.bundle(),
-                now_ms=self.now_ms,
-                rng=self.rng,
-            )
-        self.sessions[peer.address], message = session.encrypt(
-            record,
-            plaintext,
-            our_address=self.address,
-            their_address=peer.address,
-            now_ms=self.now_ms,
-            rng=self.rng,
-        )
-        return message
+        """What a relay would hand out: the next one-time prekey, then the last-resort keys alone."""
+        pre_keys = self.store.pre_keys
+        return self.store.bundle(pre_key=pre_keys[min(pre_keys)] if pre_keys else None)
 
     def seal_to(self, peer: Person, plaintext: bytes) -> bytes:
         assert self.certificate is not None
-        message = self.encrypt(peer, plaintext)
-        content = UnidentifiedSenderMessageContent.new(message.type, self.certificate, message.body)
-        return seal_v1(self.identity, peer.identity.public, content, self.rng)
+        if not session_usable(self.store, peer.address, self.now_ms):
+            ps.process_prekey_bundle(
+                self.store, peer.address, peer.bundle(), now_ms=self.now_ms, rng=self.rng
+            )
+        return ps.sealed_sender_encrypt(
+            self.store, peer.address, self.certificate, plaintext, now_ms=self.now_ms, rng=self.rng
+        )
 
     def open(self, blob: bytes, relay: Relay, people: dict[str, Person]) -> tuple[Person, bytes]:
-        content, certificate = open_sealed(self.identity, blob, relay.root.public, self.now_ms, self.address)
-        sender = people[certificate.sender_uuid]
-        if content.message_type is CiphertextMessageType.SENDER_KEY:
-            key = (sender.address, group_distribution_id(content.content))
-            self.sender_keys[key], plaintext = group_decrypt(self.sender_keys[key], content.content)
-            return sender, plaintext
-        return sender, self.decrypt(sender, content.message_type, content.content)
-
-    def decrypt(self, sender: Person, message_type: CiphertextMessageType, body: bytes) -> bytes:
-        record = self.sessions.get(sender.address)
-        if message_type is CiphertextMessageType.PREKEY:
-            parsed = PreKeySignalMessage.decode(body)
-            result = session.decrypt_prekey_message(
-                record,
-                parsed,
-                our_identity=self.identity,
-                our_registration_id=self.registration_id,
-                our_address=self.address,
-                their_address=sender.address,
-                signed_pre_key=self.signed,
-                kyber_pre_key=self.kyber,
-                one_time_pre_key=None if parsed.pre_key_id is None else self.one_time.get(parsed.pre_key_id),
-                rng=self.rng,
-            )
-            if result.used_one_time_pre_key_id is not None:
-                del self.one_time[result.used_one_time_pre_key_id]
-            self.sessions[sender.address] = result.record
-            return result.plaintext
-        self.sessions[sender.address], plaintext = session.decrypt_signal_message(
-            record, body, our_address=self.address, their_address=sender.address, rng=self.rng
+        opened = ps.sealed_sender_decrypt(
+            self.store, blob, trust_root=relay.root.public, now_ms=self.now_ms, rng=self.rng
         )
-        return plaintext
+        return people[opened.sender.name], opened.plaintext
 
 
-def group_distribution_id(sender_key_message: bytes) -> uuid.UUID:
-    return SenderKeyMessage.decode(sender_key_message).distribution_id
+def session_usable(store: InMemoryProtocolStore, address: ProtocolAddress, now_ms: int) -> bool:
+    return ps_session.has_usable_session(store.load_session(address), now_ms)
 
 
 def _show(line: str = "") -> None:
@@ -225,27 +158,22 @@ def run(out_of_order_seed: int = 7) -> None:
 
     _show("\n== Group: Alice hands her sender key to Bob and Carol over 1:1 sessions, then sends once")
     distribution_id = uuid.UUID(bytes=rng(16), version=4)
-    record, skdm = create_distribution(None, distribution_id, rng)
-    alice.sender_keys[(alice.address, distribution_id)] = record
+    skdm = ps.create_sender_key_distribution(alice.store, distribution_id, rng)
     for member in (bob, carol):
-        message = alice.encrypt(member, skdm.encode())
-        skdm_received = SenderKeyDistributionMessage.decode(member.decrypt(alice, message.type, message.body))
-        member.sender_keys[(alice.address, distribution_id)] = process_distribution(None, skdm_received)
-        _show(f"  {member.name} holds Alice's sender key (chain {skdm_received.chain_id})")
-    record, group_message = group_encrypt(record, b"Team: the demo works, drinks on me.", rng)
-    alice.sender_keys[(alice.address, distribution_id)] = record
+        relay.deliver(member.address.name, alice.seal_to(member, skdm.encode()))
+        for blob in relay.drain(member.address.name):
+            sender, received = member.open(blob, relay, people)
+            ps.process_sender_key_distribution(member.store, sender.address, received)
+        _show(f"  {member.name} holds Alice's sender key (chain {skdm.chain_id})")
+    group_message = ps.group_encrypt(
+        alice.store, distribution_id, b"Team: the demo works, drinks on me.", rng=rng
+    )
     assert alice.certificate is not None
     content = UnidentifiedSenderMessageContent.new(
         CiphertextMessageType.SENDER_KEY, alice.certificate, group_message, group_id=distribution_id.bytes
     )
-    sent = seal_v2(
-        alice.identity,
-        [
-            SealedRecipient(m.address.name, [(m.address.device_id, m.registration_id)], m.identity.public)
-            for m in (bob, carol)
-        ],
-        content,
-        rng,
+    sent = ps.sealed_sender_multi_recipient_encrypt(
+        alice.store, [bob.address, carol.address], content, rng=rng
     )
     parsed = SentMessage.parse(sent)
     _show(
