@@ -54,16 +54,11 @@ from sotto.crypto.kdf import hkdf_sha256, hmac_sha256, hmac_sha256_pair
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import Rng, system_rng
 from sotto.protocol import session
+from sotto.protocol import store as ps
 from sotto.protocol.address import ProtocolAddress
-from sotto.protocol.bundle import (
-    KyberPreKeyRecord,
-    PreKeyBundle,
-    PreKeyRecord,
-    SignedPreKeyRecord,
-    build_bundle,
-)
+from sotto.protocol.bundle import PreKeyBundle
 from sotto.protocol.messages import CiphertextMessage, CiphertextMessageType
-from sotto.protocol.record import SessionRecord
+from sotto.protocol.store import InMemoryProtocolStore
 
 HERE = pathlib.Path(__file__).resolve().parent
 NOW_MS = 1_750_000_000_000
@@ -141,98 +136,40 @@ def measure_with_interference(run: Callable[[], T], children: list[int]) -> tupl
 
 
 # ------------------------------------------------------------------------------ Sotto
-@dataclass
-class Device:
-    address: ProtocolAddress
-    identity: KeyPair
-    registration_id: int
-    signed: SignedPreKeyRecord
-    kyber: KyberPreKeyRecord
-    one_time: PreKeyRecord
-
-    @classmethod
-    def create(cls, name: str, rng: Rng) -> Device:
-        identity = KeyPair.generate(rng)
-        return cls(
-            ProtocolAddress(name, 1),
-            identity,
-            int.from_bytes(rng(2), "big") & 0x3FFF,
-            SignedPreKeyRecord.generate(1, identity, NOW_MS, rng),
-            KyberPreKeyRecord.generate(1, identity, NOW_MS, rng, last_resort=False),
-            PreKeyRecord.generate(1, rng),
-        )
-
-    def bundle(self) -> PreKeyBundle:
-        return build_bundle(
-            registration_id=self.registration_id,
-            device_id=1,
-            identity_key=self.identity.public,
-            signed_pre_key=self.signed,
-            kyber_pre_key=self.kyber,
-            pre_key=self.one_time,
-        )
+ALICE = ProtocolAddress("9d0652a3-dcc3-4d11-975f-74d61598733f", 1)
+BOB = ProtocolAddress("796abedb-ca4e-4f18-8803-1fde5b921f9f", 1)
 
 
-ALICE = "9d0652a3-dcc3-4d11-975f-74d61598733f"
-BOB = "796abedb-ca4e-4f18-8803-1fde5b921f9f"
-
-
-def _setup_once(alice: Device, bob: Device, rng: Rng) -> tuple[SessionRecord, SessionRecord]:
-    a_rec = session.process_prekey_bundle(
-        None,
-        our_identity=alice.identity,
-        our_registration_id=alice.registration_id,
-        our_address=alice.address,
-        their_address=bob.address,
-        bundle=bob.bundle(),
-        now_ms=NOW_MS,
-        rng=rng,
+def _device(address: ProtocolAddress, rng: Rng) -> tuple[InMemoryProtocolStore, PreKeyBundle]:
+    """A device in the reference store and a bundle with one-time EC and Kyber prekeys (untimed)."""
+    store = InMemoryProtocolStore.generate(address, rng, NOW_MS)
+    bundle = store.bundle(
+        pre_key=store.generate_pre_key(rng), kyber_pre_key=store.generate_kyber_pre_key(rng, NOW_MS)
     )
-    a_rec, msg = session.encrypt(
-        a_rec, PLAINTEXT, our_address=alice.address, their_address=bob.address, now_ms=NOW_MS, rng=rng
-    )
-    result = session.decrypt_prekey_message(
-        None,
-        msg.body,
-        our_identity=bob.identity,
-        our_registration_id=bob.registration_id,
-        our_address=bob.address,
-        their_address=alice.address,
-        signed_pre_key=bob.signed,
-        kyber_pre_key=bob.kyber,
-        one_time_pre_key=bob.one_time,
-        rng=rng,
-    )
-    if result.plaintext != PLAINTEXT:
+    return store, bundle
+
+
+def _setup_once(
+    alice: InMemoryProtocolStore, bob: InMemoryProtocolStore, bob_bundle: PreKeyBundle, rng: Rng
+) -> None:
+    """Process Bob's bundle, encrypt the first PreKey message, decrypt it: through the stores, as
+    libsignal's side goes through its own (trust checks and prekey deletion included)."""
+    ps.process_prekey_bundle(alice, BOB, bob_bundle, now_ms=NOW_MS, rng=rng)
+    msg = ps.message_encrypt(alice, BOB, PLAINTEXT, now_ms=NOW_MS, rng=rng)
+    if ps.message_decrypt_prekey(bob, ALICE, msg.body, rng=rng).plaintext != PLAINTEXT:
         raise AssertionError("setup: plaintext mismatch")
-    return a_rec, result.record
 
 
-def _send(sender: Device, receiver: Device, records: dict[str, SessionRecord], rng: Rng) -> CiphertextMessage:
-    records[sender.address.name], msg = session.encrypt(
-        records[sender.address.name],
-        PLAINTEXT,
-        our_address=sender.address,
-        their_address=receiver.address,
-        now_ms=NOW_MS,
-        rng=rng,
-    )
-    return msg
+def _send(sender: InMemoryProtocolStore, receiver: InMemoryProtocolStore, rng: Rng) -> CiphertextMessage:
+    return ps.message_encrypt(sender, receiver.address, PLAINTEXT, now_ms=NOW_MS, rng=rng)
 
 
 def _receive(
-    receiver: Device, sender: Device, records: dict[str, SessionRecord], msg: CiphertextMessage, rng: Rng
+    receiver: InMemoryProtocolStore, sender: InMemoryProtocolStore, msg: CiphertextMessage, rng: Rng
 ) -> None:
     if msg.type is not CiphertextMessageType.WHISPER:
         raise AssertionError("expected a Whisper message after the first reply")
-    records[receiver.address.name], pt = session.decrypt_signal_message(
-        records[receiver.address.name],
-        msg.body,
-        our_address=receiver.address,
-        their_address=sender.address,
-        rng=rng,
-    )
-    if pt != PLAINTEXT:
+    if ps.message_decrypt_signal(receiver, sender.address, msg.body, rng=rng) != PLAINTEXT:
         raise AssertionError("plaintext mismatch")
 
 
@@ -245,32 +182,31 @@ class SottoStreams:
 
     def __init__(self) -> None:
         self.rng = system_rng
-        self.streams: dict[str, tuple[Device, Device, dict[str, SessionRecord]]] = {}
+        self.streams: dict[str, tuple[InMemoryProtocolStore, InMemoryProtocolStore]] = {}
         self.sent = 0
         for mode in ("one-direction", "ping-pong"):
-            alice, bob = Device.create(ALICE, self.rng), Device.create(BOB, self.rng)
-            a_rec, b_rec = _setup_once(alice, bob, self.rng)
-            records = {ALICE: a_rec, BOB: b_rec}
-            _receive(alice, bob, records, _send(bob, alice, records, self.rng), self.rng)  # untimed reply
-            self.streams[mode] = (alice, bob, records)
+            (alice, _), (bob, bob_bundle) = _device(ALICE, self.rng), _device(BOB, self.rng)
+            _setup_once(alice, bob, bob_bundle, self.rng)
+            _receive(alice, bob, _send(bob, alice, self.rng), self.rng)  # untimed reply
+            self.streams[mode] = (alice, bob)
 
     def measure(self, mode: str, count: int) -> float:
         """µs per message (per setup for ``setup``) over ``count`` more of them."""
         rng = self.rng
         if mode == "setup":
-            pairs = [(Device.create(ALICE, rng), Device.create(BOB, rng)) for _ in range(count)]
+            pairs = [(_device(ALICE, rng)[0], _device(BOB, rng)) for _ in range(count)]
             t0 = time.perf_counter()
-            for alice, bob in pairs:
-                _setup_once(alice, bob, rng)
+            for alice, (bob, bob_bundle) in pairs:
+                _setup_once(alice, bob, bob_bundle, rng)
             return (time.perf_counter() - t0) / count * 1e6
-        alice, bob, records = self.streams[mode]
+        alice, bob = self.streams[mode]
         alternate = mode == "ping-pong"
         t0 = time.perf_counter()
         for _ in range(count):
             if alternate and self.sent % 2:
-                _receive(alice, bob, records, _send(bob, alice, records, rng), rng)
+                _receive(alice, bob, _send(bob, alice, rng), rng)
             else:
-                _receive(bob, alice, records, _send(alice, bob, records, rng), rng)
+                _receive(bob, alice, _send(alice, bob, rng), rng)
             self.sent += 1
         return (time.perf_counter() - t0) / count * 1e6
 
