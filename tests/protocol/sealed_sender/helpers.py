@@ -1,4 +1,8 @@
-"""A small sealed-sender world for tests: a trust root, a server key, and certified parties."""
+"""A small sealed-sender world for tests: a trust root, a server key, and certified parties.
+
+Each party's keys live in the reference protocol store (:mod:`sotto.protocol.store`), so a test
+can go on to open what it seals with ``sealed_sender_decrypt``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from sotto.protocol.sealed_sender import (
     ServerCertificate,
     UnidentifiedSenderMessageContent,
 )
+from sotto.protocol.store import InMemoryProtocolStore
 
 NOW_MS = 1_800_000_000_000
 DAY_MS = 86_400_000
@@ -25,15 +30,30 @@ PLAINTEXT = 8
 
 @dataclass
 class Party:
-    identity: KeyPair
-    uuid: str
-    device_id: int
-    registration_id: int
+    """A certified device: its state in the reference protocol store, plus its sender certificate."""
+
+    store: InMemoryProtocolStore
     certificate: SenderCertificate
 
     @property
+    def identity(self) -> KeyPair:
+        return self.store.identity
+
+    @property
+    def registration_id(self) -> int:
+        return self.store.registration_id
+
+    @property
     def address(self) -> ProtocolAddress:
-        return ProtocolAddress(self.uuid, self.device_id)
+        return self.store.address
+
+    @property
+    def uuid(self) -> str:
+        return self.store.address.name
+
+    @property
+    def device_id(self) -> int:
+        return self.store.address.device_id
 
 
 @dataclass
@@ -68,13 +88,8 @@ class World:
         self._counter += 1
         identity = KeyPair.generate(self.rng)
         party_uuid = str(uuid.UUID(bytes=self.rng(16), version=4))
-        return Party(
-            identity,
-            party_uuid,
-            device_id,
-            1000 + self._counter,
-            self.certify(identity, party_uuid, device_id),
-        )
+        store = InMemoryProtocolStore(identity, 1000 + self._counter, ProtocolAddress(party_uuid, device_id))
+        return Party(store, self.certify(identity, party_uuid, device_id))
 
     def content(
         self, sender: Party, body: bytes = b"inner message", message_type: int = WHISPER, **kw: object
