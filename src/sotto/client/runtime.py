@@ -501,10 +501,23 @@ class Runtime:
 
     async def _upload_prekeys(self) -> None:
         pending = await self._tx(lambda tx: tx.prekeys.pending_upload())
+        reissued = False
         while not pending.is_empty():
             body = account_flow.upload_request(pending)
-            await self._relay().upload_keys(self._credentials(), body)
-            await self._tx(partial(account_flow.mark_uploaded, body=body))
+            try:
+                await self._relay().upload_keys(self._credentials(), body)
+            except RelayError as e:
+                # 409: the relay holds other keys under our ids, uploaded from a later copy of
+                # this store (we were restored from an older one). Issue ours under fresh ids.
+                if e.status != 409 or reissued:
+                    raise
+                reissued = True
+                await self._tx(
+                    partial(repair.reissue_prekeys, account=self._account, now_ms=self._now(), rng=self._rng)
+                )
+                log.info("prekey ids taken on the relay (restored store): issued new ones")
+            else:
+                await self._tx(partial(account_flow.mark_uploaded, body=body))
             pending = await self._tx(lambda tx: tx.prekeys.pending_upload())
 
     async def _refill_prekeys(self) -> None:

@@ -36,17 +36,20 @@ The times are kept in the store's settings (sealed), so a restart does not reset
 from __future__ import annotations
 
 from sotto.client.events import Event, RejectReason, SessionRepaired
+from sotto.client.flows.account import generate_prekeys
 from sotto.client.flows.context import DEVICE_ID, Context, Outcome, reject
 from sotto.client.flows.sending import SEND_LOG_RETENTION_MS, queue_encoded, queue_plaintext
 from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.keys import PublicKey
+from sotto.crypto.random import Rng
 from sotto.errors import DecodeError, ProtocolError
 from sotto.protocol import session
 from sotto.protocol.bundle import PreKeyBundle
 from sotto.protocol.decryption_error import DecryptionErrorMessage, PlaintextContent
 from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent
-from sotto.store.model import Contact, ContactId, MailboxId, MessageId
+from sotto.store.interfaces import Transaction
+from sotto.store.model import Account, Contact, ContactId, MailboxId, MessageId, PreKeyKind
 
 REPAIR_INTERVAL_MS = 3_600_000
 """At most one retry receipt to a contact, and one repair for a contact, an hour (as Signal
@@ -250,3 +253,30 @@ def resend_log(ctx: Context, contact: Contact) -> int:
         if not queue_encoded(ctx, contact, entry.content):
             return 0
     return len(entries)
+
+
+# --------------------------------------------------------------------------- prekeys after a restore
+PREKEY_ID_JUMP = 10_000
+"""How far our prekey id counters skip when the relay already holds other keys under our ids."""
+
+
+def reissue_prekeys(tx: Transaction, account: Account, *, now_ms: int, rng: Rng) -> int:
+    """The relay refused our prekey upload as a conflict: it holds other keys under ids we were
+    about to upload, so this store is older than the one that uploaded them (a restored copy).
+
+    Our id counters skip :data:`PREKEY_ID_JUMP` ahead of whatever that copy may have used, and
+    the pending keys are issued again under fresh ids (a new signed and last-resort prekey if
+    one of those was pending). The old pending records are kept, marked as uploaded so they are
+    not offered again: the relay may hold some of them from before the copy, and a session
+    started with one must still find it. How many keys were issued again.
+    """
+    pending = tx.prekeys.pending_upload()
+    for kind in PreKeyKind:
+        tx.prekeys.allocate_ids(kind, PREKEY_ID_JUMP)
+    tx.prekeys.mark_uploaded(PreKeyKind.ONE_TIME, [r.id for r in pending.one_time])
+    tx.prekeys.mark_uploaded(PreKeyKind.SIGNED, [r.id for r in pending.signed])
+    tx.prekeys.mark_uploaded(PreKeyKind.KYBER, [r.id for r in pending.kyber])
+    one_time = max(len(pending.one_time), sum(1 for k in pending.kyber if not k.last_resort))
+    rotate = bool(pending.signed) or any(k.last_resort for k in pending.kyber)
+    generate_prekeys(tx, account, now_ms=now_ms, rng=rng, one_time=one_time, rotate=rotate)
+    return one_time + 2 * rotate
