@@ -28,6 +28,12 @@ from sotto.protocol.sealed_sender import (
     seal_v1,
     seal_v2,
 )
+from sotto.protocol.store import (
+    InMemoryProtocolStore,
+    process_sender_key_distribution,
+    sealed_sender_decrypt,
+    sealed_sender_encrypt,
+)
 from tests.interop.oracle import Oracle, OracleError, from_hex
 
 PREKEY, WHISPER, SENDER_KEY, PLAINTEXT = 3, 2, 7, 8
@@ -467,3 +473,61 @@ def test_sent_form_registration_id_bit_14_libsignal_masks_sotto_refuses(oracle: 
     assert split["recipients"][bob.name]["registration_ids"] == [5]
     with pytest.raises(DecodeError):
         SentMessage.parse(bytes(sent))
+
+
+# ------------------------------------------------------------------------------ through the store
+def test_sealed_sender_decrypt_opens_libsignal_messages_through_the_reference_store(oracle: Oracle) -> None:
+    """libsignal seals a first (PreKey) message and a v2 group message to a Sotto device held in
+    the reference store; one call opens each, consuming the prekeys; the reply goes back sealed
+    and libsignal's full sealed_sender_decrypt accepts it."""
+    root = trust_root(oracle)
+    now = now_ms()
+    alice = make_party(oracle)
+    bob_address = ProtocolAddress(str(uuid.uuid4()), 1)
+    bob = InMemoryProtocolStore.generate(bob_address, system_rng, now)
+    pre_key, kyber = bob.generate_pre_key(system_rng), bob.generate_kyber_pre_key(system_rng, now)
+    bundle = bob.bundle(pre_key=pre_key, kyber_pre_key=kyber)
+    remote = {"remote_name": bob_address.name, "remote_device": bob_address.device_id}
+    oracle.call(
+        "process_bundle",
+        party=alice.handle,
+        **remote,
+        registration_id=bundle.registration_id,
+        device_id=bundle.device_id,
+        pre_key_id=bundle.pre_key_id,
+        pre_key_pub=pre_key.key_pair.public.to_bytes(),
+        signed_pre_key_id=bundle.signed_pre_key_id,
+        signed_pre_key_pub=bundle.signed_pre_key_public.to_bytes(),
+        signed_pre_key_sig=bundle.signed_pre_key_signature,
+        identity_pub=bundle.identity_key.to_bytes(),
+        kyber_pre_key_id=bundle.kyber_pre_key_id,
+        kyber_pre_key_pub=bundle.kyber_pre_key_public.to_bytes(),
+        kyber_pre_key_sig=bundle.kyber_pre_key_signature,
+        now_ms=now,
+    )
+    first = from_hex(oracle.call("sealed_v1_send", party=alice.handle, **remote, pt=b"first")["bytes"])
+    opened = sealed_sender_decrypt(bob, first, trust_root=root, now_ms=now, rng=system_rng)
+    assert (opened.sender, opened.message_type, opened.plaintext) == (alice.address, PREKEY, b"first")
+    assert pre_key.id not in bob.pre_keys and kyber.id not in bob.kyber_pre_keys
+    assert bob.identity_of(alice.address) == alice.identity.public
+
+    distribution = str(uuid.uuid4())
+    group = oracle.call(
+        "group_send",
+        party=alice.handle,
+        distribution_id=distribution,
+        pt=b"team",
+        sealed_v2_to=[[bob_address.name, bob_address.device_id]],
+    )
+    process_sender_key_distribution(bob, alice.address, from_hex(group["skdm"]))
+    sealed_v2 = from_hex(group["sealed_v2"][bob_address.name])
+    opened = sealed_sender_decrypt(bob, sealed_v2, trust_root=root, now_ms=now, rng=system_rng)
+    assert (opened.sender, opened.message_type, opened.plaintext) == (alice.address, SENDER_KEY, b"team")
+
+    bob_as_seen = Party("", bob_address.name, bob_address.device_id, bob.registration_id, bob.identity)
+    reply = sealed_sender_encrypt(
+        bob, alice.address, libsignal_cert(oracle, bob_as_seen), b"reply", now_ms=now, rng=system_rng
+    )
+    got = oracle.call("sealed_v1_recv", party=alice.handle, bytes=reply)
+    assert from_hex(got["pt"]) == b"reply" and got["msg_type"] == WHISPER
+    assert (got["sender_uuid"], got["sender_device"]) == (bob_address.name, bob_address.device_id)
