@@ -11,6 +11,12 @@ in a fresh transaction, acknowledges it and reports
 :class:`~sotto.client.events.IdentityChanged`). Anything else (the store failing, the process
 dying) leaves the envelope unacknowledged, so the relay delivers it again and the dedupe table
 (committed with the outcome) drops the copy if the first attempt had in fact committed.
+
+A 1:1 message from a contact that the session cannot decrypt is rejected like that, and then
+the runtime asks the contact for a new session (:func:`~sotto.client.flows.repair.request_repair`);
+the retry receipts that ask for one arrive here as PLAINTEXT messages
+(:func:`~sotto.client.flows.repair.receive_retry_request`), and delivery receipts let the send
+log forget the texts they name (:func:`~sotto.client.flows.repair.confirm_delivered`).
 """
 
 from __future__ import annotations
