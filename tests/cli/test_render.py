@@ -79,6 +79,7 @@ def test_each_event_has_a_line_or_is_quiet_on_purpose() -> None:
     assert "accepted your invite" in str(render.event_line(ev.ContactAdded(bob), ""))
     assert "answered" in str(render.event_line(ev.ContactAccepted(bob), ""))
     assert "sotto verify Bob" in str(render.event_line(ev.IdentityChanged(bob), ""))
+    assert "session with Bob re-established" in str(render.event_line(ev.SessionRepaired(bob, True), ""))
     assert "connected to http://r" in str(render.event_line(ev.ConnectionChanged(True), "http://r"))
     assert render.event_line(ev.MessageSent(ids[0]), "") is None
 
