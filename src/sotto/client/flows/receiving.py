@@ -173,6 +173,8 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
         case c.Text(message_id, sent_ms, text):
             if tx.messages.find(contact.contact_id, MessageId(message_id)) is not None:
                 return Outcome()
+            if tx.seen.contains(_dropped_texts(contact), MessageId(message_id)):
+                return Outcome()  # written while they were blocked: a resend stays dropped
             tx.messages.add(
                 message_id=MessageId(message_id),
                 conversation=Conversation.direct(contact.contact_id),
@@ -232,7 +234,15 @@ def _drop_blocked(
     message = decode_plaintext(_decrypt(ctx, contact, usmc, trusted_key))
     if isinstance(message, c.ContactAccepted | c.MailboxRotated):
         _apply(ctx, contact, message)
+    elif isinstance(message, c.Text):
+        ctx.tx.seen.add(_dropped_texts(contact), MessageId(message.message_id), ctx.day)
     return Outcome()
+
+
+def _dropped_texts(contact: Contact) -> MailboxId:
+    """Where the dedupe table remembers the ids of texts dropped while ``contact`` was blocked (a
+    key no relay mailbox has), so the sender's resend of one after an unblock is dropped too."""
+    return MailboxId(b"blocked:" + contact.contact_id.to_bytes(8, "big"))
 
 
 def _apply_receipts(
