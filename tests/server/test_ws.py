@@ -262,6 +262,20 @@ def test_malformed_frames_close_4400(relay: Relay, text: str) -> None:
         assert _closed_with(ws) == 4400
 
 
+def test_an_error_frame_names_the_reason_before_the_close(relay: Relay) -> None:
+    with relay.client.websocket_connect("/v1/ws") as ws:
+        _frame(ws)
+        ws.send_text("not json")
+        error = json.loads(ws.receive_text())
+        assert error["t"] == "error" and error["code"] == "malformed" and error["message"]
+        assert _closed_with(ws) == 4400
+    with relay.client.websocket_connect("/v1/ws") as ws:
+        _frame(ws)
+        ws.send_text("x" * (MAX_FRAME_BYTES + 1))
+        assert json.loads(ws.receive_text())["code"] == "too_large"
+        assert _closed_with(ws) == 4413
+
+
 def test_binary_frames_close_4400(relay: Relay) -> None:
     with relay.client.websocket_connect("/v1/ws") as ws:
         _frame(ws)

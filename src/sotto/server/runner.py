@@ -8,20 +8,34 @@ payloads would let frame sizes reveal the unpadded length).
 WebSockets are served by uvicorn's sans-I/O implementation with two of its per-connection
 objects made smaller (:class:`DeliveryProtocol`): the relay holds many idle connections, and an
 ``asyncio.Queue`` and an ``asyncio.Event`` cost four deques, about 3.8 KB, for each.
+
+Every connection's resources are bounded (:class:`HttpProtocol`, :class:`ConnectionLimits`):
+beyond ``max_connections`` a new one gets a bare 503 and is closed at once (the cap is derived
+from the file descriptor limit, so descriptors never run out); a connection must send complete
+request headers within ``header_timeout_seconds`` and a body within ``body_timeout_seconds``;
+idle keep-alive connections close after ``keep_alive_seconds``; and a connection whose send
+buffer stays full for ``write_stall_seconds`` (a client that does not read) is dropped, freeing
+what it pinned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
-from sotto.server.logging import uvicorn_log_config
+from sotto.server.logging import logger, uvicorn_log_config
+from sotto.server.ws import INVALID_TEXT
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS
 from sotto.wire.limits import MAX_FRAME_BYTES
 
@@ -103,6 +117,121 @@ class Flag:
         return True
 
 
+RESERVED_FDS = 256
+"""Descriptors kept out of the connection cap: the database and its journal, the listening
+socket, worker threads' files, logs."""
+
+MAX_BACKLOG = 2_048
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one connection may hold, and how many there may be (see the module's note)."""
+
+    max_connections: int = 10_000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    write_stall: float = 30.0
+
+    @classmethod
+    def of(cls, config: ServerConfig, max_connections: int) -> ConnectionLimits:
+        return cls(
+            max_connections=max_connections,
+            header_timeout=config.header_timeout_seconds,
+            body_timeout=config.body_timeout_seconds,
+            write_stall=config.write_stall_seconds,
+        )
+
+
+DEFAULT_LIMITS = ConnectionLimits()
+
+_REFUSAL_BODY = b'{"code":"unavailable","message":"too many connections; retry shortly"}'
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_REFUSAL_BODY), _REFUSAL_BODY)
+)
+"""A new connection beyond the cap gets this, then is closed: no parsing, no app."""
+
+
+def _limits_of(config: Any) -> ConnectionLimits:
+    limits = getattr(config, "sotto_limits", None)
+    return limits if isinstance(limits, ConnectionLimits) else DEFAULT_LIMITS
+
+
+class HttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol with the relay's bounds: a connection cap, a deadline for request
+    headers and one for the body, and a limit on how long the send buffer may stay full."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = _limits_of(self.config)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._armed_cycle: object = None
+        self._stall: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._limits.max_connections:
+            logger.warning("event connection refused: %d open", self._limits.max_connections)
+            transport.write(_REFUSAL)
+            transport.close()
+            return
+        self._arm(self._limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire)
+        self._armed_cycle = self.cycle
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        """No new request head since arming (or its body still incomplete): close."""
+        self._deadline = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is not self._armed_cycle:
+            return
+        if cycle is None or cycle.response_complete or cycle.more_body:
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        cycle = self.cycle
+        if cycle is not before and cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self._arm(self._limits.body_timeout)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._disarm()  # the WebSocket has its own idle limit
+        super().handle_websocket_upgrade(event)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self._limits.header_timeout)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self._limits.write_stall, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+
 class DeliveryProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with a smaller inbox and writable flag, which stops
     reading the socket only once the app is ``PAUSE_AT`` messages or ``PAUSE_BYTES`` behind."""
@@ -118,26 +247,77 @@ class DeliveryProtocol(WebSocketsSansIOProtocol):
     backlog stays within a few of the largest frames, less than uvicorn's own four at
     ``ws_max_size``."""
 
+    _stall: asyncio.TimerHandle | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
 
+    def pause_writing(self) -> None:
+        """The peer reads slower than the relay writes: drop it if that lasts (the send that
+        waits for room is released by the drop)."""
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(_limits_of(self.config).write_stall, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        super().connection_lost(exc)
+
     def send_receive_event_to_app(self) -> None:
+        """Queue the message for the app as uvicorn does, except that reading pauses only once
+        the app is behind, and that a text frame which is not UTF-8 becomes an event marked
+        :data:`INVALID_TEXT` (the app refuses it like any malformed frame, 4400) instead of a
+        logged traceback."""
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # past websocket.close: read on until the peer's close reply
         inbox: Inbox = self.queue  # type: ignore[assignment]
-        if self.read_paused or inbox.qsize() + 1 >= self.PAUSE_AT or inbox.held_bytes >= self.PAUSE_BYTES:
-            super().send_receive_event_to_app()  # queue it and pause reading
-            return
-        # Not behind: queue it as uvicorn does, but with reading marked paused for the call so
-        # that uvicorn leaves it running.
-        self.read_paused = True
-        try:
-            super().send_receive_event_to_app()
-        finally:
-            self.read_paused = False
+        behind = inbox.qsize() + 1 >= self.PAUSE_AT or inbox.held_bytes >= self.PAUSE_BYTES
+        if self.curr_msg_data_type == "text":
+            try:
+                inbox.put_nowait({"type": "websocket.receive", "text": data.decode()})
+            except UnicodeDecodeError:
+                inbox.put_nowait({"type": "websocket.receive", INVALID_TEXT: True})
+        else:
+            inbox.put_nowait({"type": "websocket.receive", "bytes": data})
+        if behind and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def connection_cap(config: ServerConfig, fd_limit: int, backlog: int) -> int:
+    """Connections the relay holds at most: ``config.max_connections`` if set, and never more
+    than the descriptors left once the listen backlog (accepted in one go before any is
+    refused) and :data:`RESERVED_FDS` are set aside."""
+    room = max(1, fd_limit - backlog - RESERVED_FDS)
+    return room if config.max_connections is None else max(1, min(config.max_connections, room))
 
 
 def uvicorn_config(config: ServerConfig, **overrides: Any) -> uvicorn.Config:
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if fd_limit == resource.RLIM_INFINITY:
+        fd_limit = 1 << 20
+    backlog = max(16, min(MAX_BACKLOG, fd_limit // 4))
     settings: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
@@ -149,12 +329,20 @@ def uvicorn_config(config: ServerConfig, **overrides: Any) -> uvicorn.Config:
         "ws_per_message_deflate": False,
         # The sans-I/O implementation holds an idle connection in less memory than the legacy one.
         "ws": DeliveryProtocol,
+        "http": HttpProtocol,
+        "backlog": backlog,
+        "timeout_keep_alive": config.keep_alive_seconds,
+        # Request heads larger than this are refused (h11's default, stated).
+        "h11_max_incomplete_event_size": 16 * 1024,
         # Frames up to twice the limit reach the app, which closes them with 4413.
         "ws_max_size": 2 * MAX_FRAME_BYTES,
         "lifespan": "on",
     }
     settings.update(overrides)
-    return uvicorn.Config(create_app(config), **settings)
+    server_config = uvicorn.Config(create_app(config), **settings)
+    cap = connection_cap(config, fd_limit, server_config.backlog)
+    server_config.sotto_limits = ConnectionLimits.of(config, cap)  # type: ignore[attr-defined]
+    return server_config
 
 
 def run(
@@ -166,6 +354,7 @@ def run(
     **overrides: Any,
 ) -> None:
     """Serve until interrupted: ``sotto server`` and ``python -m sotto.server`` call this."""
+    raise_fd_limit()
     config = ServerConfig(
         data_dir=Path(data_dir), host=host, port=port, cadence_tick_seconds=cadence_tick_seconds
     )

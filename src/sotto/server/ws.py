@@ -13,8 +13,10 @@ The relay holds many idle connections, so an idle one owns little: its reader co
 timer for the idle limit (re-armed lazily, not per frame), no request headers and, once
 subscribed, its window; tasks and containers exist only while they have work.
 
-A client that misbehaves is closed with a typed code: 4400 malformed frame (or a binary one),
-4413 frame too large, 4429 too many frames, 4408 idle too long; 1013 when storage fails.
+A client that misbehaves is closed with a typed code: 4400 malformed frame (a binary one, or
+text that is not UTF-8), 4413 frame too large, 4429 too many frames, 4408 idle too long; 1013
+when storage fails. Just before the close, an ``error`` frame names the reason (relay-protocol
+§4). None of it is logged: the close codes are counted.
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ CLOSE_IDLE = 4408
 CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN = 1013
+
+ERROR_CODES = {
+    CLOSE_MALFORMED: "malformed",
+    CLOSE_IDLE: "idle",
+    CLOSE_TOO_LARGE: "too_large",
+    CLOSE_TOO_MANY: "rate_limited",
+    CLOSE_TRY_AGAIN: "unavailable",
+}
+"""The ``code`` of the ``error`` frame sent before each close."""
+
+INVALID_TEXT = "sotto.invalid_text"
+"""Marks a ``websocket.receive`` event whose text frame was not UTF-8 (it has no ``text``);
+the server's protocol (``runner.DeliveryProtocol``) makes these instead of logging."""
 
 _VERIFY_IN_THREAD_ABOVE = 32
 """Subscriptions with more proofs than this are verified off the event loop."""
@@ -123,6 +138,8 @@ class Connection:
                     break
                 text = message.get("text")
                 if not isinstance(text, str):
+                    if INVALID_TEXT in message:
+                        raise _Closed(CLOSE_MALFORMED, "text frames must be UTF-8")
                     raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
                 if len(text) > MAX_FRAME_BYTES:
                     raise _Closed(CLOSE_TOO_LARGE, "frame too large")
@@ -348,8 +365,12 @@ class Connection:
             raise _Closed(1000, "peer gone") from None
 
     async def _close(self, code: int, reason: str) -> None:
-        self._closed = True
+        """Send the ``error`` frame that names why, then close with ``code``."""
+        already, self._closed = self._closed, True
         with contextlib.suppress(Exception):  # already closed, or the peer is gone
+            if not already and code in ERROR_CODES:
+                error = frames.encode(frames.Error(ERROR_CODES[code], reason))
+                await self._asgi_send({"type": "websocket.send", "text": error})
             await self._asgi_send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _stop(self) -> None:
