@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 
+from sotto.client import transport
 from sotto.client.transport import HttpNetwork, access_token_hash, mailbox_auth
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import system_rng
 from sotto.errors import RelayError, RelayUnavailableError
-from sotto.wire import api
+from sotto.wire import api, auth, b64
 from sotto.wire.padding import pad
-from tests.client.running_relay import free_port
+from tests.client.running_relay import free_port, running_relay
 
 T = TypeVar("T")
 
@@ -110,37 +113,90 @@ def test_relay_errors_are_typed(server_url: str) -> None:
 
 def test_header_helpers() -> None:
     key = SigningKey(bytes(32))
-    header = mailbox_auth(key, "GET", "/v1/mailboxes/x/export", unix_seconds=1_700_000_000)
-    assert header.startswith("1700000000.")
+    path = "/v1/mailboxes/x/poll"
+    header = mailbox_auth(key, "POST", path, b"{}", unix_ms=1_700_000_000_000)
+    ms, nonce, signature = auth.decode_mailbox_auth(header)
+    assert ms == 1_700_000_000_000 and header.startswith("1700000000000.")
+    key.public.verify(auth.http_message("POST", path, ms, nonce, b"{}"), signature)
+    # A fresh nonce each time, so no two headers are alike.
+    assert mailbox_auth(key, "POST", path, b"{}", unix_ms=ms) != header
     assert len(access_token_hash(bytes(32))) == 43
 
 
-@pytest.mark.parametrize("websocket_sends", [True, False], ids=["websocket", "http"])
-def test_both_send_paths_store_once_and_refuse_wrong_tokens(server_url: str, websocket_sends: bool) -> None:
+def test_a_replayed_signed_request_changes_nothing(server_url: str) -> None:
+    """A captured poll, replayed as it was or with an ack of every pending id, is refused and
+    deletes nothing (it used to delete them all)."""
+
     async def main() -> None:
-        network = HttpNetwork(websocket_sends=websocket_sends)
+        network = HttpNetwork(websocket_sends=False)
         relay = network.relay(server_url)
         box = new_mailbox()
-        await relay.create_mailbox(body(box))
         mailbox_id, key, token = box
-        ids = [system_rng(16) for _ in range(20)]
-        firsts = await asyncio.gather(*(relay.send(mailbox_id, token, i, pad(b"p")) for i in ids))
-        again = await asyncio.gather(*(relay.send(mailbox_id, token, i, pad(b"p")) for i in ids))
-        assert not any(firsts) and all(again)
-        with pytest.raises(RelayError) as refused:
-            await relay.send(mailbox_id, system_rng(32), system_rng(16), pad(b"p"))
-        assert refused.value.status == 404
-        drain = await relay.connect()
-        try:
-            await drain.subscribe({mailbox_id: key})
-            got = [await drain.receive(timeout=5) for _ in ids]
-            assert sorted(e.id for e in got if e is not None) == sorted(ids)
-            assert await drain.receive(timeout=0.2) is None
-        finally:
-            await drain.close()
+        await relay.create_mailbox(body(box))
+        ids = [system_rng(16) for _ in range(3)]
+        for message_id in ids:
+            await relay.send(mailbox_id, token, message_id, pad(b"x"))
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/poll"
+        content = api.Poll(limit=8).model_dump_json().encode()
+        json_type = {"content-type": "application/json"}
+        async with httpx.AsyncClient(base_url=server_url) as http:
+
+            async def post(content: bytes, signed: str) -> httpx.Response:
+                return await http.post(
+                    path, content=content, headers={**json_type, "sotto-mailbox-auth": signed}
+                )
+
+            signed = mailbox_auth(key, "POST", path, content)
+            captured = await post(content, signed)
+            assert captured.status_code == 200, captured.text
+            pending = [b64.decode(e["id"]) for e in captured.json()["envelopes"]]
+            assert sorted(pending) == sorted(ids)
+            # The attacker replays the captured request, then the same header over a body that
+            # acknowledges everything the reply listed.
+            assert (await post(content, signed)).status_code == 401
+            ack_all = api.Poll(ack=pending, limit=8).model_dump_json().encode()
+            assert (await post(ack_all, signed)).status_code == 404
+        still = await relay.poll(mailbox_id, key, [], 8)
+        assert sorted(e.id for e in still.envelopes) == sorted(ids)
         await network.aclose()
 
     run(main)
+
+
+def test_a_client_ahead_of_the_relay_signs_again_with_the_time_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay accepts no signature dated after its own clock; a client a minute ahead gets
+    one 401 naming the relay's time, signs again with it, and keeps the correction."""
+    seen: list[int] = []
+
+    def watch(app: Any) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            async def send_status(message: Any) -> None:
+                if message["type"] == "http.response.start" and scope["path"].endswith("/export"):
+                    seen.append(message["status"])
+                await send(message)
+
+            await app(scope, receive, send_status)
+
+        return wrapped
+
+    real_now_ms = transport._now_ms
+    monkeypatch.setattr(transport, "_now_ms", lambda: real_now_ms() + 60_000)
+
+    async def main(url: str) -> None:
+        network = HttpNetwork()
+        relay = network.relay(url)
+        box = new_mailbox()
+        await relay.create_mailbox(body(box))
+        for _ in range(2):
+            exported = await relay.export_mailbox(box[0], box[1])
+            assert exported["tables"]["mailboxes"][0]["mailbox_id"] == b64.encode(box[0])
+        await network.aclose()
+
+    with running_relay(tmp_path, free_port(), wrap=watch) as url:
+        run(lambda: main(url))
+    assert seen == [401, 200, 200]
 
 
 class _CountingProxy:

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import system_rng
 from sotto.server import ServerConfig, create_app
+from sotto.server.auth import ReplayGuard
 from sotto.server.clock import SECONDS_PER_DAY
 from sotto.server.config import RateLimit, RateLimits
 from sotto.server.context import RelayContext
@@ -69,7 +70,10 @@ def make_relay(
         ServerConfig(data_dir=tmp_path / "data", rate_limits=limits, **config), storage=storage, clock=clock
     )
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Relay(client, clock, storage)
+        relay = Relay(client, clock, storage)
+        # As if started an hour ago: signatures dated now pass the start rule (tested on its own).
+        relay.ctx.replay_guard = ReplayGuard(clock.now() - 3_600)
+        yield relay
     if isinstance(storage, SqliteStorage):
         storage.close_sync()
 
@@ -156,9 +160,11 @@ class Mailbox:
             "ttl_days": self.ttl_days,
         }
 
-    def auth_header(self, method: str, path: str, seconds: int) -> dict[str, str]:
-        signature = self.key.sign(auth.http_message(method, path, seconds))
-        return {"Sotto-Mailbox-Auth": auth.encode_mailbox_auth(seconds, signature)}
+    def auth_header(self, method: str, path: str, seconds: float, body: bytes = b"") -> dict[str, str]:
+        """A signature dated ``seconds`` over ``body`` (send it with ``content=``), fresh nonce."""
+        ms, nonce = int(seconds * 1000), os.urandom(auth.HTTP_NONCE_LENGTH)
+        signature = self.key.sign(auth.http_message(method, path, ms, nonce, body))
+        return {"Sotto-Mailbox-Auth": auth.encode_mailbox_auth(ms, signature, nonce)}
 
     def drain_proof(self, nonce: bytes) -> dict[str, str]:
         return {"id": self.id, "sig": b64.encode(self.key.sign(auth.drain_message(nonce, self.mailbox_id)))}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sotto.server.auth import access_token_key
 from sotto.server.config import RateLimit
 from sotto.wire import auth, b64
 from tests.server.conftest import (
@@ -320,7 +321,8 @@ def test_account_export_holds_everything_about_the_account(any_relay: Relay) -> 
     assert device["secret_hash"] == b64.encode(hashlib.sha256(account.secret).digest())
     assert b64.encode(account.secret) not in str(export)
     assert len(tables["one_time_pre_keys"]) == 2 and len(tables["kyber_pre_keys"]) == 2
-    assert tables["access_tokens"][0]["token_hash"] == b64.encode(hashlib.sha256(token).digest())
+    held = access_token_key(account.account_id, hashlib.sha256(token).digest())
+    assert tables["access_tokens"][0]["token_hash"] == b64.encode(held)
     _error(client.get("/v1/export"), 401, "unauthorized")
 
 

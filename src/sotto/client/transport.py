@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import secrets
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -133,10 +134,24 @@ class DeviceCredentials:
         return f"DeviceCredentials(device_id={self.device_id}, <secret>)"
 
 
-def mailbox_auth(key: SigningKey, method: str, path: str, unix_seconds: int | None = None) -> str:
-    """The ``Sotto-Mailbox-Auth`` header for one request."""
-    seconds = int(time.time()) if unix_seconds is None else unix_seconds
-    return auth.encode_mailbox_auth(seconds, key.sign(auth.http_message(method, path, seconds)))
+def mailbox_auth(
+    key: SigningKey,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    unix_ms: int | None = None,
+    nonce: bytes | None = None,
+) -> str:
+    """The ``Sotto-Mailbox-Auth`` header for one request: its time, a fresh nonce, and the
+    signature over both, the body's hash, the method and the path. Never reuse one."""
+    ms = _now_ms() if unix_ms is None else unix_ms
+    nonce = secrets.token_bytes(auth.HTTP_NONCE_LENGTH) if nonce is None else nonce
+    return auth.encode_mailbox_auth(ms, key.sign(auth.http_message(method, path, ms, nonce, body)), nonce)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def access_token_hash(token: bytes) -> str:
@@ -167,6 +182,8 @@ class HttpRelay:
         self._http = client
         self._fresh = fresh or client
         self._sender = WebSocketSender(self.url) if websocket_sends else None
+        self._sign_offset_ms = 0
+        """Added to our clock for signed calls: learned from the relay's 401s (relay-protocol §2)."""
 
     async def _request(
         self,
@@ -178,17 +195,47 @@ class HttpRelay:
         alone: bool = False,
     ) -> httpx.Response:
         """One call; with ``alone``, on a connection opened for it and closed after it."""
-        content = None if body is None else body.model_dump_json()
-        all_headers = {"content-type": "application/json"} if content is not None else {}
-        all_headers.update(headers or {})
-        client = self._fresh if alone else self._http
-        try:
-            response = await client.request(method, self.url + path, content=content, headers=all_headers)
-        except httpx.HTTPError as e:
-            raise RelayUnavailableError(f"{method} request failed: {type(e).__name__}") from None
+        content = None if body is None else body.model_dump_json().encode()
+        response = await self._send(method, path, headers or {}, content, alone)
         if response.status_code >= 400:
             raise _relay_error(response)
         return response
+
+    async def _signed(
+        self, method: str, path: str, key: SigningKey, *, body: api.Model | None = None, alone: bool = False
+    ) -> httpx.Response:
+        """A call signed by a mailbox key over its exact body, with a fresh nonce.
+
+        A relay that finds the signature's time out of its window (our clock is off, or it has
+        just started) answers 401 naming a time to sign with; we sign again with it, once, and
+        keep the difference to our clock for later calls.
+        """
+        content = None if body is None else body.model_dump_json().encode()
+        for attempt in range(2):
+            sign_at = _now_ms() + self._sign_offset_ms
+            header = mailbox_auth(key, method, path, content or b"", unix_ms=sign_at)
+            response = await self._send(method, path, {"sotto-mailbox-auth": header}, content, alone)
+            named = auth.decode_sign_time(response.headers.get(auth.SIGN_TIME_HEADER))
+            if response.status_code != 401 or named is None:
+                break
+            # Keep the correction, so a skewed clock costs one retry, not one per call.
+            self._sign_offset_ms = named - _now_ms()
+            if attempt:
+                break
+        if response.status_code >= 400:
+            raise _relay_error(response)
+        return response
+
+    async def _send(
+        self, method: str, path: str, headers: dict[str, str], content: bytes | None, alone: bool
+    ) -> httpx.Response:
+        all_headers = {"content-type": "application/json"} if content is not None else {}
+        all_headers.update(headers)
+        client = self._fresh if alone else self._http
+        try:
+            return await client.request(method, self.url + path, content=content, headers=all_headers)
+        except httpx.HTTPError as e:
+            raise RelayUnavailableError(f"{method} request failed: {type(e).__name__}") from None
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
@@ -232,7 +279,7 @@ class HttpRelay:
 
     async def delete_mailbox(self, mailbox_id: bytes, key: SigningKey) -> None:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}"
-        await self._request("DELETE", path, headers={"sotto-mailbox-auth": mailbox_auth(key, "DELETE", path)})
+        await self._signed("DELETE", path, key)
 
     async def export_account(self, device: DeviceCredentials) -> dict[str, Any]:
         response = await self._request("GET", "/v1/export", headers={"authorization": device.header()})
@@ -240,9 +287,7 @@ class HttpRelay:
 
     async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/export"
-        response = await self._request(
-            "GET", path, headers={"sotto-mailbox-auth": mailbox_auth(key, "GET", path)}
-        )
+        response = await self._signed("GET", path, key)
         return _object(self._json(response))
 
     async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
@@ -272,12 +317,8 @@ class HttpRelay:
         self, mailbox_id: bytes, key: SigningKey, ack_ids: Sequence[bytes], limit: int
     ) -> api.PollResult:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/poll"
-        response = await self._request(
-            "POST",
-            path,
-            headers={"sotto-mailbox-auth": mailbox_auth(key, "POST", path)},
-            body=api.Poll(ack=list(ack_ids), limit=limit),
-            alone=True,
+        response = await self._signed(
+            "POST", path, key, body=api.Poll(ack=list(ack_ids), limit=limit), alone=True
         )
         return _model(api.PollResult, self._json(response))
 

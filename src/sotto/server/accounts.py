@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
 from sotto.errors import DecodeError, RelayError
-from sotto.server.auth import UNAUTHORIZED, authenticate_device, parse_token, token_hash
+from sotto.server.auth import UNAUTHORIZED, access_token_key, authenticate_device, parse_token, token_hash
 from sotto.server.context import RelayContext
 from sotto.server.export import export_json
 from sotto.server.ratelimit import RateLimitedError, source_key
@@ -178,9 +178,12 @@ async def key_counts(device: Device, ctx: Ctx) -> api.KeyCounts:
 
 @router.put("/v1/accounts/me/access-tokens", status_code=204, responses=_errors(401, 422, 507))
 async def add_access_token(body: api.AddAccessToken, device: Device, ctx: Ctx) -> Response:
-    """Register a token that lets its holder fetch this account's bundle; the relay keeps SHA-256."""
+    """Register a token that lets its holder fetch this account's bundle. The relay keeps a hash
+    bound to this account: the same token registered by another account opens nothing here and
+    leaves this registration alone (the answer is the same 204 either way)."""
     refuse_when_full(ctx)
-    if not await ctx.storage.add_access_token(device.account_id, token_hash(body.token), body.expires_day):
+    key = access_token_key(device.account_id, token_hash(body.token))
+    if not await ctx.storage.add_access_token(device.account_id, key, body.expires_day):
         raise quota_exceeded("access tokens")
     return Response(status_code=204)
 
@@ -194,7 +197,7 @@ async def delete_access_token(
         digest = b64.decode(token_hash, length=32)
     except DecodeError:
         raise RelayError(422, "invalid_request", "token_hash must be 32 bytes of base64url") from None
-    await ctx.storage.delete_access_token(device.account_id, digest)
+    await ctx.storage.delete_access_token(device.account_id, access_token_key(device.account_id, digest))
     return Response(status_code=204)
 
 
@@ -218,7 +221,7 @@ async def fetch_bundle(
     if token is None or target is None:
         note_failure(ctx, source, now)
         raise UNAUTHORIZED
-    digest, today = token_hash(token), ctx.today()
+    digest, today = access_token_key(target, token_hash(token)), ctx.today()
     if not await ctx.storage.has_access(target, digest, today):
         note_failure(ctx, source, now)
         raise UNAUTHORIZED

@@ -4,31 +4,58 @@ Three kinds of proof, none of them tying a mailbox to an account:
 
 * a **device** proves itself with its 32-byte secret (Basic header); the relay keeps SHA-256;
 * a **mailbox** owner signs with the mailbox's Ed25519 key: the connection's challenge nonce to
-  drain it, or ``METHOD ‖ path ‖ seconds`` for an HTTP call;
+  drain it, or ``time ‖ nonce ‖ SHA-256(body) ‖ METHOD ‖ path`` for an HTTP call, each
+  nonce accepted once (:class:`ReplayGuard`);
 * a **sender** presents the mailbox's delivery token, an **invitee** the account's access token;
-  both are compared as SHA-256 hashes in constant time.
+  both are compared as SHA-256 hashes. An access token is stored keyed by the account that
+  registered it (:func:`access_token_key`), so registering someone else's token elsewhere
+  touches nothing of theirs.
 
 Every failure a prober could tell apart collapses into one answer (401 for device and bundle
-calls, 404 for mailboxes).
+calls, 404 for mailboxes), and costs the same work: a missing device or mailbox is checked
+against a fixed dummy secret or key.
 """
 
 from __future__ import annotations
 
-from sotto.crypto.ed25519 import SigningPublicKey
+import enum
+import heapq
+import math
+
+from sotto.crypto.ed25519 import SigningKey, SigningPublicKey
 from sotto.crypto.kdf import bytes_equal, sha256
 from sotto.errors import DecodeError, InvalidKeyError, InvalidSignatureError, RelayError
 from sotto.server.storage.base import AccountId, DeviceRecord, MailboxRecord, Storage
 from sotto.wire import auth as wire_auth
 from sotto.wire import b64
-from sotto.wire.limits import DELIVERY_TOKEN_LENGTH, HTTP_AUTH_WINDOW_SECONDS
+from sotto.wire.limits import DELIVERY_TOKEN_LENGTH
 
 UNAUTHORIZED = RelayError(401, "unauthorized", "missing or wrong credentials")
 MAILBOX_NOT_FOUND = RelayError(404, "not_found", "no such mailbox")
+REPLAY_GUARD_FULL = RelayError(503, "busy", "too many signed requests at once; try again shortly")
+
+REPLAY_GUARD_CAPACITY = 200_000
+"""Signed HTTP requests remembered at once (some 40 MB); beyond that they are refused with 503
+until the oldest leave the window, rather than forgetting any and reopening replays."""
+
+_ACCESS_TOKEN_CONTEXT = b"sotto-access-token-v2\x00"
+_DUMMY_SECRET_HASH = sha256(b"sotto-no-such-device")
+_DUMMY_MAILBOX_KEY = SigningKey(sha256(b"sotto-no-such-mailbox")).public.raw
 
 
 def token_hash(token: bytes) -> bytes:
     """What the relay stores for a secret it must recognise but never needs to know."""
     return sha256(token)
+
+
+def access_token_key(account_id: bytes, digest: bytes) -> bytes:
+    """How an access token is stored and looked up: bound to the account that registered it.
+
+    ``digest`` is SHA-256 of the token (what the owner names it by when deleting it). Another
+    account registering the same token gets another key, so it can neither take the token over
+    nor remove it: only the inviter's registration opens the inviter's bundle.
+    """
+    return sha256(_ACCESS_TOKEN_CONTEXT + account_id + digest)
 
 
 def parse_token(header: str | None) -> bytes | None:
@@ -52,32 +79,117 @@ async def authenticate_device(storage: Storage, authorization: str | None) -> De
     device = await storage.get_device(AccountId(account_id), device_id)
     presented = token_hash(secret)
     # Hash and compare even for an unknown device, so both failures cost the same.
-    held = device.secret_hash if device is not None else bytes(len(presented))
+    held = device.secret_hash if device is not None else _DUMMY_SECRET_HASH
     if not bytes_equal(held, presented) or device is None:
         raise UNAUTHORIZED
     return device
 
 
-def mailbox_request_ok(
-    mailbox: MailboxRecord | None, header: str | None, method: str, path: str, *, now: float, today: int
-) -> bool:
-    """Whether ``header`` is a fresh signature of this request by the mailbox's key."""
-    if mailbox is None or header is None or mailbox.expires_day <= today:
-        return False
+class MailboxVerdict(enum.Enum):
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    """No such mailbox, an expired one, a malformed header or a wrong signature: one answer."""
+    STALE = "stale"
+    """A genuine signature of this request, but used already or outside its window: 401."""
+
+
+class ReplayGuard:
+    """The signed HTTP requests seen in the last window, in memory only.
+
+    A signature is accepted once, while the relay's clock lies within ``past`` after and
+    ``future`` before the time it carries; each accepted ``(mailbox, nonce)`` is remembered until
+    that time leaves the window, after which the time check refuses it anyway.
+
+    A restart forgets the set, so the relay also refuses every time earlier than its start plus
+    ``future``: the previous process accepted only times before its last moment plus ``future``,
+    so nothing it accepted can be accepted again. ``future`` is 0 by default, so an honest client
+    meets the start rule only if its clock is ahead; it gets a 401 naming a time to sign with
+    (:meth:`sign_time`), and signs again with it.
+    """
+
+    def __init__(
+        self,
+        started: float,
+        *,
+        past_ms: int = wire_auth.HTTP_AUTH_PAST_MS,
+        future_ms: int = wire_auth.HTTP_AUTH_FUTURE_MS,
+        capacity: int = REPLAY_GUARD_CAPACITY,
+    ) -> None:
+        self.not_before_ms = math.ceil(started * 1000) + future_ms
+        self.past_ms = past_ms
+        self.future_ms = future_ms
+        self.capacity = capacity
+        self._seen: set[bytes] = set()
+        self._expiry: list[tuple[int, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def fresh(self, unix_ms: int, now: float) -> bool:
+        now_ms = now * 1000
+        return unix_ms >= self.not_before_ms and now_ms - self.past_ms <= unix_ms <= now_ms + self.future_ms
+
+    def sign_time(self, now: float) -> int:
+        """A time a signature made now would be accepted with."""
+        return max(self.not_before_ms, int(now * 1000))
+
+    def accept(self, mailbox_id: bytes, nonce: bytes, unix_ms: int, now: float) -> bool:
+        """Remember a fresh, verified request; False if it was seen already (a replay)."""
+        oldest = now * 1000 - self.past_ms
+        while self._expiry and self._expiry[0][0] < oldest:
+            self._seen.discard(heapq.heappop(self._expiry)[1])
+        key = mailbox_id + nonce
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self.capacity:
+            raise REPLAY_GUARD_FULL
+        self._seen.add(key)
+        heapq.heappush(self._expiry, (unix_ms, key))
+        return True
+
+
+def mailbox_request_auth(
+    mailbox: MailboxRecord | None,
+    header: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    guard: ReplayGuard,
+    now: float,
+    today: int,
+) -> MailboxVerdict:
+    """Whether ``header`` is a fresh, first-seen signature of this request by the mailbox's key.
+
+    The signature is verified whether or not the mailbox exists (against a fixed dummy key when
+    it does not), so a missing mailbox and a wrong signature take the same time.
+    """
+    if header is None:
+        return MailboxVerdict.NOT_FOUND
     try:
-        seconds, signature = wire_auth.decode_mailbox_auth(header)
+        unix_ms, nonce, signature = wire_auth.decode_mailbox_auth(header)
     except DecodeError:
-        return False
-    if abs(now - seconds) > HTTP_AUTH_WINDOW_SECONDS:
-        return False
-    return signature_ok(mailbox.auth_key, wire_auth.http_message(method, path, seconds), signature)
+        return MailboxVerdict.NOT_FOUND
+    key = mailbox.auth_key if mailbox is not None else _DUMMY_MAILBOX_KEY
+    message = wire_auth.http_message(method, path, unix_ms, nonce, body)
+    genuine = signature_ok(key, message, signature)
+    if mailbox is None or not genuine or mailbox.expires_day <= today:
+        return MailboxVerdict.NOT_FOUND
+    # Only the key's holder gets this far, so telling a replay apart reveals nothing.
+    if not guard.fresh(unix_ms, now) or not guard.accept(mailbox.mailbox_id, nonce, unix_ms, now):
+        return MailboxVerdict.STALE
+    return MailboxVerdict.OK
 
 
 def drain_ok(mailbox: MailboxRecord | None, nonce: bytes, signature: bytes, today: int) -> bool:
     """Whether ``signature`` proves the right to drain ``mailbox`` on the connection with ``nonce``."""
-    if mailbox is None or mailbox.expires_day <= today:
+    if mailbox is None:
+        # The same verification against a dummy key, so a missing mailbox costs what a wrong
+        # signature does.
+        signature_ok(_DUMMY_MAILBOX_KEY, wire_auth.drain_message(nonce, bytes(16)), signature)
         return False
-    return signature_ok(mailbox.auth_key, wire_auth.drain_message(nonce, mailbox.mailbox_id), signature)
+    genuine = signature_ok(mailbox.auth_key, wire_auth.drain_message(nonce, mailbox.mailbox_id), signature)
+    return genuine and mailbox.expires_day > today
 
 
 def signature_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sotto.crypto.random import Rng, system_rng
+from sotto.server.auth import ReplayGuard
 from sotto.server.clock import Clock, SystemClock, day_of
 from sotto.server.config import RateLimits, ServerConfig
 from sotto.server.fanout import Fanout
@@ -51,10 +52,13 @@ class RelayContext:
     rng: Rng = system_rng
     stats: Stats = field(default_factory=Stats)
     limiters: Limiters | None = None
+    replay_guard: ReplayGuard = field(init=False)
+    """Signed HTTP requests seen in the window; it refuses times before this process started."""
 
     def __post_init__(self) -> None:
         if self.limiters is None:
             self.limiters = Limiters.from_config(self.config.rate_limits)
+        self.replay_guard = ReplayGuard(self.clock.now())
 
     @property
     def limits(self) -> Limiters:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Request, Response
 
 from sotto.errors import DecodeError, RelayError
 from sotto.server.accounts import (
@@ -19,7 +19,13 @@ from sotto.server.accounts import (
     refuse_failing_source,
     refuse_when_full,
 )
-from sotto.server.auth import MAILBOX_NOT_FOUND, mailbox_request_ok, parse_token, token_hash
+from sotto.server.auth import (
+    MAILBOX_NOT_FOUND,
+    MailboxVerdict,
+    mailbox_request_auth,
+    parse_token,
+    token_hash,
+)
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
 from sotto.server.export import export_json
@@ -33,6 +39,7 @@ from sotto.server.storage.base import (
     PutOutcome,
 )
 from sotto.wire import api, b64
+from sotto.wire import auth as wire_auth
 from sotto.wire.limits import ID_LENGTH
 
 router = APIRouter(tags=["mailboxes"])
@@ -40,7 +47,10 @@ router = APIRouter(tags=["mailboxes"])
 MailboxIdText = Annotated[str, Path(json_schema_extra=ID_PATTERN)]
 MailboxAuth = Annotated[
     str | None,
-    Header(description="<unix seconds>.<Ed25519 signature b64url> over the method, path and seconds"),
+    Header(
+        description="<unix ms>.<nonce b64url>.<Ed25519 signature b64url> over the time, nonce, "
+        "SHA-256 of the body, method and path (relay-protocol §2)"
+    ),
 ]
 
 
@@ -59,8 +69,19 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
     try:
         mid = _mailbox_id(mailbox_id)
         mailbox = (await ctx.storage.get_mailboxes([mid])).get(mid)
-        method, path = request.method, request.url.path
-        if not mailbox_request_ok(mailbox, header, method, path, now=now, today=ctx.today()):
+        body, guard = await request.body(), ctx.replay_guard
+        verdict = mailbox_request_auth(
+            mailbox, header, request.method, request.url.path, body, guard=guard, now=now, today=ctx.today()
+        )
+        if verdict is MailboxVerdict.STALE:
+            # A genuine signature used already, or out of its window: nothing happens, and the
+            # answer names a time that a fresh signature would be accepted with.
+            raise HTTPException(
+                401,
+                "that signature was used already or is out of its window",
+                headers={wire_auth.SIGN_TIME_HEADER: str(guard.sign_time(now))},
+            )
+        if verdict is not MailboxVerdict.OK:
             raise MAILBOX_NOT_FOUND
     except RelayError as refused:
         if refused.status in (401, 404):
@@ -99,7 +120,7 @@ async def create_mailbox(body: api.CreateMailbox, request: Request, ctx: Ctx) ->
     return Response(status_code=201 if outcome is CreateOutcome.CREATED else 200)
 
 
-@router.delete("/v1/mailboxes/{mailbox_id}", status_code=204, responses=_errors(404, 429))
+@router.delete("/v1/mailboxes/{mailbox_id}", status_code=204, responses=_errors(401, 404, 429))
 async def delete_mailbox(
     mailbox_id: MailboxIdText, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
 ) -> Response:
@@ -109,7 +130,7 @@ async def delete_mailbox(
     return Response(status_code=204)
 
 
-@router.get("/v1/mailboxes/{mailbox_id}/export", tags=["export"], responses=_errors(404, 429))
+@router.get("/v1/mailboxes/{mailbox_id}/export", tags=["export"], responses=_errors(401, 404, 429))
 async def export_mailbox(
     mailbox_id: MailboxIdText, request: Request, ctx: Ctx, sotto_mailbox_auth: MailboxAuth = None
 ) -> dict[str, Any]:
@@ -154,7 +175,9 @@ async def send_message(
     return api.SendResult(duplicate=outcome is PutOutcome.DUPLICATE)
 
 
-@router.post("/v1/mailboxes/{mailbox_id}/poll", tags=["cadence"], responses=_errors(404, 413, 422, 429, 503))
+@router.post(
+    "/v1/mailboxes/{mailbox_id}/poll", tags=["cadence"], responses=_errors(401, 404, 413, 422, 429, 503)
+)
 async def poll_mailbox(
     mailbox_id: MailboxIdText,
     body: api.Poll,

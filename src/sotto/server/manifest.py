@@ -129,7 +129,12 @@ TABLES: tuple[Table, ...] = (
         "Whoever holds an access token (from an invite) may fetch the account's prekey bundle.",
         "Until the owner deletes it or its expiry day, whichever comes first.",
         (
-            Column("token_hash", "blob", "SHA-256 of the 32-byte token; the token is not kept."),
+            Column(
+                "token_hash",
+                "blob",
+                "SHA-256 of the account id and the SHA-256 of the 32-byte token, so the same token "
+                "registered by another account is another row; the token is not kept.",
+            ),
             Column("account_id", "blob", "The account whose bundle the token opens."),
             Column("expires_day", "integer", "First day the token no longer works (chosen by the owner)."),
         ),
