@@ -31,7 +31,7 @@ class RateLimits:
 
     account_creation: RateLimit = RateLimit(burst=30, per_second=1 / 20)
     """Account creations per source."""
-    mailbox_creation: RateLimit = RateLimit(burst=300, per_second=3)
+    mailbox_creation: RateLimit = RateLimit(burst=2_000, per_second=20)
     """Anonymous mailbox creations per source."""
     username_lookup: RateLimit = RateLimit(burst=30, per_second=1 / 2)
     """Username lookups per source: slows enumeration of the name space."""
