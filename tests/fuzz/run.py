@@ -9,9 +9,10 @@
 
 Each target starts from its committed seeds (``tests/fuzz/corpus/<target>/``, only read) and
 keeps what it learns in ``build/fuzz/corpus/<target>/`` (git-ignored). An input that raises an
-exception its decoder's contract does not allow, or takes more than ``SLOW_SECONDS`` of CPU time, is a
-finding: it is saved under ``build/fuzz/findings/<target>/`` and fuzzing goes on, so one run
-counts every distinct finding (by exception type and the line that raised it). One line per
+exception its decoder's contract does not allow, or takes more CPU time than the target's
+``slow_seconds`` (1 s for every decoder), is a finding: it is saved under
+``build/fuzz/findings/<target>/`` and fuzzing goes on, so one run counts every distinct
+finding (by exception type and the line that raised it, or "slow input"). One line per
 target reports inputs run, time, exec/s, findings and the slowest input; the exit status is 1
 if any target found anything (or failed to run).
 """
@@ -34,7 +35,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "tests" / "fuzz" / "corpus"
 WORK = ROOT / "build" / "fuzz"
-SLOW_SECONDS = 1.0
 _STATS_ENV = "SOTTO_FUZZ_STATS"
 ALL = "all"
 """The pseudo-target that fuzzes every target in one process, its first byte picking the target."""
@@ -58,15 +58,13 @@ def _child(name: str, libfuzzer_args: list[str]) -> None:
     with atheris.instrument_imports(include=["sotto"]):
         from tests.fuzz import targets
 
-    if name == ALL:
-        every = list(targets.TARGETS.values())
+    every = list(targets.TARGETS.values())
 
-        def check_any(data: bytes) -> None:
-            targets.check(every[data[0] % len(every)] if data else every[0], data[1:])
+    def pick(data: bytes) -> targets.Target:
+        if name != ALL:
+            return targets.TARGETS[name]
+        return every[data[0] % len(every)] if data else every[0]
 
-        target = targets.Target(ALL, check_any, (), "")
-    else:
-        target = targets.Target(name, targets.TARGETS[name].run, targets.TARGETS[name].allowed, "")
     stats_path = Path(os.environ[_STATS_ENV])
     findings_dir = WORK / "findings" / name
     stats: dict[str, Any] = {"inputs": 0, "slowest_seconds": 0.0, "findings": {}, "started": 0.0}
@@ -85,11 +83,9 @@ def _child(name: str, libfuzzer_args: list[str]) -> None:
     def one_input(data: bytes) -> None:
         started = time.process_time()  # CPU time: other jobs on the machine do not make an input slow
         finding = None
+        target = pick(data)
         try:
-            if name == ALL:
-                target.run(data)
-            else:
-                targets.check(target, data)
+            targets.check(target, data[1:] if name == ALL else data)
         except targets.ContractViolation as violation:
             finding = f"{violation.target}: {_signature(violation.error)}"
         elapsed = time.process_time() - started
@@ -100,16 +96,15 @@ def _child(name: str, libfuzzer_args: list[str]) -> None:
         if changed:
             stats["slowest_seconds"] = elapsed
             stats["slowest_size"] = len(data)
-        if elapsed > SLOW_SECONDS and finding is None:
-            finding = f"slow input ({elapsed:.2f} s)"
-            finding_key = "slow"
-        else:
-            finding_key = finding or ""
+            stats["slowest_target"] = target.name
+        kind = "crash"
+        if elapsed > target.slow_seconds and finding is None:
+            kind, finding = "slow", f"{target.name}: slow input"
         if finding is not None:
-            seen = stats["findings"].setdefault(finding_key, {"count": 0, "example": None, "what": finding})
+            seen = stats["findings"].setdefault(finding, {"count": 0, "example": None, "what": finding})
             seen["count"] += 1
             if seen["example"] is None:
-                seen["example"] = save("slow" if finding_key == "slow" else "crash", data)
+                seen["example"] = save(kind, data)
             changed = True
         if changed:  # rare after the first inputs; libFuzzer exits without running Python's atexit
             write_stats()
@@ -176,7 +171,8 @@ def _fuzz(  # noqa: PLR0917
     line = (
         f"{name:34} inputs {inputs:>9,}  time {fuzz_seconds:7.1f} s  exec/s {rate:8,.0f}  "
         f"findings {sum(f['count'] for f in found.values()):>5} ({len(found)} distinct)  "
-        f"slowest {stats['slowest_seconds'] * 1000:6.1f} ms CPU ({stats.get('slowest_size', 0)} B)"
+        f"slowest {stats['slowest_seconds'] * 1000:6.1f} ms CPU ({stats.get('slowest_size', 0)} B"
+        + (f", {stats.get('slowest_target')})" if name == ALL else ")")
     )
     for finding in found.values():
         line += f"\n    {finding['what']}: {finding['count']} inputs, e.g. {finding['example']}"
