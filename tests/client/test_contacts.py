@@ -196,3 +196,35 @@ def test_removal_clears_what_was_queued_or_owed_and_keeps_or_forgets_the_history
     alice.act(lambda ctx: contact_flow.remove_contact(ctx, bob_at_alice, forget_history=True))
     assert alice.read(lambda tx: tx.contacts.get(bob_at_alice.contact_id)) is None
     assert alice.read(lambda tx: tx.messages.conversation(Conversation.direct(bob_at_alice.contact_id))) == []
+
+
+def test_after_removing_a_contact_we_can_invite_them_again_while_they_still_hold_us(
+    server_url: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        alice, bob = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob")]
+        async with alice, bob:
+            await befriend(alice, bob)
+            await bob.send_text("Alice", "before")
+            await collect([alice, bob], lambda s: "before" in texts(s[alice]))
+            alice_at_bob = bob.contact("Alice")
+
+            await alice.remove_contact("Bob")
+            invite = await alice.create_invite()
+            again = await bob.accept_invite(invite.link, "Alice")  # Bob never removed Alice
+            assert again.contact_id == alice_at_bob.contact_id
+            assert not bob.is_ready("Alice")  # what Bob writes now waits for Alice's answer
+            await bob.send_text("Alice", "are we good?")
+            seen = await collect(
+                [alice, bob], lambda s: bob.is_ready("Alice") and "are we good?" in texts(s[alice])
+            )
+            assert any(isinstance(e, ev.ContactAdded) for e in seen[alice])
+            assert any(isinstance(e, ev.ContactAccepted) for e in seen[bob])
+            assert [c.name for c in alice.contacts()] == ["Bob"] and [c.name for c in bob.contacts()] == [
+                "Alice"
+            ]
+            await alice.send_text("Bob", "yes")
+            await collect([alice, bob], lambda s: "yes" in texts(s[bob]))
+            assert [m.text for m in bob.history("Alice")] == ["before", "are we good?", "yes"]
+
+    run(main)

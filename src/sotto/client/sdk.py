@@ -363,7 +363,9 @@ class Client(Runtime):
         """Use someone's invite: start a session from their bundle and send a contact request.
 
         The contact can be written to at once; texts go out when they answer (their client must
-        be online once). InviteError for a bad, used or own link, or a name already taken.
+        be online once). InviteError for a bad, used or own link, or a name already taken. An
+        invite from a removed contact brings them back; one from a contact (who may have
+        removed us) runs the handshake again on a new session.
         """
         try:
             parsed = parse_link(link)
@@ -375,8 +377,6 @@ class Client(Runtime):
             if parsed.account_id == self._account.account_id:
                 raise InviteError("this invite is our own")
             existing = tx.contacts.by_account(parsed.account_id)
-            if existing is not None and not existing.removed:
-                raise InviteError("the inviter is already a contact")
             if not invite_flow.name_is_free(tx.contacts.by_name(contact_name), existing, contact_name):
                 raise InviteError(f"choose another name than {contact_name!r}")
 

@@ -31,7 +31,7 @@ from sotto.client.flows.context import (
     reject,
     same_key,
 )
-from sotto.client.flows.mailboxes import address_of, new_mailbox, register
+from sotto.client.flows.mailboxes import address_of, new_mailbox, register, retire_current
 from sotto.client.flows.prekeys import decrypt_prekey_message
 from sotto.client.flows.sending import release_held, seal_to_contact, send_control
 from sotto.client.invite import InviteLink, derive_invite_keys, invite_proof, proof_is_valid
@@ -97,16 +97,16 @@ def accept_invite(
 ) -> tuple[Contact, Outcome]:
     """Start a session from the inviter's bundle and queue the sealed contact request.
 
-    Raises InviteError (our own link, already a contact, the name taken),
-    UntrustedIdentityError (we trust another key for that account), InvalidPreKeyBundleError.
-    A removed contact is brought back (its history kept) under ``contact_name``.
+    Raises InviteError (our own link, the name taken), UntrustedIdentityError (we trust another
+    key for that account), InvalidPreKeyBundleError. A removed contact is brought back (its
+    history kept) under ``contact_name``. An invite from someone who is a contact already (they
+    may have removed us) runs the handshake again: a new session, our old mailboxes for them
+    retire, and what we write waits for their answer.
     """
     tx, me = ctx.tx, ctx.me
     if bytes_equal(link.account_id, me.account.account_id):
         raise InviteError("this invite is our own")
     existing = tx.contacts.by_account(link.account_id)
-    if existing is not None and not existing.removed:
-        raise InviteError("the inviter is already a contact")
     if not name_is_free(tx.contacts.by_name(contact_name), existing, contact_name):
         raise InviteError(f"choose another name than {contact_name!r}")
     address = address_for(link.account_id)
@@ -129,6 +129,9 @@ def accept_invite(
         )
     else:
         contact = revive(tx, existing, address=address, name=contact_name)
+        if not existing.removed:
+            tx.their_mailboxes.delete(contact.contact_id)  # until they answer on the new session
+            retire_current(ctx, contact)
     mailbox = new_mailbox(ctx, contact)
     keys = derive_invite_keys(link.secret)
     proof = invite_proof(keys, me.account.account_id, me.identity.public)

@@ -52,13 +52,18 @@ def rotate_mailbox(ctx: Context, contact: Contact) -> Outcome:
     tx = ctx.tx
     if tx.their_mailboxes.get(contact.contact_id) is None:
         return Outcome()  # they cannot hear us yet; our answer to their request carries a fresh one
-    for old in tx.mailboxes.for_contact(contact.contact_id):
-        if old.rotated_ms is None:
-            retire_at = ctx.now_ms + MAILBOX_GRACE_MS
-            tx.mailboxes.update(replace(old, rotated_ms=ctx.now_ms, retiring_until_ms=retire_at))
+    retire_current(ctx, contact)
     mailbox = new_mailbox(ctx, contact)
     send_control(ctx, contact, c.MailboxRotated(address_of(mailbox)))
     return Outcome(commands=[register(mailbox)])
+
+
+def retire_current(ctx: Context, contact: Contact) -> None:
+    """Our current mailbox for ``contact`` is rotated out: drained a while longer, then deleted."""
+    for old in ctx.tx.mailboxes.for_contact(contact.contact_id):
+        if old.rotated_ms is None:
+            retire_at = ctx.now_ms + MAILBOX_GRACE_MS
+            ctx.tx.mailboxes.update(replace(old, rotated_ms=ctx.now_ms, retiring_until_ms=retire_at))
 
 
 def ensure_mailbox(ctx: Context, contact: Contact) -> Outcome:
