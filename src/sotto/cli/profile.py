@@ -1,30 +1,54 @@
-"""Where a profile lives, how its passphrase is asked for, and how a command gets a Client.
+"""Where a profile lives, how its passphrase is asked for, how a command gets a Client, and how
+``sotto init`` makes a new profile appear whole or not at all.
 
 A profile is a directory holding one encrypted store (``sotto.db``): ``--profile DIR``, else
 ``$SOTTO_HOME``, else ``~/.sotto``. The passphrase comes from ``$SOTTO_PASSPHRASE`` (for scripts)
 or a hidden prompt. Commands run as ``asyncio.run`` of one coroutine, inside
 :func:`~sotto.cli.failures.reported`, so every error becomes a message and an exit code.
+
+A new profile is built like an atomic file write (:func:`create`): the store is made, the account
+registered on the relay and kept in it, and the store closed, all in a hidden directory inside the
+profile (``.init-*``); only then is ``sotto.db`` renamed into place. A ``sotto init`` stopped at any
+moment (Ctrl-C, a kill, a power cut) therefore leaves either no ``sotto.db`` or a complete one. What
+it can leave: the hidden directory, which the next ``sotto init`` removes, and an account on the
+relay that no store holds (the relay deletes nothing for it, and it holds no mailbox or message).
+A store that holds no account (left by an interrupted ``sotto init`` of an earlier version) is
+recognised and replaced by the next ``sotto init``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
+import fcntl
 import os
-from collections.abc import AsyncIterator, Coroutine
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, fail, reported
 from sotto.client.sdk import STORE_FILE, Client
+from sotto.errors import StoreError
 
 DEFAULT_HOME = Path("~/.sotto")
 SHORT_PASSPHRASE = 10
 """Below this many characters ``sotto init`` warns (several words are better than one)."""
 PASSPHRASE_ENV = "SOTTO_PASSPHRASE"  # noqa: S105 (the variable's name, not a passphrase)
+BUILDING_PREFIX = ".init-"
+"""The hidden directory inside a profile where ``sotto init`` builds the store before moving it."""
+COMPANIONS = ("-wal", "-shm", "-journal")
+"""SQLite's files beside a database."""
+
+T = TypeVar("T")
 
 ProfileOption = Annotated[
     Path | None,
@@ -32,9 +56,10 @@ ProfileOption = Annotated[
         "--profile",
         "-p",
         envvar="SOTTO_HOME",
-        show_envvar=True,
+        show_envvar=False,
         file_okay=False,
-        help="Profile directory [default: ~/.sotto].",
+        # Parentheses, not brackets: Rich would take "[default: …]" for markup and drop it.
+        help="Profile directory (default: $SOTTO_HOME, else ~/.sotto).",
         show_default=False,
     ),
 ]
@@ -44,8 +69,49 @@ def where(profile: Path | None) -> Where:
     return Where((profile or DEFAULT_HOME).expanduser().absolute())
 
 
+class Found(enum.Enum):
+    """What a profile directory holds, seen without its passphrase."""
+
+    NOTHING = "nothing"
+    """No store: no profile."""
+    UNFINISHED = "unfinished"
+    """A store holding no account: an interrupted ``sotto init`` of an earlier version."""
+    ACCOUNT = "account"
+    """A store with its account."""
+    IN_USE = "in use"
+    """A store another process has open (so it is not looked into)."""
+    FOREIGN = "foreign"
+    """A ``sotto.db`` that is not a Sotto store."""
+
+
+def store_path(place: Where) -> Path:
+    return place.profile / STORE_FILE
+
+
 def exists(place: Where) -> bool:
-    return (place.profile / STORE_FILE).exists()
+    return store_path(place).exists()
+
+
+def inspect(place: Where) -> Found:
+    """What the profile holds; reads only which tables and rows exist, never a sealed value."""
+    path = store_path(place)
+    if not path.exists():
+        return Found.NOTHING
+    with _store_lock(path) as held:
+        if not held:
+            return Found.IN_USE
+        return _contents(path)
+
+
+def ask(text: str, **options: Any) -> str:
+    """``typer.prompt``, but Ctrl-C at the prompt exits 130 as everywhere else (Click says 1)."""
+    try:
+        return str(typer.prompt(text, **options))
+    except click.exceptions.Abort as abort:
+        if isinstance(abort.__context__, KeyboardInterrupt):
+            render.error("interrupted", None)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        raise
 
 
 def passphrase(*, new: bool = False) -> str:
@@ -54,7 +120,7 @@ def passphrase(*, new: bool = False) -> str:
     if given:
         return given
     prompt = "Choose a passphrase for your local store" if new else "Passphrase"
-    entered: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=new)
+    entered = ask(prompt, hide_input=True, confirmation_prompt=new)
     if not entered.strip():
         fail("an empty passphrase protects nothing", code=ExitCode.USAGE)
     if new and len(entered) < SHORT_PASSPHRASE:
@@ -74,15 +140,52 @@ CadenceOption = Annotated[
 ]
 
 
+def refuse(place: Where, found: Found) -> None:
+    """Fail unless ``found`` leaves room for a new profile (nothing, or an unfinished store)."""
+    match found:
+        case Found.ACCOUNT:
+            fail(
+                f"there is already a profile in {place.profile}",
+                hint="use it as it is, or make another with --profile DIR",
+                code=ExitCode.USAGE,
+            )
+        case Found.IN_USE:
+            fail(
+                f"the profile in {place.profile} is open in another sotto process",
+                hint="stop it first (a running `sotto listen`?), or use another --profile",
+                code=ExitCode.PROFILE_BUSY,
+            )
+        case Found.FOREIGN:
+            fail(
+                f"{store_path(place)} is not a Sotto store",
+                hint="move it away, or use another --profile",
+                code=ExitCode.ERROR,
+            )
+
+
+def need_profile(place: Where) -> None:
+    """Fail with exit 3 (or 1) unless the profile holds a store with an account (or is in use)."""
+    match inspect(place):
+        case Found.NOTHING:
+            fail(
+                f"no Sotto profile in {place.profile}",
+                hint="run `sotto init` first (or point --profile / SOTTO_HOME at your profile)",
+                code=ExitCode.NO_PROFILE,
+            )
+        case Found.UNFINISHED:
+            fail(
+                f"the profile in {place.profile} was never finished (its `sotto init` was interrupted)",
+                hint="run `sotto init` again: it replaces the unfinished store",
+                code=ExitCode.NO_PROFILE,
+            )
+        case Found.FOREIGN:
+            refuse(place, Found.FOREIGN)
+
+
 @asynccontextmanager
 async def opened(place: Where, *, cadence: bool = False) -> AsyncIterator[Client]:
     """The profile's client, unlocked with its passphrase, closed when the block ends."""
-    if not exists(place):
-        fail(
-            f"no Sotto profile in {place.profile}",
-            hint="run `sotto init` first (or point --profile / SOTTO_HOME at your profile)",
-            code=ExitCode.NO_PROFILE,
-        )
+    need_profile(place)
     secret = passphrase()
     with render.spinner("Unlocking your store (Argon2id)…"):
         client = await Client.open(place.profile, secret, cadence=cadence)
@@ -104,3 +207,98 @@ def run(place: Where, work: Coroutine[Any, Any, None], *, until_interrupted: boo
                 raise
         finally:
             work.close()
+
+
+def create(place: Where, make: Callable[[Path], Coroutine[Any, Any, T]]) -> T:
+    """Make a new profile whole or not at all; ``make(directory)`` creates, fills and closes the
+    store ``directory / STORE_FILE`` (it runs in ``asyncio.run``, with errors reported).
+
+    While this runs, the store's lock file is held, so no other sotto process uses the profile.
+    """
+    with reported(place):
+        place.profile.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = store_path(place)
+        with _store_lock(target) as held:
+            if not held:
+                refuse(place, Found.IN_USE)
+            found = _contents(target) if target.exists() else Found.NOTHING
+            refuse(place, found)
+            if found is Found.UNFINISHED:
+                render.warn(
+                    f"the store in {place.profile} holds no account (an earlier `sotto init` was "
+                    "interrupted): replacing it"
+                )
+                _remove_store(target)
+            _remove_leftovers(place.profile)
+            building = Path(tempfile.mkdtemp(prefix=BUILDING_PREFIX, dir=place.profile))
+            try:
+                work = make(building)
+                try:
+                    result = asyncio.run(work)
+                finally:
+                    work.close()
+                _move_into_place(building / STORE_FILE, target)
+            finally:
+                shutil.rmtree(building, ignore_errors=True)
+    return result
+
+
+@contextlib.contextmanager
+def _store_lock(path: Path) -> Iterator[bool]:
+    """The store's own lock file (the one :class:`SqliteStore` holds while open), if free."""
+    with open(f"{path}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _contents(path: Path) -> Found:
+    """What the store file at ``path`` holds (its lock must be held)."""
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True)
+        try:
+            listed = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            tables = {str(row[0]) for row in listed}
+            if not tables:
+                return Found.UNFINISHED  # the file was made, its first transaction never committed
+            if "keyring" not in tables:
+                return Found.FOREIGN
+            if "account" not in tables:
+                return Found.UNFINISHED
+            row = conn.execute("SELECT 1 FROM account LIMIT 1").fetchone()
+            return Found.ACCOUNT if row is not None else Found.UNFINISHED
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return Found.FOREIGN
+
+
+def _remove_store(path: Path) -> None:
+    """Remove a store: its companions first, so a stale WAL never meets another database."""
+    for suffix in COMPANIONS:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def _remove_leftovers(profile: Path) -> None:
+    """Remove what an interrupted ``sotto init`` left building (the store's lock is held)."""
+    for leftover in profile.glob(f"{BUILDING_PREFIX}*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _move_into_place(built: Path, target: Path) -> None:
+    """Rename the finished store into the profile, durably; its WAL must be folded in already."""
+    if not built.exists() or any(Path(f"{built}{suffix}").exists() for suffix in ("-wal", "-journal")):
+        raise StoreError("the new store was not closed cleanly; run `sotto init` again")
+    for suffix in COMPANIONS:  # nothing of an earlier store may pair with the new one
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    os.rename(built, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

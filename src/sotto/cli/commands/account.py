@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +12,7 @@ from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, fail
-from sotto.cli.profile import ProfileOption, exists, opened, passphrase, run, where
+from sotto.cli.profile import ProfileOption, ask, create, inspect, opened, passphrase, refuse, run, where
 from sotto.client.sdk import Client, check_profile
 
 DEFAULT_SERVER = "http://127.0.0.1:8787"
@@ -32,31 +33,26 @@ def init(
     """Create your account on a relay and your encrypted local store."""
     place = where(profile)
     place.server = server
-    if exists(place):
-        fail(
-            f"there is already a profile in {place.profile}",
-            hint="use it as it is, or make another with --profile DIR",
-            code=ExitCode.USAGE,
-        )
+    refuse(place, inspect(place))
     if name is None:
-        name = str(typer.prompt("Your name (shown to the people you invite)"))
+        name = ask("Your name (shown to the people you invite)")
     try:
         check_profile(server, name)
     except ValueError as e:
         fail(str(e), code=ExitCode.USAGE)
     secret = passphrase(new=True)
 
-    async def work() -> None:
+    async def make(directory: Path) -> tuple[bytes, str]:
         with render.spinner(f"Deriving your store key (Argon2id) and registering on {server}…"):
-            client = await Client.create(place.profile, server, secret, name)
+            client = await Client.create(directory, server, secret, name)
         async with client:
-            render.done(
-                f"Welcome, {render.clean(client.display_name)}: account {client.account_id.hex()} on {server}"
-            )
-            render.dim(f"  profile: {place.profile} (encrypted with your passphrase; there is no recovery)")
-        render.next_step("`sotto invite` to invite someone, or `sotto accept LINK` to use an invite")
+            return client.account_id, client.display_name
 
-    run(place, work())
+    # The store appears in the profile only once it holds the account (see sotto.cli.profile).
+    account_id, display_name = create(place, make)
+    render.done(f"Welcome, {render.clean(display_name)}: account {account_id.hex()} on {server}")
+    render.dim(f"  profile: {place.profile} (encrypted with your passphrase; there is no recovery)")
+    render.next_step("`sotto invite` to invite someone, or `sotto accept LINK` to use an invite")
 
 
 def export(
