@@ -49,7 +49,7 @@ from sotto.client.flows.context import (
 from sotto.client.flows.groups import apply_group_update, is_member, receive_group_message
 from sotto.client.flows.invites import receive_contact_request, their_mailbox
 from sotto.client.flows.prekeys import decrypt_prekey_message
-from sotto.client.flows.sending import release_held
+from sotto.client.flows.sending import release_held, send_control
 from sotto.crypto.keys import PublicKey
 from sotto.errors import DecodeError, ProtocolError, SottoError, UntrustedIdentityError
 from sotto.protocol import session
@@ -172,6 +172,9 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
     match message:
         case c.Text(message_id, sent_ms, text):
             if tx.messages.find(contact.contact_id, MessageId(message_id)) is not None:
+                # A copy sent again (a repair, or a receipt of ours that did not arrive): say
+                # at once that we hold it, so the sender's send log lets it go.
+                send_control(ctx, contact, c.DeliveryReceipt((message_id,)))
                 return Outcome()
             if tx.seen.contains(_dropped_texts(contact), MessageId(message_id)):
                 return Outcome()  # written while they were blocked: a resend stays dropped

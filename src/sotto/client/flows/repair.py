@@ -218,8 +218,9 @@ def confirm_delivered(ctx: Context, contact: Contact, message_ids: tuple[bytes, 
     send log. A text we sent them *before* the newest of these that no receipt named yet was
     lost on the way (their device went back to an older copy after receiving it, or it did not
     decrypt there): a device receipts texts in the order they arrive, and one mailbox delivers
-    in order. Each such text is sent again once, in a new envelope on the current session; its
-    entry stays for a repair but no longer counts as waiting for a receipt. How many went again.
+    in order. Each such text is sent again, in a new envelope on the current session, and
+    logged as sent then (a device that already holds a text receipts the copy at once, so a
+    copy is sent again only if it is lost too). How many went again.
     """
     tx = ctx.tx
     named = {bytes(m) for m in message_ids}
@@ -230,13 +231,16 @@ def confirm_delivered(ctx: Context, contact: Contact, message_ids: tuple[bytes, 
     )
     lost = [e for e in entries[:newest] if e.message_id is not None and e.message_id not in named]
     for entry in lost:
-        if not queue_encoded(ctx, contact, entry.content):
+        envelope_id = queue_encoded(ctx, contact, entry.content)
+        if envelope_id is None:
             break
+        # Logged again as sent now (its expiry unchanged), so that only a receipt for a text
+        # sent after this copy counts it lost once more.
         tx.send_log.remove_delivered(contact.contact_id, [entry.message_id])  # type: ignore[list-item]
         tx.send_log.add(
             contact_id=contact.contact_id,
-            envelope_id=entry.envelope_id,
-            message_id=None,
+            envelope_id=envelope_id,
+            message_id=entry.message_id,
             content=entry.content,
             sent_ms=entry.sent_ms,
         )
@@ -250,7 +254,7 @@ def resend_log(ctx: Context, contact: Contact) -> int:
     tx.send_log.expire(ctx.now_ms - SEND_LOG_RETENTION_MS)
     entries = tx.send_log.for_contact(contact.contact_id)[-RESEND_LIMIT:]
     for entry in entries:
-        if not queue_encoded(ctx, contact, entry.content):
+        if queue_encoded(ctx, contact, entry.content) is None:
             return 0
     return len(entries)
 

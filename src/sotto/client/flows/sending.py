@@ -116,15 +116,16 @@ def log_sent(ctx: Context, contact: Contact, envelope_id: bytes, message: c.Cont
     )
 
 
-def queue_encoded(ctx: Context, contact: Contact, encoded: bytes) -> bool:
+def queue_encoded(ctx: Context, contact: Contact, encoded: bytes) -> MessageId | None:
     """Send already encoded content again, in a new envelope on the current session (a send
     log entry after a repair; the receiver drops a text it already holds by its message id).
-    False if the contact has no mailbox for us."""
+    The new envelope's id, or None if the contact has no mailbox for us."""
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
     if theirs is None:
-        return False
-    enqueue(ctx, theirs, ctx.random_id(), seal_encoded(ctx, contact, encoded))
-    return True
+        return None
+    envelope_id = MessageId(ctx.random_id())
+    enqueue(ctx, theirs, envelope_id, seal_encoded(ctx, contact, encoded))
+    return envelope_id
 
 
 def queue_plaintext(ctx: Context, contact: Contact, plaintext_content: bytes) -> bool:
