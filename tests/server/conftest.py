@@ -44,6 +44,7 @@ GENEROUS = RateLimits(
     bundle_fetch_per_account=RateLimit(10_000, 10_000),
     username_claim=RateLimit(10_000, 10_000),
     anonymous_failures=RateLimit(10_000, 10_000),
+    poll_per_mailbox=RateLimit(10_000, 10_000),
 )
 
 

@@ -19,7 +19,18 @@ from sotto.server.config import RateLimit, RateLimits
 from sotto.server.context import RelayContext
 from sotto.server.storage import MemoryStorage
 from sotto.wire import b64
-from tests.server.conftest import FakeClock, Mailbox, create_account, create_mailbox, ec_key, payload, send
+from tests.server.conftest import (
+    GENEROUS,
+    FakeClock,
+    Mailbox,
+    Relay,
+    create_account,
+    create_mailbox,
+    ec_key,
+    make_relay,
+    payload,
+    send,
+)
 
 HONEST, ABUSIVE = "127.0.0.1", "127.0.0.2"
 
@@ -139,3 +150,23 @@ def test_strangers_bundle_fetches_make_no_limiter_state(defaults: Sources) -> No
         assert answer.status_code == 401
     assert len(defaults.ctx.limits.bundle_fetch) == 0
     assert len(defaults.ctx.limits.bundle_fetch_per_account) == 0
+
+
+def test_polls_of_one_mailbox_are_limited_and_answers_are_capped(tmp_path: Path) -> None:
+    limits = dataclasses.replace(GENEROUS, poll_per_mailbox=RateLimit(burst=3, per_second=0.001))
+    for relay in make_relay(tmp_path, limits=limits, poll_reply_max_bytes=3 * 65_536):
+        mailbox, other = create_mailbox(relay.client), create_mailbox(relay.client)
+        for _ in range(5):
+            assert send(relay.client, mailbox, os.urandom(16), payload(65_536)).status_code == 202
+        first = _poll(relay, mailbox)
+        assert first.status_code == 200
+        assert len(first.json()["envelopes"]) == 3 and first.json()["more"] is True
+        assert [_poll(relay, mailbox).status_code for _ in range(3)] == [200, 200, 429]
+        assert _poll(relay, other).status_code == 200  # another mailbox has its own budget
+
+
+def _poll(relay: Relay, mailbox: Mailbox) -> Any:
+    path = f"/v1/mailboxes/{mailbox.id}/poll"
+    content = b'{"ack":[],"limit":256}'
+    headers = mailbox.auth_header("POST", path, relay.clock.now(), content)
+    return relay.client.post(path, content=content, headers={**headers, "content-type": "application/json"})

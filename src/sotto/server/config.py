@@ -49,6 +49,8 @@ class RateLimits:
     """Refused anonymous credentials (a wrong access or delivery token, a wrong mailbox
     signature) per source; once used up, that source's anonymous calls get 429 before any
     storage lookup."""
+    poll_per_mailbox: RateLimit = RateLimit(burst=20, per_second=1)
+    """Cadence-mode polls of one mailbox (each may answer 1 MiB): a poll per tick is far below."""
     ws_frames: RateLimit = RateLimit(burst=4_000, per_second=2_000)
     """Frames per WebSocket connection; beyond it the connection is closed with 4429."""
 

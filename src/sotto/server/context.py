@@ -26,6 +26,7 @@ class Limiters:
     username_claim: RateLimiter
     username_claim_per_source: RateLimiter
     anonymous_failures: RateLimiter
+    poll_per_mailbox: RateLimiter
 
     @classmethod
     def from_config(cls, limits: RateLimits) -> Limiters:
@@ -39,6 +40,7 @@ class Limiters:
             username_claim=RateLimiter(limits.username_claim),
             username_claim_per_source=RateLimiter(limits.username_claim),
             anonymous_failures=RateLimiter(limits.anonymous_failures),
+            poll_per_mailbox=RateLimiter(limits.poll_per_mailbox),
         )
 
 

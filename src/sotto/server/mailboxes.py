@@ -189,6 +189,7 @@ async def poll_mailbox(
     envelopes of this mailbox, then hand out up to ``limit`` pending ones; moves the expiry as a
     subscription does. Nothing handed out is deleted until a later poll (or the WebSocket) acks it."""
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
+    ctx.limits.poll_per_mailbox.check(mid, ctx.now())
     acked = list(dict.fromkeys(body.ack))
     if acked:
         deleted = await ctx.storage.delete_envelopes([(mid, MessageId(i)) for i in acked])

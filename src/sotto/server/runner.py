@@ -121,7 +121,10 @@ RESERVED_FDS = 256
 """Descriptors kept out of the connection cap: the database and its journal, the listening
 socket, worker threads' files, logs."""
 
-MAX_BACKLOG = 2_048
+MAX_BACKLOG = 256
+"""The listen backlog, which is also how many connections asyncio accepts in one go: a flood of
+connection attempts waits in the kernel (whose queue drops the excess, and clients retry)
+instead of stalling the event loop for everyone, and few descriptors need to be set aside."""
 
 
 @dataclass(frozen=True, slots=True)
