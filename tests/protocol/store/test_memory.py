@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import seeded_rng
 from sotto.protocol.address import ProtocolAddress
+from sotto.protocol.bundle import SignedPreKeyRecord
 from sotto.protocol.store import IdentityChange, InMemoryProtocolStore
 
 NOW_MS = 1_750_000_000_000
@@ -63,3 +66,16 @@ def test_repr_shows_counts_not_keys() -> None:
     text = repr(store)
     assert "pre_keys=0" in text and "sessions=0" in text
     assert store.identity.private.to_bytes().hex()[:16] not in text
+
+
+def test_a_store_without_prekeys_says_so() -> None:
+    rng = seeded_rng(5)
+    store = InMemoryProtocolStore(KeyPair.generate(rng), 7, ALICE)
+    with pytest.raises(KeyError, match="signed prekey"):
+        store.bundle()
+    store.save_signed_pre_key(SignedPreKeyRecord.generate(3, store.identity, NOW_MS, rng))
+    with pytest.raises(KeyError, match="last-resort"):
+        store.bundle()
+    store.generate_kyber_pre_key(rng, NOW_MS)  # one-time only: still no fallback
+    with pytest.raises(KeyError, match="last-resort"):
+        _ = store.last_resort_kyber_pre_key

@@ -59,8 +59,9 @@ class InMemoryProtocolStore:
     sessions: dict[ProtocolAddress, SessionRecord] = field(default_factory=dict)
     sender_keys: dict[tuple[ProtocolAddress, uuid.UUID], SenderKeyRecord] = field(default_factory=dict)
     next_pre_key_id: int = 1
-    """The id :meth:`generate_pre_key` gives next (EC and Kyber prekeys share nothing else)."""
+    """The id :meth:`generate_pre_key` gives next; saving a record moves it past that record's id."""
     next_kyber_pre_key_id: int = 1
+    """The same for :meth:`generate_kyber_pre_key` (one-time and last-resort Kyber ids are one sequence)."""
 
     @classmethod
     def generate(
@@ -129,13 +130,18 @@ class InMemoryProtocolStore:
 
     @property
     def signed_pre_key(self) -> SignedPreKeyRecord:
-        """The newest signed prekey (the one a bundle publishes)."""
+        """The newest signed prekey (the one a bundle publishes); KeyError if none."""
+        if not self.signed_pre_keys:
+            raise KeyError("no signed prekey")
         return self.signed_pre_keys[max(self.signed_pre_keys)]
 
     @property
     def last_resort_kyber_pre_key(self) -> KyberPreKeyRecord:
-        """The newest last-resort Kyber prekey (what a bundle falls back to)."""
-        return self.kyber_pre_keys[max(k for k, v in self.kyber_pre_keys.items() if v.last_resort)]
+        """The newest last-resort Kyber prekey (what a bundle falls back to); KeyError if none."""
+        ids = [k for k, v in self.kyber_pre_keys.items() if v.last_resort]
+        if not ids:
+            raise KeyError("no last-resort Kyber prekey")
+        return self.kyber_pre_keys[max(ids)]
 
     def bundle(
         self,
