@@ -27,7 +27,16 @@ from sotto.store.model import (
     MessageState,
 )
 
-ESCAPES = "\x1b[2J\x1b]0;owned\x07\r\u202egnp.exe\u200b"
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\r\u202egnp.exe\u2066\x9b2J"
+JOINED = (
+    "\U0001f469\u200d\U0001f469\u200d\U0001f467",  # 👩‍👩‍👧, one family emoji made of three
+    "\U0001f3f3\ufe0f\u200d\U0001f308",  # 🏳️‍🌈
+    "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",  # 🏴 England: tag characters
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian "می‌خواهم": ZWNJ after the prefix
+    "\u0915\u094d\u200d\u0937",  # Devanagari क्‍ष: ZWJ asks for the half form
+    "\u0d28\u0d4d\u200d",  # Malayalam chillu with ZWJ
+    "\u05e9\u05dc\u05d5\u05dd \u200fabc\u200e",  # Hebrew with RLM and LRM, marks that reorder nothing
+)
 
 
 def contact(name: str) -> Contact:
@@ -43,10 +52,24 @@ def printed(text: object) -> str:
 
 
 @given(st.text())
-def test_clean_leaves_no_control_or_format_characters(text: str) -> None:
+def test_clean_leaves_no_control_or_bidi_override_characters(text: str) -> None:
     cleaned = render.clean(text)
     assert len(cleaned) == len(text)
-    assert all(unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\n\t" for ch in cleaned)
+    for before, after in zip(text, cleaned, strict=True):
+        control = unicodedata.category(before) in ("Cc", "Cs") and before not in "\n\t"
+        reorders = before in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        assert after == ("\ufffd" if control or reorders else before)
+
+
+def test_joined_emoji_and_the_joiners_scripts_need_are_shown_intact() -> None:
+    for text in JOINED:
+        assert render.clean(text) == text
+        received = ev.MessageReceived(contact(text), MessageId(bytes(16)), text, 0)
+        line = render.event_line(received, "http://relay.test")
+        assert line is not None
+        assert line.plain.count(text) == 2  # the sender's name and the text
+        assert text in printed(line)
+    assert render.clean("a\u200db\u200cc") == "a\u200db\u200cc"
 
 
 def test_other_peoples_text_cannot_drive_the_terminal() -> None:
@@ -56,7 +79,7 @@ def test_other_peoples_text_cannot_drive_the_terminal() -> None:
     line = render.event_line(received, "http://relay.test")
     assert line is not None
     shown = printed(line)
-    for bad in ("\x1b]", "\x1b[2J", "\x07", "\r", "\u202e", "\u200b"):
+    for bad in ("\x1b]", "\x1b[2J", "\x07", "\r", "\u202e", "\u2066", "\x9b"):
         assert bad not in shown
     assert "[bold]x[/]" in line.plain  # Rich markup in a message is shown as typed, not applied
     group = Group(GroupId(bytes(16)), f"Team{ESCAPES}", uuid.UUID(int=1), 0)

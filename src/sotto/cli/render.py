@@ -1,8 +1,9 @@
 """Everything the CLI prints: results on stdout, errors and progress on stderr, QR codes, events.
 
 Text that other people chose (messages, display names, group names) is shown through
-:func:`clean`, which replaces control and bidirectional-formatting characters: a contact must not
-be able to move the cursor, recolour the terminal or reorder what we see.
+:func:`clean`, which replaces control characters and bidi embeddings, overrides and isolates: a
+contact must not be able to move the cursor, recolour the terminal or reorder what we see. The
+rest of Unicode is shown intact, joiners included.
 """
 
 from __future__ import annotations
@@ -25,14 +26,26 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _KEEP = {"\n", "\t"}
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""The embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they reorder
+what follows them, even past the end of the text. The marks (LRM, RLM, ALM) only lean one way and
+stay, as do the joiners (ZWJ, ZWNJ) that emoji sequences and Persian and Indic scripts need."""
+
+
+def harmful(ch: str) -> bool:
+    """A control character (but newline and tab), a bidi embedding/override/isolate, or a lone
+    surrogate (which cannot be printed)."""
+    if ch in BIDI_CONTROLS:
+        return True
+    category = unicodedata.category(ch)
+    return (category == "Cc" and ch not in _KEEP) or category == "Cs"
 
 
 def clean(text: str) -> str:
-    """``text`` with control, format (bidi overrides, zero-width) and unassigned characters replaced."""
-    return "".join(
-        "\ufffd" if (unicodedata.category(ch) in ("Cc", "Cf", "Cn", "Co", "Cs") and ch not in _KEEP) else ch
-        for ch in text
-    )
+    """``text`` with control and bidi-override characters replaced by U+FFFD; everything else
+    (emoji joined with ZWJ, ZWNJ in Persian, tags in flags, characters newer than this Python's
+    Unicode tables) is left as it is."""
+    return "".join("\ufffd" if harmful(ch) else ch for ch in text)
 
 
 def error(message: str, hint: str | None) -> None:
