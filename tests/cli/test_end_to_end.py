@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 from sotto.cli.failures import ExitCode
@@ -29,11 +30,17 @@ def test_two_people_through_the_cli(sotto: Sotto, relay: RelayProcess, tmp_path:
         assert result.exit_code == 0, f"sotto {' '.join(args)}: {result.output}"
         return flat(result.output)
 
-    invite = ok("invite", "--profile", alice)
-    link = re.search(r"sotto://invite\?\S+", invite)
+    made = sotto("invite", "--profile", alice)
+    assert made.exit_code == 0, made.output
+    invite = flat(made.output)
+    link = re.search(r"sotto://invite\?[^\s']+", invite)
     assert link is not None and "█" in invite  # the link and its QR code
     assert "works once" in invite
-    assert "added" in ok("accept", link.group(0), "--name", "Alice", "--profile", bob)
+    # The link holds "&": it is printed quoted, and as a whole command ready to paste into a shell.
+    assert "&" in link.group(0) and f"'{link.group(0)}'" in made.output
+    pasted = next(line for line in made.output.splitlines() if line.startswith("sotto accept "))
+    assert shlex.split(pasted) == ["sotto", "accept", link.group(0)]
+    assert "added" in ok(*shlex.split(pasted)[1:], "--name", "Alice", "--profile", bob)
     # Bob may write at once; the text is held until Alice's client answers.
     assert "kept for Alice" in ok("send", "Alice", "early bird", "--profile", bob)
     assert "Bob accepted your invite" in ok("listen", "--once", "--profile", alice)

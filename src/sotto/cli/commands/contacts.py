@@ -4,6 +4,7 @@ people, checking their keys, and parting with them."""
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from typing import Annotated
 
@@ -34,8 +35,12 @@ def invite(
             with render.spinner("Creating a one-time invite on the relay…"):
                 made = await client.create_invite()
         until = time.strftime("%Y-%m-%d %H:%M", time.localtime(made.expires_ms / 1000))
+        # Quoted for a shell: the link holds "&" and "?", which split or glob it when pasted bare.
+        quoted = shlex.quote(made.link)
         render.info(f"Give this link to one person (it works once, until {until}):")
-        render.out.print(made.link, soft_wrap=True, markup=False)
+        render.out.print(quoted, soft_wrap=True, markup=False, highlight=False)
+        render.info("They paste this line into a terminal (with the quotes):")
+        render.out.print(f"sotto accept {quoted}", soft_wrap=True, markup=False, highlight=False)
         if show_qr:
             render.qr(made.qr_text)
         render.next_step("once they have accepted, run `sotto listen` so your client can answer them")
