@@ -99,8 +99,13 @@ def test_sotto_dump_has_only_the_manifest_tables_and_no_sender(sotto: RunResult)
 def _rows(dump: Dump) -> dict[str, set[tuple[object, ...]]]:
     out: dict[str, set[tuple[object, ...]]] = {}
     for name, rows in dump.snapshots[-1].tables.items():
-        if rows:
-            out[name] = {tuple(sorted(row.items())) for row in rows}
+        if rows and name != "envelope_keys":  # SQLite's own per-envelope keys, random
+            # SQLite stores each envelope sealed under its own key: compare what a dump shows of it.
+            shown = [
+                {k: (len(v) if k == "sealed" and isinstance(v, bytes) else v) for k, v in row.items()}
+                for row in rows
+            ]
+            out[name] = {tuple(sorted((k, v) for k, v in row.items() if k != "key_slot")) for row in shown}
     return out
 
 

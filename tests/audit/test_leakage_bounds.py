@@ -71,6 +71,7 @@ def test_sotto_default_dump_stays_at_chance(sotto: dict[str, Any]) -> None:
         "access_tokens",
         "mailboxes",
         "envelopes",
+        "envelope_keys",
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sotto.server.config import RateLimit
+from sotto.server.storage.sqlite import id_tag
 from sotto.wire import b64
 from sotto.wire.padding import BUCKETS
 from tests.server.conftest import DAY, GENEROUS, Mailbox, Relay, create_mailbox, make_relay, payload, send
@@ -69,9 +70,10 @@ def test_send_stores_and_dedupes(any_relay: Relay) -> None:
         {
             "mailbox_id": mailbox.id,
             "seq": 1,
-            "message_id": b64.encode(message_id),
+            "id_tag": b64.encode(id_tag(mailbox.mailbox_id, message_id)),
             "received_day": DAY,
-            "payload": 256,
+            "key_slot": envelopes[0]["key_slot"],
+            "sealed": 16 + 256,  # the id and the payload, under the envelope's own key
         }
     ]
 
@@ -179,7 +181,7 @@ def test_mailbox_export(any_relay: Relay) -> None:
         "created_day": DAY,
         "expires_day": DAY + 30,
     }
-    assert export["tables"]["envelopes"][0]["payload"] == 1024
+    assert export["tables"]["envelopes"][0]["sealed"] == 16 + 1024
     assert b64.encode(data) not in str(export)
     _error(client.get(path), 404, "not_found")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sotto.server import manifest
+from sotto.server.storage.base import MailboxId, MessageId
 from sotto.server.storage.sqlite import SqliteStorage, read_schema
 from sotto.wire import b64
 from tests.server.conftest import (
@@ -25,6 +27,7 @@ from tests.server.conftest import (
     send,
     signed_pre_key,
 )
+from tests.server.storage.conftest import DAY, mailbox, sha
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "data-held.md"
 
@@ -82,6 +85,33 @@ def test_document_lists_exactly_the_manifest() -> None:
         assert f"| `{field.name}` |" in text
     for file in manifest.FILES:
         assert f"| `{file.name}` |" in text
+    for own in manifest.SQLITE_TABLES:
+        assert f"| `{own.name}` | {own.holds} |" in text
+
+
+def test_sqlite_keeps_no_table_of_its_own_the_manifest_leaves_out(tmp_path: Path) -> None:
+    """After traffic and a stop (when ``PRAGMA optimize`` used to write sqlite_stat1), SQLite's
+    own tables in the file are only those the manifest lists."""
+    store = SqliteStorage.in_dir(tmp_path)
+    asyncio.run(_traffic(store))
+    store.close_sync()
+    conn = sqlite3.connect(tmp_path / "relay.db")
+    try:
+        own = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'sqlite_%'")}
+    finally:
+        conn.close()
+    listed = {t.name for t in manifest.SQLITE_TABLES}
+    autoindexes = {name for name in own if name.startswith("sqlite_autoindex_")}  # of UNIQUE keys
+    assert own - autoindexes <= listed, own - autoindexes - listed
+
+
+async def _traffic(store: SqliteStorage) -> None:
+    box = mailbox()
+    await store.create_mailbox(box)
+    for _ in range(50):
+        await store.put_envelope(box.mailbox_id, sha(b"t" * 32), MessageId(os.urandom(16)), bytes(256), DAY)
+    pending = await store.pending(MailboxId(box.mailbox_id), 100)
+    await store.delete_envelopes([e.ref for e in pending[:40]])
 
 
 def test_exports_cover_every_manifest_column(any_relay: Relay) -> None:

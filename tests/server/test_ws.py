@@ -21,6 +21,7 @@ from sotto.server.config import RateLimit
 from sotto.server.logging import Stats
 from sotto.server.relay import Ref
 from sotto.server.storage.base import MailboxId, MessageId, drained_expiry
+from sotto.server.storage.sqlite import id_tag
 from sotto.server.ws import AckDeleter
 from sotto.wire import b64, frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_UNACKED_PER_CONNECTION
@@ -90,7 +91,8 @@ def test_pending_then_live_then_ack(any_relay: Relay) -> None:
         # A send on the same socket is answered after the acks before it were handled.
         ws.send_text(frames.encode(frames.Send(mailbox.mailbox_id, mailbox.token, os.urandom(16), payload())))
         assert isinstance(_frame(ws), frames.Sent | frames.Envelope)
-    assert next(r["message_id"] for r in _pending(any_relay, mailbox)) == b64.encode(ids[2])
+    tag = id_tag(mailbox.mailbox_id, ids[2])
+    assert next(r["id_tag"] for r in _pending(any_relay, mailbox)) == b64.encode(tag)
 
 
 def test_nothing_is_deleted_without_ack(any_relay: Relay) -> None:

@@ -175,17 +175,54 @@ TABLES: tuple[Table, ...] = (
                 "integer",
                 "Order among the mailbox's pending envelopes (1 + the highest pending), not global.",
             ),
-            Column("message_id", "blob", "16 random bytes chosen by the sender, for deduplication."),
-            Column("received_day", "integer", "Day number of receipt, for the TTL."),
             Column(
-                "payload",
+                "id_tag",
                 "blob",
-                "The sealed, padded ciphertext (256 to 65,536 bytes, a padding bucket).",
+                "16 bytes of SHA-256 over the mailbox id and the message id (16 random bytes chosen by "
+                "the sender), to find the envelope for deduplication and acknowledgement; the id itself "
+                "is only in `sealed`.",
+            ),
+            Column("received_day", "integer", "Day number of receipt, for the TTL."),
+            Column("key_slot", "integer", "The row of `envelope_keys` holding this envelope's key."),
+            Column(
+                "sealed",
+                "blob",
+                "The message id and the sealed, padded ciphertext (256 to 65,536 bytes, a padding "
+                "bucket), encrypted again (AES-256-CTR) under the envelope's own key, so that a copy "
+                "SQLite leaves in a page is unreadable once the key is gone.",
                 export="size",
             ),
         ),
     ),
+    Table(
+        "envelope_keys",
+        "mailbox",
+        "Each pending envelope's own key: deleting an envelope overwrites its key with zeros where it "
+        "lies, which leaves every copy of the envelope unreadable.",
+        "A key lives as long as its envelope; the slot (its row) stays, zeroed, for the next envelope.",
+        (
+            Column(
+                "slot",
+                "integer",
+                "Row number, reused: a slot freed by a delete takes the next envelope. Slots are added "
+                "only when all are in use, so a number says how many envelopes were pending at once, "
+                "not when one arrived.",
+            ),
+            Column("key", "blob", "32 random bytes (zeros while the slot is free).", export="size"),
+        ),
+    ),
 )
+
+SQLITE_TABLES: tuple[LogField, ...] = (
+    LogField(
+        "sqlite_schema",
+        "SQLite's own catalogue (also called sqlite_master): the CREATE statement of every table and "
+        "index above, and their root pages. Nothing else.",
+    ),
+)
+"""SQLite's internal tables the relay's file holds. ``sqlite_stat1`` (planner statistics: row
+counts per index) is never written (no ANALYZE, no ``PRAGMA optimize``; an older relay's one is
+dropped at start) and ``sqlite_sequence`` never exists (no AUTOINCREMENT)."""
 
 STAT_COUNTERS: tuple[str, ...] = (
     "http_<status>",
@@ -198,6 +235,8 @@ STAT_COUNTERS: tuple[str, ...] = (
     "envelopes_stored",
     "envelopes_duplicate",
     "envelopes_not_found",
+    "envelopes_mailbox_full",
+    "envelopes_relay_full",
     "envelopes_pushed",
     "envelopes_acked",
     "polls",
@@ -225,8 +264,10 @@ FILES: tuple[File, ...] = (
     File("relay.db", "The SQLite database with the tables above.", "As long as the relay runs."),
     File(
         "relay.db-wal, relay.db-shm",
-        "SQLite's write-ahead log and its index: recent pages of the same tables.",
-        "Until the next checkpoint copies them into relay.db (secure_delete zeroes deleted rows).",
+        "SQLite's write-ahead log (recent page images of the same tables, in commit order across "
+        "all mailboxes) and its index (page numbers only).",
+        "The log is copied into relay.db and truncated to zero bytes at most 2 s after a write "
+        "(checkpoint_interval_seconds), and both go when the relay stops.",
     ),
     File(
         "server.key",
@@ -261,5 +302,6 @@ def as_json() -> dict[str, object]:
         "log_fields": [asdict(f) for f in LOG_FIELDS],
         "stat_counters": list(STAT_COUNTERS),
         "files": [asdict(f) for f in FILES],
+        "sqlite_tables": [asdict(t) for t in SQLITE_TABLES],
         "not_held": list(NOT_HELD),
     }

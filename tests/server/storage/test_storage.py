@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sotto.server.storage import Storage
+from sotto.server.storage import MemoryStorage, Storage
 from sotto.server.storage.base import (
     EXPIRY_STEP_DAYS,
     AccountId,
@@ -15,6 +15,7 @@ from sotto.server.storage.base import (
     drained_expiry,
     expiry_phase,
 )
+from sotto.server.storage.sqlite import id_tag
 from tests.server.storage.conftest import (
     DAY,
     account_id,
@@ -357,15 +358,18 @@ def test_export_mailbox(storage: Storage) -> None:
                 "expires_day": DAY + 30,
             }
         ]
-        assert export["envelopes"] == [
-            {
-                "mailbox_id": box.mailbox_id,
-                "seq": 1,
-                "message_id": mid,
-                "received_day": DAY,
-                "payload": PAYLOAD,
-            }
-        ]
+        (row,) = export["envelopes"]
+        sealed, slot = row.pop("sealed"), row.pop("key_slot")
+        assert row == {
+            "mailbox_id": box.mailbox_id,
+            "seq": 1,
+            "id_tag": id_tag(box.mailbox_id, mid),
+            "received_day": DAY,
+        }
+        assert isinstance(sealed, bytes) and len(sealed) == len(mid) + len(PAYLOAD)
+        assert PAYLOAD not in sealed or isinstance(storage, MemoryStorage)  # encrypted at rest
+        (key,) = export["envelope_keys"]
+        assert key["slot"] == slot and isinstance(key["key"], bytes) and len(key["key"]) == 32
 
     run(body())
 

@@ -63,7 +63,7 @@ from sotto.server.storage.base import (
     Storage,
 )
 from sotto.server.storage.memory import MemoryStorage
-from sotto.server.storage.sqlite import SqliteStorage
+from sotto.server.storage.sqlite import SqliteStorage, id_tag
 from sotto.wire.limits import DEFAULT_ENVELOPE_TTL_DAYS, DEFAULT_MAILBOX_TTL_DAYS, MAX_ACK_IDS_PER_FRAME
 
 BASE_DAY = 20_400
@@ -191,6 +191,8 @@ class Driver:
         self.flush_armed = [False] * n
         self.pending_rotation = [False] * n
         self.rotations: dict[int, _Mailbox] = {}
+        self.tags: dict[bytes, bytes] = {}
+        """Message id -> the id tag SQLite stores in its place (dumps show the tag)."""
         self.queue: dict[tuple[int, int], deque[tuple[int, int, int, object]]] = {}
         """Cadence mode: (sender, contact) → envelopes waiting for the pair's next slot."""
         self.tick_phase = self.rng.uniform(0.0, design.send_tick_s or 1.0, n)
@@ -465,6 +467,7 @@ class Driver:
         message_id = self.fast.randbytes(16)
         index = len(tap.dep_t)
         truth.envelope_message[message_id] = index
+        self.tags[message_id] = id_tag(box.mailbox_id, message_id)
         if isinstance(extra, _Mailbox):
             self.rotations[index] = extra
         outcome = await deliver(ctx, box.mailbox_id, box.token, message_id, self._payload[:size])
@@ -758,6 +761,9 @@ class Driver:
         ctx.stats.count("swept_mailboxes", result.mailboxes)
         for message_id, index in self.truth.envelope_message.items():
             self.truth.snapshot_kinds[message_id] = self.truth.dep_kind[index]
+            if message_id in self.tags:
+                self.truth.snapshot_kinds[self.tags[message_id]] = self.truth.dep_kind[index]
+        self.tags = {m: self.tags[m] for m in self.truth.envelope_message if m in self.tags}
         if isinstance(ctx.storage, SqliteStorage):
             tables = await self._sqlite_tables(ctx.storage, day_index)
         else:

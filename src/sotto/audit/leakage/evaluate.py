@@ -383,16 +383,16 @@ def attack_dump(dump: Dump) -> DumpAttack:
             unit_ttl[mid] = ttl
             unit_days.setdefault(mid, set()).add(expires - ttl)
         for row in snap.tables.get("envelopes", []):
-            mid, day, payload, message = (
-                row["mailbox_id"],
-                row["received_day"],
-                row["payload"],
-                row["message_id"],
+            # SQLite keeps the id as a tag and the payload sealed with the id (16 bytes more).
+            mid, day = row["mailbox_id"], row["received_day"]
+            payload, message = (
+                (row["payload"], row["message_id"]) if "payload" in row else (row["sealed"], row["id_tag"])
             )
             assert isinstance(mid, bytes) and isinstance(day, int) and isinstance(payload, bytes)
             assert isinstance(message, bytes)
             unit_days.setdefault(mid, set()).add(day)
-            pending[message] = (mid, len(payload), message)
+            size = len(payload) - (16 if "sealed" in row else 0)
+            pending[message] = (mid, size, message)
     if last is not None:
         for name, rows in last.tables.items():
             if rows and "sender" in rows[0] and "recipient" in rows[0]:

@@ -36,6 +36,7 @@ from sotto.server.storage.base import (
     UsernameOutcome,
     drained_expiry,
 )
+from sotto.server.storage.sqlite import KEY_BYTES, id_tag
 
 
 @dataclass
@@ -336,6 +337,7 @@ class MemoryStorage:
         held = self._mailboxes.get(mailbox_id)
         if held is None:
             return {}
+        envelopes = sorted(self._envelopes[mailbox_id].values(), key=lambda e: e.seq)
         return {
             "mailboxes": [
                 {
@@ -347,16 +349,20 @@ class MemoryStorage:
                     "expires_day": held.expires_day,
                 }
             ],
+            # The SQLite schema's rows: the id and payload sealed under a key of the envelope's own
+            # (here in clear and with a made-up slot: an export shows only their sizes).
             "envelopes": [
                 {
                     "mailbox_id": e.mailbox_id,
                     "seq": e.seq,
-                    "message_id": e.message_id,
+                    "id_tag": id_tag(e.mailbox_id, e.message_id),
                     "received_day": e.received_day,
-                    "payload": e.payload,
+                    "key_slot": e.seq,
+                    "sealed": e.message_id + e.payload,
                 }
-                for e in sorted(self._envelopes[mailbox_id].values(), key=lambda e: e.seq)
+                for e in envelopes
             ],
+            "envelope_keys": [{"slot": e.seq, "key": bytes(KEY_BYTES)} for e in envelopes],
         }
 
     async def sweep(self, today: int, envelope_ttl_days: int) -> SweepResult:

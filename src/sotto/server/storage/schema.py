@@ -4,11 +4,19 @@ Tables are WITHOUT ROWID and keyed by random ids, so the file holds no insertion
 rowid table would number every envelope in arrival order across all mailboxes, which tells
 anyone holding the file which envelopes were sent together. Envelopes carry a per-mailbox
 ``seq`` instead, counted among that mailbox's pending envelopes only.
+
+An envelope's id and payload are stored encrypted (AES-256-CTR) under a key of its own, held in
+``envelope_keys``; deleting the envelope overwrites its key with zeros in place. SQLite's
+``secure_delete`` zeroes a deleted row, but not the copies a row leaves behind when a page is
+rebalanced or an overflow page is reused while it is pending; those copies are unreadable once
+the key is gone. ``envelope_keys`` rows are never deleted and never change size, so SQLite
+overwrites them where they are (no copy is left) and reuses their slots for new envelopes.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: envelopes held their id and payload in clear (migrated at start, then vacuumed)."""
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -89,14 +97,22 @@ TABLES = (
     "CREATE INDEX IF NOT EXISTS mailboxes_by_expiry ON mailboxes (expires_day)",
     """
     CREATE TABLE IF NOT EXISTS envelopes (
-        mailbox_id   BLOB NOT NULL REFERENCES mailboxes (mailbox_id) ON DELETE CASCADE,
+        mailbox_id   BLOB NOT NULL REFERENCES mailboxes (mailbox_id),
         seq          INTEGER NOT NULL,
-        message_id   BLOB NOT NULL,
+        id_tag       BLOB NOT NULL,
         received_day INTEGER NOT NULL,
-        payload      BLOB NOT NULL,
+        key_slot     INTEGER NOT NULL,
+        sealed       BLOB NOT NULL,
         PRIMARY KEY (mailbox_id, seq),
-        UNIQUE (mailbox_id, message_id)
+        UNIQUE (mailbox_id, id_tag)
     ) WITHOUT ROWID
+    """,
+    # A rowid table on purpose: slots are reused and only ever overwritten in place.
+    """
+    CREATE TABLE IF NOT EXISTS envelope_keys (
+        slot INTEGER PRIMARY KEY,
+        key  BLOB NOT NULL
+    )
     """,
     "CREATE INDEX IF NOT EXISTS envelopes_by_day ON envelopes (received_day)",
 )

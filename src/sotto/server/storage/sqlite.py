@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import queue
 import sqlite3
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sotto.crypto.cipher import aes256_ctr_zero
 from sotto.crypto.kdf import bytes_equal
 from sotto.errors import RelayStorageError
 from sotto.server.config import Quotas
@@ -82,7 +84,17 @@ CHECKPOINT_S = 2.0
 DISK_CHECK_S = 0.1
 """How stale the free-space reading may be while writes go on."""
 
-_PENDING_SQL = "SELECT mailbox_id, count(*), sum(length(payload)) FROM envelopes GROUP BY mailbox_id"
+_PENDING_SQL = (
+    "SELECT mailbox_id, count(*), sum(length(sealed)) - count(*) * 16 FROM envelopes GROUP BY mailbox_id"
+)
+KEY_BYTES = 32
+_ZERO_KEY = bytes(KEY_BYTES)
+
+
+def id_tag(mailbox_id: bytes, message_id: bytes) -> bytes:
+    """What the table keeps to find an envelope by id: a hash, so that a copy of a deleted row left
+    in a page says nothing of its id to whoever does not already know it."""
+    return hashlib.sha256(b"sotto-envelope-id" + mailbox_id + message_id).digest()[:16]
 
 
 _TOUCH_SQL = (
@@ -93,14 +105,19 @@ _TOUCH_SQL = (
 expiry would not move are not written at all, which is most drains of a week."""
 
 
-_DUPLICATE_SQL = "SELECT 1 FROM envelopes WHERE mailbox_id = ? AND message_id = ?"
-
 _PUT_LOOKUP_SQL = (
     "SELECT token_hash, expires_day, "
-    "(SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?1) "
+    "(SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?1), "
+    "(SELECT 1 FROM envelopes WHERE mailbox_id = ?1 AND id_tag = ?2) "
     "FROM mailboxes WHERE mailbox_id = ?1"
 )
-"""A send's one read: the mailbox's token and expiry, and the next sequence number in it."""
+"""A send's one read: the mailbox's token and expiry, the next sequence number in it, and whether
+the id is pending already."""
+
+_READ_SQL = (
+    "SELECT e.seq, e.received_day, e.sealed, k.key FROM envelopes e "
+    "JOIN envelope_keys k ON k.slot = e.key_slot WHERE e.mailbox_id = ? AND e.seq = ?"
+)
 
 
 class _Rollback(Exception):
@@ -150,6 +167,9 @@ class SqliteStorage:
         self._checkpoint_interval_s = checkpoint_interval_s
         # Owned by the writer thread: mailbox id -> [pending envelopes, their payload bytes].
         self._pending: dict[bytes, list[int]] = {}
+        # Owned by the writer thread: envelope_keys slots holding no key, and the highest slot.
+        self._free_slots: list[int] = []
+        self._top_slot = 0
         self._disk_low = False
         self._disk_checked = -float("inf")
         self._dirty = False
@@ -211,17 +231,72 @@ class SqliteStorage:
         if version > SCHEMA_VERSION:
             raise RuntimeError("database schema is newer than this server")
         conn.execute("BEGIN IMMEDIATE")
+        migrate = 0 < version < 2
+        if migrate:
+            conn.execute("ALTER TABLE envelopes RENAME TO envelopes_v1")
         for statement in TABLES:
             conn.execute(statement)
+        if migrate:
+            self._migrate_v1(conn)
+            for statement in TABLES:  # the indexes went with the old table
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Planner statistics (row counts per index) from an older relay's ANALYZE: never needed,
         # every query is a key lookup, and they are data about the data.
         conn.execute("DROP TABLE IF EXISTS sqlite_stat1")
         conn.execute("COMMIT")
+        if migrate:  # the v1 rows held ids and payloads in clear: rewrite the whole file
+            conn.execute("VACUUM")
         self._load_pending(conn)
+        self._load_slots(conn)
         self._check_disk(time.monotonic())
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return conn
+
+    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute(
+            "SELECT mailbox_id, seq, message_id, received_day, payload FROM envelopes_v1"
+        ).fetchall()
+        self._load_slots(conn)
+        for mailbox_id, seq, message_id, day, payload in rows:
+            key = os.urandom(KEY_BYTES)
+            conn.execute(
+                "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    mailbox_id,
+                    seq,
+                    id_tag(mailbox_id, message_id),
+                    day,
+                    self._take_slot(conn, key),
+                    aes256_ctr_zero(key, message_id + payload),
+                ),
+            )
+        conn.execute("DROP TABLE envelopes_v1")
+
+    def _load_slots(self, conn: sqlite3.Connection) -> None:
+        self._top_slot = conn.execute("SELECT coalesce(max(slot), 0) FROM envelope_keys").fetchone()[0]
+        used = {r[0] for r in conn.execute("SELECT key_slot FROM envelopes")}
+        self._free_slots = [
+            r[0]
+            for r in conn.execute("SELECT slot FROM envelope_keys ORDER BY slot DESC")
+            if r[0] not in used
+        ]
+
+    def _take_slot(self, conn: sqlite3.Connection, key: bytes) -> int:
+        """Store ``key`` in a free slot (or a new one at the end) and return the slot."""
+        if self._free_slots:
+            slot = self._free_slots.pop()
+            conn.execute("UPDATE envelope_keys SET key = ? WHERE slot = ?", (key, slot))
+        else:
+            slot = self._top_slot + 1
+            conn.execute("INSERT INTO envelope_keys (slot, key) VALUES (?, ?)", (slot, key))
+            self._top_slot = slot
+        return slot
+
+    def _zero_slots(self, conn: sqlite3.Connection, slots: Sequence[int]) -> None:
+        """Overwrite the keys of deleted envelopes in place (same size: SQLite leaves no copy)."""
+        conn.executemany("UPDATE envelope_keys SET key = ? WHERE slot = ?", [(_ZERO_KEY, s) for s in slots])
 
     # ------------------------------------------------------------------ writer-thread bookkeeping
     def _load_pending(self, conn: sqlite3.Connection) -> None:
@@ -345,8 +420,9 @@ class SqliteStorage:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            with contextlib.suppress(sqlite3.Error):  # the operations' counts were undone too
+            with contextlib.suppress(sqlite3.Error):  # the operations' bookkeeping was undone too
                 self._load_pending(conn)
+                self._load_slots(conn)
             failed = RelayStorageError(f"database error: {type(exc).__name__}")
             outcomes = [(job, None, failed) for job in jobs]
         by_loop: dict[
@@ -705,8 +781,9 @@ class SqliteStorage:
 
     async def delete_mailbox(self, mailbox_id: MailboxId) -> None:
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM envelopes WHERE mailbox_id = ?", (mailbox_id,))
+            slots = self._delete_where(conn, "mailbox_id = ?", mailbox_id)
             conn.execute("DELETE FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,))
+            self._free_slots.extend(slots)
             self._pending.pop(mailbox_id, None)
 
         await self._call(op)
@@ -720,31 +797,33 @@ class SqliteStorage:
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> asyncio.Future[PutResult]:
         def op(conn: sqlite3.Connection) -> PutResult:
-            row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id,)).fetchone()
+            tag = id_tag(mailbox_id, message_id)
+            row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id, tag)).fetchone()
             if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
                 return PutResult(PutOutcome.NOT_FOUND)
+            if row[3] is not None:
+                return PutResult(PutOutcome.DUPLICATE)
             seq = row[2]
             held = self._pending.get(mailbox_id)
-            if self._disk_low or (
-                held is not None
-                and (
-                    held[0] >= self.quotas.mailbox_envelopes
-                    or held[1] + len(payload) > self.quotas.mailbox_bytes
-                )
+            if self._disk_low:
+                return PutResult(PutOutcome.RELAY_FULL)
+            if (0 if held is None else held[1]) + len(payload) > self.quotas.mailbox_bytes or (
+                held is not None and held[0] >= self.quotas.mailbox_envelopes
             ):
-                if conn.execute(_DUPLICATE_SQL, (mailbox_id, message_id)).fetchone() is not None:
-                    return PutResult(PutOutcome.DUPLICATE)
-                return PutResult(PutOutcome.RELAY_FULL if self._disk_low else PutOutcome.MAILBOX_FULL)
-            if len(payload) > self.quotas.mailbox_bytes:
                 return PutResult(PutOutcome.MAILBOX_FULL)
-            inserted = conn.execute(
-                "INSERT INTO envelopes (mailbox_id, seq, message_id, received_day, payload) "
-                "VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (mailbox_id, seq, message_id, today, payload),
-            ).rowcount
-            if not inserted:
-                return PutResult(PutOutcome.DUPLICATE)
+            key = os.urandom(KEY_BYTES)
+            sealed = aes256_ctr_zero(key, message_id + payload)
+            slot = self._take_slot(conn, key)
+            try:
+                conn.execute(
+                    "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (mailbox_id, seq, tag, today, slot, sealed),
+                )
+            except BaseException:
+                self._zero_slots(conn, (slot,))
+                self._free_slots.append(slot)
+                raise
             if held is None:
                 self._pending[mailbox_id] = [1, len(payload)]
             else:
@@ -760,24 +839,22 @@ class SqliteStorage:
         self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
     ) -> list[EnvelopeRecord]:
         def op(conn: sqlite3.Connection) -> list[EnvelopeRecord]:
-            # Ids first (no payload read), then payloads for the ones wanted.
+            # Tags first (no payload read), then payloads for the ones wanted.
+            skipped = {id_tag(mailbox_id, m) for m in skip}
             wanted: list[int] = []
-            for seq, message_id in conn.execute(
-                "SELECT seq, message_id FROM envelopes WHERE mailbox_id = ? ORDER BY seq LIMIT ?",
+            for seq, tag in conn.execute(
+                "SELECT seq, id_tag FROM envelopes WHERE mailbox_id = ? ORDER BY seq LIMIT ?",
                 (mailbox_id, limit + len(skip)),
             ):
-                if message_id not in skip:
+                if tag not in skipped:
                     wanted.append(seq)
                     if len(wanted) == limit:
                         break
             out = []
             for seq in wanted:
-                row = conn.execute(
-                    "SELECT message_id, received_day, payload FROM envelopes "
-                    "WHERE mailbox_id = ? AND seq = ?",
-                    (mailbox_id, seq),
-                ).fetchone()
-                out.append(EnvelopeRecord(mailbox_id, MessageId(row[0]), seq, row[1], row[2]))
+                _, day, sealed, key = conn.execute(_READ_SQL, (mailbox_id, seq)).fetchone()
+                opened = aes256_ctr_zero(key, sealed)
+                out.append(EnvelopeRecord(mailbox_id, MessageId(opened[:16]), seq, day, opened[16:]))
             return out
 
         return await self._call(op, savepoint=False)
@@ -785,15 +862,18 @@ class SqliteStorage:
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
         def op(conn: sqlite3.Connection) -> int:
             gone = []
-            for ref in refs:
+            for mailbox_id, message_id in refs:
                 rows = conn.execute(
-                    "DELETE FROM envelopes WHERE mailbox_id = ? AND message_id = ? RETURNING length(payload)",
-                    ref,
+                    "DELETE FROM envelopes WHERE mailbox_id = ? AND id_tag = ? "
+                    "RETURNING key_slot, length(sealed) - 16",
+                    (mailbox_id, id_tag(mailbox_id, message_id)),
                 ).fetchall()
                 if rows:
-                    gone.append((ref[0], rows[0][0]))
-            for mailbox_id, size in gone:  # after every statement went through
+                    gone.append((mailbox_id, rows[0][0], rows[0][1]))
+            self._zero_slots(conn, [slot for _, slot, _ in gone])
+            for mailbox_id, slot, size in gone:  # after every statement went through
                 self._forget(mailbox_id, 1, size)
+                self._free_slots.append(slot)
             return len(gone)
 
         return await self._call(op)
@@ -804,7 +884,13 @@ class SqliteStorage:
             if not mailbox:
                 return {}
             envelopes = _rows(conn, "SELECT * FROM envelopes WHERE mailbox_id = ? ORDER BY seq", mailbox_id)
-            return {"mailboxes": mailbox, "envelopes": envelopes}
+            keys = _rows(
+                conn,
+                "SELECT k.* FROM envelope_keys k JOIN envelopes e ON e.key_slot = k.slot "
+                "WHERE e.mailbox_id = ? ORDER BY e.seq",
+                mailbox_id,
+            )
+            return {"mailboxes": mailbox, "envelopes": envelopes, "envelope_keys": keys}
 
         return await self._call(op)
 
@@ -814,20 +900,26 @@ class SqliteStorage:
                 r[0]
                 for r in conn.execute("SELECT mailbox_id FROM mailboxes WHERE expires_day <= ?", (today,))
             ]
-            envelopes = 0
+            slots: list[int] = []
             for mailbox_id in expired:
-                envelopes += conn.execute(
-                    "DELETE FROM envelopes WHERE mailbox_id = ?", (mailbox_id,)
-                ).rowcount
+                slots += self._delete_where(conn, "mailbox_id = ?", mailbox_id)
                 conn.execute("DELETE FROM mailboxes WHERE mailbox_id = ?", (mailbox_id,))
-            envelopes += conn.execute(
-                "DELETE FROM envelopes WHERE received_day <= ?", (today - envelope_ttl_days,)
-            ).rowcount
+            slots += self._delete_where(conn, "received_day <= ?", today - envelope_ttl_days)
+            envelopes = len(slots)
+            self._free_slots.extend(slots)
             tokens = conn.execute("DELETE FROM access_tokens WHERE expires_day <= ?", (today,)).rowcount
             self._load_pending(conn)
             return SweepResult(envelopes=envelopes, mailboxes=len(expired), access_tokens=tokens)
 
         return await self._call(op)
+
+    def _delete_where(self, conn: sqlite3.Connection, where: str, value: object) -> list[int]:
+        """Delete the envelopes where ``where`` holds and zero their keys; their slots, to be freed
+        once the operation has gone through."""
+        sql = f"DELETE FROM envelopes WHERE {where} RETURNING key_slot"  # noqa: S608 (ours, not input)
+        slots = [r[0] for r in conn.execute(sql, (value,)).fetchall()]
+        self._zero_slots(conn, slots)
+        return slots
 
     # ------------------------------------------------------------------ inspection (tests, dumps)
     def schema(self) -> dict[str, list[str]]:

@@ -1,0 +1,386 @@
+"""Soak: the real relay at half of its peak load for a long time, and whether it stays level.
+
+    python bench/soak.py [--minutes 30] [--pairs 16] [--payload 512] [--check-deletion] [--json out.json]
+
+One relay process (``python -m sotto.server`` on a fresh data directory, pinned to one core), the
+load generator of ``bench/relay.py`` on another: K sender/receiver pairs over delivery
+WebSockets, each envelope stored, pushed, acknowledged and deleted. The peak is measured first
+(closed loop, ``--peak-seconds``), then the pairs send open-loop at half of it, minute after
+minute. Each minute prints the rate, p50/p99 latency (from the scheduled send time), the relay's
+RSS and open file descriptors, the largest write-ahead log seen (sampled every 0.25 s) and the
+database size, with the machine's steal and other processes' CPU share. Every 10 minutes (and at
+the end) a summary, then a verdict against the targets:
+
+* RSS growth below 5 MB per 10 minutes (from the end of the first minute, scaled to 10 minutes);
+* file descriptors flat (within ``FD_SLACK`` of the first minute);
+* p99 of every later 10-minute block within +20% of the first minute's;
+* the write-ahead log bounded (never above ``WAL_BOUND_MB``; it is truncated every 2 s).
+
+``--check-deletion`` makes every payload and id carry a run tag and the message's number (48-byte
+blocks, so any fragment of 48 bytes or more is recognised), and a separate process reads every
+file the relay writes (its data directory and its log) once a second: a message found there whose
+acknowledgement was sent more than ``--gone-after`` seconds (5) before the scan began is a
+failure. It prints how many acknowledged messages were covered, the oldest acknowledgement still
+found (the real window) and the failures (the target is 0). The scanner takes CPU on the load
+generator's core, so latency figures of such a run are not the relay's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from relay import (
+    Disturbance,
+    Server,
+    Traffic,
+    _check_fast_frames,
+    ack_text,
+    cores,
+    create_mailboxes,
+    percentile,
+    raise_fd_limit,
+    rss_kib,
+)
+
+from sotto.wire import b64, frames
+
+RSS_GROWTH_MB_PER_10_MIN = 5.0
+P99_SLACK = 1.20
+FD_SLACK = 2
+WAL_BOUND_MB = 64.0
+BLOCK = 48
+"""Bytes of one marked block: run tag (8), message number (8), zeros (32); a multiple of 3, so
+its base64url repeats whole inside the payload's."""
+
+
+# ---------------------------------------------------------------------------- the relay's files
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def file_mb(path: Path) -> float:
+    try:
+        return path.stat().st_size / 1e6
+    except FileNotFoundError:
+        return 0.0
+
+
+def scan(paths: list[str], tag: bytes) -> tuple[list[int], int]:
+    """(numbers of the marked messages found in any of ``paths``, bytes read); runs in another
+    process."""
+    found: set[int] = set()
+    scanned = 0
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        scanned += len(data)
+        at = data.find(tag)
+        while at >= 0:
+            if at + 16 <= len(data):
+                found.add(int.from_bytes(data[at + 8 : at + 16], "big"))
+            at = data.find(tag, at + 1)
+    return sorted(found), scanned
+
+
+# ---------------------------------------------------------------------------- traffic
+class MarkedTraffic(Traffic):
+    """Traffic whose ids and payloads carry the run tag and the message number, and which notes
+    when each acknowledgement was sent."""
+
+    def __init__(self, server: Server, mailboxes: list[Any], payload: int) -> None:
+        super().__init__(server, mailboxes, payload)
+        blocks = payload // BLOCK
+        self.placeholder_block = bytes(range(100, 100 + BLOCK))
+        body = self.placeholder_block * blocks + bytes(payload - blocks * BLOCK)
+        self.marked = [
+            frames.encode(frames.Send(m.mailbox_id, m.token, bytes(range(16)), body)) for m in mailboxes
+        ]
+        self.block_text = b64.encode(self.placeholder_block)
+        self.id_text = b64.encode(bytes(range(16)))
+        self.acked_at = array.array("d")
+        """Message number -> monotonic time its ack was sent (0: not yet)."""
+
+    def _next(self, pair: int) -> tuple[str, str]:
+        self.counter += 1
+        mark = self.prefix + self.counter.to_bytes(8, "big")
+        message_id = b64.encode(mark)
+        text = self.marked[pair].replace(self.id_text, message_id)
+        text = text.replace(self.block_text, b64.encode(mark + bytes(BLOCK - 16)))
+        while len(self.acked_at) <= self.counter:
+            self.acked_at.frombytes(bytes(8 * 4096))
+        return message_id, text
+
+    async def _read_receiver(self, websocket: Any) -> None:
+        try:
+            async for text in websocket:
+                arrived = time.perf_counter()
+                frame = json.loads(text)
+                if frame["t"] != "envelope":
+                    self.errors[frame["t"]] += 1
+                    continue
+                message_id = frame["id"]
+                scheduled = self.sent_at.pop(message_id, None)
+                self.received += 1
+                if scheduled is not None and scheduled >= self.record_after:
+                    self.latencies.append(arrived - scheduled)
+                if self.windows:
+                    self.windows[self.pair_of[frame["mailbox"]]].release()
+                await websocket.send(ack_text(frame["mailbox"], message_id))
+                number = int.from_bytes(b64.decode(message_id)[8:], "big")
+                self.acked_at[number] = time.monotonic()
+        except Exception as exc:
+            self.errors[f"receiver {type(exc).__name__}"] += 1
+
+
+@dataclass
+class Deletion:
+    gone_after: float
+    scans: int = 0
+    mb_scanned: float = 0.0
+    covered: int = 0
+    """Acknowledged messages whose deadline had passed at the last scan (counted at the end)."""
+    last_scan: float = 0.0
+    failures: int = 0
+    oldest_found_s: float = 0.0
+    """The oldest acknowledgement whose message was still in a file, seconds before the scan."""
+
+
+async def check_deletion(
+    traffic: MarkedTraffic, server: Server, deletion: Deletion, stop: asyncio.Event
+) -> None:
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
+        while not stop.is_set():
+            paths = [str(p) for p in sorted(server.data.iterdir())] + [str(server.log)]
+            began = time.monotonic()
+            numbers, scanned = await loop.run_in_executor(pool, scan, paths, traffic.prefix)
+            deletion.scans += 1
+            deletion.mb_scanned += scanned / 1e6
+            acked = traffic.acked_at
+            for number in numbers:
+                when = acked[number] if number < len(acked) else 0.0
+                if when:
+                    deletion.oldest_found_s = max(deletion.oldest_found_s, began - when)
+                    if when + deletion.gone_after <= began:
+                        deletion.failures += 1
+            deletion.last_scan = began
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, 1.0 - (time.monotonic() - began)))
+
+
+# ---------------------------------------------------------------------------- minutes
+@dataclass
+class Minute:
+    minute: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    rss_mib: float
+    fds: int
+    wal_max_mb: float
+    db_mb: float
+    steal_percent: float
+    other_load_percent: float
+    lost: int
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+
+async def sample_wal(path: Path, peak: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], file_mb(path))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+
+
+def block_summary(minutes: list[Minute], first: Minute) -> dict[str, Any]:
+    latencies = [x for m in minutes for x in m.latencies_ms]
+    return {
+        "minutes": f"{minutes[0].minute}-{minutes[-1].minute}",
+        "p99_ms": percentile(latencies, 99),
+        "p99_vs_first_minute": percentile(latencies, 99) / first.p99_ms if first.p99_ms else float("nan"),
+        "rss_mib": minutes[-1].rss_mib,
+        "fds": [min(m.fds for m in minutes), max(m.fds for m in minutes)],
+        "wal_max_mb": max(m.wal_max_mb for m in minutes),
+        "rate": statistics.mean(m.rate for m in minutes),
+        "steal_percent": statistics.mean(m.steal_percent for m in minutes),
+        "other_load_percent": statistics.mean(m.other_load_percent for m in minutes),
+    }
+
+
+def print_block(block: dict[str, Any]) -> None:
+    print(
+        f"== minutes {block['minutes']}: p99 {block['p99_ms']:.2f} ms "
+        f"({block['p99_vs_first_minute']:.2f}x the first minute), RSS {block['rss_mib']:.1f} MiB, "
+        f"fds {block['fds'][0]}-{block['fds'][1]}, WAL max {block['wal_max_mb']:.2f} MB, "
+        f"{block['rate']:,.0f} msg/s, steal {block['steal_percent']:.1f}%, "
+        f"other processes {block['other_load_percent']:.1f}%",
+        flush=True,
+    )
+
+
+def verdict(minutes: list[Minute]) -> dict[str, Any]:
+    first = minutes[0]
+    later = minutes[1:] or minutes
+    span = max(1, later[-1].minute - first.minute)
+    growth = (later[-1].rss_mib - first.rss_mib) * 1.048576 / span * 10
+    blocks = [later[i : i + 10] for i in range(0, len(later), 10)]
+    worst_p99 = max(percentile([x for m in b for x in m.latencies_ms], 99) for b in blocks)
+    fds = [m.fds for m in minutes]
+    wal = max(m.wal_max_mb for m in minutes)
+    checks = {
+        "rss_growth_mb_per_10_min": (growth, growth < RSS_GROWTH_MB_PER_10_MIN),
+        "fds_spread": (max(fds) - min(fds), max(fds) - min(fds) <= FD_SLACK),
+        "worst_block_p99_vs_first_minute": (
+            worst_p99 / first.p99_ms,
+            worst_p99 <= P99_SLACK * first.p99_ms,
+        ),
+        "wal_max_mb": (wal, wal <= WAL_BOUND_MB),
+    }
+    return {name: {"value": value, "ok": ok} for name, (value, ok) in checks.items()}
+
+
+async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    server = Server("sotto", cores()[0], workdir)
+    server.start()
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        mailboxes = await create_mailboxes(server, args.pairs)
+        traffic: Traffic = (
+            MarkedTraffic(server, mailboxes, args.payload)
+            if args.check_deletion
+            else Traffic(server, mailboxes, args.payload)
+        )
+        await traffic.open()
+        peak = await traffic.closed_loop(args.window, 1.0, args.peak_seconds)
+        rate = peak.rate / 2
+        print(f"peak {peak.rate:,.0f} msg/s; soaking at {rate:,.0f} msg/s for {args.minutes} min", flush=True)
+        deletion = Deletion(args.gone_after) if args.check_deletion else None
+        if deletion is not None:
+            assert isinstance(traffic, MarkedTraffic)
+            tasks.append(asyncio.create_task(check_deletion(traffic, server, deletion, stop)))
+        minutes: list[Minute] = []
+        for number in range(1, args.minutes + 1):
+            wal_peak = [0.0]
+            minute_stop = asyncio.Event()
+            sampler = asyncio.create_task(sample_wal(server.data / "relay.db-wal", wal_peak, minute_stop))
+            disturbance = Disturbance()
+            load = await traffic.paced(rate, 5.0 if number == 1 else 0.0, 60.0)
+            minute_stop.set()
+            await sampler
+            steal, others = disturbance.measure()
+            m = Minute(
+                number,
+                load.rate,
+                percentile(load.latencies_ms, 50),
+                percentile(load.latencies_ms, 99),
+                rss_kib(server.pid) / 1024,
+                open_fds(server.pid),
+                wal_peak[0],
+                file_mb(server.data / "relay.db"),
+                steal,
+                others,
+                load.lost,
+                load.latencies_ms,
+            )
+            minutes.append(m)
+            line = (
+                f"minute {number}: {m.rate:,.0f} msg/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, "
+                f"RSS {m.rss_mib:.1f} MiB, fds {m.fds}, WAL max {m.wal_max_mb:.2f} MB, "
+                f"db {m.db_mb:.2f} MB, lost {m.lost}, steal {steal:.1f}%, other processes {others:.1f}%"
+            )
+            if deletion is not None:
+                line += (
+                    f" | deletion: {deletion.scans} scans, oldest ack still found "
+                    f"{deletion.oldest_found_s:.2f} s, failures {deletion.failures}"
+                )
+            print(line, flush=True)
+            if number % 10 == 0:
+                print_block(block_summary(minutes[-10:], minutes[0]))
+        stop.set()
+        for task in tasks:
+            await task
+        await traffic.close()
+        if deletion is not None:
+            assert isinstance(traffic, MarkedTraffic)
+            deadline = deletion.last_scan - deletion.gone_after
+            deletion.covered = sum(1 for t in traffic.acked_at if 0 < t <= deadline)
+        if len(minutes) % 10:
+            print_block(block_summary(minutes[-(len(minutes) % 10) :], minutes[0]))
+        result: dict[str, Any] = {
+            "peak_rate": peak.rate,
+            "soak_rate": rate,
+            "minutes": [{k: v for k, v in asdict(m).items() if k != "latencies_ms"} for m in minutes],
+            "verdict": verdict(minutes),
+            "errors": dict(traffic.errors),
+        }
+        if deletion is not None:
+            result["deletion"] = asdict(deletion)
+        return result
+    finally:
+        stop.set()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Relay soak (see the module docstring).")
+    parser.add_argument("--minutes", type=int, default=30)
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--payload", type=int, default=512, help="a padding bucket")
+    parser.add_argument("--peak-seconds", type=float, default=10.0)
+    parser.add_argument("--check-deletion", action="store_true")
+    parser.add_argument("--gone-after", type=float, default=5.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    _check_fast_frames()
+    raise_fd_limit()
+    _, load_core = cores()
+    os.sched_setaffinity(0, {load_core})
+    workdir = Path(tempfile.mkdtemp(prefix="sotto-soak-"))
+    try:
+        result = asyncio.run(soak(args, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("verdict:")
+    passed = True
+    for name, check in result["verdict"].items():
+        passed &= check["ok"]
+        print(f"  {name}: {check['value']:.2f} {'ok' if check['ok'] else 'FAILED'}")
+    if "deletion" in result:
+        d = result["deletion"]
+        passed &= d["failures"] == 0
+        print(
+            f"  deletion: {d['covered']:,} acknowledged messages checked {d['gone_after']:.0f} s after their "
+            f"ack over {d['scans']} scans ({d['mb_scanned']:,.0f} MB read); oldest ack still found "
+            f"{d['oldest_found_s']:.2f} s; failures {d['failures']} "
+            + ("ok" if d["failures"] == 0 else "FAILED")
+        )
+    if result["errors"]:
+        print(f"  errors: {result['errors']}")
+    print("PASS" if passed else "FAIL")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
