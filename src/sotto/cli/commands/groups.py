@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sotto.cli import render
-from sotto.cli.commands.messages import TextArgument, joined, report_send
+from sotto.cli.commands.messages import TextArgument, TextFileOption, message_text, report_send
 from sotto.cli.failures import ExitCode, fail
 from sotto.cli.names import require_contact, require_group
 from sotto.cli.profile import ProfileOption, opened, run, where
@@ -68,10 +68,15 @@ def add(
 
 
 @group_app.command("send")
-def send(group: GroupArgument, text: TextArgument, profile: ProfileOption = None) -> None:
-    """Send a text to a group."""
+def send(
+    group: GroupArgument,
+    text: TextArgument = None,
+    text_file: TextFileOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Send a text to a group: the words, `-` for standard input, or --text-file PATH."""
     place = where(profile)
-    message = joined(text)
+    message = message_text(text, text_file)
 
     async def work() -> None:
         async with opened(place) as client:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +16,7 @@ from sotto.cli.failures import ExitCode, Where, fail
 from sotto.cli.names import require_contact, require_conversation
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
 from sotto.client import events as ev
+from sotto.client.content import MAX_TEXT_BYTES
 from sotto.client.sdk import Client
 
 CONNECT_WAIT_S = 5.0
@@ -23,26 +26,71 @@ OFFLINE_WARNING_S = 3.0
 ONCE_TIMEOUT_S = 10.0
 
 TextArgument = Annotated[
-    list[str], typer.Argument(help="The text (several words need no quotes).", show_default=False)
+    list[str] | None,
+    typer.Argument(
+        help="The text (several words need no quotes); `-` reads it from standard input.",
+        show_default=False,
+    ),
+]
+TextFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--text-file",
+        dir_okay=False,
+        help=f"Read the text from this UTF-8 file (at most {MAX_TEXT_BYTES:,} bytes).",
+        show_default=False,
+    ),
 ]
 
 
-def joined(words: list[str]) -> str:
-    text = " ".join(words)
+def message_text(words: list[str] | None, text_file: Path | None) -> str:
+    """The text to send: the words, standard input (``-``) or a file; one line of error if it is
+    empty, unreadable, not UTF-8 or longer than a message holds (checked before the store opens)."""
+    words = words or []
+    if text_file is not None:
+        if words:
+            fail("give the text or --text-file, not both", code=ExitCode.USAGE)
+        try:
+            data = text_file.read_bytes()
+        except OSError as error:
+            fail(f"cannot read {text_file}: {error.strerror or error}", code=ExitCode.USAGE)
+        text = _decoded(data, str(text_file))
+    elif words == ["-"]:
+        if sys.stdin.isatty():
+            render.err.print("Type the text, then Ctrl-D on a line of its own:")
+        text = _decoded(sys.stdin.buffer.read(), "standard input")
+    else:
+        text = " ".join(words)
+    text = text.rstrip("\r\n")  # the newline that ends a file or `echo` is not part of the text
     if not text.strip():
         fail("nothing to send", code=ExitCode.USAGE)
+    size = len(text.encode())
+    if size > MAX_TEXT_BYTES:
+        fail(
+            f"the text is {size:,} bytes of UTF-8; a message holds at most {MAX_TEXT_BYTES:,}",
+            hint="split it into several messages",
+            code=ExitCode.USAGE,
+        )
     return text
+
+
+def _decoded(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        fail(f"{source} is not UTF-8 text", code=ExitCode.USAGE)
 
 
 def send(
     name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
-    text: TextArgument,
+    text: TextArgument = None,
+    text_file: TextFileOption = None,
     profile: ProfileOption = None,
     cadence: CadenceOption = False,
 ) -> None:
-    """Send a text to a contact."""
+    """Send a text to a contact: the words, `-` for standard input, or --text-file PATH."""
     place = where(profile)
-    message = joined(text)
+    message = message_text(text, text_file)
 
     async def work() -> None:
         async with opened(place, cadence=cadence) as client:
