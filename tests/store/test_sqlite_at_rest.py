@@ -173,6 +173,13 @@ def fill_with_canaries(store: SqliteStore, rng: Rng) -> dict[str, bytes]:
             message_row=message.row_id,
         )
         tx.seen.add(MailboxId(blob("seen-mailbox", 16)), MessageId(blob("seen-envelope", 16)), 20_000)
+        tx.send_log.add(
+            contact_id=bob.contact_id,
+            envelope_id=MessageId(blob("send-log-envelope", 16)),
+            message_id=MessageId(blob("send-log-message-id", 16)),
+            content=text("send-log-content").encode(),
+            sent_ms=NOW_MS,
+        )
     c["passphrase"] = PASSPHRASE.encode()
     return c
 
