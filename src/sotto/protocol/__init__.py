@@ -12,7 +12,8 @@ The public face, as libsignal's ``lib.rs`` declares its own:
 * :mod:`.store` — :class:`InMemoryProtocolStore`, the reference store, and the calls that do that
   bookkeeping through it (:func:`message_encrypt`, :func:`message_decrypt`,
   :func:`process_prekey_bundle`, :func:`sealed_sender_decrypt`, ...), named as libsignal names them;
-* :mod:`.sealed_sender` — sealing and opening envelopes; :mod:`.fingerprint` — safety numbers.
+* :mod:`.sealed_sender` — sealing and opening envelopes; :mod:`.fingerprint` — safety numbers;
+  :class:`DecryptionErrorMessage` and :class:`PlaintextContent` — retry receipts.
 
 ``docs/protocol.md`` states what a caller of the pure functions must do. Anything not listed in
 ``__all__`` (the ratchet internals, codecs, labels) may change without notice.
@@ -27,6 +28,7 @@ from sotto.protocol.bundle import (
     SignedPreKeyRecord,
     build_bundle,
 )
+from sotto.protocol.decryption_error import DecryptionErrorMessage, PlaintextContent
 from sotto.protocol.group import SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord
 from sotto.protocol.messages import (
     CiphertextMessage,
@@ -61,10 +63,12 @@ from sotto.protocol.store import (
 __all__ = [
     "CiphertextMessage",
     "CiphertextMessageType",
+    "DecryptionErrorMessage",
     "IdentityChange",
     "InMemoryProtocolStore",
     "KyberPreKeyRecord",
     "LastResortUse",
+    "PlaintextContent",
     "PreKeyBundle",
     "PreKeyDecryptResult",
     "PreKeyRecord",
