@@ -211,3 +211,10 @@ def test_unexpected_errors_become_a_message(capsys: pytest.CaptureFixture[str]) 
         raise RuntimeError("boom")
     err = capsys.readouterr().err
     assert "unexpected RuntimeError: boom" in err and "--debug" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["init"], ["send"], ["group", "send"], ["listen"]])
+def test_profile_help_shows_where_the_profile_is_by_default(sotto: Sotto, command: list[str]) -> None:
+    shown = flat(sotto(*command, "--help").output.replace("│", " "))
+    assert "Profile directory (default: $SOTTO_HOME, else ~/.sotto)." in shown
+    assert "Profile directory ." not in shown

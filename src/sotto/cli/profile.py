@@ -24,14 +24,15 @@ import enum
 import fcntl
 import os
 import shutil
+import signal
 import sqlite3
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 
 from sotto.cli import render
@@ -104,14 +105,26 @@ def inspect(place: Where) -> Found:
 
 
 def ask(text: str, **options: Any) -> str:
-    """``typer.prompt``, but Ctrl-C at the prompt exits 130 as everywhere else (Click says 1)."""
+    """``typer.prompt``, but Ctrl-C at the prompt exits 130 at once, as everywhere else.
+
+    Click turns Ctrl-C at a prompt into "Aborted!" and exit 1; and inside ``asyncio.run`` the
+    first Ctrl-C would only cancel the command's task, unseen until the prompt returned. So while
+    the prompt waits, Ctrl-C raises KeyboardInterrupt as in a plain program.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    if in_main_thread:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return str(typer.prompt(text, **options))
-    except click.exceptions.Abort as abort:
+    except typer.Abort as abort:
         if isinstance(abort.__context__, KeyboardInterrupt):
             render.error("interrupted", None)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def passphrase(*, new: bool = False) -> str:

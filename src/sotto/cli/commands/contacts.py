@@ -15,7 +15,7 @@ from rich.text import Text
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, fail
 from sotto.cli.names import require_contact
-from sotto.cli.profile import ProfileOption, opened, run, where
+from sotto.cli.profile import ProfileOption, ask, opened, run, where
 from sotto.client.sdk import Client
 from sotto.crypto.kdf import bytes_equal
 from sotto.errors import DecodeError
@@ -60,7 +60,7 @@ def accept(
     """Use someone's invite link: they become a contact, and you can write to them."""
     place = where(profile)
     if name is None:
-        name = str(typer.prompt("What do you call the person who invited you?"))
+        name = ask("What do you call the person who invited you?")
     if not name.strip():
         fail("a contact needs a name", code=ExitCode.USAGE)
 
