@@ -49,8 +49,8 @@ class RateLimits:
     """Refused anonymous credentials (a wrong access or delivery token, a wrong mailbox
     signature) per source; once used up, that source's anonymous calls get 429 before any
     storage lookup."""
-    poll_per_mailbox: RateLimit = RateLimit(burst=20, per_second=1)
-    """Cadence-mode polls of one mailbox (each may answer 1 MiB): a poll per tick is far below."""
+    poll_per_mailbox: RateLimit = RateLimit(burst=10, per_second=1)
+    """Cadence-mode polls of one mailbox (each may answer 512 KiB): a poll per tick is far below."""
     ws_frames: RateLimit = RateLimit(burst=4_000, per_second=2_000)
     """Frames per WebSocket connection; beyond it the connection is closed with 4429."""
 
@@ -123,7 +123,7 @@ class ServerConfig:
     write_stall_seconds: float = 30.0
     """A connection whose send buffer stays full this long (a client that does not read) is
     closed, so what it pinned is freed."""
-    poll_reply_max_bytes: int = 1024 * 1024
+    poll_reply_max_bytes: int = 512 * 1024
     """Payload bytes one cadence-mode poll answer holds at most (at least one envelope);
     ``more`` says the rest waits for the next poll."""
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS
