@@ -1,10 +1,12 @@
-"""Quotas (relay-protocol §8): per mailbox, per account, and the free-disk floor, in storage
+"""Quotas (relay-protocol §7): per mailbox, per account, and the free-disk floor, in storage
 (both backends) and as the relay answers them (507 over HTTP, ``send_failed`` on a WebSocket)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +14,12 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
-from sotto.server import ServerConfig, create_app
-from sotto.server.config import Quotas
+from sotto.cli.app import app as cli_app
+from sotto.server import ServerConfig, create_app, runner
+from sotto.server.__main__ import add_storage_options
+from sotto.server.config import MIB, Quotas, storage_settings
 from sotto.server.storage import MemoryStorage, SqliteStorage, Storage
 from sotto.server.storage.base import KeyUpload, MailboxId, MessageId, PutOutcome, UploadOutcome
 from sotto.wire import b64, frames
@@ -268,3 +273,32 @@ def _account_body() -> dict[str, Any]:
         "registration_id": 7,
         "device_secret": b64.encode(os.urandom(32)),
     }
+
+
+# ------------------------------------------------------------------------------ options
+def test_server_options_set_the_quotas_and_the_checkpoint_interval() -> None:
+    parser = argparse.ArgumentParser()
+    add_storage_options(parser)
+    argv = "--mailbox-quota 5 --mailbox-quota-mib 2 --token-quota 3 --prekey-quota 4 --min-free-disk-mib 0"
+    config = ServerConfig(
+        **storage_settings(parser.parse_args([*argv.split(), "--checkpoint-interval", "1.5"]))
+    )
+    assert config.quotas == Quotas(5, 2 * MIB, 3, 4, 4, 0)
+    assert config.checkpoint_interval_seconds == 1.5
+    assert ServerConfig(**storage_settings(parser.parse_args([]))).quotas == Quotas()
+    with pytest.raises(ValueError):
+        ServerConfig(checkpoint_interval_seconds=5)
+
+
+def test_sotto_server_passes_its_quota_options_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(runner, "run", lambda **kwargs: seen.update(kwargs))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["server", "--port", str(port), "--data", str(tmp_path), "--mailbox-quota", "7"]
+    result = CliRunner().invoke(cli_app, [*argv, "--min-free-disk-mib", "1", "--checkpoint-interval", "3"])
+    assert result.exit_code == 0, result.output
+    config = ServerConfig(**seen["settings"])
+    assert config.quotas == Quotas(mailbox_envelopes=7, min_free_disk_bytes=MIB)
+    assert config.checkpoint_interval_seconds == 3

@@ -68,7 +68,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def refuse_when_full(ctx: RelayContext) -> None:
-    """507 ``relay_full`` while free disk is below the floor (quotas, relay-protocol §8)."""
+    """507 ``relay_full`` while free disk is below the floor (quotas, relay-protocol §7)."""
     if ctx.storage.low_on_disk():
         raise RelayError(507, "relay_full", "the relay is short of disk space; try again later")
 

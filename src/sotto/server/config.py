@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS, MAX_CADENCE_TICK_SECONDS
 from sotto.wire.limits import DEFAULT_ENVELOPE_TTL_DAYS
+
+MIB = 1024 * 1024
 
 MAX_CHECKPOINT_INTERVAL_SECONDS = 4.0
 """Deleted means gone within 5 s: the log is truncated at least this often while written."""
@@ -58,7 +61,7 @@ class RateLimits:
 @dataclass(frozen=True, slots=True)
 class Quotas:
     """What one mailbox and one account may hold, and the free disk the relay keeps
-    (relay-protocol §8). A refusal is a 507 (``send_failed`` on a WebSocket) with its own code,
+    (relay-protocol §7). A refusal is a 507 (``send_failed`` on a WebSocket) with its own code,
     before anything is written."""
 
     mailbox_envelopes: int = 10_000
@@ -105,10 +108,6 @@ class ServerConfig:
     ws_max_inflight_sends: int = 256
     """Sends on one connection awaiting their commit before the server stops reading more."""
     rate_limits: RateLimits = field(default_factory=RateLimits)
-    quotas: Quotas = field(default_factory=Quotas)
-    checkpoint_interval_seconds: float = 2.0
-    """How often, at most, the write-ahead log is copied into the database and truncated while
-    there are writes: a deleted envelope's bytes leave every file within this (plus the commit)."""
     max_connections: int | None = None
     """Open connections (HTTP and WebSocket together) beyond which a new one is closed at once.
     None: derived at start from the process's file descriptor limit, leaving room for the
@@ -126,6 +125,10 @@ class ServerConfig:
     poll_reply_max_bytes: int = 512 * 1024
     """Payload bytes one cadence-mode poll answer holds at most (at least one envelope);
     ``more`` says the rest waits for the next poll."""
+    quotas: Quotas = field(default_factory=Quotas)
+    checkpoint_interval_seconds: float = 2.0
+    """How often, at most, the write-ahead log is copied into the database and truncated while
+    there are writes: a deleted envelope's bytes leave every file within this (plus the commit)."""
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS
     """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
     server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""
@@ -137,3 +140,24 @@ class ServerConfig:
             raise ValueError(
                 f"checkpoint_interval_seconds must be above 0, at most {MAX_CHECKPOINT_INTERVAL_SECONDS}"
             )
+
+
+def storage_settings(options: object) -> dict[str, Any]:
+    """:class:`ServerConfig` fields from the command-line options of ``sotto server`` and
+    ``python -m sotto.server`` (attributes ``mailbox_quota``, ``mailbox_quota_mib``,
+    ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``)."""
+
+    def get(name: str) -> Any:
+        return getattr(options, name)
+
+    return {
+        "quotas": Quotas(
+            mailbox_envelopes=get("mailbox_quota"),
+            mailbox_bytes=get("mailbox_quota_mib") * MIB,
+            account_access_tokens=get("token_quota"),
+            device_one_time_pre_keys=get("prekey_quota"),
+            device_kyber_pre_keys=get("prekey_quota"),
+            min_free_disk_bytes=get("min_free_disk_mib") * MIB,
+        ),
+        "checkpoint_interval_seconds": get("checkpoint_interval"),
+    }

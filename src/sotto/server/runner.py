@@ -354,11 +354,17 @@ def run(
     data_dir: Path = Path("./data"),
     *,
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS,
+    settings: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> None:
-    """Serve until interrupted: ``sotto server`` and ``python -m sotto.server`` call this."""
+    """Serve until interrupted: ``sotto server`` and ``python -m sotto.server`` call this.
+    ``settings``: more :class:`ServerConfig` fields (quotas, checkpoint interval)."""
     raise_fd_limit()
     config = ServerConfig(
-        data_dir=Path(data_dir), host=host, port=port, cadence_tick_seconds=cadence_tick_seconds
+        data_dir=Path(data_dir),
+        host=host,
+        port=port,
+        cadence_tick_seconds=cadence_tick_seconds,
+        **(settings or {}),
     )
     uvicorn.Server(uvicorn_config(config, **overrides)).run()

@@ -297,7 +297,7 @@ class Connection:
             reply = frames.SendFailed(message_id, "unavailable")
         else:
             outcome = announce(self._ctx, stored.result())
-            if outcome in _REFUSED:  # not_found, or a quota (relay-protocol §8)
+            if outcome in _REFUSED:  # not_found, or a quota (relay-protocol §7)
                 reply = frames.SendFailed(message_id, outcome.value)
             else:
                 reply = frames.Sent(message_id, outcome is PutOutcome.DUPLICATE)

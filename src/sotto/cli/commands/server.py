@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -21,6 +22,7 @@ from sotto.wire.api import (
 
 
 def server(
+    *,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65_535, help="Port to listen on.")] = 8787,
     data: Annotated[
@@ -34,10 +36,28 @@ def server(
             help="Seconds per tick for clients in cadence mode (`--cadence`).",
         ),
     ] = DEFAULT_CADENCE_TICK_SECONDS,
+    mailbox_quota: Annotated[
+        int, typer.Option(min=1, help="Pending envelopes one mailbox may hold (then 507 mailbox_full).")
+    ] = 10_000,
+    mailbox_quota_mib: Annotated[int, typer.Option(min=1, help="Pending MiB one mailbox may hold.")] = 64,
+    token_quota: Annotated[int, typer.Option(min=1, help="Access tokens one account may hold.")] = 1_000,
+    prekey_quota: Annotated[
+        int, typer.Option(min=1, help="One-time prekeys of each kind one device may hold.")
+    ] = 1_000,
+    min_free_disk_mib: Annotated[
+        int, typer.Option(min=0, help="Below this free space, writes that grow the data are refused (507).")
+    ] = 256,
+    checkpoint_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.1, max=4.0, help="Seconds: a deleted envelope is in no file of the data directory after it."
+        ),
+    ] = 2.0,
 ) -> None:
     """Run a relay on SQLite until Ctrl-C. It keeps no IP addresses, senders or plaintext."""
     with reported(Where(data)):
         _check_free(host, port)
+        from sotto.server.config import storage_settings  # noqa: PLC0415
         from sotto.server.runner import run  # noqa: PLC0415 (uvicorn and FastAPI load for this command only)
 
         url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
@@ -47,7 +67,13 @@ def server(
         if not _is_loopback(host):
             render.warn("listening beyond this machine: put it behind TLS (a reverse proxy) before real use")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a foreground relay stops
-            run(host=host, port=port, data_dir=data, cadence_tick_seconds=cadence_tick)
+            run(
+                host=host,
+                port=port,
+                data_dir=data,
+                cadence_tick_seconds=cadence_tick,
+                settings=storage_settings(SimpleNamespace(**locals())),
+            )
         render.err.print("relay stopped")
 
 
