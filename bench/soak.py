@@ -107,7 +107,9 @@ def scan(paths: list[str], tag: bytes, copy_dir: str) -> Scan:
     cells: set[bytes] = set()
     scanned = 0
     copies: dict[str, bytes] = {}
-    for path in paths:
+    # The log first, then the database: a checkpoint in between leaves the copy with the
+    # database's newer pages (never older ones), so what the copy says is live was live.
+    for path in sorted(paths, key=lambda p: not p.endswith("-wal")):
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -238,6 +240,8 @@ async def check_deletion(
                 deletion.control_missing += len(live - result.key_cells)  # the search finds live keys
                 present = result.key_cells - {zero}
                 seen |= present
+                for key in live:  # seen dead in an earlier copy, but pending after all
+                    dead_since.pop(key, None)
                 for key in present - live:
                     dead_since.setdefault(key, began)
                 for key, since in list(dead_since.items()):
