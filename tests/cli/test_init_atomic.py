@@ -187,3 +187,13 @@ def test_init_while_the_profile_is_open_elsewhere_is_refused(
         store.close()
     assert busy.exit_code == ExitCode.PROFILE_BUSY
     assert "open in another sotto process" in flat(busy.output)
+
+
+def test_a_store_that_cannot_be_opened_is_not_called_foreign(
+    sotto: Sotto, relay: RelayProcess, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    (profile / STORE_FILE).mkdir(parents=True)  # SQLite cannot open it (as with no permission)
+    made = sotto("init", "--server", relay.url, "--name", "Alice", "--profile", str(profile))
+    assert made.exit_code == ExitCode.ERROR and "cannot open" in flat(made.output), made.output
+    assert (profile / STORE_FILE).is_dir()

@@ -83,6 +83,8 @@ class Found(enum.Enum):
     """A store another process has open (so it is not looked into)."""
     FOREIGN = "foreign"
     """A ``sotto.db`` that is not a Sotto store."""
+    UNREADABLE = "unreadable"
+    """A ``sotto.db`` that cannot be opened to look (permissions, a read-only disk)."""
 
 
 def store_path(place: Where) -> Path:
@@ -172,6 +174,12 @@ def refuse(place: Where, found: Found) -> None:
             fail(
                 f"{store_path(place)} is not a Sotto store",
                 hint="move it away, or use another --profile",
+                code=ExitCode.ERROR,
+            )
+        case Found.UNREADABLE:
+            fail(
+                f"cannot open {store_path(place)} to see what it holds",
+                hint="check its permissions, or use another --profile",
                 code=ExitCode.ERROR,
             )
 
@@ -285,8 +293,10 @@ def _contents(path: Path) -> Found:
             return Found.ACCOUNT if row is not None else Found.UNFINISHED
         finally:
             conn.close()
+    except sqlite3.OperationalError:
+        return Found.UNREADABLE  # opening itself failed: say so rather than guess
     except sqlite3.DatabaseError:
-        return Found.FOREIGN
+        return Found.FOREIGN  # "file is not a database"
 
 
 def _remove_store(path: Path) -> None:

@@ -58,7 +58,11 @@ def message_text(words: list[str] | None, text_file: Path | None) -> str:
     elif words == ["-"]:
         if sys.stdin.isatty():
             render.err.print("Type the text, then Ctrl-D on a line of its own:")
-        text = _decoded(sys.stdin.buffer.read(), "standard input")
+        try:
+            data = sys.stdin.buffer.read()
+        except KeyboardInterrupt:
+            fail("interrupted", code=ExitCode.INTERRUPTED)
+        text = _decoded(data, "standard input")
     else:
         text = " ".join(words)
     text = text.rstrip("\r\n")  # the newline that ends a file or `echo` is not part of the text
