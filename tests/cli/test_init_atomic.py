@@ -79,6 +79,7 @@ def test_init_stopped_at_any_step_leaves_no_profile_or_a_whole_one(
             exported = sotto("export", "--json", "--profile", str(profile), passphrase=KILLED_PASSPHRASE)
             assert exported.exit_code == 0, f"{what}\n{exported.output}"
             outcomes["whole"] += 1
+            assert not list(profile.glob(f"{BUILDING_PREFIX}*")), f"a leftover was not removed: {what}"
             again = sotto("init", "--server", relay.url, "--name", "Again", "--profile", str(profile))
             assert again.exit_code == ExitCode.USAGE and "already a profile" in again.output, what
         else:

@@ -96,14 +96,20 @@ def exists(place: Where) -> bool:
 
 
 def inspect(place: Where) -> Found:
-    """What the profile holds; reads only which tables and rows exist, never a sealed value."""
+    """What the profile holds; reads only which tables and rows exist, never a sealed value.
+
+    A whole profile loses what an init stopped after its rename left (its emptied ``.init-*``).
+    """
     path = store_path(place)
     if not path.exists():
         return Found.NOTHING
     with _store_lock(path) as held:
         if not held:
             return Found.IN_USE
-        return _contents(path)
+        found = _contents(path)
+        if found is Found.ACCOUNT:
+            _remove_leftovers(place.profile)  # no init runs: it would hold the lock
+        return found
 
 
 def ask(text: str, **options: Any) -> str:
