@@ -98,6 +98,8 @@ class Scan:
     key_cells: set[bytes]
     """Every 32 bytes after a key-row header anywhere in the files: any copy of any key."""
     scanned: int
+    read_at: float
+    """Monotonic time (the machine's, the same in every process) the reading began."""
 
 
 def scan(paths: list[str], tag: bytes, copy_dir: str) -> Scan:
@@ -107,6 +109,7 @@ def scan(paths: list[str], tag: bytes, copy_dir: str) -> Scan:
     cells: set[bytes] = set()
     scanned = 0
     copies: dict[str, bytes] = {}
+    read_at = time.monotonic()
     # The log first, then the database: a checkpoint in between leaves the copy with the
     # database's newer pages (never older ones), so what the copy says is live was live.
     for path in sorted(paths, key=lambda p: not p.endswith("-wal")):
@@ -139,7 +142,7 @@ def scan(paths: list[str], tag: bytes, copy_dir: str) -> Scan:
             live = [r[0] for r in conn.execute("SELECT key FROM envelope_keys") if r[0] != zero]
         finally:
             conn.close()
-    return Scan(sorted(found), live, cells, scanned)
+    return Scan(sorted(found), live, cells, scanned, read_at)
 
 
 # ---------------------------------------------------------------------------- traffic
@@ -230,6 +233,7 @@ async def check_deletion(
             paths = [str(p) for p in sorted(server.data.iterdir())] + [str(server.log)]
             began = time.monotonic()
             result = await loop.run_in_executor(pool, scan, paths, traffic.prefix, copy_dir)
+            at = result.read_at
             deletion.scans += 1
             deletion.mb_scanned += result.scanned / 1e6
             deletion.in_clear += len(result.in_clear)
@@ -243,13 +247,13 @@ async def check_deletion(
                 for key in live:  # seen dead in an earlier copy, but pending after all
                     dead_since.pop(key, None)
                 for key in present - live:
-                    dead_since.setdefault(key, began)
+                    dead_since.setdefault(key, at)
                 for key, since in list(dead_since.items()):
                     if key not in present:
                         deletion.keys_checked += 1
-                        deletion.oldest_found_s = max(deletion.oldest_found_s, began - since)
+                        deletion.oldest_found_s = max(deletion.oldest_found_s, at - since)
                         del dead_since[key]
-                    elif began - since >= deletion.gone_after + 1.0:
+                    elif at - since >= deletion.gone_after + 1.0:
                         deletion.keys_checked += 1
                         deletion.failures += 1
                         del dead_since[key]
@@ -343,7 +347,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
         await traffic.open()
         peak = await traffic.closed_loop(args.window, 1.0, args.peak_seconds)
-        rate = peak.rate / 2
+        rate = args.rate or peak.rate / 2
         print(f"peak {peak.rate:,.0f} msg/s; soaking at {rate:,.0f} msg/s for {args.minutes} min", flush=True)
         deletion = Deletion(args.gone_after) if args.check_deletion else None
         if deletion is not None:
@@ -417,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--payload", type=int, default=512, help="a padding bucket")
     parser.add_argument("--peak-seconds", type=float, default=10.0)
     parser.add_argument("--check-deletion", action="store_true")
+    parser.add_argument("--rate", type=float, help="messages per second instead of half the measured peak")
     parser.add_argument("--gone-after", type=float, default=5.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
