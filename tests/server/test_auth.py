@@ -262,3 +262,22 @@ def test_the_stored_token_hash_is_bound_to_the_account() -> None:
     digest = hashlib.sha256(bytes(32)).digest()
     a, b = access_token_key(bytes(16), digest), access_token_key(bytes([1]) * 16, digest)
     assert a != b and len(a) == 32 and digest not in (a, b)
+
+
+# ---------------------------------------------------------------------------- strict bodies
+@pytest.mark.parametrize("expires_day", [False, True, "20007", 20007.5])
+def test_a_loose_expiry_day_is_refused_not_stored_as_day_0(relay: Relay, expires_day: object) -> None:
+    account = create_account(relay.client)
+    body = {"token": b64.encode(os.urandom(32)), "expires_day": expires_day}
+    response = relay.client.put("/v1/accounts/me/access-tokens", json=body, headers=account.headers)
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    assert relay.client.get("/v1/export", headers=account.headers).json()["tables"]["access_tokens"] == []
+
+
+@pytest.mark.parametrize("key_id", [True, "2"])
+def test_a_loose_key_id_is_refused(relay: Relay, key_id: object) -> None:
+    account = create_account(relay.client)
+    body = {"one_time_pre_keys": [{**pre_key(1), "id": key_id}]}
+    response = relay.client.put("/v1/accounts/me/keys", json=body, headers=account.headers)
+    assert response.status_code == 422
+    assert relay.client.get("/v1/accounts/me/keys", headers=account.headers).json()["one_time"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -93,3 +94,64 @@ def test_payload_schema_states_the_buckets() -> None:
     assert schema["minLength"] == len(b64.encode(bytes(256)))
     assert schema["maxLength"] == len(b64.encode(bytes(65536)))
     assert "65536" in schema["description"]
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(st.text(alphabet=_B64URL + "=+/ ", max_size=40) | st.binary(max_size=30).map(b64.encode))
+def test_the_payload_pattern_admits_exactly_what_the_decoder_accepts(text: str) -> None:
+    """The OpenAPI pattern used to admit any base64url-alphabet text (``"A"``, ``"AB"``), which
+    the decoder refuses; now they agree on every text (the bucket length is checked apart)."""
+    pattern = re.compile(api.SendMessage.model_json_schema()["properties"]["payload"]["pattern"])
+    try:
+        b64.decode(text)
+        decodes = True
+    except Exception:
+        decodes = False
+    assert bool(pattern.fullmatch(text)) == decodes
+
+
+def _token(expires_day: object) -> dict[str, object]:
+    return {"token": b64.encode(bytes(32)), "expires_day": expires_day}
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (api.AddAccessToken, _token(False)),  # was stored as day 0: a dead token
+        (api.AddAccessToken, _token(True)),
+        (api.AddAccessToken, _token("20000")),
+        (api.AddAccessToken, _token(20000.5)),
+        (api.AddAccessToken, _token(None)),
+        (api.PreKey, {"id": True, "public_key": b64.encode(b"\x05" + bytes(32))}),
+        (api.PreKey, {"id": "2", "public_key": b64.encode(b"\x05" + bytes(32))}),
+        (api.CreateAccount, _account(registration_id="1")),
+        (api.CreateAccount, _account(registration_id=True)),
+        (api.Poll, {"limit": True}),
+        (api.Poll, {"limit": "8"}),
+        (api.Poll, {"ack": "AAAA"}),
+        (
+            api.CreateMailbox,
+            {
+                "mailbox_id": b64.encode(bytes(16)),
+                "auth_key": b64.encode(bytes(32)),
+                "delivery_token": b64.encode(bytes(32)),
+                "ttl_days": "30",
+            },
+        ),
+        (api.SetUsername, {"username": 123}),
+    ],
+)
+def test_no_field_is_coerced(model: type[api.Model], body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        model.model_validate(body)
+    with pytest.raises(ValidationError):
+        model.model_validate_json(json.dumps(body))
+
+
+def test_a_json_number_without_fraction_is_an_integer() -> None:
+    """JSON Schema calls ``2.0`` an integer, and so do the models (as 2)."""
+    assert api.AddAccessToken.model_validate(_token(20000.0)).expires_day == 20000
+    assert api.AddAccessToken.model_validate_json(json.dumps(_token(20000.0))).expires_day == 20000
+    assert api.PreKey.model_validate({"id": 2.0, "public_key": b64.encode(b"\x05" + bytes(32))}).id == 2

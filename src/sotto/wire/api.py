@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
 
 from sotto.errors import DecodeError
 from sotto.wire import b64
@@ -106,7 +114,9 @@ _PAYLOAD_SCHEMA = WithJsonSchema(
         "description": "Exactly one padding bucket long: " + ", ".join(map(str, BUCKETS)) + " bytes.",
         "minLength": -(-BUCKETS[0] * 8 // 6),
         "maxLength": -(-BUCKETS[-1] * 8 // 6),
-        "pattern": "^[A-Za-z0-9_-]*$",
+        # Exactly the canonical unpadded texts the decoder accepts: whole groups of four, then
+        # two characters (the last with 4 low bits zero) or three (2 low bits zero).
+        "pattern": "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$",
     }
 )
 Id = Annotated[bytes, PlainValidator(_parser(ID_LENGTH)), _AS_TEXT, _schema(ID_LENGTH)]
@@ -133,14 +143,34 @@ MailboxKey = Annotated[
     bytes, PlainValidator(_parser(ED25519_PUBLIC_KEY_LENGTH)), _AS_TEXT, _schema(ED25519_PUBLIC_KEY_LENGTH)
 ]
 Payload = Annotated[bytes, PlainValidator(_parser(max_length=MAX_PADDED)), _AS_TEXT, _PAYLOAD_SCHEMA]
-KeyId = Annotated[int, Field(ge=0, lt=2**24)]
-RegistrationId = Annotated[int, Field(ge=1, le=0x3FFF)]
-DeviceId = Annotated[int, Field(ge=1, le=127)]
-Day = Annotated[int, Field(ge=0, lt=1_000_000)]
+
+
+def _json_integer(value: object) -> object:
+    """A JSON number with no fraction (``3.0``, which JSON Schema calls an integer) as an int.
+
+    Everything else goes on to the strict check, which refuses booleans, strings and fractions.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_AS_INTEGER = BeforeValidator(_json_integer)
+Int = Annotated[int, _AS_INTEGER]
+"""An integer field: strict (``true``, ``"2"`` and ``2.5`` are refused), ``2.0`` taken as 2.
+Bounds go before the validator (``Annotated[int, Field(...), _AS_INTEGER]``), where the JSON
+schema shows them as minimum and maximum."""
+KeyId = Annotated[int, Field(ge=0, lt=2**24), _AS_INTEGER]
+RegistrationId = Annotated[int, Field(ge=1, le=0x3FFF), _AS_INTEGER]
+DeviceId = Annotated[int, Field(ge=1, le=127), _AS_INTEGER]
+Day = Annotated[int, Field(ge=0, lt=1_000_000), _AS_INTEGER]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: no field is coerced (``false`` is not day 0, ``"2"`` and ``true`` are not key ids),
+    and no unknown field is accepted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ------------------------------------------------------------------------------ accounts
@@ -196,8 +226,8 @@ class UploadKeys(Model):
 
 
 class KeyCounts(Model):
-    one_time: int
-    kyber: int
+    one_time: Int
+    kyber: Int
 
 
 class AddAccessToken(Model):
@@ -223,7 +253,7 @@ class CreateMailbox(Model):
     mailbox_id: Id
     auth_key: MailboxKey
     delivery_token: DeliveryToken
-    ttl_days: Annotated[int, Field(ge=1, le=MAX_MAILBOX_TTL_DAYS)] = DEFAULT_MAILBOX_TTL_DAYS
+    ttl_days: Annotated[int, Field(ge=1, le=MAX_MAILBOX_TTL_DAYS), _AS_INTEGER] = DEFAULT_MAILBOX_TTL_DAYS
 
 
 class SendMessage(Model):
@@ -257,14 +287,14 @@ DEFAULT_POLL_ENVELOPES = 32
 class Cadence(Model):
     """The relay's tick: tick ``k`` is ``[k·T, (k+1)·T)`` in unix seconds, the same for everyone."""
 
-    tick_seconds: Annotated[int, Field(ge=1, le=MAX_CADENCE_TICK_SECONDS)]
+    tick_seconds: Annotated[int, Field(ge=1, le=MAX_CADENCE_TICK_SECONDS), _AS_INTEGER]
 
 
 class Poll(Model):
     """Delete the acknowledged envelopes of this mailbox, then hand out up to ``limit`` pending."""
 
     ack: Annotated[list[Id], Field(max_length=MAX_ACK_IDS_PER_FRAME)] = []
-    limit: Annotated[int, Field(ge=1, le=MAX_POLL_ENVELOPES)] = DEFAULT_POLL_ENVELOPES
+    limit: Annotated[int, Field(ge=1, le=MAX_POLL_ENVELOPES), _AS_INTEGER] = DEFAULT_POLL_ENVELOPES
 
 
 class PolledEnvelope(Model):
