@@ -88,8 +88,11 @@ def test_init_stopped_at_any_step_leaves_no_profile_or_a_whole_one(
             assert missing.exit_code == ExitCode.NO_PROFILE, f"{what}\n{missing.output}"
             outcomes["none"] += 1
             if list(profile.glob(f"{BUILDING_PREFIX}*")):
-                # A kill left the store it was building: the next `sotto init` removes it.
+                # A kill left the store it was building: the next `sotto init` removes it (tried
+                # on every third such profile, spread over the run, to keep the test short).
                 outcomes["leftover"] += 1
+                if outcomes["leftover"] % 3 != 1:
+                    continue
                 make_profile(sotto, relay, profile, "Again")
                 assert sotto("contacts", "--profile", str(profile)).exit_code == 0, what
                 assert not list(profile.glob(f"{BUILDING_PREFIX}*")), f"a leftover was not removed: {what}"
