@@ -201,3 +201,15 @@ def test_a_store_that_cannot_be_opened_is_not_called_foreign(
     made = sotto("init", "--server", relay.url, "--name", "Alice", "--profile", str(profile))
     assert made.exit_code == ExitCode.ERROR and "cannot open" in flat(made.output), made.output
     assert (profile / STORE_FILE).is_dir()
+
+
+def test_a_lock_file_that_cannot_be_made_is_one_line(
+    sotto: Sotto, relay: RelayProcess, tmp_path: Path
+) -> None:
+    profile = make_profile(sotto, relay, tmp_path / "profile", "Alice")
+    (profile / f"{STORE_FILE}.lock").unlink()
+    (profile / f"{STORE_FILE}.lock").mkdir()  # as a read-only directory would refuse the file
+    made = sotto("init", "--server", relay.url, "--name", "Alice", "--profile", str(profile))
+    assert made.exit_code == ExitCode.ERROR and "cannot open" in flat(made.output), made.output
+    used = sotto("contacts", "--profile", str(profile))
+    assert used.exit_code == ExitCode.ERROR and "Traceback" not in used.output, used.output

@@ -103,13 +103,16 @@ def inspect(place: Where) -> Found:
     path = store_path(place)
     if not path.exists():
         return Found.NOTHING
-    with _store_lock(path) as held:
-        if not held:
-            return Found.IN_USE
-        found = _contents(path)
-        if found is Found.ACCOUNT:
-            _remove_leftovers(place.profile)  # no init runs: it would hold the lock
-        return found
+    try:
+        with _store_lock(path) as held:
+            if not held:
+                return Found.IN_USE
+            found = _contents(path)
+            if found is Found.ACCOUNT:
+                _remove_leftovers(place.profile)  # no init runs: it would hold the lock
+            return found
+    except OSError:  # the lock file cannot be made (a read-only directory)
+        return Found.UNREADABLE
 
 
 def ask(text: str, **options: Any) -> str:
