@@ -10,8 +10,10 @@ A new profile is built like an atomic file write (:func:`create`): the store is 
 registered on the relay and kept in it, and the store closed, all in a hidden directory inside the
 profile (``.init-*``); only then is ``sotto.db`` renamed into place. A ``sotto init`` stopped at any
 moment (Ctrl-C, a kill, a power cut) therefore leaves either no ``sotto.db`` or a complete one. What
-it can leave: the hidden directory, which the next ``sotto init`` removes, and an account on the
-relay that no store holds (the relay deletes nothing for it, and it holds no mailbox or message).
+it can leave: the hidden directory, which the next ``sotto init`` (or, past the rename, the next
+command) removes, and an account on the relay that no store holds: registration comes before the
+store is complete, so an account can be orphaned, with no contact, mailbox or message, and its
+secret gone with the unfinished store. A half profile is never left.
 A store that holds no account (left by an interrupted ``sotto init`` of an earlier version) is
 recognised and replaced by the next ``sotto init``.
 """
