@@ -32,15 +32,15 @@ class RateLimits:
     anonymous call uses up its own budget, never another's.
     """
 
-    account_creation: RateLimit = RateLimit(burst=30, per_second=1 / 20)
+    account_creation: RateLimit = RateLimit(burst=200, per_second=2)
     """Account creations per source."""
-    mailbox_creation: RateLimit = RateLimit(burst=2_000, per_second=20)
+    mailbox_creation: RateLimit = RateLimit(burst=2_000, per_second=50)
     """Anonymous mailbox creations per source."""
-    username_lookup: RateLimit = RateLimit(burst=30, per_second=1 / 2)
+    username_lookup: RateLimit = RateLimit(burst=100, per_second=1)
     """Username lookups per source: slows enumeration of the name space."""
     username_lookup_per_name: RateLimit = RateLimit(burst=10, per_second=1 / 60)
     """Lookups of one name by one source."""
-    username_claim: RateLimit = RateLimit(burst=10, per_second=1 / 30)
+    username_claim: RateLimit = RateLimit(burst=20, per_second=1 / 10)
     """Username claims (``PUT /v1/accounts/me/username``) per account and, apart, per source:
     a refused claim says the name is taken, so claims are probes like lookups."""
     bundle_fetch: RateLimit = RateLimit(burst=6, per_second=1 / 600)
@@ -52,7 +52,7 @@ class RateLimits:
     """Refused anonymous credentials (a wrong access or delivery token, a wrong mailbox
     signature) per source; once used up, that source's anonymous calls get 429 before any
     storage lookup."""
-    poll_per_mailbox: RateLimit = RateLimit(burst=10, per_second=1)
+    poll_per_mailbox: RateLimit = RateLimit(burst=60, per_second=5)
     """Cadence-mode polls of one mailbox (each may answer 512 KiB): a poll per tick is far below."""
     ws_frames: RateLimit = RateLimit(burst=4_000, per_second=2_000)
     """Frames per WebSocket connection; beyond it the connection is closed with 4429."""
