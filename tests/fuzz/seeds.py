@@ -155,10 +155,11 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     )
     yield "api_body", "valid-set-username", _api("SetUsername", {"username": "alice_1"})
     yield "device_auth_header", "valid", auth.encode_device_auth(ids[0], 1, bytes(32)).encode("latin-1")
-    # Written out rather than encoded: both header formats, seconds and milliseconds with a nonce.
-    yield "mailbox_auth_header", "valid-seconds", f"1750000000.{e(bytes(64))}".encode()
+    # Written out rather than encoded: the header as it is (milliseconds, a nonce) and as it was.
+    yield "mailbox_auth_header", "old-format-seconds", f"1750000000.{e(bytes(64))}".encode()
     yield "mailbox_auth_header", "valid-ms-nonce", f"1750000000000.{e(bytes(16))}.{e(bytes(64))}".encode()
     yield "token_header", "valid", e(bytes(range(32))).encode()
+    yield "sign_time_header", "valid", b"1750000000000"
     yield "envelope_padding", "valid", bytes((0,)) + b"hello\x80"
     yield "envelope_padding", "valid-full", padding.pad(b"x" * 300)
     yield "store_row", "valid", bytes((5,)) + codec.pack([None, True, 7, "text", b"bytes"])

@@ -387,6 +387,12 @@ def _token_header(data: bytes) -> object:
     return parse_token(data.decode("latin-1"))
 
 
+@_target("sign_time_header", ())
+def _sign_time_header(data: bytes) -> object:
+    """auth.decode_sign_time on a relay's Sotto-Sign-Time header (latin-1): None when malformed."""
+    return auth.decode_sign_time(data.decode("latin-1"))
+
+
 @_target("envelope_padding", DECODE)
 def _envelope_padding(data: bytes) -> object:
     """padding.unpad on the input, then on the rest zero-filled or cut to the bucket its first byte picks."""
