@@ -39,6 +39,7 @@
     ├── UnknownContactError             no contact or group by that name
     ├── RelayUnavailableError           the relay could not be reached; the outbox retries
     └── EnvelopeRejectedError           an incoming envelope that can never be processed
+    SimulationDeadlockError             a virtual-time simulation where every task waits forever
 
 Failures an attacker could tell apart by probing (which check failed inside a decryption)
 all surface as :class:`DecryptionError`. Exceptions carry counters and ids, never key bytes
@@ -236,3 +237,7 @@ class EnvelopeRejectedError(ClientError):
         self.reason = reason
         self.detail = detail
         self.events = list(events or [])
+
+
+class SimulationDeadlockError(SottoError):
+    """A simulation on virtual time (:mod:`sotto.audit.sim`) where every task waits and no timer is set."""

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
@@ -152,7 +151,6 @@ class Runtime:
         self._failures: dict[tuple[bytes, bytes], int] = {}
         self._last_envelope = 0.0
         self._closed = False
-        self._jitter = random.SystemRandom()
         self._cadence = cadence
         self._cadence_acks: dict[MailboxId, list[bytes]] = {}
         """Per mailbox: envelopes committed since its last poll, acknowledged on its next."""
@@ -200,6 +198,11 @@ class Runtime:
     # ------------------------------------------------------------------ plumbing
     def _now(self) -> int:
         return self._clock()
+
+    def _uniform(self, low: float, high: float) -> float:
+        """A uniform draw in ``[low, high)`` from the client's randomness (jitter of retries and
+        receipts: from ``rng``, so a seeded client replays its timing too)."""
+        return low + (high - low) * (int.from_bytes(self._rng(7)) >> 3) / (1 << 53)
 
     def _current_me(self) -> Me:
         self._me = Me.current(self._me, self._account, self._now(), self._rng)
@@ -326,7 +329,7 @@ class Runtime:
                     if was_connected:
                         self._emit([ConnectionChanged(False)])
                         delay = RECONNECT_MIN_S
-            await asyncio.sleep(delay * self._jitter.uniform(0.5, 1.5))
+            await asyncio.sleep(delay * self._uniform(0.5, 1.5))
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _serve(self, connection: DrainConnection) -> None:
@@ -602,7 +605,7 @@ class Runtime:
                 self._emit([SendFailed(m, reason) for m in dropped])
                 return False
             delay = min(OUTBOX_RETRY_MIN_MS * 2**item.attempts, OUTBOX_RETRY_MAX_MS)
-            retry_at = self._now() + int(delay * self._jitter.uniform(0.75, 1.25))
+            retry_at = self._now() + int(delay * self._uniform(0.75, 1.25))
             await self._tx(lambda tx: tx.outbox.reschedule(item.item_id, retry_at))
             return None
         return True
@@ -611,7 +614,7 @@ class Runtime:
     async def _receipt_loop(self) -> None:
         while not self._closed:
             await self._receipts_owed.wait()
-            await asyncio.sleep(self._receipt_delay * self._jitter.uniform(0.5, 1.5))
+            await asyncio.sleep(self._receipt_delay * self._uniform(0.5, 1.5))
             self._receipts_owed.clear()
             try:
                 await self._send_receipts(ReceiptKind.DELIVERED)
@@ -645,7 +648,7 @@ class Runtime:
                 tick_seconds = (await self._relay().cadence()).tick_seconds
             except (RelayUnavailableError, RelayError) as e:
                 log.info("cadence unavailable: %s", type(e).__name__)
-                await asyncio.sleep(delay * self._jitter.uniform(0.5, 1.5))
+                await asyncio.sleep(delay * self._uniform(0.5, 1.5))
                 delay = min(delay * 2, RECONNECT_MAX_S)
         self._tick_seconds = tick_seconds
         self._connected.set()

@@ -159,7 +159,7 @@ class Client(Runtime):
     ) -> Client:
         """Register a new account on ``server_url`` and keep it in ``store`` (which must be empty)."""
         check_profile(server_url, display_name)
-        net = network or HttpNetwork(keep_alive=not cadence)
+        net = network or HttpNetwork(keep_alive=not cadence, clock_ms=clock)
         new = account_flow.NewIdentity.generate(rng)
         try:
             created = await net.relay(server_url).create_account(new.request())
@@ -214,7 +214,7 @@ class Client(Runtime):
             raise ClientError("this store holds no account")
         return cls(
             store,
-            network or HttpNetwork(keep_alive=not cadence),
+            network or HttpNetwork(keep_alive=not cadence, clock_ms=clock),
             account,
             rng=rng,
             clock=clock,

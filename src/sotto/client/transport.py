@@ -27,7 +27,7 @@ import hashlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -46,6 +46,26 @@ HTTP_TIMEOUT_S = 15.0
 SUBSCRIBE_BATCH = 200
 """Mailbox proofs per subscribe frame: about 26 KB of JSON, a fifth of the frame limit."""
 CONNECT_TIMEOUT_S = 10.0
+
+
+class Socket(Protocol):
+    """The WebSocket calls the drain and send connections make (``websockets``' client connection,
+    or an in-process one in a simulation)."""
+
+    @property
+    def close_code(self) -> int | None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+SocketOpener = Callable[[str], Awaitable[Socket]]
+"""Opens the delivery WebSocket of the relay at a URL (``http(s)://host``)."""
 
 
 class DrainConnection(Protocol):
@@ -177,11 +197,17 @@ class HttpRelay:
         *,
         websocket_sends: bool = True,
         fresh: httpx.AsyncClient | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        open_socket: SocketOpener | None = None,
     ) -> None:
+        """``clock_ms``: the time signed calls carry (the client's clock); ``open_socket``: how
+        WebSockets are opened (``websockets`` over the network unless told otherwise)."""
         self.url = url.rstrip("/")
         self._http = client
         self._fresh = fresh or client
-        self._sender = WebSocketSender(self.url) if websocket_sends else None
+        self._clock_ms = clock_ms
+        self._open_socket: SocketOpener = open_socket or _open_socket
+        self._sender = WebSocketSender(self.url, self._open_socket) if websocket_sends else None
         self._sign_offset_ms = 0
         """Added to our clock for signed calls: learned from the relay's 401s (relay-protocol §2)."""
 
@@ -212,19 +238,22 @@ class HttpRelay:
         """
         content = None if body is None else body.model_dump_json().encode()
         for attempt in range(2):
-            sign_at = _now_ms() + self._sign_offset_ms
+            sign_at = self._now_ms() + self._sign_offset_ms
             header = mailbox_auth(key, method, path, content or b"", unix_ms=sign_at)
             response = await self._send(method, path, {"sotto-mailbox-auth": header}, content, alone)
             named = auth.decode_sign_time(response.headers.get(auth.SIGN_TIME_HEADER))
             if response.status_code != 401 or named is None:
                 break
             # Keep the correction, so a skewed clock costs one retry, not one per call.
-            self._sign_offset_ms = named - _now_ms()
+            self._sign_offset_ms = named - self._now_ms()
             if attempt:
                 break
         if response.status_code >= 400:
             raise _relay_error(response)
         return response
+
+    def _now_ms(self) -> int:
+        return _now_ms() if self._clock_ms is None else self._clock_ms()
 
     async def _send(
         self, method: str, path: str, headers: dict[str, str], content: bytes | None, alone: bool
@@ -327,7 +356,7 @@ class HttpRelay:
             await self._sender.close()
 
     async def connect(self) -> WebSocketDrain:
-        drain = WebSocketDrain(await _open_socket(self.url))
+        drain = WebSocketDrain(await self._open_socket(self.url))
         try:
             await drain.start()
         except BaseException:
@@ -355,7 +384,7 @@ _CLOSED = object()
 class WebSocketDrain:
     """The delivery WebSocket, with a reader task that sorts frames (see the module docstring)."""
 
-    def __init__(self, socket: ClientConnection) -> None:
+    def __init__(self, socket: Socket) -> None:
         self._socket = socket
         self._nonce = b""
         self._envelopes: asyncio.Queue[frames.Envelope | object] = asyncio.Queue()
@@ -476,17 +505,18 @@ class WebSocketSender:
     relay answers "duplicate" for any it had stored).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, open_socket: SocketOpener | None = None) -> None:
         self._url = url
-        self._socket: ClientConnection | None = None
+        self._open_socket: SocketOpener = open_socket or _open_socket
+        self._socket: Socket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[bytes, list[asyncio.Future[frames.Sent | frames.SendFailed]]] = {}
         self._connecting = asyncio.Lock()
 
-    async def _connected(self) -> ClientConnection:
+    async def _connected(self) -> Socket:
         async with self._connecting:
             if self._socket is None:
-                socket = await _open_socket(self._url)
+                socket = await self._open_socket(self._url)
                 try:
                     first = frames.decode_server_frame(
                         await asyncio.wait_for(socket.recv(), CONNECT_TIMEOUT_S)
@@ -501,7 +531,7 @@ class WebSocketSender:
                 self._reader = asyncio.create_task(self._read(socket))
             return self._socket
 
-    async def _read(self, socket: ClientConnection) -> None:
+    async def _read(self, socket: Socket) -> None:
         reason = "closed"
         try:
             async for text in socket:
@@ -598,14 +628,21 @@ class HttpNetwork:
         transport: httpx.AsyncBaseTransport | None = None,
         websocket_sends: bool = True,
         keep_alive: bool = True,
+        clock_ms: Callable[[], int] | None = None,
+        fresh_transport: httpx.AsyncBaseTransport | None = None,
+        open_socket: SocketOpener | None = None,
     ) -> None:
         """``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
-        clients use it, so that no call of theirs shares a connection with another)."""
+        clients use it, so that no call of theirs shares a connection with another).
+
+        ``transport`` / ``fresh_transport`` (the one for requests on connections of their own,
+        ``transport`` unless given) and ``open_socket`` replace the network (a simulation runs
+        the relay in process); ``clock_ms`` is the time signed calls carry."""
         # Cadence mode's calls: no connection is kept alive, so each request opens its own and
         # the relay cannot tie two of them together by their connection.
         self._fresh = httpx.AsyncClient(
             timeout=timeout,
-            transport=transport,
+            transport=fresh_transport or transport,
             follow_redirects=False,
             headers={"user-agent": "sotto"},
             limits=httpx.Limits(max_keepalive_connections=0),
@@ -618,6 +655,8 @@ class HttpNetwork:
             else self._fresh
         )
         self._websocket_sends = websocket_sends
+        self._clock_ms = clock_ms
+        self._open_socket = open_socket
         self._relays: dict[str, HttpRelay] = {}
 
     def relay(self, url: str) -> HttpRelay:
@@ -625,7 +664,12 @@ class HttpNetwork:
         found = self._relays.get(key)
         if found is None:
             found = self._relays[key] = HttpRelay(
-                key, self._http, websocket_sends=self._websocket_sends, fresh=self._fresh
+                key,
+                self._http,
+                websocket_sends=self._websocket_sends,
+                fresh=self._fresh,
+                clock_ms=self._clock_ms,
+                open_socket=self._open_socket,
             )
         return found
 

@@ -1,0 +1,206 @@
+"""Virtual time for simulations: an asyncio event loop whose clock jumps instead of sleeping.
+
+:class:`VirtualEventLoop` is a normal selector event loop except for its clock: ``loop.time()``
+is virtual, and when nothing is ready to run the loop does not wait for the next timer, it
+moves its clock to it (trio's ``MockClock(autojump_threshold=0)``). Work therefore takes no
+virtual time; only sleeps, timeouts and timers do. A simulated day of idle devices passes in the
+wall time their work costs.
+
+Rules that keep the clock honest:
+
+* Nothing may run in another thread. A future completed by a thread would let the clock jump
+  while the thread works. The loop's default executor is :class:`InlineExecutor`, which runs the
+  function at once, on the loop's thread, so every ``asyncio.to_thread`` / ``run_in_executor(None,
+  …)`` on the simulated paths (the client's ``Client.create``/``attach`` store calls and
+  ``offload_transactions``, the relay's big-subscription signature checks, its server key and
+  SQLite opening at start-up) completes before the caller resumes. Starlette and FastAPI hand
+  synchronous code (the relay's synchronous dependencies, such as its context lookup on every
+  request) to ``anyio.to_thread.run_sync``: while :func:`run` runs, that function is replaced by
+  one that calls inline (:func:`inline_anyio_threads`). The relay's SQLite storage keeps its own
+  writer thread, so simulations use its in-memory storage.
+* Every party reads the one :class:`VirtualClock`: the relay through its ``clock=`` (a
+  :class:`~sotto.server.clock.Clock`), the client through ``clock=`` (milliseconds), and the
+  client's transport signs with it too.
+* Real file descriptors still work (the loop's own wake-up pipe is one): each turn looks at
+  them without waiting before it jumps.
+
+A loop with nothing ready, no timer and nothing to wait for would wait forever: it raises
+:class:`~sotto.errors.SimulationDeadlockError` instead, after looking for a real event for
+``deadlock_grace`` real seconds (a thread the simulation should not have started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import selectors
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from sotto.errors import SimulationDeadlockError
+
+T = TypeVar("T")
+
+DEFAULT_EPOCH_S = 1_800_000_000.0
+"""Unix seconds at virtual time zero unless told otherwise (2027-01-15 08:00 UTC)."""
+
+
+class VirtualSelector(selectors.BaseSelector):
+    """A real selector whose ``select(timeout)`` never waits: it advances virtual time instead."""
+
+    def __init__(self, *, deadlock_grace: float = 1.0) -> None:
+        self._real = selectors.DefaultSelector()
+        self.now = 0.0
+        """Virtual seconds, what ``loop.time()`` returns."""
+        self.jumps = 0
+        self._grace = deadlock_grace
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            # Nothing ready, no timer: only a real event could wake us, and the simulation
+            # makes none. Give a stray thread a moment, then say so rather than hang.
+            ready = self._real.select(self._grace)
+            if ready:
+                return ready
+            raise SimulationDeadlockError("every task waits and no timer is set: the simulation is stuck")
+        self.now += timeout
+        self.jumps += 1
+        return []
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+
+class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """An executor that runs each call at once, in the caller's thread (see the module docstring).
+
+    A :class:`~concurrent.futures.ThreadPoolExecutor` only because asyncio accepts nothing else
+    as a default executor; it never starts a thread."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:  # handed to the awaiting coroutine, as a thread would
+            future.set_exception(e)
+        else:
+            future.set_result(result)
+        return future
+
+
+class VirtualEventLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time (see the module docstring)."""
+
+    def __init__(self, *, deadlock_grace: float = 1.0) -> None:
+        self._virtual = VirtualSelector(deadlock_grace=deadlock_grace)
+        super().__init__(self._virtual)
+        self.set_default_executor(InlineExecutor(max_workers=1))
+
+    def time(self) -> float:
+        return self._virtual.now
+
+    @property
+    def jumps(self) -> int:
+        """How often the clock jumped to a timer (each time the loop had nothing ready)."""
+        return self._virtual.jumps
+
+
+class VirtualClock:
+    """Wall time on a virtual loop: ``epoch`` plus the loop's virtual time.
+
+    A :class:`~sotto.server.clock.Clock` for the relay (:meth:`now`, seconds); the client's
+    ``clock=`` is :meth:`now_ms`.
+    """
+
+    def __init__(self, loop: VirtualEventLoop, epoch: float = DEFAULT_EPOCH_S) -> None:
+        self._loop = loop
+        self.epoch = epoch
+
+    def now(self) -> float:
+        return self.epoch + self._loop.time()
+
+    def now_ms(self) -> int:
+        return int(self.now() * 1000)
+
+
+@contextlib.contextmanager
+def inline_anyio_threads() -> Iterator[None]:
+    """While the block runs, ``anyio.to_thread.run_sync(f, *args)`` calls ``f(*args)`` on the
+    calling thread (what Starlette's ``run_in_threadpool`` uses): no thread, so no time jump
+    while one works. Process-wide: meant for a simulation that owns the process."""
+    original = anyio.to_thread.run_sync
+
+    async def run_sync(func: Callable[..., T], *args: Any, **_options: Any) -> T:
+        return func(*args)
+
+    anyio.to_thread.run_sync = run_sync  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        anyio.to_thread.run_sync = original
+
+
+def run(
+    main: Callable[[VirtualClock], Coroutine[Any, Any, T]],
+    *,
+    epoch: float = DEFAULT_EPOCH_S,
+    deadlock_grace: float = 1.0,
+) -> T:
+    """Run ``main(clock)`` to its end on a fresh :class:`VirtualEventLoop`; its result.
+
+    Tasks still running when ``main`` returns are cancelled, as :func:`asyncio.run` does."""
+    loop = VirtualEventLoop(deadlock_grace=deadlock_grace)
+    clock = VirtualClock(loop, epoch)
+    with inline_anyio_threads():
+        return _run(loop, main(clock))
+
+
+def _run(loop: VirtualEventLoop, main: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+__all__ = [
+    "DEFAULT_EPOCH_S",
+    "InlineExecutor",
+    "VirtualClock",
+    "VirtualEventLoop",
+    "VirtualSelector",
+    "inline_anyio_threads",
+    "run",
+]
