@@ -44,8 +44,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8787, help="port (default 8787)")
     parser.add_argument("--data", type=Path, default=Path("./data"), help="data directory (default ./data)")
     add_storage_options(parser)
+    parser.add_argument(
+        "--record-view",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="append every request and frame the relay sees, with client addresses, to PATH "
+        "(JSON lines; docs/operator-view.md). Off by default.",
+    )
     args = parser.parse_args(argv)
-    run(host=args.host, port=args.port, data_dir=args.data, settings=storage_settings(args))
+    run(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data,
+        settings=storage_settings(args),
+        record_view=args.record_view,
+    )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from sotto.server.config import ServerConfig
 from sotto.server.context import RelayContext
 from sotto.server.fanout import Fanout, LocalFanout
 from sotto.server.logging import logger
+from sotto.server.observer import Observer, ViewMiddleware
 from sotto.server.ratelimit import RateLimitedError
 from sotto.server.server_key import ServerKey, load_or_create
 from sotto.server.storage.base import Storage
@@ -191,6 +192,16 @@ class RelayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+class ObservedRelayApp(RelayApp):
+    """The relay with the operator's view recorded around everything (:mod:`.observer`); only
+    made when recording is on, so a relay that does not record runs no wrapper at all."""
+
+    view: ViewMiddleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.view(scope, receive, send)
+
+
 def create_app(
     config: ServerConfig | None = None,
     *,
@@ -199,8 +210,10 @@ def create_app(
     clock: Clock | None = None,
     rng: Rng = system_rng,
     server_key: ServerKey | None = None,
+    observer: Observer | None = None,
 ) -> FastAPI:
-    """The relay app. Without ``storage`` it opens SQLite in ``config.data_dir`` at start-up."""
+    """The relay app. Without ``storage`` it opens SQLite in ``config.data_dir`` at start-up.
+    With ``observer``, every request and frame is recorded to its sink (``docs/operator-view.md``)."""
     config = config or ServerConfig()
     owned_storage = storage is None
 
@@ -246,9 +259,11 @@ def create_app(
             ctx.stats.flush()
             if owned_storage:
                 await store.close()
+            if observer is not None:
+                observer.sink.close()
             logger.info("event relay stopped")
 
-    app = RelayApp(
+    app = (RelayApp if observer is None else ObservedRelayApp)(
         title="Sotto relay",
         version="1",
         summary="Stores and forwards sealed, padded envelopes between anonymous mailboxes.",
@@ -281,6 +296,8 @@ def create_app(
         return api.Cadence(tick_seconds=ctx.config.cadence_tick_seconds)
 
     app.add_middleware(GuardMiddleware, max_body_bytes=config.max_body_bytes)
+    if isinstance(app, ObservedRelayApp) and observer is not None:
+        app.view = observer.wrap(super(ObservedRelayApp, app).__call__)
     return app
 
 

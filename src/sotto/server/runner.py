@@ -35,6 +35,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
 from sotto.server.logging import logger, uvicorn_log_config
+from sotto.server.observer import FileSink, Observer
 from sotto.server.ws import INVALID_TEXT
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS
 from sotto.wire.limits import MAX_FRAME_BYTES
@@ -316,7 +317,9 @@ def connection_cap(config: ServerConfig, fd_limit: int, backlog: int) -> int:
     return room if config.max_connections is None else max(1, min(config.max_connections, room))
 
 
-def uvicorn_config(config: ServerConfig, **overrides: Any) -> uvicorn.Config:
+def uvicorn_config(
+    config: ServerConfig, *, observer: Observer | None = None, **overrides: Any
+) -> uvicorn.Config:
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if fd_limit == resource.RLIM_INFINITY:
         fd_limit = 1 << 20
@@ -342,7 +345,7 @@ def uvicorn_config(config: ServerConfig, **overrides: Any) -> uvicorn.Config:
         "lifespan": "on",
     }
     settings.update(overrides)
-    server_config = uvicorn.Config(create_app(config), **settings)
+    server_config = uvicorn.Config(create_app(config, observer=observer), **settings)
     cap = connection_cap(config, fd_limit, server_config.backlog)
     server_config.sotto_limits = ConnectionLimits.of(config, cap)  # type: ignore[attr-defined]
     return server_config
@@ -355,10 +358,13 @@ def run(
     *,
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS,
     settings: dict[str, Any] | None = None,
+    record_view: Path | None = None,
     **overrides: Any,
 ) -> None:
     """Serve until interrupted: ``sotto server`` and ``python -m sotto.server`` call this.
-    ``settings``: more :class:`ServerConfig` fields (quotas, checkpoint interval)."""
+    ``settings``: more :class:`ServerConfig` fields (quotas, checkpoint interval).
+    ``record_view``: append the operator's view to this file (``docs/operator-view.md``; off
+    unless given)."""
     raise_fd_limit()
     config = ServerConfig(
         data_dir=Path(data_dir),
@@ -367,4 +373,7 @@ def run(
         cadence_tick_seconds=cadence_tick_seconds,
         **(settings or {}),
     )
-    uvicorn.Server(uvicorn_config(config, **overrides)).run()
+    observer = None
+    if record_view is not None:
+        observer = Observer(FileSink(Path(record_view)), keep_alive_seconds=config.keep_alive_seconds)
+    uvicorn.Server(uvicorn_config(config, observer=observer, **overrides)).run()

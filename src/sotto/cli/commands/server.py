@@ -53,6 +53,14 @@ def server(
             min=0.1, max=4.0, help="Seconds: a deleted envelope is in no file of the data directory after it."
         ),
     ] = 2.0,
+    record_view: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="Append every request and frame the relay sees, client addresses included, to this "
+            "file (JSON lines, docs/operator-view.md): what any operator could log. Off by default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a relay on SQLite until Ctrl-C. It keeps no IP addresses, senders or plaintext."""
     with reported(Where(data)):
@@ -64,6 +72,8 @@ def server(
         render.err.print(
             Text.assemble("Sotto relay on ", (url, "bold"), f" · data in {data} · Ctrl-C to stop")
         )
+        if record_view is not None:
+            render.warn(f"recording the operator's view, client addresses included, to {record_view}")
         if not _is_loopback(host):
             render.warn("listening beyond this machine: put it behind TLS (a reverse proxy) before real use")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a foreground relay stops
@@ -73,6 +83,7 @@ def server(
                 data_dir=data,
                 cadence_tick_seconds=cadence_tick,
                 settings=storage_settings(SimpleNamespace(**locals())),
+                record_view=record_view,
             )
         render.err.print("relay stopped")
 
