@@ -5,6 +5,7 @@ directory snapshot and its free pages; ``sotto server --record-view`` on a real 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -716,3 +717,11 @@ def test_sotto_server_record_view_on_a_real_process(tmp_path: Path) -> None:
     assert [(r.direction, r.type, r.port) for r in pushed] == [("out", "challenge", ws_port)]
     assert any(isinstance(r, WsClose) and r.port == ws_port for r in records)
     assert "recording the operator's view" in log.read_text()
+
+
+def test_the_document_names_every_record_kind_and_field() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operator-view.md").read_text(encoding="utf-8")
+    for cls in (HttpExchange, WsOpen, WsFrame, WsClose):
+        assert f"`{cls.KIND}`" in text
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in text, (cls.KIND, f.name)
