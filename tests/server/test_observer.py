@@ -47,6 +47,7 @@ from sotto.server.observer import (
     free_pages,
     read_view,
     snapshot_data_dir,
+    wal_frames,
 )
 from sotto.server.server_key import ServerKey
 from sotto.server.storage import MemoryStorage
@@ -622,6 +623,25 @@ def test_free_pages_are_read_from_the_raw_file(tmp_path: Path) -> None:
     assert free_pages(raw[:100] + b"\x00" * 50) == {}  # truncated: no page to walk
 
 
+def test_wal_frames_are_read_from_the_raw_log(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t (v BLOB)")
+    marker = b"IN-THE-LOG-" + os.urandom(8).hex().encode()
+    conn.execute("INSERT INTO t VALUES (?)", (marker,))
+    conn.commit()
+    wal = (tmp_path / "w.db-wal").read_bytes()
+    frames_ = wal_frames(wal)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    assert len(frames_) == (len(wal) - 32) // (24 + page_size) >= 2
+    assert all(f.current for f in frames_) and frames_[-1].commit > 0
+    assert any(marker in f.data for f in frames_)
+    assert wal_frames(b"not a log") == [] and wal_frames(wal[:32]) == []
+
+
 def test_snapshot_copies_the_data_directory_byte_for_byte(tmp_path: Path) -> None:
     from sotto.server.storage import SqliteStorage
 
@@ -633,7 +653,7 @@ def test_snapshot_copies_the_data_directory_byte_for_byte(tmp_path: Path) -> Non
         assert snap.files["relay.db"] == (tmp_path / "relay.db").read_bytes()
         assert snap.files["server.key"] == bytes(32)
         assert set(snap.files) == {p.name for p in tmp_path.iterdir() if p.is_file()}
-        assert isinstance(snap.free_pages(), dict)
+        assert isinstance(snap.free_pages(), dict) and isinstance(snap.wal_frames(), list)
     finally:
         store.close_sync()
 

@@ -482,6 +482,9 @@ class DataSnapshot:
     def free_pages(self, name: str = "relay.db") -> dict[int, bytes]:
         return free_pages(self.files.get(name, b""))
 
+    def wal_frames(self, name: str = "relay.db-wal") -> list[WalFrame]:
+        return wal_frames(self.files.get(name, b""))
+
 
 def snapshot_data_dir(data_dir: Path, t_us: int = 0) -> DataSnapshot:
     """Copy each regular file of ``data_dir`` (the database, its ``-wal`` and ``-shm``, the
@@ -530,3 +533,47 @@ def _freelist(db: bytes, page_size: int, pages: int) -> Iterator[int]:
                 seen.add(leaf)
                 yield leaf
         trunk = int.from_bytes(page[0:4], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class WalFrame:
+    """One page image in a write-ahead log. ``current``: its salts match the log's header, so
+    SQLite would read it; a frame left from before the log was last restarted is not current,
+    but its bytes are still there. ``commit``: the database size in pages if this frame ends a
+    transaction, else 0."""
+
+    index: int
+    page: int
+    commit: int
+    current: bool
+    data: bytes
+
+
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+
+
+def wal_frames(wal: bytes) -> list[WalFrame]:
+    """Every frame of a SQLite write-ahead log file, read from the raw bytes (header 32 bytes,
+    then frames of a 24-byte header and one page). Checksums are not checked: an attacker reads
+    what is there, valid or not."""
+    if len(wal) < 32 or int.from_bytes(wal[0:4], "big") not in _WAL_MAGIC:
+        return []
+    page_size = int.from_bytes(wal[8:12], "big")
+    if page_size < 512 or page_size & (page_size - 1) or page_size > 65_536:
+        return []
+    salts = wal[16:24]
+    frames_: list[WalFrame] = []
+    offset, step = 32, 24 + page_size
+    while offset + step <= len(wal):
+        head = wal[offset : offset + 24]
+        frames_.append(
+            WalFrame(
+                index=len(frames_),
+                page=int.from_bytes(head[0:4], "big"),
+                commit=int.from_bytes(head[4:8], "big"),
+                current=head[8:16] == salts,
+                data=wal[offset + 24 : offset + step],
+            )
+        )
+        offset += step
+    return frames_
