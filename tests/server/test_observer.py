@@ -563,6 +563,18 @@ def test_connection_numbers_follow_keep_alive_and_socket_ends() -> None:
     assert obs.open_conn(a, t + 16_000_001) not in (first, later)
 
 
+def test_connection_numbering_forgets_closed_connections() -> None:
+    clock = FakeClock()
+    obs = Observer(MemorySink(), clock=clock, keep_alive_seconds=10)
+    t = obs.now_us()
+    for port in range(10_000):
+        key = ("10.0.0.1", port, None)
+        obs.open_conn(key, t)
+        obs.close_conn(key, t, ended=False)
+        t += 10_000  # 100 new connections a second
+    assert obs.tracked < 5_000  # not one entry per connection ever seen
+
+
 # --------------------------------------------------------------------------- sinks
 def test_file_sink_appends_json_lines_that_read_back(tmp_path: Path) -> None:
     path = tmp_path / "view" / "view.jsonl"

@@ -229,12 +229,30 @@ class Observer:
         return ViewMiddleware(app, self)
 
     def open_conn(self, key: tuple[Any, ...], now_us: int) -> int:
+        if self._next_conn % 4096 == 0:
+            self._forget_idle(now_us)
         entry = self._conns.get(key)
         if entry is None or (entry[1] == 0 and now_us - entry[2] > self.keep_alive_us):
             entry = self._conns[key] = [self._next_conn, 0, now_us]
             self._next_conn += 1
         entry[1] += 1
         return entry[0]
+
+    def _forget_idle(self, now_us: int) -> None:
+        """Drop pairs whose connection the relay has closed, so the table stays as small as
+        the set of open connections."""
+        idle = [
+            k
+            for k, (_, users, last) in self._conns.items()
+            if users == 0 and now_us - last > self.keep_alive_us
+        ]
+        for key in idle:
+            del self._conns[key]
+
+    @property
+    def tracked(self) -> int:
+        """Address and port pairs held for connection numbering."""
+        return len(self._conns)
 
     def close_conn(self, key: tuple[Any, ...], now_us: int, *, ended: bool) -> None:
         entry = self._conns.get(key)
