@@ -3,7 +3,9 @@
 uvicorn by default logs every request with the client's address and trusts X-Forwarded-For
 from loopback; here the access log is off, proxy headers are ignored, its error logger stays at
 WARNING behind an address scrubber, and WebSocket compression is off (compressing padded
-payloads would let frame sizes reveal the unpadded length).
+payloads would let frame sizes reveal the unpadded length). The one exception is asked for by
+name: ``record_view`` (``--record-view PATH``, off by default) appends the operator's view, client
+addresses included, to that file (``docs/operator-view.md``).
 
 WebSockets are served by uvicorn's sans-I/O implementation with two of its per-connection
 objects made smaller (:class:`DeliveryProtocol`): the relay holds many idle connections, and an
