@@ -3,10 +3,13 @@ tokens bound to the account that registered them, and the relay's memory of sign
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +22,8 @@ from sotto.server.auth import (
     drain_ok,
     mailbox_request_auth,
 )
-from sotto.server.storage.base import MailboxId, MailboxRecord
+from sotto.server.storage import SqliteStorage
+from sotto.server.storage.base import AccountId, AccountRecord, DeviceRecord, MailboxId, MailboxRecord
 from sotto.wire import auth, b64
 from tests.server.conftest import (
     DAY,
@@ -281,3 +285,24 @@ def test_a_loose_key_id_is_refused(relay: Relay, key_id: object) -> None:
     response = relay.client.put("/v1/accounts/me/keys", json=body, headers=account.headers)
     assert response.status_code == 422
     assert relay.client.get("/v1/accounts/me/keys", headers=account.headers).json()["one_time"] == 0
+
+
+def test_tokens_an_older_relay_stored_are_rekeyed_at_start(tmp_path: Path) -> None:
+    """Version 2 kept SHA-256(token) as the key: a relay opening such a file binds each row to
+    its account, so invites made before the upgrade still open their bundle."""
+    account, token = AccountId(os.urandom(16)), os.urandom(32)
+    digest = hashlib.sha256(token).digest()
+    store = SqliteStorage.in_dir(tmp_path)
+    device = DeviceRecord(account, 1, 7, os.urandom(32), DAY)
+    asyncio.run(store.create_account(AccountRecord(account, b"\x05" + bytes(32), DAY), device))
+    asyncio.run(store.add_access_token(account, digest, DAY + 7))  # as version 2 stored it
+    store.close_sync()
+    conn = sqlite3.connect(tmp_path / "relay.db")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    store = SqliteStorage.in_dir(tmp_path)
+    try:
+        assert asyncio.run(store.has_access(account, access_token_key(account, digest), DAY))
+        assert not asyncio.run(store.has_access(account, digest, DAY))
+    finally:
+        store.close_sync()

@@ -15,8 +15,9 @@ overwrites them where they are (no copy is left) and reuses their slots for new 
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
-"""1: envelopes held their id and payload in clear (migrated at start, then vacuumed)."""
+SCHEMA_VERSION = 3
+"""1: envelopes held their id and payload in clear (migrated at start, then vacuumed).
+2: access tokens were stored as SHA-256(token), not bound to their account (rekeyed at start)."""
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",

@@ -240,6 +240,8 @@ class SqliteStorage:
             self._migrate_v1(conn)
             for statement in TABLES:  # the indexes went with the old table
                 conn.execute(statement)
+        if 0 < version < 3:
+            _rekey_access_tokens(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Planner statistics (row counts per index) from an older relay's ANALYZE: never needed,
         # every query is a key lookup, and they are data about the data.
@@ -965,3 +967,17 @@ def _as_storage_error(exc: Exception) -> Exception:
     if isinstance(exc, sqlite3.Error):
         return RelayStorageError(f"database error: {type(exc).__name__}")
     return exc
+
+
+def _rekey_access_tokens(conn: sqlite3.Connection) -> None:
+    """Versions 1 and 2 stored an access token as SHA-256(token); since 3 its hash is bound to
+    the account (``server.auth.access_token_key``), which each row has what it takes to compute."""
+    # Imported here: sotto.server.auth imports this package.
+    from sotto.server.auth import access_token_key  # noqa: PLC0415
+
+    rows = conn.execute("SELECT token_hash, account_id FROM access_tokens").fetchall()
+    for digest, account_id in rows:
+        conn.execute(
+            "UPDATE access_tokens SET token_hash = ? WHERE token_hash = ?",
+            (access_token_key(account_id, digest), digest),
+        )
