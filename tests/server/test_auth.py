@@ -7,14 +7,17 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sotto.errors import RelayError
+from sotto.errors import DecodeError, RelayError
 from sotto.server.auth import (
     MailboxVerdict,
     ReplayGuard,
@@ -22,6 +25,7 @@ from sotto.server.auth import (
     drain_ok,
     mailbox_request_auth,
 )
+from sotto.server.mailboxes import MAILBOX_AUTH_PATTERN
 from sotto.server.storage import SqliteStorage
 from sotto.server.storage.base import AccountId, AccountRecord, DeviceRecord, MailboxId, MailboxRecord
 from sotto.wire import auth, b64
@@ -306,3 +310,22 @@ def test_tokens_an_older_relay_stored_are_rekeyed_at_start(tmp_path: Path) -> No
         assert not asyncio.run(store.has_access(account, digest, DAY))
     finally:
         store.close_sync()
+
+
+@given(
+    st.from_regex(MAILBOX_AUTH_PATTERN, fullmatch=True)
+    | st.text(alphabet="0123456789.AQgw-_xyz=", max_size=120)
+    | st.builds(
+        auth.encode_mailbox_auth,
+        st.integers(0, 10**15 - 1),
+        st.binary(min_size=64, max_size=64),
+        st.binary(min_size=16, max_size=16),
+    )
+)
+def test_the_openapi_header_pattern_is_what_the_decoder_reads(header: str) -> None:
+    try:
+        auth.decode_mailbox_auth(header)
+        decodes = True
+    except DecodeError:
+        decodes = False
+    assert bool(re.fullmatch(MAILBOX_AUTH_PATTERN, header)) == decodes

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Request, Response
 from sotto.errors import DecodeError, RelayError
 from sotto.server.accounts import (
     ID_PATTERN,
+    TOKEN_PATTERN,
     Ctx,
     _errors,
     note_failure,
@@ -45,11 +46,20 @@ from sotto.wire.limits import ID_LENGTH
 router = APIRouter(tags=["mailboxes"])
 
 MailboxIdText = Annotated[str, Path(json_schema_extra=ID_PATTERN)]
+MAILBOX_AUTH_PATTERN = (
+    r"^[0-9]{1,15}\."
+    + api.b64_pattern(wire_auth.HTTP_NONCE_LENGTH)[1:-1]
+    + r"\."
+    + api.b64_pattern(api.SIGNATURE_LENGTH)[1:-1]
+    + "$"
+)
+"""Exactly the headers :func:`sotto.wire.auth.decode_mailbox_auth` reads."""
 MailboxAuth = Annotated[
     str | None,
     Header(
         description="<unix ms>.<nonce b64url>.<Ed25519 signature b64url> over the time, nonce, "
-        "SHA-256 of the body, method and path (relay-protocol §2)"
+        "SHA-256 of the body, method and path (relay-protocol §2)",
+        json_schema_extra={"pattern": MAILBOX_AUTH_PATTERN},
     ),
 ]
 
@@ -148,7 +158,8 @@ async def send_message(
     request: Request,
     ctx: Ctx,
     sotto_delivery_token: Annotated[
-        str | None, Header(description="The mailbox's delivery token, base64url")
+        str | None,
+        Header(description="The mailbox's delivery token, base64url", json_schema_extra=TOKEN_PATTERN),
     ] = None,
 ) -> api.SendResult:
     """Store an envelope; answered after the commit. A repeated message id is ``duplicate: true``."""
