@@ -617,11 +617,13 @@ async def _flood(stop: Any, port: int, sizes: tuple[int, int, int], mailbox: Mai
                         if await asyncio.wait_for(reader.read(1), 0.01) == b"":
                             break
                 counts["slow_dropped" if running() else "slow_still_open"] += 1
-                counts["slow_lifetime_s_total"] += int(time.monotonic() - opened)
             except OSError:
-                counts["slow_dropped"] += 1
+                counts["slow_reset"] += 1
             finally:
                 writer.close()
+                lived = time.monotonic() - opened
+                counts["slow_held_s_max"] = max(counts["slow_held_s_max"], round(lived))
+                counts["slow_held_s_total"] += round(lived)
 
     async def never_reader(n: int) -> None:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/poll"
@@ -769,10 +771,16 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
         pairs.latencies, pairs.when = [], []
         peak = [rss_kib(relay.pid)]
 
+        lags: list[tuple[float, float]] = []
+
         async def sample() -> None:
+            """The relay's RSS, and how late this process's own event loop wakes (if it is late,
+            the load generator, not the relay, is what delays the pairs)."""
             while True:
                 peak.append(rss_kib(relay.pid))
-                await asyncio.sleep(0.25)
+                asked = time.monotonic()
+                await asyncio.sleep(0.05)
+                lags.append((time.monotonic() - asked - 0.05, asked - attack_started))
 
         sampler = asyncio.create_task(sample())
         load = OtherLoad(relay.core, relay.pid)
@@ -800,6 +808,9 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
             "relay_cpu_percent": relay_cpu,
             "other_cpu_on_relay_core_percent": other_cpu,
             "attack": dict(counts),
+            "load_generator_worst_lag_ms_at_s": [
+                (round(1000 * lag), round(at, 1)) for lag, at in sorted(lags)[-3:]
+            ],
             "worst_ms_at_s": [(round(1000 * lat), round(at - attack_started, 1)) for lat, at in worst],
         }
     finally:
@@ -861,6 +872,9 @@ def report(settings: Settings, fair: list[dict[str, Any]], bounded: list[dict[st
         )
         print(f"  attack: {run['attack']}")
         print(f"  worst latencies (ms, s after the attack began): {run['worst_ms_at_s']}")
+        print(
+            f"  load generator's own worst event-loop lag (ms, s): {run['load_generator_worst_lag_ms_at_s']}"
+        )
     return {
         "settings": asdict(settings),
         "fairness": fair,
