@@ -32,7 +32,7 @@ from sotto.wire.limits import DELIVERY_TOKEN_LENGTH
 
 UNAUTHORIZED = RelayError(401, "unauthorized", "missing or wrong credentials")
 MAILBOX_NOT_FOUND = RelayError(404, "not_found", "no such mailbox")
-REPLAY_GUARD_FULL = RelayError(503, "busy", "too many signed requests at once; try again shortly")
+REPLAY_GUARD_FULL = RelayError(503, "unavailable", "too many signed requests at once; try again shortly")
 
 REPLAY_GUARD_CAPACITY = 200_000
 """Signed HTTP requests remembered at once (some 40 MB); beyond that they are refused with 503
