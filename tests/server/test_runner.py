@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from sotto.server import ServerConfig
-from sotto.server.runner import DeliveryProtocol, Flag, Inbox, uvicorn_config
+from sotto.server.runner import ConnectionLimits, DeliveryProtocol, Flag, Inbox, uvicorn_config
 from sotto.wire.limits import MAX_FRAME_BYTES
 
 
@@ -107,3 +107,27 @@ def test_reading_pauses_once_the_app_holds_two_of_the_largest_frames() -> None:
         # Two frames held are not yet too much; the third arrives on top of them and pauses.
         assert protocol.read_paused == (n == 3) and len(pauses) == (n == 3)
     assert inbox.held_bytes == 3 * MAX_FRAME_BYTES
+
+
+def test_a_websocket_whose_send_buffer_stays_full_is_dropped() -> None:
+    async def scenario() -> None:
+        protocol = DeliveryProtocol.__new__(DeliveryProtocol)  # the parts this path uses
+        dropped = asyncio.Event()
+        protocol.config = SimpleNamespace(sotto_limits=ConnectionLimits(write_stall=0.01))  # type: ignore[assignment]
+        protocol.loop = asyncio.get_running_loop()
+        protocol.transport = SimpleNamespace(abort=dropped.set)  # type: ignore[assignment]
+        protocol.writable = Flag()  # type: ignore[assignment]
+        protocol.pause_writing()
+        assert not protocol.writable.is_set()
+        await asyncio.wait_for(dropped.wait(), 30)
+        # A buffer that drains in time keeps the connection.
+        kept = asyncio.Event()
+        protocol._stall = None
+        protocol.transport = SimpleNamespace(abort=kept.set)  # type: ignore[assignment]
+        protocol.pause_writing()
+        protocol.resume_writing()
+        assert protocol._stall is None and protocol.writable.is_set()
+        await asyncio.sleep(0.05)
+        assert not kept.is_set()
+
+    asyncio.run(scenario())
