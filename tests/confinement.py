@@ -56,11 +56,30 @@ def allowed_roots() -> tuple[str, ...]:
     return tuple(sorted(r.rstrip("/") or "/" for r in roots if r not in ("", "/")))
 
 
-def is_allowed(path: str, roots: tuple[str, ...]) -> bool:
+def beside_the_clone(repo: Path = REPO) -> tuple[str, ...]:
+    """The folder holding the clone, whose other entries a test must never touch.
+
+    A clone is often made inside a temporary folder (CI's ``mktemp -d``), where the temporary
+    roots alone would let a test read its neighbours. Only a clone placed directly in the system's
+    temporary directory cannot be told from its neighbours; there, temporary files win.
+    """
+    parent = os.path.realpath(repo.parent)
+    if parent in (os.path.realpath(tempfile.gettempdir()), "/"):
+        return ()
+    return (parent,)
+
+
+def _under(full: str, root: str) -> bool:
+    return full == root or full.startswith(root + os.sep)
+
+
+def is_allowed(path: str, roots: tuple[str, ...], forbidden: tuple[str, ...] = (), repo: Path = REPO) -> bool:
     if path in (":memory:", "") or path.startswith("file::memory:"):
         return True
     full = os.path.normpath(os.path.join(os.getcwd(), path))
-    return any(full == root or full.startswith(root + os.sep) for root in roots)
+    if any(_under(full, f) for f in forbidden) and not _under(full, str(repo)):
+        return False
+    return any(_under(full, root) for root in roots)
 
 
 class Confinement:
@@ -68,6 +87,7 @@ class Confinement:
 
     def __init__(self) -> None:
         self.roots = allowed_roots()
+        self.forbidden = beside_the_clone()
         self.seen: list[str] = []
         self.active = False
 
@@ -85,7 +105,7 @@ class Confinement:
             return
         self.active = False  # the checks below open nothing, but stay safe from recursion
         try:
-            if not is_allowed(target, self.roots):
+            if not is_allowed(target, self.roots, self.forbidden):
                 self.seen.append(f"{event} {target}")
         finally:
             self.active = True

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import confinement
-from tests.confinement import CONFINEMENT, REPO, is_allowed
+from tests.confinement import CONFINEMENT, REPO, beside_the_clone, is_allowed
 
 
 def _touched(action: object) -> list[str]:
@@ -26,14 +26,32 @@ def _touched(action: object) -> list[str]:
     return seen
 
 
-def test_reading_beside_the_clone_is_seen() -> None:
-    beside = REPO.parent / "shared" / "wycheproof" / "x25519_test.json"
-    seen = _touched(lambda: open(beside, "rb").close())
-    assert seen == [f"open {beside}"]
-    listing = _touched(lambda: os.listdir(REPO.parent))
-    assert listing == [f"os.listdir {REPO.parent}"]
-    home = Path.home() / ".sotto" / "sotto.db"
+OUTSIDE = Path.home() / ".sotto-confinement-probe"
+"""Read at import: pytester points HOME at a temporary folder while its tests run."""
+
+
+def test_reading_outside_is_seen() -> None:
+    home = OUTSIDE / "sotto.db"
+    assert not is_allowed(str(home), CONFINEMENT.roots, CONFINEMENT.forbidden)
     assert _touched(lambda: sqlite3.connect(f"{home}").close()) == [f"sqlite3.connect {home}"]
+    assert _touched(lambda: open(home, "rb").close()) == [f"open {home}"]
+    assert _touched(lambda: os.listdir(home.parent)) == [f"os.listdir {home.parent}"]
+
+
+def test_a_folder_beside_the_clone_is_outside_even_inside_a_temporary_folder(tmp_path: Path) -> None:
+    clone = tmp_path / "x"
+    shared = tmp_path / "shared" / "wycheproof" / "x25519_test.json"
+    forbidden = beside_the_clone(clone)
+    assert forbidden == (os.path.realpath(tmp_path),)
+    roots = (tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir()))
+    assert not is_allowed(str(shared), roots, forbidden, repo=clone)
+    assert not is_allowed(str(tmp_path), roots, forbidden, repo=clone)
+    assert is_allowed(str(clone / "tests" / "vectors"), roots, forbidden, repo=clone)
+    elsewhere = Path(tempfile.gettempdir()) / "pytest-of-someone" / "t0" / "store.db"
+    assert is_allowed(str(elsewhere), roots, forbidden, repo=clone)
+    # This clone: what sits beside it is outside, whichever folder holds it.
+    for folder in CONFINEMENT.forbidden:
+        assert not is_allowed(os.path.join(folder, "shared"), CONFINEMENT.roots, CONFINEMENT.forbidden)
 
 
 def test_the_repository_the_interpreter_and_temporary_files_are_allowed(tmp_path: Path) -> None:
@@ -52,12 +70,13 @@ def test_a_test_that_touches_outside_fails(
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     pytester.makeconftest('pytest_plugins = ["tests.confinement"]\n')
+    outside = OUTSIDE
     pytester.makepyfile(
         test_outside=f"""
 import os
-def test_reads_beside_the_clone():
+def test_reads_outside_the_clone():
     try:
-        os.listdir({str(REPO.parent)!r})
+        os.listdir({str(outside)!r})
     except OSError:
         pass
 def test_stays_inside():
