@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import selectors
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
@@ -51,12 +52,13 @@ DEFAULT_EPOCH_S = 1_800_000_000.0
 class VirtualSelector(selectors.BaseSelector):
     """A real selector whose ``select(timeout)`` never waits: it advances virtual time instead."""
 
-    def __init__(self, *, deadlock_grace: float = 1.0) -> None:
+    def __init__(self, *, deadlock_grace: float = 1.0, has_ready: Callable[[], bool] = lambda: False) -> None:
         self._real = selectors.DefaultSelector()
         self.now = 0.0
         """Virtual seconds, what ``loop.time()`` returns."""
         self.jumps = 0
         self._grace = deadlock_grace
+        self._has_ready = has_ready
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -69,7 +71,14 @@ class VirtualSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._real.select(0)
-        if ready or timeout == 0:
+        if ready:
+            return ready
+        if timeout == 0:
+            if not self._has_ready():
+                # Woken by a timer due now. A timer re-armed for "the rest of" an interval can
+                # land on the same float as now forever (now + 1e-13 rounds to now); real time
+                # would move on, so virtual time moves by the smallest step it has.
+                self.now = math.nextafter(self.now, math.inf)
             return ready
         if timeout is None:
             # Nothing ready, no timer: only a real event could wake us, and the simulation
@@ -110,12 +119,16 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     """An event loop on virtual time (see the module docstring)."""
 
     def __init__(self, *, deadlock_grace: float = 1.0) -> None:
-        self._virtual = VirtualSelector(deadlock_grace=deadlock_grace)
+        self._virtual = VirtualSelector(deadlock_grace=deadlock_grace, has_ready=self._has_ready)
         super().__init__(self._virtual)
         self.set_default_executor(InlineExecutor(max_workers=1))
 
     def time(self) -> float:
         return self._virtual.now
+
+    def _has_ready(self) -> bool:
+        """Whether callbacks wait to run this turn (asyncio keeps them in ``_ready``)."""
+        return bool(getattr(self, "_ready", ()))
 
     @property
     def jumps(self) -> int:
