@@ -129,7 +129,7 @@ def _mailbox(db: Path, auth_key: bytes, payload: bytes = bytes(256)) -> None:
     mailbox = os.urandom(16)
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO mailboxes VALUES (?, ?, ?, 30, 1, 31)", (mailbox, auth_key, bytes(32)))
-        conn.execute("INSERT INTO envelopes VALUES (?, 1, ?, 1, ?)", (mailbox, os.urandom(16), payload))
+        conn.execute("INSERT INTO envelopes VALUES (?, 1, ?, 1, 0, ?)", (mailbox, os.urandom(16), payload))
 
 
 def _findings(db: Path, texts: list[str]) -> evidence.Findings:

@@ -232,7 +232,7 @@ def test_the_search_finds_canaries_planted_in_a_real_database(canary_run: Run, t
             (mailbox, alice + bytes(16), os.urandom(32)),
         )
         conn.execute(
-            "INSERT INTO envelopes VALUES (?, 1, ?, 1, ?)",
+            "INSERT INTO envelopes VALUES (?, 1, ?, 1, 0, ?)",
             (mailbox, os.urandom(16), b"..." + text.encode() + ip_forms(SOURCES["Bob"])["packed"] + b"..."),
         )
     conn.close()
