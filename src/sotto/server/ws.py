@@ -1,13 +1,13 @@
-"""The delivery WebSocket ``/v1/ws`` (relay-protocol §4).
+"""The delivery WebSocket ``/v1/ws`` (relay-protocol §4): the I/O around
+:class:`~sotto.server.delivery_core.DeliveryConnection`, which holds the rules.
 
 One :class:`Connection` per socket, spoken to in plain ASGI messages. Its main task reads
-frames: ``subscribe`` (checked against each mailbox's key and the connection's challenge),
-``ack`` (deleted in batches, all connections' together, by :class:`AckDeleter`), ``send`` (stored
-concurrently, answered after the commit, at most ``ws_max_inflight_sends`` at a time).
-A pusher task writes what goes out, and runs only while there is some: answers to sends as their
-commits come in, and envelopes while :class:`~sotto.server.relay.DeliveryWindow` has something
-to do: stored ones first, live ones as the fan-out announces them, never more than 256
-unacknowledged.
+frames and feeds them to the core, and does the I/O the core asks for that must finish before
+the next frame is read: a subscription's storage calls (checked against each mailbox's key and
+the connection's challenge), and a wait for a send slot when ``ws_max_inflight_sends`` sends are
+out. Sends are stored concurrently and answered after the commit; acks are deleted in batches,
+all connections' together, by :class:`AckDeleter`. A pusher task writes what goes out, and runs
+only while there is some: answers to sends, envelopes, and the storage reads the core asks for.
 
 The relay holds many idle connections, so an idle one owns little: its reader coroutine, one
 timer for the idle limit (re-armed lazily, not per frame), no request headers and, once
@@ -24,39 +24,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from sotto.errors import DecodeError, RelayStorageError
+from sotto.errors import RelayStorageError
 from sotto.server.auth import drain_ok
 from sotto.server.context import RelayContext
 from sotto.server.delivery import announce, submit
+from sotto.server.delivery_core import (
+    CLOSE_IDLE,
+    CLOSE_MALFORMED,
+    CLOSE_TOO_LARGE,
+    CLOSE_TOO_MANY,
+    CLOSE_TRY_AGAIN,
+    ERROR_CODES,
+    DeliveryConnection,
+)
 from sotto.server.logging import logger
-from sotto.server.ratelimit import TokenBucket
-from sotto.server.relay import DeliveryWindow, Fetch, Ref
-from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId, PutOutcome, PutResult
+from sotto.server.relay import Fetch, Ref
+from sotto.server.storage.base import MailboxId, MailboxRecord, PutResult
 from sotto.wire import frames
-from sotto.wire.limits import MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION, NONCE_LENGTH
+from sotto.wire.limits import NONCE_LENGTH
+
+__all__ = [
+    "CLOSE_IDLE",
+    "CLOSE_MALFORMED",
+    "CLOSE_TOO_LARGE",
+    "CLOSE_TOO_MANY",
+    "CLOSE_TRY_AGAIN",
+    "ERROR_CODES",
+    "INVALID_TEXT",
+    "PATH",
+    "AckDeleter",
+    "Connection",
+    "delivery_socket",
+]
 
 PATH = "/v1/ws"
-_REFUSED = frozenset({PutOutcome.NOT_FOUND, PutOutcome.MAILBOX_FULL, PutOutcome.RELAY_FULL})
-
-CLOSE_MALFORMED = 4400
-CLOSE_IDLE = 4408
-CLOSE_TOO_LARGE = 4413
-CLOSE_TOO_MANY = 4429
-CLOSE_TRY_AGAIN = 1013
-
-ERROR_CODES = {
-    CLOSE_MALFORMED: "malformed",
-    CLOSE_IDLE: "idle",
-    CLOSE_TOO_LARGE: "too_large",
-    CLOSE_TOO_MANY: "rate_limited",
-    CLOSE_TRY_AGAIN: "unavailable",
-}
-"""The ``code`` of the ``error`` frame sent before each close."""
 
 INVALID_TEXT = "sotto.invalid_text"
 """Marks a ``websocket.receive`` event whose text frame was not UTF-8 (it has no ``text``);
@@ -65,60 +71,68 @@ the server's protocol (``runner.DeliveryProtocol``) makes these instead of loggi
 _VERIFY_IN_THREAD_ABOVE = 32
 """Subscriptions with more proofs than this are verified off the event loop."""
 
+_Check = tuple[Sequence[frames.MailboxProof], bytes]
 
-class _Closed(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
+
+def _valid(
+    proofs: Sequence[frames.MailboxProof], held: Mapping[MailboxId, MailboxRecord], nonce: bytes, today: int
+) -> set[MailboxId]:
+    """The mailboxes whose proof holds."""
+    return {MailboxId(p.id) for p in proofs if drain_ok(held.get(MailboxId(p.id)), nonce, p.signature, today)}
 
 
 class Connection:
+    """Implements :class:`~sotto.server.delivery_core.Actions` for its core."""
+
     __slots__ = (
         "_acks",
         "_asgi_receive",
         "_asgi_send",
-        "_closed",
+        "_closing",
+        "_core",
         "_ctx",
-        "_frames",
+        "_fetch",
         "_idle_timer",
-        "_last_frame",
         "_loop",
         "_nonce",
+        "_out",
         "_pusher",
         "_reader",
-        "_replies",
         "_sends",
         "_slot_free",
-        "_timed_out",
-        "_window",
+        "_subscription",
     )
 
     def __init__(self, receive: Receive, send: Send, ctx: RelayContext, acks: AckDeleter) -> None:
+        config = ctx.config
         self._asgi_receive = receive
         self._asgi_send = send
         self._ctx = ctx
         self._acks = acks
         self._loop = asyncio.get_running_loop()
         self._nonce = ctx.rng(NONCE_LENGTH)
-        self._last_frame = self._loop.time()
-        self._frames = TokenBucket(ctx.config.rate_limits.ws_frames, self._last_frame)
-        self._closed = False
-        self._timed_out = False
+        self._core = DeliveryConnection(
+            self,
+            idle_seconds=config.ws_idle_seconds,
+            frame_limit=config.rate_limits.ws_frames,
+            max_inflight_sends=config.ws_max_inflight_sends,
+        )
+        self._closing: tuple[int, str, str | None] | None = None  # the close the core asked for
         self._reader: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         # Created on first use, so an idle connection costs little.
-        self._window: DeliveryWindow | None = None
+        self._out: list[str] | None = None  # frames for the pusher to write
+        self._fetch: Fetch | None = None  # a storage read for the pusher to make
+        self._subscription: _Check | list[MailboxId] | None = None  # for the reader to do
         self._pusher: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Future[Any]] | None = None  # stores and deletes in flight
         self._slot_free: asyncio.Future[None] | None = None
-        self._replies: list[str] | None = None  # answers to sends, for the pusher to write
 
     async def serve(self) -> None:
         """Run the connection to its end. Frames are read and handled in this one coroutine, with
         no awaits but the reads, a wait for a send slot and a subscription's storage calls: it
         runs per frame, and it is most of what an idle connection holds."""
-        stats, config = self._ctx.stats, self._ctx.config
-        code = 1000
+        stats, core = self._ctx.stats, self._core
         accepted = False
         try:
             if (await self._asgi_receive())["type"] != "websocket.connect":
@@ -126,261 +140,226 @@ class Connection:
             await self._asgi_send({"type": "websocket.accept"})
             accepted = True
             stats.count("ws_connections")
+            core.connected(self._nonce, self._loop.time())
+            out, self._out = self._out, None
+            for challenge in out or ():
+                if not await self._write(challenge):
+                    return
             self._reader = asyncio.current_task()
-            self._idle_timer = self._loop.call_later(config.ws_idle_seconds, self._check_idle)
-            await self._send(frames.encode(frames.Challenge(self._nonce)))
-            receive, time, budget = self._asgi_receive, self._loop.time, self._frames
-            max_sends = config.ws_max_inflight_sends
-            while not self._closed:
+            receive, time = self._asgi_receive, self._loop.time
+            while self._closing is None:
                 message = await receive()
                 if message["type"] != "websocket.receive":
-                    self._closed = True
+                    core.closed_by_peer()
                     break
                 text = message.get("text")
-                if not isinstance(text, str):
-                    if INVALID_TEXT in message:
-                        raise _Closed(CLOSE_MALFORMED, "text frames must be UTF-8")
-                    raise _Closed(CLOSE_MALFORMED, "binary frames are refused")
-                if len(text) > MAX_FRAME_BYTES:
-                    raise _Closed(CLOSE_TOO_LARGE, "frame too large")
-                now = self._last_frame = time()
-                if not budget.allow(now):
-                    raise _Closed(CLOSE_TOO_MANY, "too many frames")
-                try:
-                    frame = frames.decode_client_frame(text)
-                except DecodeError as exc:
-                    raise _Closed(CLOSE_MALFORMED, str(exc)[:100]) from None
-                if isinstance(frame, frames.Send):
-                    if self._sends is not None and len(self._sends) >= max_sends:
-                        await self._send_slot(max_sends)
-                    self._start_send(frame)
-                elif isinstance(frame, frames.Ack):
-                    self._ack(frame)
+                if isinstance(text, str):
+                    core.received(text, time())
                 else:
-                    await self._subscribe(frame)
-        except _Closed as closed:
-            code = closed.code
-            await self._close(closed.code, closed.reason)
-        except RelayStorageError:
-            code = CLOSE_TRY_AGAIN
-            await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+                    core.received(None, time(), invalid_text=INVALID_TEXT in message)
+                if self._subscription is not None:
+                    await self._subscribe()
+                if not core.reading:
+                    if core.closed:
+                        break
+                    await self._send_slot()
+            if self._closing is not None:
+                await self._write_close(self._closing)
         except asyncio.CancelledError:
-            if not self._timed_out:
+            if self._closing is None:
                 raise
             if self._reader is not None:
                 self._reader.uncancel()
-            code = CLOSE_IDLE
-            await self._close(CLOSE_IDLE, "idle too long")
+            await self._write_close(self._closing)
         except Exception as exc:  # never a traceback with request data in the log
             logger.error("error %s", type(exc).__name__)
         finally:
             if accepted:
-                stats.count(f"ws_close_{code}")
+                stats.count(f"ws_close_{core.close_code}")
                 await self._stop()
 
-    # ------------------------------------------------------------------ idle limit
-    def _check_idle(self) -> None:
-        """The idle timer: re-armed for what is left, or the reader is cancelled."""
-        limit = self._ctx.config.ws_idle_seconds
-        quiet = self._loop.time() - self._last_frame
-        if quiet < limit:
-            self._idle_timer = self._loop.call_later(limit - quiet, self._check_idle)
-            return
+    # ------------------------------------------------------------------ actions of the core
+    def send_frame(self, text: str) -> None:
+        out = self._out
+        if out is None:
+            self._out = [text]
+        else:
+            out.append(text)
+        self._kick()
+
+    def close(self, code: int, reason: str, error: str | None) -> None:
+        self._closing = (code, reason, error)
+        self._out = None
+        self._fetch = None
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()  # it writes the close
+
+    def check_mailboxes(self, proofs: Sequence[frames.MailboxProof], nonce: bytes) -> None:
+        self._subscription = (proofs, nonce)
+
+    def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId]) -> None:
+        self._subscription = list(mailbox_ids)
+
+    def listen(self, mailbox_ids: Sequence[MailboxId]) -> None:
+        fanout, live = self._ctx.fanout, self._core.live
+        for mailbox_id in mailbox_ids:
+            fanout.subscribe(mailbox_id, live)
+
+    def unlisten(self, mailbox_ids: Collection[MailboxId]) -> None:
+        fanout, live = self._ctx.fanout, self._core.live
+        for mailbox_id in mailbox_ids:
+            fanout.unsubscribe(mailbox_id, live)
+
+    def fetch(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._kick()
+
+    def store(self, frame: frames.Send, flush_deletes: bool) -> None:
+        """Hand the send to storage; :meth:`_stored` answers it from the commit's callback (no
+        task per send: at full load that is a good part of what a send costs)."""
+        if self._sends is None:
+            self._sends = set()
+        if flush_deletes:
+            # Acks read before this send are deleted before it is stored (storage runs
+            # operations in the order they are started), so its answer comes after them.
+            deleting = self._acks.flush()
+            if deleting is not None:
+                self._sends.add(deleting)
+                deleting.add_done_callback(self._sends.discard)
+        stored = submit(self._ctx, frame.mailbox, frame.token, frame.id, frame.payload)
+        self._sends.add(stored)
+        stored.add_done_callback(functools.partial(self._stored, frame.id))
+
+    def delete(self, refs: list[Ref]) -> None:
+        self._acks.add(self, refs)
+
+    def pushed(self, count: int) -> None:
+        self._ctx.stats.count("envelopes_pushed", count)
+
+    def schedule(self, at: float) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self._loop.call_later(max(0.0, at - self._loop.time()), self._timer)
+
+    # ------------------------------------------------------------------ answers to the core
+    def _timer(self) -> None:
         self._idle_timer = None
-        if not self._closed and self._reader is not None:
-            self._timed_out = True
-            self._reader.cancel()
+        self._core.timer(self._loop.time())
 
-    # ------------------------------------------------------------------ subscribe
-    async def _subscribe(self, frame: frames.Subscribe) -> None:
-        ctx, today = self._ctx, self._ctx.today()
-        window = self._window or DeliveryWindow()
-        ids = list(dict.fromkeys(MailboxId(p.id) for p in frame.mailboxes))
-        held = await ctx.storage.get_mailboxes([m for m in ids if m not in window.mailboxes])
-        proofs = [
-            (p, held.get(MailboxId(p.id))) for p in frame.mailboxes if MailboxId(p.id) not in window.mailboxes
-        ]
+    async def _subscribe(self) -> None:
+        """Do a subscription's storage calls (and its proofs' checks), answering the core."""
+        ctx, core, today = self._ctx, self._core, self._ctx.today()
+        try:
+            while (request := self._subscription) is not None:
+                self._subscription = None
+                if isinstance(request, list):
+                    await ctx.storage.touch_mailboxes(request, today)
+                    core.touched()
+                    continue
+                proofs, nonce = request
+                held = await ctx.storage.get_mailboxes(list(dict.fromkeys(MailboxId(p.id) for p in proofs)))
 
-        def check() -> set[MailboxId]:
-            return {MailboxId(p.id) for p, m in proofs if drain_ok(m, self._nonce, p.signature, today)}
+                if len(proofs) > _VERIFY_IN_THREAD_ABOVE:
+                    valid = await asyncio.to_thread(_valid, proofs, held, nonce, today)
+                else:
+                    valid = _valid(proofs, held, nonce, today)
+                core.checked(valid)
+        except RelayStorageError:
+            self._subscription = None
+            core.storage_failed()
 
-        valid = await asyncio.to_thread(check) if len(proofs) > _VERIFY_IN_THREAD_ABOVE else check()
-        accepted: list[MailboxId] = []
-        fresh: list[MailboxId] = []
-        refused: list[MailboxId] = []
-        for mailbox_id in ids:
-            if mailbox_id in window.mailboxes:
-                accepted.append(mailbox_id)
-            elif (
-                mailbox_id in valid and len(window.mailboxes) + len(fresh) < MAX_SUBSCRIPTIONS_PER_CONNECTION
-            ):
-                accepted.append(mailbox_id)
-                fresh.append(mailbox_id)
-            else:
-                refused.append(mailbox_id)
-        if fresh:
-            await ctx.storage.touch_mailboxes(fresh, today)
-        await self._send(frames.encode(frames.Subscribed(tuple(accepted), tuple(refused))))
-        if fresh:
-            # Listen first, then read storage (window.subscribe marks them stale): whatever is
-            # committed in between is either read or announced.
-            for mailbox_id in fresh:
-                ctx.fanout.subscribe(mailbox_id, self._on_live)
-            window.subscribe(fresh)
-            self._window = window
-            self._kick()
-
-    def _on_live(self, envelope: EnvelopeRecord) -> None:
-        if self._window is not None:
-            self._window.offer(envelope)
-            self._kick()
-
-    # ------------------------------------------------------------------ ack
-    def _ack(self, frame: frames.Ack) -> None:
-        """Hand acknowledged refs to the relay's deleter and read on."""
-        window = self._window
-        if window is None or not frame.ids:
-            return  # an empty ack is a keep-alive
-        refs = window.acked(((MailboxId(r.mailbox), MessageId(r.id)) for r in frame.ids), until_deleted=True)
-        if refs:
-            self._acks.add(self, refs)
-        if not window.idle():
-            self._kick()  # acks made room for what waits
-
-    def _deleted(self, refs: list[Ref]) -> None:
-        if self._window is not None:
-            self._window.deleted(refs)
-
-    # ------------------------------------------------------------------ send
-    async def _send_slot(self, max_sends: int) -> None:
-        """Wait until fewer than ``max_sends`` stores (and deletes) are in flight."""
-        while self._sends is not None and len(self._sends) >= max_sends:
+    async def _send_slot(self) -> None:
+        """Wait until the core reads again (fewer than ``ws_max_inflight_sends`` sends out)."""
+        core = self._core
+        while not core.reading and not core.closed:
             self._slot_free = self._loop.create_future()
             try:
                 await self._slot_free
             finally:
                 self._slot_free = None
 
-    def _start_send(self, frame: frames.Send) -> None:
-        """Hand the send to storage; :meth:`_stored` answers it from the commit's callback (no
-        task per send: at full load that is a good part of what a send costs)."""
-        if self._sends is None:
-            self._sends = set()
-        if self._window is not None and self._window.deleting:
-            # Acks read before this send are deleted before it is stored (storage runs
-            # operations in the order they are started), so its answer comes after them.
-            deleting = self._acks.flush()
-            if deleting is not None:
-                self._sends.add(deleting)
-                deleting.add_done_callback(self._send_done)
-        stored = submit(self._ctx, frame.mailbox, frame.token, frame.id, frame.payload)
-        self._sends.add(stored)
-        stored.add_done_callback(functools.partial(self._stored, frame.id))
-
-    def _send_done(self, done: asyncio.Future[Any]) -> None:
-        if self._sends is not None:
-            self._sends.discard(done)
-        waiter = self._slot_free
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _stored(self, message_id: bytes, stored: asyncio.Future[PutResult]) -> None:
-        """A send committed (or failed): publish it, and queue its answer for the pusher."""
-        self._send_done(stored)
+        """A send committed (or failed): publish it, and tell the core."""
+        if self._sends is not None:
+            self._sends.discard(stored)
         if stored.cancelled():
             return
-        reply: frames.ServerFrame
         error = stored.exception()
         if error is not None:
             if not isinstance(error, RelayStorageError):  # a bug: its type only, never its data
                 logger.error("error %s", type(error).__name__)
-            reply = frames.SendFailed(message_id, "unavailable")
+            self._core.stored(message_id, None)
         else:
-            outcome = announce(self._ctx, stored.result())
-            if outcome in _REFUSED:  # not_found, or a quota (relay-protocol §7)
-                reply = frames.SendFailed(message_id, outcome.value)
-            else:
-                reply = frames.Sent(message_id, outcome is PutOutcome.DUPLICATE)
-        if self._closed:
-            return
-        if self._replies is None:
-            self._replies = []
-        self._replies.append(frames.encode(reply))
-        self._kick()
+            self._core.stored(message_id, announce(self._ctx, stored.result()))
+        waiter = self._slot_free
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _deleted(self, refs: list[Ref]) -> None:
+        self._core.deleted(refs)
+
+    async def _close(self, code: int, reason: str) -> None:
+        """A delete of :class:`AckDeleter` failed (``code`` is 1013): the core closes."""
+        self._core.storage_failed()
 
     # ------------------------------------------------------------------ pushing
     def _kick(self) -> None:
-        """Start the pusher unless it runs: it runs until no answer waits and the window has
-        nothing left to do."""
-        if self._pusher is None and not self._closed:
+        """Start the pusher unless it runs (or the reader writes): it runs until nothing waits."""
+        if self._pusher is None and self._reader is not None and self._closing is None:
             self._pusher = self._loop.create_task(self._push())
 
     async def _push(self) -> None:
-        storage, encode = self._ctx.storage, frames.encode_envelope
+        storage, core = self._ctx.storage, self._core
         try:
-            while not self._closed:
-                replies = self._replies
-                if replies:
-                    self._replies = None
-                    for text in replies:
-                        await self._send(text)
+            while self._closing is None and not core.closed:
+                out = self._out
+                if out:
+                    self._out = None
+                    for text in out:
+                        if self._closing is not None or not await self._write(text):
+                            return
                     continue
-                window = self._window
-                if window is None:
-                    break
-                fetch: Fetch | None = window.next_fetch()
-                if fetch is not None:
+                fetch = self._fetch
+                if fetch is None:
+                    break  # with no await since the core said so: a later event kicks anew
+                self._fetch = None
+                try:
                     envelopes = await storage.pending(fetch.mailbox_id, fetch.limit, fetch.skip)
-                    window.fetched(fetch, envelopes)
-                    continue
-                batch = window.take()
-                if not batch:
-                    break  # with no await since the window said so: a later event kicks anew
-                for envelope in batch:
-                    await self._send(
-                        encode(
-                            envelope.mailbox_id, envelope.message_id, envelope.received_day, envelope.payload
-                        )
-                    )
-                self._ctx.stats.count("envelopes_pushed", len(batch))
-        except _Closed:
-            return
-        except RelayStorageError:
-            # Closing wakes the reader, which then tears the connection down.
-            await self._close(CLOSE_TRY_AGAIN, "storage unavailable")
+                except RelayStorageError:
+                    core.storage_failed()  # the reader writes the close
+                    return
+                core.fetched(fetch, envelopes)
         finally:
             if self._pusher is asyncio.current_task():
                 self._pusher = None
 
     # ------------------------------------------------------------------ output and teardown
-    async def _send(self, text: str) -> None:
+    async def _write(self, text: str) -> bool:
         # No lock: an ASGI server writes each message whole, and nothing here needs an order
         # between frames sent by different tasks.
-        if self._closed:
-            raise _Closed(1000, "closed")
         try:
             await self._asgi_send({"type": "websocket.send", "text": text})
         except Exception:  # the peer went away mid-send: nothing to report to anyone
-            self._closed = True
-            raise _Closed(1000, "peer gone") from None
+            self._core.closed_by_peer()
+            return False
+        return True
 
-    async def _close(self, code: int, reason: str) -> None:
-        """Send the ``error`` frame that names why, then close with ``code``."""
-        already, self._closed = self._closed, True
+    async def _write_close(self, closing: tuple[int, str, str | None]) -> None:
+        """Send the ``error`` frame that names why, then close."""
+        code, reason, error = closing
         with contextlib.suppress(Exception):  # already closed, or the peer is gone
-            if not already and code in ERROR_CODES:
-                error = frames.encode(frames.Error(ERROR_CODES[code], reason))
+            if error is not None:
                 await self._asgi_send({"type": "websocket.send", "text": error})
             await self._asgi_send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _stop(self) -> None:
-        self._closed = True
+        core = self._core
+        core.closed_by_peer()
+        self._out = None
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if self._window is not None:
-            for mailbox_id in self._window.mailboxes:
-                self._ctx.fanout.unsubscribe(mailbox_id, self._on_live)
         pusher = self._pusher
         if pusher is not None and pusher is not asyncio.current_task():
             pusher.cancel()
@@ -388,7 +367,7 @@ class Connection:
                 await pusher
         # What the client acknowledged is deleted now; sends already handed to storage finish
         # on their own, their replies go nowhere.
-        if self._window is not None and self._window.deleting:
+        if core.deleting:
             await self._acks.drain()
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
