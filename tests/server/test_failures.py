@@ -82,6 +82,9 @@ def test_storage_failure_while_draining_closes_1013(unavailable: tuple[TestClien
         assert isinstance(challenge, frames.Challenge)
         ws.send_text(frames.encode(frames.Subscribe((_proof(box, challenge.nonce),))))
         assert isinstance(frames.decode_server_frame(ws.receive_text()), frames.Subscribed)
+        # Every close is announced by an error frame (relay-protocol §4), then the close itself.
+        error = frames.decode_server_frame(ws.receive_text())
+        assert isinstance(error, frames.Error)
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
         assert closed.value.code == 1013
