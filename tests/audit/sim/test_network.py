@@ -13,6 +13,7 @@ from sotto.audit.sim.network import ASGIApp, Host
 from sotto.audit.sim.scenario import address_of, chat_ring
 from sotto.audit.sim.world import RELAY_URL, close_device, new_device, relay_app
 from sotto.errors import RelayUnavailableError
+from sotto.server.config import ServerConfig
 from sotto.wire import auth
 
 
@@ -106,3 +107,18 @@ def test_a_websocket_to_an_unknown_relay_fails_as_unreachable() -> None:
     except RelayUnavailableError:
         return
     raise AssertionError("connecting to a relay the simulation does not hold succeeded")
+
+
+def test_clients_reconnect_when_the_relay_closes_idle_websockets() -> None:
+    """A relay whose idle limit is shorter than the client's keep-alive closes each delivery
+    connection; the client's drain loop reconnects, and every text still arrives."""
+    seen = Seen()
+    config = ServerConfig(ws_idle_seconds=20.0)
+    result = sim.run(
+        lambda clock: chat_ring(clock, 2, cadence=False, seconds=600, wrap=seen.wrap, config=config)
+    )
+    assert result.received == result.sent
+    assert result.events["ConnectionChanged"] > 10  # up and down, again and again
+    sockets = [(address, port) for kind, address, port, *_ in seen.rows if kind == "websocket"]
+    assert len(sockets) > 10
+    assert len(set(sockets)) == len(sockets)  # each on a connection of its own

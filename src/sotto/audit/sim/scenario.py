@@ -60,17 +60,19 @@ async def chat_ring(
     tick_seconds: int = 300,
     seed: int = 0,
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    config: ServerConfig | None = None,
 ) -> ChatResult:
     """Run the scenario (module docstring) for ``seconds`` of virtual time; what happened.
 
-    ``wrap`` wraps the relay app as the devices see it (to watch requests)."""
+    ``wrap`` wraps the relay app as the devices see it (to watch requests); ``config`` is the
+    relay's (by default its defaults with a ``tick_seconds`` tick)."""
     if people < 2:
         raise ValueError("a ring needs two people")
     rng = random.Random(seed)
     result = ChatResult()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    config = ServerConfig(cadence_tick_seconds=tick_seconds)
+    config = config or ServerConfig(cadence_tick_seconds=tick_seconds)
     async with relay_app(clock, config=config, rng=rng.randbytes) as app:
         relays = {RELAY_URL: app if wrap is None else wrap(app)}
         devices: list[Device] = []
