@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sotto.crypto.ed25519 import SigningKey, SigningPublicKey
 from sotto.errors import InvalidSignatureError, RelayError, RelayUnavailableError
+from sotto.server.config import RateLimit
+from sotto.server.delivery_core import DeliveryConnection
+from sotto.server.relay import Fetch, Ref
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 from sotto.wire import api, auth, b64, frames
 from sotto.wire.padding import is_bucket
 
@@ -216,47 +221,49 @@ class FakeRelay:
 
 
 class FakeDrain:
-    """A drain connection: pushes stored envelopes of subscribed mailboxes, deletes on ack."""
+    """A drain connection driven by the relay's own delivery rules
+    (:class:`~sotto.server.delivery_core.DeliveryConnection`): pushes stored envelopes of
+    subscribed mailboxes in order, at most 256 unacknowledged, deletes on ack. Storage calls are
+    answered at once, from this fake relay's mailboxes."""
 
     def __init__(self, relay: FakeRelay) -> None:
         self._relay = relay
         self._nonce = os.urandom(32)
-        self._subscribed: set[bytes] = set()
-        self._pushed: set[tuple[bytes, bytes]] = set()
         self._queue: asyncio.Queue[frames.Envelope | None] = asyncio.Queue()
         self._open = True
+        self._answers: list[frames.ServerFrame] = []  # frames other than envelopes
+        self._work: list[Callable[[], None]] = []  # storage calls asked for, answered in order
+        self._core = DeliveryConnection(
+            _Actions(self), idle_seconds=math.inf, frame_limit=_UNLIMITED, max_inflight_sends=_UNLIMITED_SENDS
+        )
+        self._core.connected(self._nonce, 0.0)
 
+    def _run(self) -> None:
+        work = self._work
+        while work:
+            work.pop(0)()
+
+    # ------------------------------------------------------------------ the transport's interface
     def offer(self, mailbox_id: bytes, message_id: bytes, payload: bytes) -> None:
-        if not self._open or mailbox_id not in self._subscribed or (mailbox_id, message_id) in self._pushed:
+        if not self._open:
             return
-        self._pushed.add((mailbox_id, message_id))
-        envelope = frames.Envelope(mailbox_id, message_id, DAY, payload)
-        self._queue.put_nowait(envelope)
-        if self._relay.push_twice:
-            self._queue.put_nowait(envelope)
+        mailbox = self._relay.mailboxes.get(mailbox_id)
+        seq = len(mailbox.envelopes) if mailbox is not None else 0
+        self._core.live(_record(mailbox_id, message_id, seq, payload))
+        self._run()
 
     async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> frames.Subscribed:
         if not self._open:
             raise RelayUnavailableError("closed")
-        accepted, refused = [], []
-        for mailbox_id, key in mailboxes.items():
-            mailbox = self._relay.mailboxes.get(mailbox_id)
-            signature = key.sign(auth.drain_message(self._nonce, mailbox_id))
-            try:
-                if mailbox is None:
-                    raise InvalidSignatureError("unknown")
-                SigningPublicKey(mailbox.auth_key).verify(
-                    auth.drain_message(self._nonce, mailbox_id), signature
-                )
-            except InvalidSignatureError:
-                refused.append(mailbox_id)
-                continue
-            accepted.append(mailbox_id)
-            self._subscribed.add(mailbox_id)
-        for mailbox_id in accepted:
-            for message_id, payload in list(self._relay.mailboxes[mailbox_id].envelopes.items()):
-                self.offer(mailbox_id, message_id, payload)
-        return frames.Subscribed(tuple(accepted), tuple(refused))
+        proofs = tuple(
+            frames.MailboxProof(mailbox_id, key.sign(auth.drain_message(self._nonce, mailbox_id)))
+            for mailbox_id, key in mailboxes.items()
+        )
+        self._answers.clear()
+        self._core.received_frame(frames.Subscribe(proofs))
+        self._run()
+        answer = next(frame for frame in self._answers if isinstance(frame, frames.Subscribed))
+        return answer
 
     async def receive(self, timeout: float | None = None) -> frames.Envelope | None:
         try:
@@ -271,20 +278,102 @@ class FakeDrain:
     async def ack(self, refs: Sequence[tuple[bytes, bytes]]) -> None:
         if not self._open:
             raise RelayUnavailableError("closed")
-        for mailbox_id, message_id in refs:
-            mailbox = self._relay.mailboxes.get(mailbox_id)
-            if mailbox is not None:
-                mailbox.envelopes.pop(message_id, None)
+        self._core.received_frame(frames.Ack(tuple(frames.EnvelopeRef(m, i) for m, i in refs)))
+        self._run()
 
     def drop(self) -> None:
         if self._open:
             self._open = False
+            self._core.closed_by_peer()
             self._queue.put_nowait(None)
             if self in self._relay.connections:
                 self._relay.connections.remove(self)
 
     async def close(self) -> None:
         self.drop()
+
+
+class _Actions:
+    """What the delivery rules ask of a :class:`FakeDrain`, done on the fake relay's mailboxes."""
+
+    def __init__(self, drain: FakeDrain) -> None:
+        self._drain = drain
+
+    def send_frame(self, text: str) -> None:
+        frame = frames.decode_server_frame(text)
+        if isinstance(frame, frames.Envelope):
+            self._drain._queue.put_nowait(frame)
+            if self._drain._relay.push_twice:
+                self._drain._queue.put_nowait(frame)
+        else:
+            self._drain._answers.append(frame)
+
+    def close(self, code: int, reason: str, error: str | None) -> None:
+        self._drain.drop()
+
+    def check_mailboxes(self, proofs: Sequence[frames.MailboxProof], nonce: bytes) -> None:
+        def check() -> None:
+            valid = set()
+            for proof in proofs:
+                mailbox = self._drain._relay.mailboxes.get(proof.id)
+                if mailbox is None:
+                    continue
+                try:
+                    SigningPublicKey(mailbox.auth_key).verify(
+                        auth.drain_message(nonce, proof.id), proof.signature
+                    )
+                except InvalidSignatureError:
+                    continue
+                valid.add(MailboxId(proof.id))
+            self._drain._core.checked(valid)
+
+        self._drain._work.append(check)
+
+    def touch_mailboxes(self, mailbox_ids: Sequence[MailboxId]) -> None:
+        self._drain._work.append(self._drain._core.touched)
+
+    def listen(self, mailbox_ids: Sequence[MailboxId]) -> None:
+        return None  # the relay offers every envelope to every connection
+
+    def unlisten(self, mailbox_ids: Collection[MailboxId]) -> None:
+        return None
+
+    def fetch(self, fetch: Fetch) -> None:
+        def read() -> None:
+            mailbox = self._drain._relay.mailboxes.get(fetch.mailbox_id)
+            pending = list(mailbox.envelopes.items()) if mailbox is not None else []
+            records = [
+                _record(fetch.mailbox_id, message_id, seq, payload)
+                for seq, (message_id, payload) in enumerate(pending)
+                if message_id not in fetch.skip
+            ]
+            self._drain._core.fetched(fetch, records[: fetch.limit])
+
+        self._drain._work.append(read)
+
+    def store(self, frame: frames.Send, flush_deletes: bool) -> None:
+        raise AssertionError("the fake transport sends over HTTP only")
+
+    def delete(self, refs: list[Ref]) -> None:
+        for mailbox_id, message_id in refs:
+            mailbox = self._drain._relay.mailboxes.get(mailbox_id)
+            if mailbox is not None:
+                mailbox.envelopes.pop(message_id, None)
+        self._drain._work.append(lambda: self._drain._core.deleted(refs))
+
+    def pushed(self, count: int) -> None:
+        return None
+
+    def schedule(self, at: float) -> None:
+        return None  # no idle limit here
+
+
+_UNLIMITED = RateLimit(burst=1_000_000_000, per_second=1_000_000_000)
+_UNLIMITED_SENDS = 1_000_000_000
+
+
+def _record(mailbox_id: bytes, message_id: bytes, seq: int, payload: bytes) -> EnvelopeRecord:
+    return EnvelopeRecord(MailboxId(mailbox_id), MessageId(message_id), seq, DAY, payload)
 
 
 class FakeNetwork:
