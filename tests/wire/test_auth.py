@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
 
 import pytest
 from hypothesis import given
@@ -125,11 +124,11 @@ def _basic(user: str) -> str:
         "Basic",
         "Basic !!!!",
         _basic("no-colon"),
-        _basic(f"{b64.encode(os.urandom(16))}:{b64.encode(os.urandom(32))}"),
-        _basic(f"{b64.encode(os.urandom(16))}.x:{b64.encode(os.urandom(32))}"),
-        _basic(f"{b64.encode(os.urandom(16))}.1234:{b64.encode(os.urandom(32))}"),
-        _basic(f"{b64.encode(os.urandom(15))}.1:{b64.encode(os.urandom(32))}"),
-        _basic(f"{b64.encode(os.urandom(16))}.1:{b64.encode(os.urandom(31))}"),
+        _basic(f"{b64.encode(bytes(range(16)))}:{b64.encode(bytes(range(32)))}"),
+        _basic(f"{b64.encode(bytes(range(16)))}.x:{b64.encode(bytes(range(32)))}"),
+        _basic(f"{b64.encode(bytes(range(16)))}.1234:{b64.encode(bytes(range(32)))}"),
+        _basic(f"{b64.encode(bytes(range(15)))}.1:{b64.encode(bytes(range(32)))}"),
+        _basic(f"{b64.encode(bytes(range(16)))}.1:{b64.encode(bytes(range(31)))}"),
         "Basic " + "A" * 400,
     ],
 )
