@@ -349,3 +349,15 @@ def test_storage_failure_closes_1013_and_a_closed_peer_only_unlistens() -> None:
     core.storage_failed()
     assert actions.take() == [("unlisten", {BOX})]
     assert core.close_code == 1000
+
+
+def test_offered_envelopes_wait_for_pump_and_go_out_as_one_batch() -> None:
+    core, actions = _core()
+    fetch = _subscribed(core, actions, BOX)
+    core.fetched(fetch, [])
+    actions.take()
+    core.offer(_envelope(BOX, 1))
+    core.offer(_envelope(BOX, 2))
+    assert actions.log == []  # the driver is busy writing
+    core.pump()
+    assert _pushed_ids(actions) == [1, 2] and actions.of("pushed") == [2]

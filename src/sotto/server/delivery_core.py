@@ -307,6 +307,17 @@ class DeliveryConnection:
             window.offer(envelope)
             self._pump()
 
+    def offer(self, envelope: EnvelopeRecord) -> None:
+        """:meth:`live` without pushing yet: for a driver busy writing, which calls :meth:`pump`
+        when it is ready, so that envelopes arriving meanwhile go out as one batch."""
+        window = self._window
+        if window is not None and not self.closed:
+            window.offer(envelope)
+
+    def pump(self) -> None:
+        """The driver is ready to write: push what the window allows (see :meth:`offer`)."""
+        self._pump()
+
     # ------------------------------------------------------------------ rules
     def _subscribe(self, frame: frames.Subscribe) -> None:
         window = self._window or DeliveryWindow()

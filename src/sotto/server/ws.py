@@ -44,7 +44,7 @@ from sotto.server.delivery_core import (
 )
 from sotto.server.logging import logger
 from sotto.server.relay import Fetch, Ref
-from sotto.server.storage.base import MailboxId, MailboxRecord, PutResult
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, MailboxRecord, PutResult
 from sotto.wire import frames
 from sotto.wire.limits import NONCE_LENGTH
 
@@ -96,6 +96,7 @@ class Connection:
         "_loop",
         "_nonce",
         "_out",
+        "_pump_due",
         "_pusher",
         "_reader",
         "_sends",
@@ -125,6 +126,7 @@ class Connection:
         self._fetch: Fetch | None = None  # a storage read for the pusher to make
         self._subscription: _Check | list[MailboxId] | None = None  # for the reader to do
         self._pusher: asyncio.Task[None] | None = None
+        self._pump_due = False  # live envelopes offered, not yet pushed
         self._sends: set[asyncio.Future[Any]] | None = None  # stores and deletes in flight
         self._slot_free: asyncio.Future[None] | None = None
 
@@ -202,14 +204,21 @@ class Connection:
         self._subscription = list(mailbox_ids)
 
     def listen(self, mailbox_ids: Sequence[MailboxId]) -> None:
-        fanout, live = self._ctx.fanout, self._core.live
+        fanout, live = self._ctx.fanout, self._on_live
         for mailbox_id in mailbox_ids:
             fanout.subscribe(mailbox_id, live)
 
     def unlisten(self, mailbox_ids: Collection[MailboxId]) -> None:
-        fanout, live = self._ctx.fanout, self._core.live
+        fanout, live = self._ctx.fanout, self._on_live
         for mailbox_id in mailbox_ids:
             fanout.unsubscribe(mailbox_id, live)
+
+    def _on_live(self, envelope: EnvelopeRecord) -> None:
+        """Offered now, pushed when the pusher is ready: what arrives while it writes goes out
+        as one batch."""
+        self._core.offer(envelope)
+        self._pump_due = True
+        self._kick()
 
     def fetch(self, fetch: Fetch) -> None:
         self._fetch = fetch
@@ -319,6 +328,10 @@ class Connection:
                     for text in out:
                         if self._closing is not None or not await self._write(text):
                             return
+                    continue
+                if self._pump_due:
+                    self._pump_due = False
+                    core.pump()
                     continue
                 fetch = self._fetch
                 if fetch is None:
