@@ -35,8 +35,10 @@ typecheck: setup
 layering: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_layering.py
 
+# Two workers, one test file each at a time (a file's fixtures stay in one process).
+JOBS ?= 2
 pytest: setup node
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(JOBS) --dist loadfile
 
 # The protocol, crypto and interop tests again, on the mypyc-compiled core (bench/compiled.py).
 pytest-compiled: setup node
@@ -44,7 +46,7 @@ pytest-compiled: setup node
 	if [ $$status -eq 2 ]; then echo "pytest-compiled: no C compiler, so no compiled build to test"; exit 0; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	echo "pytest-compiled: protocol, crypto and interop tests on $$src"; \
-	PYTHONPATH=$$src SOTTO_EXPECT_COMPILED=1 $(PY) -m pytest -p no:cacheprovider tests/protocol tests/crypto tests/interop
+	PYTHONPATH=$$src SOTTO_EXPECT_COMPILED=1 $(PY) -m pytest -n $(JOBS) --dist loadfile -p no:cacheprovider tests/protocol tests/crypto tests/interop
 
 # Every decoder of outside bytes under atheris (tests/fuzz): 10^6 inputs per target, one target at
 # a time; fuzz-smoke is a bounded run of all targets in one process, at most 40 s of fuzzing.
