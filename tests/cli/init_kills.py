@@ -79,12 +79,19 @@ def child(args: list[str], point: int, signum: int, record: Path) -> None:
             fired.set()
             record.write_text(name)
             sys.setprofile(None)
+            if signum == signal.SIGINT and threading.get_ident() == main:
+                # What Python's SIGINT handler does on the main thread, at this very step (a
+                # signal sent to ourselves is handled at the next check, which can be later).
+                raise KeyboardInterrupt
             if signum == signal.SIGINT:
                 # As a terminal's Ctrl-C arrives: at the main thread, whichever thread is at the step.
                 signal.pthread_kill(main, signum)
             else:
                 os.kill(os.getpid(), signum)
 
+    # A terminal's process takes Ctrl-C as KeyboardInterrupt; a process started by a test runner
+    # may have inherited SIGINT ignored (Python then installs no handler), so set it as a shell would.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(record.with_suffix(".out"), "w") as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
