@@ -335,6 +335,17 @@ async def reopen(directory: Path, name: str, *, network: Network | None = None) 
 Seen = dict[Client, list[ev.Event]]
 
 
+def _summary(seen: Seen) -> str:
+    """Each client's events by kind (texts in full), for a failure message."""
+    parts = []
+    for client, events in seen.items():
+        kinds = [
+            f"text {e.text!r}" if isinstance(e, ev.MessageReceived) else type(e).__name__ for e in events
+        ]
+        parts.append(f"{client.display_name}: {kinds}")
+    return "; ".join(parts)
+
+
 async def collect(clients: Iterable[Client], until: Callable[[Seen], bool], timeout: float = 60.0) -> Seen:
     """Sync each client in turn until ``until`` holds for the events gathered so far.
 
@@ -351,7 +362,7 @@ async def collect(clients: Iterable[Client], until: Callable[[Seen], bool], time
         if until(seen):
             return seen
         if loop.time() > deadline:
-            raise AssertionError("the expected events did not arrive")
+            raise AssertionError(f"the expected events did not arrive; seen: {_summary(seen)}")
         await asyncio.sleep(0.05)
 
 

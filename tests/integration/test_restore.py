@@ -190,12 +190,12 @@ def test_prekeys_used_after_the_copy_do_not_come_back_and_new_contacts_still_rea
             await alice.close()
             copy_store(tmp_path / "backup", tmp_path / "Alice")
             alice = people["Alice"] = await reopen(tmp_path, "Alice", clock)
+            # One way, then the other (both at once is the test above): the repair with Bob
+            # works beside the prekeys that came back with the copy.
             await alice.send_text("Bob", "back again")
+            await collect([alice, bob], lambda s: "back again" in texts(s[bob]))
             await bob.send_text("Alice", "welcome back")
-            await collect(
-                [alice, bob],
-                lambda s: "back again" in texts(s[bob]) and "welcome back" in texts(s[alice]),
-            )
+            await collect([alice, bob], lambda s: "welcome back" in texts(s[alice]))
             dave = people["Dave"] = await create(relay, tmp_path, "Dave", clock)
             await befriend(alice, dave)
             later = await exchange(alice, dave, "hello Dave")
