@@ -49,13 +49,13 @@ pytest-compiled: setup node
 	PYTHONPATH=$$src SOTTO_EXPECT_COMPILED=1 $(PY) -m pytest -n $(JOBS) --dist loadfile -p no:cacheprovider tests/protocol tests/crypto tests/interop
 
 # Every decoder of outside bytes under atheris (tests/fuzz): 10^6 inputs per target, one target at
-# a time; fuzz-smoke is a bounded run of all targets in one process, at most 40 s of fuzzing.
+# a time; fuzz-smoke is a bounded run of all targets in one process, at most 20 s of fuzzing.
 .PHONY: fuzz fuzz-smoke
 fuzz: setup
 	$(PY) -m tests.fuzz.run --runs 1000000
 
 fuzz-smoke: setup
-	$(PY) -m tests.fuzz.run --together --runs 600000 --seconds 40 --seed 1 --skip-without-atheris
+	$(PY) -m tests.fuzz.run --together --runs 300000 --seconds 20 --seed 1 --skip-without-atheris
 
 test: lint typecheck layering pytest pytest-compiled fuzz-smoke
 
