@@ -14,6 +14,7 @@ from sotto.audit.sim.scenario import address_of, chat_ring
 from sotto.audit.sim.world import RELAY_URL, close_device, new_device, relay_app
 from sotto.errors import RelayUnavailableError
 from sotto.server.config import ServerConfig
+from sotto.server.observer import HttpExchange, MemorySink, Observer
 from sotto.wire import auth
 
 
@@ -122,3 +123,17 @@ def test_clients_reconnect_when_the_relay_closes_idle_websockets() -> None:
     sockets = [(address, port) for kind, address, port, *_ in seen.rows if kind == "websocket"]
     assert len(sockets) > 10
     assert len(set(sockets)) == len(sockets)  # each on a connection of its own
+
+
+def test_a_simulated_relay_records_the_operators_view_of_every_request() -> None:
+    async def main(clock: VirtualClock) -> list[object]:
+        sink = MemorySink()
+        async with relay_app(clock, observer=Observer(sink, clock=clock)) as app:
+            device = await new_device({RELAY_URL: app}, clock, "Ann", host=Host("10.0.0.9"))
+            await close_device(device)
+        return list(sink.records)
+
+    records = sim.run(main)
+    http = [r for r in records if isinstance(r, HttpExchange)]
+    assert http, "registering a device makes requests the operator sees"
+    assert {r.addr for r in http} == {"10.0.0.9"}

@@ -34,6 +34,7 @@ from sotto.client.transport import HttpNetwork
 from sotto.crypto.random import Rng, system_rng
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
+from sotto.server.observer import Observer
 from sotto.server.server_key import KEY_LENGTH, ServerKey
 from sotto.server.storage.base import Storage
 from sotto.server.storage.memory import MemoryStorage
@@ -50,8 +51,13 @@ async def relay_app(
     config: ServerConfig | None = None,
     storage: Storage | None = None,
     rng: Rng = system_rng,
+    observer: Observer | None = None,
 ) -> AsyncIterator[FastAPI]:
-    """The real relay app, started (its lifespan runs) until the block ends."""
+    """The real relay app, started (its lifespan runs) until the block ends.
+
+    With ``observer``, the operator's view of it is recorded (``docs/operator-view.md``): pass
+    ``Observer(MemorySink(), clock=clock)`` and read ``observer.sink.records`` afterwards.
+    """
     config = config or ServerConfig()
     app = create_app(
         config,
@@ -59,6 +65,7 @@ async def relay_app(
         clock=clock,
         rng=rng,
         server_key=ServerKey(rng(KEY_LENGTH)),
+        observer=observer,
     )
     async with app.router.lifespan_context(app):
         yield app
