@@ -15,6 +15,13 @@ device's address and the port of the connection it would have used:
 
 ``latency_s`` delays each direction of each request and frame by that much virtual time (0: the
 relay answers at the instant the client asks).
+
+A :class:`Host` can lose its network (:meth:`Host.go_offline`, as a phone out of coverage or a
+home line that drops): while it is offline every new request and WebSocket from it fails at once
+(``httpx.ConnectError``, :class:`~sotto.errors.RelayUnavailableError`), as a connect without a
+route does, and its open WebSockets are cut: the device's side fails at once, nothing more
+passes either way, and the relay learns of it only by its own idle timeout. Pooled keep-alive
+connections from before the outage are not reused.
 """
 
 from __future__ import annotations
@@ -53,7 +60,11 @@ class Host:
 
     address: str
     rng: Rng = system_rng
+    online: bool = True
     _next_port: int = field(init=False, default=0)
+    epoch: int = field(init=False, default=0)
+    """How many times the network went down: connections of an earlier epoch are dead."""
+    _sockets: list[AsgiWebSocket] = field(init=False, default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         span = LAST_EPHEMERAL_PORT - FIRST_EPHEMERAL_PORT + 1
@@ -64,6 +75,22 @@ class Host:
         self._next_port = port + 1 if port < LAST_EPHEMERAL_PORT else FIRST_EPHEMERAL_PORT
         return port
 
+    def go_offline(self) -> None:
+        """The network is gone (see the module docstring) until :meth:`go_online`."""
+        self.online = False
+        self.epoch += 1
+        for socket in self._sockets:
+            socket.cut()
+        self._sockets.clear()
+
+    def go_online(self) -> None:
+        self.online = True
+
+    def track(self, socket: AsgiWebSocket) -> None:
+        """A WebSocket opened from this host: cut with the network."""
+        self._sockets = [s for s in self._sockets if s.close_code is None]
+        self._sockets.append(socket)
+
 
 def _origin(url: httpx.URL | str) -> str:
     parsed = httpx.URL(url)
@@ -73,6 +100,7 @@ def _origin(url: httpx.URL | str) -> str:
 @dataclass
 class _Connection:
     transport: httpx.ASGITransport
+    epoch: int
     idle_since: float = 0.0
 
 
@@ -105,12 +133,15 @@ class DeviceTransport(httpx.AsyncBaseTransport):
         idle = self._idle[origin]
         while idle:
             connection = idle.pop()  # the most recently used, as httpx's pool does
-            if self._keep_alive_s is not None and now - connection.idle_since < self._keep_alive_s:
+            fresh = self._keep_alive_s is not None and now - connection.idle_since < self._keep_alive_s
+            if fresh and connection.epoch == self._host.epoch:
                 return connection
         client = (self._host.address, self._host.new_port())
-        return _Connection(httpx.ASGITransport(self._app(origin), client=client))
+        return _Connection(httpx.ASGITransport(self._app(origin), client=client), self._host.epoch)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._host.online:
+            raise httpx.ConnectError("the network is unreachable")
         loop = asyncio.get_running_loop()
         origin = _origin(request.url)
         connection = self._take(origin, loop.time())
@@ -172,6 +203,7 @@ class AsgiWebSocket:
         self._accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._cut = False
         self._close_code: int | None = None
 
     @property
@@ -209,12 +241,28 @@ class AsgiWebSocket:
             if not self._accepted.done():
                 self._accepted.set_result(True)
         elif kind == "websocket.send":
+            if self._cut:
+                return  # written into a connection whose other end is gone: lost
             if self._closed:
                 raise OSError("the client went away")
             text = message.get("text")
             self._down.put(text if text is not None else message.get("bytes"))
         elif kind == "websocket.close":
+            if self._cut:
+                self._to_app.put_nowait({"type": "websocket.disconnect", "code": 1006})
+                return
             self._end(int(message.get("code", 1000)))
+
+    def cut(self) -> None:
+        """The network under the connection is gone: the client's side fails now (1006), and
+        nothing more passes; the app learns only when it closes the connection itself."""
+        if self._closed:
+            return
+        self._cut = self._closed = True
+        self._close_code = 1006
+        if not self._accepted.done():
+            self._accepted.set_result(False)
+        self._to_client.put_nowait(_END)
 
     def _end(self, code: int) -> None:
         """The connection is closed (by either side, or the app ended)."""
@@ -254,6 +302,8 @@ class AsgiWebSocket:
 
     async def close(self) -> None:
         self._end(1000)
+        if self._cut:
+            return  # the close cannot reach the app, and the app does not know to end
         if self._task is not None and self._task is not asyncio.current_task():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._task), HTTP_TIMEOUT_S)
@@ -273,6 +323,8 @@ class WebSocketOpener:
         app = self._relays.get(_origin(parsed))
         if app is None:
             raise RelayUnavailableError("connection failed: no such relay in this simulation")
+        if not self._host.online:
+            raise RelayUnavailableError("connection failed: the network is unreachable")
         secure = parsed.scheme == "https"
         port = parsed.port or (443 if secure else 80)
         host_header = parsed.netloc
@@ -304,6 +356,7 @@ class WebSocketOpener:
         socket = AsgiWebSocket(app, scope, latency_s=self._latency_s)
         await socket.open()
         self.opened.append(socket)
+        self._host.track(socket)
         return socket
 
 
