@@ -1,11 +1,18 @@
 """An in-process network: the real client transport talking to the real relay's ASGI app.
 
-Every simulated device gets :func:`device_network`: the client's own
-:class:`~sotto.client.transport.HttpNetwork` (so its requests are built and signed by the
-product's code, byte for byte), whose HTTP goes through :class:`DeviceTransport` into the relay
-app and whose WebSockets are :class:`AsgiWebSocket` sessions on the same app. No socket is
-opened; each request and WebSocket reaches the app with an ASGI scope whose ``client`` is the
-device's address and the port of the connection it would have used:
+Every simulated device gets :func:`device_network`, a :class:`~sotto.client.transport.Network`
+whose relays are the client's own :class:`~sotto.client.transport.HttpRelay` (so its requests
+are built and signed by the product's code, byte for byte). Where the product hands those
+requests to an ``httpx.AsyncClient``, here they go to :class:`AsgiHttp`, which turns each into
+the ASGI request httpx's own ``ASGITransport`` would make of it (the same method, path, headers
+in the same order, body, scheme and server) and hands it straight to the relay app, without
+httpx's URL parsing, cookie jar, header models and streams: the relay, and an observer wrapped
+around it (:mod:`sotto.server.observer`), see exactly what they would see through httpx; the
+simulation pays only for what the product does. WebSockets are :class:`AsgiWebSocket` sessions
+on the same app.
+
+No socket is opened; each request and WebSocket reaches the app with an ASGI scope whose
+``client`` is the device's address and the port of the connection it would have used:
 
 * the device's pooled client keeps a connection (one port) per relay while it is reused within
   ``keep_alive_s`` (httpx's pool expiry, under the relay's own keep-alive timeout); concurrent
@@ -30,15 +37,17 @@ import asyncio
 import base64
 import collections
 import contextlib
+import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import websockets.http11
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
-from sotto.client.transport import HTTP_TIMEOUT_S, HttpNetwork, Socket
+from sotto.client.transport import HTTP_TIMEOUT_S, HttpRelay, Socket
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import RelayUnavailableError
 
@@ -49,6 +58,8 @@ FIRST_EPHEMERAL_PORT = 49_152
 LAST_EPHEMERAL_PORT = 65_535
 DEFAULT_KEEP_ALIVE_S = 5.0
 """How long httpx keeps an idle connection for reuse (its default ``keepalive_expiry``)."""
+USER_AGENT = "sotto"
+"""The ``user-agent`` the client's :class:`~sotto.client.transport.HttpNetwork` sets."""
 
 
 @dataclass
@@ -92,22 +103,169 @@ class Host:
         self._sockets.append(socket)
 
 
+# --------------------------------------------------------------------------- relays by origin
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """One relay as a URL names it: what httpx would put in the scope and the ``host`` header."""
+
+    origin: str
+    """``scheme://netloc``, what request URLs start with."""
+    scheme: str
+    server: tuple[str, int | None]
+    """``(host, port)``, the port None when it is the scheme's default (as httpx leaves it)."""
+    host_header: bytes
+    app: ASGIApp
+
+
 def _origin(url: httpx.URL | str) -> str:
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
 
 
-@dataclass
-class _Connection:
-    transport: httpx.ASGITransport
-    epoch: int
-    idle_since: float = 0.0
+def _origins(relays: Mapping[str, ASGIApp]) -> dict[str, _Origin]:
+    found = {}
+    for url, app in relays.items():
+        parsed = httpx.URL(url)
+        origin = _origin(parsed)
+        found[origin] = _Origin(origin, parsed.scheme, (parsed.host, parsed.port), parsed.netloc, app)
+    return found
 
 
-class DeviceTransport(httpx.AsyncBaseTransport):
-    """HTTP from one device into in-process relay apps (see the module docstring).
+def _find(origins: Mapping[str, _Origin], url: str) -> tuple[_Origin, str] | None:
+    """The relay ``url`` names and the rest of the URL (path and query), or None."""
+    for origin, relay in origins.items():
+        if url.startswith(origin) and url[len(origin) : len(origin) + 1] in ("/", "?", ""):
+            return relay, url[len(origin) :]
+    return None
 
-    ``keep_alive_s`` None: every request on a connection (a port) of its own."""
+
+# --------------------------------------------------------------------------- HTTP
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~=:@!$&'()*+,;-][A-Za-z0-9_~=:@!$&'()*+,;.-]*)*/?")
+"""A path httpx passes through unchanged (no escapes, spaces or dot segments)."""
+
+
+def _client_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """The headers httpx's client adds to every request, names lowercased: its defaults with
+    the client's ``user-agent``, in httpx's order."""
+    with httpx.Client(headers={"user-agent": USER_AGENT}) as client:
+        return tuple((name.lower(), value) for name, value in client.headers.raw)
+
+
+_CLIENT_HEADERS = _client_headers()
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def request_headers(
+    method: str, host_header: bytes, headers: Mapping[str, str], content: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """The header list httpx sends for a request (``AsyncClient.build_request`` then
+    ``ASGITransport``): ``host`` and, for an empty POST/PUT/PATCH, ``content-length: 0`` first;
+    then the client's defaults, the call's own headers (one of the same name replaces the
+    default in place), and the body's ``content-length`` last."""
+    merged = list(_CLIENT_HEADERS)
+    for name, value in headers.items():
+        key, encoded = name.lower().encode("ascii"), value.encode("ascii")
+        for i, (existing, _) in enumerate(merged):
+            if existing == key:
+                merged[i] = (key, encoded)
+                break
+        else:
+            merged.append((key, encoded))
+    names = {name for name, _ in merged}
+    if content and b"content-length" not in names and b"transfer-encoding" not in names:
+        merged.append((b"content-length", str(len(content)).encode("ascii")))
+        names.add(b"content-length")
+    auto = [] if b"host" in names else [(b"host", host_header)]
+    if method in _BODY_METHODS and b"content-length" not in names and b"transfer-encoding" not in names:
+        auto.append((b"content-length", b"0"))
+    return auto + merged
+
+
+class ReplyHeaders:
+    """A reply's headers as :class:`HttpRelay` reads them: ``get`` by name, any case; values
+    of a repeated header joined by ``, `` (as httpx does)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = name.lower().encode("latin-1")
+        values = [bytes(v).decode("latin-1") for n, v in self._raw if bytes(n).lower() == key]
+        return ", ".join(values) if values else default
+
+
+class Reply:
+    """What :class:`HttpRelay` reads of an ``httpx.Response``: ``status_code``, ``headers``,
+    ``content`` and ``json()``."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = ReplyHeaders(headers)
+        self.content = content
+
+    def json(self) -> Any:
+        return json.loads(self.content)  # what httpx's Response.json() does
+
+
+class _Exchange:
+    """One request handed to an app: its ``receive`` and ``send`` (as ``ASGITransport``'s)."""
+
+    __slots__ = ("_body", "_done", "_head", "_sent", "body", "headers", "status")
+
+    def __init__(self, content: bytes, head: bool) -> None:
+        self._body = content
+        self._sent = False
+        self._head = head
+        self._done: asyncio.Future[None] | None = None
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+
+    @property
+    def complete(self) -> bool:
+        return self._done is not None and self._done.done()
+
+    def _completion(self) -> asyncio.Future[None]:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        return self._done
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._sent:
+            self._sent = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        await self._completion()  # the client stays until the answer is whole, then leaves
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("the app started its response twice")
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif kind == "http.response.body":
+            done = self._completion()
+            if done.done():
+                raise RuntimeError("the app sent a body after its response ended")
+            body = message.get("body", b"")
+            if body and not self._head:
+                self.body.append(body)
+            if not message.get("more_body", False):
+                done.set_result(None)
+
+
+class AsgiHttp:
+    """HTTP from one device into in-process relay apps: the part of ``httpx.AsyncClient`` that
+    :class:`HttpRelay` uses (``request`` and ``aclose``), see the module docstring.
+
+    ``keep_alive_s`` None: every request on a connection (a port) of its own. An app's
+    exception reaches the caller, as with ``ASGITransport``; an unknown relay is
+    ``httpx.ConnectError``."""
 
     def __init__(
         self,
@@ -117,50 +275,108 @@ class DeviceTransport(httpx.AsyncBaseTransport):
         keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S,
         latency_s: float = 0.0,
     ) -> None:
-        self._relays = {_origin(url): app for url, app in relays.items()}
+        self._origins = _origins(relays)
         self._host = host
         self._keep_alive_s = keep_alive_s
         self._latency_s = latency_s
-        self._idle: dict[str, list[_Connection]] = collections.defaultdict(list)
+        self._idle: dict[str, list[tuple[tuple[str, int], int, float]]] = {}
+        """Per origin: idle connections (client address and port, the host's epoch, idle
+        since), newest last."""
 
-    def _app(self, origin: str) -> ASGIApp:
-        app = self._relays.get(origin)
-        if app is None:
-            raise httpx.ConnectError(f"no relay at {origin} in this simulation")
-        return app
-
-    def _take(self, origin: str, now: float) -> _Connection:
-        idle = self._idle[origin]
+    def _take(self, origin: str, now: float) -> tuple[tuple[str, int], int]:
+        """A connection for a request: the client's address and port, and its epoch."""
+        epoch = self._host.epoch
+        idle = self._idle.get(origin)
         while idle:
-            connection = idle.pop()  # the most recently used, as httpx's pool does
-            fresh = self._keep_alive_s is not None and now - connection.idle_since < self._keep_alive_s
-            if fresh and connection.epoch == self._host.epoch:
-                return connection
-        client = (self._host.address, self._host.new_port())
-        return _Connection(httpx.ASGITransport(self._app(origin), client=client), self._host.epoch)
+            client, opened_in, since = idle.pop()  # the most recently used, as httpx's pool does
+            fresh = self._keep_alive_s is not None and now - since < self._keep_alive_s
+            if fresh and opened_in == epoch:
+                return client, opened_in
+        return (self._host.address, self._host.new_port()), epoch
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        found = _find(self._origins, url)
+        if found is None:
+            raise httpx.ConnectError("no relay at this URL in this simulation")
+        relay, rest = found
         if not self._host.online:
             raise httpx.ConnectError("the network is unreachable")
+        raw_path, _, query = rest.partition("?")
+        if _PLAIN_PATH.fullmatch(raw_path) is None:
+            parsed = httpx.URL(url)
+            path, raw = parsed.path, parsed.raw_path.split(b"?")[0]
+            query_bytes = parsed.query
+        else:
+            path, raw, query_bytes = raw_path or "/", (raw_path or "/").encode("ascii"), query.encode("ascii")
+        method = method.upper()
         loop = asyncio.get_running_loop()
-        origin = _origin(request.url)
-        connection = self._take(origin, loop.time())
+        client, epoch = self._take(relay.origin, loop.time())
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "headers": request_headers(method, relay.host_header, headers or {}, content),
+            "scheme": relay.scheme,
+            "path": path,
+            "raw_path": raw,
+            "query_string": query_bytes,
+            "server": relay.server,
+            "client": client,
+            "root_path": "",
+        }
+        exchange = _Exchange(content or b"", method == "HEAD")
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
-        response = await connection.transport.handle_async_request(request)
+        await relay.app(scope, exchange.receive, exchange.send)
+        if exchange.status is None or not exchange.complete:
+            raise RuntimeError("the app returned without a whole response")
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
         if self._keep_alive_s is not None:
-            connection.idle_since = loop.time()
-            self._idle[origin].append(connection)
-        return response
+            self._idle.setdefault(relay.origin, []).append((client, epoch, loop.time()))
+        return Reply(exchange.status, exchange.headers, b"".join(exchange.body))
 
     async def aclose(self) -> None:
         self._idle.clear()
 
 
+# --------------------------------------------------------------------------- WebSockets
+class _Inbox:
+    """A queue with no bound (what ``asyncio.Queue`` is used for here, with less work per item)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter  # every getter waits on one future and looks again when it is set
+        return self._items.popleft()
+
+
 class _Pipe:
     """One direction of a connection: items reach ``sink`` in order, ``latency_s`` later."""
+
+    __slots__ = ("_latency_s", "_queue", "_sink")
 
     def __init__(self, sink: Callable[[Any], None], latency_s: float) -> None:
         self._sink = sink
@@ -196,8 +412,8 @@ class AsgiWebSocket:
     def __init__(self, app: ASGIApp, scope: dict[str, Any], *, latency_s: float = 0.0) -> None:
         self._app = app
         self._scope = scope
-        self._to_app: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-        self._to_client: asyncio.Queue[Any] = asyncio.Queue()
+        self._to_app = _Inbox()
+        self._to_client = _Inbox()
         self._up = _Pipe(self._to_app.put_nowait, latency_s)
         self._down = _Pipe(self._to_client.put_nowait, latency_s)
         self._accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -233,7 +449,7 @@ class AsgiWebSocket:
             self._end(code)
 
     async def _receive(self) -> MutableMapping[str, Any]:
-        return await self._to_app.get()
+        return cast(MutableMapping[str, Any], await self._to_app.get())
 
     async def _send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
@@ -309,55 +525,105 @@ class AsgiWebSocket:
                 await asyncio.wait_for(asyncio.shield(self._task), HTTP_TIMEOUT_S)
 
 
+_WS_USER_AGENT = websockets.http11.USER_AGENT.encode()
+
+
 class WebSocketOpener:
     """Opens :class:`AsgiWebSocket` sessions from one host into in-process relay apps."""
 
     def __init__(self, relays: Mapping[str, ASGIApp], host: Host, *, latency_s: float = 0.0) -> None:
-        self._relays = {_origin(url): app for url, app in relays.items()}
+        self._origins = _origins(relays)
         self._host = host
         self._latency_s = latency_s
-        self.opened: list[AsgiWebSocket] = []
 
     async def __call__(self, url: str) -> Socket:
-        parsed = httpx.URL(url)
-        app = self._relays.get(_origin(parsed))
-        if app is None:
+        found = _find(self._origins, url)
+        if found is None:
             raise RelayUnavailableError("connection failed: no such relay in this simulation")
         if not self._host.online:
             raise RelayUnavailableError("connection failed: the network is unreachable")
-        secure = parsed.scheme == "https"
-        port = parsed.port or (443 if secure else 80)
-        host_header = parsed.netloc
+        relay, rest = found
+        secure = relay.scheme == "https"
+        host, port = relay.server
+        path = rest.partition("?")[0].rstrip("/") + "/v1/ws"
         key = base64.b64encode(self._host.rng(16))
         scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1",
             "scheme": "wss" if secure else "ws",
-            "server": (parsed.host, port),
+            "server": (host, port or (443 if secure else 80)),
             "client": (self._host.address, self._host.new_port()),
             "root_path": "",
-            "path": parsed.path.rstrip("/") + "/v1/ws",
-            "raw_path": (parsed.path.rstrip("/") + "/v1/ws").encode(),
+            "path": path,
+            "raw_path": path.encode(),
             "query_string": b"",
             "headers": [
-                (b"host", host_header),
+                (b"host", relay.host_header),
                 (b"upgrade", b"websocket"),
                 (b"connection", b"Upgrade"),
                 (b"sec-websocket-key", key),
                 (b"sec-websocket-version", b"13"),
-                (b"user-agent", websockets.http11.USER_AGENT.encode()),
+                (b"user-agent", _WS_USER_AGENT),
             ],
             "subprotocols": [],
             "state": {},
         }
         if self._latency_s:
             await asyncio.sleep(self._latency_s)  # the handshake's request on its way
-        socket = AsgiWebSocket(app, scope, latency_s=self._latency_s)
+        socket = AsgiWebSocket(relay.app, scope, latency_s=self._latency_s)
         await socket.open()
-        self.opened.append(socket)
         self._host.track(socket)
         return socket
+
+
+# --------------------------------------------------------------------------- the device's network
+class SimNetwork:
+    """One device's :class:`~sotto.client.transport.Network`: the client's own
+    :class:`HttpRelay` per relay URL, over :class:`AsgiHttp` and :class:`WebSocketOpener`
+    (what :class:`~sotto.client.transport.HttpNetwork` builds over httpx and ``websockets``)."""
+
+    def __init__(
+        self,
+        relays: Mapping[str, ASGIApp],
+        host: Host,
+        *,
+        clock_ms: Callable[[], int],
+        keep_alive: bool = True,
+        keep_alive_s: float = DEFAULT_KEEP_ALIVE_S,
+        latency_s: float = 0.0,
+    ) -> None:
+        self.host = host
+        self._fresh = AsgiHttp(relays, host, keep_alive_s=None, latency_s=latency_s)
+        self._http = (
+            AsgiHttp(relays, host, keep_alive_s=keep_alive_s, latency_s=latency_s)
+            if keep_alive
+            else self._fresh
+        )
+        self._open_socket = WebSocketOpener(relays, host, latency_s=latency_s)
+        self._clock_ms = clock_ms
+        self._relays: dict[str, HttpRelay] = {}
+
+    def relay(self, url: str) -> HttpRelay:
+        key = url.rstrip("/")
+        found = self._relays.get(key)
+        if found is None:
+            # HttpRelay calls only request() and reads only what Reply has (see AsgiHttp).
+            found = self._relays[key] = HttpRelay(
+                key,
+                cast(httpx.AsyncClient, self._http),
+                fresh=cast(httpx.AsyncClient, self._fresh),
+                clock_ms=self._clock_ms,
+                open_socket=self._open_socket,
+            )
+        return found
+
+    async def aclose(self) -> None:
+        for relay in self._relays.values():
+            await relay.aclose()
+        await self._http.aclose()
+        if self._fresh is not self._http:
+            await self._fresh.aclose()
 
 
 def device_network(
@@ -368,25 +634,27 @@ def device_network(
     keep_alive: bool = True,
     keep_alive_s: float = DEFAULT_KEEP_ALIVE_S,
     latency_s: float = 0.0,
-) -> HttpNetwork:
-    """The network of one simulated device: the client's real :class:`HttpNetwork`, its HTTP
-    and WebSockets served in process by ``relays`` (URL → ASGI app), from ``host``.
+) -> SimNetwork:
+    """The network of one simulated device: the client's real relay code, its HTTP and
+    WebSockets served in process by ``relays`` (URL → ASGI app), from ``host``.
 
-    ``keep_alive``: as :class:`HttpNetwork` (False in cadence mode, as :class:`~sotto.client.sdk.Client`
-    chooses); ``clock_ms``: the device's clock, the same the client gets."""
-    return HttpNetwork(
-        transport=DeviceTransport(relays, host, keep_alive_s=keep_alive_s, latency_s=latency_s),
-        fresh_transport=DeviceTransport(relays, host, keep_alive_s=None, latency_s=latency_s),
-        open_socket=WebSocketOpener(relays, host, latency_s=latency_s),
-        keep_alive=keep_alive,
-        clock_ms=clock_ms,
+    ``keep_alive``: as :class:`~sotto.client.transport.HttpNetwork` (False in cadence mode, as
+    :class:`~sotto.client.sdk.Client` chooses); ``clock_ms``: the device's clock, the same the
+    client gets."""
+    return SimNetwork(
+        relays, host, clock_ms=clock_ms, keep_alive=keep_alive, keep_alive_s=keep_alive_s, latency_s=latency_s
     )
 
 
 __all__ = [
+    "DEFAULT_KEEP_ALIVE_S",
+    "USER_AGENT",
+    "AsgiHttp",
     "AsgiWebSocket",
-    "DeviceTransport",
     "Host",
+    "Reply",
+    "SimNetwork",
     "WebSocketOpener",
     "device_network",
+    "request_headers",
 ]

@@ -30,7 +30,7 @@ from sotto.audit.sim.clock import VirtualClock
 from sotto.audit.sim.network import DEFAULT_KEEP_ALIVE_S, ASGIApp, Host, device_network
 from sotto.client.runtime import DEFAULT_RECEIPT_DELAY_S
 from sotto.client.sdk import Client
-from sotto.client.transport import HttpNetwork
+from sotto.client.transport import Network
 from sotto.crypto.random import Rng, system_rng
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
@@ -77,7 +77,7 @@ class Device:
 
     name: str
     host: Host
-    network: HttpNetwork
+    network: Network
     client: Client
 
 
