@@ -5,8 +5,10 @@ protocol. The contract is written out in ``docs/relay-protocol.md``.
 
 Modules: :mod:`.api` (HTTP request and response bodies), :mod:`.frames` (WebSocket frames),
 :mod:`.auth` (signed authentication messages), :mod:`.padding` (size buckets), :mod:`.limits`
-(sizes both sides enforce), :mod:`.b64` (the one base64 form). Each is imported on first use:
-``api`` builds its models at import time, which a caller of ``padding`` should not pay for.
+(sizes both sides enforce), :mod:`.b64` (the one base64 form), :mod:`.bhttp` (binary HTTP
+messages, RFC 9292), :mod:`.ohttp` (their Oblivious HTTP encapsulation, RFC 9458). Each is
+imported on first use: ``api`` builds its models at import time, which a caller of ``padding``
+should not pay for.
 """
 
 import importlib
@@ -14,9 +16,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sotto.wire import api, auth, b64, frames, limits, padding
+    from sotto.wire import api, auth, b64, bhttp, frames, limits, ohttp, padding
 
-__all__ = ["api", "auth", "b64", "frames", "limits", "padding"]
+__all__ = ["api", "auth", "b64", "bhttp", "frames", "limits", "ohttp", "padding"]
 
 
 def __getattr__(name: str) -> ModuleType:
