@@ -141,7 +141,7 @@ def _find(origins: Mapping[str, _Origin], url: str) -> tuple[_Origin, str] | Non
 
 # --------------------------------------------------------------------------- HTTP
 _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~=:@!$&'()*+,;-][A-Za-z0-9_~=:@!$&'()*+,;.-]*)*/?")
-"""A path httpx passes through unchanged (no escapes, spaces or dot segments)."""
+"""A path httpx passes through unchanged (no escapes, spaces, dot segments or query)."""
 
 
 def _client_headers() -> tuple[tuple[bytes, bytes], ...]:
@@ -160,17 +160,11 @@ def request_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The header list httpx sends for a request (``AsyncClient.build_request`` then
     ``ASGITransport``): ``host`` and, for an empty POST/PUT/PATCH, ``content-length: 0`` first;
-    then the client's defaults, the call's own headers (one of the same name replaces the
-    default in place), and the body's ``content-length`` last."""
-    merged = list(_CLIENT_HEADERS)
-    for name, value in headers.items():
-        key, encoded = name.lower().encode("ascii"), value.encode("ascii")
-        for i, (existing, _) in enumerate(merged):
-            if existing == key:
-                merged[i] = (key, encoded)
-                break
-        else:
-            merged.append((key, encoded))
+    then the client's defaults less those the call sets itself, the call's own headers, and
+    the body's ``content-length`` last."""
+    own = [(name.lower().encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+    replaced = {name for name, _ in own}
+    merged = [(name, value) for name, value in _CLIENT_HEADERS if name not in replaced] + own
     names = {name for name, _ in merged}
     if content and b"content-length" not in names and b"transfer-encoding" not in names:
         merged.append((b"content-length", str(len(content)).encode("ascii")))
@@ -308,13 +302,12 @@ class AsgiHttp:
         relay, rest = found
         if not self._host.online:
             raise httpx.ConnectError("the network is unreachable")
-        raw_path, _, query = rest.partition("?")
-        if _PLAIN_PATH.fullmatch(raw_path) is None:
+        if _PLAIN_PATH.fullmatch(rest) is None:  # escapes, dot segments, a query: as httpx parses
             parsed = httpx.URL(url)
-            path, raw = parsed.path, parsed.raw_path.split(b"?")[0]
-            query_bytes = parsed.query
+            path, raw_path, query = parsed.path, parsed.raw_path.split(b"?")[0], parsed.query
         else:
-            path, raw, query_bytes = raw_path or "/", (raw_path or "/").encode("ascii"), query.encode("ascii")
+            path = rest or "/"
+            raw_path, query = path.encode("ascii"), b""
         method = method.upper()
         loop = asyncio.get_running_loop()
         client, epoch = self._take(relay.origin, loop.time())
@@ -326,8 +319,8 @@ class AsgiHttp:
             "headers": request_headers(method, relay.host_header, headers or {}, content),
             "scheme": relay.scheme,
             "path": path,
-            "raw_path": raw,
-            "query_string": query_bytes,
+            "raw_path": raw_path,
+            "query_string": query,
             "server": relay.server,
             "client": client,
             "root_path": "",
