@@ -426,9 +426,15 @@ def encapsulate_request(
     header = _HEADER.pack(config.key_id, config.kem_id, chosen.kdf_id, chosen.aead_id)
     suite = _suite(chosen.kdf_id, chosen.aead_id)
     their_key = suite.kem.deserialize_public_key(config.public_key)
-    enc, context = suite.create_sender_context(
-        their_key, info=_REQUEST_LABEL + b"\x00" + header, eks=_ephemeral(rng)
-    )
+    try:
+        enc, context = suite.create_sender_context(
+            their_key, info=_REQUEST_LABEL + b"\x00" + header, eks=_ephemeral(rng)
+        )
+    except (PyHPKEError, ValueError):
+        # A low-order public key: X25519 gives the all-zero shared secret, which HPKE refuses.
+        raise MalformedEncapsulationError(
+            f"the public key of key configuration {config.key_id} gives no shared secret"
+        ) from None
     ct = context.seal(request)
     secret = context.export(_RESPONSE_LABEL, _secret_length(chosen.aead_id))
     return header + enc + ct, ResponseContext(enc, chosen.kdf_id, chosen.aead_id, secret)
