@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+H = TypeVar("H", bound=Hashable)
 
-def ranking_scores(ranked: Sequence[int], truth: frozenset[int] | set[int]) -> tuple[float, float, float]:
-    """(top-1 correct, average precision, recall at |truth|) of one ranked candidate list."""
+
+def ranking_scores(ranked: Sequence[H], truth: AbstractSet[H]) -> tuple[float, float, float]:
+    """(top-1 correct, average precision, recall at |truth|) of one ranked candidate list
+    (candidates are users' numbers, or any names)."""
     if not truth:
         return 0.0, 0.0, 0.0
     hits = 0

@@ -1,0 +1,302 @@
+"""Scores of the attacks against the truth, and the table that reports them.
+
+The attacks (:data:`ATTACKS`, :func:`~.presence.presence`) read only the operator's view; this
+module is the one place that joins their answers with a
+:class:`~sotto.audit.sim.truth.Truth`.
+
+- **Contact top-1.** Every person with a contact is a target. The attack is asked about the
+  target through the pseudonyms it answered for that the target holds (their account, the
+  mailboxes they read): for each, whether its first candidate belongs to a contact of the
+  target; the target scores the mean over those pseudonyms, and 0 when the attack said nothing
+  about them. Two chance levels, as :mod:`sotto.audit.leakage.evaluate` defines them: a
+  random guess among all other people (``degree / (people − 1)``), and the owner of a random
+  mailbox that is not the target's own (it favours people who hold many mailboxes, who are
+  contacts more often).
+- **Hours to identify** (for attacks that need no message): the attack is run on the view up to
+  each whole hour; a target counts as identified at the first hour from which its top-1 stays
+  right to the end.
+- **Presence AUC.** Every (pseudonym, 15-minute bin) pair while the pseudonym's owner holds it
+  (a mailbox from its creation to its retirement, an account all run long), scored by
+  :func:`~.presence.presence`, labelled by whether the owner's device was on (or their app in
+  use) for at least half the bin; the area under the ROC curve (0.5: no better than a coin).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from sotto.audit.leakage import metrics
+from sotto.audit.leakage.attacks import bursts, coincidence, connections, disclosure, gaps
+from sotto.audit.leakage.attacks.presence import BIN_S, Presence, presence
+from sotto.audit.leakage.attacks.view import Ranking, pseudonym_of_account, pseudonym_of_mailbox
+from sotto.audit.sim.truth import Interval, Truth
+from sotto.server.observer import ViewRecord
+
+Attack = Callable[[Sequence[ViewRecord]], Ranking]
+
+
+@dataclass(frozen=True, slots=True)
+class AttackSpec:
+    """One attack as the report runs it."""
+
+    name: str
+    run: Attack
+    needs_messages: bool
+    """Whether it reads deliveries (then hours to identify is not reported)."""
+
+
+def attacks(*, tick_seconds: float) -> list[AttackSpec]:
+    """Every contact attack, with the relay's cadence tick where one needs it."""
+    return [
+        AttackSpec("coincidence", coincidence.attack, False),
+        AttackSpec("bursts", bursts.attack, False),
+        AttackSpec("connection", partial(connections.attack, key=connections.Key.CONNECTION), False),
+        AttackSpec("address", partial(connections.attack, key=connections.Key.ADDRESS), False),
+        AttackSpec("gaps", partial(gaps.attack, tick_seconds=tick_seconds), False),
+        AttackSpec("disclosure", disclosure.attack, True),
+    ]
+
+
+def owners(truth: Truth) -> dict[str, str]:
+    """Pseudonym (as the attacks name them) → the person who holds it."""
+    out = {pseudonym_of_account(p.account): name for name, p in truth.people.items()}
+    for life in truth.mailboxes:
+        out[pseudonym_of_mailbox(life.mailbox)] = life.owner
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ContactScore:
+    targets: int
+    top1: float
+    """Mean over targets of the share of their pseudonyms whose first candidate is a contact."""
+    answered: float
+    """Share of targets the attack said something about."""
+    mean_average_precision: float
+    chance_people: float
+    chance_mailboxes: float
+    hits: dict[str, float] = field(default_factory=dict)
+    """Per target person, their top-1 score."""
+
+
+def score_contacts(ranking: Ranking, truth: Truth) -> ContactScore:
+    """Contact top-1 of one attack's answer (module docstring)."""
+    owner = owners(truth)
+    contacts = truth.contact_sets()
+    held: dict[str, list[str]] = {}
+    for pseudonym in ranking:
+        if pseudonym in owner:
+            held.setdefault(owner[pseudonym], []).append(pseudonym)
+    mailbox_owners = [life.owner for life in truth.mailboxes]
+    targets = [name for name in sorted(truth.people) if contacts.get(name)]
+    hits: dict[str, float] = {}
+    aps, chance_people, chance_mailboxes = [], [], []
+    n = len(truth.people)
+    for name in targets:
+        theirs = contacts[name]
+        per = []
+        for pseudonym in held.get(name, []):
+            per.append(metrics.ranking_scores(_people(ranking[pseudonym], owner, name), set(theirs)))
+        hits[name] = float(np.mean([p[0] for p in per])) if per else 0.0
+        aps.append(float(np.mean([p[1] for p in per])) if per else 0.0)
+        chance_people.append(len(theirs) / (n - 1) if n > 1 else 0.0)
+        others = [o for o in mailbox_owners if o != name]
+        chance_mailboxes.append(sum(o in theirs for o in others) / len(others) if others else 0.0)
+    if not targets:
+        return ContactScore(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return ContactScore(
+        targets=len(targets),
+        top1=float(np.mean(list(hits.values()))),
+        answered=sum(1 for t in targets if held.get(t)) / len(targets),
+        mean_average_precision=float(np.mean(aps)),
+        chance_people=float(np.mean(chance_people)),
+        chance_mailboxes=float(np.mean(chance_mailboxes)),
+        hits=hits,
+    )
+
+
+def _people(candidates: list[tuple[str, float]], owner: dict[str, str], target: str) -> list[str]:
+    """The candidates as the people they belong to, each once, in order; a pseudonym nobody
+    holds is a miss of its own, and a pseudonym of the target's own is a miss too."""
+    out: list[str] = []
+    for c, _ in candidates:
+        person = owner.get(c)
+        person = f"?{c}" if person is None or person == target else person
+        if person not in out:
+            out.append(person)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TimeToIdentify:
+    hours: dict[str, float | None]
+    """Per target person: the first whole hour from which the top-1 stayed right (None: never)."""
+
+    @property
+    def identified(self) -> float:
+        return sum(h is not None for h in self.hours.values()) / len(self.hours) if self.hours else 0.0
+
+    @property
+    def median_hours(self) -> float | None:
+        """The median over all targets, the unidentified counted as beyond the run (None when
+        fewer than half were identified)."""
+        values = sorted(math.inf if h is None else h for h in self.hours.values())
+        if not values:
+            return None
+        median = statistics.median_low(values)
+        return None if math.isinf(median) else median
+
+
+def hours_to_identify(attack: Attack, records: Sequence[ViewRecord], truth: Truth) -> TimeToIdentify:
+    """Run ``attack`` on the view up to each whole hour of the run (module docstring)."""
+    hour_us = 3_600_000_000
+    ordered = sorted(records, key=lambda r: r.t_us)
+    times = [r.t_us for r in ordered]
+    cuts = list(range(truth.start_us + hour_us, truth.end_us + hour_us, hour_us))
+    right: dict[str, list[bool]] = {}
+    for cut in cuts:
+        upto = int(np.searchsorted(np.asarray(times, dtype=np.int64), cut, side="right"))
+        hits = score_contacts(attack(ordered[:upto]), truth).hits
+        for name, hit in hits.items():
+            right.setdefault(name, []).append(hit >= 0.5)
+    out: dict[str, float | None] = {}
+    for name, flags in right.items():
+        first = None
+        for i in range(len(flags) - 1, -1, -1):
+            if not flags[i]:
+                break
+            first = i
+        out[name] = None if first is None else float(first + 1)
+    return TimeToIdentify(out)
+
+
+def presence_auc(
+    found: Presence, truth: Truth, *, which: str = "device_on", bin_s: float = BIN_S
+) -> float | None:
+    """AUC of the presence scores against ``which`` (``device_on`` or ``app_use``) per bin
+    (module docstring); None when the labels hold one class only (nothing to tell apart)."""
+    owner = owners(truth)
+    bin_us = round(bin_s * 1_000_000)
+    held: dict[str, Interval] = {
+        pseudonym_of_account(p.account): (truth.start_us, truth.end_us) for p in truth.people.values()
+    }
+    for life in truth.mailboxes:
+        held[pseudonym_of_mailbox(life.mailbox)] = (life.created_us, life.retired_us or truth.end_us)
+    scores: list[float] = []
+    labels: list[bool] = []
+    for pseudonym, (start, end) in sorted(held.items()):
+        person = truth.people.get(owner.get(pseudonym, ""))
+        if person is None or (pseudonym not in found and not pseudonym.startswith("mailbox:")):
+            continue  # an account the view never saw authenticate says nothing either way
+        intervals = person.device_on if which == "device_on" else person.app_use
+        row = found.get(pseudonym, {})
+        for b in range(start // bin_us + 1, end // bin_us):  # whole bins only
+            scores.append(row.get(b, 0.0))
+            labels.append(_covered(intervals, b * bin_us, (b + 1) * bin_us) >= 0.5)
+    y = np.asarray(labels, dtype=bool)
+    if not len(y) or y.all() or not y.any():
+        return None
+    return metrics.auc(np.asarray(scores, dtype=np.float64), y)
+
+
+def _covered(intervals: Sequence[Interval], start: int, end: int) -> float:
+    inside = sum(max(0, min(end, b) - max(start, a)) for a, b in intervals)
+    return inside / (end - start)
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass(frozen=True, slots=True)
+class Row:
+    attack: str
+    contact: ContactScore
+    hours: TimeToIdentify | None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Every attack's scores on one view (:func:`report`)."""
+
+    people: int
+    hours: float
+    rows: list[Row]
+    presence_device_on: float | None
+    presence_app_use: float | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, attack: str) -> Row:
+        return next(r for r in self.rows if r.attack == attack)
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown table, one row per attack, then presence."""
+
+        def num(x: float | None, digits: int = 2) -> str:
+            return "–" if x is None else f"{x:.{digits}f}"
+
+        lines = [
+            f"{self.people} people, {self.hours:.1f} simulated hours.",
+            "",
+            "| attack | contact top-1 | chance (people) | chance (mailboxes) | answered | MAP "
+            "| hours to identify (median) | identified |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            c = r.contact
+            hours = "needs messages" if r.hours is None else num(r.hours.median_hours, 0)
+            identified = "–" if r.hours is None else num(r.hours.identified)
+            lines.append(
+                f"| {r.attack} | {num(c.top1)} | {num(c.chance_people)} | {num(c.chance_mailboxes)} "
+                f"| {num(c.answered)} | {num(c.mean_average_precision)} | {hours} | {identified} |"
+            )
+        lines += [
+            "",
+            "| presence (15-minute bins) | AUC |",
+            "|---|---|",
+            f"| device on | {num(self.presence_device_on)} |",
+            f"| app in use | {num(self.presence_app_use)} |",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def report(
+    records: Sequence[ViewRecord], truth: Truth, *, tick_seconds: float, with_hours: bool = True
+) -> Report:
+    """Run every attack on the view and score it against ``truth``."""
+    rows = []
+    for spec in attacks(tick_seconds=tick_seconds):
+        contact = score_contacts(spec.run(records), truth)
+        hours = None
+        if with_hours and not spec.needs_messages:
+            hours = hours_to_identify(spec.run, records, truth)
+        rows.append(Row(spec.name, contact, hours))
+    found = presence(records)
+    return Report(
+        people=len(truth.people),
+        hours=(truth.end_us - truth.start_us) / 3.6e9,
+        rows=rows,
+        presence_device_on=presence_auc(found, truth, which="device_on"),
+        presence_app_use=presence_auc(found, truth, which="app_use"),
+        settings=dict(truth.settings),
+    )
+
+
+__all__ = [
+    "Attack",
+    "AttackSpec",
+    "ContactScore",
+    "Report",
+    "Row",
+    "TimeToIdentify",
+    "attacks",
+    "hours_to_identify",
+    "owners",
+    "presence_auc",
+    "report",
+    "score_contacts",
+]

@@ -1,0 +1,91 @@
+"""A negative control: the same view with its ids dealt out again between people.
+
+:func:`shuffle_ids` maps every account id to another account id of the view, every mailbox id
+to another mailbox id and every source address to another address, each by one random
+permutation, and rewrites every record with it (its id fields, its path, its address);
+credential header values are blanked, so no id survives anywhere. Each attack reads the result
+as consistently as the original (the same structure, under other names), but the names now
+point at other people: scored against the unchanged truth, every attack must fall to chance.
+An attack that does not is reading the truth, not the view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from collections.abc import Sequence
+
+from sotto.server.observer import HttpExchange, ViewRecord, WsClose, WsFrame, WsOpen
+
+_CREDENTIALS = frozenset(
+    {"authorization", "sotto-mailbox-auth", "sotto-delivery-token", "sotto-access-token"}
+)
+_PATH = re.compile(r"^(/v1/(?:mailboxes|accounts)/)([^/]+)(.*)$")
+
+
+def shuffle_ids(records: Sequence[ViewRecord], *, seed: int) -> list[ViewRecord]:
+    """The view with accounts, mailboxes and addresses permuted (module docstring)."""
+    accounts: dict[str, None] = {}
+    mailboxes: dict[str, None] = {}
+    addresses: dict[str, None] = {}
+    for r in records:
+        if r.addr is not None:
+            addresses[r.addr] = None
+        if isinstance(r, HttpExchange):
+            accounts.update(dict.fromkeys(r.accounts))
+            mailboxes.update(dict.fromkeys(r.mailboxes))
+            match = _PATH.match(r.path)
+            if match:
+                (mailboxes if match.group(1) == "/v1/mailboxes/" else accounts)[match.group(2)] = None
+        elif isinstance(r, WsFrame):
+            mailboxes.update(dict.fromkeys(r.mailboxes))
+    rng = random.Random(seed)
+    account_map = _permutation(list(accounts), rng)
+    mailbox_map = _permutation(list(mailboxes), rng)
+    address_map = _permutation(list(addresses), rng)
+
+    def path(p: str) -> str:
+        match = _PATH.match(p)
+        if not match:
+            return p
+        table = mailbox_map if match.group(1) == "/v1/mailboxes/" else account_map
+        return match.group(1) + table.get(match.group(2), match.group(2)) + match.group(3)
+
+    out: list[ViewRecord] = []
+    for r in records:
+        addr = address_map.get(r.addr) if r.addr is not None else None
+        if isinstance(r, HttpExchange):
+            out.append(
+                dataclasses.replace(
+                    r,
+                    addr=addr,
+                    path=path(r.path),
+                    headers=_blanked(r.headers),
+                    mailboxes=tuple(mailbox_map[m] for m in r.mailboxes),
+                    accounts=tuple(account_map[a] for a in r.accounts),
+                )
+            )
+        elif isinstance(r, WsFrame):
+            out.append(
+                dataclasses.replace(r, addr=addr, mailboxes=tuple(mailbox_map[m] for m in r.mailboxes))
+            )
+        elif isinstance(r, WsOpen):
+            out.append(dataclasses.replace(r, addr=addr, headers=_blanked(r.headers)))
+        else:
+            assert isinstance(r, WsClose)
+            out.append(dataclasses.replace(r, addr=addr))
+    return out
+
+
+def _permutation(items: list[str], rng: random.Random) -> dict[str, str]:
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    return dict(zip(items, shuffled, strict=True))
+
+
+def _blanked(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, "" if name in _CREDENTIALS else value) for name, value in headers)
+
+
+__all__ = ["shuffle_ids"]
