@@ -11,7 +11,8 @@ The attack cuts the view's creations, deletions, account requests and bundle fet
 bursts: runs of them no more than ``gap_s`` apart. In a burst with accounts ``A`` (the unit
 shared among them): each account owns the burst's created and deleted mailboxes; a bundle of
 account ``x`` fetched in it names ``x`` as a contact of each; and a mailbox created in the burst
-of a bundle fetch is written by the account fetched (the acceptor made it for the inviter).
+of a bundle fetch is written by the account fetched (the acceptor made it for the inviter), so
+its reader is a contact of that account even when no account request of the acceptor's is near.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sotto.audit.leakage.attacks.evidence import Evidence, contacts
-from sotto.audit.leakage.attacks.view import Kind, Ranking, Request, requests
+from sotto.audit.leakage.attacks.view import (
+    Kind,
+    Ranking,
+    Request,
+    pseudonym_of_account,
+    pseudonym_of_mailbox,
+    requests,
+)
 from sotto.server.observer import ViewRecord
 
 GAP_S = 1.0
@@ -51,10 +59,10 @@ def evidence(records: Sequence[ViewRecord], *, gap_s: float = GAP_S) -> Evidence
         fetched = sorted({r.account for r in burst if r.kind is Kind.BUNDLE and r.account} - set(accounts))
         created = [r.mailbox for r in burst if r.kind is Kind.CREATE and r.mailbox]
         deleted = [r.mailbox for r in burst if r.kind is Kind.DELETE and r.mailbox]
-        if fetched:
-            for m in created:
-                for x in fetched:
-                    out.add_write(x, m, 1.0 / len(fetched))
+        for m in created:
+            for x in fetched:
+                out.add_write(x, m, 1.0 / len(fetched))
+                out.add_link(pseudonym_of_mailbox(m), pseudonym_of_account(x), 1.0 / len(fetched))
         if not accounts:
             continue
         weight = 1.0 / len(accounts)

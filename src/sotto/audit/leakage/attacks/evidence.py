@@ -4,8 +4,11 @@ Three kinds of weighted evidence, each read from the view alone:
 
 - ``owner``: mailbox → account → weight, "this account's device reads this mailbox";
 - ``writes``: account → mailbox → weight, "this account's device writes to this mailbox";
-- ``contacts``: account → account → weight, read directly (an account's device fetched the
-  other's keys, as accepting an invite does).
+- ``direct``: account → account → weight, read directly (an account's device fetched the
+  other's keys, as accepting an invite does);
+- ``linked``: pseudonym → pseudonym → weight, contacts read directly between any pseudonyms
+  (:data:`~.view.Ranking`'s names: the reader of a mailbox created while an account's keys
+  were fetched is a contact of that account).
 
 Per-contact mailboxes make this a contact graph: a mailbox is written by one contact of its
 owner, so an account that writes to a mailbox is a contact of whoever reads it. :func:`contacts`
@@ -34,6 +37,7 @@ class Evidence:
     owner: Weights = field(default_factory=_weights)
     writes: Weights = field(default_factory=_weights)
     direct: Weights = field(default_factory=_weights)
+    linked: Weights = field(default_factory=_weights)
 
     def add_owner(self, mailbox: str, account: str, weight: float) -> None:
         self.owner[mailbox][account] += weight
@@ -45,6 +49,11 @@ class Evidence:
         if a != b:
             self.direct[a][b] += weight
             self.direct[b][a] += weight
+
+    def add_link(self, p: str, q: str, weight: float) -> None:
+        if p != q:
+            self.linked[p][q] += weight
+            self.linked[q][p] += weight
 
     def merge(self, other: Evidence) -> Evidence:
         """This evidence and ``other``'s, summed (a new value)."""
@@ -82,6 +91,9 @@ def contacts(evidence: Evidence) -> Ranking:
     for a, row in evidence.direct.items():
         for b, weight in row.items():
             scores[pseudonym_of_account(a)][pseudonym_of_account(b)] += weight
+    for p, row in evidence.linked.items():
+        for q, weight in row.items():
+            scores[p][q] += weight
     return ranked(scores)
 
 
