@@ -33,7 +33,12 @@
     ├── StoreConflictError              a unique value (name, id) is already taken
     └── MissingRecordError              an update names a record that does not exist
     RelayError                          the relay refused a request: an HTTP status and a stable code
-    └── RelayStorageError               the relay's database failed (disk full, I/O); retry later
+    ├── RelayStorageError               the relay's database failed (disk full, I/O); retry later
+    ├── MailboxFullError                507 mailbox_full: the mailbox holds its quota; retry later
+    ├── RelayFullError                  507 relay_full: the relay is short of disk; retry later
+    ├── QuotaExceededError              507 quota_exceeded: the account holds its quota of something
+    └── WorkRequiredError               428: the relay asks for proof of work we did not give
+        └── WorkTooHardError            ...more work than this client is willing to do
     ClientError                         the client SDK refused an operation
     ├── InviteError                     an invite link that cannot be used (ours, known contact)
     ├── UnknownContactError             no contact or group by that name
@@ -207,6 +212,50 @@ class RelayStorageError(RelayError):
 
     def __init__(self, message: str = "storage unavailable") -> None:
         super().__init__(503, "unavailable", message)
+
+
+class MailboxFullError(RelayError):
+    """507 ``mailbox_full``: the recipient's mailbox holds its quota of pending envelopes until
+    its owner drains it. Nothing was stored; the outbox keeps the envelope and retries later."""
+
+    def __init__(self, message: str = "the mailbox holds its quota of pending envelopes") -> None:
+        super().__init__(507, "mailbox_full", message)
+
+
+class RelayFullError(RelayError):
+    """507 ``relay_full``: the relay is short of disk space and refuses writes that grow its
+    data. Nothing was stored; retry later."""
+
+    def __init__(self, message: str = "the relay is short of disk space") -> None:
+        super().__init__(507, "relay_full", message)
+
+
+class QuotaExceededError(RelayError):
+    """507 ``quota_exceeded``: our account holds its quota (access tokens, prekeys); retrying
+    changes nothing until some are used or retired."""
+
+    def __init__(self, message: str = "the account holds its quota") -> None:
+        super().__init__(507, "quota_exceeded", message)
+
+
+class WorkRequiredError(RelayError):
+    """428: the relay is busy with anonymous creations and asks for proof of work that we did not
+    give or it did not accept (``code``: ``work_required``, ``work_invalid``, ``work_expired``,
+    ``work_replayed``); ``difficulty`` is in bits."""
+
+    def __init__(self, code: str, message: str, difficulty: int) -> None:
+        super().__init__(428, code, message)
+        self.difficulty = difficulty
+
+
+class WorkTooHardError(WorkRequiredError):
+    """The relay asks for more proof of work (``difficulty`` bits) than this client does
+    (``cap`` bits): it is under heavy load; try again later."""
+
+    def __init__(self, difficulty: int, cap: int) -> None:
+        message = f"the relay asks for {difficulty} bits of work; this client does at most {cap}"
+        super().__init__("work_too_hard", message, difficulty)
+        self.cap = cap
 
 
 class ClientError(SottoError):

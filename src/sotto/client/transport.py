@@ -5,8 +5,17 @@ mailboxes, contacts' for sending to theirs). :class:`HttpNetwork` is the real on
 in-memory network with the same methods, so the SDK's flows run unchanged on both.
 
 Errors: a reply with an error status is :class:`~sotto.errors.RelayError` (status and the
-relay's stable code); a relay that cannot be reached, a timeout or a dropped connection is
-:class:`~sotto.errors.RelayUnavailableError`. Both say nothing about what we sent.
+relay's stable code), typed for the refusals a caller acts on: the quotas' 507s
+(:class:`~sotto.errors.MailboxFullError` and :class:`~sotto.errors.RelayFullError`, which the
+outbox retries later; :class:`~sotto.errors.QuotaExceededError`) and the proof of work a busy
+relay asks for (:class:`~sotto.errors.WorkRequiredError`). A relay that cannot be reached, a
+timeout or a dropped connection is :class:`~sotto.errors.RelayUnavailableError`. None of them
+says anything about what we sent.
+
+Proof of work (relay-protocol §8): a relay busy with account creations answers 428 with a
+challenge; :meth:`HttpRelay.create_account` solves it (:mod:`sotto.client.work`, off the loop's
+thread when it takes more than a millisecond) and sends the call again with the answer, so a
+caller sees only the longer wait, or :class:`~sotto.errors.WorkTooHardError` past the client's cap.
 
 The drain connection: one WebSocket subscribes every mailbox we read (the relay may link them
 while it lasts; that is measured, not hidden). A reader task sorts incoming frames:
@@ -35,9 +44,18 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from sotto.client import work as work_solver
 from sotto.crypto.ed25519 import SigningKey
-from sotto.errors import DecodeError, RelayError, RelayUnavailableError
-from sotto.wire import api, auth, b64, frames
+from sotto.errors import (
+    DecodeError,
+    MailboxFullError,
+    QuotaExceededError,
+    RelayError,
+    RelayFullError,
+    RelayUnavailableError,
+    WorkRequiredError,
+)
+from sotto.wire import api, auth, b64, frames, work
 from sotto.wire.limits import MAX_FRAME_BYTES
 
 M = TypeVar("M", bound=api.Model)
@@ -46,6 +64,9 @@ HTTP_TIMEOUT_S = 15.0
 SUBSCRIBE_BATCH = 200
 """Mailbox proofs per subscribe frame: about 26 KB of JSON, a fifth of the frame limit."""
 CONNECT_TIMEOUT_S = 10.0
+WORK_ATTEMPTS = 3
+"""Sends of one call that a relay may answer with a challenge: the first, then two answers (a
+challenge can expire or the relay restart while we solve)."""
 
 
 class Socket(Protocol):
@@ -179,12 +200,39 @@ def access_token_hash(token: bytes) -> str:
     return b64.encode(hashlib.sha256(token).digest())
 
 
+QUOTA_ERRORS: dict[str, type[MailboxFullError | RelayFullError | QuotaExceededError]] = {
+    "mailbox_full": MailboxFullError,
+    "relay_full": RelayFullError,
+    "quota_exceeded": QuotaExceededError,
+}
+"""The 507 codes (relay-protocol §7), each its own error."""
+
+
+def relay_error(status: int, code: str, message: str) -> RelayError:
+    """The error for a refusal: typed for the quotas' 507s, a plain RelayError otherwise."""
+    typed = QUOTA_ERRORS.get(code) if status == 507 else None
+    return typed(message) if typed is not None else RelayError(status, code, message)
+
+
 def _relay_error(response: httpx.Response) -> RelayError:
     code, message = "http_error", f"HTTP {response.status_code}"
     with contextlib.suppress(ValueError, TypeError, KeyError):
         body = response.json()
         code, message = str(body["code"])[:64], str(body["message"])[:256]
-    return RelayError(response.status_code, code, message)
+    if response.status_code == 428:
+        difficulty = 0
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            difficulty = int(response.json()["difficulty"])
+        return WorkRequiredError(code, message, difficulty)
+    return relay_error(response.status_code, code, message)
+
+
+def _challenge(response: httpx.Response) -> bytes:
+    """The challenge of a 428 answer; the answer's error if it holds none we can read."""
+    try:
+        return api.WorkRequired.model_validate(response.json()).challenge
+    except ValueError:
+        raise _relay_error(response) from None
 
 
 class HttpRelay:
@@ -199,10 +247,13 @@ class HttpRelay:
         fresh: httpx.AsyncClient | None = None,
         clock_ms: Callable[[], int] | None = None,
         open_socket: SocketOpener | None = None,
+        max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
     ) -> None:
         """``clock_ms``: the time signed calls carry (the client's clock); ``open_socket``: how
-        WebSockets are opened (``websockets`` over the network unless told otherwise)."""
+        WebSockets are opened (``websockets`` over the network unless told otherwise);
+        ``max_work_bits``: the hardest challenge we solve (relay-protocol §8)."""
         self.url = url.rstrip("/")
+        self._max_work_bits = max_work_bits
         self._http = client
         self._fresh = fresh or client
         self._clock_ms = clock_ms
@@ -223,6 +274,22 @@ class HttpRelay:
         """One call; with ``alone``, on a connection opened for it and closed after it."""
         content = None if body is None else body.model_dump_json().encode()
         response = await self._send(method, path, headers or {}, content, alone)
+        if response.status_code >= 400:
+            raise _relay_error(response)
+        return response
+
+    async def _with_work(self, method: str, path: str, body: api.Model) -> httpx.Response:
+        """An anonymous creation, which a busy relay answers 428 with a challenge: solve it and
+        send the call again with the answer, at most :data:`WORK_ATTEMPTS` sends in all."""
+        content = body.model_dump_json().encode()
+        headers: dict[str, str] = {}
+        for _ in range(WORK_ATTEMPTS):
+            response = await self._send(method, path, headers, content, False)
+            if response.status_code != 428:
+                break
+            challenge = _challenge(response)
+            nonce = await work_solver.solve(challenge, cap=self._max_work_bits)
+            headers = {work.WORK_HEADER: work.encode_header(challenge, nonce)}
         if response.status_code >= 400:
             raise _relay_error(response)
         return response
@@ -274,7 +341,7 @@ class HttpRelay:
             raise RelayError(response.status_code, "bad_reply", "the relay's reply is not JSON") from None
 
     async def create_account(self, body: api.CreateAccount) -> api.AccountCreated:
-        response = await self._request("POST", "/v1/accounts", body=body)
+        response = await self._with_work("POST", "/v1/accounts", body)
         return _model(api.AccountCreated, self._json(response))
 
     async def upload_keys(self, device: DeviceCredentials, body: api.UploadKeys) -> None:
@@ -582,9 +649,10 @@ class WebSocketSender:
                     del self._pending[message_id]
             _seen(waiter)
         if isinstance(answer, frames.SendFailed):
-            # The relay's codes: "not_found" (unknown mailbox or wrong token) or "unavailable".
-            status = 404 if answer.code == "not_found" else 503
-            raise RelayError(status, answer.code, "the relay refused the envelope")
+            # The relay's codes: "not_found" (unknown mailbox or wrong token), the quotas'
+            # "mailbox_full" and "relay_full" (507 over HTTP), or "unavailable".
+            status = _SEND_FAILED_STATUS.get(answer.code, 503)
+            raise relay_error(status, answer.code, "the relay refused the envelope")
         return answer.duplicate
 
     async def close(self) -> None:
@@ -596,6 +664,10 @@ class WebSocketSender:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+
+
+_SEND_FAILED_STATUS = {"not_found": 404, "mailbox_full": 507, "relay_full": 507}
+"""The HTTP status a ``send_failed`` code stands for, so both paths raise the same error."""
 
 
 def _seen(waiter: asyncio.Future[Any]) -> None:
@@ -631,13 +703,15 @@ class HttpNetwork:
         clock_ms: Callable[[], int] | None = None,
         fresh_transport: httpx.AsyncBaseTransport | None = None,
         open_socket: SocketOpener | None = None,
+        max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
     ) -> None:
         """``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
         clients use it, so that no call of theirs shares a connection with another).
 
         ``transport`` / ``fresh_transport`` (the one for requests on connections of their own,
         ``transport`` unless given) and ``open_socket`` replace the network (a simulation runs
-        the relay in process); ``clock_ms`` is the time signed calls carry."""
+        the relay in process); ``clock_ms`` is the time signed calls carry; ``max_work_bits``
+        the hardest proof-of-work challenge solved (above it, WorkTooHardError)."""
         # Cadence mode's calls: no connection is kept alive, so each request opens its own and
         # the relay cannot tie two of them together by their connection.
         self._fresh = httpx.AsyncClient(
@@ -657,6 +731,7 @@ class HttpNetwork:
         self._websocket_sends = websocket_sends
         self._clock_ms = clock_ms
         self._open_socket = open_socket
+        self._max_work_bits = max_work_bits
         self._relays: dict[str, HttpRelay] = {}
 
     def relay(self, url: str) -> HttpRelay:
@@ -670,6 +745,7 @@ class HttpNetwork:
                 fresh=self._fresh,
                 clock_ms=self._clock_ms,
                 open_socket=self._open_socket,
+                max_work_bits=self._max_work_bits,
             )
         return found
 

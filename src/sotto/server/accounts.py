@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from pydantic import WithJsonSchema
 
 from sotto.errors import DecodeError, RelayError
 from sotto.server.auth import UNAUTHORIZED, access_token_key, authenticate_device, parse_token, token_hash
+from sotto.server.challenge import WORK_STATUS, require_work
 from sotto.server.context import RelayContext
 from sotto.server.export import export_json
 from sotto.server.ratelimit import RateLimitedError, source_key
@@ -23,11 +25,14 @@ from sotto.server.storage.base import (
 )
 from sotto.wire import api, b64
 from sotto.wire.limits import ID_LENGTH
+from sotto.wire.work import Purpose
 
 FIRST_DEVICE_ID = 1
 
 
-def get_context(request: Request) -> RelayContext:
+async def get_context(request: Request) -> RelayContext:
+    """The app's context. Async on purpose: FastAPI runs a sync dependency in a worker thread,
+    a hop per request for one attribute read."""
     ctx: RelayContext = request.app.state.relay
     return ctx
 
@@ -84,11 +89,31 @@ TOKEN_PATTERN = {"pattern": api.b64_pattern(32), "contentEncoding": "base64url"}
 router = APIRouter(tags=["accounts"])
 
 
-@router.post("/v1/accounts", status_code=201, responses=_errors(413, 422, 429, 503, 507))
-async def create_account(body: api.CreateAccount, request: Request, ctx: Ctx) -> api.AccountCreated:
-    """Register an account (no phone number): identity key, registration id, first device's secret."""
-    ctx.limits.account_creation.check(source_key(request.scope), ctx.now())
+WORK_SCHEMA = {"type": "string", "pattern": api.work_header_pattern()}
+"""The ``Sotto-Work`` header: ``<challenge>.<nonce>``, both base64url (a string when sent)."""
+WORK_REFUSED: dict[int | str, dict[str, Any]] = {
+    WORK_STATUS: {"model": api.WorkRequired, "description": "Proof of work asked for (relay-protocol §8)"}
+}
+
+
+@router.post("/v1/accounts", status_code=201, responses={**_errors(413, 422, 429, 503, 507), **WORK_REFUSED})
+async def create_account(
+    body: api.CreateAccount,
+    request: Request,
+    ctx: Ctx,
+    sotto_work: Annotated[
+        str | None,
+        Header(description="A solved challenge (relay-protocol §8)"),
+        WithJsonSchema(WORK_SCHEMA),
+    ] = None,
+) -> api.AccountCreated:
+    """Register an account (no phone number): identity key, registration id, first device's secret.
+
+    While the relay is busy with creations, it answers 428 with a challenge to solve first."""
+    now = ctx.now()
+    ctx.limits.account_creation.check(source_key(request.scope), now)
     refuse_when_full(ctx)
+    require_work(ctx.work_gate, Purpose.ACCOUNT, sotto_work, now, ctx.rng)
     today = ctx.today()
     for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
         account_id = AccountId(ctx.rng(ID_LENGTH))
@@ -97,6 +122,7 @@ async def create_account(body: api.CreateAccount, request: Request, ctx: Ctx) ->
             account_id, FIRST_DEVICE_ID, body.registration_id, token_hash(body.device_secret), today
         )
         if await ctx.storage.create_account(account, device):
+            ctx.work_gate.created(Purpose.ACCOUNT, ctx.now())
             ctx.stats.count("accounts_created")
             return api.AccountCreated(account_id=account_id, device_id=FIRST_DEVICE_ID)
     raise RelayError(503, "unavailable", "could not allocate an account id")

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import RelayError
 from sotto.server import accounts, mailboxes, manifest, ws
+from sotto.server.challenge import WorkRefusedError, work_refused_answer
 from sotto.server.clock import Clock, SystemClock
 from sotto.server.config import ServerConfig
 from sotto.server.context import RelayContext
@@ -273,6 +274,7 @@ def create_app(
         redoc_url=None,
     )
     app.add_exception_handler(RelayError, _relay_error)
+    app.add_exception_handler(WorkRefusedError, work_refused_answer)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(accounts.router)

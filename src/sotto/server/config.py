@@ -11,6 +11,9 @@ from sotto.wire.limits import DEFAULT_ENVELOPE_TTL_DAYS
 
 MIB = 1024 * 1024
 
+MAX_WORK_BITS = 40
+"""A relay asks for at most this much work (about 10^12 hashes): more would lock everyone out."""
+
 MAX_CHECKPOINT_INTERVAL_SECONDS = 4.0
 """Deleted means gone within 5 s: the log is truncated at least this often while written."""
 
@@ -56,6 +59,40 @@ class RateLimits:
     """Cadence-mode polls of one mailbox (each may answer 512 KiB): a poll per tick is far below."""
     ws_frames: RateLimit = RateLimit(burst=4_000, per_second=2_000)
     """Frames per WebSocket connection; beyond it the connection is closed with 4429."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPolicy:
+    """Proof of work for anonymous account creation (relay-protocol §8), adaptive: none while
+    the relay-wide rate of creations stays at or below ``free_per_minute``, then
+    ``base_bits`` and one bit more per doubling of the rate above it, up to ``max_bits``.
+
+    The rate is an exponentially decaying count of the creations of about the last
+    ``window_seconds`` (held in memory only), so a burst raises it at once and a quiet spell
+    brings it back down."""
+
+    free_per_minute: float = 30.0
+    """Account creations per minute, relay-wide, that cost no work (also a burst of
+    ``free_per_minute × window_seconds / 60`` at once)."""
+    window_seconds: float = 300.0
+    """The time constant of the rate's decay."""
+    base_bits: int = 12
+    """Difficulty just above the free rate: about 4,000 SHA-256 hashes, a few milliseconds."""
+    max_bits: int = 22
+    """Difficulty at most: about 4 million hashes, seconds in Python (``bench/pow.py``)."""
+    challenge_seconds: float = 120.0
+    """How long a challenge may be answered after it was issued."""
+    max_spent: int = 100_000
+    """Answered challenges remembered (each until its validity ends); when all are still
+    valid, further answers get 429 until one expires."""
+
+    def __post_init__(self) -> None:
+        if not self.free_per_minute > 0 or not self.window_seconds > 0 or not self.challenge_seconds > 0:
+            raise ValueError("the free rate, the window and the challenge's life must be positive")
+        if not 1 <= self.base_bits <= self.max_bits <= MAX_WORK_BITS:
+            raise ValueError(f"work bits must satisfy 1 <= base <= max <= {MAX_WORK_BITS}")
+        if self.max_spent < 1:
+            raise ValueError("max_spent must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +163,7 @@ class ServerConfig:
     """Payload bytes one cadence-mode poll answer holds at most (at least one envelope);
     ``more`` says the rest waits for the next poll."""
     quotas: Quotas = field(default_factory=Quotas)
+    work: WorkPolicy = field(default_factory=WorkPolicy)
     checkpoint_interval_seconds: float = 2.0
     """How often, at most, the write-ahead log is copied into the database and truncated while
     there are writes: a deleted envelope's bytes leave every file within this (plus the commit)."""
@@ -145,12 +183,24 @@ class ServerConfig:
 def storage_settings(options: object) -> dict[str, Any]:
     """:class:`ServerConfig` fields from the command-line options of ``sotto server`` and
     ``python -m sotto.server`` (attributes ``mailbox_quota``, ``mailbox_quota_mib``,
-    ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``)."""
+    ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``, and
+    optionally ``free_signups_per_minute`` and ``max_work_bits``)."""
 
     def get(name: str) -> Any:
         return getattr(options, name)
 
+    work = WorkPolicy()
+    free = getattr(options, "free_signups_per_minute", None)
+    top = getattr(options, "max_work_bits", None)
+    if free is not None or top is not None:
+        top = work.max_bits if top is None else top
+        work = WorkPolicy(
+            free_per_minute=work.free_per_minute if free is None else free,
+            base_bits=min(work.base_bits, top),
+            max_bits=top,
+        )
     return {
+        "work": work,
         "quotas": Quotas(
             mailbox_envelopes=get("mailbox_quota"),
             mailbox_bytes=get("mailbox_quota_mib") * MIB,

@@ -1,4 +1,5 @@
-"""What every request handler needs, built once per app: storage, fan-out, clock, limits, counters."""
+"""What every request handler needs, built once per app: storage, fan-out, clock, limits, the
+proof-of-work gate, counters."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sotto.crypto.random import Rng, system_rng
 from sotto.server.auth import ReplayGuard
+from sotto.server.challenge import CHALLENGE_KEY_INFO, WorkGate
 from sotto.server.clock import Clock, SystemClock, day_of
 from sotto.server.config import RateLimits, ServerConfig
 from sotto.server.fanout import Fanout
@@ -56,11 +58,18 @@ class RelayContext:
     limiters: Limiters | None = None
     replay_guard: ReplayGuard = field(init=False)
     """Signed HTTP requests seen in the window; it refuses times before this process started."""
+    work_gate: WorkGate = field(init=False)
+    """The proof of work asked for anonymous creations, and the challenges answered lately."""
 
     def __post_init__(self) -> None:
         if self.limiters is None:
             self.limiters = Limiters.from_config(self.config.rate_limits)
         self.replay_guard = ReplayGuard(self.clock.now())
+        self.work_gate = self.new_work_gate()
+
+    def new_work_gate(self) -> WorkGate:
+        """A gate with nothing counted or spent, refusing challenges issued before now."""
+        return WorkGate(self.config.work, self.server_key.derive(CHALLENGE_KEY_INFO), self.clock.now())
 
     @property
     def limits(self) -> Limiters:

@@ -145,3 +145,29 @@ class TokenBucket:
             self.tokens -= cost
             return True
         return False
+
+
+class RateMeter:
+    """How busy something has been lately: an exponentially decaying count of events.
+
+    Each event adds 1; the sum decays by ``e`` every ``window`` seconds, so a steady ``r``
+    events per second settles at ``r × window`` and a burst of ``n`` at once counts ``n`` right
+    away. Two floats of state, whatever the rate; the caller passes the time."""
+
+    __slots__ = ("_count", "_updated", "window")
+
+    def __init__(self, window: float) -> None:
+        if not window > 0:
+            raise ValueError("the window must be positive")
+        self.window = window
+        self._count = 0.0
+        self._updated = 0.0
+
+    def count(self, now: float) -> float:
+        """The decayed count of events up to ``now``."""
+        elapsed = max(0.0, now - self._updated)
+        return self._count * math.exp(-elapsed / self.window) if elapsed else self._count
+
+    def add(self, now: float, events: float = 1.0) -> None:
+        self._count = self.count(now) + events
+        self._updated = max(now, self._updated)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sotto.crypto.kdf import hmac_sha256
+from sotto.crypto.kdf import hkdf_sha256, hmac_sha256
 from sotto.crypto.random import Rng, system_rng
 
 KEY_FILENAME = "server.key"
@@ -28,6 +28,11 @@ class ServerKey:
     def username_hash(self, username: str) -> bytes:
         """HMAC-SHA256(server key, lowercased name): what the relay stores instead of the name."""
         return hmac_sha256(self._key, username.lower().encode("utf-8"))
+
+    def derive(self, info: bytes, length: int = KEY_LENGTH) -> bytes:
+        """A key of its own for one use (HKDF-SHA256 with ``info`` naming the use), so no use
+        of the server key can be turned against another."""
+        return hkdf_sha256(self._key, length, info)
 
     def __repr__(self) -> str:
         return "ServerKey(<secret>)"

@@ -32,6 +32,7 @@ from sotto.wire.limits import (
     MAX_ONE_TIME_KEYS_PER_UPLOAD,
 )
 from sotto.wire.padding import BUCKETS, MAX_PADDED, is_bucket
+from sotto.wire.work import CHALLENGE_LENGTH, MAX_DIFFICULTY, NONCE_LENGTH
 
 EC_PUBLIC_KEY_LENGTH = 33
 KEM_PUBLIC_KEY_LENGTH = 1569
@@ -271,6 +272,28 @@ class SendResult(Model):
 class ErrorBody(Model):
     code: str
     message: str
+
+
+# ------------------------------------------------------------------------------ proof of work
+WorkChallenge = Annotated[
+    bytes, PlainValidator(_parser(CHALLENGE_LENGTH)), _AS_TEXT, _schema(CHALLENGE_LENGTH)
+]
+
+
+def work_header_pattern() -> str:
+    """The ``Sotto-Work`` header, ``<challenge>.<nonce>`` in base64url, as a regex."""
+    return f"^{b64_pattern(CHALLENGE_LENGTH)[1:-1]}\\.{b64_pattern(NONCE_LENGTH)[1:-1]}$"
+
+
+class WorkRequired(Model):
+    """A 428 answer (relay-protocol §8): solve ``challenge`` and send the call again with the
+    answer in ``Sotto-Work``. ``code`` says why: ``work_required`` (none sent), ``work_invalid``,
+    ``work_expired`` or ``work_replayed``."""
+
+    code: str
+    message: str
+    challenge: WorkChallenge
+    difficulty: Annotated[int, Field(ge=1, le=MAX_DIFFICULTY), _AS_INTEGER]
 
 
 # ------------------------------------------------------------------------------ cadence mode
