@@ -211,13 +211,25 @@ def _queued_types(sender: Person, receiver: Person) -> list[CiphertextMessageTyp
     ]
 
 
-def test_one_retry_receipt_per_contact_an_hour_and_no_repair_of_a_repair() -> None:
+def _lose_latest_signed_prekey(person: Person) -> None:
+    """``person`` no longer holds the signed prekey its bundles named so far (a new one replaces it)."""
+    used = person.read(lambda tx: tx.prekeys.latest_signed())
+    assert used is not None
+    person.act(
+        lambda ctx: generate_prekeys(
+            ctx.tx, ctx.me.account, now_ms=ctx.now_ms, rng=ctx.rng, one_time=0, rotate=True
+        )
+    )
+    person.act(lambda ctx: ctx.tx.prekeys.remove_signed(used.id))
+
+
+def test_a_burst_of_failures_asks_once_and_a_failed_repair_is_asked_for_and_made_again_at_once() -> None:
     alice, bob, a_bob, _ = _break_bob(seed=6)
     send(alice, a_bob, "x1")
     send(alice, a_bob, "x2")
     alice.flush()
     drain(bob)
-    # Two failures, one retry receipt (type 8: not encrypted on the broken session).
+    # Two failures on one ratchet key, one retry receipt (type 8: not encrypted on the session).
     assert [r.reason for r in bob.rejections] == ["undecryptable", "undecryptable"]
     assert _queued_types(bob, alice) == [CiphertextMessageType.PLAINTEXT]
     bob.flush()
@@ -226,33 +238,110 @@ def test_one_retry_receipt_per_contact_an_hour_and_no_repair_of_a_repair() -> No
     # Alice started a new session and sent x1 and x2 again on it (PreKey messages).
     assert _queued_types(alice, bob).count(CiphertextMessageType.PREKEY) >= 2
 
-    # Those fail too (Bob no longer holds the signed prekey they name): within the hour he
-    # does not ask again, so Alice does not repair again.
-    used = bob.read(lambda tx: tx.prekeys.latest_signed())
-    assert used is not None
-    bob.act(
-        lambda ctx: generate_prekeys(
-            ctx.tx, ctx.me.account, now_ms=ctx.now_ms, rng=ctx.rng, one_time=0, rotate=True
-        )
-    )
-    bob.act(lambda ctx: ctx.tx.prekeys.remove_signed(used.id))
+    # Those fail too (Bob no longer holds the signed prekey they name): they name the new
+    # session's ratchet key, so Bob asks again at once, and Alice repairs again from his new bundle.
+    _lose_latest_signed_prekey(bob)
     bob.rejections.clear()
-    advance(60_000, alice, bob)
     alice.flush()
     drain(bob)
     assert len(bob.rejections) >= 2 and {r.reason for r in bob.rejections} == {"undecryptable"}
-    assert CiphertextMessageType.PLAINTEXT not in _queued_types(bob, alice)
+    assert _queued_types(bob, alice) == [CiphertextMessageType.PLAINTEXT]
+    for _ in range(2):
+        round_trip(alice, bob)
+    assert texts(bob) == ["x1", "x2"]
+    assert len(repaired(alice)) == 2
 
-    # An hour later, a failure asks again, and this repair works.
+
+def test_repairs_per_contact_an_hour_are_bounded() -> None:
+    alice, bob, a_bob, _ = _break_bob(seed=10)
+    send(alice, a_bob, "z")
+    asked = 0
+    # Every repair fails again (Bob loses the prekey each bundle named): Bob asks, and Alice
+    # repairs, at most REPAIR_ATTEMPTS times within the hour.
+    for _ in range(repair.REPAIR_ATTEMPTS + 2):
+        alice.flush()
+        drain(bob)
+        asked += _queued_types(bob, alice).count(CiphertextMessageType.PLAINTEXT)
+        _lose_latest_signed_prekey(bob)
+        bob.flush()
+        drain(alice)
+        advance(repair.REPAIR_RETRY_MS, alice, bob)
+    assert asked == repair.REPAIR_ATTEMPTS
+    assert len(repaired(alice)) == repair.REPAIR_ATTEMPTS
+    assert texts(bob) == []
+
+    # An hour after the first, a failure asks again, and with Bob's keys kept this repair works.
     advance(HOUR_MS, alice, bob)
-    send(alice, a_bob, "x3")
+    send(alice, a_bob, "z2")
+    alice.flush()
+    drain(bob)
+    assert CiphertextMessageType.PLAINTEXT in _queued_types(bob, alice)
+    for _ in range(2):
+        round_trip(alice, bob)
+    assert texts(bob) == ["z", "z2"]
+
+
+def test_a_lost_retry_receipt_is_asked_for_again_a_minute_later() -> None:
+    alice, bob, a_bob, _ = _break_bob(seed=11)
+    send(alice, a_bob, "w1")
+    alice.flush()
+    drain(bob)
+    assert _queued_types(bob, alice) == [CiphertextMessageType.PLAINTEXT]
+    bob.act(lambda ctx: [ctx.tx.outbox.remove(item.item_id) for item in ctx.tx.outbox.all()])  # lost
+    # Another failure on the same ratchet key right away does not ask again ...
+    send(alice, a_bob, "w2")
+    alice.flush()
+    drain(bob)
+    assert _queued_types(bob, alice) == []
+    # ... one a minute later does, and the repair brings both texts.
+    advance(repair.REPAIR_RETRY_MS, alice, bob)
+    send(alice, a_bob, "w3")
     alice.flush()
     drain(bob)
     assert _queued_types(bob, alice) == [CiphertextMessageType.PLAINTEXT]
     for _ in range(2):
         round_trip(alice, bob)
-    assert texts(bob) == ["x1", "x2", "x3"]
-    assert len(repaired(alice)) == 2
+    assert texts(bob) == ["w1", "w2", "w3"]
+
+
+def test_both_write_after_a_restore_and_a_retry_receipt_that_arrives_after_the_new_session() -> None:
+    """The restored side's message fails at the other side, whose retry receipt reaches the
+    restored side before the other side's own message does: the restored side starts a new
+    session, and its resend reaches the other side before its own retry receipt for that
+    message. The receipt names a session the other side has left: what it names is sent again
+    on the new session instead of being lost."""
+    _, (alice, bob) = people("Alice", "Bob", seed=12)
+    a_bob, b_alice = connect(alice, bob)
+    chat(alice, bob, a_bob, b_alice, "one")
+    old = snapshot(alice)
+    for n in range(3):
+        chat(alice, bob, a_bob, b_alice, f"after copy {n}")
+    advance(DAY_MS, alice, bob)
+    restore(alice, old)
+    alice.events.clear()
+    bob.events.clear()
+
+    send(alice, a_bob, "back again")
+    alice.flush()
+    drain(bob)  # fails: Bob queues a retry receipt ...
+    assert _queued_types(bob, alice) == [CiphertextMessageType.PLAINTEXT]
+    send(bob, b_alice, "welcome back")  # ... before his own text, on the session Alice lost
+    bob.flush()
+    drain(alice)  # the receipt: Alice repairs and resends; then Bob's text fails: she asks
+    assert repaired(alice) and texts(alice) == []
+    alice.flush()
+    drain(bob)  # the new session first (Bob's current now), then Alice's receipt for the old one
+    assert texts(bob) == ["back again"]
+    for _ in range(2):
+        round_trip(alice, bob)
+    assert texts(alice) == ["welcome back"]
+    assert texts(bob) == ["back again"]
+
+    # From now on plain messages flow both ways, with no failure.
+    failures = len(alice.rejections) + len(bob.rejections)
+    chat(alice, bob, a_bob, b_alice, "later")
+    assert texts(alice)[-1] == "later from Bob" and texts(bob)[-1] == "later from Alice"
+    assert len(alice.rejections) + len(bob.rejections) == failures
 
 
 def test_a_retry_receipt_is_answered_once_and_a_stale_one_changes_nothing() -> None:

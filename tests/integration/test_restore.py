@@ -165,13 +165,17 @@ def test_a_restored_profile_heals_both_directions_without_any_command(
     run(main, timeout=180)
 
 
+@pytest.mark.parametrize("at_once", [True, False], ids=["both-write-at-once", "one-then-the-other"])
 def test_prekeys_used_after_the_copy_do_not_come_back_and_new_contacts_still_reach_the_restored_side(
-    relay: RelayProcess, tmp_path: Path
+    relay: RelayProcess, tmp_path: Path, at_once: bool
 ) -> None:
     """Carol takes one of Alice's one-time prekeys after the copy; the restored copy holds that
     prekey again, but the relay deleted it when it handed it out and refuses its id from now on,
     so nobody else gets it. Dave, who accepts an invite after the restore, gets a prekey the
-    restored Alice holds, and the repair with Bob works as before."""
+    restored Alice holds, and the repair with Bob works as before: one after the other, and
+    with both writing at once (then Bob's retry receipt can reach Alice before his own text, so
+    the new session she starts reaches him before her retry receipt for that text, which names
+    the session he has left: he sends the text again on the new one)."""
 
     async def main() -> None:
         clock = Clock()
@@ -190,12 +194,18 @@ def test_prekeys_used_after_the_copy_do_not_come_back_and_new_contacts_still_rea
             await alice.close()
             copy_store(tmp_path / "backup", tmp_path / "Alice")
             alice = people["Alice"] = await reopen(tmp_path, "Alice", clock)
-            # One way, then the other (both at once is the test above): the repair with Bob
-            # works beside the prekeys that came back with the copy.
-            await alice.send_text("Bob", "back again")
-            await collect([alice, bob], lambda s: "back again" in texts(s[bob]))
-            await bob.send_text("Alice", "welcome back")
-            await collect([alice, bob], lambda s: "welcome back" in texts(s[alice]))
+            if at_once:
+                await alice.send_text("Bob", "back again")
+                await bob.send_text("Alice", "welcome back")
+                await collect(
+                    [alice, bob],
+                    lambda s: "back again" in texts(s[bob]) and "welcome back" in texts(s[alice]),
+                )
+            else:
+                await alice.send_text("Bob", "back again")
+                await collect([alice, bob], lambda s: "back again" in texts(s[bob]))
+                await bob.send_text("Alice", "welcome back")
+                await collect([alice, bob], lambda s: "welcome back" in texts(s[alice]))
             dave = people["Dave"] = await create(relay, tmp_path, "Dave", clock)
             await befriend(alice, dave)
             later = await exchange(alice, dave, "hello Dave")

@@ -16,7 +16,12 @@ cannot follow the other side's new ratchet keys. Nothing the user types fixes th
    state is archived, as libsignal's ``archive_current_state``), and sends again on it every
    entry of its **send log** for us: the content it sent us in the last
    :data:`SEND_LOG_RETENTION_MS` that no delivery receipt has confirmed yet. Texts keep their
-   message ids, so a copy we already hold is dropped as a duplicate.
+   message ids, so a copy we already hold is dropped as a duplicate. If its session has moved
+   on since (typically: a new session *we* started, answering its own retry receipt, reached it
+   first, and our request names the session it wrote on before), it starts none, but sends
+   again, on the session it has now, the message the receipt names and what it logged after
+   it (as Signal resends the message a retry receipt names whether or not it resets the
+   session): else that message would be lost, since the new session cannot decrypt the old.
 3. A delivery receipt that names a later text while an earlier one is still unconfirmed means
    the earlier one was lost (the receiving device went back to an older copy after receiving
    it, and the session still works): it is sent again (:func:`confirm_delivered`).
@@ -28,12 +33,18 @@ If both sides were broken, both ask and both repair; the two new sessions cross,
 decrypts the other's with the state it keeps archived (libsignal's simultaneous initiation).
 
 No storm: a retry receipt is plaintext, so it never fails to decrypt and is never answered with
-another; we ask a contact at most once per :data:`REPAIR_INTERVAL_MS` and repair for a contact at
-most once per interval, so a repair whose messages fail again is not repaired again until then.
-The times are kept in the store's settings (sealed), so a restart does not reset them.
+another. We ask a contact at most :data:`REPAIR_ATTEMPTS` times per :data:`REPAIR_INTERVAL_MS`,
+and repair for a contact at most as often; a second request within :data:`REPAIR_RETRY_MS` of
+the first goes out only if the failed message names another ratchet key than the first did (the
+repair's own messages failed), so a burst of failures on one broken session asks once. A
+repair that fails (its answer lost, or its messages undecryptable) is thus asked for and made
+again within seconds or a minute, not an hour later. The counts and times are kept in the
+store's settings (sealed), so a restart does not reset them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sotto.client.events import Event, RejectReason, SessionRepaired
 from sotto.client.flows.account import generate_prekeys
@@ -49,11 +60,19 @@ from sotto.protocol.decryption_error import DecryptionErrorMessage, PlaintextCon
 from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent
 from sotto.store.interfaces import Transaction
-from sotto.store.model import Account, Contact, ContactId, MailboxId, MessageId, PreKeyKind
+from sotto.store.model import Account, Contact, ContactId, MailboxId, MessageId, PreKeyKind, SendLogEntry
 
 REPAIR_INTERVAL_MS = 3_600_000
-"""At most one retry receipt to a contact, and one repair for a contact, an hour (as Signal
-Desktop resets a session at most once an hour per conversation)."""
+"""The window of the rate limits (Signal Desktop resets a session at most once an hour per
+conversation; we allow a few attempts, so that a race or a lost answer does not leave the
+conversation broken for the rest of the hour)."""
+
+REPAIR_ATTEMPTS = 3
+"""Retry receipts to a contact, and repairs for a contact, per :data:`REPAIR_INTERVAL_MS`."""
+
+REPAIR_RETRY_MS = 60_000
+"""A failure on the ratchet key we already asked about waits this long before asking again
+(the first answer is likely on its way); a failure on another key asks at once."""
 
 RESEND_LIMIT = 500
 """Send log entries resent per repair, newest kept (a day of a busy conversation)."""
@@ -83,9 +102,72 @@ def _write_ms(ctx: Context, key: str, value: int) -> None:
     ctx.tx.settings.put(key, max(value, 0).to_bytes(8, "big"))
 
 
-def _recently(ctx: Context, key: str, contact_id: ContactId) -> bool:
-    at = _read_ms(ctx, f"{key}{contact_id}")
-    return at is not None and 0 <= ctx.now_ms - at < REPAIR_INTERVAL_MS
+@dataclass(frozen=True, slots=True)
+class _Attempts:
+    """How often we asked (or repaired) for one contact in the current window, and the last time:
+    ``window_ms`` (8 bytes) ‖ ``count`` (1) ‖ ``last_ms`` (8) ‖ the ratchet key last asked about.
+    A bare 8-byte value (the format before) is one attempt at that time."""
+
+    window_ms: int
+    count: int
+    last_ms: int
+    ratchet_key: bytes = b""
+
+    @classmethod
+    def read(cls, ctx: Context, key: str) -> _Attempts | None:
+        value = ctx.tx.settings.get(key)
+        if value is None:
+            return None
+        if len(value) == 8:
+            at = int.from_bytes(value, "big")
+            return cls(at, 1, at)
+        if len(value) < 17:
+            return None
+        return cls(
+            int.from_bytes(value[:8], "big"), value[8], int.from_bytes(value[9:17], "big"), bytes(value[17:])
+        )
+
+    def current(self, now_ms: int) -> _Attempts | None:
+        """These attempts, if their window is still open at ``now_ms`` (None: a fresh window)."""
+        return self if 0 <= now_ms - self.window_ms < REPAIR_INTERVAL_MS else None
+
+    def write(self, ctx: Context, key: str) -> None:
+        ctx.tx.settings.put(
+            key,
+            max(self.window_ms, 0).to_bytes(8, "big")
+            + min(self.count, 255).to_bytes(1, "big")
+            + max(self.last_ms, 0).to_bytes(8, "big")
+            + self.ratchet_key,
+        )
+
+
+def _attempts(ctx: Context, key: str) -> _Attempts | None:
+    found = _Attempts.read(ctx, key)
+    return None if found is None else found.current(ctx.now_ms)
+
+
+def _record_attempt(ctx: Context, key: str, ratchet_key: bytes = b"") -> None:
+    before = _attempts(ctx, key)
+    if before is None:
+        _Attempts(ctx.now_ms, 1, ctx.now_ms, ratchet_key).write(ctx, key)
+    else:
+        _Attempts(before.window_ms, before.count + 1, ctx.now_ms, ratchet_key).write(ctx, key)
+
+
+def _may_ask(ctx: Context, contact_id: ContactId, ratchet_key: bytes) -> bool:
+    """Whether a failure on ``ratchet_key`` may ask the contact again (module docstring)."""
+    before = _attempts(ctx, f"{_REQUESTED}{contact_id}")
+    if before is None:
+        return True
+    if before.count >= REPAIR_ATTEMPTS:
+        return False
+    same = bool(before.ratchet_key) and bytes_equal(before.ratchet_key, ratchet_key)
+    return not same or not 0 <= ctx.now_ms - before.last_ms < REPAIR_RETRY_MS
+
+
+def _may_repair(ctx: Context, contact_id: ContactId) -> bool:
+    before = _attempts(ctx, f"{_REPAIRED}{contact_id}")
+    return before is None or before.count < REPAIR_ATTEMPTS
 
 
 # --------------------------------------------------------------------------- requesting
@@ -123,8 +205,8 @@ def request_repair(
     """After a 1:1 message from a contact failed to decrypt: queue a retry receipt to them.
 
     Only for a WHISPER or PREKEY message that came through the sender's own mailbox under the
-    identity key we trust for them, at most once per contact per :data:`REPAIR_INTERVAL_MS`,
-    and only if they gave us a mailbox. True if one was queued.
+    identity key we trust for them, within the rate limits (module docstring), and only if they
+    gave us a mailbox. True if one was queued.
     """
     tx = ctx.tx
     if usmc.message_type not in (CiphertextMessageType.WHISPER, CiphertextMessageType.PREKEY):
@@ -136,7 +218,7 @@ def request_repair(
     trusted = tx.identities.get(sender_name)
     if trusted is None or not bytes_equal(trusted.identity_key.to_bytes(), sender_identity.to_bytes()):
         return False
-    if _recently(ctx, _REQUESTED, contact.contact_id) or tx.their_mailboxes.get(contact.contact_id) is None:
+    if tx.their_mailboxes.get(contact.contact_id) is None:
         return False
     bundle = our_bundle(ctx)
     if bundle is None:
@@ -147,9 +229,12 @@ def request_repair(
         )
     except (DecodeError, ProtocolError):
         return False  # not a message at all: nothing a new session would fix
+    failed_key = b"" if error.ratchet_key is None else error.ratchet_key.to_bytes()
+    if not _may_ask(ctx, contact.contact_id, failed_key):
+        return False
     if not queue_plaintext(ctx, contact, PlaintextContent.new(error, bundle).encode()):
         return False
-    _write_ms(ctx, f"{_REQUESTED}{contact.contact_id}", ctx.now_ms)
+    _record_attempt(ctx, f"{_REQUESTED}{contact.contact_id}", failed_key)
     _write_ms(ctx, f"{_OPEN}{contact.contact_id}", ctx.now_ms)
     return True
 
@@ -174,9 +259,10 @@ def receive_retry_request(
     """A retry receipt from ``contact`` (already checked: their mailbox, their trusted key).
 
     Starts a new session from their bundle if the failed message's ratchet key is our current
-    one (or we have no session to send with), then resends our send log for them; otherwise
-    (the session moved on since, or we repaired within the interval) nothing happens.
-    Rejections: MALFORMED (not a retry receipt, or an unusable bundle).
+    one (or we have no session to send with), then resends our send log for them. If our
+    session moved on since, the message the receipt names and what we logged after it go again
+    on the session we have now (nothing, if the log no longer holds it). Past the rate limit,
+    nothing happens. Rejections: MALFORMED (not a retry receipt, or an unusable bundle).
     """
     tx = ctx.tx
     try:
@@ -191,8 +277,11 @@ def receive_retry_request(
         ratchet_key is None
         or not bytes_equal(current.sender_chain.ratchet_key.public.to_bytes(), ratchet_key.to_bytes())
     ):
-        return Outcome()  # not our current session that failed: it was repaired or moved on
-    if bundle is None or _recently(ctx, _REPAIRED, contact.contact_id):
+        # Not our current session that failed: it was repaired or moved on since. What failed
+        # on the old one is lost to them unless it goes again on this one.
+        resend_from(ctx, contact, content.decryption_error.timestamp)
+        return Outcome()
+    if bundle is None or not _may_repair(ctx, contact.contact_id):
         return Outcome()
     try:
         record = session.process_prekey_bundle(
@@ -208,7 +297,7 @@ def receive_retry_request(
     except ProtocolError as e:
         raise reject(RejectReason.MALFORMED, e) from None
     tx.sessions.put(contact.address, record)
-    _write_ms(ctx, f"{_REPAIRED}{contact.contact_id}", ctx.now_ms)
+    _record_attempt(ctx, f"{_REPAIRED}{contact.contact_id}")
     resend_log(ctx, contact)
     return Outcome(events=[SessionRepaired(contact, requested=False)])
 
@@ -230,13 +319,40 @@ def confirm_delivered(ctx: Context, contact: Contact, message_ids: tuple[bytes, 
         (i for i, e in enumerate(entries) if e.message_id is not None and e.message_id in named), default=-1
     )
     lost = [e for e in entries[:newest] if e.message_id is not None and e.message_id not in named]
-    for entry in lost:
+    # Logged again as sent now (their expiry unchanged), so that only a receipt for a text sent
+    # after this copy counts it lost once more.
+    _send_again(ctx, contact, lost)
+    return len(lost)
+
+
+def resend_from(ctx: Context, contact: Contact, envelope: int) -> int:
+    """Send again, on the current session, the send log entry a retry receipt names (by
+    :func:`envelope_number`) and every entry logged after it; how many (0 if the log does not
+    hold it: it expired, was confirmed, or was answered already)."""
+    tx = ctx.tx
+    tx.send_log.expire(ctx.now_ms - SEND_LOG_RETENTION_MS)
+    entries = tx.send_log.for_contact(contact.contact_id)
+    start = next((i for i, e in enumerate(entries) if envelope_number(e.envelope_id) == envelope), None)
+    if start is None:
+        return 0
+    again = entries[start:][-RESEND_LIMIT:]
+    return _send_again(ctx, contact, again)
+
+
+def _send_again(ctx: Context, contact: Contact, entries: list[SendLogEntry]) -> int:
+    """Queue each entry again in a new envelope on the current session; a text is logged again
+    under its new envelope (its expiry unchanged), so a later receipt or request for the old
+    envelope does not send it once more. How many were queued."""
+    tx = ctx.tx
+    sent = 0
+    for entry in entries:
         envelope_id = queue_encoded(ctx, contact, entry.content)
         if envelope_id is None:
             break
-        # Logged again as sent now (its expiry unchanged), so that only a receipt for a text
-        # sent after this copy counts it lost once more.
-        tx.send_log.remove_delivered(contact.contact_id, [entry.message_id])  # type: ignore[list-item]
+        sent += 1
+        if entry.message_id is None:
+            continue
+        tx.send_log.remove_delivered(contact.contact_id, [entry.message_id])
         tx.send_log.add(
             contact_id=contact.contact_id,
             envelope_id=envelope_id,
@@ -244,19 +360,17 @@ def confirm_delivered(ctx: Context, contact: Contact, message_ids: tuple[bytes, 
             content=entry.content,
             sent_ms=entry.sent_ms,
         )
-    return len(lost)
+    return sent
 
 
 def resend_log(ctx: Context, contact: Contact) -> int:
     """Send every unexpired send log entry for ``contact`` again, oldest first, each in a new
-    envelope on the current session; how many."""
+    envelope on the current session (texts logged again under it); how many."""
     tx = ctx.tx
     tx.send_log.expire(ctx.now_ms - SEND_LOG_RETENTION_MS)
     entries = tx.send_log.for_contact(contact.contact_id)[-RESEND_LIMIT:]
-    for entry in entries:
-        if queue_encoded(ctx, contact, entry.content) is None:
-            return 0
-    return len(entries)
+    sent = _send_again(ctx, contact, entries)
+    return sent if sent == len(entries) else 0
 
 
 # --------------------------------------------------------------------------- prekeys after a restore
