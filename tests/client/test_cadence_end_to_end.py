@@ -1,5 +1,9 @@
-"""Cadence mode end to end: two clients on the real relay with a 1-second tick.
+"""Cadence mode end to end: two clients on the real relay app with a 1-second tick, on virtual time.
 
+The relay is :func:`sotto.audit.sim.relay_app` and the clients are SDK clients whose own
+transport reaches it in process (:func:`sotto.audit.sim.device_network`), all on one
+:class:`~sotto.audit.sim.VirtualEventLoop`: a tick passes in the time its work takes, and a
+step planned for an instant is issued at that instant, so what lands in which tick is exact.
 They become contacts, exchange texts and receipts, and the relay's view is counted: per tick,
 the polls of each mailbox and the sends to each mailbox are the same whether the two chat or
 sit idle, no WebSocket is opened, and every request has a connection of its own.
@@ -8,34 +12,35 @@ sit idle, no WebSocket is opened, and every request has a connection of its own.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
-import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sotto.audit import sim
+from sotto.audit.sim import RELAY_URL, Host, VirtualClock, device_network, relay_app
 from sotto.client import events as ev
 from sotto.client.sdk import Client
-from sotto.client.transport import HttpNetwork, HttpRelay
+from sotto.client.transport import Network, Relay
 from sotto.crypto.ed25519 import SigningKey
-from sotto.crypto.passphrase import Argon2Params
+from sotto.server.config import ServerConfig
+from sotto.store.memory import MemoryStore
 from sotto.wire import api, b64
-from tests.client.running_relay import free_port, running_relay
 
-T = TypeVar("T")
 TICK = 1
-PASSPHRASE = "cadence passphrase"
+Request = tuple[float, str, bytes]
+"""(unix time, "poll" or "send", mailbox id)."""
 
 
 @dataclass
 class Watch:
-    """What the relay observed: (unix time, kind, mailbox id) per request, and WebSocket opens."""
+    """What the relay observed: each cadence request with its connection, and WebSocket opens."""
 
-    requests: list[tuple[float, str, bytes]] = field(default_factory=list)
+    clock: VirtualClock
+    requests: list[Request] = field(default_factory=list)
+    connections: list[tuple[str, int]] = field(default_factory=list)
     sockets: int = 0
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
@@ -46,168 +51,160 @@ class Watch:
                 parts = scope["path"].split("/")
                 if len(parts) == 5 and parts[2] == "mailboxes" and parts[4] in ("poll", "messages"):
                     kind = "poll" if parts[4] == "poll" else "send"
-                    self.requests.append((time.time(), kind, b64.decode(parts[3])))
+                    self.requests.append((self.clock.now(), kind, b64.decode(parts[3])))
+                    self.connections.append(tuple(scope["client"]))
             await app(scope, receive, send)
 
         return watched
 
 
-class IssuedAt(HttpRelay):
-    """Our relay, noting each cadence request with the time the client issued it."""
+class IssuedRelay:
+    """A client's relay, noting each cadence request with the time the client issued it."""
 
-    log: list[tuple[float, str, bytes]]
+    def __init__(self, relay: Relay, log: list[Request], clock: VirtualClock) -> None:
+        self._relay = relay
+        self._log = log
+        self._clock = clock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._relay, name)
 
     async def poll(
         self, mailbox_id: bytes, key: SigningKey, ack_ids: Sequence[bytes], limit: int
     ) -> api.PollResult:
-        self.log.append((time.time(), "poll", mailbox_id))
-        return await super().poll(mailbox_id, key, ack_ids, limit)
+        self._log.append((self._clock.now(), "poll", mailbox_id))
+        return await self._relay.poll(mailbox_id, key, ack_ids, limit)
 
     async def send_alone(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
-        self.log.append((time.time(), "send", mailbox_id))
-        return await super().send_alone(mailbox_id, token, message_id, payload)
+        self._log.append((self._clock.now(), "send", mailbox_id))
+        return await self._relay.send_alone(mailbox_id, token, message_id, payload)
 
 
-class LoggingNetwork(HttpNetwork):
-    def __init__(self, log: list[tuple[float, str, bytes]]) -> None:
-        super().__init__()
+class IssuedNetwork:
+    """A device's network whose relays are :class:`IssuedRelay`."""
+
+    def __init__(self, network: Network, log: list[Request], clock: VirtualClock) -> None:
+        self._network = network
         self._log = log
+        self._clock = clock
 
-    def relay(self, url: str) -> HttpRelay:
-        found = super().relay(url)
-        found.__class__ = IssuedAt
-        found.log = self._log  # type: ignore[attr-defined]
-        return found
+    def relay(self, url: str) -> Relay:
+        return IssuedRelay(self._network.relay(url), self._log, self._clock)
 
-
-@pytest.fixture(scope="module")
-def watched_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Watch]]:
-    watch = Watch()
-    with running_relay(
-        tmp_path_factory.mktemp("relay"), free_port(), wrap=watch.wrap, cadence_tick_seconds=TICK
-    ) as url:
-        yield url, watch
+    async def aclose(self) -> None:
+        await self._network.aclose()
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(main(), 120))
+async def cadence_client(
+    app: ASGIApp, clock: VirtualClock, name: str, address: str, log: list[Request]
+) -> Client:
+    network = device_network({RELAY_URL: app}, Host(address), clock_ms=clock.now_ms, keep_alive=False)
+    return await Client.register(
+        MemoryStore(),
+        RELAY_URL,
+        name,
+        network=IssuedNetwork(network, log, clock),
+        clock=clock.now_ms,
+        cadence=True,
+    )
 
 
-async def gather_events(clients: list[Client], until: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
+async def gather_events(until: Callable[[], bool], seconds: float) -> None:
+    """Wait (virtual time) until ``until`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     while not until():
-        assert time.monotonic() < deadline, "events did not arrive"
+        assert loop.time() < deadline, "events did not arrive"
         await asyncio.sleep(0.05)
 
 
-LATE = 0.25 * TICK
-"""How late a step may start after its planned time (the event loop was busy committing)."""
-
-
-def per_tick(log: list[tuple[float, str, bytes]], first: int, last: int) -> list[Counter[tuple[str, bytes]]]:
-    """Requests per tick of issue. A request issued just after a tick began, when that tick has
-    a later one of the same kind for the same mailbox and the tick before has none, was the
-    previous tick's last step started late: it is counted there."""
-    ticks: dict[tuple[str, bytes], list[int]] = {}
-    for at, kind, mailbox_id in sorted(log):
-        ticks.setdefault((kind, mailbox_id), []).append(int(at // TICK))
-    times = {key: sorted(at for at, k, m in log if (k, m) == key) for key in ticks}
+def per_tick(log: list[Request], first: int, last: int) -> list[Counter[tuple[str, bytes]]]:
+    """Requests per tick of issue, ticks ``first`` to ``last`` (excluded)."""
     counts: list[Counter[tuple[str, bytes]]] = [Counter() for _ in range(first, last)]
-    for key, assigned in ticks.items():
-        for i in range(len(assigned) - 1):
-            late = times[key][i] - assigned[i] * TICK < LATE
-            if assigned[i] == assigned[i + 1] and late and (i == 0 or assigned[i - 1] < assigned[i] - 1):
-                assigned[i] -= 1
-        for tick in assigned:
-            if first <= tick < last:
-                counts[tick - first][key] += 1
+    for at, kind, mailbox_id in log:
+        tick = int(at // TICK)
+        if first <= tick < last:
+            counts[tick - first][(kind, mailbox_id)] += 1
     return counts
 
 
-def test_two_cadence_clients_chat_and_the_relay_sees_the_same_as_when_idle(
-    watched_relay: tuple[str, Watch], tmp_path: Path
-) -> None:
-    url, watch = watched_relay
-    issued: list[tuple[float, str, bytes]] = []
+def test_two_cadence_clients_chat_and_the_relay_sees_the_same_as_when_idle() -> None:
+    issued: list[Request] = []
 
-    async def main() -> None:
-        alice = await Client.create(
-            tmp_path / "alice", url, PASSPHRASE, "Alice", kdf=Argon2Params.TESTING,
-            network=LoggingNetwork(issued), cadence=True,
-        )  # fmt: skip
-        bob = await Client.create(
-            tmp_path / "bob", url, PASSPHRASE, "Bob", kdf=Argon2Params.TESTING,
-            network=LoggingNetwork(issued), cadence=True,
-        )  # fmt: skip
-        seen: dict[Client, list[ev.Event]] = {alice: [], bob: []}
+    async def main(clock: VirtualClock) -> tuple[Watch, dict[str, list[ev.Event]], int, int, int]:
+        watch = Watch(clock)
+        async with relay_app(clock, config=ServerConfig(cadence_tick_seconds=TICK)) as app:
+            relay = watch.wrap(app)
+            alice = await cadence_client(relay, clock, "Alice", "10.0.0.1", issued)
+            bob = await cadence_client(relay, clock, "Bob", "10.0.0.2", issued)
+            seen: dict[str, list[ev.Event]] = {"Alice": [], "Bob": []}
 
-        async def listen(client: Client) -> None:
-            async for event in client.listen():
-                seen[client].append(event)
+            async def listen(client: Client) -> None:
+                async for event in client.listen():
+                    seen[client.display_name].append(event)
 
-        listeners = [asyncio.create_task(listen(c)) for c in (alice, bob)]
-        try:
-            invite = await alice.create_invite()
-            await bob.accept_invite(invite.link, "Alice")
-            # Nothing leaves outside a tick: the contact request waits in the outbox.
-            assert bob.pending_outbox() == 1 and await bob.flush() == 1
-            await gather_events([alice, bob], lambda: bob.is_ready("Alice") and alice.is_ready("Bob"), 30)
-            queued = bob.pending_outbox()
-            await bob.send_typing("Alice")  # not sent in cadence mode
-            assert bob.pending_outbox() == queued
+            listeners = [asyncio.create_task(listen(c)) for c in (alice, bob)]
+            try:
+                invite = await alice.create_invite()
+                await bob.accept_invite(invite.link, "Alice")
+                # Nothing leaves outside a tick: the contact request waits in the outbox.
+                assert bob.pending_outbox() == 1 and await bob.flush() == 1
+                await gather_events(lambda: bob.is_ready("Alice") and alice.is_ready("Bob"), 30)
+                queued = bob.pending_outbox()
+                await bob.send_typing("Alice")  # not sent in cadence mode
+                assert bob.pending_outbox() == queued
 
-            # Let the setup settle (answers, receipts), then watch idle ticks.
-            await asyncio.sleep(3 * TICK)
-            idle_from = int(time.time() // TICK) + 1
-            await asyncio.sleep((idle_from + 6) * TICK - time.time())
+                # Let the setup settle (answers, receipts), then watch idle ticks.
+                await asyncio.sleep(3 * TICK)
+                idle_from = int(clock.now() // TICK) + 1
+                await asyncio.sleep((idle_from + 6) * TICK - clock.now())
 
-            # Chat: several texts both ways, receipts owed back.
-            chat_from = int(time.time() // TICK) + 1
-            sent = []
-            for n in range(3):
-                sent.append(await alice.send_text("Bob", f"hello {n}"))
-                await bob.send_text("Alice", f"hi {n}")
-                await asyncio.sleep(0.4 * TICK)
+                # Chat: several texts both ways, receipts owed back.
+                chat_from = int(clock.now() // TICK) + 1
+                sent = []
+                for n in range(3):
+                    sent.append(await alice.send_text("Bob", f"hello {n}"))
+                    await bob.send_text("Alice", f"hi {n}")
+                    await asyncio.sleep(0.4 * TICK)
 
-            def done() -> bool:
-                got = {c: [e for e in seen[c] if isinstance(e, ev.MessageReceived)] for c in seen}
-                receipts = [e for e in seen[alice] if isinstance(e, ev.DeliveryReceiptReceived)]
-                acked = {m for r in receipts for m in r.message_ids}
-                return len(got[alice]) == 3 and len(got[bob]) == 3 and acked >= set(sent)
+                def done() -> bool:
+                    got = {c: [e for e in seen[c] if isinstance(e, ev.MessageReceived)] for c in seen}
+                    receipts = [e for e in seen["Alice"] if isinstance(e, ev.DeliveryReceiptReceived)]
+                    acked = {m for r in receipts for m in r.message_ids}
+                    return len(got["Alice"]) == 3 and len(got["Bob"]) == 3 and acked >= set(sent)
 
-            await gather_events([alice, bob], done, 30)
-            assert await alice.mark_read("Bob") == 3  # a read receipt, queued for a tick
-            chat_to = max(chat_from + 6, int(time.time() // TICK))
-            await asyncio.sleep((chat_to + 1) * TICK - time.time())
-        finally:
-            for listener in listeners:
-                listener.cancel()
-            await alice.close()
-            await bob.close()
+                await gather_events(done, 30)
+                assert await alice.mark_read("Bob") == 3  # a read receipt, queued for a tick
+                chat_to = max(chat_from + 6, int(clock.now() // TICK))
+                await asyncio.sleep((chat_to + 1) * TICK - clock.now())
+            finally:
+                for listener in listeners:
+                    listener.cancel()
+                await alice.close()
+                await bob.close()
+        return watch, seen, idle_from, chat_from, chat_to
 
-        # Both know each other and have one mailbox each now: two polls and two sends per tick.
-        assert [e.text for e in seen[bob] if isinstance(e, ev.MessageReceived)] == [
-            f"hello {n}" for n in range(3)
-        ]
-        assert [e.text for e in seen[alice] if isinstance(e, ev.MessageReceived)] == [
-            f"hi {n}" for n in range(3)
-        ]
-        # Counted once the log is complete: a late step is recognised by the one after it.
-        idle = per_tick(issued, idle_from, idle_from + 6)
-        chat = per_tick(issued, chat_from, chat_to)
-        expected = idle[0]
-        assert sorted(expected.values()) == [1, 1, 1, 1] and Counter(k for k, _ in expected) == {
-            "poll": 2,
-            "send": 2,
-        }
-        assert all(tick == expected for tick in idle), idle
-        assert all(tick == expected for tick in chat), chat
+    watch, seen, idle_from, chat_from, chat_to = sim.run(main)
 
-        # The relay saw exactly these requests, in this order per mailbox, and no WebSocket.
-        def per_mailbox(log: list[tuple[float, str, bytes]]) -> Counter[tuple[str, bytes]]:
-            return Counter((kind, mailbox_id) for _, kind, mailbox_id in log)
+    # Both know each other and have one mailbox each now: two polls and two sends per tick.
+    assert [e.text for e in seen["Bob"] if isinstance(e, ev.MessageReceived)] == [
+        f"hello {n}" for n in range(3)
+    ]
+    assert [e.text for e in seen["Alice"] if isinstance(e, ev.MessageReceived)] == [
+        f"hi {n}" for n in range(3)
+    ]
+    idle = per_tick(issued, idle_from, idle_from + 6)
+    chat = per_tick(issued, chat_from, chat_to)
+    expected = idle[0]
+    assert sorted(expected.values()) == [1, 1, 1, 1] and Counter(k for k, _ in expected) == {
+        "poll": 2,
+        "send": 2,
+    }
+    assert all(tick == expected for tick in idle), idle
+    assert all(tick == expected for tick in chat), chat
 
-        assert per_mailbox(watch.requests) == per_mailbox(issued)
-        assert watch.sockets == 0
-
-    run(main)
+    # The relay saw exactly these requests, at the instants they were issued, and no WebSocket;
+    # each came on a connection of its own.
+    assert sorted(watch.requests) == sorted(issued)
+    assert watch.sockets == 0
+    assert len(set(watch.connections)) == len(watch.connections) == len(issued)
