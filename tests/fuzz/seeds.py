@@ -32,10 +32,11 @@ from sotto.protocol.sealed_sender import (
 )
 from sotto.store import codec
 from sotto.store.cipher import StoreCipher
-from sotto.wire import auth, b64, frames, padding
+from sotto.wire import auth, b64, frames, ohttp, padding
 from tests.fuzz import targets
 from tests.protocol.parties import make_pair
 from tests.protocol.sealed_sender.helpers import World, recipients_for
+from tests.vectors import ohttp as ohttp_vectors
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -166,6 +167,19 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     store = StoreCipher(targets.STORE_KEY, seeded_rng(13))
     yield "store_sealed_value", "valid", store.seal("contacts", "row", b"key", codec.pack(["Alice", 7]))
     yield "store_sealed_value", "other-row", store.seal("contacts", "row", b"other", codec.pack(["Bob", 1]))
+
+    # Oblivious HTTP: the RFC 9292 examples, RFC 9458 Appendix A, and a key list of two.
+    for example in ohttp_vectors.load("rfc9292_examples")["examples"]:
+        yield f"bhttp_{example['kind']}", f"valid-rfc9292-{example['framing']}", bytes.fromhex(example["hex"])
+    appendix = ohttp_vectors.load("rfc9458_appendix_a")
+    config = ohttp.KeyConfig.decode(bytes.fromhex(appendix["key_config"]))
+    yield "bhttp_request", "valid-rfc9458", bytes.fromhex(appendix["request"])
+    yield "bhttp_response", "valid-rfc9458", bytes.fromhex(appendix["response"])
+    yield "ohttp_key_configs", "valid-rfc9458", ohttp.encode_key_configs([config])
+    own = ohttp.GatewayKey.generate(7, seeded_rng(14)).config
+    yield "ohttp_key_configs", "valid-two", ohttp.encode_key_configs([own, config])
+    yield "ohttp_request", "valid-rfc9458", bytes.fromhex(appendix["encapsulated_request"])
+    yield "ohttp_response", "valid-rfc9458", bytes.fromhex(appendix["encapsulated_response"])
 
     # Client: content of every kind, invite links, safety-number codes.
     mailbox = c.MailboxAddress("https://relay.example:8787", ids[0], bytes(32))

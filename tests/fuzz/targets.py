@@ -62,8 +62,9 @@ from sotto.protocol.sealed_sender import (
 from sotto.server.auth import parse_token
 from sotto.store import codec
 from sotto.store.cipher import StoreCipher
-from sotto.wire import api, auth, frames, padding
+from sotto.wire import api, auth, bhttp, frames, ohttp, padding
 from tests.protocol.sealed_sender.helpers import NOW_MS, World
+from tests.vectors.ohttp import binary as ohttp_vector
 
 Allowed = tuple[type[BaseException], ...]
 DECODE: Allowed = (DecodeError,)
@@ -400,6 +401,55 @@ def _envelope_padding(data: bytes) -> object:
         padding.unpad(data)
     size = padding.BUCKETS[data[0] % len(padding.BUCKETS)] if data else 0
     return padding.unpad((data[1:] + bytes(size))[:size])
+
+
+# ------------------------------------------------------------------------ Oblivious HTTP
+# The gateway key and the request context of RFC 9458 Appendix A, so its messages open.
+OHTTP_ALLOWED: Allowed = (ohttp.ObliviousHttpError,)
+
+
+@functools.cache
+def _ohttp_gateway() -> ohttp.GatewayKey:
+    config = ohttp.KeyConfig.decode(ohttp_vector("rfc9458_appendix_a", "key_config"))
+    return ohttp.GatewayKey(1, ohttp_vector("rfc9458_appendix_a", "gateway_secret_key"), config.algorithms)
+
+
+@functools.cache
+def _ohttp_context() -> ohttp.ResponseContext:
+    request = ohttp_vector("rfc9458_appendix_a", "encapsulated_request")
+    return ohttp.decapsulate_request(_ohttp_gateway(), request)[1]
+
+
+@_target("bhttp_request", DECODE)
+def _bhttp_request(data: bytes) -> object:
+    """bhttp.decode_request: the binary HTTP request a gateway finds inside an encapsulation."""
+    return bhttp.decode_request(data)
+
+
+@_target("bhttp_response", DECODE)
+def _bhttp_response(data: bytes) -> object:
+    """bhttp.decode_response: the binary HTTP response a client finds inside an encapsulation."""
+    return bhttp.decode_response(data)
+
+
+@_target("ohttp_key_configs", OHTTP_ALLOWED)
+def _ohttp_key_configs(data: bytes) -> object:
+    """ohttp.decode_key_configs (an application/ohttp-keys body), and KeyConfig.decode on the same bytes."""
+    with contextlib.suppress(ohttp.ObliviousHttpError):
+        ohttp.KeyConfig.decode(data)
+    return ohttp.decode_key_configs(data)
+
+
+@_target("ohttp_request", OHTTP_ALLOWED)
+def _ohttp_request(data: bytes) -> object:
+    """ohttp.decapsulate_request: an Encapsulated Request reaching the RFC 9458 Appendix A gateway."""
+    return ohttp.decapsulate_request(_ohttp_gateway(), data)
+
+
+@_target("ohttp_response", OHTTP_ALLOWED)
+def _ohttp_response(data: bytes) -> object:
+    """ohttp.decapsulate_response: an Encapsulated Response to the RFC 9458 Appendix A request."""
+    return ohttp.decapsulate_response(_ohttp_context(), data)
 
 
 # ------------------------------------------------------------------------ client
