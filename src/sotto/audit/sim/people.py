@@ -308,7 +308,7 @@ def _households(names: list[str], h: Habits, rng: random.Random) -> list[tuple[s
     order = names[:]
     rng.shuffle(order)
     pairs = int(len(order) * h.household_share) // 2
-    homes = [(order[2 * i], order[2 * i + 1]) for i in range(pairs)]
+    homes: list[tuple[str, ...]] = [(order[2 * i], order[2 * i + 1]) for i in range(pairs)]
     homes += [(name,) for name in order[2 * pairs :]]
     homes.sort()
     return [tuple(sorted(home)) for home in homes]
