@@ -21,7 +21,10 @@ from sotto.errors import (
     DecodeError,
     FingerprintVersionMismatchError,
     InviteError,
+    MailboxFullError,
+    QuotaExceededError,
     RelayError,
+    RelayFullError,
     RelayStorageError,
     RelayUnavailableError,
     SottoError,
@@ -31,6 +34,8 @@ from sotto.errors import (
     StoreLockedError,
     StoreVersionError,
     UnknownContactError,
+    WorkRequiredError,
+    WorkTooHardError,
     WrongPassphraseError,
 )
 
@@ -117,6 +122,38 @@ def explain(error: BaseException, where: Where) -> tuple[str, str | None, ExitCo
             return (
                 f"the relay at {where.relay} cannot store anything right now",
                 "try again later",
+                ExitCode.REFUSED,
+            )
+        case MailboxFullError():
+            return (
+                f"the contact's mailbox on {where.relay} is full until they read what waits there",
+                "your message is saved and goes out by itself once they do (`sotto send` or "
+                "`sotto listen` tries again)",
+                ExitCode.REFUSED,
+            )
+        case RelayFullError():
+            return (
+                f"the relay at {where.relay} is short of disk space and takes nothing new for now",
+                "anything you sent is saved and goes out later; tell the relay's operator if it lasts",
+                ExitCode.REFUSED,
+            )
+        case QuotaExceededError():
+            return (
+                f"your account on {where.relay} holds all it may: {error.message}",
+                "open invites and prekeys count toward it: wait for invites to be used or to expire",
+                ExitCode.REFUSED,
+            )
+        case WorkTooHardError():
+            return (
+                f"the relay at {where.relay} is busy with sign-ups and asks for {error.difficulty} bits "
+                f"of proof of work, more than this client does ({error.cap})",
+                "try again in a few minutes",
+                ExitCode.REFUSED,
+            )
+        case WorkRequiredError():
+            return (
+                f"the relay at {where.relay} did not accept our proof of work ({error.code})",
+                "try again; if it keeps happening, check this computer's clock and the relay's version",
                 ExitCode.REFUSED,
             )
         case RelayError():
