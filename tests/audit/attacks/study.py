@@ -65,9 +65,10 @@ def run_study(
     outage_s: float = 1200.0,
     texts: int = 3,
     seed: int = 1,
+    cadence: bool = True,
 ) -> Study:
     """Run the study (module docstring) and return the view and the truth."""
-    settings = _Settings(people, hours, tick_seconds, outages, outage_s, texts, seed)
+    settings = _Settings(people, hours, tick_seconds, outages, outage_s, texts, seed, cadence)
     return sim.run(lambda clock: _study(clock, settings))
 
 
@@ -80,6 +81,7 @@ class _Settings:
     outage_s: float
     texts: int
     seed: int
+    cadence: bool
 
 
 async def _study(clock: VirtualClock, settings: _Settings) -> Study:
@@ -107,7 +109,7 @@ async def _study(clock: VirtualClock, settings: _Settings) -> Study:
                     clock,
                     f"p{i}",
                     host=Host(address_of(i), rng.randbytes),
-                    cadence=True,
+                    cadence=settings.cadence,
                     rng=rng.randbytes,
                     latency_s=LATENCY_S,
                 )
@@ -166,7 +168,11 @@ async def _study(clock: VirtualClock, settings: _Settings) -> Study:
             at = base_us + round(end * 1e6)
         on.append((at, end_us))
         truth.people[device.name] = Person(
-            device.name, b64.encode(device.client.account_id), device.host.address, True, device_on=on
+            device.name,
+            b64.encode(device.client.account_id),
+            device.host.address,
+            settings.cadence,
+            device_on=on,
         )
     _mailboxes(truth, sink.records, {d.host.address: d.name for d in devices})
     return Study(list(sink.records), truth)

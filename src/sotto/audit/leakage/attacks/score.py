@@ -178,10 +178,17 @@ def hours_to_identify(attack: Attack, records: Sequence[ViewRecord], truth: Trut
 
 
 def presence_auc(
-    found: Presence, truth: Truth, *, which: str = "device_on", bin_s: float = BIN_S
+    found: Presence,
+    truth: Truth,
+    *,
+    which: str = "device_on",
+    pseudonyms: str = "mailbox:",
+    bin_s: float = BIN_S,
 ) -> float | None:
     """AUC of the presence scores against ``which`` (``device_on`` or ``app_use``) per bin
-    (module docstring); None when the labels hold one class only (nothing to tell apart)."""
+    (module docstring), over the pseudonyms whose names start with ``pseudonyms`` (mailboxes, by
+    their reads; or ``account:``, by account requests); None when the labels hold one class only
+    (nothing to tell apart)."""
     owner = owners(truth)
     bin_us = round(bin_s * 1_000_000)
     held: dict[str, Interval] = {
@@ -193,8 +200,8 @@ def presence_auc(
     labels: list[bool] = []
     for pseudonym, (start, end) in sorted(held.items()):
         person = truth.people.get(owner.get(pseudonym, ""))
-        if person is None or (pseudonym not in found and not pseudonym.startswith("mailbox:")):
-            continue  # an account the view never saw authenticate says nothing either way
+        if person is None or not pseudonym.startswith(pseudonyms):
+            continue
         intervals = person.device_on if which == "device_on" else person.app_use
         row = found.get(pseudonym, {})
         for b in range(start // bin_us + 1, end // bin_us):  # whole bins only
@@ -212,6 +219,9 @@ def _covered(intervals: Sequence[Interval], start: int, end: int) -> float:
 
 
 # ---------------------------------------------------------------------------- the report
+_SIGNALS = {"mailbox reads": "mailbox:", "account requests": "account:"}
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     attack: str
@@ -226,8 +236,8 @@ class Report:
     people: int
     hours: float
     rows: list[Row]
-    presence_device_on: float | None
-    presence_app_use: float | None
+    presence: dict[tuple[str, str], float | None]
+    """(signal: ``mailbox reads`` or ``account requests``, ``device_on`` or ``app_use``) → AUC."""
     settings: dict[str, Any] = field(default_factory=dict)
 
     def row(self, attack: str) -> Row:
@@ -256,11 +266,12 @@ class Report:
             )
         lines += [
             "",
-            "| presence (15-minute bins) | AUC |",
-            "|---|---|",
-            f"| device on | {num(self.presence_device_on)} |",
-            f"| app in use | {num(self.presence_app_use)} |",
+            "| presence (15-minute bins), from | device on (AUC) | app in use (AUC) |",
+            "|---|---|---|",
         ]
+        for signal in _SIGNALS:
+            on, used = self.presence.get((signal, "device_on")), self.presence.get((signal, "app_use"))
+            lines.append(f"| {signal} | {num(on)} | {num(used)} |")
         return "\n".join(lines) + "\n"
 
 
@@ -276,12 +287,16 @@ def report(
             hours = hours_to_identify(spec.run, records, truth)
         rows.append(Row(spec.name, contact, hours))
     found = presence(records)
+    auc = {
+        (signal, which): presence_auc(found, truth, which=which, pseudonyms=prefix)
+        for signal, prefix in _SIGNALS.items()
+        for which in ("device_on", "app_use")
+    }
     return Report(
         people=len(truth.people),
         hours=(truth.end_us - truth.start_us) / 3.6e9,
         rows=rows,
-        presence_device_on=presence_auc(found, truth, which="device_on"),
-        presence_app_use=presence_auc(found, truth, which="app_use"),
+        presence=auc,
         settings=dict(truth.settings),
     )
 
