@@ -4,6 +4,7 @@ a missing, wrong, expired or replayed answer is refused with its own 428 code.""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -12,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from sotto.cli.app import app as cli_app
 from sotto.crypto.random import system_rng
+from sotto.server import ServerConfig, runner
+from sotto.server.__main__ import add_storage_options
 from sotto.server.challenge import WorkGate, WorkVerdict
-from sotto.server.config import WorkPolicy
+from sotto.server.config import WorkPolicy, storage_settings
 from sotto.server.ratelimit import RateMeter
 from sotto.wire import api, b64, work
+from tests.client.running_relay import free_port
 from tests.server.conftest import Relay, ec_key, make_relay
 
 ACCOUNT = work.Purpose.ACCOUNT
@@ -245,3 +251,26 @@ def test_the_spec_documents_the_work_answer_and_header(busy_relay: Relay) -> Non
     assert "428" in operation["responses"]
     header = next(p for p in operation["parameters"] if p["name"] == "sotto-work")
     assert header["in"] == "header"
+
+
+# ---------------------------------------------------------------------------- options
+def test_server_options_set_the_free_rate_and_the_ceiling() -> None:
+    parser = argparse.ArgumentParser()
+    add_storage_options(parser)
+    assert ServerConfig(**storage_settings(parser.parse_args([]))).work == WorkPolicy()
+    argv = ["--free-signups-per-minute", "2.5", "--max-work-bits", "8"]
+    work_policy = ServerConfig(**storage_settings(parser.parse_args(argv))).work
+    assert (work_policy.free_per_minute, work_policy.max_bits, work_policy.base_bits) == (2.5, 8, 8)
+    for bad in (["--free-signups-per-minute", "0"], ["--max-work-bits", "41"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
+def test_sotto_server_passes_its_work_options_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(runner, "run", lambda **kwargs: seen.update(kwargs))
+    argv = ["server", "--port", str(free_port()), "--data", str(tmp_path), "--free-signups-per-minute", "4"]
+    result = CliRunner().invoke(cli_app, [*argv, "--max-work-bits", "20"])
+    assert result.exit_code == 0, result.output
+    work_policy = ServerConfig(**seen["settings"]).work
+    assert (work_policy.free_per_minute, work_policy.max_bits) == (4, 20)

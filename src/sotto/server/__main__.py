@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sotto.server.config import MIB, Quotas, storage_settings
+from sotto.server.config import MAX_WORK_BITS, MIB, Quotas, WorkPolicy, storage_settings
 from sotto.server.runner import run
 
 
@@ -36,6 +36,33 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         help="seconds (max 4)",
     )
+    add_work_options(parser)
+
+
+def add_work_options(parser: argparse.ArgumentParser) -> None:
+    """The proof of work asked for account creations (relay-protocol §8)."""
+    w = WorkPolicy()
+    parser.add_argument(
+        "--free-signups-per-minute",
+        type=_positive,
+        default=w.free_per_minute,
+        help="relay-wide account creations per minute that cost no proof of work",
+    )
+    parser.add_argument(
+        "--max-work-bits",
+        type=int,
+        choices=range(1, MAX_WORK_BITS + 1),
+        metavar=f"1..{MAX_WORK_BITS}",
+        default=w.max_bits,
+        help="the most proof of work asked for one creation, in bits",
+    )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:

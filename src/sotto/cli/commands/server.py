@@ -53,6 +53,17 @@ def server(
             min=0.1, max=4.0, help="Seconds: a deleted envelope is in no file of the data directory after it."
         ),
     ] = 2.0,
+    free_signups_per_minute: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Relay-wide account creations per minute that cost no proof of work; above it, "
+            "creations must solve a challenge whose difficulty grows with the rate.",
+        ),
+    ] = 30.0,
+    max_work_bits: Annotated[
+        int, typer.Option(min=1, max=40, help="The most proof of work asked for one creation, in bits.")
+    ] = 22,
     record_view: Annotated[
         Path | None,
         typer.Option(
