@@ -21,8 +21,13 @@ Rules that keep the clock honest:
 * Every party reads the one :class:`VirtualClock`: the relay through its ``clock=`` (a
   :class:`~sotto.server.clock.Clock`), the client through ``clock=`` (milliseconds), and the
   client's transport signs with it too.
-* Real file descriptors still work (the loop's own wake-up pipe is one): each turn looks at
-  them without waiting before it jumps.
+* Real file descriptors still work (the loop's own wake-up pipe is one): the loop looks at
+  them, without waiting, before each jump and every :data:`REAL_POLL_EVERY` turns between.
+
+Otherwise a turn of the loop is asyncio's own (``BaseEventLoop._run_once``: drop cancelled
+timers, move due timers to the ready queue, run what was ready when the turn began), less the
+system call that looks for I/O on each busy turn: a simulation spends most of its turns on
+callbacks that wake each other at one virtual instant, and nothing real can be waiting for them.
 
 A loop with nothing ready, no timer and nothing to wait for would wait forever: it raises
 :class:`~sotto.errors.SimulationDeadlockError` instead, after looking for a real event for
@@ -32,8 +37,10 @@ A loop with nothing ready, no timer and nothing to wait for would wait forever: 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import heapq
 import math
 import selectors
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -44,6 +51,14 @@ import anyio.to_thread
 from sotto.errors import SimulationDeadlockError
 
 T = TypeVar("T")
+
+REAL_POLL_EVERY = 64
+"""Turns with callbacks ready between two looks at the real file descriptors."""
+_MAX_TIMEOUT_S = 24 * 3600.0
+"""The longest wait asyncio asks of a selector (``MAXIMUM_SELECT_TIMEOUT``)."""
+_MIN_SCHEDULED = 100
+_MIN_CANCELLED_FRACTION = 0.5
+"""When asyncio rebuilds its timer heap without the cancelled timers (its own thresholds)."""
 
 DEFAULT_EPOCH_S = 1_800_000_000.0
 """Unix seconds at virtual time zero unless told otherwise (2027-01-15 08:00 UTC)."""
@@ -97,6 +112,10 @@ class VirtualSelector(selectors.BaseSelector):
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._real.get_map()
 
+    def poll_real(self) -> list[tuple[selectors.SelectorKey, int]]:
+        """What the real file descriptors have ready now (no wait, no jump)."""
+        return self._real.select(0)
+
 
 class InlineExecutor(concurrent.futures.ThreadPoolExecutor):
     """An executor that runs each call at once, in the caller's thread (see the module docstring).
@@ -125,6 +144,64 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._virtual.now
+
+    # The attributes below are asyncio's own (BaseEventLoop), which _run_once reads as it does.
+    _ready: collections.deque[asyncio.Handle]
+    _scheduled: list[asyncio.TimerHandle]
+    _timer_cancelled_count: int
+    _stopping: bool
+    _clock_resolution: float
+    _busy_turns = 0
+
+    def _run_once(self) -> None:
+        """One turn of the loop: asyncio's (see the module docstring)."""
+        if self.get_debug():  # asyncio's own turn times slow callbacks
+            super()._run_once()  # type: ignore[misc]
+            return
+        scheduled, ready, virtual = self._scheduled, self._ready, self._virtual
+        count = len(scheduled)
+        if count > _MIN_SCHEDULED and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION:
+            kept = []
+            for handle in scheduled:
+                if handle._cancelled:
+                    handle._scheduled = False  # type: ignore[attr-defined]
+                else:
+                    kept.append(handle)
+            heapq.heapify(kept)
+            self._scheduled = scheduled = kept
+            self._timer_cancelled_count = 0
+        else:
+            while scheduled and scheduled[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                handle = heapq.heappop(scheduled)
+                handle._scheduled = False  # type: ignore[attr-defined]
+
+        if ready or self._stopping:
+            self._busy_turns += 1
+            if self._busy_turns % REAL_POLL_EVERY == 0:
+                self._process_events(virtual.poll_real())  # type: ignore[attr-defined]
+        else:
+            timeout = None
+            if scheduled:
+                due: float = scheduled[0]._when  # type: ignore[attr-defined]
+                timeout = min(max(0.0, due - virtual.now), _MAX_TIMEOUT_S)
+            events = virtual.select(timeout)
+            if events:
+                self._process_events(events)  # type: ignore[attr-defined]
+
+        end_time = virtual.now + self._clock_resolution
+        while scheduled:
+            handle = scheduled[0]
+            if handle._when >= end_time:  # type: ignore[attr-defined]
+                break
+            handle = heapq.heappop(scheduled)
+            handle._scheduled = False  # type: ignore[attr-defined]
+            ready.append(handle)
+
+        for _ in range(len(ready)):
+            callback = ready.popleft()
+            if not callback._cancelled:
+                callback._run()
 
     def _has_ready(self) -> bool:
         """Whether callbacks wait to run this turn (asyncio keeps them in ``_ready``)."""

@@ -1,0 +1,154 @@
+"""What a simulated person costs: CPU per person-day and memory per device, real clients on the
+real relay in one process (:mod:`sotto.audit.sim`).
+
+    python bench/sim.py [--people 20,100,300] [--modes cadence,default] [--repeat 3]
+                        [--cadence-days 0.25] [--default-days 1] [--memory 1000]
+
+Each run is :func:`sotto.audit.sim.scenario.chat_ring` (everyone registers, invites the next
+person, and sends two texts to each contact in the first half of the run) in a fresh process;
+its CPU time (user and system, from the process's start of the scenario to its end, setup
+included) is divided by people × simulated days. The table gives the median of ``--repeat``
+runs and the wall time; "setup" is the CPU of one person's registration and invite exchange
+(a run of one simulated minute, divided by people), which the per-person-day figure includes
+once.
+
+``--memory N`` registers N devices in default mode (each with its client, in-memory store,
+network and open delivery WebSocket, the relay holding their accounts and mailboxes), lets them
+idle for a simulated hour and reports the process's resident memory per device, the slope
+between N/10 and N devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from sotto.audit import sim
+from sotto.audit.sim.clock import VirtualClock
+from sotto.audit.sim.network import Host
+from sotto.audit.sim.scenario import address_of, chat_ring
+from sotto.audit.sim.world import RELAY_URL, close_device, new_device, relay_app
+from sotto.server.config import ServerConfig
+
+DAY_S = 86_400.0
+
+
+def _rss_bytes() -> int:
+    """The process's resident memory now (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_chat(people: int, cadence: bool, seconds: float) -> dict[str, Any]:
+    """One chat ring in this process: its CPU and wall seconds and what came of it."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = sim.run(lambda clock: chat_ring(clock, people, cadence=cadence, seconds=seconds))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    lost = sum((result.sent - result.received).values())
+    return {"cpu_s": cpu, "wall_s": wall, "lost": lost, "jumps": result.loop_jumps, "rss": _rss_bytes()}
+
+
+def run_memory(devices: int) -> dict[str, Any]:
+    """``devices`` idle default-mode devices on one relay: resident memory before and after."""
+
+    async def main(clock: VirtualClock) -> dict[str, Any]:
+        rng = random.Random(1)
+        before = _rss_bytes()
+        async with relay_app(clock, config=ServerConfig(), rng=rng.randbytes) as app:
+            devices_ = []
+            listeners = []
+            for i in range(devices):
+                host = Host(address_of(i), rng.randbytes)
+                device = await new_device({RELAY_URL: app}, clock, f"p{i}", host=host, rng=rng.randbytes)
+                devices_.append(device)
+                listeners.append(asyncio.create_task(_drain(device.client.listen())))
+            await asyncio.sleep(3600)
+            after = _rss_bytes()
+            for device in devices_:
+                await close_device(device)
+            await asyncio.gather(*listeners, return_exceptions=True)
+        return {"devices": devices, "rss_before": before, "rss_after": after}
+
+    return sim.run(main)
+
+
+async def _drain(events: Any) -> None:
+    async for _ in events:
+        pass
+
+
+def in_child(*args: str) -> dict[str, Any]:
+    """Run this script with ``args`` in a fresh interpreter; the JSON it prints."""
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--people", default="20,100,300")
+    parser.add_argument("--modes", default="cadence,default")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cadence-days", type=float, default=0.25)
+    parser.add_argument("--default-days", type=float, default=1.0)
+    parser.add_argument("--memory", type=int, default=0, help="devices for the memory run (0: none)")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "N", "ARG"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        kind, n, arg = args.child
+        if kind == "memory":
+            print(json.dumps(run_memory(int(n))))
+        else:
+            print(json.dumps(run_chat(int(n), kind == "cadence", float(arg))))
+        return 0
+
+    people = [int(p) for p in args.people.split(",") if p]
+    modes = [m for m in args.modes.split(",") if m]
+    print(f"chat ring, median of {args.repeat} runs, each in a fresh process (CPU includes setup)")
+    print(
+        f"{'mode':8} {'people':>6} {'days':>5} {'CPU s':>8} {'wall s':>8} "
+        f"{'CPU s/person-day':>17} {'RSS MB':>7}"
+    )
+    for mode in modes:
+        days = args.cadence_days if mode == "cadence" else args.default_days
+        setup = in_child("--child", mode, str(people[0]), "60")
+        for n in people:
+            runs = [in_child("--child", mode, str(n), str(days * DAY_S)) for _ in range(args.repeat)]
+            if any(r["lost"] for r in runs):
+                print(f"{mode}: texts were lost at {n} people", file=sys.stderr)
+                return 1
+            cpu = statistics.median(r["cpu_s"] for r in runs)
+            wall = statistics.median(r["wall_s"] for r in runs)
+            rss = max(r["rss"] for r in runs) / 2**20
+            per_day = cpu / (n * days)
+            print(f"{mode:8} {n:>6} {days:>5g} {cpu:>8.1f} {wall:>8.1f} {per_day:>17.3f} {rss:>7.0f}")
+        print(f"{mode:8} setup: {setup['cpu_s'] / people[0]:.3f} CPU s per person (registration and invites)")
+    if args.memory:
+        small = in_child("--child", "memory", str(max(1, args.memory // 10)), "0")
+        large = in_child("--child", "memory", str(args.memory), "0")
+        per = (large["rss_after"] - small["rss_after"]) / (large["devices"] - small["devices"])
+        at_10k = small["rss_after"] + per * (10_000 - small["devices"])
+        print(
+            f"memory: {large['devices']} idle default-mode devices: "
+            f"{large['rss_after'] / 2**20:.0f} MB resident, {per / 2**10:.0f} KiB per device "
+            f"(slope from {small['devices']}); 10,000 devices ≈ {at_10k / 2**30:.2f} GiB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
