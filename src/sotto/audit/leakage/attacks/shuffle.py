@@ -21,7 +21,8 @@ from sotto.server.observer import HttpExchange, ViewRecord, WsClose, WsFrame, Ws
 _CREDENTIALS = frozenset(
     {"authorization", "sotto-mailbox-auth", "sotto-delivery-token", "sotto-access-token"}
 )
-_PATH = re.compile(r"^(/v1/(?:mailboxes|accounts)/)([^/]+)(.*)$")
+_PATH = re.compile(r"^(/v1/(?:mailboxes|accounts)/)(?!me/|me$)([^/]+)(.*)$")
+"""A path that names a mailbox or an account (``/v1/accounts/me/…`` names none)."""
 
 
 def shuffle_ids(records: Sequence[ViewRecord], *, seed: int) -> list[ViewRecord]:

@@ -1,0 +1,29 @@
+"""Presence per 15-minute bin from the view."""
+
+from __future__ import annotations
+
+from sotto.audit.leakage.attacks.presence import presence
+from sotto.server.observer import WsClose
+from tests.audit.attacks.records import at, frame, key_counts, poll
+
+BIN_US = 900_000_000
+
+
+def test_polls_and_account_requests_count_in_their_bins() -> None:
+    found = presence([poll(10, "M"), poll(20, "M"), poll(1000, "M"), key_counts(30, "alice")])
+    first = at(0) // BIN_US
+    assert found["mailbox:M"] == {first: 2.0, first + 1: 1.0}
+    assert found["account:alice"] == {first: 1.0}
+
+
+def test_a_subscribed_connection_covers_the_time_it_stays_open() -> None:
+    records = [
+        frame(450, "in", "subscribe", ("M",), conn=4),
+        WsClose(at(1350), 4, "10.0.0.1", 50_004, "in", 1000),
+    ]
+    found = presence(records)
+    first = at(0) // BIN_US
+    assert found["mailbox:M"] == {
+        first: 1.0 + 0.5,
+        first + 1: 0.5,
+    }  # the subscribe itself, then half and half
