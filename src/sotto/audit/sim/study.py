@@ -187,6 +187,7 @@ class _Study:
         self.population = population
         self.clock = clock
         self.start_us = self._now_us()
+        self.start_loop_s = asyncio.get_running_loop().time()
         self.agents: dict[str, _Agent] = {}
         self.hosts: list[Host] = []
         self.outages: dict[int, list[tuple[float, float]]] = {}
@@ -220,7 +221,7 @@ class _Study:
 
     def now_s(self) -> float:
         """Seconds since the start of the run."""
-        return (self._now_us() - self.start_us) / 1_000_000
+        return asyncio.get_running_loop().time() - self.start_loop_s
 
     def spawn(self, work: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
