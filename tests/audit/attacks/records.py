@@ -44,26 +44,32 @@ def http(
     )
 
 
-def poll(seconds: float, mailbox: str, *, envelopes: tuple[str, ...] = (), **kw: object) -> HttpExchange:
+def poll(
+    seconds: float, mailbox: str, *, envelopes: tuple[str, ...] = (), conn: int = 0, addr: str = "10.0.0.1"
+) -> HttpExchange:
+    path = f"/v1/mailboxes/{mailbox}/poll"
+    return http(seconds, "POST", path, mailboxes=(mailbox,), messages=envelopes, conn=conn, addr=addr)
+
+
+def send(seconds: float, mailbox: str, *, conn: int = 0, addr: str = "10.0.0.1") -> HttpExchange:
     return http(
-        seconds, "POST", f"/v1/mailboxes/{mailbox}/poll", mailboxes=(mailbox,), messages=envelopes, **kw
-    )  # type: ignore[arg-type]
+        seconds, "POST", f"/v1/mailboxes/{mailbox}/messages", mailboxes=(mailbox,), conn=conn, addr=addr
+    )
 
 
-def send(seconds: float, mailbox: str, **kw: object) -> HttpExchange:
-    return http(seconds, "POST", f"/v1/mailboxes/{mailbox}/messages", mailboxes=(mailbox,), **kw)  # type: ignore[arg-type]
+def key_counts(seconds: float, account: str, *, conn: int = 0, addr: str = "10.0.0.1") -> HttpExchange:
+    return http(seconds, "GET", "/v1/accounts/me/keys", auth=account, conn=conn, addr=addr)
 
 
-def key_counts(seconds: float, account: str, **kw: object) -> HttpExchange:
-    return http(seconds, "GET", "/v1/accounts/me/keys", auth=account, **kw)  # type: ignore[arg-type]
+def create(seconds: float, mailbox: str, *, conn: int = 0, addr: str = "10.0.0.1") -> HttpExchange:
+    return http(seconds, "POST", "/v1/mailboxes", mailboxes=(mailbox,), conn=conn, addr=addr)
 
 
-def create(seconds: float, mailbox: str, **kw: object) -> HttpExchange:
-    return http(seconds, "POST", "/v1/mailboxes", mailboxes=(mailbox,), **kw)  # type: ignore[arg-type]
-
-
-def bundle(seconds: float, account: str, **kw: object) -> HttpExchange:
-    return http(seconds, "GET", f"/v1/accounts/{account}/bundle", accounts=(account,), **kw)  # type: ignore[arg-type]
+def bundle(
+    seconds: float, account: str, *, auth: str | None = None, conn: int = 0, addr: str = "10.0.0.1"
+) -> HttpExchange:
+    path = f"/v1/accounts/{account}/bundle"
+    return http(seconds, "GET", path, accounts=(account,), auth=auth, conn=conn, addr=addr)
 
 
 def frame(seconds: float, direction: str, kind: str, mailboxes: tuple[str, ...], *, conn: int = 0) -> WsFrame:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sotto.audit.leakage.attacks import connections
 from sotto.audit.leakage.attacks.connections import Key
+from sotto.server.observer import ViewRecord
 from tests.audit.attacks.records import bundle, create, key_counts, poll, send
 
 
-def _records() -> list[object]:
+def _records() -> list[ViewRecord]:
     return [
         # Alice's keep-alive connection: her key counts, her mailbox, and Bob's bundle.
         key_counts(1, "alice", conn=1, addr="a"),
@@ -21,17 +22,17 @@ def _records() -> list[object]:
 
 
 def test_a_shared_connection_ties_an_account_to_its_mailbox_and_the_bundle_it_fetched() -> None:
-    ev = connections.evidence(_records(), key=Key.CONNECTION)  # type: ignore[arg-type]
+    ev = connections.evidence(_records(), key=Key.CONNECTION)
     assert ev.owners() == {"M": "alice"}
     assert dict(ev.direct["alice"]) == {"bob": 1.0}
     assert "N" not in ev.owner  # polled on a connection of its own
 
 
 def test_a_shared_address_ties_everything_its_device_did() -> None:
-    ev = connections.evidence(_records(), key=Key.ADDRESS)  # type: ignore[arg-type]
+    ev = connections.evidence(_records(), key=Key.ADDRESS)
     assert ev.owners() == {"M": "alice", "N": "bob"}
     assert dict(ev.writes["alice"]) == {"N": 1.0}
-    ranking = connections.attack(_records(), key=Key.ADDRESS)  # type: ignore[arg-type]
+    ranking = connections.attack(_records(), key=Key.ADDRESS)
     assert ranking["account:alice"][0][0] == "account:bob"
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from sotto.audit.leakage.attacks import disclosure
+from sotto.server.observer import ViewRecord
 from tests.audit.attacks.records import poll, send
 
 
 def test_receipts_that_follow_deliveries_point_at_the_writer() -> None:
     # Whenever Bob's mailbox B hands out an envelope, a send to Alice's mailbox A follows within
     # a minute; sends to C come at unrelated times.
-    records = []
+    records: list[ViewRecord] = []
     for k in range(12):
         t = 1000 * k
         records += [poll(t + 10, "B", envelopes=(f"e{k}",)), send(t + 40, "A")]

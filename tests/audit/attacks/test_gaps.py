@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from sotto.audit.leakage.attacks import gaps
+from sotto.server.observer import ViewRecord
 from tests.audit.attacks.records import at, poll, send
 
 TICK = 60
 
 
-def _series(kind: str, mailbox: str, ticks: int, off: set[int]) -> list[object]:
+def _series(kind: str, mailbox: str, ticks: int, off: set[int]) -> list[ViewRecord]:
     make = poll if kind == "poll" else send
     return [make(t * TICK + 7, mailbox) for t in range(ticks) if t not in off]
 
@@ -22,8 +23,8 @@ def test_polls_and_sends_that_stop_in_the_same_ticks_come_from_one_device() -> N
         + _series("send", "X", 30, {12, 13})
         + _series("send", "Y", 30, set())
     )
-    records.sort(key=lambda r: r.t_us)  # type: ignore[attr-defined]
-    ranking = gaps.attack(records, tick_seconds=TICK)  # type: ignore[arg-type]
+    records.sort(key=lambda r: r.t_us)
+    ranking = gaps.attack(records, tick_seconds=TICK)
     assert ranking["mailbox:M"] == [("mailbox:N", 1.0)]
     assert ranking["mailbox:N"] == [("mailbox:M", 1.0)]
     assert "mailbox:Y" not in ranking  # no gap, no signature
@@ -31,15 +32,15 @@ def test_polls_and_sends_that_stop_in_the_same_ticks_come_from_one_device() -> N
 
 def test_without_outages_there_is_no_answer() -> None:
     records = _series("poll", "M", 30, set()) + _series("send", "N", 30, set())
-    assert gaps.attack(records, tick_seconds=TICK) == {}  # type: ignore[arg-type]
+    assert gaps.attack(records, tick_seconds=TICK) == {}
 
 
 def test_gaps_count_only_where_both_series_live() -> None:
     # N was created at tick 10: M's gap at tick 3 is outside N's life and does not count.
-    n_sends = [r for r in _series("send", "N", 30, {15}) if r.t_us >= at(10 * TICK)]  # type: ignore[attr-defined]
-    polls, sends = gaps.series(_series("poll", "M", 30, {3, 15}) + n_sends, tick_seconds=TICK)  # type: ignore[arg-type]
+    n_sends = [r for r in _series("send", "N", 30, {15}) if r.t_us >= at(10 * TICK)]
+    polls, sends = gaps.series(_series("poll", "M", 30, {3, 15}) + n_sends, tick_seconds=TICK)
     assert gaps.similarity(polls[0], sends[0]) == 1.0
     polls, sends = gaps.series(
         _series("poll", "M", 30, {3, 15}) + _series("send", "N", 30, {15}), tick_seconds=TICK
-    )  # type: ignore[arg-type]
+    )
     assert gaps.similarity(polls[0], sends[0]) == 0.5

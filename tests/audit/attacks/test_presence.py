@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sotto.audit.leakage.attacks.presence import presence
-from sotto.server.observer import WsClose
+from sotto.server.observer import ViewRecord, WsClose
 from tests.audit.attacks.records import at, frame, key_counts, poll
 
 BIN_US = 900_000_000
@@ -17,13 +17,11 @@ def test_polls_and_account_requests_count_in_their_bins() -> None:
 
 
 def test_a_subscribed_connection_covers_the_time_it_stays_open() -> None:
-    records = [
+    records: list[ViewRecord] = [
         frame(450, "in", "subscribe", ("M",), conn=4),
         WsClose(at(1350), 4, "10.0.0.1", 50_004, "in", 1000),
     ]
     found = presence(records)
     first = at(0) // BIN_US
-    assert found["mailbox:M"] == {
-        first: 1.0 + 0.5,
-        first + 1: 0.5,
-    }  # the subscribe itself, then half and half
+    # The subscribe itself, then half of each bin open.
+    assert found["mailbox:M"] == {first: 1.0 + 0.5, first + 1: 0.5}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from sotto.audit.leakage.attacks import score
 from sotto.audit.sim.truth import MailboxLife, Person, Truth
+from sotto.server.observer import ViewRecord
 from tests.audit.attacks.records import T0_US, at, key_counts, poll
 
 HOUR_US = 3_600_000_000
@@ -54,15 +57,15 @@ def test_a_guess_of_the_targets_own_pseudonym_is_a_miss() -> None:
 def test_hours_to_identify_is_the_hour_from_which_the_answer_stays_right() -> None:
     truth = _truth()
 
-    def attack(records: object) -> dict[str, list[tuple[str, float]]]:
+    def attack(records: Sequence[ViewRecord]) -> dict[str, list[tuple[str, float]]]:
         # Right about a once it has seen more than two hours of view.
-        seen = [r.t_us for r in records]  # type: ignore[attr-defined]
+        seen = [r.t_us for r in records]
         if seen and max(seen) > T0_US + 2 * HOUR_US:
             return {"account:acct-a": [("account:acct-b", 1.0)]}
         return {}
 
     records = [key_counts(h * 3600 + 1, "acct-a") for h in range(4)]
-    found = score.hours_to_identify(attack, records, truth)  # type: ignore[arg-type]
+    found = score.hours_to_identify(attack, records, truth)
     assert found.hours == {"a": 3.0, "b": None, "c": None, "d": None}
     assert found.identified == 0.25
     assert found.median_hours is None
