@@ -64,6 +64,7 @@ from sotto.client.transport import DeviceCredentials, HttpRelay, mailbox_auth
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import system_rng
 from sotto.wire import api, b64, frames
+from sotto.wire.limits import MAX_FRAME_BYTES
 
 HONEST = "127.0.0.1"
 ABUSERS = [f"127.0.0.{n}" for n in range(2, 10)]
@@ -72,6 +73,24 @@ RAMP_SECONDS = 1.0
 ATTEMPTS_PER_PROCESS = 15_000
 ATTACK_SOURCES = [f"127.0.1.{n}" for n in range(1, 33)]
 """Connection floods come from many loopback addresses: each has its own ephemeral ports."""
+PAIR_SOURCES = [f"127.0.2.{n}" for n in range(1, 255)]
+"""Each honest pair is a person of its own, on an address of its own (its WebSockets; its few
+HTTP calls before the measurement share 127.0.0.1)."""
+
+
+def _socket_from(source: str) -> Callable[[str], Awaitable[Any]]:
+    """Opens the delivery WebSocket from ``source``, as the SDK does from its own address."""
+
+    async def open_socket(url: str) -> Any:
+        return await connect(
+            "ws" + url.removeprefix("http") + "/v1/ws",
+            max_size=MAX_FRAME_BYTES,
+            compression=None,
+            local_addr=(source, 0),
+            open_timeout=30,
+        )
+
+    return open_socket
 
 
 @dataclass
@@ -149,6 +168,34 @@ class OtherLoad:
         busy = core_busy_seconds(self.core) - busy
         own = process_cpu_seconds(self.pid) - own
         return 100 * own / wall, 100 * max(0.0, busy - own) / wall
+
+
+class LoadCpu:
+    """Where the load core's time went during the attack: the attackers, this process (the
+    honest pairs), anything else."""
+
+    def __init__(self, core: int, attackers: list[int]) -> None:
+        self.core, self.attackers = core, attackers
+        self.start = (time.monotonic(), core_busy_seconds(core), self._attack(), self._own())
+
+    def _attack(self) -> float:
+        return sum(process_cpu_seconds(pid) for pid in self.attackers)
+
+    @staticmethod
+    def _own() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def percent(self) -> dict[str, float]:
+        wall, busy, attack, own = self.start
+        wall = time.monotonic() - wall
+        busy = core_busy_seconds(self.core) - busy
+        attack, own = self._attack() - attack, self._own() - own
+        return {
+            "attack_cpu_percent": 100 * attack / wall,
+            "pairs_cpu_percent": 100 * own / wall,
+            "load_core_busy_percent": 100 * busy / wall,
+        }
 
 
 def rss_kib(pid: int) -> int:
@@ -675,7 +722,10 @@ class Pairs:
 
     async def open(self) -> None:
         self._http = httpx.AsyncClient(timeout=30)
-        self.relays = [HttpRelay(self.url, self._http) for _ in range(self.count)]
+        self.relays = [
+            HttpRelay(self.url, self._http, open_socket=_socket_from(PAIR_SOURCES[n % len(PAIR_SOURCES)]))
+            for n in range(self.count)
+        ]
         self.mailboxes = [Mailbox.new() for _ in range(self.count)]
         for relay, mailbox in zip(self.relays, self.mailboxes, strict=True):
             await relay.create_mailbox(mailbox.body())
@@ -739,6 +789,17 @@ async def _fill_mailbox(url: str) -> Mailbox:
     return mailbox
 
 
+def _timeline(latencies: list[float], when: list[float], origin: float) -> list[tuple[float, int, int, int]]:
+    """Per second of the attack: (second, messages, p50 ms, max ms)."""
+    buckets: dict[int, list[float]] = {}
+    for latency, at in zip(latencies, when, strict=True):
+        buckets.setdefault(int(at - origin), []).append(latency)
+    return [
+        (second, len(values), round(1000 * percentile(values, 50)), round(1000 * max(values)))
+        for second, values in sorted(buckets.items())
+    ]
+
+
 async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str, Any]:
     mailbox = await _fill_mailbox(relay.url)
     pairs = Pairs(relay.url, settings.pairs, settings.interval)
@@ -784,15 +845,17 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
 
         sampler = asyncio.create_task(sample())
         load = OtherLoad(relay.core, relay.pid)
+        spent = LoadCpu(load_core, [a.process.pid for a in attackers if a.process.pid is not None])
         await pairs.paced(settings.attack_seconds)
+        await pairs.settle()  # every message sent under attack is counted, the late ones too
         relay_cpu, other_cpu = load.percent()
+        load_cpu = spent.percent()
         sampler.cancel()
         attacked = list(pairs.latencies)
         worst = sorted(zip(pairs.latencies, pairs.when, strict=True), reverse=True)[:8]
         counts: Counter[str] = Counter()
         for attacker in attackers:
             counts.update(await asyncio.to_thread(attacker.finish))
-        await pairs.settle()
         alive = relay.process is not None and relay.process.poll() is None
         return {
             "quiet_p99_ms": 1000 * percentile(quiet, 99),
@@ -807,11 +870,14 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
             "relay_alive": alive,
             "relay_cpu_percent": relay_cpu,
             "other_cpu_on_relay_core_percent": other_cpu,
+            **load_cpu,
             "attack": dict(counts),
             "load_generator_worst_lag_ms_at_s": [
                 (round(1000 * lag), round(at, 1)) for lag, at in sorted(lags)[-3:]
             ],
             "worst_ms_at_s": [(round(1000 * lat), round(at - attack_started, 1)) for lat, at in worst],
+            "attack_started_monotonic": attack_started,
+            "timeline": _timeline(pairs.latencies, pairs.when, attack_started),
         }
     finally:
         await pairs.close()
@@ -870,7 +936,12 @@ def report(settings: Settings, fair: list[dict[str, Any]], bounded: list[dict[st
             f"steal {run['steal_percent']:.2f}%, relay CPU {run['relay_cpu_percent']:.0f}%, "
             f"others on the relay's core {run['other_cpu_on_relay_core_percent']:.0f}%"
         )
+        print(
+            f"  load core: busy {run['load_core_busy_percent']:.0f}%, attackers "
+            f"{run['attack_cpu_percent']:.0f}% (nice 10), honest pairs {run['pairs_cpu_percent']:.0f}%"
+        )
         print(f"  attack: {run['attack']}")
+        print(f"  per second of the attack (s, messages, p50 ms, max ms): {run['timeline']}")
         print(f"  worst latencies (ms, s after the attack began): {run['worst_ms_at_s']}")
         print(
             f"  load generator's own worst event-loop lag (ms, s): {run['load_generator_worst_lag_ms_at_s']}"

@@ -12,19 +12,30 @@ objects made smaller (:class:`DeliveryProtocol`): the relay holds many idle conn
 ``asyncio.Queue`` and an ``asyncio.Event`` cost four deques, about 3.8 KB, for each.
 
 Every connection's resources are bounded (:class:`HttpProtocol`, :class:`ConnectionLimits`):
-beyond ``max_connections`` a new one gets a bare 503 and is closed at once (the cap is derived
-from the file descriptor limit, so descriptors never run out); a connection must send complete
-request headers within ``header_timeout_seconds`` and a body within ``body_timeout_seconds``;
-idle keep-alive connections close after ``keep_alive_seconds``; and a connection whose send
-buffer stays full for ``write_stall_seconds`` (a client that does not read) is dropped, freeing
-what it pinned.
+beyond ``max_connections`` in all, or ``per_source`` from one address, a new one gets a bare 503
+and is closed at once (the cap is derived from the file descriptor limit, so descriptors never
+run out); a connection must send complete request headers within ``header_timeout_seconds`` and
+a body within ``body_timeout_seconds``; idle keep-alive connections close after
+``keep_alive_seconds``; a connection whose send buffer stays full for ``write_stall_seconds`` (a
+client that does not read) is dropped, freeing what it pinned; and the next request on a
+connection is not read while the last answer still sits unread in the kernel's send queue.
+
+Refusals cost next to nothing: :class:`RelayServer` listens on an :class:`AdmissionSocket`, which
+counts connections per source address as the kernel hands them over and refuses the excess
+there, before asyncio builds a transport or uvicorn a protocol for them. It also hands over at
+most ``ACCEPT_BATCH`` connections per turn of the event loop, so that a storm of connection
+attempts waits in the kernel's backlog instead of in front of traffic on open connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import resource
+import socket
+import termios
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,11 +149,15 @@ class ConnectionLimits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     write_stall: float = 30.0
+    per_source: int | None = 64
+    """Connections one address may hold at once (``None``: no limit). Clients behind one NAT
+    share it; a relay behind a proxy that connects from one address must turn it off."""
 
     @classmethod
-    def of(cls, config: ServerConfig, max_connections: int) -> ConnectionLimits:
+    def of(cls, config: ServerConfig, max_connections: int, per_source: int | None) -> ConnectionLimits:
         return cls(
             max_connections=max_connections,
+            per_source=per_source,
             header_timeout=config.header_timeout_seconds,
             body_timeout=config.body_timeout_seconds,
             write_stall=config.write_stall_seconds,
@@ -150,6 +165,67 @@ class ConnectionLimits:
 
 
 DEFAULT_LIMITS = ConnectionLimits()
+
+PER_SOURCE = DEFAULT_LIMITS.per_source
+ACCEPT_BATCH = 32
+"""Connections admitted per turn of the event loop; the rest wait in the kernel's backlog."""
+REFUSE_BATCH = 512
+"""Connections refused per turn of the event loop (each is an accept, a send and a close)."""
+UNREAD_HOLD_BYTES = 64 * 1024
+"""The next request on a connection waits while more than this of earlier answers is still
+unread in the kernel's send queue (checked every ``UNREAD_CHECK_SECONDS``)."""
+UNREAD_CHECK_SECONDS = 0.5
+REFUSAL_LOG_SECONDS = 60.0
+"""Refused connections are logged as a count, at most once per this many seconds."""
+
+
+class Admission:
+    """Who holds connections: how many in all and from each source address, against the cap
+    and the per-source limit. :class:`AdmissionSocket` admits at accept time; without it (a
+    plain ``uvicorn.Server``) :class:`HttpProtocol` admits when the connection is made.
+    Whoever admitted a connection, its protocol releases it when it ends."""
+
+    __slots__ = ("_by_source", "_logged", "_logged_at", "at_accept", "limits", "open", "refused")
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.refused = 0
+        self.at_accept = False
+        self._by_source: dict[str, int] = {}
+        self._logged = 0
+        self._logged_at = -REFUSAL_LOG_SECONDS
+
+    def admit(self, source: str) -> bool:
+        """Count one more connection from ``source``, or say it must be refused."""
+        held = self._by_source.get(source, 0)
+        per_source = self.limits.per_source
+        if self.open >= self.limits.max_connections or (per_source is not None and held >= per_source):
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._logged_at >= REFUSAL_LOG_SECONDS:  # one line a minute at most
+                logger.warning(
+                    "event connections refused: %d (%d open)", self.refused - self._logged, self.open
+                )
+                self._logged_at, self._logged = now, self.refused
+            return False
+        self._by_source[source] = held + 1
+        self.open += 1
+        return True
+
+    def release(self, source: str) -> None:
+        held = self._by_source.get(source, 0)
+        if held <= 0:
+            return
+        self.open -= 1
+        if held == 1:
+            del self._by_source[source]
+        else:
+            self._by_source[source] = held - 1
+
+    def held_by(self, source: str) -> int:
+        return self._by_source.get(source, 0)
+
 
 _REFUSAL_BODY = b'{"code":"unavailable","message":"too many connections; retry shortly"}'
 _REFUSAL = (
@@ -164,6 +240,75 @@ def _limits_of(config: Any) -> ConnectionLimits:
     return limits if isinstance(limits, ConnectionLimits) else DEFAULT_LIMITS
 
 
+def _admission_of(config: Any) -> Admission:
+    admission = getattr(config, "sotto_admission", None)
+    if not isinstance(admission, Admission):
+        admission = Admission(_limits_of(config))
+        with contextlib.suppress(AttributeError):
+            config.sotto_admission = admission
+    return admission
+
+
+def _source(address: Any) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else ""
+
+
+def unread_bytes(sock: socket.socket) -> int:
+    """Bytes this side has written that the peer has not yet taken (the kernel's send queue)."""
+    try:
+        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4), "little", signed=True)
+    except OSError:
+        return 0
+
+
+class AdmissionSocket(socket.socket):
+    """A listening socket that admits connections as the kernel hands them over: one beyond
+    the cap or the per-source limit gets :data:`_REFUSAL` and is closed right there, so asyncio
+    never sees it; and at most ``ACCEPT_BATCH`` are admitted per turn of the event loop."""
+
+    admission: Admission
+
+    @classmethod
+    def wrap(cls, sock: socket.socket, admission: Admission) -> AdmissionSocket:
+        wrapped = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        wrapped.admission = admission
+        admission.at_accept = True
+        wrapped._admitted = wrapped._refused = 0
+        wrapped._turn_pending = False
+        return wrapped
+
+    def _next_turn(self) -> None:
+        self._admitted = self._refused = 0
+        self._turn_pending = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if not self._turn_pending:
+            self._turn_pending = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        while self._admitted < ACCEPT_BATCH and self._refused < REFUSE_BATCH:
+            fd, address = self._accept()  # type: ignore[attr-defined]  # BlockingIOError: none left
+            if self.admission.admit(_source(address)):
+                self._admitted += 1
+                return socket.socket(self.family, self.type, self.proto, fileno=fd), address
+            self._refused += 1
+            refused = socket.socket(self.family, self.type, self.proto, fileno=fd)
+            with contextlib.suppress(OSError):
+                refused.send(_REFUSAL, socket.MSG_DONTWAIT)
+            refused.close()
+        raise BlockingIOError  # enough for this turn; the kernel keeps the rest
+
+
+class RelayServer(uvicorn.Server):
+    """uvicorn's server listening on an :class:`AdmissionSocket` (when it binds host and port
+    itself, as ``run`` has it)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        if sockets is None and config.uds is None and config.fd is None:
+            sockets = [AdmissionSocket.wrap(config.bind_socket(), _admission_of(config))]
+        await super().startup(sockets=sockets)
+
+
 class HttpProtocol(H11Protocol):
     """uvicorn's h11 protocol with the relay's bounds: a connection cap, a deadline for request
     headers and one for the body, and a limit on how long the send buffer may stay full."""
@@ -171,17 +316,23 @@ class HttpProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _limits_of(self.config)
+        self._admission = _admission_of(self.config)
         self._deadline: asyncio.TimerHandle | None = None
         self._armed_cycle: object = None
         self._stall: asyncio.TimerHandle | None = None
+        self._held: asyncio.TimerHandle | None = None
+        self._held_since = 0.0
+        self.admitted_source: str | None = None
+        """The address this connection is counted under (None: not counted, or handed on)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self._limits.max_connections:
-            logger.warning("event connection refused: %d open", self._limits.max_connections)
+        source = _source(self.client)
+        if not self._admission.at_accept and not self._admission.admit(source):
             transport.write(_REFUSAL)
             transport.close()
             return
+        self.admitted_source = source
         self._arm(self._limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -189,6 +340,12 @@ class HttpProtocol(H11Protocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        if self.admitted_source is not None:
+            self._admission.release(self.admitted_source)
+            self.admitted_source = None
         super().connection_lost(exc)
 
     def _arm(self, seconds: float) -> None:
@@ -211,6 +368,8 @@ class HttpProtocol(H11Protocol):
             self.transport.close()
 
     def handle_events(self) -> None:
+        if self._held is not None:
+            return  # the next request waits until the peer reads what it was sent
         before = self.cycle
         super().handle_events()
         cycle = self.cycle
@@ -220,11 +379,41 @@ class HttpProtocol(H11Protocol):
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._disarm()  # the WebSocket has its own idle limit
         super().handle_websocket_upgrade(event)
+        successor = self.transport.get_protocol()
+        if isinstance(successor, DeliveryProtocol):  # it releases the count when it ends
+            successor.admitted_source, self.admitted_source = self.admitted_source, None
 
     def on_response_complete(self) -> None:
+        if not self.transport.is_closing() and self._unread() > UNREAD_HOLD_BYTES:
+            # A peer that does not read its answers gets no more of them: its next request
+            # waits (and its further bytes stay in the kernel) until it reads, or the
+            # write-stall limit drops it.
+            self._held_since = self.loop.time()
+            self._held = self.loop.call_later(UNREAD_CHECK_SECONDS, self._check_held)
+            self.transport.pause_reading()
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm(self._limits.header_timeout)
+            if self._held is not None:
+                self._disarm()  # waiting on the peer is the write-stall limit's business
+
+    def _unread(self) -> int:
+        sock = self.transport.get_extra_info("socket")
+        return unread_bytes(sock) if sock is not None else 0
+
+    def _check_held(self) -> None:
+        self._held = None
+        if self.transport.is_closing():
+            return
+        if self._unread() > UNREAD_HOLD_BYTES:
+            if self.loop.time() - self._held_since >= self._limits.write_stall:
+                self.transport.abort()
+                return
+            self._held = self.loop.call_later(UNREAD_CHECK_SECONDS, self._check_held)
+            return
+        self.transport.resume_reading()
+        self._arm(self._limits.header_timeout)
+        self.handle_events()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -254,6 +443,8 @@ class DeliveryProtocol(WebSocketsSansIOProtocol):
     ``ws_max_size``."""
 
     _stall: asyncio.TimerHandle | None = None
+    admitted_source: str | None = None
+    """The address this connection is counted under, handed on by :class:`HttpProtocol`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -277,6 +468,9 @@ class DeliveryProtocol(WebSocketsSansIOProtocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
+        if self.admitted_source is not None:
+            _admission_of(self.config).release(self.admitted_source)
+            self.admitted_source = None
         super().connection_lost(exc)
 
     def send_receive_event_to_app(self) -> None:
@@ -320,8 +514,14 @@ def connection_cap(config: ServerConfig, fd_limit: int, backlog: int) -> int:
 
 
 def uvicorn_config(
-    config: ServerConfig, *, observer: Observer | None = None, **overrides: Any
+    config: ServerConfig,
+    *,
+    observer: Observer | None = None,
+    per_source: int | None = PER_SOURCE,
+    **overrides: Any,
 ) -> uvicorn.Config:
+    """uvicorn's settings for the relay (see the module's note); ``per_source``: connections one
+    address may hold (``None``: no limit)."""
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if fd_limit == resource.RLIM_INFINITY:
         fd_limit = 1 << 20
@@ -349,7 +549,9 @@ def uvicorn_config(
     settings.update(overrides)
     server_config = uvicorn.Config(create_app(config, observer=observer), **settings)
     cap = connection_cap(config, fd_limit, server_config.backlog)
-    server_config.sotto_limits = ConnectionLimits.of(config, cap)  # type: ignore[attr-defined]
+    limits = ConnectionLimits.of(config, cap, per_source)
+    server_config.sotto_limits = limits  # type: ignore[attr-defined]
+    server_config.sotto_admission = Admission(limits)  # type: ignore[attr-defined]
     return server_config
 
 
@@ -361,12 +563,13 @@ def run(
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS,
     settings: dict[str, Any] | None = None,
     record_view: Path | None = None,
+    per_source: int | None = PER_SOURCE,
     **overrides: Any,
 ) -> None:
     """Serve until interrupted: ``sotto server`` and ``python -m sotto.server`` call this.
     ``settings``: more :class:`ServerConfig` fields (quotas, checkpoint interval).
     ``record_view``: append the operator's view to this file (``docs/operator-view.md``; off
-    unless given)."""
+    unless given). ``per_source``: connections one address may hold (``None``: no limit)."""
     raise_fd_limit()
     config = ServerConfig(
         data_dir=Path(data_dir),
@@ -378,4 +581,4 @@ def run(
     observer = None
     if record_view is not None:
         observer = Observer(FileSink(Path(record_view)), keep_alive_seconds=config.keep_alive_seconds)
-    uvicorn.Server(uvicorn_config(config, observer=observer, **overrides)).run()
+    RelayServer(uvicorn_config(config, observer=observer, per_source=per_source, **overrides)).run()
