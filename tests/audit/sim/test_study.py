@@ -70,7 +70,7 @@ def test_every_contact_was_made_by_an_invite_the_relay_saw(result: StudyResult) 
 
 
 def test_every_text_arrived_exactly_once(result: StudyResult) -> None:
-    assert len(result.texts) > 10
+    assert len(result.texts) >= 4
     expected = Counter({(message_id, receiver): 1 for message_id, (_, receiver, _) in result.texts.items()})
     assert result.received == expected
     kinds = Counter(s.kind for s in result.truth.sent)
@@ -139,3 +139,16 @@ def test_the_command_line_writes_the_view_and_the_truth(
     truth = Truth.load(tmp_path / "truth.json")
     assert len(truth.people) == 3 and view
     assert {r.addr for r in view if isinstance(r, HttpExchange)} == {p.address for p in truth.people.values()}
+
+
+def test_the_same_seed_gives_the_same_truth_and_the_same_view() -> None:
+    settings = StudySettings(6, 2 / 24, seed=3, habits=Habits(conversations_per_day=4.0))
+    first, again = run_study(settings), run_study(settings)
+    assert first.truth == again.truth
+    assert len(first.truth.sent) > 0
+
+    def shape(result: StudyResult) -> list[tuple[object, ...]]:
+        # Sealed payloads hold the KEM's own randomness; when, where from and what was asked do not.
+        return [(type(r).__name__, r.t_us, r.addr, r.port, getattr(r, "path", None)) for r in result.view]
+
+    assert shape(first) == shape(again)

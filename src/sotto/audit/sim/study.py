@@ -889,10 +889,15 @@ def main(argv: list[str] | None = None) -> int:
     sink = FileSink(view_path)
     mode = "cadence" if args.cadence else "default"
     print(f"{args.people} people, {args.days} days, {mode} mode, seed {args.seed}", flush=True)
+    # The clients say when a request fails; in outages that is expected, thousands of times.
+    client_log = logging.getLogger("sotto.client")
+    level = client_log.level
+    client_log.setLevel(logging.ERROR)
     try:
         result = run_study(settings, sink=sink, progress=lambda line: print(line, flush=True))
     finally:
         sink.close()
+        client_log.setLevel(level)
     result.truth.save(args.out / "truth.json")
     person_days = args.people * args.days
     truth = result.truth
