@@ -42,12 +42,9 @@ import json
 import multiprocessing
 import os
 import resource
-import signal
 import socket
 import statistics
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -58,6 +55,17 @@ from typing import Any
 
 import httpx
 import websockets
+from relayproc import (
+    RelayProcess,
+    core_busy_seconds,
+    cores,
+    cpu_times,
+    percentile,
+    process_cpu_seconds,
+    raise_fd_limit,
+    rss_kib,
+    steal_percent,
+)
 from websockets.asyncio.client import connect
 
 from sotto.client.transport import DeviceCredentials, HttpRelay, mailbox_auth
@@ -126,34 +134,6 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------- the machine
-def cpu_times() -> list[int]:
-    with open("/proc/stat") as stat:
-        return [int(v) for v in stat.readline().split()[1:]]
-
-
-def steal_percent(before: list[int], after: list[int]) -> float:
-    delta = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(delta)
-    return 100.0 * delta[7] / total if total and len(delta) > 7 else 0.0
-
-
-def core_busy_seconds(core: int) -> float:
-    """CPU seconds one core has spent busy (not idle or waiting) since boot."""
-    with open("/proc/stat") as stat:
-        for line in stat:
-            if line.startswith(f"cpu{core} "):
-                values = [int(v) for v in line.split()[1:]]
-                return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
-def process_cpu_seconds(pid: int) -> float:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
 class OtherLoad:
     """How busy the relay's core was with anything but the relay, in percent of the window."""
 
@@ -196,93 +176,6 @@ class LoadCpu:
             "pairs_cpu_percent": 100 * own / wall,
             "load_core_busy_percent": 100 * busy / wall,
         }
-
-
-def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def cores() -> tuple[int, int]:
-    available = sorted(os.sched_getaffinity(0))
-    return available[0], available[1 % len(available)]
-
-
-def raise_fd_limit(wanted: int = 200_000) -> int:
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    for limit in (wanted, hard):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(limit, hard)))
-            break
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-class Relay:
-    """The real relay process, pinned to ``core``, with ``fds`` open files at most."""
-
-    def __init__(self, workdir: Path, core: int, fds: int) -> None:
-        self.port = free_port()
-        self.data = workdir / f"relay-{self.port}"
-        self.log = workdir / f"relay-{self.port}.log"
-        self.core, self.fds = core, fds
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> None:
-        core, fds = self.core, self.fds
-
-        def prepare() -> None:
-            os.sched_setaffinity(0, {core})
-            resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
-
-        command = [sys.executable, "-m", "sotto.server", "--port", str(self.port), "--data", str(self.data)]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, preexec_fn=prepare)  # noqa: PLW1509
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"relay did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def log_bytes(self) -> int:
-        return self.log.stat().st_size if self.log.exists() else 0
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 # ---------------------------------------------------------------------------- request material
@@ -460,7 +353,7 @@ def _child(
 ) -> None:
     os.sched_setaffinity(0, {core})
     os.nice(10)
-    raise_fd_limit()
+    raise_fd_limit(200_000)
     results.put(asyncio.run(target(*args)))
 
 
@@ -562,7 +455,7 @@ async def honest_cycles(url: str, settings: Settings) -> Operations:
 
 
 def fairness_run(settings: Settings, workdir: Path, relay_core: int, load_core: int) -> dict[str, Any]:
-    relay = Relay(workdir, relay_core, settings.relay_fds)
+    relay = RelayProcess("sotto", relay_core, workdir, fds=settings.relay_fds)
     relay.start()
     try:
         before = cpu_times()
@@ -800,7 +693,7 @@ def _timeline(latencies: list[float], when: list[float], origin: float) -> list[
     ]
 
 
-async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str, Any]:
+async def _bounded(relay: RelayProcess, settings: Settings, load_core: int) -> dict[str, Any]:
     mailbox = await _fill_mailbox(relay.url)
     pairs = Pairs(relay.url, settings.pairs, settings.interval)
     await pairs.open()
@@ -808,8 +701,10 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
         await pairs.paced(2.0)  # warm-up
         await pairs.settle()
         pairs.recording, pairs.latencies = True, []
+        quiet_load = OtherLoad(relay.core, relay.pid)
         await pairs.paced(settings.quiet_seconds)
         await pairs.settle()
+        quiet_relay_cpu, quiet_other_cpu = quiet_load.percent()
         quiet = list(pairs.latencies)
         rss_quiet = rss_kib(relay.pid)
         log_before = relay.log_bytes()
@@ -856,7 +751,7 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
         counts: Counter[str] = Counter()
         for attacker in attackers:
             counts.update(await asyncio.to_thread(attacker.finish))
-        alive = relay.process is not None and relay.process.poll() is None
+        alive = relay.alive()
         return {
             "quiet_p99_ms": 1000 * percentile(quiet, 99),
             "attack_p99_ms": 1000 * percentile(attacked, 99),
@@ -870,6 +765,8 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
             "relay_alive": alive,
             "relay_cpu_percent": relay_cpu,
             "other_cpu_on_relay_core_percent": other_cpu,
+            "quiet_relay_cpu_percent": quiet_relay_cpu,
+            "quiet_other_cpu_on_relay_core_percent": quiet_other_cpu,
             **load_cpu,
             "attack": dict(counts),
             "load_generator_worst_lag_ms_at_s": [
@@ -884,7 +781,7 @@ async def _bounded(relay: Relay, settings: Settings, load_core: int) -> dict[str
 
 
 def bounded_run(settings: Settings, workdir: Path, relay_core: int, load_core: int) -> dict[str, Any]:
-    relay = Relay(workdir, relay_core, settings.relay_fds)
+    relay = RelayProcess("sotto", relay_core, workdir, fds=settings.relay_fds)
     relay.start()
     try:
         before = cpu_times()
@@ -933,8 +830,10 @@ def report(settings: Settings, fair: list[dict[str, Any]], bounded: list[dict[st
     for n, run in enumerate(bounded, 1):
         print(
             f"B run {n}: alive {run['relay_alive']}, sent {run['messages_sent']}, "
-            f"steal {run['steal_percent']:.2f}%, relay CPU {run['relay_cpu_percent']:.0f}%, "
-            f"others on the relay's core {run['other_cpu_on_relay_core_percent']:.0f}%"
+            f"steal {run['steal_percent']:.2f}%, relay CPU {run['quiet_relay_cpu_percent']:.0f}% quiet, "
+            f"{run['relay_cpu_percent']:.0f}% under attack; others on the relay's core "
+            f"{run['quiet_other_cpu_on_relay_core_percent']:.0f}% quiet, "
+            f"{run['other_cpu_on_relay_core_percent']:.0f}% under attack"
         )
         print(
             f"  load core: busy {run['load_core_busy_percent']:.0f}%, attackers "
@@ -971,7 +870,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("runs", "relay_fds", "cycles", "attempts", "slow", "never_read", "pairs"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
-    limit = raise_fd_limit()
+    limit = raise_fd_limit(200_000)
     relay_core, load_core = cores()
     os.sched_setaffinity(0, {load_core})
     print(f"relay on core {relay_core}, load on core {load_core}; load generator open-file limit {limit:,}")

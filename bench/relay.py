@@ -43,11 +43,7 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -57,6 +53,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from relayproc import (
+    RelayProcess,
+    busy_seconds,
+    cores,
+    cpu_times,
+    percentile,
+    process_cpu_seconds,
+    raise_fd_limit,
+    rss_kib,
+    source_address,
+    steal_percent,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
@@ -64,8 +72,6 @@ from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import system_rng
 from sotto.wire import auth, b64, frames
 from sotto.wire.limits import MAX_FRAME_BYTES
-
-HERE = Path(__file__).resolve().parent
 
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 20.0
@@ -112,24 +118,6 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------- the machine
-def cpu_times() -> list[int]:
-    """The machine's ``cpu`` line of ``/proc/stat``: user nice system idle iowait irq softirq steal."""
-    with open("/proc/stat") as f:
-        return [int(v) for v in f.readline().split()[1:9]]
-
-
-def steal_percent(before: list[int], after: list[int]) -> float:
-    delta = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(delta)
-    return 100.0 * delta[7] / total if total else 0.0
-
-
-def busy_seconds(times: list[int]) -> float:
-    """CPU time the machine spent on anything but idling (steal excluded), in seconds."""
-    user, nice, system, _idle, _iowait, irq, softirq, _steal = times
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
 def own_seconds() -> float:
     """CPU time of this process and of every child it has waited for (the relays)."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -152,115 +140,6 @@ class Disturbance:
         return steal_percent(self.times, times), max(0.0, 100.0 * others / capacity)
 
 
-def process_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-_AVAILABLE_CORES = sorted(os.sched_getaffinity(0))
-"""Read at import, before this process pins itself to one of them."""
-
-
-def cores() -> tuple[int, int]:
-    """(relay core, load generator core): two different ones when there are two."""
-    return _AVAILABLE_CORES[0], _AVAILABLE_CORES[1 % len(_AVAILABLE_CORES)]
-
-
-def raise_fd_limit() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-# ---------------------------------------------------------------------------- servers
-class Server:
-    """One relay process (``sotto`` or ``minimal``) pinned to ``core``."""
-
-    def __init__(self, kind: str, core: int, workdir: Path) -> None:
-        self.kind = kind
-        self.core = core
-        self.port = free_port()
-        self.data = workdir / f"{kind}-{self.port}"
-        self.log = workdir / f"{kind}-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/ws"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> None:
-        if self.kind == "sotto":
-            command = [
-                sys.executable,
-                "-m",
-                "sotto.server",
-                "--port",
-                str(self.port),
-                "--data",
-                str(self.data),
-            ]
-        else:
-            command = [sys.executable, str(HERE / "minimal_relay.py"), "--port", str(self.port)]
-        core = self.core
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=log,
-                preexec_fn=lambda: os.sched_setaffinity(0, {core}),  # noqa: PLW1509
-            )
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} relay did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def _ready(self) -> bool:
-        if self.kind == "sotto":
-            try:
-                return httpx.get(self.url + "/v1/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 # ---------------------------------------------------------------------------- mailboxes and sockets
 @dataclass(frozen=True, slots=True, repr=False)
 class Mailbox:
@@ -280,7 +159,7 @@ class Mailbox:
         }
 
 
-async def create_mailboxes(server: Server, count: int) -> list[Mailbox]:
+async def create_mailboxes(server: RelayProcess, count: int) -> list[Mailbox]:
     mailboxes = [Mailbox.new() for _ in range(count)]
     if server.kind != "sotto":
         return mailboxes
@@ -297,10 +176,11 @@ async def create_mailboxes(server: Server, count: int) -> list[Mailbox]:
     return mailboxes
 
 
-async def open_socket(url: str) -> tuple[ClientConnection, bytes]:
-    """A delivery connection and its challenge nonce."""
+async def open_socket(url: str, source: str = "127.0.0.1") -> tuple[ClientConnection, bytes]:
+    """A delivery connection from ``source`` and its challenge nonce."""
     websocket = await connect(
         url,
+        local_addr=(source, 0),
         compression=None,
         max_size=2 * MAX_FRAME_BYTES,
         ping_interval=None,
@@ -360,7 +240,7 @@ class Load:
 class Traffic:
     """K sender/receiver pairs over one relay; receivers acknowledge every envelope at once."""
 
-    def __init__(self, server: Server, mailboxes: list[Mailbox], payload: int) -> None:
+    def __init__(self, server: RelayProcess, mailboxes: list[Mailbox], payload: int) -> None:
         self.server = server
         self.mailboxes = mailboxes
         self.templates = [send_template(m, bytes(payload)) for m in mailboxes]
@@ -379,9 +259,9 @@ class Traffic:
 
     async def open(self) -> None:
         for i, mailbox in enumerate(self.mailboxes):
-            receiver, nonce = await open_socket(self.server.ws_url)
+            receiver, nonce = await open_socket(self.server.ws_url, source_address(2 * i))
             await subscribe(receiver, nonce, mailbox)
-            sender, _ = await open_socket(self.server.ws_url)
+            sender, _ = await open_socket(self.server.ws_url, source_address(2 * i + 1))
             self.receivers.append(receiver)
             self.senders.append(sender)
             self.pair_of[b64.encode(mailbox.mailbox_id)] = i
@@ -417,10 +297,14 @@ class Traffic:
                 if self.windows:
                     self.windows[self.pair_of[frame["mailbox"]]].release()
                 await websocket.send(ack_text(frame["mailbox"], message_id))
+                self.acked(message_id)
         except Exception as exc:
             self.errors[f"receiver {type(exc).__name__}"] += 1
         if websocket.close_code not in (None, 1000):
             self.errors[f"close {websocket.close_code}"] += 1
+
+    def acked(self, message_id: str) -> None:
+        """Called once the acknowledgement of ``message_id`` is sent (for subclasses)."""
 
     async def _read_sender(self, websocket: ClientConnection) -> None:
         try:
@@ -520,7 +404,9 @@ class Held:
     rss_held_mib: float
 
 
-async def hold_connections(server: Server, total: int, measured: int, hold: float, settle: float) -> Held:
+async def hold_connections(
+    server: RelayProcess, total: int, measured: int, hold: float, settle: float
+) -> Held:
     """Open ``total`` subscribed connections (``measured`` first, each on its own mailbox)."""
     mailboxes = await create_mailboxes(server, min(total, MAILBOX_BURST) + WARMUP_CONNECTIONS)
     warm, pool = mailboxes[:WARMUP_CONNECTIONS], mailboxes[WARMUP_CONNECTIONS:]
@@ -528,10 +414,14 @@ async def hold_connections(server: Server, total: int, measured: int, hold: floa
     failures: Counter[str] = Counter()
     limit = asyncio.Semaphore(64)
 
+    opened = 0
+
     async def one(mailbox: Mailbox) -> None:
+        nonlocal opened
         async with limit:
+            opened += 1
             try:
-                websocket, nonce = await open_socket(server.ws_url)
+                websocket, nonce = await open_socket(server.ws_url, source_address(opened))
                 await subscribe(websocket, nonce, mailbox)
             except Exception as exc:
                 failures[type(exc).__name__] += 1
@@ -569,14 +459,16 @@ async def hold_connections(server: Server, total: int, measured: int, hold: floa
     answers = []
     for start in range(0, len(sockets), 1_000):
         answers += await asyncio.gather(*(alive(w) for w in sockets[start : start + 1_000]))
-    opened = len(sockets) - WARMUP_CONNECTIONS
+    held = len(sockets) - WARMUP_CONNECTIONS
     # Last, connections that only read their challenge: what a subscription adds, by difference.
     bare: list[ClientConnection] = []
 
     async def connect_only() -> None:
+        nonlocal opened
         async with limit:
+            opened += 1
             with contextlib.suppress(Exception):
-                bare.append((await open_socket(server.ws_url))[0])
+                bare.append((await open_socket(server.ws_url, source_address(opened)))[0])
 
     before_bare = await settled_rss()
     await asyncio.gather(*(connect_only() for _ in range(measured)))
@@ -584,11 +476,11 @@ async def hold_connections(server: Server, total: int, measured: int, hold: floa
     for websocket in sockets + bare:
         websocket.transport.abort()
     return Held(
-        opened=opened,
+        opened=held,
         failed=sum(failures.values()),
         alive=sum(answers[WARMUP_CONNECTIONS:]),
         kib_per_connection=(after_measured - baseline) / max(1, opened_measured),
-        kib_per_connection_at_total=(held_rss - baseline) / max(1, opened),
+        kib_per_connection_at_total=(held_rss - baseline) / max(1, held),
         kib_per_bare_connection=(after_bare - before_bare) / max(1, len(bare)),
         rss_idle_mib=baseline / 1024,
         rss_held_mib=held_rss / 1024,
@@ -626,14 +518,7 @@ class RunResult:
     errors: dict[str, int]
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-async def measure_relay(server: Server, settings: Settings) -> tuple[Load, Load, float, float]:
+async def measure_relay(server: RelayProcess, settings: Settings) -> tuple[Load, Load, float, float]:
     """(throughput, latency at half of it, RSS idle MiB, RSS after load MiB) of one relay."""
     mailboxes = await create_mailboxes(server, settings.pairs)
     rss_idle = rss_kib(server.pid) / 1024
@@ -649,7 +534,7 @@ async def measure_relay(server: Server, settings: Settings) -> tuple[Load, Load,
 
 
 async def measure_kind(kind: str, settings: Settings, workdir: Path) -> tuple[Load, Load, float, float]:
-    server = Server(kind, cores()[0], workdir)
+    server = RelayProcess(kind, cores()[0], workdir)
     server.start()
     try:
         return await measure_relay(server, settings)
@@ -668,7 +553,7 @@ async def one_run(settings: Settings, workdir: Path, number: int) -> RunResult:
     else:
         m_peak, m_half, _, m_rss = await measure_kind("minimal", settings, workdir)
         s_peak, s_half, s_rss_idle, s_rss = await measure_kind("sotto", settings, workdir)
-    fresh = Server("sotto", server_core, workdir)
+    fresh = RelayProcess("sotto", server_core, workdir)
     fresh.start()
     try:
         held = await hold_connections(

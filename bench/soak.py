@@ -49,18 +49,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from relay import (
-    Disturbance,
-    Server,
-    Traffic,
-    _check_fast_frames,
-    ack_text,
-    cores,
-    create_mailboxes,
-    percentile,
-    raise_fd_limit,
-    rss_kib,
-)
+from relay import Disturbance, Traffic, _check_fast_frames, create_mailboxes
+from relayproc import RelayProcess, cores, percentile, raise_fd_limit, rss_kib
 
 from sotto.wire import b64, frames
 
@@ -150,7 +140,7 @@ class MarkedTraffic(Traffic):
     """Traffic whose ids and payloads carry the run tag and the message number, and which notes
     when each acknowledgement was sent."""
 
-    def __init__(self, server: Server, mailboxes: list[Any], payload: int) -> None:
+    def __init__(self, server: RelayProcess, mailboxes: list[Any], payload: int) -> None:
         super().__init__(server, mailboxes, payload)
         blocks = payload // BLOCK
         self.placeholder_block = bytes(range(100, 100 + BLOCK))
@@ -173,26 +163,9 @@ class MarkedTraffic(Traffic):
             self.acked_at.frombytes(bytes(8 * 4096))
         return message_id, text
 
-    async def _read_receiver(self, websocket: Any) -> None:
-        try:
-            async for text in websocket:
-                arrived = time.perf_counter()
-                frame = json.loads(text)
-                if frame["t"] != "envelope":
-                    self.errors[frame["t"]] += 1
-                    continue
-                message_id = frame["id"]
-                scheduled = self.sent_at.pop(message_id, None)
-                self.received += 1
-                if scheduled is not None and scheduled >= self.record_after:
-                    self.latencies.append(arrived - scheduled)
-                if self.windows:
-                    self.windows[self.pair_of[frame["mailbox"]]].release()
-                await websocket.send(ack_text(frame["mailbox"], message_id))
-                number = int.from_bytes(b64.decode(message_id)[8:], "big")
-                self.acked_at[number] = time.monotonic()
-        except Exception as exc:
-            self.errors[f"receiver {type(exc).__name__}"] += 1
+    def acked(self, message_id: str) -> None:
+        number = int.from_bytes(b64.decode(message_id)[8:], "big")
+        self.acked_at[number] = time.monotonic()
 
 
 @dataclass
@@ -217,7 +190,7 @@ class Deletion:
 
 
 async def check_deletion(
-    traffic: MarkedTraffic, server: Server, deletion: Deletion, stop: asyncio.Event
+    traffic: MarkedTraffic, server: RelayProcess, deletion: Deletion, stop: asyncio.Event
 ) -> None:
     """Once a second. Every key written passes through the write-ahead log, so the scan sees
     nearly every envelope's key at least once; a key found in a file but not live in the
@@ -334,7 +307,7 @@ def verdict(minutes: list[Minute]) -> dict[str, Any]:
 
 
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    server = Server("sotto", cores()[0], workdir)
+    server = RelayProcess("sotto", cores()[0], workdir)
     server.start()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
