@@ -22,7 +22,18 @@ FORBIDDEN: dict[str, frozenset[str]] = {  # layer -> sotto layers it must never 
     "store": frozenset({"wire", "server", "client", "cli", "tui", "audit"}),
     "server": frozenset({"protocol", "store", "client", "cli", "tui"}),
     "client": frozenset({"server", "cli", "tui", "audit"}),
+    "forwarder": frozenset({"crypto", "protocol", "store", "client", "cli", "tui", "audit"}),
 }
+FORWARDER_READS = (
+    "sotto.errors",
+    "sotto.forwarder",
+    "sotto.wire.ohttp",
+    "sotto.server.config",
+    "sotto.server.logging",
+    "sotto.server.ratelimit",
+)
+"""The only sotto modules the forwarder may import: it moves sealed bytes, and none of these can
+read a mailbox id, an account id, a frame or a binary HTTP message."""
 IMPURE = frozenset({"asyncio", "socket", "sqlite3", "time", "logging"})
 PURE_LAYERS = frozenset({"protocol"})
 
@@ -60,6 +71,10 @@ def layering_breaks(root: Path) -> list[str]:
                     broken.add(f"{rel}: {layer} imports sotto.{target}")
                 if target in FACES and layer not in FACES:
                     broken.add(f"{rel}: {layer} imports the face sotto.{target}")
+                if layer == "forwarder" and not any(
+                    module == m or module.startswith(m + ".") for m in FORWARDER_READS
+                ):
+                    broken.add(f"{rel}: forwarder imports {module}")
             elif layer in PURE_LAYERS and parts[0] in IMPURE:
                 broken.add(f"{rel}: pure layer {layer} imports {parts[0]}")
     return sorted(broken)
@@ -81,6 +96,9 @@ def test_the_source_tree_keeps_its_layering() -> None:
         ("client/x.py", "import sotto.cli.app\n", "client/x.py: client imports sotto.cli"),
         ("store/x.py", "from sotto.client import sdk\n", "store/x.py: store imports sotto.client"),
         ("wire/x.py", "from sotto.protocol import messages\n", "wire/x.py: wire imports sotto.protocol"),
+        ("forwarder/x.py", "from sotto.wire import api\n", "forwarder/x.py: forwarder imports sotto.wire"),
+        ("forwarder/x.py", "import sotto.wire.bhttp\n", "forwarder/x.py: forwarder imports sotto.wire.bhttp"),
+        ("forwarder/x.py", "import sotto.client.sdk\n", "forwarder/x.py: forwarder imports sotto.client"),
     ],
 )
 def test_each_rule_can_fail(tmp_path: Path, layer_file: str, source: str, expected: str) -> None:
