@@ -1,7 +1,8 @@
 """Proof of work from the client's side (relay-protocol §8), against the real relay: a busy
 relay's challenge is solved and the call sent again without the caller seeing it; the SDK
-registers through one; a challenge over the client's cap, or answers the relay keeps refusing,
-end in typed errors; hard challenges are solved off the loop's thread."""
+registers through one, and a mailbox creation solves its own; a challenge over the client's
+cap, or answers the relay keeps refusing, end in typed errors; hard challenges are solved off
+the loop's thread."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from sotto.client import work as solver
 from sotto.client.sdk import Client
 from sotto.client.transport import HttpNetwork
+from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import system_rng
@@ -43,15 +45,16 @@ def _request() -> api.CreateAccount:
 
 
 class Calls:
-    """What reached the relay for ``POST /v1/accounts``: whether each carried ``Sotto-Work``, and
-    the status of each answer."""
+    """What reached the relay for ``POST path``: whether each carried ``Sotto-Work``, and the
+    status of each answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "/v1/accounts") -> None:
+        self.path = path
         self.answers: list[tuple[bool, int]] = []
 
     def wrap(self, app: Any) -> Any:
         async def watched(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] != "http" or scope["path"] != "/v1/accounts":
+            if scope["type"] != "http" or scope["path"] != self.path:
                 await app(scope, receive, send)
                 return
             worked = any(name == work.WORK_HEADER.encode() for name, _ in scope["headers"])
@@ -88,6 +91,28 @@ def test_a_challenge_is_solved_and_the_creation_sent_again(busy: tuple[str, Call
             await network.aclose()
 
     run(main)
+
+
+def test_a_mailbox_creation_solves_its_challenge_too(tmp_path: Path) -> None:
+    calls = Calls("/v1/mailboxes")
+    policy = WorkPolicy(mailbox_free_per_minute=0.1, window_seconds=60, base_bits=8, max_bits=12)
+
+    async def main(url: str) -> None:
+        network = HttpNetwork()
+        try:
+            relay = network.relay(url)
+            for _ in range(2):
+                key = SigningKey.generate(system_rng)
+                body = api.CreateMailbox(
+                    mailbox_id=system_rng(16), auth_key=key.public.raw, delivery_token=system_rng(32)
+                )
+                await relay.create_mailbox(body)
+            assert calls.answers == [(False, 201), (False, 428), (True, 201)]
+        finally:
+            await network.aclose()
+
+    with running_relay(tmp_path, free_port(), wrap=calls.wrap, work=policy) as url:
+        run(lambda: main(url))
 
 
 def test_the_sdk_registers_through_a_challenge(busy: tuple[str, Calls], tmp_path: Path) -> None:

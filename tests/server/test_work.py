@@ -1,6 +1,6 @@
-"""Adaptive proof of work for account creation (relay-protocol §8): the gate's rules on plain
-values, then over HTTP: a quiet relay asks for nothing; under a burst the difficulty rises, and
-a missing, wrong, expired or replayed answer is refused with its own 428 code."""
+"""Adaptive proof of work for account and mailbox creation (relay-protocol §8): the gate's rules
+on plain values, then over HTTP: a quiet relay asks for nothing; under a burst the difficulty
+rises, and a missing, wrong, expired or replayed answer is refused with its own 428 code."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from sotto.server.config import WorkPolicy, storage_settings
 from sotto.server.ratelimit import RateMeter
 from sotto.wire import api, b64, work
 from tests.client.running_relay import free_port
-from tests.server.conftest import Relay, ec_key, make_relay
+from tests.server.conftest import Mailbox, Relay, ec_key, make_relay
 
 ACCOUNT = work.Purpose.ACCOUNT
 KEY = bytes(range(32))
@@ -245,12 +245,35 @@ def test_a_malformed_answer_header_is_refused_busy_or_quiet(busy_relay: Relay) -
     assert _create(busy_relay, "nonsense").status_code == 422
 
 
-def test_the_spec_documents_the_work_answer_and_header(busy_relay: Relay) -> None:
+@pytest.mark.parametrize("path", ["/v1/accounts", "/v1/mailboxes"])
+def test_the_spec_documents_the_work_answer_and_header(busy_relay: Relay, path: str) -> None:
     spec = busy_relay.client.get("/openapi.json").json()
-    operation = spec["paths"]["/v1/accounts"]["post"]
+    operation = spec["paths"][path]["post"]
     assert "428" in operation["responses"]
     header = next(p for p in operation["parameters"] if p["name"] == "sotto-work")
-    assert header["in"] == "header"
+    assert (header["in"], header["schema"]["type"]) == ("header", "string")
+
+
+def test_mailbox_creations_are_counted_apart_with_their_own_free_rate(busy_relay: Relay) -> None:
+    # SMALL: 6 accounts a minute are free, 600 mailboxes a minute (a count of 600, passed by the 601st).
+    for _ in range(100):
+        assert _create(busy_relay).status_code in (201, 428)
+    assert _create(busy_relay).status_code == 428  # accounts are busy...
+    assert [_new_mailbox(busy_relay).status_code for _ in range(601)] == [201] * 601  # ...mailboxes not
+    refused = _new_mailbox(busy_relay)
+    assert (refused.status_code, refused.json()["code"]) == (428, "work_required")
+    challenge = api.WorkRequired.model_validate(refused.json()).challenge
+    assert work.Challenge.from_bytes(challenge).purpose == work.Purpose.MAILBOX
+    # An answer for one kind opens only that kind.
+    assert _create(busy_relay, _answer(challenge)).json()["code"] == "work_invalid"
+    body = Mailbox().create_body()
+    assert _new_mailbox(busy_relay, _answer(challenge), body).status_code == 201
+    assert _new_mailbox(busy_relay, None, body).status_code == 428  # the same body again needs work too
+
+
+def _new_mailbox(relay: Relay, answer: str | None = None, body: dict[str, Any] | None = None) -> Any:
+    headers = {"Sotto-Work": answer} if answer is not None else {}
+    return relay.client.post("/v1/mailboxes", json=body or Mailbox().create_body(), headers=headers)
 
 
 # ---------------------------------------------------------------------------- options
@@ -258,9 +281,10 @@ def test_server_options_set_the_free_rate_and_the_ceiling() -> None:
     parser = argparse.ArgumentParser()
     add_storage_options(parser)
     assert ServerConfig(**storage_settings(parser.parse_args([]))).work == WorkPolicy()
-    argv = ["--free-signups-per-minute", "2.5", "--max-work-bits", "8"]
+    argv = ["--free-signups-per-minute", "2.5", "--free-mailboxes-per-minute", "9", "--max-work-bits", "8"]
     work_policy = ServerConfig(**storage_settings(parser.parse_args(argv))).work
-    assert (work_policy.free_per_minute, work_policy.max_bits, work_policy.base_bits) == (2.5, 8, 8)
+    assert (work_policy.free_per_minute, work_policy.mailbox_free_per_minute) == (2.5, 9)
+    assert (work_policy.max_bits, work_policy.base_bits) == (8, 8)
     for bad in (["--free-signups-per-minute", "0"], ["--max-work-bits", "41"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
@@ -270,7 +294,11 @@ def test_sotto_server_passes_its_work_options_on(monkeypatch: pytest.MonkeyPatch
     seen: dict[str, Any] = {}
     monkeypatch.setattr(runner, "run", lambda **kwargs: seen.update(kwargs))
     argv = ["server", "--port", str(free_port()), "--data", str(tmp_path), "--free-signups-per-minute", "4"]
-    result = CliRunner().invoke(cli_app, [*argv, "--max-work-bits", "20"])
+    result = CliRunner().invoke(cli_app, [*argv, "--max-work-bits", "20", "--free-mailboxes-per-minute", "5"])
     assert result.exit_code == 0, result.output
     work_policy = ServerConfig(**seen["settings"]).work
-    assert (work_policy.free_per_minute, work_policy.max_bits) == (4, 20)
+    assert (work_policy.free_per_minute, work_policy.mailbox_free_per_minute, work_policy.max_bits) == (
+        4,
+        5,
+        20,
+    )

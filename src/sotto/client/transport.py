@@ -12,10 +12,11 @@ relay asks for (:class:`~sotto.errors.WorkRequiredError`). A relay that cannot b
 timeout or a dropped connection is :class:`~sotto.errors.RelayUnavailableError`. None of them
 says anything about what we sent.
 
-Proof of work (relay-protocol §8): a relay busy with account creations answers 428 with a
-challenge; :meth:`HttpRelay.create_account` solves it (:mod:`sotto.client.work`, off the loop's
-thread when it takes more than a millisecond) and sends the call again with the answer, so a
-caller sees only the longer wait, or :class:`~sotto.errors.WorkTooHardError` past the client's cap.
+Proof of work (relay-protocol §8): a relay busy with account or mailbox creations answers 428
+with a challenge; :meth:`HttpRelay.create_account` and :meth:`HttpRelay.create_mailbox` solve it
+(:mod:`sotto.client.work`, off the loop's thread when it takes more than a millisecond) and send
+the call again with the answer, so a caller sees only the longer wait, or
+:class:`~sotto.errors.WorkTooHardError` past the client's cap.
 
 The drain connection: one WebSocket subscribes every mailbox we read (the relay may link them
 while it lasts; that is measured, not hidden). A reader task sorts incoming frames:
@@ -371,7 +372,7 @@ class HttpRelay:
         return _model(api.Bundle, self._json(response))
 
     async def create_mailbox(self, body: api.CreateMailbox) -> None:
-        await self._request("POST", "/v1/mailboxes", body=body)
+        await self._with_work("POST", "/v1/mailboxes", body)
 
     async def delete_mailbox(self, mailbox_id: bytes, key: SigningKey) -> None:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}"

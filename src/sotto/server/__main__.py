@@ -40,13 +40,19 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_work_options(parser: argparse.ArgumentParser) -> None:
-    """The proof of work asked for account creations (relay-protocol §8)."""
+    """The proof of work asked for account and mailbox creations (relay-protocol §8)."""
     w = WorkPolicy()
     parser.add_argument(
         "--free-signups-per-minute",
         type=_positive,
         default=w.free_per_minute,
         help="relay-wide account creations per minute that cost no proof of work",
+    )
+    parser.add_argument(
+        "--free-mailboxes-per-minute",
+        type=_positive,
+        default=w.mailbox_free_per_minute,
+        help="relay-wide mailbox creations per minute that cost no proof of work",
     )
     parser.add_argument(
         "--max-work-bits",

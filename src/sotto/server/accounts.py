@@ -91,6 +91,9 @@ router = APIRouter(tags=["accounts"])
 
 WORK_SCHEMA = {"type": "string", "pattern": api.work_header_pattern()}
 """The ``Sotto-Work`` header: ``<challenge>.<nonce>``, both base64url (a string when sent)."""
+WorkHeader = Annotated[
+    str | None, Header(description="A solved challenge (relay-protocol §8)"), WithJsonSchema(WORK_SCHEMA)
+]
 WORK_REFUSED: dict[int | str, dict[str, Any]] = {
     WORK_STATUS: {"model": api.WorkRequired, "description": "Proof of work asked for (relay-protocol §8)"}
 }
@@ -98,14 +101,7 @@ WORK_REFUSED: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/accounts", status_code=201, responses={**_errors(413, 422, 429, 503, 507), **WORK_REFUSED})
 async def create_account(
-    body: api.CreateAccount,
-    request: Request,
-    ctx: Ctx,
-    sotto_work: Annotated[
-        str | None,
-        Header(description="A solved challenge (relay-protocol §8)"),
-        WithJsonSchema(WORK_SCHEMA),
-    ] = None,
+    body: api.CreateAccount, request: Request, ctx: Ctx, sotto_work: WorkHeader = None
 ) -> api.AccountCreated:
     """Register an account (no phone number): identity key, registration id, first device's secret.
 

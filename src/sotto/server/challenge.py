@@ -1,7 +1,7 @@
-"""Adaptive proof of work for anonymous account creation (relay-protocol §8).
+"""Adaptive proof of work for anonymous creations of accounts and mailboxes (relay-protocol §8).
 
-The relay asks for no work while the relay-wide rate of creations is at or below the free rate;
-above it, a creation without a solved challenge is answered 428 with a fresh one. The rules
+The relay asks for no work while the relay-wide rate of creations of a kind is at or below its
+free rate; above it, a creation without a solved challenge is answered 428 with a fresh one. The rules
 (:class:`WorkGate`) are pure bookkeeping with the time passed in; the route glue is
 :func:`require_work` and :func:`work_refused_answer`.
 
@@ -50,7 +50,7 @@ class WorkVerdict(enum.Enum):
     FREE = "free"
     """No work is asked for now (a ``Sotto-Work`` header is ignored)."""
     SOLVED = "solved"
-    """A fresh, genuine challenge for this purpose, solved; now spent."""
+    """A fresh, genuine challenge for this purpose (account or mailbox), solved; now spent."""
     REQUIRED = "work_required"
     """Work is asked for and none came."""
     INVALID = "work_invalid"
@@ -95,7 +95,10 @@ class WorkGate:
         """Bits asked for now: 0 at or below the free count, then ``base + ⌊log2(count / free)⌋``,
         at most ``max_bits`` (the curve of relay-protocol §8)."""
         policy = self.policy
-        free = policy.free_per_minute * policy.window_seconds / 60
+        per_minute = (
+            policy.mailbox_free_per_minute if purpose == work.Purpose.MAILBOX else policy.free_per_minute
+        )
+        free = per_minute * policy.window_seconds / 60
         count = self._meter(purpose).count(now)
         if count <= free:
             return 0

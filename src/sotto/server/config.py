@@ -63,9 +63,10 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class WorkPolicy:
-    """Proof of work for anonymous account creation (relay-protocol §8), adaptive: none while
-    the relay-wide rate of creations stays at or below ``free_per_minute``, then
-    ``base_bits`` and one bit more per doubling of the rate above it, up to ``max_bits``.
+    """Proof of work for anonymous creations (relay-protocol §8), adaptive and counted apart for
+    accounts and mailboxes: none while the relay-wide rate of one kind stays at or below its
+    free rate, then ``base_bits`` and one bit more per doubling of the rate above it, up to
+    ``max_bits``.
 
     The rate is an exponentially decaying count of the creations of about the last
     ``window_seconds`` (held in memory only), so a burst raises it at once and a quiet spell
@@ -74,6 +75,9 @@ class WorkPolicy:
     free_per_minute: float = 30.0
     """Account creations per minute, relay-wide, that cost no work (also a burst of
     ``free_per_minute × window_seconds / 60`` at once)."""
+    mailbox_free_per_minute: float = 600.0
+    """Anonymous mailbox creations per minute, relay-wide, that cost no work: every contact,
+    invite and rotation makes one, so far more of them than of accounts."""
     window_seconds: float = 300.0
     """The time constant of the rate's decay."""
     base_bits: int = 12
@@ -87,8 +91,14 @@ class WorkPolicy:
     valid, further answers get 429 until one expires."""
 
     def __post_init__(self) -> None:
-        if not self.free_per_minute > 0 or not self.window_seconds > 0 or not self.challenge_seconds > 0:
-            raise ValueError("the free rate, the window and the challenge's life must be positive")
+        rates = (
+            self.free_per_minute,
+            self.mailbox_free_per_minute,
+            self.window_seconds,
+            self.challenge_seconds,
+        )
+        if not min(rates) > 0:
+            raise ValueError("the free rates, the window and the challenge's life must be positive")
         if not 1 <= self.base_bits <= self.max_bits <= MAX_WORK_BITS:
             raise ValueError(f"work bits must satisfy 1 <= base <= max <= {MAX_WORK_BITS}")
         if self.max_spent < 1:
@@ -184,18 +194,22 @@ def storage_settings(options: object) -> dict[str, Any]:
     """:class:`ServerConfig` fields from the command-line options of ``sotto server`` and
     ``python -m sotto.server`` (attributes ``mailbox_quota``, ``mailbox_quota_mib``,
     ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``, and
-    optionally ``free_signups_per_minute`` and ``max_work_bits``)."""
+    optionally ``free_signups_per_minute``, ``free_mailboxes_per_minute`` and ``max_work_bits``)."""
 
     def get(name: str) -> Any:
         return getattr(options, name)
 
     work = WorkPolicy()
     free = getattr(options, "free_signups_per_minute", None)
+    free_mailboxes = getattr(options, "free_mailboxes_per_minute", None)
     top = getattr(options, "max_work_bits", None)
-    if free is not None or top is not None:
+    if free is not None or free_mailboxes is not None or top is not None:
         top = work.max_bits if top is None else top
         work = WorkPolicy(
             free_per_minute=work.free_per_minute if free is None else free,
+            mailbox_free_per_minute=work.mailbox_free_per_minute
+            if free_mailboxes is None
+            else free_mailboxes,
             base_bits=min(work.base_bits, top),
             max_bits=top,
         )

@@ -14,7 +14,9 @@ from sotto.errors import DecodeError, RelayError
 from sotto.server.accounts import (
     ID_PATTERN,
     TOKEN_PATTERN,
+    WORK_REFUSED,
     Ctx,
+    WorkHeader,
     _errors,
     note_failure,
     refuse_failing_source,
@@ -27,6 +29,7 @@ from sotto.server.auth import (
     parse_token,
     token_hash,
 )
+from sotto.server.challenge import require_work
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
 from sotto.server.export import export_json
@@ -42,6 +45,7 @@ from sotto.server.storage.base import (
 from sotto.wire import api, b64
 from sotto.wire import auth as wire_auth
 from sotto.wire.limits import ID_LENGTH
+from sotto.wire.work import Purpose
 
 router = APIRouter(tags=["mailboxes"])
 
@@ -108,12 +112,18 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
         201: {"description": "Created (no body)"},
         200: {"description": "The same mailbox existed already (no body)"},
         **_errors(409, 429, 507),
+        **WORK_REFUSED,
     },
 )
-async def create_mailbox(body: api.CreateMailbox, request: Request, ctx: Ctx) -> Response:
-    """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409."""
-    ctx.limits.mailbox_creation.check(source_key(request.scope), ctx.now())
+async def create_mailbox(
+    body: api.CreateMailbox, request: Request, ctx: Ctx, sotto_work: WorkHeader = None
+) -> Response:
+    """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409.
+    While the relay is busy with mailbox creations, it answers 428 with a challenge to solve first."""
+    now = ctx.now()
+    ctx.limits.mailbox_creation.check(source_key(request.scope), now)
     refuse_when_full(ctx)
+    require_work(ctx.work_gate, Purpose.MAILBOX, sotto_work, now, ctx.rng)
     today = ctx.today()
     record = MailboxRecord(
         MailboxId(body.mailbox_id),
@@ -126,6 +136,8 @@ async def create_mailbox(body: api.CreateMailbox, request: Request, ctx: Ctx) ->
     outcome = await ctx.storage.create_mailbox(record)
     if outcome is CreateOutcome.CONFLICT:
         raise RelayError(409, "mailbox_conflict", "that mailbox id is taken")
+    if outcome is CreateOutcome.CREATED:
+        ctx.work_gate.created(Purpose.MAILBOX, ctx.now())
     ctx.stats.count(f"mailboxes_{outcome.value}")
     return Response(status_code=201 if outcome is CreateOutcome.CREATED else 200)
 

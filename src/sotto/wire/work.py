@@ -54,6 +54,8 @@ class Purpose:
 
     ACCOUNT = 1
     """``POST /v1/accounts``."""
+    MAILBOX = 2
+    """``POST /v1/mailboxes``."""
 
 
 @dataclass(frozen=True, slots=True)

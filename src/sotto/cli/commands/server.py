@@ -61,6 +61,10 @@ def server(
             "creations must solve a challenge whose difficulty grows with the rate.",
         ),
     ] = 30.0,
+    free_mailboxes_per_minute: Annotated[
+        float,
+        typer.Option(min=0.001, help="Relay-wide mailbox creations per minute that cost no proof of work."),
+    ] = 600.0,
     max_work_bits: Annotated[
         int, typer.Option(min=1, max=40, help="The most proof of work asked for one creation, in bits.")
     ] = 22,
