@@ -54,6 +54,7 @@ from typing import Any
 
 import httpx
 from relayproc import (
+    PROTECTIONS,
     RelayProcess,
     busy_seconds,
     cores,
@@ -98,6 +99,8 @@ class Settings:
     hold: float = 5.0
     runs: int = 3
     tries: int = MAX_TRIES
+    price: tuple[str, ...] = ()
+    """Sets of protections (``bench/relayproc.py``) to measure the relay without, in each run."""
     settle: float = 1.0
     """Seconds to let the relay's memory settle before reading its RSS."""
 
@@ -516,6 +519,9 @@ class RunResult:
     rss_with_connections_mib: float
     lost: int
     errors: dict[str, int]
+    priced: dict[str, dict[str, float]] = field(default_factory=dict)
+    """With ``--price``: per set of protections, throughput, its ratio to the full relay's in
+    the same run, p99 at half load and memory per idle connection."""
 
 
 async def measure_relay(server: RelayProcess, settings: Settings) -> tuple[Load, Load, float, float]:
@@ -533,8 +539,10 @@ async def measure_relay(server: RelayProcess, settings: Settings) -> tuple[Load,
     return peak, half, rss_idle, rss_loaded
 
 
-async def measure_kind(kind: str, settings: Settings, workdir: Path) -> tuple[Load, Load, float, float]:
-    server = RelayProcess(kind, cores()[0], workdir)
+async def measure_kind(
+    kind: str, settings: Settings, workdir: Path, protections: str = "full"
+) -> tuple[Load, Load, float, float]:
+    server = RelayProcess(kind, cores()[0], workdir, protections=protections)
     server.start()
     try:
         return await measure_relay(server, settings)
@@ -562,6 +570,24 @@ async def one_run(settings: Settings, workdir: Path, number: int) -> RunResult:
     finally:
         fresh.stop()
     errors = m_peak.errors + m_half.errors + s_peak.errors + s_half.errors
+    priced: dict[str, dict[str, float]] = {}
+    for protections in settings.price:
+        peak, half, _, _ = await measure_kind("sotto", settings, workdir, protections)
+        bare = RelayProcess("sotto", server_core, workdir, protections=protections)
+        bare.start()
+        try:
+            few = await hold_connections(
+                bare, settings.measure_connections, settings.measure_connections, 0.0, settings.settle
+            )
+        finally:
+            bare.stop()
+        priced[protections] = {
+            "rate": peak.rate,
+            "rate_vs_full": peak.rate / s_peak.rate,
+            "p99_ms": percentile(half.latencies_ms, 99),
+            "kib_per_idle_connection": few.kib_per_connection,
+        }
+        errors += peak.errors + half.errors
     steal, others = disturbance.measure()
     return RunResult(
         steal_percent=steal,
@@ -590,6 +616,7 @@ async def one_run(settings: Settings, workdir: Path, number: int) -> RunResult:
         rss_with_connections_mib=held.rss_held_mib,
         lost=m_peak.lost + m_half.lost + s_peak.lost + s_half.lost,
         errors=dict(errors),
+        priced=priced,
     )
 
 
@@ -701,6 +728,16 @@ def report(settings: Settings, runs: list[RunResult], retried: int) -> dict[str,
     for r in runs:
         errors.update(r.errors)
     print(f"\nunexpected frames or closes: {dict(errors) or 'none'}")
+    for protections in settings.price:
+        priced = [r.priced[protections] for r in runs]
+        middle = {key: statistics.median(p[key] for p in priced) for key in priced[0]}
+        per_run = ", ".join(f"{100 * p['rate_vs_full']:.0f}%" for p in priced)
+        print(
+            f"protections {protections!r}: {middle['rate']:,.0f} msg/s, "
+            f"{100 * middle['rate_vs_full']:.0f}% of the full relay's in the same run (per run: {per_run}), "
+            f"p99 at half load {middle['p99_ms']:.2f} ms, "
+            f"{middle['kib_per_idle_connection']:.1f} KiB per idle connection"
+        )
     return {
         "settings": asdict(settings),
         "runs": [asdict(r) for r in runs],
@@ -746,6 +783,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hold", type=float)
     parser.add_argument("--runs", type=int)
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--price",
+        action="append",
+        choices=[p for p in PROTECTIONS if p != "full"],
+        help="also measure the relay with these protections (repeatable; bench/relayproc.py)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     overrides = {
@@ -753,6 +796,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("pairs", "window", "seconds", "payload", "connections", "hold", "runs")
         if getattr(args, name) is not None
     }
+    if args.price:
+        overrides["price"] = tuple(args.price)
     settings = Settings(**{**asdict(settings), **overrides})
     _check_fast_frames()
     raise_fd_limit()
