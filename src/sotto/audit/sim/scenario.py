@@ -7,8 +7,9 @@ times in the first half of the run, and the second half lets the last ones arriv
 each client reports is kept, so a caller can check that every text arrived once and was
 acknowledged by a delivery receipt.
 
-This is a smoke test of the machinery and a way to time it, not yet a model of people: contact
-formation, sessions, outages and restarts are for the benchmark built on it.
+This is a smoke test of the machinery and a way to time it, not a model of people: that is
+:mod:`sotto.audit.sim.people` (contact formation, sessions, outages, restarts), run by
+:mod:`sotto.audit.sim.study`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from sotto.store.model import MessageId
 
 
 def address_of(index: int) -> str:
-    """Device ``index``'s address: 10.0.0.1, 10.0.0.2, … (one per device, no household shares)."""
+    """Address number ``index``: 10.0.0.1, 10.0.0.2, … (here one per device; a study gives one per
+    household)."""
     number = (10 << 24) + index + 1
     return ".".join(str((number >> shift) & 255) for shift in (24, 16, 8, 0))
 

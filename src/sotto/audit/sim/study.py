@@ -81,6 +81,7 @@ from sotto.audit.sim.people import (
     plan_population,
     reply_delay,
 )
+from sotto.audit.sim.scenario import address_of
 from sotto.audit.sim.truth import Interval, MailboxLife, Person, Sent, Truth
 from sotto.audit.sim.world import RELAY_URL, relay_app
 from sotto.client import content as c
@@ -702,7 +703,7 @@ async def _main(
     wall0, cpu0 = time.perf_counter(), time.process_time()
     async with relay_app(clock, config=config, rng=relay_rng, observer=observer) as app:
         for index, home in enumerate(population.households):
-            host = Host(_address(index), random.Random(f"{settings.seed}:host:{index}").randbytes)
+            host = Host(address_of(index), random.Random(f"{settings.seed}:host:{index}").randbytes)
             study.hosts.append(host)
             for name in home.members:
                 plan = population.by_name[name]
@@ -809,11 +810,6 @@ async def _report(study: _Study, progress: Callable[[str], None] | None, wall0: 
             f"  cpu {time.process_time() - cpu0:8.1f} s  texts {study.result.counts['texts']}"
             f"  contacts {study.result.counts['contacts']}"
         )
-
-
-def _address(index: int) -> str:
-    number = (10 << 24) + index + 1
-    return ".".join(str((number >> shift) & 255) for shift in (24, 16, 8, 0))
 
 
 def run_study(
