@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from sotto.audit.leakage.attacks import gaps
 from sotto.server.observer import ViewRecord
 from tests.audit.attacks.records import at, poll, send
@@ -44,3 +48,22 @@ def test_gaps_count_only_where_both_series_live() -> None:
         _series("poll", "M", 30, {3, 15}) + _series("send", "N", 30, {15}), tick_seconds=TICK
     )
     assert gaps.similarity(polls[0], sends[0]) == 0.5
+
+
+def test_the_attack_scores_every_pair_as_similarity_does() -> None:
+    rng = random.Random(4)
+    records: list[ViewRecord] = []
+    for i in range(6):
+        kind = "poll" if i % 2 else "send"
+        begin, end = rng.randrange(0, 10), rng.randrange(25, 40)
+        off = {t for t in range(begin, end) if rng.random() < 0.2}
+        records += [r for r in _series(kind, f"X{i}", end, off) if r.t_us >= at(begin * TICK)]
+    records.sort(key=lambda r: r.t_us)
+    ranking = gaps.attack(records, tick_seconds=TICK)
+    polls, sends = gaps.series(records, tick_seconds=TICK)
+    for p in polls:
+        for s in sends:
+            expected = gaps.similarity(p, s)
+            found = dict(ranking.get(f"mailbox:{p.mailbox}", [])).get(f"mailbox:{s.mailbox}", 0.0)
+            assert found == pytest.approx(expected), (p.mailbox, s.mailbox)
+    assert ranking  # the draw has gaps in common somewhere

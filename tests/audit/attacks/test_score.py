@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from sotto.audit.leakage.attacks import score
+from sotto.audit.leakage.attacks.view import Ranking, View, requests
 from sotto.audit.sim.truth import MailboxLife, Person, Truth
-from sotto.server.observer import ViewRecord
 from tests.audit.attacks.records import T0_US, at, key_counts, poll
 
 HOUR_US = 3_600_000_000
@@ -57,9 +55,9 @@ def test_a_guess_of_the_targets_own_pseudonym_is_a_miss() -> None:
 def test_hours_to_identify_is_the_hour_from_which_the_answer_stays_right() -> None:
     truth = _truth()
 
-    def attack(records: Sequence[ViewRecord]) -> dict[str, list[tuple[str, float]]]:
+    def attack(records: View) -> Ranking:
         # Right about a once it has seen more than two hours of view.
-        seen = [r.t_us for r in records]
+        seen = [r.t_us for r in requests(records)]
         if seen and max(seen) > T0_US + 2 * HOUR_US:
             return {"account:acct-a": [("account:acct-b", 1.0)]}
         return {}
@@ -69,6 +67,8 @@ def test_hours_to_identify_is_the_hour_from_which_the_answer_stays_right() -> No
     assert found.hours == {"a": 3.0, "b": None, "c": None, "d": None}
     assert found.identified == 0.25
     assert found.median_hours is None
+    every_other = score.hours_to_identify(attack, records, truth, step_hours=2)
+    assert every_other.hours["a"] == 4.0  # seen at the cuts of hours 2 and 4: right from 4
 
 
 def test_presence_auc_ranks_bins_against_the_device_being_on() -> None:

@@ -17,25 +17,23 @@ its reader is a contact of that account even when no account request of the acce
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sotto.audit.leakage.attacks.evidence import Evidence, contacts
 from sotto.audit.leakage.attacks.view import (
     Kind,
     Ranking,
     Request,
+    View,
     pseudonym_of_account,
     pseudonym_of_mailbox,
     requests,
 )
-from sotto.server.observer import ViewRecord
 
 GAP_S = 1.0
 """Requests of one burst are at most this far apart (seconds)."""
 _BURSTY = frozenset({Kind.CREATE, Kind.DELETE, Kind.ACCOUNT, Kind.BUNDLE})
 
 
-def bursts(records: Sequence[ViewRecord], *, gap_s: float = GAP_S) -> list[list[Request]]:
+def bursts(records: View, *, gap_s: float = GAP_S) -> list[list[Request]]:
     """The creations, deletions, account requests and bundle fetches, cut into bursts."""
     gap_us = round(gap_s * 1_000_000)
     out: list[list[Request]] = []
@@ -51,7 +49,7 @@ def bursts(records: Sequence[ViewRecord], *, gap_s: float = GAP_S) -> list[list[
     return out
 
 
-def evidence(records: Sequence[ViewRecord], *, gap_s: float = GAP_S) -> Evidence:
+def evidence(records: View, *, gap_s: float = GAP_S) -> Evidence:
     """The evidence of every burst (module docstring)."""
     out = Evidence()
     for burst in bursts(records, gap_s=gap_s):
@@ -74,7 +72,7 @@ def evidence(records: Sequence[ViewRecord], *, gap_s: float = GAP_S) -> Evidence
     return out
 
 
-def attack(records: Sequence[ViewRecord], *, gap_s: float = GAP_S) -> Ranking:
+def attack(records: View, *, gap_s: float = GAP_S) -> Ranking:
     """Each account's likeliest contacts from bursts alone."""
     return contacts(evidence(records, gap_s=gap_s))
 

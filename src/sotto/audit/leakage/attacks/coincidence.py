@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
 
 from sotto.audit.leakage.attacks.evidence import Evidence, contacts
-from sotto.audit.leakage.attacks.view import MAILBOX, OWNS, Kind, Ranking, Request, requests
-from sotto.server.observer import ViewRecord
+from sotto.audit.leakage.attacks.view import MAILBOX, OWNS, Kind, Ranking, Request, View, requests
 
 WINDOW_S = 0.5
 """How far apart (seconds) an account request and a mailbox request may be to count."""
 
 
-def evidence(records: Sequence[ViewRecord], *, window_s: float = WINDOW_S) -> Evidence:
+def evidence(records: View, *, window_s: float = WINDOW_S) -> Evidence:
     """The ownership and writing evidence of every coinciding pair (module docstring)."""
     reqs = requests(records)
     mailbox_reqs = sorted((r for r in reqs if r.kind in MAILBOX and r.mailbox), key=lambda r: r.end_us)
@@ -73,7 +71,7 @@ def _add(out: Evidence, account: str, r: Request, weight: float) -> None:
         out.add_write(account, r.mailbox, weight)
 
 
-def attack(records: Sequence[ViewRecord], *, window_s: float = WINDOW_S) -> Ranking:
+def attack(records: View, *, window_s: float = WINDOW_S) -> Ranking:
     """Each account's likeliest contacts from coincidences alone."""
     return contacts(evidence(records, window_s=window_s))
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Sequence
 
 from sotto.audit.leakage.attacks.evidence import Evidence, contacts
-from sotto.audit.leakage.attacks.view import OWNS, Kind, Ranking, Request, requests
-from sotto.server.observer import ViewRecord
+from sotto.audit.leakage.attacks.view import OWNS, Kind, Ranking, Request, View, requests
 
 _NAMES_ITS_ACCOUNT = frozenset({Kind.ACCOUNT, Kind.REGISTER})
 """Requests that name the account of whoever makes them (a registration answers with it)."""
@@ -28,7 +26,7 @@ class Key(enum.Enum):
     ADDRESS = "address"
 
 
-def evidence(records: Sequence[ViewRecord], *, key: Key) -> Evidence:
+def evidence(records: View, *, key: Key) -> Evidence:
     """The evidence of every group of requests sharing ``key`` (module docstring)."""
     groups: dict[object, list[Request]] = defaultdict(list)
     for r in requests(records):
@@ -54,7 +52,7 @@ def evidence(records: Sequence[ViewRecord], *, key: Key) -> Evidence:
     return out
 
 
-def attack(records: Sequence[ViewRecord], *, key: Key) -> Ranking:
+def attack(records: View, *, key: Key) -> Ranking:
     """Each account's likeliest contacts from requests sharing ``key``."""
     return contacts(evidence(records, key=key))
 

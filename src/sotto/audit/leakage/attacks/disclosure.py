@@ -13,22 +13,19 @@ this attack should be near chance there; in default mode receipts follow deliver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from sotto.audit.leakage import sda
-from sotto.audit.leakage.attacks.view import Kind, Ranking, Request, pseudonym_of_mailbox, requests
+from sotto.audit.leakage.attacks.view import Kind, Ranking, Request, View, pseudonym_of_mailbox, requests
 from sotto.audit.leakage.linking import Linking
 from sotto.audit.leakage.views import F64, I64, Tap
-from sotto.server.observer import ViewRecord
 
 WINDOW_S = 600.0
 """Seconds after a delivery in which a receipt or reply is looked for (a cadence tick or two)."""
 TOP = 10
 
 
-def tap_of(records: Sequence[ViewRecord]) -> Tap:
+def tap_of(records: View) -> Tap:
     """The view's sends and deliveries in the form :mod:`sotto.audit.leakage.sda` reads (times
     in seconds from the view's first request; no connections or accounts)."""
     reqs = [r for r in requests(records) if r.mailbox and r.kind in (Kind.SEND, Kind.PUSH)]
@@ -71,7 +68,7 @@ def tap_of(records: Sequence[ViewRecord]) -> Tap:
     )
 
 
-def attack(records: Sequence[ViewRecord], *, window_s: float = WINDOW_S, top: int = TOP) -> Ranking:
+def attack(records: View, *, window_s: float = WINDOW_S, top: int = TOP) -> Ranking:
     """Each mailbox that had deliveries, and the mailboxes whose owners it takes for its
     owner's contacts, best first (``mailbox:`` names)."""
     tap = tap_of(records)

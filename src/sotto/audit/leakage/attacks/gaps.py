@@ -20,11 +20,20 @@ without gaps say nothing: with no outages the attack has no answer, as it should
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sotto.audit.leakage.attacks.view import READS, Kind, Ranking, pseudonym_of_mailbox, ranked, requests
-from sotto.server.observer import ViewRecord
+import numpy as np
+from numpy.typing import NDArray
+
+from sotto.audit.leakage.attacks.view import (
+    READS,
+    Kind,
+    Ranking,
+    View,
+    pseudonym_of_mailbox,
+    ranked,
+    requests,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +51,7 @@ class Series:
         return {t for t in range(lo, hi + 1) if t not in self.ticks}
 
 
-def series(records: Sequence[ViewRecord], *, tick_seconds: float) -> tuple[list[Series], list[Series]]:
+def series(records: View, *, tick_seconds: float) -> tuple[list[Series], list[Series]]:
     """(polls, sends): each mailbox's series of ticks with a read, and with a send."""
     tick_us = tick_seconds * 1_000_000
     reads: dict[str, set[int]] = defaultdict(set)
@@ -76,29 +85,63 @@ def _jaccard(a: Series, b: Series, gaps_a: set[int], gaps_b: set[int]) -> float:
     return len(in_a & in_b) / len(union) if union else 0.0
 
 
-def attack(records: Sequence[ViewRecord], *, tick_seconds: float) -> Ranking:
+BLOCK = 256
+"""Poll series compared against every send series at once (bounds the memory: block × sends)."""
+
+
+def attack(records: View, *, tick_seconds: float) -> Ranking:
     """Mailbox owners and their likeliest contacts: poll series against send series (module
-    docstring); both sides are answered, each as ``mailbox:`` names."""
+    docstring); both sides are answered, each as ``mailbox:`` names. :func:`similarity` for
+    every pair, computed as matrix products over the ticks."""
     polls, sends = series(records, tick_seconds=tick_seconds)
-    poll_gaps = {p.mailbox: p.gaps(p.first, p.last) for p in polls}
-    send_gaps = {s.mailbox: s.gaps(s.first, s.last) for s in sends}
-    # Only series that miss a tick in common can match: find them through the missed ticks.
-    missed_by: dict[int, list[Series]] = defaultdict(list)
-    for s in sends:
-        for t in send_gaps[s.mailbox]:
-            missed_by[t].append(s)
+    polls = [p for p in polls if len(p.ticks) <= p.last - p.first]  # those with a gap
+    sends = [s for s in sends if len(s.ticks) <= s.last - s.first]
+    if not polls or not sends:
+        return {}
+    start = min(x.first for x in polls + sends)
+    width = max(x.last for x in polls + sends) - start + 1
+    gap_p, cum_p, first_p, last_p = _matrix(polls, start, width)
+    gap_s, cum_s, first_s, last_s = _matrix(sends, start, width)
+    send_names = np.array([pseudonym_of_mailbox(s.mailbox) for s in sends])
+    send_rows = np.arange(len(sends))[None, :]
     scores: dict[str, dict[str, float]] = defaultdict(dict)
-    for p in polls:
-        candidates = {s.mailbox: s for t in poll_gaps[p.mailbox] for s in missed_by.get(t, ())}
-        for s in candidates.values():
-            if p.mailbox == s.mailbox:
+    for lo_row in range(0, len(polls), BLOCK):
+        rows = slice(lo_row, lo_row + BLOCK)
+        both = gap_p[rows] @ gap_s.T  # gaps in common (each inside both spans)
+        lo = np.maximum(first_p[rows, None], first_s[None, :])
+        hi = np.minimum(last_p[rows, None], last_s[None, :])
+        valid = hi - lo >= 2
+        lo, hi = np.clip(lo, 0, width), np.clip(hi + 1, 0, width)
+        block_rows = np.arange(both.shape[0])[:, None]
+        in_p = cum_p[rows][block_rows, hi] - cum_p[rows][block_rows, lo]
+        in_s = cum_s[send_rows, hi] - cum_s[send_rows, lo]
+        union = in_p + in_s - both
+        score = np.where(valid & (union > 0), both / np.maximum(union, 1), 0.0)
+        for i, j in zip(*np.nonzero(score > 0), strict=True):
+            p = polls[lo_row + int(i)]
+            mp, ms = pseudonym_of_mailbox(p.mailbox), str(send_names[j])
+            if mp == ms:
                 continue  # its owner does not write to it
-            score = _jaccard(p, s, poll_gaps[p.mailbox], send_gaps[s.mailbox])
-            if score > 0:
-                mp, ms = pseudonym_of_mailbox(p.mailbox), pseudonym_of_mailbox(s.mailbox)
-                scores[mp][ms] = max(scores[mp].get(ms, 0.0), score)
-                scores[ms][mp] = max(scores[ms].get(mp, 0.0), score)
+            value = float(score[i, j])
+            scores[mp][ms] = max(scores[mp].get(ms, 0.0), value)
+            scores[ms][mp] = max(scores[ms].get(mp, 0.0), value)
     return ranked(scores)
 
 
-__all__ = ["Series", "attack", "series", "similarity"]
+def _matrix(
+    found: list[Series], start: int, width: int
+) -> tuple[NDArray[np.float32], NDArray[np.int32], NDArray[np.int64], NDArray[np.int64]]:
+    """Per series: its gaps as a row of 0/1 over the ticks, their running count (one column
+    more, so the gaps in ``[a, b]`` are ``cum[b + 1] − cum[a]``), and its span's ends."""
+    gaps = np.zeros((len(found), width), dtype=np.float32)
+    first = np.array([x.first - start for x in found], dtype=np.int64)
+    last = np.array([x.last - start for x in found], dtype=np.int64)
+    for row, x in enumerate(found):
+        gaps[row, first[row] : last[row] + 1] = 1.0
+        gaps[row, [t - start for t in x.ticks]] = 0.0
+    cum = np.zeros((len(found), width + 1), dtype=np.int32)
+    cum[:, 1:] = np.cumsum(gaps, axis=1, dtype=np.int32)
+    return gaps, cum, first, last
+
+
+__all__ = ["BLOCK", "Series", "attack", "series", "similarity"]

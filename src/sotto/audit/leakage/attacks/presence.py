@@ -12,16 +12,15 @@ of reads plus the fraction of the bin a subscribed connection was open; scoring
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 
 from sotto.audit.leakage.attacks.view import (
     READS,
     Kind,
+    View,
     pseudonym_of_account,
     pseudonym_of_mailbox,
     requests,
 )
-from sotto.server.observer import ViewRecord
 
 BIN_S = 900.0
 """Presence is scored on 15-minute bins."""
@@ -31,7 +30,7 @@ Presence = dict[str, dict[int, float]]
 out scores 0."""
 
 
-def presence(records: Sequence[ViewRecord], *, bin_s: float = BIN_S) -> Presence:
+def presence(records: View, *, bin_s: float = BIN_S) -> Presence:
     """Each pseudonym's score per bin (module docstring)."""
     bin_us = round(bin_s * 1_000_000)
     out: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))

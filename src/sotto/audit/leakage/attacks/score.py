@@ -35,11 +35,17 @@ import numpy as np
 from sotto.audit.leakage import metrics
 from sotto.audit.leakage.attacks import bursts, coincidence, connections, disclosure, gaps
 from sotto.audit.leakage.attacks.presence import BIN_S, Presence, presence
-from sotto.audit.leakage.attacks.view import Ranking, pseudonym_of_account, pseudonym_of_mailbox
+from sotto.audit.leakage.attacks.view import (
+    Ranking,
+    Requests,
+    View,
+    pseudonym_of_account,
+    pseudonym_of_mailbox,
+    requests,
+)
 from sotto.audit.sim.truth import Interval, Truth
-from sotto.server.observer import ViewRecord
 
-Attack = Callable[[Sequence[ViewRecord]], Ranking]
+Attack = Callable[[View], Ranking]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,16 +160,17 @@ class TimeToIdentify:
         return None if math.isinf(median) else median
 
 
-def hours_to_identify(attack: Attack, records: Sequence[ViewRecord], truth: Truth) -> TimeToIdentify:
-    """Run ``attack`` on the view up to each whole hour of the run (module docstring)."""
-    hour_us = 3_600_000_000
-    ordered = sorted(records, key=lambda r: r.t_us)
-    times = [r.t_us for r in ordered]
-    cuts = list(range(truth.start_us + hour_us, truth.end_us + hour_us, hour_us))
+def hours_to_identify(attack: Attack, records: View, truth: Truth, *, step_hours: int = 1) -> TimeToIdentify:
+    """Run ``attack`` on the view up to every ``step_hours`` whole hours of the run (module
+    docstring); the hours found are multiples of the step."""
+    step_us = step_hours * 3_600_000_000
+    parsed = requests(records)
+    times = np.asarray([r.t_us for r in parsed], dtype=np.int64)
+    cuts = list(range(truth.start_us + step_us, truth.end_us + step_us, step_us))
     right: dict[str, list[bool]] = {}
     for cut in cuts:
-        upto = int(np.searchsorted(np.asarray(times, dtype=np.int64), cut, side="right"))
-        hits = score_contacts(attack(ordered[:upto]), truth).hits
+        upto = int(np.searchsorted(times, cut, side="right"))
+        hits = score_contacts(attack(Requests(parsed[:upto])), truth).hits
         for name, hit in hits.items():
             right.setdefault(name, []).append(hit >= 0.5)
     out: dict[str, float | None] = {}
@@ -173,7 +180,7 @@ def hours_to_identify(attack: Attack, records: Sequence[ViewRecord], truth: Trut
             if not flags[i]:
                 break
             first = i
-        out[name] = None if first is None else float(first + 1)
+        out[name] = None if first is None else float((first + 1) * step_hours)
     return TimeToIdentify(out)
 
 
@@ -275,18 +282,24 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def report(
-    records: Sequence[ViewRecord], truth: Truth, *, tick_seconds: float, with_hours: bool = True
-) -> Report:
-    """Run every attack on the view and score it against ``truth``."""
+MAX_CUTS = 48
+"""Hours to identify runs each attack on at most this many prefixes of the view (a longer run
+is cut every few hours)."""
+
+
+def report(records: View, truth: Truth, *, tick_seconds: float, with_hours: bool = True) -> Report:
+    """Run every attack on the view (read once) and score it against ``truth``."""
+    parsed = requests(records)
+    hours_run = (truth.end_us - truth.start_us) / 3.6e9
+    step = max(1, math.ceil(hours_run / MAX_CUTS))
     rows = []
     for spec in attacks(tick_seconds=tick_seconds):
-        contact = score_contacts(spec.run(records), truth)
+        contact = score_contacts(spec.run(parsed), truth)
         hours = None
         if with_hours and not spec.needs_messages:
-            hours = hours_to_identify(spec.run, records, truth)
+            hours = hours_to_identify(spec.run, parsed, truth, step_hours=step)
         rows.append(Row(spec.name, contact, hours))
-    found = presence(records)
+    found = presence(parsed)
     auc = {
         (signal, which): presence_auc(found, truth, which=which, pseudonyms=prefix)
         for signal, prefix in _SIGNALS.items()
@@ -294,7 +307,7 @@ def report(
     }
     return Report(
         people=len(truth.people),
-        hours=(truth.end_us - truth.start_us) / 3.6e9,
+        hours=hours_run,
         rows=rows,
         presence=auc,
         settings=dict(truth.settings),
@@ -302,6 +315,7 @@ def report(
 
 
 __all__ = [
+    "MAX_CUTS",
     "Attack",
     "AttackSpec",
     "ContactScore",

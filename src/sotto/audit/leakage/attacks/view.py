@@ -26,8 +26,7 @@ Kinds (:class:`Kind`), in the words of ``docs/operator-view.md``:
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sotto.server.observer import HttpExchange, ViewRecord, WsClose, WsFrame, WsOpen
@@ -102,13 +101,21 @@ def ranked(scores: dict[str, dict[str, float]]) -> Ranking:
     return out
 
 
-_MAILBOX_PATH = re.compile(r"^/v1/mailboxes/([^/]+)(/[^/]+)?$")
-_ACCOUNT_PATH = re.compile(r"^/v1/accounts/(?!me/|me$)([^/]+)(/[^/]+)?$")
+class Requests(list[Request]):
+    """The requests of a view, in order of time: what :func:`requests` returns. Every attack
+    takes one in place of the records, so a report reads the view once for all of them."""
 
 
-def requests(records: Iterable[ViewRecord]) -> list[Request]:
-    """Every record as requests, in order of time (stable)."""
-    out: list[Request] = []
+View = Sequence[ViewRecord] | Requests
+"""What an attack reads: the view's records, or the requests already read from them."""
+
+
+def requests(records: View) -> Requests:
+    """Every record as requests, in order of time (stable); a :class:`Requests` is returned
+    as it is."""
+    if isinstance(records, Requests):
+        return records
+    out = Requests()
     seen_envelopes: set[str] = set()
     for record in records:
         if isinstance(record, HttpExchange):
@@ -129,33 +136,36 @@ def _http(r: HttpExchange, seen_envelopes: set[str]) -> list[Request]:
     def req(kind: Kind, mailbox: str | None = None, account: str | None = None) -> Request:
         return Request(r.t_us, end, r.conn, r.addr, r.port, kind, mailbox, account, r.request_bytes)
 
-    authorized = any(name == "authorization" for name, _ in r.headers)
-    mailbox_path = _MAILBOX_PATH.match(r.path)
-    account_path = _ACCOUNT_PATH.match(r.path)
+    # /v1/mailboxes/{m}[/tail] or /v1/accounts/{a}[/tail], split rather than matched: the view
+    # of a week of a thousand people is tens of millions of records.
+    parts = r.path.split("/")
+    section = parts[2] if len(parts) > 3 and parts[1] == "v1" else ""
+    name = parts[3] if section else ""
+    tail = parts[4] if len(parts) == 5 else None
+    shape_ok = section and name and len(parts) <= 5
     out: list[Request] = []
-    if mailbox_path:
-        mailbox, tail = mailbox_path.group(1), mailbox_path.group(2)
-        if r.method == "POST" and tail == "/poll":
-            out.append(req(Kind.POLL, mailbox))
-            fresh = [m for m in r.messages if m not in seen_envelopes]
+    if shape_ok and section == "mailboxes":
+        if r.method == "POST" and tail == "poll":
+            out.append(req(Kind.POLL, name))
             if r.status == 200:
                 # The ids a poll acknowledges were handed out before: only unseen ones are new.
-                seen_envelopes.update(r.messages)
-                out.extend(req(Kind.PUSH, mailbox) for _ in fresh)
-        elif r.method == "POST" and tail == "/messages":
-            out.append(req(Kind.SEND, mailbox))
+                fresh = [m for m in r.messages if m not in seen_envelopes]
+                seen_envelopes.update(fresh)
+                out.extend(req(Kind.PUSH, name) for _ in fresh)
+        elif r.method == "POST" and tail == "messages":
+            out.append(req(Kind.SEND, name))
         elif r.method == "DELETE" and tail is None:
-            out.append(req(Kind.DELETE, mailbox))
+            out.append(req(Kind.DELETE, name))
         else:
-            out.append(req(Kind.OTHER, mailbox))
+            out.append(req(Kind.OTHER, name))
     elif r.method == "POST" and r.path == "/v1/mailboxes":
         out.extend(req(Kind.CREATE, m) for m in r.mailboxes[:1])
-    elif account_path and account_path.group(2) == "/bundle" and r.method == "GET":
-        out.append(req(Kind.BUNDLE, account=account_path.group(1)))
+    elif shape_ok and section == "accounts" and name != "me" and tail == "bundle" and r.method == "GET":
+        out.append(req(Kind.BUNDLE, account=name))
     elif r.method == "POST" and r.path == "/v1/accounts":
         out.extend(req(Kind.REGISTER, account=a) for a in r.accounts[:1])
-    if authorized:
-        named = account_path.group(1) if account_path else None
+    if any(header == "authorization" for header, _ in r.headers):
+        named = name if shape_ok and section == "accounts" and name != "me" else None
         mine = [a for a in r.accounts if a != named]
         out.append(req(Kind.ACCOUNT, account=mine[0] if mine else None))
     return out or [req(Kind.OTHER)]
@@ -188,6 +198,8 @@ __all__ = [
     "Kind",
     "Ranking",
     "Request",
+    "Requests",
+    "View",
     "of_kind",
     "pseudonym_of_account",
     "pseudonym_of_mailbox",
