@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
+
+from starlette.types import ASGIApp
 
 from sotto.server.config import ServerConfig
 from sotto.server.gateway import load_gateway_key, with_gateway
@@ -28,7 +31,8 @@ def main() -> None:
     if args.record_view is not None:
         observer = Observer(FileSink(args.record_view), keep_alive_seconds=config.keep_alive_seconds)
     settings = uvicorn_config(config, observer=observer)
-    settings.app = with_gateway(settings.app, load_gateway_key(config.data_dir), observer=observer)
+    relay_app = cast(ASGIApp, settings.app)  # create_app's, as uvicorn_config made it
+    settings.app = with_gateway(relay_app, load_gateway_key(config.data_dir), observer=observer)
     RelayServer(settings).run()
 
 

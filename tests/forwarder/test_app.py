@@ -31,7 +31,7 @@ class MockRelay:
     content_type: str = ohttp.RESPONSE_MEDIA_TYPE
     body: bytes = b"sealed answer"
     headers: dict[str, str] = field(default_factory=dict)
-    fail: type[Exception] | None = None
+    fail: type[httpx.TransportError] | None = None
     requests: list[httpx.Request] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -186,7 +186,7 @@ def test_each_source_has_its_own_budget() -> None:
     [(httpx.ConnectError, 502, "relay_unreachable"), (httpx.ReadTimeout, 504, "relay_timeout")],
 )
 def test_a_relay_that_cannot_be_reached_is_a_clear_gateway_error(
-    failure: type[Exception], status: int, code: str
+    failure: type[httpx.TransportError], status: int, code: str
 ) -> None:
     relay = MockRelay(fail=failure)
     answer = run(relay, lambda request: request("POST", FORWARD_PATH, content=SEALED, headers=REQ))
