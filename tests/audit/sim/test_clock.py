@@ -127,3 +127,65 @@ def test_the_loop_is_a_normal_event_loop_otherwise() -> None:
         assert loop.jumps == 1
     finally:
         loop.close()
+
+
+def callback_order(loop: asyncio.AbstractEventLoop, *, timers: bool) -> list[str]:
+    """What runs when, for tasks that wake each other by ``sleep(0)``, by callbacks, by the
+    loop's wake-up pipe and, with ``timers``, by timers (some due at one instant, some
+    cancelled, some re-armed within a turn)."""
+    log: list[str] = []
+
+    async def worker(name: str, index: int, steps: int) -> None:
+        for i in range(steps):
+            log.append(f"{name}{i}")
+            woken: asyncio.Future[None] = loop.create_future()
+            kind = i % (5 if timers else 3)
+            if kind == 0:
+                await asyncio.sleep(0)
+                continue
+            if kind == 1:
+                loop.call_soon(woken.set_result, None)
+            elif kind == 2:
+                loop.call_soon_threadsafe(woken.set_result, None)
+            elif kind == 3:
+                loop.call_later(0.5 * (index % 2), woken.set_result, None)  # ties
+            else:
+                loop.call_later(0.25, log.append, f"{name}{i} cancelled").cancel()
+                loop.call_at(loop.time(), woken.set_result, None)
+            await woken
+
+    async def main() -> None:
+        loop.call_soon(log.append, "soon")
+        await asyncio.gather(*(worker(name, index, 11) for index, name in enumerate("abcd")))
+
+    loop.run_until_complete(main())
+    return log
+
+
+class AsyncioTurns(VirtualEventLoop):
+    """Virtual time with asyncio's own turn of the loop."""
+
+    _run_once = asyncio.BaseEventLoop._run_once  # type: ignore[attr-defined]
+
+
+def test_callbacks_run_in_the_order_asyncio_runs_them() -> None:
+    plain, virtual = asyncio.new_event_loop(), VirtualEventLoop()
+    try:
+        expected, got = callback_order(plain, timers=False), callback_order(virtual, timers=False)
+    finally:
+        plain.close()
+        virtual.close()
+    assert len(got) == 1 + 4 * 11
+    assert got == expected
+
+
+def test_timers_fire_in_the_order_asyncio_fires_them_on_virtual_time() -> None:
+    reference, virtual = AsyncioTurns(), VirtualEventLoop()
+    try:
+        expected, got = callback_order(reference, timers=True), callback_order(virtual, timers=True)
+        assert virtual.time() == reference.time() > 0
+    finally:
+        reference.close()
+        virtual.close()
+    assert len(got) == 1 + 4 * 11
+    assert got == expected

@@ -28,6 +28,8 @@ Otherwise a turn of the loop is asyncio's own (``BaseEventLoop._run_once``: drop
 timers, move due timers to the ready queue, run what was ready when the turn began), less the
 system call that looks for I/O on each busy turn: a simulation spends most of its turns on
 callbacks that wake each other at one virtual instant, and nothing real can be waiting for them.
+Callbacks run in asyncio's order: when a turn ends with callbacks ready and no timer due, the
+next turn would only run them, so the same turn does.
 
 A loop with nothing ready, no timer and nothing to wait for would wait forever: it raises
 :class:`~sotto.errors.SimulationDeadlockError` instead, after looking for a real event for
@@ -151,31 +153,16 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     _timer_cancelled_count: int
     _stopping: bool
     _clock_resolution: float
+    _debug: bool
     _busy_turns = 0
 
     def _run_once(self) -> None:
         """One turn of the loop: asyncio's (see the module docstring)."""
-        if self.get_debug():  # asyncio's own turn times slow callbacks
+        if self._debug:  # asyncio's own turn times slow callbacks
             super()._run_once()  # type: ignore[misc]
             return
-        scheduled, ready, virtual = self._scheduled, self._ready, self._virtual
-        count = len(scheduled)
-        if count > _MIN_SCHEDULED and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION:
-            kept = []
-            for handle in scheduled:
-                if handle._cancelled:
-                    handle._scheduled = False  # type: ignore[attr-defined]
-                else:
-                    kept.append(handle)
-            heapq.heapify(kept)
-            self._scheduled = scheduled = kept
-            self._timer_cancelled_count = 0
-        else:
-            while scheduled and scheduled[0]._cancelled:
-                self._timer_cancelled_count -= 1
-                handle = heapq.heappop(scheduled)
-                handle._scheduled = False  # type: ignore[attr-defined]
-
+        ready, virtual = self._ready, self._virtual
+        scheduled = self._drop_cancelled()
         if ready or self._stopping:
             self._busy_turns += 1
             if self._busy_turns % REAL_POLL_EVERY == 0:
@@ -198,10 +185,44 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             handle._scheduled = False  # type: ignore[attr-defined]
             ready.append(handle)
 
-        for _ in range(len(ready)):
-            callback = ready.popleft()
-            if not callback._cancelled:
-                callback._run()
+        while True:
+            for _ in range(len(ready)):
+                callback = ready.popleft()
+                if not callback._cancelled:
+                    callback._run()
+            # The next turn would drop cancelled timers, find no I/O and no due timer, and run
+            # what is ready now: do that in this one. Leave it to a turn of its own where it
+            # would do more (a timer due, the loop stopping, the look at real descriptors).
+            if not ready or self._stopping:
+                return
+            self._busy_turns += 1
+            if self._busy_turns % REAL_POLL_EVERY == 0:
+                return
+            scheduled = self._drop_cancelled()
+            if scheduled and scheduled[0]._when < end_time:  # type: ignore[attr-defined]
+                return
+
+    def _drop_cancelled(self) -> list[asyncio.TimerHandle]:
+        """asyncio's first step of a turn: cancelled timers leave the heap (all of them when
+        they are most of it, else those at its head); the heap."""
+        scheduled = self._scheduled
+        count = len(scheduled)
+        if count > _MIN_SCHEDULED and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION:
+            kept = []
+            for handle in scheduled:
+                if handle._cancelled:
+                    handle._scheduled = False  # type: ignore[attr-defined]
+                else:
+                    kept.append(handle)
+            heapq.heapify(kept)
+            self._scheduled = scheduled = kept
+            self._timer_cancelled_count = 0
+        else:
+            while scheduled and scheduled[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                handle = heapq.heappop(scheduled)
+                handle._scheduled = False  # type: ignore[attr-defined]
+        return scheduled
 
     def _has_ready(self) -> bool:
         """Whether callbacks wait to run this turn (asyncio keeps them in ``_ready``)."""
