@@ -61,6 +61,7 @@ def test_outage_gaps_name_contacts_and_show_when_devices_are_on(report: score.Re
 
 def test_invites_name_contacts_and_the_address_names_everyone(report: score.Report) -> None:
     assert report.row("bursts").contact.top1 >= 0.75
+    assert report.row("timing combined").contact.top1 >= 0.75
     assert report.row("address").contact.top1 >= 0.9  # one device, one address, all day
 
 

@@ -94,7 +94,15 @@ def test_the_report_runs_every_attack_and_renders_a_table() -> None:
     records = [poll(10, "a-from-b"), key_counts(10.01, "acct-a")]
     report = score.report(records, truth, tick_seconds=60)
     names = [row.attack for row in report.rows]
-    assert names == ["coincidence", "bursts", "connection", "address", "gaps", "disclosure"]
+    assert names == [
+        "coincidence",
+        "bursts",
+        "connection",
+        "timing combined",
+        "address",
+        "gaps",
+        "disclosure",
+    ]
     text = report.to_markdown()
     assert text.count("\n| ") >= len(names) + 2
     assert "needs messages" in text

@@ -9,6 +9,7 @@ reads the simulation's :class:`~sotto.audit.sim.truth.Truth`, to score what the 
 - :mod:`.coincidence`: account requests timed next to mailbox requests;
 - :mod:`.connections`: requests sharing a connection (keep-alive) or a source address;
 - :mod:`.bursts`: creation and deletion bursts, and the invite flow;
+- :mod:`.combined`: the timing attacks' evidence summed (addresses hidden);
 - :mod:`.gaps`: outages that stop a device's polls and sends in the same ticks;
 - :mod:`.disclosure`: the statistical disclosure attack (:mod:`sotto.audit.leakage.sda`);
 - :mod:`.presence`: per 15-minute bin, how much each pseudonym showed itself;
@@ -20,6 +21,7 @@ reads the simulation's :class:`~sotto.audit.sim.truth.Truth`, to score what the 
 __all__ = [
     "bursts",
     "coincidence",
+    "combined",
     "connections",
     "disclosure",
     "evidence",

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sotto.audit.leakage import metrics
-from sotto.audit.leakage.attacks import bursts, coincidence, connections, disclosure, gaps
+from sotto.audit.leakage.attacks import bursts, coincidence, combined, connections, disclosure, gaps
 from sotto.audit.leakage.attacks.presence import BIN_S, Presence, presence
 from sotto.audit.leakage.attacks.view import (
     Ranking,
@@ -64,6 +64,7 @@ def attacks(*, tick_seconds: float) -> list[AttackSpec]:
         AttackSpec("coincidence", coincidence.attack, False),
         AttackSpec("bursts", bursts.attack, False),
         AttackSpec("connection", partial(connections.attack, key=connections.Key.CONNECTION), False),
+        AttackSpec("timing combined", combined.attack, False),
         AttackSpec("address", partial(connections.attack, key=connections.Key.ADDRESS), False),
         AttackSpec("gaps", partial(gaps.attack, tick_seconds=tick_seconds), False),
         AttackSpec("disclosure", disclosure.attack, True),
