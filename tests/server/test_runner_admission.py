@@ -8,6 +8,7 @@ Every wait is for an event (a closed socket, a count reaching a value), with gen
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 from sotto.server import ServerConfig
 from sotto.server.runner import (
+    CLOSE_BATCH,
     UNREAD_HOLD_BYTES,
     Admission,
     AdmissionSocket,
@@ -210,3 +212,28 @@ def test_admission_counts_per_source_and_in_all() -> None:
     assert admission.admit("c") and admission.open == 3 and admission.refused == 2
     admission.release("zz")  # never admitted: nothing to give back
     assert admission.open == 3
+
+
+def test_connections_that_time_out_together_are_closed_a_few_per_turn() -> None:
+    class Transport:
+        def __init__(self) -> None:
+            self.closed = False
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    async def scenario() -> list[int]:
+        admission = Admission(ConnectionLimits())
+        transports = [Transport() for _ in range(3 * CLOSE_BATCH)]
+        for transport in transports:
+            admission.close_soon(transport)  # type: ignore[arg-type]
+        closed = []
+        for _ in range(4):
+            await asyncio.sleep(0)  # one turn of the loop
+            closed.append(sum(t.closed for t in transports))
+        return closed
+
+    assert asyncio.run(scenario()) == [CLOSE_BATCH, 2 * CLOSE_BATCH, 3 * CLOSE_BATCH, 3 * CLOSE_BATCH]

@@ -30,6 +30,7 @@ attempts waits in the kernel's backlog instead of in front of traffic on open co
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import resource
@@ -167,10 +168,12 @@ class ConnectionLimits:
 DEFAULT_LIMITS = ConnectionLimits()
 
 PER_SOURCE = DEFAULT_LIMITS.per_source
-ACCEPT_BATCH = 32
+ACCEPT_BATCH = 4
 """Connections admitted per turn of the event loop; the rest wait in the kernel's backlog."""
-REFUSE_BATCH = 512
+REFUSE_BATCH = 64
 """Connections refused per turn of the event loop (each is an accept, a send and a close)."""
+CLOSE_BATCH = 16
+"""Connections closed for a timeout per turn of the event loop."""
 UNREAD_HOLD_BYTES = 64 * 1024
 """The next request on a connection waits while more than this of earlier answers is still
 unread in the kernel's send queue (checked every ``UNREAD_CHECK_SECONDS``)."""
@@ -185,7 +188,17 @@ class Admission:
     plain ``uvicorn.Server``) :class:`HttpProtocol` admits when the connection is made.
     Whoever admitted a connection, its protocol releases it when it ends."""
 
-    __slots__ = ("_by_source", "_logged", "_logged_at", "at_accept", "limits", "open", "refused")
+    __slots__ = (
+        "_by_source",
+        "_closing",
+        "_closing_soon",
+        "_logged",
+        "_logged_at",
+        "at_accept",
+        "limits",
+        "open",
+        "refused",
+    )
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
@@ -195,6 +208,8 @@ class Admission:
         self._by_source: dict[str, int] = {}
         self._logged = 0
         self._logged_at = -REFUSAL_LOG_SECONDS
+        self._closing: collections.deque[asyncio.BaseTransport] = collections.deque()
+        self._closing_soon = False
 
     def admit(self, source: str) -> bool:
         """Count one more connection from ``source``, or say it must be refused."""
@@ -225,6 +240,26 @@ class Admission:
 
     def held_by(self, source: str) -> int:
         return self._by_source.get(source, 0)
+
+    def close_soon(self, transport: asyncio.BaseTransport) -> None:
+        """Close ``transport`` within a few turns of the event loop, ``CLOSE_BATCH`` per turn:
+        connections admitted together time out together, and closing thousands in one turn
+        would hold up everyone else's traffic."""
+        self._closing.append(transport)
+        if not self._closing_soon:
+            self._closing_soon = True
+            asyncio.get_running_loop().call_soon(self._close_some)
+
+    def _close_some(self) -> None:
+        closing = self._closing
+        for _ in range(min(CLOSE_BATCH, len(closing))):
+            transport = closing.popleft()
+            if not transport.is_closing():
+                transport.close()
+        if closing:
+            asyncio.get_running_loop().call_soon(self._close_some)
+        else:
+            self._closing_soon = False
 
 
 _REFUSAL_BODY = b'{"code":"unavailable","message":"too many connections; retry shortly"}'
@@ -365,7 +400,7 @@ class HttpProtocol(H11Protocol):
         if self.transport.is_closing() or cycle is not self._armed_cycle:
             return
         if cycle is None or cycle.response_complete or cycle.more_body:
-            self.transport.close()
+            self._admission.close_soon(self.transport)
 
     def handle_events(self) -> None:
         if self._held is not None:
