@@ -48,6 +48,9 @@ def test_the_housekeeping_coincidence_names_contacts_far_above_chance(report: sc
     assert row.contact.top1 >= 2.5 * chance
     assert row.hours is not None
     assert row.hours.identified >= 0.75  # no message needed, within the run's eight hours
+    assert row.owners is not None
+    assert row.owners.named >= 0.6  # the account behind most mailboxes
+    assert row.owners.right >= 0.9
 
 
 def test_outage_gaps_name_contacts_and_show_when_devices_are_on(report: score.Report) -> None:

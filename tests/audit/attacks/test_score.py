@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sotto.audit.leakage.attacks import score
+from sotto.audit.leakage.attacks.evidence import Evidence
 from sotto.audit.leakage.attacks.view import Ranking, View, requests
 from sotto.audit.sim.truth import MailboxLife, Person, Truth
 from tests.audit.attacks.records import T0_US, at, key_counts, poll
@@ -106,3 +107,15 @@ def test_the_report_runs_every_attack_and_renders_a_table() -> None:
     text = report.to_markdown()
     assert text.count("\n| ") >= len(names) + 2
     assert "needs messages" in text
+
+
+def test_owners_named_are_scored_against_who_reads_each_mailbox() -> None:
+    truth = _truth()
+    evidence = Evidence()
+    evidence.add_owner("a-from-b", "acct-a", 1.0)  # right
+    evidence.add_owner("b-from-a", "acct-c", 2.0)  # wrong: b reads it
+    evidence.add_owner("b-from-a", "acct-b", 1.0)
+    found = score.score_owners(evidence, truth)
+    assert found.mailboxes == 8
+    assert found.named == 2 / 8
+    assert found.right == 0.5

@@ -15,6 +15,8 @@ module is the one place that joins their answers with a
 - **Hours to identify** (for attacks that need no message): the attack is run on the view up to
   each whole hour; a target counts as identified at the first hour from which its top-1 stays
   right to the end.
+- **Mailboxes named** (for the attacks that name accounts): the share of the truth's mailboxes
+  the attack names an owner for, and the share of those whose likeliest owner is right.
 - **Presence AUC.** Every (pseudonym, 15-minute bin) pair while the pseudonym's owner holds it
   (a mailbox from its creation to its retirement, an account all run long), scored by
   :func:`~.presence.presence`, labelled by whether the owner's device was on (or their app in
@@ -34,6 +36,7 @@ import numpy as np
 
 from sotto.audit.leakage import metrics
 from sotto.audit.leakage.attacks import bursts, coincidence, combined, connections, disclosure, gaps
+from sotto.audit.leakage.attacks.evidence import Evidence
 from sotto.audit.leakage.attacks.presence import BIN_S, Presence, presence
 from sotto.audit.leakage.attacks.view import (
     Ranking,
@@ -56,16 +59,29 @@ class AttackSpec:
     run: Attack
     needs_messages: bool
     """Whether it reads deliveries (then hours to identify is not reported)."""
+    evidence: Callable[[View], Evidence] | None = None
+    """For attacks that name mailboxes' accounts: that evidence (its owners are scored)."""
 
 
 def attacks(*, tick_seconds: float) -> list[AttackSpec]:
     """Every contact attack, with the relay's cadence tick where one needs it."""
+    by_connection, by_address = connections.Key.CONNECTION, connections.Key.ADDRESS
     return [
-        AttackSpec("coincidence", coincidence.attack, False),
-        AttackSpec("bursts", bursts.attack, False),
-        AttackSpec("connection", partial(connections.attack, key=connections.Key.CONNECTION), False),
-        AttackSpec("timing combined", combined.attack, False),
-        AttackSpec("address", partial(connections.attack, key=connections.Key.ADDRESS), False),
+        AttackSpec("coincidence", coincidence.attack, False, coincidence.evidence),
+        AttackSpec("bursts", bursts.attack, False, bursts.evidence),
+        AttackSpec(
+            "connection",
+            partial(connections.attack, key=by_connection),
+            False,
+            partial(connections.evidence, key=by_connection),
+        ),
+        AttackSpec("timing combined", combined.attack, False, combined.evidence),
+        AttackSpec(
+            "address",
+            partial(connections.attack, key=by_address),
+            False,
+            partial(connections.evidence, key=by_address),
+        ),
         AttackSpec("gaps", partial(gaps.attack, tick_seconds=tick_seconds), False),
         AttackSpec("disclosure", disclosure.attack, True),
     ]
@@ -139,6 +155,30 @@ def _people(candidates: list[tuple[str, float]], owner: dict[str, str], target: 
         if person not in out:
             out.append(person)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerScore:
+    mailboxes: int
+    """Mailboxes of the truth (every mailbox a person created)."""
+    named: float
+    """Share of them the evidence names an owner account for."""
+    right: float
+    """Share of those named whose likeliest owner is the account of the person who reads it."""
+
+
+def score_owners(evidence: Evidence, truth: Truth) -> OwnerScore:
+    """How well ``evidence`` names the account behind each mailbox (its likeliest owner)."""
+    account = {p.account: name for name, p in truth.people.items()}
+    guessed = evidence.owners()
+    lives = [life for life in truth.mailboxes if life.owner in truth.people]
+    named = [life for life in lives if life.mailbox in guessed]
+    right = sum(account.get(guessed[life.mailbox]) == life.owner for life in named)
+    return OwnerScore(
+        mailboxes=len(lives),
+        named=len(named) / len(lives) if lives else 0.0,
+        right=right / len(named) if named else 0.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +275,7 @@ class Row:
     attack: str
     contact: ContactScore
     hours: TimeToIdentify | None
+    owners: OwnerScore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,16 +302,19 @@ class Report:
             f"{self.people} people, {self.hours:.1f} simulated hours.",
             "",
             "| attack | contact top-1 | chance (people) | chance (mailboxes) | answered | MAP "
-            "| hours to identify (median) | identified |",
-            "|---|---|---|---|---|---|---|---|",
+            "| hours to identify (median) | identified | mailboxes named | named right |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
             c = r.contact
             hours = "needs messages" if r.hours is None else num(r.hours.median_hours, 0)
             identified = "–" if r.hours is None else num(r.hours.identified)
+            named = "–" if r.owners is None else num(r.owners.named)
+            right = "–" if r.owners is None else num(r.owners.right)
             lines.append(
                 f"| {r.attack} | {num(c.top1)} | {num(c.chance_people)} | {num(c.chance_mailboxes)} "
-                f"| {num(c.answered)} | {num(c.mean_average_precision)} | {hours} | {identified} |"
+                f"| {num(c.answered)} | {num(c.mean_average_precision)} | {hours} | {identified} "
+                f"| {named} | {right} |"
             )
         lines += [
             "",
@@ -299,7 +343,8 @@ def report(records: View, truth: Truth, *, tick_seconds: float, with_hours: bool
         hours = None
         if with_hours and not spec.needs_messages:
             hours = hours_to_identify(spec.run, parsed, truth, step_hours=step)
-        rows.append(Row(spec.name, contact, hours))
+        named = None if spec.evidence is None else score_owners(spec.evidence(parsed), truth)
+        rows.append(Row(spec.name, contact, hours, named))
     found = presence(parsed)
     auc = {
         (signal, which): presence_auc(found, truth, which=which, pseudonyms=prefix)
@@ -320,6 +365,7 @@ __all__ = [
     "Attack",
     "AttackSpec",
     "ContactScore",
+    "OwnerScore",
     "Report",
     "Row",
     "TimeToIdentify",
@@ -329,4 +375,5 @@ __all__ = [
     "presence_auc",
     "report",
     "score_contacts",
+    "score_owners",
 ]
