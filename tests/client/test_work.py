@@ -28,8 +28,9 @@ from tests.client.running_relay import free_port, running_relay
 
 T = TypeVar("T")
 
-BUSY_AFTER_ONE = WorkPolicy(free_per_minute=0.1, window_seconds=60, base_bits=8, max_bits=12)
-"""Free for the first creation only (a free count of 0.1), then 8 + ⌊log2(count / 0.1)⌋ bits."""
+BUSY_AFTER_ONE = WorkPolicy(free_per_minute=0.002, window_seconds=3_600, base_bits=8, max_bits=12)
+"""Free for the first creation only (a free count of 0.002 × 3,600 / 60 = 0.12), then
+8 + ⌊log2(count / 0.12)⌋ bits: 11 after one creation."""
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
@@ -95,7 +96,7 @@ def test_a_challenge_is_solved_and_the_creation_sent_again(busy: tuple[str, Call
 
 def test_a_mailbox_creation_solves_its_challenge_too(tmp_path: Path) -> None:
     calls = Calls("/v1/mailboxes")
-    policy = WorkPolicy(mailbox_free_per_minute=0.1, window_seconds=60, base_bits=8, max_bits=12)
+    policy = WorkPolicy(mailbox_free_per_minute=0.002, window_seconds=3_600, base_bits=8, max_bits=12)
 
     async def main(url: str) -> None:
         network = HttpNetwork()
@@ -132,7 +133,7 @@ def test_a_challenge_over_the_clients_cap_is_a_typed_error_before_any_work(busy:
     url, calls = busy
 
     async def main() -> None:
-        network = HttpNetwork(max_work_bits=8)  # the relay asks for 8 + ⌊log2 10⌋ = 11 bits
+        network = HttpNetwork(max_work_bits=8)  # the relay asks for 8 + ⌊log2(1 / 0.12)⌋ = 11 bits
         try:
             relay = network.relay(url)
             await relay.create_account(_request())
@@ -149,7 +150,7 @@ def test_a_challenge_over_the_clients_cap_is_a_typed_error_before_any_work(busy:
 def test_answers_the_relay_keeps_refusing_end_in_a_typed_error(tmp_path: Path) -> None:
     calls = Calls()
     instant = WorkPolicy(
-        free_per_minute=0.1, window_seconds=60, base_bits=1, max_bits=2, challenge_seconds=0.001
+        free_per_minute=0.002, window_seconds=3_600, base_bits=1, max_bits=2, challenge_seconds=0.001
     )
 
     async def main(url: str) -> None:
