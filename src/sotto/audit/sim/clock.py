@@ -198,7 +198,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             self._busy_turns += 1
             if self._busy_turns % REAL_POLL_EVERY == 0:
                 return
-            scheduled = self._drop_cancelled()
+            if self._timer_cancelled_count:
+                scheduled = self._drop_cancelled()
             if scheduled and scheduled[0]._when < end_time:  # type: ignore[attr-defined]
                 return
 

@@ -442,7 +442,8 @@ class AsgiWebSocket:
             self._end(code)
 
     async def _receive(self) -> MutableMapping[str, Any]:
-        return cast(MutableMapping[str, Any], await self._to_app.get())
+        message: MutableMapping[str, Any] = await self._to_app.get()
+        return message
 
     async def _send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
