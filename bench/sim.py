@@ -3,14 +3,19 @@ real relay in one process (:mod:`sotto.audit.sim`).
 
     python bench/sim.py [--people 20,100,300] [--modes cadence,default] [--repeat 3]
                         [--cadence-days 0.25] [--default-days 1] [--memory 1000]
+                        [--baseline OTHER/src]
 
 Each run is :func:`sotto.audit.sim.scenario.chat_ring` (everyone registers, invites the next
-person, and sends two texts to each contact in the first half of the run) in a fresh process;
-its CPU time (user and system, from the process's start of the scenario to its end, setup
-included) is divided by people × simulated days. The table gives the median of ``--repeat``
-runs and the wall time; "setup" is the CPU of one person's registration and invite exchange
-(a run of one simulated minute, divided by people), which the per-person-day figure includes
-once.
+person, and sends two texts to each contact in the first half of the run) in a fresh process,
+timed by its CPU (user and system) from the scenario's start to its end. Per mode and size the
+table gives the median of ``--repeat`` runs: CPU and wall seconds, CPU per person-day with
+everything in ("all in"), and CPU per person-day once the cost of setting people up is taken
+off ("running"): setup is the CPU of the same scenario run for one simulated minute (everyone
+registers and exchanges invites), also given per person.
+
+``--baseline DIR`` runs every measurement a second time, interleaved, with ``DIR`` (another
+checkout's ``src``) first on the Python path, and prints its row beside ours: a before/after on
+the same machine under the same load.
 
 ``--memory N`` registers N devices in default mode (each with its client, in-memory store,
 network and open delivery WebSocket, the relay holding their accounts and mailboxes), lets them
@@ -89,9 +94,14 @@ async def _drain(events: Any) -> None:
         pass
 
 
-def in_child(*args: str) -> dict[str, Any]:
-    """Run this script with ``args`` in a fresh interpreter; the JSON it prints."""
-    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+def in_child(*args: str, src: str | None = None) -> dict[str, Any]:
+    """Run this script with ``args`` in a fresh interpreter (``src`` first on its path); the
+    JSON it prints."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    command = [sys.executable, __file__, *args]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -105,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cadence-days", type=float, default=0.25)
     parser.add_argument("--default-days", type=float, default=1.0)
     parser.add_argument("--memory", type=int, default=0, help="devices for the memory run (0: none)")
+    parser.add_argument("--baseline", help="another checkout's src, measured beside this one")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "N", "ARG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -118,35 +129,48 @@ def main(argv: list[str] | None = None) -> int:
 
     people = [int(p) for p in args.people.split(",") if p]
     modes = [m for m in args.modes.split(",") if m]
-    print(f"chat ring, median of {args.repeat} runs, each in a fresh process (CPU includes setup)")
+    trees: dict[str, str | None] = {"this": None}
+    if args.baseline:
+        trees = {"baseline": args.baseline, "this": None}
+    print(f"chat ring, median of {args.repeat} runs, each in a fresh process; CPU per person-day")
     print(
-        f"{'mode':8} {'people':>6} {'days':>5} {'CPU s':>8} {'wall s':>8} "
-        f"{'CPU s/person-day':>17} {'RSS MB':>7}"
+        f"{'tree':8} {'mode':8} {'people':>6} {'days':>5} {'CPU s':>7} {'wall s':>7} "
+        f"{'all in':>7} {'running':>7} {'setup/person':>12} {'RSS MB':>7}"
     )
     for mode in modes:
         days = args.cadence_days if mode == "cadence" else args.default_days
-        setup = in_child("--child", mode, str(people[0]), "60")
         for n in people:
-            runs = [in_child("--child", mode, str(n), str(days * DAY_S)) for _ in range(args.repeat)]
-            if any(r["lost"] for r in runs):
-                print(f"{mode}: texts were lost at {n} people", file=sys.stderr)
-                return 1
-            cpu = statistics.median(r["cpu_s"] for r in runs)
-            wall = statistics.median(r["wall_s"] for r in runs)
-            rss = max(r["rss"] for r in runs) / 2**20
-            per_day = cpu / (n * days)
-            print(f"{mode:8} {n:>6} {days:>5g} {cpu:>8.1f} {wall:>8.1f} {per_day:>17.3f} {rss:>7.0f}")
-        print(f"{mode:8} setup: {setup['cpu_s'] / people[0]:.3f} CPU s per person (registration and invites)")
+            setup = {t: in_child("--child", mode, str(n), "60", src=src) for t, src in trees.items()}
+            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in trees}
+            for _ in range(args.repeat):
+                for tree, src in trees.items():
+                    runs[tree].append(in_child("--child", mode, str(n), str(days * DAY_S), src=src))
+            for tree in trees:
+                if any(r["lost"] for r in runs[tree]):
+                    print(f"{tree} {mode}: texts were lost at {n} people", file=sys.stderr)
+                    return 1
+                cpu = statistics.median(r["cpu_s"] for r in runs[tree])
+                wall = statistics.median(r["wall_s"] for r in runs[tree])
+                rss = max(r["rss"] for r in runs[tree]) / 2**20
+                all_in = cpu / (n * days)
+                running = (cpu - setup[tree]["cpu_s"]) / (n * (days - 60 / DAY_S))
+                per_setup = setup[tree]["cpu_s"] / n
+                print(
+                    f"{tree:8} {mode:8} {n:>6} {days:>5g} {cpu:>7.1f} {wall:>7.1f} "
+                    f"{all_in:>7.3f} {running:>7.3f} {per_setup:>12.3f} {rss:>7.0f}",
+                    flush=True,
+                )
     if args.memory:
-        small = in_child("--child", "memory", str(max(1, args.memory // 10)), "0")
-        large = in_child("--child", "memory", str(args.memory), "0")
-        per = (large["rss_after"] - small["rss_after"]) / (large["devices"] - small["devices"])
-        at_10k = small["rss_after"] + per * (10_000 - small["devices"])
-        print(
-            f"memory: {large['devices']} idle default-mode devices: "
-            f"{large['rss_after'] / 2**20:.0f} MB resident, {per / 2**10:.0f} KiB per device "
-            f"(slope from {small['devices']}); 10,000 devices ≈ {at_10k / 2**30:.2f} GiB"
-        )
+        for tree, src in trees.items():
+            small = in_child("--child", "memory", str(max(1, args.memory // 10)), "0", src=src)
+            large = in_child("--child", "memory", str(args.memory), "0", src=src)
+            per = (large["rss_after"] - small["rss_after"]) / (large["devices"] - small["devices"])
+            at_10k = small["rss_after"] + per * (10_000 - small["devices"])
+            print(
+                f"{tree}: memory: {large['devices']} idle default-mode devices: "
+                f"{large['rss_after'] / 2**20:.0f} MB resident, {per / 2**10:.0f} KiB per device "
+                f"(slope from {small['devices']}); 10,000 devices ≈ {at_10k / 2**30:.2f} GiB"
+            )
     return 0
 
 
