@@ -21,14 +21,19 @@ token), *accept* (fetch the bundle, create a mailbox, send the first message), t
 times *send* and *poll*. Figures: the share of honest operations that succeed and their p99
 (targets ≥ 99%, ≤ 200 ms), with what the abusers got.
 
-**B. Bounded resources.** ``--pairs`` honest sender/receiver pairs (SDK WebSockets) exchange
-paced messages; their end-to-end latency p99 is measured first on a quiet relay, then while
-``--attempts`` connection attempts (each held open until the relay closes it), ``--slow``
-slow-header clients (a header line every second, reconnecting when dropped) and
-``--never-read`` clients (signed polls of a mailbox holding 64 KiB envelopes, replies never
-read) run at once. Figures: attack p99 against quiet p99 (target ≤ 2×), the relay's peak RSS
-(≤ 1 GiB), what the relay wrote to its log during the attack (≤ 1 MB), messages lost, and how
-the attack connections ended.
+**B. Bounded resources.** ``--pairs`` honest sender/receiver pairs (SDK WebSockets, each pair
+from a loopback address of its own, as different people are) exchange paced messages; their
+end-to-end latency p99 is measured first on a quiet relay, then while ``--attempts`` connection
+attempts (each held open until the relay closes it), ``--slow`` slow-header clients (a header
+line every second, reconnecting when dropped) and ``--never-read`` clients (signed polls of a
+mailbox holding 64 KiB envelopes, replies never read), all from 32 loopback addresses, run at
+once. Figures: attack p99 against quiet p99 (target ≤ 2×), the relay's peak RSS (≤ 1 GiB), what
+the relay wrote to its log during the attack (≤ 1 MB), messages lost, how the attack
+connections ended, and the latency per second of the attack. The latency is measured by the
+honest pairs, on the load core that the attackers share with them (at nice 10): it includes
+the pairs' own scheduling delay, so the CPU time of the attackers, of the pairs and of the
+whole load core is printed beside it, with the relay's own CPU and other processes' on its
+core, quiet and under attack.
 
 CPU steal of the whole machine is read from ``/proc/stat`` around each part and printed.
 """
