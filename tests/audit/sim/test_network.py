@@ -287,6 +287,8 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("POST", "/v1/empty", {}, None),
     ("GET", "/v1/x?limit=3&y=%20", {"accept": "application/json", "User-Agent": "other"}, None),
     ("GET", "/v1/a%2Fb/./c/../d", {}, None),
+    ("GET", "/v1/pad==/it's/[x]/.dot/~a.b", {}, None),
+    ("GET", "/v1/caf\u00e9 au lait", {}, None),
     ("HEAD", "/v1/head", {}, None),
 ]
 

@@ -140,8 +140,9 @@ def _find(origins: Mapping[str, _Origin], url: str) -> tuple[_Origin, str] | Non
 
 
 # --------------------------------------------------------------------------- HTTP
-_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~=:@!$&'()*+,;-][A-Za-z0-9_~=:@!$&'()*+,;.-]*)*/?")
-"""A path httpx passes through unchanged (no escapes, spaces, dot segments or query)."""
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9_~.-]*)*/?")
+"""A path httpx passes through unchanged: unreserved characters only (the client's paths are
+words and base64url ids), no segment that starts with a dot, no query."""
 
 
 def _client_headers() -> tuple[tuple[bytes, bytes], ...]:
