@@ -8,14 +8,20 @@ back to back, and accepting an invite fetches the inviter's bundle, creates the 
 mailbox for the inviter and updates the acceptor's access tokens.
 
 The attack cuts the view's creations, deletions, account requests and bundle fetches into
-bursts: runs of them no more than ``gap_s`` apart. In a burst with accounts ``A`` (the unit
-shared among them): each account owns the burst's created and deleted mailboxes; a bundle of
-account ``x`` fetched in it names ``x`` as a contact of each; and a mailbox created in the burst
-of a bundle fetch is written by the account fetched (the acceptor made it for the inviter), so
-its reader is a contact of that account even when no account request of the acceptor's is near.
+bursts: runs of them no more than ``gap_s`` apart. In a burst, a created or deleted mailbox
+belongs to the accounts authenticated on its own connection (a keep-alive client's), else to
+the burst's accounts (the unit shared among them), but never to an account whose bundle was
+fetched in the burst (nobody fetches their own keys); a bundle of account ``x`` names ``x`` as a
+contact of the fetcher (its connection's accounts, else the burst's others); and a mailbox
+created in the burst of a bundle fetch is written by the account fetched (the acceptor made it
+for the inviter), so its reader is a contact of that account even when no account request of
+the acceptor's is near. A burst of more than :data:`MAX_ACCOUNTS` accounts is several clients
+colliding and names nobody.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 from sotto.audit.leakage.attacks.evidence import Evidence, contacts
 from sotto.audit.leakage.attacks.view import (
@@ -30,6 +36,9 @@ from sotto.audit.leakage.attacks.view import (
 
 GAP_S = 1.0
 """Requests of one burst are at most this far apart (seconds)."""
+MAX_ACCOUNTS = 2
+"""A burst that authenticates more accounts than this is several clients' requests colliding
+(many people registering at once, a busy relay), not one client's: it names nobody."""
 _BURSTY = frozenset({Kind.CREATE, Kind.DELETE, Kind.ACCOUNT, Kind.BUNDLE})
 
 
@@ -53,23 +62,42 @@ def evidence(records: View, *, gap_s: float = GAP_S) -> Evidence:
     """The evidence of every burst (module docstring)."""
     out = Evidence()
     for burst in bursts(records, gap_s=gap_s):
-        accounts = sorted({r.account for r in burst if r.kind is Kind.ACCOUNT and r.account})
-        fetched = sorted({r.account for r in burst if r.kind is Kind.BUNDLE and r.account} - set(accounts))
-        created = [r.mailbox for r in burst if r.kind is Kind.CREATE and r.mailbox]
-        deleted = [r.mailbox for r in burst if r.kind is Kind.DELETE and r.mailbox]
-        for m in created:
-            for x in fetched:
-                out.add_write(x, m, 1.0 / len(fetched))
-                out.add_link(pseudonym_of_mailbox(m), pseudonym_of_account(x), 1.0 / len(fetched))
-        if not accounts:
-            continue
-        weight = 1.0 / len(accounts)
-        for a in accounts:
-            for m in created + deleted:
-                out.add_owner(m, a, weight)
-            for x in fetched:
-                out.add_contact(a, x, weight)
+        _burst(out, burst)
     return out
+
+
+def _burst(out: Evidence, burst: list[Request]) -> None:
+    accounts: set[str] = set()
+    on_conn: dict[int, set[str]] = defaultdict(set)
+    fetches: list[Request] = []
+    for r in burst:
+        if r.kind is Kind.ACCOUNT and r.account:
+            accounts.add(r.account)
+            on_conn[r.conn].add(r.account)
+        elif r.kind is Kind.BUNDLE and r.account:
+            fetches.append(r)
+    fetched = {r.account for r in fetches if r.account}
+    for r in burst:
+        if r.kind not in (Kind.CREATE, Kind.DELETE) or r.mailbox is None:
+            continue
+        # A mailbox's owner: the accounts on its own connection (a keep-alive client's), else
+        # the burst's, but never an account whose bundle was fetched beside it: a client does
+        # not fetch its own keys, so that mailbox is the fetcher's.
+        owners = on_conn.get(r.conn) or (accounts - fetched)
+        if 0 < len(owners) <= MAX_ACCOUNTS:
+            for a in sorted(owners):
+                out.add_owner(r.mailbox, a, 1.0 / len(owners))
+        if r.kind is Kind.CREATE:
+            writers = sorted(fetched - owners)
+            for x in writers:  # the fetcher made it for the account it fetched
+                out.add_write(x, r.mailbox, 1.0 / len(writers))
+                out.add_link(pseudonym_of_mailbox(r.mailbox), pseudonym_of_account(x), 1.0 / len(writers))
+    for r in fetches:
+        assert r.account is not None
+        fetchers = (on_conn.get(r.conn) or accounts) - {r.account}
+        if 0 < len(fetchers) <= MAX_ACCOUNTS:
+            for a in sorted(fetchers):
+                out.add_contact(a, r.account, 1.0 / len(fetchers))
 
 
 def attack(records: View, *, gap_s: float = GAP_S) -> Ranking:
@@ -77,4 +105,4 @@ def attack(records: View, *, gap_s: float = GAP_S) -> Ranking:
     return contacts(evidence(records, gap_s=gap_s))
 
 
-__all__ = ["GAP_S", "attack", "bursts", "evidence"]
+__all__ = ["GAP_S", "MAX_ACCOUNTS", "attack", "bursts", "evidence"]

@@ -275,7 +275,9 @@ class Row:
     attack: str
     contact: ContactScore
     hours: TimeToIdentify | None
+    """None: not run (the attack needs messages, or the report was asked for without hours)."""
     owners: OwnerScore | None = None
+    needs_messages: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +309,8 @@ class Report:
         ]
         for r in self.rows:
             c = r.contact
-            hours = "needs messages" if r.hours is None else num(r.hours.median_hours, 0)
+            median = None if r.hours is None else r.hours.median_hours
+            hours = "needs messages" if r.needs_messages else num(median, 0)
             identified = "–" if r.hours is None else num(r.hours.identified)
             named = "–" if r.owners is None else num(r.owners.named)
             right = "–" if r.owners is None else num(r.owners.right)
@@ -344,7 +347,7 @@ def report(records: View, truth: Truth, *, tick_seconds: float, with_hours: bool
         if with_hours and not spec.needs_messages:
             hours = hours_to_identify(spec.run, parsed, truth, step_hours=step)
         named = None if spec.evidence is None else score_owners(spec.evidence(parsed), truth)
-        rows.append(Row(spec.name, contact, hours, named))
+        rows.append(Row(spec.name, contact, hours, named, spec.needs_messages))
     found = presence(parsed)
     auc = {
         (signal, which): presence_auc(found, truth, which=which, pseudonyms=prefix)
