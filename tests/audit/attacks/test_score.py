@@ -70,6 +70,9 @@ def test_hours_to_identify_is_the_hour_from_which_the_answer_stays_right() -> No
     assert found.median_hours is None
     every_other = score.hours_to_identify(attack, records, truth, step_hours=2)
     assert every_other.hours["a"] == 4.0  # seen at the cuts of hours 2 and 4: right from 4
+    # Counted from the target's first contact: had a's contacts formed at hour 1.5, 1.5 hours.
+    truth.contacts = [(x, y, T0_US + 3 * HOUR_US // 2) for x, y, _ in truth.contacts]
+    assert score.hours_to_identify(attack, records, truth).hours["a"] == 1.5
 
 
 def test_presence_auc_ranks_bins_against_the_device_being_on() -> None:

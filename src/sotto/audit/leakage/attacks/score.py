@@ -13,8 +13,9 @@ module is the one place that joins their answers with a
   mailbox that is not the target's own (it favours people who hold many mailboxes, who are
   contacts more often).
 - **Hours to identify** (for attacks that need no message): the attack is run on the view up to
-  each whole hour; a target counts as identified at the first hour from which its top-1 stays
-  right to the end.
+  each whole hour of the run; a target counts as identified at the first of those hours from
+  which its top-1 stays right to the end, and the time to identify is counted from when the
+  target's first contact formed (before that there is nothing to find).
 - **Mailboxes named** (for the attacks that name accounts): the share of the truth's mailboxes
   the attack names an owner for, and the share of those whose likeliest owner is right.
 - **Presence AUC.** Every (pseudonym, 15-minute bin) pair while the pseudonym's owner holds it
@@ -184,7 +185,8 @@ def score_owners(evidence: Evidence, truth: Truth) -> OwnerScore:
 @dataclass(frozen=True, slots=True)
 class TimeToIdentify:
     hours: dict[str, float | None]
-    """Per target person: the first whole hour from which the top-1 stayed right (None: never)."""
+    """Per target person: hours from their first contact's formation to the first cut from which
+    the top-1 stayed right (None: never)."""
 
     @property
     def identified(self) -> float:
@@ -203,7 +205,7 @@ class TimeToIdentify:
 
 def hours_to_identify(attack: Attack, records: View, truth: Truth, *, step_hours: int = 1) -> TimeToIdentify:
     """Run ``attack`` on the view up to every ``step_hours`` whole hours of the run (module
-    docstring); the hours found are multiples of the step."""
+    docstring); the hours found are from each target's first contact to one of those cuts."""
     step_us = step_hours * 3_600_000_000
     parsed = requests(records)
     times = np.asarray([r.t_us for r in parsed], dtype=np.int64)
@@ -214,6 +216,10 @@ def hours_to_identify(attack: Attack, records: View, truth: Truth, *, step_hours
         hits = score_contacts(attack(Requests(parsed[:upto])), truth).hits
         for name, hit in hits.items():
             right.setdefault(name, []).append(hit >= 0.5)
+    formed: dict[str, int] = {}
+    for a, b, t in truth.contacts:
+        for name in (a, b):
+            formed[name] = min(formed.get(name, t), t)
     out: dict[str, float | None] = {}
     for name, flags in right.items():
         first = None
@@ -221,7 +227,8 @@ def hours_to_identify(attack: Attack, records: View, truth: Truth, *, step_hours
             if not flags[i]:
                 break
             first = i
-        out[name] = None if first is None else float((first + 1) * step_hours)
+        since = formed.get(name, truth.start_us)
+        out[name] = None if first is None else max(0.0, (cuts[first] - since) / 3.6e9)
     return TimeToIdentify(out)
 
 
@@ -304,13 +311,13 @@ class Report:
             f"{self.people} people, {self.hours:.1f} simulated hours.",
             "",
             "| attack | contact top-1 | chance (people) | chance (mailboxes) | answered | MAP "
-            "| hours to identify (median) | identified | mailboxes named | named right |",
+            "| hours to identify (median, from first contact) | identified | mailboxes named | named right |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
             c = r.contact
             median = None if r.hours is None else r.hours.median_hours
-            hours = "needs messages" if r.needs_messages else num(median, 0)
+            hours = "needs messages" if r.needs_messages else num(median, 1)
             identified = "–" if r.hours is None else num(r.hours.identified)
             named = "–" if r.owners is None else num(r.owners.named)
             right = "–" if r.owners is None else num(r.owners.right)
