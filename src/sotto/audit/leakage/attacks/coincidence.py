@@ -11,7 +11,8 @@ creations, deletions and sends) that ended within ``window_s`` before it (else t
 within ``window_s`` after it), and every mailbox request on the same connection, and shares one
 unit of evidence among the first kind (each of the second gets a whole one): a read, creation
 or deletion of ``m`` says the account owns ``m``; a send to ``m`` says it writes to ``m``. Over
-hours the true pairs add up and chance pairs do not. No message content or count is used: it needs no message.
+hours the true pairs add up and chance pairs do not. It reads no message content or count: it
+needs no message at all.
 
 The source address is not used (:mod:`.connections` reads that): this is what an operator
 still sees behind a forwarder that hides addresses but not timing.
