@@ -4,10 +4,10 @@ Keep-alive reuse puts one client's account requests, mailbox creations, bundle f
 sends on one connection (``conn`` in the view); every request carries its source address,
 which one device (or one household) keeps for hours. Grouping the view's requests by either
 key joins the accounts the group authenticates (or registers: the answer names the new
-account) with the mailboxes it reads and writes: each
-account of a group owns the mailboxes the group reads, creates or deletes, and writes to those
-it sends to, with the unit of evidence shared among the group's accounts (a household's address
-speaks for several). A bundle fetch in a group names a contact of its accounts.
+account) with the mailboxes it reads and writes: each account of a group owns the mailboxes the
+group reads, creates or deletes, and writes to those it sends to, with the unit of evidence
+shared among the group's accounts (a household's address speaks for several). A bundle fetch
+in a group names a contact of its accounts.
 """
 
 from __future__ import annotations
