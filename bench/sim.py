@@ -11,7 +11,7 @@ timed by its CPU (user and system) from the scenario's start to its end. Per mod
 table gives the median of ``--repeat`` runs: CPU and wall seconds, CPU per person-day with
 everything in ("all in"), and CPU per person-day once the cost of setting people up is taken
 off ("running"): setup is the CPU of the same scenario run for one simulated minute (everyone
-registers and exchanges invites), also given per person.
+registers and exchanges invites; the median of as many runs), also given per person.
 
 ``--baseline DIR`` runs every measurement a second time, interleaved, with ``DIR`` (another
 checkout's ``src``) first on the Python path, and prints its row beside ours: a before/after on
@@ -140,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         days = args.cadence_days if mode == "cadence" else args.default_days
         for n in people:
-            setup = {t: in_child("--child", mode, str(n), "60", src=src) for t, src in trees.items()}
+            setups: dict[str, list[dict[str, Any]]] = {t: [] for t in trees}
             runs: dict[str, list[dict[str, Any]]] = {t: [] for t in trees}
             for _ in range(args.repeat):
                 for tree, src in trees.items():
+                    setups[tree].append(in_child("--child", mode, str(n), "60", src=src))
                     runs[tree].append(in_child("--child", mode, str(n), str(days * DAY_S), src=src))
             for tree in trees:
                 if any(r["lost"] for r in runs[tree]):
@@ -153,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                 wall = statistics.median(r["wall_s"] for r in runs[tree])
                 rss = max(r["rss"] for r in runs[tree]) / 2**20
                 all_in = cpu / (n * days)
-                running = (cpu - setup[tree]["cpu_s"]) / (n * (days - 60 / DAY_S))
-                per_setup = setup[tree]["cpu_s"] / n
+                setup = statistics.median(r["cpu_s"] for r in setups[tree])
+                running = (cpu - setup) / (n * (days - 60 / DAY_S))
+                per_setup = setup / n
                 print(
                     f"{tree:8} {mode:8} {n:>6} {days:>5g} {cpu:>7.1f} {wall:>7.1f} "
                     f"{all_in:>7.3f} {running:>7.3f} {per_setup:>12.3f} {rss:>7.0f}",
