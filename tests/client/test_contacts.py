@@ -30,7 +30,7 @@ def test_a_removed_contact_can_invite_again_and_gets_a_new_session(server_url: s
             await alice.send_text("Bob", "before")
             await collect([alice, bob], lambda s: "before" in texts(s[bob]))
             address = alice.contact("Bob").address
-            old_session = alice._read(lambda tx: tx.sessions.get(address))
+            old_session = alice.engine.read(lambda tx: tx.sessions.get(address))
             assert old_session is not None
 
             await alice.remove_contact("Bob")
@@ -38,9 +38,9 @@ def test_a_removed_contact_can_invite_again_and_gets_a_new_session(server_url: s
             (gone,) = alice.contacts(include_removed=True)
             assert gone.removed and gone.name == "Bob"
             assert [m.text for m in alice.history("Bob")] == ["before"]  # history kept
-            assert alice._read(lambda tx: tx.sessions.devices(gone.address.name)) == []
-            assert alice._read(lambda tx: tx.mailboxes.for_contact(gone.contact_id)) == []
-            assert alice._read(lambda tx: tx.identities.get(gone.address.name)) is None
+            assert alice.engine.read(lambda tx: tx.sessions.devices(gone.address.name)) == []
+            assert alice.engine.read(lambda tx: tx.mailboxes.for_contact(gone.contact_id)) == []
+            assert alice.engine.read(lambda tx: tx.identities.get(gone.address.name)) is None
             with pytest.raises(UnknownContactError):
                 await alice.send_text("Bob", "nope")
 
@@ -53,7 +53,7 @@ def test_a_removed_contact_can_invite_again_and_gets_a_new_session(server_url: s
             again = await alice.accept_invite(invite.link, "Bob")  # refused before: "already a contact"
             assert again.contact_id == gone.contact_id and not again.removed
             await collect([alice, bob], lambda _: alice.is_ready("Bob"))
-            new_session = alice._read(lambda tx: tx.sessions.get(again.address))
+            new_session = alice.engine.read(lambda tx: tx.sessions.get(again.address))
             assert new_session is not None and new_session.current is not None
             assert old_session.current is not None
             assert new_session.current.alice_base_key != old_session.current.alice_base_key

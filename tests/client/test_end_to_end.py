@@ -154,22 +154,22 @@ def test_bad_envelopes_are_dropped_with_typed_events_and_the_listener_survives(
         async with alice, bob, mallory:
             await befriend(alice, bob)
             await befriend(mallory, bob)
-            relay = alice._relay()
+            relay = alice.engine.relay()
             # Where Alice sends to Bob: Alice's copy of Bob's mailbox and token.
             bob_id = alice.contact("Bob").contact_id
-            theirs = alice._read(lambda tx: tx.their_mailboxes.get(bob_id))
+            theirs = alice.engine.read(lambda tx: tx.their_mailboxes.get(bob_id))
             assert theirs is not None
             mailbox, token = theirs.mailbox_id, theirs.delivery_token
 
             await relay.send(mailbox, token, system_rng(16), pad(b"garbage" * 10))  # not sealed
             await relay.send(mailbox, token, system_rng(16), bytes(512))  # not even padded
             # A real message from Alice, tampered in flight.
-            genuine = alice._read(lambda tx: _sealed_text(alice, tx, "tampered"))
+            genuine = alice.engine.read(lambda tx: _sealed_text(alice, tx, "tampered"))
             tampered = bytearray(genuine)
             tampered[40] ^= 1
             await relay.send(mailbox, token, system_rng(16), bytes(tampered))
             # Mallory (Bob's contact) writes into the mailbox Bob gave Alice: wrong sender.
-            forged = mallory._read(lambda tx: _sealed_text(mallory, tx, "I am Alice"))
+            forged = mallory.engine.read(lambda tx: _sealed_text(mallory, tx, "I am Alice"))
             await relay.send(mailbox, token, system_rng(16), forged)
             # A self-issued certificate naming Alice but made with another identity key.
             impostor = KeyPair.generate(system_rng)
@@ -191,7 +191,7 @@ def test_bad_envelopes_are_dropped_with_typed_events_and_the_listener_survives(
 
 def _sealed_text(client: Client, tx: object, text: str) -> bytes:
     """A genuine sealed message from ``client`` to its contact Bob (not queued anywhere)."""
-    ctx = client._ctx(tx)  # type: ignore[arg-type]
+    ctx = client.engine.context(tx)  # type: ignore[arg-type]
     bob = ctx.tx.contacts.by_name("Bob")
     assert bob is not None
     return seal_to_contact(ctx, bob, c.Text(system_rng(16), 0, text))
@@ -204,10 +204,10 @@ def _impostor_payload(alice: Client, bob: Client, impostor: KeyPair) -> bytes:
     from sotto.protocol.messages import CiphertextMessageType
     from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
 
-    fake_account = replace(alice._account, identity=impostor)
+    fake_account = replace(alice.engine.account, identity=impostor)
     certificate = issue_certificate(fake_account, int(time.time() * 1000), system_rng)
     assert certificate.sender_uuid == address_for(alice.account_id).name
-    bob_identity = bob._account.identity.public
+    bob_identity = bob.engine.account.identity.public
     usmc = UnidentifiedSenderMessageContent.new(CiphertextMessageType.WHISPER, certificate, b"\x33" * 60)
     return pad(seal_v1(impostor, bob_identity, usmc, system_rng))
 

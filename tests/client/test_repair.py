@@ -3,7 +3,7 @@
 A "restore" puts a person's whole in-memory store back to an earlier snapshot, as copying a
 profile's store file back would. Delivery follows the runtime's receive policy: a message that
 does not decrypt is rejected, recorded as seen, and then a retry receipt is asked for in a
-fresh transaction (:meth:`~sotto.client.runtime.Runtime._request_repair`).
+fresh transaction (:meth:`~sotto.client.runtime.Engine._request_repair`).
 """
 
 from __future__ import annotations

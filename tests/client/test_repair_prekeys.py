@@ -67,7 +67,7 @@ def test_a_restored_store_issues_its_prekeys_again_and_new_contacts_still_reach_
         clock.offset_ms += WEEK_MS + 60_000
         alice = await Client.open(home, PASSPHRASE, clock=clock)
         await alice.sync(timeout=3, idle=0.1)
-        rotated = alice._read(lambda tx: tx.prekeys.latest_signed())
+        rotated = alice.engine.read(lambda tx: tx.prekeys.latest_signed())
         assert rotated is not None and rotated.id == 2
         await alice.close()
 
@@ -81,12 +81,12 @@ def test_a_restored_store_issues_its_prekeys_again_and_new_contacts_still_reach_
             await alice.sync(timeout=3, idle=0.1)
 
             def settled() -> bool:
-                return bool(alice._read(lambda tx: tx.prekeys.pending_upload().is_empty()))
+                return bool(alice.engine.read(lambda tx: tx.prekeys.pending_upload().is_empty()))
 
             await until([alice], settled)
-            signed = alice._read(lambda tx: tx.prekeys.latest_signed())
+            signed = alice.engine.read(lambda tx: tx.prekeys.latest_signed())
             assert signed is not None and signed.id > PREKEY_ID_JUMP
-            assert alice._read(lambda tx: tx.prekeys.ids(PreKeyKind.SIGNED))[0] == 1
+            assert alice.engine.read(lambda tx: tx.prekeys.ids(PreKeyKind.SIGNED))[0] == 1
 
             # Someone new accepts an invite: the bundle the relay hands out is one Alice holds.
             invite = await alice.create_invite()

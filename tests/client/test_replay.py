@@ -123,7 +123,7 @@ def test_listen_marks_an_event_taken_when_the_next_is_asked_for_or_the_client_cl
                             break
                 # Before the close, the last one handed out is not marked yet: the app may
                 # still be working on it (earlier ones may wait for a batch's commit too).
-                unreported = [m.message_id for m in bob._read(lambda tx: tx.messages.unreported())]
+                unreported = [m.message_id for m in bob.engine.read(lambda tx: tx.messages.unreported())]
                 assert sent[2] in unreported
             assert got == sent
             async with await reopen(tmp_path / "Bob") as bob:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import typer
+from pydantic_core import PydanticSerializationError
 
 from sotto.cli import render
 from sotto.errors import (
@@ -187,6 +188,12 @@ def explain(error: BaseException, where: Where) -> tuple[str, str | None, ExitCo
     )
 
 
+def _swallowed_interrupt(error: Exception) -> bool:
+    """Whether ``error`` is a Ctrl-C that pydantic turned into a serialization error (a
+    KeyboardInterrupt raised while it ran one of our serializers, such as base64 of a field)."""
+    return isinstance(error, PydanticSerializationError) and "KeyboardInterrupt" in str(error)
+
+
 @contextlib.contextmanager
 def reported(where: Where) -> Iterator[None]:
     """Turn whatever the block raises into a clean message and exit code."""
@@ -202,5 +209,8 @@ def reported(where: Where) -> Iterator[None]:
     except Exception as error:
         if Settings.debug:
             raise
+        if _swallowed_interrupt(error):
+            render.error("interrupted", None)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         message, hint, code = explain(error, where)
         fail(message, hint=hint, code=code)

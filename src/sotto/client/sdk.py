@@ -8,8 +8,9 @@
         async for event in alice.listen():              # MessageReceived, ContactAdded, ...
             ...
 
-The engine (transactions, locks, background tasks, the receive policy) is
-:class:`sotto.client.runtime.Runtime`; this module is the API on top of it.
+A client holds an engine (:class:`sotto.client.runtime.Engine`: transactions, locks,
+background work, the receive policy), handed the store, network, clock and randomness given
+here; the client is the API on top of it and the app's stream of the events it reports.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sotto.client import content as c
+from sotto.client.clock import Clock, as_clock, wall_clock_ms
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import contacts as contact_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
 from sotto.client.flows import mailboxes as mailbox_flow
-from sotto.client.flows import safety, sending
+from sotto.client.flows import reporting, safety, sending
 from sotto.client.flows.context import (
     DAY_MS,
     Outcome,
@@ -39,8 +41,8 @@ from sotto.client.flows.context import (
 )
 from sotto.client.flows.safety import SafetyNumber
 from sotto.client.invite import derive_invite_keys, parse_link
-from sotto.client.runtime import DEFAULT_RECEIPT_DELAY_S, Runtime, run_transaction, wall_clock_ms
-from sotto.client.transport import HttpNetwork, Network
+from sotto.client.runtime import DEFAULT_RECEIPT_DELAY_S, Engine, run_transaction
+from sotto.client.transport import DeviceCredentials, HttpNetwork, Network
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import Rng, system_rng
@@ -68,6 +70,8 @@ from sotto.store.model import (
 )
 from sotto.store.sqlite import SqliteStore
 from sotto.wire import b64
+
+T = TypeVar("T")
 
 MARK_BATCH = 64
 """Events ``listen()`` hands out before it marks them taken, while more are waiting."""
@@ -100,9 +104,40 @@ GroupRef = Group | str | bytes
 """A group, its name, or its 16-byte id."""
 
 
-class Client(Runtime):
+class Client:
     """One account on one device. Build it with :meth:`create` or :meth:`open` (or, over any
-    store, :meth:`register` / :meth:`attach`); close it with :meth:`close` or ``async with``."""
+    store, :meth:`register` / :meth:`attach`); close it with :meth:`close` or ``async with``.
+
+    ``clock`` is the wall clock in milliseconds (or a :class:`~sotto.client.clock.Clock`, whose
+    waits the engine uses too); ``rng`` all the randomness, jitter and cadence offsets included;
+    ``network`` the transport (the client closes only one it made itself)."""
+
+    def __init__(
+        self,
+        store: Store,
+        network: Network,
+        account: Account,
+        *,
+        rng: Rng = system_rng,
+        clock: Clock | Callable[[], int] = wall_clock_ms,
+        receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
+        owns_network: bool = True,
+        cadence: bool = False,
+    ) -> None:
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._handed: list[Event] = []
+        """Events ``listen()`` handed to the app and not yet marked taken."""
+        self._engine = Engine(
+            store,
+            network,
+            account,
+            report=self._emit,
+            rng=rng,
+            clock=as_clock(clock),
+            receipt_delay=receipt_delay,
+            owns_network=owns_network,
+            cadence=cadence,
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -153,17 +188,18 @@ class Client(Runtime):
         *,
         network: Network | None = None,
         rng: Rng = system_rng,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Clock | Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
         cadence: bool = False,
     ) -> Client:
         """Register a new account on ``server_url`` and keep it in ``store`` (which must be empty)."""
         check_profile(server_url, display_name)
-        net = network or HttpNetwork(keep_alive=not cadence, clock_ms=clock)
+        timing = as_clock(clock)
+        net = network or HttpNetwork(keep_alive=not cadence, clock_ms=timing.now_ms)
         new = account_flow.NewIdentity.generate(rng)
         try:
             created = await net.relay(server_url).create_account(new.request())
-            now = clock()
+            now = timing.now_ms()
 
             def keep(tx: Transaction) -> Account:
                 if tx.account.get() is not None:
@@ -188,13 +224,13 @@ class Client(Runtime):
             net,
             account,
             rng=rng,
-            clock=clock,
+            clock=timing,
             receipt_delay=receipt_delay,
             owns_network=network is None,
             cadence=cadence,
         )
         with contextlib.suppress(RelayUnavailableError, RelayError):
-            await client._upload_prekeys()  # if this fails, the next connection retries it
+            await client._engine.upload_prekeys()  # if this fails, the next connection retries it
         return client
 
     @classmethod
@@ -204,7 +240,7 @@ class Client(Runtime):
         *,
         network: Network | None = None,
         rng: Rng = system_rng,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Clock | Callable[[], int] = wall_clock_ms,
         receipt_delay: float = DEFAULT_RECEIPT_DELAY_S,
         cadence: bool = False,
     ) -> Client:
@@ -212,12 +248,13 @@ class Client(Runtime):
         account = await asyncio.to_thread(run_transaction, store, lambda tx: tx.account.get())
         if account is None:
             raise ClientError("this store holds no account")
+        timing = as_clock(clock)
         return cls(
             store,
-            network or HttpNetwork(keep_alive=not cadence, clock_ms=clock),
+            network or HttpNetwork(keep_alive=not cadence, clock_ms=timing.now_ms),
             account,
             rng=rng,
-            clock=clock,
+            clock=timing,
             receipt_delay=receipt_delay,
             owns_network=network is None,
             cadence=cadence,
@@ -231,18 +268,61 @@ class Client(Runtime):
     ) -> None:
         await self.close()
 
+    async def close(self) -> None:
+        """Stop the background work, close the connection, the network (if the client made it)
+        and the store. ``listen()`` ends; what it handed out counts as taken."""
+        if self._engine.closed:
+            return
+        with contextlib.suppress(Exception):  # the store may be failing: then they come again
+            self._mark_handed()
+        await self._engine.close()
+        self._events.put_nowait(None)
+
+    async def start(self) -> None:
+        """Start the background work (idempotent; ``listen()`` and ``sync()`` call it)."""
+        await self._engine.start()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine under this client (for tools and tests that look inside)."""
+        return self._engine
+
+    @property
+    def connected(self) -> bool:
+        return self._engine.connected
+
+    @property
+    def offload_transactions(self) -> bool:
+        """Run store transactions in worker threads rather than on the event loop (see
+        :meth:`Engine.transaction`)."""
+        return self._engine.offload_transactions
+
+    @offload_transactions.setter
+    def offload_transactions(self, value: bool) -> None:
+        self._engine.offload_transactions = value
+
+    @property
+    def cadence(self) -> bool:
+        """Whether this client runs in cadence mode (see :mod:`sotto.client.scheduler`)."""
+        return self._engine.cadence
+
+    @property
+    def tick_seconds(self) -> int | None:
+        """In cadence mode, the relay's tick once it was read (None before, and otherwise)."""
+        return self._engine.tick_seconds
+
     # ------------------------------------------------------------------ who we are
     @property
     def account_id(self) -> bytes:
-        return self._account.account_id
+        return self._engine.account.account_id
 
     @property
     def display_name(self) -> str:
-        return self._account.display_name
+        return self._engine.account.display_name
 
     @property
     def server_url(self) -> str:
-        return self._account.server_url
+        return self._engine.account.server_url
 
     def _contact(self, tx: Transaction, ref: ContactRef) -> Contact:
         found = tx.contacts.get(ref.contact_id) if isinstance(ref, Contact) else tx.contacts.by_name(ref)
@@ -264,7 +344,9 @@ class Client(Runtime):
     # ------------------------------------------------------------------ queries
     def contacts(self, *, include_removed: bool = False) -> list[Contact]:
         """Every contact (blocked ones too; removed ones only if asked), in the order they were added."""
-        return self._read(lambda tx: [c for c in tx.contacts.all() if include_removed or not c.removed])
+        return self._engine.read(
+            lambda tx: [c for c in tx.contacts.all() if include_removed or not c.removed]
+        )
 
     def _writable(self, tx: Transaction, ref: ContactRef) -> Contact:
         """A contact we may send to: UnknownContactError if removed, ClientError if blocked."""
@@ -280,14 +362,14 @@ class Client(Runtime):
         """Remove a contact: no session, no mailboxes (ours are deleted on the relay), out of our
         groups; the history stays unless ``forget_history`` (see :mod:`sotto.client.flows.contacts`).
         A new invite from or to them afterwards makes them a contact again."""
-        target = self._read(lambda tx: self._contact(tx, contact))
-        async with self._peers([target.address.name]):
-            outcome = await self._tx(
+        target = self._engine.read(lambda tx: self._contact(tx, contact))
+        async with self._engine.peers([target.address.name]):
+            outcome = await self._engine.transaction(
                 lambda tx: contact_flow.remove_contact(
-                    self._ctx(tx), self._contact(tx, target), forget_history=forget_history
+                    self._engine.context(tx), self._contact(tx, target), forget_history=forget_history
                 )
             )
-        await self._run_commands(outcome.commands)
+        await self._engine.run_commands(outcome.commands)
 
     async def block_contact(self, contact: ContactRef) -> Contact:
         """Drop everything the contact sends (no events, no receipts) until unblocked."""
@@ -297,22 +379,24 @@ class Client(Runtime):
         return await self._set_blocked(contact, False)
 
     async def _set_blocked(self, contact: ContactRef, blocked: bool) -> Contact:
-        target = self._read(lambda tx: self._contact(tx, contact))
-        async with self._peers([target.address.name]):
-            return await self._tx(lambda tx: contact_flow.set_blocked(tx, self._contact(tx, target), blocked))
+        target = self._engine.read(lambda tx: self._contact(tx, contact))
+        async with self._engine.peers([target.address.name]):
+            return await self._engine.transaction(
+                lambda tx: contact_flow.set_blocked(tx, self._contact(tx, target), blocked)
+            )
 
     def contact(self, name: str) -> Contact:
         """The contact with this local name (UnknownContactError otherwise)."""
-        return self._read(lambda tx: self._contact(tx, name))
+        return self._engine.read(lambda tx: self._contact(tx, name))
 
     def is_ready(self, contact: ContactRef) -> bool:
         """Whether ``contact`` has given us a mailbox (messages to them go out at once)."""
-        return self._read(
+        return self._engine.read(
             lambda tx: tx.their_mailboxes.get(self._contact(tx, contact).contact_id) is not None
         )
 
     def groups(self) -> list[Group]:
-        return self._read(lambda tx: tx.groups.all())
+        return self._engine.read(lambda tx: tx.groups.all())
 
     def group_members(self, group: GroupRef) -> list[Contact]:
         def read(tx: Transaction) -> list[Contact]:
@@ -320,11 +404,11 @@ class Client(Runtime):
             members = [tx.contacts.get(m.contact_id) for m in tx.groups.members(found.group_id)]
             return [m for m in members if m is not None]
 
-        return self._read(read)
+        return self._engine.read(read)
 
     def history(self, conversation: ContactRef | GroupRef, *, limit: int = 50) -> list[Message]:
         """The latest messages of a 1:1 or group conversation, oldest first."""
-        return self._read(
+        return self._engine.read(
             lambda tx: tx.messages.conversation(self._conversation(tx, conversation), limit=limit)
         )
 
@@ -340,23 +424,25 @@ class Client(Runtime):
 
     def pending_outbox(self) -> int:
         """Envelopes queued and not yet confirmed by a relay."""
-        return self._read(lambda tx: tx.outbox.count())
+        return self._engine.read(lambda tx: tx.outbox.count())
 
     # ------------------------------------------------------------------ invites
     async def create_invite(self) -> Invite:
         """A one-time invite: its mailbox and prekey access token are created on our relay now."""
-        secret = self._rng(32)
+        secret = self._engine.rng(32)
         keys = derive_invite_keys(secret)
-        relay = self._relay()
+        relay = self._engine.relay()
         await relay.create_mailbox(
             RegisterMailbox(
                 MailboxId(keys.mailbox_id), keys.mailbox_key.seed(), keys.delivery_token
             ).request()
         )
-        expires_ms = self._now() + invite_flow.INVITE_LIFETIME_MS
-        await relay.add_access_token(self._credentials(), keys.access_token, expires_ms // DAY_MS + 1)
-        _, link = await self._tx(lambda tx: invite_flow.create_invite(self._ctx(tx), secret))
-        await self._subscribe({keys.mailbox_id: keys.mailbox_key})
+        expires_ms = self._engine.now_ms() + invite_flow.INVITE_LIFETIME_MS
+        await relay.add_access_token(self._engine.credentials(), keys.access_token, expires_ms // DAY_MS + 1)
+        _, link = await self._engine.transaction(
+            lambda tx: invite_flow.create_invite(self._engine.context(tx), secret)
+        )
+        await self._engine.subscribe({keys.mailbox_id: keys.mailbox_key})
         return Invite(link, link, expires_ms)
 
     async def accept_invite(self, link: str, contact_name: str) -> Contact:
@@ -374,16 +460,16 @@ class Client(Runtime):
 
         def check(tx: Transaction) -> None:
             # Before the bundle fetch, which uses up one of the inviter's one-time prekeys.
-            if parsed.account_id == self._account.account_id:
+            if parsed.account_id == self._engine.account.account_id:
                 raise InviteError("this invite is our own")
             existing = tx.contacts.by_account(parsed.account_id)
             if not invite_flow.name_is_free(tx.contacts.by_name(contact_name), existing, contact_name):
                 raise InviteError(f"choose another name than {contact_name!r}")
 
-        self._read(check)
+        self._engine.read(check)
         keys = derive_invite_keys(parsed.secret)
         try:
-            reply = await self._network.relay(parsed.server_url).fetch_bundle(
+            reply = await self._engine.network.relay(parsed.server_url).fetch_bundle(
                 parsed.account_id, keys.access_token
             )
         except RelayError as e:
@@ -391,51 +477,59 @@ class Client(Runtime):
                 raise InviteError("the invite was used, expired or never existed") from None
             raise
         bundle = account_flow.bundle_from_reply(reply)
-        async with self._peers([address_for(parsed.account_id).name]):
-            contact, outcome = await self._tx(
-                lambda tx: invite_flow.accept_invite(self._ctx(tx), parsed, bundle, contact_name)
+        async with self._engine.peers([address_for(parsed.account_id).name]):
+            contact, outcome = await self._engine.transaction(
+                lambda tx: invite_flow.accept_invite(self._engine.context(tx), parsed, bundle, contact_name)
             )
-        await self._finish(outcome)
+        await self._engine.finish(outcome)
         return contact
 
     # ------------------------------------------------------------------ sending
     async def send_text(self, contact: ContactRef, text: str) -> MessageId:
         """Queue a text for ``contact`` and try to send it now; its message id (receipts name it)."""
-        target = self._read(lambda tx: self._writable(tx, contact))
-        async with self._peers([target.address.name]):
-            message_id = await self._tx(lambda tx: sending.send_text(self._ctx(tx), target, text))
-        await self._after_send()
+        target = self._engine.read(lambda tx: self._writable(tx, contact))
+        async with self._engine.peers([target.address.name]):
+            message_id = await self._engine.transaction(
+                lambda tx: sending.send_text(self._engine.context(tx), target, text)
+            )
+        await self._engine.after_send()
         return message_id
 
     async def create_group(self, name: str, members: Iterable[ContactRef]) -> Group:
         """A new group of us and ``members`` (contacts); they get its metadata and our sender key."""
-        contacts = self._read(lambda tx: [self._writable(tx, m) for m in members])
-        async with self._peers(m.address.name for m in contacts):
-            group = await self._tx(lambda tx: group_flow.create_group(self._ctx(tx), name, contacts))
-        await self._after_send()
+        contacts = self._engine.read(lambda tx: [self._writable(tx, m) for m in members])
+        async with self._engine.peers(m.address.name for m in contacts):
+            group = await self._engine.transaction(
+                lambda tx: group_flow.create_group(self._engine.context(tx), name, contacts)
+            )
+        await self._engine.after_send()
         return group
 
     async def add_to_group(self, group: GroupRef, contact: ContactRef) -> bool:
         """Add a contact to a group (False if already a member); they read from now on."""
-        found, target = self._read(lambda tx: (self._group(tx, group), self._writable(tx, contact)))
+        found, target = self._engine.read(lambda tx: (self._group(tx, group), self._writable(tx, contact)))
         names = [m.address.name for m in self.group_members(found)] + [target.address.name]
-        async with self._peers(names):
-            added = await self._tx(lambda tx: group_flow.add_to_group(self._ctx(tx), found, target))
-        await self._after_send()
+        async with self._engine.peers(names):
+            added = await self._engine.transaction(
+                lambda tx: group_flow.add_to_group(self._engine.context(tx), found, target)
+            )
+        await self._engine.after_send()
         return added
 
     async def send_group_text(self, group: GroupRef, text: str) -> MessageId:
         """Encrypt once for the group, queue one sealed envelope per member; the message id."""
-        found = self._read(lambda tx: self._group(tx, group))
-        async with self._peers(m.address.name for m in self.group_members(found)):
-            message_id = await self._tx(lambda tx: group_flow.send_group_text(self._ctx(tx), found, text))
-        await self._after_send()
+        found = self._engine.read(lambda tx: self._group(tx, group))
+        async with self._engine.peers(m.address.name for m in self.group_members(found)):
+            message_id = await self._engine.transaction(
+                lambda tx: group_flow.send_group_text(self._engine.context(tx), found, text)
+            )
+        await self._engine.after_send()
         return message_id
 
     async def send_typing(self, conversation: ContactRef | GroupRef, started: bool = True) -> None:
         """Tell the contact (or every group member) that we started or stopped typing (not in
         cadence mode, where it would arrive ticks late)."""
-        if self._cadence:
+        if self._engine.cadence:
             return
 
         def targets(tx: Transaction) -> tuple[list[Contact], GroupId | None]:
@@ -447,10 +541,12 @@ class Client(Runtime):
             contact = tx.contacts.get(where.contact_id)
             return ([] if contact is None else [contact]), None
 
-        contacts, group_id = self._read(targets)
-        async with self._peers(m.address.name for m in contacts):
-            await self._tx(lambda tx: sending.send_typing(self._ctx(tx), contacts, started, group_id))
-        await self._after_send()
+        contacts, group_id = self._engine.read(targets)
+        async with self._engine.peers(m.address.name for m in contacts):
+            await self._engine.transaction(
+                lambda tx: sending.send_typing(self._engine.context(tx), contacts, started, group_id)
+            )
+        await self._engine.after_send()
 
     async def mark_read(
         self, conversation: ContactRef | GroupRef, message_ids: Iterable[bytes] | None = None
@@ -478,18 +574,20 @@ class Client(Runtime):
                     names.add(contact.address.name)
             return len(changed), names
 
-        count, names = await self._tx(mark)
+        count, names = await self._engine.transaction(mark)
         if names:
-            async with self._peers(names):
-                await self._tx(lambda tx: sending.flush_receipts(self._ctx(tx), ReceiptKind.READ))
-            await self._after_send()
+            async with self._engine.peers(names):
+                await self._engine.transaction(
+                    lambda tx: sending.flush_receipts(self._engine.context(tx), ReceiptKind.READ)
+                )
+            await self._engine.after_send()
         return count
 
     async def flush(self) -> int:
         """Try every queued envelope now, whatever its retry time; how many are still queued.
         In cadence mode envelopes leave only in their ticks: this only counts them."""
-        if not self._cadence:
-            await self._flush_outbox(force=True)
+        if not self._engine.cadence:
+            await self._engine.flush_outbox(force=True)
         return self.pending_outbox()
 
     # ------------------------------------------------------------------ safety numbers
@@ -501,9 +599,9 @@ class Client(Runtime):
             trusted = tx.identities.get(found.address.name)
             if trusted is None:
                 raise UnknownContactError("no identity key for this contact")
-            return safety.safety_number(self._account, found, trusted.identity_key)
+            return safety.safety_number(self._engine.account, found, trusted.identity_key)
 
-        return self._read(compute)
+        return self._engine.read(compute)
 
     async def verify(self, contact: ContactRef, scanned: str | bytes) -> bool:
         """Compare a code scanned from the contact's screen with ours; on a match, remember that
@@ -515,7 +613,7 @@ class Client(Runtime):
         def mark(tx: Transaction) -> None:
             tx.identities.set_verified(self._contact(tx, contact).address.name, True)
 
-        await self._tx(mark)
+        await self._engine.transaction(mark)
         return True
 
     def is_verified(self, contact: ContactRef) -> bool:
@@ -523,7 +621,7 @@ class Client(Runtime):
             trusted = tx.identities.get(self._contact(tx, contact).address.name)
             return trusted is not None and trusted.verified
 
-        return self._read(read)
+        return self._engine.read(read)
 
     # ------------------------------------------------------------------ mailboxes and export
     async def rotate_mailboxes(self) -> int:
@@ -531,23 +629,28 @@ class Client(Runtime):
         how many were rotated."""
         rotated = 0
         for contact in self.contacts():
-            async with self._peers([contact.address.name]):
-                outcome = await self._tx(partial(self._rotate, contact=contact))
+            async with self._engine.peers([contact.address.name]):
+                outcome = await self._engine.transaction(partial(self._rotate, contact=contact))
             rotated += bool(outcome.commands)
-            await self._run_commands(outcome.commands)
-        outcome = await self._tx(lambda tx: mailbox_flow.retire(self._ctx(tx)))
-        await self._run_commands(outcome.commands)
-        await self._after_send()
+            await self._engine.run_commands(outcome.commands)
+        outcome = await self._engine.transaction(lambda tx: mailbox_flow.retire(self._engine.context(tx)))
+        await self._engine.run_commands(outcome.commands)
+        await self._engine.after_send()
         return rotated
 
     def _rotate(self, tx: Transaction, *, contact: Contact) -> Outcome:
-        return mailbox_flow.rotate_mailbox(self._ctx(tx), contact)
+        return mailbox_flow.rotate_mailbox(self._engine.context(tx), contact)
 
     async def export(self) -> dict[str, Any]:
         """What our relay holds about us: the account export and each of our mailboxes' exports."""
-        relay = self._relay()
-        result: dict[str, Any] = {"account": await relay.export_account(self._credentials()), "mailboxes": {}}
-        mailboxes = await self._tx(lambda tx: mailbox_flow.to_drain(tx, self._now()))
+        relay = self._engine.relay()
+        result: dict[str, Any] = {
+            "account": await relay.export_account(self._engine.credentials()),
+            "mailboxes": {},
+        }
+        mailboxes = await self._engine.transaction(
+            lambda tx: mailbox_flow.to_drain(tx, self._engine.now_ms())
+        )
         for mailbox_id, seed in mailboxes.items():
             try:
                 result["mailboxes"][b64.encode(mailbox_id)] = await relay.export_mailbox(
@@ -590,24 +693,13 @@ class Client(Runtime):
         Events a previous run committed but the app never took come first (see :meth:`listen`);
         what this returns counts as taken."""
         await self.start()
-        if self._cadence:
-            await self._wait_for_tick(self._now() / 1000, timeout)
-            await self._send_receipts(ReceiptKind.DELIVERED)
+        if self._engine.cadence:
+            await self._engine.wait_for_tick(self._engine.now_ms() / 1000, timeout)
+            await self._engine.send_receipts(ReceiptKind.DELIVERED)
             return self._drain_events()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + timeout
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), max(0.0, deadline - loop.time()))
-        while loop.time() < deadline:
-            # Quiet means nothing for ``idle`` seconds during this call, not merely since the
-            # last envelope: what is in flight when we are called gets its chance to arrive.
-            quiet = loop.time() - max(self._last_envelope, started) >= idle
-            if quiet and self._connected.is_set() and await self._outbox_settled():
-                break
-            await asyncio.sleep(min(0.05, idle / 4))
-        await self._send_receipts(ReceiptKind.DELIVERED)
-        await self._flush_outbox()
+        await self._engine.settle(timeout, idle)
+        await self._engine.send_receipts(ReceiptKind.DELIVERED)
+        await self._engine.flush_outbox()
         return self._drain_events()
 
     def _drain_events(self) -> list[Event]:
@@ -620,6 +712,32 @@ class Client(Runtime):
             events.append(event)
         self._mark_taken(events)  # returned to the app: taken
         return events
+
+    # ------------------------------------------------------------------ events taken by the app
+    def _emit(self, events: list[Event]) -> None:
+        """The engine's report: queue its events for ``listen()`` and ``sync()``."""
+        for event in events:
+            self._events.put_nowait(event)
+
+    def _mark_taken(self, events: list[Event]) -> None:
+        """The app has these events: they are not reported again after a restart."""
+        kept = [e for e in events if reporting.is_kept(e)]
+        if kept and not self._engine.closed:
+            self._engine.read(partial(reporting.mark_taken, events=kept))
+
+    def _mark_handed(self) -> None:
+        """The app is done with what ``listen()`` handed it (it asked for more, or closes us)."""
+        handed, self._handed = self._handed, []
+        self._mark_taken(handed)
+
+    # ------------------------------------------------------------------ kept for callers that look inside
+    def _read(self, fn: Callable[[Transaction], T]) -> T:
+        """A short read of the store (as :meth:`Engine.read`)."""
+        return self._engine.read(fn)
+
+    def _credentials(self) -> DeviceCredentials:
+        """The device's credentials (as :meth:`Engine.credentials`)."""
+        return self._engine.credentials()
 
 
 __all__ = ["Client", "ContactRef", "GroupRef", "Invite", "SafetyNumber", "check_profile"]
