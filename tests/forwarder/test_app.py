@@ -214,3 +214,39 @@ def test_the_command_line_needs_a_relay_and_logs_through_the_relays_filters() ->
     assert config["loggers"]["sotto.forwarder"]["handlers"] == ["stderr"]
     assert config["loggers"]["uvicorn.access"]["handlers"] == []
     assert "scrub" in config["handlers"]["stderr"]["filters"]
+
+
+def test_requests_held_at_once_are_capped_per_source_and_in_all() -> None:
+    async def main() -> tuple[list[int], list[int], int]:
+        release = asyncio.Event()
+        arrived = 0
+
+        async def slow(request: httpx.Request) -> httpx.Response:
+            nonlocal arrived
+            arrived += 1
+            await release.wait()
+            return httpx.Response(200, headers={"content-type": ohttp.RESPONSE_MEDIA_TYPE}, content=b"ok")
+
+        forwarder = Forwarder(
+            ForwarderConfig(relay_url=RELAY, max_in_flight=3, max_in_flight_per_source=2),
+            transport=httpx.MockTransport(slow),
+        )
+
+        async def post(source: str) -> int:
+            transport = httpx.ASGITransport(app=forwarder, client=(source, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://forwarder.test") as http:
+                answer = await http.post(FORWARD_PATH, content=SEALED, headers=REQ)
+                return answer.status_code
+
+        held = [asyncio.create_task(post(s)) for s in ("198.51.100.1", "198.51.100.1", "198.51.100.2")]
+        while arrived < 3:
+            await asyncio.sleep(0.01)
+        refused = [await post("198.51.100.1"), await post("198.51.100.3")]
+        release.set()
+        done = [await task for task in held]
+        left = len(forwarder._in_flight) + forwarder._total_in_flight
+        await forwarder.aclose()
+        return refused, done, left
+
+    refused, done, left = asyncio.run(asyncio.wait_for(main(), 30))
+    assert refused == [429, 503] and done == [200, 200, 200] and left == 0

@@ -64,11 +64,15 @@ def main(argv: list[str] | None = None) -> None:
         default=defaults.per_source.per_second,
         help="requests a second per client network, on average",
     )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=defaults.max_in_flight, help="requests held at once, in all"
+    )
     args = parser.parse_args(argv)
     config = ForwarderConfig(
         relay_url=args.relay,
         per_source=RateLimit(burst=args.burst, per_second=args.per_second),
         max_connections=args.max_connections,
+        max_in_flight=args.max_in_flight,
     )
     serve(config, args.host, args.port)
 

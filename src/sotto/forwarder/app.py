@@ -9,8 +9,10 @@ message (``tests/test_layering.py`` holds it to that). The relay sees only the f
 Per request (``POST /v1/ohttp``)::
 
     405  not POST                           415  content type is not message/ohttp-req
-    413  body over max_body_bytes           429  the source's budget is spent (Retry-After)
-    502  the relay could not be reached     504  the relay did not answer in time
+    429  the source's budget is spent, or it has max_in_flight_per_source requests held
+    503  max_in_flight requests held in all (both with Retry-After)
+    413  body over max_body_bytes           502  the relay could not be reached
+    504  the relay did not answer in time
     else the relay's status and body, with its content type if it is one of the gateway's
 
 Nothing of the client goes on: the forwarder sends the body with its own ``content-type`` and
@@ -72,6 +74,10 @@ class ForwarderConfig:
     """Requests per client network (an IPv4 address, an IPv6 /64)."""
     max_connections: int = 16
     """Connections to the relay, kept alive and shared by every client."""
+    max_in_flight: int = 512
+    """Requests held at once (each up to ``max_body_bytes``): bounds the forwarder's memory."""
+    max_in_flight_per_source: int = 32
+    """Requests one client network may have held at once."""
     timeout_seconds: float = 30.0
     keys_cache_seconds: float = 300.0
 
@@ -101,6 +107,8 @@ class Forwarder:
             headers={"user-agent": "sotto-forwarder", "accept-encoding": "identity"},
         )
         self._keys: tuple[float, bytes] | None = None
+        self._in_flight: dict[bytes, int] = {}
+        self._total_in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -144,6 +152,26 @@ class Forwarder:
             retry = self._limits.retry_after(key, now)
             await _problem(send, 429, "rate_limited", f"too many requests; retry in {retry} s", retry)
             return
+        held = self._in_flight.get(key, 0)
+        if held >= self.config.max_in_flight_per_source:
+            await _problem(send, 429, "too_many_in_flight", "too many requests at once; retry in 1 s", 1)
+            return
+        if self._total_in_flight >= self.config.max_in_flight:
+            await _problem(send, 503, "busy", "the forwarder is busy; retry in 1 s", 1)
+            return
+        self._in_flight[key] = held + 1
+        self._total_in_flight += 1
+        try:
+            await self._carry(scope, receive, send)
+        finally:
+            self._total_in_flight -= 1
+            left = self._in_flight[key] - 1
+            if left:
+                self._in_flight[key] = left
+            else:
+                del self._in_flight[key]
+
+    async def _carry(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(scope, receive, self.config.max_body_bytes)
         if body is None:
             await _problem(send, 413, "too_large", f"at most {self.config.max_body_bytes} bytes")
