@@ -40,7 +40,8 @@ What the :class:`Truth` holds and where it comes from:
   receiver the owner of the mailbox, its ``kind`` what the sender's store says it queued:
   ``text``, ``receipt`` (delivery), ``read_receipt``, ``contact_request``, ``contact_accepted``,
   ``mailbox_rotated``, ``group_update``, ``group_text``, and for what the client keeps no copy
-  of, ``cover`` (cadence mode) or ``typing`` (default mode).
+  of, ``cover`` in a cadence-mode study or ``typing`` in a default-mode one (no client queues the
+  other kind in that mode).
 
 ``python -m sotto.audit.sim.study --people N --days D [--cadence] [--seed S] --out DIR`` writes
 ``DIR/view.jsonl`` (the observer's file format) and ``DIR/truth.json``, printing progress (the
@@ -372,7 +373,6 @@ class _Agent:
         """When a client process of theirs ran (seconds from the start), the current one left out."""
         self.up_since: float | None = None
         self.processes = 0
-        self.process_cadence = self.cadence
         self.in_session = False
         self.unread: set[bytes] = set()
         """Account ids of contacts with texts not yet marked read."""
@@ -419,7 +419,6 @@ class _Agent:
 
     def _run(self, client: Client, network: Network) -> None:
         self.client, self.network = client, network
-        self.process_cadence = self.cadence
         self.listener = asyncio.create_task(self._listen(client), name=f"listen-{self.name}")
 
     async def start(self) -> None:
@@ -458,7 +457,6 @@ class _Agent:
         await asyncio.sleep(command_delay(self.rng, self.study.population.habits))
         network = self._network(cadence)
         self._process_up()
-        self.process_cadence = cadence
         client = await Client.attach(
             self.store, network=network, rng=self.client_rng, clock=self.study.clock.now_ms, cadence=cadence
         )
@@ -512,7 +510,9 @@ class _Agent:
                             return "other"
         if item is not None and b64.encode(item.mailbox_id) in self.study.invite_writer:
             return "contact_request"  # queued by the invite flow itself, with no copy kept
-        return "cover" if self.process_cadence else "typing"
+        # Without a copy: cover (queued only by the cadence loop) or typing (only by a default-mode
+        # app). A cover the loop could not send may leave in a CLI command's default-mode flush.
+        return "cover" if self.cadence else "typing"
 
     # ------------------------------------------------------------------ acting
     def contact_for(self, client: Client, person: str) -> Contact | None:
