@@ -15,6 +15,7 @@ refused at the gateway without reaching the relay app.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from sotto.client.oblivious import FORWARD_PATH, fetch_key_config, oblivious_net
 from sotto.client.sdk import Client
 from sotto.crypto.passphrase import Argon2Params
 from sotto.forwarder import ForwarderConfig, create_forwarder_app
-from sotto.server.observer import HttpExchange, WsOpen, read_view
+from sotto.server.observer import HttpExchange, ViewRecord, WsOpen, read_view
 from sotto.wire import b64, ohttp
 from tests.forwarder.processes import forwarder_process, in_thread, relay_with_gateway
 
@@ -160,8 +161,20 @@ def _files(directory: Path) -> Iterator[tuple[Path, bytes]]:
             yield path, path.read_bytes()
 
 
+def settled_view(path: Path) -> list[ViewRecord]:
+    """The view once no record was added for a moment (a record is written after its answer)."""
+    records = read_view(path)
+    for _ in range(50):
+        time.sleep(0.3)
+        again = read_view(path)
+        if len(again) == len(records):
+            break
+        records = again
+    return records
+
+
 def test_no_client_address_reaches_the_relay_or_its_files(stack: Stack, conversation: object) -> None:
-    records = read_view(stack.view)
+    records = settled_view(stack.view)
     http = [r for r in records if isinstance(r, HttpExchange)]
     assert len(http) > 20
     assert not [r for r in records if isinstance(r, WsOpen)]
@@ -217,7 +230,7 @@ def test_the_forwarders_carry_only_ciphertext_and_log_nothing_that_names_anyone(
 def test_bad_encapsulations_through_a_forwarder_are_refused_before_the_relay_app(
     stack: Stack, conversation: object
 ) -> None:
-    seen_before = len(read_view(stack.view))
+    seen_before = len(settled_view(stack.view))
     replayed = next(b for b in stack.capture.inbound if len(b) > 100)
     wrong_key = bytes([replayed[0] ^ 0xFF]) + replayed[1:]
     headers = {"content-type": ohttp.REQUEST_MEDIA_TYPE}
@@ -235,9 +248,17 @@ def test_bad_encapsulations_through_a_forwarder_are_refused_before_the_relay_app
         oversized = http.post(
             stack.forwarder + FORWARD_PATH, content=bytes(ohttp.MAX_ENCAPSULATED_BYTES + 1), headers=headers
         )
+    with httpx.Client(timeout=10) as http:  # straight to the gateway, as a forwarder that did not check
+        at_gateway = http.post(
+            stack.relay + "/v1/gateway", content=bytes(ohttp.MAX_ENCAPSULATED_BYTES + 1), headers=headers
+        )
     for code, answer in answers.items():
         assert answer.status_code == 400, (code, answer.text)
         assert answer.json()["code"] == code
     assert oversized.status_code == 413  # refused by the forwarder: the relay never saw it
-    after = read_view(stack.view)[seen_before:]
-    assert [r.path for r in after if isinstance(r, HttpExchange)] == ["/v1/gateway"] * 4
+    assert at_gateway.status_code == 413 and at_gateway.json()["code"] == "too_large"
+    # a record is written once its answer went out: wait for the last one
+    deadline = time.monotonic() + 10
+    while len(after := read_view(stack.view)[seen_before:]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r.path for r in after if isinstance(r, HttpExchange)] == ["/v1/gateway"] * 5
