@@ -1,6 +1,6 @@
 """Scores of the attacks against the truth, and the table that reports them.
 
-The attacks (:data:`ATTACKS`, :func:`~.presence.presence`) read only the operator's view; this
+The attacks (:func:`attacks`, :func:`~.presence.presence`) read only the operator's view; this
 module is the one place that joins their answers with a
 :class:`~sotto.audit.sim.truth.Truth`.
 
@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from sotto.audit.leakage import metrics
 from sotto.audit.leakage.attacks import bursts, coincidence, combined, connections, disclosure, gaps
@@ -118,7 +120,8 @@ def score_contacts(ranking: Ranking, truth: Truth) -> ContactScore:
     for pseudonym in ranking:
         if pseudonym in owner:
             held.setdefault(owner[pseudonym], []).append(pseudonym)
-    mailbox_owners = [life.owner for life in truth.mailboxes]
+    held_mailboxes = Counter(life.owner for life in truth.mailboxes)
+    all_mailboxes = held_mailboxes.total()
     targets = [name for name in sorted(truth.people) if contacts.get(name)]
     hits: dict[str, float] = {}
     aps, chance_people, chance_mailboxes = [], [], []
@@ -131,8 +134,8 @@ def score_contacts(ranking: Ranking, truth: Truth) -> ContactScore:
         hits[name] = float(np.mean([p[0] for p in per])) if per else 0.0
         aps.append(float(np.mean([p[1] for p in per])) if per else 0.0)
         chance_people.append(len(theirs) / (n - 1) if n > 1 else 0.0)
-        others = [o for o in mailbox_owners if o != name]
-        chance_mailboxes.append(sum(o in theirs for o in others) / len(others) if others else 0.0)
+        others = all_mailboxes - held_mailboxes[name]
+        chance_mailboxes.append(sum(held_mailboxes[c] for c in theirs) / others if others else 0.0)
     if not targets:
         return ContactScore(0, 0.0, 0.0, 0.0, 0.0, 0.0)
     return ContactScore(
@@ -251,26 +254,37 @@ def presence_auc(
     }
     for life in truth.mailboxes:
         held[pseudonym_of_mailbox(life.mailbox)] = (life.created_us, life.retired_us or truth.end_us)
+    first_bin = truth.start_us // bin_us
+    bins = truth.end_us // bin_us - first_bin + 1
+    on: dict[str, NDArray[np.bool_]] = {}  # person → per bin of the run: on at least half of it
     scores: list[float] = []
-    labels: list[bool] = []
+    labels: list[NDArray[np.bool_]] = []
     for pseudonym, (start, end) in sorted(held.items()):
         person = truth.people.get(owner.get(pseudonym, ""))
         if person is None or not pseudonym.startswith(pseudonyms):
             continue
-        intervals = person.device_on if which == "device_on" else person.app_use
+        if person.name not in on:
+            intervals = person.device_on if which == "device_on" else person.app_use
+            on[person.name] = _coverage(intervals, first_bin, bins, bin_us) >= 0.5
         row = found.get(pseudonym, {})
-        for b in range(start // bin_us + 1, end // bin_us):  # whole bins only
-            scores.append(row.get(b, 0.0))
-            labels.append(_covered(intervals, b * bin_us, (b + 1) * bin_us) >= 0.5)
-    y = np.asarray(labels, dtype=bool)
+        whole = range(start // bin_us + 1, end // bin_us)  # whole bins only
+        scores.extend(row.get(b, 0.0) for b in whole)
+        labels.append(on[person.name][whole.start - first_bin : whole.stop - first_bin])
+    y = np.concatenate(labels) if labels else np.zeros(0, dtype=bool)
     if not len(y) or y.all() or not y.any():
         return None
     return metrics.auc(np.asarray(scores, dtype=np.float64), y)
 
 
-def _covered(intervals: Sequence[Interval], start: int, end: int) -> float:
-    inside = sum(max(0, min(end, b) - max(start, a)) for a, b in intervals)
-    return inside / (end - start)
+def _coverage(intervals: Sequence[Interval], first_bin: int, bins: int, bin_us: int) -> NDArray[np.float64]:
+    """The share of each bin (from ``first_bin``, ``bins`` of them) the intervals cover."""
+    out = np.zeros(bins, dtype=np.float64)
+    for start, end in intervals:
+        for b in range(max(start // bin_us, first_bin), min(end // bin_us, first_bin + bins - 1) + 1):
+            lo, hi = max(start, b * bin_us), min(end, (b + 1) * bin_us)
+            if hi > lo:
+                out[b - first_bin] += (hi - lo) / bin_us
+    return out
 
 
 # ---------------------------------------------------------------------------- the report
