@@ -173,7 +173,8 @@ async def create_mailboxes(server: RelayProcess, count: int) -> list[Mailbox]:
             async with limit:
                 answer = await http.post(server.url + "/v1/mailboxes", json=mailbox.body())
                 if answer.status_code != 201:
-                    raise RuntimeError(f"mailbox creation: {answer.status_code} {answer.text}")
+                    log = server.log.read_text()[-3000:] if server.log.exists() else ""
+                    raise RuntimeError(f"mailbox creation: {answer.status_code} {answer.text}\n{log}")
 
         await asyncio.gather(*(create(m) for m in mailboxes))
     return mailboxes
@@ -782,6 +783,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int)
     parser.add_argument("--hold", type=float)
     parser.add_argument("--runs", type=int)
+    parser.add_argument("--tries", type=int, help="tries per run when the machine is busy (default 3)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument(
         "--price",
@@ -793,7 +795,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.quick() if args.quick else Settings()
     overrides = {
         name: getattr(args, name)
-        for name in ("pairs", "window", "seconds", "payload", "connections", "hold", "runs")
+        for name in ("pairs", "window", "seconds", "payload", "connections", "hold", "runs", "tries")
         if getattr(args, name) is not None
     }
     if args.price:

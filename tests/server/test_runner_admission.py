@@ -21,6 +21,7 @@ from typing import Any
 
 from sotto.server import ServerConfig
 from sotto.server.runner import (
+    ACCEPT_BATCH,
     CLOSE_BATCH,
     UNREAD_HOLD_BYTES,
     Admission,
@@ -237,3 +238,30 @@ def test_connections_that_time_out_together_are_closed_a_few_per_turn() -> None:
         return closed
 
     assert asyncio.run(scenario()) == [CLOSE_BATCH, 2 * CLOSE_BATCH, 3 * CLOSE_BATCH, 3 * CLOSE_BATCH]
+
+
+def test_a_few_connections_are_admitted_per_turn_and_the_rest_wait_in_the_kernel() -> None:
+    async def scenario() -> list[int]:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        admission = Admission(ConnectionLimits(per_source=None))
+        wrapped = AdmissionSocket.wrap(listener, admission)
+        wrapped.setblocking(False)
+        clients = [socket.create_connection(wrapped.getsockname()) for _ in range(2 * ACCEPT_BATCH + 1)]
+        accepted: list[socket.socket] = []
+        per_turn = []
+        try:
+            for _ in range(4):
+                got = 0
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        accepted.append(wrapped.accept()[0])
+                        got += 1
+                per_turn.append(got)
+                await asyncio.sleep(0)  # the next turn of the loop
+        finally:
+            for sock in [*clients, *accepted, wrapped]:
+                sock.close()
+        assert admission.open == 2 * ACCEPT_BATCH + 1
+        return per_turn
+
+    assert asyncio.run(scenario()) == [ACCEPT_BATCH, ACCEPT_BATCH, 1, 0]
