@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sotto.client import oblivious
 from sotto.client.oblivious import (
     ForwarderUnavailableError,
+    ObliviousTransport,
     ObliviousWebSocketError,
     UnroutableRelayError,
     fetch_key_config,
@@ -227,3 +228,13 @@ def test_a_sealed_request_to_the_forwarder_holds_no_readable_part_of_the_call(
     assert body[:3] == b"\x01\x00\x20"
     for part in (b"poll", b"mailboxes", b"TU1NTU1N", b"sotto-mailbox-auth", b"relay.test"):
         assert part not in body
+
+
+def test_a_sealed_refusal_of_the_gateway_reads_like_the_relays_own(stack: Stack) -> None:
+    async def main() -> httpx.Response:
+        transport = ObliviousTransport(stack.forwarder, KEY.config, relay_url=stack.relay)
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await http.post(stack.relay + "/v1/gateway", content=b"{}")
+
+    answer = asyncio.run(main())
+    assert answer.status_code == 400 and answer.json()["code"] == "bad_path" and answer.json()["message"]

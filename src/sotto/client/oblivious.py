@@ -166,8 +166,10 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
         except (ohttp.ObliviousHttpError, bhttp.BinaryHttpError):
             raise ForwarderUnavailableError("an answer that does not open") from None
         headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers]
-        response = httpx.Response(answer.status, headers=headers, content=answer.content)
-        return response, _refused_date(answer)
+        if (b"content-type", b"application/problem+json") in answer.headers:
+            # the gateway's own sealed refusal: in the relay's error shape, like the plain ones
+            return _translated(answer.status, answer.content), _refused_date(answer)
+        return httpx.Response(answer.status, headers=headers, content=answer.content), None
 
     async def aclose(self) -> None:
         if not self._closed:

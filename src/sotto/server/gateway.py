@@ -14,6 +14,7 @@ Wrap an app with :func:`with_gateway`; the key is derived from the relay's ``ser
 
 Order of checks on ``POST /v1/gateway``; a refusal never reaches the app::
 
+    405  not POST (GET or HEAD for the keys)                        plain problem
     415  content type is not message/ohttp-req                      plain problem
     413  body over MAX_ENCAPSULATED_BYTES (Content-Length, or read)  plain problem
     400  a request seen within the replay window (same bytes)      plain problem "replayed"
