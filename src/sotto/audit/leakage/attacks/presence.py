@@ -61,4 +61,22 @@ def _cover(out: dict[str, dict[int, float]], mailboxes: set[str], start: int, en
                 out[pseudonym_of_mailbox(m)][b] += (hi - lo) / bin_us
 
 
-__all__ = ["BIN_S", "Presence", "presence"]
+def by_account(found: Presence, owners: dict[str, str]) -> Presence:
+    """Presence per account: its own requests plus the reads of every mailbox ``owners``
+    (mailbox → account, as an attack named them: :meth:`.evidence.Evidence.owners`) gives it.
+    An account's device shows itself in every tick, not only in its hourly housekeeping."""
+    out: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for pseudonym, row in found.items():
+        if pseudonym.startswith("account:"):
+            key = pseudonym
+        else:
+            account = owners.get(pseudonym.removeprefix("mailbox:"))
+            if account is None:
+                continue
+            key = pseudonym_of_account(account)
+        for b, value in row.items():
+            out[key][b] += value
+    return {k: dict(v) for k, v in out.items()}
+
+
+__all__ = ["BIN_S", "Presence", "by_account", "presence"]

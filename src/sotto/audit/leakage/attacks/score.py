@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from sotto.audit.leakage import metrics
 from sotto.audit.leakage.attacks import bursts, coincidence, combined, connections, disclosure, gaps
 from sotto.audit.leakage.attacks.evidence import Evidence
-from sotto.audit.leakage.attacks.presence import BIN_S, Presence, presence
+from sotto.audit.leakage.attacks.presence import BIN_S, Presence, by_account, presence
 from sotto.audit.leakage.attacks.view import (
     Ranking,
     Requests,
@@ -288,7 +288,8 @@ def _coverage(intervals: Sequence[Interval], first_bin: int, bins: int, bin_us: 
 
 
 # ---------------------------------------------------------------------------- the report
-_SIGNALS = {"mailbox reads": "mailbox:", "account requests": "account:"}
+_NAMED = "accounts, with the mailboxes the coincidence names"
+_SIGNALS = {"mailbox reads": "mailbox:", "account requests": "account:", _NAMED: "account:"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +310,9 @@ class Report:
     hours: float
     rows: list[Row]
     presence: dict[tuple[str, str], float | None]
-    """(signal: ``mailbox reads`` or ``account requests``, ``device_on`` or ``app_use``) → AUC."""
+    """(signal, ``device_on`` or ``app_use``) → AUC. Signals: ``mailbox reads`` (each mailbox
+    on its own), ``account requests``, and accounts with the mailboxes the coincidence attack
+    names for them (:func:`~.presence.by_account`)."""
     settings: dict[str, Any] = field(default_factory=dict)
 
     def row(self, attack: str) -> Row:
@@ -371,8 +374,13 @@ def report(records: View, truth: Truth, *, tick_seconds: float, with_hours: bool
         named = None if spec.evidence is None else score_owners(spec.evidence(parsed), truth)
         rows.append(Row(spec.name, contact, hours, named, spec.needs_messages))
     found = presence(parsed)
+    by_signal = {
+        "mailbox reads": found,
+        "account requests": found,
+        _NAMED: by_account(found, coincidence.evidence(parsed).owners()),
+    }
     auc = {
-        (signal, which): presence_auc(found, truth, which=which, pseudonyms=prefix)
+        (signal, which): presence_auc(by_signal[signal], truth, which=which, pseudonyms=prefix)
         for signal, prefix in _SIGNALS.items()
         for which in ("device_on", "app_use")
     }
