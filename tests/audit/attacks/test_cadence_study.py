@@ -60,6 +60,10 @@ def test_outage_gaps_name_contacts_and_show_when_devices_are_on(report: score.Re
     device_on = report.presence[("mailbox reads", "device_on")]
     assert device_on is not None
     assert device_on >= 0.8
+    # And per account, once the coincidence has named its mailboxes.
+    named = report.presence[("accounts, with the mailboxes the coincidence names", "device_on")]
+    assert named is not None
+    assert named >= 0.8
 
 
 def test_invites_name_contacts_and_the_address_names_everyone(report: score.Report) -> None:
