@@ -265,3 +265,23 @@ def test_a_few_connections_are_admitted_per_turn_and_the_rest_wait_in_the_kernel
         return per_turn
 
     assert asyncio.run(scenario()) == [ACCEPT_BATCH, ACCEPT_BATCH, 1, 0]
+
+
+def test_admitted_connections_send_small_writes_at_once() -> None:
+    """TCP_NODELAY on every admitted socket: an answer written as head then body must not wait
+    for the client's delayed ACK on a kept-alive connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    wrapped = AdmissionSocket.wrap(listener, Admission(ConnectionLimits(per_source=None)))
+    client = socket.create_connection(wrapped.getsockname())
+    try:
+        accepted, _ = asyncio.run(_accept_one(wrapped))
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        client.close()
+        wrapped.close()
+
+
+async def _accept_one(wrapped: AdmissionSocket) -> tuple[socket.socket, Any]:
+    wrapped.settimeout(WAIT)
+    return wrapped.accept()
