@@ -128,7 +128,7 @@ def relay_db(tmp_path: Path) -> Path:
 def _mailbox(db: Path, auth_key: bytes, payload: bytes = bytes(256)) -> None:
     mailbox = os.urandom(16)
     with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO mailboxes VALUES (?, ?, ?, 30, 1, 31)", (mailbox, auth_key, bytes(32)))
+        conn.execute("INSERT INTO mailboxes VALUES (?, ?, ?, 30, 31)", (mailbox, auth_key, bytes(32)))
         conn.execute("INSERT INTO envelopes VALUES (?, 1, ?, 1, 0, ?)", (mailbox, os.urandom(16), payload))
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from sotto.server.auth import access_token_key
 from sotto.server.config import RateLimit
+from sotto.server.storage.base import token_expiry
 from sotto.wire import auth, b64
 from tests.server.conftest import (
     DAY,
@@ -45,7 +46,7 @@ def test_create_account_and_me(any_relay: Relay) -> None:
         "account_id": account.id,
         "device_id": 1,
         "identity_key": account.identity_key,
-        "created_day": DAY,
+        "created_day": DAY - DAY % 7,  # the week, not the day
     }
 
 
@@ -295,6 +296,8 @@ def test_access_tokens_expire_and_can_be_deleted(any_relay: Relay) -> None:
     account = create_account(client)
     client.put("/v1/accounts/me/keys", json=_upload(), headers=account.headers)
     token = _token(client, account, expires_day=DAY + 1)
+    assert _bundle(client, account.id, token).status_code == 200
+    any_relay.clock.advance_days(token_expiry(DAY + 1) - DAY - 1)  # kept to the whole week
     assert _bundle(client, account.id, token).status_code == 200
     any_relay.clock.advance_days(1)
     assert _bundle(client, account.id, token).status_code == 401

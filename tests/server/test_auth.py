@@ -172,7 +172,7 @@ def test_the_verdicts() -> None:
     from sotto.crypto.ed25519 import SigningKey
 
     key = SigningKey(bytes(range(32)))
-    record = MailboxRecord(MailboxId(bytes(16)), key.public.raw, bytes(32), 30, DAY, DAY + 30)
+    record = MailboxRecord(MailboxId(bytes(16)), key.public.raw, bytes(32), 30, DAY + 30)
     ms, nonce = int(NOW * 1000), os.urandom(16)
     header = auth.encode_mailbox_auth(ms, key.sign(auth.http_message("GET", "/x", ms, nonce, b"")), nonce)
 
@@ -194,7 +194,7 @@ def test_drain_proofs_for_missing_mailboxes_are_refused() -> None:
     from sotto.crypto.ed25519 import SigningKey
 
     key = SigningKey(bytes(range(32)))
-    record = MailboxRecord(MailboxId(bytes(16)), key.public.raw, bytes(32), 30, DAY, DAY + 30)
+    record = MailboxRecord(MailboxId(bytes(16)), key.public.raw, bytes(32), 30, DAY + 30)
     nonce = os.urandom(32)
     proof = key.sign(auth.drain_message(nonce, bytes(16)))
     assert drain_ok(record, nonce, proof, DAY)
@@ -297,7 +297,7 @@ def test_tokens_an_older_relay_stored_are_rekeyed_at_start(tmp_path: Path) -> No
     account, token = AccountId(os.urandom(16)), os.urandom(32)
     digest = hashlib.sha256(token).digest()
     store = SqliteStorage.in_dir(tmp_path)
-    device = DeviceRecord(account, 1, 7, os.urandom(32), DAY)
+    device = DeviceRecord(account, 1, 7, os.urandom(32))
     asyncio.run(store.create_account(AccountRecord(account, b"\x05" + bytes(32), DAY), device))
     asyncio.run(store.add_access_token(account, digest, DAY + 7))  # as version 2 stored it
     store.close_sync()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sotto.server.config import ServerConfig
+from sotto.server.storage.base import drained_expiry
 from sotto.wire import b64
 from tests.server.conftest import DAY, Mailbox, Relay, create_mailbox, make_relay, payload, send
 
@@ -115,7 +116,7 @@ def test_poll_refusals_are_the_one_404(any_relay: Relay) -> None:
         _poll(any_relay, Mailbox(), headers=None),  # never created
     ]
     expired = create_mailbox(client, Mailbox(ttl_days=1))
-    any_relay.clock.advance_days(1)
+    any_relay.clock.advance_days(drained_expiry(expired.mailbox_id, DAY, 1) - DAY)
     refusals.append(_poll(any_relay, expired))
     assert {(r.status_code, r.json()["code"]) for r in refusals} == {(404, "not_found")}
 

@@ -152,8 +152,8 @@ def test_a_version_1_database_is_sealed_and_vacuumed(tmp_path: Path) -> None:
     )
     conn.execute(next(t for t in TABLES if "TABLE IF NOT EXISTS mailboxes" in t))
     conn.execute(
-        "INSERT INTO mailboxes VALUES (?, ?, ?, ?, ?, ?)",
-        (box.mailbox_id, box.auth_key, box.token_hash, box.ttl_days, box.created_day, box.expires_day),
+        "INSERT INTO mailboxes VALUES (?, ?, ?, ?, ?)",
+        (box.mailbox_id, box.auth_key, box.token_hash, box.ttl_days, box.expires_day),
     )
     conn.execute("CREATE INDEX envelopes_by_day ON envelopes (received_day)")
     conn.execute("INSERT INTO envelopes VALUES (?, 1, ?, ?, ?)", (box.mailbox_id, b"i" * 16, DAY, gone))

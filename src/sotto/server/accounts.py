@@ -22,6 +22,8 @@ from sotto.server.storage.base import (
     SignedKey,
     UploadOutcome,
     UsernameOutcome,
+    creation_week,
+    token_expiry,
 )
 from sotto.wire import api, b64
 from sotto.wire.limits import ID_LENGTH
@@ -113,9 +115,9 @@ async def create_account(
     today = ctx.today()
     for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
         account_id = AccountId(ctx.rng(ID_LENGTH))
-        account = AccountRecord(account_id, body.identity_key, today)
+        account = AccountRecord(account_id, body.identity_key, creation_week(today))
         device = DeviceRecord(
-            account_id, FIRST_DEVICE_ID, body.registration_id, token_hash(body.device_secret), today
+            account_id, FIRST_DEVICE_ID, body.registration_id, token_hash(body.device_secret)
         )
         if await ctx.storage.create_account(account, device):
             ctx.work_gate.created(Purpose.ACCOUNT, ctx.now())
@@ -202,10 +204,11 @@ async def key_counts(device: Device, ctx: Ctx) -> api.KeyCounts:
 async def add_access_token(body: api.AddAccessToken, device: Device, ctx: Ctx) -> Response:
     """Register a token that lets its holder fetch this account's bundle. The relay keeps a hash
     bound to this account: the same token registered by another account opens nothing here and
-    leaves this registration alone (the answer is the same 204 either way)."""
+    leaves this registration alone (the answer is the same 204 either way). The expiry is kept
+    rounded up to a whole week, so the row does not date the invite it was made for."""
     refuse_when_full(ctx)
     key = access_token_key(device.account_id, token_hash(body.token))
-    if not await ctx.storage.add_access_token(device.account_id, key, body.expires_day):
+    if not await ctx.storage.add_access_token(device.account_id, key, token_expiry(body.expires_day)):
         raise quota_exceeded("access tokens")
     return Response(status_code=204)
 

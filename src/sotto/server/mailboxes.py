@@ -41,6 +41,7 @@ from sotto.server.storage.base import (
     MailboxRecord,
     MessageId,
     PutOutcome,
+    drained_expiry,
 )
 from sotto.wire import api, b64
 from sotto.wire import auth as wire_auth
@@ -124,15 +125,11 @@ async def create_mailbox(
     ctx.limits.mailbox_creation.check(source_key(request.scope), now)
     refuse_when_full(ctx)
     require_work(ctx.work_gate, Purpose.MAILBOX, sotto_work, now, ctx.rng)
-    today = ctx.today()
-    record = MailboxRecord(
-        MailboxId(body.mailbox_id),
-        body.auth_key,
-        token_hash(body.delivery_token),
-        body.ttl_days,
-        today,
-        today + body.ttl_days,
-    )
+    # The expiry a drain today would give, and no creation day: nothing on the row dates it
+    # closer than the week, so a contact's two mailboxes, made the same day, do not pair.
+    mid = MailboxId(body.mailbox_id)
+    expires_day = drained_expiry(mid, ctx.today(), body.ttl_days)
+    record = MailboxRecord(mid, body.auth_key, token_hash(body.delivery_token), body.ttl_days, expires_day)
     outcome = await ctx.storage.create_mailbox(record)
     if outcome is CreateOutcome.CONFLICT:
         raise RelayError(409, "mailbox_conflict", "that mailbox id is taken")

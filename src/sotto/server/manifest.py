@@ -14,7 +14,9 @@ from typing import Literal
 ExportForm = Literal["value", "size"]
 Scope = Literal["account", "mailbox"]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: no creation day on devices and mailboxes; access-token expiries and account creation days
+in whole weeks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,12 @@ TABLES: tuple[Table, ...] = (
                 "blob",
                 "HMAC-SHA256(server key, lowercased username), or null; never the name itself.",
             ),
-            Column("created_day", "integer", "Day number of creation (days since 1970-01-01 UTC)."),
+            Column(
+                "created_day",
+                "integer",
+                "First day of the week of creation (a multiple of 7 days since 1970-01-01 UTC), which "
+                "`GET /v1/accounts/me` reports; the week, not the day.",
+            ),
         ),
     ),
     Table(
@@ -95,7 +102,6 @@ TABLES: tuple[Table, ...] = (
                 "Highest one-time EC prekey id handed out, so a retried upload cannot put a used key back.",
             ),
             Column("kyber_floor", "integer", "The same for one-time Kyber prekeys."),
-            Column("created_day", "integer", "Day number of creation."),
         ),
     ),
     Table(
@@ -136,7 +142,13 @@ TABLES: tuple[Table, ...] = (
                 "registered by another account is another row; the token is not kept.",
             ),
             Column("account_id", "blob", "The account whose bundle the token opens."),
-            Column("expires_day", "integer", "First day the token no longer works (chosen by the owner)."),
+            Column(
+                "expires_day",
+                "integer",
+                "First day the token no longer works: the day the owner chose, rounded up to a whole "
+                "number of weeks since day 0, so the tokens of one week and lifetime share it and it "
+                "does not date the invite.",
+            ),
         ),
     ),
     Table(
@@ -151,13 +163,13 @@ TABLES: tuple[Table, ...] = (
                 "token_hash", "blob", "SHA-256 of the delivery token senders present; the token is not kept."
             ),
             Column("ttl_days", "integer", "Days of inactivity before the mailbox expires (1-90)."),
-            Column("created_day", "integer", "Day number of creation."),
             Column(
                 "expires_day",
                 "integer",
-                "First day the mailbox is gone: ttl_days to ttl_days + 6 after the owner last drained it. "
-                "A drain moves it forward only in whole weeks, on a weekday fixed per mailbox, so it says "
-                "the week of the last drain, not the day.",
+                "First day the mailbox is gone: ttl_days to ttl_days + 6 after the owner last drained it "
+                "(creating it counts as a drain). A drain moves it forward only in whole weeks, on a "
+                "weekday fixed per mailbox, so it says the week of the last drain, not the day; no "
+                "creation day is kept.",
             ),
         ),
     ),

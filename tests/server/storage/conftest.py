@@ -85,7 +85,7 @@ async def new_account(storage: Storage, day: int = DAY) -> tuple[AccountId, byte
     aid = account_id()
     secret = os.urandom(32)
     assert await storage.create_account(
-        AccountRecord(aid, ec_key(7), day), DeviceRecord(aid, 1, 1234, sha(secret), day)
+        AccountRecord(aid, ec_key(7), day), DeviceRecord(aid, 1, 1234, sha(secret))
     )
     return aid, secret
 
@@ -93,7 +93,7 @@ async def new_account(storage: Storage, day: int = DAY) -> tuple[AccountId, byte
 def mailbox(
     mid: MailboxId | None = None, token: bytes = b"t" * 32, day: int = DAY, ttl: int = 30
 ) -> MailboxRecord:
-    return MailboxRecord(mid or mailbox_id(), b"k" * 32, sha(token), ttl, day, day + ttl)
+    return MailboxRecord(mid or mailbox_id(), b"k" * 32, sha(token), ttl, day + ttl)
 
 
 Factory = Callable[[], Storage]

@@ -354,7 +354,6 @@ def test_export_mailbox(storage: Storage) -> None:
                 "auth_key": box.auth_key,
                 "token_hash": box.token_hash,
                 "ttl_days": 30,
-                "created_day": DAY,
                 "expires_day": DAY + 30,
             }
         ]

@@ -232,7 +232,7 @@ class Driver:
             day = int(created[u])
             await storage.create_account(
                 AccountRecord(AccountId(account), b"\x05" + rng.bytes(32), day),
-                DeviceRecord(AccountId(account), 1, 1 + int(rng.integers(16_000)), rng.bytes(32), day),
+                DeviceRecord(AccountId(account), 1, 1 + int(rng.integers(16_000)), rng.bytes(32)),
             )
         if d.addressing is Addressing.ACCOUNT:
             for u in range(p.users):
@@ -252,7 +252,7 @@ class Driver:
     async def _create(self, storage: Storage, box: _Mailbox, day: int) -> None:
         ttl = DEFAULT_MAILBOX_TTL_DAYS
         await storage.create_mailbox(
-            MailboxRecord(box.mailbox_id, self.rng.bytes(32), token_hash(box.token), ttl, day, day + ttl)
+            MailboxRecord(box.mailbox_id, self.rng.bytes(32), token_hash(box.token), ttl, day + ttl)
         )
         await storage.touch_mailboxes([box.mailbox_id], BASE_DAY - 1)
         self.truth.mailbox_owner[box.mailbox_id] = box.owner

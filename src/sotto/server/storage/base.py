@@ -8,6 +8,14 @@ suite holds both to the same behaviour.
 
 Secrets never reach storage: device secrets, delivery tokens and access tokens arrive here as
 their SHA-256, usernames as their keyed hash. Times are day numbers.
+
+Nothing stored dates the making of a contact. Making one creates a mailbox on each side and
+often an access token, so a creation day on those rows would pair a contact's two mailboxes
+(and date the invite): mailboxes and devices keep no creation day, a new mailbox's expiry is
+the one a drain that day would give (:func:`drained_expiry`), an access token's expiry is
+rounded up to a whole week (:func:`token_expiry`) and an account's creation day to the start of
+its week (:func:`creation_week`). Every table but ``envelope_keys`` is keyed by random ids
+(WITHOUT ROWID in SQLite), so neither row numbers nor the order of rows follow creation.
 """
 
 from __future__ import annotations
@@ -40,6 +48,23 @@ def expiry_phase(mailbox_id: bytes) -> int:
     return int.from_bytes(mailbox_id[:4], "big") % EXPIRY_STEP_DAYS
 
 
+def token_expiry(requested_day: int) -> int:
+    """The expiry day stored for an access token the owner asked to expire on ``requested_day``:
+    the first day at or after it that is a whole number of weeks since day 0.
+
+    Every token registered in one week with the same lifetime stores the same day, so a dump
+    cannot tell on which day of the week an invite was made; the token lives up to 6 days longer
+    than asked.
+    """
+    return requested_day + (-requested_day) % EXPIRY_STEP_DAYS
+
+
+def creation_week(today: int) -> int:
+    """The creation day stored for an account made on ``today``: the first day of its week (a
+    whole number of weeks since day 0), what ``GET /v1/accounts/me`` reports as ``created_day``."""
+    return today - today % EXPIRY_STEP_DAYS
+
+
 AccountId = NewType("AccountId", bytes)
 MailboxId = NewType("MailboxId", bytes)
 MessageId = NewType("MessageId", bytes)
@@ -56,6 +81,7 @@ class AccountRecord:
     account_id: AccountId
     identity_key: bytes
     created_day: int
+    """The first day of the week of creation (:func:`creation_week`), not the day."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +90,6 @@ class DeviceRecord:
     device_id: int
     registration_id: int
     secret_hash: bytes
-    created_day: int
 
     def __repr__(self) -> str:
         return f"DeviceRecord(account={self.account_id.hex()[:8]}…, device={self.device_id})"
@@ -134,8 +159,8 @@ class MailboxRecord:
     auth_key: bytes
     token_hash: bytes
     ttl_days: int
-    created_day: int
     expires_day: int
+    """From creation on, what a drain gives (:func:`drained_expiry`): no day of creation is kept."""
 
     def same_keys(self, other: MailboxRecord) -> bool:
         """Whether ``other`` asks for this mailbox again (same key, token and ttl)."""

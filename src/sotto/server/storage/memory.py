@@ -239,7 +239,6 @@ class MemoryStorage:
                     "kyber_last_resort_signature": lr.signature if lr else None,
                     "one_time_floor": device.one_time_floor,
                     "kyber_floor": device.kyber_floor,
-                    "created_day": d.created_day,
                 }
             )
             out["one_time_pre_keys"] += [
@@ -345,7 +344,6 @@ class MemoryStorage:
                     "auth_key": held.auth_key,
                     "token_hash": held.token_hash,
                     "ttl_days": held.ttl_days,
-                    "created_day": held.created_day,
                     "expires_day": held.expires_day,
                 }
             ],

@@ -11,13 +11,18 @@ An envelope's id and payload are stored encrypted (AES-256-CTR) under a key of i
 rebalanced or an overflow page is reused while it is pending; those copies are unreadable once
 the key is gone. ``envelope_keys`` rows are never deleted and never change size, so SQLite
 overwrites them where they are (no copy is left) and reuses their slots for new envelopes.
+
+No row says when it was made (``storage.base`` says why): the b-trees order rows by their random
+keys, and a ``VACUUM`` lays pages out in that order.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: envelopes held their id and payload in clear (migrated at start, then vacuumed).
-2: access tokens were stored as SHA-256(token), not bound to their account (rekeyed at start)."""
+2: access tokens were stored as SHA-256(token), not bound to their account (rekeyed at start).
+3: devices and mailboxes kept their creation day, mailbox and token expiries the day they were
+set, accounts their creation day (dropped or coarsened at start, then vacuumed)."""
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -52,7 +57,6 @@ TABLES = (
         kyber_last_resort_signature BLOB,
         one_time_floor              INTEGER NOT NULL DEFAULT -1,
         kyber_floor                 INTEGER NOT NULL DEFAULT -1,
-        created_day                 INTEGER NOT NULL,
         PRIMARY KEY (account_id, device_id)
     ) WITHOUT ROWID
     """,
@@ -91,7 +95,6 @@ TABLES = (
         auth_key    BLOB NOT NULL,
         token_hash  BLOB NOT NULL,
         ttl_days    INTEGER NOT NULL,
-        created_day INTEGER NOT NULL,
         expires_day INTEGER NOT NULL
     ) WITHOUT ROWID
     """,

@@ -17,6 +17,11 @@ truncates it to zero bytes (``wal_checkpoint(TRUNCATE)``): an acknowledged envel
 no file of the data directory a checkpoint interval after its delete commits, and the log, whose
 frame order is the order of commits across all mailboxes, never holds more than that interval.
 
+Order says nothing: tables are keyed by random ids, and after the first sweep of each day the
+writer rewrites the file (``VACUUM``, see :meth:`SqliteStorage._compact`), so neither the order
+of pages nor the place of a row in its page follows when rows were made, beyond the rows made
+since that day's rewrite.
+
 Quotas: the writer keeps, in memory, each mailbox's pending envelope count and bytes (read from
 the table at start, kept by the operations that add and delete envelopes), so a send's quota
 check costs no query; it also reads the free space of the database's filesystem at most every
@@ -65,7 +70,10 @@ from sotto.server.storage.base import (
     SweepResult,
     UploadOutcome,
     UsernameOutcome,
+    creation_week,
+    drained_expiry,
     expiry_phase,
+    token_expiry,
 )
 from sotto.server.storage.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 
@@ -175,6 +183,10 @@ class SqliteStorage:
         self._dirty = False
         """Commits since the last checkpoint."""
         self._checkpointed_at = -float("inf")
+        self._compacted_day: int | None = None
+        self._compact_due = False
+        self.compactions = 0
+        """Rewrites of the whole file (``VACUUM``), one a day at the first sweep of the day."""
         self.checkpoints = 0
         """Checkpoints that truncated the log."""
         self.checkpointed_commits = 0
@@ -242,12 +254,17 @@ class SqliteStorage:
                 conn.execute(statement)
         if 0 < version < 3:
             _rekey_access_tokens(conn)
+        undate = 0 < version < 4
+        if undate:
+            _undate(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Planner statistics (row counts per index) from an older relay's ANALYZE: never needed,
         # every query is a key lookup, and they are data about the data.
         conn.execute("DROP TABLE IF EXISTS sqlite_stat1")
         conn.execute("COMMIT")
-        if migrate:  # the v1 rows held ids and payloads in clear: rewrite the whole file
+        if migrate or undate:
+            # The v1 rows held ids and payloads in clear, the v3 rows creation days: rewrite the
+            # whole file, so no old row is left in a free page or a page's unused space.
             conn.execute("VACUUM")
         self._load_pending(conn)
         self._load_slots(conn)
@@ -327,7 +344,10 @@ class SqliteStorage:
         return max(0.0, self._checkpointed_at + self._checkpoint_interval_s - time.monotonic())
 
     def _maintain(self, conn: sqlite3.Connection) -> None:
-        """Between batches: truncate the log when due, refresh the free-space reading."""
+        """Between batches: rewrite the file when due, truncate the log when due, refresh the
+        free-space reading."""
+        if self._compact_due:
+            self._compact(conn)
         now = time.monotonic()
         if self._dirty and now - self._checkpointed_at >= self._checkpoint_interval_s:
             self._checkpointed_at = now
@@ -342,6 +362,25 @@ class SqliteStorage:
                 self.checkpointed_commits = commits
         if now - self._disk_checked >= DISK_CHECK_S:
             self._check_disk(now)
+
+    def _compact(self, conn: sqlite3.Connection) -> None:
+        """Rewrite the whole file in key order (``VACUUM``), then empty the log.
+
+        SQLite fills a page's cells from its end towards its start in the order rows arrive, and
+        keeps them there until the page is rebalanced: in the live file, the rows of one page lie
+        in the order they were made, and a contact's two mailboxes, made minutes apart, lie side
+        by side. A rewrite lays every page out in key order, and keys are random, so once a day
+        that order is gone; rows made since the last rewrite still lie in the order they came.
+        Skipped when short of disk (a rewrite needs the file's size again, in the log)."""
+        self._compact_due = False
+        if self._disk_low:
+            return
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            return
+        self.compactions += 1
 
     def low_on_disk(self) -> bool:
         return self._disk_low
@@ -463,15 +502,9 @@ class SqliteStorage:
             if not inserted:
                 return False
             conn.execute(
-                "INSERT INTO devices (account_id, device_id, registration_id, secret_hash, created_day) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (
-                    device.account_id,
-                    device.device_id,
-                    device.registration_id,
-                    device.secret_hash,
-                    device.created_day,
-                ),
+                "INSERT INTO devices (account_id, device_id, registration_id, secret_hash) "
+                "VALUES (?, ?, ?, ?)",
+                (device.account_id, device.device_id, device.registration_id, device.secret_hash),
             )
             return True
 
@@ -489,11 +522,10 @@ class SqliteStorage:
     async def get_device(self, account_id: AccountId, device_id: int) -> DeviceRecord | None:
         def op(conn: sqlite3.Connection) -> DeviceRecord | None:
             row = conn.execute(
-                "SELECT registration_id, secret_hash, created_day FROM devices "
-                "WHERE account_id = ? AND device_id = ?",
+                "SELECT registration_id, secret_hash FROM devices WHERE account_id = ? AND device_id = ?",
                 (account_id, device_id),
             ).fetchone()
-            return DeviceRecord(account_id, device_id, row[0], row[1], row[2]) if row else None
+            return DeviceRecord(account_id, device_id, row[0], row[1]) if row else None
 
         return await self._call(op)
 
@@ -741,15 +773,13 @@ class SqliteStorage:
     async def create_mailbox(self, mailbox: MailboxRecord) -> CreateOutcome:
         def op(conn: sqlite3.Connection) -> CreateOutcome:
             inserted = conn.execute(
-                "INSERT INTO mailboxes "
-                "(mailbox_id, auth_key, token_hash, ttl_days, created_day, expires_day) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO mailboxes (mailbox_id, auth_key, token_hash, ttl_days, expires_day) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     mailbox.mailbox_id,
                     mailbox.auth_key,
                     mailbox.token_hash,
                     mailbox.ttl_days,
-                    mailbox.created_day,
                     mailbox.expires_day,
                 ),
             ).rowcount
@@ -911,6 +941,8 @@ class SqliteStorage:
             self._free_slots.extend(slots)
             tokens = conn.execute("DELETE FROM access_tokens WHERE expires_day <= ?", (today,)).rowcount
             self._load_pending(conn)
+            if self._compacted_day is None or today > self._compacted_day:
+                self._compacted_day, self._compact_due = today, True
             return SweepResult(envelopes=envelopes, mailboxes=len(expired), access_tokens=tokens)
 
         return await self._call(op)
@@ -945,10 +977,10 @@ def read_schema(conn: sqlite3.Connection) -> dict[str, list[str]]:
 
 def _mailbox(conn: sqlite3.Connection, mailbox_id: MailboxId) -> MailboxRecord | None:
     row = conn.execute(
-        "SELECT auth_key, token_hash, ttl_days, created_day, expires_day FROM mailboxes WHERE mailbox_id = ?",
+        "SELECT auth_key, token_hash, ttl_days, expires_day FROM mailboxes WHERE mailbox_id = ?",
         (mailbox_id,),
     ).fetchone()
-    return MailboxRecord(mailbox_id, row[0], row[1], row[2], row[3], row[4]) if row else None
+    return MailboxRecord(mailbox_id, row[0], row[1], row[2], row[3]) if row else None
 
 
 def _count(conn: sqlite3.Connection, table: str, where: str, *args: object) -> int:
@@ -981,3 +1013,33 @@ def _rekey_access_tokens(conn: sqlite3.Connection) -> None:
             "UPDATE access_tokens SET token_hash = ? WHERE token_hash = ?",
             (access_token_key(account_id, digest), digest),
         )
+
+
+def _undate(conn: sqlite3.Connection) -> None:
+    """Version 3 kept what dates the making of contacts (``storage.base`` says why it must not):
+    drop the creation days of devices and mailboxes, move each mailbox's expiry onto its weekday
+    (:func:`~sotto.server.storage.base.drained_expiry`; a mailbox never drained still held
+    creation day + ttl), round access-token expiries up to whole weeks and account creation days
+    down to theirs. The caller vacuums after the commit, so the dropped values leave the file."""
+    for table in ("devices", "mailboxes"):
+        columns = {c[1] for c in conn.execute(f"PRAGMA table_info('{table}')")}
+        if "created_day" in columns:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN created_day")
+    conn.executemany(
+        "UPDATE mailboxes SET expires_day = ?1 WHERE mailbox_id = ?2 AND expires_day <> ?1",
+        [
+            (drained_expiry(m, expires - ttl, ttl), m)
+            for m, ttl, expires in conn.execute("SELECT mailbox_id, ttl_days, expires_day FROM mailboxes")
+        ],
+    )
+    conn.executemany(
+        "UPDATE access_tokens SET expires_day = ? WHERE token_hash = ?",
+        [
+            (token_expiry(day), t)
+            for t, day in conn.execute("SELECT token_hash, expires_day FROM access_tokens")
+        ],
+    )
+    conn.executemany(
+        "UPDATE accounts SET created_day = ? WHERE account_id = ?",
+        [(creation_week(day), a) for a, day in conn.execute("SELECT account_id, created_day FROM accounts")],
+    )
