@@ -181,6 +181,11 @@ class ServerConfig:
     """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
     server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""
 
+    gateway: bool = True
+    """Serve the Oblivious HTTP gateway (``/v1/gateway``, docs/ohttp.md) beside the relay's own
+    paths, so clients can reach it through a forwarder without giving it their address. It costs
+    nothing while no forwarder uses it (its key is derived from ``server.key``)."""
+
     def __post_init__(self) -> None:
         if not 1 <= self.cadence_tick_seconds <= MAX_CADENCE_TICK_SECONDS:
             raise ValueError(f"cadence_tick_seconds must be 1 to {MAX_CADENCE_TICK_SECONDS}")

@@ -43,11 +43,13 @@ from typing import Any
 
 import h11
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
+from sotto.server.gateway import load_gateway_key, with_gateway
 from sotto.server.logging import logger, uvicorn_log_config
 from sotto.server.observer import FileSink, Observer
 from sotto.server.ws import INVALID_TEXT
@@ -589,7 +591,10 @@ def uvicorn_config(
         "lifespan": "on",
     }
     settings.update(overrides)
-    server_config = uvicorn.Config(create_app(config, observer=observer), **settings)
+    app: ASGIApp = create_app(config, observer=observer)
+    if config.gateway:  # idle unless a forwarder posts to it (docs/ohttp.md)
+        app = with_gateway(app, load_gateway_key(config.data_dir), observer=observer)
+    server_config = uvicorn.Config(app, **settings)
     cap = connection_cap(config, fd_limit, server_config.backlog)
     limits = ConnectionLimits.of(config, cap, per_source)
     server_config.sotto_limits = limits  # type: ignore[attr-defined]
