@@ -1,5 +1,6 @@
 """A version 3 database, which dated the making of contacts, opened by this relay: the creation
-days are dropped, the expiries moved to whole weeks, and the file rewritten so none is left."""
+days are dropped, the expiries moved to whole weeks, and the file rewritten so none is left; and
+the daily rewrite that keeps rows from lying in the order they were made."""
 
 from __future__ import annotations
 
@@ -94,3 +95,14 @@ def _drained_expiry(path: Path, mailbox_id: MailboxId) -> int:
     expires: int = row[0]
     assert expires % EXPIRY_STEP_DAYS == drained_expiry(mailbox_id, DAY + 1, 30) % EXPIRY_STEP_DAYS
     return expires
+
+
+def test_the_file_is_rewritten_once_a_day_at_the_first_sweep(tmp_path: Path) -> None:
+    store = SqliteStorage.in_dir(tmp_path)
+    try:
+        for day in (DAY, DAY, DAY + 1, DAY + 1, DAY):
+            asyncio.run(store.sweep(day, 30))
+        asyncio.run(store.get_mailboxes([]))  # queued behind the last rewrite
+        assert store.compactions == 2
+    finally:
+        store.close_sync()
