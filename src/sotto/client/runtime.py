@@ -12,23 +12,17 @@ Every step is a flow from :mod:`sotto.client.flows` run inside one short store t
 (:meth:`Engine.transaction`). Work on one peer's session is serialized by that peer's
 ``asyncio.Lock``, held around "load, compute, commit" and across the awaits before it (libsignal
 clients that encrypted and decrypted one session concurrently got "Bad MAC" in the field);
-several locks are always taken in one global order (:meth:`Engine.peers`). Between
-:meth:`Engine.start` and :meth:`Engine.close`:
+several locks are always taken in one global order (:meth:`Engine.peers`).
 
-* the **drain** loop keeps one WebSocket subscribed to all our mailboxes; each envelope is
-  unsealed, then decrypted and applied under its sender's lock in one transaction, reported, and
-  only then acknowledged (a lost ack means a redelivery that the dedupe table drops); it
-  reconnects with exponential backoff and jitter, and on each connection re-registers mailboxes
-  the relay refuses, uploads pending prekeys and retires old mailboxes and invites;
-* the **outbox** worker sends queued envelopes over HTTP in queue order per mailbox, removing
-  each only after the relay confirmed it (``sent`` or ``duplicate``), retrying with backoff;
-* the **receipt** timer sends the delivery receipts we owe, one message per contact, after a
-  randomized delay (``receipt_delay`` × 0.5–1.5), so their timing says little about arrivals.
-
-In **cadence mode** (``cadence=True``, relay-protocol §6) none of these three runs: the
-engine's :class:`~sotto.client.scheduler.CadenceScheduler` follows the relay's ticks and carries
-out :func:`sotto.client.cadence.plan_tick`'s plan for each, with the engine's steps (poll a
-mailbox, send one envelope); nothing goes out at other times.
+The engine holds the steps: :meth:`Engine.consume` (unseal, decrypt and apply one envelope,
+committed or recorded as rejected, and ask for a session repair when a 1:1 message does not
+decrypt), :meth:`Engine.send_item` (one attempt at one outbox item, rescheduled with backoff or
+dropped and reported), :meth:`Engine.flush_outbox`, :meth:`Engine.send_receipts`,
+:meth:`Engine.housekeeping` (retire old mailboxes and invites, rotate, upload and refill
+prekeys). When they run is its scheduler's business (:mod:`sotto.client.scheduler`): in default
+mode a drain connection, an outbox worker and a receipt timer; in **cadence mode**
+(``cadence=True``, relay-protocol §6) the relay's ticks, each carried out as
+:func:`sotto.client.cadence.plan_tick` plans it, and nothing at other times.
 
 The receive policy (what is acknowledged when, what is dropped) is in
 :mod:`sotto.client.flows.receiving`.
@@ -67,8 +61,8 @@ from sotto.client.flows.context import (
     RegisterMailbox,
     RevokeAccessToken,
 )
-from sotto.client.scheduler import CadenceScheduler
-from sotto.client.transport import DeviceCredentials, DrainConnection, Network, Relay
+from sotto.client.scheduler import CadenceScheduler, InteractiveScheduler, Scheduler
+from sotto.client.transport import DeviceCredentials, Network, Relay
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import (
@@ -91,10 +85,6 @@ from sotto.wire import frames
 log = logging.getLogger("sotto.client")
 
 DEFAULT_RECEIPT_DELAY_S = 10.0
-KEEPALIVE_S = 60.0
-"""An empty ack this often keeps the drain connection from the relay's idle timeout."""
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 30.0
 OUTBOX_RETRY_MIN_MS = 500
 OUTBOX_RETRY_MAX_MS = 15 * 60_000
 NOT_FOUND_ATTEMPTS = 8
@@ -141,16 +131,14 @@ class Engine:
         self._me: Me | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._connection: DrainConnection | None = None
         self._connected = asyncio.Event()
-        self._outbox_wake = asyncio.Event()
-        self._receipts_owed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._failures: dict[tuple[bytes, bytes], int] = {}
-        self._last_envelope = 0.0
         self._closed = False
         self._replayed = False
-        self._scheduler = CadenceScheduler(self) if cadence else None
+        self._scheduler: Scheduler = (
+            CadenceScheduler(self) if cadence else InteractiveScheduler(self, receipt_delay=receipt_delay)
+        )
 
     async def close(self) -> None:
         """Stop the background tasks, close the connection, the network and the store."""
@@ -163,8 +151,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self._connection is not None:
-            await self._connection.close()
+        await self._scheduler.close()
         if self._owns_network:
             await self._network.aclose()
         self._store.close()
@@ -196,12 +183,12 @@ class Engine:
     @property
     def cadence(self) -> bool:
         """Whether this engine runs in cadence mode (see the module docstring)."""
-        return self._scheduler is not None
+        return isinstance(self._scheduler, CadenceScheduler)
 
     @property
     def tick_seconds(self) -> int | None:
         """In cadence mode, the relay's tick once it was read (None before, and otherwise)."""
-        return None if self._scheduler is None else self._scheduler.tick_seconds
+        return self._scheduler.tick_seconds
 
     # ------------------------------------------------------------------ plumbing
     def now_ms(self) -> int:
@@ -259,10 +246,11 @@ class Engine:
         return DeviceCredentials(a.account_id, a.device_id, a.device_secret)
 
     def emit(self, events: Iterable[Event]) -> None:
-        """Hand events to ``report``; a message received means a delivery receipt is owed."""
+        """Hand events to ``report``; a message received means a delivery receipt is owed (the
+        scheduler decides when it goes)."""
         batch = list(events)
         if any(isinstance(event, MessageReceived | GroupMessageReceived) for event in batch):
-            self._receipts_owed.set()
+            self._scheduler.receipts_owed()
         if batch:
             self._report(batch)
 
@@ -276,141 +264,55 @@ class Engine:
         self.emit(self.read(reporting.unreported))
 
     def mark_connected(self) -> None:
-        """The relay answers (cadence mode: its tick was read); reported once."""
+        """The relay answers (a drain connection is subscribed, or cadence's tick was read)."""
         self._connected.set()
         self.emit([ConnectionChanged(True)])
+
+    def mark_disconnected(self) -> None:
+        """The drain connection ended (reported only if it had been up)."""
+        if self._connected.is_set():
+            self._connected.clear()
+            self.emit([ConnectionChanged(False)])
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Until :meth:`mark_connected` (or ``timeout``)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), max(0.0, timeout))
 
     async def wait_for_tick(self, after_unix_s: float, timeout: float) -> None:
         """Cadence mode: until a tick that started at or after ``after_unix_s`` is done (or
         ``timeout``). At once otherwise."""
-        if self._scheduler is not None:
-            await self._scheduler.wait_for_tick(after_unix_s, timeout)
+        await self._scheduler.wait_for_tick(after_unix_s, timeout)
 
     async def settle(self, timeout: float, idle: float) -> None:
         """Until connected, nothing has arrived for ``idle`` seconds of this call and the outbox
-        has nothing due, or ``timeout`` passes."""
-        started = self._clock.monotonic()
-        deadline = started + timeout
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), max(0.0, deadline - started))
-        while self._clock.monotonic() < deadline:
-            # Quiet means nothing for ``idle`` seconds during this call, not merely since the
-            # last envelope: what is in flight when we are called gets its chance to arrive.
-            quiet = self._clock.monotonic() - max(self._last_envelope, started) >= idle
-            if quiet and self._connected.is_set() and await self._outbox_settled():
-                break
-            await self._clock.sleep(min(0.05, idle / 4))
+        has nothing due, or ``timeout`` passes (default mode; cadence mode: at once)."""
+        await self._scheduler.settle(timeout, idle)
+
+    async def outbox_settled(self) -> bool:
+        """Whether nothing in the outbox is due now."""
+        now = self.now_ms()
+        due = await self.transaction(lambda tx: tx.outbox.due(now, 1))
+        return not due
 
     async def after_send(self) -> None:
-        """Something was queued: wake the outbox (or, before :meth:`start`, send it now)."""
-        if self._scheduler is not None:
-            return  # the next tick takes it
-        if self._tasks:
-            self._outbox_wake.set()
-        else:
-            await self.flush_outbox()
+        """Something was queued: the scheduler sends it when it may (before :meth:`start`, in
+        default mode: now)."""
+        await self._scheduler.after_send(started=bool(self._tasks))
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
+        """New mailboxes of ours: receive on them too (default mode: on the live connection)."""
+        await self._scheduler.subscribe(mailboxes)
 
     # ------------------------------------------------------------------ receiving
     async def start(self) -> None:
-        """Start the drain, outbox and receipt tasks (idempotent)."""
+        """Start the scheduler's background work (idempotent)."""
         if self._closed:
             raise ClientError("the client is closed")
         if self._tasks:
             return
         self._replay_unreported()
-        if self._scheduler is not None:
-            self._tasks = [asyncio.create_task(self._scheduler.run(), name="sotto-cadence")]
-            return
-        self._tasks = [
-            asyncio.create_task(self._drain_loop(), name="sotto-drain"),
-            asyncio.create_task(self._outbox_loop(), name="sotto-outbox"),
-            asyncio.create_task(self._receipt_loop(), name="sotto-receipts"),
-        ]
-
-    async def _outbox_settled(self) -> bool:
-        now = self.now_ms()
-        due = await self.transaction(lambda tx: tx.outbox.due(now, 1))
-        return not due
-
-    async def _drain_loop(self) -> None:
-        delay = RECONNECT_MIN_S
-        while not self._closed:
-            try:
-                connection = await self.relay().connect()
-            except (RelayUnavailableError, RelayError) as e:
-                log.info("delivery connection failed: %s", type(e).__name__)
-            else:
-                self._connection = connection
-                try:
-                    await self._serve(connection)
-                except (RelayUnavailableError, RelayError) as e:
-                    log.info("delivery connection ended: %s", type(e).__name__)
-                except Exception as e:  # a store failure or a bug: reconnect rather than die
-                    log.warning("receiving failed: %s", type(e).__name__)
-                finally:
-                    self._connection = None
-                    was_connected = self._connected.is_set()
-                    self._connected.clear()
-                    await connection.close()
-                    if was_connected:
-                        self.emit([ConnectionChanged(False)])
-                        delay = RECONNECT_MIN_S
-            await self._clock.sleep(delay * self.uniform(0.5, 1.5))
-            delay = min(delay * 2, RECONNECT_MAX_S)
-
-    async def _serve(self, connection: DrainConnection) -> None:
-        await self.housekeeping()
-        keys = await self.transaction(lambda tx: mailbox_flow.to_drain(tx, self.now_ms()))
-        await self._subscribe_on(connection, {m: SigningKey(s) for m, s in keys.items()})
-        self._connected.set()
-        self._last_envelope = self._clock.monotonic()  # "idle" counts from here
-        self.emit([ConnectionChanged(True)])
-        self._outbox_wake.set()
-        while not self._closed:
-            envelope = await connection.receive(timeout=KEEPALIVE_S)
-            if envelope is None:
-                await connection.ack([])  # keep-alive
-                continue
-            self._last_envelope = self._clock.monotonic()
-            await self._process(connection, envelope)
-            self._last_envelope = self._clock.monotonic()
-
-    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
-        connection = self._connection
-        if connection is not None and mailboxes:
-            with contextlib.suppress(RelayUnavailableError):
-                await self._subscribe_on(connection, mailboxes)
-
-    async def _subscribe_on(self, connection: DrainConnection, mailboxes: Mapping[bytes, SigningKey]) -> None:
-        """Subscribe; a mailbox the relay refuses but we hold is registered again and retried once."""
-        if not mailboxes:
-            return
-        answer = await connection.subscribe(mailboxes)
-        retry: dict[bytes, SigningKey] = {}
-        for mailbox_id in answer.refused:
-            command = await self.transaction(
-                partial(_registration, mailbox_id=MailboxId(mailbox_id), now_ms=self.now_ms())
-            )
-            if command is None:
-                continue
-            try:
-                await self.relay().create_mailbox(command.request())
-            except RelayError:
-                continue
-            retry[mailbox_id] = mailboxes[mailbox_id]
-        if retry:
-            await connection.subscribe(retry)
-
-    async def _process(self, connection: DrainConnection, envelope: frames.Envelope) -> None:
-        """Unseal, then decrypt and apply under the sender's lock; ack after the commit."""
-        outcome = await self.consume(envelope)
-        # The commit is what counts: report it and carry out its commands even if the ack is
-        # lost with the connection (the relay then redelivers, and the copy is dropped as seen).
-        self.emit(outcome.events)
-        try:
-            await connection.ack([(envelope.mailbox, envelope.id)])
-        finally:
-            await self.finish(outcome)
+        self._tasks = [asyncio.create_task(loop, name=name) for name, loop in self._scheduler.loops()]
 
     async def consume(self, envelope: frames.Envelope) -> Outcome:
         """Unseal, decrypt and apply one envelope, committed (or recorded as rejected): its outcome.
@@ -573,21 +475,6 @@ class Engine:
             await self.upload_prekeys()
 
     # ------------------------------------------------------------------ outbox
-    async def _outbox_loop(self) -> None:
-        while not self._closed:
-            # Cleared before the pass, not after: a send queued while the pass runs sets it
-            # again, so its wake-up cannot be lost.
-            self._outbox_wake.clear()
-            next_due: int | None = None
-            try:
-                next_due = await self.flush_outbox()
-            except Exception as e:  # the worker must outlive a failed attempt
-                log.warning("outbox failed: %s", type(e).__name__)
-                next_due = self.now_ms() + OUTBOX_RETRY_MIN_MS
-            wait = None if next_due is None else max(0.05, (next_due - self.now_ms()) / 1000)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_wake.wait(), wait)
-
     async def flush_outbox(self, *, force: bool = False) -> int | None:
         """Send what is due (everything, with ``force``), in queue order per mailbox; one attempt
         each. Returns when the next waiting item is due (ms), or None if the outbox is empty.
@@ -629,7 +516,7 @@ class Engine:
         """One attempt: True if the relay took it (confirm it), False if it was refused for good
         (dropped and reported), None if it should be tried again later (rescheduled)."""
         relay = self._network.relay(item.server_url)
-        send = relay.send if self._scheduler is None else relay.send_alone
+        send = relay.send_alone if self.cadence else relay.send
         try:
             await send(item.mailbox_id, item.delivery_token, item.message_id, item.payload)
         except (RelayUnavailableError, RelayError) as e:
@@ -648,16 +535,6 @@ class Engine:
         return True
 
     # ------------------------------------------------------------------ receipts
-    async def _receipt_loop(self) -> None:
-        while not self._closed:
-            await self._receipts_owed.wait()
-            await self._clock.sleep(self._receipt_delay * self.uniform(0.5, 1.5))
-            self._receipts_owed.clear()
-            try:
-                await self.send_receipts(ReceiptKind.DELIVERED)
-            except Exception as e:
-                log.warning("receipts failed: %s", type(e).__name__)
-
     async def send_receipts(self, kind: ReceiptKind) -> None:
         def owed(tx: Transaction) -> set[str]:
             names = set()
@@ -672,7 +549,7 @@ class Engine:
             return
         async with self.peers(names):
             await self.transaction(lambda tx: sending.flush_receipts(self.context(tx), kind))
-        self._outbox_wake.set()
+        self._scheduler.outbox_changed()
 
 
 def _registration(tx: Transaction, *, mailbox_id: MailboxId, now_ms: int) -> RegisterMailbox | None:

@@ -1,7 +1,25 @@
-"""Cadence mode's scheduler: the engine's requests, at the instants the tick plans name.
+"""When the engine talks to the relay: a scheduler for each mode, driving the same engine.
 
-In cadence mode (relay-protocol §6) the engine sends and polls only when this scheduler says.
-It follows the relay's ticks (``GET /v1/cadence``) and carries out
+The engine (:class:`~sotto.client.runtime.Engine`) holds the steps: consume an envelope, send
+one outbox item, run housekeeping, queue receipts. A scheduler decides when they run, waiting on
+the engine's :class:`~sotto.client.clock.Clock`; the engine starts its loops and tells it what
+happened (:class:`Scheduler`).
+
+**Default mode** (:class:`InteractiveScheduler`): three loops.
+
+* The **drain** loop keeps one WebSocket subscribed to all our mailboxes; each envelope is
+  consumed (unsealed, decrypted and applied under its sender's lock in one transaction),
+  reported, and only then acknowledged (a lost ack means a redelivery that the dedupe table
+  drops); it reconnects with exponential backoff and jitter, and on each connection runs the
+  engine's housekeeping (re-registering mailboxes the relay refuses, uploading pending prekeys,
+  retiring old mailboxes and invites).
+* The **outbox** worker sends queued envelopes in queue order per mailbox, removing each only
+  after the relay confirmed it, retrying with backoff; a send wakes it.
+* The **receipt** timer sends the delivery receipts we owe, one message per contact, after a
+  randomized delay (``receipt_delay`` × 0.5–1.5), so their timing says little about arrivals.
+
+**Cadence mode** (:class:`CadenceScheduler`, relay-protocol §6): the engine sends and polls only
+when this scheduler says. It follows the relay's ticks (``GET /v1/cadence``) and carries out
 :func:`sotto.client.cadence.plan_tick`'s plan for each, from the next whole tick on: at its
 offset, each of our mailboxes is polled over a fresh connection (acknowledging what its previous
 poll brought and we committed), and each contact is sent one envelope over a fresh connection
@@ -20,12 +38,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sotto.client import cadence as cadence_plan
 from sotto.client.flows import mailboxes as mailbox_flow
 from sotto.client.flows import sending
+from sotto.client.flows.mailboxes import registration_for
+from sotto.client.transport import DrainConnection
 from sotto.crypto.ed25519 import SigningKey
 from sotto.errors import RelayError, RelayUnavailableError
 from sotto.store.interfaces import Transaction
@@ -37,6 +58,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sotto.client")
 
+KEEPALIVE_S = 60.0
+"""An empty ack this often keeps the drain connection from the relay's idle timeout."""
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 30.0
+OUTBOX_RETRY_S = 0.5
+"""How soon the outbox worker tries again after a pass failed as a whole (the store failing)."""
 POLL_LIMIT = 32
 """Envelopes one poll takes; more wait for the mailbox's next tick (the relay says ``more``)."""
 HOUSEKEEPING_S = 3_600.0
@@ -44,6 +71,216 @@ HOUSEKEEPING_S = 3_600.0
 RETRY_MIN_S = 0.25
 RETRY_MAX_S = 30.0
 """Back-off while the relay's tick cannot be read."""
+
+
+Loop = Coroutine[Any, Any, None]
+
+
+class Scheduler(Protocol):
+    """What the engine asks of its scheduler."""
+
+    @property
+    def tick_seconds(self) -> int | None: ...
+
+    def loops(self) -> list[tuple[str, Loop]]:
+        """The background loops to run until the engine closes (name, coroutine)."""
+        ...
+
+    async def close(self) -> None:
+        """The loops were cancelled: release what they held (a connection)."""
+        ...
+
+    async def after_send(self, *, started: bool) -> None:
+        """Something was queued for sending (``started``: the loops run)."""
+        ...
+
+    def outbox_changed(self) -> None:
+        """Receipts or answers joined the outbox."""
+        ...
+
+    def receipts_owed(self) -> None:
+        """A message arrived: a delivery receipt is owed."""
+        ...
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
+        """New mailboxes of ours to receive on."""
+        ...
+
+    async def settle(self, timeout: float, idle: float) -> None:
+        """Until receiving and sending are quiet (``Client.sync``), or ``timeout``."""
+        ...
+
+    async def wait_for_tick(self, after_unix_s: float, timeout: float) -> None:
+        """Until a tick that started at or after ``after_unix_s`` is done, or ``timeout``."""
+        ...
+
+
+class InteractiveScheduler:
+    """Default mode: the drain, outbox and receipt loops (see the module docstring)."""
+
+    def __init__(self, engine: Engine, *, receipt_delay: float) -> None:
+        self._engine = engine
+        self._clock = engine.clock
+        self._receipt_delay = receipt_delay
+        self._connection: DrainConnection | None = None
+        self._outbox_wake = asyncio.Event()
+        self._receipts_owed = asyncio.Event()
+        self._last_envelope = 0.0
+
+    @property
+    def tick_seconds(self) -> int | None:
+        return None
+
+    def loops(self) -> list[tuple[str, Loop]]:
+        return [
+            ("sotto-drain", self._drain_loop()),
+            ("sotto-outbox", self._outbox_loop()),
+            ("sotto-receipts", self._receipt_loop()),
+        ]
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def after_send(self, *, started: bool) -> None:
+        if started:
+            self._outbox_wake.set()
+        else:
+            await self._engine.flush_outbox()
+
+    def outbox_changed(self) -> None:
+        self._outbox_wake.set()
+
+    def receipts_owed(self) -> None:
+        self._receipts_owed.set()
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
+        connection = self._connection
+        if connection is not None and mailboxes:
+            with contextlib.suppress(RelayUnavailableError):
+                await self._subscribe_on(connection, mailboxes)
+
+    async def settle(self, timeout: float, idle: float) -> None:
+        engine, clock = self._engine, self._clock
+        started = clock.monotonic()
+        deadline = started + timeout
+        await engine.wait_connected(deadline - started)
+        while clock.monotonic() < deadline:
+            # Quiet means nothing for ``idle`` seconds during this call, not merely since the
+            # last envelope: what is in flight when we are called gets its chance to arrive.
+            quiet = clock.monotonic() - max(self._last_envelope, started) >= idle
+            if quiet and engine.connected and await engine.outbox_settled():
+                break
+            await clock.sleep(min(0.05, idle / 4))
+
+    async def wait_for_tick(self, after_unix_s: float, timeout: float) -> None:
+        return None  # no ticks in default mode
+
+    # ------------------------------------------------------------------ receiving
+    async def _drain_loop(self) -> None:
+        engine = self._engine
+        delay = RECONNECT_MIN_S
+        while not engine.closed:
+            try:
+                connection = await engine.relay().connect()
+            except (RelayUnavailableError, RelayError) as e:
+                log.info("delivery connection failed: %s", type(e).__name__)
+            else:
+                self._connection = connection
+                try:
+                    await self._serve(connection)
+                except (RelayUnavailableError, RelayError) as e:
+                    log.info("delivery connection ended: %s", type(e).__name__)
+                except Exception as e:  # a store failure or a bug: reconnect rather than die
+                    log.warning("receiving failed: %s", type(e).__name__)
+                finally:
+                    self._connection = None
+                    was_connected = engine.connected
+                    engine.mark_disconnected()
+                    await connection.close()
+                    if was_connected:
+                        delay = RECONNECT_MIN_S
+            await self._clock.sleep(delay * engine.uniform(0.5, 1.5))
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _serve(self, connection: DrainConnection) -> None:
+        engine = self._engine
+        await engine.housekeeping()
+        keys = await engine.transaction(lambda tx: mailbox_flow.to_drain(tx, engine.now_ms()))
+        await self._subscribe_on(connection, {m: SigningKey(s) for m, s in keys.items()})
+        self._last_envelope = self._clock.monotonic()  # "idle" counts from here
+        engine.mark_connected()
+        self._outbox_wake.set()
+        while not engine.closed:
+            envelope = await connection.receive(timeout=KEEPALIVE_S)
+            if envelope is None:
+                await connection.ack([])  # keep-alive
+                continue
+            self._last_envelope = self._clock.monotonic()
+            await self._process(connection, envelope)
+            self._last_envelope = self._clock.monotonic()
+
+    async def _subscribe_on(self, connection: DrainConnection, mailboxes: Mapping[bytes, SigningKey]) -> None:
+        """Subscribe; a mailbox the relay refuses but we hold is registered again and retried once."""
+        if not mailboxes:
+            return
+        engine = self._engine
+        answer = await connection.subscribe(mailboxes)
+        retry: dict[bytes, SigningKey] = {}
+        for mailbox_id in answer.refused:
+            command = await engine.transaction(
+                partial(registration_for, mailbox_id=MailboxId(mailbox_id), now_ms=engine.now_ms())
+            )
+            if command is None:
+                continue
+            try:
+                await engine.relay().create_mailbox(command.request())
+            except RelayError:
+                continue
+            retry[mailbox_id] = mailboxes[mailbox_id]
+        if retry:
+            await connection.subscribe(retry)
+
+    async def _process(self, connection: DrainConnection, envelope: frames.Envelope) -> None:
+        """Consume one envelope; ack after the commit."""
+        engine = self._engine
+        outcome = await engine.consume(envelope)
+        # The commit is what counts: report it and carry out its commands even if the ack is
+        # lost with the connection (the relay then redelivers, and the copy is dropped as seen).
+        engine.emit(outcome.events)
+        try:
+            await connection.ack([(envelope.mailbox, envelope.id)])
+        finally:
+            await engine.finish(outcome)
+
+    # ------------------------------------------------------------------ sending
+    async def _outbox_loop(self) -> None:
+        engine = self._engine
+        while not engine.closed:
+            # Cleared before the pass, not after: a send queued while the pass runs sets it
+            # again, so its wake-up cannot be lost.
+            self._outbox_wake.clear()
+            wait: float | None
+            try:
+                next_due = await engine.flush_outbox()
+            except Exception as e:  # the worker must outlive a failed attempt
+                log.warning("outbox failed: %s", type(e).__name__)
+                wait = OUTBOX_RETRY_S
+            else:
+                wait = None if next_due is None else max(0.05, (next_due - engine.now_ms()) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_wake.wait(), wait)
+
+    async def _receipt_loop(self) -> None:
+        engine = self._engine
+        while not engine.closed:
+            await self._receipts_owed.wait()
+            await self._clock.sleep(self._receipt_delay * engine.uniform(0.5, 1.5))
+            self._receipts_owed.clear()
+            try:
+                await engine.send_receipts(ReceiptKind.DELIVERED)
+            except Exception as e:
+                log.warning("receipts failed: %s", type(e).__name__)
 
 
 class CadenceScheduler:
@@ -62,6 +299,27 @@ class CadenceScheduler:
     def tick_seconds(self) -> int | None:
         """The relay's tick once it was read (None before)."""
         return self._tick_seconds
+
+    def loops(self) -> list[tuple[str, Loop]]:
+        return [("sotto-cadence", self.run())]
+
+    async def close(self) -> None:
+        return None  # every request had a connection of its own
+
+    async def after_send(self, *, started: bool) -> None:
+        return None  # the next tick takes it
+
+    def outbox_changed(self) -> None:
+        return None
+
+    def receipts_owed(self) -> None:
+        return None  # queued after each poll, sent in the contacts' slots
+
+    async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
+        return None  # the next tick's plan polls every mailbox we hold
+
+    async def settle(self, timeout: float, idle: float) -> None:
+        return None
 
     async def run(self) -> None:
         """Follow the relay's ticks: from the next whole tick on, each tick's plan, step by step at
@@ -197,4 +455,12 @@ def oldest(tx: Transaction, *, mailbox_id: MailboxId) -> OutboxItem | None:
     return next((item for item in tx.outbox.all() if item.mailbox_id == mailbox_id), None)
 
 
-__all__ = ["HOUSEKEEPING_S", "POLL_LIMIT", "CadenceScheduler", "oldest"]
+__all__ = [
+    "HOUSEKEEPING_S",
+    "KEEPALIVE_S",
+    "POLL_LIMIT",
+    "CadenceScheduler",
+    "InteractiveScheduler",
+    "Scheduler",
+    "oldest",
+]
