@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sotto.server.config import MAX_WORK_BITS, MIB, Quotas, WorkPolicy, storage_settings
+from sotto.server.config import MAX_WORK_BITS, MIB, Quotas, RateLimits, WorkPolicy, storage_settings
 from sotto.server.runner import run
+from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS, MAX_CADENCE_TICK_SECONDS
 
 
 def add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,31 @@ def add_work_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_gateway_options(parser: argparse.ArgumentParser) -> None:
+    """The Oblivious HTTP gateway (docs/ohttp.md): on unless turned off, with its own budget per
+    forwarder."""
+    limits = RateLimits()
+    parser.add_argument(
+        "--no-gateway",
+        dest="gateway",
+        action="store_false",
+        help="do not serve /v1/gateway (requests through a forwarder are then refused)",
+    )
+    parser.add_argument(
+        "--forwarder-burst",
+        type=_positive,
+        default=limits.forwarded.burst,
+        help="requests each forwarder may send through the gateway at once (its sustained rate: "
+        "--forwarder-per-second)",
+    )
+    parser.add_argument(
+        "--forwarder-per-second",
+        type=_positive,
+        default=limits.forwarded.per_second,
+        help="the sustained rate of requests allowed from each forwarder",
+    )
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -85,11 +111,23 @@ def main(argv: list[str] | None = None) -> None:
         help="append every request and frame the relay sees, with client addresses, to PATH "
         "(JSON lines; docs/operator-view.md). Off by default.",
     )
+    parser.add_argument(
+        "--cadence-tick",
+        type=int,
+        default=DEFAULT_CADENCE_TICK_SECONDS,
+        metavar="SECONDS",
+        help=f"the tick of cadence mode, 1 to {MAX_CADENCE_TICK_SECONDS} (default "
+        f"{DEFAULT_CADENCE_TICK_SECONDS}; `sotto server` allows 10 and up, shorter is for tests)",
+    )
+    add_gateway_options(parser)
     args = parser.parse_args(argv)
+    if not 1 <= args.cadence_tick <= MAX_CADENCE_TICK_SECONDS:
+        parser.error(f"--cadence-tick must be 1 to {MAX_CADENCE_TICK_SECONDS}")
     run(
         host=args.host,
         port=args.port,
         data_dir=args.data,
+        cadence_tick_seconds=args.cadence_tick,
         settings=storage_settings(args),
         record_view=args.record_view,
     )

@@ -59,6 +59,14 @@ class RateLimits:
     """Cadence-mode polls of one mailbox (each may answer 512 KiB): a poll per tick is far below."""
     ws_frames: RateLimit = RateLimit(burst=4_000, per_second=2_000)
     """Frames per WebSocket connection; beyond it the connection is closed with 4429."""
+    forwarded: RateLimit = RateLimit(burst=20_000, per_second=1_000)
+    """Requests through the gateway (``POST /v1/gateway``) per forwarder, counted by the
+    forwarder's own network before anything is opened; beyond it, 429 to the forwarder."""
+    forwarded_scale: float = 100.0
+    """Requests through the gateway carry no client address, so every budget "per source" above
+    counts them by the forwarder they came through, with this many times the limit of one
+    direct source: one forwarder's clients share that budget (the forwarder applies per-client
+    limits of its own), and neither direct clients nor another forwarder's share it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +207,8 @@ def storage_settings(options: object) -> dict[str, Any]:
     """:class:`ServerConfig` fields from the command-line options of ``sotto server`` and
     ``python -m sotto.server`` (attributes ``mailbox_quota``, ``mailbox_quota_mib``,
     ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``, and
-    optionally ``free_signups_per_minute``, ``free_mailboxes_per_minute`` and ``max_work_bits``)."""
+    optionally ``free_signups_per_minute``, ``free_mailboxes_per_minute``, ``max_work_bits``,
+    ``gateway``, ``forwarder_burst`` and ``forwarder_per_second``)."""
 
     def get(name: str) -> Any:
         return getattr(options, name)
@@ -218,7 +227,19 @@ def storage_settings(options: object) -> dict[str, Any]:
             base_bits=min(work.base_bits, top),
             max_bits=top,
         )
-    return {
+    settings: dict[str, Any] = {}
+    if getattr(options, "gateway", None) is not None:
+        settings["gateway"] = bool(options.gateway)  # type: ignore[attr-defined]
+    burst = getattr(options, "forwarder_burst", None)
+    rate = getattr(options, "forwarder_per_second", None)
+    if burst is not None or rate is not None:
+        default = RateLimits().forwarded
+        forwarded = RateLimit(
+            burst=default.burst if burst is None else burst,
+            per_second=default.per_second if rate is None else rate,
+        )
+        settings["rate_limits"] = RateLimits(forwarded=forwarded)
+    return settings | {
         "work": work,
         "quotas": Quotas(
             mailbox_envelopes=get("mailbox_quota"),

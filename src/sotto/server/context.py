@@ -9,7 +9,7 @@ from sotto.crypto.random import Rng, system_rng
 from sotto.server.auth import ReplayGuard
 from sotto.server.challenge import CHALLENGE_KEY_INFO, WorkGate
 from sotto.server.clock import Clock, SystemClock, day_of
-from sotto.server.config import RateLimits, ServerConfig
+from sotto.server.config import RateLimit, RateLimits, ServerConfig
 from sotto.server.fanout import Fanout
 from sotto.server.logging import Stats
 from sotto.server.ratelimit import RateLimiter
@@ -32,17 +32,23 @@ class Limiters:
 
     @classmethod
     def from_config(cls, limits: RateLimits) -> Limiters:
+        """Limiters with ``limits``; a budget per source grows by ``limits.forwarded_scale`` for
+        a source that is a forwarder (``ratelimit.ForwarderSource``)."""
+
+        def limiter(limit: RateLimit) -> RateLimiter:
+            return RateLimiter(limit, forwarded_scale=limits.forwarded_scale)
+
         return cls(
-            account_creation=RateLimiter(limits.account_creation),
-            mailbox_creation=RateLimiter(limits.mailbox_creation),
-            username_lookup=RateLimiter(limits.username_lookup),
-            username_lookup_per_name=RateLimiter(limits.username_lookup_per_name),
-            bundle_fetch=RateLimiter(limits.bundle_fetch),
-            bundle_fetch_per_account=RateLimiter(limits.bundle_fetch_per_account),
-            username_claim=RateLimiter(limits.username_claim),
-            username_claim_per_source=RateLimiter(limits.username_claim),
-            anonymous_failures=RateLimiter(limits.anonymous_failures),
-            poll_per_mailbox=RateLimiter(limits.poll_per_mailbox),
+            account_creation=limiter(limits.account_creation),
+            mailbox_creation=limiter(limits.mailbox_creation),
+            username_lookup=limiter(limits.username_lookup),
+            username_lookup_per_name=limiter(limits.username_lookup_per_name),
+            bundle_fetch=limiter(limits.bundle_fetch),
+            bundle_fetch_per_account=limiter(limits.bundle_fetch_per_account),
+            username_claim=limiter(limits.username_claim),
+            username_claim_per_source=limiter(limits.username_claim),
+            anonymous_failures=limiter(limits.anonymous_failures),
+            poll_per_mailbox=limiter(limits.poll_per_mailbox),
         )
 
 

@@ -15,6 +15,7 @@ Wrap an app with :func:`with_gateway`; the key is derived from the relay's ``ser
 Order of checks on ``POST /v1/gateway``; a refusal never reaches the app::
 
     405  not POST (GET or HEAD for the keys)                        plain problem
+    429  the forwarder's budget (RateLimits.forwarded) is spent     plain problem, Retry-After
     415  content type is not message/ohttp-req                      plain problem
     413  body over MAX_ENCAPSULATED_BYTES (Content-Length, or read)  plain problem
     400  a request seen within the replay window (same bytes)      plain problem "replayed"
@@ -52,8 +53,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import SottoError
 from sotto.server.clock import Clock, SystemClock
+from sotto.server.config import RateLimit, RateLimits
 from sotto.server.logging import logger
 from sotto.server.observer import Observer
+from sotto.server.ratelimit import FORWARDED_BY, RateLimiter, source_key
 from sotto.server.server_key import ServerKey, load_or_create
 from sotto.wire import bhttp, ohttp
 
@@ -88,6 +91,7 @@ MAX_INNER_RESPONSE_BYTES: Final = bhttp.DEFAULT_LIMITS.max_content
 GATEWAY_KEY_ID: Final = 1
 _KEY_INFO: Final = b"sotto ohttp gateway key v1"
 _PROBLEM_TYPE: Final = "application/problem+json"
+_FORWARDED: Final = RateLimits().forwarded
 _DROPPED_REQUEST_FIELDS: Final = frozenset(
     {b"date", b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"upgrade"}
 )
@@ -272,10 +276,13 @@ class GatewayMiddleware:
         *,
         clock: Clock | None = None,
         observer: Observer | None = None,
+        limit: RateLimit | None = None,
     ) -> None:
         self.app = app
         self.core = core
         self.clock = clock or SystemClock()
+        self.limiter = None if limit is None else RateLimiter(limit, max_keys=10_000)
+        """Requests per forwarder (by its network); None: no limit here."""
         self._keys = core.key_configs()
         # The forwarder's requests go into the operator's view too, beside the inner ones.
         self._serve: ASGIApp = self._gateway if observer is None else observer.wrap(self._gateway)
@@ -297,6 +304,13 @@ class GatewayMiddleware:
         if method != "POST":
             await _plain(send, GatewayRefusal(405, "method_not_allowed", "use POST"))
             return
+        if self.limiter is not None:
+            source, now = source_key(scope), self.clock.now()
+            if not self.limiter.allow(source, now):
+                retry = self.limiter.retry_after(source, now)
+                refusal = GatewayRefusal(429, "rate_limited", "too many requests", retry_after=retry)
+                await _plain(send, refusal)
+                return
         try:
             body = await self._body(scope, receive)
             opened = self.core.open(body, self.clock.now())
@@ -388,6 +402,8 @@ def inner_scope(outer: Scope, request: bhttp.Request) -> dict[str, Any]:
         "headers": headers,
         "client": None,
         "server": None,
+        # Budgets per source count the request by its forwarder (ratelimit.ForwarderSource).
+        FORWARDED_BY: source_key(outer),
     }
     if "state" in outer:
         scope["state"] = dict(outer["state"])
@@ -444,9 +460,12 @@ def with_gateway(
     observer: Observer | None = None,
     window_seconds: float = DATE_WINDOW_SECONDS,
     max_replay_entries: int = MAX_REPLAY_ENTRIES,
+    limit: RateLimit | None = _FORWARDED,
 ) -> GatewayMiddleware:
     """``app`` behind the gateway: ``POST /v1/gateway`` and ``GET /v1/gateway/keys`` are served
     here, every other request and the lifespan go to ``app`` as before. ``observer``: record the
-    forwarder's requests in the operator's view too (the app records the inner ones itself)."""
+    forwarder's requests in the operator's view too (the app records the inner ones itself).
+    ``limit``: requests through the gateway per forwarder (``RateLimits.forwarded``; None: no
+    limit), refused with 429 before anything is opened."""
     core = GatewayCore(key, rng=rng, window_seconds=window_seconds, max_replay_entries=max_replay_entries)
-    return GatewayMiddleware(app, core, clock=clock, observer=observer)
+    return GatewayMiddleware(app, core, clock=clock, observer=observer, limit=limit)

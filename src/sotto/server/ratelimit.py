@@ -20,13 +20,26 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from sotto.errors import RelayError
 from sotto.server.config import RateLimit
 
 _SOURCE_KEY = os.urandom(16)
 """Keys the hash of client networks; made at import, never stored, so a restart forgets them."""
+
+FORWARDED_BY: Final = "sotto.forwarded_by"
+"""The ASGI scope key under which the gateway puts the :func:`source_key` of the forwarder a
+request came through (its client's address never reaches the relay)."""
+
+
+class ForwarderSource(bytes):
+    """The source of a request that came through a forwarder: the forwarder's network, kept
+    apart from the same network asking directly. Budgets per source give such a source
+    ``forwarded_scale`` times the limit of one direct source, since a forwarder carries many
+    clients (and applies per-client limits of its own)."""
+
+    __slots__ = ()
 
 
 def source_key(scope: Mapping[str, Any]) -> bytes:
@@ -35,7 +48,13 @@ def source_key(scope: Mapping[str, Any]) -> bytes:
     Addresses are read from the socket only (proxy headers are not trusted). An IPv4 address is
     its own network, an IPv6 client is its /64 (one host gets a whole /64), an IPv4-mapped IPv6
     address counts as the IPv4 one. A transport without an address (a test client, a Unix
-    socket) is one source."""
+    socket) is one source. A request the gateway opened counts as its forwarder's
+    (:class:`ForwarderSource`)."""
+    forwarder = scope.get(FORWARDED_BY)
+    if isinstance(forwarder, bytes):
+        return ForwarderSource(
+            hashlib.blake2b(forwarder, digest_size=12, key=_SOURCE_KEY, person=b"forwarder").digest()
+        )
     client = scope.get("client")
     host = client[0] if client else ""
     try:
@@ -51,15 +70,33 @@ def source_key(scope: Mapping[str, Any]) -> bytes:
     return hashlib.blake2b(network, digest_size=12, key=_SOURCE_KEY).digest()
 
 
+def _is_forwarded(key: Hashable) -> bool:
+    """Whether ``key`` is a :class:`ForwarderSource`, alone or first in a tuple."""
+    if isinstance(key, tuple):
+        return bool(key) and isinstance(key[0], ForwarderSource)
+    return isinstance(key, ForwarderSource)
+
+
 class RateLimiter:
-    def __init__(self, limit: RateLimit, *, max_keys: int = 100_000) -> None:
+    """Token buckets by key. ``forwarded_scale``: a key that is (or begins with) a
+    :class:`ForwarderSource` gets a bucket that many times larger and faster."""
+
+    def __init__(self, limit: RateLimit, *, max_keys: int = 100_000, forwarded_scale: float = 1.0) -> None:
+        if not forwarded_scale >= 1:
+            raise ValueError("forwarded_scale must be at least 1")
         self.limit = limit
+        self.forwarded = RateLimit(limit.burst * forwarded_scale, limit.per_second * forwarded_scale)
         self._max_keys = max_keys
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
         self._overflow = TokenBucket(limit, 0.0)  # full; shared by keys the table has no room for
 
-    def _refilled(self, tokens: float, updated: float, now: float) -> float:
-        return min(self.limit.burst, tokens + max(0.0, now - updated) * self.limit.per_second)
+    def limit_of(self, key: Hashable) -> RateLimit:
+        """The limit that applies to ``key``."""
+        return self.forwarded if _is_forwarded(key) else self.limit
+
+    def _refilled(self, tokens: float, updated: float, now: float, limit: RateLimit | None = None) -> float:
+        limit = limit or self.limit
+        return min(limit.burst, tokens + max(0.0, now - updated) * limit.per_second)
 
     def _make_room(self, now: float) -> bool:
         """Drop the least recently used bucket if it has refilled; whether there is room."""
@@ -67,19 +104,21 @@ class RateLimiter:
             return True
         oldest = next(iter(self._buckets))
         tokens, updated = self._buckets[oldest]
-        if self._refilled(tokens, updated, now) < self.limit.burst:
+        limit = self.limit_of(oldest)
+        if self._refilled(tokens, updated, now, limit) < limit.burst:
             return False
         del self._buckets[oldest]
         return True
 
     def allow(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens from ``key``'s bucket if it has them."""
+        limit = self.limit_of(key)
         held = self._buckets.pop(key, None)
         if held is None:
             if not self._make_room(now):
                 return self._overflow.allow(now, cost)
-            held = (self.limit.burst, now)
-        tokens = self._refilled(*held, now)
+            held = (limit.burst, now)
+        tokens = self._refilled(*held, now, limit)
         allowed = tokens >= cost
         if allowed:
             tokens -= cost
@@ -91,14 +130,16 @@ class RateLimiter:
         return self._tokens(key, now) >= cost
 
     def _tokens(self, key: Hashable, now: float) -> float:
+        limit = self.limit_of(key)
         held = self._buckets.get(key)
         if held is not None:
-            return self._refilled(*held, now)
+            return self._refilled(*held, now, limit)
         if len(self._buckets) < self._max_keys:
-            return self.limit.burst
-        oldest = self._buckets[next(iter(self._buckets))]
-        if self._refilled(*oldest, now) >= self.limit.burst:
-            return self.limit.burst
+            return limit.burst
+        oldest_key = next(iter(self._buckets))
+        oldest_limit = self.limit_of(oldest_key)
+        if self._refilled(*self._buckets[oldest_key], now, oldest_limit) >= oldest_limit.burst:
+            return limit.burst
         overflow = self._overflow
         return self._refilled(overflow.tokens, overflow.updated, now)
 
@@ -109,10 +150,10 @@ class RateLimiter:
 
     def retry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int:
         """Whole seconds until ``cost`` tokens will be there (for a Retry-After header)."""
-        tokens = self._tokens(key, now)
-        if tokens >= cost or self.limit.per_second <= 0:
+        tokens, rate = self._tokens(key, now), self.limit_of(key).per_second
+        if tokens >= cost or rate <= 0:
             return 0 if tokens >= cost else 3_600
-        return max(1, math.ceil((cost - tokens) / self.limit.per_second))
+        return max(1, math.ceil((cost - tokens) / rate))
 
     def __len__(self) -> int:
         return len(self._buckets)
