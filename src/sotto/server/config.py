@@ -62,11 +62,6 @@ class RateLimits:
     forwarded: RateLimit = RateLimit(burst=20_000, per_second=1_000)
     """Requests through the gateway (``POST /v1/gateway``) per forwarder, counted by the
     forwarder's own network before anything is opened; beyond it, 429 to the forwarder."""
-    forwarded_scale: float = 100.0
-    """Requests through the gateway carry no client address, so every budget "per source" above
-    counts them by the forwarder they came through, with this many times the limit of one
-    direct source: one forwarder's clients share that budget (the forwarder applies per-client
-    limits of its own), and neither direct clients nor another forwarder's share it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +184,11 @@ class ServerConfig:
     """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
     server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""
 
+    forwarded_scale: float = 100.0
+    """Requests through the gateway carry no client address, so every budget "per source" of
+    ``rate_limits`` counts them by the forwarder they came through, with this many times the
+    limit of one direct source: one forwarder's clients share that budget (the forwarder applies
+    per-client limits of its own), and neither direct clients nor another forwarder share it."""
     gateway: bool = True
     """Serve the Oblivious HTTP gateway (``/v1/gateway``, docs/ohttp.md) beside the relay's own
     paths, so clients can reach it through a forwarder without giving it their address. It costs

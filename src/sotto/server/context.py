@@ -31,12 +31,12 @@ class Limiters:
     poll_per_mailbox: RateLimiter
 
     @classmethod
-    def from_config(cls, limits: RateLimits) -> Limiters:
-        """Limiters with ``limits``; a budget per source grows by ``limits.forwarded_scale`` for
-        a source that is a forwarder (``ratelimit.ForwarderSource``)."""
+    def from_config(cls, limits: RateLimits, forwarded_scale: float = 1.0) -> Limiters:
+        """Limiters with ``limits``; a budget per source grows by ``forwarded_scale`` for a
+        source that is a forwarder (``ratelimit.ForwarderSource``)."""
 
         def limiter(limit: RateLimit) -> RateLimiter:
-            return RateLimiter(limit, forwarded_scale=limits.forwarded_scale)
+            return RateLimiter(limit, forwarded_scale=forwarded_scale)
 
         return cls(
             account_creation=limiter(limits.account_creation),
@@ -69,7 +69,7 @@ class RelayContext:
 
     def __post_init__(self) -> None:
         if self.limiters is None:
-            self.limiters = Limiters.from_config(self.config.rate_limits)
+            self.limiters = Limiters.from_config(self.config.rate_limits, self.config.forwarded_scale)
         self.replay_guard = ReplayGuard(self.clock.now())
         self.work_gate = self.new_work_gate()
 
