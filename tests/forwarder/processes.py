@@ -57,9 +57,10 @@ def process(args: list[str], log: Path, port: int) -> Iterator[subprocess.Popen[
 
 @contextlib.contextmanager
 def relay_with_gateway(data: Path, log: Path, view: Path | None = None) -> Iterator[str]:
-    """The relay (``tests.forwarder.gateway_relay``) with a 1-second tick; its URL."""
+    """The relay as ``python -m sotto.server`` runs it (the gateway is on by default), with a
+    1-second tick; its URL."""
     port = free_port()
-    args = ["tests.forwarder.gateway_relay", "--port", str(port), "--data", str(data)]
+    args = ["sotto.server", "--port", str(port), "--data", str(data), "--cadence-tick", "1"]
     if view is not None:
         args += ["--record-view", str(view)]
     with process(args, log, port):
