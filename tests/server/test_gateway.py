@@ -179,6 +179,16 @@ def test_the_operator_view_shows_the_forwarder_outside_and_no_address_inside(gat
     assert len(inner) == 1 and inner[0].addr is None and inner[0].port is None
 
 
+def test_each_request_through_the_gateway_has_a_connection_number_of_its_own(gateway: Gateway) -> None:
+    for _ in range(3):
+        gateway.exchange(create_mailbox_request(Mailbox()))
+    records = [r for r in gateway.sink.records if isinstance(r, HttpExchange)]
+    outer = {r.conn for r in records if r.path == GATEWAY_PATH}
+    inner = [r.conn for r in records if r.path == "/v1/mailboxes"]
+    assert len(outer) == 1  # the forwarder's one kept-alive connection
+    assert len(set(inner)) == 3 and not outer & set(inner)
+
+
 def test_other_paths_and_the_lifespan_pass_through(gateway: Gateway) -> None:
     assert gateway.client.get("/v1/health").json() == {"status": "ok"}
     assert gateway.spy.scopes[-1]["client"] == ("testclient", 50000)

@@ -563,6 +563,18 @@ def test_connection_numbers_follow_keep_alive_and_socket_ends() -> None:
     assert obs.open_conn(a, t + 16_000_001) not in (first, later)
 
 
+def test_requests_without_an_address_each_get_a_number_of_their_own() -> None:
+    observer = Observer(MemorySink())
+    keyed = ("192.0.2.1", 5000, None)
+    first = observer.open_conn(keyed, 0)
+    numbers = [observer.open_conn(None, 1) for _ in range(3)]
+    for _ in range(3):
+        observer.close_conn(None, 2, ended=False)
+    assert len({first, *numbers}) == 4
+    assert observer.open_conn(keyed, 3) == first  # the addressed connection keeps its number
+    assert observer.tracked == 1  # addressless requests are not held
+
+
 def test_connection_numbering_forgets_closed_connections() -> None:
     clock = FakeClock()
     obs = Observer(MemorySink(), clock=clock, keep_alive_seconds=10)

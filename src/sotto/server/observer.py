@@ -26,7 +26,9 @@ the same server socket, and a client's ports are not reused at once after a clos
 side holds the pair in TIME_WAIT), so the pair is a connection's name while it lives. A pair
 gets a new number from a counter when it is first seen, after its WebSocket closed, or when
 it was idle longer than the keep-alive limit (``keep_alive_seconds``, after which the relay has
-closed the connection): requests on one keep-alive connection share a number.
+closed the connection): requests on one keep-alive connection share a number. A request with
+no address (one the Oblivious HTTP gateway opened, which came on no connection of its own) gets
+a number of its own, shared with nothing.
 
 What the view cannot hold: what never reaches the app (connections refused at the connection
 cap, request heads uvicorn refuses as malformed, TLS handshakes at a reverse proxy).
@@ -228,7 +230,12 @@ class Observer:
     def wrap(self, app: ASGIApp) -> ViewMiddleware:
         return ViewMiddleware(app, self)
 
-    def open_conn(self, key: tuple[Any, ...], now_us: int) -> int:
+    def open_conn(self, key: tuple[Any, ...] | None, now_us: int) -> int:
+        """The connection number for ``key`` (None: a request with no address, which gets a
+        number of its own and is not tracked)."""
+        if key is None:
+            self._next_conn += 1
+            return self._next_conn - 1
         if self._next_conn % 4096 == 0:
             self._forget_idle(now_us)
         entry = self._conns.get(key)
@@ -254,7 +261,9 @@ class Observer:
         """Address and port pairs held for connection numbering."""
         return len(self._conns)
 
-    def close_conn(self, key: tuple[Any, ...], now_us: int, *, ended: bool) -> None:
+    def close_conn(self, key: tuple[Any, ...] | None, now_us: int, *, ended: bool) -> None:
+        if key is None:
+            return
         entry = self._conns.get(key)
         if entry is None:
             return
@@ -364,9 +373,13 @@ class ViewMiddleware:
             obs.close_conn(key, obs.now_us(), ended=True)
 
 
-def _peer(scope: Scope) -> tuple[str | None, int | None, tuple[Any, ...]]:
+def _peer(scope: Scope) -> tuple[str | None, int | None, tuple[Any, ...] | None]:
+    """The client's address and port, and the key its connection is numbered by (None: no
+    address, so no connection to share)."""
     client = scope.get("client")
-    addr, port = (str(client[0]), int(client[1])) if client else (None, None)
+    if not client:
+        return None, None, None
+    addr, port = str(client[0]), int(client[1])
     server = scope.get("server")
     return addr, port, (addr, port, tuple(server) if server else None)
 
