@@ -459,6 +459,8 @@ __all__ = [
     "HOUSEKEEPING_S",
     "KEEPALIVE_S",
     "POLL_LIMIT",
+    "RECONNECT_MAX_S",
+    "RECONNECT_MIN_S",
     "CadenceScheduler",
     "InteractiveScheduler",
     "Scheduler",
