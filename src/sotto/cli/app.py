@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sotto.cli import audit
-from sotto.cli.commands import account, contacts, groups, messages, server
+from sotto.cli.commands import account, contacts, forwarder, groups, messages, server
 from sotto.cli.failures import Settings
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ def root(
 
 
 app.command(rich_help_panel="Relay")(server.server)
+app.command(rich_help_panel="Relay")(forwarder.forwarder)
 app.command(rich_help_panel="Account")(account.init)
 app.command(rich_help_panel="Account")(account.export)
 app.command(rich_help_panel="Account")(account.rotate)

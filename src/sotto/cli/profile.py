@@ -37,7 +37,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from sotto.cli import render
+from sotto.cli import forwarding, render
 from sotto.cli.failures import ExitCode, Where, fail, reported
 from sotto.client.sdk import STORE_FILE, Client
 from sotto.errors import StoreError
@@ -215,15 +215,43 @@ def need_profile(place: Where) -> None:
 
 
 @asynccontextmanager
-async def opened(place: Where, *, cadence: bool = False) -> AsyncIterator[Client]:
-    """The profile's client, unlocked with its passphrase, closed when the block ends."""
+async def opened(place: Where, *, cadence: bool = False, push: bool = False) -> AsyncIterator[Client]:
+    """The profile's client, unlocked with its passphrase, closed when the block ends; through
+    the profile's forwarder if it has one (:mod:`sotto.cli.forwarding`). ``push``: the command
+    waits for deliveries on the WebSocket, which a forwarder does not carry (refused then)."""
     need_profile(place)
+    forwarder = forwarder_of(place)
+    if forwarder is not None and push and not cadence:
+        fail(
+            f"this profile reaches its relay through the forwarder {forwarder.forwarder}, which "
+            "does not carry the relay's pushes (the WebSocket) yet",
+            hint="receive in cadence mode: `sotto listen --cadence` (add --once to take what waits and exit)",
+            code=ExitCode.USAGE,
+        )
     secret = passphrase()
-    with render.spinner("Unlocking your store (Argon2id)…"):
-        client = await Client.open(place.profile, secret, cadence=cadence)
-    place.server = client.server_url
-    async with client:
-        yield client
+    network = None if forwarder is None else forwarder.network()
+    try:
+        with render.spinner("Unlocking your store (Argon2id)…"):
+            client = await Client.open(place.profile, secret, cadence=cadence, network=network)
+        place.server = client.server_url
+        async with client:
+            yield client
+    finally:
+        if network is not None:
+            await network.aclose()
+
+
+def forwarder_of(place: Where) -> forwarding.Forwarding | None:
+    """The profile's forwarder setting, if any; a damaged one fails (never a silent direct call)."""
+    try:
+        return forwarding.read(place.profile)
+    except ValueError as e:
+        fail(
+            str(e),
+            hint=f"write it again with `sotto init --forwarder URL`, or delete {forwarding.FORWARDER_FILE} "
+            "to reach the relay directly",
+            code=ExitCode.ERROR,
+        )
 
 
 def run(place: Where, work: Coroutine[Any, Any, None], *, until_interrupted: bool = False) -> None:

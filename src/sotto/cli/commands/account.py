@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sotto.cli import render
+from sotto.cli import forwarding, render
 from sotto.cli.failures import ExitCode, fail
 from sotto.cli.profile import ProfileOption, ask, create, inspect, opened, passphrase, refuse, run, where
 from sotto.client.sdk import Client, check_profile
@@ -28,6 +28,17 @@ def init(
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Your name, as the people you invite will see it.")
     ] = None,
+    forwarder: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarder",
+            "-f",
+            envvar="SOTTO_FORWARDER",
+            help="Reach the relay only through this forwarder (`sotto forwarder`), sealed, so the "
+            "relay never sees your address; receive with `sotto listen --cadence`.",
+            show_default=False,
+        ),
+    ] = None,
     profile: ProfileOption = None,
 ) -> None:
     """Create your account on a relay and your encrypted local store."""
@@ -43,15 +54,32 @@ def init(
     secret = passphrase(new=True)
 
     async def make(directory: Path) -> tuple[bytes, str]:
-        with render.spinner(f"Deriving your store key (Argon2id) and registering on {server}…"):
-            client = await Client.create(directory, server, secret, name)
-        async with client:
-            return client.account_id, client.display_name
+        # The setting is in the profile before anything is sent: no later command goes direct.
+        network = None
+        if forwarder is None:
+            forwarding.remove(place.profile)
+        else:
+            with render.spinner(f"Fetching the relay's key through {forwarder}…"):
+                setting = await forwarding.first_contact(forwarder, server)
+            forwarding.write(place.profile, setting)
+            network = setting.network()
+        try:
+            with render.spinner(f"Deriving your store key (Argon2id) and registering on {server}…"):
+                client = await Client.create(directory, server, secret, name, network=network)
+            async with client:
+                return client.account_id, client.display_name
+        finally:
+            if network is not None:
+                await network.aclose()
 
     # The store appears in the profile only once it holds the account (see sotto.cli.profile).
     account_id, display_name = create(place, make)
     render.done(f"Welcome, {render.clean(display_name)}: account {account_id.hex()} on {server}")
     render.dim(f"  profile: {place.profile} (encrypted with your passphrase; there is no recovery)")
+    if forwarder is not None:
+        render.dim(
+            f"  every request goes through the forwarder {forwarder}; receive with `sotto listen --cadence`"
+        )
     render.next_step("`sotto invite` to invite someone, or `sotto accept LINK` to use an invite")
 
 

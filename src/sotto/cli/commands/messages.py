@@ -147,7 +147,7 @@ def listen(
     place = where(profile)
 
     async def work() -> None:
-        async with opened(place, cadence=cadence) as client:
+        async with opened(place, cadence=cadence, push=True) as client:
             if once:
                 await _listen_once(client, place, timeout)
             else:

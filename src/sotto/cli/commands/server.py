@@ -79,7 +79,7 @@ def server(
 ) -> None:
     """Run a relay on SQLite until Ctrl-C. It keeps no IP addresses, senders or plaintext."""
     with reported(Where(data)):
-        _check_free(host, port)
+        check_free(host, port)
         from sotto.server.config import storage_settings  # noqa: PLC0415
         from sotto.server.runner import run  # noqa: PLC0415 (uvicorn and FastAPI load for this command only)
 
@@ -89,7 +89,7 @@ def server(
         )
         if record_view is not None:
             render.warn(f"recording the operator's view, client addresses included, to {record_view}")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             render.warn("listening beyond this machine: put it behind TLS (a reverse proxy) before real use")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a foreground relay stops
             run(
@@ -103,7 +103,7 @@ def server(
         render.err.print("relay stopped")
 
 
-def _check_free(host: str, port: int) -> None:
+def check_free(host: str, port: int) -> None:
     """Fail with a clear message now rather than through uvicorn's log if the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as probe:
@@ -118,7 +118,7 @@ def _check_free(host: str, port: int) -> None:
             )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -1,0 +1,136 @@
+"""``sotto forwarder`` and ``sotto init --forwarder``: two people on the command line whose every
+request reaches the relay through a forwarder, on real processes on 127.0.0.1.
+
+The relay runs as ``python -m sotto.server`` (gateway on by default, a 1-second tick, its
+operator's view recorded), the forwarder as ``python -m sotto.cli forwarder``. Alice and Bob make
+their profiles with ``--forwarder``, connect by invite, and exchange texts with ``sotto send`` and
+``sotto listen --cadence --once``. The relay's view then holds no request from a client's
+connection: every one it saw from an address was the forwarder's (``POST /v1/gateway``, and its
+fetch of the key configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sotto.cli import forwarding
+from sotto.cli.failures import ExitCode
+from sotto.server.gateway import GATEWAY_PATH, KEYS_PATH
+from sotto.server.observer import HttpExchange, read_view
+from tests.cli.conftest import Sotto, flat
+from tests.forwarder.processes import free_port, process, relay_with_gateway
+
+LISTEN = ("listen", "--once", "--cadence", "--timeout", "4")
+
+
+@dataclass
+class Stack:
+    relay: str
+    forwarder: str
+    view: Path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("cli-forwarder")
+    view = root / "view.jsonl"
+    with relay_with_gateway(root / "data", root / "relay.log", view) as relay:
+        port = free_port()
+        args = ["sotto.cli", "forwarder", "--relay", relay, "--port", str(port)]
+        with process(args, root / "forwarder.log", port):
+            yield Stack(relay, f"http://127.0.0.1:{port}", view)
+
+
+def _init(sotto: Sotto, stack: Stack, profile: Path, name: str) -> str:
+    args = ("init", "--server", stack.relay, "--forwarder", stack.forwarder, "--name", name)
+    result = sotto(*args, "--profile", str(profile))
+    assert result.exit_code == 0, result.output
+    assert stack.forwarder in flat(result.output)
+    return str(profile)
+
+
+def _listen_until(sotto: Sotto, profile: str, wanted: str, tries: int = 5) -> str:
+    seen = ""
+    for _ in range(tries):
+        result = sotto(*LISTEN, "--profile", profile)
+        assert result.exit_code == 0, result.output
+        seen += result.output
+        if wanted in flat(seen):
+            return seen
+    raise AssertionError(f"{wanted!r} did not arrive: {seen}")
+
+
+def test_two_people_talk_through_a_forwarder_and_the_relay_sees_only_the_forwarder(
+    sotto: Sotto, stack: Stack, tmp_path: Path
+) -> None:
+    alice = _init(sotto, stack, tmp_path / "alice", "Alice")
+    bob = _init(sotto, stack, tmp_path / "bob", "Bob")
+    setting = forwarding.read(Path(alice))
+    assert setting is not None and setting.forwarder == stack.forwarder and setting.relay == stack.relay
+
+    invite = sotto("invite", "--profile", alice)
+    assert invite.exit_code == 0, invite.output
+    link = re.search(r"sotto://invite\?[^\s']+", invite.output)
+    assert link is not None
+    accepted = sotto("accept", link.group(0), "--name", "Alice", "--profile", bob)
+    assert accepted.exit_code == 0, accepted.output
+    _listen_until(sotto, alice, "Bob")  # the request arrives; her client answers it
+    _listen_until(sotto, alice, "")  # a tick of hers sends the answer
+    _listen_until(sotto, bob, "Alice")  # the answer arrives
+
+    sent = sotto("send", "Alice", "through", "the", "forwarder", "--profile", bob)
+    assert sent.exit_code == 0, sent.output
+    _listen_until(sotto, alice, "through the forwarder")
+    queued = sotto("send", "Bob", "on", "a", "tick", "--cadence", "--profile", alice)
+    assert queued.exit_code == 0, queued.output
+    _listen_until(sotto, alice, "nothing new", tries=1)  # her tick sends it
+    _listen_until(sotto, bob, "on a tick")
+
+    # The relay saw requests from one address only: the forwarder's, on its gateway.
+    exchanges = [r for r in read_view(stack.view) if isinstance(r, HttpExchange)]
+    inner = [r for r in exchanges if r.path not in (GATEWAY_PATH, KEYS_PATH)]
+    assert len(inner) > 10
+    assert all(r.addr is None and r.port is None for r in inner)
+    assert {r.path for r in exchanges if r.addr is not None} == {GATEWAY_PATH, KEYS_PATH}
+    assert len({r.conn for r in inner}) == len(inner)
+
+
+def test_a_plain_listen_through_a_forwarder_is_refused_with_the_way_out(
+    sotto: Sotto, stack: Stack, tmp_path: Path
+) -> None:
+    alice = _init(sotto, stack, tmp_path / "alice", "Alice")
+    for args in (("listen",), ("listen", "--once")):
+        result = sotto(*args, "--timeout", "2", "--profile", alice)
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert "does not carry" in flat(result.output) and "sotto listen --cadence" in flat(result.output)
+
+
+def test_a_damaged_setting_fails_rather_than_going_direct(sotto: Sotto, stack: Stack, tmp_path: Path) -> None:
+    alice = _init(sotto, stack, tmp_path / "alice", "Alice")
+    (Path(alice) / forwarding.FORWARDER_FILE).write_text(json.dumps({"forwarder": stack.forwarder}))
+    result = sotto("export", "--profile", alice)
+    assert result.exit_code == ExitCode.ERROR, result.output
+    assert "not a forwarder setting" in flat(result.output)
+
+
+def test_init_through_an_unreachable_forwarder_makes_no_profile(
+    sotto: Sotto, stack: Stack, tmp_path: Path
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    args = ("init", "--server", stack.relay, "--forwarder", nowhere, "--name", "Alice")
+    result = sotto(*args, "--profile", str(tmp_path / "alice"))
+    assert result.exit_code == ExitCode.RELAY_UNREACHABLE, result.output
+    assert not (tmp_path / "alice" / "sotto.db").exists()
+
+
+def test_sotto_forwarder_refuses_a_relay_that_is_not_a_url(sotto: Sotto) -> None:
+    result = sotto("forwarder", "--relay", "relay.example")
+    assert result.exit_code == ExitCode.USAGE
+    assert "not an http(s) URL" in flat(result.output)
+    assert "--relay" in sotto("forwarder", "--help").output
