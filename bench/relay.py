@@ -101,6 +101,10 @@ class Settings:
     tries: int = MAX_TRIES
     price: tuple[str, ...] = ()
     """Sets of protections (``bench/relayproc.py``) to measure the relay without, in each run."""
+    price_slices: int = 8
+    price_slice: float = 1.0
+    price_only: bool = False
+    """Measure only what the protections cost (``--price-only``)."""
     settle: float = 1.0
     """Seconds to let the relay's memory settle before reading its RSS."""
 
@@ -551,6 +555,54 @@ async def measure_kind(
         server.stop()
 
 
+async def price(settings: Settings, workdir: Path, protections: str) -> dict[str, float]:
+    """What the connection protections cost: the full relay and one with ``protections``, both
+    running on the relay core, measured in alternating closed-loop slices of
+    ``price_slice`` seconds (so a drift in the machine's load falls on both alike). Rates and
+    the relay's CPU per delivered message are compared as the median ratio of neighbouring
+    slices; memory per idle connection is measured on each."""
+    server_core, _ = cores()
+    relays = [RelayProcess("sotto", server_core, workdir, protections=p) for p in ("full", protections)]
+    traffics: list[Traffic] = []
+    try:
+        for relay in relays:
+            relay.start()
+            traffic = Traffic(relay, await create_mailboxes(relay, settings.pairs), settings.payload)
+            await traffic.open()
+            traffics.append(traffic)
+        slices: list[tuple[Load, Load]] = []
+        for _ in range(settings.price_slices):
+            loads = [
+                await traffic.closed_loop(settings.window, settings.warmup / 2, settings.price_slice)
+                for traffic in traffics
+            ]
+            slices.append((loads[0], loads[1]))
+        kib = []
+        for traffic, relay in zip(traffics, relays, strict=True):
+            await traffic.close()
+            few = await hold_connections(
+                relay, settings.measure_connections, settings.measure_connections, 0.0, settings.settle
+            )
+            kib.append(few.kib_per_connection)
+    finally:
+        for relay in relays:
+            relay.stop()
+
+    def per_message(load: Load) -> float:
+        return 1e6 * load.server_cpu / load.rate if load.rate else float("nan")
+
+    return {
+        "rate_full": statistics.median(f.rate for f, _ in slices),
+        "rate": statistics.median(o.rate for _, o in slices),
+        "rate_vs_full": statistics.median(o.rate / f.rate for f, o in slices),
+        "cpu_us_per_message_full": statistics.median(per_message(f) for f, _ in slices),
+        "cpu_us_per_message": statistics.median(per_message(o) for _, o in slices),
+        "cpu_vs_full": statistics.median(per_message(o) / per_message(f) for f, o in slices),
+        "kib_per_idle_connection_full": kib[0],
+        "kib_per_idle_connection": kib[1],
+    }
+
+
 async def one_run(settings: Settings, workdir: Path, number: int) -> RunResult:
     """One run; odd runs measure the Sotto relay first, so a drift in the machine's speed does
     not always favour the same side."""
@@ -571,24 +623,7 @@ async def one_run(settings: Settings, workdir: Path, number: int) -> RunResult:
     finally:
         fresh.stop()
     errors = m_peak.errors + m_half.errors + s_peak.errors + s_half.errors
-    priced: dict[str, dict[str, float]] = {}
-    for protections in settings.price:
-        peak, half, _, _ = await measure_kind("sotto", settings, workdir, protections)
-        bare = RelayProcess("sotto", server_core, workdir, protections=protections)
-        bare.start()
-        try:
-            few = await hold_connections(
-                bare, settings.measure_connections, settings.measure_connections, 0.0, settings.settle
-            )
-        finally:
-            bare.stop()
-        priced[protections] = {
-            "rate": peak.rate,
-            "rate_vs_full": peak.rate / s_peak.rate,
-            "p99_ms": percentile(half.latencies_ms, 99),
-            "kib_per_idle_connection": few.kib_per_connection,
-        }
-        errors += peak.errors + half.errors
+    priced = {p: await price(settings, workdir, p) for p in settings.price}
     steal, others = disturbance.measure()
     return RunResult(
         steal_percent=steal,
@@ -734,10 +769,12 @@ def report(settings: Settings, runs: list[RunResult], retried: int) -> dict[str,
         middle = {key: statistics.median(p[key] for p in priced) for key in priced[0]}
         per_run = ", ".join(f"{100 * p['rate_vs_full']:.0f}%" for p in priced)
         print(
-            f"protections {protections!r}: {middle['rate']:,.0f} msg/s, "
-            f"{100 * middle['rate_vs_full']:.0f}% of the full relay's in the same run (per run: {per_run}), "
-            f"p99 at half load {middle['p99_ms']:.2f} ms, "
-            f"{middle['kib_per_idle_connection']:.1f} KiB per idle connection"
+            f"protections {protections!r} against the full relay, alternating slices, median of runs: "
+            f"throughput {middle['rate']:,.0f} vs {middle['rate_full']:,.0f} msg/s, "
+            f"{100 * middle['rate_vs_full']:.0f}% (per run: {per_run}); relay CPU per message "
+            f"{middle['cpu_us_per_message']:.0f} vs {middle['cpu_us_per_message_full']:.0f} µs "
+            f"({100 * middle['cpu_vs_full']:.0f}%); per idle connection "
+            f"{middle['kib_per_idle_connection']:.1f} vs {middle['kib_per_idle_connection_full']:.1f} KiB"
         )
     return {
         "settings": asdict(settings),
@@ -745,6 +782,25 @@ def report(settings: Settings, runs: list[RunResult], retried: int) -> dict[str,
         "median": medians,
         "retried": retried,
     }
+
+
+async def run_prices(settings: Settings, workdir: Path) -> list[dict[str, dict[str, float]]]:
+    """``--price-only``: what the protections cost, ``settings.runs`` times."""
+    runs = []
+    for number in range(settings.runs):
+        disturbance = Disturbance()
+        priced = {p: await price(settings, workdir, p) for p in settings.price}
+        steal, others = disturbance.measure()
+        for protections, figures in priced.items():
+            figures["steal_percent"], figures["other_load_percent"] = steal, others
+            print(
+                f"run {number + 1}, {protections!r}: {100 * figures['rate_vs_full']:.0f}% of the full "
+                f"relay's throughput, {100 * figures['cpu_vs_full']:.0f}% of its CPU per message; "
+                f"steal {steal:.2f}%, other processes {others:.1f}%",
+                flush=True,
+            )
+        runs.append(priced)
+    return runs
 
 
 async def run_all(settings: Settings, workdir: Path) -> tuple[list[RunResult], int]:
@@ -783,6 +839,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int)
     parser.add_argument("--hold", type=float)
     parser.add_argument("--runs", type=int)
+    parser.add_argument("--price-only", action="store_true", help="measure only what --price asks")
     parser.add_argument("--tries", type=int, help="tries per run when the machine is busy (default 3)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument(
@@ -800,6 +857,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.price:
         overrides["price"] = tuple(args.price)
+    overrides["price_only"] = bool(args.price_only and args.price)
     settings = Settings(**{**asdict(settings), **overrides})
     _check_fast_frames()
     raise_fd_limit()
@@ -807,9 +865,19 @@ def main(argv: list[str] | None = None) -> None:
     os.sched_setaffinity(0, {load_core})
     workdir = Path(tempfile.mkdtemp(prefix="sotto-bench-"))
     try:
-        runs, retried = asyncio.run(run_all(settings, workdir))
+        if settings.price_only:
+            prices = asyncio.run(run_prices(settings, workdir))
+        else:
+            runs, retried = asyncio.run(run_all(settings, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if settings.price_only:
+        for protections in settings.price:
+            middle = {k: statistics.median(r[protections][k] for r in prices) for k in prices[0][protections]}
+            print(f"{protections!r}, median of {len(prices)} runs: {json.dumps(middle)}")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"settings": asdict(settings), "prices": prices}, indent=2))
+        return
     result = report(settings, runs, retried)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
