@@ -321,3 +321,36 @@ def test_an_answer_is_sealed_not_plain(gateway: Gateway) -> None:
     assert answer.status_code == 200
     assert bhttp.decode_response(ohttp.decapsulate_response(context, answer.content)).status == 200
     assert b"ok" not in answer.content
+
+
+# ---------------------------------------------------------------------------- mounting
+def test_the_relay_mounts_the_gateway_unless_told_not_to(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from sotto.server.__main__ import main as server_main
+    from sotto.server.config import RateLimit, storage_settings
+    from sotto.server.gateway import GatewayMiddleware
+    from sotto.server.runner import uvicorn_config
+
+    mounted = uvicorn_config(ServerConfig(data_dir=tmp_path / "on")).app
+    assert isinstance(mounted, GatewayMiddleware) and mounted.limiter is not None
+    assert mounted.limiter.limit == ServerConfig().rate_limits.forwarded
+    assert not isinstance(
+        uvicorn_config(ServerConfig(data_dir=tmp_path / "off", gateway=False)).app, GatewayMiddleware
+    )
+    options = SimpleNamespace(
+        mailbox_quota=1,
+        mailbox_quota_mib=1,
+        token_quota=1,
+        prekey_quota=1,
+        min_free_disk_mib=0,
+        checkpoint_interval=2.0,
+        gateway=False,
+        forwarder_burst=5.0,
+        forwarder_per_second=0.5,
+    )
+    settings = storage_settings(options)
+    assert settings["gateway"] is False
+    assert settings["rate_limits"].forwarded == RateLimit(5.0, 0.5)
+    with pytest.raises(SystemExit):
+        server_main(["--cadence-tick", "0"])

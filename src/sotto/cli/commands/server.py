@@ -68,6 +68,20 @@ def server(
     max_work_bits: Annotated[
         int, typer.Option(min=1, max=40, help="The most proof of work asked for one creation, in bits.")
     ] = 22,
+    gateway: Annotated[
+        bool,
+        typer.Option(
+            "--gateway/--no-gateway",
+            help="Serve the Oblivious HTTP gateway, so clients can come through a forwarder "
+            "(`sotto forwarder`) without giving their address (docs/ohttp.md).",
+        ),
+    ] = True,
+    forwarder_burst: Annotated[
+        float, typer.Option(min=1, help="Requests each forwarder may send through the gateway at once.")
+    ] = 20_000,
+    forwarder_per_second: Annotated[
+        float, typer.Option(min=0.001, help="Requests a second each forwarder may send, on average.")
+    ] = 1_000,
     record_view: Annotated[
         Path | None,
         typer.Option(
