@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 app = typer.Typer(
     name="audit",
@@ -16,6 +16,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+QUICK_PEOPLE, QUICK_DAYS = 100, 1.0
+QUICK_CADENCE_PEOPLE, QUICK_CADENCE_DAYS = 16, 1.0
 
 
 @app.callback()
@@ -26,74 +29,98 @@ def audit() -> None:
 @app.command()
 def leakage(
     *,
-    users: Annotated[int, typer.Option(help="Synthetic users.", min=50)] = 10_000,
-    days: Annotated[float, typer.Option(help="Simulated days per held-out seed.", min=0.25)] = 3.0,
-    seed: Annotated[int, typer.Option(help="Training seed; held-out seeds follow it.")] = 1,
-    seeds: Annotated[int, typer.Option(help="Held-out seeds.", min=1)] = 1,
+    people: Annotated[int, typer.Option(help="People in each default-mode study.", min=4)] = 1_000,
+    days: Annotated[float, typer.Option(help="Simulated days of each default-mode study.", min=0.1)] = 1.0,
+    cadence_people: Annotated[int, typer.Option(help="People in each cadence-mode study.", min=4)] = 100,
+    cadence_days: Annotated[
+        float, typer.Option(help="Simulated days of each cadence-mode study.", min=0.1)
+    ] = 2.0,
+    seed: Annotated[int, typer.Option(help="The population's seed.")] = 1,
+    tick: Annotated[int, typer.Option(help="The relay's cadence tick in seconds.", min=10)] = 300,
+    design: Annotated[
+        list[str] | None,
+        typer.Option("--design", help="Only these designs (repeatable); default: all, or the quick set."),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="Only the designs of one mode: cadence or default (with the baselines)."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write leakage.md, leakage.json, accuracy.png.")] = Path(
         "leakage-report"
     ),
-    quick: Annotated[bool, typer.Option("--quick", help="1,000 users, one day: a minute or two.")] = False,
-    design: Annotated[
-        list[str] | None, typer.Option("--design", help="Only these designs (repeatable).")
-    ] = None,
-    targets: Annotated[int, typer.Option(help="Targets per design.", min=10)] = 300,
-    storage: Annotated[str, typer.Option(help="memory (fast) or sqlite (the embedded default).")] = "memory",
-    jobs: Annotated[int, typer.Option(help="Designs simulated in parallel processes.", min=1)] = 1,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help=f"{QUICK_CADENCE_PEOPLE} cadence people and {QUICK_PEOPLE} default people for a day; "
+            "both modes and the baselines, no ablations: a few minutes at most.",
+        ),
+    ] = False,
+    hours: Annotated[bool, typer.Option(help="Score hours to identify (runs each attack on cuts).")] = True,
 ) -> None:
-    """Simulate a population on the real relay code for each design; report what the tap and the
-    dump reveal (who talks to whom, when users are online, what sizes say) and what it costs."""
-    # The benchmark loads numpy and the relay code for this command only.
-    from sotto.audit.leakage import report  # noqa: PLC0415
-    from sotto.audit.leakage.designs import BY_NAME, DEFAULT_DESIGNS  # noqa: PLC0415
-    from sotto.audit.leakage.run import BenchConfig, run  # noqa: PLC0415
+    """Simulate people on real clients against the real relay, for each design; run every attack on
+    what the relay operator observed and report what they reveal (who talks to whom, when people
+    are online) and what the design costs."""
+    # The benchmark loads numpy and the simulation for this command only.
+    from sotto.audit.leakage import designs, report  # noqa: PLC0415
+    from sotto.audit.leakage.run import Config, run  # noqa: PLC0415
 
-    names = tuple(design) if design else tuple(d.name for d in DEFAULT_DESIGNS)
-    unknown = [n for n in names if n not in BY_NAME]
-    if unknown:
-        raise typer.BadParameter(f"unknown design {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
-    if storage not in ("memory", "sqlite"):
-        raise typer.BadParameter("storage is memory or sqlite")
+    if design:
+        unknown = [n for n in design if n not in designs.BY_NAME]
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown design {', '.join(unknown)}; known: {', '.join(designs.BY_NAME)}"
+            )
+        chosen = tuple(designs.BY_NAME[n] for n in design)
+    else:
+        chosen = designs.QUICK if quick else designs.ALL
+    if mode is not None:
+        if mode not in ("cadence", "default"):
+            raise typer.BadParameter("mode is cadence or default")
+        chosen = tuple(d for d in chosen if not d.measured or d.cadence == (mode == "cadence"))
     if quick:
-        users, days, targets = min(users, 1_000), min(days, 1.0), min(targets, 100)
-    config = BenchConfig(
-        users=users,
+        people, days = min(people, QUICK_PEOPLE), min(days, QUICK_DAYS)
+        cadence_people, cadence_days = (
+            min(cadence_people, QUICK_CADENCE_PEOPLE),
+            min(cadence_days, QUICK_CADENCE_DAYS),
+        )
+    config = Config(
+        designs=chosen,
+        people=people,
         days=days,
-        train_seed=seed,
-        train_days=min(days, 1.0),
-        eval_seeds=tuple(seed + 1 + i for i in range(seeds)),
-        designs=names,
-        targets=targets,
-        budget=200 if quick else 1_000,
-        storage=storage,
-        jobs=jobs,
+        cadence_people=cadence_people,
+        cadence_days=cadence_days,
+        seed=seed,
+        tick_seconds=tick,
+        with_hours=hours,
     )
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("starting", total=1.0)
+    started = time.perf_counter()
 
-        def progress(label: str, fraction: float) -> None:
-            bar.update(task, completed=fraction, description=label)
+    def progress(line: str) -> None:
+        console.print(f"[{time.perf_counter() - started:6.0f} s] {line}", markup=False, highlight=False)
 
-        result = run(config, progress)
-    paths = report.write(result, out)
+    progress(
+        f"designs {', '.join(d.name for d in chosen)}; default mode {people} people × {days:g} days, "
+        f"cadence mode {cadence_people} people × {cadence_days:g} days, seed {seed}, tick {tick} s"
+    )
+    results = run(config, progress)
+    notes = (
+        f"Sizes: default mode {people} people × {days:g} days, cadence mode {cadence_people} people × "
+        f"{cadence_days:g} days; seed {seed}; cadence tick {tick} s. `sotto audit leakage"
+        f"{' --quick' if quick else ''}`."
+    )
+    paths = report.write(results, out, notes=notes)
     console.print(
         f"wrote {paths['markdown']}, {paths['json']} and {paths['chart']}", markup=False, highlight=False
     )
-    summary = report.aggregate(result)
-    for name, data in summary.items():
-        tap, dump = data["tap"]["edges"], data["dump"]["edges"]
+    for r in results:
+        best = r.best()
         console.print(
-            f"{name:24s} tap top-1 {tap['top1']:.3f} (chance {tap['chance_top1']:.4f}), "
-            f"median messages {tap['mti_median'] if tap['mti_median'] is not None else '> budget'}; "
-            f"dump top-1 {dump['top1']:.3f}",
+            f"{r.name:22s} {'measured' if r.measured else 'modelled':8s} contact top-1 "
+            f"{best.top1 if best else 0:.2f} ({best.attack if best else '-'}; chance "
+            f"{max(best.chance_people, best.chance_mailboxes) if best else 0:.3f}), presence AUC device on "
+            f"{r.presence.get('device_on') or 0:.2f}",
             markup=False,
             highlight=False,
         )

@@ -1,25 +1,25 @@
 """The metadata-leakage benchmark (``sotto audit leakage``): what a relay operator could infer.
 
-Modules (imported on use, since the benchmark pulls in numpy and the whole client engine):
-:mod:`.run` (the benchmark and its entry point), :mod:`.population` (who knows whom and when they
-talk), :mod:`.designs` (the designs compared), :mod:`.driver` (the real relay and clients driven
-with a population), :mod:`.views` (the tap, the dump and the truth), :mod:`.sda`,
-:mod:`.linking` and :mod:`.sizes` (the attacks), :mod:`.evaluate` and :mod:`.metrics` (scores),
-:mod:`.report` and :mod:`.chart` (rendering), :mod:`.toy` (traces with known answers).
+It runs studies (:mod:`sotto.audit.sim.study`: simulated people on real clients against the real
+relay, the operator's view recorded by the relay) and attacks that view. Modules (imported on
+use, since the benchmark pulls in numpy and the whole client engine): :mod:`.run` (the benchmark),
+:mod:`.designs` (the designs compared), :mod:`.attacks` (the attacks on the view and their
+scores), :mod:`.modelled` (baselines computed from a study's truth), :mod:`.report` and
+:mod:`.chart` (rendering); helpers the attacks reuse: :mod:`.sda` (statistical disclosure),
+:mod:`.linking`, :mod:`.views` (the event arrays they read) and :mod:`.metrics`; :mod:`.toy`
+(traces with known answers, for the closed-form checks).
 """
 
 __all__ = [
+    "attacks",
     "chart",
     "designs",
-    "driver",
-    "evaluate",
     "linking",
     "metrics",
-    "population",
+    "modelled",
     "report",
     "run",
     "sda",
-    "sizes",
     "toy",
     "views",
 ]

@@ -1,309 +1,370 @@
-"""The benchmark: populations, every design side by side, attacks, window choice on a training
-seed, scores on held-out seeds.
+"""The benchmark: for each design, a study on the real relay (or a model of one), the attacks on
+what the operator saw, and the scores.
 
-:func:`run` returns a JSON-ready dict (:mod:`~sotto.audit.leakage.report` renders it). The
-disclosure window is chosen per design on the training seed (best top-1, then mean average
-precision) and applied unchanged to the held-out seeds; the held-out sweep is reported too, as the
-oracle upper bound, never used to choose.
+A measured design (:mod:`.designs`) runs :func:`sotto.audit.sim.study.run_study`: simulated
+people, each on a real client in the design's mode, on the real relay app, its
+:class:`~sotto.server.observer.Observer` recording the operator's view. :func:`measure` then
+runs every attack of :mod:`.attacks.score` on that view and adds:
+
+- **messages to identify** for the statistical disclosure attack (it needs deliveries): the view
+  is cut at up to :data:`MESSAGE_CUTS` moments; a target counts as identified from the first
+  cut from which its top-1 stays a contact, after the texts it sent and received up to then;
+- **traffic**, from the view: requests (HTTP requests and WebSocket frames from clients) and
+  bytes (both ways) per person per day, and for every text (the truth says which envelopes are
+  texts) the time from the relay taking it to the relay handing it to the recipient's device;
+- **the negative control** (:mod:`.attacks.shuffle`): the same attacks on the view with its ids
+  dealt out again, which must score at chance.
+
+Modelled designs (:mod:`.modelled`) are computed from the truth of the default-mode study.
+Everything a design yields is a :class:`DesignResult`, plain data that :mod:`.report` renders.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import os
-import platform
-import resource
+import logging
+import math
+import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
-from sotto.audit.leakage import evaluate, metrics, toy
-from sotto.audit.leakage.designs import BY_NAME, DEFAULT_DESIGNS, Design
-from sotto.audit.leakage.driver import Driver, RunResult
-from sotto.audit.leakage.population import Population, PopulationConfig, generate
-from sotto.audit.leakage.sizes import SizeModel
+from sotto.audit.leakage import modelled
+from sotto.audit.leakage.attacks import disclosure, score
+from sotto.audit.leakage.attacks.presence import presence
+from sotto.audit.leakage.attacks.shuffle import shuffle_ids
+from sotto.audit.leakage.attacks.view import Requests, requests
+from sotto.audit.leakage.designs import DEFAULT, Design
+from sotto.audit.sim.study import StudySettings, run_study
+from sotto.audit.sim.truth import Truth
+from sotto.server.observer import HttpExchange, ViewRecord, WsFrame
 
-WINDOWS: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0)
-CURVE_POINTS: tuple[int, ...] = (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
+MESSAGE_CUTS = 12
+"""Messages to identify runs the disclosure attack on at most this many prefixes of the view."""
 
-Progress = Callable[[str, float], None]
-"""(what is running, fraction of the whole benchmark done)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BenchConfig:
-    users: int = 10_000
-    days: float = 3.0
-    train_seed: int = 1
-    train_days: float | None = 1.0
-    """Days of the training population (None: ``days``); it only chooses windows."""
-    eval_seeds: tuple[int, ...] = (2,)
-    designs: tuple[str, ...] = tuple(d.name for d in DEFAULT_DESIGNS)
-    windows: tuple[float, ...] = WINDOWS
-    targets: int = 300
-    budget: int = 1_000
-    storage: str = "memory"
-    jobs: int = 1
-    data_dir: str | None = None
-
-    def population(self, seed: int, days: float | None = None) -> PopulationConfig:
-        return PopulationConfig(users=self.users, days=days or self.days, seed=seed)
+Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _Job:
-    config: BenchConfig
-    design: str
-    seed: int
+@dataclass(frozen=True)
+class Config:
+    """Sizes: ``people`` × ``days`` for default-mode studies, ``cadence_people`` ×
+    ``cadence_days`` for cadence-mode ones (about ten times the CPU per person-day)."""
+
+    designs: tuple[Design, ...]
+    people: int = 1_000
+    days: float = 1.0
+    cadence_people: int = 100
+    cadence_days: float = 2.0
+    seed: int = 1
+    tick_seconds: int = 300
+    with_hours: bool = True
+    shuffle: bool = True
+    """Run the negative control on the cadence and default studies."""
+
+
+@dataclass
+class AttackRow:
+    attack: str
+    top1: float
+    chance_people: float
+    chance_mailboxes: float
+    answered: float
+    needs_messages: bool
+    hours_median: float | None = None
+    identified: float | None = None
+    """Share of targets identified within the run (by hours or by messages)."""
+    messages_median: float | None = None
+
+
+@dataclass
+class DesignResult:
+    """One design's scores (module docstring); ``measured`` False: modelled from a truth."""
+
+    name: str
+    summary: str
+    measured: bool
+    people: int
     days: float
-    train: bool
-    window: float | None = None
-    progress: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    view_records: int = 0
+    rows: list[AttackRow] = field(default_factory=list)
+    presence: dict[str, float | None] = field(default_factory=dict)
+    """``app_use`` and ``device_on`` → the best AUC over the signals scored."""
+    requests_per_person_day: float | None = None
+    kbytes_per_person_day: float | None = None
+    latency_median_s: float | None = None
+    latency_p95_s: float | None = None
+    texts: int = 0
+    shuffled: dict[str, float] = field(default_factory=dict)
+    """Negative control: attack → top-1 on the shuffled view (``presence`` → AUC)."""
+    curve: dict[int, float] = field(default_factory=dict)
+    """Share of targets identified within k messages, for the attack that needs them."""
+    detail: str = ""
+    """The full attack table (Markdown) of :func:`~.attacks.score.report`."""
+
+    def best(self, *, needs_messages: bool | None = None) -> AttackRow | None:
+        """The row with the highest contact top-1 (of those that need messages, or not)."""
+        rows = [r for r in self.rows if needs_messages is None or r.needs_messages == needs_messages]
+        return max(rows, key=lambda r: r.top1) if rows else None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-@functools.lru_cache(maxsize=2)
-def _population(config: PopulationConfig) -> Population:
-    return generate(config)
-
-
-@functools.lru_cache(maxsize=1)
-def _sizes() -> SizeModel:
-    return SizeModel()
-
-
-def _simulate(job: _Job, progress: Callable[[float], None] | None) -> tuple[Population, RunResult]:
-    cfg = job.config
-    population = _population(cfg.population(job.seed, job.days))
-    design = BY_NAME[job.design]
-    data_dir = Path(cfg.data_dir) / f"seed{job.seed}" if cfg.data_dir else None
-    driver = Driver(population, design, _sizes(), storage=cfg.storage, data_dir=data_dir, seed=job.seed)
-    return population, asyncio.run(driver.run(progress))
-
-
-def train(job: _Job, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """One design on the training seed: top-1 and MAP per window (no messages-to-identify)."""
-    population, result = _simulate(job, progress)
-    targets = evaluate.choose_targets(population, result.truth, job.config.targets, seed=job.seed)
-    attack = evaluate.attack_tap(result)
-    sweep = {}
-    for w in job.config.windows:
-        m = evaluate.tap_edges(result, attack, population, targets, window=w, budget=0, with_mti=False)
-        sweep[str(w)] = {"top1": round(m.top1, 4), "map": round(m.map, 4)}
-    best = max(job.config.windows, key=lambda w: (sweep[str(w)]["top1"], sweep[str(w)]["map"], -w))
-    return {"design": job.design, "sweep": sweep, "window": best, "wall_s": round(result.wall_s, 1)}
-
-
-def held_out(job: _Job, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """One design on a held-out seed: every attack on both views, with the trained window."""
-    started = time.perf_counter()
-    cfg = job.config
-    population, result = _simulate(job, progress)
-    simulated = time.perf_counter()
-    targets = evaluate.choose_targets(population, result.truth, cfg.targets, seed=job.seed)
-    attack = evaluate.attack_tap(result)
-    tap_edges = evaluate.tap_edges(result, attack, population, targets, window=job.window, budget=cfg.budget)
-    oracle = {}
-    for w in cfg.windows:
-        m = evaluate.tap_edges(result, attack, population, targets, window=w, budget=0, with_mti=False)
-        oracle[str(w)] = round(m.top1, 4)
-    dump_attack = evaluate.attack_dump(result.dump)
-    dump_edges = evaluate.dump_edges(result, dump_attack, population, targets)
-    mti = [k for k in tap_edges.mti]
-    return {
-        "design": job.design,
-        "seed": job.seed,
-        "window": job.window,
-        "population": {
-            "users": population.users,
-            "edges": len(population.edges),
-            "texts": len(population.text_t),
-            "typing": int(np.isfinite(population.typing_t).sum()),
-            "envelopes": result.costs.envelopes,
-            "days": population.config.days,
-        },
-        "tap": {
-            "edges": tap_edges.summary(cfg.budget),
-            "oracle_top1_by_window": oracle,
-            "curve": _curve(mti),
-            "linking": evaluate.tap_linking(result, attack),
-            "presence": evaluate.tap_presence(result, attack, population, targets.users),
-            "sizes": evaluate.tap_sizes(result),
-        },
-        "dump": {
-            "edges": dump_edges.summary(cfg.budget),
-            "direct_edge_recall": _dump_recall(result, dump_attack, population),
-            "curve": _curve(dump_edges.mti),
-            "presence": evaluate.dump_presence(result, dump_attack, population, targets.users),
-            "sizes": evaluate.dump_sizes(result, dump_attack),
-            "snapshots": len(result.dump.snapshots),
-            "tables": {name: len(rows) for name, rows in result.dump.snapshots[-1].tables.items()}
-            if result.dump.snapshots
-            else {},
-            "log_lines": len(result.dump.snapshots[-1].log) if result.dump.snapshots else 0,
-        },
-        "costs": evaluate.costs(result, population),
-        "wall_s": {
-            "simulate": round(simulated - started, 1),
-            "attacks": round(time.perf_counter() - simulated, 1),
-        },
-        "storage": result.storage,
-    }
-
-
-def evaluate_design(config: BenchConfig, design: str, seed: int, window: float | None) -> dict[str, Any]:
-    """One design on one seed with a given disclosure window (what a held-out run does)."""
-    return held_out(_Job(config, design, seed, config.days, False, window))
-
-
-def _curve(mti: list[int | None]) -> dict[str, float]:
-    """Fraction of targets whose strongest correspondent is identified within k messages."""
-    n = len(mti)
-    found = np.array([k for k in mti if k is not None], dtype=np.int64)
-    return {str(k): round(float((found <= k).sum()) / n, 4) if n else 0.0 for k in CURVE_POINTS}
-
-
-def _dump_recall(result: RunResult, attack: evaluate.DumpAttack, population: Population) -> float | None:
-    """Share of pairs that exchanged a text whose edge the dump shows directly (C1)."""
-    truth = result.truth
-    texted = {
-        (min(a, b), max(a, b))
-        for a, b in zip(population.text_src.tolist(), population.text_dst.tolist(), strict=True)
-    }
-    if not attack.edges:
-        return 0.0
-    seen = set()
-    for s, r in attack.edges:
-        a, b = truth.account_user.get(s, -1), truth.account_user.get(r, -1)
-        seen.add((min(a, b), max(a, b)))
-    return round(len(texted & seen) / len(texted), 4) if texted else None
-
-
-def calibration_toys(seed: int = 0) -> dict[str, Any]:
-    """Tier 0: the attack code against the closed forms of metadata-research §2.10."""
-    out: dict[str, Any] = {"intersection": [], "sda": []}
-    users = 100_000
-    for p in (0.001, 0.01, 0.05, 0.1):
-        runs = [toy.intersection_epochs(users, p, seed + s) for s in range(10)]
-        found = [r for r in runs if r is not None]
-        out["intersection"].append(
-            {
-                "users": users,
-                "p": p,
-                "bound": round(metrics.intersection_bound(users, p), 2),
-                "median_epochs": float(np.median(found)) if found else None,
-            }
+def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
+    """Every design of ``config``, in order; modelled ones from the default study's truth."""
+    say = progress or (lambda _line: None)
+    results: list[DesignResult] = []
+    default_truth: Truth | None = None
+    measured = [d for d in config.designs if d.measured]
+    if any(not d.measured for d in config.designs) and DEFAULT not in measured:
+        measured.insert(0, DEFAULT)  # the baselines are computed from its truth
+    for design in measured:
+        people, days = _size(config, design)
+        say(f"{design.name}: {people} people × {days:g} days on the real relay")
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        settings = StudySettings(
+            people,
+            days,
+            cadence=design.cadence,
+            seed=config.seed,
+            habits=design.habits_for(),
+            tick_seconds=config.tick_seconds,
         )
-    for n, b, m in ((10_000, 500, 10), (20_000, 400, 12)):
-        bound = metrics.sda_bound(n, b, m)
-        runs = [toy.threshold_mix_rounds(n, b, m, seed=seed + s, max_rounds=int(4 * bound)) for s in range(6)]
-        found = [r for r in runs if r is not None]
-        out["sda"].append(
-            {
-                "users": n,
-                "batch": b,
-                "friends": m,
-                "bound": round(bound, 1),
-                "mean_rounds": round(float(np.mean(found)), 1) if found else None,
-            }
+        label = design.name
+        study = _quiet(lambda: run_study(settings, progress=lambda line: say(f"  {label}: {line}")))  # noqa: B023
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        say(
+            f"{design.name}: study done in {wall:.0f} s wall, {cpu:.0f} s CPU; "
+            f"{len(study.view)} records; attacks"
         )
-    return out
+        if design == DEFAULT:
+            default_truth = study.truth
+        if design in config.designs:
+            result = measure(
+                design,
+                study.view,
+                study.truth,
+                tick_seconds=config.tick_seconds,
+                with_hours=config.with_hours,
+                shuffle=config.shuffle and design.habits == {},
+            )
+            result.wall_s, result.cpu_s = wall, cpu
+            say(f"{design.name}: scored in {time.perf_counter() - wall0 - wall:.0f} s")
+            results.append(result)
+    for design in config.designs:
+        if not design.measured:
+            assert default_truth is not None
+            say(f"{design.name}: modelled from the {DEFAULT.name} study's truth")
+            results.append(model(design, default_truth))
+    order = {d.name: i for i, d in enumerate(config.designs)}
+    return sorted(results, key=lambda r: order[r.name])
 
 
-def run(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """The whole benchmark (see the module docstring)."""
-    started = time.perf_counter()
-    designs = [BY_NAME[name] for name in config.designs]
-    jobs_train = [
-        _Job(config, d.name, config.train_seed, config.train_days or config.days, True) for d in designs
-    ]
-    total = len(jobs_train) + len(designs) * len(config.eval_seeds)
-    done = 0
-
-    def tick(label: str) -> Callable[[float], None]:
-        def report(fraction: float) -> None:
-            if progress is not None:
-                progress(label, (done + fraction) / total)
-
-        return report
-
-    def finished() -> None:
-        nonlocal done
-        done += 1
-
-    trained: dict[str, dict[str, Any]] = {}
-    for result in _map(config, train, jobs_train, tick, stage="train", finished=finished):
-        trained[result["design"]] = result
-    jobs_eval = [
-        replace(
-            _Job(config, d.name, seed, config.days, False),
-            window=trained[d.name]["window"],
-        )
-        for seed in config.eval_seeds
-        for d in designs
-    ]
-    evaluated = _map(config, held_out, jobs_eval, tick, stage="held-out", finished=finished)
-    if progress is not None:
-        progress("calibration toys", 1.0)
-    toys = calibration_toys()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {
-        "config": asdict(config),
-        "designs": {d.name: _describe(d) for d in designs},
-        "training": trained,
-        "held_out": evaluated,
-        "toys": toys,
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "wall_s": round(time.perf_counter() - started, 1),
-            "max_rss_mib": round(max(usage.ru_maxrss, children.ru_maxrss) / 1024, 1),
-        },
-    }
+def _size(config: Config, design: Design) -> tuple[int, float]:
+    return (config.cadence_people, config.cadence_days) if design.cadence else (config.people, config.days)
 
 
-def _describe(design: Design) -> dict[str, Any]:
-    return {
-        "label": design.label,
-        "addressing": design.addressing.value,
-        "sender": design.sender.value,
-        "send_path": design.send_path.value,
-        "drain_path": design.drain_path.value,
-        "receipts": design.receipts.value,
-        "receipt_delay_s": design.receipt_delay_s,
-        "padding": design.padding.value,
-        "rotation_days": design.rotation_days,
-        "send_tick_s": design.send_tick_s,
-        "drain_jitter_s": design.drain_jitter_s,
-        "note": design.note,
-    }
+def _quiet(work: Callable[[], T]) -> T:
+    """Run ``work`` with the client's warnings off: in outages requests fail by the thousand."""
+    client_log = logging.getLogger("sotto.client")
+    level = client_log.level
+    client_log.setLevel(logging.ERROR)
+    try:
+        return work()
+    finally:
+        client_log.setLevel(level)
 
 
-def _map(
-    config: BenchConfig,
-    fn: Callable[[_Job, Callable[[float], None] | None], dict[str, Any]],
-    jobs: list[_Job],
-    tick: Callable[[str], Callable[[float], None]],
+def measure(
+    design: Design,
+    records: list[ViewRecord],
+    truth: Truth,
     *,
-    stage: str,
-    finished: Callable[[], None],
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if config.jobs <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            out.append(fn(job, tick(f"{stage}: {job.design} (seed {job.seed})")))
-            finished()
-        return out
-    with ProcessPoolExecutor(max_workers=config.jobs) as pool:
-        futures = [pool.submit(fn, job, None) for job in jobs]
-        for job, future in zip(jobs, futures, strict=True):
-            out.append(future.result())
-            finished()
-            tick(f"{stage}: {job.design} (seed {job.seed}) done")(0.0)
+    tick_seconds: float,
+    with_hours: bool = True,
+    shuffle: bool = True,
+) -> DesignResult:
+    """Score one measured design's view against its truth (module docstring)."""
+    parsed = requests(records)
+    found = score.report(parsed, truth, tick_seconds=tick_seconds, with_hours=with_hours)
+    days = (truth.end_us - truth.start_us) / 86_400e6
+    result = DesignResult(
+        design.name, design.summary, True, len(truth.people), days, view_records=len(records)
+    )
+    for row in found.rows:
+        result.rows.append(
+            AttackRow(
+                row.attack,
+                row.contact.top1,
+                row.contact.chance_people,
+                row.contact.chance_mailboxes,
+                row.contact.answered,
+                row.needs_messages,
+                hours_median=None if row.hours is None else row.hours.median_hours,
+                identified=None if row.hours is None else row.hours.identified,
+            )
+        )
+    disclosed = messages_to_identify(disclosure.attack, parsed, truth)
+    for attack_row in result.rows:
+        if attack_row.attack == "disclosure":
+            attack_row.messages_median = _median(disclosed)
+            attack_row.identified = _share(disclosed)
+    result.curve = _curve(disclosed)
+    for which in ("app_use", "device_on"):
+        values = [v for (_, w), v in found.presence.items() if w == which and v is not None]
+        result.presence[which] = max(values) if values else None
+    _traffic(result, records, truth)
+    result.detail = found.to_markdown()
+    if shuffle:
+        shuffled = requests(shuffle_ids(records, seed=1))
+        for spec in score.attacks(tick_seconds=tick_seconds):
+            result.shuffled[spec.name] = score.score_contacts(spec.run(shuffled), truth).top1
+        result.shuffled["presence (device on)"] = score.presence_auc(presence(shuffled), truth) or 0.5
+    return result
+
+
+def model(design: Design, truth: Truth) -> DesignResult:
+    """A modelled design (:mod:`.modelled`) from ``truth``."""
+    found = modelled.whatsapp(truth) if design.model == "whatsapp" else modelled.signal(truth)
+    contact = score.score_contacts(found.ranking, truth)
+    days = (truth.end_us - truth.start_us) / 86_400e6
+    result = DesignResult(design.name, design.summary, False, len(truth.people), days)
+    attack = "server log" if design.model == "whatsapp" else "disclosure (Martiny et al.)"
+    result.rows.append(
+        AttackRow(
+            attack,
+            contact.top1,
+            contact.chance_people,
+            contact.chance_mailboxes,
+            contact.answered,
+            True,
+            identified=_share(found.messages_to_identify),
+            messages_median=_median(found.messages_to_identify),
+        )
+    )
+    result.curve = _curve(found.messages_to_identify)
+    for which in ("app_use", "device_on"):
+        result.presence[which] = score.presence_auc(found.presence, truth, which=which, pseudonyms="account:")
+    if found.latencies_s:
+        result.latency_median_s = statistics.median(found.latencies_s)
+        result.latency_p95_s = float(np.percentile(found.latencies_s, 95))
+    result.texts = len(found.latencies_s)
+    result.requests_per_person_day = found.messages / max(len(truth.people), 1) / max(days, 1e-9)
+    return result
+
+
+def messages_to_identify(
+    attack: score.Attack, parsed: Requests, truth: Truth, *, cuts: int = MESSAGE_CUTS
+) -> dict[str, int | None]:
+    """Per target: the texts it sent and received up to the first cut of the view from which the
+    attack's top-1 for it stays a contact (None: not by the end)."""
+    span = truth.end_us - truth.start_us
+    moments = [truth.start_us + span * (i + 1) // cuts for i in range(cuts)]
+    times = np.asarray([r.t_us for r in parsed], dtype=np.int64)
+    right: dict[str, list[bool]] = {}
+    for cut in moments:
+        upto = int(np.searchsorted(times, cut, side="right"))
+        hits = score.score_contacts(attack(Requests(parsed[:upto])), truth).hits
+        for name, hit in hits.items():
+            right.setdefault(name, []).append(hit >= 0.5)
+    texts: dict[str, list[int]] = {}
+    for sent in truth.sent:
+        if sent.kind == "text":
+            texts.setdefault(sent.sender, []).append(sent.t_us)
+            texts.setdefault(sent.receiver, []).append(sent.t_us)
+    out: dict[str, int | None] = {}
+    for name, flags in right.items():
+        first = None
+        for i in range(len(flags) - 1, -1, -1):
+            if not flags[i]:
+                break
+            first = i
+        out[name] = None if first is None else sum(t <= moments[first] for t in texts.get(name, []))
     return out
+
+
+def _median(values: dict[str, int | None]) -> float | None:
+    """Median over all targets, the unidentified counted as beyond (None if fewer than half)."""
+    ordered = sorted(math.inf if v is None else v for v in values.values())
+    if not ordered:
+        return None
+    median = statistics.median_low(ordered)
+    return None if math.isinf(median) else float(median)
+
+
+CURVE_POINTS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _curve(values: dict[str, int | None]) -> dict[int, float]:
+    """Share of targets identified within k messages, for k in :data:`CURVE_POINTS`."""
+    if not values:
+        return {}
+    return {k: sum(v is not None and v <= k for v in values.values()) / len(values) for k in CURVE_POINTS}
+
+
+def _share(values: dict[str, int | None]) -> float | None:
+    return sum(v is not None for v in values.values()) / len(values) if values else None
+
+
+def _traffic(result: DesignResult, records: list[ViewRecord], truth: Truth) -> None:
+    """Requests and bytes per person per day, and text latency, from the view (module docstring)."""
+    count = size = 0
+    sent: dict[int, list[str]] = {}  # t_us of a send the relay took → the envelope ids
+    taken: dict[str, int] = {}
+    delivered: dict[str, int] = {}
+    for r in records:
+        if isinstance(r, HttpExchange):
+            count += 1
+            size += r.request_bytes + r.response_bytes
+            if r.method == "POST" and r.path.endswith("/messages") and r.status == 202:
+                for m in r.messages[:1]:
+                    sent.setdefault(r.t_us, []).append(m)
+                    taken.setdefault(m, r.t_us)
+            elif r.path.endswith("/poll"):
+                for m in r.messages:
+                    if m in taken:
+                        delivered.setdefault(m, r.t_us)
+        elif isinstance(r, WsFrame):
+            count += r.direction == "in"
+            size += r.size
+            if r.direction == "in" and r.type == "send":
+                for m in r.messages[:1]:
+                    sent.setdefault(r.t_us, []).append(m)
+                    taken.setdefault(m, r.t_us)
+            elif r.direction == "out" and r.type == "envelope":
+                for m in r.messages:
+                    if m in taken:
+                        delivered.setdefault(m, r.t_us)
+    person_days = max(result.people * result.days, 1e-9)
+    result.requests_per_person_day = count / person_days
+    result.kbytes_per_person_day = size / 1000 / person_days
+    latencies = []
+    for s in truth.sent:
+        if s.kind != "text":
+            continue
+        result.texts += 1
+        for m in sent.get(s.t_us, []):
+            if m in delivered:
+                latencies.append((delivered[m] - taken[m]) / 1e6)
+                break
+    if latencies:
+        result.latency_median_s = statistics.median(latencies)
+        result.latency_p95_s = float(np.percentile(latencies, 95))
+
+
+__all__ = [
+    "MESSAGE_CUTS",
+    "AttackRow",
+    "Config",
+    "DesignResult",
+    "Progress",
+    "measure",
+    "messages_to_identify",
+    "model",
+    "run",
+]

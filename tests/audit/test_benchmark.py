@@ -1,0 +1,88 @@
+"""The benchmark's controls, run the way ``sotto audit leakage`` runs a design.
+
+Positive control: today's cadence mode, people from the default habits (households, outages,
+restarts, command-line users) on real clients against the real relay for two simulated days.
+The benchmark must see what the relay sees: the housekeeping coincidence names contacts within
+48 simulated hours, and the outages show when devices are on. If it does not, the benchmark is
+blind and this fails. Negative control: the same view with its ids dealt out again between
+people scores at chance.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sotto.audit.leakage import designs, report
+from sotto.audit.leakage.run import AttackRow, DesignResult, measure, model
+from sotto.audit.sim.study import StudyResult, StudySettings, run_study
+
+PEOPLE, DAYS, TICK_S = 10, 2.0, 300
+
+
+@pytest.fixture(scope="module")
+def study() -> StudyResult:
+    return run_study(StudySettings(PEOPLE, DAYS, cadence=True, seed=3, tick_seconds=TICK_S))
+
+
+@pytest.fixture(scope="module")
+def cadence(study: StudyResult) -> DesignResult:
+    return measure(designs.CADENCE, study.view, study.truth, tick_seconds=TICK_S)
+
+
+def _row(result: DesignResult, attack: str) -> AttackRow:
+    return next(r for r in result.rows if r.attack == attack)
+
+
+def test_the_study_formed_contacts_and_sent_texts(study: StudyResult) -> None:
+    assert len(study.truth.contacts) >= PEOPLE
+    assert sum(s.kind == "text" for s in study.truth.sent) > 0
+
+
+def test_positive_control_housekeeping_coincidence_names_contacts_within_48_hours(cadence: DesignResult) -> None:
+    row = _row(cadence, "coincidence")
+    chance = max(row.chance_people, row.chance_mailboxes)
+    assert row.top1 >= 0.7
+    assert row.top1 >= 2 * chance
+    assert row.identified is not None
+    assert row.identified >= 0.7  # identified within the run: two simulated days
+    assert row.hours_median is not None
+    assert row.hours_median <= 48
+
+
+def test_positive_control_outages_show_when_devices_are_on(cadence: DesignResult) -> None:
+    device_on = cadence.presence["device_on"]
+    assert device_on is not None
+    assert device_on >= 0.9
+
+
+def test_negative_control_shuffled_ids_score_at_chance(cadence: DesignResult) -> None:
+    for attack, top1 in cadence.shuffled.items():
+        if attack.startswith("presence"):
+            assert 0.3 <= top1 <= 0.7, (attack, top1)
+            continue
+        row = _row(cadence, attack)
+        assert top1 <= max(row.chance_people, row.chance_mailboxes) + 0.25, (attack, top1)
+    assert cadence.shuffled["coincidence"] < _row(cadence, "coincidence").top1 - 0.3
+
+
+def test_traffic_and_latency_come_from_the_view(cadence: DesignResult) -> None:
+    assert cadence.requests_per_person_day is not None
+    assert cadence.requests_per_person_day > 24 * 3600 / TICK_S / 2  # a poll each tick while on
+    assert cadence.latency_median_s is not None
+    assert 0 < cadence.latency_median_s < 3 * TICK_S
+
+
+def test_modelled_baselines_from_the_same_truth(study: StudyResult) -> None:
+    whatsapp = model(designs.WHATSAPP, study.truth)
+    assert not whatsapp.measured
+    assert whatsapp.rows[0].top1 >= 0.9 * whatsapp.rows[0].answered
+    assert whatsapp.presence["device_on"] == 1.0
+
+
+def test_the_report_says_what_was_measured_and_what_was_modelled(
+    cadence: DesignResult, study: StudyResult
+) -> None:
+    text = report.markdown([cadence, model(designs.SIGNAL, study.truth)])
+    assert "| sotto-cadence | measured |" in text
+    assert "| signal-like | modelled, not measured |" in text
+    assert "Negative control" in text
