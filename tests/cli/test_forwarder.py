@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import typer.core
+import typer.main
 
 from sotto.cli import forwarding
+from sotto.cli.app import app
 from sotto.cli.failures import ExitCode
 from sotto.server.gateway import GATEWAY_PATH, KEYS_PATH
 from sotto.server.observer import HttpExchange, read_view
@@ -134,3 +138,18 @@ def test_sotto_forwarder_refuses_a_relay_that_is_not_a_url(sotto: Sotto) -> None
     assert result.exit_code == ExitCode.USAGE
     assert "not an http(s) URL" in flat(result.output)
     assert "--relay" in sotto("forwarder", "--help").output
+
+
+def test_the_readme_commands_for_hiding_your_address_parse() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Hiding your address from the relay\n")
+    (block,) = re.findall(r"```sh\n(.*?)```", text[start : text.find("\n## ", start + 1)], re.S)
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    commands = [words[1:] for words in lines if words and words[0] == "sotto"]
+    assert [c[0] for c in commands] == ["server", "forwarder", "init", "invite", "listen", "send"]
+    for name, *args in commands:
+        command = group.get_command(group.context_class(group), name)
+        assert command is not None, name
+        command.make_context(name, list(args))  # a misspelt option raises a usage error
