@@ -140,16 +140,28 @@ def test_sotto_forwarder_refuses_a_relay_that_is_not_a_url(sotto: Sotto) -> None
     assert "--relay" in sotto("forwarder", "--help").output
 
 
-def test_the_readme_commands_for_hiding_your_address_parse() -> None:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    start = text.index("\n## Hiding your address from the relay\n")
-    (block,) = re.findall(r"```sh\n(.*?)```", text[start : text.find("\n## ", start + 1)], re.S)
+def _parses(line: str) -> str:
+    """Parse one ``sotto ...`` line as the CLI would, without running it; the command's name."""
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
-    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
-    commands = [words[1:] for words in lines if words and words[0] == "sotto"]
-    assert [c[0] for c in commands] == ["server", "forwarder", "init", "invite", "listen", "send"]
-    for name, *args in commands:
-        command = group.get_command(group.context_class(group), name)
-        assert command is not None, name
-        command.make_context(name, list(args))  # a misspelt option raises a usage error
+    name, *args = shlex.split(line, comments=True)[1:]
+    command = group.get_command(group.context_class(group), name)
+    assert command is not None, name
+    command.make_context(name, list(args))  # a misspelt option raises a usage error
+    return name
+
+
+def _sotto_lines(block: str) -> list[str]:
+    return [line for line in block.splitlines() if line.startswith("sotto ")]
+
+
+def test_the_documented_commands_for_hiding_your_address_parse() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Hiding your address from the relay\n")
+    (block,) = re.findall(r"```sh\n(.*?)```", text[start : text.find("\n## ", start + 1)], re.S)
+    names = [_parses(line) for line in _sotto_lines(block)]
+    assert names == ["server", "forwarder", "init", "invite", "listen", "send"]
+    guide = (root / "docs" / "ohttp.md").read_text(encoding="utf-8")
+    lines = [line for block in re.findall(r"```sh\n(.*?)```", guide, re.S) for line in _sotto_lines(block)]
+    assert {_parses(line) for line in lines} == {"server", "forwarder", "init", "listen", "send"}
