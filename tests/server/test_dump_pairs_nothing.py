@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import math
 import random
 import sqlite3
@@ -30,8 +31,8 @@ from sotto.server.auth import ReplayGuard
 from sotto.server.clock import SECONDS_PER_DAY
 from sotto.server.config import WorkPolicy
 from sotto.server.storage import SqliteStorage
-from sotto.server.storage.base import EXPIRY_STEP_DAYS, MailboxId
-from sotto.server.storage.sqlite import DB_FILENAME
+from sotto.server.storage.base import EXPIRY_STEP_DAYS, MailboxId, MailboxRecord, MessageId
+from sotto.server.storage.sqlite import DB_FILENAME, id_tag
 from sotto.wire import b64
 from tests.server.conftest import (
     DAY,
@@ -304,3 +305,57 @@ def test_account_rows_keep_weeks_not_days(relay: Relay) -> None:
     assert all(isinstance(d, int) and d % EXPIRY_STEP_DAYS == 0 for d in created | expiries)
     assert len(created) <= 2 and len(expiries) <= 2  # seven days span at most two weeks
     assert all("created_day" not in r for r in dump["devices"] + dump["mailboxes"])
+
+
+def test_envelope_key_slots_do_not_follow_arrival(tmp_path: Path) -> None:
+    """Pending envelopes' key slots (``envelope_keys`` is a rowid table on purpose) do not say in
+    which order the envelopes came, nor which came one after the other, such as a contact request
+    and its answer: slots are picked at random among the free ones. (While the table grows, a
+    fresh slot says roughly how large it was; here it has grown already, as on a running relay.)"""
+    store = SqliteStorage.in_dir(tmp_path)
+    token = hashlib.sha256(b"token").digest()
+    rng = random.Random(5)
+    boxes = [MailboxId(rng.randbytes(16)) for _ in range(300)]
+
+    async def store_all() -> list[bytes]:
+        arrived = []
+        for box in rng.sample(boxes, len(boxes)):
+            message = MessageId(rng.randbytes(16))
+            await store.put_envelope(box, token, message, bytes(256), DAY)
+            arrived.append(id_tag(box, message))
+        return arrived
+
+    def slots() -> dict[bytes, int]:
+        conn = sqlite3.connect(store.path)
+        try:
+            return dict(conn.execute("SELECT id_tag, key_slot FROM envelopes").fetchall())
+        finally:
+            conn.close()
+
+    async def traffic() -> tuple[list[bytes], dict[bytes, int], list[bytes]]:
+        for box in boxes:
+            await store.create_mailbox(MailboxRecord(box, bytes(32), token, 30, DAY + 30))
+        growing = await store_all()
+        while_growing = slots()
+        for box in rng.sample(boxes, len(boxes)):  # acknowledged in an order of their own
+            await store.delete_envelopes([e.ref for e in await store.pending(box, 10)])
+        return growing, while_growing, await store_all()
+
+    try:
+        growing, while_growing, arrived = asyncio.run(traffic())
+        slot_of = slots()
+    finally:
+        store.close_sync()
+    assert set(slot_of) == set(arrived)
+    # Fresh slots, taken while the table grows, are not handed out in turn.
+    fresh = [while_growing[t] for t in growing]
+    in_turn = sum(abs(a - b) == 1 for a, b in itertools.pairwise(fresh)) / (len(fresh) - 1)
+    assert in_turn < 0.05, f"{in_turn:.0%} of envelopes got the slot next to the one before"
+    # Reused slots, once the table has grown: neither order nor succession shows.
+    rho = _spearman(arrived, lambda t: slot_of[t])
+    assert abs(rho) < 3.5 / math.sqrt(len(arrived) - 1), f"slots follow arrival (Spearman {rho:.2f})"
+    slots = [slot_of[t] for t in arrived]
+    gaps = [abs(a - b) for a, b in itertools.pairwise(slots)]
+    shuffled = rng.sample(slots, len(slots))
+    chance = [abs(a - b) for a, b in itertools.pairwise(shuffled)]
+    assert statistics.median(gaps) > 0.7 * statistics.median(chance), "one after the other, side by side"

@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -96,6 +97,9 @@ _PENDING_SQL = (
     "SELECT mailbox_id, count(*), sum(length(sealed)) - count(*) * 16 FROM envelopes GROUP BY mailbox_id"
 )
 KEY_BYTES = 32
+SLOT_GROWTH = 64
+"""Empty ``envelope_keys`` slots added at once when none is free, or as many as the table holds
+(it doubles): the more slots a pick has to choose from, the less a slot says of when it was taken."""
 _ZERO_KEY = bytes(KEY_BYTES)
 
 
@@ -303,14 +307,26 @@ class SqliteStorage:
         ]
 
     def _take_slot(self, conn: sqlite3.Connection, key: bytes) -> int:
-        """Store ``key`` in a free slot (or a new one at the end) and return the slot."""
-        if self._free_slots:
-            slot = self._free_slots.pop()
-            conn.execute("UPDATE envelope_keys SET key = ? WHERE slot = ?", (key, slot))
-        else:
-            slot = self._top_slot + 1
-            conn.execute("INSERT INTO envelope_keys (slot, key) VALUES (?, ?)", (slot, key))
-            self._top_slot = slot
+        """Store ``key`` in a free slot chosen at random and return the slot.
+
+        At random, so that slot numbers do not follow the order envelopes arrived in (the next
+        slot up, or the one freed last, would put envelopes stored one after the other, such as a
+        contact request and its answer, side by side). With no slot free, the table first doubles
+        with empty slots (zero keys), of which one is picked like any other; so while the table
+        grows, a slot still says roughly how large it was when taken."""
+        free = self._free_slots
+        if not free:
+            first, count = self._top_slot + 1, max(SLOT_GROWTH, self._top_slot)
+            new = range(first, first + count)
+            conn.executemany(
+                "INSERT INTO envelope_keys (slot, key) VALUES (?, ?)", [(s, _ZERO_KEY) for s in new]
+            )
+            self._top_slot = first + count - 1
+            free.extend(new)
+        pick = secrets.randbelow(len(free))
+        free[pick], free[-1] = free[-1], free[pick]
+        slot = free.pop()
+        conn.execute("UPDATE envelope_keys SET key = ? WHERE slot = ?", (key, slot))
         return slot
 
     def _zero_slots(self, conn: sqlite3.Connection, slots: Sequence[int]) -> None:
