@@ -354,8 +354,8 @@ def test_envelope_key_slots_do_not_follow_arrival(tmp_path: Path) -> None:
     # Reused slots, once the table has grown: neither order nor succession shows.
     rho = _spearman(arrived, lambda t: slot_of[t])
     assert abs(rho) < 3.5 / math.sqrt(len(arrived) - 1), f"slots follow arrival (Spearman {rho:.2f})"
-    slots = [slot_of[t] for t in arrived]
-    gaps = [abs(a - b) for a, b in itertools.pairwise(slots)]
-    shuffled = rng.sample(slots, len(slots))
+    reused = [slot_of[t] for t in arrived]
+    gaps = [abs(a - b) for a, b in itertools.pairwise(reused)]
+    shuffled = rng.sample(reused, len(reused))
     chance = [abs(a - b) for a, b in itertools.pairwise(shuffled)]
     assert statistics.median(gaps) > 0.7 * statistics.median(chance), "one after the other, side by side"
