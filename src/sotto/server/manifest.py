@@ -216,9 +216,9 @@ TABLES: tuple[Table, ...] = (
             Column(
                 "slot",
                 "integer",
-                "Row number, reused: a slot freed by a delete takes the next envelope. Slots are added "
-                "only when all are in use, so a number says how many envelopes were pending at once, "
-                "not when one arrived.",
+                "Row number, reused: each envelope takes a free slot at random. When none is free the "
+                "table doubles with empty slots, so a number says roughly how many envelopes were "
+                "pending at once, not when one arrived or which arrived after which.",
             ),
             Column("key", "blob", "32 random bytes (zeros while the slot is free).", export="size"),
         ),
