@@ -133,3 +133,29 @@ def test_reconnects_back_off_on_the_handed_clock() -> None:
         delay = min(RECONNECT_MIN_S * 2**attempt, RECONNECT_MAX_S)
         assert 0.5 * delay <= wait <= 1.5 * delay, (attempt, wait)
     assert len(waits) >= 8
+
+
+def test_the_outbox_retries_on_the_handed_clock() -> None:
+    clock = SteppedClock()
+    attempts = 8
+
+    async def main() -> float:
+        network = FakeNetwork()
+        relay = network.relay(URL)
+        alice = await Client.register(MemoryStore(), URL, "Alice", network=network, clock=clock)
+        bob = await Client.register(MemoryStore(), URL, "Bob", network=network, clock=clock)
+        async with alice, bob:
+            await bob.accept_invite((await alice.create_invite()).link, "Alice")
+            while not (bob.is_ready("Alice") and alice.contacts() and alice.is_ready("Bob")):
+                await alice.sync(timeout=1, idle=0.02)
+                await bob.sync(timeout=1, idle=0.02)
+            relay.online = False
+            before, started = relay.send_attempts, clock.seconds
+            await alice.send_text("Bob", "while the relay is down")
+            # Eight attempts are two minutes of back-off (0.5 s doubling): on the handed clock
+            # they pass at once; on the event loop's they would outlast this test's deadline.
+            await until(lambda: relay.send_attempts - before >= attempts)
+            return clock.seconds - started
+
+    elapsed = run(main)
+    assert elapsed >= 0.75 * 0.5 * (2 ** (attempts - 1) - 1)

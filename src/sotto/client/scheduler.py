@@ -268,8 +268,21 @@ class InteractiveScheduler:
                 wait = OUTBOX_RETRY_S
             else:
                 wait = None if next_due is None else max(0.05, (next_due - engine.now_ms()) / 1000)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_wake.wait(), wait)
+            await self._woken_or_waited(self._outbox_wake, wait)
+
+    async def _woken_or_waited(self, wake: asyncio.Event, seconds: float | None) -> None:
+        """Until ``wake`` is set or ``seconds`` pass on the engine's clock (None: no limit)."""
+        if seconds is None:
+            await wake.wait()
+            return
+        woken = asyncio.ensure_future(wake.wait())
+        waited = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait((woken, waited), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (woken, waited):
+                task.cancel()
+            await asyncio.gather(woken, waited, return_exceptions=True)
 
     async def _receipt_loop(self) -> None:
         engine = self._engine
