@@ -38,7 +38,9 @@ def test_the_study_formed_contacts_and_sent_texts(study: StudyResult) -> None:
     assert sum(s.kind == "text" for s in study.truth.sent) > 0
 
 
-def test_positive_control_housekeeping_coincidence_names_contacts_within_48_hours(cadence: DesignResult) -> None:
+def test_positive_control_the_housekeeping_coincidence_names_contacts_in_48_hours(
+    cadence: DesignResult,
+) -> None:
     row = _row(cadence, "coincidence")
     chance = max(row.chance_people, row.chance_mailboxes)
     assert row.top1 >= 0.7

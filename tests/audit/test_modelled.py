@@ -12,10 +12,12 @@ DAY = 86_400 * S
 
 def _truth() -> Truth:
     names = [f"p{i}" for i in range(8)]
-    people = {n: Person(n, f"acct{n}", f"10.0.0.{i}", False, device_on=[(0, DAY)]) for i, n in enumerate(names)}
+    people = {
+        n: Person(n, f"acct{n}", f"10.0.0.{i}", False, device_on=[(0, DAY)]) for i, n in enumerate(names)
+    }
     people["p1"].device_on = [(3_600 * S, DAY)]  # off for the first hour
-    truth = Truth(0, DAY, people, contacts=[("p0", "p1", 0), ("p2", "p3", 0), ("p4", "p5", 0), ("p6", "p7", 0)])
     pairs = [("p0", "p1"), ("p2", "p3"), ("p4", "p5"), ("p6", "p7")]
+    truth = Truth(0, DAY, people, contacts=[(a, b, 0) for a, b in pairs])
     for k in range(40):
         a, b = pairs[k % 4]
         if k % 8 >= 4:

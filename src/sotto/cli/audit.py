@@ -94,7 +94,7 @@ def leakage(
         tick_seconds=tick,
         with_hours=hours,
     )
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
 
     def progress(line: str) -> None:
