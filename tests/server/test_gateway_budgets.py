@@ -120,3 +120,5 @@ def test_a_forwarded_source_is_kept_apart_from_the_same_network_asking_directly(
     assert limiter.retry_after(source_key(forwarded), 0.0) >= 1
     with pytest.raises(ValueError, match="forwarded_scale"):
         RateLimiter(RateLimit(1, 1), forwarded_scale=0.5)
+    with pytest.raises(ValueError, match="forwarded_scale"):
+        ServerConfig(forwarded_scale=0)

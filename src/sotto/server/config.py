@@ -195,6 +195,8 @@ class ServerConfig:
     nothing while no forwarder uses it (its key is derived from ``server.key``)."""
 
     def __post_init__(self) -> None:
+        if not self.forwarded_scale >= 1:
+            raise ValueError("forwarded_scale must be at least 1: a forwarder carries many clients")
         if not 1 <= self.cadence_tick_seconds <= MAX_CADENCE_TICK_SECONDS:
             raise ValueError(f"cadence_tick_seconds must be 1 to {MAX_CADENCE_TICK_SECONDS}")
         if not 0 < self.checkpoint_interval_seconds <= MAX_CHECKPOINT_INTERVAL_SECONDS:
