@@ -8,8 +8,11 @@ the ASGI request httpx's own ``ASGITransport`` would make of it (the same method
 in the same order, body, scheme and server) and hands it straight to the relay app, without
 httpx's URL parsing, cookie jar, header models and streams: the relay, and an observer wrapped
 around it (:mod:`sotto.server.observer`), see exactly what they would see through httpx; the
-simulation pays only for what the product does. WebSockets are :class:`AsgiWebSocket` sessions
-on the same app.
+simulation pays only for what the product does. What it leaves out changes nothing the relay
+sees: httpx's timeouts (its ASGI transport applies none either) and its cookie jar (the relay
+sets no cookie; if it did, httpx would send it back and the test that runs a chat through both
+paths, ``tests/audit/sim/test_network.py``, would see the difference). WebSockets are
+:class:`AsgiWebSocket` sessions on the same app.
 
 No socket is opened; each request and WebSocket reaches the app with an ASGI scope whose
 ``client`` is the device's address and the port of the connection it would have used:
