@@ -4,7 +4,7 @@
     python bench/forwarder.py --quick       # small and short: a smoke run of every figure
 
 Each run starts, as processes of their own, the relay with its gateway (this file as a script:
-``python -m sotto.server``'s settings, :func:`sotto.server.gateway.with_gateway` in front,
+``python -m sotto.server``'s settings, which mount :func:`sotto.server.gateway.with_gateway`,
 pinned to one core) and the forwarder (``python -m sotto.forwarder``, its rate limit lifted,
 pinned to the other core, where this process, the load generator, runs too). Two requests, each
 sent ``--requests`` times directly to the relay and through the forwarder, over kept-alive
@@ -243,20 +243,12 @@ def one_run(settings: Settings, workdir: Path) -> dict[str, float]:
 
 
 def serve_relay(port: int, data: Path) -> None:
-    """The relay as ``python -m sotto.server`` serves it, with the gateway in front."""
-    from typing import cast  # noqa: PLC0415 (only the script needs these)
-
-    from starlette.types import ASGIApp  # noqa: PLC0415
-
-    from sotto.server.config import ServerConfig  # noqa: PLC0415
-    from sotto.server.gateway import load_gateway_key, with_gateway  # noqa: PLC0415
+    """The relay as ``python -m sotto.server`` serves it (the gateway is mounted by default)."""
+    from sotto.server.config import ServerConfig  # noqa: PLC0415 (only the script needs these)
     from sotto.server.runner import RelayServer, raise_fd_limit, uvicorn_config  # noqa: PLC0415
 
     raise_fd_limit()
-    config = ServerConfig(data_dir=data, port=port)
-    settings = uvicorn_config(config)
-    settings.app = with_gateway(cast(ASGIApp, settings.app), load_gateway_key(data))
-    RelayServer(settings).run()
+    RelayServer(uvicorn_config(ServerConfig(data_dir=data, port=port))).run()
 
 
 ROWS = [
