@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--design", action="append", help="only these designs (repeatable)")
     parser.add_argument("--study", action="append", default=[], help="DIR=DESIGN: score a study run already")
     parser.add_argument("--no-hours", action="store_true", help="skip hours to identify")
+    parser.add_argument(
+        "--no-shuffle", action="store_true", help="skip the negative control of --study views"
+    )
+    parser.add_argument(
+        "--cuts", type=int, default=12, help="cuts of a --study view for messages to identify"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results" / "leakage")
     parser.add_argument(
         "--publish", nargs="?", const="metadata", help="copy the report and chart into docs/STEM-report.md"
@@ -79,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         records = list(read_view(path / "view.jsonl"))
         _log(started, f"{name}: {len(records)} records, {len(truth.people)} people; attacks")
         cpu0 = time.process_time()
-        result = measure(design, records, truth, tick_seconds=args.tick, with_hours=not args.no_hours)
+        result = measure(
+            design,
+            records,
+            truth,
+            tick_seconds=args.tick,
+            with_hours=not args.no_hours,
+            shuffle=not args.no_shuffle,
+            message_cuts=args.cuts,
+        )
         result.wall_s, result.cpu_s = _timing(path)
         _log(started, f"{name}: scored in {time.process_time() - cpu0:.0f} s CPU")
         sizes.append(f"{name} {result.people} people × {result.days:g} days")
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if not design.measured and default_truth is not None:
             results.append(model(design, default_truth))
     notes = f"Sizes: {'; '.join(sizes)}; seed {args.seed}; cadence tick {args.tick} s."
-    paths = report.write(results, args.out, notes=notes, sizes=sizes)
+    paths = report.write(results, args.out, title=args.title, notes=notes, sizes=sizes)
     print(f"wrote {paths['markdown']}, {paths['json']}, {paths['chart']}")
     if args.publish:
         shutil.copyfile(paths["markdown"], ROOT / "docs" / f"{args.publish}-report.md")

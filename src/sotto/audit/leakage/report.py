@@ -101,11 +101,18 @@ def to_json(results: Sequence[DesignResult], **extra: Any) -> dict[str, Any]:
     return {"designs": [r.to_json() for r in results], **extra}
 
 
-def write(results: Sequence[DesignResult], out: Path, *, notes: str = "", **extra: Any) -> dict[str, Path]:
+def write(
+    results: Sequence[DesignResult],
+    out: Path,
+    *,
+    title: str = "Metadata leakage",
+    notes: str = "",
+    **extra: Any,
+) -> dict[str, Path]:
     """Write ``leakage.md``, ``leakage.json`` and ``accuracy.png`` to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "leakage.md", "json": out / "leakage.json", "chart": out / "accuracy.png"}
-    paths["markdown"].write_text(markdown(results, notes=notes), encoding="utf-8")
+    paths["markdown"].write_text(markdown(results, title=title, notes=notes), encoding="utf-8")
     paths["json"].write_text(
         json.dumps(to_json(results, **extra), indent=1, sort_keys=True), encoding="utf-8"
     )

@@ -188,6 +188,7 @@ def measure(
     tick_seconds: float,
     with_hours: bool = True,
     shuffle: bool = True,
+    message_cuts: int = MESSAGE_CUTS,
 ) -> DesignResult:
     """Score one measured design's view against its truth (module docstring)."""
     parsed = requests(records)
@@ -209,7 +210,7 @@ def measure(
                 identified=None if row.hours is None else row.hours.identified,
             )
         )
-    disclosed = messages_to_identify(disclosure.attack, parsed, truth)
+    disclosed = messages_to_identify(disclosure.attack, parsed, truth, cuts=message_cuts)
     for attack_row in result.rows:
         if attack_row.attack == "disclosure":
             attack_row.messages_median = _median(disclosed)
