@@ -228,7 +228,7 @@ def test_the_search_finds_canaries_planted_in_a_real_database(canary_run: Run, t
     mailbox = os.urandom(16)
     with conn:
         conn.execute(
-            "INSERT INTO mailboxes VALUES (?, ?, ?, 30, 1, 99999)",
+            "INSERT INTO mailboxes VALUES (?, ?, ?, 30, 99999)",
             (mailbox, alice + bytes(16), os.urandom(32)),
         )
         conn.execute(
