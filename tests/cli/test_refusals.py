@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 
+from sotto.cli.commands.messages import report_send
 from sotto.cli.failures import ExitCode, Where, explain
 from sotto.client.sdk import STORE_FILE
 from sotto.errors import (
@@ -53,3 +55,18 @@ def test_init_on_a_relay_short_of_disk_says_so_and_leaves_no_store(sotto: Sotto,
     assert f"the relay at {url} is short of disk space" in flat(result.output)
     assert "Traceback" not in result.output
     assert not (tmp_path / "dan" / STORE_FILE).exists()
+
+
+def test_a_send_held_for_want_of_room_says_why_not_that_the_relay_is_down(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    place = Where(Path("/p"), "http://relay.test")
+    with pytest.raises(typer.Exit) as held:
+        report_send(place, 2, "sent", MailboxFullError())
+    assert held.value.exit_code == ExitCode.REFUSED
+    said = flat(capsys.readouterr().err)
+    assert "2 queued envelope(s) not taken" in said and "mailbox on http://relay.test is full" in said
+    assert "unreachable" not in said and "is the relay running" not in said
+    with pytest.raises(typer.Exit) as down:
+        report_send(place, 1, "sent")
+    assert down.value.exit_code == ExitCode.RELAY_UNREACHABLE

@@ -105,6 +105,8 @@ def test_each_event_has_a_line_or_is_quiet_on_purpose() -> None:
     assert "session with Bob re-established" in str(render.event_line(ev.SessionRepaired(bob, True), ""))
     assert "connected to http://r" in str(render.event_line(ev.ConnectionChanged(True), "http://r"))
     assert render.event_line(ev.MessageSent(ids[0]), "") is None
+    held = str(render.event_line(ev.SendHeld(ids[0], "mailbox_full"), ""))
+    assert "no room" in held and "mailbox_full" in held and "kept" in held
 
 
 def test_message_lines_show_who_and_the_state_of_ours() -> None:

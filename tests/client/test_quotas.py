@@ -163,14 +163,26 @@ def test_a_full_mailbox_keeps_the_texts_queued_and_delivers_them_in_order_once_d
             # Bob is away: his mailbox for Alice takes 3 envelopes, and Alice writes 6.
             for i in range(6):
                 await alice.send_text("Bob", f"text {i}")
+            before = alice.engine.now_ms()
             left = await alice.flush()
             assert left == 3  # refused as mailbox_full: kept, not dropped
             assert alice.pending_outbox() == 3
+            assert isinstance(alice.last_refusal, MailboxFullError)
+            # The first refused is retried from half a minute on, not at once (a full mailbox
+            # empties when Bob reads); the ones behind it wait for it, in order.
+            queued = alice.engine.read(lambda tx: tx.outbox.all())
+            assert queued[0].next_attempt_ms >= before + 22_500
+            assert await alice.flush() == 3  # refused again: reported once all the same
+            held = [e for e in await alice.sync(timeout=1, idle=0.1) if isinstance(e, ev.SendHeld)]
+            assert [e.reason for e in held] == ["mailbox_full"]
+            assert held[0].message_id == alice.history("Bob")[3].message_id
+            assert all(not isinstance(e, ev.SendFailed) for e in await alice.sync(timeout=0.5, idle=0.1))
             bob = await Client.open(tmp_path / "Bob", PASSPHRASE, receipt_delay=0.1)
             async with bob:
                 first = await collect(bob, 3)
                 assert await alice.flush() == 0  # drained: the rest goes now
                 rest = await collect(bob, 3)
+                assert alice.last_refusal is None
             assert first + rest == [f"text {i}" for i in range(6)]
 
     run(main)

@@ -190,6 +190,11 @@ def event_line(e: ev.Event, server: str) -> Text | None:
             return None
         case ev.SendFailed():
             return Text(f"! a message could not be delivered ({e.reason})", style="red")
+        case ev.SendHeld():
+            return Text(
+                f"… the relay has no room for a message now ({e.reason}); it is kept and goes out by itself",
+                style="yellow",
+            )
         case ev.EnvelopeRejected():
             return Text(f"dropped an envelope that cannot be read ({e.reason.value})", style="yellow")
         case ev.ConnectionChanged():

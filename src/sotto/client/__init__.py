@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ReadReceiptReceived,
         RejectReason,
         SendFailed,
+        SendHeld,
         SessionRepaired,
         TypingChanged,
     )
@@ -51,6 +52,7 @@ _LAZY = {"Client": "sdk", "Invite": "sdk"} | dict.fromkeys(
         "ReadReceiptReceived",
         "RejectReason",
         "SendFailed",
+        "SendHeld",
         "SessionRepaired",
         "TypingChanged",
     ),
@@ -75,6 +77,7 @@ __all__ = [
     "ReadReceiptReceived",
     "RejectReason",
     "SendFailed",
+    "SendHeld",
     "SessionRepaired",
     "TypingChanged",
     "content",

@@ -140,6 +140,20 @@ class SendFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SendHeld:
+    """The relay has no room for one of our messages now (a 507: the contact's mailbox is full,
+    the relay is short of disk, or our account is over its quota); it stays in the outbox and
+    goes out by itself later, retried with a back-off that starts at half a minute.
+
+    Reported once per message, at its first refusal. ``reason`` is the relay's code
+    (``mailbox_full``, ``relay_full`` or ``quota_exceeded``).
+    """
+
+    message_id: MessageId
+    reason: str
+
+
 class RejectReason(enum.StrEnum):
     """Why an envelope was dropped. Each is permanent: the envelope is acknowledged and gone."""
 
@@ -203,6 +217,7 @@ Event = (
     | GroupUpdated
     | MessageSent
     | SendFailed
+    | SendHeld
     | EnvelopeRejected
     | ConnectionChanged
 )

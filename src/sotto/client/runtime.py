@@ -46,6 +46,7 @@ from sotto.client.events import (
     MessageReceived,
     RejectReason,
     SendFailed,
+    SendHeld,
 )
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import mailboxes as mailbox_flow
@@ -68,7 +69,10 @@ from sotto.crypto.random import Rng, system_rng
 from sotto.errors import (
     ClientError,
     EnvelopeRejectedError,
+    MailboxFullError,
+    QuotaExceededError,
     RelayError,
+    RelayFullError,
     RelayUnavailableError,
 )
 from sotto.store.interfaces import Store, Transaction
@@ -87,6 +91,9 @@ log = logging.getLogger("sotto.client")
 DEFAULT_RECEIPT_DELAY_S = 10.0
 OUTBOX_RETRY_MIN_MS = 500
 OUTBOX_RETRY_MAX_MS = 15 * 60_000
+HELD_RETRY_MIN_MS = 30_000
+"""The first retry of an envelope the relay has no room for (a 507): a full mailbox empties when
+its owner reads, not within the half second an unreachable relay may take to come back."""
 NOT_FOUND_ATTEMPTS = 8
 """A mailbox the relay does not know may appear shortly (a contact's registration racing our
 send); after this many refusals the envelope is dropped and reported."""
@@ -134,6 +141,8 @@ class Engine:
         self._connected = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._failures: dict[tuple[bytes, bytes], int] = {}
+        self._held: set[OutboxItemId] = set()
+        self._last_refusal: RelayError | None = None
         self._closed = False
         self._replayed = False
         self._scheduler: Scheduler = (
@@ -175,6 +184,11 @@ class Engine:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def last_refusal(self) -> RelayError | None:
+        """The 507 that held an envelope in the last outbox pass (None if none did)."""
+        return self._last_refusal
 
     @property
     def connected(self) -> bool:
@@ -484,6 +498,7 @@ class Engine:
         "duplicate", which confirms them then.
         """
         async with self._flush_lock:
+            self._last_refusal = None
             now = self.now_ms()
             items = await self.transaction(lambda tx: tx.outbox.all())
             blocked: set[bytes] = set()
@@ -514,7 +529,8 @@ class Engine:
 
     async def send_item(self, item: OutboxItem) -> bool | None:
         """One attempt: True if the relay took it (confirm it), False if it was refused for good
-        (dropped and reported), None if it should be tried again later (rescheduled)."""
+        (dropped and reported), None if it should be tried again later (rescheduled; a 507 is
+        reported once per envelope as :class:`~sotto.client.events.SendHeld`)."""
         relay = self._network.relay(item.server_url)
         send = relay.send_alone if self.cadence else relay.send
         try:
@@ -524,14 +540,24 @@ class Engine:
                 e.status in (400, 413, 422) or (e.status == 404 and item.attempts + 1 >= NOT_FOUND_ATTEMPTS)
             )
             if refused:
+                self._held.discard(item.item_id)
                 dropped = await self.transaction(partial(_drop, item_id=item.item_id))
                 reason = e.code if isinstance(e, RelayError) else type(e).__name__
                 self.emit([SendFailed(m, reason) for m in dropped])
                 return False
-            delay = min(OUTBOX_RETRY_MIN_MS * 2**item.attempts, OUTBOX_RETRY_MAX_MS)
+            first_ms = OUTBOX_RETRY_MIN_MS
+            if isinstance(e, MailboxFullError | RelayFullError | QuotaExceededError):
+                first_ms = HELD_RETRY_MIN_MS
+                self._last_refusal = e
+                if item.item_id not in self._held:
+                    self._held.add(item.item_id)
+                    held = await self.transaction(partial(_reported_id, item_id=item.item_id))
+                    self.emit([SendHeld(m, e.code) for m in held])
+            delay = min(first_ms * 2**item.attempts, OUTBOX_RETRY_MAX_MS)
             retry_at = self.now_ms() + int(delay * self.uniform(0.75, 1.25))
             await self.transaction(lambda tx: tx.outbox.reschedule(item.item_id, retry_at))
             return None
+        self._held.discard(item.item_id)
         return True
 
     # ------------------------------------------------------------------ receipts
@@ -568,11 +594,17 @@ def run_transaction(store: Store, fn: Callable[[Transaction], T]) -> T:
 
 
 def _drop(tx: Transaction, *, item_id: OutboxItemId) -> list[MessageId]:
-    """Remove a refused envelope; the id to report: its message's, or the envelope's own for one
-    that carried no history entry (a contact request, a receipt)."""
+    """Remove a refused envelope; the id to report (see :func:`_reported_id`)."""
+    reported = _reported_id(tx, item_id=item_id)
+    tx.outbox.remove(item_id)
+    return reported
+
+
+def _reported_id(tx: Transaction, *, item_id: OutboxItemId) -> list[MessageId]:
+    """The id to report for an outbox envelope: its message's, or the envelope's own for one that
+    carried no history entry (a contact request, a receipt); none if it is gone."""
     item = tx.outbox.get(item_id)
     if item is None:
         return []
-    tx.outbox.remove(item_id)
     message = None if item.message_row is None else tx.messages.get(item.message_row)
     return [item.message_id if message is None else message.message_id]

@@ -426,6 +426,13 @@ class Client:
         """Envelopes queued and not yet confirmed by a relay."""
         return self._engine.read(lambda tx: tx.outbox.count())
 
+    @property
+    def last_refusal(self) -> RelayError | None:
+        """Why the relay held envelopes in the last outbox pass (:meth:`flush`): a
+        :class:`~sotto.errors.MailboxFullError`, :class:`~sotto.errors.RelayFullError` or
+        :class:`~sotto.errors.QuotaExceededError`; None if none was held for want of room."""
+        return self._engine.last_refusal
+
     # ------------------------------------------------------------------ invites
     async def create_invite(self) -> Invite:
         """A one-time invite: its mailbox and prekey access token are created on our relay now."""

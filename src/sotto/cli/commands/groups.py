@@ -37,7 +37,7 @@ def create(
                 group = await client.create_group(name, contacts)
                 left = await client.flush()
             who = ", ".join(render.clean(c.name) for c in contacts)
-            report_send(place, left, f"created #{render.clean(group.name)} with {who}")
+            report_send(place, left, f"created #{render.clean(group.name)} with {who}", client.last_refusal)
 
     run(place, work())
 
@@ -62,7 +62,7 @@ def add(
             if not added:
                 render.dim(f"{shown} is already in {where_to}")
                 return
-            report_send(place, left, f"added {shown} to {where_to}")
+            report_send(place, left, f"added {shown} to {where_to}", client.last_refusal)
 
     run(place, work())
 
@@ -84,6 +84,6 @@ def send(
             with render.spinner(f"Sending to #{render.clean(found.name)}…"):
                 await client.send_group_text(found, message)
                 left = await client.flush()
-            report_send(place, left, f"sent to #{render.clean(found.name)}")
+            report_send(place, left, f"sent to #{render.clean(found.name)}", client.last_refusal)
 
     run(place, work())

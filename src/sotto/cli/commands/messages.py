@@ -12,7 +12,7 @@ import typer
 from rich.text import Text
 
 from sotto.cli import render
-from sotto.cli.failures import ExitCode, Where, fail
+from sotto.cli.failures import ExitCode, Where, explain, fail
 from sotto.cli.names import require_contact, require_conversation
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
 from sotto.client import events as ev
@@ -112,16 +112,21 @@ def send(
             with render.spinner(f"Sending to {shown}…"):
                 await client.send_text(contact, message)
                 left = await client.flush()
-            report_send(place, left, f"sent to {shown}")
+            report_send(place, left, f"sent to {shown}", client.last_refusal)
 
     run(place, work())
 
 
-def report_send(place: Where, left: int, success: str) -> None:
-    """Report a send: done, or why something is still queued (and exit non-zero)."""
+def report_send(place: Where, left: int, success: str, refusal: Exception | None = None) -> None:
+    """Report a send: done, or why something is still queued (and exit non-zero): the relay's
+    ``refusal`` that held it (a full mailbox, relay or quota) if there was one, else the relay
+    did not answer."""
     if not left:
         render.done(success)
         return
+    if refusal is not None:
+        message, hint, code = explain(refusal, place)
+        fail(f"{left} queued envelope(s) not taken: {message}", hint=hint, code=code)
     fail(
         f"the relay at {place.relay} did not take {left} queued envelope(s); your message is saved",
         hint="is the relay running (`sotto server`)? Queued messages go out with your next "
