@@ -1,17 +1,25 @@
-"""Every storage test runs against each backend: the in-memory reference and SQLite."""
+"""Every storage test runs against each backend: the in-memory reference, SQLite and PostgreSQL.
+
+PostgreSQL is the server on 127.0.0.1:5432 (``SOTTO_TEST_POSTGRES`` names another): each test
+gets a database of its own under a random name, dropped when the test ends, passed or not.
+Statements and lock waits are bounded (``statement_timeout``, ``lock_timeout``), so a test that
+hangs on the database fails instead."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import secrets
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
-from sotto.server.storage import MemoryStorage, SqliteStorage, Storage
+from sotto.server.storage import MemoryStorage, PostgresStorage, SqliteStorage, Storage
 from sotto.server.storage.base import (
     AccountId,
     AccountRecord,
@@ -31,10 +39,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+POSTGRES = os.environ.get("SOTTO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+"""The server (no database name): tests make their own databases on it."""
+TIMEOUTS = "-c statement_timeout=20000 -c lock_timeout=10000"
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database under a random name; its DSN. Dropped on the way out, whatever
+    happened (``WITH (FORCE)`` ends connections a failed test left open)."""
+    name = f"sotto_test_{secrets.token_hex(8)}"
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    try:
+        yield psycopg.conninfo.make_conninfo(f"{POSTGRES}/{name}", options=TIMEOUTS)
+    finally:
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     if request.param == "memory":
         yield MemoryStorage()
+        return
+    if request.param == "postgresql":
+        with postgres_database() as dsn:
+            pg = PostgresStorage.open(dsn)
+            try:
+                yield pg
+            finally:
+                pg.close_sync()
         return
     store = SqliteStorage.in_dir(tmp_path)
     yield store
