@@ -172,9 +172,9 @@ DEFAULT_LIMITS = ConnectionLimits()
 PER_SOURCE = DEFAULT_LIMITS.per_source
 ACCEPT_BATCH = 4
 """Connections admitted per turn of the event loop; the rest wait in the kernel's backlog."""
-REFUSE_BATCH = 64
+REFUSE_BATCH = 16
 """Connections refused per turn of the event loop (each is an accept, a send and a close)."""
-CLOSE_BATCH = 16
+CLOSE_BATCH = 8
 """Connections closed for a timeout per turn of the event loop."""
 UNREAD_HOLD_BYTES = 64 * 1024
 """The next request on a connection waits while more than this of earlier answers is still
