@@ -142,6 +142,7 @@ _COLUMNS = {
     "mailboxes": ("mailbox_id", "auth_key", "token_hash", "ttl_days", "expires_day"),
     "envelopes": ("mailbox_id", "seq", "id_tag", "received_day", "key_slot", "sealed"),
     "envelope_keys": ("slot", "key"),
+    "schema_version": ("version",),
 }
 
 
@@ -165,8 +166,8 @@ def create_statements() -> list[str]:
         *TABLES.values(),
         *partitions,
         *_INDEXES,
-        *no_statistics(),
         "CREATE TABLE schema_version (version integer NOT NULL)",
+        *no_statistics(),
         f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})",  # noqa: S608 (a constant)
     ]
 
