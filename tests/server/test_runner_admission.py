@@ -163,7 +163,7 @@ def test_a_slow_header_client_is_closed_after_the_header_timeout(tmp_path: Path)
 
 
 def test_a_client_that_does_not_read_gets_no_more_answers_until_it_reads(tmp_path: Path) -> None:
-    with live(tmp_path, write_stall_seconds=600.0) as relay:
+    with live(tmp_path, write_stall_seconds=600.0, keep_alive_seconds=0.05) as relay:
         reader = relay.connect("127.0.0.8", SO_RCVBUF=4_096)
         # Pipelined requests whose answers (some 40 KB each) go unread.
         count = 40
@@ -175,6 +175,9 @@ def test_a_client_that_does_not_read_gets_no_more_answers_until_it_reads(tmp_pat
         _until(lambda: len(holding()) == 1)
         answered = relay.server.server_state.total_requests
         assert answered < 5  # not the 40 that the kernel's buffers would otherwise take in
+        # A request waits, so the connection is not idle: the keep-alive timeout leaves it be.
+        time.sleep(20 * 0.05)
+        assert len(holding()) == 1
         # Once it reads, the rest are answered.
         data = b""
         while b"\r\n\r\n" not in data:

@@ -439,7 +439,12 @@ class HttpProtocol(H11Protocol):
         if not self.transport.is_closing():
             self._arm(self._limits.header_timeout)
             if self._held is not None:
-                self._disarm()  # waiting on the peer is the write-stall limit's business
+                # Not idle: a request waits. How long the peer may leave its answers unread is
+                # the write-stall limit's business, not the header or keep-alive timeout's.
+                self._disarm()
+                if self.timeout_keep_alive_task is not None:
+                    self.timeout_keep_alive_task.cancel()
+                    self.timeout_keep_alive_task = None
 
     def _unread(self) -> int:
         sock = self.transport.get_extra_info("socket")
