@@ -15,10 +15,15 @@ deadlock detector; the loser is run again (:data:`RETRIES`).
 Deleted means gone, as far as PostgreSQL lets it: an envelope's id and payload are stored
 encrypted (AES-256-CTR) under a key of its own, in ``envelope_keys`` under a random slot, and
 an ack deletes the envelope and its key row in one transaction. PostgreSQL never overwrites a
-row in place: a delete leaves a dead tuple, which ``VACUUM`` (autovacuum, and this store after
-the first sweep of each day) marks as free space for new rows, without promising to zero it, and
-the WAL in ``pg_wal`` holds the rows as written until the server recycles the segment.
-``docs/data-held.md`` says what that leaves and what is the operator's.
+row in place: a delete leaves a dead tuple, which ``VACUUM`` (autovacuum) marks as free space
+for new rows without promising to zero it, and the WAL in ``pg_wal`` holds the rows as written
+until the server recycles the segment. ``docs/data-held.md`` says what that leaves and what is
+the operator's.
+
+Order says nothing, once a day: PostgreSQL appends new rows where there is room, so the place of
+a row in a table's file follows when it was made (a contact's two mailboxes, made together, lie
+side by side). After the first sweep of each day the store rewrites every table in the order of
+its random key (``CLUSTER``, see :meth:`PostgresStorage._compact`), as SQLite's ``VACUUM`` does.
 
 The free space of the database server's disk cannot be read from here: :meth:`low_on_disk` is
 always False, and the disk floor is the operator's (PostgreSQL refuses writes when it is full,
@@ -121,7 +126,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     transaction: bool
-    """False for ``VACUUM``, which PostgreSQL runs only outside a transaction."""
+    """False for ``CLUSTER`` of a partitioned table, which PostgreSQL runs only outside one."""
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
@@ -145,12 +150,12 @@ class PostgresStorage:
             for i in range(workers)
         ]
         self._closed = False
-        self._vacuumed_day: int | None = None
+        self._compacted_day: int | None = None
         self._lock = threading.Lock()
         self.commits = 0
         """Transactions committed."""
         self.compactions = 0
-        """``VACUUM`` runs, one a day at the first sweep of the day."""
+        """Rewrites of every table in key order (``CLUSTER``), one a day at the first sweep of the day."""
 
     @classmethod
     def open(cls, dsn: str, **kwargs: Any) -> PostgresStorage:
@@ -691,15 +696,18 @@ class PostgresStorage:
             return SweepResult(envelopes=envelopes, mailboxes=len(expired), access_tokens=tokens)
 
         result = await self._call(op)
-        if self._vacuumed_day is None or today > self._vacuumed_day:
-            self._vacuumed_day = today
-            await self._call(self._vacuum, transaction=False)
+        if self._compacted_day is None or today > self._compacted_day:
+            self._compacted_day = today
+            await self._call(self._compact, transaction=False)
         return result
 
-    def _vacuum(self, conn: Connection) -> None:
-        """Mark the space of deleted rows free for new ones (what autovacuum does too, later):
-        PostgreSQL reuses it, but does not promise to overwrite it (the module says so)."""
-        conn.execute("VACUUM envelopes, envelope_keys, mailboxes, access_tokens")
+    def _compact(self, conn: Connection) -> None:
+        """Rewrite every table in the order of its primary key (``CLUSTER``): the keys are random,
+        so afterwards the place of a row says nothing of when it was made, beyond the rows made
+        since. Each table is locked while it is rewritten (writes on every node wait); the old
+        files are unlinked, not overwritten, and their dead rows go with them."""
+        for table in TABLES:
+            conn.execute(f"CLUSTER {table} USING {table}_pkey".encode())
         with self._lock:
             self.compactions += 1
 
