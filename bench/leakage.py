@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick", type=int, default=300)
     parser.add_argument("--design", action="append", help="only these designs (repeatable)")
     parser.add_argument("--study", action="append", default=[], help="DIR=DESIGN: score a study run already")
+    parser.add_argument(
+        "--reuse", action="append", default=[], type=pathlib.Path, help="designs of an earlier leakage.json"
+    )
     parser.add_argument("--no-hours", action="store_true", help="skip hours to identify")
     parser.add_argument(
         "--no-shuffle", action="store_true", help="skip the negative control of --study views"
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     results: list[DesignResult] = []
     default_truth: Truth | None = None
     sizes: list[str] = []
+    for path in args.reuse:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        results += [DesignResult.from_json(d) for d in earlier["designs"]]
+        sizes += earlier.get("sizes", [])
     for spec in args.study:
         directory, _, name = spec.partition("=")
         design = designs.BY_NAME[name]
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         if design == designs.DEFAULT:
             default_truth = truth
-    names = args.design or ([] if args.study else [d.name for d in designs.ALL])
+    names = args.design or ([] if args.study or args.reuse else [d.name for d in designs.ALL])
     chosen = tuple(designs.BY_NAME[n] for n in names)
     to_run = tuple(d for d in chosen if d.measured or default_truth is None)
     if to_run:
@@ -115,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             with_hours=not args.no_hours,
         )
         results += run(config, lambda line: _log(started, line))
-        sizes.append(
-            f"{', '.join(d.name for d in to_run)}: default mode {args.people} people × {args.days:g} days, "
-            f"cadence mode {args.cadence_people} people × {args.cadence_days:g} days"
-        )
+        modes = []
+        if any(not d.cadence for d in to_run):
+            modes.append(f"default mode {args.people} people × {args.days:g} days")
+        if any(d.cadence for d in to_run):
+            modes.append(f"cadence mode {args.cadence_people} people × {args.cadence_days:g} days")
+        sizes.append(f"{', '.join(d.name for d in to_run)}: {', '.join(modes)}")
     for design in chosen:
         if not design.measured and default_truth is not None:
             results.append(model(design, default_truth))

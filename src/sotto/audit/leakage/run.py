@@ -114,6 +114,14 @@ class DesignResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DesignResult:
+        """Read back what :meth:`to_json` gave (through JSON: the curve's keys are strings)."""
+        fields = dict(data)
+        fields["rows"] = [AttackRow(**row) for row in data.get("rows", [])]
+        fields["curve"] = {int(k): float(v) for k, v in data.get("curve", {}).items()}
+        return cls(**fields)
+
 
 def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
     """Every design of ``config``, in order; modelled ones from the default study's truth."""
