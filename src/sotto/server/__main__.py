@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sotto.server.config import MAX_WORK_BITS, MIB, Quotas, RateLimits, WorkPolicy, storage_settings
+from sotto.server.config import (
+    MAX_WORK_BITS,
+    MIB,
+    STORE_SCHEMES,
+    Quotas,
+    RateLimits,
+    WorkPolicy,
+    storage_settings,
+)
 from sotto.server.runner import run
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS, MAX_CADENCE_TICK_SECONDS
 
@@ -102,6 +110,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="port (default 8787)")
     parser.add_argument("--data", type=Path, default=Path("./data"), help="data directory (default ./data)")
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="a postgresql:// URL: keep the data in that database, which several relays may share "
+        "(each with the same server.key in --data); default: SQLite in --data",
+    )
     add_storage_options(parser)
     parser.add_argument(
         "--record-view",
@@ -121,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_gateway_options(parser)
     args = parser.parse_args(argv)
+    if args.store is not None and not args.store.startswith(STORE_SCHEMES):
+        parser.error("--store must be a postgresql:// URL")
     if not 1 <= args.cadence_tick <= MAX_CADENCE_TICK_SECONDS:
         parser.error(f"--cadence-tick must be 1 to {MAX_CADENCE_TICK_SECONDS}")
     run(

@@ -33,6 +33,7 @@ from sotto.server.observer import Observer, ViewMiddleware
 from sotto.server.ratelimit import RateLimitedError
 from sotto.server.server_key import ServerKey, load_or_create
 from sotto.server.storage.base import Storage
+from sotto.server.storage.postgres import PostgresStorage
 from sotto.server.storage.sqlite import SqliteStorage
 from sotto.wire import api
 
@@ -213,7 +214,8 @@ def create_app(
     server_key: ServerKey | None = None,
     observer: Observer | None = None,
 ) -> FastAPI:
-    """The relay app. Without ``storage`` it opens SQLite in ``config.data_dir`` at start-up.
+    """The relay app. Without ``storage`` it opens ``config.store`` (PostgreSQL) or else SQLite in
+    ``config.data_dir`` at start-up.
     With ``observer``, every request and frame is recorded to its sink (``docs/operator-view.md``)."""
     config = config or ServerConfig()
     owned_storage = storage is None
@@ -226,6 +228,8 @@ def create_app(
         store: Storage
         if storage is not None:
             store = storage
+        elif config.store is not None:
+            store = await asyncio.to_thread(PostgresStorage.open, config.store, quotas=config.quotas)
         else:
             store = await asyncio.to_thread(
                 SqliteStorage.in_dir,

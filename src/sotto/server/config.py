@@ -141,6 +141,10 @@ class Quotas:
             raise ValueError("quotas must be positive (the disk floor may be 0)")
 
 
+STORE_SCHEMES = ("postgresql://", "postgres://")
+"""What ``--store`` accepts (SQLite, the default, needs no URL)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     data_dir: Path = Path("./data")
@@ -180,6 +184,10 @@ class ServerConfig:
     checkpoint_interval_seconds: float = 2.0
     """How often, at most, the write-ahead log is copied into the database and truncated while
     there are writes: a deleted envelope's bytes leave every file within this (plus the commit)."""
+    store: str | None = None
+    """A ``postgresql://`` URL: keep everything in that PostgreSQL database, which several relay
+    nodes may share (``docs/data-held.md``, *On PostgreSQL*). None: SQLite in ``data_dir``. The
+    server key stays in ``data_dir`` either way: nodes sharing a database need the same one."""
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS
     """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
     server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""
@@ -195,6 +203,8 @@ class ServerConfig:
     nothing while no forwarder uses it (its key is derived from ``server.key``)."""
 
     def __post_init__(self) -> None:
+        if self.store is not None and not self.store.startswith(STORE_SCHEMES):
+            raise ValueError("store must be a postgresql:// URL")
         if not self.forwarded_scale >= 1:
             raise ValueError("forwarded_scale must be at least 1: a forwarder carries many clients")
         if not 1 <= self.cadence_tick_seconds <= MAX_CADENCE_TICK_SECONDS:
@@ -209,7 +219,7 @@ def storage_settings(options: object) -> dict[str, Any]:
     """:class:`ServerConfig` fields from the command-line options of ``sotto server`` and
     ``python -m sotto.server`` (attributes ``mailbox_quota``, ``mailbox_quota_mib``,
     ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``, and
-    optionally ``free_signups_per_minute``, ``free_mailboxes_per_minute``, ``max_work_bits``,
+    optionally ``store``, ``free_signups_per_minute``, ``free_mailboxes_per_minute``, ``max_work_bits``,
     ``gateway``, ``forwarder_burst`` and ``forwarder_per_second``)."""
 
     def get(name: str) -> Any:
@@ -230,6 +240,8 @@ def storage_settings(options: object) -> dict[str, Any]:
             max_bits=top,
         )
     settings: dict[str, Any] = {}
+    if getattr(options, "store", None) is not None:
+        settings["store"] = options.store  # type: ignore[attr-defined]
     if getattr(options, "gateway", None) is not None:
         settings["gateway"] = bool(options.gateway)  # type: ignore[attr-defined]
     burst = getattr(options, "forwarder_burst", None)

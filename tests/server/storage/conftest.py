@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,13 +47,13 @@ TIMEOUTS = "-c statement_timeout=20000 -c lock_timeout=10000"
 
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
-    """A new, empty database under a random name; its DSN. Dropped on the way out, whatever
+    """A new, empty database under a random name; its ``postgresql://`` URL. Dropped on the way out, whatever
     happened (``WITH (FORCE)`` ends connections a failed test left open)."""
     name = f"sotto_test_{secrets.token_hex(8)}"
     with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as admin:
         admin.execute(f"CREATE DATABASE {name}".encode())
     try:
-        yield psycopg.conninfo.make_conninfo(f"{POSTGRES}/{name}", options=TIMEOUTS)
+        yield f"{POSTGRES}/{name}?options={urllib.parse.quote(TIMEOUTS)}"
     finally:
         with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=5) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())

@@ -28,6 +28,14 @@ def server(
     data: Annotated[
         Path, typer.Option(file_okay=False, help="Data directory (SQLite database and server key).")
     ] = Path("./data"),
+    store: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A postgresql:// URL: keep the data in that PostgreSQL database, which several relays "
+            "may share (each with the same server.key in --data). Default: SQLite in --data.",
+        ),
+    ] = None,
     cadence_tick: Annotated[
         int,
         typer.Option(
@@ -91,7 +99,10 @@ def server(
         ),
     ] = None,
 ) -> None:
-    """Run a relay on SQLite until Ctrl-C. It keeps no IP addresses, senders or plaintext."""
+    """Run a relay on SQLite (or PostgreSQL, --store) until Ctrl-C. It keeps no IP addresses, senders
+    or plaintext."""
+    if store is not None and not store.startswith(("postgresql://", "postgres://")):
+        fail("--store must be a postgresql:// URL", hint="e.g. postgresql://relay@127.0.0.1/sotto")
     with reported(Where(data)):
         check_free(host, port)
         from sotto.server.config import storage_settings  # noqa: PLC0415
@@ -99,7 +110,12 @@ def server(
 
         url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         render.err.print(
-            Text.assemble("Sotto relay on ", (url, "bold"), f" · data in {data} · Ctrl-C to stop")
+            Text.assemble(
+                "Sotto relay on ",
+                (url, "bold"),
+                f" · data in {data}" if store is None else f" · data in PostgreSQL, server key in {data}",
+                " · Ctrl-C to stop",
+            )
         )
         if record_view is not None:
             render.warn(f"recording the operator's view, client addresses included, to {record_view}")
