@@ -219,3 +219,30 @@ def test_the_daily_rewrite_lays_rows_out_in_key_order(store: PostgresStorage, ds
         keys = [(cast(bytes, m), cast(int, q)) for m, q in rows]
         assert keys == sorted(keys)
     assert len(run(store.pending(MailboxId(made[0]), 10))) == 1  # nothing lost
+
+
+def test_connections_the_server_ended_are_replaced(store: PostgresStorage, dsn: str) -> None:
+    """As after a restart of PostgreSQL: an operation on a dead connection fails (a 503 for the
+    client, who retries), and the next ones run on a new connection."""
+    box = mailbox()
+    run(store.create_mailbox(box))
+    ended = _query(
+        dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    assert ended and all(r == (True,) for r in ended)
+
+    async def until_it_answers() -> int:
+        failures = 0
+        for _ in range(20):
+            try:
+                await store.get_mailboxes([box.mailbox_id])
+            except RelayStorageError:
+                failures += 1
+                continue
+            return failures
+        raise AssertionError("no answer")
+
+    assert run(until_it_answers()) <= 4  # at most one failure per connection of the store
+    assert box.mailbox_id in run(store.get_mailboxes([box.mailbox_id]))
