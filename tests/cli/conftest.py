@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 
 from sotto.cli.app import app
 from sotto.cli.failures import Settings
+from sotto.client.runtime import Engine
 from sotto.client.sdk import Client
 from sotto.crypto.passphrase import Argon2Params
 from sotto.demo.relay import RelayProcess
@@ -46,6 +47,14 @@ def fast_stores() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Client, "create", classmethod(fast))
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waits between an action's requests (an invite's mailbox and token, a rotation's
+    creations) are seconds of wall time on the real clock: none here; the tests of the spread
+    itself (``tests/client/test_chores.py``) run on virtual time with the real waits."""
+    monkeypatch.setattr(Engine, "spread_s", (0.0, 0.0))
 
 
 @pytest.fixture(autouse=True)

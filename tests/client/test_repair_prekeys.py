@@ -67,6 +67,7 @@ def test_a_restored_store_issues_its_prekeys_again_and_new_contacts_still_reach_
         clock.offset_ms += WEEK_MS + 60_000
         alice = await Client.open(home, PASSPHRASE, clock=clock)
         await alice.sync(timeout=3, idle=0.1)
+        await alice.engine.chore()  # the housekeeping, at a random instant of its own in the app
         rotated = alice.engine.read(lambda tx: tx.prekeys.latest_signed())
         assert rotated is not None and rotated.id == 2
         await alice.close()
@@ -79,6 +80,7 @@ def test_a_restored_store_issues_its_prekeys_again_and_new_contacts_still_reach_
         )
         async with alice, bob:
             await alice.sync(timeout=3, idle=0.1)
+            await alice.engine.chore()
 
             def settled() -> bool:
                 return bool(alice.engine.read(lambda tx: tx.prekeys.pending_upload().is_empty()))

@@ -18,9 +18,10 @@ The engine holds the steps: :meth:`Engine.consume` (unseal, decrypt and apply on
 committed or recorded as rejected, and ask for a session repair when a 1:1 message does not
 decrypt), :meth:`Engine.send_item` (one attempt at one outbox item, rescheduled with backoff or
 dropped and reported), :meth:`Engine.flush_outbox`, :meth:`Engine.send_receipts`,
-:meth:`Engine.housekeeping` (retire old mailboxes and invites, rotate, upload and refill
-prekeys). When they run is its scheduler's business (:mod:`sotto.client.scheduler`): in default
-mode a drain connection, an outbox worker and a receipt timer; in **cadence mode**
+:meth:`Engine.chore` (one account request or deletion, or the housekeeping: retire old
+mailboxes and invites, rotate, upload and refill prekeys). When they run is its scheduler's
+business (:mod:`sotto.client.scheduler`): in default mode a drain connection, an outbox worker,
+a receipt timer and chores at random instants; in **cadence mode**
 (``cadence=True``, relay-protocol §6) the relay's ticks, each carried out as
 :func:`sotto.client.cadence.plan_tick` plans it, and nothing at other times.
 
@@ -33,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
 from typing import TypeVar
@@ -103,6 +106,17 @@ POISON_ATTEMPTS = 3
 """An envelope whose processing fails this often for reasons that are not its fault (a bug, a
 store error) is dropped as permanently failing rather than blocking the connection forever."""
 
+HOUSEKEEPING_MEAN_S = 3_600.0
+"""Account chores (prekey checks and refills, revoking used invites' access tokens, deleting
+mailboxes whose grace ended) run one at a time, at random instants: the waits between them are
+exponential with this mean, drawn from the engine's ``rng`` (a Poisson process, so an instant
+says nothing about what the device did just before or after)."""
+
+SPREAD_S = (2.0, 12.0)
+"""Between two requests of one user action that the relay must not see together (an invite's
+mailbox creation and its access-token update; the creations of ``sotto rotate``), the engine
+waits a uniform draw in this range, in seconds."""
+
 T = TypeVar("T")
 Report = Callable[[list[Event]], None]
 """Where the engine's events go (the client queues them for the app)."""
@@ -113,6 +127,9 @@ class Engine:
 
     offload_transactions = False
     """Run store transactions in worker threads rather than on the event loop."""
+
+    spread_s: tuple[float, float] = SPREAD_S
+    """The range of :meth:`spread`'s waits."""
 
     def __init__(
         self,
@@ -142,6 +159,8 @@ class Engine:
         self._flush_lock = asyncio.Lock()
         self._failures: dict[tuple[bytes, bytes], int] = {}
         self._held: set[OutboxItemId] = set()
+        self._chores: deque[Command] = deque()
+        """Account and deletion commands waiting for a chore instant (:meth:`chore`)."""
         self._last_refusal: RelayError | None = None
         self._closed = False
         self._replayed = False
@@ -293,6 +312,10 @@ class Engine:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), max(0.0, timeout))
 
+    async def until_connected(self) -> None:
+        """Until :meth:`mark_connected`, however long that takes."""
+        await self._connected.wait()
+
     async def wait_for_tick(self, after_unix_s: float, timeout: float) -> None:
         """Cadence mode: until a tick that started at or after ``after_unix_s`` is done (or
         ``timeout``). At once otherwise."""
@@ -413,23 +436,32 @@ class Engine:
         await self.after_send()
 
     async def run_commands(self, commands: Iterable[Command]) -> None:
-        relay = self.relay()
+        """Carry out the commands of a commit: registrations now (a contact may write to the
+        mailbox at once); account requests and deletions wait for their chore instants
+        (:meth:`chore`), so none of them follows the poll, send or call that caused it."""
         for command in commands:
-            try:
-                match command:
-                    case RegisterMailbox():
-                        await relay.create_mailbox(command.request())
-                        await self.subscribe({command.mailbox_id: SigningKey(command.signing_seed)})
-                    case DeleteMailbox():
-                        await relay.delete_mailbox(command.mailbox_id, SigningKey(command.signing_seed))
-                    case RevokeAccessToken():
-                        await relay.delete_access_token(self.credentials(), command.token)
-                    case RefillPreKeys():
-                        await self._refill_prekeys()
-            except (RelayUnavailableError, RelayError) as e:
-                # Each heals later: registration on the next subscription, deletions by expiry,
-                # prekeys on the next connection.
-                log.info("relay command %s failed: %s", type(command).__name__, type(e).__name__)
+            if isinstance(command, RegisterMailbox):
+                await self._run_command(command)
+            elif command not in self._chores:
+                self._chores.append(command)
+
+    async def _run_command(self, command: Command) -> None:
+        relay = self.relay()
+        try:
+            match command:
+                case RegisterMailbox():
+                    await relay.create_mailbox(command.request())
+                    await self.subscribe({command.mailbox_id: SigningKey(command.signing_seed)})
+                case DeleteMailbox():
+                    await relay.delete_mailbox(command.mailbox_id, SigningKey(command.signing_seed))
+                case RevokeAccessToken():
+                    await relay.delete_access_token(self.credentials(), command.token)
+                case RefillPreKeys():
+                    await self._refill_prekeys()
+        except (RelayUnavailableError, RelayError) as e:
+            # Each heals later: registration on the next subscription, deletions by expiry,
+            # prekeys on the next chore.
+            log.info("relay command %s failed: %s", type(command).__name__, type(e).__name__)
 
     async def register_again(self, mailbox_id: MailboxId) -> None:
         """Register one of our mailboxes that the relay does not know (expired, or never created)."""
@@ -439,8 +471,48 @@ class Engine:
                 await self.relay().create_mailbox(command.request())
 
     # ------------------------------------------------------------------ housekeeping and prekeys
+    def chore_delay(self) -> float:
+        """Seconds until the next chore: exponential with mean :data:`HOUSEKEEPING_MEAN_S`."""
+        return -HOUSEKEEPING_MEAN_S * math.log(1.0 - self.uniform(0.0, 1.0))
+
+    @property
+    def chores_waiting(self) -> int:
+        """Commands waiting for a chore instant."""
+        return len(self._chores)
+
+    async def spread(self) -> None:
+        """Wait a random while (:attr:`spread_s`) between two requests of one action."""
+        low, high = self.spread_s
+        if high > 0:
+            await self._clock.sleep(self.uniform(low, high))
+
+    async def chore(self) -> None:
+        """One chore, at an instant the scheduler drew with :meth:`chore_delay`: the oldest
+        waiting command if there is one (each on a request of its own), else a mailbox whose
+        rotation is due (:func:`~sotto.client.flows.mailboxes.rotation_due`), else
+        :meth:`housekeeping`."""
+        if self._chores:
+            await self._run_command(self._chores.popleft())
+        elif not await self.rotate_due():
+            await self.housekeeping()
+
+    async def rotate_due(self) -> bool:
+        """Rotate one contact's mailbox if one is due: stored, announced, created now; the old
+        one is deleted when its grace ends. Whether one was."""
+        contact = self.read(lambda tx: mailbox_flow.rotation_due(tx, self.now_ms()))
+        if contact is None:
+            return False
+        async with self.peers([contact.address.name]):
+            outcome = await self.transaction(
+                lambda tx: mailbox_flow.rotate_mailbox(self.context(tx), contact)
+            )
+        await self.run_commands(outcome.commands)
+        await self.after_send()
+        return True
+
     async def housekeeping(self) -> None:
-        """On each connection: retire old mailboxes and invites, keep the prekeys published."""
+        """Retire old mailboxes and invites (their deletions become chores), keep the prekeys
+        published."""
         outcome = await self.transaction(lambda tx: mailbox_flow.retire(self.context(tx)))
         await self.run_commands(outcome.commands)
         now = self.now_ms()

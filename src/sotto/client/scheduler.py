@@ -1,20 +1,24 @@
 """When the engine talks to the relay: a scheduler for each mode, driving the same engine.
 
 The engine (:class:`~sotto.client.runtime.Engine`) holds the steps: consume an envelope, send
-one outbox item, run housekeeping, queue receipts. A scheduler decides when they run, waiting on
+one outbox item, run a chore (an account request, a deletion, or the housekeeping), queue
+receipts. A scheduler decides when they run, waiting on
 the engine's :class:`~sotto.client.clock.Clock`; the engine starts its loops and tells it what
 happened (:class:`Scheduler`).
 
-**Default mode** (:class:`InteractiveScheduler`): three loops.
+**Default mode** (:class:`InteractiveScheduler`): four loops.
 
 * The **drain** loop keeps one WebSocket subscribed to all our mailboxes; each envelope is
   consumed (unsealed, decrypted and applied under its sender's lock in one transaction),
   reported, and only then acknowledged (a lost ack means a redelivery that the dedupe table
-  drops); it reconnects with exponential backoff and jitter, and on each connection runs the
-  engine's housekeeping (re-registering mailboxes the relay refuses, uploading pending prekeys,
-  retiring old mailboxes and invites).
+  drops); it reconnects with exponential backoff and jitter, and on each connection registers
+  again the mailboxes the relay refuses.
 * The **outbox** worker sends queued envelopes in queue order per mailbox, removing each only
   after the relay confirmed it, retrying with backoff; a send wakes it.
+* The **chore** loop runs the engine's chores (:meth:`~sotto.client.runtime.Engine.chore`: one
+  account request or mailbox deletion, or the housekeeping) at random instants, the waits
+  exponential with mean :data:`~sotto.client.runtime.HOUSEKEEPING_MEAN_S`, tied to no connection,
+  poll or send.
 * The **receipt** timer sends the delivery receipts we owe, one message per contact, after a
   randomized delay (``receipt_delay`` × 0.5–1.5), so their timing says little about arrivals.
 
@@ -26,8 +30,8 @@ poll brought and we committed), and each contact is sent one envelope over a fre
 (the oldest queued for them, or cover). Nothing goes out at other times: sends, receipts and
 answers wait in the outbox for their contact's next slot, and typing is not sent. A failed
 request is retried in a later tick: an envelope leaves the outbox only when the relay confirmed
-it, a polled envelope is acknowledged only after its commit. Prekeys and old mailboxes are seen
-to every :data:`HOUSEKEEPING_S`.
+it, a polled envelope is acknowledged only after its commit. The engine's chores run between
+the steps at their own random instants (exponential waits, as in default mode).
 
 The plan is pure (:mod:`sotto.client.cadence`); this module only waits for its instants, on the
 engine's :class:`~sotto.client.clock.Clock`, and runs the engine's steps.
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -66,8 +71,6 @@ OUTBOX_RETRY_S = 0.5
 """How soon the outbox worker tries again after a pass failed as a whole (the store failing)."""
 POLL_LIMIT = 32
 """Envelopes one poll takes; more wait for the mailbox's next tick (the relay says ``more``)."""
-HOUSEKEEPING_S = 3_600.0
-"""Prekeys and old mailboxes are seen to this often (there are no connections to do it on)."""
 RETRY_MIN_S = 0.25
 RETRY_MAX_S = 30.0
 """Back-off while the relay's tick cannot be read."""
@@ -136,6 +139,7 @@ class InteractiveScheduler:
             ("sotto-drain", self._drain_loop()),
             ("sotto-outbox", self._outbox_loop()),
             ("sotto-receipts", self._receipt_loop()),
+            ("sotto-chores", self._chore_loop()),
         ]
 
     async def close(self) -> None:
@@ -205,7 +209,6 @@ class InteractiveScheduler:
 
     async def _serve(self, connection: DrainConnection) -> None:
         engine = self._engine
-        await engine.housekeeping()
         keys = await engine.transaction(lambda tx: mailbox_flow.to_drain(tx, engine.now_ms()))
         await self._subscribe_on(connection, {m: SigningKey(s) for m, s in keys.items()})
         self._last_envelope = self._clock.monotonic()  # "idle" counts from here
@@ -284,6 +287,18 @@ class InteractiveScheduler:
                 task.cancel()
             await asyncio.gather(woken, waited, return_exceptions=True)
 
+    async def _chore_loop(self) -> None:
+        """The engine's chores at random instants (exponential waits), none tied to a
+        connection: the first comes a random while after the drain first connected."""
+        engine = self._engine
+        await engine.until_connected()
+        while not engine.closed:
+            await self._clock.sleep(engine.chore_delay())
+            try:
+                await engine.chore()
+            except Exception as e:  # the next chore tries again
+                log.info("chore failed: %s", type(e).__name__)
+
     async def _receipt_loop(self) -> None:
         engine = self._engine
         while not engine.closed:
@@ -307,6 +322,8 @@ class CadenceScheduler:
         self._tick_seconds: int | None = None
         self._ticks_done = asyncio.Condition()
         self._last_tick_start = 0.0
+        self._next_chore = math.inf
+        """When the next chore is due (Unix seconds): at random instants between the steps."""
 
     @property
     def tick_seconds(self) -> int | None:
@@ -349,16 +366,9 @@ class CadenceScheduler:
                 delay = min(delay * 2, RETRY_MAX_S)
         self._tick_seconds = tick_seconds
         engine.mark_connected()
-        housekept = -HOUSEKEEPING_S
+        self._next_chore = engine.now_ms() / 1000 + engine.chore_delay()
         tick = cadence_plan.tick_of(engine.now_ms() / 1000, tick_seconds) + 1
         while True:
-            now = self._clock.monotonic()
-            if now - housekept >= HOUSEKEEPING_S:
-                housekept = now
-                try:
-                    await engine.housekeeping()
-                except Exception as e:  # retried in an hour; the ticks must go on
-                    log.info("housekeeping failed: %s", type(e).__name__)
             # Wait for the tick to begin, then plan it with the state at its start.
             await self._sleep_until(cadence_plan.tick_start(tick, tick_seconds))
             try:
@@ -392,6 +402,18 @@ class CadenceScheduler:
                 )
 
     async def _sleep_until(self, unix_seconds: float) -> None:
+        """Until ``unix_seconds``, doing the chores whose instants come first."""
+        engine = self._engine
+        while self._next_chore <= unix_seconds:
+            await self._wait_until(self._next_chore)
+            try:
+                await engine.chore()
+            except Exception as e:  # the next chore tries again; the ticks must go on
+                log.info("chore failed: %s", type(e).__name__)
+            self._next_chore = max(self._next_chore, engine.now_ms() / 1000) + engine.chore_delay()
+        await self._wait_until(unix_seconds)
+
+    async def _wait_until(self, unix_seconds: float) -> None:
         wait = unix_seconds - self._engine.now_ms() / 1000
         if wait > 0:
             await self._clock.sleep(wait)
@@ -469,7 +491,6 @@ def oldest(tx: Transaction, *, mailbox_id: MailboxId) -> OutboxItem | None:
 
 
 __all__ = [
-    "HOUSEKEEPING_S",
     "KEEPALIVE_S",
     "POLL_LIMIT",
     "RECONNECT_MAX_S",

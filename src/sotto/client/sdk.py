@@ -435,7 +435,9 @@ class Client:
 
     # ------------------------------------------------------------------ invites
     async def create_invite(self) -> Invite:
-        """A one-time invite: its mailbox and prekey access token are created on our relay now."""
+        """A one-time invite: its mailbox and prekey access token are created on our relay now,
+        a random few seconds apart (:meth:`Engine.spread <sotto.client.runtime.Engine.spread>`),
+        each on a connection of its own, so the relay does not see them as one action."""
         secret = self._engine.rng(32)
         keys = derive_invite_keys(secret)
         relay = self._engine.relay()
@@ -444,6 +446,7 @@ class Client:
                 MailboxId(keys.mailbox_id), keys.mailbox_key.seed(), keys.delivery_token
             ).request()
         )
+        await self._engine.spread()
         expires_ms = self._engine.now_ms() + invite_flow.INVITE_LIFETIME_MS
         await relay.add_access_token(self._engine.credentials(), keys.access_token, expires_ms // DAY_MS + 1)
         _, link = await self._engine.transaction(
@@ -454,6 +457,9 @@ class Client:
 
     async def accept_invite(self, link: str, contact_name: str) -> Contact:
         """Use someone's invite: start a session from their bundle and send a contact request.
+
+        The bundle is fetched anonymously (the invite's access token only) on a connection of
+        its own; our mailbox for them is created a random few seconds later.
 
         The contact can be written to at once; texts go out when they answer (their client must
         be online once). InviteError for a bad, used or own link, or a name already taken. An
@@ -488,6 +494,8 @@ class Client:
             contact, outcome = await self._engine.transaction(
                 lambda tx: invite_flow.accept_invite(self._engine.context(tx), parsed, bundle, contact_name)
             )
+        # The bundle came on a connection of its own; our mailbox for them, a few seconds later.
+        await self._engine.spread()
         await self._engine.finish(outcome)
         return contact
 
@@ -632,13 +640,22 @@ class Client:
 
     # ------------------------------------------------------------------ mailboxes and export
     async def rotate_mailboxes(self) -> int:
-        """Give every contact a fresh mailbox (the old ones are drained a while, then deleted);
-        how many were rotated."""
+        """Give every contact a fresh mailbox now (the old ones are drained a while, then
+        deleted); how many were rotated. The creations go a random few seconds apart, in a
+        random order (:meth:`Engine.spread <sotto.client.runtime.Engine.spread>`). Mailboxes
+        are also rotated by themselves, each at a random age averaging a week
+        (:data:`~sotto.client.flows.mailboxes.ROTATION_MEAN_MS`)."""
         rotated = 0
-        for contact in self.contacts():
+        contacts = self.contacts()
+        order = sorted(range(len(contacts)), key=lambda _: self._engine.rng(8))
+        for index in order:
+            contact = contacts[index]
             async with self._engine.peers([contact.address.name]):
                 outcome = await self._engine.transaction(partial(self._rotate, contact=contact))
-            rotated += bool(outcome.commands)
+            if outcome.commands:
+                if rotated:
+                    await self._engine.spread()
+                rotated += 1
             await self._engine.run_commands(outcome.commands)
         outcome = await self._engine.transaction(lambda tx: mailbox_flow.retire(self._engine.context(tx)))
         await self._engine.run_commands(outcome.commands)

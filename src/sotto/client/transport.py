@@ -24,6 +24,10 @@ envelopes into a queue for :meth:`DrainConnection.receive`, ``subscribed`` answe
 waiting :meth:`DrainConnection.subscribe` calls in order. Acks go out only when the caller says
 so, which the SDK does after the transaction that consumed the envelope committed.
 
+Account calls (prekeys, access tokens) and bundle fetches go each on a connection opened for
+that one request, in either mode, so the relay cannot tie them by connection to our mailbox
+calls or to each other.
+
 Cadence mode (relay-protocol §6) uses no WebSocket: :meth:`Relay.poll` drains one mailbox and
 :meth:`Relay.send_alone` sends one envelope, each over HTTP on a connection opened for that one
 request, so the relay sees no two of them on one connection.
@@ -347,28 +351,34 @@ class HttpRelay:
 
     async def upload_keys(self, device: DeviceCredentials, body: api.UploadKeys) -> None:
         await self._request(
-            "PUT", "/v1/accounts/me/keys", headers={"authorization": device.header()}, body=body
+            "PUT", "/v1/accounts/me/keys", headers={"authorization": device.header()}, body=body, alone=True
         )
 
     async def key_counts(self, device: DeviceCredentials) -> api.KeyCounts:
         response = await self._request(
-            "GET", "/v1/accounts/me/keys", headers={"authorization": device.header()}
+            "GET", "/v1/accounts/me/keys", headers={"authorization": device.header()}, alone=True
         )
         return _model(api.KeyCounts, self._json(response))
 
     async def add_access_token(self, device: DeviceCredentials, token: bytes, expires_day: int) -> None:
         body = api.AddAccessToken(token=token, expires_day=expires_day)
         await self._request(
-            "PUT", "/v1/accounts/me/access-tokens", headers={"authorization": device.header()}, body=body
+            "PUT",
+            "/v1/accounts/me/access-tokens",
+            headers={"authorization": device.header()},
+            body=body,
+            alone=True,
         )
 
     async def delete_access_token(self, device: DeviceCredentials, token: bytes) -> None:
         path = f"/v1/accounts/me/access-tokens/{access_token_hash(token)}"
-        await self._request("DELETE", path, headers={"authorization": device.header()})
+        await self._request("DELETE", path, headers={"authorization": device.header()}, alone=True)
 
     async def fetch_bundle(self, account_id: bytes, access_token: bytes) -> api.Bundle:
         path = f"/v1/accounts/{b64.encode(account_id)}/bundle"
-        response = await self._request("GET", path, headers={"sotto-access-token": b64.encode(access_token)})
+        response = await self._request(
+            "GET", path, headers={"sotto-access-token": b64.encode(access_token)}, alone=True
+        )
         return _model(api.Bundle, self._json(response))
 
     async def create_mailbox(self, body: api.CreateMailbox) -> None:

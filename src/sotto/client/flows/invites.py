@@ -21,10 +21,8 @@ from sotto.client.flows.contacts import revive
 from sotto.client.flows.context import (
     Command,
     Context,
-    DeleteMailbox,
     Outcome,
     RefillPreKeys,
-    RevokeAccessToken,
     account_id_of,
     address_for,
     decode_plaintext,
@@ -180,11 +178,8 @@ def receive_contact_request(
         raise reject(RejectReason.INVITE_REFUSED, "invite proof does not verify")
 
     tx.invites.mark_used(invite.invite_id, ctx.now_ms)
-    retire_invite: list[Command] = [
-        DeleteMailbox(invite.mailbox_id, invite.signing_seed),
-        RevokeAccessToken(invite.access_token),
-        RefillPreKeys(),
-    ]
+    # The used invite's mailbox and access token go when the housekeeping retires it.
+    retire_invite: list[Command] = [RefillPreKeys()]
     if existing is not None and not existing.removed:
         return _crossed_invites(ctx, existing, request).extend(Outcome(commands=retire_invite))
     tx.identities.observe(address.name, sender_identity, ctx.now_ms)

@@ -20,6 +20,11 @@ from sotto.wire.limits import DELIVERY_TOKEN_LENGTH
 MAILBOX_GRACE_MS = 7 * 86_400_000
 """After a rotation the old mailbox is still drained this long, then deleted."""
 
+ROTATION_MEAN_MS = 7 * 86_400_000
+"""Each current mailbox is rotated by itself once it is older than its own rotation age, which
+is uniform between half and one and a half times this (so 3.5 to 10.5 days, 7 on average),
+drawn from its id: mailboxes made together are not replaced together."""
+
 SEEN_RETENTION_DAYS = 120
 """Envelope ids stay in the dedupe table longer than any envelope can wait on the relay."""
 
@@ -64,6 +69,26 @@ def retire_current(ctx: Context, contact: Contact) -> None:
         if old.rotated_ms is None:
             retire_at = ctx.now_ms + MAILBOX_GRACE_MS
             ctx.tx.mailboxes.update(replace(old, rotated_ms=ctx.now_ms, retiring_until_ms=retire_at))
+
+
+def rotation_age_ms(mailbox: OurMailbox) -> int:
+    """How old ``mailbox`` grows before it is rotated (see :data:`ROTATION_MEAN_MS`): a uniform
+    draw from its random id, the same every time it is asked."""
+    fraction = int.from_bytes(mailbox.mailbox_id[:8], "big") / 2**64
+    return int(ROTATION_MEAN_MS * (0.5 + fraction))
+
+
+def rotation_due(tx: Transaction, now_ms: int) -> Contact | None:
+    """A contact whose current mailbox has outgrown its rotation age (the oldest overdue), if any."""
+    due: list[tuple[int, Contact]] = []
+    for contact in tx.contacts.all():
+        current = tx.mailboxes.current(contact.contact_id)
+        if current is None or tx.their_mailboxes.get(contact.contact_id) is None:
+            continue
+        overdue = now_ms - current.created_ms - rotation_age_ms(current)
+        if overdue >= 0:
+            due.append((overdue, contact))
+    return max(due, key=lambda pair: pair[0])[1] if due else None
 
 
 def ensure_mailbox(ctx: Context, contact: Contact) -> Outcome:
