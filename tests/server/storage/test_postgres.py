@@ -246,3 +246,26 @@ def test_connections_the_server_ended_are_replaced(store: PostgresStorage, dsn: 
 
     assert run(until_it_answers()) <= 4  # at most one failure per connection of the store
     assert box.mailbox_id in run(store.get_mailboxes([box.mailbox_id]))
+
+
+def test_sends_queued_together_share_a_commit_and_keep_their_own_outcomes(store: PostgresStorage) -> None:
+    box, other, mid = mailbox(), mailbox(), message_id()
+
+    async def burst() -> list[PutOutcome]:
+        await store.create_mailbox(box)
+        await store.create_mailbox(other)
+        commits = store.commits
+        sends = [
+            store.submit_envelope(box.mailbox_id, TOKEN, mid, bytes(32), DAY),
+            store.submit_envelope(box.mailbox_id, TOKEN, mid, bytes(32), DAY),  # the same id
+            store.submit_envelope(box.mailbox_id, sha(b"wrong"), message_id(), bytes(32), DAY),
+            *(store.submit_envelope(box.mailbox_id, TOKEN, message_id(), bytes(32), DAY) for _ in range(20)),
+        ]
+        outcomes = [r.outcome for r in await asyncio.gather(*sends)]
+        assert store.commits - commits < len(sends)  # it can fail: one commit per send
+        return outcomes
+
+    outcomes = run(burst())
+    assert outcomes[:3] == [PutOutcome.STORED, PutOutcome.DUPLICATE, PutOutcome.NOT_FOUND]
+    assert outcomes[3:] == [PutOutcome.STORED] * 20
+    assert [e.seq for e in run(store.pending(box.mailbox_id, 100))] == list(range(1, 22))

@@ -1,10 +1,12 @@
 """The store for several relay nodes: PostgreSQL, through psycopg 3, from a few worker threads.
 
-Every operation is a function of a connection, queued to a pool of threads that each own one
-connection; a thread runs the operation in a transaction of its own, commits, and only then
-resolves the caller's future on its event loop. A caller is answered after its write is durable
-(the server's ``synchronous_commit``), the event loop never waits on the network, and
-PostgreSQL's own group commit merges the WAL flushes of concurrent transactions.
+Every operation is a function of a connection, queued to one of a few threads that each own
+one connection; a thread commits an operation's transaction and only then resolves the caller's
+future on its event loop. A caller is answered after its write is durable (the server's
+``synchronous_commit``), and the event loop never waits on the network. A mailbox's sends always
+go to the same thread, and the sends a thread finds queued together share one transaction (one
+WAL flush), each in a savepoint of its own; every other operation runs in a transaction of its
+own, and PostgreSQL merges the WAL flushes of concurrent transactions.
 
 Several nodes may share one database, so nothing that a decision depends on is kept in the
 process: a send locks its mailbox's row (``FOR NO KEY UPDATE``) and then reads the next sequence
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import queue
 import secrets
@@ -89,9 +92,11 @@ T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
 Operation = Callable[[Connection], T]
 
-WORKERS = 4
+WORKERS = 8
 """Connections (and threads) per store: concurrent transactions, whose commits PostgreSQL
-flushes together."""
+flushes together (the server's ``max_connections``, 100 by default, bounds nodes times this)."""
+BATCH_LIMIT = 256
+"""Operations a worker takes off the queue at once; the sends among them share one transaction."""
 RETRIES = 3
 """Times an operation is run again after a deadlock or a serialization failure."""
 CONNECT_TIMEOUT_S = 5
@@ -127,6 +132,8 @@ class _Job:
     future: asyncio.Future[Any]
     transaction: bool
     """False for ``CLUSTER`` of a partitioned table, which PostgreSQL runs only outside one."""
+    mailbox: bytes | None = None
+    """For a send: the mailbox whose row it locks. Sends share transactions (:meth:`_run_sends`)."""
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
@@ -144,9 +151,14 @@ class PostgresStorage:
     def __init__(self, dsn: str, *, quotas: Quotas | None = None, workers: int = WORKERS) -> None:
         self.dsn = dsn
         self.quotas = quotas or Quotas()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # One queue per worker: a mailbox's sends always go to the same one, so the workers of a
+        # node never wait on each other's mailbox locks; other operations go round.
+        self._queues: list[queue.SimpleQueue[_Job | None]] = [queue.SimpleQueue() for _ in range(workers)]
+        self._next = itertools.count()
         self._threads = [
-            threading.Thread(target=self._run, name=f"sotto-relay-pg-{i}", daemon=True)
+            threading.Thread(
+                target=self._run, args=(self._queues[i],), name=f"sotto-relay-pg-{i}", daemon=True
+            )
             for i in range(workers)
         ]
         self._closed = False
@@ -180,8 +192,8 @@ class PostgresStorage:
     def close_sync(self) -> None:
         if not self._closed:
             self._closed = True
-            for _ in self._threads:
-                self._jobs.put(None)
+            for jobs in self._queues:
+                jobs.put(None)
             for thread in self._threads:
                 if thread.is_alive():
                     thread.join()
@@ -190,25 +202,77 @@ class PostgresStorage:
         return False
 
     # ------------------------------------------------------------------ the worker threads
-    def _run(self) -> None:
+    def _run(self, jobs_in: queue.SimpleQueue[_Job | None]) -> None:
         conn: Connection | None = None
+        stop = False
         try:
-            while True:
-                job = self._jobs.get()
-                if job is None:
+            while not stop:
+                first = jobs_in.get()
+                if first is None:
                     break
+                jobs = [first]
+                while len(jobs) < BATCH_LIMIT:  # whatever else has queued up meanwhile
+                    try:
+                        job = jobs_in.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    jobs.append(job)
                 if conn is None or conn.closed:
                     try:
                         conn = self._connect()
                     except psycopg.Error as exc:
                         conn = None
-                        self._answer(job, None, RelayStorageError(f"database error: {type(exc).__name__}"))
+                        failed = RelayStorageError(f"database error: {type(exc).__name__}")
+                        for job in jobs:
+                            self._answer(job, None, failed)
                         continue
-                result, error = self._execute(conn, job)
-                self._answer(job, result, error)
+                sends = [job for job in jobs if job.mailbox is not None]
+                if len(sends) > 1:
+                    self._run_sends(conn, sends)
+                    jobs = [job for job in jobs if job.mailbox is None]
+                for job in jobs:
+                    result, error = self._execute(conn, job)
+                    self._answer(job, result, error)
         finally:
             if conn is not None:
                 conn.close()
+
+    def _run_sends(self, conn: Connection, sends: list[_Job]) -> None:
+        """Several sends in one transaction (one commit, one WAL flush), each in a savepoint of
+        its own, in the order of their mailboxes: every node takes mailbox locks in that order,
+        so two such transactions cannot wait on each other. A send the deadlock detector picks
+        anyway (a lock of another kind of operation) runs again alone after the commit."""
+        sends.sort(key=lambda job: job.mailbox or b"")
+        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        again: list[_Job] = []
+        try:
+            with conn.transaction():
+                for job in sends:
+                    try:
+                        with conn.transaction():
+                            outcomes.append((job, job.operation(conn), None))
+                    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                        again.append(job)
+                    except psycopg.Error as exc:
+                        outcomes.append(
+                            (job, None, RelayStorageError(f"database error: {type(exc).__name__}"))
+                        )
+                    except Exception as exc:
+                        outcomes.append((job, None, exc))
+            with self._lock:
+                self.commits += 1
+        except psycopg.Error as exc:
+            failed = RelayStorageError(f"database error: {type(exc).__name__}")
+            outcomes = [(job, None, failed) for job in sends]
+            again = []
+        for job, result, error in outcomes:
+            self._answer(job, result, error)
+        for job in again:
+            result, error = self._execute(conn, job)
+            self._answer(job, result, error)
 
     def _execute(self, conn: Connection, job: _Job) -> tuple[object, BaseException | None]:
         for attempt in range(RETRIES + 1):
@@ -239,14 +303,19 @@ class PostgresStorage:
     async def _call(self, operation: Operation[T], *, transaction: bool = True) -> T:
         return await self._submit(operation, transaction=transaction)
 
-    def _submit(self, operation: Operation[T], *, transaction: bool = True) -> asyncio.Future[T]:
-        """Queue ``operation`` for a worker; the future resolves after its commit."""
+    def _submit(
+        self, operation: Operation[T], *, transaction: bool = True, mailbox: bytes | None = None
+    ) -> asyncio.Future[T]:
+        """Queue ``operation`` for a worker; the future resolves after its commit. ``mailbox``:
+        the operation is a send to it, which may share a transaction with other sends."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._closed:
             future.set_exception(RelayStorageError("storage is closed"))
         else:
-            self._jobs.put(_Job(operation, loop, future, transaction))
+            n = len(self._queues)
+            index = next(self._next) % n if mailbox is None else int.from_bytes(mailbox[:4], "big") % n
+            self._queues[index].put(_Job(operation, loop, future, transaction, mailbox))
         return future
 
     # ------------------------------------------------------------------ accounts
@@ -625,7 +694,7 @@ class PostgresStorage:
                 PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
             )
 
-        return self._submit(op)
+        return self._submit(op, mailbox=mailbox_id)
 
     async def pending(
         self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
