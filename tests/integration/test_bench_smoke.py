@@ -21,6 +21,8 @@ def _bench_module() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    if str(BENCH.parent) not in sys.path:  # as when run as a script: its neighbours (relayproc)
+        sys.path.insert(0, str(BENCH.parent))
     spec.loader.exec_module(module)
     return module
 
