@@ -34,7 +34,9 @@ FORWARDER_READS = (
 )
 """The only sotto modules the forwarder may import: it moves sealed bytes, and none of these can
 read a mailbox id, an account id, a frame or a binary HTTP message."""
-IMPURE = frozenset({"asyncio", "socket", "sqlite3", "time", "logging"})
+IMPURE = frozenset(
+    {"asyncio", "socket", "sqlite3", "time", "logging", "psycopg", "asyncpg", "httpx", "redis", "nats"}
+)
 PURE_LAYERS = frozenset({"protocol"})
 
 
