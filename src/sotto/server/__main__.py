@@ -134,8 +134,18 @@ def main(argv: list[str] | None = None) -> None:
         help=f"the tick of cadence mode, 1 to {MAX_CADENCE_TICK_SECONDS} (default "
         f"{DEFAULT_CADENCE_TICK_SECONDS}; `sotto server` allows 10 and up, shorter is for tests)",
     )
+    parser.add_argument(
+        "--per-address",
+        type=int,
+        default=64,
+        metavar="N",
+        help="connections one client address may hold at once, the next refused with 503 (default 64; "
+        "0: no limit, for a relay behind a reverse proxy, where every client has the proxy's address)",
+    )
     add_gateway_options(parser)
     args = parser.parse_args(argv)
+    if args.per_address < 0:
+        parser.error("--per-address must be 0 or more")
     if args.store is not None and not args.store.startswith(STORE_SCHEMES):
         parser.error("--store must be a postgresql:// URL")
     if not 1 <= args.cadence_tick <= MAX_CADENCE_TICK_SECONDS:
@@ -147,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         cadence_tick_seconds=args.cadence_tick,
         settings=storage_settings(args),
         record_view=args.record_view,
+        per_source=args.per_address or None,
     )
 
 

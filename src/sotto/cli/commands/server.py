@@ -90,6 +90,14 @@ def server(
     forwarder_per_second: Annotated[
         float, typer.Option(min=0.001, help="Requests a second each forwarder may send, on average.")
     ] = 1_000,
+    per_address: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Connections one client address may hold at once; the next is refused (503). 0: no "
+            "limit, for a relay behind a reverse proxy, where every client comes from the proxy's address.",
+        ),
+    ] = 64,
     record_view: Annotated[
         Path | None,
         typer.Option(
@@ -129,6 +137,7 @@ def server(
                 cadence_tick_seconds=cadence_tick,
                 settings=storage_settings(SimpleNamespace(**locals())),
                 record_view=record_view,
+                per_source=per_address or None,
             )
         render.err.print("relay stopped")
 
