@@ -1,8 +1,8 @@
 """Audits of what a Sotto relay could learn: measured, not asserted.
 
-:mod:`sotto.audit.leakage` drives the real relay storage and delivery bookkeeping with a synthetic
-population and hands attack code exactly what the server stored (the *dump*) and what it observed
-per connection (the *tap*).
+:mod:`sotto.audit.sim` runs simulated people on real clients against the real relay, which
+records what its operator could see; :mod:`sotto.audit.leakage` attacks that view and reports
+what it gives away.
 """
 
 from sotto.audit import leakage

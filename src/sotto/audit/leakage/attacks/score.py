@@ -8,7 +8,7 @@ module is the one place that joins their answers with a
   target through the pseudonyms it answered for that the target holds (their account, the
   mailboxes they read): for each, whether its first candidate belongs to a contact of the
   target; the target scores the mean over those pseudonyms, and 0 when the attack said nothing
-  about them. Two chance levels, as :mod:`sotto.audit.leakage.evaluate` defines them: a
+  about them. Two chance levels: a
   random guess among all other people (``degree / (people − 1)``), and the owner of a random
   mailbox that is not the target's own (it favours people who hold many mailboxes, who are
   contacts more often).
