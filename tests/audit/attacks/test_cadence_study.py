@@ -3,9 +3,10 @@
 Twelve people (a ring and a few chords: two to four contacts each) run the real client in
 cadence mode on the real relay for eight simulated hours with a 15-minute tick; every device
 loses its network twice for half an hour. The attacks read only the operator's view. They must
-find what the issue says today's cadence mode gives away (the housekeeping coincidence names
-contacts, outages show when devices are on), and they must fall to chance on the same view with
-its ids dealt out again between people.
+find what today's cadence mode still gives away (outages show when devices are on and name
+contacts; the address names everyone), find no more than chance where the client no longer
+leaks (account requests and invites timed at random instants), and fall to chance on the same
+view with its ids dealt out again between people.
 """
 
 from __future__ import annotations
@@ -41,16 +42,11 @@ def test_the_view_holds_the_requests_the_attacks_need(study: Study) -> None:
     assert all(0 < t < study.truth.end_us - study.truth.start_us for t in on)  # every device was off a while
 
 
-def test_the_housekeeping_coincidence_names_contacts_far_above_chance(report: score.Report) -> None:
+def test_the_housekeeping_coincidence_no_longer_names_contacts(report: score.Report) -> None:
+    """Account requests leave at random instants on connections of their own, not right after
+    the tick's polls and sends: pairing them by time names no contact above chance."""
     row = report.row("coincidence")
-    chance = max(row.contact.chance_people, row.contact.chance_mailboxes)
-    assert row.contact.top1 >= 0.75
-    assert row.contact.top1 >= 2.5 * chance
-    assert row.hours is not None
-    assert row.hours.identified >= 0.75  # no message needed, within the run's eight hours
-    assert row.owners is not None
-    assert row.owners.named >= 0.6  # the account behind most mailboxes
-    assert row.owners.right >= 0.9
+    assert row.contact.top1 <= max(row.contact.chance_people, row.contact.chance_mailboxes) + 0.15
 
 
 def test_outage_gaps_name_contacts_and_show_when_devices_are_on(report: score.Report) -> None:
@@ -59,17 +55,13 @@ def test_outage_gaps_name_contacts_and_show_when_devices_are_on(report: score.Re
     assert row.contact.top1 >= 2.5 * max(row.contact.chance_people, row.contact.chance_mailboxes)
     device_on = report.presence[("mailbox reads", "device_on")]
     assert device_on is not None
-    assert device_on >= 0.8
-    # And per account, once the coincidence has named its mailboxes.
-    named = report.presence[("accounts, with the mailboxes the coincidence names", "device_on")]
-    assert named is not None
-    assert named >= 0.8
+    assert device_on >= 0.75
 
 
-def test_invites_name_contacts_and_the_address_names_everyone(report: score.Report) -> None:
-    assert report.row("bursts").contact.top1 >= 0.75
-    assert report.row("timing combined").contact.top1 >= 0.75
+def test_the_address_names_everyone_and_invites_no_longer_do(report: score.Report) -> None:
     assert report.row("address").contact.top1 >= 0.9  # one device, one address, all day
+    bursts = report.row("bursts").contact
+    assert bursts.top1 <= max(bursts.chance_people, bursts.chance_mailboxes) + 0.15
 
 
 def test_cadence_requests_share_no_connection(report: score.Report) -> None:
