@@ -29,6 +29,7 @@ PACKAGES = [
     "sotto.protocol.sealed_sender",
     "sotto.protocol.store",
     "sotto.server",
+    "sotto.server.bus",
     "sotto.server.storage",
     "sotto.store",
     "sotto.store.sqlite",
