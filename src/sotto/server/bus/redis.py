@@ -47,6 +47,7 @@ class RedisDoorbell:
         )
         self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._listening = False
         self._closed = False
 
     @property
@@ -74,7 +75,8 @@ class RedisDoorbell:
             self._health.down()
             raise BusUnavailableError(f"Redis publish failed: {type(exc).__name__}") from exc
         self._health.rings_sent += 1
-        self._health.up(again=True)
+        if self._reader is None or self._listening:  # healthy only if it can hear rings too
+            self._health.up(again=True)
 
     async def subscribe(self, callback: RingCallback) -> Callable[[], None]:
         remove = self._subscribers.add(callback)
@@ -94,6 +96,7 @@ class RedisDoorbell:
             pubsub: PubSub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
+                self._listening = True
                 self._health.up(again=not first)
                 first = False
                 self._ready.set()
@@ -102,6 +105,7 @@ class RedisDoorbell:
                     if message is not None and message.get("type") == "message":
                         await self._subscribers.deliver(message["data"])
             except (RedisError, OSError):
+                self._listening = False
                 self._health.down()
             finally:
                 with contextlib.suppress(RedisError, OSError):
