@@ -93,17 +93,20 @@ class RedisDoorbell:
         """Hold the subscription: subscribe, read, and on a lost connection start over."""
         first = True
         while not self._closed:
-            pubsub: PubSub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub: PubSub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                self._listening = True
-                self._health.up(again=not first)
-                first = False
-                self._ready.set()
                 while not self._closed:
                     message = await pubsub.get_message(timeout=READ_TIMEOUT)
-                    if message is not None and message.get("type") == "message":
+                    if message is None:
+                        continue
+                    if message.get("type") == "message":
                         await self._subscribers.deliver(message["data"])
+                    elif message.get("type") == "subscribe":  # the server confirmed: rings reach us now
+                        self._listening = True
+                        self._health.up(again=not first)
+                        first = False
+                        self._ready.set()
             except (RedisError, OSError):
                 self._listening = False
                 self._health.down()
