@@ -86,6 +86,8 @@ class Person:
                 self.relay.register(command)
             elif isinstance(command, DeleteMailbox):
                 self.relay.mailboxes.pop(command.mailbox_id, None)
+                with self.store.transaction() as tx:  # the relay confirmed: as the engine does
+                    mailboxes.deleted(tx, command.mailbox_id)
 
     def flush(self) -> int:
         """Move every outbox item into the relay (or drop it if its mailbox is unknown)."""

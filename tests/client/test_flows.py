@@ -228,10 +228,15 @@ def test_rotation_announces_a_new_mailbox_and_retires_the_old_after_grace() -> N
     bob.drain()
     theirs = bob.read(lambda tx: tx.their_mailboxes.get(alice_at_bob.contact_id))
     assert theirs is not None and theirs.mailbox_id != old.mailbox_id
+    alice.apply(used_invite)  # the relay deleted the used invite: it is forgotten
     assert alice.act(mailboxes.retire).commands == []
     alice.now_ms += mailboxes.MAILBOX_GRACE_MS + 1
     retired = alice.act(mailboxes.retire)
     assert [type(x) for x in retired.commands] == [DeleteMailbox]
+    # kept (drained, exported, asked again) until the relay confirms the deletion
+    assert alice.read(lambda tx: tx.mailboxes.get(old.mailbox_id)) is not None
+    assert [type(x) for x in alice.act(mailboxes.retire).commands] == [DeleteMailbox]
+    alice.apply(retired)
     assert alice.read(lambda tx: tx.mailboxes.get(old.mailbox_id)) is None
 
 

@@ -453,7 +453,12 @@ class Engine:
                     await relay.create_mailbox(command.request())
                     await self.subscribe({command.mailbox_id: SigningKey(command.signing_seed)})
                 case DeleteMailbox():
-                    await relay.delete_mailbox(command.mailbox_id, SigningKey(command.signing_seed))
+                    try:
+                        await relay.delete_mailbox(command.mailbox_id, SigningKey(command.signing_seed))
+                    except RelayError as e:
+                        if e.status != 404:  # gone already (expired, or deleted by an earlier try)
+                            raise
+                    await self.transaction(partial(mailbox_flow.deleted, mailbox_id=command.mailbox_id))
                 case RevokeAccessToken():
                     await relay.delete_access_token(self.credentials(), command.token)
                 case RefillPreKeys():

@@ -672,9 +672,7 @@ class Client:
             "account": await relay.export_account(self._engine.credentials()),
             "mailboxes": {},
         }
-        mailboxes = await self._engine.transaction(
-            lambda tx: mailbox_flow.to_drain(tx, self._engine.now_ms())
-        )
+        mailboxes = await self._engine.transaction(lambda tx: mailbox_flow.held(tx, self._engine.now_ms()))
         for mailbox_id, seed in mailboxes.items():
             try:
                 result["mailboxes"][b64.encode(mailbox_id)] = await relay.export_mailbox(

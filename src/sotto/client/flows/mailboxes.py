@@ -99,21 +99,40 @@ def ensure_mailbox(ctx: Context, contact: Contact) -> Outcome:
 
 
 def retire(ctx: Context) -> Outcome:
-    """Delete mailboxes whose grace period ended and invites that were used or expired; prune
-    the dedupe table."""
+    """Ask for the deletion of mailboxes whose grace period ended and of invites that were used
+    or expired; prune the dedupe table.
+
+    The rows stay in the store until the relay confirms the deletion (:func:`deleted`): the
+    deletions wait for chore instants, and a client closed or killed before then asks again
+    next time, and meanwhile still exports (and drains) what the relay holds for it."""
     tx = ctx.tx
     outcome = Outcome()
     for mailbox in tx.mailboxes.all():
         if mailbox.retiring_until_ms is not None and mailbox.retiring_until_ms <= ctx.now_ms:
-            tx.mailboxes.delete(mailbox.mailbox_id)
             outcome.commands.append(DeleteMailbox(mailbox.mailbox_id, mailbox.signing_seed))
     for invite in tx.invites.all():
         if invite.used_ms is not None or invite.expires_ms <= ctx.now_ms:
-            tx.invites.delete(invite.invite_id)
             outcome.commands.append(DeleteMailbox(invite.mailbox_id, invite.signing_seed))
             outcome.commands.append(RevokeAccessToken(invite.access_token))
     tx.seen.prune(ctx.day - SEEN_RETENTION_DAYS)
     return outcome
+
+
+def deleted(tx: Transaction, mailbox_id: MailboxId) -> None:
+    """The relay no longer holds ``mailbox_id`` (deleted, or already gone): forget it, and the
+    invite it belonged to."""
+    tx.mailboxes.delete(mailbox_id)
+    for invite in tx.invites.all():
+        if invite.mailbox_id == mailbox_id:
+            tx.invites.delete(invite.invite_id)
+
+
+def held(tx: Transaction, now_ms: int) -> dict[MailboxId, bytes]:
+    """Every mailbox the relay may hold for us (what we drain, and mailboxes and invites whose
+    deletion has not been confirmed yet): id → key seed."""
+    every = to_drain(tx, now_ms)
+    every.update({i.mailbox_id: i.signing_seed for i in tx.invites.all()})
+    return every
 
 
 def to_drain(tx: Transaction, now_ms: int) -> dict[MailboxId, bytes]:
