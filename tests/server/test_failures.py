@@ -36,11 +36,15 @@ class BrokenStorage(MemoryStorage):
         return failed
 
     async def pending(
-        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+        self,
+        mailbox_id: MailboxId,
+        limit: int,
+        skip: frozenset[MessageId] = frozenset(),
+        max_bytes: int | None = None,
     ) -> Any:
         if self.fail_pending:
             raise self.error
-        return await super().pending(mailbox_id, limit, skip)
+        return await super().pending(mailbox_id, limit, skip, max_bytes)
 
 
 def _client(storage: MemoryStorage) -> Iterator[TestClient]:

@@ -216,7 +216,7 @@ async def poll_mailbox(
         ctx.stats.count("envelopes_acked", deleted)
     await ctx.storage.touch_mailboxes([mid], ctx.today())
     # One more than asked for says whether there is more, without a count query.
-    envelopes = await ctx.storage.pending(mid, body.limit + 1)
+    envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=ctx.config.poll_reply_max_bytes)
     ctx.stats.count("polls")
     handed = _within(envelopes[: body.limit], ctx.config.poll_reply_max_bytes)
     ctx.stats.count("envelopes_polled", len(handed))

@@ -256,6 +256,28 @@ def test_put_dedupes_and_orders(storage: Storage) -> None:
     run(body())
 
 
+def test_pending_reads_no_more_than_a_byte_budget_and_one_envelope(storage: Storage) -> None:
+    async def body() -> None:
+        box = mailbox()
+        await storage.create_mailbox(box)
+        ids = [message_id() for _ in range(6)]
+        for i, mid in enumerate(ids):
+            await storage.put_envelope(box.mailbox_id, sha(TOKEN), mid, bytes([i]) * 1000, DAY)
+        # 2,500 bytes: the third envelope takes the total past it and is the last read.
+        within = await storage.pending(box.mailbox_id, 10, max_bytes=2500)
+        assert [e.message_id for e in within] == ids[:3]
+        assert within[2].payload == bytes([2]) * 1000
+        exact = await storage.pending(box.mailbox_id, 10, max_bytes=3000)
+        assert [e.message_id for e in exact] == ids[:4]
+        # The first always comes, however small the budget; skip and limit still apply.
+        assert [e.message_id for e in await storage.pending(box.mailbox_id, 10, max_bytes=1)] == ids[:1]
+        skipped = await storage.pending(box.mailbox_id, 10, frozenset(ids[:2]), max_bytes=1500)
+        assert [e.message_id for e in skipped] == ids[2:4]
+        assert [e.message_id for e in await storage.pending(box.mailbox_id, 2, max_bytes=10**6)] == ids[:2]
+
+    run(body())
+
+
 def test_put_refuses_unknown_wrong_token_and_expired_alike(storage: Storage) -> None:
     async def body() -> None:
         box = mailbox(ttl=2)

@@ -313,9 +313,17 @@ class Storage(Protocol):
         ...
 
     async def pending(
-        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+        self,
+        mailbox_id: MailboxId,
+        limit: int,
+        skip: frozenset[MessageId] = frozenset(),
+        max_bytes: int | None = None,
     ) -> list[EnvelopeRecord]:
-        """Up to ``limit`` pending envelopes in order, leaving out the ids in ``skip``."""
+        """Up to ``limit`` pending envelopes in order, leaving out the ids in ``skip``.
+
+        With ``max_bytes``, stop after the envelope whose payload takes the total past it: what
+        one call reads and decrypts stays within ``max_bytes`` plus one envelope, and a caller
+        that trims to ``max_bytes`` still sees that more is waiting."""
         ...
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:

@@ -320,10 +320,23 @@ class MemoryStorage:
         return PutResult(PutOutcome.STORED, envelope)
 
     async def pending(
-        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+        self,
+        mailbox_id: MailboxId,
+        limit: int,
+        skip: frozenset[MessageId] = frozenset(),
+        max_bytes: int | None = None,
     ) -> list[EnvelopeRecord]:
         envelopes = sorted(self._envelopes.get(mailbox_id, {}).values(), key=lambda e: e.seq)
-        return [e for e in envelopes if e.message_id not in skip][:limit]
+        out: list[EnvelopeRecord] = []
+        total = 0
+        for envelope in envelopes:
+            if envelope.message_id in skip:
+                continue
+            out.append(envelope)
+            total += len(envelope.payload)
+            if len(out) == limit or (max_bytes is not None and total > max_bytes):
+                break
+        return out
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
         deleted = 0

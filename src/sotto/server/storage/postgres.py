@@ -112,9 +112,12 @@ _TOUCH_SQL = (
 """drained_expiry() in SQL (PostgreSQL's % keeps the sign of the dividend); rows whose expiry
 would not move are not written, which is most drains of a week."""
 
+_PENDING_SIZES_SQL = (
+    "SELECT seq, id_tag, length(sealed) - 16 FROM envelopes WHERE mailbox_id = %s ORDER BY seq LIMIT %s"
+)
 _PENDING_SQL = (
-    "SELECT e.seq, e.id_tag, e.received_day, e.sealed, k.key FROM envelopes e "
-    "JOIN envelope_keys k ON k.slot = e.key_slot WHERE e.mailbox_id = %s ORDER BY e.seq LIMIT %s"
+    "SELECT e.seq, e.received_day, e.sealed, k.key FROM envelopes e "
+    "JOIN envelope_keys k ON k.slot = e.key_slot WHERE e.mailbox_id = %s AND e.seq = ANY(%s) ORDER BY e.seq"
 )
 
 
@@ -697,18 +700,30 @@ class PostgresStorage:
         return self._submit(op, mailbox=mailbox_id)
 
     async def pending(
-        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+        self,
+        mailbox_id: MailboxId,
+        limit: int,
+        skip: frozenset[MessageId] = frozenset(),
+        max_bytes: int | None = None,
     ) -> list[EnvelopeRecord]:
         def op(conn: Connection) -> list[EnvelopeRecord]:
+            # Tags and sizes first, then payloads for the ones wanted, as on SQLite.
             skipped = {id_tag(mailbox_id, m) for m in skip}
-            out = []
-            for seq, tag, day, sealed, key in conn.execute(_PENDING_SQL, (mailbox_id, limit + len(skip))):
+            wanted: list[int] = []
+            total = 0
+            for seq, tag, size in conn.execute(_PENDING_SIZES_SQL, (mailbox_id, limit + len(skip))):
                 if tag in skipped:
                     continue
+                wanted.append(seq)
+                total += size
+                if len(wanted) == limit or (max_bytes is not None and total > max_bytes):
+                    break
+            if not wanted:
+                return []
+            out = []
+            for seq, day, sealed, key in conn.execute(_PENDING_SQL, (mailbox_id, wanted)):
                 opened = aes256_ctr_zero(key, sealed)
                 out.append(EnvelopeRecord(mailbox_id, MessageId(opened[:16]), seq, day, opened[16:]))
-                if len(out) == limit:
-                    break
             return out
 
         return await self._call(op)

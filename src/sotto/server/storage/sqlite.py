@@ -884,19 +884,26 @@ class SqliteStorage:
         return self._submit(op, savepoint=False)
 
     async def pending(
-        self, mailbox_id: MailboxId, limit: int, skip: frozenset[MessageId] = frozenset()
+        self,
+        mailbox_id: MailboxId,
+        limit: int,
+        skip: frozenset[MessageId] = frozenset(),
+        max_bytes: int | None = None,
     ) -> list[EnvelopeRecord]:
         def op(conn: sqlite3.Connection) -> list[EnvelopeRecord]:
-            # Tags first (no payload read), then payloads for the ones wanted.
+            # Tags and sizes first (length() reads no payload), then payloads for the ones wanted.
             skipped = {id_tag(mailbox_id, m) for m in skip}
             wanted: list[int] = []
-            for seq, tag in conn.execute(
-                "SELECT seq, id_tag FROM envelopes WHERE mailbox_id = ? ORDER BY seq LIMIT ?",
+            total = 0
+            for seq, tag, size in conn.execute(
+                "SELECT seq, id_tag, length(sealed) - 16 FROM envelopes WHERE mailbox_id = ? "
+                "ORDER BY seq LIMIT ?",
                 (mailbox_id, limit + len(skip)),
             ):
                 if tag not in skipped:
                     wanted.append(seq)
-                    if len(wanted) == limit:
+                    total += size
+                    if len(wanted) == limit or (max_bytes is not None and total > max_bytes):
                         break
             out = []
             for seq in wanted:
