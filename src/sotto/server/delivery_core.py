@@ -314,6 +314,13 @@ class DeliveryConnection:
         if window is not None and not self.closed:
             window.offer(envelope)
 
+    def recheck(self, mailbox_id: MailboxId) -> None:
+        """An envelope may have been committed to this mailbox on another node: read it again from
+        storage when the driver next calls :meth:`pump` (as with :meth:`offer`)."""
+        window = self._window
+        if window is not None and not self.closed:
+            window.recheck(mailbox_id)
+
     def pump(self) -> None:
         """The driver is ready to write: push what the window allows (see :meth:`offer`)."""
         self._pump()

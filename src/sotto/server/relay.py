@@ -92,6 +92,12 @@ class DeliveryWindow:
         else:  # read it from storage after what is stored before it
             self._stale[mailbox_id] = None
 
+    def recheck(self, mailbox_id: MailboxId) -> None:
+        """Something may have been committed to this mailbox elsewhere (another relay node rang,
+        or the bus is down and the store is checked): read its pending envelopes again."""
+        if mailbox_id in self.mailboxes:
+            self._stale[mailbox_id] = None
+
     def fetched(self, fetch: Fetch, envelopes: list[EnvelopeRecord]) -> None:
         """The result of :meth:`next_fetch`'s request."""
         acked_meanwhile = self._fetching.pop(fetch.mailbox_id, set())

@@ -204,9 +204,9 @@ class Connection:
         self._subscription = list(mailbox_ids)
 
     def listen(self, mailbox_ids: Sequence[MailboxId]) -> None:
-        fanout, live = self._ctx.fanout, self._on_live
+        fanout, live, recheck = self._ctx.fanout, self._on_live, self._on_recheck
         for mailbox_id in mailbox_ids:
-            fanout.subscribe(mailbox_id, live)
+            fanout.subscribe(mailbox_id, live, recheck)
 
     def unlisten(self, mailbox_ids: Collection[MailboxId]) -> None:
         fanout, live = self._ctx.fanout, self._on_live
@@ -217,6 +217,13 @@ class Connection:
         """Offered now, pushed when the pusher is ready: what arrives while it writes goes out
         as one batch."""
         self._core.offer(envelope)
+        self._pump_due = True
+        self._kick()
+
+    def _on_recheck(self, mailbox_id: MailboxId) -> None:
+        """Another node rang for this mailbox (or the bus is down): read it from storage when the
+        pusher is ready."""
+        self._core.recheck(mailbox_id)
         self._pump_due = True
         self._kick()
 
