@@ -82,6 +82,11 @@ class HttpExchange:
     accounts: tuple[str, ...] = ()
     """Ids (base64url, as on the wire) named by the path, the request and answer bodies, and the
     device credentials (the account in ``Authorization``)."""
+    handed: int = 0
+    """Envelopes the answer hands out (a poll's ``envelopes``): the backlog it drains."""
+    more: bool | None = None
+    """A poll answer's ``more`` flag (more envelopes were pending than it handed out); None for
+    any other answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,13 +221,36 @@ class Observer:
     """Bytes of each body kept in memory to read ids from; sizes count everything."""
 
     def __init__(
-        self, sink: ViewSink, *, clock: Clock | None = None, keep_alive_seconds: float = 10.0
+        self,
+        sink: ViewSink,
+        *,
+        clock: Clock | None = None,
+        keep_alive_seconds: float = 10.0,
+        data_dir: Path | None = None,
+        snapshot_every_s: float | None = None,
     ) -> None:
         self.sink = sink
         self.clock = clock or SystemClock()
         self.keep_alive_us = int(keep_alive_seconds * 1_000_000)
         self._next_conn = 1
         self._conns: dict[tuple[Any, ...], list[int]] = {}  # pair -> [number, users, last µs]
+        self.data_dir = data_dir
+        """With ``snapshot_every_s``: the relay's data directory, copied into :attr:`snapshots`
+        when a request arrives at least that long after the last copy (or the first request)."""
+        self.snapshot_every_us = None if snapshot_every_s is None else round(snapshot_every_s * 1e6)
+        self.snapshots: list[DataSnapshot] = []
+        self._next_snapshot_us: int | None = None
+
+    def snapshot_if_due(self, now_us: int) -> None:
+        """Copy the data directory if a snapshot is due (see :attr:`data_dir`): taken as a
+        request arrives, before the app sees it, so between two operations of the relay."""
+        if self.data_dir is None or self.snapshot_every_us is None:
+            return
+        if self._next_snapshot_us is None:
+            self._next_snapshot_us = now_us + self.snapshot_every_us
+        elif now_us >= self._next_snapshot_us:
+            self.snapshots.append(snapshot_data_dir(self.data_dir, now_us))
+            self._next_snapshot_us = now_us + self.snapshot_every_us
 
     def now_us(self) -> int:
         return round(self.clock.now() * 1_000_000)
@@ -295,6 +323,7 @@ class ViewMiddleware:
         addr, port, key = _peer(scope)
         headers = _headers(scope)  # now: an app may replace the scope's headers
         start = obs.now_us()
+        obs.snapshot_if_due(start)
         conn = obs.open_conn(key, start)
         request, response = _Body(), _Body()
         status, head = 0, scope.get("method") == "HEAD"
@@ -319,7 +348,9 @@ class ViewMiddleware:
             end = obs.now_us()
             obs.close_conn(key, end, ended=False)
             path = scope.get("path", "")
-            mailboxes, messages, accounts = _http_ids(path, headers, request.json(), response.json())
+            reply = response.json()
+            mailboxes, messages, accounts = _http_ids(path, headers, request.json(), reply)
+            handed, more = _backlog(reply)
             obs.sink.write(
                 HttpExchange(
                     t_us=start,
@@ -337,6 +368,8 @@ class ViewMiddleware:
                     mailboxes=mailboxes,
                     messages=messages,
                     accounts=accounts,
+                    handed=handed,
+                    more=more,
                 )
             )
 
@@ -449,6 +482,14 @@ def _http_ids(
             if isinstance(item, dict):
                 _add(messages, item.get("id"))
     return _unique(mailboxes), _unique(messages), _unique(accounts)
+
+
+def _backlog(reply: Any) -> tuple[int, bool | None]:
+    """How many envelopes an answer hands out, and its ``more`` flag (None: it has none)."""
+    if not isinstance(reply, dict):
+        return 0, None
+    envelopes, more = reply.get("envelopes"), reply.get("more")
+    return (len(envelopes) if isinstance(envelopes, list) else 0), (more if isinstance(more, bool) else None)
 
 
 def _frame(now_us: int, who: tuple[int, str | None, int | None], direction: str, message: Message) -> WsFrame:

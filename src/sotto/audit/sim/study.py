@@ -92,7 +92,18 @@ from sotto.client.sdk import Client, Invite
 from sotto.client.transport import Network
 from sotto.errors import DecodeError, InviteError, RelayError, RelayUnavailableError
 from sotto.server.config import ServerConfig
-from sotto.server.observer import FileSink, HttpExchange, MemorySink, Observer, ViewRecord, ViewSink, WsFrame
+from sotto.server.observer import (
+    DataSnapshot,
+    FileSink,
+    HttpExchange,
+    MemorySink,
+    Observer,
+    ViewRecord,
+    ViewSink,
+    WsFrame,
+    snapshot_data_dir,
+)
+from sotto.server.storage.base import Storage
 from sotto.store.interfaces import Transaction
 from sotto.store.memory import MemoryStore
 from sotto.store.model import Contact, MailboxId
@@ -152,6 +163,9 @@ class StudyResult:
     """What happened, by name (texts, invites, restarts, outages, failed operations, …)."""
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    snapshots: list[DataSnapshot] = field(default_factory=list)
+    """With a data directory: the observer's snapshots of it during the run, then one at its end
+    (clients stopped, the relay still up)."""
 
 
 class KeptStore:
@@ -694,14 +708,22 @@ async def _main(
     population: Population,
     sink: ViewSink,
     progress: Callable[[str], None] | None,
+    *,
+    relay: RelayFiles | None = None,
 ) -> StudyResult:
     study = _Study(settings, population, clock)
-    observer = Observer(_TeeSink(sink, study.observe), clock=clock)
+    observer = Observer(
+        _TeeSink(sink, study.observe),
+        clock=clock,
+        data_dir=relay.data_dir if relay else None,
+        snapshot_every_s=relay.snapshot_every_s if relay else None,
+    )
+    storage = relay.storage(clock) if relay else None
     config = ServerConfig(cadence_tick_seconds=settings.tick_seconds)
     relay_rng = random.Random(f"{settings.seed}:relay").randbytes
     duration = population.duration_s
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    async with relay_app(clock, config=config, rng=relay_rng, observer=observer) as app:
+    async with relay_app(clock, config=config, rng=relay_rng, observer=observer, storage=storage) as app:
         for index, home in enumerate(population.households):
             host = Host(address_of(index), random.Random(f"{settings.seed}:host:{index}").randbytes)
             study.hosts.append(host)
@@ -728,6 +750,13 @@ async def _main(
                 if not host.online:
                     host.go_online()
                     _outage(study, index, False)
+            if relay is not None:
+                study.result.snapshots = [
+                    *observer.snapshots,
+                    snapshot_data_dir(relay.data_dir, study._now_us()),
+                ]
+    if storage is not None:
+        await storage.close()
     study.result.truth = study.finish()
     study.result.wall_s = time.perf_counter() - wall0
     study.result.cpu_s = time.process_time() - cpu0
@@ -812,18 +841,34 @@ async def _report(study: _Study, progress: Callable[[str], None] | None, wall0: 
         )
 
 
+@dataclass(frozen=True)
+class RelayFiles:
+    """A relay on files rather than in memory: ``storage(clock)`` opens its storage in
+    ``data_dir`` (one that runs on the simulation's loop, such as
+    :class:`sotto.audit.leakage.relaydb.InlineSqliteStorage`), and the observer copies the
+    directory every ``snapshot_every_s`` (None: only at the end) into
+    :attr:`StudyResult.snapshots`."""
+
+    data_dir: Path
+    storage: Callable[[VirtualClock], Storage]
+    snapshot_every_s: float | None = None
+
+
 def run_study(
     settings: StudySettings,
     *,
     sink: ViewSink | None = None,
     progress: Callable[[str], None] | None = None,
+    relay: RelayFiles | None = None,
 ) -> StudyResult:
     """Plan the population and run it (module docstring); the view (if ``sink`` is left to be a
-    :class:`MemorySink`) and the truth."""
+    :class:`MemorySink`) and the truth; with ``relay``, on its storage, with snapshots."""
     population = plan_population(
         settings.people, settings.days * DAY_S, seed=settings.seed, habits=settings.habits
     )
-    return run_virtual(lambda clock: _main(clock, settings, population, sink or MemorySink(), progress))
+    return run_virtual(
+        lambda clock: _main(clock, settings, population, sink or MemorySink(), progress, relay=relay)
+    )
 
 
 # --------------------------------------------------------------------------- spans
@@ -911,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["KeptStore", "StudyResult", "StudySettings", "main", "run_study"]
+__all__ = ["KeptStore", "RelayFiles", "StudyResult", "StudySettings", "main", "run_study"]
 
 
 if __name__ == "__main__":
