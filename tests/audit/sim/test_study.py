@@ -8,16 +8,23 @@ address's requests, and the mailboxes the truth lists are the ones the view show
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from sotto.audit.sim import study
+from sotto.audit.sim.network import device_network
 from sotto.audit.sim.people import HOUR_S, Habits
 from sotto.audit.sim.study import StudyResult, StudySettings, run_study
 from sotto.audit.sim.truth import Truth
+from sotto.client import transport
 from sotto.server.observer import HttpExchange, WsFrame, WsOpen, read_view
+from tests.audit.sim.test_network import httpx_network
 
 HABITS = Habits(
     settle_s=1_800.0,
@@ -152,3 +159,49 @@ def test_the_same_seed_gives_the_same_truth_and_the_same_view() -> None:
         return [(type(r).__name__, r.t_us, r.addr, r.port, getattr(r, "path", None)) for r in result.view]
 
     assert shape(first) == shape(again)
+
+
+def _view_of(monkeypatch: pytest.MonkeyPatch, network: Callable[..., Any], *, cadence: bool) -> StudyResult:
+    """A small study with its devices on ``network``, the signed calls' nonces seeded too (so
+    that two runs handing the relay the same requests give equal records)."""
+    monkeypatch.setattr(study, "device_network", network)
+    monkeypatch.setattr(transport, "secrets", SimpleNamespace(token_bytes=random.Random(11).randbytes))
+    habits = Habits(
+        settle_s=1_200.0,
+        cli_share=0.4,
+        household_share=0.4,
+        rotate_share=0.5,
+        rotate_every_s=HOUR_S,
+        conversations_per_day=8.0,
+        outages_per_day=12.0,
+        restarts_per_day=12.0,
+    )
+    return run_study(StudySettings(6, 2.5 / 24, cadence=cadence, seed=5, habits=habits))
+
+
+@pytest.mark.parametrize("cadence", [False, True], ids=["default", "cadence"])
+def test_the_relay_sees_a_study_as_it_would_through_httpx(
+    monkeypatch: pytest.MonkeyPatch, cadence: bool
+) -> None:
+    """The study's devices on the direct in-process path hand the relay exactly the requests,
+    from the same addresses and ports at the same instants, that the product's network over
+    httpx does: every record of the operator's view, field for field, and the same truth."""
+    built: list[object] = []
+
+    def reference(*args: Any, **kwargs: Any) -> object:
+        built.append(httpx_network(*args, **kwargs))
+        return built[-1]
+
+    through_httpx = _view_of(monkeypatch, reference, cadence=cadence)
+    direct = _view_of(monkeypatch, device_network, cadence=cadence)
+    assert built  # the reference really ran on httpx
+    assert through_httpx.counts["texts"] > 0 and through_httpx.counts["outages"] > 0
+    http = [r for r in through_httpx.view if isinstance(r, HttpExchange)]
+    if cadence:
+        assert any(r.path.endswith("/poll") for r in http)
+    else:
+        assert any(isinstance(r, WsFrame) for r in through_httpx.view)
+    assert len(direct.view) == len(through_httpx.view) > 0
+    for ours, theirs in zip(direct.view, through_httpx.view, strict=True):
+        assert ours == theirs
+    assert direct.truth == through_httpx.truth
