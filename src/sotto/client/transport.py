@@ -715,6 +715,7 @@ class HttpNetwork:
         fresh_transport: httpx.AsyncBaseTransport | None = None,
         open_socket: SocketOpener | None = None,
         max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
+        clients: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None,
     ) -> None:
         """``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
         clients use it, so that no call of theirs shares a connection with another).
@@ -722,23 +723,32 @@ class HttpNetwork:
         ``transport`` / ``fresh_transport`` (the one for requests on connections of their own,
         ``transport`` unless given) and ``open_socket`` replace the network (a simulation runs
         the relay in process); ``clock_ms`` is the time signed calls carry; ``max_work_bits``
-        the hardest proof-of-work challenge solved (above it, WorkTooHardError)."""
-        # Cadence mode's calls: no connection is kept alive, so each request opens its own and
-        # the relay cannot tie two of them together by their connection.
-        self._fresh = httpx.AsyncClient(
-            timeout=timeout,
-            transport=fresh_transport or transport,
-            follow_redirects=False,
-            headers={"user-agent": "sotto"},
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
-        self._http = (
-            httpx.AsyncClient(
-                timeout=timeout, transport=transport, follow_redirects=False, headers={"user-agent": "sotto"}
+        the hardest proof-of-work challenge solved (above it, WorkTooHardError). ``clients``
+        (pooled, fresh) replace the two httpx clients themselves, ``timeout`` and the
+        transports then unused: anything with the ``request`` and ``aclose`` that
+        :class:`HttpRelay` calls (a simulation's in-process HTTP)."""
+        if clients is not None:
+            self._http, self._fresh = clients if keep_alive else (clients[1], clients[1])
+        else:
+            # Cadence mode's calls: no connection is kept alive, so each request opens its own
+            # and the relay cannot tie two of them together by their connection.
+            self._fresh = httpx.AsyncClient(
+                timeout=timeout,
+                transport=fresh_transport or transport,
+                follow_redirects=False,
+                headers={"user-agent": "sotto"},
+                limits=httpx.Limits(max_keepalive_connections=0),
             )
-            if keep_alive
-            else self._fresh
-        )
+            self._http = (
+                httpx.AsyncClient(
+                    timeout=timeout,
+                    transport=transport,
+                    follow_redirects=False,
+                    headers={"user-agent": "sotto"},
+                )
+                if keep_alive
+                else self._fresh
+            )
         self._websocket_sends = websocket_sends
         self._clock_ms = clock_ms
         self._open_socket = open_socket

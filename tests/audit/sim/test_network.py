@@ -354,3 +354,30 @@ def test_requests_to_an_unknown_relay_or_from_an_offline_host_fail_to_connect() 
 
     sim.run(main)
     assert len(failures) == 3
+
+
+def test_a_device_network_is_the_products_with_its_options() -> None:
+    """The simulation builds its relays with the product's own HttpNetwork: options the product
+    takes reach each relay, and the defaults are the product's."""
+
+    async def main(clock: VirtualClock) -> None:
+        async with relay_app(clock) as app:
+            host = Host("192.0.2.9")
+            default = device_network({RELAY_URL: app}, host, clock_ms=clock.now_ms)
+            assert isinstance(default, HttpNetwork)
+            product = HttpNetwork(clock_ms=clock.now_ms)
+            ours, theirs = default.relay(RELAY_URL), product.relay(RELAY_URL)
+            assert ours._max_work_bits == theirs._max_work_bits
+            assert (ours._sender is None) == (theirs._sender is None)
+            tuned = device_network(
+                {RELAY_URL: app}, host, clock_ms=clock.now_ms, websocket_sends=False, max_work_bits=3
+            )
+            relay = tuned.relay(RELAY_URL + "/")
+            assert relay._sender is None and relay._max_work_bits == 3
+            assert tuned.relay(RELAY_URL) is relay
+            fresh = device_network({RELAY_URL: app}, host, clock_ms=clock.now_ms, keep_alive=False)
+            assert fresh._http is fresh._fresh  # cadence mode: every request on its own connection
+            for network in (default, product, tuned, fresh):
+                await network.aclose()
+
+    sim.run(main)

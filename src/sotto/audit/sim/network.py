@@ -1,8 +1,9 @@
 """An in-process network: the real client transport talking to the real relay's ASGI app.
 
-Every simulated device gets :func:`device_network`, a :class:`~sotto.client.transport.Network`
-whose relays are the client's own :class:`~sotto.client.transport.HttpRelay` (so its requests
-are built and signed by the product's code, byte for byte). Where the product hands those
+Every simulated device gets :func:`device_network`, the product's own
+:class:`~sotto.client.transport.HttpNetwork` with its relays' :class:`~sotto.client.transport.HttpRelay`
+(so its requests are built and signed by the product's code, byte for byte, with the product's
+options). Where the product hands those
 requests to an ``httpx.AsyncClient``, here they go to :class:`AsgiHttp`, which turns each into
 the ASGI request httpx's own ``ASGITransport`` would make of it (the same method, path, headers
 in the same order, body, scheme and server) and hands it straight to the relay app, without
@@ -50,7 +51,7 @@ import httpx
 import websockets.http11
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
-from sotto.client.transport import HTTP_TIMEOUT_S, HttpRelay, Socket
+from sotto.client.transport import HTTP_TIMEOUT_S, HttpNetwork, Socket
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import RelayUnavailableError
 
@@ -576,10 +577,11 @@ class WebSocketOpener:
 
 
 # --------------------------------------------------------------------------- the device's network
-class SimNetwork:
-    """One device's :class:`~sotto.client.transport.Network`: the client's own
-    :class:`HttpRelay` per relay URL, over :class:`AsgiHttp` and :class:`WebSocketOpener`
-    (what :class:`~sotto.client.transport.HttpNetwork` builds over httpx and ``websockets``)."""
+class SimNetwork(HttpNetwork):
+    """One device's :class:`~sotto.client.transport.Network`: the product's own
+    :class:`~sotto.client.transport.HttpNetwork` (its :class:`HttpRelay` per relay URL, built
+    with the same options), sending over :class:`AsgiHttp` and :class:`WebSocketOpener` where
+    the product sends over httpx and ``websockets``."""
 
     def __init__(
         self,
@@ -590,38 +592,23 @@ class SimNetwork:
         keep_alive: bool = True,
         keep_alive_s: float = DEFAULT_KEEP_ALIVE_S,
         latency_s: float = 0.0,
+        **options: Any,
     ) -> None:
+        """``options``: the rest of :class:`HttpNetwork`'s (``websocket_sends``,
+        ``max_work_bits``), its defaults unless given."""
         self.host = host
-        self._fresh = AsgiHttp(relays, host, keep_alive_s=None, latency_s=latency_s)
-        self._http = (
-            AsgiHttp(relays, host, keep_alive_s=keep_alive_s, latency_s=latency_s)
-            if keep_alive
-            else self._fresh
+        fresh = AsgiHttp(relays, host, keep_alive_s=None, latency_s=latency_s)
+        pooled = (
+            AsgiHttp(relays, host, keep_alive_s=keep_alive_s, latency_s=latency_s) if keep_alive else fresh
         )
-        self._open_socket = WebSocketOpener(relays, host, latency_s=latency_s)
-        self._clock_ms = clock_ms
-        self._relays: dict[str, HttpRelay] = {}
-
-    def relay(self, url: str) -> HttpRelay:
-        key = url.rstrip("/")
-        found = self._relays.get(key)
-        if found is None:
-            # HttpRelay calls only request() and reads only what Reply has (see AsgiHttp).
-            found = self._relays[key] = HttpRelay(
-                key,
-                cast(httpx.AsyncClient, self._http),
-                fresh=cast(httpx.AsyncClient, self._fresh),
-                clock_ms=self._clock_ms,
-                open_socket=self._open_socket,
-            )
-        return found
-
-    async def aclose(self) -> None:
-        for relay in self._relays.values():
-            await relay.aclose()
-        await self._http.aclose()
-        if self._fresh is not self._http:
-            await self._fresh.aclose()
+        # HttpRelay calls only request() and aclose(), and reads only what Reply has.
+        super().__init__(
+            clients=(cast(httpx.AsyncClient, pooled), cast(httpx.AsyncClient, fresh)),
+            keep_alive=keep_alive,
+            clock_ms=clock_ms,
+            open_socket=WebSocketOpener(relays, host, latency_s=latency_s),
+            **options,
+        )
 
 
 def device_network(
@@ -632,15 +619,22 @@ def device_network(
     keep_alive: bool = True,
     keep_alive_s: float = DEFAULT_KEEP_ALIVE_S,
     latency_s: float = 0.0,
+    **options: Any,
 ) -> SimNetwork:
     """The network of one simulated device: the client's real relay code, its HTTP and
     WebSockets served in process by ``relays`` (URL → ASGI app), from ``host``.
 
     ``keep_alive``: as :class:`~sotto.client.transport.HttpNetwork` (False in cadence mode, as
     :class:`~sotto.client.sdk.Client` chooses); ``clock_ms``: the device's clock, the same the
-    client gets."""
+    client gets; ``options``: :class:`HttpNetwork`'s others."""
     return SimNetwork(
-        relays, host, clock_ms=clock_ms, keep_alive=keep_alive, keep_alive_s=keep_alive_s, latency_s=latency_s
+        relays,
+        host,
+        clock_ms=clock_ms,
+        keep_alive=keep_alive,
+        keep_alive_s=keep_alive_s,
+        latency_s=latency_s,
+        **options,
     )
 
 
