@@ -179,6 +179,10 @@ class ServerConfig:
     poll_reply_max_bytes: int = 512 * 1024
     """Payload bytes one cadence-mode poll answer holds at most (at least one envelope);
     ``more`` says the rest waits for the next poll."""
+    max_held_polls: int = 10_000
+    """Long polls (``wait_ms``) the relay holds at once, one per mailbox; beyond, a 503
+    ``polls_busy`` with Retry-After. Each held poll is one open connection (from its client, or
+    from the forwarder it came through)."""
     quotas: Quotas = field(default_factory=Quotas)
     work: WorkPolicy = field(default_factory=WorkPolicy)
     checkpoint_interval_seconds: float = 2.0

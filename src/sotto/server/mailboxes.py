@@ -33,6 +33,7 @@ from sotto.server.challenge import require_work
 from sotto.server.context import RelayContext
 from sotto.server.delivery import deliver
 from sotto.server.export import export_json
+from sotto.server.longpoll import held_polls
 from sotto.server.ratelimit import source_key
 from sotto.server.storage.base import (
     CreateOutcome,
@@ -205,9 +206,14 @@ async def poll_mailbox(
     ctx: Ctx,
     sotto_mailbox_auth: MailboxAuth = None,
 ) -> api.PollResult:
-    """Cadence mode's one-shot drain (signed by the mailbox key): delete the acknowledged
-    envelopes of this mailbox, then hand out up to ``limit`` pending ones; moves the expiry as a
-    subscription does. Nothing handed out is deleted until a later poll (or the WebSocket) acks it."""
+    """Drain one mailbox (signed by the mailbox key): delete the acknowledged envelopes of this
+    mailbox, then hand out up to ``limit`` pending ones; moves the expiry as a subscription does.
+    Nothing handed out is deleted until a later poll (or the WebSocket) acks it.
+
+    With ``wait_ms`` (a long poll) and nothing pending, the answer waits until an envelope is
+    committed to the mailbox or ``wait_ms`` pass, then says what is pending then (maybe nothing).
+    One long poll per mailbox is held: a newer one answers the older at once. Past the relay's
+    cap of held polls, 503 ``polls_busy`` with Retry-After (:mod:`sotto.server.longpoll`)."""
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
     ctx.limits.poll_per_mailbox.check(mid, ctx.now())
     acked = list(dict.fromkeys(body.ack))
@@ -215,10 +221,21 @@ async def poll_mailbox(
         deleted = await ctx.storage.delete_envelopes([(mid, MessageId(i)) for i in acked])
         ctx.stats.count("envelopes_acked", deleted)
     await ctx.storage.touch_mailboxes([mid], ctx.today())
-    # One more than asked for says whether there is more, without a count query.
-    envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=ctx.config.poll_reply_max_bytes)
+    max_bytes = ctx.config.poll_reply_max_bytes
+    if body.wait_ms:
+        # Listening before the read: an envelope committed between the two still wakes us.
+        hold = held_polls(request.app.state, ctx).hold(mid)
+        try:
+            envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+            if not envelopes and await hold.wait(body.wait_ms / 1000, _client_gone(request)):
+                envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+        finally:
+            hold.release()
+    else:
+        # One more than asked for says whether there is more, without a count query.
+        envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
     ctx.stats.count("polls")
-    handed = _within(envelopes[: body.limit], ctx.config.poll_reply_max_bytes)
+    handed = _within(envelopes[: body.limit], max_bytes)
     ctx.stats.count("envelopes_polled", len(handed))
     return api.PollResult(
         envelopes=[
@@ -226,6 +243,13 @@ async def poll_mailbox(
         ],
         more=len(envelopes) > len(handed),
     )
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client that sent ``request`` disconnected (a direct one: a request
+    through the gateway has no connection of its own, and its wait simply runs out)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _within(envelopes: list[EnvelopeRecord], max_bytes: int) -> list[EnvelopeRecord]:

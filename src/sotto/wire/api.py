@@ -305,6 +305,9 @@ MAX_CADENCE_TICK_SECONDS = 3_600
 MAX_POLL_ENVELOPES = 256
 """Envelopes one poll hands out at most (the WebSocket's unacknowledged window)."""
 DEFAULT_POLL_ENVELOPES = 32
+MAX_POLL_WAIT_MS = 25_000
+"""How long a poll may ask the relay to hold it while its mailbox is empty (a long poll): under
+the 30 s that proxies and forwarders commonly allow a request."""
 
 
 class Cadence(Model):
@@ -314,10 +317,13 @@ class Cadence(Model):
 
 
 class Poll(Model):
-    """Delete the acknowledged envelopes of this mailbox, then hand out up to ``limit`` pending."""
+    """Delete the acknowledged envelopes of this mailbox, then hand out up to ``limit`` pending.
+    With ``wait_ms`` (a long poll), an empty mailbox holds the answer until an envelope arrives
+    or that many milliseconds pass, whichever is first."""
 
     ack: Annotated[list[Id], Field(max_length=MAX_ACK_IDS_PER_FRAME)] = []
     limit: Annotated[int, Field(ge=1, le=MAX_POLL_ENVELOPES), _AS_INTEGER] = DEFAULT_POLL_ENVELOPES
+    wait_ms: Annotated[int, Field(ge=0, le=MAX_POLL_WAIT_MS), _AS_INTEGER] = 0
 
 
 class PolledEnvelope(Model):
