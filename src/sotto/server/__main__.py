@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sotto.server.config import (
+    BUS_SCHEMES,
     MAX_WORK_BITS,
     MIB,
     STORE_SCHEMES,
@@ -117,6 +118,20 @@ def main(argv: list[str] | None = None) -> None:
         help="a postgresql:// URL: keep the data in that database, which several relays may share "
         "(each with the same server.key in --data); default: SQLite in --data",
     )
+    parser.add_argument(
+        "--bus",
+        default=None,
+        metavar="URL",
+        help="a nats:// or redis:// URL: tell the other relays sharing --store, over that message bus, "
+        "when a mailbox has something new (docs/scaling.md); default: this process only",
+    )
+    parser.add_argument(
+        "--stats-interval",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="how often the counters are written to the log (default 3600)",
+    )
     add_storage_options(parser)
     parser.add_argument(
         "--record-view",
@@ -148,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--per-address must be 0 or more")
     if args.store is not None and not args.store.startswith(STORE_SCHEMES):
         parser.error("--store must be a postgresql:// URL")
+    if args.bus is not None and not args.bus.startswith(BUS_SCHEMES):
+        parser.error("--bus must be a nats:// or redis:// URL")
     if not 1 <= args.cadence_tick <= MAX_CADENCE_TICK_SECONDS:
         parser.error(f"--cadence-tick must be 1 to {MAX_CADENCE_TICK_SECONDS}")
     run(

@@ -12,7 +12,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +28,7 @@ from sotto.server.clock import Clock, SystemClock
 from sotto.server.config import ServerConfig
 from sotto.server.context import RelayContext
 from sotto.server.fanout import Fanout, LocalFanout
-from sotto.server.logging import logger
+from sotto.server.logging import Stats, logger
 from sotto.server.observer import Observer, ViewMiddleware
 from sotto.server.ratelimit import RateLimitedError
 from sotto.server.server_key import ServerKey, load_or_create
@@ -36,6 +36,9 @@ from sotto.server.storage.base import Storage
 from sotto.server.storage.postgres import PostgresStorage
 from sotto.server.storage.sqlite import SqliteStorage
 from sotto.wire import api
+
+if TYPE_CHECKING:
+    from sotto.server.doorbell import BusFanout
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -215,7 +218,8 @@ def create_app(
     observer: Observer | None = None,
 ) -> FastAPI:
     """The relay app. Without ``storage`` it opens ``config.store`` (PostgreSQL) or else SQLite in
-    ``config.data_dir`` at start-up.
+    ``config.data_dir`` at start-up; without ``fanout``, it rings other nodes over ``config.bus``
+    if set (:class:`~sotto.server.doorbell.BusFanout`), else delivers within this process.
     With ``observer``, every request and frame is recorded to its sink (``docs/operator-view.md``)."""
     config = config or ServerConfig()
     owned_storage = storage is None
@@ -237,15 +241,29 @@ def create_app(
                 quotas=config.quotas,
                 checkpoint_interval_s=config.checkpoint_interval_seconds,
             )
+        stats = Stats()
+        live: Fanout
+        across_nodes: BusFanout | None = None
+        if fanout is not None:
+            live = fanout
+        elif config.bus is not None:
+            from sotto.server.doorbell import BusFanout  # noqa: PLC0415 (the bus clients load only for --bus)
+
+            live = across_nodes = BusFanout.for_url(config.bus, stats)
+        else:
+            live = LocalFanout()
         ctx = RelayContext(
             config=config,
             storage=store,
-            fanout=fanout or LocalFanout(),
+            fanout=live,
             server_key=key,
             clock=clock or SystemClock(),
             rng=rng,
+            stats=stats,
         )
         app.state.relay = ctx
+        if across_nodes is not None:  # on the fallback (store checks) if the bus is unreachable
+            await across_nodes.start()
         with contextlib.suppress(RelayError):  # catch up after downtime; retried on schedule
             await _sweep(ctx)
         logger.info("event relay started")
@@ -261,6 +279,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if across_nodes is not None:
+                await across_nodes.close()
             ctx.stats.flush()
             if owned_storage:
                 await store.close()

@@ -143,6 +143,8 @@ class Quotas:
 
 STORE_SCHEMES = ("postgresql://", "postgres://")
 """What ``--store`` accepts (SQLite, the default, needs no URL)."""
+BUS_SCHEMES = ("nats://", "tls://", "redis://", "rediss://")
+"""What ``--bus`` accepts (a relay that is one process needs none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,10 @@ class ServerConfig:
     """A ``postgresql://`` URL: keep everything in that PostgreSQL database, which several relay
     nodes may share (``docs/data-held.md``, *On PostgreSQL*). None: SQLite in ``data_dir``. The
     server key stays in ``data_dir`` either way: nodes sharing a database need the same one."""
+    bus: str | None = None
+    """A ``nats://`` or ``redis://`` URL: ring the other relay nodes sharing ``store`` over that
+    message bus after each commit (``docs/scaling.md``). None: live delivery within this process
+    only, right for one node."""
     cadence_tick_seconds: int = DEFAULT_CADENCE_TICK_SECONDS
     """The tick of cadence mode (relay-protocol §6), announced at ``GET /v1/cadence``. ``sotto
     server`` accepts 10 to 3,600 seconds; shorter ticks (down to 1 s) are for tests."""
@@ -209,6 +215,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.store is not None and not self.store.startswith(STORE_SCHEMES):
             raise ValueError("store must be a postgresql:// URL")
+        if self.bus is not None and not self.bus.startswith(BUS_SCHEMES):
+            raise ValueError("bus must be a nats:// or redis:// URL")
         if not self.forwarded_scale >= 1:
             raise ValueError("forwarded_scale must be at least 1: a forwarder carries many clients")
         if not 1 <= self.cadence_tick_seconds <= MAX_CADENCE_TICK_SECONDS:
@@ -224,7 +232,7 @@ def storage_settings(options: object) -> dict[str, Any]:
     ``python -m sotto.server`` (attributes ``mailbox_quota``, ``mailbox_quota_mib``,
     ``token_quota``, ``prekey_quota``, ``min_free_disk_mib``, ``checkpoint_interval``, and
     optionally ``store``, ``free_signups_per_minute``, ``free_mailboxes_per_minute``, ``max_work_bits``,
-    ``gateway``, ``forwarder_burst`` and ``forwarder_per_second``)."""
+    ``gateway``, ``forwarder_burst``, ``forwarder_per_second``, ``bus`` and ``stats_interval``)."""
 
     def get(name: str) -> Any:
         return getattr(options, name)
@@ -246,6 +254,10 @@ def storage_settings(options: object) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if getattr(options, "store", None) is not None:
         settings["store"] = options.store  # type: ignore[attr-defined]
+    if getattr(options, "bus", None) is not None:
+        settings["bus"] = options.bus  # type: ignore[attr-defined]
+    if getattr(options, "stats_interval", None) is not None:
+        settings["stats_interval_seconds"] = float(options.stats_interval)  # type: ignore[attr-defined]
     if getattr(options, "gateway", None) is not None:
         settings["gateway"] = bool(options.gateway)  # type: ignore[attr-defined]
     burst = getattr(options, "forwarder_burst", None)

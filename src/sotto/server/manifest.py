@@ -256,6 +256,11 @@ STAT_COUNTERS: tuple[str, ...] = (
     "swept_envelopes",
     "swept_mailboxes",
     "swept_access_tokens",
+    "bus_down",
+    "bus_up",
+    "bus_fallback_checks",
+    "bus_rings_failed",
+    "bus_rings_resent",
 )
 """Every counter the stats line can carry; ``<status>`` and ``<code>`` are numbers."""
 
@@ -269,7 +274,11 @@ LOG_FIELDS: tuple[LogField, ...] = (
         + ". Counts only: no address, account, mailbox, message id or timing finer than the interval.",
     ),
     LogField("error", "For a failure inside the server: the exception type name only, no message or values."),
-    LogField("event", "relay started / relay stopped."),
+    LogField(
+        "event",
+        "relay started / relay stopped / bus down (with: unreachable at start or connection lost) / bus up "
+        "(only with --bus).",
+    ),
 )
 
 FILES: tuple[File, ...] = (

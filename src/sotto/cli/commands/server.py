@@ -36,6 +36,14 @@ def server(
             "may share (each with the same server.key in --data). Default: SQLite in --data.",
         ),
     ] = None,
+    bus: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A nats:// or redis:// URL: tell the other relays sharing --store, over that message "
+            "bus, when a mailbox has something new (docs/scaling.md). Default: this process only.",
+        ),
+    ] = None,
     cadence_tick: Annotated[
         int,
         typer.Option(
@@ -98,6 +106,14 @@ def server(
             "limit, for a relay behind a reverse proxy, where every client comes from the proxy's address.",
         ),
     ] = 64,
+    shared_state: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A redis:// URL: keep rate limits, proof-of-work counts and single-use nonces in that "
+            "Redis, shared by every relay on the same --store (docs/scaling.md). Default: this process.",
+        ),
+    ] = None,
     record_view: Annotated[
         Path | None,
         typer.Option(
@@ -111,6 +127,10 @@ def server(
     or plaintext."""
     if store is not None and not store.startswith(("postgresql://", "postgres://")):
         fail("--store must be a postgresql:// URL", hint="e.g. postgresql://relay@127.0.0.1/sotto")
+    if bus is not None and not bus.startswith(("nats://", "tls://", "redis://", "rediss://")):
+        fail("--bus must be a nats:// or redis:// URL", hint="e.g. nats://127.0.0.1:4222")
+    if shared_state is not None and not shared_state.startswith(("redis://", "rediss://", "unix://")):
+        fail("--shared-state must be a redis:// URL", hint="e.g. redis://127.0.0.1:6379")
     with reported(Where(data)):
         check_free(host, port)
         from sotto.server.config import storage_settings  # noqa: PLC0415
