@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from sotto.cli.commands.messages import report_send
-from sotto.cli.failures import ExitCode, Where, explain
+from sotto.cli.failures import ExitCode, Where, explain, report_send
 from sotto.client.sdk import STORE_FILE
 from sotto.errors import (
     MailboxFullError,

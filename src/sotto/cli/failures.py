@@ -89,6 +89,24 @@ def fail(message: str, *, hint: str | None = None, code: ExitCode = ExitCode.ERR
     raise typer.Exit(int(code))
 
 
+def report_send(place: Where, left: int, success: str, refusal: Exception | None = None) -> None:
+    """Report a send: done, or why something is still queued (and exit non-zero): the relay's
+    ``refusal`` that held it (a full mailbox, relay or quota) if there was one, else the relay
+    did not answer."""
+    if not left:
+        render.done(success)
+        return
+    if refusal is not None:
+        message, hint, code = explain(refusal, place)
+        fail(f"{left} queued envelope(s) not taken: {message}", hint=hint, code=code)
+    fail(
+        f"the relay at {place.relay} did not take {left} queued envelope(s); your message is saved",
+        hint="is the relay running (`sotto server`)? Queued messages go out with your next "
+        "`sotto send` or `sotto listen`",
+        code=ExitCode.RELAY_UNREACHABLE,
+    )
+
+
 def explain(error: BaseException, where: Where) -> tuple[str, str | None, ExitCode]:
     """The message, hint and exit code for an error raised while working on ``where``."""
     profile = where.profile

@@ -9,7 +9,8 @@ from sotto.errors import UnknownContactError
 from sotto.store.model import Contact, Group
 
 
-def _known(kinds: str, names: list[str]) -> str:
+def known_names(kinds: str, names: list[str]) -> str:
+    """The hint listing the names there are (``kinds``: contacts, groups, …)."""
     if not names:
         return f"you have no {kinds} yet"
     return f"your {kinds}: " + ", ".join(render.clean(n) for n in names)
@@ -20,7 +21,7 @@ def require_contact(client: Client, name: str) -> Contact:
         return client.contact(name)
     except UnknownContactError:
         known = [c.name for c in client.contacts()]
-        hint = _known("contacts", known)
+        hint = known_names("contacts", known)
         if not known:
             hint += ": add one with `sotto invite` or `sotto accept LINK`"
         fail(f"no contact named {render.clean(name)!r}", hint=hint, code=ExitCode.UNKNOWN_NAME)
@@ -38,7 +39,7 @@ def _group(client: Client, name: str) -> Group | None:
 def require_group(client: Client, name: str) -> Group:
     found = _group(client, name)
     if found is None:
-        hint = _known("groups", [f"#{g.name}" for g in client.groups()])
+        hint = known_names("groups", [f"#{g.name}" for g in client.groups()])
         fail(f"no group named {render.clean(name)!r}", hint=hint, code=ExitCode.UNKNOWN_NAME)
     return found
 
@@ -52,6 +53,6 @@ def require_conversation(client: Client, name: str) -> Contact | Group:
     found = _group(client, name)
     if found is None:
         names = [c.name for c in client.contacts()] + [f"#{g.name}" for g in client.groups()]
-        hint = _known("contacts and groups", names)
+        hint = known_names("contacts and groups", names)
         fail(f"no contact or group named {render.clean(name)!r}", hint=hint, code=ExitCode.UNKNOWN_NAME)
     return found

@@ -37,7 +37,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from sotto.cli import forwarding, render
+from sotto.cli import forwarding, listener, render
 from sotto.cli.failures import ExitCode, Where, fail, reported
 from sotto.client.sdk import STORE_FILE, Client
 from sotto.errors import StoreError
@@ -218,8 +218,10 @@ def need_profile(place: Where) -> None:
 async def opened(place: Where, *, cadence: bool = False, push: bool = False) -> AsyncIterator[Client]:
     """The profile's client, unlocked with its passphrase, closed when the block ends; through
     the profile's forwarder if it has one (:mod:`sotto.cli.forwarding`). ``push``: the command
-    waits for deliveries on the WebSocket, which a forwarder does not carry (refused then)."""
+    waits for deliveries on the WebSocket, which a forwarder does not carry (refused then).
+    While a ``sotto listen`` holds the profile, fails saying so (exit 7)."""
     need_profile(place)
+    await listener.refuse_if_running(place)
     forwarder = forwarder_of(place)
     if forwarder is not None and push and not cadence:
         fail(

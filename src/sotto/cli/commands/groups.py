@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from sotto.cli import render
-from sotto.cli.commands.messages import TextArgument, TextFileOption, message_text, report_send
-from sotto.cli.failures import ExitCode, fail
+from sotto.cli import listener, render
+from sotto.cli.commands.messages import TextArgument, TextFileOption, message_text
+from sotto.cli.failures import ExitCode, fail, report_send
 from sotto.cli.names import require_contact, require_group
 from sotto.cli.profile import ProfileOption, opened, run, where
+from sotto.client import control
 
 group_app = typer.Typer(
     name="group", help="Create groups, add people, and write to them.", no_args_is_help=True
@@ -74,9 +75,15 @@ def send(
     text_file: TextFileOption = None,
     profile: ProfileOption = None,
 ) -> None:
-    """Send a text to a group: the words, `-` for standard input, or --text-file PATH."""
+    """Send a text to a group: the words, `-` for standard input, or --text-file PATH.
+
+    While `sotto listen` runs on the profile, the text goes through it, on its schedule."""
     place = where(profile)
     message = message_text(text, text_file)
+    answer = listener.hand_over(place, control.SendGroupText(group, message))
+    if answer is not None:
+        listener.report(place, answer, group, group=True)
+        return
 
     async def work() -> None:
         async with opened(place) as client:

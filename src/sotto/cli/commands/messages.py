@@ -11,10 +11,11 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from sotto.cli import render
-from sotto.cli.failures import ExitCode, Where, explain, fail
+from sotto.cli import listener, render
+from sotto.cli.failures import ExitCode, Where, fail, report_send
 from sotto.cli.names import require_contact, require_conversation
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
+from sotto.client import control
 from sotto.client import events as ev
 from sotto.client.content import MAX_TEXT_BYTES
 from sotto.client.sdk import Client
@@ -92,9 +93,15 @@ def send(
     profile: ProfileOption = None,
     cadence: CadenceOption = False,
 ) -> None:
-    """Send a text to a contact: the words, `-` for standard input, or --text-file PATH."""
+    """Send a text to a contact: the words, `-` for standard input, or --text-file PATH.
+
+    While `sotto listen` runs on the profile, the text goes through it, on its schedule."""
     place = where(profile)
     message = message_text(text, text_file)
+    answer = listener.hand_over(place, control.SendText(name, message, cadence))
+    if answer is not None:
+        listener.report(place, answer, name)
+        return
 
     async def work() -> None:
         async with opened(place, cadence=cadence) as client:
@@ -115,24 +122,6 @@ def send(
             report_send(place, left, f"sent to {shown}", client.last_refusal)
 
     run(place, work())
-
-
-def report_send(place: Where, left: int, success: str, refusal: Exception | None = None) -> None:
-    """Report a send: done, or why something is still queued (and exit non-zero): the relay's
-    ``refusal`` that held it (a full mailbox, relay or quota) if there was one, else the relay
-    did not answer."""
-    if not left:
-        render.done(success)
-        return
-    if refusal is not None:
-        message, hint, code = explain(refusal, place)
-        fail(f"{left} queued envelope(s) not taken: {message}", hint=hint, code=code)
-    fail(
-        f"the relay at {place.relay} did not take {left} queued envelope(s); your message is saved",
-        hint="is the relay running (`sotto server`)? Queued messages go out with your next "
-        "`sotto send` or `sotto listen`",
-        code=ExitCode.RELAY_UNREACHABLE,
-    )
 
 
 def listen(
@@ -156,7 +145,8 @@ def listen(
             if once:
                 await _listen_once(client, place, timeout)
             else:
-                await _listen(client, timeout)
+                async with listener.serving(client, place):
+                    await _listen(client, timeout)
 
     run(place, work(), until_interrupted=not once)
 

@@ -1,0 +1,122 @@
+"""Commands that go through a running ``sotto listen`` (:mod:`sotto.client.control`).
+
+``sotto listen`` holds its profile's store and serves the profile's control socket while it runs;
+``sotto send`` and ``sotto group send`` hand their text to it rather than stopping it (which the
+relay would see as a gap in the device's traffic), and print what they print on their own. Every
+other command that needs the store says that ``listen`` has it and must be stopped first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import click
+
+from sotto.cli import render
+from sotto.cli.failures import ExitCode, Where, fail, report_send, reported
+from sotto.cli.names import known_names
+from sotto.client import control
+from sotto.client.sdk import Client
+
+STATUS_TIMEOUT_S = 5.0
+"""How long a command waits for a running listener to say it is there."""
+
+
+def hand_over(place: Where, request: control.SendText | control.SendGroupText) -> control.Answer | None:
+    """The running listener's answer to ``request``, or None if no listener serves the profile."""
+    with reported(place):
+        try:
+            return asyncio.run(control.ask(place.profile, request))
+        except control.ControlUnsafeError as error:
+            fail(
+                f"will not hand this to `sotto listen`: {error}",
+                hint="make the profile folder yours alone (`chmod 700`), then restart `sotto listen`",
+                code=ExitCode.ERROR,
+            )
+        except control.ListenerGoneError as error:
+            fail(
+                f"`sotto listen` did not answer: {error}",
+                hint="the message may be queued in it: check `sotto history NAME` before sending it again",
+                code=ExitCode.ERROR,
+            )
+
+
+async def running(place: Where) -> control.Status | None:
+    """The listener serving the profile, if one answers (None too if it cannot be asked safely:
+    then opening the store says the profile is in use)."""
+    try:
+        answer = await control.ask(place.profile, control.AskStatus(), timeout=STATUS_TIMEOUT_S)
+    except control.ControlError:
+        return None
+    return answer if isinstance(answer, control.Status) else None
+
+
+async def refuse_if_running(place: Where) -> None:
+    """Fail (exit 7) if a ``sotto listen`` holds the profile: this command cannot go through it."""
+    status = await running(place)
+    if status is None:
+        return
+    context = click.get_current_context(silent=True)
+    command = f"`{context.command_path}`" if context is not None else "this command"
+    mode = " --cadence" if status.cadence else ""
+    fail(
+        f"`sotto listen{mode}` (process {status.pid}) has the profile in {place.profile} open, "
+        f"and {command} cannot go through it",
+        hint="stop it (Ctrl-C in its terminal), then run this again; "
+        "`sotto send` and `sotto group send` go through it while it runs",
+        code=ExitCode.PROFILE_BUSY,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(client: Client, place: Where) -> AsyncIterator[None]:
+    """Serve the profile's control socket while the block runs; if it cannot be served (a folder
+    open to others), warn and run without it."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(control.serving(client, place.profile))
+        except control.ControlError as error:
+            render.warn(f"`sotto send` cannot go through this listener: {error}")
+        yield
+
+
+def report(place: Where, answer: control.Answer, asked: str, *, group: bool = False) -> None:
+    """Print what ``sotto send`` (or ``group send``) prints on its own for the listener's answer
+    (``asked``: the name as typed); exit as it would."""
+    match answer:
+        case control.Refused(reason=control.Reason.UNKNOWN_NAME, known=known) if known is not None:
+            kind = "group" if group else "contact"
+            hint = known_names(f"{kind}s", list(known))
+            if not known and not group:
+                hint += ": add one with `sotto invite` or `sotto accept LINK`"
+            fail(f"no {kind} named {render.clean(asked)!r}", hint=hint, code=ExitCode.UNKNOWN_NAME)
+        case control.Refused(reason=control.Reason.UNKNOWN_NAME):
+            fail(
+                answer.message,
+                hint="`sotto contacts` lists the names you can use",
+                code=ExitCode.UNKNOWN_NAME,
+            )
+        case control.Refused(reason=control.Reason.MODE):
+            fail(
+                "the running `sotto listen` is not in cadence mode: it would send this at once",
+                hint="send without --cadence, or stop it (Ctrl-C) and run `sotto listen --cadence`",
+                code=ExitCode.PROFILE_BUSY,
+            )
+        case control.Refused():
+            fail(f"the running `sotto listen` refused: {answer.message}", code=ExitCode.ERROR)
+        case control.Handled():
+            place.server = answer.relay
+            shown = ("#" if group else "") + render.clean(answer.name)
+            match answer.outcome:
+                case control.Outcome.QUEUED:
+                    render.done(f"queued for {shown}: it goes out in a tick of `sotto listen --cadence`")
+                case control.Outcome.KEPT:
+                    render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
+                    render.next_step("nothing: the running `sotto listen` sends it when their answer arrives")
+                case _:
+                    refusal = None if answer.refusal is None else answer.refusal.to_error()
+                    report_send(place, answer.left, f"sent to {shown}", refusal)
+        case control.Status():
+            fail("the running `sotto listen` answered something else", code=ExitCode.ERROR)
