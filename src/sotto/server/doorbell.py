@@ -66,7 +66,7 @@ class BusFanout:
         fallback_interval: float = FALLBACK_INTERVAL,
         watch_interval: float = WATCH_INTERVAL,
         retry_interval: float = RETRY_INTERVAL,
-        max_unsent: int = MAX_UNSENT,
+        max_unsent: int | None = None,
     ) -> None:
         self.local = LocalFanout()
         self._make = make_doorbell
@@ -74,7 +74,7 @@ class BusFanout:
         self.fallback_interval = fallback_interval
         self.watch_interval = watch_interval
         self.retry_interval = retry_interval
-        self.max_unsent = max_unsent
+        self.max_unsent = MAX_UNSENT if max_unsent is None else max_unsent
         self._bell: Doorbell | None = None
         self._outbox: dict[MailboxId, int] = {}
         self._unsent: dict[MailboxId, int] = {}
@@ -110,7 +110,9 @@ class BusFanout:
         """Try the bus once (the relay starts on the fallback if it is unreachable), then keep
         watching it, sending rings and, while it is down, checking the store."""
         self._wake = asyncio.Event()
-        if not await self._connect_once():
+        if await self._connect_once():
+            self.on_bus = True
+        else:
             self._went_down("unreachable at start")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch()), loop.create_task(self._send())]
@@ -186,8 +188,7 @@ class BusFanout:
         on a change, log it, count it and check the store at once."""
         loop = asyncio.get_running_loop()
         bell = self._bell
-        was_up = bell is not None and bell.healthy
-        self.on_bus = was_up
+        was_up = self.on_bus  # as :meth:`start` found it: a change since then is one to act on
         reconnects = bell.health.reconnects if bell is not None else 0
         next_check = loop.time() + self.fallback_interval
         extra_check: float | None = None
