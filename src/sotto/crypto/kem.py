@@ -49,6 +49,15 @@ class KemPublicKey:
             raise InvalidKeyError("not a valid Kyber1024 public key") from None
 
     @classmethod
+    def _derived(cls, raw: bytes) -> KemPublicKey:
+        """A public key ML-KEM itself derived from a seed: valid, so not checked again; its
+        ML-KEM object is built when something is first encapsulated to it."""
+        key = cls.__new__(cls)
+        key.raw = bytes(raw)
+        key._key = None
+        return key
+
+    @classmethod
     def from_bytes(cls, data: bytes) -> KemPublicKey:
         if not data or data[0] != KYBER1024_TYPE:
             raise InvalidKeyError("expected a Kyber1024 (type 0x08) public key")
@@ -78,17 +87,29 @@ class KemPublicKey:
 
 
 class KemKeyPair:
-    """A Kyber1024 key pair held as its 64-byte seed; the repr hides the seed."""
+    """A Kyber1024 key pair held as its 64-byte seed; the repr hides the seed.
 
-    __slots__ = ("_key", "_seed", "public")
+    Only the seed is kept: the public key is derived from it when first asked for (and kept,
+    its ML-KEM object built only when something is encapsulated to it), the private key each
+    time something is decapsulated. A device holds many Kyber prekeys and uses each rarely;
+    ML-KEM-1024's expanded keys are several KiB each."""
+
+    __slots__ = ("_public", "_seed")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_LENGTH:
             raise InvalidKeyError(f"ML-KEM seed must be {SEED_LENGTH} bytes")
         self._seed = bytes(seed)
-        self._key = mlkem.MLKEM1024PrivateKey.from_seed_bytes(self._seed)
-        self.public = KemPublicKey(self._key.public_key().public_bytes_raw())
-        self.public._key = self._key.public_key()
+        self._public: KemPublicKey | None = None
+
+    def _private(self) -> mlkem.MLKEM1024PrivateKey:
+        return mlkem.MLKEM1024PrivateKey.from_seed_bytes(self._seed)
+
+    @property
+    def public(self) -> KemPublicKey:
+        if self._public is None:
+            self._public = KemPublicKey._derived(self._private().public_key().public_bytes_raw())
+        return self._public
 
     @classmethod
     def generate(cls, rng: Rng) -> KemKeyPair:
@@ -108,7 +129,7 @@ class KemKeyPair:
         if len(ciphertext) != CIPHERTEXT_LENGTH:
             raise InvalidKeyError(f"Kyber1024 ciphertext must be {CIPHERTEXT_LENGTH} bytes")
         raw = ciphertext[1:]
-        return _kyber_secret(self._key.decapsulate(raw), raw)
+        return _kyber_secret(self._private().decapsulate(raw), raw)
 
     def __repr__(self) -> str:
         return f"KemKeyPair(public={self.public!r}, <secret>)"
