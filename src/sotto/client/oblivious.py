@@ -12,9 +12,10 @@ What changes for the client:
 
 - Only the relay given is reachable (a request to any other origin is
   :class:`UnroutableRelayError`, never sent directly: that would give our address away).
-- The delivery WebSocket is not carried (a later step): opening one is
-  :class:`ObliviousWebSocketError`, and sends go over HTTP. Receiving works in cadence mode,
-  whose polls are HTTP (``Client.register(..., cadence=True)``).
+- The delivery WebSocket is not carried: opening one is :class:`ObliviousWebSocketError`, and
+  sends go over HTTP. Default mode receives by long polls, one sealed request per mailbox
+  (:mod:`sotto.client.longpoll`), which go to the forwarder's :data:`HOLD_PATH` with a timeout
+  as long as the relay may hold them; cadence mode's polls are plain HTTP.
 - A refusal by the forwarder or the gateway (rate limit, size, key) comes back as the relay's
   own refusals do (``{"code", "message"}`` with the status), so it raises
   :class:`~sotto.errors.RelayError`; a forwarder that cannot reach the relay (502, 503, 504) is
@@ -38,13 +39,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sotto.client.transport import HTTP_TIMEOUT_S, HttpNetwork, Socket
+from sotto.client.transport import HELD_EXTENSION, HTTP_TIMEOUT_S, HttpNetwork, Socket
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import RelayUnavailableError
 from sotto.wire import bhttp, ohttp
 
 __all__ = [
     "FORWARD_PATH",
+    "HOLD_PATH",
     "ForwarderUnavailableError",
     "ObliviousTransport",
     "ObliviousWebSocketError",
@@ -56,6 +58,8 @@ __all__ = [
 
 FORWARD_PATH: Final = "/v1/ohttp"
 """Where a forwarder takes Encapsulated Requests (``sotto.forwarder``)."""
+HOLD_PATH: Final = "/v1/ohttp/hold"
+"""Where a forwarder takes the ones the relay may hold (long polls), with budgets of their own."""
 _KEPT_FIELDS: Final = frozenset({"content-type", "authorization"})
 """Request fields the relay reads, besides its own ``sotto-*`` ones; the rest (user agent,
 accept, encodings) would only tell one client's software from another's."""
@@ -99,6 +103,7 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
         timeout: float = HTTP_TIMEOUT_S,
     ) -> None:
         self._target = forwarder_url.rstrip("/") + FORWARD_PATH
+        self._hold_target = forwarder_url.rstrip("/") + HOLD_PATH
         self._config = config
         self._origin = _origin(relay_url)
         self._rng = rng
@@ -131,15 +136,20 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
             fields,
             content,
         )
+        held = request.extensions.get(HELD_EXTENSION)
+        held_s = float(held) if isinstance(held, (int, float)) else None
         for attempt in range(2):
-            response, date = await self._exchange(inner)
+            response, date = await self._exchange(inner, held_s)
             if date is None or attempt:
                 return response
             self._offset = date - self._clock()
         raise AssertionError("unreachable")
 
-    async def _exchange(self, inner: bhttp.Request) -> tuple[httpx.Response, float | None]:
-        """One sealed round trip; the gateway's Date when it refused ours."""
+    async def _exchange(
+        self, inner: bhttp.Request, held_s: float | None = None
+    ) -> tuple[httpx.Response, float | None]:
+        """One sealed round trip; the gateway's Date when it refused ours. ``held_s``: the relay
+        may hold it that long (a long poll): sent to the forwarder's hold path, waited for longer."""
         dated = bhttp.Request(
             inner.method,
             inner.scheme,
@@ -153,9 +163,17 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
             enc_request, context = ohttp.encapsulate_request(self._config, encoded, self._rng)
         except ohttp.ObliviousHttpError:
             return _refusal(413, "too_large", "the request does not fit in an encapsulated request"), None
-        outer = await self._http.post(
-            self._target, content=enc_request, headers={"content-type": ohttp.REQUEST_MEDIA_TYPE}
-        )
+        if held_s is None:
+            outer = await self._http.post(
+                self._target, content=enc_request, headers={"content-type": ohttp.REQUEST_MEDIA_TYPE}
+            )
+        else:
+            outer = await self._http.post(
+                self._hold_target,
+                content=enc_request,
+                headers={"content-type": ohttp.REQUEST_MEDIA_TYPE},
+                timeout=HTTP_TIMEOUT_S + held_s,
+            )
         body = outer.content
         if outer.status_code in (502, 503, 504):
             raise ForwarderUnavailableError(f"the forwarder answered {outer.status_code}")
@@ -276,4 +294,5 @@ def oblivious_network(
         websocket_sends=False,
         open_socket=refuse_websocket,
         clock_ms=clock_ms,
+        long_poll=True,
     )

@@ -69,6 +69,9 @@ HTTP_TIMEOUT_S = 15.0
 SUBSCRIBE_BATCH = 200
 """Mailbox proofs per subscribe frame: about 26 KB of JSON, a fifth of the frame limit."""
 CONNECT_TIMEOUT_S = 10.0
+HELD_EXTENSION = "sotto.held_s"
+"""Marks an httpx request the relay may hold (a long poll) with how long, in seconds, so a
+transport can carry it accordingly (the oblivious one sends it on the forwarder's hold path)."""
 WORK_ATTEMPTS = 3
 """Sends of one call that a relay may answer with a challenge: the first, then two answers (a
 challenge can expire or the relay restart while we solve)."""
@@ -253,10 +256,14 @@ class HttpRelay:
         clock_ms: Callable[[], int] | None = None,
         open_socket: SocketOpener | None = None,
         max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
+        long_poll: bool = False,
     ) -> None:
         """``clock_ms``: the time signed calls carry (the client's clock); ``open_socket``: how
         WebSockets are opened (``websockets`` over the network unless told otherwise);
-        ``max_work_bits``: the hardest challenge we solve (relay-protocol §8)."""
+        ``max_work_bits``: the hardest challenge we solve (relay-protocol §8); ``long_poll``:
+        :meth:`connect` gives a drain of long polls instead of a WebSocket
+        (:mod:`sotto.client.longpoll`)."""
+        self._long_poll = long_poll
         self.url = url.rstrip("/")
         self._max_work_bits = max_work_bits
         self._http = client
@@ -300,7 +307,14 @@ class HttpRelay:
         return response
 
     async def _signed(
-        self, method: str, path: str, key: SigningKey, *, body: api.Model | None = None, alone: bool = False
+        self,
+        method: str,
+        path: str,
+        key: SigningKey,
+        *,
+        body: api.Model | None = None,
+        alone: bool = False,
+        held_s: float | None = None,
     ) -> httpx.Response:
         """A call signed by a mailbox key over its exact body, with a fresh nonce.
 
@@ -312,7 +326,9 @@ class HttpRelay:
         for attempt in range(2):
             sign_at = self._now_ms() + self._sign_offset_ms
             header = mailbox_auth(key, method, path, content or b"", unix_ms=sign_at)
-            response = await self._send(method, path, {"sotto-mailbox-auth": header}, content, alone)
+            response = await self._send(
+                method, path, {"sotto-mailbox-auth": header}, content, alone, held_s=held_s
+            )
             named = auth.decode_sign_time(response.headers.get(auth.SIGN_TIME_HEADER))
             if response.status_code != 401 or named is None:
                 break
@@ -328,12 +344,30 @@ class HttpRelay:
         return _now_ms() if self._clock_ms is None else self._clock_ms()
 
     async def _send(
-        self, method: str, path: str, headers: dict[str, str], content: bytes | None, alone: bool
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        alone: bool,
+        *,
+        held_s: float | None = None,
     ) -> httpx.Response:
+        """``held_s``: the relay may hold the answer this long (a long poll): the timeout grows
+        by it, and the request is marked with :data:`HELD_EXTENSION` for the transport."""
         all_headers = {"content-type": "application/json"} if content is not None else {}
         all_headers.update(headers)
         client = self._fresh if alone else self._http
         try:
+            if held_s is not None:
+                return await client.request(
+                    method,
+                    self.url + path,
+                    content=content,
+                    headers=all_headers,
+                    timeout=HTTP_TIMEOUT_S + held_s,
+                    extensions={HELD_EXTENSION: held_s},
+                )
             return await client.request(method, self.url + path, content=content, headers=all_headers)
         except httpx.HTTPError as e:
             raise RelayUnavailableError(f"{method} request failed: {type(e).__name__}") from None
@@ -429,11 +463,26 @@ class HttpRelay:
         )
         return _model(api.PollResult, self._json(response))
 
+    async def long_poll(
+        self, mailbox_id: bytes, key: SigningKey, ack_ids: Sequence[bytes], limit: int, wait_ms: int
+    ) -> api.PollResult:
+        """:meth:`poll` that the relay holds up to ``wait_ms`` while the mailbox is empty, on
+        the pooled connections (relay-protocol §6)."""
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/poll"
+        body = api.Poll(ack=list(ack_ids), limit=limit, wait_ms=wait_ms)
+        held_s = wait_ms / 1000 if wait_ms else None
+        response = await self._signed("POST", path, key, body=body, held_s=held_s)
+        return _model(api.PollResult, self._json(response))
+
     async def aclose(self) -> None:
         if self._sender is not None:
             await self._sender.close()
 
-    async def connect(self) -> WebSocketDrain:
+    async def connect(self) -> DrainConnection:
+        if self._long_poll:
+            from sotto.client.longpoll import LongPollDrain  # noqa: PLC0415 (it imports this module)
+
+            return LongPollDrain(self.long_poll)
         drain = WebSocketDrain(await self._open_socket(self.url))
         try:
             await drain.start()
@@ -716,8 +765,12 @@ class HttpNetwork:
         open_socket: SocketOpener | None = None,
         max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
         clients: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None,
+        long_poll: bool = False,
     ) -> None:
-        """``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
+        """``long_poll``: default mode receives by long polls, not a WebSocket (through a
+        forwarder: :mod:`sotto.client.longpoll`).
+
+        ``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
         clients use it, so that no call of theirs shares a connection with another).
 
         ``transport`` / ``fresh_transport`` (the one for requests on connections of their own,
@@ -753,6 +806,7 @@ class HttpNetwork:
         self._clock_ms = clock_ms
         self._open_socket = open_socket
         self._max_work_bits = max_work_bits
+        self._long_poll = long_poll
         self._relays: dict[str, HttpRelay] = {}
 
     def relay(self, url: str) -> HttpRelay:
@@ -767,6 +821,7 @@ class HttpNetwork:
                 clock_ms=self._clock_ms,
                 open_socket=self._open_socket,
                 max_work_bits=self._max_work_bits,
+                long_poll=self._long_poll,
             )
         return found
 
