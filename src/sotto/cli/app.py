@@ -8,6 +8,7 @@ import typer
 
 from sotto.cli import audit
 from sotto.cli.commands import account, contacts, forwarder, groups, messages, server
+from sotto.cli.commands.chat import chat
 from sotto.cli.failures import Settings
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.command(rich_help_panel="Contacts")(contacts.unblock)
 app.command(rich_help_panel="Messages")(messages.send)
 app.command(rich_help_panel="Messages")(messages.listen)
 app.command(rich_help_panel="Messages")(messages.history)
+app.command(rich_help_panel="Messages")(chat)
 app.add_typer(groups.group_app, rich_help_panel="Messages")
 app.add_typer(audit.app, rich_help_panel="Relay")
 

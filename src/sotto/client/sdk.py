@@ -65,6 +65,7 @@ from sotto.store.model import (
     MailboxId,
     Message,
     MessageId,
+    MessageRowId,
     MessageState,
     ReceiptKind,
 )
@@ -406,10 +407,17 @@ class Client:
 
         return self._engine.read(read)
 
-    def history(self, conversation: ContactRef | GroupRef, *, limit: int = 50) -> list[Message]:
-        """The latest messages of a 1:1 or group conversation, oldest first."""
+    def history(
+        self, conversation: ContactRef | GroupRef, *, limit: int = 50, before: int | None = None
+    ) -> list[Message]:
+        """The latest messages of a 1:1 or group conversation, oldest first; with ``before`` (a
+        message's ``row_id``), the latest ones older than that message, to page back."""
         return self._engine.read(
-            lambda tx: tx.messages.conversation(self._conversation(tx, conversation), limit=limit)
+            lambda tx: tx.messages.conversation(
+                self._conversation(tx, conversation),
+                limit=limit,
+                before=None if before is None else MessageRowId(before),
+            )
         )
 
     def _conversation(self, tx: Transaction, ref: ContactRef | GroupRef) -> Conversation:

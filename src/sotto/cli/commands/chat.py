@@ -1,0 +1,42 @@
+"""``sotto chat``: the full-screen chat app (:mod:`sotto.tui`) on a profile."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
+from sotto.tui.notify import Detail, Style
+
+
+def chat(
+    profile: ProfileOption = None,
+    cadence: CadenceOption = False,
+    notify: Annotated[
+        Style,
+        typer.Option(
+            help="How a message that arrives while you look elsewhere is announced: the bell, and "
+            "for osc9/osc777 a desktop notification through the terminal. Off over SSH.",
+            case_sensitive=False,
+        ),
+    ] = Style.OSC9,
+    notify_sender: Annotated[
+        bool,
+        typer.Option(
+            "--notify-sender",
+            help="Name the contact or group in notifications (never the text). Default: content-free.",
+        ),
+    ] = False,
+) -> None:
+    """Chat full-screen: conversations, messages and a composer; receives and sends at once."""
+    place = where(profile)
+
+    async def work() -> None:
+        from sotto.tui.app import ChatApp  # noqa: PLC0415 (Textual loads only for this command)
+
+        async with opened(place, cadence=cadence, push=True) as client:
+            app = ChatApp(client, notify=notify, detail=Detail.SENDER if notify_sender else Detail.NONE)
+            await app.run_async()
+
+    run(place, work(), until_interrupted=True)

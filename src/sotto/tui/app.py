@@ -1,0 +1,599 @@
+"""``sotto chat``: the full-screen app. Conversations on the left, the open one's log, the
+composer under it, a status line, and a vim-like command line that appears on ``:`` or ``/``.
+
+The app runs the client's receive loop itself (:meth:`Client.listen`) in the same event loop as
+the screen, so it receives and sends in one process. What you write is handed to the client,
+which keeps it in its encrypted outbox until the relay takes it: a message shows as pending
+until then, and a lost relay costs nothing typed. A text that cannot be queued stays in the
+composer; each conversation keeps its own draft while the app runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from functools import partial
+
+from rich.text import Text
+from textual import events, work
+from textual.app import App, ComposeResult
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import Input, OptionList, Static
+
+from sotto.cli.render import clean
+from sotto.client import events as ev
+from sotto.client.content import MAX_TEXT_BYTES
+from sotto.client.sdk import Client
+from sotto.errors import SottoError
+from sotto.store.model import Contact, Group, Message
+from sotto.tui import commands, keys
+from sotto.tui.conversations import ConversationList
+from sotto.tui.log import MessageLog
+from sotto.tui.model import Summary, TimeFormat, key_of, load_summaries, summarize, title_of
+from sotto.tui.notify import Detail, Notifier, Style
+from sotto.tui.screens import HelpScreen, ShowScreen
+
+TYPING_IDLE_S = 5.0
+"""After this long without a keystroke, the contact is told we stopped typing."""
+
+
+class Composer(Input):
+    """Where a message is written; Enter sends it."""
+
+    DEFAULT_CSS = """
+    Composer { height: 3; }
+    """
+
+
+class CommandLine(Input):
+    """The ``:`` command line and the ``/`` search line; hidden until asked for."""
+
+    DEFAULT_CSS = """
+    CommandLine { height: 1; border: none; padding: 0 1; display: none; }
+    CommandLine.open { display: block; }
+    """
+
+
+class StatusLine(Static):
+    """Connection, what is queued, and the last thing that happened."""
+
+    DEFAULT_CSS = """
+    StatusLine { height: 1; padding: 0 1; background: $panel; }
+    """
+
+
+class ChatCommands(Provider):
+    """The command palette lists every app action that has a key."""
+
+    def _entries(self) -> list[keys.Key]:
+        return [k for k in keys.APP_KEYS if k.palette]
+
+    async def discover(self) -> Hits:
+        for key in self._entries():
+            yield DiscoveryHit(
+                f"{key.description} ({key.shown})", partial(self.app.run_action, key.action), help=key.action
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for key in self._entries():
+            label = f"{key.description} ({key.shown})"
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(label), partial(self.app.run_action, key.action), help=key.action
+                )
+
+
+class ChatApp(App[None]):
+    """The chat app over one open :class:`~sotto.client.sdk.Client` (see the module docstring).
+
+    ``live``: run the client's receive loop (off only for tests of the layout). ``times``: how
+    times of day are shown (tests freeze the clock). ``notify``/``detail``: see
+    :mod:`sotto.tui.notify`; ``environ`` decides whether we are over SSH. ``bell``: where the
+    notification escapes go (default: the terminal).
+    """
+
+    TITLE = "Sotto"
+    CSS = """
+    Screen { layout: vertical; }
+    #panes { height: 1fr; }
+    #right { width: 1fr; }
+    ConversationList { border-right: solid $panel-lighten-2; }
+    """
+    BINDINGS = keys.app_bindings()
+    COMMANDS = App.COMMANDS | {ChatCommands}
+    COMMAND_PALETTE_BINDING = keys.PALETTE_KEY.keys
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        live: bool = True,
+        times: TimeFormat | None = None,
+        notify: Style = Style.OSC9,
+        detail: Detail = Detail.NONE,
+        environ: Mapping[str, str] | None = None,
+        bell: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.live = live
+        self.times = times or TimeFormat(client.engine.now_ms)
+        self.notifier = Notifier(
+            bell or self._write_terminal,
+            style=notify,
+            detail=detail,
+            environ=os.environ if environ is None else environ,
+        )
+        self.open_target: Contact | Group | None = None
+        self.drafts: dict[str, str] = {}
+        self.connected = False
+        self.ever_connected = False
+        self.note = ""
+        self.search_term = ""
+        self._typing_to: str | None = None
+        self._typing_timer: Timer | None = None
+        self._names: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="panes"):
+            yield ConversationList(id="conversations")
+            with Vertical(id="right"):
+                yield MessageLog(self.times, id="log")
+                hint = "Write a message · Enter sends · Esc leaves"
+                yield Composer(placeholder=hint, id="composer", select_on_focus=False)
+        yield StatusLine(id="status")
+        yield CommandLine(id="command", select_on_focus=False)
+
+    @property
+    def conversations(self) -> ConversationList:
+        return self.query_one(ConversationList)
+
+    @property
+    def log_view(self) -> MessageLog:
+        return self.query_one(MessageLog)
+
+    @property
+    def composer(self) -> Composer:
+        return self.query_one(Composer)
+
+    @property
+    def command_line(self) -> CommandLine:
+        return self.query_one(CommandLine)
+
+    def on_mount(self) -> None:
+        self._names = {c.contact_id: c.name for c in self.client.contacts(include_removed=True)}
+        self.conversations.show(load_summaries(self.client))
+        self.conversations.focus()
+        self.log_view.open(None, self._names)
+        self.refresh_status()
+        if self.live:
+            self.receive()
+
+    # ------------------------------------------------------------------ receiving
+    @work(exclusive=True, group="receive")
+    async def receive(self) -> None:
+        """The client's receive loop, for as long as the app runs."""
+        async for event in self.client.listen():
+            await self.handle(event)
+
+    async def handle(self, event: ev.Event) -> None:
+        """One event from the client: update the list, the log, the status; notify."""
+        match event:
+            case ev.MessageReceived() | ev.GroupMessageReceived():
+                target: Contact | Group = (
+                    event.contact if isinstance(event, ev.MessageReceived) else event.group
+                )
+                await self._arrived(target)
+            case ev.DeliveryReceiptReceived() | ev.ReadReceiptReceived() | ev.MessageSent() | ev.SendHeld():
+                self.log_view.refresh_tail()
+                if isinstance(event, ev.SendHeld):
+                    self.note = f"the relay has no room now ({event.reason}); kept, goes out by itself"
+            case ev.SendFailed():
+                self.log_view.refresh_tail()
+                self.note = f"a message could not be delivered ({event.reason})"
+            case ev.TypingChanged():
+                self._typing(event)
+            case ev.ContactAdded() | ev.ContactAccepted():
+                self._names[event.contact.contact_id] = event.contact.name
+                self.conversations.put(summarize(self.client, event.contact))
+                verb = "accepted your invite" if isinstance(event, ev.ContactAdded) else "answered"
+                self.note = f"{clean(event.contact.name)} {verb}: you can write to them now"
+            case ev.GroupUpdated():
+                self.conversations.put(summarize(self.client, event.group))
+                if event.joined:
+                    self.note = f"{clean(event.sender.name)} added you to #{clean(event.group.name)}"
+            case ev.IdentityChanged():
+                self.note = (
+                    f"a message from {clean(event.contact.name)} came with another identity key and was "
+                    f"refused: compare safety numbers (:verify {clean(event.contact.name)})"
+                )
+            case ev.SessionRepaired():
+                self.note = f"secure session with {clean(event.contact.name)} re-established"
+            case ev.ConnectionChanged():
+                self.connected = event.connected
+                self.ever_connected = self.ever_connected or event.connected
+        self.refresh_status()
+
+    async def _arrived(self, target: Contact | Group) -> None:
+        key = key_of(target)
+        if self.open_target is not None and key_of(self.open_target) == key:
+            self.log_view.set_typing("")
+            self.catch_up()
+            if self.app_focus:
+                await self.client.mark_read(target)
+                summary = summarize(self.client, target)
+            else:
+                summary = summarize(self.client, target)
+                self.notifier.message(title_of(target))
+        else:
+            summary = summarize(self.client, target)
+            self.notifier.message(title_of(target))
+        self.conversations.put(summary)
+
+    def _typing(self, event: ev.TypingChanged) -> None:
+        target: Contact | Group = event.group if event.group is not None else event.contact
+        summary = self.conversations.get(key_of(target))
+        if summary is not None and summary.typing != event.started:
+            self.conversations.put(replace(summary, typing=event.started))
+        if self.open_target is not None and key_of(self.open_target) == key_of(target):
+            self.log_view.set_typing(event.contact.name if event.started else "")
+
+    def catch_up(self) -> None:
+        """Show what the open conversation gained since it was read (and states that moved)."""
+        if self.open_target is None:
+            return
+        log = self.log_view
+        last = log.messages[-1].row_id if log.messages else 0
+        newest = self.client.history(self.open_target, limit=50)
+        for message in newest:
+            if message.row_id > last:
+                log.append(message)
+        log.refresh_tail()
+
+    # ------------------------------------------------------------------ status
+    def refresh_status(self) -> None:
+        status = Text()
+        if not self.live:
+            status.append("○ not listening", style="dim")
+        elif self.connected:
+            status.append("● connected", style="green")
+        elif self.ever_connected:
+            status.append("○ relay lost · reconnecting…", style="bold yellow")
+        else:
+            status.append("○ connecting…", style="yellow")
+        queued = self.client.pending_outbox()
+        if queued:
+            status.append(f" · {queued} queued", style="yellow")
+        if self.note:
+            status.append(" · ")
+            status.append(clean(self.note))
+        self.query_one(StatusLine).update(status)
+
+    def say(self, note: str) -> None:
+        self.note = note
+        self.refresh_status()
+
+    # ------------------------------------------------------------------ opening conversations
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        summary = self.conversations.get(event.option.id or "")
+        if summary is not None:
+            self.open_conversation(summary.target)
+
+    def open_conversation(self, target: Contact | Group) -> None:
+        """Show a conversation (its newest page), mark it read, and move to the composer."""
+        key = key_of(target)
+        if self.open_target is not None:
+            self._stop_typing()
+            self.drafts[key_of(self.open_target)] = self.composer.value
+        self.open_target = target
+        self.log_view.open(partial(self._page, target), self._names)
+        summary = self.conversations.get(key)
+        if summary is not None and summary.typing:
+            self.log_view.set_typing(clean(target.name))
+        self.composer.value = self.drafts.get(key, "")
+        self.conversations.set_open(key)
+        self.search_term = ""
+        self._mark_read(target)
+
+    def _page(self, target: Contact | Group, before: int | None, limit: int) -> list[Message]:
+        return self.client.history(target, limit=limit, before=before)
+
+    @work(group="read")
+    async def _mark_read(self, target: Contact | Group) -> None:
+        summary = self.conversations.get(key_of(target))
+        if summary is None or not summary.unread:
+            return
+        try:
+            await self.client.mark_read(target)
+        except SottoError as e:  # marked here; the read receipts go out with a later send
+            self.say(f"read receipts not sent yet: {type(e).__name__}")
+        self.conversations.put(summarize(self.client, target))
+
+    def on_message_log_needs_older(self, _: MessageLog.NeedsOlder) -> None:
+        self.log_view.load_older()
+
+    # ------------------------------------------------------------------ writing
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is self.command_line:
+            await self._command_submitted(event.value)
+            return
+        if event.input is self.composer:
+            await self.send(event.value)
+
+    async def send(self, text: str) -> bool:
+        """Queue ``text`` for the open conversation; the composer is cleared only once it is."""
+        target = self.open_target
+        if target is None:
+            self.say("open a conversation first (Enter on one in the list)")
+            return False
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            return False
+        size = len(text.encode())
+        if size > MAX_TEXT_BYTES:
+            self.say(f"the text is {size:,} bytes; a message holds at most {MAX_TEXT_BYTES:,}")
+            return False
+        try:
+            if isinstance(target, Group):
+                await self.client.send_group_text(target, text)
+            else:
+                await self.client.send_text(target, text)
+        except (SottoError, ValueError) as e:
+            self.say(f"not sent: {e}")
+            return False
+        self.composer.value = ""
+        self.drafts.pop(key_of(target), None)
+        self._stop_typing(send=False)
+        self.catch_up()
+        self.log_view.scroll_end(animate=False, immediate=True)
+        self.conversations.put(summarize(self.client, target))
+        self.refresh_status()
+        return True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is not self.composer or self.open_target is None or not self.live:
+            return
+        if not event.value:
+            self._stop_typing()
+            return
+        key = key_of(self.open_target)
+        if self._typing_to != key:
+            self._typing_to = key
+            self._send_typing(self.open_target, True)
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+        self._typing_timer = self.set_timer(TYPING_IDLE_S, self._stop_typing)
+
+    def _stop_typing(self, *, send: bool = True) -> None:
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
+        if self._typing_to is not None:
+            target = self.open_target
+            self._typing_to = None
+            if send and target is not None:
+                self._send_typing(target, False)
+
+    @work(group="typing")
+    async def _send_typing(self, target: Contact | Group, started: bool) -> None:
+        with contextlib.suppress(SottoError):  # typing indicators are best effort
+            await self.client.send_typing(target, started)
+
+    # ------------------------------------------------------------------ the command line
+    def _open_line(self, prefix: str, value: str = "") -> None:
+        line = self.command_line
+        line.add_class("open")
+        line.value = prefix + value
+        line.cursor_position = len(line.value)
+        line.focus()
+
+    def _close_line(self) -> None:
+        line = self.command_line
+        line.remove_class("open")
+        line.value = ""
+
+    async def _command_submitted(self, value: str) -> None:
+        self._close_line()
+        self.log_view.focus()
+        if value.startswith("/"):
+            self.search_term = value[1:]
+            self._find(older=True)
+            return
+        try:
+            parsed = commands.parse(value)
+        except commands.CommandError as e:
+            self.say(str(e))
+            return
+        await self.run_command(parsed)
+
+    async def run_command(self, parsed: commands.Parsed) -> None:
+        match parsed.name:
+            case "invite":
+                self.make_invite()
+            case "accept":
+                self.accept_invite(parsed.args[0], parsed.args[1])
+            case "open":
+                self._open_named(parsed.args[0])
+            case "verify":
+                self.show_safety_number(parsed.args[0] if parsed.args else None)
+            case "search":
+                self.search_term = parsed.args[0]
+                self._find(older=True)
+            case "retry":
+                self.retry()
+            case "help":
+                self.action_help()
+            case "quit":
+                self.exit()
+
+    def _open_named(self, name: str) -> None:
+        wanted = name.removeprefix("#") if name.startswith("#") else name
+        for summary in self.conversations.summaries:
+            if summary.title == name or summary.target.name == wanted:
+                self.open_conversation(summary.target)
+                return
+        self.say(f"no contact or group named {name!r}")
+
+    @work(group="invite", exclusive=True)
+    async def make_invite(self) -> None:
+        self.say("making an invite link…")
+        try:
+            invite = await self.client.create_invite()
+        except SottoError as e:
+            self.say(f"no invite: {e}")
+            return
+        self.say("invite ready: give it to one person")
+        await self.push_screen(
+            ShowScreen(
+                "Invite: for one person",
+                [
+                    "Give this link to one person (it works once); they run :accept LINK NAME",
+                    "in `sotto chat`, or `sotto accept 'LINK'`:",
+                    "",
+                    invite.link,
+                ],
+                qr=invite.qr_text,
+            )
+        )
+
+    @work(group="accept", exclusive=True)
+    async def accept_invite(self, link: str, name: str) -> None:
+        self.say(f"fetching {clean(name)}'s keys and sending a contact request…")
+        try:
+            contact = await self.client.accept_invite(link, name)
+        except SottoError as e:
+            self.say(f"not accepted: {e}")
+            return
+        self._names[contact.contact_id] = contact.name
+        self.conversations.put(summarize(self.client, contact))
+        self.say(f"{clean(contact.name)} added: you can write now; it goes out when they answer")
+
+    def show_safety_number(self, name: str | None) -> None:
+        if name is not None:
+            try:
+                target: Contact | Group = self.client.contact(name)
+            except SottoError:
+                self.say(f"no contact named {name!r}")
+                return
+        elif self.open_target is not None:
+            target = self.open_target
+        else:
+            self.say("open a conversation with a contact first, or :verify NAME")
+            return
+        if not isinstance(target, Contact):
+            self.say("safety numbers are per contact: :verify NAME")
+            return
+        try:
+            number = self.client.safety_number(target)
+        except SottoError as e:
+            self.say(f"no safety number: {e}")
+            return
+        verified = "verified" if self.client.is_verified(target) else "not verified yet"
+        self.push_screen(
+            ShowScreen(
+                f"Safety number with {clean(target.name)}",
+                [number.displayable, "", f"Compare it with theirs, or scan their code ({verified})."],
+                qr=number.qr_text,
+            )
+        )
+
+    @work(group="retry", exclusive=True)
+    async def retry(self) -> None:
+        try:
+            left = await self.client.flush()
+        except SottoError as e:
+            self.say(f"could not send: {e}")
+            return
+        self.catch_up()
+        self.say(
+            "everything queued was sent" if not left else f"{left} still queued: the relay did not take them"
+        )
+
+    def _find(self, *, older: bool) -> None:
+        if not self.search_term:
+            self.say("nothing to search for: / TEXT")
+            return
+        if self.open_target is None:
+            self.say("open a conversation to search it")
+            return
+        found = self.log_view.find(self.search_term, older=older)
+        where = "older" if older else "newer"
+        self.say(f"/{self.search_term}" if found is not None else f"/{self.search_term}: no {where} match")
+
+    # ------------------------------------------------------------------ actions (each has a key in keys.py)
+    def action_command_line(self) -> None:
+        self._open_line(":")
+
+    def action_search(self) -> None:
+        self._open_line("/")
+
+    def action_search_next(self) -> None:
+        self._find(older=True)
+
+    def action_search_previous(self) -> None:
+        self._find(older=False)
+
+    def action_compose(self) -> None:
+        self.composer.focus()
+
+    def action_leave(self) -> None:
+        if self.command_line.has_class("open"):
+            self._close_line()
+        self.log_view.focus() if self.open_target is not None else self.conversations.focus()
+
+    def _step_conversation(self, step: int) -> None:
+        summaries = self.conversations.summaries
+        if not summaries:
+            return
+        keys_now = [s.key for s in summaries]
+        current = key_of(self.open_target) if self.open_target is not None else None
+        index = keys_now.index(current) + step if current in keys_now else 0
+        self.open_conversation(summaries[index % len(summaries)].target)
+
+    def action_next_conversation(self) -> None:
+        self._step_conversation(1)
+
+    def action_previous_conversation(self) -> None:
+        self._step_conversation(-1)
+
+    def action_invite(self) -> None:
+        self.make_invite()
+
+    def action_accept(self) -> None:
+        self._open_line(":", "accept ")
+
+    def action_verify(self) -> None:
+        self.show_safety_number(None)
+
+    def action_retry(self) -> None:
+        self.retry()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(keys.help_rows(), [(s.usage, s.help) for s in commands.SPECS]))
+
+    async def action_quit(self) -> None:
+        self.exit()
+
+    # ------------------------------------------------------------------ terminal
+    def _write_terminal(self, data: str) -> None:
+        driver = self._driver
+        if driver is not None:
+            driver.write(data)
+            driver.flush()
+
+    def on_app_focus(self, _: events.AppFocus) -> None:
+        if self.open_target is not None:
+            self._mark_read(self.open_target)
+
+
+def summaries_of(app: ChatApp) -> list[Summary]:
+    """The conversation rows as shown (for tests and tools)."""
+    return list(app.conversations.summaries)

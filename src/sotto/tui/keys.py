@@ -1,0 +1,82 @@
+"""Every key of the chat app, in one table: the app binds from it, help and the command palette
+list it, and a test checks that every action has a key.
+
+The navigation keys follow scli (and vim): ``j``/``k`` down and up, ``g``/``G`` first and last,
+``Tab`` to the next pane, ``/`` to search, ``:`` for the command line; ``i`` to write and
+``Escape`` to stop. Letters go to the composer while it has the focus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding, BindingType
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    keys: str
+    """Textual key names, comma-separated."""
+    action: str
+    description: str
+    shown: str
+    """How help shows the keys."""
+    pane: str = "app"
+    """``app``: anywhere (unless the composer takes the letter); else the pane that binds it."""
+    palette: bool = True
+    """Listed in the command palette."""
+
+
+APP_KEYS: tuple[Key, ...] = (
+    Key("tab", "focus_next", "Next pane", "Tab", palette=False),
+    Key("shift+tab", "focus_previous", "Previous pane", "Shift+Tab", palette=False),
+    Key("colon", "command_line", "Command line", ":"),
+    Key("slash", "search", "Search the open conversation", "/"),
+    Key("n", "search_next", "Next match (older)", "n"),
+    Key("N", "search_previous", "Previous match (newer)", "N"),
+    Key("i", "compose", "Write a message", "i"),
+    Key("escape", "leave", "Leave the composer or command line", "Esc", palette=False),
+    Key("right_square_bracket", "next_conversation", "Next conversation", "]"),
+    Key("left_square_bracket", "previous_conversation", "Previous conversation", "["),
+    Key("I", "invite", "New invite link (QR code)", "I"),
+    Key("a", "accept", "Accept an invite link", "a"),
+    Key("v", "verify", "Safety number with this contact", "v"),
+    Key("ctrl+r", "retry", "Send queued messages now", "Ctrl+R"),
+    Key("question_mark", "help", "Keys and commands", "?"),
+    Key("ctrl+q", "quit", "Quit", "Ctrl+Q"),
+)
+"""Bound on the app."""
+
+PANE_KEYS: tuple[Key, ...] = (
+    Key("j,down", "cursor_down", "Down", "j ↓", pane="conversations", palette=False),
+    Key("k,up", "cursor_up", "Up", "k ↑", pane="conversations", palette=False),
+    Key("g,home", "first", "First conversation", "g", pane="conversations", palette=False),
+    Key("G,end", "last", "Last conversation", "G", pane="conversations", palette=False),
+    Key("enter", "select", "Open the conversation", "Enter", pane="conversations", palette=False),
+    Key("j,down", "line_down", "Scroll down", "j ↓", pane="log", palette=False),
+    Key("k,up", "line_up", "Scroll up", "k ↑", pane="log", palette=False),
+    Key("g,home", "top", "Oldest (reads older pages)", "g", pane="log", palette=False),
+    Key("G,end", "bottom", "Newest", "G", pane="log", palette=False),
+    Key("ctrl+d,pagedown", "page_down_half", "Half a page down", "Ctrl+D", pane="log", palette=False),
+    Key("ctrl+u,pageup", "page_up_half", "Half a page up", "Ctrl+U", pane="log", palette=False),
+    Key("enter", "submit", "Send", "Enter", pane="composer", palette=False),
+)
+"""Bound by the panes themselves (:mod:`.conversations`, :mod:`.log`, the composer)."""
+
+PALETTE_KEY = Key("ctrl+p", "command_palette", "Command palette", "Ctrl+P", palette=False)
+"""Textual's own command palette, listing :data:`APP_KEYS`."""
+
+
+def app_bindings() -> list[BindingType]:
+    return [Binding(k.keys, k.action, k.description, show=False) for k in APP_KEYS]
+
+
+def help_rows() -> list[tuple[str, str]]:
+    rows = [(k.shown, k.description) for k in (*APP_KEYS, PALETTE_KEY)]
+    for pane in ("conversations", "log", "composer"):
+        rows.extend((f"{k.shown} ({pane})", k.description) for k in PANE_KEYS if k.pane == pane)
+    return rows
+
+
+def pane_bindings(pane: str) -> list[BindingType]:
+    return [Binding(k.keys, k.action, k.description, show=False) for k in PANE_KEYS if k.pane == pane]

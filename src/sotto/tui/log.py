@@ -1,0 +1,277 @@
+"""The message log: one conversation, drawn a screen line at a time.
+
+Only a page of the conversation is read when it opens (:data:`PAGE` messages, the newest);
+scrolling to the top reads the page before it (``Client.history(before=…)``). Lines are
+wrapped once per page and width, and Textual asks for the visible ones only
+(:meth:`MessageLog.render_line`), so a conversation of 100,000 messages opens as fast as one of
+fifty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.geometry import Size
+from textual.message import Message as TextualMessage
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from sotto.cli.render import clean
+from sotto.store.model import Direction, Message, MessageState
+from sotto.tui.keys import pane_bindings
+from sotto.tui.model import TimeFormat
+
+PAGE = 200
+"""Messages read per page."""
+LOAD_MARGIN = 3
+"""Read the page before when the view comes this close to the top."""
+
+STATE_MARKS: dict[MessageState, tuple[str, str]] = {
+    MessageState.QUEUED: ("… pending", "yellow"),
+    MessageState.SENT: ("✓ sent", "dim"),
+    MessageState.DELIVERED: ("✓✓ delivered", "dim"),
+    MessageState.READ: ("✓✓ read", "blue"),
+    MessageState.RECEIVED: ("", ""),
+}
+
+Loader = Callable[[int | None, int], list[Message]]
+"""``(before_row_id, limit) -> messages`` oldest first: reads one page of the conversation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One screen line and the message (by index into the loaded ones) it belongs to."""
+
+    strip: Strip
+    owner: int
+
+
+class MessageLog(ScrollView, can_focus=True):
+    """The open conversation (see the module docstring)."""
+
+    DEFAULT_CSS = """
+    MessageLog { height: 1fr; }
+    """
+    BINDINGS = pane_bindings("log")
+
+    class NeedsOlder(TextualMessage):
+        """The view reached the top and there may be older messages."""
+
+    def __init__(self, times: TimeFormat, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.times = times
+        self.messages: list[Message] = []
+        self.names: dict[int, str] = {}
+        """Contact id -> the name shown for their messages."""
+        self.loader: Loader | None = None
+        self.complete = True
+        """Whether the oldest message is loaded."""
+        self.highlight: int | None = None
+        """Row id of the message a search found."""
+        self.typing: str = ""
+        """Who is typing, shown under the last message."""
+        self._lines: list[Line] = []
+        self._width = 0
+
+    # ------------------------------------------------------------------ content
+    def open(self, loader: Loader | None, names: dict[int, str]) -> None:
+        """Show a conversation: its newest page, scrolled to the end (``None``: nothing open)."""
+        self.loader = loader
+        self.names = names
+        self.highlight = None
+        self.typing = ""
+        self.messages = [] if loader is None else loader(None, PAGE)
+        self.complete = loader is None or len(self.messages) < PAGE
+        self._relayout()
+        self.scroll_end(animate=False)
+
+    def load_older(self) -> int:
+        """Read the page before the oldest loaded message; how many were added. The view stays
+        on what it showed."""
+        if self.complete or self.loader is None or not self.messages:
+            return 0
+        older = self.loader(self.messages[0].row_id, PAGE)
+        if len(older) < PAGE:
+            self.complete = True
+        if not older:
+            return 0
+        before = len(self._lines)
+        self.messages[:0] = older
+        self._relayout()
+        self.scroll_to(y=self.scroll_y + len(self._lines) - before, animate=False)
+        return len(older)
+
+    def append(self, message: Message) -> None:
+        """A new message at the end; the view follows it if it was at the end."""
+        at_end = self.is_vertical_scroll_end
+        if any(m.row_id == message.row_id for m in self.messages[-8:]):
+            self.update(message)
+            return
+        self.messages.append(message)
+        self._relayout()
+        if at_end:
+            self.scroll_end(animate=False)
+
+    def update(self, message: Message) -> None:
+        """A loaded message changed (its state moved on): redraw it."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].row_id == message.row_id:
+                if self.messages[index] != message:
+                    self.messages[index] = message
+                    self._relayout()
+                return
+
+    def refresh_tail(self) -> None:
+        """Read the newest page again (states changed: sent, delivered, read)."""
+        if self.loader is None or not self.messages:
+            return
+        fresh = {m.row_id: m for m in self.loader(None, min(len(self.messages), PAGE))}
+        changed = False
+        for index, message in enumerate(self.messages):
+            new = fresh.get(message.row_id)
+            if new is not None and new != message:
+                self.messages[index] = new
+                changed = True
+        if changed:
+            self._relayout()
+
+    def set_typing(self, who: str) -> None:
+        if who != self.typing:
+            at_end = self.is_vertical_scroll_end
+            self.typing = who
+            self._relayout()
+            if at_end:
+                self.scroll_end(animate=False)
+
+    # ------------------------------------------------------------------ search
+    def find(self, term: str, *, older: bool = True) -> Message | None:
+        """The next message containing ``term`` (case-insensitive) from the highlighted one, older
+        (reading older pages as needed) or newer; highlighted and scrolled to."""
+        needle = term.casefold()
+        if not needle or not self.messages:
+            return None
+        index = self._highlight_index()
+        if older:
+            start = len(self.messages) if index is None else index
+            while True:
+                for i in range(start - 1, -1, -1):
+                    if needle in self.messages[i].text.casefold():
+                        return self._show(i)
+                added = self.load_older()
+                if not added:
+                    return None
+                start = added
+        start = -1 if index is None else index
+        for i in range(start + 1, len(self.messages)):
+            if needle in self.messages[i].text.casefold():
+                return self._show(i)
+        return None
+
+    def _highlight_index(self) -> int | None:
+        if self.highlight is None:
+            return None
+        return next((i for i, m in enumerate(self.messages) if m.row_id == self.highlight), None)
+
+    def _show(self, index: int) -> Message:
+        message = self.messages[index]
+        self.highlight = message.row_id
+        self._relayout()
+        first = next(n for n, line in enumerate(self._lines) if line.owner == index)
+        self.scroll_to(y=max(0, first - self.size.height // 2), animate=False)
+        return message
+
+    # ------------------------------------------------------------------ drawing
+    def _text_console(self) -> Console:
+        return self.app.console
+
+    def render_message(self, message: Message) -> Text:
+        line = Text.assemble((self.times.short(message.sent_ms), "dim"), " ")
+        if message.direction is Direction.OUTGOING:
+            line.append("you", style="bold green")
+            line.append(": ")
+            line.append(clean(message.text))
+            mark, style = STATE_MARKS[message.state]
+            line.append(f"  {mark}", style=style)
+        else:
+            sender = "?" if message.sender is None else self.names.get(message.sender, "?")
+            line.append(clean(sender), style="bold cyan")
+            line.append(": ")
+            line.append(clean(message.text))
+        if message.row_id == self.highlight:
+            line.stylize("reverse")
+        return line
+
+    def _relayout(self) -> None:
+        width = max(1, self.scrollable_content_region.width or self.size.width or 80)
+        self._width = width
+        console = self._text_console()
+        options = console.options.update_width(width)
+        lines: list[Line] = []
+        for index, message in enumerate(self.messages):
+            for segments in console.render_lines(self.render_message(message), options, pad=False):
+                lines.append(Line(Strip(segments), index))
+        if not self.messages:
+            empty = "no conversation open" if self.loader is None else "no messages yet"
+            lines.append(Line(Strip([Segment(empty, Style(dim=True))]), -1))
+        elif not self.complete:
+            lines.insert(0, Line(Strip([Segment("↑ older messages", Style(dim=True))]), -1))
+        if self.typing:
+            lines.append(
+                Line(Strip([Segment(f"{clean(self.typing)} is typing…", Style(italic=True, dim=True))]), -1)
+            )
+        self._lines = lines
+        self.virtual_size = Size(width, len(lines))
+        self.refresh()
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width and width != self._width:
+            at_end = self.is_vertical_scroll_end
+            self._relayout()
+            if at_end:
+                self.scroll_end(animate=False)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        strip = self._lines[index].strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return strip.apply_style(self.rich_style)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if new <= LOAD_MARGIN and not self.complete and new < old:
+            self.post_message(self.NeedsOlder())
+
+    @property
+    def line_count(self) -> int:
+        return len(self._lines)
+
+    # ------------------------------------------------------------------ keys
+    def action_line_down(self) -> None:
+        self.scroll_down(animate=False)
+
+    def action_line_up(self) -> None:
+        if self.scroll_y == 0 and not self.complete:
+            self.load_older()
+        self.scroll_up(animate=False)
+
+    def action_top(self) -> None:
+        self.load_older()
+        self.scroll_home(animate=False)
+
+    def action_bottom(self) -> None:
+        self.scroll_end(animate=False)
+
+    def action_page_down_half(self) -> None:
+        self.scroll_to(y=self.scroll_y + max(1, self.size.height // 2), animate=False)
+
+    def action_page_up_half(self) -> None:
+        self.scroll_to(y=max(0, self.scroll_y - max(1, self.size.height // 2)), animate=False)

@@ -1,0 +1,35 @@
+"""``Client.history(before=…)``: paging back through a conversation, as the chat app does."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sotto.client.sdk import Client
+from sotto.client.transport import HttpNetwork
+from sotto.crypto.random import seeded_rng
+from sotto.store.memory import MemoryStore
+from sotto.store.model import Conversation
+from tests.tui.seed import NOW_MS, Seeder
+
+
+def test_history_pages_back_from_a_message_oldest_first() -> None:
+    store = MemoryStore()
+    seeder = Seeder(store, seeded_rng(5))
+    seeder.account()
+    with store.transaction() as tx:
+        bob = seeder.contact(tx, "Bob")
+        where = Conversation.direct(bob.contact_id)
+        for n in range(25):
+            seeder.message(tx, where, bob if n % 2 else None, f"m{n}", NOW_MS + n)
+
+    async def main() -> None:
+        async with await Client.attach(store, network=HttpNetwork()) as client:
+            newest = client.history("Bob", limit=10)
+            assert [m.text for m in newest] == [f"m{n}" for n in range(15, 25)]
+            older = client.history("Bob", limit=10, before=newest[0].row_id)
+            assert [m.text for m in older] == [f"m{n}" for n in range(5, 15)]
+            oldest = client.history("Bob", limit=10, before=older[0].row_id)
+            assert [m.text for m in oldest] == [f"m{n}" for n in range(5)]
+            assert client.history("Bob", limit=10, before=oldest[0].row_id) == []
+
+    asyncio.run(asyncio.wait_for(main(), 30))
