@@ -124,3 +124,11 @@ def leakage(
             markup=False,
             highlight=False,
         )
+        sizes_and_files = [row for row in r.rows if row.files or row.attack in ("padding", "backlog")]
+        if sizes_and_files:
+            console.print(
+                f"{'':22s} sizes, backlogs and files: "
+                + ", ".join(f"{row.attack} {row.top1:.2f}" for row in sizes_and_files),
+                markup=False,
+                highlight=False,
+            )

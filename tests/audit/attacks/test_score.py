@@ -106,6 +106,8 @@ def test_the_report_runs_every_attack_and_renders_a_table() -> None:
         "address",
         "gaps",
         "disclosure",
+        "padding",
+        "backlog",
     ]
     text = report.to_markdown()
     assert text.count("\n| ") >= len(names) + 2

@@ -43,7 +43,7 @@ def markdown(results: Sequence[DesignResult], *, title: str = "Metadata leakage"
             (row for row in r.rows if row.attack != "address"), key=lambda row: row.top1, default=None
         )
         silent = max(
-            (row for row in r.rows if not row.needs_messages and row.attack != "address"),
+            (row for row in r.rows if not row.needs_messages and not row.files and row.attack != "address"),
             key=lambda row: row.top1,
             default=None,
         )
@@ -93,6 +93,7 @@ def markdown(results: Sequence[DesignResult], *, title: str = "Metadata leakage"
                 if row.needs_messages
             ]
             lines.append("")
+        lines += _files(r) + _sizes(r)
         if r.shuffled:
             lines += [
                 "Negative control (the same view with its ids dealt out again between people): "
@@ -101,6 +102,68 @@ def markdown(results: Sequence[DesignResult], *, title: str = "Metadata leakage"
                 "",
             ]
     return "\n".join(lines)
+
+
+def _files(r: DesignResult) -> list[str]:
+    """The attacks on the relay's files, and what the files held."""
+    rows = [row for row in r.rows if row.files]
+    if not rows:
+        return []
+    lines = [
+        "The relay's files (SQLite, snapshots taken by the relay at "
+        + ", ".join(f"{h:.1f}" for h in r.files.get("moments_h", []))
+        + " hours):",
+        "",
+        "| attack on the files | contact top-1 | chance (people) | chance (mailboxes) | answered |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row.attack} | {_num(row.top1)} | {_num(row.chance_people)} | {_num(row.chance_mailboxes)} "
+        f"| {_num(row.answered)} |"
+        for row in rows
+    ]
+    held = r.files
+    if held:
+        where = ", ".join(
+            f"{k} {held['nonzero_bytes'].get(k, 0):,} of {v:,} bytes not zero"
+            for k, v in sorted(held.get("remnant_bytes", {}).items())
+        )
+        lines += [
+            "",
+            f"Remnants over {held.get('snapshots', 0)} snapshots: "
+            f"write-ahead log {held.get('wal_bytes', 0):,} bytes; "
+            f"{where or 'none'}; ids of deleted mailboxes found: {held.get('deleted_mailboxes', 0)}; "
+            f"acknowledged envelopes (of {held.get('acked_seen', 0)}) whose tag a remnant holds: "
+            f"{held.get('acked_envelopes', 0)}.",
+        ]
+    return [*lines, ""]
+
+
+def _sizes(r: DesignResult) -> list[str]:
+    """Whether sizes tell kinds, and the backlogs polls drained."""
+    lines = []
+    sizes = r.sizes
+    if sizes and sizes.get("envelopes"):
+        classes = "; ".join(
+            f"{kind}: "
+            + ", ".join(f"{2 ** (int(c) - 1)}–{2 ** int(c) - 1} B × {n}" for c, n in counts.items())
+            for kind, counts in sizes.get("classes", {}).items()
+        )
+        lines += [
+            f"Sizes: the size class of a send tells its kind for {_num(sizes['accuracy'])} of "
+            f"{sizes['envelopes']} sends (the commonest kind alone: {_num(sizes['majority'])}). "
+            f"Request sizes by kind: {classes}.",
+            "",
+        ]
+    b = r.backlogs
+    if b:
+        lines += [
+            f"Backlogs: {b['drains']} reads handed out more than one envelope at once "
+            f"({b['envelopes']} envelopes, at most {b['largest']} in one; {b['more']} answers said more "
+            "was waiting).",
+            "",
+        ]
+    return lines
 
 
 def to_json(results: Sequence[DesignResult], **extra: Any) -> dict[str, Any]:

@@ -24,22 +24,25 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from sotto.audit.leakage import modelled
-from sotto.audit.leakage.attacks import disclosure, score
+from sotto.audit.leakage.attacks import backlog, disclosure, dump, remnants, score
 from sotto.audit.leakage.attacks.presence import presence
 from sotto.audit.leakage.attacks.shuffle import shuffle_ids
 from sotto.audit.leakage.attacks.view import Requests, requests
 from sotto.audit.leakage.designs import DEFAULT, Design
-from sotto.audit.sim.study import StudySettings, run_study
+from sotto.audit.leakage.relaydb import InlineSqliteStorage
+from sotto.audit.sim.study import RelayFiles, StudySettings, run_study
 from sotto.audit.sim.truth import Truth
-from sotto.server.observer import HttpExchange, ViewRecord, WsFrame
+from sotto.server.observer import DataSnapshot, HttpExchange, ViewRecord, WsFrame
 
 MESSAGE_CUTS = 12
 """Messages to identify runs the disclosure attack on at most this many prefixes of the view."""
@@ -63,6 +66,10 @@ class Config:
     with_hours: bool = True
     shuffle: bool = True
     """Run the negative control on the cadence and default studies."""
+    files: bool = True
+    """Run the relay on SQLite (:mod:`.relaydb`) and attack snapshots of its files."""
+    snapshot_hours: float = 6.0
+    """Hours between the relay's snapshots of its data directory (and one at the end)."""
 
 
 @dataclass
@@ -77,6 +84,8 @@ class AttackRow:
     identified: float | None = None
     """Share of targets identified within the run (by hours or by messages)."""
     messages_median: float | None = None
+    files: bool = False
+    """Read the relay's files (the dump), not the view."""
 
 
 @dataclass
@@ -105,6 +114,12 @@ class DesignResult:
     """Share of targets identified within k messages, for the attack that needs them."""
     detail: str = ""
     """The full attack table (Markdown) of :func:`~.attacks.score.report`."""
+    files: dict[str, Any] = field(default_factory=dict)
+    """What the snapshots of the relay's files held (:class:`~.attacks.remnants.Holdings`)."""
+    sizes: dict[str, Any] = field(default_factory=dict)
+    """Whether sizes tell kinds (:class:`~.attacks.score.SizeKinds`)."""
+    backlogs: dict[str, Any] = field(default_factory=dict)
+    """Drains (:func:`~.attacks.backlog.drains`): how many, envelopes and ``more`` flags."""
 
     def best(self, *, needs_messages: bool | None = None) -> AttackRow | None:
         """The row with the highest contact top-1 (of those that need messages, or not)."""
@@ -144,7 +159,11 @@ def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
             tick_seconds=config.tick_seconds,
         )
         label = design.name
-        study = _quiet(lambda: run_study(settings, progress=lambda line: say(f"  {label}: {line}")))  # noqa: B023
+        with tempfile.TemporaryDirectory(prefix="sotto-leakage-") as data_dir:
+            relay = _relay_files(Path(data_dir), config) if config.files else None
+            study = _quiet(
+                lambda: run_study(settings, progress=lambda line: say(f"  {label}: {line}"), relay=relay)  # noqa: B023
+            )
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         say(
             f"{design.name}: study done in {wall:.0f} s wall, {cpu:.0f} s CPU; "
@@ -160,6 +179,7 @@ def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
                 tick_seconds=config.tick_seconds,
                 with_hours=config.with_hours,
                 shuffle=config.shuffle and design.habits == {},
+                snapshots=study.snapshots,
             )
             result.wall_s, result.cpu_s = wall, cpu
             say(f"{design.name}: scored in {time.perf_counter() - wall0 - wall:.0f} s")
@@ -171,6 +191,14 @@ def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
             results.append(model(design, default_truth))
     order = {d.name: i for i, d in enumerate(config.designs)}
     return sorted(results, key=lambda r: order[r.name])
+
+
+def _relay_files(data_dir: Path, config: Config) -> RelayFiles:
+    return RelayFiles(
+        data_dir,
+        lambda clock: InlineSqliteStorage.in_dir_inline(data_dir, now=clock.now),
+        config.snapshot_hours * 3600,
+    )
 
 
 def _size(config: Config, design: Design) -> tuple[int, float]:
@@ -197,8 +225,10 @@ def measure(
     with_hours: bool = True,
     shuffle: bool = True,
     message_cuts: int = MESSAGE_CUTS,
+    snapshots: Sequence[DataSnapshot] = (),
 ) -> DesignResult:
-    """Score one measured design's view against its truth (module docstring)."""
+    """Score one measured design's view against its truth (module docstring), and with
+    ``snapshots`` of the relay's files, the attacks on them (:data:`~.attacks.score.FILE_ATTACKS`)."""
     parsed = requests(records)
     found = score.report(parsed, truth, tick_seconds=tick_seconds, with_hours=with_hours)
     days = (truth.end_us - truth.start_us) / 86_400e6
@@ -229,11 +259,41 @@ def measure(
         result.presence[which] = max(values) if values else None
     _traffic(result, records, truth)
     result.detail = found.to_markdown()
+    result.sizes = asdict(score.size_kinds(parsed, truth))
+    drained = backlog.drains(parsed)
+    result.backlogs = {
+        "drains": len(drained),
+        "envelopes": sum(d.handed for d in drained),
+        "more": sum(d.more for d in drained),
+        "largest": max((d.handed for d in drained), default=0),
+    }
+    file_rankings = score.file_rankings(snapshots, records) if snapshots else {}
+    for name, ranking in file_rankings.items():
+        contact = score.score_contacts(ranking, truth)
+        result.rows.append(
+            AttackRow(
+                name,
+                contact.top1,
+                contact.chance_people,
+                contact.chance_mailboxes,
+                contact.answered,
+                False,
+                files=True,
+            )
+        )
+    if snapshots:
+        last = dump.read(snapshots[-1])
+        held = remnants.holdings(snapshots, records, last.mailboxes if last else ())
+        result.files = asdict(held) | {"moments_h": [(s.t_us - truth.start_us) / 3.6e9 for s in snapshots]}
+        result.files["db_bytes"] = [len(s.files.get(dump.DB, b"")) for s in snapshots]
     if shuffle:
         shuffled = requests(shuffle_ids(records, seed=1))
         for spec in score.attacks(tick_seconds=tick_seconds):
             result.shuffled[spec.name] = score.score_contacts(spec.run(shuffled), truth).top1
         result.shuffled["presence (device on)"] = score.presence_auc(presence(shuffled), truth) or 0.5
+        for name, ranking in file_rankings.items():
+            dealt = score.shuffle_ranking(ranking, seed=1)
+            result.shuffled[name] = score.score_contacts(dealt, truth).top1
     return result
 
 

@@ -27,6 +27,7 @@ module is the one place that joins their answers with a
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,7 +39,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sotto.audit.leakage import metrics
-from sotto.audit.leakage.attacks import bursts, coincidence, combined, connections, disclosure, gaps
+from sotto.audit.leakage.attacks import (
+    backlog,
+    bursts,
+    coincidence,
+    combined,
+    connections,
+    disclosure,
+    dump,
+    gaps,
+    padding,
+    remnants,
+)
 from sotto.audit.leakage.attacks.evidence import Evidence
 from sotto.audit.leakage.attacks.presence import BIN_S, Presence, by_account, presence
 from sotto.audit.leakage.attacks.view import (
@@ -50,6 +62,7 @@ from sotto.audit.leakage.attacks.view import (
     requests,
 )
 from sotto.audit.sim.truth import Interval, Truth
+from sotto.server.observer import DataSnapshot, ViewRecord
 
 Attack = Callable[[View], Ranking]
 
@@ -87,7 +100,82 @@ def attacks(*, tick_seconds: float) -> list[AttackSpec]:
         ),
         AttackSpec("gaps", partial(gaps.attack, tick_seconds=tick_seconds), False),
         AttackSpec("disclosure", disclosure.attack, True),
+        AttackSpec("padding", padding.attack, True),
+        AttackSpec("backlog", backlog.attack, True),
     ]
+
+
+FILE_ATTACKS = ("dump", "dump: row order", "dump: columns", "remnants")
+"""The attacks on the relay's files (:func:`file_rankings`), as the report names them."""
+
+
+def file_rankings(snapshots: Sequence[DataSnapshot], records: Sequence[ViewRecord]) -> dict[str, Ranking]:
+    """Every attack on the data directory's snapshots (:mod:`.dump`, :mod:`.remnants`), by
+    name (:data:`FILE_ATTACKS`); ``records``: the view's records, whose ids :mod:`.remnants`
+    looks for."""
+    return {
+        "dump": dump.attack(snapshots),
+        "dump: row order": dump.attack(snapshots, features=[dump.ROW_ORDER]),
+        "dump: columns": dump.attack(snapshots, features=[dump.COLUMNS]),
+        "remnants": remnants.attack(snapshots, records),
+    }
+
+
+def shuffle_ranking(ranking: Ranking, *, seed: int) -> Ranking:
+    """The negative control for an answer that is not read from the view (the dump's): every
+    pseudonym it names dealt out again among those of its kind (mailboxes among mailboxes,
+    accounts among accounts), by one random permutation, in keys and candidates alike."""
+    names: dict[str, set[str]] = {}
+    for key, candidates in ranking.items():
+        for name in (key, *(c for c, _ in candidates)):
+            names.setdefault(name.partition(":")[0], set()).add(name)
+    rng = random.Random(seed)
+    mapping: dict[str, str] = {}
+    for group in names.values():
+        ordered = sorted(group)
+        dealt = ordered[:]
+        rng.shuffle(dealt)
+        mapping.update(zip(ordered, dealt, strict=True))
+    return {mapping[k]: [(mapping[c], w) for c, w in v] for k, v in ranking.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class SizeKinds:
+    """Whether an envelope's size class (:func:`.padding.size_class`) tells its kind."""
+
+    envelopes: int
+    """Sends of the view matched to the truth's messages."""
+    accuracy: float
+    """Share whose kind is the commonest kind of their size class (over all of them)."""
+    majority: float
+    """Share of the commonest kind overall: what a guess without sizes gets."""
+    classes: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Kind → size class → sends."""
+
+
+def size_kinds(records: View, truth: Truth) -> SizeKinds:
+    """Each send of the view matched by its time to the truth's message, and how well its size
+    class alone tells the kind (in-sample: an upper bound for a guesser that learnt the classes)."""
+    kind_at: dict[int, str] = {}
+    for sent in truth.sent:
+        kind_at.setdefault(sent.t_us, sent.kind)
+    table: dict[str, Counter[int]] = {}
+    for send in padding.sends(records):
+        kind = kind_at.get(send.t_us)
+        if kind is not None:
+            table.setdefault(kind, Counter())[padding.size_class(send.size)] += 1
+    total = sum(c.total() for c in table.values())
+    if not total:
+        return SizeKinds(0, 0.0, 0.0)
+    by_class: dict[int, Counter[str]] = {}
+    for kind, counts in table.items():
+        for c, n in counts.items():
+            by_class.setdefault(c, Counter())[kind] += n
+    right = sum(max(kinds.values()) for kinds in by_class.values())
+    majority = max(c.total() for c in table.values())
+    return SizeKinds(
+        total, right / total, majority / total, {k: dict(sorted(v.items())) for k, v in sorted(table.items())}
+    )
 
 
 def owners(truth: Truth) -> dict[str, str]:
@@ -394,6 +482,7 @@ def report(records: View, truth: Truth, *, tick_seconds: float, with_hours: bool
 
 
 __all__ = [
+    "FILE_ATTACKS",
     "MAX_CUTS",
     "Attack",
     "AttackSpec",
@@ -401,12 +490,16 @@ __all__ = [
     "OwnerScore",
     "Report",
     "Row",
+    "SizeKinds",
     "TimeToIdentify",
     "attacks",
+    "file_rankings",
     "hours_to_identify",
     "owners",
     "presence_auc",
     "report",
     "score_contacts",
     "score_owners",
+    "shuffle_ranking",
+    "size_kinds",
 ]

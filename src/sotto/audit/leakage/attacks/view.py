@@ -70,6 +70,12 @@ class Request:
     account: str | None = None
     size: int = 0
     """Body bytes the client sent (HTTP) or the frame's size."""
+    handed: int = 0
+    """A poll's answer: the envelopes it handed out (0 for anything else)."""
+    more: bool | None = None
+    """A poll's answer: its ``more`` flag (None for anything else)."""
+    reply: int = 0
+    """Body bytes of the answer (HTTP)."""
 
 
 def pseudonym_of_account(account: str) -> str:
@@ -146,7 +152,22 @@ def _http(r: HttpExchange, seen_envelopes: set[str]) -> list[Request]:
     out: list[Request] = []
     if shape_ok and section == "mailboxes":
         if r.method == "POST" and tail == "poll":
-            out.append(req(Kind.POLL, name))
+            out.append(
+                Request(
+                    r.t_us,
+                    end,
+                    r.conn,
+                    r.addr,
+                    r.port,
+                    Kind.POLL,
+                    name,
+                    None,
+                    r.request_bytes,
+                    r.handed,
+                    r.more,
+                    r.response_bytes,
+                )
+            )
             if r.status == 200:
                 # The ids a poll acknowledges were handed out before: only unseen ones are new.
                 fresh = [m for m in r.messages if m not in seen_envelopes]
