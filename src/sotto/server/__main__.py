@@ -9,6 +9,7 @@ from sotto.server.config import (
     BUS_SCHEMES,
     MAX_WORK_BITS,
     MIB,
+    SHARED_STATE_SCHEMES,
     STORE_SCHEMES,
     Quotas,
     RateLimits,
@@ -158,6 +159,13 @@ def main(argv: list[str] | None = None) -> None:
         "0: no limit, for a relay behind a reverse proxy, where every client has the proxy's address)",
     )
     add_gateway_options(parser)
+    parser.add_argument(
+        "--shared-state",
+        default=None,
+        metavar="URL",
+        help="a redis:// URL: keep rate limits, proof-of-work counts and single-use nonces in that Redis, "
+        "shared by every relay on the same --store (docs/scaling.md); default: in this process",
+    )
     args = parser.parse_args(argv)
     if args.per_address < 0:
         parser.error("--per-address must be 0 or more")
@@ -167,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--bus must be a nats:// or redis:// URL")
     if not 1 <= args.cadence_tick <= MAX_CADENCE_TICK_SECONDS:
         parser.error(f"--cadence-tick must be 1 to {MAX_CADENCE_TICK_SECONDS}")
+    if args.shared_state is not None and not args.shared_state.startswith(SHARED_STATE_SCHEMES):
+        parser.error("--shared-state must be a redis:// URL")
     run(
         host=args.host,
         port=args.port,

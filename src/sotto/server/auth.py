@@ -5,7 +5,7 @@ Three kinds of proof, none of them tying a mailbox to an account:
 * a **device** proves itself with its 32-byte secret (Basic header); the relay keeps SHA-256;
 * a **mailbox** owner signs with the mailbox's Ed25519 key: the connection's challenge nonce to
   drain it, or ``time ‖ nonce ‖ SHA-256(body) ‖ METHOD ‖ path`` for an HTTP call, each
-  nonce accepted once (:class:`ReplayGuard`);
+  nonce accepted once (:class:`ReplayGuard`, across every node when the state is shared);
 * a **sender** presents the mailbox's delivery token, an **invitee** the account's access token;
   both are compared as SHA-256 hashes. An access token is stored keyed by the account that
   registered it (:func:`access_token_key`), so registering someone else's token elsewhere
@@ -19,12 +19,12 @@ against a fixed dummy secret or key.
 from __future__ import annotations
 
 import enum
-import heapq
 import math
 
 from sotto.crypto.ed25519 import SigningKey, SigningPublicKey
 from sotto.crypto.kdf import bytes_equal, sha256
 from sotto.errors import DecodeError, InvalidKeyError, InvalidSignatureError, RelayError
+from sotto.server.shared_state import Claim, LocalSingleUse, SingleUse
 from sotto.server.storage.base import AccountId, DeviceRecord, MailboxRecord, Storage
 from sotto.wire import auth as wire_auth
 from sotto.wire import b64
@@ -94,7 +94,10 @@ class MailboxVerdict(enum.Enum):
 
 
 class ReplayGuard:
-    """The signed HTTP requests seen in the last window, in memory only.
+    """The signed HTTP requests seen in the last window: in this process by default, or in the
+    state every relay node shares (``memory``, from :meth:`SharedState.single_use
+    <sotto.server.shared_state.SharedState.single_use>`), so a request accepted by one node is
+    refused by every other.
 
     A signature is accepted once, while the relay's clock lies within ``past`` after and
     ``future`` before the time it carries; each accepted ``(mailbox, nonce)`` is remembered until
@@ -104,7 +107,8 @@ class ReplayGuard:
     ``future``: the previous process accepted only times before its last moment plus ``future``,
     so nothing it accepted can be accepted again. ``future`` is 0 by default, so an honest client
     meets the start rule only if its clock is ahead; it gets a 401 naming a time to sign with
-    (:meth:`sign_time`), and signs again with it.
+    (:meth:`sign_time`), and signs again with it. The shared set applies the same rule to its
+    own start (its epoch): a restart of the shared store forgets too.
     """
 
     def __init__(
@@ -114,16 +118,24 @@ class ReplayGuard:
         past_ms: int = wire_auth.HTTP_AUTH_PAST_MS,
         future_ms: int = wire_auth.HTTP_AUTH_FUTURE_MS,
         capacity: int = REPLAY_GUARD_CAPACITY,
+        memory: SingleUse | None = None,
     ) -> None:
-        self.not_before_ms = math.ceil(started * 1000) + future_ms
+        self.started_ms = math.ceil(started * 1000) + future_ms
         self.past_ms = past_ms
         self.future_ms = future_ms
         self.capacity = capacity
-        self._seen: set[bytes] = set()
-        self._expiry: list[tuple[int, bytes]] = []
+        self._memory: SingleUse = memory if memory is not None else LocalSingleUse(capacity)
+        self._memory.begin(started)
+
+    @property
+    def not_before_ms(self) -> float:
+        """The earliest time a signature may carry: after this process's start and the shared
+        memory's (plus ``future``)."""
+        return max(self.started_ms, self._memory.epoch * 1000 + self.future_ms)
 
     def __len__(self) -> int:
-        return len(self._seen)
+        """Requests remembered in this process (0 when the memory is shared)."""
+        return len(self._memory) if isinstance(self._memory, LocalSingleUse) else 0
 
     def fresh(self, unix_ms: int, now: float) -> bool:
         now_ms = now * 1000
@@ -131,21 +143,21 @@ class ReplayGuard:
 
     def sign_time(self, now: float) -> int:
         """A time a signature made now would be accepted with."""
-        return max(self.not_before_ms, int(now * 1000))
+        return max(math.ceil(self.not_before_ms), int(now * 1000))
 
     def accept(self, mailbox_id: bytes, nonce: bytes, unix_ms: int, now: float) -> bool:
-        """Remember a fresh, verified request; False if it was seen already (a replay)."""
-        oldest = now * 1000 - self.past_ms
-        while self._expiry and self._expiry[0][0] < oldest:
-            self._seen.discard(heapq.heappop(self._expiry)[1])
-        key = mailbox_id + nonce
-        if key in self._seen:
-            return False
-        if len(self._seen) >= self.capacity:
+        """Remember a fresh, verified request; False if it was seen already (a replay), or is
+        dated before the shared memory began. Raises 503 when the memory is full, or when the
+        shared one cannot be reached (``SharedStateUnavailableError``): never accepts blind."""
+        claim = self._memory.claim(
+            mailbox_id + nonce,
+            (unix_ms + self.past_ms + 1) / 1000,  # fresh() passes up to unix_ms + past_ms
+            now,
+            dated=(unix_ms - self.future_ms) / 1000,
+        )
+        if claim is Claim.FULL:
             raise REPLAY_GUARD_FULL
-        self._seen.add(key)
-        heapq.heappush(self._expiry, (unix_ms, key))
-        return True
+        return claim is Claim.FIRST
 
 
 def mailbox_request_auth(

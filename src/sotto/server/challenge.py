@@ -9,8 +9,12 @@ Challenges are stateless: the relay signs each with a key derived from its serve
 ``info`` :data:`CHALLENGE_KEY_INFO`) and keeps nothing when it issues one. It remembers a
 challenge only once answered, until its validity ends, so each is good for one creation; the
 memory is bounded (``WorkPolicy.max_spent``). Challenges issued before this process started are
-refused, so a restart, which forgets the spent ones, cannot let one be used twice. Several relay
-nodes remember apart: a challenge could be spent once per node.
+refused, so a restart, which forgets the spent ones, cannot let one be used twice.
+
+Where that memory and the rate of creations live is a :class:`~sotto.server.shared_state.SharedState`:
+this process by default, or one every relay node shares (``--shared-state``), so that the rate
+is counted relay-wide over all nodes and a challenge answered on one node is spent on all of
+them. The shared memory refuses challenges issued before it began, as a process does.
 
 Nothing here is written to disk or to a log.
 """
@@ -18,8 +22,8 @@ Nothing here is written to disk or to a log.
 from __future__ import annotations
 
 import enum
-import heapq
 import math
+from collections.abc import Sized
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -28,7 +32,8 @@ from sotto.crypto.kdf import bytes_equal, hmac_sha256
 from sotto.crypto.random import Rng
 from sotto.errors import DecodeError, RelayError
 from sotto.server.config import WorkPolicy
-from sotto.server.ratelimit import RateLimitedError, RateMeter
+from sotto.server.ratelimit import RateLimitedError
+from sotto.server.shared_state import Claim, LocalState, Meter, SharedState
 from sotto.wire import api, work
 
 __all__ = [
@@ -75,20 +80,24 @@ class WorkGate:
     """The difficulty asked for now, challenges issued and answers admitted, per purpose.
 
     ``key`` is the challenge key (32 bytes from the server key), ``started`` when the process
-    started (unix seconds)."""
+    started (unix seconds); ``shared`` where the counts and the spent challenges live (this
+    process unless given)."""
 
-    def __init__(self, policy: WorkPolicy, key: bytes, started: float) -> None:
+    def __init__(
+        self, policy: WorkPolicy, key: bytes, started: float, *, shared: SharedState | None = None
+    ) -> None:
         self.policy = policy
         self._key = key
         self._started_ms = math.floor(started * 1000)
-        self._meters: dict[int, RateMeter] = {}
-        self._spent: dict[bytes, int] = {}  # salt -> when its challenge expires (unix ms)
-        self._expiries: list[tuple[int, bytes]] = []  # a heap of the same
+        self._shared = shared or LocalState()
+        self._meters: dict[int, Meter] = {}
+        self._spent = self._shared.single_use("work", capacity=policy.max_spent)
+        self._spent.begin(started)
 
-    def _meter(self, purpose: int) -> RateMeter:
+    def _meter(self, purpose: int) -> Meter:
         meter = self._meters.get(purpose)
         if meter is None:
-            meter = self._meters[purpose] = RateMeter(self.policy.window_seconds)
+            meter = self._meters[purpose] = self._shared.meter(f"work{purpose}", self.policy.window_seconds)
         return meter
 
     def difficulty(self, purpose: int, now: float) -> int:
@@ -137,32 +146,30 @@ class WorkGate:
             return WorkVerdict.EXPIRED
         if not work.meets(raw, nonce, challenge.difficulty):
             return WorkVerdict.INVALID
-        self._forget_expired(now_ms)
-        if challenge.salt in self._spent:
-            return WorkVerdict.REPLAYED
-        if len(self._spent) >= self.policy.max_spent:
-            return WorkVerdict.BUSY
-        self._spent[challenge.salt] = expires_ms
-        heapq.heappush(self._expiries, (expires_ms, challenge.salt))
-        return WorkVerdict.SOLVED
+        claim = self._spent.claim(challenge.salt, expires_ms / 1000, now, dated=challenge.issued_ms / 1000)
+        return _VERDICTS[claim]
 
     def retry_after(self, now: float) -> int:
         """Whole seconds until a remembered challenge expires (for a BUSY answer)."""
-        if not self._expiries:
+        soonest = self._spent.next_expiry()
+        if soonest is None:
             return 1
-        return max(1, math.ceil(self._expiries[0][0] / 1000 - now))
-
-    def _forget_expired(self, now_ms: int) -> None:
-        while self._expiries and self._expiries[0][0] <= now_ms:
-            _, salt = heapq.heappop(self._expiries)
-            del self._spent[salt]
+        return max(1, math.ceil(soonest - now))
 
     def __len__(self) -> int:
-        """Spent challenges remembered."""
-        return len(self._spent)
+        """Spent challenges remembered in this process (0 when the memory is shared)."""
+        return len(self._spent) if isinstance(self._spent, Sized) else 0
 
     def __repr__(self) -> str:
-        return f"WorkGate(spent={len(self._spent)}, <key>)"
+        return f"WorkGate(spent={len(self)}, <key>)"
+
+
+_VERDICTS = {
+    Claim.FIRST: WorkVerdict.SOLVED,
+    Claim.SEEN: WorkVerdict.REPLAYED,
+    Claim.FULL: WorkVerdict.BUSY,
+    Claim.BEFORE_EPOCH: WorkVerdict.EXPIRED,
+}
 
 
 class WorkRefusedError(RelayError):

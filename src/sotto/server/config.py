@@ -17,6 +17,9 @@ MAX_WORK_BITS = 40
 MAX_CHECKPOINT_INTERVAL_SECONDS = 4.0
 """Deleted means gone within 5 s: the log is truncated at least this often while written."""
 
+SHARED_STATE_SCHEMES = ("redis://", "rediss://", "unix://")
+"""What ``--shared-state`` accepts (one relay process needs none)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
@@ -211,6 +214,11 @@ class ServerConfig:
     """Serve the Oblivious HTTP gateway (``/v1/gateway``, docs/ohttp.md) beside the relay's own
     paths, so clients can reach it through a forwarder without giving it their address. It costs
     nothing while no forwarder uses it (its key is derived from ``server.key``)."""
+    shared_state: str | None = None
+    """A ``redis://`` URL: keep the rate limits, the proof-of-work counts and the single-use sets
+    (signed requests' nonces, answered challenges, the gateway's replay window) in that Redis,
+    which every relay node sharing ``store`` uses, so they hold across nodes
+    (``sotto.server.shared_state``). None: in this process, right for one node."""
 
     def __post_init__(self) -> None:
         if self.store is not None and not self.store.startswith(STORE_SCHEMES):
@@ -225,6 +233,8 @@ class ServerConfig:
             raise ValueError(
                 f"checkpoint_interval_seconds must be above 0, at most {MAX_CHECKPOINT_INTERVAL_SECONDS}"
             )
+        if self.shared_state is not None and not self.shared_state.startswith(SHARED_STATE_SCHEMES):
+            raise ValueError("shared_state must be a redis:// URL")
 
 
 def storage_settings(options: object) -> dict[str, Any]:
@@ -269,6 +279,8 @@ def storage_settings(options: object) -> dict[str, Any]:
             per_second=default.per_second if rate is None else rate,
         )
         settings["rate_limits"] = RateLimits(forwarded=forwarded)
+    if getattr(options, "shared_state", None) is not None:
+        settings["shared_state"] = options.shared_state  # type: ignore[attr-defined]
     return settings | {
         "work": work,
         "quotas": Quotas(

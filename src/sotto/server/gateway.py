@@ -19,6 +19,7 @@ Order of checks on ``POST /v1/gateway``; a refusal never reaches the app::
     415  content type is not message/ohttp-req                      plain problem
     413  body over MAX_ENCAPSULATED_BYTES (Content-Length, or read)  plain problem
     400  a request seen within the replay window (same bytes)      plain problem "replayed"
+    503  the shared replay window cannot be reached                 plain problem, Retry-After
     400  malformed header, unknown key id, unsupported algorithm     plain problem, type ohttp-key
          (RFC 9458 §5.3) for the key and algorithm cases
     400  the ciphertext does not open                               plain problem
@@ -33,6 +34,12 @@ Encapsulated Request is remembered for twice that (:class:`ReplayWindow`), so a 
 while its date would still pass, and forgotten after. Memory is bounded by ``max_entries``;
 when it is full the gateway refuses (503) rather than let a replay through. The ``Date`` is
 dropped before the app sees the request: a client's clock error would mark its requests.
+
+When the relay's protective state is shared between nodes (``--shared-state``), the gateway in
+front of the relay app uses it (:meth:`GatewayMiddleware.bind_shared`): the replay window and
+the budget per forwarder then hold across every node, so a copy sent to another node is refused
+too. If the shared state cannot be reached, the gateway refuses (503) rather than skip the
+replay check; the budget per forwarder falls back to this node's own.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from sotto.server.logging import logger
 from sotto.server.observer import Observer
 from sotto.server.ratelimit import FORWARDED_BY, RateLimiter, source_key
 from sotto.server.server_key import ServerKey, load_or_create
+from sotto.server.shared_state import Claim, Limiter, SharedState, SharedStateUnavailableError, SingleUse
 from sotto.wire import bhttp, ohttp
 
 __all__ = [
@@ -172,8 +180,23 @@ class ReplayWindow:
         self._seen[digest] = now
         return True
 
+    def claim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
+        """:meth:`remember` as a :class:`~sotto.server.shared_state.SingleUse` claim (each is
+        held ``memory_seconds`` whatever ``expires`` says)."""
+        if self.seen(key, now):
+            return Claim.SEEN
+        return Claim.FIRST if self.remember(key, now) else Claim.FULL
+
     def __len__(self) -> int:
         return len(self._seen)
+
+
+_SHARED_UNAVAILABLE = GatewayRefusal(
+    503,
+    "shared_state_unavailable",
+    "the gateway cannot check for replays across relay nodes now; retry shortly",
+    retry_after=1,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +224,13 @@ class GatewayCore:
             raise ValueError("a gateway needs at least one key")
         self.rng = rng
         self.window_seconds = window_seconds
-        self.replay = ReplayWindow(2 * window_seconds, max_replay_entries)
+        self.replay_capacity = max_replay_entries
+        self.replay: ReplayWindow | SingleUse = ReplayWindow(2 * window_seconds, max_replay_entries)
+        """Digests of accepted requests: in this process, or shared (:meth:`share_replay`)."""
+
+    def share_replay(self, memory: SingleUse) -> None:
+        """Keep the replay window in ``memory``, which every relay node shares."""
+        self.replay = memory
 
     def key_configs(self) -> bytes:
         """``application/ohttp-keys``: every key's configuration."""
@@ -210,7 +239,7 @@ class GatewayCore:
     def open(self, enc_request: bytes, now: float) -> Opened:
         """Check and open one Encapsulated Request (the order is the module's table)."""
         digest = hashlib.sha256(enc_request).digest()[:16]
-        if self.replay.seen(digest, now):
+        if self._seen(digest, now):
             raise GatewayRefusal(400, "replayed", "this encapsulated request was seen before")
         try:
             plain, context = ohttp.decapsulate_request(self.keys, enc_request)
@@ -225,8 +254,12 @@ class GatewayCore:
         except ohttp.ObliviousHttpError:
             raise GatewayRefusal(400, "decryption_failed", "the encapsulated request does not open") from None
         # Remembered once it opened (a forger cannot fill the window with noise), before
-        # anything awaits, so two copies arriving together cannot both pass.
-        if not self.replay.remember(digest, now):
+        # anything awaits, so two copies arriving together cannot both pass (on one node; the
+        # shared window decides between nodes in one atomic step).
+        claim = self._claim(digest, now)
+        if claim is Claim.SEEN:
+            raise GatewayRefusal(400, "replayed", "this encapsulated request was seen before")
+        if claim is not Claim.FIRST:
             raise GatewayRefusal(503, "busy", "replay window full; retry later", retry_after=1)
         try:
             request = bhttp.decode_request(plain)
@@ -240,6 +273,18 @@ class GatewayCore:
                 400, "date", "Date missing or outside the window", problem_type=DATE_PROBLEM, context=context
             )
         return Opened(request, context)
+
+    def _seen(self, digest: bytes, now: float) -> bool:
+        try:
+            return self.replay.seen(digest, now)
+        except SharedStateUnavailableError:
+            raise _SHARED_UNAVAILABLE from None
+
+    def _claim(self, digest: bytes, now: float) -> Claim:
+        try:
+            return self.replay.claim(digest, now + 2 * self.window_seconds, now)
+        except SharedStateUnavailableError:
+            raise _SHARED_UNAVAILABLE from None
 
     def seal(self, context: ohttp.ResponseContext, response: bhttp.Response) -> bytes:
         return ohttp.encapsulate_response(context, bhttp.encode_response(response), self.rng)
@@ -281,8 +326,10 @@ class GatewayMiddleware:
         self.app = app
         self.core = core
         self.clock = clock or SystemClock()
-        self.limiter = None if limit is None else RateLimiter(limit, max_keys=10_000)
+        self.limit = limit
+        self.limiter: Limiter | None = None if limit is None else RateLimiter(limit, max_keys=10_000)
         """Requests per forwarder (by its network); None: no limit here."""
+        self._bound = False
         self._keys = core.key_configs()
         # The forwarder's requests go into the operator's view too, beside the inner ones.
         self._serve: ASGIApp = self._gateway if observer is None else observer.wrap(self._gateway)
@@ -304,6 +351,8 @@ class GatewayMiddleware:
         if method != "POST":
             await _plain(send, GatewayRefusal(405, "method_not_allowed", "use POST"))
             return
+        if not self._bound:
+            self._bind_from_app()
         if self.limiter is not None:
             source, now = source_key(scope), self.clock.now()
             if not self.limiter.allow(source, now):
@@ -328,6 +377,23 @@ class GatewayMiddleware:
             logger.error("error gateway_seal")
             sealed = self.core.seal(opened.context, bhttp.Response(502))
         await _answer(send, 200, ohttp.RESPONSE_MEDIA_TYPE, sealed)
+
+    def bind_shared(self, shared: SharedState) -> None:
+        """Keep the replay window and the budget per forwarder in ``shared`` (if it is shared
+        between nodes; in-process state stays this gateway's own)."""
+        self._bound = True
+        if not shared.shared:
+            return
+        self.core.share_replay(shared.single_use("gateway", capacity=self.core.replay_capacity))
+        if self.limit is not None:
+            self.limiter = shared.limiter("forwarded", self.limit, max_keys=10_000)
+
+    def _bind_from_app(self) -> None:
+        """Use the shared state of the relay app behind, once it has started."""
+        relay = getattr(getattr(self.app, "state", None), "relay", None)
+        shared = getattr(relay, "shared", None)
+        if isinstance(shared, SharedState):
+            self.bind_shared(shared)
 
     @staticmethod
     async def _body(scope: Scope, receive: Receive) -> bytes:

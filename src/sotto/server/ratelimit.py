@@ -9,7 +9,9 @@ of fresh keys buys a flood of nothing.
 
 Client addresses (:func:`source_key`) are keys here and nowhere else: they are reduced to the
 network a client controls (an IPv4 address, an IPv6 /64), passed through a keyed hash whose key
-lives only in this process, and used only as dictionary keys.
+lives only in this process, and used only as dictionary keys. Relay nodes that share their
+limits (``--shared-state``) must hash alike: they use a key derived from the server key they
+share instead (:func:`share_source_key`), and the shared store hashes the result once more.
 """
 
 from __future__ import annotations
@@ -26,7 +28,19 @@ from sotto.errors import RelayError
 from sotto.server.config import RateLimit
 
 _SOURCE_KEY = os.urandom(16)
-"""Keys the hash of client networks; made at import, never stored, so a restart forgets them."""
+"""Keys the hash of client networks; made at import, never stored, so a restart forgets them
+(unless :func:`share_source_key` replaced it)."""
+
+
+def share_source_key(key: bytes) -> None:
+    """Hash client networks under ``key`` (16 bytes or more, derived from the server key) from now
+    on, so every relay node sharing its limits names a network alike. One process serves one
+    relay: the key is the process's."""
+    global _SOURCE_KEY  # noqa: PLW0603 (one relay per process; see the note)
+    if len(key) < 16:
+        raise ValueError("the source key must be at least 16 bytes")
+    _SOURCE_KEY = bytes(key[:32])
+
 
 FORWARDED_BY: Final = "sotto.forwarded_by"
 """The ASGI scope key under which the gateway puts the :func:`source_key` of the forwarder a

@@ -1,0 +1,355 @@
+"""Protective state shared between relay nodes (``sotto.server.shared_state``), against this
+machine's Redis (127.0.0.1:6379; ``SOTTO_TEST_REDIS`` names another): buckets, single uses and
+meters behave as the in-process ones and hold across two "nodes" (two clients with the same
+secret), Redis holds only keyed hashes with lifetimes, and an unreachable Redis fails closed for
+single uses and open (to the node's own limits) for buckets. Each test works in a namespace of its
+own (a random secret), removed when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from sotto.crypto.random import system_rng
+from sotto.server import ServerConfig, create_app
+from sotto.server.auth import ReplayGuard
+from sotto.server.challenge import WorkGate, WorkVerdict
+from sotto.server.config import RateLimit, RateLimits, WorkPolicy
+from sotto.server.gateway import GATEWAY_PATH, GatewayCore, GatewayRefusal, gateway_key, with_gateway
+from sotto.server.ratelimit import ForwarderSource, RateLimitedError, RateLimiter, RateMeter
+from sotto.server.server_key import ServerKey
+from sotto.server.shared_state import (
+    Claim,
+    LocalState,
+    RedisState,
+    SharedStateUnavailableError,
+    open_shared_state,
+)
+from sotto.server.storage import MemoryStorage
+from sotto.server.storage.base import MailboxId
+from sotto.wire import b64, bhttp, ohttp, work
+from tests.server.conftest import GENEROUS, FakeClock, Mailbox, create_mailbox, payload, send
+
+REDIS = os.environ.get("SOTTO_TEST_REDIS", "redis://127.0.0.1:6379")
+NOW = 1_800_000_000.0
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens once the probe is closed
+
+
+@pytest.fixture
+def secret() -> Iterator[bytes]:
+    """A fresh deployment secret; every key under its prefix is deleted afterwards."""
+    key = secrets.token_bytes(32)
+    yield key
+    state = RedisState(REDIS, key)
+    admin = redis.Redis.from_url(REDIS, socket_timeout=5)
+    try:
+        for name in admin.scan_iter(match=f"{state.prefix}*", count=1_000):
+            admin.delete(name)
+    finally:
+        admin.close()
+        state.close()
+
+
+@pytest.fixture
+def nodes(secret: bytes) -> Iterator[tuple[RedisState, RedisState]]:
+    """Two nodes' views of one shared state."""
+    a, b = RedisState(REDIS, secret), RedisState(REDIS, secret)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _keys(state: RedisState) -> dict[str, int]:
+    """Every key of ``state``'s namespace with its remaining life in ms (-1: none)."""
+    admin = redis.Redis.from_url(REDIS, socket_timeout=5)
+    try:
+        return {name.decode(): admin.pttl(name) for name in admin.scan_iter(match=f"{state.prefix}*")}
+    finally:
+        admin.close()
+
+
+def _forget_everything(state: RedisState) -> None:
+    """As a restart of Redis (which keeps nothing on disk here) would."""
+    admin = redis.Redis.from_url(REDIS, socket_timeout=5)
+    try:
+        for name in admin.scan_iter(match=f"{state.prefix}*"):
+            admin.delete(name)
+    finally:
+        admin.close()
+
+
+# ------------------------------------------------------------------------------ buckets
+def test_a_redis_bucket_answers_as_the_in_process_one(nodes: tuple[RedisState, RedisState]) -> None:
+    limit = RateLimit(burst=3, per_second=0.5)
+    local, shared = RateLimiter(limit), nodes[0].limiter("t", limit)
+    steps = [(0.0, b"k"), (0.1, b"k"), (0.2, b"k"), (0.3, b"k"), (1.0, b"k"), (2.4, b"k"), (2.5, b"k")]
+    steps += [(2.6, b"other"), (9.0, b"k"), (9.0, b"k"), (9.0, b"k"), (9.0, b"k")]
+    for offset, key in steps:
+        now = NOW + offset
+        assert shared.peek(key, now) == local.peek(key, now), offset
+        assert shared.retry_after(key, now) == local.retry_after(key, now), offset
+        assert shared.allow(key, now) == local.allow(key, now), offset
+
+
+def test_a_bucket_is_one_budget_for_both_nodes(nodes: tuple[RedisState, RedisState]) -> None:
+    a, b = (node.limiter("account_creation", RateLimit(burst=4, per_second=0.001)) for node in nodes)
+    taken = [limiter.allow(b"source", NOW) for limiter in (a, b, a, b, a, b)]
+    assert taken == [True, True, True, True, False, False]
+    with pytest.raises(RateLimitedError) as refused:
+        b.check(b"source", NOW)
+    assert refused.value.retry_after == 1_000  # one token at 0.001 a second
+    # A forwarder's budget is its own, and forwarded_scale times larger.
+    scaled = nodes[1].limiter("account_creation", RateLimit(4, 0.001), forwarded_scale=2)
+    assert sum(scaled.allow(ForwarderSource(b"source"), NOW) for _ in range(10)) == 8
+
+
+def test_another_deployment_shares_nothing(secret: bytes) -> None:
+    ours, theirs = RedisState(REDIS, secret), RedisState(REDIS, secrets.token_bytes(32))
+    try:
+        limit = RateLimit(burst=1, per_second=0.001)
+        assert ours.limiter("x", limit).allow(b"k", NOW)
+        assert theirs.limiter("x", limit).allow(b"k", NOW)
+        assert not ours.limiter("x", limit).allow(b"k", NOW)
+        assert ours.prefix != theirs.prefix
+    finally:
+        _forget_everything(theirs)
+        ours.close()
+        theirs.close()
+
+
+# ------------------------------------------------------------------------------ what Redis holds
+def test_redis_holds_keyed_hashes_with_lifetimes(nodes: tuple[RedisState, RedisState]) -> None:
+    state = nodes[0]
+    address, mailbox, nonce, salt = b"\x0a\x00\x00\x07", os.urandom(16), os.urandom(16), os.urandom(16)
+    state.limiter("account_creation", RateLimit(burst=10, per_second=2)).allow(address, NOW)
+    state.limiter("username_lookup_per_name", RateLimit(10, 1 / 60)).allow((address, b"name"), NOW)
+    guard = ReplayGuard(NOW - 10, memory=state.single_use("replay", capacity=10))
+    assert guard.accept(mailbox, nonce, int(NOW * 1000), NOW)
+    state.single_use("work", capacity=10).claim(salt, NOW + 120, NOW, dated=NOW)
+    state.meter("work1", 300).add(NOW)
+    held = _keys(state)
+    assert len(held) == 6
+    forms = [b.hex() for b in (address, mailbox, nonce, salt, mailbox + nonce)]
+    forms += [b64.encode(b) for b in (mailbox, nonce, salt)] + ["10.0.0.7"]
+    for name, life in held.items():
+        assert not any(form in name for form in forms), name
+        if name == state.prefix + "epoch":
+            assert life == -1  # a time, no identity: kept for as long as Redis runs
+            continue
+        kind = name[len(state.prefix) :].split(":")[0]
+        assert kind in ("bucket", "once", "meter"), name
+        assert life > 0, name
+    lives = {name.split(":")[3]: ms for name, ms in held.items() if ":bucket:" in name}
+    assert lives["account_creation"] <= 1_500  # refilled after 1 token / 2 per s, + 1 s slack
+    assert lives["username_lookup_per_name"] <= 61_000
+    once = {name.split(":")[3]: ms for name, ms in held.items() if ":once:" in name}
+    assert 299_000 < once["replay"] <= 300_001  # until its time leaves the 300 s window
+    assert 119_000 < once["work"] <= 120_000  # until the challenge expires
+    values = redis.Redis.from_url(REDIS, socket_timeout=5)
+    try:
+        for name in held:
+            if values.type(name) == b"hash":
+                stored = values.hgetall(name)
+                assert set(stored) <= {b"t", b"u", b"c"}  # tokens, updated, count: numbers only
+    finally:
+        values.close()
+
+
+# ------------------------------------------------------------------------------ single uses
+def test_a_signed_request_accepted_on_one_node_is_refused_on_the_other(
+    nodes: tuple[RedisState, RedisState],
+) -> None:
+    a, b = (ReplayGuard(NOW - 60, memory=n.single_use("replay", capacity=10)) for n in nodes)
+    mailbox, nonce, ms = os.urandom(16), os.urandom(16), int(NOW * 1000)
+    assert a.accept(mailbox, nonce, ms, NOW)
+    assert not b.accept(mailbox, nonce, ms, NOW + 1)
+    assert not a.accept(mailbox, nonce, ms, NOW + 2)
+    assert b.accept(os.urandom(16), nonce, ms, NOW + 2)  # another mailbox's nonce
+
+
+def test_after_redis_forgets_older_signatures_are_refused(nodes: tuple[RedisState, RedisState]) -> None:
+    """A restarted Redis remembers nothing, so it refuses what is dated before its new memory
+    began, as a restarted process does; the guard then names a time that passes."""
+    memory = nodes[0].single_use("replay", capacity=10)
+    guard = ReplayGuard(NOW - 3_600, memory=memory)
+    mailbox, nonce, ms = os.urandom(16), os.urandom(16), int(NOW * 1000)
+    assert guard.accept(mailbox, nonce, ms, NOW)
+    _forget_everything(nodes[0])
+    later = NOW + 0.5
+    assert not guard.accept(mailbox, nonce, ms, later)  # the replay a restart would have let in
+    assert guard.sign_time(later) >= int(later * 1000)
+    named = guard.sign_time(later)
+    assert guard.fresh(named, named / 1000) and guard.accept(mailbox, os.urandom(16), named, named / 1000)
+
+
+def test_a_challenge_answered_on_one_node_is_spent_on_the_other(nodes: tuple[RedisState, RedisState]) -> None:
+    policy = WorkPolicy(free_per_minute=1, window_seconds=60, base_bits=1, max_bits=2)
+    key = os.urandom(32)
+    a, b = (WorkGate(policy, key, NOW - 10, shared=node) for node in nodes)
+    a.created(work.Purpose.ACCOUNT, NOW)
+    a.created(work.Purpose.ACCOUNT, NOW)
+    # The rate is relay-wide: creations counted on one node raise what the other asks.
+    assert b.difficulty(work.Purpose.ACCOUNT, NOW) >= 1
+    challenge = a.challenge(work.Purpose.ACCOUNT, 1, NOW, system_rng)
+    header = _solve(challenge, 1)
+    assert a.admit(work.Purpose.ACCOUNT, header, NOW + 1) is WorkVerdict.SOLVED
+    assert b.admit(work.Purpose.ACCOUNT, header, NOW + 1) is WorkVerdict.REPLAYED
+
+
+def _solve(challenge: bytes, bits: int) -> str:
+    return work.encode_header(challenge, work.solve(challenge, bits))
+
+
+def test_a_meter_counts_for_every_node(nodes: tuple[RedisState, RedisState]) -> None:
+    local = RateMeter(300)
+    a, b = (node.meter("m", 300) for node in nodes)
+    for offset, meter in ((0, a), (10, b), (10, a), (200, b)):
+        meter.add(NOW + offset)
+        local.add(NOW + offset)
+    assert a.count(NOW + 400) == pytest.approx(local.count(NOW + 400))
+    assert b.count(NOW + 400) == pytest.approx(local.count(NOW + 400))
+
+
+def test_the_gateway_refuses_a_copy_sent_to_another_node(nodes: tuple[RedisState, RedisState]) -> None:
+    key = gateway_key(ServerKey(bytes(32)))
+    a, b = GatewayCore(key), GatewayCore(key)
+    a.share_replay(nodes[0].single_use("gateway", capacity=10))
+    b.share_replay(nodes[1].single_use("gateway", capacity=10))
+    enc, _ = _sealed(key, NOW)
+    a.open(enc, NOW)
+    with pytest.raises(GatewayRefusal) as refused:
+        b.open(enc, NOW + 1)
+    assert (refused.value.status, refused.value.code) == (400, "replayed")
+
+
+def _sealed(key: ohttp.GatewayKey, when: float) -> tuple[bytes, ohttp.ResponseContext]:
+    date = email.utils.formatdate(when, usegmt=True).encode()
+    request = bhttp.Request(b"GET", b"https", b"relay", b"/v1/cadence", ((b"date", date),), b"")
+    return ohttp.encapsulate_request(key.config, bhttp.encode_request(request), system_rng)
+
+
+def test_two_relay_apps_behind_their_gateways_share_the_replay_window(tmp_path: Path) -> None:
+    server_key = ServerKey(os.urandom(32))
+    clock = FakeClock()
+    key = gateway_key(server_key)
+    config = ServerConfig(data_dir=tmp_path, rate_limits=GENEROUS, shared_state=REDIS)
+    apps = [create_app(config, storage=MemoryStorage(), clock=clock, server_key=server_key) for _ in "ab"]
+    try:
+        with (
+            TestClient(with_gateway(apps[0], key, clock=clock)) as a,
+            TestClient(with_gateway(apps[1], key, clock=clock)) as b,
+        ):
+            enc, _ = _sealed(key, clock.now())
+            headers = {"content-type": ohttp.REQUEST_MEDIA_TYPE}
+            assert a.post(GATEWAY_PATH, content=enc, headers=headers).status_code == 200
+            copy = b.post(GATEWAY_PATH, content=enc, headers=headers)
+            assert (copy.status_code, copy.json()["code"]) == (400, "replayed")
+    finally:
+        for app in apps:
+            shared = app.state.relay.shared
+            _forget_everything(shared)
+            shared.close()
+
+
+# ------------------------------------------------------------------------------ Redis away
+def test_an_unreachable_redis_fails_closed_for_single_uses_and_open_for_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ticks = [0.0]
+    state = RedisState(f"redis://127.0.0.1:{_closed_port()}", os.urandom(32), monotonic=lambda: ticks[0])
+    with caplog.at_level(logging.ERROR, logger="sotto.server"):
+        with pytest.raises(SharedStateUnavailableError) as closed:
+            state.single_use("replay", capacity=10).claim(b"n", NOW + 1, NOW)
+        assert (closed.value.status, closed.value.code) == (503, "shared_state_unavailable")
+        guard = ReplayGuard(NOW - 10, memory=state.single_use("replay", capacity=10))
+        with pytest.raises(SharedStateUnavailableError):
+            guard.accept(os.urandom(16), os.urandom(16), int(NOW * 1000), NOW)
+        limiter = state.limiter("x", RateLimit(burst=2, per_second=0.001))
+        assert [limiter.allow(b"k", NOW) for _ in range(3)] == [True, True, False]  # this node's own
+        with pytest.raises(RateLimitedError):
+            limiter.check(b"k", NOW)
+        meter = state.meter("m", 60)
+        meter.add(NOW)
+        assert meter.count(NOW) == 1.0
+        ticks[0] += 30  # later in the same outage
+        with pytest.raises(SharedStateUnavailableError):
+            state.single_use("gateway", capacity=1).seen(b"d", NOW)
+    lines = [r.getMessage() for r in caplog.records if "SharedStateUnavailable" in r.getMessage()]
+    assert lines == ["error SharedStateUnavailableError [ConnectionError]"]  # one line, type only
+    assert state.outages == 2  # tried again once RETRY_SECONDS had passed, not on every check
+    state.close()
+
+
+def test_a_relay_without_its_redis_refuses_signed_calls_and_changes_nothing(tmp_path: Path) -> None:
+    clock = FakeClock()
+    storage = MemoryStorage()
+    config = ServerConfig(
+        data_dir=tmp_path, rate_limits=GENEROUS, shared_state=f"redis://127.0.0.1:{_closed_port()}"
+    )
+    with TestClient(
+        create_app(config, storage=storage, clock=clock), raise_server_exceptions=False
+    ) as client:
+        mailbox = create_mailbox(client, Mailbox())  # limits fall back to this node's own
+        assert send(client, mailbox, os.urandom(16), payload()).status_code == 202
+        path = f"/v1/mailboxes/{mailbox.id}/poll"
+        body = b'{"ack":[]}'
+        clock.seconds += 3_600  # past the start rule
+        headers = {**mailbox.auth_header("POST", path, clock.now(), body), "content-type": "application/json"}
+        refused = client.post(path, content=body, headers=headers)
+        assert refused.status_code == 503
+        assert refused.json()["code"] == "shared_state_unavailable"
+    pending = asyncio.run(storage.pending(MailboxId(mailbox.mailbox_id), 10, max_bytes=1 << 20))
+    assert len(pending) == 1  # the poll neither acked nor moved anything
+
+
+# ------------------------------------------------------------------------------ selection
+def test_the_url_selects_the_backend() -> None:
+    assert isinstance(open_shared_state(None, bytes(32)), LocalState)
+    state = open_shared_state(REDIS, bytes(32))
+    assert isinstance(state, RedisState) and state.shared and state.ping()
+    state.close()
+    with pytest.raises(ValueError, match="redis"):
+        open_shared_state("memcached://127.0.0.1", bytes(32))
+    with pytest.raises(ValueError, match="redis"):
+        ServerConfig(shared_state="http://127.0.0.1:6379")
+    assert LocalState().single_use("x", capacity=1).claim(b"k", NOW + 1, NOW) is Claim.FIRST
+
+
+def test_rate_limits_are_shared_through_the_relay_app(tmp_path: Path) -> None:
+    """Two relay apps on one Redis: a source's account creations count once for both."""
+    server_key = ServerKey(os.urandom(32))
+    limits = RateLimits(account_creation=RateLimit(burst=3, per_second=0.0001))
+    config = ServerConfig(data_dir=tmp_path, rate_limits=limits, shared_state=REDIS)
+    clock = FakeClock()
+    apps = [create_app(config, storage=MemoryStorage(), clock=clock, server_key=server_key) for _ in "ab"]
+    body = {"identity_key": b64.encode(b"\x05" + bytes(32)), "registration_id": 1}
+    try:
+        with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+            codes = [
+                client.post(
+                    "/v1/accounts", json={**body, "device_secret": b64.encode(os.urandom(32))}
+                ).status_code
+                for client in (a, b, a, b, a)
+            ]
+        assert codes == [201, 201, 201, 429, 429]
+    finally:
+        for app in apps:
+            shared = app.state.relay.shared
+            _forget_everything(shared)
+            shared.close()
