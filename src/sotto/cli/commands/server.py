@@ -114,14 +114,6 @@ def server(
             "Redis, shared by every relay on the same --store (docs/scaling.md). Default: this process.",
         ),
     ] = None,
-    shared_state: Annotated[
-        str | None,
-        typer.Option(
-            metavar="URL",
-            help="A redis:// URL: keep rate limits, proof-of-work counts and single-use nonces in that "
-            "Redis, shared by every relay on the same --store (docs/scaling.md). Default: this process.",
-        ),
-    ] = None,
     record_view: Annotated[
         Path | None,
         typer.Option(
@@ -137,8 +129,6 @@ def server(
         fail("--store must be a postgresql:// URL", hint="e.g. postgresql://relay@127.0.0.1/sotto")
     if bus is not None and not bus.startswith(("nats://", "tls://", "redis://", "rediss://")):
         fail("--bus must be a nats:// or redis:// URL", hint="e.g. nats://127.0.0.1:4222")
-    if shared_state is not None and not shared_state.startswith(("redis://", "rediss://", "unix://")):
-        fail("--shared-state must be a redis:// URL", hint="e.g. redis://127.0.0.1:6379")
     if shared_state is not None and not shared_state.startswith(("redis://", "rediss://", "unix://")):
         fail("--shared-state must be a redis:// URL", hint="e.g. redis://127.0.0.1:6379")
     with reported(Where(data)):
