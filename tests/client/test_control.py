@@ -17,10 +17,14 @@ from sotto.client import control
 from sotto.client.sdk import Client
 from sotto.errors import (
     ClientError,
+    InviteError,
     MailboxFullError,
     QuotaExceededError,
     RelayError,
     RelayFullError,
+    RelayUnavailableError,
+    StoreError,
+    StoreLockedError,
     UnknownContactError,
 )
 
@@ -59,6 +63,14 @@ REQUESTS: list[control.Request] = [
     control.SendText("Bob", "hello\nthere \u202e ✓", cadence=True),
     control.SendText("Bob", "x"),
     control.SendGroupText("#Lunch", "at noon"),
+    control.CreateGroup("Lunch", ("Bob", "Carol")),
+    control.AddToGroup("Lunch", "Dan"),
+    control.SetBlocked("Bob", True),
+    control.SetBlocked("Bob", False),
+    control.RemoveContact("Bob", forget_history=True),
+    control.RotateMailboxes(),
+    control.CreateInvite(),
+    control.AcceptInvite("sotto://invite?s=a&a=b&k=c", "Alice"),
 ]
 ANSWERS: list[control.Answer] = [
     control.Status(123, True, RELAY),
@@ -66,6 +78,12 @@ ANSWERS: list[control.Answer] = [
     control.Handled(control.Outcome.UNSENT, "Bob", 2, RELAY, control.Refusal(507, "mailbox_full", "full")),
     control.Refused(control.Reason.UNKNOWN_NAME, "no such contact", ("Bob", "Carol")),
     control.Refused(control.Reason.MALFORMED, "not JSON"),
+    control.Handled(control.Outcome.QUEUED, "Lunch", 3, RELAY, None, ("Bob", "Carol"), 0),
+    control.Handled(control.Outcome.SENT, "", 0, RELAY, count=2),
+    control.Invited("sotto://invite?s=a&a=b&k=c", "sotto://invite?s=a&a=b&k=c", 1_700_000_000_000),
+    control.Refused(control.Reason.UNKNOWN_NAME, "no such group", ("#Lunch",), "group", "Dinner"),
+    control.Refused(control.Reason.FAILED, "the invite was used", kind="InviteError"),
+    control.Refused(control.Reason.FAILED, "full", refusal=control.Refusal(507, "mailbox_full", "full")),
 ]
 
 
@@ -84,7 +102,9 @@ def test_answers_round_trip_as_one_line(answer: control.Answer) -> None:
     assert control.decode_answer(line) == answer
 
 
-def test_a_text_is_never_in_a_repr() -> None:
+def test_a_text_or_a_link_is_never_in_a_repr() -> None:
+    assert "hush" not in repr(control.AcceptInvite("sotto://invite?hush", "Al"))
+    assert "hush" not in repr(control.Invited("sotto://invite?hush", "hush", 1))
     assert "secret" not in repr(control.SendText("Bob", "secret words"))
     assert "secret" not in repr(control.SendGroupText("Lunch", "secret words"))
     assert "12 bytes" in repr(control.SendText("Bob", "secret words"))
@@ -106,6 +126,11 @@ def test_a_text_is_never_in_a_repr() -> None:
             control.Reason.MALFORMED,
         ),
         (b'{"v": 1, "op": "group_send", "group": ["L"], "text": "secret words"}\n', control.Reason.MALFORMED),
+        (b'{"v": 1, "op": "group_create", "group": "L", "members": []}\n', control.Reason.MALFORMED),
+        (b'{"v": 1, "op": "group_create", "group": "L", "members": ["", "B"]}\n', control.Reason.MALFORMED),
+        (b'{"v": 1, "op": "group_create", "group": "L", "members": "B"}\n', control.Reason.MALFORMED),
+        (b'{"v": 1, "op": "block", "to": "B", "blocked": "yes"}\n', control.Reason.MALFORMED),
+        (b'{"v": 1, "op": "accept", "link": "secret"}\n', control.Reason.MALFORMED),
         (b"[" * 100_000 + b"\n", control.Reason.MALFORMED),
         (b'{"v": 1, "text": "' + b"x" * control.MAX_LINE_BYTES + b'"}\n', control.Reason.TOO_LARGE),
     ],
@@ -118,16 +143,24 @@ def test_requests_that_are_not_well_formed_raise_one_typed_error(line: bytes, re
     assert "secret" not in str(raised.value)
 
 
+def _handled(**changed: object) -> bytes:
+    fields = {"v": 1, "ok": True, "op": "handled", "outcome": "sent", "name": "B", "left": 0, "relay": "r"}
+    return json.dumps({**fields, "count": 0, **changed}).encode() + b"\n"
+
+
 @pytest.mark.parametrize(
     "line",
     [
         b'{"v": 1, "ok": "yes"}\n',
         b'{"v": 1, "ok": false, "error": "oops", "message": "m"}\n',
         b'{"v": 1, "ok": false, "error": "failed", "message": "m", "known": [1]}\n',
-        b'{"v": 1, "ok": true, "op": "send", "outcome": "lost", "name": "B", "left": 0, "relay": "r"}\n',
-        b'{"v": 1, "ok": true, "op": "send", "outcome": "sent", "name": "B", "left": true, "relay": "r"}\n',
-        b'{"v": 1, "ok": true, "op": "send", "outcome": "sent", "name": "B", "left": 0, "relay": "r", '
-        b'"refusal": 5}\n',
+        _handled(outcome="lost"),
+        _handled(left=True),
+        _handled(refusal=5),
+        _handled(members="B"),
+        b'{"v": 1, "ok": true, "op": "handled", "outcome": "sent", "name": "B", "left": 0, "relay": "r"}\n',
+        b'{"v": 1, "ok": true, "op": "invited", "link": "l", "qr_text": "q"}\n',
+        b'{"v": 1, "ok": false, "error": "failed", "message": "m", "kind": 5}\n',
         b'{"v": 1, "ok": true, "op": "status", "pid": 1, "cadence": false}\n',
         b'{"v": 1, "ok": true, "op": "dance"}\n',
     ],
@@ -152,6 +185,15 @@ def test_a_refusal_comes_back_as_the_sdks_error(code: str, kind: type[RelayError
     assert control.Refusal.of(error) == control.Refusal(error.status, code, "held")
 
 
+def test_an_sdk_error_comes_back_as_itself() -> None:
+    for error in (InviteError("used"), UnknownContactError("gone"), RelayUnavailableError("down")):
+        again = control.Refused.of(error).to_error()
+        assert type(again) is type(error) and str(again) == str(error)
+    assert type(control.Refused.of(MailboxFullError()).to_error()) is MailboxFullError
+    assert type(control.Refused.of(StoreLockedError("held")).to_error()) is StoreError
+    assert type(control.Refused(control.Reason.FAILED, "x", kind="SystemExit").to_error()) is ClientError
+
+
 def test_the_socket_is_private_and_gone_after(profile: Path) -> None:
     async def scenario() -> None:
         async with control.serving(stand_in(), profile) as path:
@@ -161,7 +203,9 @@ def test_the_socket_is_private_and_gone_after(profile: Path) -> None:
             answer = await control.ask(profile, control.AskStatus())
             assert answer == control.Status(os.getpid(), True, RELAY)
             unknown = await control.ask(profile, control.SendText("Nobody", "hi"))
-            assert unknown == control.Refused(control.Reason.UNKNOWN_NAME, "no such contact", ())
+            assert unknown == control.Refused(
+                control.Reason.UNKNOWN_NAME, "no such contact", (), "contact", "Nobody"
+            )
         assert not path.exists()
         assert await control.ask(profile, control.AskStatus()) is None
 

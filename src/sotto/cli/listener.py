@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import click
 
 from sotto.cli import render
-from sotto.cli.failures import ExitCode, Where, fail, report_send, reported
+from sotto.cli.failures import ExitCode, Where, explain, fail, report_send, reported
 from sotto.cli.names import known_names
 from sotto.client import control
 from sotto.client.sdk import Client
@@ -24,7 +25,7 @@ STATUS_TIMEOUT_S = 5.0
 """How long a command waits for a running listener to say it is there."""
 
 
-def hand_over(place: Where, request: control.SendText | control.SendGroupText) -> control.Answer | None:
+def hand_over(place: Where, request: control.Request) -> control.Answer | None:
     """The running listener's answer to ``request``, or None if no listener serves the profile."""
     with reported(place):
         try:
@@ -38,9 +39,58 @@ def hand_over(place: Where, request: control.SendText | control.SendGroupText) -
         except control.ListenerGoneError as error:
             fail(
                 f"`sotto listen` did not answer: {error}",
-                hint="the message may be queued in it: check `sotto history NAME` before sending it again",
+                hint="it may have done it: look (`sotto contacts`, `sotto history NAME`) before asking again",
                 code=ExitCode.ERROR,
             )
+
+
+def carried_out(place: Where, answer: control.Answer) -> control.Handled:
+    """The listener's answer if it carried the request out; else fail as the command would."""
+    match answer:
+        case control.Handled():
+            place.server = answer.relay
+            return answer
+        case control.Refused():
+            refused(place, answer)
+    fail("the running `sotto listen` answered something else", code=ExitCode.ERROR)
+
+
+def refused(place: Where, answer: control.Refused) -> NoReturn:
+    """Fail with the message, hint and exit code the command gives for the same failure."""
+    match answer.reason:
+        case control.Reason.UNKNOWN_NAME if answer.known is not None:
+            what = answer.what or "contact"
+            hint = known_names(f"{what}s", list(answer.known))
+            if not answer.known and what == "contact":
+                hint += ": add one with `sotto invite` or `sotto accept LINK`"
+            name = render.clean(answer.name or "")
+            fail(f"no {what} named {name!r}", hint=hint, code=ExitCode.UNKNOWN_NAME)
+        case control.Reason.UNKNOWN_NAME:
+            fail(
+                answer.message,
+                hint="`sotto contacts` lists the names you can use",
+                code=ExitCode.UNKNOWN_NAME,
+            )
+        case control.Reason.MODE:
+            fail(
+                "the running `sotto listen` is not in cadence mode: it would send this at once",
+                hint="send without --cadence, or stop it (Ctrl-C) and run `sotto listen --cadence`",
+                code=ExitCode.PROFILE_BUSY,
+            )
+        case control.Reason.FAILED:
+            said, advice, code = explain(answer.to_error(), place)
+            fail(said, hint=advice, code=code)
+    fail(f"the running `sotto listen` refused: {answer.message}", code=ExitCode.ERROR)
+
+
+def report_delivery(place: Where, handled: control.Handled, success: str, queued: str) -> None:
+    """Report a request that sent something, as the command does on its own (``success``: its
+    line when everything went out, ``queued``: when it waits for a tick)."""
+    if handled.outcome is control.Outcome.QUEUED:
+        render.done(f"{queued}: it goes out in a tick of `sotto listen --cadence`")
+        return
+    refusal = None if handled.refusal is None else handled.refusal.to_error()
+    report_send(place, handled.left, success, refusal)
 
 
 async def running(place: Where) -> control.Status | None:
@@ -82,41 +132,13 @@ async def serving(client: Client, place: Where) -> AsyncIterator[None]:
         yield
 
 
-def report(place: Where, answer: control.Answer, asked: str, *, group: bool = False) -> None:
-    """Print what ``sotto send`` (or ``group send``) prints on its own for the listener's answer
-    (``asked``: the name as typed); exit as it would."""
-    match answer:
-        case control.Refused(reason=control.Reason.UNKNOWN_NAME, known=known) if known is not None:
-            kind = "group" if group else "contact"
-            hint = known_names(f"{kind}s", list(known))
-            if not known and not group:
-                hint += ": add one with `sotto invite` or `sotto accept LINK`"
-            fail(f"no {kind} named {render.clean(asked)!r}", hint=hint, code=ExitCode.UNKNOWN_NAME)
-        case control.Refused(reason=control.Reason.UNKNOWN_NAME):
-            fail(
-                answer.message,
-                hint="`sotto contacts` lists the names you can use",
-                code=ExitCode.UNKNOWN_NAME,
-            )
-        case control.Refused(reason=control.Reason.MODE):
-            fail(
-                "the running `sotto listen` is not in cadence mode: it would send this at once",
-                hint="send without --cadence, or stop it (Ctrl-C) and run `sotto listen --cadence`",
-                code=ExitCode.PROFILE_BUSY,
-            )
-        case control.Refused():
-            fail(f"the running `sotto listen` refused: {answer.message}", code=ExitCode.ERROR)
-        case control.Handled():
-            place.server = answer.relay
-            shown = ("#" if group else "") + render.clean(answer.name)
-            match answer.outcome:
-                case control.Outcome.QUEUED:
-                    render.done(f"queued for {shown}: it goes out in a tick of `sotto listen --cadence`")
-                case control.Outcome.KEPT:
-                    render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
-                    render.next_step("nothing: the running `sotto listen` sends it when their answer arrives")
-                case _:
-                    refusal = None if answer.refusal is None else answer.refusal.to_error()
-                    report_send(place, answer.left, f"sent to {shown}", refusal)
-        case control.Status():
-            fail("the running `sotto listen` answered something else", code=ExitCode.ERROR)
+def report(place: Where, answer: control.Answer, *, group: bool = False) -> None:
+    """Print what ``sotto send`` (or ``group send``) prints on its own for the listener's answer;
+    exit as it would."""
+    handled = carried_out(place, answer)
+    shown = ("#" if group else "") + render.clean(handled.name)
+    if handled.outcome is control.Outcome.KEPT:
+        render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
+        render.next_step("nothing: the running `sotto listen` sends it when their answer arrives")
+        return
+    report_delivery(place, handled, f"sent to {shown}", f"queued for {shown}")

@@ -82,7 +82,7 @@ def send(
     message = message_text(text, text_file)
     answer = listener.hand_over(place, control.SendGroupText(group, message))
     if answer is not None:
-        listener.report(place, answer, group, group=True)
+        listener.report(place, answer, group=True)
         return
 
     async def work() -> None:

@@ -100,7 +100,7 @@ def send(
     message = message_text(text, text_file)
     answer = listener.hand_over(place, control.SendText(name, message, cadence))
     if answer is not None:
-        listener.report(place, answer, name)
+        listener.report(place, answer)
         return
 
     async def work() -> None:
