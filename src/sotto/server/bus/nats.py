@@ -20,6 +20,11 @@ CONNECT_TIMEOUT = 2
 """Seconds to wait for the server when connecting."""
 RECONNECT_WAIT = 0.25
 """Seconds between reconnection attempts after the connection is lost."""
+PING_INTERVAL = 5
+"""Seconds between the client's pings; after :data:`MAX_OUTSTANDING_PINGS` unanswered, it counts the
+connection lost (a server that stops answering without closing it is noticed in about 10 to 15 s,
+not the client's default of minutes)."""
+MAX_OUTSTANDING_PINGS = 2
 
 
 class NatsDoorbell:
@@ -59,6 +64,8 @@ class NatsDoorbell:
                     connect_timeout=CONNECT_TIMEOUT,
                     reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # seconds, a float works
                     max_reconnect_attempts=-1,
+                    ping_interval=PING_INTERVAL,
+                    max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                     allow_reconnect=True,
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
