@@ -173,6 +173,7 @@ class ChatApp(App[None]):
         self.conversations.show(load_summaries(self.client))
         self.conversations.focus()
         self.log_view.open(None, self._names)
+        self.connected = self.ever_connected = self.live and self.client.connected
         self.refresh_status()
         if self.live:
             self.receive()

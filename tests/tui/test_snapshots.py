@@ -1,0 +1,85 @@
+"""Snapshots of the chat app at 80×24 and 120×40 (pytest-textual-snapshot; the SVGs are in
+``__snapshots__/``; ``pytest tests/tui/test_snapshots.py --snapshot-update`` writes them anew
+after a deliberate change, to be looked at before committing).
+
+Deterministic by construction: a store seeded from a fixed seed with fixed times, the clock
+frozen at 12:30 UTC on 2026-12-07, the dark theme, no cursor blink, the app not listening,
+and every worker finished before the screenshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from textual.pilot import Pilot
+
+from sotto.client.sdk import Client
+from sotto.tui.app import ChatApp
+from tests.tui.conftest import open_seeded, seeded_app
+from tests.tui.seed import small_world
+
+Compare = Callable[..., bool]
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+
+@pytest.fixture
+def app() -> Iterator[ChatApp]:
+    client: Client = asyncio.run(open_seeded(small_world()))
+    try:
+        yield seeded_app(client)
+    finally:
+        asyncio.run(client.close())
+
+
+def keys(*pressed: str) -> Callable[[Pilot[None]], Awaitable[None]]:
+    """Freeze what could move, press ``pressed``, and wait until every worker is done."""
+
+    async def before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        app.theme = "textual-dark"
+        app.composer.cursor_blink = False
+        app.command_line.cursor_blink = False
+        await pilot.pause()
+        await pilot.press(*pressed)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_start(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_conversation_open(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys("enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_pending_message_and_draft(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys("j", "enter", "i", *"a draft"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_group(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys("j", "j", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_search_match(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys("enter", "slash", *"usual", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_command_line(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys("a"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=keys("question_mark"))
