@@ -107,14 +107,35 @@ def test_two_people_talk_through_a_forwarder_and_the_relay_sees_only_the_forward
     assert len({r.conn for r in inner}) == len(inner)
 
 
-def test_a_plain_listen_through_a_forwarder_is_refused_with_the_way_out(
+def test_a_plain_listen_through_a_forwarder_receives_by_long_polls(
     sotto: Sotto, stack: Stack, tmp_path: Path
 ) -> None:
+    """Default mode (no --cadence): ``sotto listen`` takes what waits by long polls, one sealed
+    request per mailbox, and ``sotto send`` sends at once."""
     alice = _init(sotto, stack, tmp_path / "alice", "Alice")
-    for args in (("listen",), ("listen", "--once")):
-        result = sotto(*args, "--timeout", "2", "--profile", alice)
-        assert result.exit_code == ExitCode.USAGE, result.output
-        assert "does not carry" in flat(result.output) and "sotto listen --cadence" in flat(result.output)
+    bob = _init(sotto, stack, tmp_path / "bob", "Bob")
+    invite = sotto("invite", "--profile", alice)
+    assert invite.exit_code == 0, invite.output
+    link = re.search(r"sotto://invite\?[^\s']+", invite.output)
+    assert link is not None
+    assert sotto("accept", link.group(0), "--name", "Alice", "--profile", bob).exit_code == 0
+    plain = ("listen", "--once", "--timeout", "8")
+    seen = ""
+    for _ in range(6):
+        for profile in (alice, bob):
+            result = sotto(*plain, "--profile", profile)
+            assert result.exit_code == 0, result.output
+        sent = sotto("send", "Alice", "no", "tick", "needed", "--profile", bob)
+        if sent.exit_code == 0:
+            break
+    assert sent.exit_code == 0, sent.output
+    for _ in range(3):
+        seen += sotto(*plain, "--profile", alice).output
+        if "no tick needed" in flat(seen):
+            break
+    assert "no tick needed" in flat(seen), seen
+    polls = [r for r in read_view(stack.view) if isinstance(r, HttpExchange) and r.path.endswith("/poll")]
+    assert polls and all(r.addr is None for r in polls)
 
 
 def test_a_damaged_setting_fails_rather_than_going_direct(sotto: Sotto, stack: Stack, tmp_path: Path) -> None:

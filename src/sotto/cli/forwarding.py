@@ -7,8 +7,8 @@ cannot swap in a key of its own). From then on every command of the profile seal
 to the relay and sends it through the forwarder, so the relay never sees the device's address.
 Delete the file to go direct again.
 
-The forwarder carries HTTP requests only, not the delivery WebSocket: receiving is cadence mode
-(``sotto listen --cadence``); a plain ``sotto listen`` is refused with a clear message.
+The forwarder carries HTTP requests only, not the delivery WebSocket: a plain ``sotto listen``
+receives by long polls (:mod:`sotto.client.longpoll`), ``sotto listen --cadence`` by its polls.
 """
 
 from __future__ import annotations

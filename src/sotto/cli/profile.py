@@ -218,18 +218,12 @@ def need_profile(place: Where) -> None:
 async def opened(place: Where, *, cadence: bool = False, push: bool = False) -> AsyncIterator[Client]:
     """The profile's client, unlocked with its passphrase, closed when the block ends; through
     the profile's forwarder if it has one (:mod:`sotto.cli.forwarding`). ``push``: the command
-    waits for deliveries on the WebSocket, which a forwarder does not carry (refused then).
+    waits for deliveries (on the WebSocket, or by long polls through a forwarder).
     While a ``sotto listen`` holds the profile, fails saying so (exit 7)."""
     need_profile(place)
     await listener.refuse_if_running(place)
+    # Through a forwarder, default mode receives by long polls (sotto.client.longpoll).
     forwarder = forwarder_of(place)
-    if forwarder is not None and push and not cadence:
-        fail(
-            f"this profile reaches its relay through the forwarder {forwarder.forwarder}, which "
-            "does not carry the relay's pushes (the WebSocket) yet",
-            hint="receive in cadence mode: `sotto listen --cadence` (add --once to take what waits and exit)",
-            code=ExitCode.USAGE,
-        )
     secret = passphrase()
     network = None if forwarder is None else forwarder.network()
     try:

@@ -67,12 +67,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-in-flight", type=int, default=defaults.max_in_flight, help="requests held at once, in all"
     )
+    parser.add_argument(
+        "--max-held",
+        type=int,
+        default=defaults.max_held,
+        help="long polls carried at once, each a connection to the relay (which must admit that "
+        "many from this address besides --max-connections: sotto server --per-address)",
+    )
     args = parser.parse_args(argv)
     config = ForwarderConfig(
         relay_url=args.relay,
         per_source=RateLimit(burst=args.burst, per_second=args.per_second),
         max_connections=args.max_connections,
         max_in_flight=args.max_in_flight,
+        max_held=args.max_held,
+        max_held_per_source=min(defaults.max_held_per_source, args.max_held),
     )
     serve(config, args.host, args.port)
 

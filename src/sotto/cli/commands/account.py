@@ -35,7 +35,7 @@ def init(
             "-f",
             envvar="SOTTO_FORWARDER",
             help="Reach the relay only through this forwarder (`sotto forwarder`), sealed, so the "
-            "relay never sees your address; receive with `sotto listen --cadence`.",
+            "relay never sees your address; `sotto listen` receives by long polls through it.",
             show_default=False,
         ),
     ] = None,
@@ -78,7 +78,7 @@ def init(
     render.dim(f"  profile: {place.profile} (encrypted with your passphrase; there is no recovery)")
     if forwarder is not None:
         render.dim(
-            f"  every request goes through the forwarder {forwarder}; receive with `sotto listen --cadence`"
+            f"  every request goes through the forwarder {forwarder}; `sotto listen` receives through it"
         )
     render.next_step("`sotto invite` to invite someone, or `sotto accept LINK` to use an invite")
 
