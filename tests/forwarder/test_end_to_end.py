@@ -15,6 +15,7 @@ refused at the gateway without reaching the relay app.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,12 +45,15 @@ class Capture:
     app: ASGIApp
     inbound: list[bytes] = field(default_factory=list)
     outbound: list[bytes] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    """The path of each ``inbound`` body."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_captured() -> Message:
             message = await receive()
             if message["type"] == "http.request":
                 self.inbound.append(message.get("body", b""))
+                self.paths.append(scope.get("path", ""))
             return message
 
         async def send_captured(message: Message) -> None:
@@ -218,9 +222,21 @@ def test_the_forwarders_carry_only_ciphertext_and_log_nothing_that_names_anyone(
     for body in carried:
         for secret in secrets:
             assert secret not in body
-    # every request body is an Encapsulated Request to the relay's key
-    requests = [b for b in stack.capture.inbound if b]
-    assert all(b[0] == 1 and b[1:3] == b"\x00\x20" for b in requests)
+    # every request body is an Encapsulated Request to the relay's key, or (cadence mode's
+    # schedule) JSON whose every slot carries one, with ids and instants beside it
+    requests = [b for b, path in zip(stack.capture.inbound, stack.capture.paths, strict=True) if b]
+    sealed = [b for b in requests if not b.startswith(b"{")]
+    schedules = [json.loads(b) for b in requests if b.startswith(b"{")]
+    assert sealed and schedules
+    for body in schedules:
+        assert set(body) <= {"slots", "cancel", "ack"}
+        for slot in body.get("slots", []):
+            assert set(slot) <= {"id", "at", "request", "replaces"}
+            assert len(b64.decode(slot["id"])) == 16
+            request = b64.decode(slot["request"])
+            assert request[0] == 1 and request[1:3] == b"\x00\x20"
+    assert all(b[0] == 1 and b[1:3] == b"\x00\x20" for b in sealed)
+    assert {p for p in stack.capture.paths if not p.startswith("/v1/schedules/")} == {FORWARD_PATH}
     log = stack.forwarder_log.read_bytes()
     for secret in secrets:
         assert secret not in log
@@ -231,7 +247,7 @@ def test_bad_encapsulations_through_a_forwarder_are_refused_before_the_relay_app
     stack: Stack, conversation: object
 ) -> None:
     seen_before = len(settled_view(stack.view))
-    replayed = next(b for b in stack.capture.inbound if len(b) > 100)
+    replayed = next(b for b in stack.capture.inbound if len(b) > 100 and not b.startswith(b"{"))
     wrong_key = bytes([replayed[0] ^ 0xFF]) + replayed[1:]
     headers = {"content-type": ohttp.REQUEST_MEDIA_TYPE}
     with httpx.Client(timeout=10, transport=httpx.HTTPTransport(local_address=ALICE_ADDR)) as http:
@@ -257,8 +273,16 @@ def test_bad_encapsulations_through_a_forwarder_are_refused_before_the_relay_app
         assert answer.json()["code"] == code
     assert oversized.status_code == 413  # refused by the forwarder: the relay never saw it
     assert at_gateway.status_code == 413 and at_gateway.json()["code"] == "too_large"
-    # a record is written once its answer went out: wait for the last one
+
+    # a record is written once its answer went out: wait for the last one. The closed clients'
+    # schedules still go on at the forwarder meanwhile (polls and sends, answered 2xx).
+    def refused() -> list[HttpExchange]:
+        after = read_view(stack.view)[seen_before:]
+        return [r for r in after if isinstance(r, HttpExchange) and r.status >= 400]
+
     deadline = time.monotonic() + 10
-    while len(after := read_view(stack.view)[seen_before:]) < 5 and time.monotonic() < deadline:
+    while len(refused()) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [r.path for r in after if isinstance(r, HttpExchange)] == ["/v1/gateway"] * 5
+    assert [r.path for r in refused()] == ["/v1/gateway"] * 5
+    after = [r for r in read_view(stack.view)[seen_before:] if isinstance(r, HttpExchange)]
+    assert {r.path.rsplit("/", 1)[-1] for r in after} <= {"gateway", "poll", "messages"}

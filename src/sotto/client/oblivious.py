@@ -33,6 +33,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+import weakref
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ __all__ = [
     "UnroutableRelayError",
     "fetch_key_config",
     "oblivious_network",
+    "oblivious_transport_of",
     "refuse_websocket",
 ]
 
@@ -102,6 +104,9 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
         clock: Callable[[], float] = time.time,
         timeout: float = HTTP_TIMEOUT_S,
     ) -> None:
+        self.forwarder_url = forwarder_url.rstrip("/")
+        self.local_address = local_address
+        self.relay_url = relay_url.rstrip("/")
         self._target = forwarder_url.rstrip("/") + FORWARD_PATH
         self._hold_target = forwarder_url.rstrip("/") + HOLD_PATH
         self._config = config
@@ -193,6 +198,61 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
         if not self._closed:
             self._closed = True
             await self._http.aclose()
+
+    # For requests sealed now and sent later by someone else (``sotto.client.schedule``).
+    @property
+    def date_offset(self) -> float:
+        """Seconds added to our clock for Date, learnt from the gateway's refusals."""
+        return self._offset
+
+    def seal(
+        self, method: str, path: str, headers: tuple[tuple[bytes, bytes], ...], content: bytes, date: float
+    ) -> tuple[bytes, ohttp.ResponseContext]:
+        """The Encapsulated Request of one call to our relay, dated ``date`` (gateway clock, unix
+        seconds), and the context that opens its answer. ObliviousHttpError if it does not fit."""
+        scheme, authority = self._origin
+        inner = bhttp.Request(
+            method.encode("ascii"),
+            scheme.encode("ascii"),
+            authority.encode("ascii"),
+            path.encode("ascii"),
+            (*headers, (b"date", _http_date(date))),
+            content,
+        )
+        try:
+            encoded = bhttp.encode_request(inner)
+        except bhttp.BinaryHttpError as e:
+            raise ohttp.ObliviousHttpError(str(e)) from None
+        return ohttp.encapsulate_request(self._config, encoded, self._rng)
+
+    def open_sealed(
+        self, context: ohttp.ResponseContext, status: int, media_type: str, body: bytes
+    ) -> httpx.Response:
+        """The relay's answer to a sealed request sent later, as :meth:`handle_async_request`
+        would have returned it; a gateway date refusal moves our Date offset for next time."""
+        if status in (502, 503, 504):
+            raise ForwarderUnavailableError(f"the forwarder got {status}")
+        if status != 200 or media_type != ohttp.RESPONSE_MEDIA_TYPE:
+            return _translated(status, body)
+        try:
+            answer = bhttp.decode_response(ohttp.decapsulate_response(context, body))
+        except (ohttp.ObliviousHttpError, bhttp.BinaryHttpError):
+            raise ForwarderUnavailableError("an answer that does not open") from None
+        if (b"content-type", b"application/problem+json") in answer.headers:
+            date = _refused_date(answer)
+            if date is not None:
+                self._offset = date - self._clock()
+            return _translated(answer.status, answer.content)
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers]
+        return httpx.Response(answer.status, headers=headers, content=answer.content)
+
+
+_TRANSPORTS: weakref.WeakKeyDictionary[HttpNetwork, ObliviousTransport] = weakref.WeakKeyDictionary()
+
+
+def oblivious_transport_of(network: object) -> ObliviousTransport | None:
+    """The transport of a network :func:`oblivious_network` made (None for any other)."""
+    return _TRANSPORTS.get(network) if isinstance(network, HttpNetwork) else None
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -287,7 +347,7 @@ def oblivious_network(
         clock=time.time if clock_ms is None else (lambda: clock_ms() / 1000),
         timeout=timeout,
     )
-    return HttpNetwork(
+    network = HttpNetwork(
         timeout=timeout,
         transport=oblivious,
         fresh_transport=oblivious,
@@ -296,3 +356,5 @@ def oblivious_network(
         clock_ms=clock_ms,
         long_poll=True,
     )
+    _TRANSPORTS[network] = oblivious
+    return network

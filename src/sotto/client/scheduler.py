@@ -35,6 +35,11 @@ the steps at their own random instants (exponential waits, as in default mode).
 
 The plan is pure (:mod:`sotto.client.cadence`); this module only waits for its instants, on the
 engine's :class:`~sotto.client.clock.Clock`, and runs the engine's steps.
+
+Through a forwarder (:func:`sotto.client.oblivious.oblivious_network`), cadence mode leaves its
+next ticks' requests at the forwarder instead of sending each at its instant
+(:class:`sotto.client.schedule.ScheduledCadence`), so they go on while the device is offline;
+:data:`SCHEDULE_AT_FORWARDER` turns that off.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from sotto.client import cadence as cadence_plan
 from sotto.client.flows import mailboxes as mailbox_flow
 from sotto.client.flows import sending
 from sotto.client.flows.mailboxes import registration_for
+from sotto.client.oblivious import oblivious_transport_of
+from sotto.client.schedule import ScheduledCadence
 from sotto.client.transport import DrainConnection
 from sotto.crypto.ed25519 import SigningKey
 from sotto.errors import RelayError, RelayUnavailableError
@@ -74,6 +81,8 @@ POLL_LIMIT = 32
 RETRY_MIN_S = 0.25
 RETRY_MAX_S = 30.0
 """Back-off while the relay's tick cannot be read."""
+SCHEDULE_AT_FORWARDER = True
+"""Through a forwarder, keep the coming ticks' requests there (:mod:`sotto.client.schedule`)."""
 
 
 Loop = Coroutine[Any, Any, None]
@@ -324,6 +333,7 @@ class CadenceScheduler:
         self._last_tick_start = 0.0
         self._next_chore = math.inf
         """When the next chore is due (Unix seconds): at random instants between the steps."""
+        self._scheduled: ScheduledCadence | None = None
 
     @property
     def tick_seconds(self) -> int | None:
@@ -334,7 +344,9 @@ class CadenceScheduler:
         return [("sotto-cadence", self.run())]
 
     async def close(self) -> None:
-        return None  # every request had a connection of its own
+        # Every request had a connection of its own; a schedule's slots stay at the forwarder.
+        if self._scheduled is not None:
+            await self._scheduled.aclose()
 
     async def after_send(self, *, started: bool) -> None:
         return None  # the next tick takes it
@@ -367,6 +379,13 @@ class CadenceScheduler:
         self._tick_seconds = tick_seconds
         engine.mark_connected()
         self._next_chore = engine.now_ms() / 1000 + engine.chore_delay()
+        oblivious = oblivious_transport_of(engine.network)
+        if oblivious is not None and SCHEDULE_AT_FORWARDER:
+            self._scheduled = ScheduledCadence(
+                engine, oblivious, plan=self._plan, sleep_until=self._sleep_until, tick_done=self._tick_done
+            )
+            await self._scheduled.run(tick_seconds)
+            return
         tick = cadence_plan.tick_of(engine.now_ms() / 1000, tick_seconds) + 1
         while True:
             # Wait for the tick to begin, then plan it with the state at its start.
@@ -392,6 +411,11 @@ class CadenceScheduler:
             # After an overrun (a slow relay), the next tick runs late; ticks missed whole are
             # skipped, not caught up.
             tick = max(tick + 1, cadence_plan.tick_of(engine.now_ms() / 1000, tick_seconds))
+
+    async def _tick_done(self, start: float) -> None:
+        async with self._ticks_done:
+            self._last_tick_start = max(self._last_tick_start, start)
+            self._ticks_done.notify_all()
 
     async def wait_for_tick(self, after_unix_s: float, timeout: float) -> None:
         """Until a tick that started at or after ``after_unix_s`` is done (or ``timeout``)."""

@@ -1,0 +1,550 @@
+"""Cadence mode through a forwarder: the next ticks' requests left at the forwarder ahead of
+time, so the relay sees the same cadence whether the device is on or off (``docs/metadata.md``,
+"Outages").
+
+:class:`ScheduledCadence` keeps, at the forwarder (:mod:`sotto.forwarder.schedule`), the sealed
+requests of every tick from the next one to :func:`horizon_ticks` ahead: per tick, one poll per
+mailbox we hold and one send per contact, each at its own random instant
+(:func:`sotto.client.cadence.plan_tick`), built now and dated with that instant (the gateway's
+``Date``; a poll's mailbox signature carries that instant less :data:`SIGN_LEAD_MS`, so a
+forwarder clock slightly ahead of the relay's is still in its window). The forwarder sends each
+to the relay at its instant and keeps the sealed answer; we collect the answers (each opened
+with the context we kept for it), consume what the polls brought and confirm what the sends
+delivered.
+
+While we are online, at the start of each tick we build the *next* tick again in full and
+replace its slots at the forwarder: the polls then carry the acknowledgements of what we have
+read, a contact with an envelope queued gets it instead of the cover built ahead (the cover is
+spent: a skipped message key at the contact), a contact with nothing queued gets the same cover
+sealed anew. Every slot of the tick is replaced, real or not, so the forwarder cannot tell which
+carry messages. Then we top the schedule up to the horizon.
+
+Offline, nothing of this happens, and the forwarder releases what it holds: polls with no
+acknowledgements (the relay hands out the same envelopes again, which we drop as seen when we
+consume them later) and covers. Back online, we collect everything kept, consume it, and go on.
+
+What the relay can still see: envelopes it handed out and that stay unacknowledged while we are
+away (only when someone wrote to us meanwhile), and a gap if an outage outlasts the horizon.
+What the forwarder sees: our address, when we come and go (it did before, by our requests), the
+number of slots per tick, and sizes; it holds no mailbox id and reads nothing it carries.
+
+Memory only: a restarted client starts a new schedule; the old one's remaining slots are still
+released (the relay sees a second set of requests until it runs out), their answers go unread
+(a poll's envelopes stay at the relay until a later poll acknowledges them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+
+from sotto.client import cadence as cadence_plan
+from sotto.client.flows import mailboxes as mailbox_flow
+from sotto.client.flows import sending
+from sotto.client.oblivious import ForwarderUnavailableError, ObliviousTransport
+from sotto.client.transport import HTTP_TIMEOUT_S, mailbox_auth
+from sotto.crypto.ed25519 import SigningKey
+from sotto.errors import DecodeError, RelayUnavailableError
+from sotto.store.interfaces import Transaction
+from sotto.store.model import ContactId, MailboxId, OutboxItem, OutboxItemId, ReceiptKind
+from sotto.wire import api, auth, b64, frames, ohttp
+from sotto.wire.limits import MAX_ACK_IDS_PER_FRAME
+
+if TYPE_CHECKING:
+    from sotto.client.runtime import Engine
+
+__all__ = [
+    "HORIZON_S",
+    "MAX_HORIZON_TICKS",
+    "SCHEDULES_PATH",
+    "SIGN_LEAD_MS",
+    "ScheduleError",
+    "ScheduledCadence",
+    "horizon_ticks",
+]
+
+log = logging.getLogger("sotto.client")
+
+SCHEDULES_PATH: Final = "/v1/schedules/"
+HORIZON_S: Final = 2 * 3600
+"""How far ahead the schedule reaches: an outage up to this long leaves no gap."""
+MAX_HORIZON_TICKS: Final = 48
+"""Ticks held ahead at most, whatever the tick (a short tick would otherwise mean thousands)."""
+SIGN_LEAD_MS: Final = 1_000
+"""A pre-built poll's signature time is its instant less this."""
+COLLECT_AFTER_S: Final = 1.0
+"""How long after a slot's instant we ask for its answer (at most a quarter tick)."""
+LOST_AFTER_S: Final = 60.0
+"""A slot whose answer has not come this long after its instant is given up (its envelope, if
+any, is sent again in a later slot; the relay deduplicates it)."""
+UPLOAD_BATCH: Final = 256
+POLL_LIMIT: Final = 32
+
+
+class ScheduleError(RelayUnavailableError):
+    """The forwarder refused a schedule request, or could not be reached."""
+
+
+def horizon_ticks(tick_seconds: int, horizon_s: float = HORIZON_S) -> int:
+    """Ticks held ahead: ``horizon_s`` of them, at least 2, at most :data:`MAX_HORIZON_TICKS`."""
+    return max(2, min(MAX_HORIZON_TICKS, math.ceil(horizon_s / tick_seconds)))
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One slot we left at the forwarder (or tried to)."""
+
+    slot_id: bytes
+    tick: int
+    at: float
+    context: ohttp.ResponseContext
+    mailbox_id: MailboxId
+    poll: bool
+    acks: tuple[bytes, ...] = ()
+    contact_id: ContactId | None = None
+    item: OutboxItem | None = None
+    """The envelope a send slot carries."""
+    cover: bool = False
+
+
+@dataclass(slots=True)
+class _Built:
+    slot: _Slot
+    request: bytes
+    replaces: bytes | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    slots: dict[bytes, _Slot] = field(default_factory=dict)
+    acks: dict[MailboxId, list[bytes]] = field(default_factory=dict)
+    """Per mailbox: envelopes consumed and not yet acknowledged by a poll that reached the relay."""
+    in_flight: dict[OutboxItemId, bytes] = field(default_factory=dict)
+    """Queued envelopes placed in a slot whose answer we await (item → slot id)."""
+    collected: list[bytes] = field(default_factory=list)
+    """Answers handled, to acknowledge to the forwarder on the next collect."""
+    built_to: int = 0
+    """The last tick built ahead."""
+
+
+class ScheduledCadence:
+    """Cadence mode with the schedule at the forwarder (see the module's note).
+
+    ``plan`` makes a tick's plan in a transaction (the scheduler's); ``sleep_until`` waits until
+    a unix time, running the engine's chores on the way; ``tick_done`` is told each tick's
+    start once its answers are in."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        oblivious: ObliviousTransport,
+        *,
+        plan: Callable[..., cadence_plan.TickPlan],
+        sleep_until: Callable[[float], Awaitable[None]],
+        tick_done: Callable[[float], Awaitable[None]],
+        horizon_s: float = HORIZON_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._engine = engine
+        self._oblivious = oblivious
+        self._plan = plan
+        self._sleep_until = sleep_until
+        self._tick_done = tick_done
+        self._horizon_s = horizon_s
+        self._capability = b64.encode(engine.rng(32))
+        self._base = f"{oblivious.forwarder_url}{SCHEDULES_PATH}{self._capability}"
+        self._http = httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT_S,
+            transport=transport or httpx.AsyncHTTPTransport(local_address=oblivious.local_address),
+            follow_redirects=False,
+            headers={"user-agent": "sotto", "accept-encoding": "identity"},
+        )
+        self._state = _State()
+        self._sign_offset_ms = 0
+        self._done_to = -1
+        self._ahead_shape: frozenset[tuple[bool, MailboxId]] | None = None
+        """The polls and contact sends of the ticks built ahead."""
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, tick_seconds: int) -> None:
+        """From the next whole tick on, for ever (cancelled when the engine closes)."""
+        self._tick = tick_seconds
+        collect_after = min(COLLECT_AFTER_S, tick_seconds / 4)
+        tick = cadence_plan.tick_of(self._now(), tick_seconds) + 1
+        self._state.built_to = tick - 1
+        try:
+            await self._rebuild(tick)
+        except Exception as e:
+            log.info("schedule not started: %s", type(e).__name__)
+        await self._top_up()
+        while True:
+            start = cadence_plan.tick_start(tick, tick_seconds)
+            points = sorted(
+                s.at + collect_after for s in self._state.slots.values() if s.at + collect_after < start
+            )
+            upcoming = [p for p in points if p > self._now()]
+            wake = min([start, *upcoming[:1]])
+            await self._sleep_until(wake)
+            reachable = await self._collect_all()
+            if self._now() >= start and not reachable:
+                tick = max(tick, cadence_plan.tick_of(self._now(), tick_seconds)) + 1
+            elif self._now() >= start:
+                # Tick ``tick`` has begun (its slots are at the forwarder): build the next again.
+                tick = max(tick, cadence_plan.tick_of(self._now(), tick_seconds)) + 1
+                try:
+                    await self._rebuild(tick)
+                except Exception as e:  # the slots built ahead go out instead
+                    log.info("schedule not refreshed: %s", type(e).__name__)
+                await self._top_up()
+            await self._report_done()
+
+    def _now(self) -> float:
+        return self._engine.now_ms() / 1000
+
+    async def _report_done(self) -> None:
+        """Tell the scheduler about each tick whose instants are past and whose answers are in."""
+        now = self._now()
+        open_ticks = [s.tick for s in self._state.slots.values()]
+        current = cadence_plan.tick_of(now, self._tick)
+        done = min([*open_ticks, current]) - 1
+        if done > self._done_to:
+            self._done_to = done
+            await self._tick_done(cadence_plan.tick_start(done, self._tick))
+
+    # ------------------------------------------------------------------ building
+    async def _rebuild(self, tick: int) -> None:
+        """Build ``tick`` in full from the state now and replace its slots at the forwarder."""
+        engine = self._engine
+        plan: cadence_plan.TickPlan = await engine.transaction(
+            partial(self._plan, tick=tick, tick_seconds=self._tick)
+        )
+        old = [s for s in self._state.slots.values() if s.tick == tick]
+        old_polls = {s.mailbox_id: s for s in old if s.poll}
+        old_sends = {s.mailbox_id: s for s in old if not s.poll}
+        seeds = await engine.transaction(lambda tx: mailbox_flow.to_drain(tx, engine.now_ms()))
+        built: list[_Built] = []
+        for step in plan.steps:
+            if isinstance(step, cadence_plan.Poll):
+                seed = seeds.get(step.mailbox_id)
+                if seed is None:
+                    continue
+                acks = tuple(self._state.acks.get(step.mailbox_id, ())[:MAX_ACK_IDS_PER_FRAME])
+                slot = self._poll_slot(tick, step.at, step.mailbox_id, SigningKey(seed), acks)
+                replaced = old_polls.pop(step.mailbox_id, None)
+            else:
+                replaced = old_sends.pop(step.mailbox_id, None)
+                item, cover = await self._envelope_for(step, replaced)
+                if item is None:
+                    continue
+                slot = self._send_slot(tick, step.at, item, step.contact_id, cover=cover)
+            built.append(_Built(slot[0], slot[1], None if replaced is None else replaced.slot_id))
+        cancel = [s.slot_id for s in (*old_polls.values(), *old_sends.values())]
+        await self._upload(built, cancel)
+        if self._ahead_shape is not None and _shape(plan) != self._ahead_shape:
+            # A contact or a mailbox came or went: the ticks built ahead no longer look like
+            # ours. Build them again (their covers are spent).
+            later = [s.slot_id for s in self._state.slots.values() if s.tick > tick]
+            await self._upload([], later)
+            self._state.built_to = tick
+            self._ahead_shape = None
+
+    async def _top_up(self) -> None:
+        """Build the ticks after the last one built, up to the horizon, each with covers and
+        polls that acknowledge nothing."""
+        now = self._now()
+        last = cadence_plan.tick_of(now, self._tick) + horizon_ticks(self._tick, self._horizon_s)
+        first = max(self._state.built_to + 1, cadence_plan.tick_of(now, self._tick) + 2)
+        try:
+            for tick in range(first, last + 1):
+                await self._upload(await self._ahead(tick), [])
+                self._state.built_to = tick
+        except Exception as e:  # the next tick tries again
+            log.info("schedule not topped up: %s", type(e).__name__)
+
+    async def _ahead(self, tick: int) -> list[_Built]:
+        engine = self._engine
+        plan: cadence_plan.TickPlan = await engine.transaction(
+            partial(self._plan, tick=tick, tick_seconds=self._tick)
+        )
+        self._ahead_shape = _shape(plan)
+        seeds = await engine.transaction(lambda tx: mailbox_flow.to_drain(tx, engine.now_ms()))
+        built: list[_Built] = []
+        for step in plan.steps:
+            if isinstance(step, cadence_plan.Poll):
+                seed = seeds.get(step.mailbox_id)
+                if seed is not None:
+                    slot, request = self._poll_slot(tick, step.at, step.mailbox_id, SigningKey(seed), ())
+                    built.append(_Built(slot, request))
+            elif step.contact_id is not None:
+                cover = await self._new_cover(step.contact_id)
+                if cover is not None:
+                    slot, request = self._send_slot(tick, step.at, cover, step.contact_id, cover=True)
+                    built.append(_Built(slot, request))
+        return built
+
+    async def _envelope_for(
+        self, step: cadence_plan.Send, replaced: _Slot | None
+    ) -> tuple[OutboxItem | None, bool]:
+        """The envelope for a send step: the oldest queued for its mailbox and not already in a
+        slot; else (a contact's step) the cover built ahead for it, or a new cover."""
+        engine = self._engine
+        busy = set(self._state.in_flight)
+        if replaced is not None and replaced.item is not None and not replaced.cover:
+            busy.discard(replaced.item.item_id)  # it is being replaced: it may go again here
+        item = await engine.transaction(partial(_oldest_free, mailbox_id=step.mailbox_id, busy=busy))
+        if item is not None:
+            return item, False
+        if step.contact_id is None:
+            return None, False
+        kept = replaced.item if replaced is not None and replaced.cover else None
+        if kept is not None and kept.mailbox_id == step.mailbox_id:
+            return kept, True
+        return await self._new_cover(step.contact_id), True
+
+    async def _new_cover(self, contact_id: ContactId) -> OutboxItem | None:
+        engine = self._engine
+        contact = engine.read(lambda tx: tx.contacts.get(contact_id))
+        if contact is None:
+            return None
+        async with engine.peers([contact.address.name]):
+            return await engine.transaction(partial(self._cover_in, contact_id=contact_id))
+
+    def _cover_in(self, tx: Transaction, *, contact_id: ContactId) -> OutboxItem | None:
+        """A cover envelope for the contact, sealed now and kept in memory only."""
+        contact = tx.contacts.get(contact_id)
+        theirs = tx.their_mailboxes.get(contact_id)
+        if contact is None or theirs is None:
+            return None
+        before = {i.item_id for i in tx.outbox.all()}
+        if not sending.send_cover(self._engine.context(tx), contact):
+            return None
+        made = [i for i in tx.outbox.all() if i.item_id not in before]
+        for item in made:
+            tx.outbox.remove(item.item_id)
+        return made[-1] if made else None
+
+    def _poll_slot(
+        self, tick: int, at: float, mailbox_id: MailboxId, key: SigningKey, acks: tuple[bytes, ...]
+    ) -> tuple[_Slot, bytes]:
+        path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/poll"
+        body = api.Poll(ack=list(acks), limit=POLL_LIMIT).model_dump_json().encode()
+        sign_ms = int(at * 1000) - SIGN_LEAD_MS + self._sign_offset_ms
+        header = mailbox_auth(key, "POST", path, body, unix_ms=sign_ms)
+        headers = ((b"content-type", b"application/json"), (b"sotto-mailbox-auth", header.encode("ascii")))
+        request, context = self._seal("POST", path, headers, body, at)
+        slot = _Slot(self._engine.rng(16), tick, at, context, mailbox_id, poll=True, acks=acks)
+        return slot, request
+
+    def _send_slot(
+        self, tick: int, at: float, item: OutboxItem, contact_id: ContactId | None, *, cover: bool
+    ) -> tuple[_Slot, bytes]:
+        path = f"/v1/mailboxes/{b64.encode(item.mailbox_id)}/messages"
+        body = api.SendMessage(message_id=item.message_id, payload=item.payload).model_dump_json().encode()
+        headers = (
+            (b"content-type", b"application/json"),
+            (b"sotto-delivery-token", b64.encode(item.delivery_token).encode("ascii")),
+        )
+        request, context = self._seal("POST", path, headers, body, at)
+        slot = _Slot(
+            self._engine.rng(16),
+            tick,
+            at,
+            context,
+            item.mailbox_id,
+            poll=False,
+            contact_id=contact_id,
+            item=item,
+            cover=cover,
+        )
+        return slot, request
+
+    def _seal(
+        self, method: str, path: str, headers: tuple[tuple[bytes, bytes], ...], body: bytes, at: float
+    ) -> tuple[bytes, ohttp.ResponseContext]:
+        return self._oblivious.seal(method, path, headers, body, at + self._oblivious.date_offset)
+
+    # ------------------------------------------------------------------ the forwarder
+    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._http.post(self._base + path, json=body)
+        except httpx.HTTPError as e:
+            raise ScheduleError(f"the forwarder was not reached: {type(e).__name__}") from None
+        if response.status_code != 200:
+            code = "http_error"
+            with contextlib.suppress(ValueError, AttributeError):
+                code = str(response.json().get("code", code))[:64]
+            raise ScheduleError(f"the forwarder refused the schedule request: {response.status_code} {code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ScheduleError("the forwarder's answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise ScheduleError("the forwarder's answer is not an object")
+        return answer
+
+    async def _upload(self, built: list[_Built], cancel: list[bytes]) -> None:
+        """Leave ``built`` at the forwarder (replacing what each names) and cancel ``cancel``.
+        Nothing is recorded as held unless the forwarder said so."""
+        state = self._state
+        while len(cancel) > UPLOAD_BATCH:
+            await self._upload([], cancel[:UPLOAD_BATCH])
+            cancel = cancel[UPLOAD_BATCH:]
+        for start in range(0, max(len(built), 1), UPLOAD_BATCH):
+            batch = built[start : start + UPLOAD_BATCH]
+            body = {
+                "slots": [
+                    {
+                        "id": b64.encode(b.slot.slot_id),
+                        "at": int(b.slot.at * 1000),
+                        "request": b64.encode(b.request),
+                        **({"replaces": b64.encode(b.replaces)} if b.replaces is not None else {}),
+                    }
+                    for b in batch
+                ],
+                "cancel": [b64.encode(i) for i in cancel] if start == 0 else [],
+            }
+            answer = await self._call("/slots", body)
+            gone = {b.replaces for b in batch if b.replaces is not None} | (
+                set(cancel) if start == 0 else set()
+            )
+            released = set(_ids(answer.get("released")))
+            for slot_id in gone - released:
+                self._forget(slot_id)
+            held = set(_ids(answer.get("held")))
+            for b in batch:
+                if b.slot.slot_id in held:
+                    state.slots[b.slot.slot_id] = b.slot
+                    if b.slot.item is not None and not b.slot.cover:
+                        state.in_flight[b.slot.item.item_id] = b.slot.slot_id
+
+    def _forget(self, slot_id: bytes) -> None:
+        slot = self._state.slots.pop(slot_id, None)
+        item_id = None if slot is None or slot.item is None or slot.cover else slot.item.item_id
+        if item_id is not None and self._state.in_flight.get(item_id) == slot_id:
+            del self._state.in_flight[item_id]
+
+    async def _collect_all(self) -> bool:
+        """Collect and handle every answer the forwarder kept; whether it answered. The
+        forwarder being away is no error: the slots go on without us."""
+        state = self._state
+        for _ in range(64):
+            try:
+                answer = await self._call("/collect", {"ack": [b64.encode(i) for i in state.collected]})
+            except ScheduleError as e:
+                log.info("schedule answers not collected: %s", e)
+                return False
+            state.collected = []
+            replies = answer.get("replies")
+            for reply in replies if isinstance(replies, list) else []:
+                try:
+                    slot_id = b64.decode(reply["id"], length=16)
+                    status, media, body = int(reply["status"]), str(reply["type"]), b64.decode(reply["body"])
+                except (KeyError, TypeError, ValueError, DecodeError):
+                    continue
+                try:
+                    await self._handle(slot_id, status, media, body)
+                except Exception as e:  # not acknowledged: it comes again
+                    log.warning("a scheduled answer failed: %s", type(e).__name__)
+                    continue
+                state.collected.append(slot_id)
+            if not answer.get("more"):
+                break
+        now = self._now()
+        for slot in list(state.slots.values()):
+            if slot.at + LOST_AFTER_S < now:
+                self._forget(slot.slot_id)
+        return True
+
+    async def _handle(self, slot_id: bytes, status: int, media: str, body: bytes) -> None:
+        slot = self._state.slots.get(slot_id)
+        if slot is None:
+            return  # from a slot we gave up on: only acknowledged
+        try:
+            response = self._oblivious.open_sealed(slot.context, status, media, body)
+        except ForwarderUnavailableError:
+            self._forget(slot_id)
+            return
+        if slot.poll:
+            await self._polled(slot, response)
+        else:
+            await self._sent(slot, response)
+        self._forget(slot_id)
+
+    async def _polled(self, slot: _Slot, response: httpx.Response) -> None:
+        engine = self._engine
+        if response.status_code != 200:
+            named = auth.decode_sign_time(response.headers.get(auth.SIGN_TIME_HEADER))
+            if response.status_code == 401 and named is not None:
+                self._sign_offset_ms = named - engine.now_ms()
+            elif response.status_code == 404:
+                await engine.register_again(slot.mailbox_id)
+            return
+        try:
+            result = api.PollResult.model_validate_json(response.content)
+        except ValueError:
+            return
+        pending = self._state.acks.setdefault(slot.mailbox_id, [])
+        acked = set(slot.acks)
+        pending[:] = [i for i in pending if i not in acked]
+        committed = 0
+        for polled in result.envelopes:
+            envelope = frames.Envelope(slot.mailbox_id, polled.id, polled.day, polled.payload)
+            outcome = await engine.consume(envelope)
+            if polled.id not in pending:
+                pending.append(polled.id)
+            engine.emit(outcome.events)
+            await engine.finish(outcome)
+            committed += 1
+        if committed:
+            await engine.send_receipts(ReceiptKind.DELIVERED)
+
+    async def _sent(self, slot: _Slot, response: httpx.Response) -> None:
+        item = slot.item
+        if item is None or slot.cover:
+            return
+        engine = self._engine
+        if response.is_success:  # 202: stored; 200 with duplicate: it was already
+            await engine.confirm([item.item_id])
+        elif response.status_code in (400, 404, 413, 422):
+            # Possibly refused for good: one attempt of the engine's own, which drops and
+            # reports it, or keeps it for later, as a live send would.
+            self._forget(slot.slot_id)
+            current = engine.read(lambda tx: tx.outbox.get(item.item_id))
+            if current is not None and await engine.send_item(current):
+                await engine.confirm([item.item_id])
+
+
+def _shape(plan: cadence_plan.TickPlan) -> frozenset[tuple[bool, MailboxId]]:
+    return frozenset(
+        (isinstance(step, cadence_plan.Poll), step.mailbox_id)
+        for step in plan.steps
+        if isinstance(step, cadence_plan.Poll) or step.contact_id is not None
+    )
+
+
+def _oldest_free(tx: Transaction, *, mailbox_id: MailboxId, busy: set[OutboxItemId]) -> OutboxItem | None:
+    return next(
+        (item for item in tx.outbox.all() if item.mailbox_id == mailbox_id and item.item_id not in busy), None
+    )
+
+
+def _ids(value: Any) -> list[bytes]:
+    if not isinstance(value, list):
+        return []
+    found: list[bytes] = []
+    for text in value:
+        try:
+            found.append(b64.decode(text, length=16))
+        except DecodeError:
+            continue
+    return found
