@@ -206,3 +206,38 @@ def test_a_bus_lost_and_back_rechecks_at_once_and_rings_what_failed_meanwhile() 
 def test_only_bus_urls_are_taken() -> None:
     with pytest.raises(ValueError, match="nats://"):
         BusFanout.for_url("amqp://x", Stats())
+
+
+def test_a_failing_recheck_is_logged_by_type_and_the_checks_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        (a,) = nodes(1, [False])
+        calls: list[MailboxId] = []
+
+        def broken(mailbox_id: MailboxId) -> None:
+            calls.append(mailbox_id)
+            raise RuntimeError("secret detail")
+
+        a.fanout.subscribe(box(), a.live.append, broken)
+        await a.fanout.start()
+        await until(lambda: len(calls) >= 3, "three rounds of checks despite the failures")
+        await a.fanout.close()
+
+    run(go())
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and all(e == "error RuntimeError" for e in errors)
+
+
+def test_rings_kept_for_later_are_bounded() -> None:
+    async def go() -> None:
+        (a,) = nodes(1, [False])
+        a.fanout.max_unsent = 2
+        await a.fanout.start()
+        for _ in range(5):
+            a.fanout.publish(envelope(box(), 1))
+        await until(lambda: a.count("bus_rings_failed") == 5, "five failed rings")
+        a.reachable[0] = True
+        await until(lambda: a.fanout.on_bus, "the bus reached")
+        assert a.count("bus_rings_resent") == 2
+        await a.fanout.close()
+
+    run(go())

@@ -82,6 +82,10 @@ class BusFanout:
         self._tasks: list[asyncio.Task[None]] = []
         self.on_bus = False
         """Whether rings flow now; False: the store is checked every ``fallback_interval``."""
+        self._was_up = False
+        self._reconnects = 0
+        self._next_check = 0.0
+        self._extra_check: float | None = None
 
     @classmethod
     def for_url(cls, url: str, stats: Stats, *, prefix: str = "sotto") -> BusFanout:
@@ -140,7 +144,10 @@ class BusFanout:
     def _heard(self, ring: Ring) -> None:
         mailbox_id = MailboxId(ring.mailbox_id)
         if mailbox_id in self.local:
-            self.local.recheck(mailbox_id)
+            try:
+                self.local.recheck(mailbox_id)
+            except Exception as exc:  # a bug: never let it stop the bus client's reader
+                logger.error("error %s", type(exc).__name__)
 
     def recheck_all(self) -> int:
         """Ask every listener here to read its mailboxes again; how many mailboxes."""
@@ -188,37 +195,43 @@ class BusFanout:
         on a change, log it, count it and check the store at once."""
         loop = asyncio.get_running_loop()
         bell = self._bell
-        was_up = self.on_bus  # as :meth:`start` found it: a change since then is one to act on
-        reconnects = bell.health.reconnects if bell is not None else 0
-        next_check = loop.time() + self.fallback_interval
-        extra_check: float | None = None
+        self._was_up = self.on_bus  # as :meth:`start` found it: a change since then is one to act on
+        self._reconnects = bell.health.reconnects if bell is not None else 0
+        self._next_check = loop.time() + self.fallback_interval
+        self._extra_check = None
         while True:
             await asyncio.sleep(self.watch_interval)
-            bell = self._bell
-            up = bell is not None and bell.healthy
-            now = loop.time()
-            moved = bell is not None and bell.health.reconnects != reconnects
-            if bell is not None:
-                reconnects = bell.health.reconnects
-            if up and (not was_up or moved):
-                if was_up:  # down and up again between two looks
-                    self._stats.count("bus_down")
-                self._came_up()
-                self.recheck_all()  # rings sent while it was away are lost
-                extra_check = now + self.fallback_interval  # and in case one raced the subscription
-                self._resend()
-            elif was_up and not up:
-                self._went_down("connection lost")
-                self.recheck_all()
-                next_check = now + self.fallback_interval
-            was_up = up
-            if not up and now >= next_check:
-                self._stats.count("bus_fallback_checks")
-                self.recheck_all()
-                next_check = now + self.fallback_interval
-            elif up and extra_check is not None and now >= extra_check:
-                extra_check = None
-                self.recheck_all()
+            try:
+                self._look(loop.time())
+            except Exception as exc:  # a bug: logged by type, and the watch goes on
+                logger.error("error %s", type(exc).__name__)
+
+    def _look(self, now: float) -> None:
+        """One look at the bus's health at time ``now`` (see :meth:`_watch`)."""
+        bell = self._bell
+        up = bell is not None and bell.healthy
+        was_up, self._was_up = self._was_up, up
+        moved = bell is not None and bell.health.reconnects != self._reconnects
+        if bell is not None:
+            self._reconnects = bell.health.reconnects
+        if up and (not was_up or moved):
+            if was_up:  # down and up again between two looks
+                self._stats.count("bus_down")
+            self._came_up()
+            self._extra_check = now + self.fallback_interval  # in case a ring raced the subscription
+            self._resend()
+            self.recheck_all()  # rings sent while it was away are lost
+        elif was_up and not up:
+            self._went_down("connection lost")
+            self._next_check = now + self.fallback_interval
+            self.recheck_all()
+        elif not up and now >= self._next_check:
+            self._stats.count("bus_fallback_checks")
+            self._next_check = now + self.fallback_interval
+            self.recheck_all()
+        elif up and self._extra_check is not None and now >= self._extra_check:
+            self._extra_check = None
+            self.recheck_all()
 
     # ------------------------------------------------------------------ sending rings
     def _resend(self) -> None:
