@@ -19,6 +19,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sotto.client import oblivious
+from sotto.client.longpoll import LongPollDrain
 from sotto.client.oblivious import (
     ForwarderUnavailableError,
     ObliviousTransport,
@@ -26,6 +27,7 @@ from sotto.client.oblivious import (
     UnroutableRelayError,
     fetch_key_config,
     oblivious_network,
+    refuse_websocket,
 )
 from sotto.client.transport import HttpNetwork
 from sotto.crypto.ed25519 import SigningKey
@@ -153,12 +155,20 @@ def test_only_the_configured_relay_is_reachable_and_nothing_else_is_sent(stack: 
 
 
 def test_the_delivery_websocket_is_refused_with_its_own_error(stack: Stack) -> None:
-    async def use(network: HttpNetwork) -> None:
-        await network.relay(stack.relay).connect()
-
     with pytest.raises(ObliviousWebSocketError) as caught:
-        run(stack, use)
+        asyncio.run(refuse_websocket(stack.relay))
     assert isinstance(caught.value, RelayUnavailableError)
+
+
+def test_the_drain_connection_is_made_of_long_polls(stack: Stack) -> None:
+    async def use(network: HttpNetwork) -> None:
+        drain = await network.relay(stack.relay).connect()
+        try:
+            assert isinstance(drain, LongPollDrain)
+        finally:
+            await drain.close()
+
+    run(stack, use)
 
 
 def _forwarder_answering(status: int, body: bytes, content_type: str) -> httpx.MockTransport:
