@@ -368,3 +368,60 @@ def test_requests_that_are_not_well_formed_are_refused_and_harm_nothing(
     out = listening.output()
     assert "secret words" not in out and "Traceback" not in out
     assert listening.stop() == 0
+
+
+def test_the_other_writing_commands_go_through_a_running_listener(
+    sotto: Sotto,
+    view_relay: tuple[RelayProcess, Path],
+    tmp_path: Path,
+    listeners: Callable[..., Listener],
+) -> None:
+    relay, _ = view_relay
+    alice, bob = contacts(sotto, relay, tmp_path)
+    carol = str(make_profile(sotto, relay, tmp_path / "carol", "Carol"))
+    dan = str(make_profile(sotto, relay, tmp_path / "dan", "Dan"))
+    listening = listeners("--profile", alice)
+    listening.wait_for("Listening as")
+    listening.wait_for("connected to")
+    pid = listening.process.pid
+
+    def ok(*args: str) -> str:
+        result = run_sotto(*args, "--profile", alice)
+        assert result.returncode == 0, f"sotto {' '.join(args)}: {result.stderr}"
+        return flat(result.stdout)
+
+    assert "created #Lunch with Bob" in ok("group", "create", "Lunch", "Bob")
+    taken = run_sotto("group", "create", "Lunch", "Bob", "--profile", alice)
+    assert taken.returncode == ExitCode.USAGE and "already have a group named 'Lunch'" in flat(taken.stderr)
+    stranger = run_sotto("group", "create", "Tea", "Bob", "Zed", "--profile", alice)
+    assert stranger.returncode == ExitCode.UNKNOWN_NAME and "no contact named 'Zed'" in flat(stranger.stderr)
+    assert "sent to #Lunch" in ok("group", "send", "Lunch", "soup", "today")
+    assert "Bob is already in #Lunch" in ok("group", "add", "Lunch", "Bob")
+    assert "Bob blocked" in ok("block", "Bob")
+    blocked = run_sotto("send", "Bob", "hello", "--profile", alice)
+    assert blocked.returncode == ExitCode.ERROR and "blocked" in flat(blocked.stderr), blocked.stderr
+    assert "Bob unblocked" in ok("unblock", "Bob")
+
+    # Alice invites Carol, and accepts Dan's invite, all while listening.
+    link = re.search(r"sotto://invite\?[^\s']+", ok("invite", "--no-qr"))
+    assert link is not None
+    assert sotto("accept", link.group(0), "--name", "Alice", "--profile", carol).exit_code == 0
+    listening.wait_for("Carol accepted your invite")
+    made = re.search(r"sotto://invite\?[^\s']+", sotto("invite", "--no-qr", "--profile", dan).output)
+    assert made is not None
+    assert "Dan added" in ok("accept", made.group(0), "--name", "Dan")
+    # A link that cannot be used fails as it does without a listener: same line, same exit code.
+    broken = "sotto://invite?s=broken"
+    through = run_sotto("accept", broken, "--name", "X", "--profile", alice)
+    alone = sotto("accept", broken, "--name", "X", "--profile", dan)
+    assert through.returncode == alone.exit_code != 0
+    assert flat(through.stderr).splitlines()[0] == flat(alone.output).splitlines()[0]
+    assert "Carol removed; your messages with them are kept" in ok("remove", "Carol")
+    assert "Carol was removed already" in ok("remove", "Carol")
+
+    heard_by_bob = heard(sotto, bob, "soup today")
+    assert "Alice added you to #Lunch" in heard_by_bob and "Alice in #Lunch: soup today" in heard_by_bob
+    assert "Alice" in heard(sotto, dan, "accepted your invite")
+    assert listening.process.poll() is None and status(alice)["pid"] == pid
+    out = listening.output()
+    assert out.count("connected to") == 1 and "connection lost" not in out

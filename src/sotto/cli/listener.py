@@ -1,9 +1,11 @@
 """Commands that go through a running ``sotto listen`` (:mod:`sotto.client.control`).
 
-``sotto listen`` holds its profile's store and serves the profile's control socket while it runs;
-``sotto send`` and ``sotto group send`` hand their text to it rather than stopping it (which the
-relay would see as a gap in the device's traffic), and print what they print on their own. Every
-other command that needs the store says that ``listen`` has it and must be stopped first.
+``sotto listen`` holds its profile's store and serves the profile's control socket while it runs.
+The commands that write (``send``, ``group send|create|add``, ``invite``, ``accept``, ``block``,
+``unblock``, ``remove``) hand their request to it rather than stopping it (which the relay would
+see as a gap in the device's traffic), and print what they print on their own, with the same exit
+codes. The others that need the store (``contacts``, ``verify``, ``history``, ``export``,
+``rotate``, a second ``listen``) say that ``listen`` has it and must be stopped first.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ def refused(place: Where, answer: control.Refused) -> NoReturn:
                 hint="`sotto contacts` lists the names you can use",
                 code=ExitCode.UNKNOWN_NAME,
             )
+        case control.Reason.CONFLICT:
+            name = render.clean(answer.name or "")
+            fail(f"you already have a group named {name!r}", code=ExitCode.USAGE)
         case control.Reason.MODE:
             fail(
                 "the running `sotto listen` is not in cadence mode: it would send this at once",
@@ -81,6 +86,14 @@ def refused(place: Where, answer: control.Refused) -> NoReturn:
             said, advice, code = explain(answer.to_error(), place)
             fail(said, hint=advice, code=code)
     fail(f"the running `sotto listen` refused: {answer.message}", code=ExitCode.ERROR)
+
+
+def invited(place: Where, answer: control.Answer) -> control.Invited:
+    """The listener's new invite; else fail as ``sotto invite`` would."""
+    if isinstance(answer, control.Invited):
+        return answer
+    carried_out(place, answer)
+    fail("the running `sotto listen` answered something else", code=ExitCode.ERROR)
 
 
 def report_delivery(place: Where, handled: control.Handled, success: str, queued: str) -> None:
@@ -114,8 +127,8 @@ async def refuse_if_running(place: Where) -> None:
     fail(
         f"`sotto listen{mode}` (process {status.pid}) has the profile in {place.profile} open, "
         f"and {command} cannot go through it",
-        hint="stop it (Ctrl-C in its terminal), then run this again; "
-        "`sotto send` and `sotto group send` go through it while it runs",
+        hint="stop it (Ctrl-C in its terminal), then run this again; `send`, `group`, `invite`, "
+        "`accept`, `block`, `unblock` and `remove` go through it while it runs",
         code=ExitCode.PROFILE_BUSY,
     )
 

@@ -12,10 +12,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sotto.cli import render
+from sotto.cli import listener, render
 from sotto.cli.failures import ExitCode, fail
 from sotto.cli.names import require_contact
 from sotto.cli.profile import ProfileOption, ask, opened, run, where
+from sotto.client import control
 from sotto.client.sdk import Client
 from sotto.crypto.kdf import bytes_equal
 from sotto.errors import DecodeError
@@ -29,23 +30,35 @@ def invite(
 ) -> None:
     """Make a one-time invite link (and its QR code) to give to one person."""
     place = where(profile)
+    answer = listener.hand_over(place, control.CreateInvite())
+    if answer is not None:
+        made = listener.invited(place, answer)
+        _show_invite(made.link, made.qr_text, made.expires_ms, show_qr, listening=True)
+        return
 
     async def work() -> None:
         async with opened(place) as client:
             with render.spinner("Creating a one-time invite on the relay…"):
                 made = await client.create_invite()
-        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(made.expires_ms / 1000))
-        # Quoted for a shell: the link holds "&" and "?", which split or glob it when pasted bare.
-        quoted = shlex.quote(made.link)
-        render.info(f"Give this link to one person (it works once, until {until}):")
-        render.out.print(quoted, soft_wrap=True, markup=False, highlight=False)
-        render.info("They paste this line into a terminal (with the quotes):")
-        render.out.print(f"sotto accept {quoted}", soft_wrap=True, markup=False, highlight=False)
-        if show_qr:
-            render.qr(made.qr_text)
-        render.next_step("once they have accepted, run `sotto listen` so your client can answer them")
+        _show_invite(made.link, made.qr_text, made.expires_ms, show_qr, listening=False)
 
     run(place, work())
+
+
+def _show_invite(link: str, qr_text: str, expires_ms: int, show_qr: bool, *, listening: bool) -> None:
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(expires_ms / 1000))
+    # Quoted for a shell: the link holds "&" and "?", which split or glob it when pasted bare.
+    quoted = shlex.quote(link)
+    render.info(f"Give this link to one person (it works once, until {until}):")
+    render.out.print(quoted, soft_wrap=True, markup=False, highlight=False)
+    render.info("They paste this line into a terminal (with the quotes):")
+    render.out.print(f"sotto accept {quoted}", soft_wrap=True, markup=False, highlight=False)
+    if show_qr:
+        render.qr(qr_text)
+    if listening:
+        render.next_step("nothing: the running `sotto listen` answers them once they have accepted")
+    else:
+        render.next_step("once they have accepted, run `sotto listen` so your client can answer them")
 
 
 def accept(
@@ -63,6 +76,13 @@ def accept(
         name = ask("What do you call the person who invited you?")
     if not name.strip():
         fail("a contact needs a name", code=ExitCode.USAGE)
+    answer = listener.hand_over(place, control.AcceptInvite(link, name))
+    if answer is not None:
+        handled = listener.carried_out(place, answer)
+        render.done(f"{render.clean(handled.name)} added")
+        render.dim("  You can write now; messages wait until their client is online once to answer you.")
+        render.next_step("nothing: the running `sotto listen` shows their answer")
+        return
 
     async def work() -> None:
         async with opened(place) as client:
@@ -196,6 +216,14 @@ def remove(
     """Remove a contact: their session and mailboxes go; your history with them stays unless
     --forget-history. A new invite from or to them makes them a contact again."""
     place = where(profile)
+    answer = listener.hand_over(place, control.RemoveContact(name, forget_history))
+    if answer is not None:
+        handled = listener.carried_out(place, answer)
+        if handled.outcome is control.Outcome.UNCHANGED:
+            render.info(f"{render.clean(handled.name)} was removed already")
+            return
+        _removed(render.clean(handled.name), forget_history)
+        return
 
     async def work() -> None:
         async with opened(place) as client:
@@ -206,14 +234,18 @@ def remove(
                 return
             with render.spinner("Removing their mailboxes from the relay…"):
                 await client.remove_contact(contact, forget_history=forget_history)
-        if forget_history:
-            render.done(f"{shown} removed, with your messages with them")
-        else:
-            render.done(f"{shown} removed; your messages with them are kept")
-            render.dim("  `sotto remove NAME --forget-history` deletes them too.")
-        render.next_step("to talk again, accept a new invite from them, or give them one")
+        _removed(shown, forget_history)
 
     run(place, work())
+
+
+def _removed(shown: str, forget_history: bool) -> None:
+    if forget_history:
+        render.done(f"{shown} removed, with your messages with them")
+    else:
+        render.done(f"{shown} removed; your messages with them are kept")
+        render.dim("  `sotto remove NAME --forget-history` deletes them too.")
+    render.next_step("to talk again, accept a new invite from them, or give them one")
 
 
 def block(
@@ -234,6 +266,11 @@ def unblock(
 
 def _set_blocked(name: str, blocked: bool, profile: ProfileOption) -> None:
     place = where(profile)
+    answer = listener.hand_over(place, control.SetBlocked(name, blocked))
+    if answer is not None:
+        shown = render.clean(listener.carried_out(place, answer).name)
+        render.done(f"{shown} blocked" if blocked else f"{shown} unblocked")
+        return
 
     async def work() -> None:
         async with opened(place) as client:

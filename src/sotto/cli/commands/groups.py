@@ -28,6 +28,13 @@ def create(
 ) -> None:
     """Create a group with some of your contacts."""
     place = where(profile)
+    answer = listener.hand_over(place, control.CreateGroup(name, tuple(members)))
+    if answer is not None:
+        handled = listener.carried_out(place, answer)
+        who = ", ".join(render.clean(m) for m in handled.members)
+        done = f"created #{render.clean(handled.name)} with {who}"
+        listener.report_delivery(place, handled, done, done)
+        return
 
     async def work() -> None:
         async with opened(place) as client:
@@ -51,6 +58,16 @@ def add(
 ) -> None:
     """Add a contact to a group (they read what is written from now on)."""
     place = where(profile)
+    answer = listener.hand_over(place, control.AddToGroup(group, member))
+    if answer is not None:
+        handled = listener.carried_out(place, answer)
+        shown, where_to = render.clean(handled.members[0]), f"#{render.clean(handled.name)}"
+        if handled.outcome is control.Outcome.UNCHANGED:
+            render.dim(f"{shown} is already in {where_to}")
+            return
+        done = f"added {shown} to {where_to}"
+        listener.report_delivery(place, handled, done, done)
+        return
 
     async def work() -> None:
         async with opened(place) as client:

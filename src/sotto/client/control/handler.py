@@ -85,7 +85,7 @@ class Handler:
                 return await self._delivered(group.name)
             case CreateGroup(group=name, members=names):
                 if any(g.name == name for g in client.groups()):
-                    return Refused(Reason.CONFLICT, "a group by that name exists already")
+                    return Refused(Reason.CONFLICT, "a group by that name exists already", name=name)
                 members = [self._contact(m) for m in dict.fromkeys(names)]
                 group = await client.create_group(name, members)
                 return await self._delivered(group.name, members=tuple(m.name for m in members))
