@@ -5,10 +5,12 @@ forwarder (``python -m sotto.forwarder``) run as processes. Alice and Bob are ca
 clients through the forwarder, so each keeps its coming ticks' requests at the forwarder
 (:mod:`sotto.client.schedule`). Alice reaches the forwarder through a cable this test can cut
 (a TCP proxy on 127.0.0.1 that drops every connection while cut). Her cable is cut for several
-ticks while Bob writes to her and she writes to him; then it is joined again.
+ticks while Bob writes to her and she writes to him; then it is joined again. Later her app is
+closed for a few ticks and opened again.
 
 The relay's view shows one poll of each of her mailboxes and one send to Bob in every tick,
-through the outage as before and after; everything written during the outage arrives once.
+through the outage and the restart as before and after; everything written meanwhile arrives
+once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ALICE_ADDR, BOB_ADDR = "127.0.0.2", "127.0.0.3"
 OUTAGE_TICKS = 6
 TO_ALICE = ("written while she was away", "and once more")
 TO_BOB = "queued while offline"
+AFTER_RESTART = "while your app was closed"
 
 
 class Cable:
@@ -120,6 +123,18 @@ async def person(relay: str, forwarder: str, tmp: Path, name: str, address: str)
     )
 
 
+async def reopen(relay: str, forwarder: str, tmp: Path, name: str, address: str) -> Client:
+    pinned = await fetch_key_config(relay + "/v1/gateway/keys")
+    network = oblivious_network(forwarder, pinned, relay_url=relay, local_address=address)
+    return await Client.open(
+        tmp / name,
+        "correct horse battery staple",
+        network=network,
+        cadence=True,
+        receipt_delay=0.1,
+    )
+
+
 def our_mailboxes(client: Client) -> set[str]:
     now = client.engine.now_ms()
     return {b64.encode(m) for m in client.engine.read(lambda tx: mailbox_flow.to_drain(tx, now))}
@@ -165,21 +180,38 @@ def run_outage(relay: str, forwarder: str, tmp: Path) -> dict[str, object]:
                 lambda: len(texts("Alice")) >= 3 and len(texts("Bob")) >= 2, 60, lambda: (seen, cable.cut)
             )
             await asyncio.sleep(4)  # anything duplicated would have come by now
+            # Alice's app is closed and opened again: her schedule runs on meanwhile, and the new
+            # run takes it over rather than adding a second cadence.
+            mailboxes = our_mailboxes(alice)
+            listeners[0].cancel()
+            network = alice.engine.network
+            await alice.close()
+            await network.aclose()
+            closed_unix = bob.engine.now_ms() / 1000
+            await bob.send_text("Alice", AFTER_RESTART)
+            await asyncio.sleep(3)
+            alice = await reopen(relay, alice_forwarder, tmp, "Alice", ALICE_ADDR)
+            listeners[0] = asyncio.create_task(listen(alice))
+            await until(lambda: len(texts("Alice")) >= 4, 60, lambda: seen)
+            await asyncio.sleep(4)
             return {
                 "alice": texts("Alice"),
                 "bob": texts("Bob"),
                 "cut": cut_unix,
                 "back": back_unix,
-                "alice_mailboxes": our_mailboxes(alice),
+                "closed": closed_unix,
+                "end": alice.engine.now_ms() / 1000,
+                "alice_mailboxes": mailboxes | our_mailboxes(alice),
                 "bob_mailboxes": our_mailboxes(bob),
             }
         finally:
             for listener in listeners:
                 listener.cancel()
             for client in (alice, bob):
-                network = client.engine.network
-                await client.close()
-                await network.aclose()
+                if not client.engine.closed:
+                    network = client.engine.network
+                    await client.close()
+                    await network.aclose()
             await cable.close()
 
     return asyncio.run(asyncio.wait_for(main(), 240))
@@ -192,7 +224,7 @@ def outage(stack: tuple[str, str, Path], tmp_path_factory: pytest.TempPathFactor
 
 
 def test_what_was_written_during_the_outage_arrives_once(outage: dict[str, object]) -> None:
-    assert outage["alice"] == ["hi", *TO_ALICE]
+    assert outage["alice"] == ["hi", *TO_ALICE, AFTER_RESTART]
     assert outage["bob"] == ["hello", TO_BOB]
 
 
@@ -213,8 +245,11 @@ def test_the_relay_sees_the_same_cadence_through_the_outage(
             polls[(tick, parts[3])] += 1
         elif record.path.endswith("/messages") and parts[3] in bob_boxes:
             sends[tick] += 1  # only Alice writes to Bob's mailboxes
-    ticks = range(math.floor(cut) - 2, math.floor(back) + 3)
-    assert len(ticks) >= OUTAGE_TICKS + 4
+    end = float(outage["end"])  # type: ignore[arg-type]
+    # from before the cut, through the outage, the app closed and opened again, to the end
+    ticks = range(math.floor(cut) - 2, math.floor(end) - 1)
+    assert len(ticks) >= OUTAGE_TICKS + 12
+    assert math.floor(back) < math.floor(float(outage["closed"])) < math.floor(end) - 5  # type: ignore[arg-type]
     for tick in ticks:
         for mailbox in alice_boxes:
             assert polls[(tick, mailbox)] == 1, (tick - math.floor(cut), mailbox, polls)

@@ -332,3 +332,20 @@ def test_the_answer_body_is_json_with_nothing_else() -> None:
         json.loads(answer.content)
 
     run(use)
+
+
+def test_clear_replaces_everything_held_in_one_upload() -> None:
+    async def use(h: Harness) -> None:
+        await h.upload(slots=[slot(1, NOW + 1), slot(2, NOW + 5), slot(3, NOW + 9)])
+        await h.advance(2)  # 1 is released: its answer stays
+        answer = await h.upload(slots=[slot(4, NOW + 6, b"fresh")], clear=True)
+        assert answer.json() == {"held": [b64(slot_id(4))], "late": [], "released": [], "slots": 1}
+        await h.advance(10)
+        assert h.relay.got == [b"sealed-1", b"fresh"]
+        assert [r["id"] for r in (await h.collect())["replies"]] == [b64(slot_id(1)), b64(slot_id(4))]
+        both = await h.upload(slots=[], clear=True, cancel=[b64(slot_id(4))])
+        assert both.status_code == 400 and both.json()["code"] == "malformed"
+        odd = await h.upload(slots=[], clear="yes")
+        assert odd.status_code == 400 and odd.json()["code"] == "malformed"
+
+    run(use)

@@ -28,9 +28,13 @@ away (only when someone wrote to us meanwhile), and a gap if an outage outlasts 
 What the forwarder sees: our address, when we come and go (it did before, by our requests), the
 number of slots per tick, and sizes; it holds no mailbox id and reads nothing it carries.
 
-Memory only: a restarted client starts a new schedule; the old one's remaining slots are still
-released (the relay sees a second set of requests until it runs out), their answers go unread
-(a poll's envelopes stay at the relay until a later poll acknowledges them).
+The schedule's capability is derived from the device's secret (:func:`capability`), so a
+restarted client finds its schedule again: its first upload clears every slot held and puts its
+own in their place in one request, and the relay never sees two cadences. What the previous run
+left unread is collected and dropped (its contexts were in memory only): a poll's envelopes stay
+at the relay until a later poll acknowledges them, an envelope whose answer was lost is sent
+again under its id and deduplicated. The fixed capability lets the forwarder tie the device's
+requests together across its addresses and restarts (not to an account or contacts).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from sotto.client.flows import sending
 from sotto.client.oblivious import ForwarderUnavailableError, ObliviousTransport
 from sotto.client.transport import HTTP_TIMEOUT_S, mailbox_auth
 from sotto.crypto.ed25519 import SigningKey
+from sotto.crypto.kdf import hkdf_sha256
 from sotto.errors import DecodeError, RelayUnavailableError
 from sotto.store.interfaces import Transaction
 from sotto.store.model import ContactId, MailboxId, OutboxItem, OutboxItemId, ReceiptKind
@@ -67,6 +72,7 @@ __all__ = [
     "SIGN_LEAD_MS",
     "ScheduleError",
     "ScheduledCadence",
+    "capability",
     "horizon_ticks",
 ]
 
@@ -90,6 +96,12 @@ POLL_LIMIT: Final = 32
 
 class ScheduleError(RelayUnavailableError):
     """The forwarder refused a schedule request, or could not be reached."""
+
+
+def capability(device_secret: bytes, relay_url: str) -> bytes:
+    """The device's schedule at the forwarder: the same across restarts, so a restarted client
+    replaces what the last one left rather than running a second cadence beside it."""
+    return hkdf_sha256(device_secret, 32, info=b"sotto forwarder schedule v1 " + relay_url.encode())
 
 
 def horizon_ticks(tick_seconds: int, horizon_s: float = HORIZON_S) -> int:
@@ -158,7 +170,9 @@ class ScheduledCadence:
         self._sleep_until = sleep_until
         self._tick_done = tick_done
         self._horizon_s = horizon_s
-        self._capability = b64.encode(engine.rng(32))
+        self._capability = b64.encode(capability(engine.account.device_secret, oblivious.relay_url))
+        self._cleared = False
+        """Whether an upload of this process replaced whatever the schedule held before."""
         self._base = f"{oblivious.forwarder_url}{SCHEDULES_PATH}{self._capability}"
         self._http = httpx.AsyncClient(
             timeout=HTTP_TIMEOUT_S,
@@ -396,6 +410,9 @@ class ScheduledCadence:
         """Leave ``built`` at the forwarder (replacing what each names) and cancel ``cancel``.
         Nothing is recorded as held unless the forwarder said so."""
         state = self._state
+        clear = not self._cleared
+        if clear:
+            cancel = []  # the first upload of this process clears every slot held
         while len(cancel) > UPLOAD_BATCH:
             await self._upload([], cancel[:UPLOAD_BATCH])
             cancel = cancel[UPLOAD_BATCH:]
@@ -413,7 +430,11 @@ class ScheduledCadence:
                 ],
                 "cancel": [b64.encode(i) for i in cancel] if start == 0 else [],
             }
+            if clear and start == 0:
+                del body["cancel"]
+                body["clear"] = True
             answer = await self._call("/slots", body)
+            self._cleared = True
             gone = {b.replaces for b in batch if b.replaces is not None} | (
                 set(cancel) if start == 0 else set()
             )

@@ -181,10 +181,14 @@ def _int(value: Any, what: str) -> int:
 
 def parse_upload(
     body: Any, limits: ScheduleLimits, max_request_bytes: int
-) -> tuple[list[SlotUpload], list[bytes]]:
-    """``{"slots": [{"id", "at", "request", "replaces"?}], "cancel": [id]}``: slots and ids to cancel."""
-    if not isinstance(body, dict) or set(body) - {"slots", "cancel"}:
-        raise _refuse(400, "malformed", "expected an object with slots and cancel")
+) -> tuple[list[SlotUpload], list[bytes] | None]:
+    """``{"slots": [{"id", "at", "request", "replaces"?}], "cancel": [id], "clear"?: true}``:
+    slots, and the ids to cancel (None with ``clear``: every slot held)."""
+    if not isinstance(body, dict) or set(body) - {"slots", "cancel", "clear"}:
+        raise _refuse(400, "malformed", "expected an object with slots, cancel and clear")
+    clear = body.get("clear", False)
+    if not isinstance(clear, bool) or (clear and body.get("cancel")):
+        raise _refuse(400, "malformed", "clear is true or false, and comes without cancel")
     raw_slots = body.get("slots", [])
     raw_cancel = body.get("cancel", [])
     if not isinstance(raw_slots, list) or not isinstance(raw_cancel, list):
@@ -215,7 +219,7 @@ def parse_upload(
     ids = [slot.slot_id for slot in slots]
     if len(set(ids)) != len(ids):
         raise _refuse(409, "duplicate_slot", "a slot id appears twice in the upload")
-    return slots, cancel
+    return slots, None if clear else cancel
 
 
 def parse_collect(body: Any, limits: ScheduleLimits) -> list[bytes]:
@@ -250,14 +254,17 @@ class ScheduleBook:
         """When the earliest held slot is due (stale entries may make it early: harmless)."""
         return self._due[0][0] if self._due else None
 
-    def store(self, key: bytes, slots: list[SlotUpload], cancel: list[bytes], now: float) -> Stored:
-        """Cancel, then add or replace slots; all of it or, refused, none of it."""
+    def store(self, key: bytes, slots: list[SlotUpload], cancel: list[bytes] | None, now: float) -> Stored:
+        """Cancel (None: every slot held), then add or replace slots; all of it or, refused,
+        none of it."""
         limits = self.limits
         schedule = self._schedules.get(key)
         if schedule is None and len(self._schedules) >= limits.max_schedules:
             raise _refuse(507, "forwarder_full", "the forwarder holds all the schedules it can")
         current = schedule or _Schedule(touched=now)
         held_before = current.slots
+        if cancel is None:
+            cancel = list(held_before)
         for slot in slots:
             if slot.at_ms / 1000 > now + limits.max_horizon_seconds:
                 raise _refuse(
