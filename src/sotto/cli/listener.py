@@ -2,10 +2,10 @@
 
 ``sotto listen`` holds its profile's store and serves the profile's control socket while it runs.
 The commands that write (``send``, ``group send|create|add``, ``invite``, ``accept``, ``block``,
-``unblock``, ``remove``) hand their request to it rather than stopping it (which the relay would
-see as a gap in the device's traffic), and print what they print on their own, with the same exit
-codes. The others that need the store (``contacts``, ``verify``, ``history``, ``export``,
-``rotate``, a second ``listen``) say that ``listen`` has it and must be stopped first.
+``unblock``, ``remove``, ``rotate``) hand their request to it rather than stopping it (which the
+relay would see as a gap in the device's traffic), and print what they print on their own, with
+the same exit codes. The others that need the store (``contacts``, ``verify``, ``history``,
+``export``, a second ``listen``) say that ``listen`` has it and must be stopped first.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ async def refuse_if_running(place: Where) -> None:
         f"`sotto listen{mode}` (process {status.pid}) has the profile in {place.profile} open, "
         f"and {command} cannot go through it",
         hint="stop it (Ctrl-C in its terminal), then run this again; `send`, `group`, `invite`, "
-        "`accept`, `block`, `unblock` and `remove` go through it while it runs",
+        "`accept`, `block`, `unblock`, `remove` and `rotate` go through it while it runs",
         code=ExitCode.PROFILE_BUSY,
     )
 

@@ -10,9 +10,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sotto.cli import forwarding, render
+from sotto.cli import forwarding, listener, render
 from sotto.cli.failures import ExitCode, fail
 from sotto.cli.profile import ProfileOption, ask, create, inspect, opened, passphrase, refuse, run, where
+from sotto.client import control
 from sotto.client.sdk import Client, check_profile
 
 DEFAULT_SERVER = "http://127.0.0.1:8787"
@@ -105,6 +106,14 @@ def export(
 def rotate(profile: ProfileOption = None) -> None:
     """Give every contact a fresh mailbox to write to (the old ones are drained, then deleted)."""
     place = where(profile)
+    answer = listener.hand_over(place, control.RotateMailboxes())
+    if answer is not None:
+        handled = listener.carried_out(place, answer)
+        rotated = handled.count
+        render.done(f"rotated {rotated} mailbox{'es' * (rotated != 1)}")
+        if handled.left:
+            render.warn(f"{handled.left} message(s) still queued: the running `sotto listen` sends them")
+        return
 
     async def work() -> None:
         async with opened(place) as client:
