@@ -314,3 +314,24 @@ def test_bad_requests_are_refused_and_the_server_goes_on(profile: Path) -> None:
             assert (await exchange(b'{"v":1,"op":"status"}\n'))["ok"] is True
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+@pytest.mark.parametrize("answers", [False, None])
+def test_a_server_that_goes_away_or_never_answers_is_reported(profile: Path, answers: bool | None) -> None:
+    """``answers`` False: it closes the connection unanswered; None: it keeps it open, silent."""
+
+    async def scenario() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readline()
+            if answers is None:
+                await asyncio.sleep(30)
+            writer.close()
+
+        path = profile / control.SOCKET_NAME
+        server = await asyncio.start_unix_server(serve, path=str(path))
+        path.chmod(0o600)
+        async with server:
+            with pytest.raises(control.ListenerGoneError):
+                await control.ask(profile, control.SendText("Bob", "hi"), timeout=0.5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
