@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import logging
 import os
 import secrets
@@ -21,10 +22,11 @@ import redis
 from starlette.testclient import TestClient
 
 from sotto.crypto.random import system_rng
-from sotto.server import ServerConfig, create_app
+from sotto.server import ServerConfig, create_app, ratelimit
 from sotto.server.auth import ReplayGuard
 from sotto.server.challenge import WorkGate, WorkVerdict
 from sotto.server.config import RateLimit, RateLimits, WorkPolicy
+from sotto.server.context import SOURCE_KEY_INFO
 from sotto.server.gateway import GATEWAY_PATH, GatewayCore, GatewayRefusal, gateway_key, with_gateway
 from sotto.server.ratelimit import ForwarderSource, RateLimitedError, RateLimiter, RateMeter
 from sotto.server.server_key import ServerKey
@@ -273,6 +275,8 @@ def test_an_unreachable_redis_fails_closed_for_single_uses_and_open_for_limits(
 ) -> None:
     ticks = [0.0]
     state = RedisState(f"redis://127.0.0.1:{_closed_port()}", os.urandom(32), monotonic=lambda: ticks[0])
+    relay_logger = logging.getLogger("sotto.server")
+    relay_logger.addHandler(caplog.handler)  # whether or not a relay set its logger apart
     with caplog.at_level(logging.ERROR, logger="sotto.server"):
         with pytest.raises(SharedStateUnavailableError) as closed:
             state.single_use("replay", capacity=10).claim(b"n", NOW + 1, NOW)
@@ -290,7 +294,9 @@ def test_an_unreachable_redis_fails_closed_for_single_uses_and_open_for_limits(
         ticks[0] += 30  # later in the same outage
         with pytest.raises(SharedStateUnavailableError):
             state.single_use("gateway", capacity=1).seen(b"d", NOW)
-    lines = [r.getMessage() for r in caplog.records if "SharedStateUnavailable" in r.getMessage()]
+    relay_logger.removeHandler(caplog.handler)
+    records = {id(r): r for r in caplog.records}.values()  # a record propagated to root comes twice
+    lines = [r.getMessage() for r in records if "SharedStateUnavailable" in r.getMessage()]
     assert lines == ["error SharedStateUnavailableError [ConnectionError]"]  # one line, type only
     assert state.outages == 2  # tried again once RETRY_SECONDS had passed, not on every check
     state.close()
@@ -316,6 +322,24 @@ def test_a_relay_without_its_redis_refuses_signed_calls_and_changes_nothing(tmp_
         assert refused.json()["code"] == "shared_state_unavailable"
     pending = asyncio.run(storage.pending(MailboxId(mailbox.mailbox_id), 10, max_bytes=1 << 20))
     assert len(pending) == 1  # the poll neither acked nor moved anything
+
+
+def test_nodes_sharing_state_name_a_client_network_alike() -> None:
+    """The key that hashes client networks comes from the server key once state is shared, so
+    every node (every process) with that key counts a source as the same one."""
+    held = ratelimit._SOURCE_KEY
+    try:
+        key = ServerKey(bytes(range(32))).derive(SOURCE_KEY_INFO)
+        ratelimit.share_source_key(key)
+        named = ratelimit.source_key({"client": ("192.0.2.7", 1234)})
+        expected = hashlib.blake2b(bytes([192, 0, 2, 7]), digest_size=12, key=key).digest()
+        assert named == expected
+        ratelimit.share_source_key(os.urandom(32))  # another deployment names it otherwise
+        assert ratelimit.source_key({"client": ("192.0.2.7", 1234)}) != expected
+        with pytest.raises(ValueError):
+            ratelimit.share_source_key(b"short")
+    finally:
+        ratelimit._SOURCE_KEY = held
 
 
 # ------------------------------------------------------------------------------ selection

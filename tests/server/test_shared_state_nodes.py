@@ -151,6 +151,14 @@ def test_a_work_answer_spent_on_one_node_is_refused_on_the_other(nodes: Nodes) -
     assert again.json()["code"] == "work_replayed"
 
 
+def test_a_budget_per_source_is_one_budget_for_both_nodes(nodes: Nodes) -> None:
+    """Lookups of one name by one source: 10, then one a minute, over both nodes together (each
+    node must name this client's network alike for that)."""
+    path = f"/v1/usernames/nobody_{os.urandom(4).hex()}"
+    codes = [client.get(path).status_code for client in (nodes.a, nodes.b) * 6]
+    assert codes == [404] * 10 + [429, 429]
+
+
 def test_a_mailbox_quota_reached_through_one_node_holds_on_the_other(nodes: Nodes) -> None:
     mailbox = _create_mailbox(nodes.b)
     assert _send(nodes.a, mailbox, os.urandom(16)).status_code == 202
