@@ -25,9 +25,9 @@ bucket until it would be full again, a single use until its time check refuses i
 :class:`SharedStateUnavailableError` (503 ``shared_state_unavailable``), since letting a replay
 through on one node is what sharing is for. Buckets and meters fail open to this process's own
 (a node then limits on its own, as with :class:`LocalState`), so an outage does not stop the
-relay. Either way one ``error SharedStateUnavailableError`` line is logged per outage and after
-that at most once a minute, and Redis is not tried again for :data:`RETRY_SECONDS`, so an
-unreachable server costs each request nothing but the fallback.
+relay. Either way an ``error SharedStateUnavailableError`` line is logged (at most one a
+minute), and Redis is not tried again for :data:`RETRY_SECONDS`, so an unreachable server costs
+each request nothing but the fallback.
 
 The calls are synchronous (they are made from synchronous checks in the request path): each is
 one round trip on a connection from redis-py's pool, bounded by :data:`TIMEOUT_SECONDS`.
@@ -74,7 +74,7 @@ TIMEOUT_SECONDS: Final = 0.25
 RETRY_SECONDS: Final = 1.0
 """After a failure, Redis is left alone this long: checks use the fallback (or fail closed)."""
 LOG_EVERY_SECONDS: Final = 60.0
-"""One log line per outage, then at most one per this many seconds while it lasts."""
+"""At most one log line about Redis being unreachable per this many seconds."""
 MAX_BUCKET_TTL_MS: Final = 86_400_000
 """A bucket is kept at most a day (only a bucket that refills slower than that is cut short)."""
 
