@@ -16,6 +16,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -23,9 +24,10 @@ from starlette.testclient import TestClient
 
 from sotto.crypto.random import system_rng
 from sotto.server import ServerConfig, create_app, ratelimit
+from sotto.server.__main__ import main as server_main
 from sotto.server.auth import ReplayGuard
 from sotto.server.challenge import WorkGate, WorkVerdict
-from sotto.server.config import RateLimit, RateLimits, WorkPolicy
+from sotto.server.config import RateLimit, RateLimits, WorkPolicy, storage_settings
 from sotto.server.context import SOURCE_KEY_INFO
 from sotto.server.gateway import GATEWAY_PATH, GatewayCore, GatewayRefusal, gateway_key, with_gateway
 from sotto.server.ratelimit import ForwarderSource, RateLimitedError, RateLimiter, RateMeter
@@ -353,6 +355,24 @@ def test_the_url_selects_the_backend() -> None:
     with pytest.raises(ValueError, match="redis"):
         ServerConfig(shared_state="http://127.0.0.1:6379")
     assert LocalState().single_use("x", capacity=1).claim(b"k", NOW + 1, NOW) is Claim.FIRST
+
+
+def test_the_command_line_takes_a_redis_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        server_main(["--shared-state", "http://127.0.0.1:6379"])
+    assert "--shared-state must be a redis:// URL" in capsys.readouterr().err
+    options = SimpleNamespace(
+        shared_state=REDIS,
+        mailbox_quota=1,
+        mailbox_quota_mib=1,
+        token_quota=1,
+        prekey_quota=1,
+        min_free_disk_mib=0,
+        checkpoint_interval=1.0,
+    )
+    assert ServerConfig(**storage_settings(options)).shared_state == REDIS
+    del options.shared_state
+    assert ServerConfig(**storage_settings(options)).shared_state is None
 
 
 def test_rate_limits_are_shared_through_the_relay_app(tmp_path: Path) -> None:
