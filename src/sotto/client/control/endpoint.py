@@ -135,14 +135,15 @@ async def serving(client: Client, profile: Path) -> AsyncIterator[Path]:
     await _clear_stale(path)
     connections = _Connections(client)
     server = await asyncio.start_unix_server(connections.serve, path=str(path), limit=MAX_LINE_BYTES)
+    made: int | None = None
     try:
-        os.chmod(path, 0o600)  # the folder is closed to others: no one could reach it before this
         made = os.lstat(path).st_ino
+        os.chmod(path, 0o600)  # the folder is closed to others: no one could reach it before this
         yield path
     finally:
         server.close()
         with contextlib.suppress(OSError):
-            if os.lstat(path).st_ino == made:
+            if made is not None and os.lstat(path).st_ino == made:  # not a successor's socket
                 path.unlink()
         await connections.close()
 
