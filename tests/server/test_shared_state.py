@@ -42,6 +42,7 @@ from sotto.server.shared_state import (
 from sotto.server.storage import MemoryStorage
 from sotto.server.storage.base import MailboxId
 from sotto.wire import b64, bhttp, ohttp, work
+from tests.server.bus.test_doorbell import free_port, private_server
 from tests.server.conftest import GENEROUS, FakeClock, Mailbox, create_mailbox, payload, send
 
 REDIS = os.environ.get("SOTTO_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -397,3 +398,27 @@ def test_rate_limits_are_shared_through_the_relay_app(tmp_path: Path) -> None:
             shared = app.state.relay.shared
             _forget_everything(shared)
             shared.close()
+
+
+def test_redis_going_away_and_coming_back_empty(tmp_path: Path) -> None:
+    """A private redis-server stopped under a node: signed requests are refused (503) while it is
+    away; once it is back (empty, as a restart leaves it), they are checked again, and what was
+    dated before its new memory began is refused, so nothing accepted before the outage passes."""
+    port = free_port()
+    ticks = [0.0]
+    with private_server("redis", port) as stop:
+        state = RedisState(f"redis://127.0.0.1:{port}", os.urandom(32), monotonic=lambda: ticks[0])
+        guard = ReplayGuard(NOW - 60, memory=state.single_use("replay", capacity=10))
+        mailbox, nonce, ms = os.urandom(16), os.urandom(16), int(NOW * 1000)
+        assert guard.accept(mailbox, nonce, ms, NOW)
+        stop()
+        with pytest.raises(SharedStateUnavailableError):
+            guard.accept(mailbox, os.urandom(16), ms, NOW + 1)
+    ticks[0] += 2  # past RETRY_SECONDS: the next check tries Redis again
+    with private_server("redis", port):
+        later = NOW + 2
+        assert not guard.accept(mailbox, nonce, ms, later)  # the replay an empty Redis would allow
+        fresh = guard.sign_time(later)
+        assert fresh >= int(later * 1000)
+        assert guard.accept(mailbox, os.urandom(16), fresh, fresh / 1000)
+        state.close()
