@@ -33,3 +33,28 @@ def test_history_pages_back_from_a_message_oldest_first() -> None:
             assert client.history("Bob", limit=10, before=oldest[0].row_id) == []
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_latest_messages_and_ready_contacts_read_many_conversations_at_once() -> None:
+    store = MemoryStore()
+    seeder = Seeder(store, seeded_rng(6))
+    seeder.account()
+    with store.transaction() as tx:
+        bob = seeder.contact(tx, "Bob")
+        carol = seeder.contact(tx, "Carol")
+        dan = seeder.contact(tx, "Dan")
+        tx.their_mailboxes.delete(dan.contact_id)  # Dan has not answered yet
+        for n in range(5):
+            seeder.message(tx, Conversation.direct(bob.contact_id), bob, f"b{n}", NOW_MS + n)
+        seeder.message(tx, Conversation.direct(carol.contact_id), None, "c0", NOW_MS)
+
+    async def main() -> None:
+        async with await Client.attach(store, network=HttpNetwork()) as client:
+            people = client.contacts()
+            latest = client.latest_messages(people, limit=2)
+            assert [[m.text for m in messages] for messages in latest] == [["b3", "b4"], ["c0"], []]
+            assert client.latest_messages([], limit=2) == []
+            assert client.ready_contacts(people) == [True, True, False]
+            assert [client.is_ready(c) for c in people] == [True, True, False]
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -430,6 +430,25 @@ class Client:
             return Conversation.direct(contact.contact_id)
         return Conversation.group(self._group(tx, ref).group_id)
 
+    def latest_messages(
+        self, conversations: Iterable[Contact | Group], *, limit: int = 1
+    ) -> list[list[Message]]:
+        """The latest ``limit`` messages of each conversation (oldest first within each), read in
+        one store transaction: what an app's list of conversations shows."""
+        wanted = list(conversations)
+
+        def read(tx: Transaction) -> list[list[Message]]:
+            return [tx.messages.conversation(_where(c), limit=limit) for c in wanted]
+
+        return self._engine.read(read)
+
+    def ready_contacts(self, contacts: Iterable[Contact]) -> list[bool]:
+        """:meth:`is_ready` for each contact, read in one store transaction."""
+        wanted = list(contacts)
+        return self._engine.read(
+            lambda tx: [tx.their_mailboxes.get(c.contact_id) is not None for c in wanted]
+        )
+
     def pending_outbox(self) -> int:
         """Envelopes queued and not yet confirmed by a relay."""
         return self._engine.read(lambda tx: tx.outbox.count())
@@ -768,6 +787,12 @@ class Client:
     def _credentials(self) -> DeviceCredentials:
         """The device's credentials (as :meth:`Engine.credentials`)."""
         return self._engine.credentials()
+
+
+def _where(conversation: Contact | Group) -> Conversation:
+    if isinstance(conversation, Group):
+        return Conversation.group(conversation.group_id)
+    return Conversation.direct(conversation.contact_id)
 
 
 __all__ = ["Client", "ContactRef", "GroupRef", "Invite", "SafetyNumber", "check_profile"]

@@ -22,7 +22,7 @@ from textual.app import App, ComposeResult
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, Static
 
 from sotto.cli.render import clean
 from sotto.client import events as ev
@@ -169,8 +169,9 @@ class ChatApp(App[None]):
         return self.query_one(CommandLine)
 
     def on_mount(self) -> None:
-        self._names = {c.contact_id: c.name for c in self.client.contacts(include_removed=True)}
-        self.conversations.show(load_summaries(self.client))
+        everyone = self.client.contacts(include_removed=True)
+        self._names = {c.contact_id: c.name for c in everyone}
+        self.conversations.show(load_summaries(self.client, everyone))
         self.conversations.focus()
         self.log_view.open(None, self._names)
         self.connected = self.ever_connected = self.live and self.client.connected
@@ -283,8 +284,8 @@ class ChatApp(App[None]):
         self.refresh_status()
 
     # ------------------------------------------------------------------ opening conversations
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        summary = self.conversations.get(event.option.id or "")
+    def on_conversation_list_selected(self, event: ConversationList.Selected) -> None:
+        summary = self.conversations.get(event.key)
         if summary is not None:
             self.open_conversation(summary.target)
 

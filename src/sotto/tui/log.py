@@ -26,8 +26,8 @@ from sotto.store.model import Direction, Message, MessageState
 from sotto.tui.keys import pane_bindings
 from sotto.tui.model import TimeFormat
 
-PAGE = 200
-"""Messages read per page."""
+PAGE = 100
+"""Messages read per page: more than a tall terminal shows, so a page fills the screen."""
 LOAD_MARGIN = 3
 """Read the page before when the view comes this close to the top."""
 
@@ -77,6 +77,8 @@ class MessageLog(ScrollView, can_focus=True):
         """Who is typing, shown under the last message."""
         self._lines: list[Line] = []
         self._width = 0
+        self._cache: dict[int, tuple[Message, tuple[int, bool], list[Strip]]] = {}
+        """Row id -> the message as drawn, at which (width, highlighted), and its lines."""
 
     # ------------------------------------------------------------------ content
     def open(self, loader: Loader | None, names: dict[int, str]) -> None:
@@ -85,6 +87,7 @@ class MessageLog(ScrollView, can_focus=True):
         self.names = names
         self.highlight = None
         self.typing = ""
+        self._cache.clear()
         self.messages = [] if loader is None else loader(None, PAGE)
         self.complete = loader is None or len(self.messages) < PAGE
         self._relayout()
@@ -206,15 +209,30 @@ class MessageLog(ScrollView, can_focus=True):
             line.stylize("reverse")
         return line
 
+    def _wrapped(self, message: Message, width: int) -> list[Strip]:
+        """The message's screen lines at ``width``, from the cache while it has not changed."""
+        highlighted = message.row_id == self.highlight
+        cached = self._cache.get(message.row_id)
+        if cached is not None and cached[0] == message and cached[1] == (width, highlighted):
+            return cached[2]
+        console = self._text_console()
+        text = self.render_message(message)
+        text.end = ""
+        if "\n" not in text.plain and text.cell_len <= width:  # most messages: one line, no wrapping
+            strips = [Strip(list(text.render(console)), text.cell_len)]
+        else:
+            strips = [Strip(list(line.render(console)), line.cell_len) for line in text.wrap(console, width)]
+        self._cache[message.row_id] = (message, (width, highlighted), strips)
+        return strips
+
     def _relayout(self) -> None:
         width = max(1, self.scrollable_content_region.width or self.size.width or 80)
+        if width != self._width:
+            self._cache.clear()
         self._width = width
-        console = self._text_console()
-        options = console.options.update_width(width)
         lines: list[Line] = []
         for index, message in enumerate(self.messages):
-            for segments in console.render_lines(self.render_message(message), options, pad=False):
-                lines.append(Line(Strip(segments), index))
+            lines.extend(Line(strip, index) for strip in self._wrapped(message, width))
         if not self.messages:
             empty = "no conversation open" if self.loader is None else "no messages yet"
             lines.append(Line(Strip([Segment(empty, Style(dim=True))]), -1))

@@ -68,30 +68,50 @@ def count_unread(messages: list[Message]) -> tuple[int, bool]:
 
 
 def summarize(client: Client, target: Contact | Group) -> Summary:
-    """The row for one conversation: its latest message, and its unread count, which reads
-    further back only while the newest messages are unread."""
-    latest = client.history(target, limit=1)
-    unread, capped = count_unread(latest)
-    if unread:
-        latest = client.history(target, limit=UNREAD_SCAN)
-        unread, capped = count_unread(latest)
-    ready = True if isinstance(target, Group) else client.is_ready(target)
-    return Summary(
-        key=key_of(target),
-        target=target,
-        title=title_of(target),
-        unread=unread,
-        unread_capped=capped,
-        last_ms=latest[-1].stored_ms if latest else 0,
-        ready=ready,
-    )
+    """The row for one conversation (see :func:`load_summaries`)."""
+    return _summaries(client, [target])[0]
 
 
-def load_summaries(client: Client) -> list[Summary]:
-    """Every conversation with someone not removed or blocked, and every group, newest first."""
-    targets: list[Contact | Group] = [c for c in client.contacts() if not c.blocked]
+def load_summaries(client: Client, contacts: list[Contact] | None = None) -> list[Summary]:
+    """Every conversation with a contact not blocked (of ``contacts``, default all but removed
+    ones), and every group, newest first."""
+    people = client.contacts() if contacts is None else contacts
+    targets: list[Contact | Group] = [c for c in people if not c.blocked and not c.removed]
     targets.extend(client.groups())
-    return order([summarize(client, t) for t in targets])
+    return order(_summaries(client, targets))
+
+
+def _summaries(client: Client, targets: list[Contact | Group]) -> list[Summary]:
+    """Each conversation's latest message, its unread count (reading further back only where
+    the newest messages are unread) and, for a contact, whether they answered: a few reads of
+    the store for the whole list."""
+    latest = client.latest_messages(targets, limit=1)
+    unread_ones = [t for t, messages in zip(targets, latest, strict=True) if count_unread(messages)[0]]
+    longer = dict(
+        zip(
+            (key_of(t) for t in unread_ones),
+            client.latest_messages(unread_ones, limit=UNREAD_SCAN),
+            strict=True,
+        )
+    )
+    contacts = [t for t in targets if isinstance(t, Contact)]
+    ready = dict(zip((c.contact_id for c in contacts), client.ready_contacts(contacts), strict=True))
+    summaries = []
+    for target, messages in zip(targets, latest, strict=True):
+        key = key_of(target)
+        unread, capped = count_unread(longer.get(key, messages))
+        summaries.append(
+            Summary(
+                key=key,
+                target=target,
+                title=title_of(target),
+                unread=unread,
+                unread_capped=capped,
+                last_ms=messages[-1].stored_ms if messages else 0,
+                ready=True if isinstance(target, Group) else ready[target.contact_id],
+            )
+        )
+    return summaries
 
 
 def order(summaries: list[Summary]) -> list[Summary]:
