@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -22,8 +23,11 @@ from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import system_rng
 from sotto.errors import RelayError
 from sotto.server import ServerConfig, create_app
-from sotto.server.longpoll import HeldPolls
+from sotto.server.fanout import LocalFanout
+from sotto.server.logging import Stats
+from sotto.server.longpoll import HeldPolls, PollsBusyError
 from sotto.server.storage import MemoryStorage
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 from sotto.wire import api, b64
 from sotto.wire.limits import ID_LENGTH
 from tests.forwarder.processes import in_thread
@@ -244,3 +248,33 @@ def test_a_poll_of_an_unknown_mailbox_is_refused_before_any_hold(relay: Running)
         assert relay.held() == 0
 
     asyncio.run(with_relay(relay.url, body))
+
+
+def test_a_recheck_from_another_node_wakes_a_hold_and_a_publish_does_too() -> None:
+    """The registry on its own: the fan-out's two signals wake a hold, a newer hold of the same
+    mailbox wakes and replaces the older, and the cap counts holds, not mailboxes polled."""
+
+    async def main() -> None:
+        fanout = LocalFanout()
+        ctx: Any = SimpleNamespace(config=ServerConfig(max_held_polls=2), fanout=fanout, stats=Stats())
+        held = HeldPolls(ctx)
+        a, b, c = (MailboxId(bytes([i]) * ID_LENGTH) for i in (1, 2, 3))
+        first = held.hold(a)
+        fanout.recheck(a)
+        assert await first.wait(5)
+        first.release()
+        assert len(held) == 0 and a not in fanout
+        second = held.hold(b)
+        fanout.publish(EnvelopeRecord(b, MessageId(b"m" * ID_LENGTH), 1, 1, b"\0" * 256))
+        assert await second.wait(5)
+        second.release()
+        older = held.hold(a)
+        newer = held.hold(a)
+        assert older.superseded and await older.wait(5) and len(held) == 1
+        held.hold(c)
+        with pytest.raises(PollsBusyError):
+            held.hold(b)
+        newer.release()
+        assert not await held.hold(b).wait(0.01)
+
+    asyncio.run(main())

@@ -6,8 +6,9 @@ not go through Oblivious HTTP: each of its mailboxes has one poll held at a time
 sealed request, so the relay sees held polls from the forwarder's address and cannot tell which
 of them one device holds, except by their timing (the client draws their waits at random).
 
-A held poll listens on the relay's fan-out, the same one the WebSocket's subscriptions use, and
-is registered *before* the mailbox is read, so an envelope committed between the read and the
+A held poll listens on the relay's fan-out, the same one the WebSocket's subscriptions use (an
+envelope committed on this node, or a recheck rung by another node over the bus), and is
+registered *before* the mailbox is read, so an envelope committed between the read and the
 wait still wakes it. Bounds: one held poll per mailbox (a newer poll of the mailbox answers the
 older one at once: a client whose connection broke and that polls again is not kept waiting for
 its own stale poll), and :attr:`~sotto.server.config.ServerConfig.max_held_polls` in all, beyond
@@ -107,7 +108,8 @@ class HeldPolls:
             raise PollsBusyError()
         hold = Hold(self, mailbox_id)
         self._holds[mailbox_id] = hold
-        ctx.fanout.subscribe(mailbox_id, hold._on_envelope)
+        # rechecks: an envelope committed on another relay node (docs/scaling.md) wakes it too
+        ctx.fanout.subscribe(mailbox_id, hold._on_envelope, hold._on_recheck)
         ctx.stats.count("polls_held")
         return hold
 
