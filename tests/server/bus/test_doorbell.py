@@ -308,13 +308,14 @@ def test_the_bus_going_away_turns_health_false_and_coming_back_reconnects(kind: 
                 await until(lambda: receiver.healthy, "the receiver to reconnect")
 
                 async def ring_until_heard() -> None:
-                    while not heard[1:]:
+                    while Ring(box, 3) not in heard:
                         with contextlib.suppress(BusUnavailableError):
                             await sender.ring(box, 3)
                         await asyncio.sleep(0.05)
 
                 await asyncio.wait_for(ring_until_heard(), WAIT)
-                assert heard[1] == Ring(box, 3)
+                # A ring the sender wrote before it noticed the loss may come late, never another.
+                assert set(heard[1:]) <= {Ring(box, 2), Ring(box, 3)}
                 assert receiver.health.reconnects >= 1
                 await sender.close()
                 await receiver.close()
