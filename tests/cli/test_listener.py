@@ -221,7 +221,8 @@ def test_send_goes_through_a_running_listener(
     # Commands that need the store say the listener has it, and how to go on.
     busy = run_sotto("contacts", "--profile", alice)
     assert busy.returncode == ExitCode.PROFILE_BUSY
-    assert "cannot go through it" in flat(busy.stderr) and "Ctrl-C" in flat(busy.stderr)
+    assert f"`sotto listen` (process {listening.process.pid})" in flat(busy.stderr)
+    assert "this command cannot go through it" in flat(busy.stderr) and "Ctrl-C" in flat(busy.stderr)
     refused = run_sotto("send", "Bob", "later", "--cadence", "--profile", alice)
     assert refused.returncode == ExitCode.PROFILE_BUSY and "not in cadence mode" in flat(refused.stderr)
 

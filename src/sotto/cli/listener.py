@@ -15,8 +15,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
-import click
-
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, explain, fail, report_send, reported
 from sotto.cli.names import known_names
@@ -121,12 +119,10 @@ async def refuse_if_running(place: Where) -> None:
     status = await running(place)
     if status is None:
         return
-    context = click.get_current_context(silent=True)
-    command = f"`{context.command_path}`" if context is not None else "this command"
     mode = " --cadence" if status.cadence else ""
     fail(
         f"`sotto listen{mode}` (process {status.pid}) has the profile in {place.profile} open, "
-        f"and {command} cannot go through it",
+        "and this command cannot go through it",
         hint="stop it (Ctrl-C in its terminal), then run this again; `send`, `group`, `invite`, "
         "`accept`, `block`, `unblock`, `remove` and `rotate` go through it while it runs",
         code=ExitCode.PROFILE_BUSY,
