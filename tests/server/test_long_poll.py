@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from sotto.server.storage import MemoryStorage
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 from sotto.wire import api, b64
 from sotto.wire.limits import ID_LENGTH
-from tests.forwarder.processes import in_thread
+from tests.forwarder.processes import ROOT, free_port, in_thread, wait_for_port
 from tests.server.conftest import GENEROUS
 
 DEADLINE_S = 20.0
@@ -278,3 +281,32 @@ def test_a_recheck_from_another_node_wakes_a_hold_and_a_publish_does_too() -> No
         assert not await held.hold(b).wait(0.01)
 
     asyncio.run(main())
+
+
+def test_a_stopping_relay_answers_its_held_polls_at_once(tmp_path: Path) -> None:
+    """``python -m sotto.server`` told to stop while a poll is held answers it (empty) and
+    exits, rather than waiting for the hold to run out (25 s, longer than the exit is given)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "sotto.server", "--port", str(port), "--data", str(tmp_path / "data")]
+    with (tmp_path / "relay.log").open("wb") as log:
+        child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_for_port(port, child)
+
+        async def body(http: HttpRelay) -> api.PollResult:
+            box = await new_box(http)
+            older = asyncio.create_task(http.long_poll(box.mailbox_id, box.key, [], 32, 25_000))
+            await asyncio.sleep(0.5)
+            newer = asyncio.create_task(http.long_poll(box.mailbox_id, box.key, [], 32, 25_000))
+            await older  # answered once the newer one is held
+            child.terminate()
+            return await asyncio.wait_for(newer, 15)  # well before the 25 s hold ends
+
+        answer = asyncio.run(with_relay(url, body))
+        assert answer.envelopes == []
+        assert child.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it stopped on
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)

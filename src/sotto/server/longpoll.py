@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Awaitable
 
 from sotto.server.context import RelayContext
 from sotto.server.ratelimit import RateLimitedError
 from sotto.server.storage.base import EnvelopeRecord, MailboxId
 
-__all__ = ["POLLS_BUSY_RETRY_S", "HeldPolls", "Hold", "PollsBusyError", "held_polls"]
+__all__ = ["POLLS_BUSY_RETRY_S", "HeldPolls", "Hold", "PollsBusyError", "held_polls", "stop_holding"]
 
 POLLS_BUSY_RETRY_S = 2
 """The Retry-After of a ``polls_busy`` refusal, in seconds."""
@@ -89,6 +90,9 @@ class HeldPolls:
     def __init__(self, ctx: RelayContext) -> None:
         self.ctx = ctx
         self._holds: dict[MailboxId, Hold] = {}
+        self.stopping = False
+        """Set when the relay stops: every poll is answered at once from then on."""
+        _REGISTRIES.add(self)
 
     def __len__(self) -> int:
         return len(self._holds)
@@ -107,6 +111,8 @@ class HeldPolls:
             ctx.stats.count("polls_busy")
             raise PollsBusyError()
         hold = Hold(self, mailbox_id)
+        if self.stopping:
+            hold.wake()
         self._holds[mailbox_id] = hold
         # rechecks: an envelope committed on another relay node (docs/scaling.md) wakes it too
         ctx.fanout.subscribe(mailbox_id, hold._on_envelope, hold._on_recheck)
@@ -118,10 +124,24 @@ class HeldPolls:
             del self._holds[hold.mailbox_id]
             self.ctx.fanout.unsubscribe(hold.mailbox_id, hold._on_envelope)
 
-    def wake_all(self) -> None:
-        """Answer every held poll now (the relay is stopping)."""
+    def stop(self) -> None:
+        """The relay is stopping: answer every held poll now, and hold none from now on."""
+        self.stopping = True
         for hold in tuple(self._holds.values()):
             hold.wake()
+
+
+_REGISTRIES: weakref.WeakSet[HeldPolls] = weakref.WeakSet()
+
+
+def stop_holding() -> int:
+    """Answer every poll held in this process now and hold no more (the server is stopping, so
+    that it does not wait for the holds to run out); how many were held."""
+    held = 0
+    for registry in tuple(_REGISTRIES):
+        held += len(registry)
+        registry.stop()
+    return held
 
 
 def held_polls(state: object, ctx: RelayContext) -> HeldPolls:

@@ -51,6 +51,7 @@ from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
 from sotto.server.gateway import load_gateway_key, with_gateway
 from sotto.server.logging import logger, uvicorn_log_config
+from sotto.server.longpoll import stop_holding
 from sotto.server.observer import FileSink, Observer
 from sotto.server.ws import INVALID_TEXT
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS
@@ -351,6 +352,10 @@ class RelayServer(uvicorn.Server):
         if sockets is None and config.uds is None and config.fd is None:
             sockets = [AdmissionSocket.wrap(config.bind_socket(), _admission_of(config))]
         await super().startup(sockets=sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        stop_holding()  # held long polls answer now, not when their waits run out
+        await super().shutdown(sockets=sockets)
 
 
 class HttpProtocol(H11Protocol):
