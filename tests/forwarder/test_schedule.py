@@ -334,18 +334,30 @@ def test_the_answer_body_is_json_with_nothing_else() -> None:
     run(use)
 
 
-def test_clear_replaces_everything_held_in_one_upload() -> None:
+def test_clear_from_replaces_everything_due_from_an_instant_in_one_upload() -> None:
     async def use(h: Harness) -> None:
-        await h.upload(slots=[slot(1, NOW + 1), slot(2, NOW + 5), slot(3, NOW + 9)])
+        await h.upload(slots=[slot(1, NOW + 1), slot(2, NOW + 5), slot(3, NOW + 9), slot(5, NOW + 4)])
         await h.advance(2)  # 1 is released: its answer stays
-        answer = await h.upload(slots=[slot(4, NOW + 6, b"fresh")], clear=True)
-        assert answer.json() == {"held": [b64(slot_id(4))], "late": [], "released": [], "slots": 1}
+        answer = await h.upload(slots=[slot(4, NOW + 6, b"fresh")], clear_from=int((NOW + 4.5) * 1000))
+        assert answer.json() == {"held": [b64(slot_id(4))], "late": [], "released": [], "slots": 2}
         await h.advance(10)
-        assert h.relay.got == [b"sealed-1", b"fresh"]
-        assert [r["id"] for r in (await h.collect())["replies"]] == [b64(slot_id(1)), b64(slot_id(4))]
-        both = await h.upload(slots=[], clear=True, cancel=[b64(slot_id(4))])
+        assert h.relay.got == [b"sealed-1", b"sealed-5", b"fresh"]
+        replies = (await h.collect())["replies"]
+        assert [r["id"] for r in replies] == [b64(slot_id(i)) for i in (1, 5, 4)]
+        both = await h.upload(slots=[], clear_from=0, cancel=[b64(slot_id(4))])
         assert both.status_code == 400 and both.json()["code"] == "malformed"
-        odd = await h.upload(slots=[], clear="yes")
+        odd = await h.upload(slots=[], clear_from="now")
         assert odd.status_code == 400 and odd.json()["code"] == "malformed"
+
+    run(use)
+
+
+def test_a_late_replacement_leaves_the_slot_it_would_replace() -> None:
+    async def use(h: Harness) -> None:
+        await h.upload(slots=[slot(1, NOW + 5)])
+        answer = await h.upload(slots=[slot(2, NOW - 1, b"too late", replaces=1)])
+        assert answer.json() == {"held": [], "late": [b64(slot_id(2))], "released": [], "slots": 1}
+        await h.advance(6)
+        assert h.relay.got == [b"sealed-1"]
 
     run(use)

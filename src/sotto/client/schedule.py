@@ -12,8 +12,8 @@ to the relay at its instant and keeps the sealed answer; we collect the answers 
 with the context we kept for it), consume what the polls brought and confirm what the sends
 delivered.
 
-While we are online, at the start of each tick we build the *next* tick again in full and
-replace its slots at the forwarder: the polls then carry the acknowledgements of what we have
+While we are online, shortly before each tick begins (:data:`REBUILD_LEAD_S`) we build it again
+in full and replace its slots at the forwarder: the polls then carry the acknowledgements of what we have
 read, a contact with an envelope queued gets it instead of the cover built ahead (the cover is
 spent: a skipped message key at the contact), a contact with nothing queued gets the same cover
 sealed anew. Every slot of the tick is replaced, real or not, so the forwarder cannot tell which
@@ -29,8 +29,9 @@ What the forwarder sees: our address, when we come and go (it did before, by our
 number of slots per tick, and sizes; it holds no mailbox id and reads nothing it carries.
 
 The schedule's capability is derived from the device's secret (:func:`capability`), so a
-restarted client finds its schedule again: its first upload clears every slot held and puts its
-own in their place in one request, and the relay never sees two cadences. What the previous run
+restarted client finds its schedule again: its first upload clears every slot held from its
+first tick on and puts its own in their place in one request (the tick under way goes out as the
+last run left it), and the relay never sees two cadences. What the previous run
 left unread is collected and dropped (its contexts were in memory only): a poll's envelopes stay
 at the relay until a later poll acknowledges them, an envelope whose answer was lost is sent
 again under its id and deduplicated. The fixed capability lets the forwarder tie the device's
@@ -85,6 +86,8 @@ MAX_HORIZON_TICKS: Final = 48
 """Ticks held ahead at most, whatever the tick (a short tick would otherwise mean thousands)."""
 SIGN_LEAD_MS: Final = 1_000
 """A pre-built poll's signature time is its instant less this."""
+REBUILD_LEAD_S: Final = 5.0
+"""How long before a tick begins we build it again (at most a quarter tick)."""
 COLLECT_AFTER_S: Final = 1.0
 """How long after a slot's instant we ask for its answer (at most a quarter tick)."""
 LOST_AFTER_S: Final = 60.0
@@ -172,7 +175,7 @@ class ScheduledCadence:
         self._horizon_s = horizon_s
         self._capability = b64.encode(capability(engine.account.device_secret, oblivious.relay_url))
         self._cleared = False
-        """Whether an upload of this process replaced whatever the schedule held before."""
+        """Whether an upload of this process replaced what the schedule held from its first tick."""
         self._base = f"{oblivious.forwarder_url}{SCHEDULES_PATH}{self._capability}"
         self._http = httpx.AsyncClient(
             timeout=HTTP_TIMEOUT_S,
@@ -194,6 +197,7 @@ class ScheduledCadence:
         """From the next whole tick on, for ever (cancelled when the engine closes)."""
         self._tick = tick_seconds
         collect_after = min(COLLECT_AFTER_S, tick_seconds / 4)
+        lead = min(REBUILD_LEAD_S, tick_seconds / 4)
         tick = cadence_plan.tick_of(self._now(), tick_seconds) + 1
         self._state.built_to = tick - 1
         try:
@@ -201,25 +205,24 @@ class ScheduledCadence:
         except Exception as e:
             log.info("schedule not started: %s", type(e).__name__)
         await self._top_up()
+        tick += 1
         while True:
-            start = cadence_plan.tick_start(tick, tick_seconds)
-            points = sorted(
-                s.at + collect_after for s in self._state.slots.values() if s.at + collect_after < start
-            )
-            upcoming = [p for p in points if p > self._now()]
-            wake = min([start, *upcoming[:1]])
-            await self._sleep_until(wake)
+            # Tick ``tick`` is built again just before it begins, so its polls acknowledge what
+            # the polls of the tick before brought.
+            rebuild_at = cadence_plan.tick_start(tick, tick_seconds) - lead
+            now = self._now()
+            points = [s.at + collect_after for s in self._state.slots.values()]
+            upcoming = [p for p in points if now < p < rebuild_at]
+            await self._sleep_until(min([rebuild_at, *upcoming]))
             reachable = await self._collect_all()
-            if self._now() >= start and not reachable:
-                tick = max(tick, cadence_plan.tick_of(self._now(), tick_seconds)) + 1
-            elif self._now() >= start:
-                # Tick ``tick`` has begun (its slots are at the forwarder): build the next again.
-                tick = max(tick, cadence_plan.tick_of(self._now(), tick_seconds)) + 1
-                try:
-                    await self._rebuild(tick)
-                except Exception as e:  # the slots built ahead go out instead
-                    log.info("schedule not refreshed: %s", type(e).__name__)
-                await self._top_up()
+            if self._now() >= rebuild_at:
+                if reachable:  # else the slots built ahead go out
+                    try:
+                        await self._rebuild(tick)
+                    except Exception as e:
+                        log.info("schedule not refreshed: %s", type(e).__name__)
+                    await self._top_up()
+                tick = max(tick, cadence_plan.tick_of(self._now() + lead, tick_seconds)) + 1
             await self._report_done()
 
     def _now(self) -> float:
@@ -237,8 +240,11 @@ class ScheduledCadence:
 
     # ------------------------------------------------------------------ building
     async def _rebuild(self, tick: int) -> None:
-        """Build ``tick`` in full from the state now and replace its slots at the forwarder."""
+        """Build ``tick`` in full from the state now and replace its slots at the forwarder;
+        nothing once it has begun (what was built ahead goes out as it is)."""
         engine = self._engine
+        if self._now() >= cadence_plan.tick_start(tick, self._tick):
+            return
         plan: cadence_plan.TickPlan = await engine.transaction(
             partial(self._plan, tick=tick, tick_seconds=self._tick)
         )
@@ -412,7 +418,11 @@ class ScheduledCadence:
         state = self._state
         clear = not self._cleared
         if clear:
-            cancel = []  # the first upload of this process clears every slot held
+            # The first upload of this process clears every slot held from its first tick on.
+            cancel = []
+            next_tick = cadence_plan.tick_of(self._now(), self._tick) + 1
+            clear_from = int(cadence_plan.tick_start(next_tick, self._tick) * 1000)
+            clear_from = min([clear_from, *(int(b.slot.at * 1000) for b in built)])
         while len(cancel) > UPLOAD_BATCH:
             await self._upload([], cancel[:UPLOAD_BATCH])
             cancel = cancel[UPLOAD_BATCH:]
@@ -432,16 +442,15 @@ class ScheduledCadence:
             }
             if clear and start == 0:
                 del body["cancel"]
-                body["clear"] = True
+                body["clear_from"] = clear_from
             answer = await self._call("/slots", body)
             self._cleared = True
-            gone = {b.replaces for b in batch if b.replaces is not None} | (
-                set(cancel) if start == 0 else set()
-            )
+            held = set(_ids(answer.get("held")))
+            replaced = {b.replaces for b in batch if b.replaces is not None and b.slot.slot_id in held}
+            gone = replaced | (set(cancel) if start == 0 else set())
             released = set(_ids(answer.get("released")))
             for slot_id in gone - released:
                 self._forget(slot_id)
-            held = set(_ids(answer.get("held")))
             for b in batch:
                 if b.slot.slot_id in held:
                     state.slots[b.slot.slot_id] = b.slot

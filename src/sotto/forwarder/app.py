@@ -40,7 +40,7 @@ while it is offline. ``CAP`` is the schedule's 32-byte capability, unpadded base
 are JSON (``application/json``), ids 16 bytes base64url, instants unix milliseconds::
 
     POST   /v1/schedules/CAP/slots    {"slots": [{"id", "at", "request", "replaces"?}], "cancel": [id]}
-                                      (or "clear": true instead of "cancel": every slot held)
+                                      (or "clear_from": at instead of "cancel": every slot due then or later)
                                       200 {"held": [id], "late": [id], "released": [id], "slots": n}
     POST   /v1/schedules/CAP/collect  {"ack": [id]}  (the answers collected before, to forget)
                                       200 {"replies": [{"id", "status", "type", "body"}], "more", "slots"}

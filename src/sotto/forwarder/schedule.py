@@ -115,7 +115,8 @@ class Reply:
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What an upload did: ``held`` slots (new or replacing), ``late`` ones not held (due already,
-    or replacing a slot that was released), ``released`` cancelled or replaced ids that had gone."""
+    or replacing a slot that was released; a late slot replaces nothing), ``released`` cancelled
+    or replaced ids that had gone."""
 
     held: list[bytes]
     late: list[bytes]
@@ -181,14 +182,15 @@ def _int(value: Any, what: str) -> int:
 
 def parse_upload(
     body: Any, limits: ScheduleLimits, max_request_bytes: int
-) -> tuple[list[SlotUpload], list[bytes] | None]:
-    """``{"slots": [{"id", "at", "request", "replaces"?}], "cancel": [id], "clear"?: true}``:
-    slots, and the ids to cancel (None with ``clear``: every slot held)."""
-    if not isinstance(body, dict) or set(body) - {"slots", "cancel", "clear"}:
-        raise _refuse(400, "malformed", "expected an object with slots, cancel and clear")
-    clear = body.get("clear", False)
-    if not isinstance(clear, bool) or (clear and body.get("cancel")):
-        raise _refuse(400, "malformed", "clear is true or false, and comes without cancel")
+) -> tuple[list[SlotUpload], list[bytes] | int]:
+    """``{"slots": [{"id", "at", "request", "replaces"?}], "cancel": [id]}`` or, instead of
+    ``cancel``, ``"clear_from": at``: slots, and the ids to cancel or the instant (unix ms) from
+    which every slot held is cancelled."""
+    if not isinstance(body, dict) or set(body) - {"slots", "cancel", "clear_from"}:
+        raise _refuse(400, "malformed", "expected an object with slots, and cancel or clear_from")
+    clear_from = body.get("clear_from")
+    if clear_from is not None and "cancel" in body:
+        raise _refuse(400, "malformed", "clear_from comes without cancel")
     raw_slots = body.get("slots", [])
     raw_cancel = body.get("cancel", [])
     if not isinstance(raw_slots, list) or not isinstance(raw_cancel, list):
@@ -219,7 +221,7 @@ def parse_upload(
     ids = [slot.slot_id for slot in slots]
     if len(set(ids)) != len(ids):
         raise _refuse(409, "duplicate_slot", "a slot id appears twice in the upload")
-    return slots, None if clear else cancel
+    return slots, cancel if clear_from is None else _int(clear_from, "clear_from")
 
 
 def parse_collect(body: Any, limits: ScheduleLimits) -> list[bytes]:
@@ -254,17 +256,17 @@ class ScheduleBook:
         """When the earliest held slot is due (stale entries may make it early: harmless)."""
         return self._due[0][0] if self._due else None
 
-    def store(self, key: bytes, slots: list[SlotUpload], cancel: list[bytes] | None, now: float) -> Stored:
-        """Cancel (None: every slot held), then add or replace slots; all of it or, refused,
-        none of it."""
+    def store(self, key: bytes, slots: list[SlotUpload], cancel: list[bytes] | int, now: float) -> Stored:
+        """Cancel (ids, or every slot due at or after an instant in unix ms), then add or replace
+        slots; all of it or, refused, none of it."""
         limits = self.limits
         schedule = self._schedules.get(key)
         if schedule is None and len(self._schedules) >= limits.max_schedules:
             raise _refuse(507, "forwarder_full", "the forwarder holds all the schedules it can")
         current = schedule or _Schedule(touched=now)
         held_before = current.slots
-        if cancel is None:
-            cancel = list(held_before)
+        if isinstance(cancel, int):
+            cancel = [slot_id for slot_id, held in held_before.items() if held.at * 1000 >= cancel]
         for slot in slots:
             if slot.at_ms / 1000 > now + limits.max_horizon_seconds:
                 raise _refuse(
@@ -285,17 +287,15 @@ class ScheduleBook:
         late: list[bytes] = []
         for slot in slots:
             old = slot.replaces
-            if old is not None and old not in removed:
-                if old in held_before:
-                    removed.add(old)
-                elif old in current.out:
-                    released.append(old)
-                    late.append(slot.slot_id)
-                    continue
-            if slot.at_ms / 1000 < now:
+            if old is not None and old not in removed and old in current.out:
+                released.append(old)
                 late.append(slot.slot_id)
-                continue
-            held.append(slot)
+            elif slot.at_ms / 1000 < now:
+                late.append(slot.slot_id)  # what it replaces (if anything) stays
+            else:
+                if old is not None and old in held_before:
+                    removed.add(old)
+                held.append(slot)
         freed = sum(len(held_before[slot_id].request) for slot_id in removed)
         added = sum(len(slot.request) for slot in held)
         count = len(held_before) - len(removed) + len(held)
