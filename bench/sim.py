@@ -3,7 +3,7 @@ real relay in one process (:mod:`sotto.audit.sim`).
 
     python bench/sim.py [--people 20,100,300] [--modes cadence,default] [--repeat 3]
                         [--cadence-days 0.25] [--default-days 1] [--memory 1000]
-                        [--baseline OTHER/src]
+                        [--study cadence:300:0.5,default:1000:0.25] [--baseline OTHER/src]
 
 Each run is :func:`sotto.audit.sim.scenario.chat_ring` (everyone registers, invites the next
 person, and sends two texts to each contact in the first half of the run) in a fresh process,
@@ -21,6 +21,11 @@ the same machine under the same load.
 network and open delivery WebSocket, the relay holding their accounts and mailboxes), lets them
 idle for a simulated hour and reports the process's resident memory per device, the slope
 between N/10 and N devices.
+
+``--study MODE:PEOPLE:DAYS,…`` runs the leakage benchmark's study (:func:`sotto.audit.sim.study.run_study`,
+its default habits, seed 0, the view kept in memory) once per size, each in a fresh process, and
+reports its CPU and wall seconds, CPU per person-day, view records per person-day and peak
+resident memory per person: what a benchmark-sized run will cost.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import resource
@@ -41,6 +47,7 @@ from sotto.audit import sim
 from sotto.audit.sim.clock import VirtualClock
 from sotto.audit.sim.network import Host
 from sotto.audit.sim.scenario import address_of, chat_ring
+from sotto.audit.sim.study import StudySettings, run_study
 from sotto.audit.sim.world import RELAY_URL, close_device, new_device, relay_app
 from sotto.server.config import ServerConfig
 
@@ -63,6 +70,21 @@ def run_chat(people: int, cadence: bool, seconds: float) -> dict[str, Any]:
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     lost = sum((result.sent - result.received).values())
     return {"cpu_s": cpu, "wall_s": wall, "lost": lost, "jumps": result.loop_jumps, "rss": _rss_bytes()}
+
+
+def run_study_once(people: int, cadence: bool, days: float) -> dict[str, Any]:
+    """One study in this process: its CPU and wall seconds, view records and peak memory."""
+    logging.getLogger("sotto.client").setLevel(logging.ERROR)  # outages make clients complain
+    before = _rss_bytes()
+    result = run_study(StudySettings(people, days, cadence=cadence, seed=0))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "cpu_s": result.cpu_s,
+        "wall_s": result.wall_s,
+        "records": len(result.view),
+        "peak_rss": peak,
+        "rss_before": before,
+    }
 
 
 def run_memory(devices: int) -> dict[str, Any]:
@@ -115,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cadence-days", type=float, default=0.25)
     parser.add_argument("--default-days", type=float, default=1.0)
     parser.add_argument("--memory", type=int, default=0, help="devices for the memory run (0: none)")
+    parser.add_argument("--study", default="", help="studies to run, MODE:PEOPLE:DAYS,… (none by default)")
     parser.add_argument("--baseline", help="another checkout's src, measured beside this one")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "N", "ARG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -123,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, n, arg = args.child
         if kind == "memory":
             print(json.dumps(run_memory(int(n))))
+        elif kind.startswith("study-"):
+            print(json.dumps(run_study_once(int(n), kind == "study-cadence", float(arg))))
         else:
             print(json.dumps(run_chat(int(n), kind == "cadence", float(arg))))
         return 0
@@ -132,11 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     trees: dict[str, str | None] = {"this": None}
     if args.baseline:
         trees = {"baseline": args.baseline, "this": None}
-    print(f"chat ring, median of {args.repeat} runs, each in a fresh process; CPU per person-day")
-    print(
-        f"{'tree':8} {'mode':8} {'people':>6} {'days':>5} {'CPU s':>7} {'wall s':>7} "
-        f"{'all in':>7} {'running':>7} {'setup/person':>12} {'RSS MB':>7}"
-    )
+    if people and modes:
+        print(f"chat ring, median of {args.repeat} runs, each in a fresh process; CPU per person-day")
+        print(
+            f"{'tree':8} {'mode':8} {'people':>6} {'days':>5} {'CPU s':>7} {'wall s':>7} "
+            f"{'all in':>7} {'running':>7} {'setup/person':>12} {'RSS MB':>7}"
+        )
     for mode in modes:
         days = args.cadence_days if mode == "cadence" else args.default_days
         for n in people:
@@ -162,6 +188,22 @@ def main(argv: list[str] | None = None) -> int:
                     f"{all_in:>7.3f} {running:>7.3f} {per_setup:>12.3f} {rss:>7.0f}",
                     flush=True,
                 )
+    for spec in [s for s in args.study.split(",") if s]:
+        mode, n, d = spec.split(":")
+        if mode not in ("cadence", "default"):
+            parser.error(f"--study: mode must be cadence or default, not {mode!r}")
+        for tree, src in trees.items():
+            run = in_child("--child", f"study-{mode}", n, d, src=src)
+            person_days = int(n) * float(d)
+            print(
+                f"{tree}: study: {mode} {n} people × {d} days: {run['cpu_s']:.1f} s CPU, "
+                f"{run['wall_s']:.1f} s wall, {run['cpu_s'] / person_days:.2f} s CPU and "
+                f"{run['records'] / person_days:.0f} view records per person-day; peak "
+                f"{run['peak_rss'] / 2**20:.0f} MB resident, "
+                f"{(run['peak_rss'] - run['rss_before']) / int(n) / 2**10:.0f} KiB per person above "
+                "the process before the study (the view in memory included)",
+                flush=True,
+            )
     if args.memory:
         for tree, src in trees.items():
             small = in_child("--child", "memory", str(max(1, args.memory // 10)), "0", src=src)
