@@ -18,13 +18,13 @@ from sotto.server.logging import Stats
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 
 T = TypeVar("T")
-WAIT = 10.0
+WAIT = 30.0
 FAST: dict[str, float] = {"fallback_interval": 0.05, "watch_interval": 0.01, "retry_interval": 0.02}
 
 
 def run(coro: Awaitable[T]) -> T:
     async def bounded() -> T:
-        return await asyncio.wait_for(coro, 60)
+        return await asyncio.wait_for(coro, 120)
 
     return asyncio.run(bounded())
 

@@ -28,7 +28,7 @@ from tests.server.bus.test_doorbell import NATS, REDIS, free_port, private_serve
 from tests.server.conftest import Mailbox, create_mailbox
 from tests.server.storage.conftest import postgres_database
 
-WAIT = 20.0
+WAIT = 30.0
 """Seconds any single wait may take before the test fails."""
 BUSES = {"nats": NATS, "redis": REDIS}
 

@@ -268,9 +268,11 @@ class BusFanout:
                 for mailbox_id, _ in batch:
                     del outbox[mailbox_id]
                 bell = self._bell
-                if bell is None or not bell.healthy:
+                if bell is None:
                     self._failed(batch)
                     continue
+                # Tried even while the bus counts as down: a NATS ring then fails at once, and a
+                # Redis ring that succeeds is what tells its doorbell the bus is back.
                 results = await asyncio.gather(
                     *(asyncio.wait_for(bell.ring(m, s), RING_TIMEOUT) for m, s in batch),
                     return_exceptions=True,

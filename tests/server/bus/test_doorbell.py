@@ -38,7 +38,7 @@ from sotto.server.bus.base import decode_ring, encode_ring
 T = TypeVar("T")
 NATS = os.environ.get("SOTTO_TEST_NATS", "nats://127.0.0.1:4222")
 REDIS = os.environ.get("SOTTO_TEST_REDIS", "redis://127.0.0.1:6379")
-WAIT = 10.0
+WAIT = 30.0
 """Seconds any single wait in these tests may take before the test fails."""
 
 Factory = Callable[[], Doorbell]
@@ -46,7 +46,7 @@ Factory = Callable[[], Doorbell]
 
 def run(coro: Awaitable[T]) -> T:
     async def bounded() -> T:
-        return await asyncio.wait_for(coro, 60)
+        return await asyncio.wait_for(coro, 120)
 
     return asyncio.run(bounded())
 
@@ -347,5 +347,25 @@ def test_redis_subscriber_comes_back_after_client_kill() -> None:
         await admin.aclose()
         await sender.close()
         await receiver.close()
+
+    run(go())
+
+
+def test_a_redis_sender_whose_publish_failed_is_healthy_again_once_the_server_answers() -> None:
+    """No ring is needed to find out: a node that stopped ringing learns that the bus is back."""
+    port = free_port()
+
+    async def go() -> None:
+        with private_server("redis", port) as stop:
+            sender = make_factory("redis", f"redis://127.0.0.1:{port}")()
+            await sender.start()
+            await asyncio.to_thread(stop)
+            with pytest.raises(BusUnavailableError):
+                await sender.ring(mailbox(), 1)
+            assert not sender.healthy
+            with private_server("redis", port):
+                await until(lambda: sender.healthy, "the sender healthy again")
+                assert sender.health.reconnects == 1
+                await sender.close()
 
     run(go())

@@ -49,6 +49,7 @@ class RedisDoorbell:
         self._ready = asyncio.Event()
         self._listening = False
         self._closed = False
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -73,10 +74,30 @@ class RedisDoorbell:
         except (RedisError, OSError) as exc:
             self._health.ring_failures += 1
             self._health.down()
+            self._probe_until_up()
             raise BusUnavailableError(f"Redis publish failed: {type(exc).__name__}") from exc
         self._health.rings_sent += 1
         if self._reader is None or self._listening:  # healthy only if it can hear rings too
             self._health.up(again=True)
+
+    def _probe_until_up(self) -> None:
+        """After a failed publish, ping every :data:`RECONNECT_WAIT` seconds until the server
+        answers, then count the bus healthy again (if the subscription holds too): without it, a
+        node that stopped ringing would not learn that the bus is back."""
+        if self._closed or (self._probe is not None and not self._probe.done()):
+            return
+        self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
+
+    async def _probe_loop(self) -> None:
+        while not self._closed and not self._health.healthy:
+            await asyncio.sleep(RECONNECT_WAIT)
+            try:
+                await asyncio.wait_for(self._client.ping(), CONNECT_TIMEOUT)
+            except (RedisError, OSError, TimeoutError):
+                continue
+            if self._reader is None or self._listening:
+                self._health.up(again=True)
+            return
 
     async def subscribe(self, callback: RingCallback) -> Callable[[], None]:
         remove = self._subscribers.add(callback)
@@ -120,10 +141,11 @@ class RedisDoorbell:
         self._closed = True
         self._health.healthy = False
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        for task in (reader, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
 
