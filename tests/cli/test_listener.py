@@ -249,7 +249,8 @@ def test_send_goes_out_in_a_tick_of_a_cadence_listener(
     assert "queued for Bob: it goes out in a tick" in flat(queued.stdout)
 
     # Until Bob listens, every request the relay sees is the cadence listener's: one send to Bob
-    # and one poll of its mailbox in each tick, the handed-over text among the sends.
+    # and one poll of its mailbox in each tick, the handed-over text among the sends, and no two
+    # ticks in a row go by without them.
     def ticks_of(kind: str) -> set[int]:
         return {
             r.t_us // (TICK_S * 1_000_000)
@@ -264,7 +265,11 @@ def test_send_goes_out_in_a_tick_of_a_cadence_listener(
         time.sleep(0.2)
     last = max(ticks_of("/messages")) - 1
     for kind in ("/messages", "/poll"):
-        assert set(range(first, last + 1)) <= ticks_of(kind), (kind, sorted(ticks_of(kind)), first, last)
+        # A request made late in its tick may reach the relay in the next one on a loaded
+        # machine; a stopped and restarted listener would leave ticks without any.
+        seen = ticks_of(kind)
+        quiet = [t for t in range(first, last) if t not in seen and t + 1 not in seen]
+        assert not quiet, (kind, sorted(seen), first, last)
     assert listening.process.poll() is None and status(alice)["pid"] == pid
     assert "Alice: on a tick" in heard(sotto, bob, "on a tick")
     assert status(alice)["pid"] == pid
