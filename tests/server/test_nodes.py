@@ -10,6 +10,7 @@ a ring. Every wait is bounded.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -22,8 +23,10 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from sotto.client.transport import HttpNetwork
 from sotto.demo.relay import RelayProcess
 from sotto.wire import b64, frames
+from sotto.wire.api import MAX_POLL_WAIT_MS
 from tests.server.bus.test_doorbell import NATS, REDIS, free_port, private_server
 from tests.server.conftest import Mailbox, create_mailbox
 from tests.server.storage.conftest import postgres_database
@@ -143,6 +146,27 @@ def test_a_message_sent_on_one_node_reaches_a_receiver_on_the_other(kind: str, t
         wait_for(lambda: "envelopes_pushed" in counters(b), "node B's stats line")
         assert "bus_fallback_checks" not in counters(b)
         assert counters(b)["envelopes_pushed"] == 7
+
+
+def test_a_long_poll_held_on_one_node_is_answered_by_a_send_on_the_other(tmp_path: Path) -> None:
+    with two_nodes(tmp_path, NATS) as (a, b):
+        mailbox = new_mailbox(a)
+
+        async def go() -> None:
+            network = HttpNetwork()
+            try:
+                poll = asyncio.create_task(
+                    network.relay(b.url).long_poll(mailbox.mailbox_id, mailbox.key, [], 32, MAX_POLL_WAIT_MS)
+                )
+                await asyncio.to_thread(wait_for, lambda: counters(b).get("polls_held", 0) == 1, "the hold")
+                assert not poll.done()
+                sent = await asyncio.to_thread(send, a, mailbox)
+                result = await asyncio.wait_for(poll, WAIT)
+                assert [e.id for e in result.envelopes] == [sent]
+            finally:
+                await network.aclose()
+
+        asyncio.run(go())
 
 
 def test_an_unreachable_bus_falls_back_to_checking_the_store(tmp_path: Path) -> None:
