@@ -106,6 +106,8 @@ class ObliviousTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self.forwarder_url = forwarder_url.rstrip("/")
         self.local_address = local_address
+        self.forwarder_transport = transport
+        """The network to the forwarder this transport was given (None: the real one)."""
         self.relay_url = relay_url.rstrip("/")
         self._target = forwarder_url.rstrip("/") + FORWARD_PATH
         self._hold_target = forwarder_url.rstrip("/") + HOLD_PATH

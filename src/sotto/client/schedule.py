@@ -179,7 +179,9 @@ class ScheduledCadence:
         self._base = f"{oblivious.forwarder_url}{SCHEDULES_PATH}{self._capability}"
         self._http = httpx.AsyncClient(
             timeout=HTTP_TIMEOUT_S,
-            transport=transport or httpx.AsyncHTTPTransport(local_address=oblivious.local_address),
+            transport=transport
+            or oblivious.forwarder_transport
+            or httpx.AsyncHTTPTransport(local_address=oblivious.local_address),
             follow_redirects=False,
             headers={"user-agent": "sotto", "accept-encoding": "identity"},
         )

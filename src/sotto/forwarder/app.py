@@ -128,6 +128,8 @@ class ForwarderConfig:
     """What the forwarder holds for clients' schedules (:mod:`sotto.forwarder.schedule`)."""
     max_releases_in_flight: int = 64
     """Scheduled requests on their way to the relay at once."""
+    release_idle_seconds: float = 1.0
+    """The longest the release loop sleeps (a new slot wakes it at once)."""
 
 
 class Forwarder:
@@ -237,7 +239,8 @@ class Forwarder:
             except Exception as e:  # the loop must outlive a bad moment
                 logger.warning("error schedule %s", type(e).__name__)
             next_at = self.schedules.next_at()
-            wait = 1.0 if next_at is None else min(max(next_at - self._wall(), 0.0), 1.0)
+            idle = self.config.release_idle_seconds
+            wait = idle if next_at is None else min(max(next_at - self._wall(), 0.0), idle)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)

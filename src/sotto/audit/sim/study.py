@@ -84,13 +84,14 @@ from sotto.audit.sim.people import (
 )
 from sotto.audit.sim.scenario import address_of
 from sotto.audit.sim.truth import Interval, MailboxLife, Person, Sent, Truth
-from sotto.audit.sim.world import RELAY_URL, relay_app
+from sotto.audit.sim.world import RELAY_URL, device_forwarder, forwarded_network, gateway_key, relay_app
 from sotto.client import content as c
 from sotto.client import events as ev
 from sotto.client.invite import derive_invite_keys, parse_link
 from sotto.client.sdk import Client, Invite
 from sotto.client.transport import Network
 from sotto.errors import DecodeError, InviteError, RelayError, RelayUnavailableError
+from sotto.forwarder.app import Forwarder
 from sotto.server.config import ServerConfig
 from sotto.server.observer import (
     DataSnapshot,
@@ -146,6 +147,9 @@ class StudySettings:
     habits: Habits = field(default_factory=Habits)
     tick_seconds: int = 300
     latency_s: float = 0.0
+    forwarder: bool = False
+    """Every device reaches the relay through a forwarder of its own (Oblivious HTTP; in cadence
+    mode with its schedule there: :func:`sotto.audit.sim.world.forwarded_network`)."""
 
 
 @dataclass
@@ -206,6 +210,7 @@ class _Study:
         self.start_loop_s = asyncio.get_running_loop().time()
         self.agents: dict[str, _Agent] = {}
         self.hosts: list[Host] = []
+        self.gateway_key = gateway_key(random.Random(f"{settings.seed}:gateway").randbytes)
         self.outages: dict[int, list[tuple[float, float]]] = {}
         """Household → its outages so far, seconds from the start."""
         self.offline_since: dict[int, float] = {}
@@ -382,6 +387,7 @@ class _Agent:
         self.lock = asyncio.Lock()
         self.rng = person_rng(study.settings.seed, plan.name, "acts")
         self.client_rng = person_rng(study.settings.seed, plan.name, "client").randbytes
+        self.forwarder: Forwarder | None = None
         self.account_id = b""
         self.up: list[tuple[float, float]] = []
         """When a client process of theirs ran (seconds from the start), the current one left out."""
@@ -407,6 +413,12 @@ class _Agent:
             self.up_since = None
 
     def _network(self, cadence: bool) -> Network:
+        if self.study.settings.forwarder:
+            key = self.study.gateway_key
+            if self.forwarder is None:
+                rng = person_rng(self.study.settings.seed, self.name, "forwarder").randbytes
+                self.forwarder = device_forwarder(self.relays[RELAY_URL], self.study.clock, key, rng=rng)
+            return forwarded_network(self.forwarder, self.host, self.study.clock, key, rng=self.client_rng)
         return device_network(
             self.relays,
             self.host,
@@ -746,6 +758,9 @@ async def _main(
             await asyncio.gather(dispatcher, reporter, *study.tasks, return_exceptions=True)
             for agent in study.agents.values():
                 await agent.stop()
+            for agent in study.agents.values():
+                if agent.forwarder is not None:
+                    await agent.forwarder.aclose()
             for index, host in enumerate(study.hosts):
                 if not host.online:
                     host.go_online()
@@ -919,13 +934,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cadence", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tick", type=int, default=300, help="the relay's cadence tick in seconds")
+    parser.add_argument("--forwarder", action="store_true", help="every device through a forwarder")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     view_path = args.out / "view.jsonl"
     view_path.unlink(missing_ok=True)
     settings = StudySettings(
-        args.people, args.days, cadence=args.cadence, seed=args.seed, tick_seconds=args.tick
+        args.people,
+        args.days,
+        cadence=args.cadence,
+        seed=args.seed,
+        tick_seconds=args.tick,
+        forwarder=args.forwarder,
     )
     sink = FileSink(view_path)
     mode = "cadence" if args.cadence else "default"
