@@ -13,7 +13,7 @@ from typing import TypeVar
 import pytest
 
 from sotto.server.bus import BusUnavailableError, LocalDoorbell, LocalHub, Ring
-from sotto.server.doorbell import BusFanout
+from sotto.server.doorbell import BusFanout, HasPending
 from sotto.server.logging import Stats
 from sotto.server.storage.base import EnvelopeRecord, MailboxId, MessageId
 
@@ -71,12 +71,14 @@ class FlakyDoorbell(LocalDoorbell):
 class Node:
     """One node's fan-out, with listeners that record what they were handed."""
 
-    def __init__(self, hub: LocalHub, reachable: list[bool] | None = None) -> None:
+    def __init__(
+        self, hub: LocalHub, reachable: list[bool] | None = None, has_pending: HasPending | None = None
+    ) -> None:
         self.hub = hub
         self.reachable = reachable if reachable is not None else [True]
         self.bells: list[FlakyDoorbell] = []
         self.stats = Stats()
-        self.fanout = BusFanout(self._make, self.stats, max_unsent=100, **FAST)
+        self.fanout = BusFanout(self._make, self.stats, max_unsent=100, has_pending=has_pending, **FAST)
         self.live: list[EnvelopeRecord] = []
         self.rechecks: list[MailboxId] = []
 
@@ -238,6 +240,40 @@ def test_rings_kept_for_later_are_bounded() -> None:
         a.reachable[0] = True
         await until(lambda: a.fanout.on_bus, "the bus reached")
         assert a.count("bus_rings_resent") == 2
+        await a.fanout.close()
+
+    run(go())
+
+
+def test_store_checks_ask_only_the_listeners_of_mailboxes_that_hold_something() -> None:
+    """So a held long poll is not answered with nothing at every check while the bus is down."""
+
+    async def go() -> None:
+        holding: set[MailboxId] = set()
+        failing: set[MailboxId] = set()
+        checked: list[MailboxId] = []
+
+        async def has_pending(mailbox_id: MailboxId) -> bool:
+            checked.append(mailbox_id)
+            await asyncio.sleep(0)
+            if mailbox_id in failing:
+                raise RuntimeError("store down")
+            return mailbox_id in holding
+
+        hub = LocalHub()
+        a = Node(hub, [False], has_pending)
+        full, empty, broken = box(), box(), box()
+        holding.add(full)
+        failing.add(broken)
+        for mailbox_id in (full, empty, broken):
+            a.listen(mailbox_id)
+        await a.fanout.start()
+        await until(lambda: a.count("bus_fallback_checks") >= 3, "three rounds of store checks")
+        await until(lambda: checked.count(empty) >= 3, "the empty mailbox checked")
+        assert empty not in a.rechecks
+        assert a.rechecks.count(full) >= 2 and a.rechecks.count(broken) >= 2  # a failed check rechecks
+        holding.add(empty)
+        await until(lambda: empty in a.rechecks, "the mailbox that came to hold something")
         await a.fanout.close()
 
     run(go())

@@ -32,7 +32,7 @@ from sotto.server.logging import Stats, logger
 from sotto.server.observer import Observer, ViewMiddleware
 from sotto.server.ratelimit import RateLimitedError
 from sotto.server.server_key import ServerKey, load_or_create
-from sotto.server.storage.base import Storage
+from sotto.server.storage.base import MailboxId, Storage
 from sotto.server.storage.postgres import PostgresStorage
 from sotto.server.storage.sqlite import SqliteStorage
 from sotto.wire import api
@@ -249,7 +249,10 @@ def create_app(
         elif config.bus is not None:
             from sotto.server.doorbell import BusFanout  # noqa: PLC0415 (the bus clients load only for --bus)
 
-            live = across_nodes = BusFanout.for_url(config.bus, stats)
+            async def has_pending(mailbox_id: MailboxId) -> bool:
+                return bool(await store.pending(mailbox_id, 1))
+
+            live = across_nodes = BusFanout.for_url(config.bus, stats, has_pending=has_pending)
         else:
             live = LocalFanout()
         ctx = RelayContext(

@@ -10,10 +10,11 @@ holds which mailbox.
 
 The store is the truth and a ring only a hint, so a ring lost costs latency, not a message:
 
-* **The bus is down** (unreachable at start, or lost later): every mailbox with a listener here
-  is rechecked at once and then every ``fallback_interval`` seconds (one store read per
-  subscribed mailbox and connection each time), until the bus is back; then once more at once
-  and once a ``fallback_interval`` later, since rings sent meanwhile are lost, not queued. Each
+* **The bus is down** (unreachable at start, or lost later): the store is checked for every
+  mailbox with a listener here at once and then every ``fallback_interval`` seconds (one read per
+  mailbox, ``has_pending``), and the listeners of each mailbox that holds something are asked to
+  recheck it, until the bus is back; then once more at once and once a ``fallback_interval``
+  later, since rings sent meanwhile are lost, not queued. Each
   change of state is one log line (``event bus down`` / ``event bus up``) and counted
   (``bus_down``, ``bus_up``); each round of checks counts ``bus_fallback_checks``, so the stats
   line says how many seconds the node spent on the fallback.
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sotto.server.bus import BusUnavailableError, Doorbell, Ring, doorbell_for
 from sotto.server.fanout import Listener, LocalFanout, Recheck
@@ -50,13 +51,21 @@ RING_BATCH = 64
 """Rings sent at once (Redis answers each publish; these overlap)."""
 MAX_UNSENT = 100_000
 """Mailboxes whose ring failed, remembered to ring again when the bus is back."""
+CHECK_CONCURRENCY = 16
+"""Store reads at once in one check of every subscribed mailbox."""
+
+HasPending = Callable[[MailboxId], Awaitable[bool]]
+"""Whether the store holds an envelope for the mailbox now."""
 
 
 class BusFanout:
     """A :class:`~sotto.server.fanout.Fanout` over a local one and a doorbell.
 
     ``make_doorbell`` makes a new doorbell (called again while the bus stays unreachable at start);
-    ``stats`` receives the counters. :meth:`start` and :meth:`close` run on the relay's loop."""
+    ``stats`` receives the counters; ``has_pending`` says whether the store holds an envelope for
+    a mailbox (without it, every listener is asked to recheck at each check of the store, and a
+    held long poll is then answered even when nothing came). :meth:`start` and :meth:`close` run
+    on the relay's loop."""
 
     def __init__(
         self,
@@ -67,6 +76,7 @@ class BusFanout:
         watch_interval: float = WATCH_INTERVAL,
         retry_interval: float = RETRY_INTERVAL,
         max_unsent: int | None = None,
+        has_pending: HasPending | None = None,
     ) -> None:
         self.local = LocalFanout()
         self._make = make_doorbell
@@ -86,13 +96,18 @@ class BusFanout:
         self._reconnects = 0
         self._next_check = 0.0
         self._extra_check: float | None = None
+        self._has_pending = has_pending
+        self._round: asyncio.Task[None] | None = None
+        self._round_again = False
 
     @classmethod
-    def for_url(cls, url: str, stats: Stats, *, prefix: str = "sotto") -> BusFanout:
+    def for_url(
+        cls, url: str, stats: Stats, *, prefix: str = "sotto", has_pending: HasPending | None = None
+    ) -> BusFanout:
         """The fan-out of a node on the bus at ``url`` (``nats://…`` or ``redis://…``)."""
         if not url.startswith(("nats://", "tls://", "redis://", "rediss://")):
             raise ValueError("bus URL must start with nats:// or redis://")
-        return cls(lambda: doorbell_for(url, prefix=prefix), stats)
+        return cls(lambda: doorbell_for(url, prefix=prefix), stats, has_pending=has_pending)
 
     # ------------------------------------------------------------------ the Fanout protocol
     def subscribe(self, mailbox_id: MailboxId, listener: Listener, recheck: Recheck | None = None) -> None:
@@ -125,6 +140,8 @@ class BusFanout:
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
+        if self._round is not None:
+            tasks.append(self._round)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -149,13 +166,39 @@ class BusFanout:
             except Exception as exc:  # a bug: never let it stop the bus client's reader
                 logger.error("error %s", type(exc).__name__)
 
-    def recheck_all(self) -> int:
-        """Ask every listener here to read its mailboxes again; how many mailboxes."""
-        count = 0
-        for mailbox_id in self.local.mailboxes():
-            self.local.recheck(mailbox_id)
-            count += 1
-        return count
+    def recheck_all(self) -> None:
+        """Check the store for every mailbox with a listener here, and ask the listeners of each
+        one that holds an envelope to read it (of every one, without ``has_pending``). A check
+        asked for while one runs is made again after it."""
+        if self._has_pending is None:
+            for mailbox_id in self.local.mailboxes():
+                self.local.recheck(mailbox_id)
+            return
+        if self._round is not None and not self._round.done():
+            self._round_again = True
+            return
+        self._round = asyncio.get_running_loop().create_task(self._check_round(self._has_pending))
+
+    async def _check_round(self, has_pending: HasPending) -> None:
+        limit = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+        async def check(mailbox_id: MailboxId) -> None:
+            async with limit:
+                try:
+                    pending = await has_pending(mailbox_id)
+                except Exception:  # the store failed: let the listeners find out by reading it
+                    pending = True
+            if pending and mailbox_id in self.local:
+                try:
+                    self.local.recheck(mailbox_id)
+                except Exception as exc:  # a bug: logged by type, and the round goes on
+                    logger.error("error %s", type(exc).__name__)
+
+        again = True
+        while again:
+            self._round_again = False
+            await asyncio.gather(*(check(m) for m in self.local.mailboxes()))
+            again = self._round_again
 
     # ------------------------------------------------------------------ the bus's state
     async def _connect_once(self) -> bool:
