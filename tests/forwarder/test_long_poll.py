@@ -245,30 +245,27 @@ def test_the_forwarder_bounds_held_requests(stack: Stack) -> None:
     config = ForwarderConfig(relay_url=stack.relay, max_held=2, max_held_per_source=1)
 
     async def main() -> list[httpx.Response | Exception]:
-        with in_thread(create_forwarder_app(config)) as fwd:
+        forwarder = create_forwarder_app(config)
+        with in_thread(forwarder) as fwd:
             first = asyncio.create_task(_hold_one(stack.relay, fwd, ADDRESSES[0]))
             second = asyncio.create_task(_hold_one(stack.relay, fwd, ADDRESSES[1]))
-            await asyncio.sleep(0)
-            # wait until both are held at the forwarder: a raw probe gets "busy" only then
+            deadline = asyncio.get_running_loop().time() + 30
+            while forwarder._total_held < 2:  # both carried to the relay, held there
+                late = asyncio.get_running_loop().time() > deadline
+                assert not late, [t.result() if t.done() else None for t in (first, second)]
+                await asyncio.sleep(0.02)
             headers = {"content-type": ohttp.REQUEST_MEDIA_TYPE}
-            async with httpx.AsyncClient(
-                timeout=10, transport=httpx.AsyncHTTPTransport(local_address=ADDRESSES[2])
-            ) as http:
-                deadline = asyncio.get_running_loop().time() + 30
-                while True:
-                    probe = await http.post(fwd + HOLD_PATH, content=b"\x01", headers=headers)
-                    if probe.status_code == 503:
-                        break
-                    assert asyncio.get_running_loop().time() < deadline, probe.text
-                    await asyncio.sleep(0.05)
-            async with httpx.AsyncClient(
-                timeout=10, transport=httpx.AsyncHTTPTransport(local_address=ADDRESSES[0])
-            ) as http:
-                same_source = await http.post(fwd + HOLD_PATH, content=b"\x01", headers=headers)
+            answers: list[httpx.Response | Exception] = []
+            for address in (ADDRESSES[2], ADDRESSES[0]):
+                transport = httpx.AsyncHTTPTransport(local_address=address)
+                async with httpx.AsyncClient(timeout=10, transport=transport) as http:
+                    answers.append(await http.post(fwd + HOLD_PATH, content=b"\x01", headers=headers))
+            held_throughout = not first.done() and not second.done()
             for task in (first, second):
                 task.cancel()
             await asyncio.gather(first, second, return_exceptions=True)
-            return [probe, same_source]
+            assert held_throughout
+            return answers
 
     busy, same_source = asyncio.run(asyncio.wait_for(main(), 90))
     assert isinstance(busy, httpx.Response) and busy.status_code == 503
