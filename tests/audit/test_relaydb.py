@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
+from sotto.audit.leakage import designs, report
 from sotto.audit.leakage.attacks import dump
+from sotto.audit.leakage.attacks.score import FILE_ATTACKS
 from sotto.audit.leakage.relaydb import InlineSqliteStorage
+from sotto.audit.leakage.run import measure
 from sotto.audit.sim.study import RelayFiles, StudySettings, run_study
 from sotto.wire import b64
 
@@ -15,8 +19,8 @@ def test_a_study_on_sqlite_leaves_snapshots_whose_dump_holds_the_live_mailboxes(
     threads = threading.active_count()
     opened: list[InlineSqliteStorage] = []
 
-    def storage(clock: object) -> InlineSqliteStorage:
-        opened.append(InlineSqliteStorage.in_dir_inline(tmp_path, now=clock.now))  # type: ignore[attr-defined]
+    def storage(clock: Any) -> InlineSqliteStorage:
+        opened.append(InlineSqliteStorage.in_dir_inline(tmp_path, now=clock.now))
         return opened[-1]
 
     study = run_study(StudySettings(6, 0.5, seed=2), relay=RelayFiles(tmp_path, storage, 3 * 3600))
@@ -33,3 +37,28 @@ def test_a_study_on_sqlite_leaves_snapshots_whose_dump_holds_the_live_mailboxes(
     held = {b64.encode(raw) for raw in last.mailboxes}
     assert live <= held  # every mailbox in use is in the file (invites' may linger until swept)
     assert len(last.tables["accounts"].rows) == 6
+
+
+def test_the_files_of_a_study_on_sqlite_are_attacked_and_their_shuffled_answers_score_at_chance(
+    tmp_path: Path,
+) -> None:
+    def storage(clock: Any) -> InlineSqliteStorage:
+        return InlineSqliteStorage.in_dir_inline(tmp_path, now=clock.now)
+
+    study = run_study(StudySettings(10, 1.0, seed=4), relay=RelayFiles(tmp_path, storage, 6 * 3600))
+    result = measure(
+        designs.DEFAULT,
+        study.view,
+        study.truth,
+        tick_seconds=300,
+        with_hours=False,
+        snapshots=study.snapshots,
+    )
+    rows = {row.attack: row for row in result.rows if row.files}
+    assert set(rows) == set(FILE_ATTACKS)
+    assert result.files["snapshots"] == 4  # at 6, 12 and 18 hours, and at the end
+    assert result.files["acked_seen"] > 0  # the tags it looks for
+    for name in FILE_ATTACKS:
+        chance = max(rows[name].chance_people, rows[name].chance_mailboxes)
+        assert result.shuffled[name] <= chance + 0.25, (name, result.shuffled[name])
+    assert "The relay's files" in report.markdown([result])
