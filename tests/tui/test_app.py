@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from textual import events
+
 from sotto.crypto.random import seeded_rng
 from sotto.store.memory import MemoryStore
 from sotto.store.model import Conversation, GroupId
@@ -335,5 +337,27 @@ def test_a_conversation_with_no_messages_says_so() -> None:
                 assert "no conversation open" in screen_text(app)
                 await pilot.press("colon", *"open Dan", "enter")
                 assert "no messages yet" in screen_text(app)
+
+    run(main)
+
+
+def test_a_burst_of_keys_after_enter_and_i_lands_whole_in_the_composer() -> None:
+    """As a paste or tmux delivers them: every key queued before the first is handled."""
+
+    async def main() -> None:
+        client = await open_seeded(small_world())
+        async with client:
+            app = seeded_app(client)
+            async with app.run_test(size=(80, 24)) as pilot:
+                burst = ["enter", "i", *"and a note from Thursday: /n:a[I]?"]
+                names = {" ": "space", ":": "colon", "/": "slash", "?": "question_mark"}
+                names |= {"[": "left_square_bracket", "]": "right_square_bracket"}
+                for key in burst:
+                    name = names.get(key, key)
+                    app.post_message(events.Key(name, None if key == "enter" else key))
+                await pilot.pause(0.2)
+                assert app.open_target is not None and app.open_target.name == "Bob"
+                assert app.composer.value == "and a note from Thursday: /n:a[I]?"
+                assert not app.command_line.has_class("open")
 
     run(main)

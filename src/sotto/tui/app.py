@@ -22,6 +22,7 @@ from textual.app import App, ComposeResult
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from sotto.cli.render import clean
@@ -37,6 +38,8 @@ from sotto.tui.model import Summary, TimeFormat, key_of, load_summaries, summari
 from sotto.tui.notify import Detail, Notifier, Style
 from sotto.tui.screens import HelpScreen, ShowScreen
 
+STATUS_EVERY_S = 1.0
+"""How often the status line reads the outbox again while the app listens."""
 TYPING_IDLE_S = 5.0
 """After this long without a keystroke, the contact is told we stopped typing."""
 
@@ -178,6 +181,8 @@ class ChatApp(App[None]):
         self.refresh_status()
         if self.live:
             self.receive()
+            # Receipts and retries leave the outbox without an event: the queued count is read again.
+            self.set_interval(STATUS_EVERY_S, self.refresh_status)
 
     # ------------------------------------------------------------------ receiving
     @work(exclusive=True, group="receive")
@@ -292,15 +297,20 @@ class ChatApp(App[None]):
     def open_conversation(self, target: Contact | Group) -> None:
         """Show a conversation (its newest page), mark it read, and move to the composer."""
         key = key_of(target)
+        typed = self.composer.value
         if self.open_target is not None:
             self._stop_typing()
-            self.drafts[key_of(self.open_target)] = self.composer.value
+            self.drafts[key_of(self.open_target)] = typed
+            typed = ""
+        # With nothing open, what was typed (keys can overtake the Enter that opens a
+        # conversation) stays in the composer, for the conversation that opens.
+        draft = self.drafts.get(key, "") or typed
         self.open_target = target
         self.log_view.open(partial(self._page, target), self._names)
         summary = self.conversations.get(key)
         if summary is not None and summary.typing:
             self.log_view.set_typing(clean(target.name))
-        self.composer.value = self.drafts.get(key, "")
+        self.composer.value = draft
         self.conversations.set_open(key)
         self.search_term = ""
         self._mark_read(target)
@@ -395,7 +405,7 @@ class ChatApp(App[None]):
         line.add_class("open")
         line.value = prefix + value
         line.cursor_position = len(line.value)
-        line.focus()
+        self.focus_now(line)
 
     def _close_line(self) -> None:
         line = self.command_line
@@ -404,7 +414,7 @@ class ChatApp(App[None]):
 
     async def _command_submitted(self, value: str) -> None:
         self._close_line()
-        self.log_view.focus()
+        self.focus_now(self.log_view)
         if value.startswith("/"):
             self.search_term = value[1:]
             self._find(older=True)
@@ -543,13 +553,18 @@ class ChatApp(App[None]):
     def action_search_previous(self) -> None:
         self._find(older=False)
 
+    def action_open_highlighted(self) -> None:
+        summary = self.conversations.get(self.conversations.highlighted_key or "")
+        if summary is not None:
+            self.open_conversation(summary.target)
+
     def action_compose(self) -> None:
-        self.composer.focus()
+        self.focus_now(self.composer)
 
     def action_leave(self) -> None:
         if self.command_line.has_class("open"):
             self._close_line()
-        self.log_view.focus() if self.open_target is not None else self.conversations.focus()
+        self.focus_now(self.log_view if self.open_target is not None else self.conversations)
 
     def _step_conversation(self, step: int) -> None:
         summaries = self.conversations.summaries
@@ -583,6 +598,19 @@ class ChatApp(App[None]):
 
     async def action_quit(self) -> None:
         self.exit()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that are text go into a text field that has the focus, not to their action."""
+        if action in keys.TYPED_ACTIONS and isinstance(self.focused, Input):
+            return False
+        if action == "open_highlighted":
+            return self.focused is self.conversations
+        return True
+
+    def focus_now(self, widget: Widget) -> None:
+        """Move the focus before the next key is handled (``Widget.focus`` waits a turn, and keys
+        typed in one burst would still go to the old pane)."""
+        self.screen.set_focus(widget)
 
     # ------------------------------------------------------------------ terminal
     def _write_terminal(self, data: str) -> None:

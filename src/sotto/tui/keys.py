@@ -25,6 +25,8 @@ class Key:
     """``app``: anywhere (unless the composer takes the letter); else the pane that binds it."""
     palette: bool = True
     """Listed in the command palette."""
+    first: bool = False
+    """Handled by the app before the focused pane sees the key (see :func:`app_bindings`)."""
 
 
 APP_KEYS: tuple[Key, ...] = (
@@ -36,6 +38,7 @@ APP_KEYS: tuple[Key, ...] = (
     Key("N", "search_previous", "Previous match (newer)", "N"),
     Key("i", "compose", "Write a message", "i"),
     Key("escape", "leave", "Leave the composer or command line", "Esc", palette=False),
+    Key("enter", "open_highlighted", "Open the highlighted conversation", "Enter", palette=False, first=True),
     Key("right_square_bracket", "next_conversation", "Next conversation", "]"),
     Key("left_square_bracket", "previous_conversation", "Previous conversation", "["),
     Key("I", "invite", "New invite link (QR code)", "I"),
@@ -67,8 +70,24 @@ PALETTE_KEY = Key("ctrl+p", "command_palette", "Command palette", "Ctrl+P", pale
 """Textual's own command palette, listing :data:`APP_KEYS`."""
 
 
+def is_typed(key: Key) -> bool:
+    """A key that is also text (a letter or a sign): the composer and command line take it."""
+    return not any("+" in name or name in ("tab", "escape", "enter") for name in key.keys.split(","))
+
+
+TYPED_ACTIONS = frozenset(k.action for k in APP_KEYS if is_typed(k))
+"""Actions whose keys are text: off while a text field has the focus (see ``ChatApp.check_action``)."""
+
+
 def app_bindings() -> list[BindingType]:
-    return [Binding(k.keys, k.action, k.description, show=False) for k in APP_KEYS]
+    """The app's bindings. Keys that are text, and Enter on the list, are priority bindings,
+    handled by the app before the key reaches a pane: one that opens a conversation or moves the
+    focus (``i``, ``:``, ``/``) has done so before the next key of a burst (a paste, a fast
+    typist, tmux) is handled, and no key of the burst is lost."""
+    return [
+        Binding(k.keys, k.action, k.description, show=False, priority=k.first or is_typed(k))
+        for k in APP_KEYS
+    ]
 
 
 def help_rows() -> list[tuple[str, str]]:

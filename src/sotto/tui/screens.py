@@ -26,7 +26,8 @@ class ShowScreen(ModalScreen[None]):
         width: 90%; height: auto; max-height: 90%;
         border: round $accent; padding: 0 1; background: $surface;
     }
-    ShowScreen Static { width: auto; }
+    ShowScreen #show-text { width: 100%; }
+    ShowScreen #show-qr { width: auto; }
     """
     BINDINGS = [Binding("escape,q,enter", "close", "Close")]  # noqa: RUF012
 
@@ -40,7 +41,8 @@ class ShowScreen(ModalScreen[None]):
         with VerticalScroll() as box:
             box.border_title = self.title_text
             box.border_subtitle = "Esc closes"
-            yield Static(Text("\n".join(self.lines)), id="show-text")
+            # A link longer than the screen is folded, not cut: every character stays on screen.
+            yield Static(Text("\n".join(self.lines), overflow="fold"), id="show-text")
             if self.qr is not None:
                 yield Static(qr_text(self.qr), id="show-qr")
 
