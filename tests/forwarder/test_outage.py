@@ -35,6 +35,7 @@ from tests.forwarder.processes import forwarder_process, relay_with_gateway
 
 ALICE_ADDR, BOB_ADDR = "127.0.0.2", "127.0.0.3"
 OUTAGE_TICKS = 6
+TURNS = 7
 TO_ALICE = ("written while she was away", "and once more")
 TO_BOB = "queued while offline"
 AFTER_RESTART = "while your app was closed"
@@ -161,9 +162,13 @@ def run_outage(relay: str, forwarder: str, tmp: Path) -> dict[str, object]:
             invite = await alice.create_invite()
             await bob.accept_invite(invite.link, "Alice")
             await until(lambda: bob.is_ready("Alice") and alice.is_ready("Bob"), 90)
-            await alice.send_text("Bob", "hello")
-            await bob.send_text("Alice", "hi")
-            await until(lambda: texts("Alice") == ["hi"] and texts("Bob") == ["hello"], 60)
+            # Turns enough that each side's sending chain moves on more often than the other
+            # keeps old chains: covers built ahead on an old chain would no longer open.
+            for turn in range(TURNS):
+                await alice.send_text("Bob", f"a{turn}")
+                await until(lambda: len(texts("Bob")) == turn + 1, 60, lambda: seen)  # noqa: B023
+                await bob.send_text("Alice", f"b{turn}")
+                await until(lambda: len(texts("Alice")) == turn + 1, 60, lambda: seen)  # noqa: B023
             await asyncio.sleep(3)  # the schedule built ahead again for the new contact
             loop = asyncio.get_running_loop()
             cut_at = loop.time()
@@ -177,7 +182,9 @@ def run_outage(relay: str, forwarder: str, tmp: Path) -> dict[str, object]:
             back_unix = alice.engine.now_ms() / 1000
             cable.set_cut(False)
             await until(
-                lambda: len(texts("Alice")) >= 3 and len(texts("Bob")) >= 2, 60, lambda: (seen, cable.cut)
+                lambda: len(texts("Alice")) >= TURNS + 2 and len(texts("Bob")) >= TURNS + 1,
+                60,
+                lambda: (seen, cable.cut),
             )
             await asyncio.sleep(4)  # anything duplicated would have come by now
             # Alice's app is closed and opened again: her schedule runs on meanwhile, and the new
@@ -192,9 +199,12 @@ def run_outage(relay: str, forwarder: str, tmp: Path) -> dict[str, object]:
             await asyncio.sleep(3)
             alice = await reopen(relay, alice_forwarder, tmp, "Alice", ALICE_ADDR)
             listeners[0] = asyncio.create_task(listen(alice))
-            await until(lambda: len(texts("Alice")) >= 4, 60, lambda: seen)
+            await until(lambda: len(texts("Alice")) >= TURNS + 3, 60, lambda: seen)
             await asyncio.sleep(4)
             return {
+                "rejected": [
+                    e for events in seen.values() for e in events if isinstance(e, ev.EnvelopeRejected)
+                ],
                 "alice": texts("Alice"),
                 "bob": texts("Bob"),
                 "cut": cut_unix,
@@ -224,8 +234,9 @@ def outage(stack: tuple[str, str, Path], tmp_path_factory: pytest.TempPathFactor
 
 
 def test_what_was_written_during_the_outage_arrives_once(outage: dict[str, object]) -> None:
-    assert outage["alice"] == ["hi", *TO_ALICE, AFTER_RESTART]
-    assert outage["bob"] == ["hello", TO_BOB]
+    assert outage["alice"] == [*(f"b{i}" for i in range(TURNS)), *TO_ALICE, AFTER_RESTART]
+    assert outage["bob"] == [*(f"a{i}" for i in range(TURNS)), TO_BOB]
+    assert outage["rejected"] == []  # every cover, built ahead or not, opened at its contact
 
 
 def test_the_relay_sees_the_same_cadence_through_the_outage(

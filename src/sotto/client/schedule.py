@@ -188,6 +188,8 @@ class ScheduledCadence:
         self._state = _State()
         self._sign_offset_ms = 0
         self._done_to = -1
+        self._cover_chain: dict[OutboxItemId, bytes] = {}
+        """Each cover built: our sending ratchet key when it was sealed (its chain)."""
         self._ahead_shape: frozenset[tuple[bool, MailboxId]] | None = None
         """The polls and contact sends of the ticks built ahead."""
 
@@ -254,6 +256,7 @@ class ScheduledCadence:
         old_polls = {s.mailbox_id: s for s in old if s.poll}
         old_sends = {s.mailbox_id: s for s in old if not s.poll}
         seeds = await engine.transaction(lambda tx: mailbox_flow.to_drain(tx, engine.now_ms()))
+        chains = await engine.transaction(self._chains)
         built: list[_Built] = []
         for step in plan.steps:
             if isinstance(step, cadence_plan.Poll):
@@ -265,7 +268,7 @@ class ScheduledCadence:
                 replaced = old_polls.pop(step.mailbox_id, None)
             else:
                 replaced = old_sends.pop(step.mailbox_id, None)
-                item, cover = await self._envelope_for(step, replaced)
+                item, cover = await self._envelope_for(step, replaced, chains)
                 if item is None:
                     continue
                 slot = self._send_slot(tick, step.at, item, step.contact_id, cover=cover)
@@ -279,6 +282,42 @@ class ScheduledCadence:
             await self._upload([], later)
             self._state.built_to = tick
             self._ahead_shape = None
+        else:
+            await self._rechain(tick, chains)
+        live = {s.item.item_id for s in self._state.slots.values() if s.cover and s.item is not None}
+        self._cover_chain = {i: c for i, c in self._cover_chain.items() if i in live}
+
+    def _chains(self, tx: Transaction) -> dict[ContactId, bytes]:
+        """Each contact's sending chain now: our ratchet key of the session with them."""
+        chains: dict[ContactId, bytes] = {}
+        for contact in tx.contacts.all():
+            record = tx.sessions.get(contact.address)
+            if record is not None and record.current is not None:
+                chains[contact.contact_id] = record.current.sender_chain.ratchet_key.public.to_bytes()
+        return chains
+
+    async def _rechain(self, tick: int, chains: dict[ContactId, bytes]) -> None:
+        """Seal again the covers held for ticks after ``tick`` whose sending chain is no longer
+        ours (a message from the contact moved the ratchet on): the contact keeps only the last
+        few chains, and a cover on an older one would not open there."""
+        stale = [
+            s
+            for s in self._state.slots.values()
+            if s.tick > tick
+            and s.cover
+            and s.item is not None
+            and s.contact_id is not None
+            and self._cover_chain.get(s.item.item_id) != chains.get(s.contact_id)
+        ]
+        built: list[_Built] = []
+        for old in sorted(stale, key=lambda s: s.at):
+            assert old.contact_id is not None
+            cover = await self._new_cover(old.contact_id)
+            if cover is not None:
+                slot, request = self._send_slot(old.tick, old.at, cover, old.contact_id, cover=True)
+                built.append(_Built(slot, request, old.slot_id))
+        if built:
+            await self._upload(built, [])
 
     async def _top_up(self) -> None:
         """Build the ticks after the last one built, up to the horizon, each with covers and
@@ -315,7 +354,7 @@ class ScheduledCadence:
         return built
 
     async def _envelope_for(
-        self, step: cadence_plan.Send, replaced: _Slot | None
+        self, step: cadence_plan.Send, replaced: _Slot | None, chains: dict[ContactId, bytes]
     ) -> tuple[OutboxItem | None, bool]:
         """The envelope for a send step: the oldest queued for its mailbox and not already in a
         slot; else (a contact's step) the cover built ahead for it, or a new cover."""
@@ -329,7 +368,12 @@ class ScheduledCadence:
         if step.contact_id is None:
             return None, False
         kept = replaced.item if replaced is not None and replaced.cover else None
-        if kept is not None and kept.mailbox_id == step.mailbox_id:
+        current = chains.get(step.contact_id)
+        if (
+            kept is not None
+            and kept.mailbox_id == step.mailbox_id
+            and self._cover_chain.get(kept.item_id) == current
+        ):
             return kept, True
         return await self._new_cover(step.contact_id), True
 
@@ -353,7 +397,12 @@ class ScheduledCadence:
         made = [i for i in tx.outbox.all() if i.item_id not in before]
         for item in made:
             tx.outbox.remove(item.item_id)
-        return made[-1] if made else None
+        if not made:
+            return None
+        record = tx.sessions.get(contact.address)
+        if record is not None and record.current is not None:
+            self._cover_chain[made[-1].item_id] = record.current.sender_chain.ratchet_key.public.to_bytes()
+        return made[-1]
 
     def _poll_slot(
         self, tick: int, at: float, mailbox_id: MailboxId, key: SigningKey, acks: tuple[bytes, ...]
