@@ -185,11 +185,19 @@ class ChatApp(App[None]):
             self.set_interval(STATUS_EVERY_S, self.refresh_status)
 
     # ------------------------------------------------------------------ receiving
-    @work(exclusive=True, group="receive")
+    @work(exclusive=True, group="receive", exit_on_error=False)
     async def receive(self) -> None:
-        """The client's receive loop, for as long as the app runs."""
-        async for event in self.client.listen():
-            await self.handle(event)
+        """The client's receive loop, for as long as the app runs. A failure stops receiving and
+        says so in the status line; what was typed stays, and the app keeps running."""
+        try:
+            async for event in self.client.listen():
+                try:
+                    await self.handle(event)
+                except SottoError as e:  # one event that cannot be shown must not stop the rest
+                    self.say(f"could not show an event: {type(e).__name__}")
+        except SottoError as e:
+            self.connected = False
+            self.say(f"receiving stopped: {e} (restart sotto chat)")
 
     async def handle(self, event: ev.Event) -> None:
         """One event from the client: update the list, the log, the status; notify."""
