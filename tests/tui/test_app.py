@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from textual import events
 
+from sotto.client import events as ev
 from sotto.crypto.random import seeded_rng
 from sotto.store.memory import MemoryStore
 from sotto.store.model import Conversation, GroupId
+from sotto.tui import app as app_module
 from sotto.tui.app import ChatApp, Composer, summaries_of
 from sotto.tui.conversations import ConversationList
 from sotto.tui.log import PAGE, MessageLog
 from sotto.tui.screens import HelpScreen, ShowScreen
-from tests.tui.conftest import open_seeded, run, screen_text, seeded_app
+from tests.tui.conftest import open_seeded, run, screen_text, seeded_app, until
 from tests.tui.seed import NOW_MS, Seeder, small_world
 
 
@@ -359,5 +362,32 @@ def test_a_burst_of_keys_after_enter_and_i_lands_whole_in_the_composer() -> None
                 assert app.open_target is not None and app.open_target.name == "Bob"
                 assert app.composer.value == "and a note from Thursday: /n:a[I]?"
                 assert not app.command_line.has_class("open")
+
+    run(main)
+
+
+def test_someone_typing_shows_until_they_stop_or_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "TYPING_SHOWN_S", 0.3)
+
+    async def main() -> None:
+        client = await open_seeded(small_world())
+        async with client:
+            app = seeded_app(client)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("enter")
+                bob = client.contact("Bob")
+                await app.handle(ev.TypingChanged(bob, True))
+                await pilot.pause()
+                assert "Bob is typing…" in screen_text(app)
+                assert next(s for s in summaries_of(app) if s.title == "Bob").typing
+                await app.handle(ev.TypingChanged(bob, False))
+                await pilot.pause()
+                assert "is typing" not in screen_text(app)
+                await app.handle(ev.TypingChanged(bob, True))
+                await pilot.pause()
+                assert "Bob is typing…" in screen_text(app)
+                # No "stopped" comes: it goes by itself.
+                await until(pilot, lambda: "is typing" not in screen_text(app), "typing expired")
+                assert not next(s for s in summaries_of(app) if s.title == "Bob").typing
 
     run(main)

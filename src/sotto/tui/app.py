@@ -40,6 +40,8 @@ from sotto.tui.screens import HelpScreen, ShowScreen
 
 STATUS_EVERY_S = 1.0
 """How often the status line reads the outbox again while the app listens."""
+TYPING_SHOWN_S = 15.0
+"""Someone's "is typing" shows at most this long after their last "started" (as Signal does)."""
 TYPING_IDLE_S = 5.0
 """After this long without a keystroke, the contact is told we stopped typing."""
 
@@ -142,6 +144,8 @@ class ChatApp(App[None]):
         self.search_term = ""
         self._typing_to: str | None = None
         self._typing_timer: Timer | None = None
+        self._typing_shown: dict[str, Timer] = {}
+        """Conversation key -> when its "is typing" goes away unless renewed."""
         self._names: dict[int, str] = {}
 
     # ------------------------------------------------------------------ layout
@@ -255,10 +259,17 @@ class ChatApp(App[None]):
 
     def _typing(self, event: ev.TypingChanged) -> None:
         target: Contact | Group = event.group if event.group is not None else event.contact
-        summary = self.conversations.get(key_of(target))
+        key = key_of(target)
+        expiry = self._typing_shown.pop(key, None)
+        if expiry is not None:
+            expiry.stop()
+        if event.started:  # a "stopped" that never comes (their app died) must not show forever
+            stopped = ev.TypingChanged(event.contact, False, event.group)
+            self._typing_shown[key] = self.set_timer(TYPING_SHOWN_S, partial(self._typing, stopped))
+        summary = self.conversations.get(key)
         if summary is not None and summary.typing != event.started:
             self.conversations.put(replace(summary, typing=event.started))
-        if self.open_target is not None and key_of(self.open_target) == key_of(target):
+        if self.open_target is not None and key_of(self.open_target) == key:
             self.log_view.set_typing(event.contact.name if event.started else "")
 
     def catch_up(self) -> None:
