@@ -229,7 +229,7 @@ def test_the_forwarders_carry_only_ciphertext_and_log_nothing_that_names_anyone(
     schedules = [json.loads(b) for b in requests if b.startswith(b"{")]
     assert sealed and schedules
     for body in schedules:
-        assert set(body) <= {"slots", "cancel", "ack"}
+        assert set(body) <= {"slots", "cancel", "clear_from", "ack"}
         for slot in body.get("slots", []):
             assert set(slot) <= {"id", "at", "request", "replaces"}
             assert len(b64.decode(slot["id"])) == 16

@@ -93,12 +93,23 @@ COLLECT_AFTER_S: Final = 1.0
 LOST_AFTER_S: Final = 60.0
 """A slot whose answer has not come this long after its instant is given up (its envelope, if
 any, is sent again in a later slot; the relay deduplicates it)."""
+MAX_REFUSED_TICKS: Final = 3
+"""Ticks in a row whose upload the forwarder refused before we stop using it for schedules."""
 UPLOAD_BATCH: Final = 256
 POLL_LIMIT: Final = 32
 
 
 class ScheduleError(RelayUnavailableError):
-    """The forwarder refused a schedule request, or could not be reached."""
+    """The forwarder refused a schedule request (``status``), or could not be reached (None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The forwarder answered, and not that it or the relay is busy or away."""
+        return self.status is not None and self.status not in (429, 502, 503, 504)
 
 
 def capability(device_secret: bytes, relay_url: str) -> bytes:
@@ -188,6 +199,7 @@ class ScheduledCadence:
         self._state = _State()
         self._sign_offset_ms = 0
         self._done_to = -1
+        self._refused_ticks = 0
         self._cover_chain: dict[OutboxItemId, bytes] = {}
         """Each cover built: our sending ratchet key when it was sealed (its chain)."""
         self._ahead_shape: frozenset[tuple[bool, MailboxId]] | None = None
@@ -198,17 +210,16 @@ class ScheduledCadence:
 
     # ------------------------------------------------------------------ the loop
     async def run(self, tick_seconds: int) -> None:
-        """From the next whole tick on, for ever (cancelled when the engine closes)."""
+        """From the next whole tick on, until the engine closes (it cancels this). Returns only
+        if the forwarder keeps no schedule: it does not know the path, or it refused every
+        upload for :data:`MAX_REFUSED_TICKS` ticks; the caller then sends each tick itself."""
         self._tick = tick_seconds
         collect_after = min(COLLECT_AFTER_S, tick_seconds / 4)
         lead = min(REBUILD_LEAD_S, tick_seconds / 4)
         tick = cadence_plan.tick_of(self._now(), tick_seconds) + 1
         self._state.built_to = tick - 1
-        try:
-            await self._rebuild(tick)
-        except Exception as e:
-            log.info("schedule not started: %s", type(e).__name__)
-        await self._top_up()
+        if not await self._refresh(tick):
+            return
         tick += 1
         while True:
             # Tick ``tick`` is built again just before it begins, so its polls acknowledge what
@@ -220,14 +231,31 @@ class ScheduledCadence:
             await self._sleep_until(min([rebuild_at, *upcoming]))
             reachable = await self._collect_all()
             if self._now() >= rebuild_at:
-                if reachable:  # else the slots built ahead go out
-                    try:
-                        await self._rebuild(tick)
-                    except Exception as e:
-                        log.info("schedule not refreshed: %s", type(e).__name__)
-                    await self._top_up()
+                # unreachable: the slots built ahead go out
+                if reachable and not await self._refresh(tick):
+                    return
                 tick = max(tick, cadence_plan.tick_of(self._now() + lead, tick_seconds)) + 1
             await self._report_done()
+
+    async def _refresh(self, tick: int) -> bool:
+        """Build ``tick`` again and top up; False once the forwarder keeps no schedule for us
+        (then what it holds is deleted, as far as it can be)."""
+        try:
+            await self._rebuild(tick)
+            await self._top_up()
+        except ScheduleError as e:
+            log.info("schedule not refreshed: %s", e)
+            self._refused_ticks = self._refused_ticks + 1 if e.refused else 0
+            if e.status in (404, 405, 501) or self._refused_ticks >= MAX_REFUSED_TICKS:
+                log.warning("the forwarder keeps no schedule (%s): each tick is sent as it comes", e.status)
+                with contextlib.suppress(httpx.HTTPError):
+                    await self._http.delete(self._base)
+                return False
+        except Exception as e:  # the store failed: the slots built ahead go out
+            log.info("schedule not refreshed: %s", type(e).__name__)
+        else:
+            self._refused_ticks = 0
+        return True
 
     def _now(self) -> float:
         return self._engine.now_ms() / 1000
@@ -321,16 +349,13 @@ class ScheduledCadence:
 
     async def _top_up(self) -> None:
         """Build the ticks after the last one built, up to the horizon, each with covers and
-        polls that acknowledge nothing."""
+        polls that acknowledge nothing; a refusal is raised (ScheduleError)."""
         now = self._now()
         last = cadence_plan.tick_of(now, self._tick) + horizon_ticks(self._tick, self._horizon_s)
         first = max(self._state.built_to + 1, cadence_plan.tick_of(now, self._tick) + 2)
-        try:
-            for tick in range(first, last + 1):
-                await self._upload(await self._ahead(tick), [])
-                self._state.built_to = tick
-        except Exception as e:  # the next tick tries again
-            log.info("schedule not topped up: %s", type(e).__name__)
+        for tick in range(first, last + 1):
+            await self._upload(await self._ahead(tick), [])
+            self._state.built_to = tick
 
     async def _ahead(self, tick: int) -> list[_Built]:
         engine = self._engine
@@ -454,13 +479,16 @@ class ScheduledCadence:
             code = "http_error"
             with contextlib.suppress(ValueError, AttributeError):
                 code = str(response.json().get("code", code))[:64]
-            raise ScheduleError(f"the forwarder refused the schedule request: {response.status_code} {code}")
+            raise ScheduleError(
+                f"the forwarder refused the schedule request: {response.status_code} {code}",
+                response.status_code,
+            )
         try:
             answer = response.json()
         except ValueError:
-            raise ScheduleError("the forwarder's answer is not JSON") from None
+            raise ScheduleError("the forwarder's answer is not JSON", response.status_code) from None
         if not isinstance(answer, dict):
-            raise ScheduleError("the forwarder's answer is not an object")
+            raise ScheduleError("the forwarder's answer is not an object", response.status_code)
         return answer
 
     async def _upload(self, built: list[_Built], cancel: list[bytes]) -> None:
@@ -523,7 +551,7 @@ class ScheduledCadence:
                 answer = await self._call("/collect", {"ack": [b64.encode(i) for i in state.collected]})
             except ScheduleError as e:
                 log.info("schedule answers not collected: %s", e)
-                return False
+                return e.refused  # refused: the forwarder is there (the upload will tell more)
             state.collected = []
             replies = answer.get("replies")
             for reply in replies if isinstance(replies, list) else []:

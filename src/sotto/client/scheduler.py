@@ -384,8 +384,9 @@ class CadenceScheduler:
             self._scheduled = ScheduledCadence(
                 engine, oblivious, plan=self._plan, sleep_until=self._sleep_until, tick_done=self._tick_done
             )
-            await self._scheduled.run(tick_seconds)
-            return
+            await self._scheduled.run(tick_seconds)  # returns if the forwarder keeps no schedule
+            await self._scheduled.aclose()
+            self._scheduled = None
         tick = cadence_plan.tick_of(engine.now_ms() / 1000, tick_seconds) + 1
         while True:
             # Wait for the tick to begin, then plan it with the state at its start.
