@@ -206,11 +206,12 @@ class ChatApp(App[None]):
     async def handle(self, event: ev.Event) -> None:
         """One event from the client: update the list, the log, the status; notify."""
         match event:
-            case ev.MessageReceived() | ev.GroupMessageReceived():
-                target: Contact | Group = (
-                    event.contact if isinstance(event, ev.MessageReceived) else event.group
-                )
-                await self._arrived(target)
+            case ev.MessageReceived():
+                self._typing(ev.TypingChanged(event.contact, False))  # what they typed arrived
+                await self._arrived(event.contact)
+            case ev.GroupMessageReceived():
+                self._typing(ev.TypingChanged(event.sender, False, event.group))
+                await self._arrived(event.group)
             case ev.DeliveryReceiptReceived() | ev.ReadReceiptReceived() | ev.MessageSent() | ev.SendHeld():
                 self.log_view.refresh_tail()
                 if isinstance(event, ev.SendHeld):
@@ -244,7 +245,6 @@ class ChatApp(App[None]):
     async def _arrived(self, target: Contact | Group) -> None:
         key = key_of(target)
         if self.open_target is not None and key_of(self.open_target) == key:
-            self.log_view.set_typing("")
             self.catch_up()
             if self.app_focus:
                 await self.client.mark_read(target)
