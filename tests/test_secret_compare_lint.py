@@ -40,6 +40,11 @@ ALLOWED: dict[str, set[str]] = {
     # A pseudonym of the operator's view compared with a candidate, and a header name looked up:
     # names, not secrets.
     "audit/leakage/attacks/view.py": {"key"},
+    # A pseudonym of the operator's view (a mailbox or connection label) against another.
+    "audit/leakage/attacks/padding.py": {"key"},
+    # A conversation's key in the chat app: the contact's or group's name, shown on screen.
+    "tui/app.py": {"key", "_typing_to"},
+    "tui/conversations.py": {"key", "open_key"},
     "audit/sim/network.py": {"key"},
     # The route of the public key configuration (a path constant).
     "forwarder/app.py": {"KEYS_PATH"},
