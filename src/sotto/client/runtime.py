@@ -66,6 +66,7 @@ from sotto.client.flows.context import (
     RevokeAccessToken,
 )
 from sotto.client.scheduler import CadenceScheduler, InteractiveScheduler, Scheduler
+from sotto.client.sizes import EnvelopeSizes
 from sotto.client.transport import DeviceCredentials, Network, Relay
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import Rng, system_rng
@@ -167,6 +168,7 @@ class Engine:
         self._scheduler: Scheduler = (
             CadenceScheduler(self) if cadence else InteractiveScheduler(self, receipt_delay=receipt_delay)
         )
+        self._sizes = EnvelopeSizes(cadence=cadence, rng=rng)
 
     async def close(self) -> None:
         """Stop the background tasks, close the connection, the network and the store."""
@@ -604,6 +606,12 @@ class Engine:
     async def confirm(self, item_ids: list[OutboxItemId]) -> None:
         self.emit(await self.transaction(lambda tx: sending.confirm_sent_all(self.context(tx), item_ids)))
 
+    def wire_payload(self, item: OutboxItem) -> bytes:
+        """The item's envelope as it goes out, padded on to the size the mode sends
+        (:mod:`sotto.client.sizes`: one size in cadence mode, so a contact request looks like a
+        text or a cover)."""
+        return self._sizes.for_wire(item.message_id, item.payload)
+
     async def send_item(self, item: OutboxItem) -> bool | None:
         """One attempt: True if the relay took it (confirm it), False if it was refused for good
         (dropped and reported), None if it should be tried again later (rescheduled; a 507 is
@@ -611,7 +619,7 @@ class Engine:
         relay = self._network.relay(item.server_url)
         send = relay.send_alone if self.cadence else relay.send
         try:
-            await send(item.mailbox_id, item.delivery_token, item.message_id, item.payload)
+            await send(item.mailbox_id, item.delivery_token, item.message_id, self.wire_payload(item))
         except (RelayUnavailableError, RelayError) as e:
             refused = isinstance(e, RelayError) and (
                 e.status in (400, 413, 422) or (e.status == 404 and item.attempts + 1 >= NOT_FOUND_ATTEMPTS)

@@ -445,7 +445,11 @@ class ScheduledCadence:
         self, tick: int, at: float, item: OutboxItem, contact_id: ContactId | None, *, cover: bool
     ) -> tuple[_Slot, bytes]:
         path = f"/v1/mailboxes/{b64.encode(item.mailbox_id)}/messages"
-        body = api.SendMessage(message_id=item.message_id, payload=item.payload).model_dump_json().encode()
+        body = (
+            api.SendMessage(message_id=item.message_id, payload=self._engine.wire_payload(item))
+            .model_dump_json()
+            .encode()
+        )
         headers = (
             (b"content-type", b"application/json"),
             (b"sotto-delivery-token", b64.encode(item.delivery_token).encode("ascii")),
