@@ -43,7 +43,8 @@ def exchange(sizes_of: dict[str, EnvelopeSizes], texts: int = 1) -> tuple[list[t
     bob.drain()
     bob_at_alice, alice_at_bob = alice.contact(LONGEST_NAME), bob.contact("Alice")
     for i in range(texts):
-        alice.act(lambda ctx, i=i: sending.send_text(ctx, bob_at_alice, f"hello {i}"))
+        text = f"hello {i}"
+        alice.act(lambda ctx: sending.send_text(ctx, bob_at_alice, text))  # noqa: B023 (called at once)
         sent_sized(alice, sizes_of[alice.name], "text", out)
         bob.drain()
         bob.act(lambda ctx: sending.flush_receipts(ctx, ReceiptKind.DELIVERED))
