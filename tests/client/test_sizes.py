@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import pytest
 
 from sotto.client.events import ContactAdded, MessageReceived
 from sotto.client.flows import sending
+from sotto.client.sdk import Client
 from sotto.client.sizes import CONTACT_REQUEST_SIZE, EnvelopeSizes, NotPaddedError, widen
 from sotto.crypto.random import seeded_rng
+from sotto.store.memory import MemoryStore
 from sotto.store.model import ReceiptKind
 from sotto.wire.padding import pad, unpad
+from tests.client.fake_relay import FakeNetwork, FakeRelay
 from tests.client.peers import Person, people
+from tests.client.test_runtime import run, until
+from tests.client.test_sdk import URL, connect, settle
 
 LONGEST_NAME = "N" * 256
 
@@ -124,3 +130,79 @@ def test_default_size_is_kept_for_a_retry_and_drawn_with_the_chosen_probability(
     assert len(sizes.for_wire(ids[0], large)) == len(large) == 8192
     with pytest.raises(ValueError, match="probability"):
         EnvelopeSizes(cadence=False, rng=seeded_rng(9), widen_probability=1.5)
+
+
+def sizes_sent(relay: FakeRelay, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Note the length of every envelope the relay is handed, in order."""
+    lengths: list[int] = []
+    send = relay.send
+
+    async def noted(mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
+        lengths.append(len(payload))
+        return await send(mailbox_id, token, message_id, payload)
+
+    monkeypatch.setattr(relay, "send", noted)
+    return lengths
+
+
+def test_a_cadence_client_sends_every_envelope_at_one_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> tuple[list[int], list[str]]:
+        net = FakeNetwork()
+        relay = net.relay(URL)
+        relay.tick_seconds = 1
+        lengths = sizes_sent(relay, monkeypatch)
+        alice = await Client.register(
+            MemoryStore(), URL, "Alice", network=net, cadence=True, rng=seeded_rng(11)
+        )
+        bob = await Client.register(MemoryStore(), URL, "Bob", network=net, cadence=True, rng=seeded_rng(12))
+        heard: list[str] = []
+
+        async def listen(client: Client) -> None:
+            async for event in client.listen():
+                if isinstance(event, MessageReceived):
+                    heard.append(event.text)
+
+        listeners = [asyncio.create_task(listen(c)) for c in (alice, bob)]
+        try:
+            invite = await alice.create_invite()
+            await bob.accept_invite(invite.link, "Alice")
+            await until(lambda: bob.is_ready("Alice") and bool(alice.contacts()))
+            await alice.send_text(alice.contacts()[-1], "hello")
+            await bob.send_text("Alice", "hi")
+            await until(lambda: len(heard) == 2)
+            await asyncio.sleep(2.5)  # receipts and covers go out in the next ticks
+        finally:
+            for listener in listeners:
+                listener.cancel()
+            await alice.close()
+            await bob.close()
+        return lengths, heard
+
+    lengths, heard = run(main)
+    assert sorted(heard) == ["hello", "hi"]
+    # A contact request, its answer, texts, receipts and covers: all at the one size.
+    assert len(lengths) >= 8 and set(lengths) == {CONTACT_REQUEST_SIZE}
+
+
+def test_a_default_client_sends_smaller_envelopes_at_both_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> tuple[list[int], list[str]]:
+        net = FakeNetwork()
+        lengths = sizes_sent(net.relay(URL), monkeypatch)
+        alice = await Client.register(
+            MemoryStore(), URL, "Alice", network=net, receipt_delay=0.05, rng=seeded_rng(13)
+        )
+        bob = await Client.register(
+            MemoryStore(), URL, "Bob", network=net, receipt_delay=0.05, rng=seeded_rng(14)
+        )
+        async with alice, bob:
+            await connect(alice, bob)
+            for n in range(12):
+                await alice.send_text("Bob", f"text {n}")
+            events = await settle(alice, bob)
+        return lengths, [e.text for e in events[bob] if isinstance(e, MessageReceived)]
+
+    lengths, heard = run(main)
+    assert heard == [f"text {n}" for n in range(12)]
+    assert lengths[0] == CONTACT_REQUEST_SIZE  # the contact request
+    rest = Counter(lengths[1:])
+    assert set(rest) == {1024, CONTACT_REQUEST_SIZE} and min(rest.values()) >= 3, rest
