@@ -76,7 +76,6 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
                     admin.delete(name)
             finally:
                 admin.close()
-                state.close()
 
 
 def _create_mailbox(client: httpx.Client) -> Mailbox:

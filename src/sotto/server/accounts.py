@@ -54,16 +54,16 @@ async def current_device(
 Device = Annotated[DeviceRecord, Depends(current_device)]
 
 
-def refuse_failing_source(ctx: RelayContext, source: bytes, now: float) -> None:
+async def refuse_failing_source(ctx: RelayContext, source: bytes, now: float) -> None:
     """429 before any lookup for a source whose refused anonymous credentials used up its budget."""
     failures = ctx.limits.anonymous_failures
-    if not failures.peek(source, now):
-        raise RateLimitedError(failures.retry_after(source, now))
+    if not await failures.apeek(source, now):
+        raise RateLimitedError(await failures.aretry_after(source, now))
 
 
-def note_failure(ctx: RelayContext, source: bytes, now: float) -> None:
+async def note_failure(ctx: RelayContext, source: bytes, now: float) -> None:
     """Count one refused anonymous credential against ``source``."""
-    ctx.limits.anonymous_failures.allow(source, now)
+    await ctx.limits.anonymous_failures.aallow(source, now)
 
 
 COMMON_ERRORS = (400, 413, 422, 503)
@@ -109,9 +109,9 @@ async def create_account(
 
     While the relay is busy with creations, it answers 428 with a challenge to solve first."""
     now = ctx.now()
-    ctx.limits.account_creation.check(source_key(request.scope), now)
+    await ctx.limits.account_creation.acheck(source_key(request.scope), now)
     refuse_when_full(ctx)
-    require_work(ctx.work_gate, Purpose.ACCOUNT, sotto_work, now, ctx.rng)
+    await require_work(ctx.work_gate, Purpose.ACCOUNT, sotto_work, now, ctx.rng)
     today = ctx.today()
     for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
         account_id = AccountId(ctx.rng(ID_LENGTH))
@@ -120,7 +120,7 @@ async def create_account(
             account_id, FIRST_DEVICE_ID, body.registration_id, token_hash(body.device_secret)
         )
         if await ctx.storage.create_account(account, device):
-            ctx.work_gate.created(Purpose.ACCOUNT, ctx.now())
+            await ctx.work_gate.acreated(Purpose.ACCOUNT, ctx.now())
             ctx.stats.count("accounts_created")
             return api.AccountCreated(account_id=account_id, device_id=FIRST_DEVICE_ID)
     raise RelayError(503, "unavailable", "could not allocate an account id")
@@ -144,8 +144,8 @@ async def set_username(body: api.SetUsername, request: Request, device: Device, 
     """Claim a username; the relay keeps only its keyed hash. Rate-limited per account and per
     source, as lookups are: a 409 says the name is taken."""
     now = ctx.now()
-    ctx.limits.username_claim.check(device.account_id, now)
-    ctx.limits.username_claim_per_source.check(source_key(request.scope), now)
+    await ctx.limits.username_claim.acheck(device.account_id, now)
+    await ctx.limits.username_claim_per_source.acheck(source_key(request.scope), now)
     outcome = await ctx.storage.set_username(device.account_id, ctx.server_key.username_hash(body.username))
     if outcome is UsernameOutcome.TAKEN:
         raise RelayError(409, "username_taken", "that username is taken")
@@ -162,13 +162,13 @@ async def clear_username(device: Device, ctx: Ctx) -> Response:
 async def find_username(username: str, request: Request, ctx: Ctx) -> api.AccountRef:
     """Look a username up (rate-limited per source, and per name for each source)."""
     now, source = ctx.now(), source_key(request.scope)
-    ctx.limits.username_lookup.check(source, now)
+    await ctx.limits.username_lookup.acheck(source, now)
     try:
         name = api.SetUsername(username=username).username
     except ValueError:
         raise RelayError(404, "not_found", "no such username") from None
     name_hash = ctx.server_key.username_hash(name)
-    ctx.limits.username_lookup_per_name.check((source, name_hash), now)
+    await ctx.limits.username_lookup_per_name.acheck((source, name_hash), now)
     account_id = await ctx.storage.find_username(name_hash)
     if account_id is None:
         raise RelayError(404, "not_found", "no such username")
@@ -237,23 +237,23 @@ async def fetch_bundle(
 ) -> api.Bundle:
     """One prekey set per device, consuming one-time keys; a missing account and a wrong token are one 401."""
     source, now = source_key(request.scope), ctx.now()
-    refuse_failing_source(ctx, source, now)
+    await refuse_failing_source(ctx, source, now)
     token = parse_token(sotto_access_token)
     try:
         target = AccountId(b64.decode(account_id, length=ID_LENGTH))
     except DecodeError:
         target = None
     if token is None or target is None:
-        note_failure(ctx, source, now)
+        await note_failure(ctx, source, now)
         raise UNAUTHORIZED
     digest, today = access_token_key(target, token_hash(token)), ctx.today()
     if not await ctx.storage.has_access(target, digest, today):
-        note_failure(ctx, source, now)
+        await note_failure(ctx, source, now)
         raise UNAUTHORIZED
     # Only fetches with a valid token make buckets, so strangers can neither starve an account
     # nor churn the table (and a full table never forgets a bucket that still holds a debt).
-    ctx.limits.bundle_fetch.check((target, digest), now)
-    ctx.limits.bundle_fetch_per_account.check(target, now)
+    await ctx.limits.bundle_fetch.acheck((target, digest), now)
+    await ctx.limits.bundle_fetch_per_account.acheck(target, now)
     bundle = await ctx.storage.take_bundle(target, digest, today)
     if bundle is None:
         raise UNAUTHORIZED

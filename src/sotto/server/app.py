@@ -265,6 +265,7 @@ def create_app(
             stats=stats,
         )
         app.state.relay = ctx
+        await ctx.start()  # dates the shared single-use memory from this start (best effort)
         if across_nodes is not None:  # on the fallback (store checks) if the bus is unreachable
             await across_nodes.start()
         with contextlib.suppress(RelayError):  # catch up after downtime; retried on schedule
@@ -285,6 +286,7 @@ def create_app(
             if across_nodes is not None:
                 await across_nodes.close()
             ctx.stats.flush()
+            await ctx.stop()
             if owned_storage:
                 await store.close()
             if observer is not None:

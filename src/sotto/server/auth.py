@@ -133,6 +133,10 @@ class ReplayGuard:
         memory's (plus ``future``)."""
         return max(self.started_ms, self._memory.epoch * 1000 + self.future_ms)
 
+    async def abegin(self) -> None:
+        """Tell the shared memory, if any, that this guard started (see ``SingleUse.abegin``)."""
+        await self._memory.abegin()
+
     def __len__(self) -> int:
         """Requests remembered in this process (0 when the memory is shared)."""
         return len(self._memory) if isinstance(self._memory, LocalSingleUse) else 0
@@ -145,16 +149,26 @@ class ReplayGuard:
         """A time a signature made now would be accepted with."""
         return max(math.ceil(self.not_before_ms), int(now * 1000))
 
-    def accept(self, mailbox_id: bytes, nonce: bytes, unix_ms: int, now: float) -> bool:
+    async def aaccept(self, mailbox_id: bytes, nonce: bytes, unix_ms: int, now: float) -> bool:
         """Remember a fresh, verified request; False if it was seen already (a replay), or is
         dated before the shared memory began. Raises 503 when the memory is full, or when the
         shared one cannot be reached (``SharedStateUnavailableError``): never accepts blind."""
-        claim = self._memory.claim(
-            mailbox_id + nonce,
-            (unix_ms + self.past_ms + 1) / 1000,  # fresh() passes up to unix_ms + past_ms
-            now,
-            dated=(unix_ms - self.future_ms) / 1000,
-        )
+        key, expires, dated = self._claim_of(mailbox_id, nonce, unix_ms)
+        return self._verdict(await self._memory.aclaim(key, expires, now, dated=dated))
+
+    def accept(self, mailbox_id: bytes, nonce: bytes, unix_ms: int, now: float) -> bool:
+        """:meth:`aaccept` for a guard that remembers in this process (no round trip to await)."""
+        if not isinstance(self._memory, LocalSingleUse):
+            raise TypeError("a guard on shared state is checked with aaccept")
+        key, expires, dated = self._claim_of(mailbox_id, nonce, unix_ms)
+        return self._verdict(self._memory.claim(key, expires, now, dated=dated))
+
+    def _claim_of(self, mailbox_id: bytes, nonce: bytes, unix_ms: int) -> tuple[bytes, float, float]:
+        # fresh() passes up to unix_ms + past_ms; the item is dated as early as future allows.
+        return mailbox_id + nonce, (unix_ms + self.past_ms + 1) / 1000, (unix_ms - self.future_ms) / 1000
+
+    @staticmethod
+    def _verdict(claim: Claim) -> bool:
         if claim is Claim.FULL:
             raise REPLAY_GUARD_FULL
         return claim is Claim.FIRST
@@ -171,26 +185,60 @@ def mailbox_request_auth(
     now: float,
     today: int,
 ) -> MailboxVerdict:
-    """Whether ``header`` is a fresh, first-seen signature of this request by the mailbox's key.
+    """Whether ``header`` is a fresh, first-seen signature of this request by the mailbox's key,
+    for a guard that remembers in this process (:func:`amailbox_request_auth` for any guard).
 
     The signature is verified whether or not the mailbox exists (against a fixed dummy key when
     it does not), so a missing mailbox and a wrong signature take the same time.
     """
-    if header is None:
+    signed = _signed(mailbox, header, method, path, body, today=today)
+    if signed is None or mailbox is None:
         return MailboxVerdict.NOT_FOUND
-    try:
-        unix_ms, nonce, signature = wire_auth.decode_mailbox_auth(header)
-    except DecodeError:
-        return MailboxVerdict.NOT_FOUND
-    key = mailbox.auth_key if mailbox is not None else _DUMMY_MAILBOX_KEY
-    message = wire_auth.http_message(method, path, unix_ms, nonce, body)
-    genuine = signature_ok(key, message, signature)
-    if mailbox is None or not genuine or mailbox.expires_day <= today:
-        return MailboxVerdict.NOT_FOUND
+    unix_ms, nonce = signed
     # Only the key's holder gets this far, so telling a replay apart reveals nothing.
     if not guard.fresh(unix_ms, now) or not guard.accept(mailbox.mailbox_id, nonce, unix_ms, now):
         return MailboxVerdict.STALE
     return MailboxVerdict.OK
+
+
+async def amailbox_request_auth(
+    mailbox: MailboxRecord | None,
+    header: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    guard: ReplayGuard,
+    now: float,
+    today: int,
+) -> MailboxVerdict:
+    """:func:`mailbox_request_auth`, awaiting the guard's memory (one round trip when it is
+    shared, made only for a genuine signature)."""
+    signed = _signed(mailbox, header, method, path, body, today=today)
+    if signed is None or mailbox is None:
+        return MailboxVerdict.NOT_FOUND
+    unix_ms, nonce = signed
+    if not guard.fresh(unix_ms, now) or not await guard.aaccept(mailbox.mailbox_id, nonce, unix_ms, now):
+        return MailboxVerdict.STALE
+    return MailboxVerdict.OK
+
+
+def _signed(
+    mailbox: MailboxRecord | None, header: str | None, method: str, path: str, body: bytes, *, today: int
+) -> tuple[int, bytes] | None:
+    """The time and nonce of a genuine signature of this request by a live mailbox's key."""
+    if header is None:
+        return None
+    try:
+        unix_ms, nonce, signature = wire_auth.decode_mailbox_auth(header)
+    except DecodeError:
+        return None
+    key = mailbox.auth_key if mailbox is not None else _DUMMY_MAILBOX_KEY
+    message = wire_auth.http_message(method, path, unix_ms, nonce, body)
+    genuine = signature_ok(key, message, signature)
+    if mailbox is None or not genuine or mailbox.expires_day <= today:
+        return None
+    return unix_ms, nonce
 
 
 def drain_ok(mailbox: MailboxRecord | None, nonce: bytes, signature: bytes, today: int) -> bool:

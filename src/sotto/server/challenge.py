@@ -32,8 +32,8 @@ from sotto.crypto.kdf import bytes_equal, hmac_sha256
 from sotto.crypto.random import Rng
 from sotto.errors import DecodeError, RelayError
 from sotto.server.config import WorkPolicy
-from sotto.server.ratelimit import RateLimitedError
-from sotto.server.shared_state import Claim, LocalState, Meter, SharedState
+from sotto.server.ratelimit import RateLimitedError, RateMeter
+from sotto.server.shared_state import Claim, LocalSingleUse, LocalState, Meter, SharedState
 from sotto.wire import api, work
 
 __all__ = [
@@ -100,22 +100,42 @@ class WorkGate:
             meter = self._meters[purpose] = self._shared.meter(f"work{purpose}", self.policy.window_seconds)
         return meter
 
-    def difficulty(self, purpose: int, now: float) -> int:
+    def _local_meter(self, purpose: int) -> RateMeter:
+        meter = self._meter(purpose)
+        if not isinstance(meter, RateMeter):
+            raise TypeError("a gate on shared state is asked with its coroutines (adifficulty, ...)")
+        return meter
+
+    async def abegin(self) -> None:
+        """Tell the shared memory, if any, that this gate started (see ``SingleUse.abegin``)."""
+        await self._spent.abegin()
+
+    async def adifficulty(self, purpose: int, now: float) -> int:
         """Bits asked for now: 0 at or below the free count, then ``base + ⌊log2(count / free)⌋``,
         at most ``max_bits`` (the curve of relay-protocol §8)."""
+        return self._bits(purpose, await self._meter(purpose).acount(now))
+
+    def difficulty(self, purpose: int, now: float) -> int:
+        """:meth:`adifficulty` for a gate that counts in this process."""
+        return self._bits(purpose, self._local_meter(purpose).count(now))
+
+    def _bits(self, purpose: int, count: float) -> int:
         policy = self.policy
         per_minute = (
             policy.mailbox_free_per_minute if purpose == work.Purpose.MAILBOX else policy.free_per_minute
         )
         free = per_minute * policy.window_seconds / 60
-        count = self._meter(purpose).count(now)
         if count <= free:
             return 0
         return min(policy.max_bits, policy.base_bits + math.floor(math.log2(count / free)))
 
-    def created(self, purpose: int, now: float) -> None:
+    async def acreated(self, purpose: int, now: float) -> None:
         """One creation went through: it counts toward the rate."""
-        self._meter(purpose).add(now)
+        await self._meter(purpose).aadd(now)
+
+    def created(self, purpose: int, now: float) -> None:
+        """:meth:`acreated` for a gate that counts in this process."""
+        self._local_meter(purpose).add(now)
 
     def challenge(self, purpose: int, difficulty: int, now: float, rng: Rng) -> bytes:
         """A fresh challenge: signed, never stored."""
@@ -123,13 +143,35 @@ class WorkGate:
         tag = hmac_sha256(self._key, unsigned.signed_bytes())[: work.TAG_LENGTH]
         return unsigned.signed_bytes() + tag
 
-    def admit(self, purpose: int, header: str | None, now: float) -> WorkVerdict:
+    async def aadmit(self, purpose: int, header: str | None, now: float) -> WorkVerdict:
         """Check a ``Sotto-Work`` header for one creation, and spend its challenge if it passes.
 
         Costs one HMAC and one SHA-256 at most; the tag is compared in constant time and checked
         before anything else is believed."""
+        if await self.adifficulty(purpose, now) == 0:
+            return WorkVerdict.FREE
+        checked = self._check(purpose, header, now)
+        if isinstance(checked, WorkVerdict):
+            return checked
+        salt, expires, dated = checked
+        return _VERDICTS[await self._spent.aclaim(salt, expires, now, dated=dated)]
+
+    def admit(self, purpose: int, header: str | None, now: float) -> WorkVerdict:
+        """:meth:`aadmit` for a gate that counts and spends in this process."""
         if self.difficulty(purpose, now) == 0:
             return WorkVerdict.FREE
+        checked = self._check(purpose, header, now)
+        if isinstance(checked, WorkVerdict):
+            return checked
+        if not isinstance(self._spent, LocalSingleUse):
+            raise TypeError("a gate on shared state is asked with its coroutines (aadmit, ...)")
+        salt, expires, dated = checked
+        return _VERDICTS[self._spent.claim(salt, expires, now, dated=dated)]
+
+    def _check(
+        self, purpose: int, header: str | None, now: float
+    ) -> WorkVerdict | tuple[bytes, float, float]:
+        """A refusal, or what to spend: the salt, until when, dated when."""
         if header is None:
             return WorkVerdict.REQUIRED
         try:
@@ -146,8 +188,7 @@ class WorkGate:
             return WorkVerdict.EXPIRED
         if not work.meets(raw, nonce, challenge.difficulty):
             return WorkVerdict.INVALID
-        claim = self._spent.claim(challenge.salt, expires_ms / 1000, now, dated=challenge.issued_ms / 1000)
-        return _VERDICTS[claim]
+        return challenge.salt, expires_ms / 1000, challenge.issued_ms / 1000
 
     def retry_after(self, now: float) -> int:
         """Whole seconds until a remembered challenge expires (for a BUSY answer)."""
@@ -181,7 +222,7 @@ class WorkRefusedError(RelayError):
         self.difficulty = difficulty
 
 
-def require_work(gate: WorkGate, purpose: int, header: str | None, now: float, rng: Rng) -> None:
+async def require_work(gate: WorkGate, purpose: int, header: str | None, now: float, rng: Rng) -> None:
     """Let a creation through, or raise :class:`WorkRefusedError` (a new challenge at today's
     difficulty), :class:`RateLimitedError` (no room to remember another answer) or a 422 for a
     header that is not ``<challenge>.<nonce>`` (refused whether or not work is asked for)."""
@@ -192,13 +233,13 @@ def require_work(gate: WorkGate, purpose: int, header: str | None, now: float, r
             raise RelayError(
                 422, "invalid_request", "Sotto-Work must be <challenge>.<nonce> in base64url"
             ) from None
-    verdict = gate.admit(purpose, header, now)
+    verdict = await gate.aadmit(purpose, header, now)
     if verdict in (WorkVerdict.FREE, WorkVerdict.SOLVED):
         return
     if verdict is WorkVerdict.BUSY:
         raise RateLimitedError(gate.retry_after(now))
     # An answer to a harder challenge than today's still counts; a new one is at today's level.
-    difficulty = max(1, gate.difficulty(purpose, now))
+    difficulty = max(1, await gate.adifficulty(purpose, now))
     raise WorkRefusedError(verdict, gate.challenge(purpose, difficulty, now, rng), difficulty)
 
 

@@ -88,8 +88,11 @@ class RelayContext:
     work_gate: WorkGate = field(init=False)
     """The proof of work asked for anonymous creations, and the challenges answered lately."""
 
+    _owns_shared: bool = field(init=False, default=False)
+
     def __post_init__(self) -> None:
         if self.shared is None:
+            self._owns_shared = True
             secret = self.server_key.derive(SHARED_STATE_KEY_INFO)
             self.shared = open_shared_state(self.config.shared_state, secret)
         if self.shared.shared:
@@ -101,6 +104,17 @@ class RelayContext:
             )
         self.replay_guard = self.new_replay_guard()
         self.work_gate = self.new_work_gate()
+
+    async def start(self) -> None:
+        """Date the shared memory from this node's start (one round trip when it is Redis; best
+        effort), before the first request is served."""
+        await self.replay_guard.abegin()
+        await self.work_gate.abegin()
+
+    async def stop(self) -> None:
+        """Let go of the shared state's connections, if this context opened it."""
+        if self._owns_shared and self.shared is not None:
+            await self.shared.aclose()
 
     def new_replay_guard(self) -> ReplayGuard:
         """A guard refusing times before now, remembering in :attr:`shared`."""

@@ -24,6 +24,8 @@ Order of checks on ``POST /v1/gateway``; a refusal never reaches the app::
          (RFC 9458 §5.3) for the key and algorithm cases
     400  the ciphertext does not open                               plain problem
     503  the replay window is full                                  plain problem, Retry-After
+    400  inner Date before the shared replay window's memory began   sealed problem, type date,
+         (plus the window: see below)                               with the earliest Date that passes
     400  inner message is not binary HTTP, or names the gateway     sealed problem
     400  inner Date missing or outside ±window (RFC 9458 §6.5.2)   sealed problem, type date,
                                                                     with the gateway's Date
@@ -39,7 +41,13 @@ When the relay's protective state is shared between nodes (``--shared-state``), 
 front of the relay app uses it (:meth:`GatewayMiddleware.bind_shared`): the replay window and
 the budget per forwarder then hold across every node, so a copy sent to another node is refused
 too. If the shared state cannot be reached, the gateway refuses (503) rather than skip the
-replay check; the budget per forwarder falls back to this node's own.
+replay check; the budget per forwarder falls back to this node's own. A Redis that restarts
+empty forgets the digests, so the shared window keeps the epoch rule of the signed requests: a
+request whose ``Date`` is earlier than the memory's epoch plus the window (it could have been
+accepted before the restart) is refused, sealed, with that earliest ``Date`` as the answer's, so
+a client that takes its clock from the gateway's ``Date`` passes on its next try. For one window
+(:data:`DATE_WINDOW_SECONDS`) after such a restart every request through the gateway takes that
+extra round. The in-process window has no such rule: a restarted node forgets its digests.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ import asyncio
 import email.utils
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -133,6 +142,7 @@ class GatewayRefusal(SottoError):
         problem_type: str = "about:blank",
         context: ohttp.ResponseContext | None = None,
         retry_after: int | None = None,
+        date: float | None = None,
     ) -> None:
         super().__init__(title)
         self.status = status
@@ -141,6 +151,8 @@ class GatewayRefusal(SottoError):
         self.problem_type = problem_type
         self.context = context
         self.retry_after = retry_after
+        self.date = date
+        """The Date of a sealed refusal, if not the gateway's clock (unix seconds)."""
 
     def problem(self) -> bytes:
         """The RFC 9457 problem details, with the relay's stable ``code`` beside them."""
@@ -187,8 +199,22 @@ class ReplayWindow:
             return Claim.SEEN
         return Claim.FIRST if self.remember(key, now) else Claim.FULL
 
+    @property
+    def epoch(self) -> float:
+        return -math.inf
+
+    async def aseen(self, key: bytes, now: float) -> bool:
+        return self.seen(key, now)
+
+    async def aclaim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
+        return self.claim(key, expires, now, dated=dated)
+
     def __len__(self) -> int:
         return len(self._seen)
+
+
+def _replayed() -> GatewayRefusal:
+    return GatewayRefusal(400, "replayed", "this encapsulated request was seen before")
 
 
 _SHARED_UNAVAILABLE = GatewayRefusal(
@@ -236,13 +262,43 @@ class GatewayCore:
         """``application/ohttp-keys``: every key's configuration."""
         return ohttp.encode_key_configs(k.config for k in self.keys)
 
-    def open(self, enc_request: bytes, now: float) -> Opened:
-        """Check and open one Encapsulated Request (the order is the module's table)."""
+    async def aopen(self, enc_request: bytes, now: float) -> Opened:
+        """Check and open one Encapsulated Request (the order is the module's table), awaiting
+        the replay window (a round trip each for the early check and the claim when shared)."""
         digest = hashlib.sha256(enc_request).digest()[:16]
-        if self._seen(digest, now):
-            raise GatewayRefusal(400, "replayed", "this encapsulated request was seen before")
         try:
-            plain, context = ohttp.decapsulate_request(self.keys, enc_request)
+            seen = await self.replay.aseen(digest, now)
+        except SharedStateUnavailableError:
+            raise _SHARED_UNAVAILABLE from None
+        if seen:
+            raise _replayed()
+        plain, context = self._decapsulate(enc_request)
+        request, dated = self._inner(plain)
+        # Remembered once it opened (a forger cannot fill the window with noise), before the
+        # app sees it; the shared window decides between copies in one atomic step.
+        try:
+            claim = await self.replay.aclaim(digest, now + 2 * self.window_seconds, now, dated=dated)
+        except SharedStateUnavailableError:
+            raise _SHARED_UNAVAILABLE from None
+        return self._admit(claim, request, context, now)
+
+    def open(self, enc_request: bytes, now: float) -> Opened:
+        """:meth:`aopen` for a gateway whose replay window is in this process."""
+        replay = self.replay
+        if not isinstance(replay, ReplayWindow):
+            raise TypeError("a gateway on shared state opens with aopen")
+        digest = hashlib.sha256(enc_request).digest()[:16]
+        if replay.seen(digest, now):
+            raise _replayed()
+        plain, context = self._decapsulate(enc_request)
+        request, dated = self._inner(plain)
+        # Remembered before anything awaits, so two copies arriving together cannot both pass.
+        claim = replay.claim(digest, now + 2 * self.window_seconds, now, dated=dated)
+        return self._admit(claim, request, context, now)
+
+    def _decapsulate(self, enc_request: bytes) -> tuple[bytes, ohttp.ResponseContext]:
+        try:
+            return ohttp.decapsulate_request(self.keys, enc_request)
         except ohttp.MessageTooLargeError:
             raise GatewayRefusal(413, "too_large", "encapsulated request too large") from None
         except (ohttp.UnknownKeyIdError, ohttp.UnsupportedAlgorithmError):
@@ -253,18 +309,39 @@ class GatewayCore:
             raise GatewayRefusal(400, "malformed", "not an encapsulated request") from None
         except ohttp.ObliviousHttpError:
             raise GatewayRefusal(400, "decryption_failed", "the encapsulated request does not open") from None
-        # Remembered once it opened (a forger cannot fill the window with noise), before
-        # anything awaits, so two copies arriving together cannot both pass (on one node; the
-        # shared window decides between nodes in one atomic step).
-        claim = self._claim(digest, now)
-        if claim is Claim.SEEN:
-            raise GatewayRefusal(400, "replayed", "this encapsulated request was seen before")
-        if claim is not Claim.FIRST:
-            raise GatewayRefusal(503, "busy", "replay window full; retry later", retry_after=1)
+
+    def _inner(self, plain: bytes) -> tuple[bhttp.Request | None, float | None]:
+        """The inner request (None if it is not binary HTTP) and the time the replay window
+        dates it by: its Date less the window, the earliest moment it could have been accepted
+        at (None without a Date: refused below anyway)."""
         try:
             request = bhttp.decode_request(plain)
         except bhttp.BinaryHttpError:
-            raise GatewayRefusal(400, "malformed", "not a binary HTTP request", context=context) from None
+            return None, None
+        date = _date_of(request)
+        return request, None if date is None else date - self.window_seconds
+
+    def _admit(
+        self, claim: Claim, request: bhttp.Request | None, context: ohttp.ResponseContext, now: float
+    ) -> Opened:
+        if claim is Claim.SEEN:
+            raise _replayed()
+        if claim is Claim.BEFORE_EPOCH:
+            # The shared memory began after this Date could have been accepted (a Redis restart
+            # forgot what came before): name the earliest Date that passes.
+            earliest = math.ceil(self.replay.epoch + self.window_seconds)
+            raise GatewayRefusal(
+                400,
+                "date",
+                "Date before the replay window's memory began; use this answer's Date",
+                problem_type=DATE_PROBLEM,
+                context=context,
+                date=max(earliest, now),
+            )
+        if claim is not Claim.FIRST:
+            raise GatewayRefusal(503, "busy", "replay window full; retry later", retry_after=1)
+        if request is None:
+            raise GatewayRefusal(400, "malformed", "not a binary HTTP request", context=context)
         if not request.path.startswith(b"/") or request.path.split(b"?")[0].startswith(GATEWAY_PATH.encode()):
             raise GatewayRefusal(400, "bad_path", "not a path the gateway serves", context=context)
         date = _date_of(request)
@@ -274,25 +351,14 @@ class GatewayCore:
             )
         return Opened(request, context)
 
-    def _seen(self, digest: bytes, now: float) -> bool:
-        try:
-            return self.replay.seen(digest, now)
-        except SharedStateUnavailableError:
-            raise _SHARED_UNAVAILABLE from None
-
-    def _claim(self, digest: bytes, now: float) -> Claim:
-        try:
-            return self.replay.claim(digest, now + 2 * self.window_seconds, now)
-        except SharedStateUnavailableError:
-            raise _SHARED_UNAVAILABLE from None
-
     def seal(self, context: ohttp.ResponseContext, response: bhttp.Response) -> bytes:
         return ohttp.encapsulate_response(context, bhttp.encode_response(response), self.rng)
 
     def seal_refusal(self, refusal: GatewayRefusal, now: float) -> bytes:
         """A sealed refusal (``refusal.context`` must be set), with the gateway's Date (§6.5.2)."""
         assert refusal.context is not None
-        fields = ((b"content-type", _PROBLEM_TYPE.encode()), (b"date", _http_date(now).encode()))
+        date = _http_date(now if refusal.date is None else refusal.date)
+        fields = ((b"content-type", _PROBLEM_TYPE.encode()), (b"date", date.encode()))
         return self.seal(refusal.context, bhttp.Response(refusal.status, fields, refusal.problem()))
 
 
@@ -355,14 +421,14 @@ class GatewayMiddleware:
             self._bind_from_app()
         if self.limiter is not None:
             source, now = source_key(scope), self.clock.now()
-            if not self.limiter.allow(source, now):
-                retry = self.limiter.retry_after(source, now)
+            if not await self.limiter.aallow(source, now):
+                retry = await self.limiter.aretry_after(source, now)
                 refusal = GatewayRefusal(429, "rate_limited", "too many requests", retry_after=retry)
                 await _plain(send, refusal)
                 return
         try:
             body = await self._body(scope, receive)
-            opened = self.core.open(body, self.clock.now())
+            opened = await self.core.aopen(body, self.clock.now())
         except GatewayRefusal as refusal:
             if refusal.context is None:
                 await _plain(send, refusal)

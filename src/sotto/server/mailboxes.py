@@ -25,7 +25,7 @@ from sotto.server.accounts import (
 from sotto.server.auth import (
     MAILBOX_NOT_FOUND,
     MailboxVerdict,
-    mailbox_request_auth,
+    amailbox_request_auth,
     parse_token,
     token_hash,
 )
@@ -81,12 +81,12 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
     """The mailbox id if ``header`` proves ownership of it; the one 404 otherwise (and 429 for
     a source whose refused signatures used up its budget)."""
     source, now = source_key(request.scope), ctx.now()
-    refuse_failing_source(ctx, source, now)
+    await refuse_failing_source(ctx, source, now)
     try:
         mid = _mailbox_id(mailbox_id)
         mailbox = (await ctx.storage.get_mailboxes([mid])).get(mid)
         body, guard = await request.body(), ctx.replay_guard
-        verdict = mailbox_request_auth(
+        verdict = await amailbox_request_auth(
             mailbox, header, request.method, request.url.path, body, guard=guard, now=now, today=ctx.today()
         )
         if verdict is MailboxVerdict.STALE:
@@ -101,7 +101,7 @@ async def _owned(ctx: RelayContext, request: Request, mailbox_id: str, header: s
             raise MAILBOX_NOT_FOUND
     except RelayError as refused:
         if refused.status in (401, 404):
-            note_failure(ctx, source, now)
+            await note_failure(ctx, source, now)
         raise
     return mid
 
@@ -123,9 +123,9 @@ async def create_mailbox(
     """Create an anonymous mailbox; the same body again is 200, the same id with other keys 409.
     While the relay is busy with mailbox creations, it answers 428 with a challenge to solve first."""
     now = ctx.now()
-    ctx.limits.mailbox_creation.check(source_key(request.scope), now)
+    await ctx.limits.mailbox_creation.acheck(source_key(request.scope), now)
     refuse_when_full(ctx)
-    require_work(ctx.work_gate, Purpose.MAILBOX, sotto_work, now, ctx.rng)
+    await require_work(ctx.work_gate, Purpose.MAILBOX, sotto_work, now, ctx.rng)
     # The expiry a drain today would give, and no creation day: nothing on the row dates it
     # closer than the week, so a contact's two mailboxes, made the same day, do not pair.
     mid = MailboxId(body.mailbox_id)
@@ -135,7 +135,7 @@ async def create_mailbox(
     if outcome is CreateOutcome.CONFLICT:
         raise RelayError(409, "mailbox_conflict", "that mailbox id is taken")
     if outcome is CreateOutcome.CREATED:
-        ctx.work_gate.created(Purpose.MAILBOX, ctx.now())
+        await ctx.work_gate.acreated(Purpose.MAILBOX, ctx.now())
     ctx.stats.count(f"mailboxes_{outcome.value}")
     return Response(status_code=201 if outcome is CreateOutcome.CREATED else 200)
 
@@ -176,18 +176,18 @@ async def send_message(
     if not body.payload_is_bucket():
         raise RelayError(422, "payload_not_bucket", "payload length must be a padding bucket")
     source, now = source_key(request.scope), ctx.now()
-    refuse_failing_source(ctx, source, now)
+    await refuse_failing_source(ctx, source, now)
     token = parse_token(sotto_delivery_token)
     try:
         mid = _mailbox_id(mailbox_id)
     except RelayError:
         token = None
     if token is None:
-        note_failure(ctx, source, now)
+        await note_failure(ctx, source, now)
         raise MAILBOX_NOT_FOUND
     outcome = await deliver(ctx, mid, token, body.message_id, body.payload)
     if outcome is PutOutcome.NOT_FOUND:
-        note_failure(ctx, source, now)
+        await note_failure(ctx, source, now)
         raise MAILBOX_NOT_FOUND
     if outcome is PutOutcome.MAILBOX_FULL:
         raise RelayError(507, "mailbox_full", "the mailbox holds its quota of pending envelopes")
@@ -215,7 +215,7 @@ async def poll_mailbox(
     One long poll per mailbox is held: a newer one answers the older at once. Past the relay's
     cap of held polls, 503 ``polls_busy`` with Retry-After (:mod:`sotto.server.longpoll`)."""
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
-    ctx.limits.poll_per_mailbox.check(mid, ctx.now())
+    await ctx.limits.poll_per_mailbox.acheck(mid, ctx.now())
     acked = list(dict.fromkeys(body.ack))
     if acked:
         deleted = await ctx.storage.delete_envelopes([(mid, MessageId(i)) for i in acked])

@@ -169,6 +169,20 @@ class RateLimiter:
             return 0 if tokens >= cost else 3_600
         return max(1, math.ceil((cost - tokens) / rate))
 
+    # The asynchronous face of the shared-state interface (``shared_state.Limiter``): the same
+    # checks, answered at once, so the in-process default costs no task and no thread.
+    async def aallow(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
+        return self.allow(key, now, cost)
+
+    async def apeek(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
+        return self.peek(key, now, cost)
+
+    async def acheck(self, key: Hashable, now: float, cost: float = 1.0) -> None:
+        self.check(key, now, cost)
+
+    async def aretry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int:
+        return self.retry_after(key, now, cost)
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -226,3 +240,11 @@ class RateMeter:
     def add(self, now: float, events: float = 1.0) -> None:
         self._count = self.count(now) + events
         self._updated = max(now, self._updated)
+
+    async def acount(self, now: float) -> float:
+        """:meth:`count`, as ``shared_state.Meter`` asks (answered at once)."""
+        return self.count(now)
+
+    async def aadd(self, now: float, events: float = 1.0) -> None:
+        """:meth:`add`, as ``shared_state.Meter`` asks (answered at once)."""
+        self.add(now, events)

@@ -29,22 +29,22 @@ relay. Either way an ``error SharedStateUnavailableError`` line is logged (at mo
 minute), and Redis is not tried again for :data:`RETRY_SECONDS`, so an unreachable server costs
 each request nothing but the fallback.
 
-The calls are synchronous (they are made from synchronous checks in the request path): each is
-one round trip on a connection from redis-py's pool, bounded by :data:`TIMEOUT_SECONDS`.
-"""
+Every check is a coroutine. On Redis each is one round trip on a connection from redis-py's
+asyncio pool, bounded by :data:`TIMEOUT_SECONDS`, awaited so that the node's event loop serves
+other requests while it waits; in process a check returns at once (no task, no thread)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import hashlib
 import heapq
 import math
 import struct
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Final, Protocol, TypeVar
 
 from sotto.errors import RelayError
@@ -108,16 +108,19 @@ class Claim(enum.Enum):
 
 
 # ------------------------------------------------------------------------------ the interface
+# Every check is a coroutine: on Redis it is one round trip, awaited, so the event loop serves
+# other requests meanwhile; in process it returns at once (no task, no thread). The methods are
+# named with an ``a`` in front so the in-process classes keep their synchronous ones beside them.
 class Limiter(Protocol):
     """Token buckets by key: what :class:`~sotto.server.ratelimit.RateLimiter` offers."""
 
     limit: RateLimit
 
     def limit_of(self, key: Hashable) -> RateLimit: ...
-    def allow(self, key: Hashable, now: float, cost: float = 1.0) -> bool: ...
-    def peek(self, key: Hashable, now: float, cost: float = 1.0) -> bool: ...
-    def check(self, key: Hashable, now: float, cost: float = 1.0) -> None: ...
-    def retry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int: ...
+    async def aallow(self, key: Hashable, now: float, cost: float = 1.0) -> bool: ...
+    async def apeek(self, key: Hashable, now: float, cost: float = 1.0) -> bool: ...
+    async def acheck(self, key: Hashable, now: float, cost: float = 1.0) -> None: ...
+    async def aretry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int: ...
     def __len__(self) -> int: ...
 
 
@@ -126,19 +129,19 @@ class Meter(Protocol):
 
     window: float
 
-    def count(self, now: float) -> float: ...
-    def add(self, now: float, events: float = 1.0) -> None: ...
+    async def acount(self, now: float) -> float: ...
+    async def aadd(self, now: float, events: float = 1.0) -> None: ...
 
 
 class SingleUse(Protocol):
     """Keys each accepted once until their expiry (unix seconds; a key is forgotten once the
     time reaches it)."""
 
-    def seen(self, key: bytes, now: float) -> bool:
-        """Whether ``key`` is remembered (a cheap early refusal; :meth:`claim` decides)."""
+    async def aseen(self, key: bytes, now: float) -> bool:
+        """Whether ``key`` is remembered (a cheap early refusal; :meth:`aclaim` decides)."""
         ...
 
-    def claim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
+    async def aclaim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
         """Remember ``key`` until ``expires`` unless it is remembered already. ``dated``: the
         time the item carries, refused (:attr:`Claim.BEFORE_EPOCH`) if before :attr:`epoch`."""
         ...
@@ -149,8 +152,13 @@ class SingleUse(Protocol):
         ...
 
     def begin(self, now: float) -> None:
-        """Say the memory began at ``now`` unless it began before (a node starting); best effort:
-        if the store cannot be reached, the first claim that reaches it says so instead."""
+        """Say the owner started at ``now`` (no I/O): the shared memory began then unless it
+        began before, written by :meth:`abegin` or by the first claim, whichever comes first."""
+        ...
+
+    async def abegin(self) -> None:
+        """Write what :meth:`begin` said, now (a node starting); best effort: if the store cannot
+        be reached, the first claim that reaches it dates the memory instead (with its own time)."""
         ...
 
     def next_expiry(self) -> float | None:
@@ -180,7 +188,7 @@ class SharedState(ABC):
     def meter(self, name: str, window: float) -> Meter:
         """A decaying count named ``name`` with time constant ``window`` seconds."""
 
-    def close(self) -> None:  # noqa: B027 (optional: in-process state holds no connection)
+    async def aclose(self) -> None:  # noqa: B027 (optional: in-process state holds no connection)
         """Let go of connections, if any."""
 
     def describe(self) -> str:
@@ -224,6 +232,15 @@ class LocalSingleUse:
         self._expiry[key] = expires
         heapq.heappush(self._heap, (expires, key))
         return Claim.FIRST
+
+    async def abegin(self) -> None:
+        """Nothing to write."""
+
+    async def aseen(self, key: bytes, now: float) -> bool:
+        return self.seen(key, now)
+
+    async def aclaim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
+        return self.claim(key, expires, now, dated=dated)
 
     def next_expiry(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -296,6 +313,7 @@ _CLAIM_LUA: Final = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1]
+  if ARGV[4] ~= '' then epoch = ARGV[4] end
   redis.call('SET', KEYS[1], epoch)
 end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) < tonumber(epoch) then return {2, epoch} end
@@ -303,9 +321,9 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return {0, epoch} e
 return {1, epoch}
 """
 """Claim a single use: ``{0 first | 1 seen | 2 before the epoch, epoch ms}``. The epoch key is
-set by the first node to start (:meth:`RedisState.begin`), or, after Redis restarted empty,
-by the first claim (with that node's time): whatever an earlier, forgotten memory accepted was
-dated before it."""
+set by the first node to start (:meth:`RedisState.begin`, or its first claim, ARGV[4] = its
+start), or, after Redis restarted empty, by the first claim (with that node's time): whatever an
+earlier, forgotten memory accepted was dated before it."""
 
 _CLAIM_CODES: Final = (Claim.FIRST, Claim.SEEN, Claim.BEFORE_EPOCH)
 
@@ -338,7 +356,13 @@ def _ms(seconds: float) -> str:
 
 class RedisState(SharedState):
     """The state in Redis at ``url``, shared by every node that uses the same Redis and the same
-    server key. ``secret``: 32 bytes derived from the server key (:data:`SHARED_STATE_KEY_INFO`)."""
+    server key. ``secret``: 32 bytes derived from the server key (:data:`SHARED_STATE_KEY_INFO`).
+
+    The client is redis-py's asyncio one: a check awaits its round trip, and the loop serves
+    other requests meanwhile. Each call is bounded by ``timeout`` (connecting included), so a
+    Redis that accepts connections and never answers costs a waiting request ``timeout`` at
+    most, and others nothing. Connections belong to the event loop that made them: use one
+    state from one loop."""
 
     shared = True
 
@@ -352,8 +376,9 @@ class RedisState(SharedState):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         import redis  # noqa: PLC0415 (only nodes that share state need it)
+        import redis.asyncio  # noqa: PLC0415
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
         from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.retry import Retry  # noqa: PLC0415
 
         if len(secret) < 32:
             raise ValueError("the shared state's key must be 32 bytes")
@@ -361,8 +386,8 @@ class RedisState(SharedState):
         deployment = hashlib.blake2b(b"deployment", key=self._secret, digest_size=6).hexdigest()
         self.prefix = f"sotto:{{{deployment}}}:"
         """Every key begins so: the braces keep a deployment's keys in one Redis Cluster slot."""
-        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self._client = redis.Redis.from_url(
+        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
+        self._client = redis.asyncio.Redis.from_url(
             url,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
@@ -373,11 +398,11 @@ class RedisState(SharedState):
         self._meter = self._client.register_script(_METER_LUA)
         self._claim = self._client.register_script(_CLAIM_LUA)
         self._epoch_key = self.prefix + "epoch"
+        self._timeout = timeout
         self._retry_seconds = retry_seconds
         self._monotonic = monotonic
         self._down_until = -math.inf
         self._logged_at = -math.inf
-        self._lock = threading.Lock()
         self.outages = 0
         """Times Redis was found unreachable (each starts a :data:`RETRY_SECONDS` pause)."""
 
@@ -394,37 +419,39 @@ class RedisState(SharedState):
         """False while Redis is left alone after a failure."""
         return self._monotonic() >= self._down_until
 
-    def call(self, run: Callable[[], T]) -> T:
-        """``run()`` against Redis; :class:`_Unavailable` if it fails, or failed lately."""
+    async def call(self, run: Callable[[], Awaitable[T]]) -> T:
+        """Await ``run()`` against Redis within the timeout; :class:`_Unavailable` if it fails,
+        takes longer, or Redis failed lately."""
         if not self.available:
             raise _Unavailable
         try:
-            return run()
+            async with asyncio.timeout(self._timeout):
+                return await run()
         except self._redis_errors as exc:
             self._went_down(exc)
             raise _Unavailable from None
 
     def _went_down(self, exc: BaseException) -> None:
-        with self._lock:
-            now = self._monotonic()
-            first = now >= self._down_until
-            self._down_until = now + self._retry_seconds
-            if first:
-                self.outages += 1
-            if now - self._logged_at >= LOG_EVERY_SECONDS:
-                self._logged_at = now
-                # The type name only (as every error line): messages can name the server.
-                logger.error("error SharedStateUnavailableError [%s]", type(exc).__name__)
+        # One event loop: nothing else runs between these lines.
+        now = self._monotonic()
+        first = now >= self._down_until
+        self._down_until = now + self._retry_seconds
+        if first:
+            self.outages += 1
+        if now - self._logged_at >= LOG_EVERY_SECONDS:
+            self._logged_at = now
+            # The type name only (as every error line): messages can name the server.
+            logger.error("error SharedStateUnavailableError [%s]", type(exc).__name__)
 
-    def ping(self) -> bool:
+    async def aping(self) -> bool:
         """Whether Redis answers now."""
         try:
-            return bool(self.call(self._client.ping))
+            return bool(await self.call(self._client.ping))
         except _Unavailable:
             return False
 
-    def close(self) -> None:
-        self._client.close()
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     def describe(self) -> str:
         return "Redis"
@@ -442,33 +469,39 @@ class RedisState(SharedState):
         return RedisMeter(self, name, window)
 
     # -------------------------------------------------------------------- scripts
-    def take(self, key: str, limit: RateLimit, now: float, cost: float, *, take: bool) -> tuple[bool, float]:
+    async def take(
+        self, key: str, limit: RateLimit, now: float, cost: float, *, take: bool
+    ) -> tuple[bool, float]:
         args = [repr(float(x)) for x in (limit.burst, limit.per_second, now, cost)]
         args += ["1" if take else "0", str(MAX_BUCKET_TTL_MS)]
-        allowed, tokens = self.call(lambda: self._bucket(keys=[key], args=args))
+        allowed, tokens = await self.call(lambda: self._bucket(keys=[key], args=args))
         return bool(int(allowed)), float(tokens)
 
-    def decay(self, key: str, window: float, now: float, add: float) -> float:
+    async def decay(self, key: str, window: float, now: float, add: float) -> float:
         ttl_ms = math.ceil(window * 30 * 1000)  # e^-30 of a count is nothing
         args = [repr(float(now)), repr(float(window)), repr(float(add)), str(ttl_ms)]
-        return float(self.call(lambda: self._meter(keys=[key], args=args)))
+        return float(await self.call(lambda: self._meter(keys=[key], args=args)))
 
-    def claim(self, key: str, ttl_ms: int, now: float, dated: float | None) -> tuple[Claim, float]:
+    async def claim(
+        self, key: str, ttl_ms: int, now: float, dated: float | None, started: float | None
+    ) -> tuple[Claim, float]:
+        """``started``: the epoch to write if Redis holds none (a node's first claim), else now."""
         args = [_ms(now), str(max(1, ttl_ms)), "" if dated is None else _ms(dated)]
-        code, epoch = self.call(lambda: self._claim(keys=[self._epoch_key, key], args=args))
+        args.append("" if started is None else _ms(started))
+        code, epoch = await self.call(lambda: self._claim(keys=[self._epoch_key, key], args=args))
         return _CLAIM_CODES[int(code)], float(epoch) / 1000
 
-    def begin(self, now: float) -> float | None:
+    async def begin(self, now: float) -> float | None:
         """Set the epoch to ``now`` unless set; the epoch (None if Redis is away)."""
         try:
-            self.call(lambda: self._client.set(self._epoch_key, _ms(now), nx=True))
-            held = self.call(lambda: self._client.get(self._epoch_key))
+            await self.call(lambda: self._client.set(self._epoch_key, _ms(now), nx=True))
+            held = await self.call(lambda: self._client.get(self._epoch_key))
         except _Unavailable:
             return None
         return None if held is None else float(held) / 1000
 
-    def exists(self, key: str) -> bool:
-        return bool(self.call(lambda: self._client.exists(key)))
+    async def exists(self, key: str) -> bool:
+        return bool(await self.call(lambda: self._client.exists(key)))
 
 
 class RedisLimiter:
@@ -485,31 +518,31 @@ class RedisLimiter:
     def limit_of(self, key: Hashable) -> RateLimit:
         return self._local.limit_of(key)
 
-    def _take(self, key: Hashable, now: float, cost: float, *, take: bool) -> tuple[bool, float] | None:
+    async def _take(self, key: Hashable, now: float, cost: float, *, take: bool) -> tuple[bool, float] | None:
         try:
-            return self._state.take(
+            return await self._state.take(
                 self._state.key("bucket", self._name, _encode(key)), self.limit_of(key), now, cost, take=take
             )
         except _Unavailable:
             return None
 
-    def allow(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
-        taken = self._take(key, now, cost, take=True)
+    async def aallow(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
+        taken = await self._take(key, now, cost, take=True)
         return self._local.allow(key, now, cost) if taken is None else taken[0]
 
-    def peek(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
-        taken = self._take(key, now, cost, take=False)
+    async def apeek(self, key: Hashable, now: float, cost: float = 1.0) -> bool:
+        taken = await self._take(key, now, cost, take=False)
         return self._local.peek(key, now, cost) if taken is None else taken[0]
 
-    def check(self, key: Hashable, now: float, cost: float = 1.0) -> None:
-        taken = self._take(key, now, cost, take=True)
+    async def acheck(self, key: Hashable, now: float, cost: float = 1.0) -> None:
+        taken = await self._take(key, now, cost, take=True)
         if taken is None:
             self._local.check(key, now, cost)
         elif not taken[0]:
             raise RateLimitedError(self._retry(key, taken[1], cost))
 
-    def retry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int:
-        taken = self._take(key, now, cost, take=False)
+    async def aretry_after(self, key: Hashable, now: float, cost: float = 1.0) -> int:
+        taken = await self._take(key, now, cost, take=False)
         if taken is None:
             return self._local.retry_after(key, now, cost)
         return self._retry(key, taken[1], cost)
@@ -534,16 +567,16 @@ class RedisMeter:
         self._local = RateMeter(window)
         self.window = window
 
-    def count(self, now: float) -> float:
+    async def acount(self, now: float) -> float:
         try:
-            return self._state.decay(self._key, self.window, now, 0.0)
+            return await self._state.decay(self._key, self.window, now, 0.0)
         except _Unavailable:
             return self._local.count(now)
 
-    def add(self, now: float, events: float = 1.0) -> None:
+    async def aadd(self, now: float, events: float = 1.0) -> None:
         self._local.add(now, events)
         with contextlib.suppress(_Unavailable):
-            self._state.decay(self._key, self.window, now, events)
+            await self._state.decay(self._key, self.window, now, events)
 
 
 class RedisSingleUse:
@@ -553,31 +586,42 @@ class RedisSingleUse:
         self._state = state
         self._name = name
         self._epoch = -math.inf
+        self._started: float | None = None
+        """This node's start, until Redis has heard of it (:meth:`abegin` or a claim)."""
 
     @property
     def epoch(self) -> float:
         return self._epoch
 
     def begin(self, now: float) -> None:
-        epoch = self._state.begin(now)
+        self._started = now
+
+    async def abegin(self) -> None:
+        if self._started is None:
+            return
+        epoch = await self._state.begin(self._started)
+        # Tried once: if Redis was away, the first claim that reaches it dates the memory with
+        # its own time (stricter than the start, and right if Redis lost its memory meanwhile).
+        self._started = None
         if epoch is not None:
             self._epoch = epoch
 
     def _key(self, key: bytes) -> str:
         return self._state.key("once", self._name, key)
 
-    def seen(self, key: bytes, now: float) -> bool:
+    async def aseen(self, key: bytes, now: float) -> bool:
         try:
-            return self._state.exists(self._key(key))
+            return await self._state.exists(self._key(key))
         except _Unavailable:
             raise SharedStateUnavailableError from None
 
-    def claim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
+    async def aclaim(self, key: bytes, expires: float, now: float, *, dated: float | None = None) -> Claim:
         ttl_ms = math.ceil((expires - now) * 1000)
         try:
-            claim, epoch = self._state.claim(self._key(key), ttl_ms, now, dated)
+            claim, epoch = await self._state.claim(self._key(key), ttl_ms, now, dated, self._started)
         except _Unavailable:
             raise SharedStateUnavailableError from None
+        self._started = None
         self._epoch = epoch
         return claim
 
