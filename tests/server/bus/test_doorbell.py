@@ -103,6 +103,37 @@ def test_a_ring_reaches_every_subscriber_on_every_node(factory: Factory) -> None
     run(go())
 
 
+def test_a_nats_subscription_is_on_the_server_before_subscribe_returns() -> None:
+    """The PONG that ends ``subscribe`` answers a PING sent after the SUB, so a ring sent by
+    another node as soon as it returns is heard. A scripted server records the order it reads
+    commands in (a real server's timing would make this pass or fail by chance)."""
+    commands: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"scripted","version":"2.9.10","proto":1,"max_payload":1048576}\r\n')
+        while line := await reader.readline():
+            verb = line.split(b" ", 1)[0].strip().decode()
+            commands.append(verb)
+            if verb == "PING":
+                writer.write(b"PONG\r\n")
+                await writer.drain()
+
+    async def go() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        bell = NatsDoorbell(f"nats://127.0.0.1:{port}", prefix=f"sotto-test-{secrets.token_hex(6)}")
+        await bell.start()
+        await bell.subscribe(lambda ring: None)
+        answered = list(commands)
+        await bell.close()
+        server.close()
+        assert answered[:2] == ["CONNECT", "PING"]  # the handshake
+        assert "SUB" in answered
+        assert answered.index("SUB") < len(answered) - 1 - answered[::-1].index("PING"), answered
+
+    run(go())
+
+
 def test_order_per_mailbox_is_kept_and_unsubscribe_stops_calls(factory: Factory) -> None:
     async def go() -> None:
         a, b = factory(), factory()

@@ -108,8 +108,16 @@ class NatsDoorbell:
                 await self._subscribers.deliver(msg.data)
 
             try:
-                await self._connected().subscribe(self.subject, cb=heard)
-                await self._connected().flush(timeout=CONNECT_TIMEOUT)
+                client = self._connected()
+                await client.subscribe(self.subject, cb=heard)
+                # nats-py writes a flush's PING to the socket at once while the SUB waits in the
+                # client's buffer for its flusher task: the PONG could come back before the server
+                # had the SUB, and a ring sent then would be lost. Once the buffer is on the
+                # socket, the PING follows the SUB and its PONG means the subscription holds.
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    while client.pending_data_size:
+                        await asyncio.sleep(0)
+                await client.flush(timeout=CONNECT_TIMEOUT)
             except BusUnavailableError:
                 remove()
                 raise
