@@ -100,6 +100,19 @@ async def events_until(
     return seen
 
 
+async def shown(pilot: Pilot[None], app: ChatApp, text: str, timeout: float = WAIT_S) -> None:
+    """Let the app run until its screen shows ``text``; fail after ``timeout`` seconds with what it
+    shows. A change of state is drawn at the app's next refresh, not at once: a check of the screen
+    made as soon as the state changed can see the frame before it (or none, on a screen just
+    pushed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in (seen := screen_text(app)):
+        if loop.time() > deadline:
+            raise AssertionError(f"the screen never showed {text!r}; it shows:\n{seen}")
+        await pilot.pause(0.05)
+
+
 def screen_text(app: ChatApp) -> str:
     """What the screen shows, as plain text."""
     strips = app.screen._compositor.render_strips()

@@ -17,7 +17,7 @@ from sotto.tui.app import ChatApp, Composer, summaries_of
 from sotto.tui.conversations import ConversationList
 from sotto.tui.log import PAGE, MessageLog
 from sotto.tui.screens import HelpScreen, ShowScreen
-from tests.tui.conftest import open_seeded, run, screen_text, seeded_app, until
+from tests.tui.conftest import open_seeded, run, screen_text, seeded_app, shown, until
 from tests.tui.seed import NOW_MS, Seeder, small_world
 
 
@@ -40,9 +40,8 @@ def test_start_lists_conversations_newest_first_with_unread_counts() -> None:
                 assert [s.title for s in summaries_of(app)] == ["Bob", "Carol", "#Lunch", "Dan"]
                 assert unread(app) == {"Bob": 2, "Carol": 0, "#Lunch": 0, "Dan": 0}
                 assert isinstance(app.focused, ConversationList)
-                text = screen_text(app)
-                assert "Bob 2" in text
-                assert "not listening" in text
+                await shown(pilot, app, "Bob 2")
+                await shown(pilot, app, "not listening")
 
     run(main)
 
@@ -56,12 +55,12 @@ def test_enter_opens_a_conversation_and_marks_it_read() -> None:
                 await pilot.press("enter")
                 await pilot.pause()
                 assert app.open_target is not None and app.open_target.name == "Bob"
-                shown = [m.text for m in app.log_view.messages]
-                assert shown[:2] == ["Lunch at 12:30?", "Yes! The usual place?"]
+                texts = [m.text for m in app.log_view.messages]
+                assert texts[:2] == ["Lunch at 12:30?", "Yes! The usual place?"]
                 await pilot.pause(0.1)
                 assert unread(app)["Bob"] == 0
                 assert all(m.state.name == "READ" for m in client.history("Bob") if m.sender is not None)
-                assert "See you there" in screen_text(app)
+                await shown(pilot, app, "See you there")
 
     run(main)
 
@@ -285,16 +284,16 @@ def test_a_long_conversation_opens_one_page_and_reads_older_pages_on_the_way_up(
                 log = app.log_view
                 assert len(log.messages) == PAGE
                 assert log.messages[-1].text == f"line {total - 1}"
-                assert f"line {total - 1}" in screen_text(app)
+                await shown(pilot, app, f"line {total - 1}")
                 await pilot.press("g")
                 assert PAGE < len(log.messages) < total  # a page or two more, not everything
                 for _ in range(3):
                     await pilot.press("g")
                 assert len(log.messages) == total and log.complete
                 assert log.messages[0].text == "line 0"
-                assert "line 0" in screen_text(app)
+                await shown(pilot, app, "line 0")
                 await pilot.press("G")
-                assert f"line {total - 1}" in screen_text(app)
+                await shown(pilot, app, f"line {total - 1}")
 
     run(main)
 
@@ -307,9 +306,8 @@ def test_group_conversations_show_who_wrote_each_message() -> None:
             app = seeded_app(client)
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.press("colon", *"open #Lunch", "enter")
-                text = screen_text(app)
-                assert "Carol: Who is in?" in text
-                assert "you: Me" in text
+                await shown(pilot, app, "Carol: Who is in?")
+                await shown(pilot, app, "you: Me")
 
     run(main)
 
@@ -321,7 +319,7 @@ def test_queued_messages_show_as_pending() -> None:
             app = seeded_app(client)
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.press("colon", *"open Carol", "enter")
-                assert "In the afternoon, yes  … pending" in screen_text(app)
+                await shown(pilot, app, "In the afternoon, yes  … pending")
 
     run(main)
 
@@ -337,9 +335,9 @@ def test_a_conversation_with_no_messages_says_so() -> None:
         async with client:
             app = seeded_app(client)
             async with app.run_test(size=(80, 24)) as pilot:
-                assert "no conversation open" in screen_text(app)
+                await shown(pilot, app, "no conversation open")
                 await pilot.press("colon", *"open Dan", "enter")
-                assert "no messages yet" in screen_text(app)
+                await shown(pilot, app, "no messages yet")
 
     run(main)
 
@@ -378,14 +376,14 @@ def test_someone_typing_shows_until_they_stop_or_it_expires(monkeypatch: pytest.
                 bob = client.contact("Bob")
                 await app.handle(ev.TypingChanged(bob, True))
                 await pilot.pause()
-                assert "Bob is typing…" in screen_text(app)
+                await shown(pilot, app, "Bob is typing…")
                 assert next(s for s in summaries_of(app) if s.title == "Bob").typing
                 await app.handle(ev.TypingChanged(bob, False))
                 await pilot.pause()
-                assert "is typing" not in screen_text(app)
+                await until(pilot, lambda: "is typing" not in screen_text(app), "typing gone")
                 await app.handle(ev.TypingChanged(bob, True))
                 await pilot.pause()
-                assert "Bob is typing…" in screen_text(app)
+                await shown(pilot, app, "Bob is typing…")
                 # No "stopped" comes: it goes by itself.
                 await until(pilot, lambda: "is typing" not in screen_text(app), "typing expired")
                 assert not next(s for s in summaries_of(app) if s.title == "Bob").typing

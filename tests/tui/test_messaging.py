@@ -12,7 +12,7 @@ from sotto.store.model import MessageState
 from sotto.tui.app import ChatApp, summaries_of
 from sotto.tui.screens import ShowScreen
 from tests.client.running_relay import free_port, running_relay
-from tests.tui.conftest import befriend, events_until, new_client, run, screen_text, until
+from tests.tui.conftest import befriend, events_until, new_client, run, screen_text, shown, until
 
 
 def live_app(client: Client, rung: list[str], environ: dict[str, str] | None = None) -> ChatApp:
@@ -42,14 +42,14 @@ def test_a_message_arrives_with_an_unread_count_and_a_content_free_notification(
             app = live_app(alice, rung)
             async with app.run_test(size=(80, 24)) as pilot:
                 await until(pilot, lambda: app.connected, "connected")
-                assert "● connected" in screen_text(app)
+                await shown(pilot, app, "● connected")
                 await bob.send_text("Alice", "the secret plan")
                 await until(pilot, lambda: unread_of(app, "Bob") == 1, "Bob's message counted unread")
                 assert rung == ["\a\x1b]9;Sotto: new message\x07"]
-                assert "Bob 1" in screen_text(app)
+                await shown(pilot, app, "Bob 1")
                 await pilot.press("enter")
                 await until(pilot, lambda: unread_of(app, "Bob") == 0, "opening marks it read")
-                assert "Bob: the secret plan" in screen_text(app)
+                await shown(pilot, app, "Bob: the secret plan")
                 await events_until(
                     bob, lambda seen: any(isinstance(e, ev.ReadReceiptReceived) for e in seen), "read receipt"
                 )
@@ -75,10 +75,10 @@ def test_a_message_written_in_the_app_reaches_the_other_side_and_shows_its_recei
                 await until(
                     pilot, lambda: log.messages[-1].state is MessageState.DELIVERED, "delivery receipt shown"
                 )
-                assert "✓✓ delivered" in screen_text(app)
+                await shown(pilot, app, "✓✓ delivered")
                 await bob.mark_read("Alice")
                 await until(pilot, lambda: log.messages[-1].state is MessageState.READ, "read receipt shown")
-                assert "✓✓ read" in screen_text(app)
+                await shown(pilot, app, "✓✓ read")
 
     run(main)
 
@@ -142,7 +142,7 @@ def test_invite_command_shows_a_link_and_its_qr_code_that_someone_accepts(
                 assert isinstance(screen, ShowScreen)
                 link = next(line for line in screen.lines if line.startswith("sotto://invite?"))
                 assert screen.qr == link
-                assert "█" in screen_text(app)  # the QR code is drawn
+                await shown(pilot, app, "█")  # the QR code is drawn
                 await pilot.press("escape")
                 assert not isinstance(app.screen, ShowScreen)
                 await bob.accept_invite(link, "Alice")
@@ -162,7 +162,7 @@ def test_accept_command_uses_someone_elses_invite(server_url: str, tmp_path: Pat
             async with app.run_test(size=(100, 30)) as pilot:
                 await pilot.press("colon", *f"accept '{invite.link}' Bobby", "enter")
                 await until(pilot, lambda: unread_of(app, "Bobby") == 0, "Bobby listed")
-                assert "Bobby (waiting)" in screen_text(app)
+                await shown(pilot, app, "Bobby (waiting)")
                 await events_until(
                     bob, lambda s: any(isinstance(e, ev.ContactAdded) for e in s), "Bob answers"
                 )
@@ -191,7 +191,7 @@ def test_group_messages_count_in_the_group_and_notifications_are_off_over_ssh(
                 assert unread_of(app, "Bob") == 0
                 assert rung == []
                 await pilot.press("colon", *"open #Lunch", "enter")
-                assert "Bob: pizza?" in screen_text(app)
+                await shown(pilot, app, "Bob: pizza?")
 
     run(main)
 
@@ -210,8 +210,8 @@ def test_a_lost_relay_shows_in_the_status_line_and_what_was_written_goes_out_aft
                 await until(pilot, lambda: "connecting" in screen_text(app), "no relay yet")
                 await pilot.press("enter", "i", *"written offline", "enter")
                 await until(pilot, lambda: app.composer.value == "", "queued while offline")
-                assert "written offline  … pending" in screen_text(app)
-                assert " queued" in screen_text(app)  # envelopes: the text, and a receipt or two
+                await shown(pilot, app, "written offline  … pending")
+                await shown(pilot, app, " queued")  # envelopes: the text, and a receipt or two
                 with running_relay(data, port):
                     await until(pilot, lambda: app.connected, "reconnected")
                     await until(
