@@ -71,6 +71,8 @@ SHARED_STATE_KEY_INFO: Final = b"sotto relay shared state v1"
 """HKDF ``info`` of the key that hashes every key written to the shared state."""
 TIMEOUT_SECONDS: Final = 0.25
 """A round trip to Redis (or a connection) that takes longer counts as an outage."""
+MAX_CONNECTIONS: Final = 64
+"""Connections to Redis a node holds at most (checks beyond wait for one, within their timeout)."""
 RETRY_SECONDS: Final = 1.0
 """After a failure, Redis is left alone this long: checks use the fallback (or fail closed)."""
 LOG_EVERY_SECONDS: Final = 60.0
@@ -387,13 +389,18 @@ class RedisState(SharedState):
         self.prefix = f"sotto:{{{deployment}}}:"
         """Every key begins so: the braces keep a deployment's keys in one Redis Cluster slot."""
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
-        self._client = redis.asyncio.Redis.from_url(
+        # At most MAX_CONNECTIONS round trips out at once; a check that waits for a connection
+        # waits within its own timeout (the whole call is bounded, see call()).
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._client = redis.asyncio.Redis.from_pool(pool)
         self._bucket = self._client.register_script(_BUCKET_LUA)
         self._meter = self._client.register_script(_METER_LUA)
         self._claim = self._client.register_script(_CLAIM_LUA)
