@@ -98,9 +98,9 @@ def test_cadence_mode_falls_back_to_sending_each_tick_itself(
             for listener in listeners:
                 listener.cancel()
             for client in clients.values():
-                network = client.engine.network
+                engine_network = client.engine.network
                 await client.close()
-                await network.aclose()
+                await engine_network.aclose()
         return seen
 
     seen = asyncio.run(asyncio.wait_for(main(), 200))

@@ -604,7 +604,7 @@ def test_the_url_selects_the_backend() -> None:
         open_shared_state("memcached://127.0.0.1", bytes(32))
     with pytest.raises(ValueError, match="redis"):
         ServerConfig(shared_state="http://127.0.0.1:6379")
-    assert LocalState().single_use("x", capacity=1).claim(b"k", NOW + 1, NOW) is Claim.FIRST
+    assert _run((), LocalState().single_use("x", capacity=1).aclaim(b"k", NOW + 1, NOW)) is Claim.FIRST
 
 
 def test_the_command_line_takes_a_redis_url(capsys: pytest.CaptureFixture[str]) -> None:

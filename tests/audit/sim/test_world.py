@@ -39,7 +39,8 @@ OUTAGE_TICKS = 10
 def test_a_device_offline_for_ten_ticks_keeps_its_cadence_at_the_relay() -> None:
     async def main(clock: VirtualClock) -> dict[str, object]:
         rng = random.Random(7)
-        observer = Observer(MemorySink(), clock=clock)
+        sink = MemorySink()
+        observer = Observer(sink, clock=clock)
         key = gateway_key(rng.randbytes)
         config = ServerConfig(cadence_tick_seconds=TICK)
         async with relay_app(clock, config=config, rng=rng.randbytes, observer=observer) as app:
@@ -105,7 +106,7 @@ def test_a_device_offline_for_ten_ticks_keeps_its_cadence_at_the_relay() -> None
             "back": back,
             "mine": mine,
             "bobs": bobs,
-            "view": observer.sink.records,
+            "view": sink.records,
         }
 
     out = sim.run(main)
