@@ -52,6 +52,7 @@ def view_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Relay
 
 def _env() -> dict[str, str]:
     env = {**os.environ, "SOTTO_PASSPHRASE": PASSPHRASE, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env["PYTHONFAULTHANDLER"] = "1"  # a listener that hangs shows where, when the test aborts it
     for name in ("SOTTO_HOME", "SOTTO_SERVER", "SOTTO_DEBUG"):
         env.pop(name, None)
     return env
@@ -111,8 +112,16 @@ class Listener:
             try:
                 self.process.wait(WAIT_S)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(WAIT_S)
+                self.process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack
+                try:
+                    self.process.wait(WAIT_S)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(WAIT_S)
+                time.sleep(0.5)  # the reader threads take the last lines
+                raise AssertionError(
+                    f"the listener was still running {WAIT_S:g} s after Ctrl-C; it wrote:\n{self.output()}"
+                ) from None
         return self.process.returncode
 
 
