@@ -49,11 +49,17 @@ class Capture:
     """The path of each ``inbound`` body."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+
         async def receive_captured() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                self.inbound.append(message.get("body", b""))
-                self.paths.append(scope.get("path", ""))
+                # a large body (a cadence schedule) comes in several chunks: keep it whole
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.inbound.append(b"".join(chunks))
+                    self.paths.append(scope.get("path", ""))
+                    chunks.clear()
             return message
 
         async def send_captured(message: Message) -> None:
