@@ -118,13 +118,16 @@ expiry would not move are not written at all, which is most drains of a week."""
 
 
 _PUT_LOOKUP_SQL = (
-    "SELECT token_hash, expires_day, "
+    "SELECT m.token_hash, m.expires_day, "
     "(SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?1), "
     "(SELECT 1 FROM envelopes WHERE mailbox_id = ?1 AND id_tag = ?2) "
-    "FROM mailboxes WHERE mailbox_id = ?1"
+    "FROM (SELECT 1) LEFT JOIN mailboxes m ON m.mailbox_id = ?1"
 )
 """A send's one read: the mailbox's token and expiry, the next sequence number in it, and whether
-the id is pending already."""
+the id is pending already. Always one row, its token NULL for a missing mailbox: the envelope
+lookups run either way, so a missing mailbox costs what a wrong token does."""
+_NO_TOKEN_HASH = bytes(32)
+"""Compared with when the mailbox is missing, so that both refusals do the same work."""
 
 _READ_SQL = (
     "SELECT e.seq, e.received_day, e.sealed, k.key FROM envelopes e "
@@ -847,7 +850,9 @@ class SqliteStorage:
         def op(conn: sqlite3.Connection) -> PutResult:
             tag = id_tag(mailbox_id, message_id)
             row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id, tag)).fetchone()
-            if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
+            held_hash = row[0]
+            matches = bytes_equal(_NO_TOKEN_HASH if held_hash is None else held_hash, token_hash)
+            if held_hash is None or row[1] <= today or not matches:
                 return PutResult(PutOutcome.NOT_FOUND)
             if row[3] is not None:
                 return PutResult(PutOutcome.DUPLICATE)
