@@ -304,8 +304,9 @@ class SqliteStore:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         self._gate.enter()
-        db = Db(self._conn, self._cipher)
-        try:
+        db: Db | None = None
+        try:  # from here on, whatever is raised (a Ctrl-C included) leaves the gate
+            db = Db(self._conn, self._cipher)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
@@ -326,7 +327,8 @@ class SqliteStore:
                     self._conn.execute("ROLLBACK")
                 raise StoreError(f"commit failed: {error}") from None
         finally:
-            db.open = False
+            if db is not None:
+                db.open = False
             self._gate.leave()
 
     def change_passphrase(self, new_passphrase: str, *, kdf: Argon2Params = Argon2Params.INTERACTIVE) -> None:
