@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sotto.forwarder import Forwarder, ForwarderConfig
-from sotto.forwarder.schedule import ScheduleBook, ScheduleLimits, SlotUpload
+from sotto.forwarder.schedule import ScheduleBook, ScheduleLimits, ScheduleRefusal, SlotUpload
 from sotto.wire import ohttp
 
 RELAY = "http://relay.test:8787"
@@ -223,7 +223,7 @@ def test_deleting_a_schedule_stops_its_slots_and_drops_its_answers() -> None:
         (
             "POST",
             f"/v1/schedules/{CAP}/slots",
-            {"json": {"slots": [slot(1, NOW + 5 * 3600)]}},
+            {"json": {"slots": [slot(1, NOW + 18 * 3600 + 1)]}},
             422,
             "too_far_ahead",
         ),
@@ -361,3 +361,27 @@ def test_a_late_replacement_leaves_the_slot_it_would_replace() -> None:
         assert h.relay.got == [b"sealed-1"]
 
     run(use)
+
+
+def test_the_default_bounds_hold_a_night_of_ticks_and_refuse_beyond_the_horizon() -> None:
+    """16 h of 300-s ticks for 20 contacts and 20 mailboxes (sealed sends and polls at their
+    measured sizes), uploaded in the client's batches: all of it held, nothing further."""
+    book = ScheduleBook()
+    key = b"n" * 32
+    sizes = [1_681] * 20 + [445] * 20
+    uploads = [
+        SlotUpload(slot_id(tick * 40 + i), int((NOW + 300 * tick + i) * 1000), bytes(size))
+        for tick in range(1, 193)
+        for i, size in enumerate(sizes)
+    ]
+    for start in range(0, len(uploads), book.limits.max_slots_per_upload):
+        book.store(key, uploads[start : start + book.limits.max_slots_per_upload], [], NOW)
+    assert book.collect(key, [], NOW).slots == 192 * 40
+    assert book.total_bytes == 192 * sum(sizes) < book.limits.max_schedule_bytes
+    edge = SlotUpload(slot_id(10**6), int((NOW + book.limits.max_horizon_seconds) * 1000), b"x")
+    assert book.store(key, [edge], [], NOW).held == [edge.slot_id]
+    beyond = SlotUpload(slot_id(10**6 + 1), int((NOW + book.limits.max_horizon_seconds) * 1000) + 1, b"x")
+    with pytest.raises(ScheduleRefusal) as refused:
+        book.store(key, [beyond], [], NOW)
+    assert (refused.value.status, refused.value.code) == (422, "too_far_ahead")
+    assert book.limits.max_horizon_seconds >= 16 * 3600

@@ -60,14 +60,17 @@ class ScheduleLimits:
 
     max_schedules: int = 4_096
     """Schedules held at once, in all."""
-    max_slots: int = 4_096
-    """Slots one schedule holds (not yet released), and answers it keeps, each."""
-    max_schedule_bytes: int = 8 * 1024 * 1024
-    """Bytes of slots and kept answers one schedule holds; the oldest answers go first."""
-    max_total_bytes: int = 256 * 1024 * 1024
-    """Bytes of slots and answers held in all: beyond it, uploads are refused (507)."""
-    max_horizon_seconds: float = 4 * 3600.0
-    """How far ahead a slot may be due."""
+    max_slots: int = 16_384
+    """Slots one schedule holds (not yet released), and answers it keeps, each: a night of
+    ticks (16 h at 300 s, 192 ticks) for 40 contacts and 40 mailboxes, with room to spare."""
+    max_schedule_bytes: int = 32 * 1024 * 1024
+    """Bytes of slots and kept answers one schedule holds; the oldest answers go first. A night
+    for 10 contacts and 10 mailboxes is about 4 MB, for 40 and 40 about 16 MB."""
+    max_total_bytes: int = 1024 * 1024 * 1024
+    """Bytes of slots and answers held in all: beyond it, uploads are refused (507); a client
+    then keeps the shorter schedule it has (``sotto.client.schedule``)."""
+    max_horizon_seconds: float = 18 * 3600.0
+    """How far ahead a slot may be due: the client's longest horizon (16 h) and a tick."""
     max_reply_age_seconds: float = 24 * 3600.0
     """How long an answer is kept uncollected; an empty schedule is dropped after as long."""
     max_upload_bytes: int = 4 * 1024 * 1024
