@@ -460,6 +460,27 @@ class Client:
         :class:`~sotto.errors.QuotaExceededError`; None if none was held for want of room."""
         return self._engine.last_refusal
 
+    # ------------------------------------------------------------------ drafts
+    def draft(self, conversation: ContactRef | GroupRef) -> str:
+        """What was written in a conversation and not sent yet ("" if nothing): kept encrypted
+        in the store, so an app can show it again after a restart."""
+        found = self._engine.read(
+            lambda tx: tx.settings.get(_draft_key(self._conversation(tx, conversation)))
+        )
+        return "" if found is None else found.decode()
+
+    async def save_draft(self, conversation: ContactRef | GroupRef, text: str) -> None:
+        """Keep ``text`` as the conversation's draft (an empty text forgets it)."""
+
+        def save(tx: Transaction) -> None:
+            key = _draft_key(self._conversation(tx, conversation))
+            if text:
+                tx.settings.put(key, text.encode())
+            else:
+                tx.settings.delete(key)
+
+        await self._engine.transaction(save)
+
     # ------------------------------------------------------------------ invites
     async def create_invite(self) -> Invite:
         """A one-time invite: its mailbox and prekey access token are created on our relay now,
@@ -787,6 +808,12 @@ class Client:
     def _credentials(self) -> DeviceCredentials:
         """The device's credentials (as :meth:`Engine.credentials`)."""
         return self._engine.credentials()
+
+
+def _draft_key(where: Conversation) -> str:
+    if where.group_id is not None:
+        return f"draft:g:{where.group_id.hex()}"
+    return f"draft:c:{where.contact_id}"
 
 
 def _where(conversation: Contact | Group) -> Conversation:

@@ -5,7 +5,8 @@ The app runs the client's receive loop itself (:meth:`Client.listen`) in the sam
 the screen, so it receives and sends in one process. What you write is handed to the client,
 which keeps it in its encrypted outbox until the relay takes it: a message shows as pending
 until then, and a lost relay costs nothing typed. A text that cannot be queued stays in the
-composer; each conversation keeps its own draft while the app runs.
+composer. Each conversation keeps its own draft, in the client's encrypted store, so a draft
+is still there after a restart.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ TYPING_SHOWN_S = 15.0
 """Someone's "is typing" shows at most this long after their last "started" (as Signal does)."""
 TYPING_IDLE_S = 5.0
 """After this long without a keystroke, the contact is told we stopped typing."""
+DRAFT_SAVE_S = 1.0
+"""A draft is written to the store this long after the last keystroke (and at once when the
+conversation is left, a message sent or the app quit)."""
 
 
 class Composer(Input):
@@ -138,6 +142,8 @@ class ChatApp(App[None]):
         )
         self.open_target: Contact | Group | None = None
         self.drafts: dict[str, str] = {}
+        """Conversation key -> its draft, as read from or written to the store."""
+        self._draft_timer: Timer | None = None
         self.connected = False
         self.ever_connected = False
         self.note = ""
@@ -319,11 +325,11 @@ class ChatApp(App[None]):
         typed = self.composer.value
         if self.open_target is not None:
             self._stop_typing()
-            self.drafts[key_of(self.open_target)] = typed
+            self._keep_draft(self.open_target, typed)
             typed = ""
         # With nothing open, what was typed (keys can overtake the Enter that opens a
         # conversation) stays in the composer, for the conversation that opens.
-        draft = self.drafts.get(key, "") or typed
+        draft = self._draft_of(target) or typed
         self.open_target = target
         self.log_view.open(partial(self._page, target), self._names)
         summary = self.conversations.get(key)
@@ -381,7 +387,7 @@ class ChatApp(App[None]):
             self.say(f"not sent: {e}")
             return False
         self.composer.value = ""
-        self.drafts.pop(key_of(target), None)
+        self._keep_draft(target, "")
         self._stop_typing(send=False)
         self.catch_up()
         self.log_view.scroll_end(animate=False, immediate=True)
@@ -390,7 +396,12 @@ class ChatApp(App[None]):
         return True
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input is not self.composer or self.open_target is None or not self.live:
+        if event.input is not self.composer or self.open_target is None:
+            return
+        if self._draft_timer is not None:
+            self._draft_timer.stop()
+        self._draft_timer = self.set_timer(DRAFT_SAVE_S, partial(self._keep_draft, self.open_target, None))
+        if not self.live:
             return
         if not event.value:
             self._stop_typing()
@@ -412,6 +423,43 @@ class ChatApp(App[None]):
             self._typing_to = None
             if send and target is not None:
                 self._send_typing(target, False)
+
+    def _draft_of(self, target: Contact | Group) -> str:
+        key = key_of(target)
+        if key not in self.drafts:
+            try:
+                self.drafts[key] = self.client.draft(target)
+            except SottoError as e:  # shown as no draft; writing one replaces it
+                self.say(f"could not read the draft: {type(e).__name__}")
+                self.drafts[key] = ""
+        return self.drafts[key]
+
+    def _keep_draft(self, target: Contact | Group, text: str | None) -> None:
+        """Keep ``text`` (None: what the composer holds, if ``target`` is open) as the draft of
+        ``target``, and write it to the store unless it is there already."""
+        if text is None:
+            if self.open_target is None or key_of(self.open_target) != key_of(target):
+                return
+            text = self.composer.value
+        if (
+            self._draft_timer is not None
+            and self.open_target is not None
+            and key_of(target) == key_of(self.open_target)
+        ):
+            self._draft_timer.stop()
+            self._draft_timer = None
+        key = key_of(target)
+        if self.drafts.get(key) == text:
+            return
+        self.drafts[key] = text
+        self._store_draft(target, text)
+
+    @work(group="drafts")
+    async def _store_draft(self, target: Contact | Group, text: str) -> None:
+        try:
+            await self.client.save_draft(target, text)
+        except SottoError as e:
+            self.say(f"the draft is not saved: {type(e).__name__}")
 
     @work(group="typing")
     async def _send_typing(self, target: Contact | Group, started: bool) -> None:
@@ -463,7 +511,7 @@ class ChatApp(App[None]):
             case "help":
                 self.action_help()
             case "quit":
-                self.exit()
+                await self.action_quit()
 
     def _open_named(self, name: str) -> None:
         wanted = name.removeprefix("#") if name.startswith("#") else name
@@ -616,6 +664,11 @@ class ChatApp(App[None]):
         self.push_screen(HelpScreen(keys.help_rows(), [(s.usage, s.help) for s in commands.SPECS]))
 
     async def action_quit(self) -> None:
+        """Quit, keeping the open conversation's draft."""
+        if self.open_target is not None:
+            text = self.composer.value
+            self._keep_draft(self.open_target, text)
+            await self.workers.wait_for_complete([w for w in self.workers if w.group == "drafts"])
         self.exit()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
