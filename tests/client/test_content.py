@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sotto.client import content as c
 from sotto.errors import DecodeError
+from sotto.protocol import protobuf as pb
 
 ID = bytes(range(16))
 TOKEN = bytes(range(32))
@@ -28,6 +29,14 @@ SAMPLES: list[c.Content] = [
     c.GroupUpdate(ID, "Team", (ID, bytes(16)), b"\x33skdm"),
     c.GroupUpdate(ID, "Team", ()),
     c.Cover(),
+    c.Text(ID, 9, "a reply", c.Quote(bytes(16), ID), 3600),
+    c.GroupText(ID, 9, "a reply", c.Quote(ID, ID)),
+    c.Edit(ID, 10, "fixed"),
+    c.DeleteForEveryone(ID, 11),
+    c.Reaction(ID, bytes(16), "👍🏽", 12),
+    c.Reaction(ID, ID, "", 13),
+    c.Timer(ID, 14, 86_400),
+    c.Timer(ID, 15, 0),
 ]
 
 
@@ -58,6 +67,44 @@ def test_limits_refused_on_encode() -> None:
         c.MailboxAddress("https://x", ID, TOKEN[:31])
 
 
+def test_new_kinds_refuse_bad_values_on_encode() -> None:
+    for bad in (
+        c.Text(ID, 1, "x", c.Quote(ID, b"short")),
+        c.Text(ID, 1, "x", expire_s=c.MAX_TIMER_S + 1),
+        c.Edit(b"short", 1, "x"),
+        c.Edit(ID, 1, "x" * (c.MAX_TEXT_BYTES + 1)),
+        c.DeleteForEveryone(bytes(15), 1),
+        c.Reaction(ID, ID, "x" * (c.MAX_REACTION_BYTES + 1), 1),
+        c.Reaction(ID, ID, "a b", 1),
+        c.Reaction(ID, bytes(17), "x", 1),
+        c.Timer(ID, 1, -1),
+        c.Timer(ID, 1, c.MAX_TIMER_S + 1),
+    ):
+        with pytest.raises(ValueError):
+            c.encode(bad)
+
+
+def test_a_reader_without_quotes_or_timers_reads_the_text() -> None:
+    """Quotes and timers are new fields of a text: an older reader skips them."""
+    plain = c.encode(c.Text(ID, 1, "hi"))
+    quoted = c.encode(c.Text(ID, 1, "hi", c.Quote(ID, ID), 60))
+    assert quoted.startswith(plain) and c.decode(plain) == c.Text(ID, 1, "hi")
+
+
+def test_new_kinds_pad_into_the_bucket_of_a_short_text() -> None:
+    from sotto.wire.padding import pad
+
+    short = len(pad(c.encode(c.Text(ID, 2**40, "ok"))))
+    for message in (
+        c.Edit(ID, 2**40, "ok"),
+        c.DeleteForEveryone(ID, 2**40),
+        c.Reaction(ID, ID, "x" * c.MAX_REACTION_BYTES, 2**40),
+        c.Timer(ID, 2**40, c.MAX_TIMER_S),
+        c.Text(ID, 2**40, "ok", c.Quote(ID, ID), c.MAX_TIMER_S),
+    ):
+        assert len(pad(c.encode(message))) == short
+
+
 def test_largest_text_fits_a_content_bucket() -> None:
     from sotto.wire.padding import pad
 
@@ -76,6 +123,22 @@ def test_largest_text_fits_a_content_bucket() -> None:
         b"\x01\x02\x0a\x05abcde",  # receipt ids not a multiple of 16
         b"\x01\x04\x08\x02",  # typing flag above 1
         b"\x01\x01\x0a\x10" + ID + b"\x10\x01\x1a\x02\xff\xfe",  # text not UTF-8
+        c.encode(c.Text(ID, 1, "x")) + b"\x22\x10" + ID,  # a quote without its author
+        c.encode(c.Text(ID, 1, "x")) + b"\x28\x80\x80\x80\x80\x01",  # a timer of 2^28 s
+        b"\x01\x0b\x0a\x10" + ID + b"\x10\x01",  # an edit without its text
+        b"\x01\x0b\x0a\x0f" + ID[:15] + b"\x10\x01\x1a\x01x",  # an edit of a 15-byte id
+        b"\x01\x0c\x0a\x10" + ID,  # a deletion without its time
+        b"\x01\x0c\x10\x01",  # a deletion without its message
+        b"\x01\x0d\x0a\x10" + ID + b"\x12\x10" + ID + b"\x20\x01",  # a reaction without its emoji
+        b"\x01\x0d\x0a\x10" + ID + b"\x12\x04abcd\x1a\x01x\x20\x01",  # author not an account id
+        b"\x01\x0d\x0a\x10" + ID + b"\x12\x10" + ID + b"\x1a\x21" + b"x" * 33 + b"\x20\x01",  # too long
+        b"\x01\x0d\x0a\x10" + ID + b"\x12\x10" + ID + b"\x1a\x03a b\x20\x01",  # a space in it
+        b"\x01\x0d\x0a\x10" + ID + b"\x12\x10" + ID + b"\x1a\x01\x07\x20\x01",  # a control character
+        b"\x01\x0e\x0a\x10" + ID + b"\x10\x01",  # a timer without its seconds
+        bytes((1, c.Kind.TIMER))
+        + pb.bytes_field(1, ID)
+        + pb.uint_field(2, 1)
+        + pb.uint_field(3, c.MAX_TIMER_S + 1),
     ],
 )
 def test_malformed_content_is_a_decode_error(data: bytes) -> None:

@@ -9,6 +9,11 @@ The fields use proto2's wire format (:mod:`sotto.protocol.protobuf`), so an olde
 fields it does not know. Ids are 16 bytes; a list of ids travels as one length-delimited field
 of concatenated ids. Receipts and typing are content too: the relay cannot tell them from text.
 
+A text names the message it replies to (a :class:`Quote`: its id and its author's account id)
+and the conversation's disappearing-message timer when it was written; edits, deletions for
+everyone and reactions name their message by the same id, which both sides store. Each travels
+1:1 on the session or in a group under the sender key, like a text.
+
 Contract: :func:`decode` raises :class:`~sotto.errors.DecodeError` and nothing else, on any input.
 """
 
@@ -38,6 +43,12 @@ MAX_IDS = 1_000
 
 INVITE_PROOF_LENGTH = 32
 
+MAX_REACTION_BYTES = 32
+"""UTF-8 bytes of one reaction: an emoji, with skin tone and joiners ("" removes one's reaction)."""
+
+MAX_TIMER_S = 4 * 7 * 86_400
+"""The longest disappearing-message timer: four weeks (Signal's longest preset)."""
+
 
 class Kind(enum.IntEnum):
     TEXT = 1
@@ -50,6 +61,10 @@ class Kind(enum.IntEnum):
     GROUP_UPDATE = 8
     GROUP_TEXT = 9
     COVER = 10
+    EDIT = 11
+    DELETE_FOR_EVERYONE = 12
+    REACTION = 13
+    TIMER = 14
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -83,13 +98,26 @@ class MailboxAddress:
         return "MailboxAddress(<hidden>)"
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The message a text replies to: its id and the account id of whoever wrote it."""
+
+    message_id: bytes
+    author: bytes
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Text:
-    """A 1:1 text message. ``message_id`` is what receipts name."""
+    """A 1:1 text message. ``message_id`` is what receipts, edits and reactions name.
+
+    ``quote``: the message this one replies to. ``expire_s``: the conversation's disappearing
+    timer as the sender knew it (0: off), so both keep the text as long."""
 
     message_id: bytes
     sent_ms: int
     text: str
+    quote: Quote | None = None
+    expire_s: int = 0
 
     def __repr__(self) -> str:
         return f"Text(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
@@ -176,14 +204,61 @@ class GroupUpdate:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class GroupText:
-    """A group text. Which group is the sender-key message's distribution id, not a field here."""
+    """A group text. Which group is the sender-key message's distribution id, not a field here.
+    ``quote`` and ``expire_s`` as in :class:`Text`."""
+
+    message_id: bytes
+    sent_ms: int
+    text: str
+    quote: Quote | None = None
+    expire_s: int = 0
+
+    def __repr__(self) -> str:
+        return f"GroupText(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Edit:
+    """The sender's new text for one of its own messages (``message_id``), written at ``sent_ms``."""
 
     message_id: bytes
     sent_ms: int
     text: str
 
     def __repr__(self) -> str:
-        return f"GroupText(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
+        return f"Edit(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, text=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteForEveryone:
+    """The sender takes back one of its own messages: its text goes from every copy."""
+
+    message_id: bytes
+    sent_ms: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Reaction:
+    """The sender's reaction to a message (``author``'s, by account id); "" takes it back.
+    One per person per message: a later one replaces an earlier (by ``sent_ms``)."""
+
+    message_id: bytes
+    author: bytes
+    emoji: str
+    sent_ms: int
+
+    def __repr__(self) -> str:
+        return f"Reaction(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, emoji=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """The sender set the conversation's disappearing-message timer (0: off). ``message_id``
+    names the notice both sides keep in their history."""
+
+    message_id: bytes
+    sent_ms: int
+    seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +280,10 @@ Content = (
     | GroupUpdate
     | GroupText
     | Cover
+    | Edit
+    | DeleteForEveryone
+    | Reaction
+    | Timer
 )
 
 
@@ -231,16 +310,59 @@ def _utf8(value: str, limit: int) -> bytes:
     return data
 
 
+def _id(value: bytes, what: str = "message") -> bytes:
+    if len(value) != ID_LENGTH:
+        raise ValueError(f"{what} ids are {ID_LENGTH} bytes")
+    return value
+
+
+def _timer(seconds: int) -> int:
+    if not 0 <= seconds <= MAX_TIMER_S:
+        raise ValueError(f"a timer is 0 to {MAX_TIMER_S} seconds")
+    return seconds
+
+
+def _quote_field(quote: Quote) -> bytes:
+    return pb.bytes_field(4, _id(quote.message_id) + _id(quote.author, "account"))
+
+
 def _body(content: Content) -> tuple[Kind, bytes]:
     match content:
-        case Text(message_id, sent_ms, text) | GroupText(message_id, sent_ms, text):
-            if len(message_id) != ID_LENGTH:
-                raise ValueError("message ids are 16 bytes")
+        case Text(message_id, sent_ms, text, quote, expire_s) | GroupText(
+            message_id, sent_ms, text, quote, expire_s
+        ):
             kind = Kind.TEXT if isinstance(content, Text) else Kind.GROUP_TEXT
             return kind, (
-                pb.bytes_field(1, message_id)
+                pb.bytes_field(1, _id(message_id))
                 + pb.uint_field(2, sent_ms)
                 + pb.bytes_field(3, _utf8(text, MAX_TEXT_BYTES))
+                + (
+                    b""
+                    if quote is None
+                    else pb.bytes_field(4, _id(quote.message_id) + _id(quote.author, "account"))
+                )
+                + (pb.uint_field(5, _timer(expire_s)) if expire_s else b"")
+            )
+        case Edit(message_id, sent_ms, text):
+            return Kind.EDIT, (
+                pb.bytes_field(1, _id(message_id))
+                + pb.uint_field(2, sent_ms)
+                + pb.bytes_field(3, _utf8(text, MAX_TEXT_BYTES))
+            )
+        case DeleteForEveryone(message_id, sent_ms):
+            return Kind.DELETE_FOR_EVERYONE, pb.bytes_field(1, _id(message_id)) + pb.uint_field(2, sent_ms)
+        case Reaction(message_id, author, emoji, sent_ms):
+            return Kind.REACTION, (
+                pb.bytes_field(1, _id(message_id))
+                + pb.bytes_field(2, _id(author, "account"))
+                + pb.bytes_field(3, _reaction(emoji, ValueError).encode())
+                + pb.uint_field(4, sent_ms)
+            )
+        case Timer(message_id, sent_ms, seconds):
+            return Kind.TIMER, (
+                pb.bytes_field(1, _id(message_id))
+                + pb.uint_field(2, sent_ms)
+                + pb.uint_field(3, _timer(seconds))
             )
         case DeliveryReceipt(ids):
             return Kind.DELIVERY_RECEIPT, pb.bytes_field(1, _ids(ids))
@@ -323,6 +445,31 @@ def _uint(fields: pb.Fields, number: int, bits: int = 64) -> int:
     return value
 
 
+def _reaction(emoji: str, error: type[Exception]) -> str:
+    """An emoji as a reaction holds it: at most MAX_REACTION_BYTES, no spaces or control characters."""
+    if len(emoji.encode("utf-8")) > MAX_REACTION_BYTES or any(ch.isspace() or ord(ch) < 32 for ch in emoji):
+        raise error(f"a reaction is one emoji of at most {MAX_REACTION_BYTES} UTF-8 bytes")
+    return emoji
+
+
+def _bounded_timer(fields: pb.Fields, number: int, *, required: bool) -> int:
+    value = pb.get_uint(fields, number, required=required)
+    if value is None:
+        return 0
+    if value > MAX_TIMER_S:
+        raise DecodeError(f"a timer is at most {MAX_TIMER_S} seconds")
+    return value
+
+
+def _quote(fields: pb.Fields, number: int) -> Quote | None:
+    value = pb.get_bytes(fields, number, required=False)
+    if value is None:
+        return None
+    if len(value) != 2 * ID_LENGTH:
+        raise DecodeError(f"field {number} must be a message id and an account id")
+    return Quote(bytes(value[:ID_LENGTH]), bytes(value[ID_LENGTH:]))
+
+
 def decode(data: bytes) -> Content:
     """Parse unpadded content bytes; raises DecodeError and nothing else."""
     data = bytes(data)
@@ -337,7 +484,26 @@ def decode(data: bytes) -> Content:
     fields = pb.decode_fields(data[2:])
     if kind in (Kind.TEXT, Kind.GROUP_TEXT):
         cls = Text if kind is Kind.TEXT else GroupText
-        return cls(_exact(fields, 1, ID_LENGTH), _uint(fields, 2), _text(fields, 3, MAX_TEXT_BYTES))
+        return cls(
+            _exact(fields, 1, ID_LENGTH),
+            _uint(fields, 2),
+            _text(fields, 3, MAX_TEXT_BYTES),
+            _quote(fields, 4),
+            _bounded_timer(fields, 5, required=False),
+        )
+    if kind is Kind.EDIT:
+        return Edit(_exact(fields, 1, ID_LENGTH), _uint(fields, 2), _text(fields, 3, MAX_TEXT_BYTES))
+    if kind is Kind.DELETE_FOR_EVERYONE:
+        return DeleteForEveryone(_exact(fields, 1, ID_LENGTH), _uint(fields, 2))
+    if kind is Kind.REACTION:
+        return Reaction(
+            _exact(fields, 1, ID_LENGTH),
+            _exact(fields, 2, ID_LENGTH),
+            _reaction(_text(fields, 3, MAX_REACTION_BYTES), DecodeError),
+            _uint(fields, 4),
+        )
+    if kind is Kind.TIMER:
+        return Timer(_exact(fields, 1, ID_LENGTH), _uint(fields, 2), _bounded_timer(fields, 3, required=True))
     if kind is Kind.DELIVERY_RECEIPT:
         return DeliveryReceipt(_id_list(fields, 1))
     if kind is Kind.READ_RECEIPT:

@@ -75,6 +75,7 @@ from sotto.store.model import (
     PendingEventKind,
     PendingReceipt,
     PreKeyKind,
+    Quote,
     Receipt,
     ReceiptKind,
     SendLogEntry,
@@ -425,9 +426,29 @@ class MessageRepository(Protocol):
         sent_ms: int,
         stored_ms: int,
         state: MessageState,
+        quote: Quote | None = None,
+        expires_ms: int | None = None,
+        timer_s: int | None = None,
     ) -> Message:
         """StoreConflictError if ``(sender, message_id)`` exists. An INCOMING message owes its
         sender a delivery receipt (see :meth:`pending_receipts`)."""
+        ...
+
+    def edit(self, row_id: MessageRowId, text: str, edited_ms: int) -> Message:
+        """The message's new text (MissingRecordError if there is no such row)."""
+        ...
+
+    def delete_for_everyone(self, row_id: MessageRowId, at_ms: int) -> Message:
+        """Keep the row as a placeholder: text, quote and reactions gone, ``deleted`` set."""
+        ...
+
+    def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
+        """Set ``reactor``'s one reaction ("" removes it), unless one sent later is held; whether
+        anything changed."""
+        ...
+
+    def expire(self, now_ms: int) -> int:
+        """Delete every message whose ``expires_ms`` has come (with what hangs off it); how many."""
         ...
 
     def get(self, row_id: MessageRowId) -> Message | None: ...

@@ -50,6 +50,8 @@ from sotto.store.model import (
     PendingEventKind,
     PendingReceipt,
     PreKeyKind,
+    Quote,
+    Reaction,
     Receipt,
     ReceiptKind,
     SendLogEntry,
@@ -649,6 +651,9 @@ class _Messages(_Repo):
         sent_ms: int,
         stored_ms: int,
         state: MessageState,
+        quote: Quote | None = None,
+        expires_ms: int | None = None,
+        timer_s: int | None = None,
     ) -> Message:
         w = self.w
         rules.check_message(direction, sender, state)
@@ -670,6 +675,9 @@ class _Messages(_Repo):
             sent_ms,
             stored_ms,
             state,
+            quote=quote,
+            expires_ms=expires_ms,
+            timer_s=timer_s,
         )
         w.messages.w[message.row_id] = message
         if sender is not None:
@@ -758,6 +766,41 @@ class _Messages(_Repo):
             return False
         _delete_message_rows(self.w, [row_id])
         return True
+
+    def _known(self, row_id: MessageRowId) -> Message:
+        known = self.w.messages.r.get(row_id)
+        if known is None:
+            raise MissingRecordError("no such message")
+        return known
+
+    def edit(self, row_id: MessageRowId, text: str, edited_ms: int) -> Message:
+        changed = dataclasses.replace(self._known(row_id), text=text, edited_ms=edited_ms)
+        self.w.messages.w[row_id] = changed
+        return changed
+
+    def delete_for_everyone(self, row_id: MessageRowId, at_ms: int) -> Message:
+        changed = dataclasses.replace(
+            self._known(row_id), text="", quote=None, reactions=(), deleted=True, edited_ms=at_ms
+        )
+        self.w.messages.w[row_id] = changed
+        return changed
+
+    def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
+        known = self._known(row_id)
+        reactions, changed = rules.with_reaction(known.reactions, Reaction(reactor, emoji, sent_ms))
+        if changed:
+            self.w.messages.w[row_id] = dataclasses.replace(known, reactions=reactions)
+        return changed
+
+    def expire(self, now_ms: int) -> int:
+        rows = [
+            m.row_id
+            for m in self.w.messages.r.values()
+            if m.expires_ms is not None and m.expires_ms <= now_ms
+        ]
+        if rows:
+            _delete_message_rows(self.w, rows)
+        return len(rows)
 
 
 class _UnreportedEvents(_Repo):

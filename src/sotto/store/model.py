@@ -262,9 +262,34 @@ class ReceiptKind(enum.StrEnum):
     READ = "read"
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The message a message replies to: its id and its author's account id (ours or a contact's)."""
+
+    message_id: MessageId
+    author: bytes
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Reaction:
+    """One person's reaction to a message (``reactor`` None: ours); one per person."""
+
+    reactor: ContactId | None
+    emoji: str
+    sent_ms: int
+
+    def __repr__(self) -> str:
+        return f"Reaction(reactor={self.reactor}, sent_ms={self.sent_ms}, emoji=<hidden>)"
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Message:
-    """One message in the history, either direction."""
+    """One message in the history, either direction.
+
+    ``text`` is the latest version (``edited_ms`` set once edited); a message deleted for
+    everyone keeps its row with an empty text and ``deleted``. A row with ``timer_s`` set is
+    a notice, not a text: someone set the conversation's disappearing timer to that many
+    seconds (0: off). ``expires_ms``: when the store deletes the row (None: kept)."""
 
     row_id: MessageRowId
     message_id: MessageId
@@ -278,6 +303,12 @@ class Message:
     stored_ms: int
     """When this store recorded it."""
     state: MessageState
+    quote: Quote | None = None
+    edited_ms: int | None = None
+    deleted: bool = False
+    reactions: tuple[Reaction, ...] = ()
+    expires_ms: int | None = None
+    timer_s: int | None = None
 
     def __repr__(self) -> str:
         return (

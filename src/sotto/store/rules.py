@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sotto.errors import StoreError
-from sotto.store.model import ContactId, Direction, MessageState, ReceiptKind
+from sotto.store.model import ContactId, Direction, MessageState, Reaction, ReceiptKind
 
 MAX_PREKEY_ID = 0xFFFF_FFFF
 """Prekey ids are 32-bit on the wire; a sequence that reaches the end stops rather than wraps."""
@@ -40,3 +40,17 @@ def check_message(direction: Direction, sender: ContactId | None, state: Message
 
 def state_for_receipt(kind: ReceiptKind) -> MessageState:
     return MessageState.READ if kind is ReceiptKind.READ else MessageState.DELIVERED
+
+
+def with_reaction(held: tuple[Reaction, ...], new: Reaction) -> tuple[tuple[Reaction, ...], bool]:
+    """One reaction per person: ``new`` replaces the reactor's earlier one ("" removes it); one
+    sent before the reaction held is ignored. The reactions (ours first, then by contact) and
+    whether they changed."""
+    current = next((r for r in held if r.reactor == new.reactor), None)
+    if current is not None and (current.sent_ms > new.sent_ms or current == new):
+        return held, False
+    if current is None and not new.emoji:
+        return held, False
+    kept = [r for r in held if r.reactor != new.reactor] + ([new] if new.emoji else [])
+    kept.sort(key=lambda r: -1 if r.reactor is None else int(r.reactor))
+    return tuple(kept), True

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from sotto.errors import StoreVersionError
 from sotto.store.cipher import StoreCipher
-from sotto.store.migrations import v001_initial, v002_bindings, v003_contact_state, v004_send_log
+from sotto.store.migrations import (
+    v001_initial,
+    v002_bindings,
+    v003_contact_state,
+    v004_send_log,
+    v005_message_changes,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "contact display names; seals name their rows' links", v002_bindings.apply),
     Migration(3, "blocked and removed contacts; unreported messages and events", v003_contact_state.apply),
     Migration(4, "the message send log, for resending after a session repair", v004_send_log.apply),
+    Migration(
+        5, "replies, edits, deletions, reactions and disappearing messages", v005_message_changes.apply
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

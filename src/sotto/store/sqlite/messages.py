@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sotto.errors import (
@@ -10,8 +11,8 @@ from sotto.errors import (
     StoreConflictError,
     StoreCorruptedError,
 )
-from sotto.store import rules
-from sotto.store.codec import as_bytes, as_int, as_str
+from sotto.store import codec, rules
+from sotto.store.codec import Value, as_bytes, as_int, as_str
 from sotto.store.model import (
     ContactId,
     Conversation,
@@ -28,13 +29,61 @@ from sotto.store.model import (
     PendingEventId,
     PendingEventKind,
     PendingReceipt,
+    Quote,
+    Reaction,
     Receipt,
     ReceiptKind,
 )
 from sotto.store.sqlite.db import Repo, id_key, message_row_key, mismatch, need_contact
 from sotto.store.sqlite.people import GroupRepo
 
-_MESSAGE_COLUMNS = "id, contact_id, group_row, sender_id, direction, state, sealed"
+_MESSAGE_COLUMNS = (
+    "m.id, m.contact_id, m.group_row, m.sender_id, m.direction, m.state, m.sealed, m.expires_ms, x.sealed "
+    "FROM messages m LEFT JOIN message_extras x ON x.message_row = m.id"
+)
+"""What loads a message: its row and its extras (schema 5), for ``SELECT {_MESSAGE_COLUMNS} WHERE …``."""
+
+_EXTRAS = 7
+"""Sealed in ``message_extras``: quote id, quote author, edited at, deleted, timer notice,
+reaction count, the reactions (each reactor, emoji and time, packed)."""
+
+
+def _pack_extras(message: Message) -> list[Value] | None:
+    plain = message.quote is None and message.edited_ms is None and message.timer_s is None
+    if plain and not message.deleted and not message.reactions:
+        return None
+    flat: list[Value] = []
+    for r in message.reactions:
+        flat += [r.reactor, r.emoji, r.sent_ms]
+    return [
+        None if message.quote is None else bytes(message.quote.message_id),
+        None if message.quote is None else message.quote.author,
+        message.edited_ms,
+        message.deleted,
+        message.timer_s,
+        len(message.reactions),
+        codec.pack(flat),
+    ]
+
+
+def _unpack_extras(v: list[Value]) -> dict[str, Any]:
+    count = as_int(v[5])
+    flat = codec.unpack(as_bytes(v[6]), 3 * count)
+    reactions = tuple(
+        Reaction(
+            None if flat[i] is None else ContactId(as_int(flat[i])),
+            as_str(flat[i + 1]),
+            as_int(flat[i + 2]),
+        )
+        for i in range(0, 3 * count, 3)
+    )
+    return {
+        "quote": None if v[0] is None else Quote(MessageId(as_bytes(v[0])), as_bytes(v[1])),
+        "edited_ms": None if v[2] is None else as_int(v[2]),
+        "deleted": bool(v[3]),
+        "timer_s": None if v[4] is None else as_int(v[4]),
+        "reactions": reactions,
+    }
 
 
 class MessageRepo(Repo):
@@ -48,9 +97,12 @@ class MessageRepo(Repo):
         return GroupRepo(self.db).load(found).group_id
 
     def _load(self, row: Any, group_ids: dict[int, GroupId] | None = None) -> Message:
-        row_id, contact_id, group_row, sender_id, direction, state, sealed = row
+        row_id, contact_id, group_row, sender_id, direction, state, sealed, expires_ms, extras = row
         row_key = message_row_key(row_id, contact_id, group_row, sender_id, direction)
         v = self.db.open_row("messages", row_key, sealed, 4)
+        more: dict[str, Any] = {}
+        if extras is not None:
+            more = _unpack_extras(self.db.open_row("message_extras", row_key, extras, _EXTRAS))
         if contact_id is not None:
             conversation = Conversation.direct(ContactId(int(contact_id)))
         else:
@@ -69,6 +121,8 @@ class MessageRepo(Repo):
                 sent_ms=as_int(v[2]),
                 stored_ms=as_int(v[3]),
                 state=MessageState(int(state)),
+                expires_ms=None if expires_ms is None else int(expires_ms),
+                **more,
             )
         except ValueError:
             raise StoreCorruptedError("stored message state does not load") from None
@@ -91,6 +145,9 @@ class MessageRepo(Repo):
         sent_ms: int,
         stored_ms: int,
         state: MessageState,
+        quote: Quote | None = None,
+        expires_ms: int | None = None,
+        timer_s: int | None = None,
     ) -> Message:
         rules.check_message(direction, sender, state)
         column, key = self._conversation_where(conversation)
@@ -110,8 +167,9 @@ class MessageRepo(Repo):
         sealed = self.db.seal("messages", row_key, [bytes(message_id), text, sent_ms, stored_ms])
         self.db.run(
             "INSERT INTO messages "
-            "(id, contact_id, group_row, sender_id, direction, state, find_ix, sealed, unreported) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(id, contact_id, group_row, sender_id, direction, state, find_ix, sealed, unreported, "
+            "expires_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row_id,
                 contact_id,
@@ -122,6 +180,7 @@ class MessageRepo(Repo):
                 find_ix,
                 sealed,
                 int(sender is not None),
+                expires_ms,
             ),
         )
         if sender is not None:
@@ -129,7 +188,7 @@ class MessageRepo(Repo):
                 "INSERT INTO owed_receipts (message_row, kind) VALUES (?, ?)",
                 (row_id, ReceiptKind.DELIVERED.value),
             )
-        return Message(
+        message = Message(
             MessageRowId(row_id),
             MessageId(bytes(message_id)),
             conversation,
@@ -139,15 +198,79 @@ class MessageRepo(Repo):
             sent_ms,
             stored_ms,
             state,
+            quote=quote,
+            expires_ms=expires_ms,
+            timer_s=timer_s,
+        )
+        self._put_extras(message)
+        return message
+
+    def _row_key(self, row_id: MessageRowId) -> bytes:
+        found = self.db.row(
+            "SELECT contact_id, group_row, sender_id, direction FROM messages WHERE id = ?", (row_id,)
+        )
+        if found is None:
+            raise MissingRecordError("no such message")
+        return message_row_key(row_id, *found)
+
+    def _put_extras(self, message: Message) -> None:
+        values = _pack_extras(message)
+        if values is None:
+            self.db.run("DELETE FROM message_extras WHERE message_row = ?", (message.row_id,))
+            return
+        sealed = self.db.seal("message_extras", self._row_key(message.row_id), values)
+        self.db.run(
+            "INSERT INTO message_extras (message_row, sealed) VALUES (?, ?) "
+            "ON CONFLICT (message_row) DO UPDATE SET sealed = excluded.sealed",
+            (message.row_id, sealed),
         )
 
+    def _known(self, row_id: MessageRowId) -> Message:
+        found = self.get(row_id)
+        if found is None:
+            raise MissingRecordError("no such message")
+        return found
+
+    def _reseal_text(self, message: Message) -> None:
+        sealed = self.db.seal(
+            "messages",
+            self._row_key(message.row_id),
+            [bytes(message.message_id), message.text, message.sent_ms, message.stored_ms],
+        )
+        self.db.run("UPDATE messages SET sealed = ? WHERE id = ?", (sealed, message.row_id))
+
+    def edit(self, row_id: MessageRowId, text: str, edited_ms: int) -> Message:
+        changed = replace(self._known(row_id), text=text, edited_ms=edited_ms)
+        self._reseal_text(changed)
+        self._put_extras(changed)
+        return changed
+
+    def delete_for_everyone(self, row_id: MessageRowId, at_ms: int) -> Message:
+        changed = replace(
+            self._known(row_id), text="", quote=None, reactions=(), deleted=True, edited_ms=at_ms
+        )
+        self._reseal_text(changed)
+        self._put_extras(changed)
+        return changed
+
+    def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
+        known = self._known(row_id)
+        reactions, changed = rules.with_reaction(known.reactions, Reaction(reactor, emoji, sent_ms))
+        if changed:
+            self._put_extras(replace(known, reactions=reactions))
+        return changed
+
+    def expire(self, now_ms: int) -> int:
+        # secure_delete zeroes the rows; receipts, owed receipts and extras go by cascade.
+        return self.db.run("DELETE FROM messages WHERE expires_ms IS NOT NULL AND expires_ms <= ?", (now_ms,))
+
     def get(self, row_id: MessageRowId) -> Message | None:
-        found = self.db.row(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (row_id,))  # noqa: S608
+        found = self.db.row(f"SELECT {_MESSAGE_COLUMNS} WHERE m.id = ?", (row_id,))
         return None if found is None else self._load(found)
 
     def find(self, sender: ContactId | None, message_id: MessageId) -> Message | None:
         found = self.db.row(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE find_ix = ?",  # noqa: S608
+            f"SELECT {_MESSAGE_COLUMNS} WHERE m.find_ix = ?",
             (self._find_ix(sender, message_id),),
         )
         if found is None:
@@ -164,7 +287,7 @@ class MessageRepo(Repo):
             return []
         column, key = self._conversation_where(conversation)
         rows = self.db.rows(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {column} = ? AND id < ? ORDER BY id DESC LIMIT ?",  # noqa: S608
+            f"SELECT {_MESSAGE_COLUMNS} WHERE m.{column} = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
             (key, (1 << 62) if before is None else before, limit),
         )
         cache: dict[int, GroupId] = {}
@@ -247,7 +370,7 @@ class MessageRepo(Repo):
 
     def unreported(self, limit: int = 1000) -> list[Message]:
         rows = self.db.rows(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE unreported = 1 ORDER BY id LIMIT ?",  # noqa: S608
+            f"SELECT {_MESSAGE_COLUMNS} WHERE m.unreported = 1 ORDER BY m.id LIMIT ?",
             (max(limit, 0),),
         )
         cache: dict[int, GroupId] = {}
