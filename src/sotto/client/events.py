@@ -43,6 +43,59 @@ class GroupMessageReceived:
         )
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class MessageEdited:
+    """The contact edited one of their messages (in ``group`` if set); ``text`` is the new one."""
+
+    contact: Contact
+    message_id: MessageId
+    text: str
+    group: Group | None = None
+
+    def __repr__(self) -> str:
+        return f"MessageEdited(contact_id={self.contact.contact_id}, text=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    """The contact deleted one of their messages for everyone: its text is gone here too."""
+
+    contact: Contact
+    message_id: MessageId
+    group: Group | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ReactionChanged:
+    """The contact reacted to a message (``emoji`` "" : took their reaction back)."""
+
+    contact: Contact
+    message_id: MessageId
+    emoji: str
+    group: Group | None = None
+
+    def __repr__(self) -> str:
+        return f"ReactionChanged(contact_id={self.contact.contact_id}, emoji=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    """The contact set the conversation's disappearing-message timer (0: off)."""
+
+    contact: Contact
+    seconds: int
+    group: Group | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChangeIgnored:
+    """An edit, deletion or reaction from the contact was not applied (not their message, too
+    late, or a message we do not hold). No reason is kept: it would tell an app no more."""
+
+    contact: Contact
+    group: Group | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryReceiptReceived:
     """The contact's device received these messages of ours (batched and delayed on purpose)."""
@@ -206,6 +259,11 @@ class ConnectionChanged:
 Event = (
     MessageReceived
     | GroupMessageReceived
+    | MessageEdited
+    | MessageDeleted
+    | ReactionChanged
+    | TimerChanged
+    | MessageChangeIgnored
     | DeliveryReceiptReceived
     | ReadReceiptReceived
     | TypingChanged

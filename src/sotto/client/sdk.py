@@ -28,13 +28,14 @@ from sotto.client import content as c
 from sotto.client.clock import Clock, as_clock, wall_clock_ms
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
+from sotto.client.flows import changes, reporting, safety, sending
 from sotto.client.flows import contacts as contact_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
 from sotto.client.flows import mailboxes as mailbox_flow
-from sotto.client.flows import reporting, safety, sending
 from sotto.client.flows.context import (
     DAY_MS,
+    Context,
     Outcome,
     RegisterMailbox,
     address_for,
@@ -412,13 +413,16 @@ class Client:
     ) -> list[Message]:
         """The latest messages of a 1:1 or group conversation, oldest first; with ``before`` (a
         message's ``row_id``), the latest ones older than that message, to page back."""
-        return self._engine.read(
-            lambda tx: tx.messages.conversation(
+
+        def read(tx: Transaction) -> list[Message]:
+            tx.messages.expire(self._engine.now_ms())  # disappearing messages whose time came
+            return tx.messages.conversation(
                 self._conversation(tx, conversation),
                 limit=limit,
                 before=None if before is None else MessageRowId(before),
             )
-        )
+
+        return self._engine.read(read)
 
     def _conversation(self, tx: Transaction, ref: ContactRef | GroupRef) -> Conversation:
         if isinstance(ref, Group | bytes):
@@ -645,6 +649,83 @@ class Client:
                 )
             await self._engine.after_send()
         return count
+
+    # ------------------------------------------------------------------ replies and changes to messages
+    async def send_reply(self, conversation: ContactRef | GroupRef, reply_to: bytes, text: str) -> MessageId:
+        """Send ``text`` quoting the conversation's message ``reply_to`` (ours or theirs); its id.
+        ClientError if the conversation holds no such message."""
+
+        def send(
+            ctx: Context, where: Conversation, contact: Contact | None, group: Group | None
+        ) -> MessageId:
+            if contact is not None:
+                return sending.send_text(ctx, contact, text, reply_to)
+            assert group is not None
+            return group_flow.send_group_text(ctx, group, text, reply_to)
+
+        message_id: MessageId = await self._change(conversation, send, send=False)
+        return message_id
+
+    async def edit_message(self, conversation: ContactRef | GroupRef, message_id: bytes, text: str) -> None:
+        """Replace the text of one of our messages, here and at every recipient. ClientError for
+        someone else's message, a deleted one, or one sent more than 24 hours ago."""
+        await self._change(conversation, lambda ctx, where, *_: changes.edit(ctx, where, message_id, text))
+
+    async def delete_for_everyone(self, conversation: ContactRef | GroupRef, message_id: bytes) -> None:
+        """Take back one of our messages: its text goes here and at every recipient, a placeholder
+        stays. ClientError for someone else's message or one sent more than 24 hours ago."""
+        await self._change(
+            conversation, lambda ctx, where, *_: changes.delete_for_everyone(ctx, where, message_id)
+        )
+
+    async def react(self, conversation: ContactRef | GroupRef, message_id: bytes, emoji: str) -> None:
+        """Our one reaction to a message of the conversation (a new one replaces it, "" removes
+        it). ValueError for anything but one short emoji."""
+        await self._change(conversation, lambda ctx, where, *_: changes.react(ctx, where, message_id, emoji))
+
+    async def set_disappearing_timer(self, conversation: ContactRef | GroupRef, seconds: int) -> None:
+        """Messages of the conversation written from now on, by anyone, are deleted ``seconds``
+        after each store received them (0: kept). Every member is told; both histories show it."""
+        await self._change(conversation, lambda ctx, where, *_: changes.set_timer(ctx, where, seconds)[1])
+
+    def disappearing_timer(self, conversation: ContactRef | GroupRef) -> int:
+        """The conversation's disappearing timer in seconds (0: off)."""
+        return self._engine.read(lambda tx: changes.timer_of(tx, self._conversation(tx, conversation)))
+
+    async def _change(
+        self,
+        conversation: ContactRef | GroupRef,
+        build: Callable[[Context, Conversation, Contact | None, Group | None], Any],
+        *,
+        send: bool = True,
+    ) -> Any:
+        """Run ``build`` in one transaction with the conversation's peers locked; unless ``send``
+        is False (it sends by itself), queue the content it returns to the conversation."""
+
+        def targets(tx: Transaction) -> tuple[Conversation, Contact | None, Group | None, list[str]]:
+            where = self._conversation(tx, conversation)
+            if where.contact_id is not None:
+                contact = self._writable(tx, tx.contacts.get(where.contact_id) or "")
+                return where, contact, None, [contact.address.name]
+            group = self._group(tx, bytes(where.group_id or b""))
+            members = [tx.contacts.get(m.contact_id) for m in tx.groups.members(group.group_id)]
+            return where, None, group, [m.address.name for m in members if m is not None]
+
+        where, contact, group, names = self._engine.read(targets)
+
+        def run(tx: Transaction) -> Any:
+            ctx = self._engine.context(tx)
+            result = build(ctx, where, contact, group)
+            if send and contact is not None:
+                sending.send_control(ctx, contact, result)
+            elif send and group is not None:
+                group_flow.send_group_content(ctx, group, result)
+            return result
+
+        async with self._engine.peers(names):
+            result = await self._engine.transaction(run)
+        await self._engine.after_send()
+        return result
 
     async def flush(self) -> int:
         """Try every queued envelope now, whatever its retry time; how many are still queued.

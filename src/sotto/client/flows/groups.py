@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from sotto.client import content as c
 from sotto.client.events import GroupMessageReceived, GroupUpdated, RejectReason
+from sotto.client.flows import changes
 from sotto.client.flows.context import Context, Outcome, decode_plaintext, reject
 from sotto.client.flows.sending import enqueue, send_control
 from sotto.errors import CryptoError, DecodeError, ProtocolError
@@ -30,7 +31,16 @@ from sotto.protocol.group import (
 )
 from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
-from sotto.store.model import Contact, Conversation, Direction, Group, GroupId, MessageId, MessageState
+from sotto.store.model import (
+    Contact,
+    Conversation,
+    Direction,
+    Group,
+    GroupId,
+    MessageId,
+    MessageRowId,
+    MessageState,
+)
 from sotto.wire.limits import ID_LENGTH
 from sotto.wire.padding import pad
 
@@ -107,26 +117,45 @@ def add_to_group(ctx: Context, group: Group, contact: Contact) -> bool:
     return True
 
 
-def send_group_text(ctx: Context, group: Group, text: str) -> MessageId:
+def send_group_text(ctx: Context, group: Group, text: str, reply_to: bytes | None = None) -> MessageId:
     """Encrypt once with our sender key, seal the result to each member's mailbox.
 
     Each envelope has its own random id, so the relay cannot match the copies of one group
     message across mailboxes. Members who have not given us a mailbox yet are skipped.
+    ``reply_to`` and the disappearing timer as for a 1:1 text (:mod:`.changes`).
     """
     tx = ctx.tx
+    where = Conversation.group(group.group_id)
     message_id = MessageId(ctx.random_id())
-    plaintext = pad(c.encode(c.GroupText(message_id, ctx.now_ms, text)))
-    distribute_sender_key(ctx, group)
+    quote = None if reply_to is None else changes.quote_for(ctx, where, reply_to)
+    timer = changes.timer_of(tx, where)
+    wire_quote = None if quote is None else c.Quote(quote.message_id, quote.author)
+    body = c.GroupText(message_id, ctx.now_ms, text, wire_quote, timer)
+    c.encode(body)  # an oversized text is refused before anything is stored
     row = tx.messages.add(
         message_id=message_id,
-        conversation=Conversation.group(group.group_id),
+        conversation=where,
         direction=Direction.OUTGOING,
         sender=None,
         text=text,
         sent_ms=ctx.now_ms,
         stored_ms=ctx.now_ms,
         state=MessageState.QUEUED,
+        quote=quote,
+        expires_ms=changes.expires_at(ctx.now_ms, timer),
     )
+    send_group_content(ctx, group, body, row.row_id)
+    return message_id
+
+
+def send_group_content(
+    ctx: Context, group: Group, content: c.Content, row: MessageRowId | None = None
+) -> None:
+    """Encrypt ``content`` once under our sender key and queue it to every member who has given
+    us a mailbox (``row``: the history row it belongs to, SENT at once if nobody can be sent to)."""
+    tx = ctx.tx
+    plaintext = pad(c.encode(content))
+    distribute_sender_key(ctx, group)
     record, _ = _our_sender_key(ctx, group)
     record, skm = group_encrypt(record, plaintext, ctx.rng)
     tx.sender_keys.put(ctx.me.address, record)
@@ -139,10 +168,9 @@ def send_group_text(ctx: Context, group: Group, text: str) -> MessageId:
         if theirs is None or trusted is None:
             continue
         payload = pad(seal_v1(ctx.me.identity, trusted.identity_key, usmc, ctx.rng))
-        enqueue(ctx, theirs, ctx.random_id(), payload, row=row.row_id)
-    if tx.outbox.remaining_for(row.row_id) == 0:
-        tx.messages.advance(row.row_id, MessageState.SENT)  # nobody to send to: nothing pending
-    return message_id
+        enqueue(ctx, theirs, ctx.random_id(), payload, row=row)
+    if row is not None and tx.outbox.remaining_for(row) == 0:
+        tx.messages.advance(row, MessageState.SENT)  # nobody to send to: nothing pending
 
 
 def receive_group_message(ctx: Context, sender: Contact, usmc: UnidentifiedSenderMessageContent) -> Outcome:
@@ -161,8 +189,11 @@ def receive_group_message(ctx: Context, sender: Contact, usmc: UnidentifiedSende
     except (ProtocolError, DecodeError, CryptoError) as e:
         raise reject(RejectReason.UNDECRYPTABLE, e) from None
     message = decode_plaintext(plaintext)
+    if isinstance(message, c.Edit | c.DeleteForEveryone | c.Reaction | c.Timer):
+        tx.sender_keys.put(sender.address, record)
+        return changes.apply(ctx, sender, Conversation.group(group.group_id), group, message)
     if not isinstance(message, c.GroupText):
-        raise reject(RejectReason.UNEXPECTED, "only texts travel under a sender key")
+        raise reject(RejectReason.UNEXPECTED, "only texts and changes to them travel under a sender key")
     tx.sender_keys.put(sender.address, record)
     message_id = MessageId(message.message_id)
     if tx.messages.find(sender.contact_id, message_id) is not None:
@@ -176,6 +207,8 @@ def receive_group_message(ctx: Context, sender: Contact, usmc: UnidentifiedSende
         sent_ms=message.sent_ms,
         stored_ms=ctx.now_ms,
         state=MessageState.RECEIVED,
+        quote=changes.quote_of(message),
+        expires_ms=changes.expires_at(ctx.now_ms, message.expire_s),
     )
     return Outcome(events=[GroupMessageReceived(group, sender, message_id, message.text, message.sent_ms)])
 

@@ -35,7 +35,7 @@ from sotto.client.events import (
     RejectReason,
     TypingChanged,
 )
-from sotto.client.flows import repair
+from sotto.client.flows import changes, repair
 from sotto.client.flows.context import (
     DEVICE_ID,
     Context,
@@ -113,6 +113,7 @@ def receive(ctx: Context, mailbox_id: MailboxId, envelope_id: MessageId, unseale
     tx = ctx.tx
     if not tx.seen.add(mailbox_id, envelope_id, ctx.day):
         return Outcome()
+    tx.messages.expire(ctx.now_ms)  # disappearing messages whose time has come go first
     mailbox = tx.mailboxes.get(mailbox_id)
     if mailbox is None:
         invite = tx.invites.by_mailbox(mailbox_id)
@@ -170,7 +171,7 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
     """Apply one decrypted 1:1 content message from ``contact``."""
     tx = ctx.tx
     match message:
-        case c.Text(message_id, sent_ms, text):
+        case c.Text(message_id, sent_ms, text, _, expire_s):
             if tx.messages.find(contact.contact_id, MessageId(message_id)) is not None:
                 # A copy sent again (a repair, or a receipt of ours that did not arrive): say
                 # at once that we hold it, so the sender's send log lets it go.
@@ -187,8 +188,12 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
                 sent_ms=sent_ms,
                 stored_ms=ctx.now_ms,
                 state=MessageState.RECEIVED,
+                quote=changes.quote_of(message),
+                expires_ms=changes.expires_at(ctx.now_ms, expire_s),
             )
             return Outcome(events=[MessageReceived(contact, MessageId(message_id), text, sent_ms)])
+        case c.Edit() | c.DeleteForEveryone() | c.Reaction() | c.Timer():
+            return changes.apply(ctx, contact, Conversation.direct(contact.contact_id), None, message)
         case c.DeliveryReceipt(ids):
             repair.confirm_delivered(ctx, contact, ids)
             known = _apply_receipts(ctx, contact, ids, ReceiptKind.DELIVERED)

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from sotto.client import content as c
 from sotto.client.events import Event, MessageSent
+from sotto.client.flows import changes
 from sotto.client.flows.context import Context
 from sotto.errors import UntrustedIdentityError
 from sotto.protocol import session
@@ -26,11 +27,13 @@ from sotto.store.model import (
     Conversation,
     Direction,
     GroupId,
+    Message,
     MessageId,
     MessageRowId,
     MessageState,
     OutboxItemId,
     PendingReceipt,
+    Quote,
     ReceiptKind,
     TheirMailbox,
 )
@@ -144,24 +147,32 @@ def queue_plaintext(ctx: Context, contact: Contact, plaintext_content: bytes) ->
     return True
 
 
-def send_text(ctx: Context, contact: Contact, text: str) -> MessageId:
+def send_text(ctx: Context, contact: Contact, text: str, reply_to: bytes | None = None) -> MessageId:
     """Store our text and queue it as one envelope whose id is the message id.
+
+    ``reply_to``: the id of the conversation's message this one quotes. The text carries the
+    conversation's disappearing timer (:mod:`.changes`) and expires with it.
 
     Before the contact answered our invite there is nowhere to send it: it stays QUEUED in the
     history and goes out when their answer arrives (:func:`release_held`).
     """
+    where = Conversation.direct(contact.contact_id)
     message_id = MessageId(ctx.random_id())
-    body = c.Text(message_id, ctx.now_ms, text)
+    quote = None if reply_to is None else changes.quote_for(ctx, where, reply_to)
+    timer = changes.timer_of(ctx.tx, where)
+    body = c.Text(message_id, ctx.now_ms, text, _wire_quote(quote), timer)
     c.encode(body)  # an oversized text is refused before anything is stored
     row = ctx.tx.messages.add(
         message_id=message_id,
-        conversation=Conversation.direct(contact.contact_id),
+        conversation=where,
         direction=Direction.OUTGOING,
         sender=None,
         text=text,
         sent_ms=ctx.now_ms,
         stored_ms=ctx.now_ms,
         state=MessageState.QUEUED,
+        quote=quote,
+        expires_ms=changes.expires_at(ctx.now_ms, timer),
     )
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
     if theirs is not None:
@@ -185,11 +196,21 @@ def release_held(ctx: Context, contact: Contact) -> int:
             and message.state is MessageState.QUEUED
             and tx.outbox.remaining_for(message.row_id) == 0
         ):
-            body = c.Text(message.message_id, message.sent_ms, message.text)
+            body = held_text(message)
             enqueue(ctx, theirs, message.message_id, seal_to_contact(ctx, contact, body), row=message.row_id)
             log_sent(ctx, contact, message.message_id, body)
             count += 1
     return count
+
+
+def _wire_quote(quote: Quote | None) -> c.Quote | None:
+    return None if quote is None else c.Quote(quote.message_id, quote.author)
+
+
+def held_text(message: Message) -> c.Text:
+    """The content of a text of ours kept in the history (to send it now)."""
+    expire_s = 0 if message.expires_ms is None else (message.expires_ms - message.stored_ms) // 1000
+    return c.Text(message.message_id, message.sent_ms, message.text, _wire_quote(message.quote), expire_s)
 
 
 def send_cover(ctx: Context, contact: Contact) -> bool:
