@@ -9,6 +9,7 @@ from sotto.client import content as c
 from sotto.client import events as ev
 from sotto.client.flows import changes, sending
 from sotto.client.flows.changes import CHANGE_WINDOW_MS
+from sotto.client.flows.context import Context
 from sotto.errors import ClientError
 from sotto.store.model import Contact, Conversation, Message, MessageId, Quote, Reaction
 from tests.client.peers import Person, connect, people
@@ -57,13 +58,17 @@ def test_edit_delete_react_and_reply_reach_the_other_side() -> None:
     assert edited.text == "hello" and edited.edited_ms == alice.now_ms
 
     for emoji in ("👍", "❤️"):
-        bob.act(lambda ctx, e=emoji: sending.send_control(ctx, alice_c, changes.react(ctx, at_bob, first, e)))
+
+        def react(ctx: Context, emoji: str = emoji) -> bool:
+            return sending.send_control(ctx, alice_c, changes.react(ctx, at_bob, first, emoji))
+
+        bob.act(react)
         bob.now_ms += 1
     alice.act(lambda ctx: sending.send_control(ctx, bob_c, changes.react(ctx, at_alice, reply, "😂")))
     deliver(alice, bob)
     events = deliver(bob, alice)
     assert [e.emoji for e in events if isinstance(e, ev.ReactionChanged)] == ["👍", "❤️"]
-    (ours, theirs) = history(alice, bob_c)
+    ours = history(alice, bob_c)[0]
     assert ours.reactions == (Reaction(bob_c.contact_id, "❤️", bob.now_ms - 1),)
     assert history(bob, alice_c)[1].reactions == (Reaction(alice_c.contact_id, "😂", alice.now_ms),)
 
@@ -167,7 +172,11 @@ def test_a_timer_set_by_either_side_expires_later_texts_on_both() -> None:
     deliver(alice, bob)
     for person, contact in ((alice, bob_c), (bob, alice_c)):
         shown = history(person, contact)
-        assert [(m.text, m.timer_s) for m in shown] == [("kept for good", None), ("", 60), ("gone in a minute", None)]
+        assert [(m.text, m.timer_s) for m in shown] == [
+            ("kept for good", None),
+            ("", 60),
+            ("gone in a minute", None),
+        ]
         assert shown[2].expires_ms == person.now_ms + 60_000 and shown[0].expires_ms is None
 
     for person in (alice, bob):
