@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,40 @@ def test_a_client_that_does_not_read_gets_no_more_answers_until_it_reads(tmp_pat
         _until(lambda: not holding())  # and it reads again
         assert _healthy(reader)
         reader.close()
+
+
+def test_ended_connections_are_freed_without_the_garbage_collector(tmp_path: Path) -> None:
+    """No reference cycle outlives a connection, however it ends (served and closed by the
+    client, timed out, a WebSocket): a flood's connections would otherwise wait in the oldest
+    generation for a full collection, whose pause every other client waits through."""
+    gc.collect()
+    gc.disable()
+    try:
+        with live(tmp_path, per_source=None, header_timeout_seconds=0.3) as relay:
+            ends: list[tuple[socket.socket, bool]] = []
+            served = relay.connect("127.0.0.10")
+            assert _healthy(served)
+            ends.append((served, True))
+            ends.append((relay.connect("127.0.0.11"), False))  # sends nothing: timed out
+            ws = relay.connect("127.0.0.12")
+            key = base64.b64encode(os.urandom(16))
+            ws.sendall(
+                b"GET /v1/ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+                b"sec-websocket-key: " + key + b"\r\nsec-websocket-version: 13\r\n\r\n"
+            )
+            assert ws.recv(1_000).startswith(b"HTTP/1.1 101 ")
+            ends.append((ws, True))
+            _until(lambda: len(relay.protocols()) == 3)
+            refs = [weakref.ref(p) for p in relay.protocols()]
+            refs += [weakref.ref(p.transport) for p in relay.protocols()]
+            for sock, close in ends:
+                if close:
+                    sock.close()
+            _until(lambda: relay.admission.open == 0)
+            _until(lambda: all(ref() is None for ref in refs))
+            ends[1][0].close()
+    finally:
+        gc.enable()
 
 
 def test_unread_bytes_are_what_the_peer_has_not_taken() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import weakref
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -85,6 +86,7 @@ class Connection:
     """Implements :class:`~sotto.server.delivery_core.Actions` for its core."""
 
     __slots__ = (
+        "__weakref__",
         "_acks",
         "_asgi_receive",
         "_asgi_send",
@@ -112,8 +114,11 @@ class Connection:
         self._acks = acks
         self._loop = asyncio.get_running_loop()
         self._nonce = ctx.rng(NONCE_LENGTH)
+        # The core holds this connection weakly: no reference cycle outlives the connection,
+        # so reference counting frees both once it ends (under a flood of connections, cyclic
+        # garbage waits for a full collection, whose pause every client waits through).
         self._core = DeliveryConnection(
-            self,
+            weakref.proxy(self),
             idle_seconds=config.ws_idle_seconds,
             frame_limit=config.rate_limits.ws_frames,
             max_inflight_sends=config.ws_max_inflight_sends,
