@@ -1,10 +1,16 @@
-"""``sotto send``, ``sotto listen`` and ``sotto history``: 1:1 conversations."""
+"""``sotto send``, ``listen`` and ``history``, and the changes to messages sent: ``edit``,
+``unsend``, ``react`` and the disappearing ``timer`` (1:1 conversations and groups alike).
+
+Messages are named by their id as ``sotto history`` shows it (the first 8 hex digits of the
+16-byte id both sides store); any unambiguous prefix of 4 digits or more does."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +21,11 @@ from sotto.cli import listener, render
 from sotto.cli.failures import ExitCode, Where, fail, report_send
 from sotto.cli.names import require_contact, require_conversation
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
-from sotto.client import control
+from sotto.client import content, control
 from sotto.client import events as ev
 from sotto.client.content import MAX_TEXT_BYTES
 from sotto.client.sdk import Client
+from sotto.store.model import Contact, ContactId, Group, Message
 
 CONNECT_WAIT_S = 5.0
 """How long ``listen --once`` waits for the relay before failing."""
@@ -86,10 +93,26 @@ def _decoded(data: bytes, source: str) -> str:
         fail(f"{source} is not UTF-8 text", code=ExitCode.USAGE)
 
 
+ReplyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reply-to",
+        metavar="ID",
+        help="Quote this message of the conversation (its id as `sotto history` shows it); "
+        "stop `sotto listen` on the profile first.",
+        show_default=False,
+    ),
+]
+
+
 def send(
-    name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="The contact (or, with --reply-to, a group).", show_default=False)
+    ],
     text: TextArgument = None,
+    *,
     text_file: TextFileOption = None,
+    reply_to: ReplyOption = None,
     profile: ProfileOption = None,
     cadence: CadenceOption = False,
 ) -> None:
@@ -98,6 +121,9 @@ def send(
     While `sotto listen` runs on the profile, the text goes through it, on its schedule."""
     place = where(profile)
     message = message_text(text, text_file)
+    if reply_to is not None:
+        _reply(place, name, reply_to, message, cadence)
+        return
     answer = listener.hand_over(place, control.SendText(name, message, cadence))
     if answer is not None:
         listener.report(place, answer)
@@ -171,7 +197,7 @@ async def _listen_once(client: Client, place: Where, timeout: float | None) -> N
     for event in await client.sync(timeout=timeout):
         if isinstance(event, ev.ConnectionChanged):
             continue
-        line = render.event_line(event, client.server_url)
+        line = event_line(event, client.server_url)
         if line is not None:
             render.out.print(line)
             shown += 1
@@ -200,7 +226,7 @@ async def _listen(client: Client, timeout: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 async for event in client.listen():
-                    line = render.event_line(event, client.server_url)
+                    line = event_line(event, client.server_url)
                     if line is not None:
                         render.out.print(line)
     finally:
@@ -225,10 +251,281 @@ def history(
             messages = client.history(conversation, limit=limit)
             if not messages:
                 render.dim("no messages yet")
-            for message in messages:
-                sender = names.get(message.sender, "?") if message.sender is not None else "you"
-                render.out.print(render.message_line(message, sender))
+            for line in history_lines(messages, names):
+                render.out.print(line)
             if mark_read and messages:
                 await client.mark_read(conversation)
 
     run(place, work())
+
+
+# ---------------------------------------------------------------------------- changes to messages
+MESSAGE_ID_DIGITS = 8
+"""Hex digits of a message id that ``sotto history`` shows."""
+HISTORY_SCAN = 10_000
+"""How far back a message id given on the command line is looked for."""
+
+IdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="The message: its id as `sotto history` shows it (4 or more hex digits).",
+        show_default=False,
+    ),
+]
+ConversationArgument = Annotated[str, typer.Argument(help="A contact or a group.", show_default=False)]
+
+
+def find_message(client: Client, conversation: Contact | Group, given: str) -> Message:
+    """The message of the conversation whose id starts with ``given``; one line of error if
+    none or several do."""
+    prefix = given.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,32}", prefix):
+        fail(
+            f"{render.clean(given)!r} is not a message id",
+            hint="`sotto history NAME` shows each message's id (4 or more of its hex digits will do)",
+            code=ExitCode.USAGE,
+        )
+    found = [
+        m
+        for m in client.history(conversation, limit=HISTORY_SCAN)
+        if m.timer_s is None and m.message_id.hex().startswith(prefix)
+    ]
+    if not found:
+        fail(
+            f"no message {prefix} in this conversation",
+            hint="`sotto history NAME` shows each message's id",
+            code=ExitCode.UNKNOWN_NAME,
+        )
+    if len(found) > 1:
+        fail(f"{len(found)} messages have ids starting {prefix}: give more digits", code=ExitCode.USAGE)
+    return found[0]
+
+
+async def _sent(client: Client, place: Where, success: str) -> None:
+    with render.spinner("Sending…"):
+        left = await client.flush()
+    report_send(place, left, success, client.last_refusal)
+
+
+def _reply(place: Where, name: str, reply_to: str, text: str, cadence: bool) -> None:
+    async def work() -> None:
+        async with opened(place, cadence=cadence) as client:
+            conversation = require_conversation(client, name)
+            quoted = find_message(client, conversation, reply_to)
+            await client.send_reply(conversation, quoted.message_id, text)
+            if cadence:
+                render.done("queued: it goes out in a tick of `sotto listen --cadence`")
+                return
+            await _sent(client, place, f"reply sent to {_shown(conversation)}")
+
+    run(place, work())
+
+
+def _shown(conversation: Contact | Group) -> str:
+    return (
+        render.clean(conversation.name)
+        if isinstance(conversation, Contact)
+        else f"#{render.clean(conversation.name)}"
+    )
+
+
+def edit(
+    name: ConversationArgument,
+    message: IdArgument,
+    text: TextArgument = None,
+    text_file: TextFileOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Change the text of one of your messages, for everyone (within 24 hours of sending it)."""
+    place = where(profile)
+    new_text = message_text(text, text_file)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            conversation = require_conversation(client, name)
+            target = find_message(client, conversation, message)
+            await client.edit_message(conversation, target.message_id, new_text)
+            await _sent(client, place, f"edited for {_shown(conversation)}")
+
+    run(place, work())
+
+
+def unsend(
+    name: ConversationArgument,
+    message: IdArgument,
+    profile: ProfileOption = None,
+) -> None:
+    """Delete one of your messages for everyone (within 24 hours of sending it); a placeholder stays."""
+    place = where(profile)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            conversation = require_conversation(client, name)
+            target = find_message(client, conversation, message)
+            await client.delete_for_everyone(conversation, target.message_id)
+            await _sent(client, place, f"deleted for {_shown(conversation)}")
+
+    run(place, work())
+
+
+def react(
+    name: ConversationArgument,
+    message: IdArgument,
+    emoji: Annotated[
+        str | None, typer.Argument(help="One emoji; leave it out with --remove.", show_default=False)
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Take your reaction back.")] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """React to a message with an emoji (one reaction per person: a new one replaces yours)."""
+    place = where(profile)
+    if remove == (emoji is not None):
+        fail("give an emoji, or --remove", code=ExitCode.USAGE)
+    chosen = emoji or ""
+    try:
+        content.encode(content.Reaction(bytes(16), bytes(16), chosen, 0))
+    except ValueError:
+        fail(
+            f"a reaction is one emoji (at most {content.MAX_REACTION_BYTES} bytes, no spaces)",
+            code=ExitCode.USAGE,
+        )
+
+    async def work() -> None:
+        async with opened(place) as client:
+            conversation = require_conversation(client, name)
+            target = find_message(client, conversation, message)
+            await client.react(conversation, target.message_id, chosen)
+            await _sent(
+                client, place, f"reaction {'removed' if remove else 'sent'} to {_shown(conversation)}"
+            )
+
+    run(place, work())
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def parse_duration(value: str) -> int:
+    """``off``/``0``, or a number and a unit (``30s``, ``5m``, ``8h``, ``1d``, ``4w``): seconds."""
+    given = value.strip().lower()
+    if given in ("off", "0"):
+        return 0
+    found = re.fullmatch(r"(\d{1,7})\s*([smhdw])", given)
+    seconds = 0 if found is None else int(found.group(1)) * _UNITS[found.group(2)]
+    if not 0 < seconds <= content.MAX_TIMER_S:
+        fail(
+            f"{render.clean(value)!r} is not a timer",
+            hint="a number and a unit, 30s, 5m, 8h, 1d or 4w (four weeks at most), or off",
+            code=ExitCode.USAGE,
+        )
+    return seconds
+
+
+def duration_text(seconds: int) -> str:
+    for unit, size in (("week", 7 * 86_400), ("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' * (count != 1)}"
+    return f"{seconds} second{'s' * (seconds != 1)}"
+
+
+def timer(
+    name: ConversationArgument,
+    duration: Annotated[str, typer.Argument(help="30s, 5m, 8h, 1d, 4w … or off.", show_default=False)],
+    profile: ProfileOption = None,
+) -> None:
+    """Set the conversation's disappearing messages (or turn them off), for everyone in it.
+
+    What anyone writes from then on is deleted from every side that long after it arrives."""
+    place = where(profile)
+    seconds = parse_duration(duration)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            conversation = require_conversation(client, name)
+            await client.set_disappearing_timer(conversation, seconds)
+            state = f"set to {duration_text(seconds)}" if seconds else "off"
+            await _sent(client, place, f"disappearing messages {state} for {_shown(conversation)}")
+
+    run(place, work())
+
+
+# ---------------------------------------------------------------------------- how changes are shown
+def change_line(e: ev.Event) -> Text | None:
+    """How ``sotto listen`` shows a change to a message; None for other events."""
+    group: Group | None = getattr(e, "group", None)
+    where = "" if group is None else f" in #{render.clean(group.name)}"
+    match e:
+        case ev.MessageEdited():
+            who = render.clean(e.contact.name)
+            return Text.assemble((who, "bold cyan"), f" edited a message{where}: {render.clean(e.text)}")
+        case ev.MessageDeleted():
+            return Text(f"{render.clean(e.contact.name)} deleted a message{where}", style="dim")
+        case ev.ReactionChanged():
+            did = f"reacted {render.clean(e.emoji)} to" if e.emoji else "took back a reaction to"
+            return Text(
+                f"{render.clean(e.contact.name)} {did} {e.message_id.hex()[:MESSAGE_ID_DIGITS]}{where}"
+            )
+        case ev.TimerChanged():
+            return Text(f"{render.clean(e.contact.name)} {_timer_words(e.seconds)}{where}", style="yellow")
+        case ev.MessageChangeIgnored():
+            return Text(
+                f"a change to a message from {render.clean(e.contact.name)} was ignored{where}", style="dim"
+            )
+    return None
+
+
+def _timer_words(seconds: int) -> str:
+    if seconds:
+        return f"set disappearing messages to {duration_text(seconds)}"
+    return "turned disappearing messages off"
+
+
+def event_line(e: ev.Event, server: str) -> Text | None:
+    return change_line(e) or render.event_line(e, server)
+
+
+def history_lines(messages: list[Message], names: Mapping[ContactId, str], *, me: str = "you") -> list[Text]:
+    """A conversation as ``sotto history`` prints it: each message with its id, the line it
+    quotes, an edited mark, a placeholder for a deleted one, its reactions; timer notices."""
+    by_id = {m.message_id: m for m in messages}
+    lines: list[Text] = []
+    for message in messages:
+        sender = me if message.sender is None else names.get(message.sender, "?")
+        short = message.message_id.hex()[:MESSAGE_ID_DIGITS]
+        if message.timer_s is not None:
+            lines.append(
+                Text.assemble(
+                    (f"{short} {render.clock(message.sent_ms)} ", "dim"),
+                    (f"{render.clean(sender)} {_timer_words(message.timer_s)}", "yellow"),
+                )
+            )
+            continue
+        if message.quote is not None:
+            quoted = by_id.get(message.quote.message_id)
+            if quoted is None or quoted.deleted:
+                said = "a message no longer here" if quoted is None else "a deleted message"
+            else:
+                who = me if quoted.sender is None else names.get(quoted.sender, "?")
+                first = quoted.text.splitlines()[0] if quoted.text else ""
+                said = f"{who}: {first[:60]}{'…' * (len(first) > 60)}"
+            lines.append(Text(f"{' ' * MESSAGE_ID_DIGITS} ↳ replying to {render.clean(said)}", style="dim"))
+        if message.deleted:
+            line = Text.assemble((f"{short} {render.clock(message.sent_ms)} ", "dim"))
+            line.append(render.clean(sender), style="bold" if message.sender is None else "bold cyan")
+            line.append(": this message was deleted", style="dim italic")
+        else:
+            line = Text(f"{short} ", style="dim") + render.message_line(message, sender)
+            if message.edited_ms is not None:
+                line.append("  (edited)", style="dim")
+        if message.expires_ms is not None:
+            line.append("  ⏱", style="yellow")
+        lines.append(line)
+        if message.reactions:
+            shown = " · ".join(
+                f"{r.emoji} {me if r.reactor is None else names.get(r.reactor, '?')}"
+                for r in message.reactions
+            )
+            lines.append(Text(f"{' ' * MESSAGE_ID_DIGITS}   {render.clean(shown)}", style="dim"))
+    return lines
