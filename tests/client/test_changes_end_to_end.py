@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from sotto.client import events as ev
+from sotto.client.sdk import Client
 from sotto.errors import ClientError
-from sotto.store.model import Message, Quote, Reaction
+from sotto.store.model import ContactId, Message, MessageId, Quote, Reaction
 from tests.client.test_end_to_end import befriend, collect, new_client, run
 
 
@@ -133,5 +134,30 @@ def test_a_group_gets_replies_edits_reactions_deletions_and_a_timer(server_url: 
             for client in (alice, bob, carol):
                 gone = next(m for m in client.history("Lunch") if m.message_id == first)
                 assert gone.deleted and gone.text == "" and gone.reactions == ()
+
+    run(main)
+
+
+def test_a_running_client_deletes_disappearing_messages_by_itself(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob")]
+        async with alice, bob:
+            await befriend(alice, bob)
+            await alice.set_disappearing_timer("Bob", 1)
+            await collect([bob], lambda s: bool(_of(s[bob], ev.TimerChanged)))
+            sent = await bob.send_text("Alice", "gone in a second")
+            await collect([alice], lambda s: bool(_of(s[alice], ev.MessageReceived)))
+            bob_id = alice.contact("Bob").contact_id
+
+            def held(client: Client, sender: ContactId | None) -> bool:
+                return client.engine.read(lambda tx: tx.messages.find(sender, MessageId(sent))) is not None
+
+            # Neither side reads its history: the clients' own expiry deletes the rows.
+            for client, sender in ((alice, bob_id), (bob, None)):
+                for _ in range(600):
+                    if not held(client, sender):
+                        break
+                    await asyncio.sleep(0.05)
+                assert not held(client, sender)
 
     run(main)

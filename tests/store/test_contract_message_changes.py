@@ -127,7 +127,9 @@ def test_expire_deletes_due_messages_with_their_receipts(store: Store, rng: Rng)
         ]
         tx.messages.react(due[0].row_id, None, "👍", NOW_MS)
         kept = incoming(tx, bob, "kept", rng(16))
+        assert tx.messages.next_expiry() == NOW_MS
         assert tx.messages.expire(NOW_MS + 1000) == 2
+        assert tx.messages.next_expiry() == NOW_MS + 2000
         assert tx.messages.expire(NOW_MS + 1000) == 0
     with store.transaction() as tx:
         assert [m.text for m in tx.messages.conversation(where)] == ["soon gone 2", "kept"]
@@ -136,6 +138,7 @@ def test_expire_deletes_due_messages_with_their_receipts(store: Store, rng: Rng)
         assert all(p.kind is ReceiptKind.DELIVERED for p in tx.messages.pending_receipts())
         assert tx.messages.expire(NOW_MS + 10_000) == 1
         assert tx.messages.conversation(where) == [kept]
+        assert tx.messages.next_expiry() is None
 
 
 def test_expired_and_edited_texts_leave_no_trace_in_the_sqlite_files(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sotto.client.clock import Clock, LoopClock
 from sotto.client.events import (
@@ -169,6 +169,8 @@ class Engine:
             CadenceScheduler(self) if cadence else InteractiveScheduler(self, receipt_delay=receipt_delay)
         )
         self._sizes = EnvelopeSizes(cadence=cadence, rng=rng)
+        self._expiry_wake = asyncio.Event()
+        """Set when a message may have been stored with an expiry time (see :meth:`_expiry_loop`)."""
 
     async def close(self) -> None:
         """Stop the background tasks, close the connection, the network and the store."""
@@ -286,6 +288,7 @@ class Engine:
         batch = list(events)
         if any(isinstance(event, MessageReceived | GroupMessageReceived) for event in batch):
             self._scheduler.receipts_owed()
+            self._expiry_wake.set()
         if batch:
             self._report(batch)
 
@@ -337,6 +340,7 @@ class Engine:
     async def after_send(self) -> None:
         """Something was queued: the scheduler sends it when it may (before :meth:`start`, in
         default mode: now)."""
+        self._expiry_wake.set()
         await self._scheduler.after_send(started=bool(self._tasks))
 
     async def subscribe(self, mailboxes: Mapping[bytes, SigningKey]) -> None:
@@ -352,6 +356,25 @@ class Engine:
             return
         self._replay_unreported()
         self._tasks = [asyncio.create_task(loop, name=name) for name, loop in self._scheduler.loops()]
+        self._tasks.append(asyncio.create_task(self._expiry_loop(), name="sotto-expiry"))
+
+    async def _expiry_loop(self) -> None:
+        """Delete disappearing messages when their time comes (secure deletion, as every store
+        deletion): sleeps until the earliest expiry, or until a message is stored or sent."""
+        while True:
+            self._expiry_wake.clear()
+            due = self.read(lambda tx: tx.messages.next_expiry())
+            if due is not None and due <= self.now_ms():
+                await self.transaction(lambda tx: tx.messages.expire(self.now_ms()))
+                continue
+            waits: set[asyncio.Task[Any]] = {asyncio.create_task(self._expiry_wake.wait())}
+            if due is not None:
+                waits.add(asyncio.create_task(self._clock.sleep((due - self.now_ms()) / 1000)))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()
 
     async def consume(self, envelope: frames.Envelope) -> Outcome:
         """Unseal, decrypt and apply one envelope, committed (or recorded as rejected): its outcome.

@@ -451,6 +451,10 @@ class MessageRepository(Protocol):
         """Delete every message whose ``expires_ms`` has come (with what hangs off it); how many."""
         ...
 
+    def next_expiry(self) -> int | None:
+        """The earliest ``expires_ms`` of any message (None: no message expires)."""
+        ...
+
     def get(self, row_id: MessageRowId) -> Message | None: ...
 
     def find(self, sender: ContactId | None, message_id: MessageId) -> Message | None:

@@ -802,6 +802,10 @@ class _Messages(_Repo):
             _delete_message_rows(self.w, rows)
         return len(rows)
 
+    def next_expiry(self) -> int | None:
+        times = [m.expires_ms for m in self.w.messages.r.values() if m.expires_ms is not None]
+        return min(times, default=None)
+
 
 class _UnreportedEvents(_Repo):
     def add(

@@ -264,6 +264,10 @@ class MessageRepo(Repo):
         # secure_delete zeroes the rows; receipts, owed receipts and extras go by cascade.
         return self.db.run("DELETE FROM messages WHERE expires_ms IS NOT NULL AND expires_ms <= ?", (now_ms,))
 
+    def next_expiry(self) -> int | None:
+        found = self.db.row("SELECT min(expires_ms) FROM messages WHERE expires_ms IS NOT NULL")
+        return None if found is None or found[0] is None else int(found[0])
+
     def get(self, row_id: MessageRowId) -> Message | None:
         found = self.db.row(f"SELECT {_MESSAGE_COLUMNS} WHERE m.id = ?", (row_id,))
         return None if found is None else self._load(found)
