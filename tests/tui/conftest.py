@@ -65,13 +65,15 @@ async def new_client(server_url: str, directory: Path, name: str) -> Client:
 
 
 async def befriend(a: Client, b: Client) -> None:
-    """``a`` invites ``b``; both sides sync until each can write to the other."""
+    """``a`` invites ``b``; both sides sync until each can write to the other, and ``a`` accepts
+    ``b``'s message request."""
     invite = await a.create_invite()
     await b.accept_invite(invite.link, a.display_name)
     for _ in range(40):
         await a.sync(timeout=3, idle=0.1)
         await b.sync(timeout=3, idle=0.1)
         if b.is_ready(a.display_name) and a.is_ready(b.display_name):
+            await a.accept_request(b.display_name)  # b came through a's invite: a message request
             return
     raise AssertionError("the invite did not complete")
 

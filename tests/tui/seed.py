@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sotto.client.flows import account as account_flow
+from sotto.client.flows import requests as request_flow
 from sotto.client.flows.context import address_for
 from sotto.client.sdk import Client
 from sotto.client.transport import HttpNetwork
@@ -135,6 +136,29 @@ def small_world(seed: int = 1) -> MemoryStore:
         lunch = Conversation.group(group.group_id)
         s.message(tx, lunch, carol, "Who is in?", NOW_MS - 90 * minute)
         s.message(tx, lunch, None, "Me", NOW_MS - 89 * minute, state=MessageState.READ)
+    return store
+
+
+def world_with_a_request(seed: int = 1) -> MemoryStore:
+    """:func:`small_world`, and Eve, who used one of Alice's invites and wrote twice: a request."""
+    store = small_world(seed)
+    s = Seeder(store, seeded_rng(seed + 100))
+    with store.transaction() as tx:
+        eve = s.contact(tx, "Eve")
+        tx.contacts.update(replace(eve, display_name="Eve from the book club"))
+        request_flow.mark(tx, eve.contact_id)
+        where = Conversation.direct(eve.contact_id)
+        s.message(
+            tx,
+            where,
+            eve,
+            "Hi Alice, we met at the book club",
+            NOW_MS - 3 * 60_000,
+            state=MessageState.RECEIVED,
+        )
+        s.message(
+            tx, where, eve, "Is this still your number?", NOW_MS - 2 * 60_000, state=MessageState.RECEIVED
+        )
     return store
 
 

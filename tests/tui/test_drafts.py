@@ -7,7 +7,8 @@ from pathlib import Path
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import seeded_rng
 from sotto.store.sqlite import SqliteStore
-from tests.tui.conftest import open_seeded, run, seeded_app, shown, until
+from sotto.tui.app import ChatApp
+from tests.tui.conftest import frozen, open_seeded, run, seeded_app, shown, until
 from tests.tui.seed import PASSPHRASE, Seeder
 
 DRAFT = "a thought about Thursday, not finished"
@@ -83,5 +84,21 @@ def test_a_draft_is_stored_while_typing_pauses_and_when_the_conversation_is_left
                 await pilot.press("escape", "colon", *"open Bob", "enter")
                 await until(pilot, lambda: client.draft("Carol") == "to Carol", "Carol's draft, on leaving")
                 assert app.composer.value == "to Bob"
+
+    run(main)
+
+
+def test_quitting_a_listening_app_with_no_draft_to_write_quits_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "sotto.db"
+    seeded_profile(path)
+
+    async def main() -> None:
+        client = await open_seeded(SqliteStore.open(path, PASSPHRASE))
+        async with client:
+            app = ChatApp(client, times=frozen(), environ={})  # listening (to a relay that is not there)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("colon", *"open Bob", "enter")
+                await pilot.press("ctrl+q")
+                await until(pilot, lambda: app.return_code is not None, "the app quits")
 
     run(main)

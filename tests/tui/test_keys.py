@@ -7,8 +7,14 @@ from sotto.tui import keys
 from sotto.tui.app import ChatApp, Composer
 from sotto.tui.conversations import ConversationList
 from sotto.tui.log import MessageLog
+from sotto.tui.requests import RequestsScreen
 
-PANES = {"conversations": ConversationList, "log": MessageLog, "composer": Composer}
+PANES = {
+    "conversations": ConversationList,
+    "log": MessageLog,
+    "composer": Composer,
+    "requests": RequestsScreen,
+}
 
 
 def own_actions(cls: type) -> set[str]:
@@ -25,7 +31,7 @@ def bound(cls: type) -> dict[str, str]:
 
 
 def test_every_action_of_the_app_and_its_panes_has_a_key() -> None:
-    for cls in (ChatApp, MessageLog, ConversationList):
+    for cls in (ChatApp, MessageLog, ConversationList, RequestsScreen):
         actions = own_actions(cls)
         assert actions, cls
         missing = actions - set(bound(cls))
@@ -45,6 +51,7 @@ def test_the_app_binds_exactly_the_table() -> None:
     assert bound(ChatApp) == {k.action: k.keys for k in keys.APP_KEYS}
     assert bound(MessageLog) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "log"}
     assert bound(ConversationList) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "conversations"}
+    assert bound(RequestsScreen) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "requests"}
 
 
 def test_no_two_app_actions_share_a_key() -> None:

@@ -146,8 +146,10 @@ def test_invite_command_shows_a_link_and_its_qr_code_that_someone_accepts(
                 await pilot.press("escape")
                 assert not isinstance(app.screen, ShowScreen)
                 await bob.accept_invite(link, "Alice")
-                await until(pilot, lambda: unread_of(app, "Bob") == 0, "Bob appears in the list")
-                assert "Bob accepted your invite" in app.note
+                # Someone used the invite: a message request (test_requests.py), not yet a conversation.
+                await shown(pilot, app, "✉ 1 message request (R)")
+                assert "Bob used your invite" in app.note
+                assert unread_of(app, "Bob") == -1
                 await events_until(bob, lambda _: bob.is_ready("Alice"), "Alice's answer reaches Bob")
 
     run(main)

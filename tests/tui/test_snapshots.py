@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from sotto.client.sdk import Client
 from sotto.tui.app import ChatApp
 from tests.tui.conftest import open_seeded, seeded_app
-from tests.tui.seed import small_world
+from tests.tui.seed import small_world, world_with_a_request
 
 Compare = Callable[..., bool]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -27,6 +27,15 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40"
 @pytest.fixture
 def app() -> Iterator[ChatApp]:
     client: Client = asyncio.run(open_seeded(small_world()))
+    try:
+        yield seeded_app(client)
+    finally:
+        asyncio.run(client.close())
+
+
+@pytest.fixture
+def app_with_request() -> Iterator[ChatApp]:
+    client: Client = asyncio.run(open_seeded(world_with_a_request()))
     try:
         yield seeded_app(client)
     finally:
@@ -83,3 +92,8 @@ def test_command_line(snap_compare: Compare, app: ChatApp, size: tuple[int, int]
 @pytest.mark.parametrize("size", SIZES)
 def test_help(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
     assert snap_compare(app, terminal_size=size, run_before=keys("question_mark"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_message_requests(snap_compare: Compare, app_with_request: ChatApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app_with_request, terminal_size=size, run_before=keys("R"))

@@ -33,6 +33,7 @@ from sotto.client.flows import contacts as contact_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
 from sotto.client.flows import mailboxes as mailbox_flow
+from sotto.client.flows import requests as request_flow
 from sotto.client.flows.context import (
     DAY_MS,
     Context,
@@ -464,6 +465,23 @@ class Client:
         :class:`~sotto.errors.QuotaExceededError`; None if none was held for want of room."""
         return self._engine.last_refusal
 
+    # ------------------------------------------------------------------ message requests
+    def message_requests(self) -> list[Contact]:
+        """Contacts who came through one of our invites and whom we have not accepted yet (nor
+        written to), blocked and removed ones left out (see :mod:`sotto.client.flows.requests`)."""
+
+        def read(tx: Transaction) -> list[Contact]:
+            ids = request_flow.pending(tx)
+            return [c for c in tx.contacts.all() if c.contact_id in ids and not c.blocked and not c.removed]
+
+        return self._engine.read(read)
+
+    async def accept_request(self, contact: ContactRef) -> bool:
+        """Accept a message request (see :meth:`message_requests`); False if it was none."""
+        return await self._engine.transaction(
+            lambda tx: request_flow.settle(tx, self._contact(tx, contact).contact_id)
+        )
+
     # ------------------------------------------------------------------ drafts
     def draft(self, conversation: ContactRef | GroupRef) -> str:
         """What was written in a conversation and not sent yet ("" if nothing): kept encrypted
@@ -543,9 +561,15 @@ class Client:
             raise
         bundle = account_flow.bundle_from_reply(reply)
         async with self._engine.peers([address_for(parsed.account_id).name]):
-            contact, outcome = await self._engine.transaction(
-                lambda tx: invite_flow.accept_invite(self._engine.context(tx), parsed, bundle, contact_name)
-            )
+
+            def accept(tx: Transaction) -> tuple[Contact, Outcome]:
+                contact, outcome = invite_flow.accept_invite(
+                    self._engine.context(tx), parsed, bundle, contact_name
+                )
+                request_flow.settle(tx, contact.contact_id)  # we asked them: no request
+                return contact, outcome
+
+            contact, outcome = await self._engine.transaction(accept)
         # The bundle came on a connection of its own; our mailbox for them, a few seconds later.
         await self._engine.spread()
         await self._engine.finish(outcome)
@@ -556,9 +580,12 @@ class Client:
         """Queue a text for ``contact`` and try to send it now; its message id (receipts name it)."""
         target = self._engine.read(lambda tx: self._writable(tx, contact))
         async with self._engine.peers([target.address.name]):
-            message_id = await self._engine.transaction(
-                lambda tx: sending.send_text(self._engine.context(tx), target, text)
-            )
+
+            def send(tx: Transaction) -> MessageId:
+                request_flow.settle(tx, target.contact_id)  # writing to a request accepts it
+                return sending.send_text(self._engine.context(tx), target, text)
+
+            message_id = await self._engine.transaction(send)
         await self._engine.after_send()
         return message_id
 

@@ -22,6 +22,7 @@ from textual import events, work
 from textual.app import App, ComposeResult
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -37,6 +38,7 @@ from sotto.tui.conversations import ConversationList
 from sotto.tui.log import MessageLog
 from sotto.tui.model import Summary, TimeFormat, key_of, load_summaries, summarize, title_of
 from sotto.tui.notify import Detail, Notifier, Style
+from sotto.tui.requests import PREVIEW, Decision, Request, RequestsScreen
 from sotto.tui.screens import HelpScreen, ShowScreen
 
 STATUS_EVERY_S = 1.0
@@ -153,6 +155,8 @@ class ChatApp(App[None]):
         self._typing_shown: dict[str, Timer] = {}
         """Conversation key -> when its "is typing" goes away unless renewed."""
         self._names: dict[int, str] = {}
+        self.requests: dict[int, Contact] = {}
+        """Contact id -> a message request (see :mod:`sotto.tui.requests`), kept out of the list."""
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -184,7 +188,8 @@ class ChatApp(App[None]):
     def on_mount(self) -> None:
         everyone = self.client.contacts(include_removed=True)
         self._names = {c.contact_id: c.name for c in everyone}
-        self.conversations.show(load_summaries(self.client, everyone))
+        self.requests = {c.contact_id: c for c in self.client.message_requests()}
+        self.conversations.show(load_summaries(self.client, everyone, requests=self.requests))
         self.conversations.focus()
         self.log_view.open(None, self._names)
         self.connected = self.ever_connected = self.live and self.client.connected
@@ -212,6 +217,11 @@ class ChatApp(App[None]):
     async def handle(self, event: ev.Event) -> None:
         """One event from the client: update the list, the log, the status; notify."""
         match event:
+            case ev.MessageReceived() if event.contact.contact_id in self.requests:
+                self.notifier.message(title_of(event.contact), request=True)
+                self._requests_changed()
+            case ev.TypingChanged() if event.group is None and event.contact.contact_id in self.requests:
+                pass  # not shown before they are accepted
             case ev.MessageReceived():
                 self._typing(ev.TypingChanged(event.contact, False))  # what they typed arrived
                 await self._arrived(event.contact)
@@ -227,6 +237,13 @@ class ChatApp(App[None]):
                 self.note = f"a message could not be delivered ({event.reason})"
             case ev.TypingChanged():
                 self._typing(event)
+            case ev.ContactAdded() if event.contact.contact_id in self._request_ids():
+                self._names[event.contact.contact_id] = event.contact.name
+                self.requests[event.contact.contact_id] = event.contact
+                self.conversations.drop(key_of(event.contact))
+                self.notifier.message(title_of(event.contact), request=True)
+                self.note = f"{clean(event.contact.name)} used your invite: a message request (R)"
+                self._requests_changed()
             case ev.ContactAdded() | ev.ContactAccepted():
                 self._names[event.contact.contact_id] = event.contact.name
                 self.conversations.put(summarize(self.client, event.contact))
@@ -304,6 +321,9 @@ class ChatApp(App[None]):
         queued = self.client.pending_outbox()
         if queued:
             status.append(f" · {queued} queued", style="yellow")
+        if self.requests:
+            plural = "s" if len(self.requests) > 1 else ""
+            status.append(f" · ✉ {len(self.requests)} message request{plural} (R)", style="bold")
         if self.note:
             status.append(" · ")
             status.append(clean(self.note))
@@ -312,6 +332,45 @@ class ChatApp(App[None]):
     def say(self, note: str) -> None:
         self.note = note
         self.refresh_status()
+
+    # ------------------------------------------------------------------ message requests
+    def _request_ids(self) -> set[int]:
+        return {c.contact_id for c in self.client.message_requests()}
+
+    def _requests_changed(self) -> None:
+        if isinstance(self.screen, RequestsScreen):
+            self.screen.reload()
+        self.refresh_status()
+
+    def load_requests(self) -> list[Request]:
+        """The requests with their latest messages (for :class:`RequestsScreen`)."""
+        contacts = list(self.requests.values())
+        latest = self.client.latest_messages(contacts, limit=PREVIEW)
+        return [Request(c, m) for c, m in zip(contacts, latest, strict=True)]
+
+    async def decide_request(self, contact: Contact, decision: Decision) -> None:
+        """Accept, block or delete a message request; an accepted one opens."""
+        try:
+            match decision:
+                case Decision.ACCEPT:
+                    await self.client.accept_request(contact)
+                case Decision.BLOCK:
+                    await self.client.block_contact(contact)
+                case Decision.DELETE:
+                    await self.client.remove_contact(contact, forget_history=True)
+        except SottoError as e:
+            self.say(f"could not {decision.value} {clean(contact.name)}: {e}")
+            return
+        self.requests.pop(contact.contact_id, None)
+        done = {Decision.ACCEPT: "accepted", Decision.BLOCK: "blocked", Decision.DELETE: "deleted"}
+        self.note = f"{clean(contact.name)} {done[decision]}"
+        if decision is Decision.ACCEPT:
+            self.conversations.put(summarize(self.client, contact))
+            if isinstance(self.screen, RequestsScreen):
+                self.screen.dismiss(None)
+            self.open_conversation(contact)
+            self.focus_now(self.composer)
+        self._requests_changed()
 
     # ------------------------------------------------------------------ opening conversations
     def on_conversation_list_selected(self, event: ConversationList.Selected) -> None:
@@ -506,6 +565,8 @@ class ChatApp(App[None]):
             case "search":
                 self.search_term = parsed.args[0]
                 self._find(older=True)
+            case "requests":
+                self.action_requests()
             case "retry":
                 self.retry()
             case "help":
@@ -657,6 +718,10 @@ class ChatApp(App[None]):
     def action_verify(self) -> None:
         self.show_safety_number(None)
 
+    def action_requests(self) -> None:
+        if not isinstance(self.screen, RequestsScreen):
+            self.push_screen(RequestsScreen(self.load_requests, self.decide_request, self.times))
+
     def action_retry(self) -> None:
         self.retry()
 
@@ -668,13 +733,17 @@ class ChatApp(App[None]):
         if self.open_target is not None:
             text = self.composer.value
             self._keep_draft(self.open_target, text)
-            await self.workers.wait_for_complete([w for w in self.workers if w.group == "drafts"])
+            saving = [w for w in self.workers if w.group == "drafts"]
+            if saving:  # (an empty list would wait for every worker, the receive loop too)
+                await self.workers.wait_for_complete(saving)
         self.exit()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that are text go into a text field that has the focus, not to their action."""
-        if action in keys.TYPED_ACTIONS and isinstance(self.focused, Input):
-            return False
+        if action in keys.TYPED_ACTIONS and (
+            isinstance(self.focused, Input) or isinstance(self.screen, ModalScreen)
+        ):
+            return False  # a modal screen's own keys (a, b, d on the requests) come first
         if action == "open_highlighted":
             return self.focused is self.conversations
         return True

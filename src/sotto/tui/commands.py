@@ -26,6 +26,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("open", ("o",), ":open NAME", "open the conversation with a contact or #group", 1, 1),
     Spec("verify", (), ":verify [NAME]", "show your safety number with a contact (and its QR code)", 0, 1),
     Spec("search", (), ":search TEXT", "find TEXT in the open conversation, newest first", 1, 99),
+    Spec("requests", (), ":requests", "people who used your invites, to accept, block or delete"),
     Spec("retry", (), ":retry", "send what is queued now, without waiting for the next attempt"),
     Spec("help", ("h",), ":help", "list the keys and commands"),
     Spec("quit", ("q", "qa", "quit!", "q!"), ":quit", "leave (what is queued goes out next time)"),

@@ -76,6 +76,11 @@ class ConversationList(ScrollView, can_focus=True):
         others = [s for s in self.summaries if s.key != summary.key]
         self.show([*others, summary])
 
+    def drop(self, key: str) -> None:
+        """Take one conversation's row out (a contact blocked, deleted, or now a request)."""
+        if self.get(key) is not None:
+            self.show([s for s in self.summaries if s.key != key])
+
     def get(self, key: str) -> Summary | None:
         return next((s for s in self.summaries if s.key == key), None)
 

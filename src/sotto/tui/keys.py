@@ -44,6 +44,7 @@ APP_KEYS: tuple[Key, ...] = (
     Key("I", "invite", "New invite link (QR code)", "I"),
     Key("a", "accept", "Accept an invite link", "a"),
     Key("v", "verify", "Safety number with this contact", "v"),
+    Key("R", "requests", "Message requests (first contact)", "R"),
     Key("ctrl+r", "retry", "Send queued messages now", "Ctrl+R"),
     Key("question_mark", "help", "Keys and commands", "?"),
     Key("ctrl+q", "quit", "Quit", "Ctrl+Q"),
@@ -63,8 +64,15 @@ PANE_KEYS: tuple[Key, ...] = (
     Key("ctrl+d,pagedown", "page_down_half", "Half a page down", "Ctrl+D", pane="log", palette=False),
     Key("ctrl+u,pageup", "page_up_half", "Half a page up", "Ctrl+U", pane="log", palette=False),
     Key("enter", "submit", "Send", "Enter", pane="composer", palette=False),
+    Key("j,down", "cursor_down", "Next request", "j ↓", pane="requests", palette=False),
+    Key("k,up", "cursor_up", "Previous request", "k ↑", pane="requests", palette=False),
+    Key("a", "accept", "Accept: they join your conversations", "a", pane="requests", palette=False),
+    Key("b", "block", "Block: drop what they send", "b", pane="requests", palette=False),
+    Key("d", "delete", "Delete them and what they wrote", "d", pane="requests", palette=False),
+    Key("escape,q", "close", "Close the requests", "Esc", pane="requests", palette=False),
 )
-"""Bound by the panes themselves (:mod:`.conversations`, :mod:`.log`, the composer)."""
+"""Bound by the panes themselves (:mod:`.conversations`, :mod:`.log`, the composer) and the
+message-requests screen (:mod:`.requests`)."""
 
 PALETTE_KEY = Key("ctrl+p", "command_palette", "Command palette", "Ctrl+P", palette=False)
 """Textual's own command palette, listing :data:`APP_KEYS`."""
@@ -92,7 +100,7 @@ def app_bindings() -> list[BindingType]:
 
 def help_rows() -> list[tuple[str, str]]:
     rows = [(k.shown, k.description) for k in (*APP_KEYS, PALETTE_KEY)]
-    for pane in ("conversations", "log", "composer"):
+    for pane in ("conversations", "log", "composer", "requests"):
         rows.extend((f"{k.shown} ({pane})", k.description) for k in PANE_KEYS if k.pane == pane)
     return rows
 

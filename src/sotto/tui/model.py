@@ -7,7 +7,7 @@ and names other people chose go through :func:`sotto.cli.render.clean` before th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from sotto.client.sdk import Client
@@ -72,11 +72,15 @@ def summarize(client: Client, target: Contact | Group) -> Summary:
     return _summaries(client, [target])[0]
 
 
-def load_summaries(client: Client, contacts: list[Contact] | None = None) -> list[Summary]:
+def load_summaries(
+    client: Client, contacts: list[Contact] | None = None, *, requests: Container[int] = ()
+) -> list[Summary]:
     """Every conversation with a contact not blocked (of ``contacts``, default all but removed
-    ones), and every group, newest first."""
+    ones) and not a message request (contact ids in ``requests``), and every group, newest first."""
     people = client.contacts() if contacts is None else contacts
-    targets: list[Contact | Group] = [c for c in people if not c.blocked and not c.removed]
+    targets: list[Contact | Group] = [
+        c for c in people if not c.blocked and not c.removed and c.contact_id not in requests
+    ]
     targets.extend(client.groups())
     return order(_summaries(client, targets))
 

@@ -66,9 +66,10 @@ class Notifier:
         self.style = effective_style(style, environ)
         self.detail = detail
 
-    def message(self, where: str) -> str:
-        """Notify of one message in conversation ``where``; what was written ("" when off)."""
-        body = "Sotto: new message"
+    def message(self, where: str, *, request: bool = False) -> str:
+        """Notify of one message in conversation ``where`` (``request``: from someone not accepted
+        yet); what was written ("" when off)."""
+        body = "Sotto: new message request" if request else "Sotto: new message"
         if self.detail is Detail.SENDER:
             body += f" from {where}"
         data = escape(self.style, body)

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from sotto.client import content as c
 from sotto.client.events import ContactAccepted, ContactAdded, ContactMailboxChanged, RejectReason
+from sotto.client.flows import requests
 from sotto.client.flows.contacts import revive
 from sotto.client.flows.context import (
     Command,
@@ -194,6 +195,7 @@ def receive_contact_request(
     else:  # removed before: the same row (and history) again, with a new session
         contact = revive(tx, existing, address=address, display_name=request.display_name)
     tx.their_mailboxes.put(their_mailbox(contact, request.reply_to, ctx.now_ms))
+    requests.mark(tx, contact.contact_id)
     mailbox = new_mailbox(ctx, contact)
     send_control(ctx, contact, c.ContactAccepted(ctx.me.account.display_name, address_of(mailbox)))
     return Outcome(events=[ContactAdded(contact)], commands=[register(mailbox), *retire_invite])
