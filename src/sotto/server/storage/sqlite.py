@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import queue
-import secrets
 import sqlite3
 import threading
 import time
@@ -94,13 +94,20 @@ DISK_CHECK_S = 0.1
 """How stale the free-space reading may be while writes go on."""
 
 _PENDING_SQL = (
-    "SELECT mailbox_id, count(*), sum(length(sealed)) - count(*) * 16 FROM envelopes GROUP BY mailbox_id"
+    "SELECT mailbox_id, count(*), sum(length(sealed)) - count(*) * 16, max(seq) FROM envelopes "
+    "GROUP BY mailbox_id"
 )
 KEY_BYTES = 32
 SLOT_GROWTH = 64
 """Empty ``envelope_keys`` slots added at once when none is free, or as many as the table holds
 (it doubles): the more slots a pick has to choose from, the less a slot says of when it was taken."""
 _ZERO_KEY = bytes(KEY_BYTES)
+
+
+def _draw_key() -> tuple[bytes, int]:
+    """A fresh envelope key, and a random number to pick its slot with."""
+    drawn = os.urandom(KEY_BYTES + _PICK_BYTES)
+    return drawn[:KEY_BYTES], int.from_bytes(drawn[KEY_BYTES:], "big")
 
 
 def id_tag(mailbox_id: bytes, message_id: bytes) -> bytes:
@@ -117,17 +124,51 @@ _TOUCH_SQL = (
 expiry would not move are not written at all, which is most drains of a week."""
 
 
-_PUT_LOOKUP_SQL = (
-    "SELECT m.token_hash, m.expires_day, "
-    "(SELECT coalesce(max(seq), 0) + 1 FROM envelopes WHERE mailbox_id = ?1), "
-    "(SELECT 1 FROM envelopes WHERE mailbox_id = ?1 AND id_tag = ?2) "
-    "FROM (SELECT 1) LEFT JOIN mailboxes m ON m.mailbox_id = ?1"
+_PUT_LOOKUP_SQL = "SELECT token_hash, expires_day FROM mailboxes WHERE mailbox_id = ?"
+"""A send's one read: the mailbox's token and expiry. The next sequence number is kept in memory
+(``SqliteStorage._pending``), and a pending duplicate is found by the insert itself (or, when a
+quota refuses the send, by :data:`_DUPLICATE_SQL`), so a missing mailbox and a wrong token cost
+the same one-row lookup and one comparison."""
+_DUPLICATE_SQL = "SELECT 1 FROM envelopes WHERE mailbox_id = ? AND id_tag = ?"
+_INSERT_SQL = (
+    "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, id_tag) DO NOTHING"
 )
-"""A send's one read: the mailbox's token and expiry, the next sequence number in it, and whether
-the id is pending already. Always one row, its token NULL for a missing mailbox: the envelope
-lookups run either way, so a missing mailbox costs what a wrong token does."""
 _NO_TOKEN_HASH = bytes(32)
 """Compared with when the mailbox is missing, so that both refusals do the same work."""
+_PICK_BYTES = 8
+"""Random bytes drawn with each envelope key to pick its slot (the bias of a 64-bit draw modulo
+the number of free slots is below 2^-40 for any table this relay can hold)."""
+
+_DELETE_CHUNK = 64
+"""Most ids (or key slots) one delete statement names."""
+
+
+def _in_size(count: int) -> int:
+    """The size of the ``IN`` list for ``count`` values: a power of two, so that a handful of
+    statement texts serve every batch (each text is prepared once and cached)."""
+    return 1 << max(0, count - 1).bit_length()
+
+
+def _padded(values: Sequence[T]) -> list[T]:
+    """``values`` filled up to :func:`_in_size` by repeating the last (``IN`` ignores repeats)."""
+    return [*values, *[values[-1]] * (_in_size(len(values)) - len(values))]
+
+
+@functools.cache
+def _delete_sql(count: int) -> str:
+    marks = ", ".join("?" * _in_size(count))
+    return (
+        f"DELETE FROM envelopes WHERE mailbox_id = ? AND id_tag IN ({marks}) "  # noqa: S608 (marks only)
+        "RETURNING key_slot, length(sealed) - 16"
+    )
+
+
+@functools.cache
+def _zero_sql(count: int) -> str:
+    marks = ", ".join("?" * _in_size(count))
+    return f"UPDATE envelope_keys SET key = ? WHERE slot IN ({marks})"  # noqa: S608 (marks only)
+
 
 _READ_SQL = (
     "SELECT e.seq, e.received_day, e.sealed, k.key FROM envelopes e "
@@ -180,7 +221,8 @@ class SqliteStorage:
         self._linger_s = linger_s
         self.quotas = quotas or Quotas()
         self._checkpoint_interval_s = checkpoint_interval_s
-        # Owned by the writer thread: mailbox id -> [pending envelopes, their payload bytes].
+        # Owned by the writer thread: mailbox id -> [pending envelopes, their payload bytes, the
+        # highest seq given out since the mailbox last had none pending].
         self._pending: dict[bytes, list[int]] = {}
         # Owned by the writer thread: envelope_keys slots holding no key, and the highest slot.
         self._free_slots: list[int] = []
@@ -285,7 +327,7 @@ class SqliteStorage:
         ).fetchall()
         self._load_slots(conn)
         for mailbox_id, seq, message_id, day, payload in rows:
-            key = os.urandom(KEY_BYTES)
+            key, pick = _draw_key()
             conn.execute(
                 "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -294,7 +336,7 @@ class SqliteStorage:
                     seq,
                     id_tag(mailbox_id, message_id),
                     day,
-                    self._take_slot(conn, key),
+                    self._take_slot(conn, key, pick),
                     aes256_ctr_zero(key, message_id + payload),
                 ),
             )
@@ -309,14 +351,15 @@ class SqliteStorage:
             if r[0] not in used
         ]
 
-    def _take_slot(self, conn: sqlite3.Connection, key: bytes) -> int:
+    def _take_slot(self, conn: sqlite3.Connection, key: bytes, pick: int) -> int:
         """Store ``key`` in a free slot chosen at random and return the slot.
 
         At random, so that slot numbers do not follow the order envelopes arrived in (the next
         slot up, or the one freed last, would put envelopes stored one after the other, such as a
         contact request and its answer, side by side). With no slot free, the table first doubles
         with empty slots (zero keys), of which one is picked like any other; so while the table
-        grows, a slot still says roughly how large it was when taken."""
+        grows, a slot still says roughly how large it was when taken. ``pick`` is a uniformly
+        random 64-bit number (drawn with the key, :func:`_draw_key`: one system call for both)."""
         free = self._free_slots
         if not free:
             first, count = self._top_slot + 1, max(SLOT_GROWTH, self._top_slot)
@@ -326,7 +369,7 @@ class SqliteStorage:
             )
             self._top_slot = first + count - 1
             free.extend(new)
-        pick = secrets.randbelow(len(free))
+        pick %= len(free)
         free[pick], free[-1] = free[-1], free[pick]
         slot = free.pop()
         conn.execute("UPDATE envelope_keys SET key = ? WHERE slot = ?", (key, slot))
@@ -334,11 +377,13 @@ class SqliteStorage:
 
     def _zero_slots(self, conn: sqlite3.Connection, slots: Sequence[int]) -> None:
         """Overwrite the keys of deleted envelopes in place (same size: SQLite leaves no copy)."""
-        conn.executemany("UPDATE envelope_keys SET key = ? WHERE slot = ?", [(_ZERO_KEY, s) for s in slots])
+        for start in range(0, len(slots), _DELETE_CHUNK):
+            chunk = slots[start : start + _DELETE_CHUNK]
+            conn.execute(_zero_sql(len(chunk)), (_ZERO_KEY, *_padded(chunk)))
 
     # ------------------------------------------------------------------ writer-thread bookkeeping
     def _load_pending(self, conn: sqlite3.Connection) -> None:
-        self._pending = {bytes(m): [n, size] for m, n, size in conn.execute(_PENDING_SQL)}
+        self._pending = {bytes(m): [n, size, top] for m, n, size, top in conn.execute(_PENDING_SQL)}
 
     def _forget(self, mailbox_id: bytes, count: int, size: int) -> None:
         held = self._pending.get(mailbox_id)
@@ -848,40 +893,45 @@ class SqliteStorage:
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> asyncio.Future[PutResult]:
         def op(conn: sqlite3.Connection) -> PutResult:
-            tag = id_tag(mailbox_id, message_id)
-            row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id, tag)).fetchone()
-            held_hash = row[0]
-            matches = bytes_equal(_NO_TOKEN_HASH if held_hash is None else held_hash, token_hash)
-            if held_hash is None or row[1] <= today or not matches:
+            row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id,)).fetchone()
+            matches = bytes_equal(_NO_TOKEN_HASH if row is None else row[0], token_hash)
+            if row is None or row[1] <= today or not matches:
                 return PutResult(PutOutcome.NOT_FOUND)
-            if row[3] is not None:
-                return PutResult(PutOutcome.DUPLICATE)
-            seq = row[2]
+            tag = id_tag(mailbox_id, message_id)
             held = self._pending.get(mailbox_id)
-            if self._disk_low:
-                return PutResult(PutOutcome.RELAY_FULL)
-            if (0 if held is None else held[1]) + len(payload) > self.quotas.mailbox_bytes or (
-                held is not None and held[0] >= self.quotas.mailbox_envelopes
-            ):
-                return PutResult(PutOutcome.MAILBOX_FULL)
-            key = os.urandom(KEY_BYTES)
+            refused = (
+                PutOutcome.RELAY_FULL
+                if self._disk_low
+                else PutOutcome.MAILBOX_FULL
+                if (0 if held is None else held[1]) + len(payload) > self.quotas.mailbox_bytes
+                or (held is not None and held[0] >= self.quotas.mailbox_envelopes)
+                else None
+            )
+            if refused is not None:
+                # A retry of what is already stored is answered as such, full or not.
+                if conn.execute(_DUPLICATE_SQL, (mailbox_id, tag)).fetchone() is not None:
+                    return PutResult(PutOutcome.DUPLICATE)
+                return PutResult(refused)
+            seq = 1 if held is None else held[2] + 1
+            key, pick = _draw_key()
             sealed = aes256_ctr_zero(key, message_id + payload)
-            slot = self._take_slot(conn, key)
+            slot = self._take_slot(conn, key, pick)
             try:
-                conn.execute(
-                    "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (mailbox_id, seq, tag, today, slot, sealed),
-                )
+                stored = conn.execute(_INSERT_SQL, (mailbox_id, seq, tag, today, slot, sealed)).rowcount
             except BaseException:
                 self._zero_slots(conn, (slot,))
                 self._free_slots.append(slot)
                 raise
+            if not stored:  # the id is pending already
+                self._zero_slots(conn, (slot,))
+                self._free_slots.append(slot)
+                return PutResult(PutOutcome.DUPLICATE)
             if held is None:
-                self._pending[mailbox_id] = [1, len(payload)]
+                self._pending[mailbox_id] = [1, len(payload), seq]
             else:
                 held[0] += 1
                 held[1] += len(payload)
+                held[2] = seq
             return PutResult(
                 PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
             )
@@ -920,16 +970,20 @@ class SqliteStorage:
         return await self._call(op, savepoint=False)
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
+        by_mailbox: dict[bytes, dict[bytes, None]] = {}
+        for mailbox_id, message_id in refs:
+            by_mailbox.setdefault(mailbox_id, {})[id_tag(mailbox_id, message_id)] = None
+
         def op(conn: sqlite3.Connection) -> int:
-            gone = []
-            for mailbox_id, message_id in refs:
-                rows = conn.execute(
-                    "DELETE FROM envelopes WHERE mailbox_id = ? AND id_tag = ? "
-                    "RETURNING key_slot, length(sealed) - 16",
-                    (mailbox_id, id_tag(mailbox_id, message_id)),
-                ).fetchall()
-                if rows:
-                    gone.append((mailbox_id, rows[0][0], rows[0][1]))
+            # One statement per mailbox and up to _DELETE_CHUNK ids, not one per id: an ack batch
+            # holds many envelopes of few mailboxes.
+            gone: list[tuple[bytes, int, int]] = []
+            for mailbox_id, tags in by_mailbox.items():
+                ordered = list(tags)
+                for start in range(0, len(ordered), _DELETE_CHUNK):
+                    chunk = ordered[start : start + _DELETE_CHUNK]
+                    rows = conn.execute(_delete_sql(len(chunk)), (mailbox_id, *_padded(chunk))).fetchall()
+                    gone += [(mailbox_id, slot, size) for slot, size in rows]
             self._zero_slots(conn, [slot for _, slot, _ in gone])
             for mailbox_id, slot, size in gone:  # after every statement went through
                 self._forget(mailbox_id, 1, size)
