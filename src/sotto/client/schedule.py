@@ -80,10 +80,16 @@ __all__ = [
 log = logging.getLogger("sotto.client")
 
 SCHEDULES_PATH: Final = "/v1/schedules/"
-HORIZON_S: Final = 2 * 3600
-"""How far ahead the schedule reaches: an outage up to this long leaves no gap."""
-MAX_HORIZON_TICKS: Final = 48
-"""Ticks held ahead at most, whatever the tick (a short tick would otherwise mean thousands)."""
+HORIZON_S: Final = 14 * 3600
+"""How far ahead the schedule reaches: an outage up to this long (a night) leaves no gap."""
+MAX_HORIZON_TICKS: Final = 192
+"""Ticks held ahead at most, whatever the tick (a short tick would otherwise mean thousands):
+16 h of the default 300 s ticks, so ``horizon_s`` may reach 16 h at that tick."""
+NEAR_S: Final = 2 * 3600
+MAX_NEAR_TICKS: Final = 48
+"""The ticks held ahead that a top-up builds at once, however long it takes: two hours of them,
+at most 48 (what the whole schedule was before it reached a night). The rest of the horizon is
+built within the time left before the next tick's rebuild, and at the next refresh."""
 SIGN_LEAD_MS: Final = 1_000
 """A pre-built poll's signature time is its instant less this."""
 REBUILD_LEAD_S: Final = 5.0
@@ -242,7 +248,8 @@ class ScheduledCadence:
         (then what it holds is deleted, as far as it can be)."""
         try:
             await self._rebuild(tick)
-            await self._top_up()
+            lead = min(REBUILD_LEAD_S, self._tick / 4)
+            await self._top_up(tick, until=cadence_plan.tick_start(tick + 1, self._tick) - lead)
         except ScheduleError as e:
             log.info("schedule not refreshed: %s", e)
             self._refused_ticks = self._refused_ticks + 1 if e.refused else 0
@@ -347,15 +354,44 @@ class ScheduledCadence:
         if built:
             await self._upload(built, [])
 
-    async def _top_up(self) -> None:
-        """Build the ticks after the last one built, up to the horizon, each with covers and
-        polls that acknowledge nothing; a refusal is raised (ScheduleError)."""
+    async def _top_up(self, rebuilt: int, until: float = math.inf) -> None:
+        """Build the ticks after the last one built (and after ``rebuilt``, the tick the refresh
+        built in full) up to the horizon, each with covers and polls that acknowledge nothing.
+
+        The nearest tick goes alone, then batches of twice as many ticks, each within one upload
+        (a device back from a night builds its whole horizon in a few requests, nearest first).
+        Past the near ticks (:data:`NEAR_S`) it stops at ``until`` (unix seconds: the next
+        tick's rebuild, which must not wait for the far ticks); the next refresh goes on. A
+        forwarder that holds no more (507) keeps the schedule as far as it reaches: the next
+        refresh tries again, one tick at a time. Any other refusal is raised (ScheduleError)."""
         now = self._now()
-        last = cadence_plan.tick_of(now, self._tick) + horizon_ticks(self._tick, self._horizon_s)
-        first = max(self._state.built_to + 1, cadence_plan.tick_of(now, self._tick) + 2)
-        for tick in range(first, last + 1):
-            await self._upload(await self._ahead(tick), [])
-            self._state.built_to = tick
+        current = cadence_plan.tick_of(now, self._tick)
+        last = current + horizon_ticks(self._tick, self._horizon_s)
+        near = current + min(
+            horizon_ticks(self._tick, self._horizon_s),
+            max(2, min(MAX_NEAR_TICKS, math.ceil(NEAR_S / self._tick))),
+        )
+        tick = max(self._state.built_to + 1, rebuilt + 1, current + 1)
+        ticks = 1
+        while tick <= last:
+            built = await self._ahead(tick)
+            per_tick = max(len(built), 1)
+            upto = tick
+            while upto < min(last, tick + ticks - 1) and len(built) + per_tick <= UPLOAD_BATCH:
+                upto += 1
+                built += await self._ahead(upto)
+            try:
+                await self._upload(built, [])
+            except ScheduleError as e:
+                if e.status != 507:
+                    raise
+                ahead = self._state.built_to - cadence_plan.tick_of(now, self._tick)
+                log.info("the forwarder holds the schedule %d ticks ahead, and no more", ahead)
+                return
+            self._state.built_to = upto
+            tick, ticks = upto + 1, ticks * 2
+            if upto >= near and self._now() >= until:
+                return
 
     async def _ahead(self, tick: int) -> list[_Built]:
         engine = self._engine
