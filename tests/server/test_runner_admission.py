@@ -165,7 +165,10 @@ def test_a_slow_header_client_is_closed_after_the_header_timeout(tmp_path: Path)
 
 
 def test_a_client_that_does_not_read_gets_no_more_answers_until_it_reads(tmp_path: Path) -> None:
-    with live(tmp_path, write_stall_seconds=600.0, keep_alive_seconds=0.05) as relay:
+    # The keep-alive timeout is long enough for the last check to reach the relay on a loaded
+    # machine before it runs out, and short enough to run out several times while held.
+    keep_alive = 1.0
+    with live(tmp_path, write_stall_seconds=600.0, keep_alive_seconds=keep_alive) as relay:
         reader = relay.connect("127.0.0.8", SO_RCVBUF=4_096)
         # Pipelined requests whose answers (some 40 KB each) go unread.
         count = 40
@@ -178,7 +181,7 @@ def test_a_client_that_does_not_read_gets_no_more_answers_until_it_reads(tmp_pat
         answered = relay.server.server_state.total_requests
         assert answered < 5  # not the 40 that the kernel's buffers would otherwise take in
         # A request waits, so the connection is not idle: the keep-alive timeout leaves it be.
-        time.sleep(20 * 0.05)
+        time.sleep(3 * keep_alive)
         assert len(holding()) == 1
         # Once it reads, the rest are answered.
         data = b""
