@@ -15,7 +15,7 @@ from sotto.store.model import Conversation, GroupId
 from sotto.tui import app as app_module
 from sotto.tui.app import ChatApp, Composer, summaries_of
 from sotto.tui.conversations import ConversationList
-from sotto.tui.log import PAGE, MessageLog
+from sotto.tui.log import PAGE, SEARCH_PAGE, MessageLog
 from sotto.tui.screens import HelpScreen, ShowScreen
 from tests.tui.conftest import open_seeded, run, screen_text, seeded_app, shown, until
 from tests.tui.seed import NOW_MS, Seeder, small_world
@@ -294,6 +294,37 @@ def test_a_long_conversation_opens_one_page_and_reads_older_pages_on_the_way_up(
                 await shown(pilot, app, "line 0")
                 await pilot.press("G")
                 await shown(pilot, app, f"line {total - 1}")
+
+    run(main)
+
+
+def test_a_search_reads_back_to_the_oldest_match_and_one_that_finds_nothing_loads_nothing() -> None:
+    async def main() -> None:
+        store = MemoryStore()
+        seeder = Seeder(store, seeded_rng(4))
+        seeder.account()
+        total = SEARCH_PAGE * 2 + PAGE + 5
+        with store.transaction() as tx:
+            bob = seeder.contact(tx, "Bob")
+            where = Conversation.direct(bob.contact_id)
+            for n in range(total):
+                seeder.message(tx, where, bob if n % 2 else None, f"line {n}", NOW_MS - (total - n) * 1000)
+        client = await open_seeded(store)
+        async with client:
+            app = seeded_app(client)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press("enter", "slash", *"nowhere", "enter")
+                log = app.log_view
+                assert "no older match" in app.note
+                assert len(log.messages) == PAGE  # searched back to the start, loaded nothing
+                await pilot.press("slash", *"line 7", "enter")  # the newest: line 799
+                assert highlighted(app) == ["line 799"]
+                assert len(log.messages) == PAGE + 2 * SEARCH_PAGE and not log.complete
+                await shown(pilot, app, "line 799")
+                await pilot.press("slash", *"line 0", "enter")  # only the oldest
+                assert highlighted(app) == ["line 0"]
+                assert len(log.messages) == total and log.complete
+                await shown(pilot, app, "line 0")
 
     run(main)
 

@@ -36,7 +36,7 @@ from sotto.store.model import Contact, Group, Message
 from sotto.tui import commands, keys
 from sotto.tui.conversations import ConversationList
 from sotto.tui.log import MessageLog
-from sotto.tui.model import Summary, TimeFormat, key_of, load_summaries, summarize, title_of
+from sotto.tui.model import Summary, TimeFormat, advance, key_of, load_summaries, summarize, title_of
 from sotto.tui.notify import Detail, Notifier, Style
 from sotto.tui.requests import PREVIEW, Decision, Request, RequestsScreen
 from sotto.tui.screens import HelpScreen, ShowScreen
@@ -276,7 +276,8 @@ class ChatApp(App[None]):
                 summary = summarize(self.client, target)
                 self.notifier.message(title_of(target))
         else:
-            summary = summarize(self.client, target)
+            known = self.conversations.get(key)
+            summary = summarize(self.client, target) if known is None else advance(self.client, known)
             self.notifier.message(title_of(target))
         self.conversations.put(summary)
 

@@ -28,6 +28,8 @@ from sotto.tui.model import TimeFormat
 
 PAGE = 100
 """Messages read per page: more than a tall terminal shows, so a page fills the screen."""
+SEARCH_PAGE = 1000
+"""Messages read at a time by a search going back through a conversation."""
 LOAD_MARGIN = 3
 """Read the page before when the view comes this close to the top."""
 
@@ -103,11 +105,16 @@ class MessageLog(ScrollView, can_focus=True):
             self.complete = True
         if not older:
             return 0
+        self._prepend(older, complete=self.complete)
+        return len(older)
+
+    def _prepend(self, older: list[Message], *, complete: bool) -> None:
+        """Put ``older`` (oldest first) before the loaded messages; the view stays on what it showed."""
         before = len(self._lines)
         self.messages[:0] = older
+        self.complete = complete
         self._relayout()
         self.scroll_to(y=self.scroll_y + len(self._lines) - before, animate=False)
-        return len(older)
 
     def append(self, message: Message) -> None:
         """A new message at the end; the view follows it if it was at the end."""
@@ -161,14 +168,28 @@ class MessageLog(ScrollView, can_focus=True):
         index = self._highlight_index()
         if older:
             start = len(self.messages) if index is None else index
-            while True:
-                for i in range(start - 1, -1, -1):
-                    if needle in self.messages[i].text.casefold():
-                        return self._show(i)
-                added = self.load_older()
-                if not added:
-                    return None
-                start = added
+            for i in range(start - 1, -1, -1):
+                if needle in self.messages[i].text.casefold():
+                    return self._show(i)
+            # Older pages are read and searched first, and put in the log (laid out once) only
+            # if one holds a match: a search that finds nothing leaves the log as it was.
+            pages: list[list[Message]] = []
+            oldest = self.messages[0].row_id
+            while not self.complete and self.loader is not None:
+                page = self.loader(oldest, SEARCH_PAGE)
+                if not page:
+                    break
+                pages.append(page)
+                oldest = page[0].row_id
+                hit = next(
+                    (i for i in range(len(page) - 1, -1, -1) if needle in page[i].text.casefold()), None
+                )
+                if hit is not None:
+                    self._prepend([m for p in reversed(pages) for m in p], complete=len(page) < SEARCH_PAGE)
+                    return self._show(hit)
+                if len(page) < SEARCH_PAGE:
+                    break
+            return None
         start = -1 if index is None else index
         for i in range(start + 1, len(self.messages)):
             if needle in self.messages[i].text.casefold():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sotto.client.sdk import Client
 from sotto.store.model import Contact, Direction, Group, Message, MessageState
@@ -31,6 +31,8 @@ class Summary:
     """More unread than were counted (see :data:`UNREAD_SCAN`)."""
     last_ms: int = 0
     """When the latest message was stored (0: none yet); the list is newest first."""
+    last_row: int = 0
+    """The latest message's row id when this was read (0: none), for :func:`advance`."""
     typing: bool = False
     ready: bool = True
     """False for a contact who has not answered our contact request yet."""
@@ -112,10 +114,37 @@ def _summaries(client: Client, targets: list[Contact | Group]) -> list[Summary]:
                 unread=unread,
                 unread_capped=capped,
                 last_ms=messages[-1].stored_ms if messages else 0,
+                last_row=messages[-1].row_id if messages else 0,
                 ready=True if isinstance(target, Group) else ready[target.contact_id],
             )
         )
     return summaries
+
+
+ADVANCE_PEEK = 8
+"""How many of a conversation's newest messages :func:`advance` reads."""
+
+
+def advance(client: Client, summary: Summary) -> Summary:
+    """The row once messages arrived in its conversation: the newest few are read and the new
+    incoming ones added to the unread count, rather than counting again from the store (up to
+    :data:`UNREAD_SCAN` messages decrypted, for each message that arrives). Counted again when
+    more arrived than were read, or one of them is ours or read; unchanged when none is new
+    (an event reported again after a restart)."""
+    newest = client.latest_messages([summary.target], limit=ADVANCE_PEEK)[0]
+    fresh = [m for m in newest if m.row_id > summary.last_row]
+    if not fresh:
+        return summary
+    if len(fresh) == len(newest) or any(
+        m.direction is Direction.OUTGOING or m.state is MessageState.READ for m in fresh
+    ):
+        return summarize(client, summary.target)
+    return replace(
+        summary,
+        unread=summary.unread + len(fresh),
+        last_ms=fresh[-1].stored_ms,
+        last_row=fresh[-1].row_id,
+    )
 
 
 def order(summaries: list[Summary]) -> list[Summary]:
