@@ -4,6 +4,7 @@ two profiles on a real relay process, each change seen by the other side's `list
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -86,6 +87,28 @@ def test_reply_edit_react_unsend_and_timer_between_two_profiles(
     assert "you set disappearing messages to 1 hour" in history and "this one disappears ⏱" in history
     assert "Bob set disappearing messages to 1 hour" in ok("history", "Bob", "--profile", alice)
     assert "disappearing messages off" in ok("timer", "Alice", "off", "--profile", bob)
+
+    # The export: every conversation as JSON into a private file, one as HTML to standard output.
+    ok("send", "Bob", "<script>alert(1)</script>", "--profile", alice)
+    ok("listen", "--once", "--profile", bob)
+    exported = tmp_path / "history.json"
+    assert "written to" in ok("history", "--export", "json", "--output", str(exported), "--profile", bob)
+    assert exported.stat().st_mode & 0o777 == 0o600
+    (conversation,) = json.loads(exported.read_text(encoding="utf-8"))["conversations"]
+    texts = [m["text"] for m in conversation["messages"]]
+    assert "Yes, the usual place" in texts and "<script>alert(1)</script>" in texts
+    assert conversation["name"] == "Alice" and conversation["messages"][0]["deleted"] is True
+    again = refused(ExitCode.USAGE, "history", "--export", "json", "-o", str(exported), "--profile", bob)
+    assert "exists" in again
+    page = sotto("history", "Alice", "--export", "html", "--profile", bob)
+    assert page.exit_code == 0, page.output
+    assert (
+        page.output.startswith("<!DOCTYPE html>") and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.output
+    )
+    assert "<script" not in page.output and "Yes, the usual place" in page.output
+    assert "--output goes with --export" in refused(
+        ExitCode.USAGE, "history", "Alice", "-o", "x", "--profile", bob
+    )
 
 
 def test_durations_read_as_people_write_them() -> None:

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from sotto.client import content as c
+from sotto.client import history_export
 from sotto.client.clock import Clock, as_clock, wall_clock_ms
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
@@ -714,6 +715,26 @@ class Client:
         """Messages of the conversation written from now on, by anyone, are deleted ``seconds``
         after each store received them (0: kept). Every member is told; both histories show it."""
         await self._change(conversation, lambda ctx, where, *_: changes.set_timer(ctx, where, seconds)[1])
+
+    def export_history(
+        self, conversation: ContactRef | GroupRef | None = None
+    ) -> history_export.HistoryExport:
+        """Our whole history (or one conversation's), to write out with :func:`~sotto.client.
+        history_export.to_json` or :func:`~sotto.client.history_export.to_html`."""
+
+        def read(tx: Transaction) -> history_export.HistoryExport:
+            now = self._engine.now_ms()
+            tx.messages.expire(now)
+            only: Contact | Group | None = None
+            if conversation is not None:
+                where = self._conversation(tx, conversation)
+                if where.group_id is not None:
+                    only = self._group(tx, bytes(where.group_id))
+                elif where.contact_id is not None:
+                    only = tx.contacts.get(where.contact_id)
+            return history_export.collect(tx, self._engine.account, now, only)
+
+        return self._engine.read(read)
 
     def disappearing_timer(self, conversation: ContactRef | GroupRef) -> int:
         """The conversation's disappearing timer in seconds (0: off)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from sotto.cli import listener, render
 from sotto.cli.failures import ExitCode, Where, fail, report_send
 from sotto.cli.names import require_contact, require_conversation
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
-from sotto.client import content, control
+from sotto.client import content, control, history_export
 from sotto.client import events as ev
 from sotto.client.content import MAX_TEXT_BYTES
 from sotto.client.sdk import Client
@@ -233,16 +235,53 @@ async def _listen(client: Client, timeout: float | None) -> None:
         watchdog.cancel()
 
 
+class ExportFormat(enum.StrEnum):
+    HTML = "html"
+    JSON = "json"
+
+
 def history(
-    name: Annotated[str, typer.Argument(help="A contact or a group.", show_default=False)],
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A contact or a group (with --export: all of them if left out).", show_default=False
+        ),
+    ] = None,
+    *,
     limit: Annotated[int, typer.Option(min=1, help="How many of the latest messages.")] = 20,
     mark_read: Annotated[
         bool, typer.Option("--read/--no-read", help="Mark what you see read (sends read receipts).")
     ] = True,
+    export: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--export",
+            help="Write the whole history (of NAME, or of every conversation) as a readable html page "
+            "or as json, instead of showing it; marks nothing read.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            dir_okay=False,
+            help="The file for --export (made readable by you only); else standard output.",
+            show_default=False,
+        ),
+    ] = None,
     profile: ProfileOption = None,
 ) -> None:
-    """Show the latest messages of a conversation (and mark them read)."""
+    """Show the latest messages of a conversation (and mark them read), or export your history."""
     place = where(profile)
+    if export is None and output is not None:
+        fail("--output goes with --export", code=ExitCode.USAGE)
+    if export is not None:
+        _export(place, name, export, output)
+        return
+    if name is None:
+        fail("name a contact or a group (or give --export to export every conversation)", code=ExitCode.USAGE)
 
     async def work() -> None:
         async with opened(place) as client:
@@ -255,6 +294,29 @@ def history(
                 render.out.print(line)
             if mark_read and messages:
                 await client.mark_read(conversation)
+
+    run(place, work())
+
+
+def _export(place: Where, name: str | None, fmt: ExportFormat, output: Path | None) -> None:
+    if output is not None and output.exists():
+        fail(f"{output} exists", hint="choose another file name, or remove it first", code=ExitCode.USAGE)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            conversation = None if name is None else require_conversation(client, name)
+            found = client.export_history(conversation)
+        text = history_export.to_html(found) if fmt is ExportFormat.HTML else history_export.to_json(found)
+        if output is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        # Created for its owner only, and never over an existing file.
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        count = sum(len(c.messages) for c in found.conversations)
+        render.done(f"{count:,} messages of {len(found.conversations)} conversation(s) written to {output}")
 
     run(place, work())
 
@@ -505,7 +567,7 @@ def history_lines(messages: list[Message], names: Mapping[ContactId, str], *, me
         if message.quote is not None:
             quoted = by_id.get(message.quote.message_id)
             if quoted is None or quoted.deleted:
-                said = "a message no longer here" if quoted is None else "a deleted message"
+                said = "an earlier message" if quoted is None else "a deleted message"
             else:
                 who = me if quoted.sender is None else names.get(quoted.sender, "?")
                 first = quoted.text.splitlines()[0] if quoted.text else ""
