@@ -6,6 +6,11 @@ each inside its own SAVEPOINT of one transaction, commits once, and only then re
 callers' futures on their event loops: a caller is answered after its write is durable, many
 writes share one commit, and the event loop never touches the disk.
 
+Sends, the hottest path, skip the savepoint (each writes once, its insert) and share work within
+a batch: a mailbox's row is read once for all the sends to it until another kind of operation
+runs, and their envelope keys are written together (one ``executemany``) before the commit, or
+before any other operation, which might read or zero those slots.
+
 SQLite in WAL mode with ``synchronous=NORMAL`` keeps every committed transaction across a
 process crash (only a power loss can cost the last commits).
 
@@ -22,10 +27,10 @@ writer rewrites the file (``VACUUM``, see :meth:`SqliteStorage._compact`), so ne
 of pages nor the place of a row in its page follows when rows were made, beyond the rows made
 since that day's rewrite.
 
-Quotas: the writer keeps, in memory, each mailbox's pending envelope count and bytes (read from
-the table at start, kept by the operations that add and delete envelopes), so a send's quota
-check costs no query; it also reads the free space of the database's filesystem at most every
-``DISK_CHECK_S`` while writing.
+Quotas: the writer keeps, in memory, each mailbox's pending envelope count and bytes, and the
+last ``seq`` it gave out (read from the table at start, kept by the operations that add and
+delete envelopes), so a send's quota check and its ``seq`` cost no query; it also reads the
+free space of the database's filesystem at most every ``DISK_CHECK_S`` while writing.
 """
 
 from __future__ import annotations
@@ -129,6 +134,7 @@ _PUT_LOOKUP_SQL = "SELECT token_hash, expires_day FROM mailboxes WHERE mailbox_i
 (``SqliteStorage._pending``), and a pending duplicate is found by the insert itself (or, when a
 quota refuses the send, by :data:`_DUPLICATE_SQL`), so a missing mailbox and a wrong token cost
 the same one-row lookup and one comparison."""
+_KEY_SQL = "UPDATE envelope_keys SET key = ? WHERE slot = ?"
 _DUPLICATE_SQL = "SELECT 1 FROM envelopes WHERE mailbox_id = ? AND id_tag = ?"
 _INSERT_SQL = (
     "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
@@ -192,6 +198,10 @@ class _Job:
     """False for an operation that writes at most once, in its last statement, and raises nothing
     after it: if that statement fails SQLite undoes it alone, so the savepoint would only cost two
     statements on the hottest path."""
+    send: bool = False
+    """A send (:meth:`SqliteStorage.submit_envelope`): it may use the mailbox rows read earlier in
+    the batch, and leave its key to be written with the others of the batch. Any other operation
+    first has the keys written and the rows forgotten."""
 
 
 def _settle(batch: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
@@ -227,6 +237,11 @@ class SqliteStorage:
         # Owned by the writer thread: envelope_keys slots holding no key, and the highest slot.
         self._free_slots: list[int] = []
         self._top_slot = 0
+        # Owned by the writer thread, for the batch under way: (key, slot) of the sends stored so
+        # far, written together before anything else reads or writes keys; and the mailbox rows
+        # the sends have read (None for a missing mailbox).
+        self._key_writes: list[tuple[bytes, int]] = []
+        self._batch_mailboxes: dict[bytes, tuple[bytes, int] | None] = {}
         self._disk_low = False
         self._disk_checked = -float("inf")
         self._dirty = False
@@ -336,10 +351,11 @@ class SqliteStorage:
                     seq,
                     id_tag(mailbox_id, message_id),
                     day,
-                    self._take_slot(conn, key, pick),
+                    slot := self._take_slot(conn, pick),
                     aes256_ctr_zero(key, message_id + payload),
                 ),
             )
+            conn.execute(_KEY_SQL, (key, slot))
         conn.execute("DROP TABLE envelopes_v1")
 
     def _load_slots(self, conn: sqlite3.Connection) -> None:
@@ -351,8 +367,8 @@ class SqliteStorage:
             if r[0] not in used
         ]
 
-    def _take_slot(self, conn: sqlite3.Connection, key: bytes, pick: int) -> int:
-        """Store ``key`` in a free slot chosen at random and return the slot.
+    def _take_slot(self, conn: sqlite3.Connection, pick: int) -> int:
+        """Take a free slot chosen at random for a new key (the caller writes the key).
 
         At random, so that slot numbers do not follow the order envelopes arrived in (the next
         slot up, or the one freed last, would put envelopes stored one after the other, such as a
@@ -371,9 +387,14 @@ class SqliteStorage:
             free.extend(new)
         pick %= len(free)
         free[pick], free[-1] = free[-1], free[pick]
-        slot = free.pop()
-        conn.execute("UPDATE envelope_keys SET key = ? WHERE slot = ?", (key, slot))
-        return slot
+        return free.pop()
+
+    def _write_keys(self, conn: sqlite3.Connection) -> None:
+        """Write the keys of the batch's sends so far into their slots (same size, in place)."""
+        keys = self._key_writes
+        if keys:
+            self._key_writes = []
+            conn.executemany(_KEY_SQL, keys)
 
     def _zero_slots(self, conn: sqlite3.Connection, slots: Sequence[int]) -> None:
         """Overwrite the keys of deleted envelopes in place (same size: SQLite leaves no copy)."""
@@ -496,9 +517,13 @@ class SqliteStorage:
 
     def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        self._batch_mailboxes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
+                if not job.send:
+                    self._write_keys(conn)
+                    self._batch_mailboxes.clear()
                 if not job.own_savepoint:
                     try:
                         outcomes.append((job, job.operation(conn), None))
@@ -519,10 +544,12 @@ class SqliteStorage:
                 else:
                     outcomes.append((job, result, None))
                 conn.execute("RELEASE op")
+            self._write_keys(conn)
             conn.execute("COMMIT")
             self.commits += 1
             self._dirty = True
         except sqlite3.Error as exc:
+            self._key_writes = []
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             with contextlib.suppress(sqlite3.Error):  # the operations' bookkeeping was undone too
@@ -543,16 +570,18 @@ class SqliteStorage:
     async def _call(self, operation: Operation[T], *, savepoint: bool = True) -> T:
         return await self._submit(operation, savepoint=savepoint)
 
-    def _submit(self, operation: Operation[T], *, savepoint: bool = True) -> asyncio.Future[T]:
+    def _submit(
+        self, operation: Operation[T], *, savepoint: bool = True, send: bool = False
+    ) -> asyncio.Future[T]:
         """Queue ``operation`` for the writer thread; the future resolves after its commit.
         ``savepoint=False`` only for an operation that writes at most once, in its last statement
-        (see :attr:`_Job.own_savepoint`)."""
+        (see :attr:`_Job.own_savepoint`); ``send`` only for a send (:attr:`_Job.send`)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._closed:
             future.set_exception(RelayStorageError("storage is closed"))
         else:
-            self._jobs.put(_Job(operation, loop, future, savepoint))
+            self._jobs.put(_Job(operation, loop, future, savepoint, send))
         return future
 
     # ------------------------------------------------------------------ accounts
@@ -893,7 +922,11 @@ class SqliteStorage:
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> asyncio.Future[PutResult]:
         def op(conn: sqlite3.Connection) -> PutResult:
-            row = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id,)).fetchone()
+            mailboxes = self._batch_mailboxes
+            if mailbox_id in mailboxes:
+                row = mailboxes[mailbox_id]
+            else:
+                row = mailboxes[mailbox_id] = conn.execute(_PUT_LOOKUP_SQL, (mailbox_id,)).fetchone()
             matches = bytes_equal(_NO_TOKEN_HASH if row is None else row[0], token_hash)
             if row is None or row[1] <= today or not matches:
                 return PutResult(PutOutcome.NOT_FOUND)
@@ -915,17 +948,16 @@ class SqliteStorage:
             seq = 1 if held is None else held[2] + 1
             key, pick = _draw_key()
             sealed = aes256_ctr_zero(key, message_id + payload)
-            slot = self._take_slot(conn, key, pick)
+            slot = self._take_slot(conn, pick)
             try:
                 stored = conn.execute(_INSERT_SQL, (mailbox_id, seq, tag, today, slot, sealed)).rowcount
             except BaseException:
-                self._zero_slots(conn, (slot,))
                 self._free_slots.append(slot)
                 raise
             if not stored:  # the id is pending already
-                self._zero_slots(conn, (slot,))
                 self._free_slots.append(slot)
                 return PutResult(PutOutcome.DUPLICATE)
+            self._key_writes.append((key, slot))
             if held is None:
                 self._pending[mailbox_id] = [1, len(payload), seq]
             else:
@@ -936,7 +968,7 @@ class SqliteStorage:
                 PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
             )
 
-        return self._submit(op, savepoint=False)
+        return self._submit(op, savepoint=False, send=True)
 
     async def pending(
         self,
