@@ -38,6 +38,10 @@ Two more setups, on NATS:
   envelopes acknowledged and not delivered (lost), those pushed again (the client drops an id
   it has seen, so they never reach the app), the seconds from the kill until each of A's
   receivers was subscribed on B (the slowest) and until the first envelope reached them there.
+
+And ``storage``: straight into a ``PostgresStorage`` (no relay), envelopes of 256 and 4,096
+payload bytes over 100 mailboxes; what the database grew by per envelope, and what the server's
+write-ahead log grew by per envelope stored and per envelope deleted.
 """
 
 from __future__ import annotations
@@ -68,9 +72,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import system_rng
+from sotto.server.auth import token_hash
+from sotto.server.storage import PostgresStorage
+from sotto.server.storage.base import MailboxId, MailboxRecord, MessageId
 from sotto.wire import auth, b64, frames
 
-SETUPS = ("one", "nats", "redis", "fallback", "throughput", "kill")
+SETUPS = ("one", "nats", "redis", "fallback", "throughput", "kill", "storage")
 GRACE = 5.0
 """Seconds after the last send that the receiver keeps waiting for the rest."""
 
@@ -570,6 +577,77 @@ def kill(args: argparse.Namespace) -> None:
     )
 
 
+# ---------------------------------------------------------------------------- bytes per envelope
+STORE_MAILBOXES = 100
+STORE_SIZES = (256, 4096)
+"""Payload bytes: a short envelope, and the 4,096-byte class every envelope has in cadence mode
+(docs/metadata.md, *Padding*)."""
+
+
+async def storage_run(dsn: str, size: int, count: int) -> dict[str, float]:
+    """Bytes the database and its write-ahead log grew by per envelope stored (``count`` of
+    ``size`` payload bytes, spread over mailboxes), then per envelope acknowledged (deleted)."""
+    store = await asyncio.to_thread(PostgresStorage.open, dsn)
+    day = int(time.time() // 86_400)
+    try:
+        boxes = [os.urandom(16) for _ in range(STORE_MAILBOXES)]
+        token = os.urandom(32)
+        for box in boxes:
+            record = MailboxRecord(MailboxId(box), os.urandom(32), token_hash(token), 30, day + 30)
+            await store.create_mailbox(record)
+
+        def measure() -> tuple[int, int]:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT pg_database_size(current_database()), pg_current_wal_lsn() - '0/0'"
+                ).fetchone()
+                assert row is not None
+                return int(row[0]), int(row[1])
+
+        db0, wal0 = await asyncio.to_thread(measure)
+        ids: list[tuple[MailboxId, MessageId]] = []
+        for start in range(0, count, 256):
+            puts = []
+            for i in range(start, min(count, start + 256)):
+                box, message_id = MailboxId(boxes[i % len(boxes)]), MessageId(os.urandom(16))
+                ids.append((box, message_id))
+                puts.append(store.put_envelope(box, token_hash(token), message_id, os.urandom(size), day))
+            await asyncio.gather(*puts)
+        db1, wal1 = await asyncio.to_thread(measure)
+        for start in range(0, len(ids), 256):
+            await store.delete_envelopes(ids[start : start + 256])
+        _, wal2 = await asyncio.to_thread(measure)
+    finally:
+        await store.close()
+    return {
+        "database B/envelope": (db1 - db0) / count,
+        "WAL B/envelope stored": (wal1 - wal0) / count,
+        "WAL B/envelope deleted": (wal2 - wal1) / count,
+    }
+
+
+def storage(args: argparse.Namespace) -> None:
+    print(
+        f"bytes per envelope on PostgreSQL: {args.store_count} envelopes over {STORE_MAILBOXES} mailboxes "
+        f"per run, {args.runs} runs; the WAL is the server's, so other databases' writes meanwhile count too"
+    )
+    for size in STORE_SIZES:
+        results = []
+        for run in range(args.runs):
+            with database(args.postgres) as dsn:
+                result = asyncio.run(storage_run(dsn, size, args.store_count))
+            results.append(result)
+            print(
+                f"  {size} B run {run + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in result.items()),
+                flush=True,
+            )
+        print(
+            f"{size} B median: "
+            + ", ".join(f"{k} {statistics.median(r[k] for r in results):,.0f}" for k in results[0]),
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -593,6 +671,7 @@ def main() -> None:
     parser.add_argument("--tp-seconds", type=float, default=8.0, help="seconds counted per throughput run")
     parser.add_argument("--kill-rate", type=float, default=1000.0, help="envelopes/s in the kill setup")
     parser.add_argument("--kill-seconds", type=float, default=30.0, help="seconds sending per kill run")
+    parser.add_argument("--store-count", type=int, default=5000, help="envelopes per storage run")
     args = parser.parse_args()
     setups = [s for s in args.setups.split(",") if s]
     for setup in setups:
@@ -613,6 +692,9 @@ def main() -> None:
             continue
         if setup == "kill":
             kill(args)
+            continue
+        if setup == "storage":
+            storage(args)
             continue
         results = []
         for run in range(args.runs):
