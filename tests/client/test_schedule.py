@@ -4,10 +4,15 @@ real relay and forwarder is in ``tests/forwarder/test_outage.py`` (processes) an
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from sotto.client.schedule import HORIZON_S, MAX_HORIZON_TICKS, capability, horizon_ticks
-from sotto.forwarder.schedule import ScheduleLimits
+from sotto.client.schedule import HORIZON_S, MAX_HORIZON_TICKS, _either_way, capability, horizon_ticks
+from sotto.forwarder.schedule import ScheduleBook, ScheduleLimits, parse_upload
+from sotto.wire import b64
+
+NOW = 1_800_000_000.0
 
 
 @pytest.mark.parametrize(
@@ -41,3 +46,29 @@ def test_the_capability_is_the_devices_own_for_each_relay() -> None:
     assert len(one) == 32 and secret not in one
     assert one != capability(secret, "https://other.example")
     assert one != capability(bytes(32), "https://relay.example")
+
+
+def _held(book: ScheduleBook, key: bytes) -> set[bytes]:
+    return {slot_id for _, slot_id, _ in book.due(2e9)}
+
+
+@pytest.mark.parametrize("applied", [True, False])
+def test_an_upload_sent_again_after_a_lost_answer_means_the_same_either_way(applied: bool) -> None:
+    def sid(n: int) -> str:
+        return b64.encode(n.to_bytes(16, "big"))
+
+    def slot(n: int, replaces: int | None = None) -> dict[str, Any]:
+        raw: dict[str, Any] = {"id": sid(n), "at": int((NOW + n) * 1000), "request": b64.encode(b"r%d" % n)}
+        return raw if replaces is None else {**raw, "replaces": sid(replaces)}
+
+    def store(book: ScheduleBook, body: dict[str, Any]) -> None:
+        slots, cancel = parse_upload(body, book.limits, 1 << 16)
+        book.store(b"k" * 32, slots, cancel, NOW)
+
+    book = ScheduleBook()
+    store(book, {"slots": [slot(1), slot(2), slot(3)], "cancel": []})
+    body = {"slots": [slot(4, replaces=1), slot(5)], "cancel": [sid(2)]}
+    if applied:
+        store(book, body)
+    store(book, _either_way(body))
+    assert _held(book, b"k" * 32) == {n.to_bytes(16, "big") for n in (3, 4, 5)}

@@ -562,7 +562,14 @@ class ScheduledCadence:
             if clear and start == 0:
                 del body["cancel"]
                 body["clear_from"] = clear_from
-            answer = await self._call("/slots", body)
+            try:
+                answer = await self._call("/slots", body)
+            except ScheduleError as e:
+                if e.status is not None:
+                    raise
+                # No answer (the connection dropped): the upload may or may not have been
+                # applied. Once more, in a form that means the same either way.
+                answer = await self._call("/slots", _either_way(body))
             self._cleared = True
             held = set(_ids(answer.get("held")))
             replaced = {b.replaces for b in batch if b.replaces is not None and b.slot.slot_id in held}
@@ -671,6 +678,21 @@ class ScheduledCadence:
             current = engine.read(lambda tx: tx.outbox.get(item.item_id))
             if current is not None and await engine.send_item(current):
                 await engine.confirm([item.item_id])
+
+
+def _either_way(body: dict[str, Any]) -> dict[str, Any]:
+    """An upload whose outcome is the same whether ``body`` was applied before or not: each slot
+    replaces itself (held again if it was held), and the slots it replaced are cancelled (gone
+    already if it was applied). Otherwise a lost answer would leave slots at the forwarder that
+    we do not know of, to go out beside the ones built again in their place."""
+    slots = body["slots"]
+    replaced = [slot["replaces"] for slot in slots if "replaces" in slot]
+    again: dict[str, Any] = {"slots": [{**slot, "replaces": slot["id"]} for slot in slots]}
+    if "clear_from" in body:
+        again["clear_from"] = body["clear_from"]  # it clears the replaced slots too, if due after it
+    else:
+        again["cancel"] = [*body["cancel"], *replaced]
+    return again
 
 
 def _shape(plan: cadence_plan.TickPlan) -> frozenset[tuple[bool, MailboxId]]:
