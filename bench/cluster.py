@@ -35,7 +35,9 @@ Two more setups, on NATS:
   receivers on both. A third of the way into ``--kill-seconds`` node A is killed (SIGKILL). Its
   sender sends every envelope not yet answered again, under the same id, through node B (the
   client's outbox does this), and goes on there; A's receivers subscribe on B. It prints the
-  envelopes acknowledged and not delivered (lost), those pushed again (the client drops an id
+  seconds the sends took (more than ``--kill-seconds`` when the nodes fall behind the rate), the
+  envelopes acknowledged and not delivered once deliveries have stopped for 5 s (lost), those
+  pushed again (the client drops an id
   it has seen, so they never reach the app), the seconds from the kill until each of A's
   receivers was subscribed on B (the slowest) and until the first envelope reached them there.
 
@@ -139,13 +141,18 @@ def nodes(count: int, dsn: str, bus: str | None, work: Path) -> Iterator[list[No
             procs.append(subprocess.Popen(command, stdout=log, stderr=log))
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
+            seen: object = None
             while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                try:
+                    seen = httpx.get(url + "/v1/health", timeout=5).status_code
+                    if seen == 200:
                         break
+                except httpx.HTTPError as exc:
+                    seen = type(exc).__name__
                 if procs[-1].poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"node {n} did not start: {(work / f'node{n}.log').read_text()[-1500:]}"
+                        f"node {n} did not start (exit {procs[-1].poll()}, health {seen}): "
+                        f"{(work / f'node{n}.log').read_text()[-1500:]}"
                     )
                 time.sleep(0.05)
             urls.append(Node(url, procs[-1]))
@@ -525,12 +532,17 @@ async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str
             await sender_b.send(send)
         if killed_at is not None and mover is None and (drain_a.task.done() or sender_a.reading.done()):
             mover = loop.create_task(move())
+    sending = loop.time() - start
     if mover is None:
         mover = loop.create_task(move())
     await mover
-    deadline = loop.time() + GRACE + 10
-    while not acked <= set(pushes) and loop.time() < deadline:
+    # Wait while deliveries go on: at a rate above what the machine carries, a backlog drains
+    # after the last send; only GRACE seconds without any delivery end the wait.
+    quiet_since, last = loop.time(), sum(pushes.values())
+    while not acked <= set(pushes) and loop.time() - quiet_since < GRACE:
         await asyncio.sleep(0.1)
+        if sum(pushes.values()) != last:
+            quiet_since, last = loop.time(), sum(pushes.values())
     await asyncio.sleep(2.0)  # anything pushed again arrives meanwhile
     for drain in (drain_a, drain_b):
         await drain.close()
@@ -541,6 +553,7 @@ async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str
     assert killed_at is not None
     return {
         "sent": count,
+        "sending s": sending,
         "acknowledged": len(acked),
         "lost": len(acked - set(pushes)),
         "pushed again": sum(n - 1 for n in pushes.values()),
