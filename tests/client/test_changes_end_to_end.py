@@ -4,11 +4,14 @@ on the real relay (1:1 and in a group), kept in their encrypted SQLite stores.""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 
+from sotto.client import content as c
 from sotto.client import events as ev
+from sotto.client.flows import sending
 from sotto.client.sdk import Client
 from sotto.errors import ClientError
 from sotto.store.model import ContactId, Message, MessageId, Quote, Reaction
@@ -138,7 +141,18 @@ def test_a_group_gets_replies_edits_reactions_deletions_and_a_timer(server_url: 
     run(main)
 
 
-def test_a_running_client_deletes_disappearing_messages_by_itself(server_url: str, tmp_path: Path) -> None:
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_a_running_client_deletes_disappearing_messages_by_itself_and_logs_ignored_changes(
+    server_url: str, tmp_path: Path
+) -> None:
     async def main() -> None:
         alice, bob = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob")]
         async with alice, bob:
@@ -159,5 +173,24 @@ def test_a_running_client_deletes_disappearing_messages_by_itself(server_url: st
                         break
                     await asyncio.sleep(0.05)
                 assert not held(client, sender)
+
+            # A change the rules refuse (Alice "editing" Bob's message): ignored, logged without a reason.
+            bob_at_alice = alice.contact("Bob")
+            forged = c.Edit(sent, alice.engine.now_ms(), "not hers to edit")
+            client_log, lines = logging.getLogger("sotto.client"), _Lines()
+            level = client_log.level
+            client_log.addHandler(lines)
+            client_log.setLevel(logging.INFO)
+            try:
+                await alice.engine.transaction(
+                    lambda tx: sending.send_control(alice.engine.context(tx), bob_at_alice, forged)
+                )
+                await alice.flush()
+                await collect([bob], lambda s: bool(_of(s[bob], ev.MessageChangeIgnored)))
+            finally:
+                client_log.removeHandler(lines)
+                client_log.setLevel(level)
+            assert "a change to a message was ignored" in lines.lines
+            assert not any("not hers" in line for line in lines.lines)
 
     run(main)

@@ -191,6 +191,11 @@ def build() -> Iterator[tuple[str, str, bytes]]:
         c.MailboxRotated(mailbox),
         c.GroupUpdate(ids[0], "Team", (ids[0], ids[1]), skdm.encode()),
         c.Cover(),
+        c.GroupText(ids[0], 1_700_000_000_000, "a reply", c.Quote(ids[1], ids[2]), 3600),
+        c.Edit(ids[0], 1_700_000_000_001, "edited"),
+        c.DeleteForEveryone(ids[0], 1_700_000_000_002),
+        c.Reaction(ids[0], ids[1], "👍🏽", 1_700_000_000_003),
+        c.Timer(ids[0], 1_700_000_000_004, 86_400),
     ):
         yield "content", f"valid-{type(content).__name__.lower()}", c.encode(content)
     link = InviteLink("https://relay.example:8787", ids[0], bytes(range(32))).encode()

@@ -180,3 +180,27 @@ def test_schema_4_adds_an_empty_send_log_that_takes_entries(old_file: Path) -> N
             assert tx.send_log.count() == 1
     finally:
         store.close()
+
+
+def test_schema_5_keeps_old_messages_plain_and_takes_changes(old_file: Path) -> None:
+    SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=4).close()
+    store = SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=5)
+    try:
+        with store.transaction() as tx:
+            (received,) = tx.messages.conversation(Conversation.direct(ContactId(v1.CONTACT_ID)))
+            assert received.expires_ms is None and received.quote is None and received.reactions == ()
+            assert not received.deleted and received.edited_ms is None and received.timer_s is None
+            assert tx.messages.next_expiry() is None
+            tx.messages.react(received.row_id, None, "👍", 1)
+            edited = tx.messages.edit(received.row_id, "edited after the migration", 2)
+        with store.transaction() as tx:
+            assert tx.messages.get(received.row_id) == edited
+            assert [r.emoji for r in edited.reactions] == ["👍"]
+    finally:
+        store.close()
+    conn = sqlite3.connect(old_file)
+    try:
+        assert conn.execute("SELECT count(*) FROM message_extras").fetchone() == (1,)
+        assert conn.execute("SELECT expires_ms FROM messages").fetchall() == [(None,), (None,)]
+    finally:
+        conn.close()

@@ -46,6 +46,7 @@ from sotto.client.events import (
     EnvelopeRejected,
     Event,
     GroupMessageReceived,
+    MessageChangeIgnored,
     MessageReceived,
     RejectReason,
     SendFailed,
@@ -289,6 +290,8 @@ class Engine:
         if any(isinstance(event, MessageReceived | GroupMessageReceived) for event in batch):
             self._scheduler.receipts_owed()
             self._expiry_wake.set()
+        for _ in (e for e in batch if isinstance(e, MessageChangeIgnored)):
+            log.info("a change to a message was ignored")  # no reason: see flows.changes
         if batch:
             self._report(batch)
 
