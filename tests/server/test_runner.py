@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from sotto.server import ServerConfig
-from sotto.server.runner import ConnectionLimits, DeliveryProtocol, Flag, Inbox, uvicorn_config
+from sotto.server.runner import (
+    ConnectionLimits,
+    DeliveryProtocol,
+    Flag,
+    Inbox,
+    RelayServer,
+    SurvivorFreezer,
+    uvicorn_config,
+)
 from sotto.wire.limits import MAX_FRAME_BYTES
 
 
@@ -131,3 +144,71 @@ def test_a_websocket_whose_send_buffer_stays_full_is_dropped() -> None:
         assert not kept.is_set()
 
     asyncio.run(scenario())
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_full_collection_that_finds_no_garbage_freezes_the_survivors() -> None:
+    scheduled: list[Callable[[], None]] = []
+    clock = [0.0]
+    freezer = SurvivorFreezer(scheduled.append, lambda: clock[0], refresh_seconds=600.0)
+    gc.unfreeze()
+    try:
+        # A young collection, or a full one that found garbage, leaves everything as it is.
+        freezer("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+        freezer("stop", {"generation": 2, "collected": 5, "uncollectable": 0})
+        freezer("start", {"generation": 2, "collected": 0, "uncollectable": 0})
+        assert scheduled == []
+        # A full one that found nothing: what survived is frozen, once, outside the collector.
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        assert len(scheduled) == 1 and gc.get_freeze_count() == 0
+        scheduled.pop()()
+        assert gc.get_freeze_count() > 0 and freezer.freezes == 1
+        # After refresh_seconds everything is unfrozen instead, so a full collection sees it all.
+        clock[0] = 600.0
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        scheduled.pop()()
+        assert gc.get_freeze_count() == 0 and freezer.refreshes == 1
+    finally:
+        gc.unfreeze()
+
+
+def test_frozen_cyclic_garbage_is_collected_after_a_refresh() -> None:
+    scheduled: list[Callable[[], None]] = []
+    clock = [0.0]
+    freezer = SurvivorFreezer(scheduled.append, lambda: clock[0], refresh_seconds=600.0)
+    gc.unfreeze()
+    try:
+        cycle = weakref.ref(_Cycle())  # alive until collected: it refers to itself
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        scheduled.pop()()  # frozen while it was (as far as anyone knew) alive
+        gc.collect()
+        assert cycle() is not None  # a frozen cycle is left alone
+        clock[0] = 601.0
+        freezer("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        scheduled.pop()()
+        gc.collect()
+        assert cycle() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_the_relay_installs_the_freezer_while_it_runs(tmp_path: Path) -> None:
+    server = RelayServer(uvicorn_config(ServerConfig(data_dir=tmp_path, port=0), log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while getattr(server, "freezer", None) is None and thread.is_alive():
+            assert time.monotonic() < deadline, "the relay did not start"
+            time.sleep(0.01)
+        assert isinstance(server.freezer, SurvivorFreezer) and server.freezer in gc.callbacks
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        gc.unfreeze()
+    assert not thread.is_alive() and server.freezer not in gc.callbacks
