@@ -23,8 +23,12 @@ Offline, nothing of this happens, and the forwarder releases what it holds: poll
 acknowledgements (the relay hands out the same envelopes again, which we drop as seen when we
 consume them later) and covers. Back online, we collect everything kept, consume it, and go on.
 
-What the relay can still see: envelopes it handed out and that stay unacknowledged while we are
-away (only when someone wrote to us meanwhile), and a gap if an outage outlasts the horizon.
+The horizon is a night (:data:`HORIZON_S`, 14 h). When it runs out (away for longer, or a
+forwarder that holds less: a 507 keeps the schedule as far as it reaches), the forwarder has
+nothing left to release: the relay sees every poll and send of ours stop in one tick, a horizon
+after our last refresh, and start again in the first tick after we are back. What the relay can
+still see within the horizon: envelopes it handed out and that stay unacknowledged while we are
+away (our online contacts send one every tick, a cover if nothing else).
 What the forwarder sees: our address, when we come and go (it did before, by our requests), the
 number of slots per tick, and sizes; it holds no mailbox id and reads nothing it carries.
 
