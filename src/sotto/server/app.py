@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import RelayError
-from sotto.server import accounts, mailboxes, manifest, ws
+from sotto.server import accounts, attachments, mailboxes, manifest, ws
 from sotto.server.challenge import WorkRefusedError, work_refused_answer
 from sotto.server.clock import Clock, SystemClock
 from sotto.server.config import ServerConfig
@@ -308,6 +308,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(accounts.router)
     app.include_router(mailboxes.router)
+    app.include_router(attachments.router)
 
     @app.get("/v1/manifest", tags=["meta"])
     async def get_manifest() -> dict[str, Any]:
@@ -346,6 +347,7 @@ async def _sweep(ctx: RelayContext) -> None:
     ctx.stats.count("swept_envelopes", result.envelopes)
     ctx.stats.count("swept_mailboxes", result.mailboxes)
     ctx.stats.count("swept_access_tokens", result.access_tokens)
+    await attachments.sweep(ctx)
 
 
 async def _flush(ctx: RelayContext) -> None:
