@@ -36,7 +36,9 @@ Two more setups, on NATS:
   sender sends every envelope not yet answered again, under the same id, through node B (the
   client's outbox does this), and goes on there; A's receivers subscribe on B. It prints the
   seconds the sends took (more than ``--kill-seconds`` when the nodes fall behind the rate), the
-  envelopes acknowledged and not delivered once deliveries have stopped for 5 s (lost), those
+  envelopes acknowledged and not delivered once deliveries have stopped for 5 s, how many of
+  those the database still holds (the rest are lost), the receiver connections that ended
+  (this benchmark does not reconnect them), those
   pushed again (the client drops an id
   it has seen, so they never reach the app), the seconds from the kill until each of A's
   receivers was subscribed on B (the slowest) and until the first envelope reached them there.
@@ -77,6 +79,7 @@ from sotto.crypto.random import system_rng
 from sotto.server.auth import token_hash
 from sotto.server.storage import PostgresStorage
 from sotto.server.storage.base import MailboxId, MailboxRecord, MessageId
+from sotto.server.storage.sqlite import id_tag
 from sotto.wire import auth, b64, frames
 
 SETUPS = ("one", "nats", "redis", "fallback", "throughput", "kill", "storage")
@@ -441,7 +444,17 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- SIGKILL of a node
-async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str, float]:
+def still_stored(dsn: str, refs: list[tuple[bytes, bytes]]) -> int:
+    """How many of ``refs`` (mailbox id, message id) the database still holds."""
+    if not refs:
+        return 0
+    tags = [id_tag(mailbox_id, message_id) for mailbox_id, message_id in refs]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM envelopes WHERE id_tag = ANY(%s)", (tags,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+async def kill_run(started: list[Node], rate: float, seconds: float, dsn: str) -> dict[str, float]:
     a, b = started
     boxes = await make_boxes(b.url, 16)
     pushes: Counter[bytes] = Counter()
@@ -462,6 +475,7 @@ async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str
     drain_a = Drain(await subscribe(a.url, on_a), seen)
     drain_b = Drain(await subscribe(b.url, on_b), seen)
     acked: set[bytes] = set()
+    mailbox_of: dict[bytes, bytes] = {}
     resubscribed: list[float] = []
 
     class Sender:
@@ -524,6 +538,7 @@ async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str
             killed_at = loop.time()
         box = boxes[i % len(boxes)]
         send = frames.Send(box.id, box.token, os.urandom(16), os.urandom(256))
+        mailbox_of[send.id] = box.id
         through = sender_b if (i % 2 or moved) else sender_a
         if not await through.send(send) and through is sender_a:
             if mover is None:
@@ -544,6 +559,8 @@ async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str
         if sum(pushes.values()) != last:
             quiet_since, last = loop.time(), sum(pushes.values())
     await asyncio.sleep(2.0)  # anything pushed again arrives meanwhile
+    undelivered = [(mailbox_of[m], m) for m in acked - set(pushes)]
+    cut = sum(drain.task.done() for drain in (drain_a, drain_b))
     for drain in (drain_a, drain_b):
         await drain.close()
     for sender in (sender_a, sender_b):
@@ -555,7 +572,9 @@ async def kill_run(started: list[Node], rate: float, seconds: float) -> dict[str
         "sent": count,
         "sending s": sending,
         "acknowledged": len(acked),
-        "lost": len(acked - set(pushes)),
+        "undelivered": len(undelivered),
+        "of which stored": await asyncio.to_thread(still_stored, dsn, undelivered),
+        "receivers cut": cut,
         "pushed again": sum(n - 1 for n in pushes.values()),
         "resubscribed s": resubscribed[0] - killed_at if resubscribed else float("nan"),
         "first delivery s": first_after[0] - killed_at if first_after else float("nan"),
@@ -575,7 +594,7 @@ def kill(args: argparse.Namespace) -> None:
             nodes(2, dsn, args.nats, Path(tmp)) as started,
         ):
             before = cpu_times()
-            result = asyncio.run(kill_run(started, args.kill_rate, args.kill_seconds))
+            result = asyncio.run(kill_run(started, args.kill_rate, args.kill_seconds, dsn))
             steal = steal_percent(before, cpu_times())
         results.append(result)
         print(
