@@ -37,8 +37,8 @@ Two more setups, on NATS:
   client's outbox does this), and goes on there; A's receivers subscribe on B. It prints the
   seconds the sends took (more than ``--kill-seconds`` when the nodes fall behind the rate), the
   envelopes acknowledged and not delivered once deliveries have stopped for 5 s, how many of
-  those the database still holds (the rest are lost), the receiver connections that ended
-  (this benchmark does not reconnect them), those
+  those the database still holds (the rest are lost), the connections to B that ended (the two
+  receivers' and the sender's: this benchmark does not reconnect them), those
   pushed again (the client drops an id
   it has seen, so they never reach the app), the seconds from the kill until each of A's
   receivers was subscribed on B (the slowest) and until the first envelope reached them there.
@@ -560,7 +560,7 @@ async def kill_run(started: list[Node], rate: float, seconds: float, dsn: str) -
             quiet_since, last = loop.time(), sum(pushes.values())
     await asyncio.sleep(2.0)  # anything pushed again arrives meanwhile
     undelivered = [(mailbox_of[m], m) for m in acked - set(pushes)]
-    cut = sum(drain.task.done() for drain in (drain_a, drain_b))
+    cut = sum(drain.task.done() for drain in (drain_a, drain_b)) + sender_b.reading.done()
     for drain in (drain_a, drain_b):
         await drain.close()
     for sender in (sender_a, sender_b):
@@ -574,7 +574,7 @@ async def kill_run(started: list[Node], rate: float, seconds: float, dsn: str) -
         "acknowledged": len(acked),
         "undelivered": len(undelivered),
         "of which stored": await asyncio.to_thread(still_stored, dsn, undelivered),
-        "receivers cut": cut,
+        "connections cut": cut,
         "pushed again": sum(n - 1 for n in pushes.values()),
         "resubscribed s": resubscribed[0] - killed_at if resubscribed else float("nan"),
         "first delivery s": first_after[0] - killed_at if first_after else float("nan"),
