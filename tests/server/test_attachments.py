@@ -4,6 +4,7 @@ fetch or 30 days, quota and disk refusals, and what the files hold."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,6 +240,12 @@ def test_deleted_after_thirty_days_and_abandoned_uploads_after_two(relay: Relay)
     relay.clock.advance_days(1)
     assert store.sweep(relay.ctx.today()) == 1
     assert relay.client.get(f"/v1/attachments/{kept}").status_code == 404
+
+
+def test_data_held_lists_exactly_the_columns() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "data-held.md").read_text(encoding="utf-8")
+    section = text.split("\n## Attachments\n")[1].split("\n## ")[0]
+    assert tuple(re.findall(r"(?m)^\| `(\w+)` \|", section)) == COLUMNS
 
 
 def test_files_hold_no_plaintext_no_account_and_no_key_after_deletion(relay: Relay) -> None:
