@@ -143,7 +143,7 @@ def nodes(count: int, dsn: str, bus: str | None, work: Path) -> Iterator[list[No
             log = (work / f"node{n}.log").open("ab")
             procs.append(subprocess.Popen(command, stdout=log, stderr=log))
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             seen: object = None
             while True:
                 try:
