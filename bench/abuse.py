@@ -33,7 +33,8 @@ connections ended, and the latency per second of the attack. The latency is meas
 honest pairs, on the load core that the attackers share with them (at nice 10): it includes
 the pairs' own scheduling delay, so the CPU time of the attackers, of the pairs and of the
 whole load core is printed beside it, with the relay's own CPU and other processes' on its
-core, quiet and under attack.
+core, quiet and under attack, and each relay thread's CPU time, time waiting for a CPU and
+share of samples waiting on the disk during the attack.
 
 CPU steal of the whole machine is read from ``/proc/stat`` around each part and printed.
 
@@ -187,6 +188,53 @@ class LoadCpu:
             "attack_cpu_percent": 100 * attack / wall,
             "pairs_cpu_percent": 100 * own / wall,
             "load_core_busy_percent": 100 * busy / wall,
+        }
+
+
+class RelayThreads:
+    """Where the relay's threads spent the attack, read from ``/proc`` every sample: CPU time,
+    time spent runnable but waiting for a CPU (other threads and processes on its core), and
+    the share of samples in which a thread waited on the disk (``D``). A stall that the relay's
+    event loop did not cause shows here: its main thread waiting for the core, or the storage
+    thread waiting for the disk while sends wait for their commits. Threads are named ``main``
+    (the event loop) or by their kernel name and id (the busiest other one is storage's)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.start = self._read()
+        self.disk: Counter[str] = Counter()
+        self.samples = 0
+
+    def _read(self) -> dict[str, tuple[float, float, str]]:
+        threads: dict[str, tuple[float, float, str]] = {}
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{self.pid}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    base = f"/proc/{self.pid}/task/{tid}"
+                    with open(f"{base}/schedstat") as f:
+                        run, wait, _ = (int(v) for v in f.read().split())
+                    with open(f"{base}/stat") as f:
+                        name, _, rest = f.read().partition("(")[2].rpartition(")")
+                    key = "main" if tid == str(self.pid) else f"{name} {tid}"
+                    threads[key] = (run / 1e9, wait / 1e9, rest.split()[0])
+        return threads
+
+    def sample(self) -> None:
+        self.samples += 1
+        for name, (_, _, state) in self._read().items():
+            if state == "D":
+                self.disk[name] += 1
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        end = self._read()
+        return {
+            name: {
+                "cpu_s": round(run - self.start.get(name, (0.0, 0.0, ""))[0], 2),
+                "waited_for_cpu_s": round(wait - self.start.get(name, (0.0, 0.0, ""))[1], 2),
+                "disk_wait_percent": round(100 * self.disk[name] / max(1, self.samples), 1),
+            }
+            for name, (run, wait, _) in end.items()
+            if run - self.start.get(name, (0.0, 0.0, ""))[0] >= 0.05
         }
 
 
@@ -746,11 +794,14 @@ async def _bounded(relay: RelayProcess, settings: Settings, load_core: int) -> d
 
         lags: list[tuple[float, float]] = []
 
+        threads = RelayThreads(relay.pid)
+
         async def sample() -> None:
-            """The relay's RSS, and how late this process's own event loop wakes (if it is late,
-            the load generator, not the relay, is what delays the pairs)."""
+            """The relay's RSS and threads, and how late this process's own event loop wakes (if
+            it is late, the load generator, not the relay, is what delays the pairs)."""
             while True:
                 peak.append(rss_kib(relay.pid))
+                threads.sample()
                 asked = time.monotonic()
                 await asyncio.sleep(0.05)
                 lags.append((time.monotonic() - asked - 0.05, asked - attack_started))
@@ -763,6 +814,7 @@ async def _bounded(relay: RelayProcess, settings: Settings, load_core: int) -> d
         relay_cpu, other_cpu = load.percent()
         load_cpu = spent.percent()
         sampler.cancel()
+        relay_threads = threads.summary()
         attacked = list(pairs.latencies)
         worst = sorted(zip(pairs.latencies, pairs.when, strict=True), reverse=True)[:8]
         counts: Counter[str] = Counter()
@@ -792,6 +844,7 @@ async def _bounded(relay: RelayProcess, settings: Settings, load_core: int) -> d
             "worst_ms_at_s": [(round(1000 * lat), round(at - attack_started, 1)) for lat, at in worst],
             "attack_started_monotonic": attack_started,
             "timeline": _timeline(pairs.latencies, pairs.when, attack_started),
+            "relay_threads": relay_threads,
         }
     finally:
         gc.enable()
@@ -863,6 +916,10 @@ def report(settings: Settings, fair: list[dict[str, Any]], bounded: list[dict[st
         print(f"  worst latencies (ms, s after the attack began): {run['worst_ms_at_s']}")
         print(
             f"  load generator's own worst event-loop lag (ms, s): {run['load_generator_worst_lag_ms_at_s']}"
+        )
+        print(
+            "  relay threads under attack (CPU s, waited for a CPU s, % of samples in disk wait): "
+            f"{run['relay_threads']}"
         )
     return {
         "settings": asdict(settings),
