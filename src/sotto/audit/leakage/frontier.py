@@ -40,6 +40,7 @@ from sotto.audit.leakage import designs
 from sotto.audit.leakage.run import DesignResult, measure
 from sotto.audit.sim.study import StudySettings, run_study
 from sotto.audit.sim.truth import Truth
+from sotto.client.schedule import horizon_ticks
 from sotto.server.observer import HttpExchange, ViewRecord, WsFrame
 
 Progress = Callable[[str], None]
@@ -70,7 +71,10 @@ class Setting:
         device's schedule of coming ticks, released at their instants; in default mode nothing."""
         if not self.forwarder:
             return "no forwarder"
-        return "schedule, 2 h ahead" if self.cadence else "none (at once)"
+        if not self.cadence:
+            return "none (at once)"
+        ticks = horizon_ticks(self.tick_seconds)
+        return f"schedule, {ticks} ticks ({ticks * self.tick_seconds / 3600:g} h) ahead"
 
 
 SETTINGS: tuple[Setting, ...] = (
