@@ -365,7 +365,8 @@ class ScheduledCadence:
         The nearest tick goes alone, then batches of twice as many ticks, each within one upload
         (a device back from a night builds its whole horizon in a few requests, nearest first).
         Past the near ticks (:data:`NEAR_S`) it stops at ``until`` (unix seconds: the next
-        tick's rebuild, which must not wait for the far ticks); the next refresh goes on. A
+        tick's rebuild, which must not wait for the far ticks) once it has built two batches;
+        the next refresh goes on. A
         forwarder that holds no more (507) keeps the schedule as far as it reaches: the next
         refresh tries again, one tick at a time. Any other refusal is raised (ScheduleError)."""
         now = self._now()
@@ -394,8 +395,8 @@ class ScheduledCadence:
                 return
             self._state.built_to = upto
             tick, ticks = upto + 1, ticks * 2
-            if upto >= near and self._now() >= until:
-                return
+            if upto >= near and self._now() >= until and ticks > 2:
+                return  # at least three ticks a refresh: the horizon grows even when time is short
 
     async def _ahead(self, tick: int) -> list[_Built]:
         engine = self._engine
@@ -658,10 +659,11 @@ class ScheduledCadence:
         pending[:] = [i for i in pending if i not in acked]
         committed = 0
         for polled in result.envelopes:
+            if polled.id in pending:
+                continue  # consumed already (polls built ahead hand the same envelopes out again)
             envelope = frames.Envelope(slot.mailbox_id, polled.id, polled.day, polled.payload)
             outcome = await engine.consume(envelope)
-            if polled.id not in pending:
-                pending.append(polled.id)
+            pending.append(polled.id)
             engine.emit(outcome.events)
             await engine.finish(outcome)
             committed += 1
