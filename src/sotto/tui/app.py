@@ -196,8 +196,9 @@ class ChatApp(App[None]):
         self.refresh_status()
         if self.live:
             self.receive()
-            # Receipts and retries leave the outbox without an event: the queued count is read again.
-            self.set_interval(STATUS_EVERY_S, self.refresh_status)
+            # Receipts and retries leave the outbox without an event: the queued count is read
+            # again; and what `sotto send` wrote through the control socket is shown.
+            self.set_interval(STATUS_EVERY_S, self._tick)
 
     # ------------------------------------------------------------------ receiving
     @work(exclusive=True, group="receive", exit_on_error=False)
@@ -307,6 +308,22 @@ class ChatApp(App[None]):
             if message.row_id > last:
                 log.append(message)
         log.refresh_tail()
+
+    def _tick(self) -> None:
+        self._written_elsewhere()
+        self.refresh_status()
+
+    def _written_elsewhere(self) -> None:
+        """Show a message that another process (`sotto send`, through the control socket) wrote
+        in the open conversation: one message read to look."""
+        target = self.open_target
+        if target is None:
+            return
+        newest = self.client.latest_messages([target], limit=1)[0]
+        shown = self.log_view.messages[-1].row_id if self.log_view.messages else 0
+        if newest and newest[-1].row_id > shown:
+            self.catch_up()
+            self.conversations.put(summarize(self.client, target))
 
     # ------------------------------------------------------------------ status
     def refresh_status(self) -> None:

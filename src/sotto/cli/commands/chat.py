@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from sotto.cli import listener
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
 from sotto.tui.notify import Detail, Style
 
@@ -29,13 +30,15 @@ def chat(
         ),
     ] = False,
 ) -> None:
-    """Chat full-screen: conversations, messages and a composer; receives and sends at once."""
+    """Chat full-screen: conversations, messages and a composer; receives and sends at once.
+    While it runs, `sotto send` and the other commands that write go through it."""
     place = where(profile)
 
     async def work() -> None:
         from sotto.tui.app import ChatApp  # noqa: PLC0415 (Textual loads only for this command)
 
-        async with opened(place, cadence=cadence, push=True) as client:
+        async with opened(place, cadence=cadence, push=True) as client, listener.serving(client, place):
+            # Other commands (`sotto send`, `invite`, `accept`...) go through the control socket.
             app = ChatApp(client, notify=notify, detail=Detail.SENDER if notify_sender else Detail.NONE)
             await app.run_async()
 
