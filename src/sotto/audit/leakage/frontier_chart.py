@@ -230,7 +230,7 @@ def frontier_chart(points: Sequence[Point], *, title: str = "") -> bytes:
         20,
         y,
         "FILLED: ALL ATTACKS. HOLLOW: WITHOUT SOURCE ADDRESS. RINGED: ON THE FRONTIER. "
-        "LATENCY: RELAY TOOK A TEXT -> RELAY HANDED IT OUT.",
+        "LATENCY: RELAY TOOK A TEXT -> RELAY HANDED IT OUT (0 DRAWN AT 0.01 S).",
         _DARK,
     )
     y += 26
