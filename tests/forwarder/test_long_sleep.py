@@ -7,7 +7,8 @@ past the sleep, her cable to the forwarder is cut for :data:`SLEEP_TICKS` ticks,
 48 ticks the schedule held before (two hours, at most 48 ticks), while Bob writes to her. The
 relay's view shows one poll of each of her mailboxes and one send to Bob in every tick through
 the sleep, and what Bob wrote arrives once when she is back. With the old horizon
-(``MAX_HORIZON_TICKS = 48``) her schedule runs out inside the sleep, so the test cannot pass.
+(``MAX_HORIZON_TICKS = 48``) her schedule runs out inside the sleep and the relay's view has
+a gap of about 16 ticks before she is back.
 """
 
 from __future__ import annotations
