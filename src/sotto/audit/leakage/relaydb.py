@@ -48,13 +48,15 @@ class InlineSqliteStorage(SqliteStorage):
         storage._checkpointed_at = now()
         return storage
 
-    def _submit(self, operation: Operation[T], *, savepoint: bool = True) -> asyncio.Future[T]:
+    def _submit(
+        self, operation: Operation[T], *, savepoint: bool = True, send: bool = False
+    ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._closed or self._conn is None:
             future.set_exception(RelayStorageError("storage is closed"))
             return future
-        self._run_batch(self._conn, [_Job(operation, loop, future, savepoint)])
+        self._run_batch(self._conn, [_Job(operation, loop, future, savepoint, send)])
         self._maintain(self._conn)
         if self._dirty and self._timer is None:
             wait = max(0.0, self._checkpointed_at + self._checkpoint_interval_s - self._now())
