@@ -277,3 +277,21 @@ def test_store_checks_ask_only_the_listeners_of_mailboxes_that_hold_something() 
         await a.fanout.close()
 
     run(go())
+
+
+def test_a_ring_without_an_envelope_asks_listeners_here_and_on_other_nodes_to_recheck() -> None:
+    async def go() -> None:
+        a, b = nodes(2)
+        for node in (a, b):
+            await node.fanout.start()
+        mailbox = box()
+        a.listen(mailbox)
+        b.listen(mailbox)
+        a.fanout.ring(mailbox)  # a send found its envelope stored already
+        assert a.rechecks == [mailbox] and a.live == []
+        await until(lambda: b.rechecks == [mailbox], "node B's recheck")
+        assert b.live == []
+        for node in (a, b):
+            await node.fanout.close()
+
+    run(go())

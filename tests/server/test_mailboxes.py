@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sotto.server.config import RateLimit
-from sotto.server.storage.base import drained_expiry
+from sotto.server.storage.base import EnvelopeRecord, MailboxId, drained_expiry
 from sotto.server.storage.sqlite import id_tag
 from sotto.wire import b64
 from sotto.wire.padding import BUCKETS
@@ -220,3 +220,20 @@ def test_latin1_digits_in_the_mailbox_auth_header_are_refused_not_raised() -> No
             record, header, "GET", "/", b"", guard=guard, now=DAY * 86_400.0, today=DAY
         )
         assert verdict is MailboxVerdict.NOT_FOUND
+
+
+def test_a_duplicate_send_asks_the_mailbox_listeners_to_read_it_again(any_relay: Relay) -> None:
+    """The first send may have been stored by a node that stopped before telling anyone: its
+    retry (a duplicate) rings the mailbox, here over HTTP and in the WebSocket test below."""
+    client = any_relay.client
+    mailbox = create_mailbox(client)
+    handed: list[EnvelopeRecord] = []
+    rechecked: list[MailboxId] = []
+    any_relay.ctx.fanout.subscribe(MailboxId(mailbox.mailbox_id), handed.append, rechecked.append)
+    message_id = os.urandom(16)
+    assert send(client, mailbox, message_id, payload()).json() == {"duplicate": False}
+    assert len(handed) == 1 and rechecked == []
+    assert send(client, mailbox, message_id, payload()).json() == {"duplicate": True}
+    assert len(handed) == 1 and rechecked == [mailbox.mailbox_id]
+    assert send(client, mailbox, os.urandom(16), payload(), token=os.urandom(32)).status_code == 404
+    assert rechecked == [mailbox.mailbox_id]  # a refused send rings nothing

@@ -184,6 +184,22 @@ def test_ws_send_dedupes_and_fails_alike(any_relay: Relay) -> None:
     assert len(_pending(any_relay, mailbox)) == 1
 
 
+def test_a_duplicate_ws_send_asks_the_mailbox_listeners_to_read_it_again(any_relay: Relay) -> None:
+    client = any_relay.client
+    mailbox = create_mailbox(client)
+    rechecked: list[MailboxId] = []
+    any_relay.ctx.fanout.subscribe(MailboxId(mailbox.mailbox_id), lambda _: None, rechecked.append)
+    message_id = os.urandom(16)
+    with client.websocket_connect("/v1/ws") as ws:
+        assert isinstance(_frame(ws), frames.Challenge)
+        ws.send_text(frames.encode(frames.Send(mailbox.mailbox_id, mailbox.token, message_id, payload())))
+        assert _frame(ws) == frames.Sent(message_id, duplicate=False)
+        assert rechecked == []
+        ws.send_text(frames.encode(frames.Send(mailbox.mailbox_id, mailbox.token, message_id, payload())))
+        assert _frame(ws) == frames.Sent(message_id, duplicate=True)
+        assert rechecked == [mailbox.mailbox_id]
+
+
 def test_at_most_256_unacked_per_connection(any_relay: Relay) -> None:
     client = any_relay.client
     mailbox, probe = create_mailbox(client), create_mailbox(client)

@@ -21,11 +21,16 @@ def submit(
     )
 
 
-def announce(ctx: RelayContext, result: PutResult) -> PutOutcome:
-    """Count a committed send and publish a stored envelope to live drainers."""
+def announce(ctx: RelayContext, mailbox_id: MailboxId, result: PutResult) -> PutOutcome:
+    """Count a committed send and publish a stored envelope to live drainers. A duplicate is
+    announced too, without its envelope: the send that stored it may have been answered by a node
+    that stopped before telling anyone (the sender retried here), and its listeners would then not
+    hear of it until the mailbox's next envelope."""
     ctx.stats.count(_COUNTERS[result.outcome])
     if result.envelope is not None:
         ctx.fanout.publish(result.envelope)
+    elif result.outcome is PutOutcome.DUPLICATE:
+        ctx.fanout.ring(mailbox_id)
     return result.outcome
 
 
@@ -33,4 +38,4 @@ async def deliver(
     ctx: RelayContext, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes
 ) -> PutOutcome:
     """Store the envelope (answering only after the commit), then publish it for live delivery."""
-    return announce(ctx, await submit(ctx, mailbox_id, token, message_id, payload))
+    return announce(ctx, MailboxId(mailbox_id), await submit(ctx, mailbox_id, token, message_id, payload))

@@ -124,6 +124,13 @@ class BusFanout:
         if self._wake is not None:
             self._wake.set()
 
+    def ring(self, mailbox_id: MailboxId) -> None:
+        self.local.recheck(mailbox_id)
+        # No sequence is known here; a ring's number is not used to filter, so 0 says "look".
+        self._outbox.setdefault(mailbox_id, 0)
+        if self._wake is not None:
+            self._wake.set()
+
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
         """Try the bus once (the relay starts on the fallback if it is unreachable), then keep

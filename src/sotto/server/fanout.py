@@ -42,6 +42,12 @@ class Fanout(Protocol):
         for the other nodes and returns."""
         ...
 
+    def ring(self, mailbox_id: MailboxId) -> None:
+        """``mailbox_id`` may hold an envelope no listener was handed (a send found it stored
+        already: the node that stored it may have stopped before telling anyone): ask every
+        listener of it, here and on other nodes, to read it again."""
+        ...
+
 
 class LocalFanout:
     """In-process fan-out: mailbox id -> listeners (each with its recheck, if any)."""
@@ -65,6 +71,9 @@ class LocalFanout:
         if listeners:
             for listener in tuple(listeners):
                 listener(envelope)
+
+    def ring(self, mailbox_id: MailboxId) -> None:
+        self.recheck(mailbox_id)
 
     def recheck(self, mailbox_id: MailboxId) -> int:
         """Ask every listener of ``mailbox_id`` to read it again; how many were asked."""

@@ -250,7 +250,7 @@ class Connection:
                 deleting.add_done_callback(self._sends.discard)
         stored = submit(self._ctx, frame.mailbox, frame.token, frame.id, frame.payload)
         self._sends.add(stored)
-        stored.add_done_callback(functools.partial(self._stored, frame.id))
+        stored.add_done_callback(functools.partial(self._stored, frame.mailbox, frame.id))
 
     def delete(self, refs: list[Ref]) -> None:
         self._acks.add(self, refs)
@@ -300,7 +300,7 @@ class Connection:
             finally:
                 self._slot_free = None
 
-    def _stored(self, message_id: bytes, stored: asyncio.Future[PutResult]) -> None:
+    def _stored(self, mailbox_id: bytes, message_id: bytes, stored: asyncio.Future[PutResult]) -> None:
         """A send committed (or failed): publish it, and tell the core."""
         if self._sends is not None:
             self._sends.discard(stored)
@@ -312,7 +312,7 @@ class Connection:
                 logger.error("error %s", type(error).__name__)
             self._core.stored(message_id, None)
         else:
-            self._core.stored(message_id, announce(self._ctx, stored.result()))
+            self._core.stored(message_id, announce(self._ctx, MailboxId(mailbox_id), stored.result()))
         waiter = self._slot_free
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
