@@ -33,6 +33,7 @@ from websockets.sync.client import connect
 from sotto.server import ServerConfig, create_app, ws
 from sotto.server.__main__ import main as server_main
 from sotto.server.app import ObservedRelayApp, RelayApp
+from sotto.server.attachments import OFFSET_HEADER, TOKEN_HEADER
 from sotto.server.auth import ReplayGuard
 from sotto.server.context import RelayContext
 from sotto.server.observer import (
@@ -237,6 +238,14 @@ def _drive_every_route(relay: Observed) -> list[Sent]:
         == 204
     )
     assert _call(relay, ALICE, "GET", "/v1/export", headers=device).status_code == 200
+    blob = _call(relay, ALICE, "POST", "/v1/attachments", {"length": 4, "recipients": 1}, headers=device)
+    assert blob.status_code == 201
+    upload = {TOKEN_HEADER: blob.json()["upload_token"]}
+    path = f"/v1/attachments/{blob.json()['attachment_id']}"
+    assert _call(relay, ALICE, "HEAD", path, headers=upload).status_code == 200
+    chunk = {**upload, OFFSET_HEADER: "0", "content-type": "application/octet-stream"}
+    assert _call(relay, ALICE, "PATCH", path, b"blob", headers=chunk).status_code == 204
+    assert _call(relay, BOB, "GET", path).status_code == 200
     mailbox = Mailbox()
     assert _call(relay, ALICE, "POST", "/v1/mailboxes", mailbox.create_body()).status_code == 201
     message_id = os.urandom(16)
