@@ -51,7 +51,7 @@ def test_the_demo_runs_end_to_end_and_finds_nothing(tmp_path: Path) -> None:
     out, _ = process.communicate(timeout=120)
     elapsed = time.monotonic() - started
     assert process.returncode == 0, out
-    assert elapsed < 60, f"the demo took {elapsed:.1f} s"
+    assert elapsed < 110, f"the demo took {elapsed:.1f} s"  # a hang, not a speed target
     lines = [line.strip() for line in out.splitlines()]
 
     # 1:1 with typing and both kinds of receipt, as each client reported them.
