@@ -13,7 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side, State
 
 from sotto.server import ServerConfig
 from sotto.server.runner import (
@@ -25,6 +29,7 @@ from sotto.server.runner import (
     SurvivorFreezer,
     uvicorn_config,
 )
+from sotto.server.ws import SEND_MANY
 from sotto.wire.limits import MAX_FRAME_BYTES
 
 
@@ -212,3 +217,67 @@ def test_the_relay_installs_the_freezer_while_it_runs(tmp_path: Path) -> None:
         thread.join(30)
         gc.unfreeze()
     assert not thread.is_alive() and server.freezer not in gc.callbacks
+
+
+class _Written:
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _open_protocol() -> tuple[DeliveryProtocol, _Written]:
+    protocol = DeliveryProtocol.__new__(DeliveryProtocol)  # the parts this path uses, no server
+    protocol.conn = Protocol(Side.SERVER, state=State.OPEN)  # type: ignore[assignment]
+    transport = _Written()
+    protocol.transport = transport  # type: ignore[assignment]
+    protocol.writable = Flag()  # type: ignore[assignment]
+    protocol.disconnected = False
+    protocol.close_sent = False
+    protocol.handshake_complete = True
+    protocol.initial_response = None
+    return protocol, transport
+
+
+def _texts_in(data: bytes) -> list[str]:
+    client = Protocol(Side.CLIENT, state=State.OPEN)
+    client.receive_data(data)
+    frames = [event for event in client.events_received() if isinstance(event, Frame)]
+    return [bytes(frame.data).decode() for frame in frames if frame.opcode is Opcode.TEXT]
+
+
+def test_several_frames_go_out_in_one_socket_write() -> None:
+    protocol, transport = _open_protocol()
+    texts = ['{"t":"sent","id":"a"}', '{"t":"envelope","id":"b"}', "é" * 300]
+    asyncio.run(protocol.send({"type": SEND_MANY, "texts": texts}))  # type: ignore[arg-type]
+    assert len(transport.writes) == 1
+    assert _texts_in(transport.writes[0]) == texts
+    # A single frame still takes uvicorn's own path.
+    asyncio.run(protocol.send({"type": "websocket.send", "text": "one"}))
+    assert len(transport.writes) == 2 and _texts_in(transport.writes[1]) == ["one"]
+
+
+def test_several_frames_are_refused_once_the_connection_is_closing() -> None:
+    protocol, transport = _open_protocol()
+    protocol.disconnected = True
+    with pytest.raises(ClientDisconnected):
+        asyncio.run(protocol.send({"type": SEND_MANY, "texts": ["a", "b"]}))  # type: ignore[arg-type]
+    protocol.disconnected = False
+    protocol.close_sent = True
+    with pytest.raises(RuntimeError):
+        asyncio.run(protocol.send({"type": SEND_MANY, "texts": ["a", "b"]}))  # type: ignore[arg-type]
+    assert transport.writes == []
+
+
+def test_the_relay_offers_several_frames_per_write_to_its_websockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    protocol = DeliveryProtocol.__new__(DeliveryProtocol)
+    protocol.scope = {"extensions": {}}  # type: ignore[typeddict-item]
+    monkeypatch.setattr(WebSocketsSansIOProtocol, "handle_connect", lambda self, event: None)
+    protocol.handle_connect(None)  # type: ignore[arg-type]
+    assert SEND_MANY in protocol.scope["extensions"]

@@ -12,20 +12,24 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
+from websockets.sync.client import connect
 
 from sotto.errors import RelayStorageError
 from sotto.server.config import RateLimit
 from sotto.server.logging import Stats
 from sotto.server.relay import Ref
+from sotto.server.runner import DeliveryProtocol
 from sotto.server.storage.base import MailboxId, MessageId, drained_expiry
 from sotto.server.storage.sqlite import id_tag
-from sotto.server.ws import AckDeleter
+from sotto.server.ws import SEND_MANY, AckDeleter
 from sotto.wire import b64, frames
 from sotto.wire.limits import MAX_FRAME_BYTES, MAX_UNACKED_PER_CONNECTION
 from tests.server.conftest import DAY, GENEROUS, Mailbox, Relay, create_mailbox, make_relay, payload, send
+from tests.server.test_bounds import live_relay
 
 
 def _frame(ws: WebSocketTestSession) -> frames.ServerFrame:
@@ -444,3 +448,36 @@ def test_a_failed_delete_closes_the_connections_that_acked() -> None:
         assert all(len(c.deleted) == 1 and c.closed == [1013] for c in connections)
 
     asyncio.run(scenario())
+
+
+def test_a_burst_of_frames_goes_out_in_one_write_on_the_real_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under uvicorn, what the pusher has queued is handed over as one :data:`SEND_MANY` event;
+    the frames arrive whole and in order."""
+    events: list[tuple[str, int]] = []
+    plain_send = DeliveryProtocol.send
+
+    async def recording_send(self: DeliveryProtocol, message: Any) -> None:
+        events.append((message["type"], len(message.get("texts", ()))))
+        await plain_send(self, message)
+
+    monkeypatch.setattr(DeliveryProtocol, "send", recording_send)
+    with live_relay(tmp_path) as live, httpx.Client(base_url=f"http://127.0.0.1:{live.port}") as http:
+        mailbox = create_mailbox(http, Mailbox())  # type: ignore[arg-type]
+        ids = [os.urandom(16) for _ in range(40)]
+        for n, message_id in enumerate(ids):
+            assert send(http, mailbox, message_id, payload(fill=n)).status_code == 202  # type: ignore[arg-type]
+        with connect(f"ws://127.0.0.1:{live.port}/v1/ws") as ws:
+            challenge = frames.decode_server_frame(ws.recv(timeout=30))
+            assert isinstance(challenge, frames.Challenge)
+            proof = mailbox.drain_proof(challenge.nonce)
+            ws.send(json.dumps({"t": "subscribe", "mailboxes": [proof]}))
+            received: list[frames.Envelope] = []
+            while len(received) < len(ids):
+                frame = frames.decode_server_frame(ws.recv(timeout=30))
+                if isinstance(frame, frames.Envelope):
+                    received.append(frame)
+    assert [e.id for e in received] == ids
+    assert [e.payload for e in received] == [payload(fill=n) for n in range(len(ids))]
+    assert any(kind == SEND_MANY and count > 1 for kind, count in events), events

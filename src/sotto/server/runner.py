@@ -52,8 +52,12 @@ from typing import Any
 import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
@@ -61,7 +65,7 @@ from sotto.server.gateway import load_gateway_key, with_gateway
 from sotto.server.logging import logger, uvicorn_log_config
 from sotto.server.longpoll import stop_holding
 from sotto.server.observer import FileSink, Observer
-from sotto.server.ws import INVALID_TEXT
+from sotto.server.ws import INVALID_TEXT, SEND_MANY
 from sotto.wire.api import DEFAULT_CADENCE_TICK_SECONDS
 from sotto.wire.limits import MAX_FRAME_BYTES
 
@@ -627,6 +631,28 @@ class DeliveryProtocol(WebSocketsSansIOProtocol):
             self.admitted_source = None
         super().connection_lost(exc)
         release_transport(getattr(self, "transport", None))
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        self.scope["extensions"][SEND_MANY] = {}
+
+    async def send(self, message: ASGISendEvent) -> None:
+        """uvicorn's ``send``, and :data:`SEND_MANY`: several text frames in one socket write."""
+        if message["type"] != SEND_MANY:
+            await super().send(message)
+            return
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected
+        if self.close_sent or not self.handshake_complete:
+            raise RuntimeError(f"{SEND_MANY} outside an open connection")
+        conn = self.conn
+        try:
+            for text in message["texts"]:  # type: ignore[typeddict-item]
+                conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected from None
+        self.transport.write(b"".join(conn.data_to_send()))
 
     def send_receive_event_to_app(self) -> None:
         """Queue the message for the app as uvicorn does, except that reading pauses only once

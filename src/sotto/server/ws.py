@@ -69,6 +69,12 @@ INVALID_TEXT = "sotto.invalid_text"
 """Marks a ``websocket.receive`` event whose text frame was not UTF-8 (it has no ``text``);
 the server's protocol (``runner.DeliveryProtocol``) makes these instead of logging."""
 
+SEND_MANY = "sotto.websocket.send_many"
+"""An ASGI extension of the server's protocol (``runner.DeliveryProtocol``), named in the scope's
+``extensions``: a send event of this type carries ``texts``, several text frames written to the
+socket at once. Frames queued while the pusher waited go out in one system call, not one each
+(under load, a connection's replies and envelopes come in bursts from one commit)."""
+
 _VERIFY_IN_THREAD_ABOVE = 32
 """Subscriptions with more proofs than this are verified off the event loop."""
 
@@ -101,13 +107,17 @@ class Connection:
         "_pump_due",
         "_pusher",
         "_reader",
+        "_send_many",
         "_sends",
         "_slot_free",
         "_subscription",
     )
 
-    def __init__(self, receive: Receive, send: Send, ctx: RelayContext, acks: AckDeleter) -> None:
+    def __init__(
+        self, receive: Receive, send: Send, ctx: RelayContext, acks: AckDeleter, *, send_many: bool = False
+    ) -> None:
         config = ctx.config
+        self._send_many = send_many  # the server takes SEND_MANY events
         self._asgi_receive = receive
         self._asgi_send = send
         self._ctx = ctx
@@ -337,6 +347,10 @@ class Connection:
                 out = self._out
                 if out:
                     self._out = None
+                    if self._send_many and len(out) > 1:
+                        if not await self._write_many(out):
+                            return
+                        continue
                     for text in out:
                         if self._closing is not None or not await self._write(text):
                             return
@@ -366,6 +380,14 @@ class Connection:
         try:
             await self._asgi_send({"type": "websocket.send", "text": text})
         except Exception:  # the peer went away mid-send: nothing to report to anyone
+            self._core.closed_by_peer()
+            return False
+        return True
+
+    async def _write_many(self, texts: list[str]) -> bool:
+        try:
+            await self._asgi_send({"type": SEND_MANY, "texts": texts})
+        except Exception:  # the peer went away mid-send
             self._core.closed_by_peer()
             return False
         return True
@@ -477,5 +499,6 @@ def delivery_socket(scope: Scope, receive: Receive, send: Send) -> Coroutine[Any
     if acks is None or acks.ctx is not ctx:  # one per relay context (a restarted app has a new one)
         acks = state.ws_acks = AckDeleter(ctx)
     # The socket reads no header, and the server keeps the scope as long as the connection.
+    send_many = SEND_MANY in scope.get("extensions", ())
     scope["headers"] = ()
-    return Connection(receive, send, ctx, acks).serve()
+    return Connection(receive, send, ctx, acks, send_many=send_many).serve()
