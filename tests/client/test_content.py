@@ -9,12 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sotto.client import content as c
+from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.errors import DecodeError
 from sotto.protocol import protobuf as pb
 
 ID = bytes(range(16))
 TOKEN = bytes(range(32))
 MAILBOX = c.MailboxAddress("https://relay.example:8787", ID, TOKEN)
+POINTER = AttachmentPointer(ID, bytes(range(64)), bytes(32), 1_048_576, "image/png", "holiday.png")
 
 SAMPLES: list[c.Content] = [
     c.Text(ID, 1_700_000_000_000, "hello ünïcode"),
@@ -37,6 +39,8 @@ SAMPLES: list[c.Content] = [
     c.Reaction(ID, ID, "", 13),
     c.Timer(ID, 14, 86_400),
     c.Timer(ID, 15, 0),
+    c.Attachment(ID, 16, POINTER, "the beach ünïcode", "https://relay.example:8787", 3600),
+    c.Attachment(ID, 17, AttachmentPointer(ID, bytes(64), bytes(32), 0)),
 ]
 
 
@@ -79,9 +83,60 @@ def test_new_kinds_refuse_bad_values_on_encode() -> None:
         c.Reaction(ID, bytes(17), "x", 1),
         c.Timer(ID, 1, -1),
         c.Timer(ID, 1, c.MAX_TIMER_S + 1),
+        c.Attachment(b"short", 1, POINTER),
+        c.Attachment(ID, 1, POINTER, "x" * (c.MAX_CAPTION_BYTES + 1)),
+        c.Attachment(ID, 1, POINTER, server_url="ftp://relay.example"),
+        c.Attachment(ID, 1, POINTER, expire_s=c.MAX_TIMER_S + 1),
     ):
         with pytest.raises(ValueError):
             c.encode(bad)
+
+
+def _attachment(*fields: bytes) -> bytes:
+    return bytes((c.FORMAT_VERSION, c.Kind.ATTACHMENT)) + b"".join(fields)
+
+
+def test_malformed_attachments_are_decode_errors() -> None:
+    """Each field of an attachment message checked on the way in, the pointer's own included."""
+    good = (pb.bytes_field(1, ID), pb.uint_field(2, 1), pb.bytes_field(3, POINTER.encode()))
+    assert c.decode(_attachment(*good)) == c.Attachment(ID, 1, POINTER)
+    bad_pointers = [
+        POINTER.encode()[:-1],
+        pb.bytes_field(1, ID)
+        + pb.bytes_field(3, bytes(64))
+        + pb.uint_field(4, 1)
+        + pb.bytes_field(6, bytes(32))
+        + pb.bytes_field(7, b"../etc/passwd"),
+        pb.bytes_field(1, ID)
+        + pb.bytes_field(3, bytes(64))
+        + pb.uint_field(4, 1)
+        + pb.bytes_field(6, bytes(31)),
+        pb.bytes_field(1, ID)
+        + pb.bytes_field(3, bytes(64))
+        + pb.uint_field(4, 2**40)
+        + pb.bytes_field(6, bytes(32)),
+    ]
+    for data in (
+        _attachment(good[0], good[1]),  # no pointer
+        _attachment(good[1], good[2]),  # no message id
+        _attachment(pb.bytes_field(1, ID[:15]), good[1], good[2]),
+        *(_attachment(good[0], good[1], pb.bytes_field(3, p)) for p in bad_pointers),
+        _attachment(*good, pb.bytes_field(4, b"\xff\xfe")),  # caption not UTF-8
+        _attachment(*good, pb.bytes_field(4, b"x" * (c.MAX_CAPTION_BYTES + 1))),
+        _attachment(*good, pb.uint_field(5, c.MAX_TIMER_S + 1)),
+        _attachment(*good, pb.bytes_field(6, b"file:///etc/passwd")),
+        _attachment(*good, pb.bytes_field(6, b"http://[")),
+    ):
+        with pytest.raises(DecodeError):
+            c.decode(data)
+
+
+def test_an_attachment_message_pads_like_a_short_text() -> None:
+    from sotto.wire.padding import pad
+
+    short = len(pad(c.encode(c.Text(ID, 2**40, "ok"))))
+    plain = c.Attachment(ID, 2**40, POINTER, "", "https://relay.example:8787")
+    assert len(pad(c.encode(plain))) == short
 
 
 def test_a_reader_without_quotes_or_timers_reads_the_text() -> None:
@@ -172,5 +227,14 @@ def test_mutated_content_raises_decode_error_only(message: c.Content, data: st.D
 def test_reprs_hide_texts_names_and_tokens() -> None:
     for message in SAMPLES:
         shown = repr(message)
-        for secret in ("hello", "Alice", "Bob", "Team", "relay.example", TOKEN.hex()[:16]):
+        for secret in (
+            "hello",
+            "Alice",
+            "Bob",
+            "Team",
+            "relay.example",
+            TOKEN.hex()[:16],
+            "beach",
+            "holiday",
+        ):
             assert secret not in shown

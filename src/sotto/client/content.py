@@ -14,6 +14,11 @@ and the conversation's disappearing-message timer when it was written; edits, de
 everyone and reactions name their message by the same id, which both sides store. Each travels
 1:1 on the session or in a group under the sender key, like a text.
 
+An attachment message carries an :class:`~sotto.client.attachment_pointer.AttachmentPointer`
+(the blob's id on the relay, its 64-byte key, digest, size and name), a caption, and the URL of
+the relay that holds the blob: everything needed to fetch and open it, and only inside the
+encryption.
+
 Contract: :func:`decode` raises :class:`~sotto.errors.DecodeError` and nothing else, on any input.
 """
 
@@ -23,6 +28,7 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.errors import DecodeError
 from sotto.protocol import protobuf as pb
 from sotto.wire.limits import DELIVERY_TOKEN_LENGTH, ID_LENGTH
@@ -49,6 +55,9 @@ MAX_REACTION_BYTES = 32
 MAX_TIMER_S = 4 * 7 * 86_400
 """The longest disappearing-message timer: four weeks (Signal's longest preset)."""
 
+MAX_CAPTION_BYTES = 4_096
+"""UTF-8 bytes of an attachment's caption."""
+
 
 class Kind(enum.IntEnum):
     TEXT = 1
@@ -65,6 +74,7 @@ class Kind(enum.IntEnum):
     DELETE_FOR_EVERYONE = 12
     REACTION = 13
     TIMER = 14
+    ATTACHMENT = 15
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -261,6 +271,26 @@ class Timer:
     seconds: int
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Attachment:
+    """A file sent 1:1: where its encrypted blob is and how to open it (``pointer``), a caption,
+    and the relay holding the blob (``server_url``; None: the sender's mailbox relay).
+    ``expire_s`` as in :class:`Text`. The pointer's key and the caption stay out of the repr."""
+
+    message_id: bytes
+    sent_ms: int
+    pointer: AttachmentPointer
+    caption: str = ""
+    server_url: str | None = None
+    expire_s: int = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Attachment(message_id={self.message_id.hex()[:8]}…, sent_ms={self.sent_ms}, "
+            f"size={self.pointer.size}, caption=<hidden>)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Cover:
     """Cadence mode's filler: sent when a tick has nothing for a contact; decrypted and dropped.
@@ -284,6 +314,7 @@ Content = (
     | DeleteForEveryone
     | Reaction
     | Timer
+    | Attachment
 )
 
 
@@ -363,6 +394,17 @@ def _body(content: Content) -> tuple[Kind, bytes]:
                 pb.bytes_field(1, _id(message_id))
                 + pb.uint_field(2, sent_ms)
                 + pb.uint_field(3, _timer(seconds))
+            )
+        case Attachment(message_id, sent_ms, pointer, caption, server_url, expire_s):
+            if server_url is not None:
+                _check_url(server_url, ValueError)
+            return Kind.ATTACHMENT, (
+                pb.bytes_field(1, _id(message_id))
+                + pb.uint_field(2, sent_ms)
+                + pb.bytes_field(3, pointer.encode())
+                + (pb.bytes_field(4, _utf8(caption, MAX_CAPTION_BYTES)) if caption else b"")
+                + (pb.uint_field(5, _timer(expire_s)) if expire_s else b"")
+                + (pb.bytes_field(6, server_url.encode()) if server_url is not None else b"")
             )
         case DeliveryReceipt(ids):
             return Kind.DELIVERY_RECEIPT, pb.bytes_field(1, _ids(ids))
@@ -470,6 +512,26 @@ def _quote(fields: pb.Fields, number: int) -> Quote | None:
     return Quote(bytes(value[:ID_LENGTH]), bytes(value[ID_LENGTH:]))
 
 
+def _optional_text(fields: pb.Fields, number: int, limit: int) -> str | None:
+    if pb.get_bytes(fields, number, required=False) is None:
+        return None
+    return _text(fields, number, limit)
+
+
+def _attachment(fields: pb.Fields) -> Attachment:
+    server_url = _optional_text(fields, 6, MAX_URL_BYTES)
+    if server_url is not None:
+        _check_url(server_url, DecodeError)
+    return Attachment(
+        _exact(fields, 1, ID_LENGTH),
+        _uint(fields, 2),
+        AttachmentPointer.decode(_bytes(fields, 3)),
+        _optional_text(fields, 4, MAX_CAPTION_BYTES) or "",
+        server_url,
+        _bounded_timer(fields, 5, required=False),
+    )
+
+
 def decode(data: bytes) -> Content:
     """Parse unpadded content bytes; raises DecodeError and nothing else."""
     data = bytes(data)
@@ -504,6 +566,8 @@ def decode(data: bytes) -> Content:
         )
     if kind is Kind.TIMER:
         return Timer(_exact(fields, 1, ID_LENGTH), _uint(fields, 2), _bounded_timer(fields, 3, required=True))
+    if kind is Kind.ATTACHMENT:
+        return _attachment(fields)
     if kind is Kind.DELIVERY_RECEIPT:
         return DeliveryReceipt(_id_list(fields, 1))
     if kind is Kind.READ_RECEIPT:
