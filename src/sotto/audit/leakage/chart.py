@@ -11,7 +11,7 @@ import itertools
 import math
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 Color = tuple[int, int, int]
 
@@ -28,7 +28,10 @@ PALETTE: tuple[Color, ...] = (
 )
 COLOR_NAMES = ("vermilion", "blue", "green", "pink", "orange", "sky blue", "grey", "black", "dark red")
 
-_DIGITS = {
+Glyph = tuple[str, str, str, str, str]
+"""One character of the 3×5 pixel font: five rows of three pixels, ``"1"`` drawn."""
+
+DIGIT_GLYPHS: dict[str, Glyph] = {
     "0": ("111", "101", "101", "101", "111"),
     "1": ("010", "110", "010", "010", "111"),
     "2": ("111", "001", "111", "100", "111"),
@@ -62,9 +65,16 @@ class Canvas:
         for s in range(steps + 1):
             self.dot(round(x0 + (x1 - x0) * s / steps), round(y0 + (y1 - y0) * s / steps), color, size)
 
+    glyphs: Mapping[str, Glyph] = DIGIT_GLYPHS
+    """The font :meth:`text` draws with; a character it lacks is left as a blank."""
+
+    def spell(self, value: str) -> str:
+        """``value`` as the characters of :attr:`glyphs` to draw, one for one."""
+        return value
+
     def text(self, x: int, y: int, value: str, color: Color = (0, 0, 0), scale: int = 2) -> None:
-        for n, ch in enumerate(value):
-            rows = _DIGITS.get(ch)
+        for n, ch in enumerate(self.spell(value)):
+            rows = self.glyphs.get(ch)
             if rows is None:
                 continue
             for r, bits in enumerate(rows):

@@ -1,5 +1,5 @@
 """The frontier plot (:mod:`.frontier`) as a PNG, with the standard library only, on the same
-:class:`~.chart.Canvas` as the accuracy chart, and a 3×5 pixel font that has letters too.
+:class:`~.chart.Canvas` as the accuracy chart, with its 3×5 pixel font extended by letters and punctuation.
 
 Three panels share the points, numbered as in the table: contact top-1 over chance against
 latency p50, the same against bytes per person per day, and presence AUC (device on) against
@@ -13,20 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from sotto.audit.leakage.chart import PALETTE, Canvas, Color
+from sotto.audit.leakage.chart import DIGIT_GLYPHS, PALETTE, Canvas, Color, Glyph
 from sotto.audit.leakage.frontier import Point, pareto
 
-_GLYPHS: dict[str, tuple[str, str, str, str, str]] = {
-    "0": ("111", "101", "101", "101", "111"),
-    "1": ("010", "110", "010", "010", "111"),
-    "2": ("111", "001", "111", "100", "111"),
-    "3": ("111", "001", "111", "001", "111"),
-    "4": ("101", "101", "111", "001", "001"),
-    "5": ("111", "100", "111", "001", "111"),
-    "6": ("111", "100", "111", "101", "111"),
-    "7": ("111", "001", "001", "001", "001"),
-    "8": ("111", "101", "111", "101", "111"),
-    "9": ("111", "101", "111", "001", "111"),
+LETTER_GLYPHS: dict[str, Glyph] = {
+    **DIGIT_GLYPHS,
     "A": ("010", "101", "111", "101", "101"),
     "B": ("110", "101", "110", "101", "110"),
     "C": ("011", "100", "100", "100", "011"),
@@ -53,7 +44,6 @@ _GLYPHS: dict[str, tuple[str, str, str, str, str]] = {
     "X": ("101", "101", "010", "101", "101"),
     "Y": ("101", "101", "010", "010", "010"),
     "Z": ("111", "001", "010", "100", "111"),
-    ".": ("000", "000", "000", "000", "010"),
     ",": ("000", "000", "000", "010", "100"),
     ":": ("000", "010", "000", "010", "000"),
     "-": ("000", "000", "111", "000", "000"),
@@ -73,15 +63,10 @@ _SPELLED = {"×": "X", "÷": "/", "–": "-", "≤": "<", "≥": ">"}
 class LetterCanvas(Canvas):
     """A :class:`Canvas` whose text has letters (upper case) and some punctuation."""
 
-    def text(self, x: int, y: int, value: str, color: Color = (0, 0, 0), scale: int = 2) -> None:
-        for n, ch in enumerate(value.upper()):
-            rows = _GLYPHS.get(_SPELLED.get(ch, ch))
-            if rows is None:
-                continue
-            for r, bits in enumerate(rows):
-                for c, bit in enumerate(bits):
-                    if bit == "1":
-                        self.dot(x + (n * 4 + c) * scale, y + r * scale, color, scale)
+    glyphs = LETTER_GLYPHS
+
+    def spell(self, value: str) -> str:
+        return "".join(_SPELLED.get(ch, ch) for ch in value.upper())
 
     def square(self, x: int, y: int, half: int, color: Color, *, filled: bool) -> None:
         if filled:
