@@ -31,7 +31,8 @@ MAX_FILE_NAME_BYTES: Final = 255
 """What common file systems (ext4, APFS, NTFS) take as one name."""
 
 
-def _file_name_problem(name: str) -> str | None:
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an attachment's file name, or None if it can."""
     if not name or name in (".", ".."):
         return "a file name is not empty, '.' or '..'"
     if len(name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
@@ -72,7 +73,7 @@ class AttachmentPointer:
             return f"an attachment key is {KEY_LENGTH} bytes and its digest {DIGEST_LENGTH}"
         if not 0 <= self.size <= MAX_ATTACHMENT_SIZE:
             return f"an attachment holds 0 to {MAX_ATTACHMENT_SIZE} bytes"
-        if self.file_name is not None and (problem := _file_name_problem(self.file_name)):
+        if self.file_name is not None and (problem := file_name_problem(self.file_name)):
             return problem
         return _content_type_problem(self.content_type)
 

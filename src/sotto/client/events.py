@@ -27,6 +27,24 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class AttachmentReceived(MessageReceived):
+    """A 1:1 file arrived: its message is stored (``text`` is the caption) and its blob waits on
+    the relay until :meth:`~sotto.client.sdk.Client.save_attachment` fetches it. A reader that
+    knows only :class:`MessageReceived` sees the caption."""
+
+    file_name: str
+    """The name the sender gave ("" if none); a bare name, never a path."""
+    size: int
+    content_type: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"AttachmentReceived(contact_id={self.contact.contact_id}, sent_ms={self.sent_ms}, "
+            f"size={self.size}, file_name=<hidden>, text=<hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class GroupMessageReceived:
     """A group text arrived and is stored."""
 
@@ -258,6 +276,7 @@ class ConnectionChanged:
 
 Event = (
     MessageReceived
+    | AttachmentReceived
     | GroupMessageReceived
     | MessageEdited
     | MessageDeleted

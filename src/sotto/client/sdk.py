@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -24,11 +26,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sotto.client import attachment_pointer, history_export
+from sotto.client import attachments as attachment_io
 from sotto.client import content as c
-from sotto.client import history_export
 from sotto.client.clock import Clock, as_clock, wall_clock_ms
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
+from sotto.client.flows import attachments as attachment_flow
 from sotto.client.flows import changes, reporting, safety, sending
 from sotto.client.flows import contacts as contact_flow
 from sotto.client.flows import groups as group_flow
@@ -589,6 +593,96 @@ class Client:
             message_id = await self._engine.transaction(send)
         await self._engine.after_send()
         return message_id
+
+    # ------------------------------------------------------------------ files
+    async def send_file(
+        self,
+        contact: ContactRef,
+        path: str | Path,
+        *,
+        caption: str = "",
+        content_type: str | None = None,
+        progress: attachment_io.Progress | None = None,
+    ) -> MessageId:
+        """Send a file to ``contact``: encrypted under a fresh key (streamed, so memory stays
+        bounded), uploaded to our relay in resumable chunks (``progress(done, total)`` as they
+        go), then its message with the key and ``caption``. The message id.
+
+        AttachmentFileError (missing or unreadable), AttachmentTooLargeError (over 100 MiB),
+        ClientError before the contact answered our invite, the relay's refusals as RelayError
+        (a 507 typed: QuotaExceededError, RelayFullError). Nothing is sent if the upload fails."""
+        source = Path(path)
+        target = self._engine.read(lambda tx: self._writable(tx, contact))
+        if not self.is_ready(target):
+            raise ClientError(
+                "this contact has not answered your contact request yet: files go once they have"
+            )
+        attachment_io.check_source(source)
+        if len(caption.encode()) > c.MAX_CAPTION_BYTES:
+            raise ValueError(f"a caption is at most {c.MAX_CAPTION_BYTES} UTF-8 bytes")
+        name = source.name if attachment_pointer.file_name_problem(source.name) is None else None
+        kind = content_type if content_type is not None else (mimetypes.guess_type(source.name)[0] or "")
+        relay = attachment_io.attachment_relay(self._engine.relay())
+        with tempfile.TemporaryDirectory(prefix="sotto-attachment-") as folder:
+            blob = Path(folder) / "blob"
+            encrypted = await attachment_io.encrypt(source, blob, self._engine.rng)
+            attachment_id = await attachment_io.upload(
+                relay, self._engine.credentials(), blob, recipients=1, progress=progress
+            )
+        pointer = attachment_pointer.AttachmentPointer(
+            attachment_id, encrypted.key, encrypted.digest, encrypted.size, kind, name
+        )
+        async with self._engine.peers([target.address.name]):
+
+            def send(tx: Transaction) -> MessageId:
+                request_flow.settle(tx, target.contact_id)
+                return attachment_flow.send_attachment(
+                    self._engine.context(tx), target, pointer, caption, self.server_url
+                )
+
+            message_id = await self._engine.transaction(send)
+        await self._engine.after_send()
+        return message_id
+
+    def attachment(self, message: Message) -> attachment_flow.StoredAttachment | None:
+        """The file a history message holds (its name, size, type), or None for a text."""
+        return self._engine.read(lambda tx: attachment_flow.stored(tx, message))
+
+    def attachments(
+        self, messages: Iterable[Message]
+    ) -> dict[MessageRowId, attachment_flow.StoredAttachment]:
+        """:meth:`attachment` for several messages in one read: the rows that hold files."""
+        wanted = list(messages)
+
+        def read(tx: Transaction) -> dict[MessageRowId, attachment_flow.StoredAttachment]:
+            found = ((m.row_id, attachment_flow.stored(tx, m)) for m in wanted)
+            return {row: held for row, held in found if held is not None}
+
+        return self._engine.read(read)
+
+    async def save_attachment(
+        self, message: Message, destination: str | Path, *, progress: attachment_io.Progress | None = None
+    ) -> Path:
+        """Fetch a received file and write it to ``destination`` (in it, under the sender's file
+        name, if it is a folder); the path written, readable by us only (0600).
+
+        The blob is checked whole (MAC and digest) before any of it is decrypted; a tampered or
+        truncated one is AttachmentIntegrityError or AttachmentSizeError and leaves no file.
+        FileExistsError if the path is taken; ClientError for a message without a file or one
+        of ours (its one fetch is the recipient's)."""
+        found = self.attachment(message)
+        if found is None:
+            raise ClientError("this message holds no file")
+        if message.direction is Direction.OUTGOING:
+            raise ClientError("a file you sent is fetched by its recipient, not by you")
+        target = Path(destination)
+        if target.is_dir():
+            target = target / (found.file_name or f"attachment-{message.message_id.hex()[:8]}")
+        if target.exists():
+            raise FileExistsError(f"{target} exists")
+        relay = attachment_io.attachment_relay(self._engine.network.relay(found.server_url))
+        await attachment_io.download(relay, found.pointer, target, progress=progress)
+        return target
 
     async def create_group(self, name: str, members: Iterable[ContactRef]) -> Group:
         """A new group of us and ``members`` (contacts); they get its metadata and our sender key."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import secrets
 import time
 from collections import deque
@@ -72,6 +73,8 @@ CONNECT_TIMEOUT_S = 10.0
 HELD_EXTENSION = "sotto.held_s"
 """Marks an httpx request the relay may hold (a long poll) with how long, in seconds, so a
 transport can carry it accordingly (the oblivious one sends it on the forwarder's hold path)."""
+ATTACHMENT_ID_LENGTH = 16
+UPLOAD_TOKEN_LENGTH = 32
 WORK_ATTEMPTS = 3
 """Sends of one call that a relay may answer with a challenge: the first, then two answers (a
 challenge can expire or the relay restart while we solve)."""
@@ -474,6 +477,70 @@ class HttpRelay:
         response = await self._signed("POST", path, key, body=body, held_s=held_s)
         return _model(api.PollResult, self._json(response))
 
+    # ---------------------------------------------------------------- attachments (relay-protocol §9)
+    async def create_attachment(
+        self, device: DeviceCredentials, length: int, recipients: int
+    ) -> tuple[bytes, bytes]:
+        """Reserve a blob of ``length`` bytes: its id and upload token. Each attachment call goes
+        on a connection of its own, so the relay cannot tie the blob to our other calls by it."""
+        content = json.dumps({"length": length, "recipients": recipients}).encode()
+        response = await self._send(
+            "POST", "/v1/attachments", {"authorization": device.header()}, content, True
+        )
+        if response.status_code >= 400:
+            raise _relay_error(response)
+        try:
+            created = _object(self._json(response))
+            return (
+                b64.decode(str(created["attachment_id"]), length=ATTACHMENT_ID_LENGTH),
+                b64.decode(str(created["upload_token"]), length=UPLOAD_TOKEN_LENGTH),
+            )
+        except (KeyError, DecodeError):
+            raise RelayError(
+                response.status_code, "bad_reply", "the relay's reply names no attachment"
+            ) from None
+
+    async def attachment_offset(self, attachment_id: bytes, token: bytes) -> int:
+        """How far the upload has got (the relay's ``Upload-Offset``)."""
+        path = f"/v1/attachments/{b64.encode(attachment_id)}"
+        response = await self._request(
+            "HEAD", path, headers={"sotto-upload-token": b64.encode(token)}, alone=True
+        )
+        return _offset(response)
+
+    async def upload_attachment_chunk(
+        self, attachment_id: bytes, token: bytes, offset: int, data: bytes
+    ) -> int:
+        """Append ``data`` at ``offset``; where the upload is now."""
+        path = f"/v1/attachments/{b64.encode(attachment_id)}"
+        headers = {
+            "sotto-upload-token": b64.encode(token),
+            "upload-offset": str(offset),
+            "content-type": "application/octet-stream",
+        }
+        response = await self._send("PATCH", path, headers, data, True)
+        if response.status_code >= 400:
+            raise _relay_error(response)
+        return _offset(response)
+
+    async def download_attachment(
+        self, attachment_id: bytes, start: int, write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        """Stream the blob from ``start`` into ``write``, chunk by chunk."""
+        url = f"{self.url}/v1/attachments/{b64.encode(attachment_id)}"
+        headers = {"range": f"bytes={start}-"} if start else {}
+        try:
+            async with self._fresh.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _relay_error(response)
+                if response.status_code != (206 if start else 200):
+                    raise RelayError(response.status_code, "bad_reply", "the relay did not send the blob")
+                async for chunk in response.aiter_bytes():
+                    await write(chunk)
+        except httpx.HTTPError as e:
+            raise RelayUnavailableError(f"GET request failed: {type(e).__name__}") from None
+
     async def aclose(self) -> None:
         if self._sender is not None:
             await self._sender.close()
@@ -490,6 +557,15 @@ class HttpRelay:
             await drain.close()
             raise
         return drain
+
+
+def _offset(response: httpx.Response) -> int:
+    try:
+        return int(response.headers["upload-offset"])
+    except (KeyError, ValueError):
+        raise RelayError(
+            response.status_code, "bad_reply", "the relay's reply has no Upload-Offset"
+        ) from None
 
 
 def _model(model: type[M], value: Any) -> M:

@@ -35,7 +35,7 @@ from sotto.client.events import (
     RejectReason,
     TypingChanged,
 )
-from sotto.client.flows import changes, repair
+from sotto.client.flows import attachments, changes, repair
 from sotto.client.flows.context import (
     DEVICE_ID,
     Context,
@@ -194,6 +194,8 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
             return Outcome(events=[MessageReceived(contact, MessageId(message_id), text, sent_ms)])
         case c.Edit() | c.DeleteForEveryone() | c.Reaction() | c.Timer():
             return changes.apply(ctx, contact, Conversation.direct(contact.contact_id), None, message)
+        case c.Attachment():
+            return attachments.receive_attachment(ctx, contact, message)
         case c.DeliveryReceipt(ids):
             repair.confirm_delivered(ctx, contact, ids)
             known = _apply_receipts(ctx, contact, ids, ReceiptKind.DELIVERED)
