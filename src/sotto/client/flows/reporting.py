@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sotto.client.events import (
+    AttachmentReceived,
     ContactAccepted,
     ContactAdded,
     ContactMailboxChanged,
@@ -35,10 +36,13 @@ from sotto.client.events import (
     IdentityChanged,
     MessageReceived,
 )
+from sotto.client.flows.attachments import stored
 from sotto.store.interfaces import Transaction
 from sotto.store.model import (
+    Contact,
     ContactId,
     GroupId,
+    Message,
     MessageRowId,
     PendingEvent,
     PendingEventId,
@@ -110,6 +114,22 @@ def mark_taken(tx: Transaction, events: Iterable[Event]) -> None:
         tx.unreported_events.remove(done)
 
 
+def _direct(tx: Transaction, sender: Contact, message: Message) -> MessageReceived:
+    """The event of a 1:1 message kept unreported: a file's when it holds one."""
+    held = stored(tx, message)
+    if held is None:
+        return MessageReceived(sender, message.message_id, message.text, message.sent_ms)
+    return AttachmentReceived(
+        sender,
+        message.message_id,
+        message.text,
+        message.sent_ms,
+        file_name=held.file_name or "",
+        size=held.size,
+        content_type=held.pointer.content_type,
+    )
+
+
 def unreported(tx: Transaction) -> list[Event]:
     """Every event still marked, rebuilt from the store: contact and group events first (in the
     order they happened), then messages (in the order they were stored)."""
@@ -137,7 +157,7 @@ def unreported(tx: Transaction) -> list[Event]:
             continue
         group_id = message.conversation.group_id
         if group_id is None:
-            events.append(MessageReceived(sender, message.message_id, message.text, message.sent_ms))
+            events.append(_direct(tx, sender, message))
             continue
         group = tx.groups.get(group_id)
         if group is not None:
