@@ -155,3 +155,31 @@ def test_a_json_number_without_fraction_is_an_integer() -> None:
     assert api.AddAccessToken.model_validate(_token(20000.0)).expires_day == 20000
     assert api.AddAccessToken.model_validate_json(json.dumps(_token(20000.0))).expires_day == 20000
     assert api.PreKey.model_validate({"id": 2.0, "public_key": b64.encode(b"\x05" + bytes(32))}).id == 2
+
+
+_TRIPLES = st.lists(
+    st.tuples(
+        st.binary(min_size=16, max_size=16),
+        st.integers(min_value=0, max_value=999_999),
+        st.binary(max_size=2_000),
+    ),
+    max_size=5,
+)
+
+
+@given(_TRIPLES, st.booleans())
+def test_the_relay_writes_poll_answers_as_the_model_does(
+    triples: list[tuple[bytes, int, bytes]], more: bool
+) -> None:
+    model = api.PollResult(
+        envelopes=[api.PolledEnvelope(id=i, day=d, payload=p) for i, d, p in triples], more=more
+    )
+    written = api.poll_result_json(triples, more=more)
+    assert written == model.model_dump_json().encode()
+    assert api.PollResult.model_validate_json(written) == model
+
+
+def test_encode_ascii_is_encode_as_bytes() -> None:
+    for size in range(70):
+        data = bytes(range(size))
+        assert b64.encode_ascii(data) == b64.encode(data).encode()

@@ -336,3 +336,25 @@ class PollResult(Model):
     envelopes: list[PolledEnvelope]
     more: bool
     """Whether more envelopes were pending than ``limit`` let through."""
+
+
+def poll_result_json(envelopes: Iterable[tuple[bytes, int, bytes]], more: bool) -> bytes:
+    """``PollResult`` of ``(id, day, payload)`` triples as JSON, byte for byte what the model
+    writes, without building it: a full answer is half a megabyte, and building, checking and
+    writing the model cost about ten times the base64 itself, all in one turn of the relay's
+    event loop. The relay made each triple (ids and days are its own), so nothing is checked."""
+    parts = [b'{"envelopes":[']
+    for message_id, day, payload in envelopes:
+        parts += (
+            b'{"id":"',
+            b64.encode_ascii(message_id),
+            b'","day":',
+            b"%d" % day,
+            b',"payload":"',
+            b64.encode_ascii(payload),
+            b'"},',
+        )
+    if len(parts) > 1:
+        parts[-1] = b'"}'
+    parts.append(b'],"more":true}' if more else b'],"more":false}')
+    return b"".join(parts)

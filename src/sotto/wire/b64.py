@@ -28,6 +28,11 @@ def encode(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URL_SAFE).rstrip(b"=").decode("ascii")
 
 
+def encode_ascii(data: bytes) -> bytes:
+    """:func:`encode`'s text as ASCII bytes, for answers assembled as bytes."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL_SAFE).rstrip(b"=")
+
+
 def encoded_length(size: int) -> int:
     """The length of :func:`encode` of ``size`` bytes."""
     return (size * 4 + 2) // 3
