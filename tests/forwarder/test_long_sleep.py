@@ -1,5 +1,5 @@
 """A device asleep for longer than the old two-hour horizon keeps its cadence at the relay: real
-processes on loopback, as in ``test_outage.py``.
+processes on loopback, as in ``test_outage.py`` (with its helpers, :mod:`tests.forwarder.cadence`).
 
 The relay (1-second ticks, recording its operator's view) and a forwarder run as processes;
 Alice and Bob are cadence-mode SDK clients through the forwarder. Once Alice's schedule reaches
@@ -14,7 +14,6 @@ a gap of about 16 ticks before she is back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,26 +22,22 @@ import pytest
 from sotto.client import events as ev
 from sotto.client.schedule import SCHEDULES_PATH, capability, horizon_ticks
 from sotto.client.sdk import Client
-from sotto.server.observer import HttpExchange, read_view
 from sotto.wire import b64
-from tests.forwarder.processes import forwarder_process, relay_with_gateway
-from tests.forwarder.test_outage import Cable, _one_per_tick, our_mailboxes, person, until
+from tests.forwarder.cadence import (
+    CadenceStack,
+    alice_and_bob,
+    cadence_requests,
+    close_people,
+    one_per_tick,
+    our_mailboxes,
+    run_bounds,
+    until,
+)
 
 ALICE_ADDR, BOB_ADDR = "127.0.0.4", "127.0.0.5"
 OLD_HORIZON_TICKS = 48
 SLEEP_TICKS = 60
 TO_ALICE = ("good night", "still asleep?", "good morning")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    root = tmp_path_factory.mktemp("sleep")
-    view = root / "view.jsonl"
-    with (
-        relay_with_gateway(root / "data", root / "relay.log", view) as relay,
-        forwarder_process(relay, root / "forwarder.log") as forwarder,
-    ):
-        yield relay, forwarder, view
 
 
 async def held_slots(client: Client, forwarder: str, relay: str) -> int:
@@ -54,12 +49,11 @@ async def held_slots(client: Client, forwarder: str, relay: str) -> int:
     return count
 
 
-def run_sleep(relay: str, forwarder: str, tmp: Path) -> dict[str, object]:
+def run_sleep(stack: CadenceStack, tmp: Path) -> dict[str, object]:
+    relay, forwarder, _ = stack
+
     async def main() -> dict[str, object]:
-        cable = Cable(int(forwarder.rsplit(":", 1)[1]))
-        alice_forwarder = await cable.start()
-        alice = await person(relay, alice_forwarder, tmp, "Alice", ALICE_ADDR)
-        bob = await person(relay, forwarder, tmp, "Bob", BOB_ADDR)
+        cable, _, alice, bob = await alice_and_bob(stack, tmp, ALICE_ADDR, BOB_ADDR)
         seen: list[ev.Event] = []
 
         async def listen(client: Client, into: list[ev.Event]) -> None:
@@ -98,28 +92,17 @@ def run_sleep(relay: str, forwarder: str, tmp: Path) -> dict[str, object]:
             return {
                 "rejected": [e for e in seen if isinstance(e, ev.EnvelopeRejected)],
                 "alice": texts(),
-                "cut": cut_unix,
-                "back": back_unix,
-                "end": alice.engine.now_ms() / 1000,
-                "alice_mailboxes": mailboxes | our_mailboxes(alice),
-                "bob_mailboxes": our_mailboxes(bob),
+                **run_bounds(alice, bob, mailboxes, cut_unix, back_unix),
             }
         finally:
-            for listener in listeners:
-                listener.cancel()
-            for client in (alice, bob):
-                network = client.engine.network
-                await client.close()
-                await network.aclose()
-            await cable.close()
+            await close_people(listeners, (alice, bob), cable)
 
     return asyncio.run(asyncio.wait_for(main(), 900))
 
 
 @pytest.fixture(scope="module")
-def sleep(stack: tuple[str, str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    relay, forwarder, _ = stack
-    return run_sleep(relay, forwarder, tmp_path_factory.mktemp("people"))
+def sleep(cadence_stack: CadenceStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return run_sleep(cadence_stack, tmp_path_factory.mktemp("people"))
 
 
 def test_the_sleep_is_longer_than_the_old_horizon_and_within_the_new() -> None:
@@ -133,25 +116,15 @@ def test_what_was_written_during_the_sleep_arrives_once(sleep: dict[str, object]
 
 
 def test_the_relay_sees_the_same_cadence_through_a_sleep_longer_than_the_old_horizon(
-    stack: tuple[str, str, Path], sleep: dict[str, object]
+    cadence_stack: CadenceStack, sleep: dict[str, object]
 ) -> None:
-    _, _, view = stack
     cut, back, end = (float(sleep[k]) for k in ("cut", "back", "end"))  # type: ignore[arg-type]
     assert back - cut >= SLEEP_TICKS - 1
     alice_boxes: set[str] = sleep["alice_mailboxes"]  # type: ignore[assignment]
     bob_boxes: set[str] = sleep["bob_mailboxes"]  # type: ignore[assignment]
-    polls: dict[str, list[float]] = {mailbox: [] for mailbox in alice_boxes}
-    sends: list[float] = []
-    for record in read_view(view):
-        if not isinstance(record, HttpExchange):
-            continue
-        at, parts = record.t_us / 1_000_000, record.path.split("/")
-        if record.path.endswith("/poll") and parts[3] in alice_boxes:
-            polls[parts[3]].append(at)
-        elif record.path.endswith("/messages") and parts[3] in bob_boxes:
-            sends.append(at)  # only Alice writes to Bob's mailboxes
+    polls, sends = cadence_requests(cadence_stack.view, alice_boxes, bob_boxes)
     ticks = range(int(cut) - 2, int(end) - 1)
     assert len(ticks) >= SLEEP_TICKS + 4
     for mailbox in alice_boxes:
-        _one_per_tick(polls[mailbox], ticks, f"polls of {mailbox}")
-    _one_per_tick(sends, ticks, "sends")
+        one_per_tick(polls[mailbox], ticks, f"polls of {mailbox}")
+    one_per_tick(sends, ticks, "sends")
