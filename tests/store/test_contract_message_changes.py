@@ -12,16 +12,14 @@ from sotto.errors import MissingRecordError
 from sotto.store.interfaces import Store
 from sotto.store.model import (
     Conversation,
-    Direction,
-    MessageId,
     MessageRowId,
-    MessageState,
     Quote,
     Reaction,
     ReceiptKind,
 )
 from sotto.store.sqlite import SqliteStore
 from tests.store.factories import NOW_MS
+from tests.store.history import add_message
 from tests.store.test_contract_messages import incoming, outgoing
 from tests.store.test_contract_people import add_contact
 
@@ -31,29 +29,9 @@ def test_a_reply_keeps_its_quote_and_a_timer_notice_its_seconds(store: Store, rn
         bob = add_contact(tx, rng, "bob")
         first = incoming(tx, bob, "lunch?", rng(16))
         quote = Quote(first.message_id, bob.account_id)
-        reply = tx.messages.add(
-            message_id=MessageId(rng(16)),
-            conversation=Conversation.direct(bob.contact_id),
-            direction=Direction.OUTGOING,
-            sender=None,
-            text="yes",
-            sent_ms=NOW_MS,
-            stored_ms=NOW_MS,
-            state=MessageState.QUEUED,
-            quote=quote,
-            expires_ms=NOW_MS + 60_000,
-        )
-        notice = tx.messages.add(
-            message_id=MessageId(rng(16)),
-            conversation=Conversation.direct(bob.contact_id),
-            direction=Direction.INCOMING,
-            sender=bob.contact_id,
-            text="",
-            sent_ms=NOW_MS,
-            stored_ms=NOW_MS,
-            state=MessageState.RECEIVED,
-            timer_s=3600,
-        )
+        direct = Conversation.direct(bob.contact_id)
+        reply = add_message(tx, rng, direct, "yes", quote=quote, expires_ms=NOW_MS + 60_000)
+        notice = add_message(tx, rng, direct, "", sender=bob.contact_id, timer_s=3600)
     with store.transaction() as tx:
         assert tx.messages.get(reply.row_id) == reply
         assert reply.quote == quote and reply.expires_ms == NOW_MS + 60_000
@@ -112,17 +90,7 @@ def test_expire_deletes_due_messages_with_their_receipts(store: Store, rng: Rng)
         bob = add_contact(tx, rng, "bob")
         where = Conversation.direct(bob.contact_id)
         due = [
-            tx.messages.add(
-                message_id=MessageId(rng(16)),
-                conversation=where,
-                direction=Direction.INCOMING,
-                sender=bob.contact_id,
-                text=f"soon gone {i}",
-                sent_ms=NOW_MS,
-                stored_ms=NOW_MS,
-                state=MessageState.RECEIVED,
-                expires_ms=NOW_MS + 1000 * i,
-            )
+            add_message(tx, rng, where, f"soon gone {i}", sender=bob.contact_id, expires_ms=NOW_MS + 1000 * i)
             for i in range(3)
         ]
         tx.messages.react(due[0].row_id, None, "👍", NOW_MS)
@@ -148,18 +116,9 @@ def test_expired_and_edited_texts_leave_no_trace_in_the_sqlite_files(tmp_path: P
     try:
         with store.transaction() as tx:
             bob = add_contact(tx, rng, "bob")
-            tx.messages.add(
-                message_id=MessageId(rng(16)),
-                conversation=Conversation.direct(bob.contact_id),
-                direction=Direction.INCOMING,
-                sender=bob.contact_id,
-                text=secret,
-                sent_ms=NOW_MS,
-                stored_ms=NOW_MS,
-                state=MessageState.RECEIVED,
-                expires_ms=NOW_MS,
-            )
-            ours = outgoing(tx, Conversation.direct(bob.contact_id), before_edit, rng(16))
+            direct = Conversation.direct(bob.contact_id)
+            add_message(tx, rng, direct, secret, sender=bob.contact_id, expires_ms=NOW_MS)
+            ours = outgoing(tx, direct, before_edit, rng(16))
             tx.messages.edit(ours.row_id, "fine", NOW_MS)
         with store.transaction() as tx:
             assert tx.messages.expire(NOW_MS) == 1

@@ -15,12 +15,10 @@ from sotto.store.model import (
     Contact,
     ContactId,
     Conversation,
-    Direction,
     GroupId,
     GroupMember,
     Invite,
     MailboxId,
-    MessageId,
     MessageState,
     OurMailbox,
     ReceiptKind,
@@ -28,6 +26,7 @@ from sotto.store.model import (
 )
 from tests.store import factories
 from tests.store.factories import NOW_MS
+from tests.store.history import add_message
 
 
 def add_contact(tx: Transaction, rng: Rng, name: str) -> Contact:
@@ -265,36 +264,10 @@ def test_deleting_a_contact_removes_what_hangs_off_it(store: Store, rng: Rng) ->
         tx.groups.create(group_id=group_id, name="G", distribution_id=uuid.uuid4(), created_ms=NOW_MS)
         tx.groups.add_member(group_id, bob.contact_id)
         tx.groups.add_member(group_id, carol.contact_id)
-        direct = tx.messages.add(
-            message_id=MessageId(rng(16)),
-            conversation=Conversation.direct(bob.contact_id),
-            direction=Direction.OUTGOING,
-            sender=None,
-            text="to bob",
-            sent_ms=NOW_MS,
-            stored_ms=NOW_MS,
-            state=MessageState.QUEUED,
-        )
-        in_group = tx.messages.add(
-            message_id=MessageId(rng(16)),
-            conversation=Conversation.group(group_id),
-            direction=Direction.INCOMING,
-            sender=bob.contact_id,
-            text="from bob in the group",
-            sent_ms=NOW_MS,
-            stored_ms=NOW_MS,
-            state=MessageState.RECEIVED,
-        )
-        ours = tx.messages.add(
-            message_id=MessageId(rng(16)),
-            conversation=Conversation.group(group_id),
-            direction=Direction.OUTGOING,
-            sender=None,
-            text="ours in the group",
-            sent_ms=NOW_MS,
-            stored_ms=NOW_MS,
-            state=MessageState.SENT,
-        )
+        group = Conversation.group(group_id)
+        direct = add_message(tx, rng, Conversation.direct(bob.contact_id), "to bob")
+        in_group = add_message(tx, rng, group, "from bob in the group", sender=bob.contact_id)
+        ours = add_message(tx, rng, group, "ours in the group", state=MessageState.SENT)
         tx.messages.add_receipt(ours.row_id, bob.contact_id, ReceiptKind.DELIVERED, NOW_MS)
         tx.messages.add_receipt(ours.row_id, carol.contact_id, ReceiptKind.DELIVERED, NOW_MS)
         item = tx.outbox.enqueue(
