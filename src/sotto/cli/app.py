@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sotto.cli import audit
-from sotto.cli.commands import account, contacts, forwarder, groups, messages, server
+from sotto.cli.commands import account, contacts, files, forwarder, groups, messages, server
 from sotto.cli.commands.chat import chat
 from sotto.cli.failures import Settings
 
@@ -54,6 +54,7 @@ app.command(rich_help_panel="Contacts")(contacts.unblock)
 app.command(rich_help_panel="Messages")(messages.send)
 app.command(rich_help_panel="Messages")(messages.listen)
 app.command(rich_help_panel="Messages")(messages.history)
+app.command(rich_help_panel="Messages")(files.save)
 app.command(rich_help_panel="Messages")(messages.edit)
 app.command(rich_help_panel="Messages")(messages.unsend)
 app.command(rich_help_panel="Messages")(messages.react)

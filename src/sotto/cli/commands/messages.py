@@ -20,14 +20,16 @@ import typer
 from rich.text import Text
 
 from sotto.cli import listener, render
+from sotto.cli.commands import files
 from sotto.cli.failures import ExitCode, Where, fail, report_send
 from sotto.cli.names import require_contact, require_conversation
 from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
 from sotto.client import content, control, history_export
 from sotto.client import events as ev
 from sotto.client.content import MAX_TEXT_BYTES
+from sotto.client.flows.attachments import StoredAttachment
 from sotto.client.sdk import Client
-from sotto.store.model import Contact, ContactId, Group, Message
+from sotto.store.model import Contact, ContactId, Group, Message, MessageRowId
 
 CONNECT_WAIT_S = 5.0
 """How long ``listen --once`` waits for the relay before failing."""
@@ -115,13 +117,33 @@ def send(
     *,
     text_file: TextFileOption = None,
     reply_to: ReplyOption = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            dir_okay=False,
+            help="Send this file (at most 100 MiB) instead of a text; stop `sotto listen` first.",
+            show_default=False,
+        ),
+    ] = None,
+    caption: Annotated[
+        str | None, typer.Option("--caption", help="A caption for --file.", show_default=False)
+    ] = None,
     profile: ProfileOption = None,
     cadence: CadenceOption = False,
 ) -> None:
-    """Send a text to a contact: the words, `-` for standard input, or --text-file PATH.
+    """Send a text to a contact: the words, `-` for standard input, or --text-file PATH; or a
+    file with --file PATH [--caption TEXT].
 
     While `sotto listen` runs on the profile, the text goes through it, on its schedule."""
     place = where(profile)
+    if file is not None:
+        if text or text_file is not None or reply_to is not None:
+            fail("--file sends a file alone: give its words as --caption", code=ExitCode.USAGE)
+        files.send_file(place, name, file, caption or "", cadence)
+        return
+    if caption is not None:
+        fail("--caption goes with --file", code=ExitCode.USAGE)
     message = message_text(text, text_file)
     if reply_to is not None:
         _reply(place, name, reply_to, message, cadence)
@@ -290,7 +312,7 @@ def history(
             messages = client.history(conversation, limit=limit)
             if not messages:
                 render.dim("no messages yet")
-            for line in history_lines(messages, names):
+            for line in history_lines(messages, names, held=client.attachments(messages)):
                 render.out.print(line)
             if mark_read and messages:
                 await client.mark_read(conversation)
@@ -515,10 +537,21 @@ def timer(
 
 # ---------------------------------------------------------------------------- how changes are shown
 def change_line(e: ev.Event) -> Text | None:
-    """How ``sotto listen`` shows a change to a message; None for other events."""
+    """How ``sotto listen`` shows a change to a message or a file; None for other events."""
     group: Group | None = getattr(e, "group", None)
     where = "" if group is None else f" in #{render.clean(group.name)}"
     match e:
+        case ev.AttachmentReceived():
+            line = Text.assemble(
+                (render.clock(e.sent_ms), "dim"),
+                " ",
+                (render.clean(e.contact.name), "bold cyan"),
+                f" sent 📎 {render.clean(e.file_name or 'a file')} ({files.size_text(e.size)})",
+            )
+            if e.text:
+                line.append(f": {render.clean(e.text)}")
+            line.append(f"  · sotto save {e.message_id.hex()[:MESSAGE_ID_DIGITS]}", style="dim")
+            return line
         case ev.MessageEdited():
             who = render.clean(e.contact.name)
             return Text.assemble((who, "bold cyan"), f" edited a message{where}: {render.clean(e.text)}")
@@ -548,9 +581,16 @@ def event_line(e: ev.Event, server: str) -> Text | None:
     return change_line(e) or render.event_line(e, server)
 
 
-def history_lines(messages: list[Message], names: Mapping[ContactId, str], *, me: str = "you") -> list[Text]:
+def history_lines(
+    messages: list[Message],
+    names: Mapping[ContactId, str],
+    *,
+    me: str = "you",
+    held: Mapping[MessageRowId, StoredAttachment] | None = None,
+) -> list[Text]:
     """A conversation as ``sotto history`` prints it: each message with its id, the line it
-    quotes, an edited mark, a placeholder for a deleted one, its reactions; timer notices."""
+    quotes, an edited mark, a placeholder for a deleted one, its reactions; timer notices; the
+    file a message holds (``held``: by row), its caption as its text."""
     by_id = {m.message_id: m for m in messages}
     lines: list[Text] = []
     for message in messages:
@@ -579,6 +619,8 @@ def history_lines(messages: list[Message], names: Mapping[ContactId, str], *, me
             line.append(": this message was deleted", style="dim italic")
         else:
             line = Text(f"{short} ", style="dim") + render.message_line(message, sender)
+            if held is not None and message.row_id in held:
+                line.append(f"  {files.file_words(held[message.row_id])}", style="magenta")
             if message.edited_ms is not None:
                 line.append("  (edited)", style="dim")
         if message.expires_ms is not None:
