@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sotto.client import content as c
+from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.client.invite import InviteLink
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import seeded_rng
@@ -196,6 +197,14 @@ def build() -> Iterator[tuple[str, str, bytes]]:
         c.DeleteForEveryone(ids[0], 1_700_000_000_002),
         c.Reaction(ids[0], ids[1], "👍🏽", 1_700_000_000_003),
         c.Timer(ids[0], 1_700_000_000_004, 86_400),
+        c.Attachment(
+            ids[0],
+            1_700_000_000_005,
+            AttachmentPointer(ids[1], bytes(range(64)), bytes(32), 1_048_576, "image/png", "photo.png"),
+            "a caption",
+            "https://relay.example:8787",
+            3600,
+        ),
     ):
         yield "content", f"valid-{type(content).__name__.lower()}", c.encode(content)
     link = InviteLink("https://relay.example:8787", ids[0], bytes(range(32))).encode()
