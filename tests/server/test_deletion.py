@@ -197,3 +197,41 @@ def test_no_planner_statistics_are_written(tmp_path: Path) -> None:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'sqlite_stat%'").fetchall() == []
     finally:
         conn.close()
+
+
+def test_the_log_copier_copies_and_asks_for_the_truncation(tmp_path: Path) -> None:
+    """Pages are copied out of the log beside the writer (its own checkpoints on commit are
+    off), and the truncating checkpoint comes at the copier's request, before the writer's own
+    timer would make it."""
+    store = SqliteStorage.in_dir(tmp_path, checkpoint_interval_s=1.0)
+    try:
+        conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            conn.close()
+        asyncio.run(mixed_run(store, random.Random(3)))
+        wait_checkpointed(store, store.commits)
+        assert store.log_copies >= 1
+        assert store.checkpoints >= 1 and (tmp_path / "relay.db-wal").stat().st_size == 0
+        # Asked early: the copier asks at 3/4 of the interval, the writer's timer is at all of it.
+        assert store.truncations_asked >= 1
+    finally:
+        store.close_sync()
+    assert not store._copier.is_alive() and not store._thread.is_alive()
+
+
+def test_the_writer_empties_the_log_by_itself_without_the_copier(tmp_path: Path) -> None:
+    store = SqliteStorage.in_dir(tmp_path, checkpoint_interval_s=0.2)
+    try:
+        store._copier_stop.set()
+        store._copier.join(30)
+        asked = store.truncations_asked
+        acked, _, keys = asyncio.run(mixed_run(store, random.Random(4)))
+        wait_checkpointed(store, store.commits)
+        files = files_bytes(tmp_path)
+        assert files.get("relay.db-wal", b"") == b""
+        assert not any(holding(keys[e.message_id], files) for e in acked)
+        assert store.truncations_asked == asked and store.checkpoints >= 1
+    finally:
+        store.close_sync()

@@ -95,6 +95,13 @@ BUSY_S = 0.002
 """The writer counts as busy when its last batch ended less than this long ago."""
 CHECKPOINT_S = 2.0
 """The default ``checkpoint_interval_s``."""
+COPY_S = 0.25
+"""How often the log copier copies committed pages from the log into the file."""
+TRUNCATE_EARLY = 0.75
+"""The log copier asks for the truncating checkpoint at this share of ``checkpoint_interval_s``
+since the last one, just after a copy; the writer truncates by itself only if it was not asked."""
+_TRUNCATE: Any = object()
+"""In the writer's queue: empty the log now (put there by the log copier)."""
 DISK_CHECK_S = 0.1
 """How stale the free-space reading may be while writes go on."""
 
@@ -263,6 +270,13 @@ class SqliteStorage:
         self.commits = 0
         """Transactions committed: fewer than operations when group commit is at work."""
         self._thread = threading.Thread(target=self._run, name="sotto-relay-db", daemon=True)
+        self._copier = threading.Thread(target=self._copy_log, name="sotto-relay-db-log", daemon=True)
+        self._copier_stop = threading.Event()
+        self._truncate_asked = False
+        self.log_copies = 0
+        """Passive checkpoints the log copier made (copied pages, writer not held up)."""
+        self.truncations_asked = 0
+        """Truncating checkpoints the log copier asked the writer for."""
 
     @classmethod
     def open(cls, path: Path, **kwargs: Any) -> SqliteStorage:
@@ -273,6 +287,7 @@ class SqliteStorage:
         storage._ready.wait()
         if storage._startup_error is not None:
             raise RelayStorageError(f"cannot open the database: {type(storage._startup_error).__name__}")
+        storage._copier.start()
         return storage
 
     @classmethod
@@ -282,14 +297,48 @@ class SqliteStorage:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._jobs.put(None)
-            await asyncio.to_thread(self._thread.join)
+            await asyncio.to_thread(self._stop_threads)
 
     def close_sync(self) -> None:
         if not self._closed:
             self._closed = True
-            self._jobs.put(None)
-            self._thread.join()
+            self._stop_threads()
+
+    def _stop_threads(self) -> None:
+        self._copier_stop.set()
+        if self._copier.is_alive():
+            self._copier.join()
+        self._jobs.put(None)
+        self._thread.join()
+
+    # ------------------------------------------------------------------ the log copier thread
+    def _copy_log(self) -> None:
+        """Copy committed pages from the log into the file every :data:`COPY_S`, on a connection
+        of its own (a passive checkpoint: the writer goes on meanwhile). The writer's truncating
+        checkpoint, which holds it up while it runs, then has little left to copy, and the
+        writer never copies on commit (its automatic checkpoint is off)."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, timeout=0)
+        except sqlite3.Error:
+            return  # the writer's own checkpoints still empty the log
+        try:
+            copied = self.commits
+            while not self._copier_stop.wait(COPY_S):
+                commits = self.commits
+                if commits != copied:
+                    with contextlib.suppress(sqlite3.Error):  # busy: the writer is checkpointing
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                        copied = commits
+                        self.log_copies += 1
+                # The truncating checkpoint a little before the writer's own is due, right after a
+                # copy, so it finds little left to copy.
+                due = self._checkpointed_at + TRUNCATE_EARLY * self._checkpoint_interval_s
+                if self._dirty and not self._truncate_asked and time.monotonic() >= due:
+                    self._truncate_asked = True
+                    self.truncations_asked += 1
+                    self._jobs.put(_TRUNCATE)
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ the writer thread
     def _connect(self) -> sqlite3.Connection:
@@ -435,18 +484,23 @@ class SqliteStorage:
             self._compact(conn)
         now = time.monotonic()
         if self._dirty and now - self._checkpointed_at >= self._checkpoint_interval_s:
-            self._checkpointed_at = now
-            commits = self.commits
-            try:
-                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            except sqlite3.Error:
-                busy = 1
-            if not busy:  # else a reader held an old snapshot: retried next interval
-                self._dirty = False
-                self.checkpoints += 1
-                self.checkpointed_commits = commits
+            self._truncate_log(conn, now)
         if now - self._disk_checked >= DISK_CHECK_S:
             self._check_disk(now)
+
+    def _truncate_log(self, conn: sqlite3.Connection, now: float) -> None:
+        """Empty the log (a truncating checkpoint; writes wait until it is done)."""
+        self._checkpointed_at = now
+        self._truncate_asked = False
+        commits = self.commits
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            busy = 1
+        if not busy:  # else a reader held an old snapshot: retried next interval
+            self._dirty = False
+            self.checkpoints += 1
+            self.checkpointed_commits = commits
 
     def _compact(self, conn: sqlite3.Connection) -> None:
         """Rewrite the whole file in key order (``VACUUM``), then empty the log.
@@ -473,6 +527,7 @@ class SqliteStorage:
     def _run(self) -> None:
         try:
             conn = self._connect()
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the log copier's job (see _copy_log)
         except BaseException as exc:  # reported by open()
             self._startup_error = exc
             self._ready.set()
@@ -489,6 +544,9 @@ class SqliteStorage:
                     continue
                 if first is None:
                     break
+                if first is _TRUNCATE:
+                    self._truncate_log(conn, time.monotonic())
+                    continue
                 jobs = [first]
                 # Busy (the last batch ended moments ago): wait a little for company, so one
                 # commit and one wake-up of the event loop serve several operations.
@@ -504,6 +562,9 @@ class SqliteStorage:
                         break
                     if job is None:
                         stop = True
+                        break
+                    if job is _TRUNCATE:  # after this batch
+                        self._checkpointed_at = -float("inf")
                         break
                     jobs.append(job)
                 self._run_batch(conn, jobs)
