@@ -21,6 +21,7 @@ from websockets.protocol import Protocol, Side, State
 
 from sotto.server import ServerConfig
 from sotto.server.runner import (
+    NO_AUTOMATIC_FULL_COLLECTION,
     ConnectionLimits,
     DeliveryProtocol,
     Flag,
@@ -202,21 +203,25 @@ def test_frozen_cyclic_garbage_is_collected_after_a_refresh() -> None:
         gc.unfreeze()
 
 
-def test_the_relay_installs_the_freezer_while_it_runs(tmp_path: Path) -> None:
+def test_the_relay_installs_the_freezer_and_collects_by_the_clock_while_it_runs(tmp_path: Path) -> None:
+    before = gc.get_threshold()
     server = RelayServer(uvicorn_config(ServerConfig(data_dir=tmp_path, port=0), log_config=None))
+    server.full_collection_seconds = 0.05
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 30
-        while getattr(server, "freezer", None) is None and thread.is_alive():
-            assert time.monotonic() < deadline, "the relay did not start"
+        while getattr(server, "full_collections", 0) < 2 and thread.is_alive():
+            assert time.monotonic() < deadline, "the relay did not start, or collected nothing"
             time.sleep(0.01)
         assert isinstance(server.freezer, SurvivorFreezer) and server.freezer in gc.callbacks
+        assert gc.get_threshold() == (before[0], before[1], NO_AUTOMATIC_FULL_COLLECTION)
     finally:
         server.should_exit = True
         thread.join(30)
         gc.unfreeze()
     assert not thread.is_alive() and server.freezer not in gc.callbacks
+    assert gc.get_threshold() == before
 
 
 class _Written:

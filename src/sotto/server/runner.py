@@ -370,6 +370,10 @@ class AdmissionSocket(socket.socket):
         raise BlockingIOError  # enough for this turn; the kernel keeps the rest
 
 
+FULL_COLLECTION_SECONDS = 60.0
+"""How often the relay runs a full garbage collection; the collector runs none by itself."""
+NO_AUTOMATIC_FULL_COLLECTION = 1_000_000_000
+"""The oldest generation's threshold while the relay runs: never reached."""
 FREEZE_REFRESH_SECONDS = 600.0
 """How often :class:`SurvivorFreezer` unfreezes everything, so that a full collection looks at
 all of it again."""
@@ -452,11 +456,31 @@ class RelayServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         self.freezer = SurvivorFreezer(loop.call_soon_threadsafe, time.monotonic)
         self.freezer.install()
+        # Full collections by the clock, not by allocations: under a connection flood the
+        # collector's own count asks for one every few seconds, each a pause of tens of
+        # milliseconds with the flood's connections held; one a minute bounds what they cost.
+        self.gc_thresholds = gc.get_threshold()
+        gc.set_threshold(self.gc_thresholds[0], self.gc_thresholds[1], NO_AUTOMATIC_FULL_COLLECTION)
+        self.full_collections = 0
+        self._full_collection = loop.call_later(self.full_collection_seconds, self._collect_fully)
+
+    full_collection_seconds = FULL_COLLECTION_SECONDS
+
+    def _collect_fully(self) -> None:
+        gc.collect()
+        self.full_collections += 1
+        self._full_collection = asyncio.get_running_loop().call_later(
+            self.full_collection_seconds, self._collect_fully
+        )
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         freezer: SurvivorFreezer | None = getattr(self, "freezer", None)
         if freezer is not None:
             freezer.uninstall()
+        timer: asyncio.TimerHandle | None = getattr(self, "_full_collection", None)
+        if timer is not None:
+            timer.cancel()
+            gc.set_threshold(*self.gc_thresholds)
         stop_holding()  # held long polls answer now, not when their waits run out
         await super().shutdown(sockets=sockets)
 
