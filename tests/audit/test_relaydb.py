@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sotto.audit.leakage import designs, report
 from sotto.audit.leakage.attacks import dump
@@ -12,6 +15,7 @@ from sotto.audit.leakage.attacks.score import FILE_ATTACKS
 from sotto.audit.leakage.relaydb import InlineSqliteStorage
 from sotto.audit.leakage.run import measure
 from sotto.audit.sim.study import RelayFiles, StudySettings, run_study
+from sotto.server.storage.base import AccountId, MailboxId
 from sotto.wire import b64
 
 
@@ -62,3 +66,32 @@ def test_the_files_of_a_study_on_sqlite_are_attacked_and_their_shuffled_answers_
         chance = max(rows[name].chance_people, rows[name].chance_mailboxes)
         assert result.shuffled[name] <= chance + 0.25, (name, result.shuffled[name])
     assert "The relay's files" in report.markdown([result])
+
+
+def test_an_inline_operation_settles_on_the_loop_without_waking_it_through_its_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    woken: list[object] = []
+
+    async def main() -> tuple[object, object]:
+        loop = asyncio.get_running_loop()
+        storage = InlineSqliteStorage.in_dir_inline(tmp_path, now=loop.time)
+        queue = loop.call_soon
+
+        def through_the_pipe(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+            woken.append(callback)
+            return queue(callback, *args)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", through_the_pipe)
+        try:
+            missing = await storage.get_account(AccountId(bytes(16)))
+            mailboxes = await storage.get_mailboxes([MailboxId(bytes(16))])
+        finally:
+            monkeypatch.undo()
+            await storage.close()
+        return missing, mailboxes
+
+    missing, mailboxes = asyncio.run(main())
+    assert missing is None
+    assert mailboxes is not None
+    assert woken == []

@@ -20,12 +20,24 @@ import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sotto.errors import RelayStorageError
 from sotto.server.storage.sqlite import DB_FILENAME, Operation, SqliteStorage, _Job
 
 T = TypeVar("T")
+
+
+class _SameThread:
+    """The loop as the batch sees it: the writer thread hands results back with
+    ``call_soon_threadsafe``, which also wakes the loop through its self-pipe (a write and a
+    read per operation); on the loop's own thread ``call_soon`` queues the same callback in the
+    same place, without the wake-up."""
+
+    __slots__ = ("call_soon_threadsafe",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.call_soon_threadsafe = loop.call_soon
 
 
 class InlineSqliteStorage(SqliteStorage):
@@ -56,7 +68,8 @@ class InlineSqliteStorage(SqliteStorage):
         if self._closed or self._conn is None:
             future.set_exception(RelayStorageError("storage is closed"))
             return future
-        self._run_batch(self._conn, [_Job(operation, loop, future, savepoint, send)])
+        settle = cast(asyncio.AbstractEventLoop, _SameThread(loop))  # all _run_batch asks of it
+        self._run_batch(self._conn, [_Job(operation, settle, future, savepoint, send)])
         self._maintain(self._conn)
         if self._dirty and self._timer is None:
             wait = max(0.0, self._checkpointed_at + self._checkpoint_interval_s - self._now())
