@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sotto.audit.leakage import designs, report
+from sotto.audit.leakage import designs, report, run
 from sotto.audit.leakage.attacks import dump
 from sotto.audit.leakage.attacks.score import FILE_ATTACKS
 from sotto.audit.leakage.relaydb import InlineSqliteStorage
@@ -95,3 +95,16 @@ def test_an_inline_operation_settles_on_the_loop_without_waking_it_through_its_p
     assert missing is None
     assert mailboxes is not None
     assert woken == []
+
+
+def test_studies_keep_the_relay_files_in_memory_where_the_system_has_a_file_system_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = tmp_path / "shm"
+    monkeypatch.setattr(run, "MEMORY_FS", str(memory))
+    assert run.scratch_dir() is None  # not there: the system's temporary directory
+    memory.mkdir()
+    assert run.scratch_dir() == str(memory)
+    (tmp_path / "file").touch()
+    monkeypatch.setattr(run, "MEMORY_FS", str(tmp_path / "file"))
+    assert run.scratch_dir() is None  # not a directory
