@@ -462,9 +462,31 @@ class MessageRepository(Protocol):
         ...
 
     def conversation(
-        self, conversation: Conversation, *, limit: int = 50, before: MessageRowId | None = None
+        self,
+        conversation: Conversation,
+        *,
+        limit: int = 50,
+        before: MessageRowId | None = None,
+        after: MessageRowId | None = None,
     ) -> list[Message]:
-        """The latest ``limit`` messages (older than ``before`` if given), oldest first."""
+        """The latest ``limit`` messages (older than ``before`` if given), oldest first; with
+        ``after``, the first ``limit`` messages newer than ``after`` (and older than ``before``)."""
+        ...
+
+    def search(
+        self,
+        conversation: Conversation,
+        query: str,
+        *,
+        limit: int = 20,
+        before: MessageRowId | None = None,
+        after: MessageRowId | None = None,
+        newest_first: bool = True,
+    ) -> list[Message]:
+        """Up to ``limit`` messages of ``conversation`` that ``query`` matches (every word of it
+        begins a word of the message: :func:`sotto.store.search.matches`), between ``after`` and
+        ``before`` (both excluded), newest first or oldest first. Messages deleted for everyone
+        have no text and match nothing."""
         ...
 
     def advance(self, row_id: MessageRowId, state: MessageState) -> MessageState:

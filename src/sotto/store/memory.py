@@ -22,7 +22,7 @@ from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyR
 from sotto.protocol.group.sender_key import SenderKeyRecord
 from sotto.protocol.record import SessionRecord
 from sotto.protocol.session import LastResortUse
-from sotto.store import rules
+from sotto.store import rules, search
 from sotto.store.gate import TransactionGate
 from sotto.store.interfaces import PendingUpload, Transaction
 from sotto.store.model import (
@@ -696,15 +696,45 @@ class _Messages(_Repo):
         )
 
     def conversation(
-        self, conversation: Conversation, *, limit: int = 50, before: MessageRowId | None = None
+        self,
+        conversation: Conversation,
+        *,
+        limit: int = 50,
+        before: MessageRowId | None = None,
+        after: MessageRowId | None = None,
     ) -> list[Message]:
         rows = [
             m
             for row, m in self.w.messages.r.items()
-            if m.conversation == conversation and (before is None or row < before)
+            if m.conversation == conversation
+            and (before is None or row < before)
+            and (after is None or row > after)
         ]
         rows.sort(key=lambda m: m.row_id)
-        return rows[-limit:] if limit > 0 else []
+        if limit <= 0:
+            return []
+        return rows[:limit] if after is not None else rows[-limit:]
+
+    def search(
+        self,
+        conversation: Conversation,
+        query: str,
+        *,
+        limit: int = 20,
+        before: MessageRowId | None = None,
+        after: MessageRowId | None = None,
+        newest_first: bool = True,
+    ) -> list[Message]:
+        rows = [
+            m
+            for row, m in self.w.messages.r.items()
+            if m.conversation == conversation
+            and (before is None or row < before)
+            and (after is None or row > after)
+            and search.matches(query, m.text)
+        ]
+        rows.sort(key=lambda m: m.row_id, reverse=newest_first)
+        return rows[: max(limit, 0)]
 
     def advance(self, row_id: MessageRowId, state: MessageState) -> MessageState:
         known = self.w.messages.r.get(row_id)

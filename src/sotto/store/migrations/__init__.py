@@ -20,6 +20,7 @@ from sotto.store.migrations import (
     v003_contact_state,
     v004_send_log,
     v005_message_changes,
+    v006_message_search,
 )
 
 
@@ -38,6 +39,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         5, "replies, edits, deletions, reactions and disappearing messages", v005_message_changes.apply
     ),
+    Migration(6, "a blind word index for searching messages", v006_message_search.apply),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

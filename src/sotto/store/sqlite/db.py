@@ -41,6 +41,18 @@ def message_row_key(
     return b"".join(id_key(v) for v in links) + direction.encode()
 
 
+WORD_TOKEN_LENGTH = 8
+"""Bytes kept of a search token's HMAC: collisions only add candidates, which are checked on the
+decrypted text, and a shorter row keeps the index small."""
+
+
+def word_token(cipher: StoreCipher, contact_id: int | None, group_row: int | None, term: str) -> bytes:
+    """The blind search token of ``term`` (a normalised word or word beginning) in one
+    conversation: equal words in two conversations get unrelated tokens."""
+    where = b"c" + id_key(contact_id) if contact_id is not None else b"g" + id_key(group_row or 0)
+    return cipher.index("message word", where, term.encode())[:WORD_TOKEN_LENGTH]
+
+
 def mismatch(what: str) -> StoreCorruptedError:
     return StoreCorruptedError(f"a {what} index points at another row")
 

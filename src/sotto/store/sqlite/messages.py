@@ -11,7 +11,7 @@ from sotto.errors import (
     StoreConflictError,
     StoreCorruptedError,
 )
-from sotto.store import codec, rules
+from sotto.store import codec, rules, search
 from sotto.store.codec import Value, as_bytes, as_int, as_str
 from sotto.store.model import (
     ContactId,
@@ -34,7 +34,7 @@ from sotto.store.model import (
     Receipt,
     ReceiptKind,
 )
-from sotto.store.sqlite.db import Repo, id_key, message_row_key, mismatch, need_contact
+from sotto.store.sqlite.db import Repo, id_key, message_row_key, mismatch, need_contact, word_token
 from sotto.store.sqlite.people import GroupRepo
 
 _MESSAGE_COLUMNS = (
@@ -42,6 +42,11 @@ _MESSAGE_COLUMNS = (
     "FROM messages m LEFT JOIN message_extras x ON x.message_row = m.id"
 )
 """What loads a message: its row and its extras (schema 5), for ``SELECT {_MESSAGE_COLUMNS} WHERE …``."""
+
+_SEARCH_BATCH = 64
+"""Candidates read (and decrypted, to be checked) at a time by a search."""
+_RAREST_CAP = 4096
+"""A search counts each query token's rows up to this many, to drive the lookup by the rarest."""
 
 _EXTRAS = 7
 """Sealed in ``message_extras``: quote id, quote author, edited at, deleted, timer notice,
@@ -188,6 +193,7 @@ class MessageRepo(Repo):
                 "INSERT INTO owed_receipts (message_row, kind) VALUES (?, ?)",
                 (row_id, ReceiptKind.DELIVERED.value),
             )
+        self._index_words(row_id, contact_id, group_row, text)
         message = Message(
             MessageRowId(row_id),
             MessageId(bytes(message_id)),
@@ -238,6 +244,17 @@ class MessageRepo(Repo):
             [bytes(message.message_id), message.text, message.sent_ms, message.stored_ms],
         )
         self.db.run("UPDATE messages SET sealed = ? WHERE id = ?", (sealed, message.row_id))
+        found = self.db.row("SELECT contact_id, group_row FROM messages WHERE id = ?", (message.row_id,))
+        self.db.run("DELETE FROM message_words WHERE message_row = ?", (message.row_id,))
+        self._index_words(message.row_id, found[0], found[1], message.text)
+
+    def _index_words(self, row_id: int, contact_id: int | None, group_row: int | None, text: str) -> None:
+        """List the message under the blind tokens of its words (schema 6)."""
+        cipher = self.db.cipher
+        self.db.run_many(
+            "INSERT INTO message_words (token, message_row) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(word_token(cipher, contact_id, group_row, t), row_id) for t in search.index_terms(text)],
+        )
 
     def edit(self, row_id: MessageRowId, text: str, edited_ms: int) -> Message:
         changed = replace(self._known(row_id), text=text, edited_ms=edited_ms)
@@ -285,19 +302,101 @@ class MessageRepo(Repo):
         return message
 
     def conversation(
-        self, conversation: Conversation, *, limit: int = 50, before: MessageRowId | None = None
+        self,
+        conversation: Conversation,
+        *,
+        limit: int = 50,
+        before: MessageRowId | None = None,
+        after: MessageRowId | None = None,
     ) -> list[Message]:
         if limit <= 0:
             return []
         column, key = self._conversation_where(conversation)
+        cache: dict[int, GroupId] = {}
+        if conversation.group_id is not None:
+            cache[key] = conversation.group_id
+        if after is not None:
+            rows = self.db.rows(
+                f"SELECT {_MESSAGE_COLUMNS} WHERE m.{column} = ? AND m.id > ? AND m.id < ? "
+                "ORDER BY m.id LIMIT ?",
+                (key, after, (1 << 62) if before is None else before, limit),
+            )
+            return [self._load(r, cache) for r in rows]
         rows = self.db.rows(
             f"SELECT {_MESSAGE_COLUMNS} WHERE m.{column} = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
             (key, (1 << 62) if before is None else before, limit),
         )
+        return [self._load(r, cache) for r in reversed(rows)]
+
+    def search(
+        self,
+        conversation: Conversation,
+        query: str,
+        *,
+        limit: int = 20,
+        before: MessageRowId | None = None,
+        after: MessageRowId | None = None,
+        newest_first: bool = True,
+    ) -> list[Message]:
+        terms = search.query_terms(query)
+        if limit <= 0 or not terms:
+            return []
+        column, key = self._conversation_where(conversation)
+        if key < 0:
+            return []
+        contact_id = key if column == "contact_id" else None
+        group_row = key if column == "group_row" else None
+        tokens = [word_token(self.db.cipher, contact_id, group_row, t) for t in terms]
+        # Driven by the token listing the fewest messages; the others are probed per candidate.
+        counts = [
+            int(
+                self.db.row(
+                    "SELECT count(*) FROM (SELECT 1 FROM message_words WHERE token = ? LIMIT ?)",
+                    (t, _RAREST_CAP),
+                )[0]
+            )
+            for t in tokens
+        ]
+        if min(counts) == 0:
+            return []
+        order = sorted(range(len(tokens)), key=lambda i: counts[i])
+        first, rest = tokens[order[0]], [tokens[i] for i in order[1:]]
+        probes = "".join(
+            " AND EXISTS (SELECT 1 FROM message_words v WHERE v.token = ? AND v.message_row = w.message_row)"
+            for _ in rest
+        )
+        sql = (
+            "SELECT w.message_row FROM message_words w WHERE w.token = ? "  # noqa: S608
+            f"AND w.message_row > ? AND w.message_row < ?{probes} "
+            f"ORDER BY w.message_row {'DESC' if newest_first else 'ASC'} LIMIT ?"
+        )
+        low = -1 if after is None else int(after)
+        high = (1 << 62) if before is None else int(before)
         cache: dict[int, GroupId] = {}
         if conversation.group_id is not None:
             cache[key] = conversation.group_id
-        return [self._load(r, cache) for r in reversed(rows)]
+        found: list[Message] = []
+        while len(found) < limit and low + 1 < high:
+            rows = [int(r[0]) for r in self.db.rows(sql, (first, low, high, *rest, _SEARCH_BATCH))]
+            if not rows:
+                break
+            marks = ",".join("?" * len(rows))
+            loaded = {
+                int(r[0]): r for r in self.db.rows(f"SELECT {_MESSAGE_COLUMNS} WHERE m.id IN ({marks})", rows)
+            }
+            for row_id in rows:
+                message = self._load(loaded[row_id], cache)
+                if message.conversation == conversation and search.matches(query, message.text):
+                    found.append(message)
+                    if len(found) == limit:
+                        break
+            if newest_first:
+                high = rows[-1]
+            else:
+                low = rows[-1]
+            if len(rows) < _SEARCH_BATCH:
+                break
+        return found
 
     def advance(self, row_id: MessageRowId, state: MessageState) -> MessageState:
         found = self.db.row("SELECT state FROM messages WHERE id = ?", (row_id,))
