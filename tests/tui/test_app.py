@@ -15,7 +15,7 @@ from sotto.store.model import Conversation, GroupId
 from sotto.tui import app as app_module
 from sotto.tui.app import ChatApp, Composer, summaries_of
 from sotto.tui.conversations import ConversationList
-from sotto.tui.log import PAGE, SEARCH_PAGE, MessageLog
+from sotto.tui.log import PAGE, MessageLog
 from sotto.tui.screens import HelpScreen, ShowScreen
 from tests.tui.conftest import open_seeded, run, screen_text, seeded_app, shown, until
 from tests.tui.seed import NOW_MS, Seeder, small_world
@@ -298,12 +298,12 @@ def test_a_long_conversation_opens_one_page_and_reads_older_pages_on_the_way_up(
     run(main)
 
 
-def test_a_search_reads_back_to_the_oldest_match_and_one_that_finds_nothing_loads_nothing() -> None:
+def test_a_search_far_back_shows_a_page_around_the_match_and_g_goes_back_to_the_newest() -> None:
     async def main() -> None:
         store = MemoryStore()
         seeder = Seeder(store, seeded_rng(4))
         seeder.account()
-        total = SEARCH_PAGE * 2 + PAGE + 5
+        total = 2 * 1000 + PAGE + 5
         with store.transaction() as tx:
             bob = seeder.contact(tx, "Bob")
             where = Conversation.direct(bob.contact_id)
@@ -316,15 +316,28 @@ def test_a_search_reads_back_to_the_oldest_match_and_one_that_finds_nothing_load
                 await pilot.press("enter", "slash", *"nowhere", "enter")
                 log = app.log_view
                 assert "no older match" in app.note
-                assert len(log.messages) == PAGE  # searched back to the start, loaded nothing
+                assert len(log.messages) == PAGE and log.latest  # found nothing, loaded nothing
                 await pilot.press("slash", *"line 7", "enter")  # the newest: line 799
                 assert highlighted(app) == ["line 799"]
-                assert len(log.messages) == PAGE + 2 * SEARCH_PAGE and not log.complete
+                assert not log.complete and not log.latest and len(log.messages) == PAGE
                 await shown(pilot, app, "line 799")
+                await pilot.press("n")  # the next older match is on the page
+                assert highlighted(app) == ["line 798"]
                 await pilot.press("slash", *"line 0", "enter")  # only the oldest
                 assert highlighted(app) == ["line 0"]
-                assert len(log.messages) == total and log.complete
+                assert log.complete and not log.latest and log.messages[0].text == "line 0"
                 await shown(pilot, app, "line 0")
+                await pilot.press("slash", *"line 7", "enter")
+                assert "no older match" in app.note
+                await pilot.press("N")  # newer than line 0: line 7, on the page
+                assert highlighted(app) == ["line 7"]
+                await pilot.press("N", "N", "N")  # line 70, 71, 72: the page after is read
+                assert highlighted(app) == ["line 72"]
+                assert [m.text for m in log.messages[:2]] == ["line 0", "line 1"]
+                await pilot.press("G")
+                assert log.latest and log.messages[-1].text == f"line {total - 1}"
+                assert len(log.messages) == PAGE
+                await shown(pilot, app, f"line {total - 1}")
 
     run(main)
 

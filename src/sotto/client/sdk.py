@@ -415,10 +415,16 @@ class Client:
         return self._engine.read(read)
 
     def history(
-        self, conversation: ContactRef | GroupRef, *, limit: int = 50, before: int | None = None
+        self,
+        conversation: ContactRef | GroupRef,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+        after: int | None = None,
     ) -> list[Message]:
         """The latest messages of a 1:1 or group conversation, oldest first; with ``before`` (a
-        message's ``row_id``), the latest ones older than that message, to page back."""
+        message's ``row_id``), the latest ones older than that message, to page back; with
+        ``after``, the first ones newer than that message, to page forward."""
 
         def read(tx: Transaction) -> list[Message]:
             tx.messages.expire(self._engine.now_ms())  # disappearing messages whose time came
@@ -426,6 +432,35 @@ class Client:
                 self._conversation(tx, conversation),
                 limit=limit,
                 before=None if before is None else MessageRowId(before),
+                after=None if after is None else MessageRowId(after),
+            )
+
+        return self._engine.read(read)
+
+    def search(
+        self,
+        conversation: ContactRef | GroupRef,
+        query: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        after: int | None = None,
+        newest_first: bool = True,
+    ) -> list[Message]:
+        """Messages of a conversation that ``query`` matches (each of its words begins a word of
+        the message, case and accents as NFKC casefolding has them), newest first (or oldest
+        first), older than ``before`` and newer than ``after`` (``row_id``s). The store looks
+        them up in its encrypted word index and decrypts only what it finds."""
+
+        def read(tx: Transaction) -> list[Message]:
+            tx.messages.expire(self._engine.now_ms())
+            return tx.messages.search(
+                self._conversation(tx, conversation),
+                query,
+                limit=limit,
+                before=None if before is None else MessageRowId(before),
+                after=None if after is None else MessageRowId(after),
+                newest_first=newest_first,
             )
 
         return self._engine.read(read)

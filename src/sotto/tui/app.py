@@ -302,6 +302,8 @@ class ChatApp(App[None]):
         if self.open_target is None:
             return
         log = self.log_view
+        if not log.latest:
+            return  # a page around a search match: the newest come back with G or a send
         last = log.messages[-1].row_id if log.messages else 0
         newest = self.client.history(self.open_target, limit=50)
         for message in newest:
@@ -317,7 +319,7 @@ class ChatApp(App[None]):
         """Show a message that another process (`sotto send`, through the control socket) wrote
         in the open conversation: one message read to look."""
         target = self.open_target
-        if target is None:
+        if target is None or not self.log_view.latest:
             return
         newest = self.client.latest_messages([target], limit=1)[0]
         shown = self.log_view.messages[-1].row_id if self.log_view.messages else 0
@@ -408,7 +410,12 @@ class ChatApp(App[None]):
         # conversation) stays in the composer, for the conversation that opens.
         draft = self._draft_of(target) or typed
         self.open_target = target
-        self.log_view.open(partial(self._page, target), self._names)
+        self.log_view.open(
+            partial(self._page, target),
+            self._names,
+            newer=partial(self._page_after, target),
+            finder=partial(self._search, target),
+        )
         summary = self.conversations.get(key)
         if summary is not None and summary.typing:
             self.log_view.set_typing(clean(target.name))
@@ -419,6 +426,20 @@ class ChatApp(App[None]):
 
     def _page(self, target: Contact | Group, before: int | None, limit: int) -> list[Message]:
         return self.client.history(target, limit=limit, before=before)
+
+    def _page_after(self, target: Contact | Group, after: int, limit: int) -> list[Message]:
+        return self.client.history(target, limit=limit, after=after)
+
+    def _search(self, target: Contact | Group, query: str, row: int | None, older: bool) -> Message | None:
+        found = self.client.search(
+            target,
+            query,
+            limit=1,
+            before=row if older else None,
+            after=None if older else row,
+            newest_first=older,
+        )
+        return found[0] if found else None
 
     @work(group="read")
     async def _mark_read(self, target: Contact | Group) -> None:
@@ -433,6 +454,9 @@ class ChatApp(App[None]):
 
     def on_message_log_needs_older(self, _: MessageLog.NeedsOlder) -> None:
         self.log_view.load_older()
+
+    def on_message_log_needs_newer(self, _: MessageLog.NeedsNewer) -> None:
+        self.log_view.load_newer()
 
     # ------------------------------------------------------------------ writing
     async def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -466,6 +490,7 @@ class ChatApp(App[None]):
         self.composer.value = ""
         self._keep_draft(target, "")
         self._stop_typing(send=False)
+        self.log_view.show_latest()
         self.catch_up()
         self.log_view.scroll_end(animate=False, immediate=True)
         self.conversations.put(summarize(self.client, target))

@@ -1,7 +1,10 @@
 """The message log: one conversation, drawn a screen line at a time.
 
 Only a page of the conversation is read when it opens (:data:`PAGE` messages, the newest);
-scrolling to the top reads the page before it (``Client.history(before=…)``). Lines are
+scrolling to the top reads the page before it (``Client.history(before=…)``). A search asks the
+store (``Client.search``: a blind index, no reading back through the conversation) and, for a
+match far from what is loaded, shows a page around it instead; scrolling to the bottom then reads
+the pages after it (``Client.history(after=…)``) and ``G`` goes back to the newest. Lines are
 wrapped once per page and width, and Textual asks for the visible ones only
 (:meth:`MessageLog.render_line`), so a conversation of 100,000 messages opens as fast as one of
 fifty.
@@ -23,13 +26,12 @@ from textual.strip import Strip
 
 from sotto.cli.render import clean
 from sotto.store.model import Direction, Message, MessageState
+from sotto.store.search import matches, words
 from sotto.tui.keys import pane_bindings
 from sotto.tui.model import TimeFormat
 
 PAGE = 100
 """Messages read per page: more than a tall terminal shows, so a page fills the screen."""
-SEARCH_PAGE = 1000
-"""Messages read at a time by a search going back through a conversation."""
 LOAD_MARGIN = 3
 """Read the page before when the view comes this close to the top."""
 
@@ -43,6 +45,11 @@ STATE_MARKS: dict[MessageState, tuple[str, str]] = {
 
 Loader = Callable[[int | None, int], list[Message]]
 """``(before_row_id, limit) -> messages`` oldest first: reads one page of the conversation."""
+Newer = Callable[[int, int], list[Message]]
+"""``(after_row_id, limit) -> messages`` oldest first: the page after a message."""
+Finder = Callable[[str, int | None, bool], Message | None]
+"""``(query, from_row_id, older) -> message``: the nearest message the query matches, older
+(or newer) than the given row (None: from the newest); None if there is none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,10 @@ class MessageLog(ScrollView, can_focus=True):
     class NeedsOlder(TextualMessage):
         """The view reached the top and there may be older messages."""
 
+    class NeedsNewer(TextualMessage):
+        """The view reached the bottom of a page shown around a search match, with newer
+        messages not loaded."""
+
     def __init__(self, times: TimeFormat, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.times = times
@@ -71,8 +82,12 @@ class MessageLog(ScrollView, can_focus=True):
         self.names: dict[int, str] = {}
         """Contact id -> the name shown for their messages."""
         self.loader: Loader | None = None
+        self.newer: Newer | None = None
+        self.finder: Finder | None = None
         self.complete = True
         """Whether the oldest message is loaded."""
+        self.latest = True
+        """Whether the newest message is loaded (False after a jump to an old search match)."""
         self.highlight: int | None = None
         """Row id of the message a search found."""
         self.typing: str = ""
@@ -83,17 +98,51 @@ class MessageLog(ScrollView, can_focus=True):
         """Row id -> the message as drawn, at which (width, highlighted), and its lines."""
 
     # ------------------------------------------------------------------ content
-    def open(self, loader: Loader | None, names: dict[int, str]) -> None:
-        """Show a conversation: its newest page, scrolled to the end (``None``: nothing open)."""
+    def open(
+        self,
+        loader: Loader | None,
+        names: dict[int, str],
+        *,
+        newer: Newer | None = None,
+        finder: Finder | None = None,
+    ) -> None:
+        """Show a conversation: its newest page, scrolled to the end (``None``: nothing open).
+        Without ``finder`` a search looks in the loaded messages only; without ``newer`` it
+        never leaves the newest page's end."""
         self.loader = loader
+        self.newer = newer
+        self.finder = finder
         self.names = names
         self.highlight = None
         self.typing = ""
         self._cache.clear()
-        self.messages = [] if loader is None else loader(None, PAGE)
-        self.complete = loader is None or len(self.messages) < PAGE
+        self._newest_page()
         self._relayout()
         self.scroll_end(animate=False)
+
+    def _newest_page(self) -> None:
+        self.messages = [] if self.loader is None else self.loader(None, PAGE)
+        self.complete = self.loader is None or len(self.messages) < PAGE
+        self.latest = True
+
+    def show_latest(self) -> None:
+        """Back to the newest page if a search left the view on older ones; scrolled to the end."""
+        if not self.latest:
+            self._newest_page()
+            self._relayout()
+        self.scroll_end(animate=False)
+
+    def load_newer(self) -> int:
+        """Read the page after the newest loaded message (when a search jumped back); how many
+        were added. The view stays where it was."""
+        if self.latest or self.newer is None or not self.messages:
+            return 0
+        page = self.newer(self.messages[-1].row_id, PAGE)
+        if len(page) < PAGE:
+            self.latest = True
+        self.messages.extend(page)
+        self._relayout()
+        return len(page)
 
     def load_older(self) -> int:
         """Read the page before the oldest loaded message; how many were added. The view stays
@@ -117,7 +166,10 @@ class MessageLog(ScrollView, can_focus=True):
         self.scroll_to(y=self.scroll_y + len(self._lines) - before, animate=False)
 
     def append(self, message: Message) -> None:
-        """A new message at the end; the view follows it if it was at the end."""
+        """A new message at the end; the view follows it if it was at the end. Not shown while
+        the newest page is not loaded (it is there when the view gets back to the end)."""
+        if not self.latest:
+            return
         at_end = self.is_vertical_scroll_end
         if any(m.row_id == message.row_id for m in self.messages[-8:]):
             self.update(message)
@@ -138,7 +190,7 @@ class MessageLog(ScrollView, can_focus=True):
 
     def refresh_tail(self) -> None:
         """Read the newest page again (states changed: sent, delivered, read)."""
-        if self.loader is None or not self.messages:
+        if self.loader is None or not self.messages or not self.latest:
             return
         fresh = {m.row_id: m for m in self.loader(None, min(len(self.messages), PAGE))}
         changed = False
@@ -160,41 +212,63 @@ class MessageLog(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ search
     def find(self, term: str, *, older: bool = True) -> Message | None:
-        """The next message containing ``term`` (case-insensitive) from the highlighted one, older
-        (reading older pages as needed) or newer; highlighted and scrolled to."""
-        needle = term.casefold()
-        if not needle or not self.messages:
+        """The next message ``term`` matches (each of its words begins a word of the message:
+        :func:`sotto.store.search.matches`) from the highlighted one, older or newer; highlighted
+        and scrolled to. Beyond the loaded messages the store's index is asked
+        (:attr:`finder`): a match within a page of them is added to them, one further off is
+        shown in a page around it."""
+        if not words(term) or not self.messages:
             return None
         index = self._highlight_index()
         if older:
             start = len(self.messages) if index is None else index
             for i in range(start - 1, -1, -1):
-                if needle in self.messages[i].text.casefold():
+                if matches(term, self.messages[i].text):
                     return self._show(i)
-            # Older pages are read and searched first, and put in the log (laid out once) only
-            # if one holds a match: a search that finds nothing leaves the log as it was.
-            pages: list[list[Message]] = []
-            oldest = self.messages[0].row_id
-            while not self.complete and self.loader is not None:
-                page = self.loader(oldest, SEARCH_PAGE)
-                if not page:
-                    break
-                pages.append(page)
-                oldest = page[0].row_id
-                hit = next(
-                    (i for i in range(len(page) - 1, -1, -1) if needle in page[i].text.casefold()), None
-                )
-                if hit is not None:
-                    self._prepend([m for p in reversed(pages) for m in p], complete=len(page) < SEARCH_PAGE)
-                    return self._show(hit)
-                if len(page) < SEARCH_PAGE:
-                    break
+            if self.complete or self.finder is None:
+                return None
+            hit = self.finder(term, self.messages[0].row_id, True)
+        else:
+            start = -1 if index is None else index
+            for i in range(start + 1, len(self.messages)):
+                if matches(term, self.messages[i].text):
+                    return self._show(i)
+            if self.latest or self.finder is None:
+                return None
+            hit = self.finder(term, self.messages[-1].row_id, False)
+        if hit is None:
             return None
-        start = -1 if index is None else index
-        for i in range(start + 1, len(self.messages)):
-            if needle in self.messages[i].text.casefold():
-                return self._show(i)
-        return None
+        return self._show(self._bring(hit, older=older))
+
+    def _bring(self, hit: Message, *, older: bool) -> int:
+        """Load ``hit`` (older or newer than every loaded message); its index."""
+        assert self.loader is not None
+        if older:
+            page = self.loader(self.messages[0].row_id, PAGE)
+            if any(m.row_id == hit.row_id for m in page):
+                self.messages[:0] = page
+                self.complete = len(page) < PAGE
+            else:
+                self._around(hit)
+        elif self.newer is not None:
+            page = self.newer(self.messages[-1].row_id, PAGE)
+            if any(m.row_id == hit.row_id for m in page):
+                self.messages.extend(page)
+                self.latest = len(page) < PAGE
+            else:
+                self._around(hit)
+        return next(i for i, m in enumerate(self.messages) if m.row_id == hit.row_id)
+
+    def _around(self, hit: Message) -> None:
+        """Load a page around ``hit`` in place of what was loaded."""
+        assert self.loader is not None
+        half = PAGE // 2
+        before = self.loader(hit.row_id + 1, half)  # the match and those before it
+        after = [] if self.newer is None else self.newer(hit.row_id, PAGE - half)
+        self.messages = before + after
+        self.complete = len(before) < half
+        self.latest = self.newer is None or len(after) < PAGE - half
+        self._cache.clear()
 
     def _highlight_index(self) -> int | None:
         if self.highlight is None:
@@ -257,8 +331,11 @@ class MessageLog(ScrollView, can_focus=True):
         if not self.messages:
             empty = "no conversation open" if self.loader is None else "no messages yet"
             lines.append(Line(Strip([Segment(empty, Style(dim=True))]), -1))
-        elif not self.complete:
-            lines.insert(0, Line(Strip([Segment("↑ older messages", Style(dim=True))]), -1))
+        else:
+            if not self.complete:
+                lines.insert(0, Line(Strip([Segment("↑ older messages", Style(dim=True))]), -1))
+            if not self.latest:
+                lines.append(Line(Strip([Segment("↓ newer messages (G: the newest)", Style(dim=True))]), -1))
         if self.typing:
             lines.append(
                 Line(Strip([Segment(f"{clean(self.typing)} is typing…", Style(italic=True, dim=True))]), -1)
@@ -288,6 +365,8 @@ class MessageLog(ScrollView, can_focus=True):
         super().watch_scroll_y(old, new)
         if new <= LOAD_MARGIN and not self.complete and new < old:
             self.post_message(self.NeedsOlder())
+        if not self.latest and new > old and new >= self.max_scroll_y - LOAD_MARGIN:
+            self.post_message(self.NeedsNewer())
 
     @property
     def line_count(self) -> int:
@@ -295,6 +374,8 @@ class MessageLog(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ keys
     def action_line_down(self) -> None:
+        if not self.latest and self.scroll_y >= self.max_scroll_y:
+            self.load_newer()
         self.scroll_down(animate=False)
 
     def action_line_up(self) -> None:
@@ -307,7 +388,7 @@ class MessageLog(ScrollView, can_focus=True):
         self.scroll_home(animate=False)
 
     def action_bottom(self) -> None:
-        self.scroll_end(animate=False)
+        self.show_latest()
 
     def action_page_down_half(self) -> None:
         self.scroll_to(y=self.scroll_y + max(1, self.size.height // 2), animate=False)
