@@ -19,6 +19,18 @@ contact or group row, group membership), prekey ids and upload flags, message st
 directions, receipt kinds, outbox retry counts and times, the day number of a seen id, and
 row counts and sizes.
 
+The search index (schema 6, :mod:`sotto.store.search`) adds, per message, one row per distinct
+normalised word and word beginning: an 8-byte HMAC token keyed per conversation and the
+message's row number. Without the key no token can be turned back into a word, and a word
+guessed cannot be checked. What the rows do show: how many distinct words and beginnings each
+message has (roughly its length in words), and within one conversation which messages share a
+word or a beginning and how often each token occurs, so frequency analysis against a known
+language (or a message whose text someone knows) can suggest which tokens are common words.
+Tokens of two conversations cannot be linked (the conversation is part of the HMAC input).
+Truncating to 8 bytes saves room and does not hide any of this: tokens stay distinct in
+practice (a collision only adds a candidate, which is checked on the decrypted text). The rows
+go with their message, zeroed like it by ``secure_delete``.
+
 What it protects against someone who can also write the file: a sealed value altered, or moved
 to another row, column or table, fails to open (StoreCorruptedError), and an index value pointed
 at another row is caught when the row is read. Messages and mailboxes seal their links too. Not
