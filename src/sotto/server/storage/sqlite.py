@@ -211,7 +211,14 @@ class _Job:
     first has the keys written and the rows forgotten."""
 
 
-def _settle(batch: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
+_Read = tuple[Operation[Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+"""A read for the reader thread: the operation, and the loop and future to answer on."""
+
+
+_Answers = list[tuple["asyncio.Future[Any]", object, BaseException | None]]
+
+
+def _settle(batch: _Answers) -> None:
     for future, result, error in batch:
         if future.cancelled():
             continue
@@ -272,6 +279,14 @@ class SqliteStorage:
         self._thread = threading.Thread(target=self._run, name="sotto-relay-db", daemon=True)
         self._copier = threading.Thread(target=self._copy_log, name="sotto-relay-db-log", daemon=True)
         self._copier_stop = threading.Event()
+        self._reads: queue.SimpleQueue[
+            tuple[Operation[Any], asyncio.AbstractEventLoop, asyncio.Future[Any]] | None
+        ]
+        self._reads = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read_loop, name="sotto-relay-db-read", daemon=True)
+        self._read_lock = threading.Lock()
+        """Held by the reader through each read, and by the writer through a truncating
+        checkpoint: the truncation waits for one read at most, and no read starts during it."""
         self._truncate_asked = False
         self.log_copies = 0
         """Passive checkpoints the log copier made (copied pages, writer not held up)."""
@@ -288,6 +303,7 @@ class SqliteStorage:
         if storage._startup_error is not None:
             raise RelayStorageError(f"cannot open the database: {type(storage._startup_error).__name__}")
         storage._copier.start()
+        storage._reader.start()
         return storage
 
     @classmethod
@@ -308,8 +324,60 @@ class SqliteStorage:
         self._copier_stop.set()
         if self._copier.is_alive():
             self._copier.join()
+        if self._reader.is_alive():
+            self._reads.put(None)
+            self._reader.join()
         self._jobs.put(None)
         self._thread.join()
+
+    # ------------------------------------------------------------------ the reader thread
+    def _read(self, operation: Operation[T]) -> asyncio.Future[T]:
+        """Run ``operation`` (reads only) on the reader thread's connection, in a read
+        transaction of its own: it sees what was committed when it starts, and the writer's
+        queue does not wait for it (a poll's half a megabyte, or sixty of them, once held every
+        send back). Without the reader (a store driven inline), as any other operation."""
+        if not self._reader.is_alive():
+            return self._submit(operation, savepoint=False)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._closed:
+            future.set_exception(RelayStorageError("storage is closed"))
+        else:
+            self._reads.put((operation, loop, future))
+        return future
+
+    def _read_loop(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            failed: BaseException = RelayStorageError(f"database error: {type(exc).__name__}")
+            while (item := self._reads.get()) is not None:
+                answer: list[tuple[asyncio.Future[Any], object, BaseException | None]] = [
+                    (item[2], None, failed)
+                ]
+                with contextlib.suppress(RuntimeError):
+                    item[1].call_soon_threadsafe(_settle, answer)
+            return
+        try:
+            while (item := self._reads.get()) is not None:
+                operation, loop, future = item
+                result: object = None
+                error: BaseException | None = None
+                with self._read_lock:
+                    try:
+                        conn.execute("BEGIN")
+                        try:
+                            result = operation(conn)
+                        finally:
+                            conn.execute("COMMIT")
+                    except Exception as exc:
+                        error = _as_storage_error(exc)
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, [(future, result, error)])
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ the log copier thread
     def _copy_log(self) -> None:
@@ -494,7 +562,8 @@ class SqliteStorage:
         self._truncate_asked = False
         commits = self.commits
         try:
-            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            with self._read_lock:
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error:
             busy = 1
         if not busy:  # else a reader held an old snapshot: retried next interval
@@ -1060,7 +1129,7 @@ class SqliteStorage:
                 out.append(EnvelopeRecord(mailbox_id, MessageId(opened[:16]), seq, day, opened[16:]))
             return out
 
-        return await self._call(op, savepoint=False)
+        return await self._read(op)
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
         by_mailbox: dict[bytes, dict[bytes, None]] = {}
