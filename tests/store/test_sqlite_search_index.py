@@ -110,6 +110,17 @@ def test_schema_6_lists_the_messages_already_held(tmp_path: Path) -> None:
         store.close()
 
 
+def test_opening_reports_the_backfill_and_only_when_it_runs(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    shutil.copyfile(FIXTURE, old)
+    SqliteStore.open(old, v1.PASSPHRASE, migrate_to=5).close()
+    heard: list[tuple[int, int, int]] = []
+    SqliteStore.open(old, v1.PASSPHRASE, progress=lambda *p: heard.append(p)).close()
+    assert heard == [(6, 2, 2)]  # the fixture's two messages, in one batch
+    SqliteStore.open(old, v1.PASSPHRASE, progress=lambda *p: heard.append(p)).close()
+    assert heard == [(6, 2, 2)]
+
+
 def test_the_backfill_reports_progress_in_batches(tmp_path: Path) -> None:
     rng = seeded_rng(63)
     path = tmp_path / "s.db"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sotto.errors import StoreVersionError
 from sotto.store.cipher import StoreCipher
@@ -23,12 +24,17 @@ from sotto.store.migrations import (
     v006_message_search,
 )
 
+Progress = Callable[[int, int, int], None]
+"""``(version, done, total)``: how far a step that reads every row of a table has got."""
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     description: str
     apply: Callable[[sqlite3.Connection, StoreCipher], None]
+    reporting: Callable[[sqlite3.Connection, StoreCipher, Callable[[int, int], None]], None] | None = None
+    """The same step reporting ``(done, total)`` as it goes, for a step that reads every row."""
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -39,7 +45,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         5, "replies, edits, deletions, reactions and disappearing messages", v005_message_changes.apply
     ),
-    Migration(6, "a blind word index for searching messages", v006_message_search.apply),
+    Migration(
+        6, "a blind word index for searching messages", v006_message_search.apply, v006_message_search.apply
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -50,10 +58,16 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def migrate(conn: sqlite3.Connection, cipher: StoreCipher, target: int = SCHEMA_VERSION) -> list[int]:
+def migrate(
+    conn: sqlite3.Connection,
+    cipher: StoreCipher,
+    target: int = SCHEMA_VERSION,
+    progress: Progress | None = None,
+) -> list[int]:
     """Apply the steps after the file's version up to ``target``; call inside a write transaction.
 
     Returns the versions applied. StoreVersionError if the file is newer than this code.
+    ``progress`` hears how far the steps that read every message (schema 6) have got.
     """
     current = schema_version(conn)
     if current > SCHEMA_VERSION:
@@ -63,7 +77,10 @@ def migrate(conn: sqlite3.Connection, cipher: StoreCipher, target: int = SCHEMA_
     applied = []
     for step in MIGRATIONS:
         if current < step.version <= target:
-            step.apply(conn, cipher)
+            if progress is not None and step.reporting is not None:
+                step.reporting(conn, cipher, partial(progress, step.version))
+            else:
+                step.apply(conn, cipher)
             conn.execute(f"PRAGMA user_version = {int(step.version)}")
             applied.append(step.version)
     return applied

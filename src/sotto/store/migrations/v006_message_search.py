@@ -66,8 +66,10 @@ def backfill(
     return done
 
 
-def apply(conn: sqlite3.Connection, cipher: StoreCipher) -> None:
+def apply(
+    conn: sqlite3.Connection, cipher: StoreCipher, progress: Callable[[int, int], None] | None = None
+) -> None:
     for statement in SQL.split(";"):
         if statement.strip():
             conn.execute(statement)
-    backfill(conn, cipher)
+    backfill(conn, cipher, progress)

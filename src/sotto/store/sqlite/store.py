@@ -61,7 +61,7 @@ from sotto.errors import (
 from sotto.store.cipher import DATA_KEY_LENGTH, StoreCipher, unwrap_data_key, wrap_data_key
 from sotto.store.gate import TransactionGate
 from sotto.store.interfaces import Transaction
-from sotto.store.migrations import SCHEMA_VERSION, migrate, schema_version
+from sotto.store.migrations import SCHEMA_VERSION, Progress, migrate, schema_version
 from sotto.store.sqlite.db import Db, store_error
 from sotto.store.sqlite.keys import (
     AccountRepo,
@@ -284,11 +284,14 @@ class SqliteStore:
         *,
         rng: Rng = system_rng,
         migrate_to: int = SCHEMA_VERSION,
+        progress: Progress | None = None,
     ) -> SqliteStore:
         """Open an existing store, migrating it to the current schema.
 
         WrongPassphraseError, StoreLockedError, StoreVersionError, StoreCorruptedError (not a store),
-        FileNotFoundError. ``migrate_to`` exists for migration tests.
+        FileNotFoundError. ``migrate_to`` exists for migration tests. ``progress(version, done,
+        total)`` hears how far a migration that reads every message has got (schema 6 lists
+        each message in the search index: about a minute for 100,000 on a slow machine).
         """
         target = Path(path)
         if not target.exists():
@@ -300,7 +303,7 @@ class SqliteStore:
                 cipher = StoreCipher(_unlock(conn, passphrase), rng)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    migrate(conn, cipher, migrate_to)
+                    migrate(conn, cipher, migrate_to, progress)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
