@@ -5,6 +5,10 @@ envelopes' keys gone, migrations, and several nodes sharing one database."""
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -15,8 +19,8 @@ import pytest
 from sotto.errors import RelayStorageError
 from sotto.server import manifest
 from sotto.server.config import Quotas
-from sotto.server.storage import PostgresStorage, SqliteStorage
-from sotto.server.storage.base import MailboxId, PutOutcome
+from sotto.server.storage import PostgresStorage, SqliteStorage, postgres
+from sotto.server.storage.base import MailboxId, MessageId, PutOutcome, PutResult
 from sotto.server.storage.postgres_schema import ENVELOPE_PARTITIONS, SCHEMA_VERSION
 from tests.server.storage.conftest import DAY, mailbox, message_id, postgres_database, run, sha
 
@@ -269,3 +273,193 @@ def test_sends_queued_together_share_a_commit_and_keep_their_own_outcomes(store:
     assert outcomes[:3] == [PutOutcome.STORED, PutOutcome.DUPLICATE, PutOutcome.NOT_FOUND]
     assert outcomes[3:] == [PutOutcome.STORED] * 20
     assert [e.seq for e in run(store.pending(box.mailbox_id, 100))] == list(range(1, 22))
+
+
+class _RoundTrips:
+    """A TCP relay in front of PostgreSQL that counts round trips: the times the server answered
+    after the client had sent something since its last answer (a client that sends several
+    statements before it reads an answer waits once for all of them)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.count = 0
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        client_spoke = False
+        with client, server:
+            while True:
+                ready, _, _ = select.select([client, server], [], [])
+                for sock in ready:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        return
+                    if sock is client:
+                        client_spoke = True
+                        server.sendall(data)
+                    else:
+                        if client_spoke:
+                            with self._lock:
+                                self.count += 1
+                        client_spoke = False
+                        client.sendall(data)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._listener.close()
+
+
+def _through(dsn: str, port: int) -> str:
+    url = urllib.parse.urlsplit(dsn)
+    user = url.netloc.rpartition("@")[0]
+    return url._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}").geturl()
+
+
+async def _hold(store: PostgresStorage) -> tuple[threading.Event, asyncio.Future[None]]:
+    """Keep the store's (one) worker busy until the event is set, so that what is submitted
+    meanwhile is taken off its queue together."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def wait(conn: object) -> None:
+        busy.set()
+        gate.wait(30)
+
+    held = store._submit(wait, transaction=False)  # no statement of its own
+    assert await asyncio.to_thread(busy.wait, 30)
+    return gate, held
+
+
+def test_a_batch_of_sends_an_ack_batch_and_a_read_wait_for_the_server_a_few_times(dsn: str) -> None:
+    url = urllib.parse.urlsplit(dsn)
+    assert url.hostname is not None and url.port is not None
+    relay = _RoundTrips(url.hostname, url.port)
+    store = PostgresStorage.open(_through(dsn, relay.port), workers=1)
+    boxes = [mailbox() for _ in range(4)]
+    ids = [message_id() for _ in range(20)]
+    try:
+
+        async def scenario() -> dict[str, int]:
+            for box in boxes:
+                await store.create_mailbox(box)
+            trips = {}
+            gate, held = await _hold(store)
+            before = relay.count
+            sends = [
+                store.submit_envelope(boxes[i % 4].mailbox_id, TOKEN, mid, bytes(100), DAY)
+                for i, mid in enumerate(ids)
+            ]
+            gate.set()
+            await held
+            outcomes = await asyncio.gather(*sends)
+            trips["20 sends"] = relay.count - before
+            assert [r.outcome for r in outcomes] == [PutOutcome.STORED] * 20
+            before = relay.count
+            got = await store.pending(boxes[0].mailbox_id, 10)
+            trips["a read"] = relay.count - before
+            assert [e.seq for e in got] == [1, 2, 3, 4, 5]
+            before = relay.count
+            deleted = await store.delete_envelopes(
+                [(boxes[i % 4].mailbox_id, mid) for i, mid in enumerate(ids)]
+            )
+            trips["20 acks"] = relay.count - before
+            assert deleted == 20
+            return trips
+
+        trips = run(scenario())
+    finally:
+        store.close_sync()
+        relay.close()
+    # A statement at a time took 126 for the sends (six each), 4 for the read and 24 for the acks.
+    assert trips == {"20 sends": 2, "a read": 1, "20 acks": 2}
+
+
+def test_a_failed_statement_in_a_batch_of_sends_costs_only_its_own_send(dsn: str) -> None:
+    """Another connection holds one mailbox's row: that send's lock times out, the whole batch
+    is rolled back, and every send runs again alone; the others are stored once each. The
+    connection goes on working afterwards, with the statements psycopg prepares by then (a
+    statement the server skipped after the failure was never prepared there)."""
+    store = PostgresStorage.open(dsn + urllib.parse.quote(" -c lock_timeout=300"), workers=1)
+    blocked, free = mailbox(), mailbox()
+    try:
+        run(store.create_mailbox(blocked))
+        run(store.create_mailbox(free))
+        with psycopg.connect(dsn) as other:
+            other.execute("SELECT 1 FROM mailboxes WHERE mailbox_id = %s FOR UPDATE", (blocked.mailbox_id,))
+
+            async def burst() -> list[object]:
+                gate, held = await _hold(store)
+                sends = [
+                    store.submit_envelope(box.mailbox_id, TOKEN, message_id(), bytes(32), DAY)
+                    for box in (free, blocked, free)
+                ]
+                gate.set()
+                await held
+                return list(await asyncio.gather(*sends, return_exceptions=True))
+
+            first, second, third = run(burst())
+            other.rollback()
+        assert isinstance(second, RelayStorageError)
+        assert isinstance(first, PutResult) and isinstance(third, PutResult)
+        assert (first.outcome, third.outcome) == (PutOutcome.STORED, PutOutcome.STORED)
+        assert [e.seq for e in run(store.pending(free.mailbox_id, 10))] == [1, 2]
+        assert run(store.pending(blocked.mailbox_id, 10)) == []
+        assert run(store.put_envelope(blocked.mailbox_id, TOKEN, message_id(), bytes(32), DAY)).outcome == (
+            PutOutcome.STORED
+        )
+    finally:
+        store.close_sync()
+
+
+def test_quotas_of_envelopes_and_bytes_and_a_retry_when_full(dsn: str) -> None:
+    """The checks the store statement repeats in SQL agree with the answers, at each edge: what
+    was refused left nothing behind, not even a key."""
+    store = PostgresStorage.open(dsn, quotas=Quotas(mailbox_envelopes=3, mailbox_bytes=1024))
+    box, ids = mailbox(), [message_id() for _ in range(4)]
+
+    def put(mid: MessageId, size: int) -> PutOutcome:
+        return run(store.put_envelope(box.mailbox_id, TOKEN, mid, bytes(size), DAY)).outcome
+
+    try:
+        run(store.create_mailbox(box))
+        assert put(ids[0], 512) is PutOutcome.STORED
+        assert put(message_id(), 1024) is PutOutcome.MAILBOX_FULL
+        assert put(ids[1], 512) is PutOutcome.STORED  # exactly the quota of bytes
+        assert put(message_id(), 1) is PutOutcome.MAILBOX_FULL
+        assert put(ids[0], 512) is PutOutcome.DUPLICATE  # a retry still learns it is stored
+        assert run(store.delete_envelopes([(box.mailbox_id, ids[0]), (box.mailbox_id, ids[1])])) == 2
+        assert [put(mid, 8) for mid in ids] == [PutOutcome.STORED] * 3 + [PutOutcome.MAILBOX_FULL]
+        assert [e.seq for e in run(store.pending(box.mailbox_id, 10))] == [1, 2, 3]
+        assert _query(dsn, "SELECT count(*) FROM envelope_keys") == [(3,)]
+    finally:
+        store.close_sync()
+
+
+def test_a_key_slot_taken_already_is_drawn_again(
+    store: PostgresStorage, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = mailbox()
+    run(store.create_mailbox(box))
+    run(store.put_envelope(box.mailbox_id, TOKEN, message_id(), bytes(32), DAY))
+    ((taken,),) = _query(dsn, "SELECT slot FROM envelope_keys")
+    draws = iter([taken, taken, 7])
+    monkeypatch.setattr(postgres, "_draw_slot", lambda: next(draws))
+    mid = message_id()
+    result = run(store.put_envelope(box.mailbox_id, TOKEN, mid, b"second", DAY))
+    assert result.outcome is PutOutcome.STORED and result.envelope is not None and result.envelope.seq == 2
+    assert sorted(_query(dsn, "SELECT key_slot FROM envelopes")) == sorted([(taken,), (7,)])
+    assert _query(dsn, "SELECT count(*) FROM envelope_keys") == [(2,)]
+    (first, second) = run(store.pending(box.mailbox_id, 10))
+    assert (first.payload, second.message_id, second.payload) == (bytes(32), mid, b"second")

@@ -5,8 +5,19 @@ one connection; a thread commits an operation's transaction and only then resolv
 future on its event loop. A caller is answered after its write is durable (the server's
 ``synchronous_commit``), and the event loop never waits on the network. A mailbox's sends always
 go to the same thread, and the sends a thread finds queued together share one transaction (one
-WAL flush), each in a savepoint of its own; every other operation runs in a transaction of its
-own, and PostgreSQL merges the WAL flushes of concurrent transactions.
+WAL flush); every other operation runs in a transaction of its own, and PostgreSQL merges the WAL
+flushes of concurrent transactions.
+
+The worker threads spend their time waiting for the server's answers, so the busy paths wait as
+few times as they can. A send is two statements, and the sends of a batch go out together in
+psycopg's pipeline mode (``BEGIN`` and every send's statements, then one wait for all their
+answers, then the ``COMMIT``): two round trips for the batch, where a statement at a time took
+six per send. If any of them fails, the batch's transaction is rolled back and each send runs
+again in a transaction of its own. An ack batch deletes each envelope and its key in one
+statement, all of them sent before the first answer is read (two round trips, with ``BEGIN`` and
+``COMMIT``, where it took one per envelope and three more); a read of what is pending is one
+``SELECT``, a transaction of its own (autocommit) without the round trips of ``BEGIN`` and
+``COMMIT``.
 
 Several nodes may share one database, so nothing that a decision depends on is kept in the
 process: a send locks its mailbox's row (``FOR NO KEY UPDATE``) and then reads the next sequence
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import queue
@@ -43,10 +55,11 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 
 from sotto.crypto.cipher import aes256_ctr_zero
 from sotto.crypto.kdf import bytes_equal
@@ -112,13 +125,60 @@ _TOUCH_SQL = (
 """drained_expiry() in SQL (PostgreSQL's % keeps the sign of the dividend); rows whose expiry
 would not move are not written, which is most drains of a week."""
 
-_PENDING_SIZES_SQL = (
-    "SELECT seq, id_tag, length(sealed) - 16 FROM envelopes WHERE mailbox_id = %s ORDER BY seq LIMIT %s"
+_LOCK_SQL = "SELECT token_hash, expires_day FROM mailboxes WHERE mailbox_id = %s FOR NO KEY UPDATE"
+"""A send's first statement: the mailbox's row lock orders sends to it across nodes."""
+
+_STORE_SQL = """
+WITH held AS (
+    SELECT count(*) AS n, coalesce(sum(length(sealed)), 0) - count(*) * 16 AS size,
+        coalesce(max(seq), 0) AS top, coalesce(bool_or(id_tag = %(tag)s), false) AS duplicate
+    FROM envelopes WHERE mailbox_id = %(mailbox)s
+), fits AS (
+    SELECT top + 1 AS seq FROM held
+    WHERE NOT duplicate AND size + %(length)s <= %(max_bytes)s AND n < %(max_envelopes)s
+        AND EXISTS (
+            SELECT FROM mailboxes WHERE mailbox_id = %(mailbox)s
+                AND expires_day > %(today)s AND token_hash = %(token_hash)s
+        )
+), k AS (
+    INSERT INTO envelope_keys (slot, key) SELECT %(slot)s, %(key)s FROM fits
+    ON CONFLICT DO NOTHING RETURNING slot
+), stored AS (
+    INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed)
+    SELECT %(mailbox)s, fits.seq, %(tag)s, %(today)s, k.slot, %(sealed)s FROM fits, k
+    RETURNING seq
 )
-_PENDING_SQL = (
-    "SELECT e.seq, e.received_day, e.sealed, k.key FROM envelopes e "
-    "JOIN envelope_keys k ON k.slot = e.key_slot WHERE e.mailbox_id = %s AND e.seq = ANY(%s) ORDER BY e.seq"
+SELECT n, size, top, duplicate, (SELECT seq FROM stored) FROM held"""
+"""A send's second statement, after the lock (READ COMMITTED reads the envelopes as of the start
+of a statement, so this one sees every send committed before the lock was granted): what the
+mailbox holds, and the envelope and its key stored if the mailbox, the duplicate check and the
+quota let it (the same tests the caller makes from the answer), under a random key slot that
+may be taken (then nothing is stored and the caller draws another)."""
+
+_PENDING_SQL = """
+WITH head AS (
+    SELECT seq, length(sealed) - 16 AS size FROM envelopes
+    WHERE mailbox_id = %(mailbox)s AND id_tag <> ALL(%(skip)s::bytea[]) ORDER BY seq LIMIT %(limit)s
+), counted AS (
+    SELECT seq, row_number() OVER w AS n, sum(size) OVER w - size AS before FROM head
+    WINDOW w AS (ORDER BY seq)
 )
+SELECT e.seq, e.received_day, e.sealed, k.key FROM counted c
+JOIN envelopes e ON e.mailbox_id = %(mailbox)s AND e.seq = c.seq
+JOIN envelope_keys k ON k.slot = e.key_slot
+WHERE c.n = 1 OR c.before <= %(max_bytes)s ORDER BY e.seq"""
+"""Up to ``limit`` envelopes in order, leaving out the tags in ``skip``, until their payloads pass
+``max_bytes`` (the one that passes it included): sizes first (``length()`` reads no payload),
+then payloads and keys for the rows wanted, in one statement."""
+
+_NO_BYTE_LIMIT = 1 << 62
+
+_DELETE_SQL = (
+    "WITH gone AS (DELETE FROM envelopes WHERE mailbox_id = %s AND id_tag = %s RETURNING key_slot), "
+    "k AS (DELETE FROM envelope_keys WHERE slot = (SELECT key_slot FROM gone)) "
+    "SELECT count(*) FROM gone"
+)
+"""An envelope named by its mailbox and tag, and its key; how many envelopes went (0 or 1)."""
 
 
 class _Rollback(Exception):
@@ -134,9 +194,19 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     transaction: bool
-    """False for ``CLUSTER`` of a partitioned table, which PostgreSQL runs only outside one."""
+    """False for an operation of one statement, which autocommit makes a transaction of its own
+    (without the round trips of ``BEGIN`` and ``COMMIT``), and for ``CLUSTER`` of a partitioned
+    table, which PostgreSQL runs only outside one."""
     mailbox: bytes | None = None
-    """For a send: the mailbox whose row it locks. Sends share transactions (:meth:`_run_sends`)."""
+    """For a send: the mailbox whose row it locks. Its ``operation`` sends the statements and
+    returns what reads their answers; sends share transactions (:meth:`_run_sends`)."""
+    pipeline: bool = False
+    """``BEGIN``, the operation's statements and ``COMMIT`` go out in pipeline mode: psycopg waits
+    for the server only where the operation reads an answer, and for the commit (a send always)."""
+
+
+class _Again(Exception):
+    """A statement of a batch of sends failed; the batch was rolled back, to be run send by send."""
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
@@ -244,44 +314,58 @@ class PostgresStorage:
                 conn.close()
 
     def _run_sends(self, conn: Connection, sends: list[_Job]) -> None:
-        """Several sends in one transaction (one commit, one WAL flush), each in a savepoint of
-        its own, in the order of their mailboxes: every node takes mailbox locks in that order,
-        so two such transactions cannot wait on each other. A send the deadlock detector picks
-        anyway (a lock of another kind of operation) runs again alone after the commit."""
+        """Several sends in one transaction (one commit, one WAL flush), in the order of their
+        mailboxes: every node takes mailbox locks in that order, so two such transactions cannot
+        wait on each other. If a statement fails (a deadlock the detector picks anyway, with a
+        lock of another kind of operation), nothing of the batch is kept and each send runs
+        again in a transaction of its own; if the commit fails, every send fails."""
         sends.sort(key=lambda job: job.mailbox or b"")
-        outcomes: list[tuple[_Job, object, BaseException | None]] = []
-        again: list[_Job] = []
         try:
-            with conn.transaction():
-                for job in sends:
-                    try:
-                        with conn.transaction():
-                            outcomes.append((job, job.operation(conn), None))
-                    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                        again.append(job)
-                    except psycopg.Error as exc:
-                        outcomes.append(
-                            (job, None, RelayStorageError(f"database error: {type(exc).__name__}"))
-                        )
-                    except Exception as exc:
-                        outcomes.append((job, None, exc))
-            with self._lock:
-                self.commits += 1
-        except psycopg.Error as exc:
-            failed = RelayStorageError(f"database error: {type(exc).__name__}")
-            outcomes = [(job, None, failed) for job in sends]
-            again = []
-        for job, result, error in outcomes:
-            self._answer(job, result, error)
-        for job in again:
-            result, error = self._execute(conn, job)
-            self._answer(job, result, error)
+            results = self._sends_together(conn, sends)
+        except _Again:
+            for job in sends:
+                result, error = self._execute(conn, job)
+                self._answer(job, result, error)
+            return
+        except Exception as exc:  # the commit failed (or the connection did)
+            failed = (
+                exc
+                if isinstance(exc, RelayStorageError)
+                else RelayStorageError(f"database error: {type(exc).__name__}")
+            )
+            for job in sends:
+                self._answer(job, None, failed)
+            return
+        with self._lock:
+            self.commits += 1
+        for job, result in zip(sends, results, strict=True):
+            self._answer(job, result, None)
+
+    @staticmethod
+    def _sends_together(conn: Connection, sends: list[_Job]) -> list[object]:
+        """``BEGIN`` and every send's statements without waiting, one wait for their answers
+        (the server takes the mailbox locks one after another as it runs them), then the commit.
+        Raises :class:`_Again` if a statement failed, the commit's error if the commit did."""
+
+        def work() -> list[object]:
+            try:
+                answers = [job.operation(conn) for job in sends]
+                return [answer() for answer in answers]
+            except Exception as exc:
+                raise _Again from exc
+
+        return _pipelined(conn, work)
 
     def _execute(self, conn: Connection, job: _Job) -> tuple[object, BaseException | None]:
         for attempt in range(RETRIES + 1):
             try:
                 if not job.transaction:
                     return job.operation(conn), None
+                if job.pipeline:
+                    result = _pipelined(conn, functools.partial(_operate, job, conn))
+                    with self._lock:
+                        self.commits += 1
+                    return result, None
                 with conn.transaction():
                     result = job.operation(conn)
                 with self._lock:
@@ -303,11 +387,16 @@ class PostgresStorage:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
             job.loop.call_soon_threadsafe(_settle, job.future, result, error)
 
-    async def _call(self, operation: Operation[T], *, transaction: bool = True) -> T:
-        return await self._submit(operation, transaction=transaction)
+    async def _call(self, operation: Operation[T], *, transaction: bool = True, pipeline: bool = False) -> T:
+        return await self._submit(operation, transaction=transaction, pipeline=pipeline)
 
     def _submit(
-        self, operation: Operation[T], *, transaction: bool = True, mailbox: bytes | None = None
+        self,
+        operation: Operation[T],
+        *,
+        transaction: bool = True,
+        mailbox: bytes | None = None,
+        pipeline: bool = False,
     ) -> asyncio.Future[T]:
         """Queue ``operation`` for a worker; the future resolves after its commit. ``mailbox``:
         the operation is a send to it, which may share a transaction with other sends."""
@@ -318,7 +407,8 @@ class PostgresStorage:
         else:
             n = len(self._queues)
             index = next(self._next) % n if mailbox is None else int.from_bytes(mailbox[:4], "big") % n
-            self._queues[index].put(_Job(operation, loop, future, transaction, mailbox))
+            job = _Job(operation, loop, future, transaction, mailbox, pipeline or mailbox is not None)
+            self._queues[index].put(job)
         return future
 
     # ------------------------------------------------------------------ accounts
@@ -664,40 +754,60 @@ class PostgresStorage:
     def submit_envelope(
         self, mailbox_id: MailboxId, token_hash: bytes, message_id: MessageId, payload: bytes, today: int
     ) -> asyncio.Future[PutResult]:
-        def op(conn: Connection) -> PutResult:
-            # The mailbox's lock orders sends to it across nodes: the sequence number, the
-            # duplicate check and the quota below are read under it.
-            row = conn.execute(
-                "SELECT token_hash, expires_day FROM mailboxes WHERE mailbox_id = %s FOR NO KEY UPDATE",
-                (mailbox_id,),
-            ).fetchone()
-            if row is None or row[1] <= today or not bytes_equal(row[0], token_hash):
-                return PutResult(PutOutcome.NOT_FOUND)
-            tag = id_tag(mailbox_id, message_id)
-            held = conn.execute(
-                "SELECT count(*), coalesce(sum(length(sealed)), 0) - count(*) * 16, coalesce(max(seq), 0), "
-                "bool_or(id_tag = %s) FROM envelopes WHERE mailbox_id = %s",
-                (tag, mailbox_id),
-            ).fetchone()
-            assert held is not None
-            count, size, top, duplicate = held
-            if duplicate:
-                return PutResult(PutOutcome.DUPLICATE)
-            if size + len(payload) > self.quotas.mailbox_bytes or count >= self.quotas.mailbox_envelopes:
-                return PutResult(PutOutcome.MAILBOX_FULL)
-            key = os.urandom(KEY_BYTES)
-            slot = _store_key(conn, key)
-            seq = top + 1
-            conn.execute(
-                "INSERT INTO envelopes (mailbox_id, seq, id_tag, received_day, key_slot, sealed) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (mailbox_id, seq, tag, today, slot, aes256_ctr_zero(key, message_id + payload)),
-            )
-            return PutResult(
-                PutOutcome.STORED, EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
-            )
+        quotas = self.quotas
+        tag = id_tag(mailbox_id, message_id)
 
-        return self._submit(op, mailbox=mailbox_id)
+        def op(conn: Connection) -> Callable[[], PutResult]:
+            # Both statements go out without waiting for an answer (pipeline mode); the second
+            # runs once the first holds the mailbox's lock. The store checks the mailbox's token
+            # itself only so that a refused send writes nothing: the answer is decided here, from
+            # the locked row, with a comparison in constant time.
+            lock = conn.execute(_LOCK_SQL, (mailbox_id,))
+            key = os.urandom(KEY_BYTES)
+            params: dict[str, object] = {
+                "mailbox": mailbox_id,
+                "tag": tag,
+                "length": len(payload),
+                "max_bytes": quotas.mailbox_bytes,
+                "max_envelopes": quotas.mailbox_envelopes,
+                "today": today,
+                "token_hash": token_hash,
+                "slot": _draw_slot(),
+                "key": key,
+                "sealed": aes256_ctr_zero(key, message_id + payload),
+            }
+            store = conn.execute(_STORE_SQL, params)
+
+            def answer() -> PutResult:
+                row = lock.fetchone()
+                found = row is not None and row[1] > today and bytes_equal(row[0], token_hash)
+                cursor = store
+                while True:
+                    held = cursor.fetchone()
+                    assert held is not None
+                    count, size, top, duplicate, seq = held
+                    if not found:
+                        outcome = PutOutcome.NOT_FOUND
+                    elif duplicate:
+                        outcome = PutOutcome.DUPLICATE
+                    elif size + len(payload) > quotas.mailbox_bytes or count >= quotas.mailbox_envelopes:
+                        outcome = PutOutcome.MAILBOX_FULL
+                    elif seq is None:  # the key slot drawn was taken: nothing stored, draw again
+                        params["slot"] = _draw_slot()
+                        cursor = conn.execute(_STORE_SQL, params)
+                        continue
+                    elif seq == top + 1:
+                        stored = EnvelopeRecord(mailbox_id, message_id, seq, today, bytes(payload))
+                        return PutResult(PutOutcome.STORED, stored)
+                    else:
+                        raise RelayStorageError("the store and its checks disagree")
+                    if seq is not None:  # stored what was refused: roll it back
+                        raise RelayStorageError("the store and its checks disagree")
+                    return PutResult(outcome)
+
+            return answer
+
+        return cast("asyncio.Future[PutResult]", self._submit(op, mailbox=mailbox_id))
 
     async def pending(
         self,
@@ -707,41 +817,36 @@ class PostgresStorage:
         max_bytes: int | None = None,
     ) -> list[EnvelopeRecord]:
         def op(conn: Connection) -> list[EnvelopeRecord]:
-            # Tags and sizes first, then payloads for the ones wanted, as on SQLite.
-            skipped = {id_tag(mailbox_id, m) for m in skip}
-            wanted: list[int] = []
-            total = 0
-            for seq, tag, size in conn.execute(_PENDING_SIZES_SQL, (mailbox_id, limit + len(skip))):
-                if tag in skipped:
-                    continue
-                wanted.append(seq)
-                total += size
-                if len(wanted) == limit or (max_bytes is not None and total > max_bytes):
-                    break
-            if not wanted:
-                return []
+            params = {
+                "mailbox": mailbox_id,
+                "skip": [id_tag(mailbox_id, m) for m in skip],
+                "limit": max(limit, 0),
+                "max_bytes": _NO_BYTE_LIMIT if max_bytes is None else max_bytes,
+            }
             out = []
-            for seq, day, sealed, key in conn.execute(_PENDING_SQL, (mailbox_id, wanted)):
+            for seq, day, sealed, key in conn.execute(_PENDING_SQL, params):
                 opened = aes256_ctr_zero(key, sealed)
                 out.append(EnvelopeRecord(mailbox_id, MessageId(opened[:16]), seq, day, opened[16:]))
             return out
 
-        return await self._call(op)
+        return await self._call(op, transaction=False)
 
     async def delete_envelopes(self, refs: Sequence[tuple[MailboxId, MessageId]]) -> int:
         def op(conn: Connection) -> int:
-            slots = []
-            for mailbox_id, message_id in sorted(refs):  # one lock order for every node
-                row = conn.execute(
-                    "DELETE FROM envelopes WHERE mailbox_id = %s AND id_tag = %s RETURNING key_slot",
-                    (mailbox_id, id_tag(mailbox_id, message_id)),
-                ).fetchone()
-                if row is not None:
-                    slots.append(row[0])
-            _delete_keys(conn, slots)
-            return len(slots)
+            # Every statement goes out before the first answer is read (pipeline mode), and the
+            # server runs them in this order: one lock order for every node.
+            answers = [
+                conn.execute(_DELETE_SQL, (mailbox_id, id_tag(mailbox_id, message_id)))
+                for mailbox_id, message_id in sorted(set(refs))
+            ]
+            deleted = 0
+            for answer in answers:
+                row = answer.fetchone()
+                assert row is not None
+                deleted += row[0]
+            return deleted
 
-        return await self._call(op)
+        return await self._call(op, pipeline=True)
 
     async def export_mailbox(self, mailbox_id: MailboxId) -> Export:
         def op(conn: Connection) -> Export:
@@ -802,6 +907,39 @@ class PostgresStorage:
             return read_schema(conn)
 
 
+def _operate(job: _Job, conn: Connection) -> object:
+    result = job.operation(conn)
+    return result() if job.mailbox is not None else result  # a send returns what reads its answers
+
+
+def _pipelined(conn: Connection, work: Callable[[], T]) -> T:
+    """A transaction in pipeline mode: ``BEGIN``, the statements ``work`` sends and ``COMMIT`` go
+    out without waiting, so the server is waited for where ``work`` reads an answer and once for
+    the commit (psycopg's transaction blocks would wait at both ends as well). If ``work`` raises,
+    the transaction is rolled back and the exception passed on; a failed commit raises its error.
+    ``work`` reads the answer of every statement it sends, so that none fails unseen."""
+    try:
+        with conn.pipeline() as pipeline:
+            conn.execute(b"BEGIN")
+            try:
+                result = work()
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    pipeline.sync()  # the end of what the server skipped after a failed statement
+                raise
+            commit = conn.execute(b"COMMIT")  # answered as the pipeline ends
+        if commit.statusmessage != "COMMIT":  # what a failed transaction's COMMIT answers
+            raise RelayStorageError("the transaction was rolled back")
+        return result
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                # psycopg's rollback, which also forgets the statements it prepared (some were
+                # skipped by the server after the failed one, and never prepared there).
+                conn.rollback()
+        raise
+
+
 def migrate(conn: Connection) -> None:
     """Create the schema in an empty database, or bring an older one to :data:`SCHEMA_VERSION`;
     refuse a newer one. Several nodes starting at once take turns (an advisory lock)."""
@@ -842,16 +980,11 @@ def read_schema(conn: Connection) -> dict[str, list[str]]:
     return schema
 
 
-def _store_key(conn: Connection, key: bytes) -> int:
-    """Store ``key`` under a random free slot and return the slot: random, so that slot numbers
-    say nothing of the order envelopes arrived in (PostgreSQL rewrites a row on every update, so
-    reusing slots, as SQLite does, would keep nothing in place)."""
-    while True:
-        slot = 1 + secrets.randbelow(_SLOT_LIMIT - 1)
-        if conn.execute(
-            "INSERT INTO envelope_keys (slot, key) VALUES (%s, %s) ON CONFLICT DO NOTHING", (slot, key)
-        ).rowcount:
-            return slot
+def _draw_slot() -> int:
+    """A random key slot: random, so that slot numbers say nothing of the order envelopes arrived
+    in (PostgreSQL rewrites a row on every update, so reusing slots, as SQLite does, would keep
+    nothing in place). A slot taken already stores nothing, and the send draws another."""
+    return 1 + secrets.randbelow(_SLOT_LIMIT - 1)
 
 
 def _delete_keys(conn: Connection, slots: Sequence[int]) -> None:
