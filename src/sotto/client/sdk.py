@@ -223,8 +223,10 @@ class Client:
                 )
 
             account = await asyncio.to_thread(run_transaction, store, keep)
-        except BaseException:
-            if network is None:
+        except BaseException as exc:
+            # Not on GeneratorExit (the coroutine closed unfinished, as at an interrupted exit):
+            # a coroutine may not wait for anything then.
+            if network is None and not isinstance(exc, GeneratorExit):
                 await net.aclose()
             raise
         client = cls(

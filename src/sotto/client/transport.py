@@ -553,8 +553,9 @@ class HttpRelay:
         drain = WebSocketDrain(await self._open_socket(self.url))
         try:
             await drain.start()
-        except BaseException:
-            await drain.close()
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):  # a closed coroutine may not wait
+                await drain.close()
             raise
         return drain
 
