@@ -334,6 +334,13 @@ def test_a_search_far_back_shows_a_page_around_the_match_and_g_goes_back_to_the_
                 await pilot.press("N", "N", "N")  # line 70, 71, 72: the page after is read
                 assert highlighted(app) == ["line 72"]
                 assert [m.text for m in log.messages[:2]] == ["line 0", "line 1"]
+                loaded = len(log.messages)
+                log.scroll_end(animate=False)  # to the foot of the page: the next one is read
+                for _ in range(500):  # a hang bound, not a speed test
+                    await pilot.pause(0.01)
+                    if len(log.messages) > loaded:
+                        break
+                assert len(log.messages) == loaded + PAGE and not log.latest
                 await pilot.press("G")
                 assert log.latest and log.messages[-1].text == f"line {total - 1}"
                 assert len(log.messages) == PAGE
