@@ -383,8 +383,11 @@ class SqliteStorage:
     def _copy_log(self) -> None:
         """Copy committed pages from the log into the file every :data:`COPY_S`, on a connection
         of its own (a passive checkpoint: the writer goes on meanwhile). The writer's truncating
-        checkpoint, which holds it up while it runs, then has little left to copy, and the
-        writer never copies on commit (its automatic checkpoint is off)."""
+        checkpoint, which holds it up while it runs, then has little left to copy. The writer
+        keeps SQLite's automatic checkpoint on commit (at 1,000 pages of log): only a checkpoint
+        that finds nothing committed after it lets the next write start the log from its
+        beginning again, and the copier, running beside the writer, never does; without it the
+        log grew to 62 MB between truncations instead of 4 MB."""
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, timeout=0)
         except sqlite3.Error:
@@ -596,7 +599,6 @@ class SqliteStorage:
     def _run(self) -> None:
         try:
             conn = self._connect()
-            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the log copier's job (see _copy_log)
         except BaseException as exc:  # reported by open()
             self._startup_error = exc
             self._ready.set()
