@@ -176,6 +176,8 @@ def test_the_relay_writes_poll_answers_as_the_model_does(
     )
     written = api.poll_result_json(triples, more=more)
     assert written == model.model_dump_json().encode()
+    length, pieces = api.poll_result_parts(triples, more=more)
+    assert length == len(written) and b"".join(pieces) == written
     assert api.PollResult.model_validate_json(written) == model
 
 
@@ -183,3 +185,11 @@ def test_encode_ascii_is_encode_as_bytes() -> None:
     for size in range(70):
         data = bytes(range(size))
         assert b64.encode_ascii(data) == b64.encode(data).encode()
+
+
+def test_a_large_poll_answer_is_made_in_pieces_of_about_64_kib() -> None:
+    triples = [(bytes(16), 20_000, bytes(60_000)) for _ in range(8)]
+    length, pieces = api.poll_result_parts(triples, more=True)
+    made = list(pieces)
+    assert len(made) >= 6 and all(len(p) < 2 * api.POLL_PIECE_BYTES for p in made)
+    assert sum(map(len, made)) == length

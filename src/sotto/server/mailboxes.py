@@ -6,9 +6,11 @@ signature all get the same 404: a stranger cannot learn whether a mailbox id exi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request, Response
+from starlette.types import Receive, Scope, Send
 
 from sotto.errors import DecodeError, RelayError
 from sotto.server.accounts import (
@@ -240,10 +242,29 @@ async def poll_mailbox(
     ctx.stats.count("polls")
     handed = _within(envelopes[: body.limit], max_bytes)
     ctx.stats.count("envelopes_polled", len(handed))
-    answer = api.poll_result_json(
-        ((e.message_id, e.received_day, e.payload) for e in handed), more=len(envelopes) > len(handed)
+    length, pieces = api.poll_result_parts(
+        [(e.message_id, e.received_day, e.payload) for e in handed], more=len(envelopes) > len(handed)
     )
-    return Response(answer, media_type="application/json")
+    return PieceByPiece(length, pieces)
+
+
+class PieceByPiece(Response):
+    """A JSON answer of known length sent in pieces, each made as the one before is handed to
+    the server: under uvicorn, a send waits while the socket's buffer is full, so the making
+    stops there too (see :func:`sotto.wire.api.poll_result_parts`)."""
+
+    media_type = "application/json"
+
+    def __init__(self, length: int, pieces: Iterator[bytes]) -> None:
+        super().__init__()
+        self.raw_headers = [(b"content-length", b"%d" % length), (b"content-type", b"application/json")]
+        self._pieces = pieces
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        for piece in self._pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _client_gone(request: Request) -> None:

@@ -7,7 +7,7 @@ builds requests and reads replies with them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Annotated
 
 from pydantic import (
@@ -338,23 +338,56 @@ class PollResult(Model):
     """Whether more envelopes were pending than ``limit`` let through."""
 
 
-def poll_result_json(envelopes: Iterable[tuple[bytes, int, bytes]], more: bool) -> bytes:
+POLL_PIECE_BYTES = 64 * 1024
+"""About how much of a poll answer :func:`poll_result_parts` makes at a time."""
+
+
+def poll_result_parts(
+    envelopes: Sequence[tuple[bytes, int, bytes]], more: bool
+) -> tuple[int, Iterator[bytes]]:
     """``PollResult`` of ``(id, day, payload)`` triples as JSON, byte for byte what the model
-    writes, without building it: a full answer is half a megabyte, and building, checking and
-    writing the model cost about ten times the base64 itself, all in one turn of the relay's
-    event loop. The relay made each triple (ids and days are its own), so nothing is checked."""
-    parts = [b'{"envelopes":[']
+    writes, without building it: its length, known before any of it is made, and the bytes in
+    pieces of about :data:`POLL_PIECE_BYTES`, made one at a time as they are taken. A full
+    answer is half a megabyte; the relay sends each piece before it makes the next, so other
+    work runs in between, and for a client that does not read, the pieces beyond what its
+    socket takes are never made. The relay made each triple (ids and days are its own), so
+    nothing is checked."""
+    count = len(envelopes)
+    length = len(_POLL_HEAD) + len(_POLL_TAIL[more]) + max(0, count - 1)
     for message_id, day, payload in envelopes:
+        length += _ENVELOPE_FRAME + b64.encoded_length(len(message_id)) + len(b"%d" % day)
+        length += b64.encoded_length(len(payload))
+    return length, _poll_pieces(envelopes, more)
+
+
+def _poll_pieces(envelopes: Sequence[tuple[bytes, int, bytes]], more: bool) -> Iterator[bytes]:
+    parts = [_POLL_HEAD]
+    size = 0
+    last = len(envelopes) - 1
+    for n, (message_id, day, payload) in enumerate(envelopes):
+        encoded = b64.encode_ascii(payload)
         parts += (
             b'{"id":"',
             b64.encode_ascii(message_id),
             b'","day":',
             b"%d" % day,
             b',"payload":"',
-            b64.encode_ascii(payload),
-            b'"},',
+            encoded,
+            b'"},' if n < last else b'"}',
         )
-    if len(parts) > 1:
-        parts[-1] = b'"}'
-    parts.append(b'],"more":true}' if more else b'],"more":false}')
-    return b"".join(parts)
+        size += len(encoded)
+        if size >= POLL_PIECE_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    parts.append(_POLL_TAIL[more])
+    yield b"".join(parts)
+
+
+_POLL_HEAD = b'{"envelopes":['
+_POLL_TAIL = {True: b'],"more":true}', False: b'],"more":false}'}
+_ENVELOPE_FRAME = len(b'{"id":"') + len(b'","day":') + len(b',"payload":"') + len(b'"}')
+
+
+def poll_result_json(envelopes: Sequence[tuple[bytes, int, bytes]], more: bool) -> bytes:
+    """:func:`poll_result_parts` in one piece."""
+    return b"".join(poll_result_parts(envelopes, more)[1])
