@@ -20,8 +20,9 @@ purpose) and starts the app headless at 120×40 (Textual's test driver: no termi
   would: counted unread, listed first, notified) and once with nothing arriving, the
   baseline; p95 per run (target ≤ 16 ms at 50 a second);
 - **search**: from ``/TERM`` to the screen showing the match, in the big conversation freshly
-  opened: a term in a recent message, one only in its oldest message, and one in none (the
-  last two read the whole conversation back) (target ≤ 200 ms over 100,000 messages).
+  opened: a term in a recent message, one only in its oldest message, and one in none (each
+  asks the store's word index; the oldest match is shown in a page around it) (target ≤ 200 ms
+  over 100,000 messages).
 
 Medians (and the slowest) over the runs; the machine's load is printed alongside.
 """
