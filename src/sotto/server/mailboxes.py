@@ -6,7 +6,7 @@ signature all get the same 404: a stranger cannot learn whether a mailbox id exi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request, Response
@@ -46,6 +46,7 @@ from sotto.server.storage.base import (
     PutOutcome,
     drained_expiry,
 )
+from sotto.server.turns import answer_turns
 from sotto.wire import api, b64
 from sotto.wire import auth as wire_auth
 from sotto.wire.limits import ID_LENGTH
@@ -227,43 +228,52 @@ async def poll_mailbox(
         ctx.stats.count("envelopes_acked", deleted)
     await ctx.storage.touch_mailboxes([mid], ctx.today())
     max_bytes = ctx.config.poll_reply_max_bytes
+    turns = answer_turns(request.app.state)
+
+    def read() -> Awaitable[list[EnvelopeRecord]]:
+        return ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+
     if body.wait_ms:
         # Listening before the read: an envelope committed between the two still wakes us.
         hold = held_polls(request.app.state, ctx).hold(mid)
         try:
-            envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+            envelopes = await turns.run(read)
             if not envelopes and await hold.wait(body.wait_ms / 1000, _client_gone(request)):
-                envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+                envelopes = await turns.run(read)
         finally:
             hold.release()
     else:
         # One more than asked for says whether there is more, without a count query.
-        envelopes = await ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+        envelopes = await turns.run(read)
     ctx.stats.count("polls")
     handed = _within(envelopes[: body.limit], max_bytes)
     ctx.stats.count("envelopes_polled", len(handed))
     length, pieces = api.poll_result_parts(
         [(e.message_id, e.received_day, e.payload) for e in handed], more=len(envelopes) > len(handed)
     )
-    return PieceByPiece(length, pieces)
+    return PieceByPiece(length, turns.pieces(pieces))
 
 
 class PieceByPiece(Response):
     """A JSON answer of known length sent in pieces, each made as the one before is handed to
     the server: under uvicorn, a send waits while the socket's buffer is full, so the making
-    stops there too (see :func:`sotto.wire.api.poll_result_parts`)."""
+    stops there too (see :func:`sotto.wire.api.poll_result_parts`); each piece is made in a
+    turn (:mod:`sotto.server.turns`)."""
 
     media_type = "application/json"
 
-    def __init__(self, length: int, pieces: Iterator[bytes]) -> None:
+    def __init__(self, length: int, pieces: AsyncGenerator[bytes, None]) -> None:
         super().__init__()
         self.raw_headers = [(b"content-length", b"%d" % length), (b"content-type", b"application/json")]
         self._pieces = pieces
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        for piece in self._pieces:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        try:
+            async for piece in self._pieces:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        finally:
+            await self._pieces.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
