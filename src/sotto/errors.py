@@ -43,7 +43,11 @@
     ├── InviteError                     an invite link that cannot be used (ours, known contact)
     ├── UnknownContactError             no contact or group by that name
     ├── RelayUnavailableError           the relay could not be reached; the outbox retries
-    └── EnvelopeRejectedError           an incoming envelope that can never be processed
+    ├── EnvelopeRejectedError           an incoming envelope that can never be processed
+    └── DeviceListError                 an account's device list that we cannot accept
+        ├── DeviceListSignatureError    not signed by the account's identity key
+        ├── DeviceListForkError         it does not follow the list we hold (another branch)
+        └── DeviceListRollbackError     its version does not go forward
     SimulationDeadlockError             a virtual-time simulation where every task waits forever
 
 Failures an attacker could tell apart by probing (which check failed inside a decryption)
@@ -286,6 +290,40 @@ class EnvelopeRejectedError(ClientError):
         self.reason = reason
         self.detail = detail
         self.events = list(events or [])
+
+
+class DeviceListError(ClientError):
+    """An account's device list that we cannot accept (:mod:`sotto.client.device_list`).
+
+    A list whose bytes do not parse is :class:`DecodeError` instead.
+    """
+
+
+class DeviceListSignatureError(DeviceListError):
+    """A device list not signed by the account's identity key."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"device list version {version} is not signed by the account key")
+        self.version = version
+
+
+class DeviceListForkError(DeviceListError):
+    """A device list that does not follow the one we hold: it descends from another list, or
+    lists between the two are missing."""
+
+    def __init__(self, ours: int, theirs: int) -> None:
+        super().__init__(f"device list version {theirs} does not follow version {ours}")
+        self.ours = ours
+        self.theirs = theirs
+
+
+class DeviceListRollbackError(DeviceListError):
+    """A device list whose version is not above the version of the list we hold."""
+
+    def __init__(self, ours: int, theirs: int) -> None:
+        super().__init__(f"device list version {theirs} does not go forward from version {ours}")
+        self.ours = ours
+        self.theirs = theirs
 
 
 class SimulationDeadlockError(SottoError):
