@@ -35,7 +35,7 @@ from sotto.client.events import (
     RejectReason,
     TypingChanged,
 )
-from sotto.client.flows import attachments, changes, repair
+from sotto.client.flows import attachments, certificates, changes, repair
 from sotto.client.flows.context import (
     DEVICE_ID,
     Context,
@@ -93,7 +93,8 @@ def unseal(me: Me, payload: bytes, now_ms: int) -> Unsealed:
     try:
         usmc, sender_key = open_v1(me.identity, sealed)
         certificate = usmc.sender_certificate
-        certificate.validate(sender_key, now_ms)  # self-issued: the sender's key is the trust root
+        # Self-issued: the sender's key is the trust root.
+        certificates.VERIFIED.validate(certificate, sender_key, now_ms)
     except SottoError as e:
         raise reject(RejectReason.UNSEALABLE, e) from None
     if account_id_of(certificate.sender_uuid) is None or certificate.sender_device_id != DEVICE_ID:
