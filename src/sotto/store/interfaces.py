@@ -439,7 +439,8 @@ class MessageRepository(Protocol):
         ...
 
     def delete_for_everyone(self, row_id: MessageRowId, at_ms: int) -> Message:
-        """Keep the row as a placeholder: text, quote and reactions gone, ``deleted`` set."""
+        """Keep the row as a placeholder: text, quote, reactions and attachment gone, ``deleted``
+        set."""
         ...
 
     def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
@@ -449,6 +450,16 @@ class MessageRepository(Protocol):
 
     def expire(self, now_ms: int) -> int:
         """Delete every message whose ``expires_ms`` has come (with what hangs off it); how many."""
+        ...
+
+    def put_attachment(self, row_id: MessageRowId, data: bytes) -> None:
+        """Keep what opens the file a message carries (its pointer, key and digest, opaque here)
+        beside the row. It goes with the message: deleted with it (expiry, a removed contact or
+        group) and by :meth:`delete_for_everyone`. MissingRecordError if there is no such row."""
+        ...
+
+    def attachment(self, row_id: MessageRowId) -> bytes | None:
+        """What :meth:`put_attachment` kept for the row, or None."""
         ...
 
     def next_expiry(self) -> int | None:

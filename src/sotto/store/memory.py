@@ -83,6 +83,7 @@ class _Tables:
     groups: dict[GroupId, Group] = field(default_factory=dict)
     members: dict[tuple[GroupId, ContactId], bool] = field(default_factory=dict)
     messages: dict[MessageRowId, Message] = field(default_factory=dict)
+    attachments: dict[MessageRowId, bytes] = field(default_factory=dict)
     receipts: dict[tuple[MessageRowId, ContactId, ReceiptKind], Receipt] = field(default_factory=dict)
     owed_receipts: dict[tuple[MessageRowId, ReceiptKind], PendingReceipt] = field(default_factory=dict)
     outbox: dict[OutboxItemId, OutboxItem] = field(default_factory=dict)
@@ -138,6 +139,7 @@ class _Work:
         self.groups = _Table(tables.groups)
         self.members = _Table(tables.members)
         self.messages = _Table(tables.messages)
+        self.attachments = _Table(tables.attachments)
         self.receipts = _Table(tables.receipts)
         self.owed_receipts = _Table(tables.owed_receipts)
         self.outbox = _Table(tables.outbox)
@@ -388,6 +390,8 @@ def _delete_message_rows(w: _Work, rows: Sequence[MessageRowId]) -> None:
     gone = set(rows)
     for row in gone:
         w.messages.w.pop(row, None)
+    for row in [r for r in w.attachments.r if r in gone]:
+        del w.attachments.w[row]
     for rkey in [k for k in w.receipts.r if k[0] in gone]:
         del w.receipts.w[rkey]
     for okey in [k for k in w.owed_receipts.r if k[0] in gone]:
@@ -813,6 +817,7 @@ class _Messages(_Repo):
             self._known(row_id), text="", quote=None, reactions=(), deleted=True, edited_ms=at_ms
         )
         self.w.messages.w[row_id] = changed
+        self.w.attachments.w.pop(row_id, None)
         return changed
 
     def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
@@ -835,6 +840,13 @@ class _Messages(_Repo):
     def next_expiry(self) -> int | None:
         times = [m.expires_ms for m in self.w.messages.r.values() if m.expires_ms is not None]
         return min(times, default=None)
+
+    def put_attachment(self, row_id: MessageRowId, data: bytes) -> None:
+        self._known(row_id)
+        self.w.attachments.w[row_id] = bytes(data)
+
+    def attachment(self, row_id: MessageRowId) -> bytes | None:
+        return self.w.attachments.r.get(row_id)
 
 
 class _UnreportedEvents(_Repo):

@@ -2,11 +2,10 @@
 
 A file's message is a history row like a text's, whose text is the caption; what opens the file
 (the :class:`~sotto.client.attachment_pointer.AttachmentPointer` with its key, and the relay that
-holds the blob) is kept beside it, sealed in the store's settings under the row's id and the
-message id, as the encoded :class:`~sotto.client.content.Attachment`. So the schema does not
-change and a reader that does not know attachments still shows the caption. That setting is not
-deleted with its row yet (an expired or deleted message's file can no longer be named, but its
-pointer stays sealed in the store).
+holds the blob) is kept beside the row (``MessageRepository.put_attachment``), sealed in the
+store, as the encoded :class:`~sotto.client.content.Attachment`. So a reader that does not know
+attachments still shows the caption, and the key goes with its message: when it expires, is
+deleted for everyone, or its contact or group is removed.
 
 Uploading and downloading the blob is I/O and happens outside, in :mod:`sotto.client.attachments`;
 these run in one store transaction each, like every flow.
@@ -34,14 +33,6 @@ from sotto.store.model import (
     MessageState,
 )
 
-KEY_PREFIX = "attachment:"
-
-
-def _key(row_id: MessageRowId, message_id: bytes) -> str:
-    """A row's file: named by row and message id both, as a row id can be reused after its
-    message is deleted (the store's keys are blinded, so neither is in the file in clear)."""
-    return f"{KEY_PREFIX}{int(row_id)}:{message_id.hex()}"
-
 
 @dataclass(frozen=True, slots=True, repr=False)
 class StoredAttachment:
@@ -67,7 +58,7 @@ def stored(tx: Transaction, message: Message) -> StoredAttachment | None:
     """The file ``message`` holds, or None (a text, or a file whose row was deleted)."""
     if message.deleted:
         return None
-    data = tx.settings.get(_key(message.row_id, message.message_id))
+    data = tx.messages.attachment(message.row_id)
     if data is None:
         return None
     try:
@@ -104,7 +95,7 @@ def send_attachment(
         state=MessageState.QUEUED,
         expires_ms=changes.expires_at(ctx.now_ms, timer),
     )
-    ctx.tx.settings.put(_key(row.row_id, message_id), encoded)
+    ctx.tx.messages.put_attachment(row.row_id, encoded)
     enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row.row_id)
     log_sent(ctx, contact, message_id, body)
     return message_id
@@ -137,7 +128,7 @@ def receive_attachment(ctx: Context, contact: Contact, message: c.Attachment) ->
     kept = c.Attachment(
         message.message_id, message.sent_ms, message.pointer, message.caption, server_url, message.expire_s
     )
-    tx.settings.put(_key(row.row_id, message_id), c.encode(kept))
+    tx.messages.put_attachment(row.row_id, c.encode(kept))
     pointer = message.pointer
     return Outcome(
         events=[

@@ -113,7 +113,7 @@ def log_sent(ctx: Context, contact: Contact, envelope_id: bytes, message: c.Cont
     tx.send_log.add(
         contact_id=contact.contact_id,
         envelope_id=MessageId(bytes(envelope_id)),
-        message_id=MessageId(message.message_id) if isinstance(message, c.Text) else None,
+        message_id=MessageId(message.message_id) if isinstance(message, c.Text | c.Attachment) else None,
         content=c.encode(message),
         sent_ms=ctx.now_ms,
     )

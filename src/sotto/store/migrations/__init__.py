@@ -22,6 +22,7 @@ from sotto.store.migrations import (
     v004_send_log,
     v005_message_changes,
     v006_message_search,
+    v007_message_attachments,
 )
 
 Progress = Callable[[int, int, int], None]
@@ -48,6 +49,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         6, "a blind word index for searching messages", v006_message_search.apply, v006_message_search.apply
     ),
+    Migration(7, "a message's file kept beside it, going with it", v007_message_attachments.apply),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

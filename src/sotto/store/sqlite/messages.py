@@ -268,6 +268,7 @@ class MessageRepo(Repo):
         )
         self._reseal_text(changed)
         self._put_extras(changed)
+        self.db.run("DELETE FROM message_attachments WHERE message_row = ?", (row_id,))
         return changed
 
     def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
@@ -278,8 +279,24 @@ class MessageRepo(Repo):
         return changed
 
     def expire(self, now_ms: int) -> int:
-        # secure_delete zeroes the rows; receipts, owed receipts and extras go by cascade.
+        # secure_delete zeroes the rows; receipts, owed receipts, extras and files go by cascade.
         return self.db.run("DELETE FROM messages WHERE expires_ms IS NOT NULL AND expires_ms <= ?", (now_ms,))
+
+    def put_attachment(self, row_id: MessageRowId, data: bytes) -> None:
+        sealed = self.db.seal_raw("message_attachments", self._row_key(row_id), bytes(data))
+        self.db.run(
+            "INSERT INTO message_attachments (message_row, sealed) VALUES (?, ?) "
+            "ON CONFLICT (message_row) DO UPDATE SET sealed = excluded.sealed",
+            (row_id, sealed),
+        )
+
+    def attachment(self, row_id: MessageRowId) -> bytes | None:
+        found = self.db.row("SELECT sealed FROM message_attachments WHERE message_row = ?", (row_id,))
+        return (
+            None
+            if found is None
+            else self.db.open_raw("message_attachments", self._row_key(row_id), found[0])
+        )
 
     def next_expiry(self) -> int | None:
         found = self.db.row("SELECT min(expires_ms) FROM messages WHERE expires_ms IS NOT NULL")
