@@ -7,9 +7,10 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from sotto.client import events as ev
@@ -102,7 +103,7 @@ async def events_until(
     return seen
 
 
-async def shown(pilot: Pilot[None], app: ChatApp, text: str, timeout: float = WAIT_S) -> None:
+async def shown(pilot: Pilot[Any], app: App[Any], text: str, timeout: float = WAIT_S) -> None:
     """Let the app run until its screen shows ``text``; fail after ``timeout`` seconds with what it
     shows. A change of state is drawn at the app's next refresh, not at once: a check of the screen
     made as soon as the state changed can see the frame before it (or none, on a screen just
@@ -115,7 +116,7 @@ async def shown(pilot: Pilot[None], app: ChatApp, text: str, timeout: float = WA
         await pilot.pause(0.05)
 
 
-def screen_text(app: ChatApp) -> str:
+def screen_text(app: App[Any]) -> str:
     """What the screen shows, as plain text."""
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)

@@ -30,17 +30,21 @@ import signal
 import sqlite3
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from sotto.cli import forwarding, listener, render
 from sotto.cli.failures import ExitCode, Where, fail, reported
 from sotto.client.sdk import STORE_FILE, Client
 from sotto.errors import StoreError
+from sotto.store.migrations import SCHEMA_VERSION
+from sotto.store.migrations import Progress as UpgradeProgress
+from sotto.store.sqlite import SqliteStore
 
 DEFAULT_HOME = Path("~/.sotto")
 SHORT_PASSPHRASE = 10
@@ -52,6 +56,15 @@ COMPANIONS = ("-wal", "-shm", "-journal")
 """SQLite's files beside a database."""
 
 T = TypeVar("T")
+
+StoreOpen = Callable[[UpgradeProgress | None], SqliteStore]
+"""Unlocks and opens the profile's store, upgrading it; hears ``(version, done, total)`` as a
+step that reads every message goes (:meth:`SqliteStore.open`). It runs in a thread."""
+Upgrading = Callable[[StoreOpen], Awaitable[SqliteStore]]
+"""Runs a :data:`StoreOpen` for a store older than this version of Sotto while showing how far
+its upgrade has got: :func:`upgrade_in_terminal`, or ``sotto chat``'s screen
+(:mod:`sotto.tui.upgrade`)."""
+UPGRADE_LABEL = "Listing your messages for search"
 
 ProfileOption = Annotated[
     Path | None,
@@ -215,26 +228,92 @@ def need_profile(place: Where) -> None:
 
 
 @asynccontextmanager
-async def opened(place: Where, *, cadence: bool = False, push: bool = False) -> AsyncIterator[Client]:
+async def opened(
+    place: Where, *, cadence: bool = False, push: bool = False, upgrading: Upgrading | None = None
+) -> AsyncIterator[Client]:
     """The profile's client, unlocked with its passphrase, closed when the block ends; through
     the profile's forwarder if it has one (:mod:`sotto.cli.forwarding`). ``push``: the command
     waits for deliveries (on the WebSocket, or by long polls through a forwarder).
-    While a ``sotto listen`` holds the profile, fails saying so (exit 7)."""
+    While a ``sotto listen`` holds the profile, fails saying so (exit 7).
+
+    A store older than this version of Sotto is upgraded as it opens, which for some steps means
+    reading every message (about 14 s for 100,000): ``upgrading`` shows how far it has got
+    (default: a progress bar on stderr, :func:`upgrade_in_terminal`)."""
     need_profile(place)
     await listener.refuse_if_running(place)
     # Through a forwarder, default mode receives by long polls (sotto.client.longpoll).
     forwarder = forwarder_of(place)
     secret = passphrase()
     network = None if forwarder is None else forwarder.network()
+    path = store_path(place)
+
+    def open_store(progress: UpgradeProgress | None) -> SqliteStore:
+        return SqliteStore.open(path, secret, progress=progress)
+
     try:
-        with render.spinner("Unlocking your store (Argon2id)…"):
-            client = await Client.open(place.profile, secret, cadence=cadence, network=network)
+        if behind(path):
+            store = await (upgrading or upgrade_in_terminal)(open_store)
+        else:
+            with render.spinner("Unlocking your store (Argon2id)…"):
+                store = await asyncio.to_thread(open_store, None)
+        try:
+            client = await Client.attach(store, cadence=cadence, network=network)
+        except BaseException:
+            store.close()
+            raise
         place.server = client.server_url
         async with client:
             yield client
     finally:
         if network is not None:
             await network.aclose()
+
+
+def behind(path: Path) -> bool:
+    """Whether the store at ``path`` is older than this version of Sotto, so that opening it
+    upgrades it; read without the passphrase (the schema version is not secret). False when it
+    cannot be read: opening it says why."""
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+async def upgrade_in_terminal(open_store: StoreOpen) -> SqliteStore:
+    """Open a store that needs an upgrade with a progress bar on stderr (on a terminal), or one
+    line saying what the pause is (otherwise)."""
+    if not render.err.is_terminal:
+        announced = False
+
+        def say(version: int, done: int, total: int) -> None:
+            nonlocal announced
+            if not announced:
+                announced = True
+                render.err.print(f"Upgrading your store: {UPGRADE_LABEL.lower()} ({total:,} messages, once)")
+
+        return await asyncio.to_thread(open_store, say)
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        console=render.err,
+        transient=True,
+    )
+    task = bar.add_task("Unlocking and upgrading your store…", total=None, count="")
+
+    def report(version: int, done: int, total: int) -> None:
+        bar.update(
+            task, description=UPGRADE_LABEL, completed=done, total=total, count=f"{done:,} of {total:,}"
+        )
+        bar.refresh()
+
+    with bar:
+        return await asyncio.to_thread(open_store, report)
 
 
 def forwarder_of(place: Where) -> forwarding.Forwarding | None:

@@ -36,8 +36,11 @@ def chat(
 
     async def work() -> None:
         from sotto.tui.app import ChatApp  # noqa: PLC0415 (Textual loads only for this command)
+        from sotto.tui.upgrade import upgrade_in_app  # noqa: PLC0415
 
-        async with opened(place, cadence=cadence, push=True) as client, listener.serving(client, place):
+        # A store older than this version is upgraded on a screen that counts its progress.
+        opening = opened(place, cadence=cadence, push=True, upgrading=upgrade_in_app)
+        async with opening as client, listener.serving(client, place):
             # Other commands (`sotto send`, `invite`, `accept`...) go through the control socket.
             app = ChatApp(client, notify=notify, detail=Detail.SENDER if notify_sender else Detail.NONE)
             await app.run_async()
