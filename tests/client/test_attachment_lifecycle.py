@@ -1,11 +1,14 @@
 """A file's key goes with its message, across two real clients and a real relay (uvicorn in a
 thread, SQLite): when the message disappears on its timer, is deleted for everyone, or its
 contact is removed with the history, the sealed pointer (key and digest) leaves both stores,
-and the send log no longer holds it once the file's message is delivered."""
+and the send log no longer holds it once the file's message is delivered. The history export
+lists files (name, size, caption, whether saved) and none of their key material."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ import pytest
 
 from sotto.client import content as c
 from sotto.client import events as ev
+from sotto.client import history_export
 from sotto.client.sdk import STORE_FILE, Client
 from sotto.store.interfaces import Transaction
 from sotto.store.model import Message
@@ -126,5 +130,65 @@ def test_removing_a_contact_with_the_history_removes_their_files_keys(url: str, 
             assert _held_rows(bob, tmp_path) == 1
             await alice.remove_contact("Bob", forget_history=True)
             assert _held_rows(alice, tmp_path) == 0
+
+    run(main)
+
+
+def _spellings(secret: bytes) -> list[str]:
+    """The ways a key could appear in a text file: hex (either case), base64 and its URL form,
+    and each of those cut to 12 characters (a piece of the key is a leak too)."""
+    whole = [
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode(),
+        base64.urlsafe_b64encode(secret).decode(),
+    ]
+    return whole + [w[:12] for w in whole]
+
+
+def test_the_history_export_lists_files_without_their_keys(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "minutes <1>.txt"
+    source.write_bytes(os.urandom(70_000))
+    saves = tmp_path / "saved"
+    saves.mkdir()
+
+    async def main() -> None:
+        alice, bob = [await new_client(url, tmp_path, n) for n in ("Alice", "Bob")]
+        async with alice, bob:
+            await befriend(alice, bob)
+            first = await alice.send_file("Bob", source, caption="the plan <b>")
+            second = await alice.send_file("Bob", source)
+            await collect([bob], lambda s: sum(isinstance(e, ev.AttachmentReceived) for e in s[bob]) == 2)
+            held = bob.attachment(_file_message(bob, "Alice", first))
+            assert held is not None and held.saved_ms is None
+            await bob.save_attachment(_file_message(bob, "Alice", first), saves)
+            saved = bob.attachment(_file_message(bob, "Alice", first))
+            assert saved is not None and saved.saved_ms is not None
+
+            secrets = [held.pointer.key, held.pointer.digest, held.pointer.attachment_id]
+            for client, other in ((alice, "Bob"), (bob, "Alice")):
+                export = client.export_history(other)
+                as_json = history_export.to_json(export)
+                as_html = history_export.to_html(export)
+                for text in (as_json, as_html):
+                    assert not any(s in text for k in secrets for s in _spellings(k))
+                    assert held.server_url not in text
+                (conversation,) = json.loads(as_json)["conversations"]
+                files = [(m["id"], m["text"], m["file"]) for m in conversation["messages"] if "file" in m]
+                expected = {"name": "minutes <1>.txt", "size": 70_000, "content_type": "text/plain"}
+                if client is bob:
+                    assert files == [
+                        (
+                            first.hex(),
+                            "the plan <b>",
+                            {**expected, "saved": True, "saved_at": files[0][2]["saved_at"]},
+                        ),
+                        (second.hex(), "", {**expected, "saved": False}),
+                    ]
+                    assert "not saved" in as_html and "saved 20" in as_html
+                else:
+                    assert files == [(first.hex(), "the plan <b>", expected), (second.hex(), "", expected)]
+                assert "minutes &lt;1&gt;.txt" in as_html and "the plan &lt;b&gt;" in as_html
+                assert "70,000 bytes" in as_html
 
     run(main)

@@ -12,6 +12,7 @@ import pytest
 
 from sotto.crypto.random import Rng
 from sotto.errors import MissingRecordError
+from sotto.store import codec
 from sotto.store.interfaces import Store
 from sotto.store.model import ContactId, Conversation, GroupId, MessageRowId
 from sotto.store.sqlite import SqliteStore
@@ -77,7 +78,7 @@ def test_schema_7_moves_the_files_kept_in_settings_and_drops_the_rest(tmp_path: 
     store = SqliteStore.open(path, v1.PASSPHRASE)
     try:
         with store.transaction() as tx:
-            assert tx.messages.attachment(held.row_id) == b"the pointer"
+            assert tx.messages.attachment(held.row_id) == codec.pack([b"the pointer", None])
             assert tx.settings.get(f"attachment:{row}:{hexed}") is None
             assert tx.settings.get(f"attachment:{row + 100}:{hexed}") is None
             assert tx.settings.get(f"attachment:{row}:{'00' * 16}") is None

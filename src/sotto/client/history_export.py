@@ -3,7 +3,9 @@
 :func:`collect` reads every conversation (or one) from the store in one transaction into a
 :class:`HistoryExport`; :func:`to_json` and :func:`to_html` turn that into text. Both show what
 the history shows: each message's id (as ``sotto history`` prints it), sender, time, text, state,
-the message it replies to, edits, deletions for everyone, reactions, disappearing timers.
+the message it replies to, edits, deletions for everyone, reactions, disappearing timers, and
+for a file its name, size, type and whether (and when) we saved it. Never what opens a file:
+its key, digest, relay id or relay address stay in the store.
 
 The HTML is one self-contained page: every value written into it goes through
 :func:`html.escape` (a text is text, never markup), and its Content-Security-Policy allows no
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sotto.client.flows.attachments import StoredAttachment, stored
 from sotto.client.flows.changes import timer_of
 from sotto.store.interfaces import Transaction
 from sotto.store.model import Account, Contact, Conversation, Group, Message, MessageState
@@ -83,7 +86,7 @@ def collect(
                 peer,
                 members,
                 timer_of(tx, where),
-                tuple(_message(m, names, accounts) for m in messages),
+                tuple(_message(m, names, accounts, stored(tx, m)) for m in messages),
             )
         )
     return HistoryExport(account.display_name, account.account_id.hex(), now_ms, tuple(conversations))
@@ -93,7 +96,9 @@ def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
-def _message(m: Message, names: dict[Any, str], accounts: dict[bytes, str]) -> dict[str, Any]:
+def _message(
+    m: Message, names: dict[Any, str], accounts: dict[bytes, str], file: StoredAttachment | None
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": m.message_id.hex(),
         "from": "you" if m.sender is None else names.get(m.sender, "?"),
@@ -123,7 +128,23 @@ def _message(m: Message, names: dict[Any, str], accounts: dict[bytes, str]) -> d
         ]
     if m.expires_ms is not None:
         entry["expires"] = _iso(m.expires_ms)
+    if file is not None:
+        entry["file"] = _file(m, file)
     return entry
+
+
+def _file(m: Message, file: StoredAttachment) -> dict[str, Any]:
+    """What the export says of a file: never its key, digest or where its blob is."""
+    described: dict[str, Any] = {
+        "name": file.file_name,
+        "size": file.size,
+        "content_type": file.pointer.content_type,
+    }
+    if m.sender is not None:
+        described["saved"] = file.saved_ms is not None
+        if file.saved_ms is not None:
+            described["saved_at"] = _iso(file.saved_ms)
+    return described
 
 
 def to_json(export: HistoryExport) -> str:
@@ -156,7 +177,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc;margin-top:2
 .m{margin:.35em 0;padding:.3em .6em;border-radius:.5em;background:#f3f3f3;white-space:pre-wrap}
 .m.you{background:#e3f0ff;margin-left:4em}.m.them{margin-right:4em}
 .meta,.q,.r,.note,.id{color:#666;font-size:.85em}.q{border-left:3px solid #aaa;padding-left:.5em}
-.del{font-style:italic;color:#888}.note{text-align:center;margin:.6em 0}
+.del{font-style:italic;color:#888}.f{margin-bottom:.2em}.note{text-align:center;margin:.6em 0}
 nav a{margin-right:1em}
 """
 
@@ -226,12 +247,25 @@ def _message_html(m: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
     if m.get("deleted"):
         parts.append('<div class="del">This message was deleted.</div>')
     else:
-        parts.append(f"<div>{_e(m['text'])}</div>")
+        if "file" in m:
+            parts.append(_file_html(m["file"]))
+        if m["text"] or "file" not in m:
+            parts.append(f"<div>{_e(m['text'])}</div>")
     if "reactions" in m:
         shown = " · ".join(f"{r['emoji']} {r['from']}" for r in m["reactions"])
         parts.append(f'<div class="r">{_e(shown)}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def _file_html(file: dict[str, Any]) -> str:
+    name = file["name"] or "a file without a name"
+    about = [f"{file['size']:,} bytes"]
+    if file["content_type"]:
+        about.append(file["content_type"])
+    if "saved" in file:
+        about.append(f"saved {file['saved_at']}" if file["saved"] else "not saved")
+    return f'<div class="f">📎 <b>{_e(name)}</b> <span class="meta">{_e(" · ".join(about))}</span></div>'
 
 
 __all__ = ["ConversationExport", "HistoryExport", "collect", "to_html", "to_json"]

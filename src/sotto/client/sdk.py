@@ -719,6 +719,9 @@ class Client:
             raise FileExistsError(f"{target} exists")
         relay = attachment_io.attachment_relay(self._engine.network.relay(found.server_url))
         await attachment_io.download(relay, found.pointer, target, progress=progress)
+        await self._engine.transaction(
+            lambda tx: attachment_flow.mark_saved(tx, message, self._engine.now_ms())
+        )
         return target
 
     async def create_group(self, name: str, members: Iterable[ContactRef]) -> Group:

@@ -3,9 +3,9 @@
 A file's message is a history row like a text's, whose text is the caption; what opens the file
 (the :class:`~sotto.client.attachment_pointer.AttachmentPointer` with its key, and the relay that
 holds the blob) is kept beside the row (``MessageRepository.put_attachment``), sealed in the
-store, as the encoded :class:`~sotto.client.content.Attachment`. So a reader that does not know
-attachments still shows the caption, and the key goes with its message: when it expires, is
-deleted for everyone, or its contact or group is removed.
+store, as the encoded :class:`~sotto.client.content.Attachment` and the time we saved the file.
+So a reader that does not know attachments still shows the caption, and the key goes with its
+message: when it expires, is deleted for everyone, or its contact or group is removed.
 
 Uploading and downloading the blob is I/O and happens outside, in :mod:`sotto.client.attachments`;
 these run in one store transaction each, like every flow.
@@ -21,7 +21,8 @@ from sotto.client.events import AttachmentReceived
 from sotto.client.flows import changes
 from sotto.client.flows.context import Context, Outcome
 from sotto.client.flows.sending import enqueue, log_sent, seal_to_contact, send_control
-from sotto.errors import ClientError, DecodeError
+from sotto.errors import ClientError, DecodeError, StoreCorruptedError
+from sotto.store import codec
 from sotto.store.interfaces import Transaction
 from sotto.store.model import (
     Contact,
@@ -36,11 +37,13 @@ from sotto.store.model import (
 
 @dataclass(frozen=True, slots=True, repr=False)
 class StoredAttachment:
-    """A file a history row holds: how to fetch and open it (``server_url`` holds the blob)."""
+    """A file a history row holds: how to fetch and open it (``server_url`` holds the blob), and
+    when we saved it (None: not yet, or a file we sent)."""
 
     row_id: MessageRowId
     pointer: AttachmentPointer
     server_url: str
+    saved_ms: int | None = None
 
     @property
     def file_name(self) -> str | None:
@@ -54,20 +57,43 @@ class StoredAttachment:
         return f"StoredAttachment(row_id={self.row_id}, size={self.pointer.size}, key=<hidden>)"
 
 
-def stored(tx: Transaction, message: Message) -> StoredAttachment | None:
-    """The file ``message`` holds, or None (a text, or a file whose row was deleted)."""
+def _record(content: c.Attachment, saved_ms: int | None = None) -> bytes:
+    """What the store keeps beside the row: the encoded content and when it was saved."""
+    return codec.pack([c.encode(content), saved_ms])
+
+
+def _kept(tx: Transaction, message: Message) -> tuple[c.Attachment, int | None] | None:
     if message.deleted:
         return None
     data = tx.messages.attachment(message.row_id)
     if data is None:
         return None
     try:
-        kept = c.decode(data)
-    except DecodeError:
+        encoded, saved_ms = codec.unpack(data, 2)
+        kept = c.decode(codec.as_bytes(encoded))
+        saved = codec.as_opt_int(saved_ms)
+    except (DecodeError, StoreCorruptedError):
         return None
     if not isinstance(kept, c.Attachment) or kept.server_url is None or kept.message_id != message.message_id:
         return None
-    return StoredAttachment(message.row_id, kept.pointer, kept.server_url)
+    return kept, saved
+
+
+def stored(tx: Transaction, message: Message) -> StoredAttachment | None:
+    """The file ``message`` holds, or None (a text, or a file whose row was deleted)."""
+    found = _kept(tx, message)
+    if found is None:
+        return None
+    kept, saved_ms = found
+    assert kept.server_url is not None  # _kept returns none without
+    return StoredAttachment(message.row_id, kept.pointer, kept.server_url, saved_ms)
+
+
+def mark_saved(tx: Transaction, message: Message, now_ms: int) -> None:
+    """Note that we saved the file ``message`` holds (shown by the history export)."""
+    found = _kept(tx, message)
+    if found is not None:
+        tx.messages.put_attachment(message.row_id, _record(found[0], now_ms))
 
 
 def send_attachment(
@@ -95,7 +121,7 @@ def send_attachment(
         state=MessageState.QUEUED,
         expires_ms=changes.expires_at(ctx.now_ms, timer),
     )
-    ctx.tx.messages.put_attachment(row.row_id, encoded)
+    ctx.tx.messages.put_attachment(row.row_id, codec.pack([encoded, None]))
     enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row.row_id)
     log_sent(ctx, contact, message_id, body)
     return message_id
@@ -128,7 +154,7 @@ def receive_attachment(ctx: Context, contact: Contact, message: c.Attachment) ->
     kept = c.Attachment(
         message.message_id, message.sent_ms, message.pointer, message.caption, server_url, message.expire_s
     )
-    tx.messages.put_attachment(row.row_id, c.encode(kept))
+    tx.messages.put_attachment(row.row_id, _record(kept))
     pointer = message.pointer
     return Outcome(
         events=[

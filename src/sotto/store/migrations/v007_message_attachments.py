@@ -6,7 +6,8 @@ and with a deletion for everyone; ``secure_delete`` zeroes it.
 
 Until schema 6 the client kept these in the settings, under ``attachment:<row>:<message id>``,
 where nothing deleted them with their message. The step moves each one whose message is still
-held (and not deleted for everyone) into the new table and deletes every such setting.
+held (and not deleted for everyone) into the new table, as the client keeps them there (the
+encoded content and the time the file was saved, none yet), and deletes every such setting.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def _move_settings(conn: sqlite3.Connection, cipher: StoreCipher) -> int:
             continue  # deleted for everyone: its file goes
         conn.execute(
             "INSERT INTO message_attachments (message_row, sealed) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (row_id, cipher.seal("message_attachments", "sealed", row_key, as_bytes(value))),
+            (
+                row_id,
+                cipher.seal("message_attachments", "sealed", row_key, codec.pack([as_bytes(value), None])),
+            ),
         )
         moved += 1
     return moved
