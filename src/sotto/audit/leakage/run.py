@@ -37,8 +37,9 @@ import numpy as np
 from sotto.audit.leakage import modelled
 from sotto.audit.leakage.attacks import backlog, disclosure, dump, remnants, score
 from sotto.audit.leakage.attacks.presence import presence
-from sotto.audit.leakage.attacks.shuffle import shuffle_ids
+from sotto.audit.leakage.attacks.shuffle import shuffled
 from sotto.audit.leakage.attacks.view import Requests, requests
+from sotto.audit.leakage.compact import CompactSink
 from sotto.audit.leakage.designs import DEFAULT, Design
 from sotto.audit.leakage.relaydb import InlineSqliteStorage
 from sotto.audit.sim.study import RelayFiles, StudySettings, run_study
@@ -165,7 +166,12 @@ def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
         with tempfile.TemporaryDirectory(prefix="sotto-leakage-", dir=scratch_dir()) as data_dir:
             relay = _relay_files(Path(data_dir), config) if config.files else None
             study = _quiet(
-                lambda: run_study(settings, progress=lambda line: say(f"  {label}: {line}"), relay=relay)  # noqa: B023
+                lambda: run_study(
+                    settings,  # noqa: B023
+                    sink=CompactSink(),
+                    progress=lambda line: say(f"  {label}: {line}"),  # noqa: B023
+                    relay=relay,  # noqa: B023
+                )
             )
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         say(
@@ -302,10 +308,13 @@ def measure(
         result.files = asdict(held) | {"moments_h": [(s.t_us - truth.start_us) / 3.6e9 for s in snapshots]}
         result.files["db_bytes"] = [len(s.files.get(dump.DB, b"")) for s in snapshots]
     if shuffle:
-        shuffled = requests(shuffle_ids(records, seed=1))
+        # The requests of the view are let go first, and the shuffled records are read as they
+        # are made: at its peak the control holds the view and its shuffled requests only.
+        del parsed
+        dealt_out = requests(shuffled(records, seed=1))
         for spec in score.attacks(tick_seconds=tick_seconds):
-            result.shuffled[spec.name] = score.score_contacts(spec.run(shuffled), truth).top1
-        result.shuffled["presence (device on)"] = score.presence_auc(presence(shuffled), truth) or 0.5
+            result.shuffled[spec.name] = score.score_contacts(spec.run(dealt_out), truth).top1
+        result.shuffled["presence (device on)"] = score.presence_auc(presence(dealt_out), truth) or 0.5
         for name, ranking in file_rankings.items():
             dealt = score.shuffle_ranking(ranking, seed=1)
             result.shuffled[name] = score.score_contacts(dealt, truth).top1

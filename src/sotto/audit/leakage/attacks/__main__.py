@@ -1,7 +1,7 @@
 """``python -m sotto.audit.leakage.attacks VIEW TRUTH``: every attack on a recorded view, scored.
 
 ``VIEW`` is an operator's view as ``sotto server --record-view`` or a simulation writes it (JSON
-lines, :func:`sotto.server.observer.read_view`); ``TRUTH`` the simulation's
+lines, read a line at a time: :func:`sotto.audit.leakage.compact.read_compact`); ``TRUTH`` the simulation's
 :class:`~sotto.audit.sim.truth.Truth` beside it. Prints :func:`.score.report` as Markdown. The
 cadence tick is the relay's setting: ``--tick-seconds``, else the truth's ``tick_seconds``,
 else 300.
@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from sotto.audit.leakage.attacks.score import report
+from sotto.audit.leakage.attacks.view import requests
+from sotto.audit.leakage.compact import read_compact
 from sotto.audit.sim.truth import Truth
-from sotto.server.observer import read_view
 
 DEFAULT_TICK_S = 300
 
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     truth = Truth.load(args.truth)
     tick = args.tick_seconds or float(truth.settings.get("tick_seconds", DEFAULT_TICK_S))
-    found = report(read_view(args.view), truth, tick_seconds=tick, with_hours=not args.no_hours)
+    # Read a line at a time into requests: the records themselves are never held at once.
+    found = report(requests(read_compact(args.view)), truth, tick_seconds=tick, with_hours=not args.no_hours)
     sys.stdout.write(found.to_markdown())
     return 0
 

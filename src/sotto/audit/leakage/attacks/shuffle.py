@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from sotto.server.observer import HttpExchange, ViewRecord, WsClose, WsFrame, WsOpen
 
@@ -27,6 +27,13 @@ _PATH = re.compile(r"^(/v1/(?:mailboxes|accounts)/)(?!me/|me$)([^/]+)(.*)$")
 
 def shuffle_ids(records: Sequence[ViewRecord], *, seed: int) -> list[ViewRecord]:
     """The view with accounts, mailboxes and addresses permuted (module docstring)."""
+    return list(shuffled(records, seed=seed))
+
+
+def shuffled(records: Sequence[ViewRecord], *, seed: int) -> Iterator[ViewRecord]:
+    """The records of :func:`shuffle_ids`, one at a time: the ids are read from ``records``
+    when the first is asked for, then each record is rewritten as it is asked for, so the
+    shuffled view need not be held beside the original."""
     accounts: dict[str, None] = {}
     mailboxes: dict[str, None] = {}
     addresses: dict[str, None] = {}
@@ -53,30 +60,24 @@ def shuffle_ids(records: Sequence[ViewRecord], *, seed: int) -> list[ViewRecord]
         table = mailbox_map if match.group(1) == "/v1/mailboxes/" else account_map
         return match.group(1) + table.get(match.group(2), match.group(2)) + match.group(3)
 
-    out: list[ViewRecord] = []
     for r in records:
         addr = address_map.get(r.addr) if r.addr is not None else None
         if isinstance(r, HttpExchange):
-            out.append(
-                dataclasses.replace(
-                    r,
-                    addr=addr,
-                    path=path(r.path),
-                    headers=_blanked(r.headers),
-                    mailboxes=tuple(mailbox_map[m] for m in r.mailboxes),
-                    accounts=tuple(account_map[a] for a in r.accounts),
-                )
+            yield dataclasses.replace(
+                r,
+                addr=addr,
+                path=path(r.path),
+                headers=_blanked(r.headers),
+                mailboxes=tuple(mailbox_map[m] for m in r.mailboxes),
+                accounts=tuple(account_map[a] for a in r.accounts),
             )
         elif isinstance(r, WsFrame):
-            out.append(
-                dataclasses.replace(r, addr=addr, mailboxes=tuple(mailbox_map[m] for m in r.mailboxes))
-            )
+            yield dataclasses.replace(r, addr=addr, mailboxes=tuple(mailbox_map[m] for m in r.mailboxes))
         elif isinstance(r, WsOpen):
-            out.append(dataclasses.replace(r, addr=addr, headers=_blanked(r.headers)))
+            yield dataclasses.replace(r, addr=addr, headers=_blanked(r.headers))
         else:
             assert isinstance(r, WsClose)
-            out.append(dataclasses.replace(r, addr=addr))
-    return out
+            yield dataclasses.replace(r, addr=addr)
 
 
 def _permutation(items: list[str], rng: random.Random) -> dict[str, str]:
@@ -89,4 +90,4 @@ def _blanked(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...
     return tuple((name, "" if name in _CREDENTIALS else value) for name, value in headers)
 
 
-__all__ = ["shuffle_ids"]
+__all__ = ["shuffle_ids", "shuffled"]

@@ -26,7 +26,7 @@ Kinds (:class:`Kind`), in the words of ``docs/operator-view.md``:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sotto.server.observer import HttpExchange, ViewRecord, WsClose, WsFrame, WsOpen
@@ -116,9 +116,10 @@ View = Sequence[ViewRecord] | Requests
 """What an attack reads: the view's records, or the requests already read from them."""
 
 
-def requests(records: View) -> Requests:
+def requests(records: View | Iterable[ViewRecord]) -> Requests:
     """Every record as requests, in order of time (stable); a :class:`Requests` is returned
-    as it is."""
+    as it is. ``records`` is read once, in order, so it may be a stream (a file read a line at
+    a time, :func:`~sotto.audit.leakage.compact.read_compact`) that is never held whole."""
     if isinstance(records, Requests):
         return records
     out = Requests()
