@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sotto.client import content as c
+from sotto.client import device_list
 from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.client.invite import InviteLink
 from sotto.crypto.keys import KeyPair
@@ -210,6 +211,23 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     link = InviteLink("https://relay.example:8787", ids[0], bytes(range(32))).encode()
     yield "invite_link", "valid", link.encode()
     yield "invite_link", "bad-url", InviteLink("http://[::1", ids[0], bytes(32)).encode().encode()
+    list_rng = seeded_rng(24)
+    account, keys = (
+        KeyPair.generate(seeded_rng(20)),
+        [KeyPair.generate(seeded_rng(21 + i)).public for i in range(3)],
+    )
+    listed = device_list.first_list(
+        device_list.Device(1, keys[0], "phone", 1_767_225_600_000), account, list_rng
+    )
+    yield "device_list", "valid-first", listed.encode()
+    laptop = device_list.Device(2, keys[1], "Åsa's laptop", 1_767_312_000_000)
+    head = device_list.add_device(listed.content, laptop, account, list_rng)
+    rival = device_list.add_device(
+        listed.content, device_list.Device(3, keys[2], "desk", 1), account, list_rng
+    )
+    yield "device_list", "valid-added", head.encode()
+    merged = device_list.resolve(listed.content, (head, rival), account, list_rng).signed
+    yield "device_list", "valid-merged", merged.encode()
     ours = targets._OURS
     theirs = type(ours)(ours.version, ours.remote, ours.local).encode()
     yield "scannable_fingerprint", "valid-match", theirs

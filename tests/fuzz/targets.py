@@ -22,6 +22,7 @@ from pathlib import Path
 import pydantic
 
 from sotto.client import content as client_content
+from sotto.client.device_list import SignedDeviceList
 from sotto.client.flows import safety
 from sotto.client.invite import parse_link
 from sotto.crypto.keys import KeyPair
@@ -463,6 +464,12 @@ def _content(data: bytes) -> object:
 def _invite_link(data: bytes) -> object:
     """client.invite.parse_link, on the text a command line or a QR scanner hands over."""
     return parse_link(_cli_text(data))
+
+
+@_target("device_list", DECODE)
+def _device_list(data: bytes) -> object:
+    """client.device_list.SignedDeviceList.decode: an account's signed device list."""
+    return SignedDeviceList.decode(data)
 
 
 _rng = seeded_rng(11)
