@@ -544,3 +544,10 @@ def test_a_device_is_constructed_only_valid() -> None:
     with pytest.raises(ValueError):
         Device(1, KEYS[1], "tab\there", T0)
     assert Device(1, KEYS[1], "a b", T0).name == "a b"
+
+
+def test_repr_hides_device_names() -> None:
+    named = Device(1, KEYS[1], "Åsa's laptop", T0)
+    listed = DeviceList(1, dl.NO_PREVIOUS, (named,))
+    for text in (repr(named), repr(listed), repr(dl.sign(listed, ACCOUNT, seeded_rng(1)))):
+        assert "Åsa" not in text and "device_id=1" in text

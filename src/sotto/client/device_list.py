@@ -99,9 +99,12 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Device:
-    """One device of the account: its id, its own identity key, its name, when it was added."""
+    """One device of the account: its id, its own identity key, its name, when it was added.
+
+    The repr hides the name, as the store's reprs hide the names people choose.
+    """
 
     device_id: int
     key: PublicKey
@@ -119,6 +122,11 @@ class Device:
             raise ValueError("a device's added time is 0 to 2^63 - 1 milliseconds")
         if (problem := _name_problem(self.name)) is not None:
             raise ValueError(problem)
+
+    def __repr__(self) -> str:
+        return (
+            f"Device(device_id={self.device_id}, key={self.key!r}, added_ms={self.added_ms}, name=<hidden>)"
+        )
 
     def encode(self) -> bytes:
         name = self.name.encode("utf-8")
@@ -284,9 +292,12 @@ def _decode_device(reader: _Reader) -> Device:
     added_ms = int.from_bytes(reader.take(_U64))
     name_bytes = reader.take(reader.count(MAX_NAME_BYTES, "bytes in a device name"))
     try:
-        key = PublicKey.from_bytes(key_bytes)
-        return Device(device_id, key, name_bytes.decode("utf-8"), added_ms)
-    except (InvalidKeyError, UnicodeDecodeError, ValueError) as error:
+        name = name_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f"device {device_id}: the name is not UTF-8") from None
+    try:
+        return Device(device_id, PublicKey.from_bytes(key_bytes), name, added_ms)
+    except (InvalidKeyError, ValueError) as error:  # messages name the rule, never the bytes
         raise DecodeError(f"device {device_id}: {error}") from None
 
 
@@ -412,8 +423,9 @@ def resolve(parent: DeviceList, heads: Iterable[SignedDeviceList], account: KeyP
     applies. The new list follows the head with the lowest hash, names the others in ``merged``,
     and its version is one above the highest head's. If the additions together pass
     :data:`MAX_DEVICES`, the highest new ids are left out. Every head must be signed by the
-    account key (:class:`DeviceListSignatureError`) and follow ``parent``
-    (:class:`DeviceListForkError`); ValueError unless there are 2 to :data:`MAX_DEVICES`
+    account key (:class:`DeviceListSignatureError`) and be made from ``parent``: its ``previous``
+    is ``parent``'s hash (:class:`DeviceListForkError`) and its version is higher
+    (:class:`DeviceListRollbackError`); ValueError unless there are 2 to :data:`MAX_DEVICES`
     distinct heads.
     """
     by_hash: dict[bytes, DeviceList] = {}
