@@ -10,14 +10,19 @@ and every worker finished before the screenshot.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from textual.pilot import Pilot
 
 from sotto.client.sdk import Client
+from sotto.errors import StoreError
+from sotto.store.migrations import Progress
+from sotto.store.sqlite import SqliteStore
 from sotto.tui.app import ChatApp
-from tests.tui.conftest import open_seeded, seeded_app
+from sotto.tui.upgrade import UpgradeApp, counted
+from tests.tui.conftest import WAIT_S, open_seeded, seeded_app, shown
 from tests.tui.seed import small_world, world_with_a_request
 
 Compare = Callable[..., bool]
@@ -40,6 +45,23 @@ def app_with_request() -> Iterator[ChatApp]:
         yield seeded_app(client)
     finally:
         asyncio.run(client.close())
+
+
+@pytest.fixture
+def upgrade_app() -> Iterator[UpgradeApp]:
+    """The store upgrade's screen, held at 42,000 of 100,000 messages listed."""
+    done = threading.Event()
+
+    def open_store(progress: Progress | None) -> SqliteStore:
+        assert progress is not None
+        progress(6, 42_000, 100_000)
+        done.wait(WAIT_S)
+        raise StoreError("the snapshot is taken")
+
+    try:
+        yield UpgradeApp(open_store)
+    finally:
+        done.set()
 
 
 def keys(*pressed: str) -> Callable[[Pilot[None]], Awaitable[None]]:
@@ -97,3 +119,13 @@ def test_help(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> Non
 @pytest.mark.parametrize("size", SIZES)
 def test_message_requests(snap_compare: Compare, app_with_request: ChatApp, size: tuple[int, int]) -> None:
     assert snap_compare(app_with_request, terminal_size=size, run_before=keys("R"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_store_upgrade(snap_compare: Compare, upgrade_app: UpgradeApp, size: tuple[int, int]) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        pilot.app.theme = "textual-dark"
+        await shown(pilot, pilot.app, counted(42_000, 100_000))
+        await pilot.pause()
+
+    assert snap_compare(upgrade_app, terminal_size=size, run_before=before)
