@@ -1,12 +1,14 @@
 """End to end in real terminals: ``sotto chat`` for Alice and for Bob, each in a tmux session
 of its own (on a tmux server of this test's own socket), against a relay on loopback; keys go
-in with ``send-keys`` and the screens are read with ``capture-pane``."""
+in with ``send-keys`` and the screens are read with ``capture-pane``. Skipped only on a machine
+without tmux."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.tui.conftest import PASSPHRASE, WAIT_S, befriend, new_client
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
 class Tmux:
