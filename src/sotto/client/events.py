@@ -62,6 +62,24 @@ class GroupMessageReceived:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class GroupAttachmentReceived(GroupMessageReceived):
+    """A group file arrived: like :class:`AttachmentReceived`, in a group (``text`` is the
+    caption). A reader that knows only :class:`GroupMessageReceived` sees the caption."""
+
+    file_name: str
+    """The name the sender gave ("" if none); a bare name, never a path."""
+    size: int
+    content_type: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupAttachmentReceived(group={self.group.group_id.hex()[:8]}…, "
+            f"sender_id={self.sender.contact_id}, sent_ms={self.sent_ms}, size={self.size}, "
+            "file_name=<hidden>, text=<hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class MessageEdited:
     """The contact edited one of their messages (in ``group`` if set); ``text`` is the new one."""
 
@@ -278,6 +296,7 @@ Event = (
     MessageReceived
     | AttachmentReceived
     | GroupMessageReceived
+    | GroupAttachmentReceived
     | MessageEdited
     | MessageDeleted
     | ReactionChanged

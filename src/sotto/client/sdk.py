@@ -634,41 +634,48 @@ class Client:
     # ------------------------------------------------------------------ files
     async def send_file(
         self,
-        contact: ContactRef,
+        conversation: ContactRef | GroupRef,
         path: str | Path,
         *,
         caption: str = "",
         content_type: str | None = None,
         progress: attachment_io.Progress | None = None,
     ) -> MessageId:
-        """Send a file to ``contact``: encrypted under a fresh key (streamed, so memory stays
-        bounded), uploaded to our relay in resumable chunks (``progress(done, total)`` as they
-        go), then its message with the key and ``caption``. The message id.
+        """Send a file to a contact or a group: encrypted under a fresh key (streamed, so memory
+        stays bounded), uploaded once to our relay in resumable chunks (``progress(done, total)``
+        as they go), then its message with the key and ``caption`` (to a group: one message
+        under our sender key, sealed to each member, every member fetching the same blob). The
+        message id.
 
         AttachmentFileError (missing or unreadable), AttachmentTooLargeError (over 100 MiB),
-        ClientError before the contact answered our invite, the relay's refusals as RelayError
-        (a 507 typed: QuotaExceededError, RelayFullError). Nothing is sent if the upload fails."""
+        ClientError before the contact answered our invite (or before any member of the group
+        has), the relay's refusals as RelayError (a 507 typed: QuotaExceededError,
+        RelayFullError). Nothing is sent if the upload fails."""
         source = Path(path)
+        where = self._engine.read(lambda tx: self._conversation(tx, conversation))
+        if where.group_id is not None:
+            group_id = bytes(where.group_id)
+            group = self._engine.read(lambda tx: self._group(tx, group_id))
+            recipients = self._engine.read(lambda tx: group_flow.reachable(tx, group.group_id))
+            if recipients == 0:
+                raise ClientError("no member of this group has answered your contact request yet")
+            pointer = await self._upload_file(source, caption, content_type, recipients, progress)
+            async with self._engine.peers(m.address.name for m in self.group_members(group)):
+                message_id = await self._engine.transaction(
+                    lambda tx: group_flow.send_group_attachment(
+                        self._engine.context(tx), group, pointer, caption, self.server_url
+                    )
+                )
+            await self._engine.after_send()
+            return message_id
+        assert isinstance(conversation, Contact | str)  # a group's id or Group gives a group above
+        contact = conversation
         target = self._engine.read(lambda tx: self._writable(tx, contact))
         if not self.is_ready(target):
             raise ClientError(
                 "this contact has not answered your contact request yet: files go once they have"
             )
-        attachment_io.check_source(source)
-        if len(caption.encode()) > c.MAX_CAPTION_BYTES:
-            raise ValueError(f"a caption is at most {c.MAX_CAPTION_BYTES} UTF-8 bytes")
-        name = source.name if attachment_pointer.file_name_problem(source.name) is None else None
-        kind = content_type if content_type is not None else (mimetypes.guess_type(source.name)[0] or "")
-        relay = attachment_io.attachment_relay(self._engine.relay())
-        with tempfile.TemporaryDirectory(prefix="sotto-attachment-") as folder:
-            blob = Path(folder) / "blob"
-            encrypted = await attachment_io.encrypt(source, blob, self._engine.rng)
-            attachment_id = await attachment_io.upload(
-                relay, self._engine.credentials(), blob, recipients=1, progress=progress
-            )
-        pointer = attachment_pointer.AttachmentPointer(
-            attachment_id, encrypted.key, encrypted.digest, encrypted.size, kind, name
-        )
+        pointer = await self._upload_file(source, caption, content_type, 1, progress)
         async with self._engine.peers([target.address.name]):
 
             def send(tx: Transaction) -> MessageId:
@@ -680,6 +687,31 @@ class Client:
             message_id = await self._engine.transaction(send)
         await self._engine.after_send()
         return message_id
+
+    async def _upload_file(
+        self,
+        source: Path,
+        caption: str,
+        content_type: str | None,
+        recipients: int,
+        progress: attachment_io.Progress | None,
+    ) -> attachment_pointer.AttachmentPointer:
+        """Encrypt ``source`` and upload its blob for ``recipients`` fetches; its pointer."""
+        attachment_io.check_source(source)
+        if len(caption.encode()) > c.MAX_CAPTION_BYTES:
+            raise ValueError(f"a caption is at most {c.MAX_CAPTION_BYTES} UTF-8 bytes")
+        name = source.name if attachment_pointer.file_name_problem(source.name) is None else None
+        kind = content_type if content_type is not None else (mimetypes.guess_type(source.name)[0] or "")
+        relay = attachment_io.attachment_relay(self._engine.relay())
+        with tempfile.TemporaryDirectory(prefix="sotto-attachment-") as folder:
+            blob = Path(folder) / "blob"
+            encrypted = await attachment_io.encrypt(source, blob, self._engine.rng)
+            attachment_id = await attachment_io.upload(
+                relay, self._engine.credentials(), blob, recipients=recipients, progress=progress
+            )
+        return attachment_pointer.AttachmentPointer(
+            attachment_id, encrypted.key, encrypted.digest, encrypted.size, kind, name
+        )
 
     def attachment(self, message: Message) -> attachment_flow.StoredAttachment | None:
         """The file a history message holds (its name, size, type), or None for a text."""

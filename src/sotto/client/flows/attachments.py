@@ -1,4 +1,4 @@
-"""Attachment messages 1:1, in the store: sending one whose blob is uploaded, receiving one.
+"""Attachment messages, in the store: sending one whose blob is uploaded, receiving one.
 
 A file's message is a history row like a text's, whose text is the caption; what opens the file
 (the :class:`~sotto.client.attachment_pointer.AttachmentPointer` with its key, and the relay that
@@ -6,6 +6,11 @@ holds the blob) is kept beside the row (``MessageRepository.put_attachment``), s
 store, as the encoded :class:`~sotto.client.content.Attachment` and the time we saved the file.
 So a reader that does not know attachments still shows the caption, and the key goes with its
 message: when it expires, is deleted for everyone, or its contact or group is removed.
+
+A group's file is one blob and one pointer, inside the group message under our sender key
+(:func:`sotto.client.flows.groups.send_group_attachment`); every member fetches the same blob,
+which the relay keeps until each of the members it was sent to has fetched it. A member out of
+the group gets no later group message, so no later pointer.
 
 Uploading and downloading the blob is I/O and happens outside, in :mod:`sotto.client.attachments`;
 these run in one store transaction each, like every flow.
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 
 from sotto.client import content as c
 from sotto.client.attachment_pointer import AttachmentPointer
-from sotto.client.events import AttachmentReceived
+from sotto.client.events import AttachmentReceived, GroupAttachmentReceived
 from sotto.client.flows import changes
 from sotto.client.flows.context import Context, Outcome
 from sotto.client.flows.sending import enqueue, log_sent, seal_to_contact, send_control
@@ -28,6 +33,7 @@ from sotto.store.model import (
     Contact,
     Conversation,
     Direction,
+    Group,
     Message,
     MessageId,
     MessageRowId,
@@ -57,7 +63,7 @@ class StoredAttachment:
         return f"StoredAttachment(row_id={self.row_id}, size={self.pointer.size}, key=<hidden>)"
 
 
-def _record(content: c.Attachment, saved_ms: int | None = None) -> bytes:
+def record(content: c.Attachment, saved_ms: int | None = None) -> bytes:
     """What the store keeps beside the row: the encoded content and when it was saved."""
     return codec.pack([c.encode(content), saved_ms])
 
@@ -93,7 +99,30 @@ def mark_saved(tx: Transaction, message: Message, now_ms: int) -> None:
     """Note that we saved the file ``message`` holds (shown by the history export)."""
     found = _kept(tx, message)
     if found is not None:
-        tx.messages.put_attachment(message.row_id, _record(found[0], now_ms))
+        tx.messages.put_attachment(message.row_id, record(found[0], now_ms))
+
+
+def new_attachment(
+    ctx: Context, where: Conversation, pointer: AttachmentPointer, caption: str, server_url: str
+) -> tuple[c.Attachment, MessageRowId]:
+    """Store our file's message in ``where`` with what opens it; the content to send and its row.
+    An oversized caption is refused before anything is stored."""
+    timer = changes.timer_of(ctx.tx, where)
+    body = c.Attachment(MessageId(ctx.random_id()), ctx.now_ms, pointer, caption, server_url, timer)
+    encoded = c.encode(body)
+    row = ctx.tx.messages.add(
+        message_id=MessageId(body.message_id),
+        conversation=where,
+        direction=Direction.OUTGOING,
+        sender=None,
+        text=caption,
+        sent_ms=ctx.now_ms,
+        stored_ms=ctx.now_ms,
+        state=MessageState.QUEUED,
+        expires_ms=changes.expires_at(ctx.now_ms, timer),
+    )
+    ctx.tx.messages.put_attachment(row.row_id, codec.pack([encoded, None]))
+    return body, row.row_id
 
 
 def send_attachment(
@@ -105,46 +134,31 @@ def send_attachment(
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
     if theirs is None:
         raise ClientError("this contact has not answered your contact request yet: files go once they have")
-    where = Conversation.direct(contact.contact_id)
-    message_id = MessageId(ctx.random_id())
-    timer = changes.timer_of(ctx.tx, where)
-    body = c.Attachment(message_id, ctx.now_ms, pointer, caption, server_url, timer)
-    encoded = c.encode(body)  # an oversized caption is refused before anything is stored
-    row = ctx.tx.messages.add(
-        message_id=message_id,
-        conversation=where,
-        direction=Direction.OUTGOING,
-        sender=None,
-        text=caption,
-        sent_ms=ctx.now_ms,
-        stored_ms=ctx.now_ms,
-        state=MessageState.QUEUED,
-        expires_ms=changes.expires_at(ctx.now_ms, timer),
-    )
-    ctx.tx.messages.put_attachment(row.row_id, codec.pack([encoded, None]))
-    enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row.row_id)
+    body, row = new_attachment(ctx, Conversation.direct(contact.contact_id), pointer, caption, server_url)
+    message_id = MessageId(body.message_id)
+    enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row)
     log_sent(ctx, contact, message_id, body)
     return message_id
 
 
-def receive_attachment(ctx: Context, contact: Contact, message: c.Attachment) -> Outcome:
-    """Keep a file's message from ``contact`` (its blob stays on the relay until saved)."""
+def keep_received(ctx: Context, sender: Contact, message: c.Attachment, where: Conversation) -> bool:
+    """Keep a file's message from ``sender`` in ``where`` (its blob stays on the relay until
+    saved); False if it is held already or there is nowhere to fetch it from."""
     tx = ctx.tx
     message_id = MessageId(message.message_id)
-    if tx.messages.find(contact.contact_id, message_id) is not None:
-        send_control(ctx, contact, c.DeliveryReceipt((message.message_id,)))
-        return Outcome()
+    if tx.messages.find(sender.contact_id, message_id) is not None:
+        return False
     server_url = message.server_url
     if server_url is None:
-        theirs = tx.their_mailboxes.get(contact.contact_id)
+        theirs = tx.their_mailboxes.get(sender.contact_id)
         if theirs is None:
-            return Outcome()  # nowhere to fetch it from
+            return False
         server_url = theirs.server_url
     row = tx.messages.add(
         message_id=message_id,
-        conversation=Conversation.direct(contact.contact_id),
+        conversation=where,
         direction=Direction.INCOMING,
-        sender=contact.contact_id,
+        sender=sender.contact_id,
         text=message.caption,
         sent_ms=message.sent_ms,
         stored_ms=ctx.now_ms,
@@ -154,18 +168,37 @@ def receive_attachment(ctx: Context, contact: Contact, message: c.Attachment) ->
     kept = c.Attachment(
         message.message_id, message.sent_ms, message.pointer, message.caption, server_url, message.expire_s
     )
-    tx.messages.put_attachment(row.row_id, _record(kept))
-    pointer = message.pointer
-    return Outcome(
-        events=[
-            AttachmentReceived(
-                contact,
-                message_id,
-                message.caption,
-                message.sent_ms,
-                file_name=pointer.file_name or "",
-                size=pointer.size,
-                content_type=pointer.content_type,
-            )
-        ]
+    tx.messages.put_attachment(row.row_id, record(kept))
+    return True
+
+
+def received_event(
+    sender: Contact,
+    message_id: MessageId,
+    caption: str,
+    sent_ms: int,
+    pointer: AttachmentPointer,
+    *,
+    group: Group | None = None,
+) -> AttachmentReceived | GroupAttachmentReceived:
+    """The event of a received file: 1:1, or in ``group``."""
+    name, size, kind = pointer.file_name or "", pointer.size, pointer.content_type
+    if group is None:
+        return AttachmentReceived(
+            sender, message_id, caption, sent_ms, file_name=name, size=size, content_type=kind
+        )
+    return GroupAttachmentReceived(
+        group, sender, message_id, caption, sent_ms, file_name=name, size=size, content_type=kind
     )
+
+
+def receive_attachment(ctx: Context, contact: Contact, message: c.Attachment) -> Outcome:
+    """Keep a file's message from ``contact`` (its blob stays on the relay until saved)."""
+    if ctx.tx.messages.find(contact.contact_id, MessageId(message.message_id)) is not None:
+        send_control(ctx, contact, c.DeliveryReceipt((message.message_id,)))
+        return Outcome()
+    if not keep_received(ctx, contact, message, Conversation.direct(contact.contact_id)):
+        return Outcome()
+    message_id = MessageId(message.message_id)
+    event = received_event(contact, message_id, message.caption, message.sent_ms, message.pointer)
+    return Outcome(events=[event])

@@ -15,8 +15,9 @@ import uuid
 from dataclasses import replace
 
 from sotto.client import content as c
+from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.client.events import GroupMessageReceived, GroupUpdated, RejectReason
-from sotto.client.flows import changes
+from sotto.client.flows import attachments, changes
 from sotto.client.flows.context import Context, Outcome, decode_plaintext, reject
 from sotto.client.flows.sending import enqueue, send_control
 from sotto.errors import CryptoError, DecodeError, ProtocolError
@@ -31,6 +32,7 @@ from sotto.protocol.group import (
 )
 from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
+from sotto.store.interfaces import Transaction
 from sotto.store.model import (
     Contact,
     Conversation,
@@ -148,6 +150,31 @@ def send_group_text(ctx: Context, group: Group, text: str, reply_to: bytes | Non
     return message_id
 
 
+def send_group_attachment(
+    ctx: Context, group: Group, pointer: AttachmentPointer, caption: str, server_url: str
+) -> MessageId:
+    """Store our file's message in the group and send its pointer like a group text: encrypted
+    once under our sender key, one sealed envelope per member (the blob was uploaded once)."""
+    body, row = attachments.new_attachment(
+        ctx, Conversation.group(group.group_id), pointer, caption, server_url
+    )
+    send_group_content(ctx, group, body, row)
+    return MessageId(body.message_id)
+
+
+def reachable(tx: Transaction, group_id: GroupId) -> int:
+    """How many members a group message would go to now (they gave us a mailbox and we trust
+    their identity): the fetches the relay waits for before it deletes a group file's blob."""
+    count = 0
+    for member in tx.groups.members(group_id):
+        contact = tx.contacts.get(member.contact_id)
+        if contact is None:
+            continue
+        if tx.their_mailboxes.get(contact.contact_id) and tx.identities.get(contact.address.name):
+            count += 1
+    return count
+
+
 def send_group_content(
     ctx: Context, group: Group, content: c.Content, row: MessageRowId | None = None
 ) -> None:
@@ -192,8 +219,23 @@ def receive_group_message(ctx: Context, sender: Contact, usmc: UnidentifiedSende
     if isinstance(message, c.Edit | c.DeleteForEveryone | c.Reaction | c.Timer):
         tx.sender_keys.put(sender.address, record)
         return changes.apply(ctx, sender, Conversation.group(group.group_id), group, message)
+    if isinstance(message, c.Attachment):
+        tx.sender_keys.put(sender.address, record)
+        if not attachments.keep_received(ctx, sender, message, Conversation.group(group.group_id)):
+            return Outcome()
+        event = attachments.received_event(
+            sender,
+            MessageId(message.message_id),
+            message.caption,
+            message.sent_ms,
+            message.pointer,
+            group=group,
+        )
+        return Outcome(events=[event])
     if not isinstance(message, c.GroupText):
-        raise reject(RejectReason.UNEXPECTED, "only texts and changes to them travel under a sender key")
+        raise reject(
+            RejectReason.UNEXPECTED, "only texts, files and changes to them travel under a sender key"
+        )
     tx.sender_keys.put(sender.address, record)
     message_id = MessageId(message.message_id)
     if tx.messages.find(sender.contact_id, message_id) is not None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sotto.client.events import (
-    AttachmentReceived,
     ContactAccepted,
     ContactAdded,
     ContactMailboxChanged,
@@ -36,11 +35,12 @@ from sotto.client.events import (
     IdentityChanged,
     MessageReceived,
 )
-from sotto.client.flows.attachments import stored
+from sotto.client.flows.attachments import received_event, stored
 from sotto.store.interfaces import Transaction
 from sotto.store.model import (
     Contact,
     ContactId,
+    Group,
     GroupId,
     Message,
     MessageRowId,
@@ -114,20 +114,18 @@ def mark_taken(tx: Transaction, events: Iterable[Event]) -> None:
         tx.unreported_events.remove(done)
 
 
-def _direct(tx: Transaction, sender: Contact, message: Message) -> MessageReceived:
-    """The event of a 1:1 message kept unreported: a file's when it holds one."""
+def _message_event(
+    tx: Transaction, sender: Contact, message: Message, group: Group | None
+) -> MessageReceived | GroupMessageReceived:
+    """The event of a message kept unreported, 1:1 or in ``group``: a file's when it holds one."""
     held = stored(tx, message)
-    if held is None:
+    if held is not None:
+        return received_event(
+            sender, message.message_id, message.text, message.sent_ms, held.pointer, group=group
+        )
+    if group is None:
         return MessageReceived(sender, message.message_id, message.text, message.sent_ms)
-    return AttachmentReceived(
-        sender,
-        message.message_id,
-        message.text,
-        message.sent_ms,
-        file_name=held.file_name or "",
-        size=held.size,
-        content_type=held.pointer.content_type,
-    )
+    return GroupMessageReceived(group, sender, message.message_id, message.text, message.sent_ms)
 
 
 def unreported(tx: Transaction) -> list[Event]:
@@ -157,11 +155,9 @@ def unreported(tx: Transaction) -> list[Event]:
             continue
         group_id = message.conversation.group_id
         if group_id is None:
-            events.append(_direct(tx, sender, message))
+            events.append(_message_event(tx, sender, message, None))
             continue
         group = tx.groups.get(group_id)
         if group is not None:
-            events.append(
-                GroupMessageReceived(group, sender, message.message_id, message.text, message.sent_ms)
-            )
+            events.append(_message_event(tx, sender, message, group))
     return events
