@@ -104,3 +104,17 @@ def test_too_large_file_is_refused_before_reading(tmp_path: Path) -> None:
     with pytest.raises(AttachmentSizeError):
         encrypt_file(tmp_path / "in", tmp_path / "blob")
     assert not (tmp_path / "blob").exists()
+
+
+def test_the_same_key_and_iv_make_the_same_blob_of_the_same_file_only(tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(os.urandom(200_000))
+    first = encrypt_file(tmp_path / "in", tmp_path / "blob1")
+    assert first.iv == (tmp_path / "blob1").read_bytes()[:16] and len(first.iv) == 16
+    again = encrypt_file(tmp_path / "in", tmp_path / "blob2", again=first)
+    assert (again.key, again.iv, again.digest) == (first.key, first.iv, first.digest)
+    assert (tmp_path / "blob2").read_bytes() == (tmp_path / "blob1").read_bytes()
+    (tmp_path / "in").write_bytes(os.urandom(200_000))
+    changed = encrypt_file(tmp_path / "in", tmp_path / "blob3", again=first)
+    assert changed.digest != first.digest
+    fresh = encrypt_file(tmp_path / "in", tmp_path / "blob4")
+    assert (fresh.key, fresh.iv) != (first.key, first.iv)

@@ -22,6 +22,7 @@ from pathlib import Path
 from sotto.crypto.random import Rng, system_rng
 from sotto.protocol.attachment import (
     CHUNK_SIZE,
+    IV_LENGTH,
     MAX_ATTACHMENT_SIZE,
     AttachmentDecryptor,
     AttachmentEncryptor,
@@ -31,11 +32,13 @@ from sotto.protocol.attachment import (
 
 @dataclass(frozen=True, slots=True, repr=False)
 class EncryptedFile:
-    """What encrypting a file yields for its pointer: the key, the digest and the real size."""
+    """What encrypting a file yields for its pointer: the key, the digest and the real size; and
+    the IV, with which the key turns the same file into the same blob again (a resumed upload)."""
 
     key: bytes
     digest: bytes
     size: int
+    iv: bytes = b""
 
     def __repr__(self) -> str:
         return f"EncryptedFile(size={self.size}, key=<hidden>)"
@@ -47,8 +50,12 @@ def _chunks(file: BufferedReader, buffer: bytearray) -> Iterator[memoryview]:
         yield view[:n]
 
 
-def encrypt_file(source: Path, blob: Path, rng: Rng = system_rng) -> EncryptedFile:
-    """Encrypt ``source`` into a new file ``blob`` (which must not exist) under a fresh key.
+def encrypt_file(
+    source: Path, blob: Path, rng: Rng = system_rng, *, again: EncryptedFile | None = None
+) -> EncryptedFile:
+    """Encrypt ``source`` into a new file ``blob`` (which must not exist) under a fresh key and
+    IV, or under ``again``'s: the same file then gives the same blob, which the caller checks by
+    its digest before sending any of it (a changed file gives another digest, and is not sent).
 
     The size is read when the file is opened; a file that grows or shrinks meanwhile is
     :class:`~sotto.protocol.attachment.AttachmentSizeError` and leaves no blob.
@@ -58,7 +65,10 @@ def encrypt_file(source: Path, blob: Path, rng: Rng = system_rng) -> EncryptedFi
         size = os.fstat(plain.fileno()).st_size
         if size > MAX_ATTACHMENT_SIZE:
             raise AttachmentSizeError(f"an attachment holds at most {MAX_ATTACHMENT_SIZE} bytes")
-        key, encryptor = AttachmentEncryptor.start(size, rng)
+        if again is None:
+            key, encryptor = AttachmentEncryptor.start(size, rng)
+        else:
+            key, encryptor = again.key, AttachmentEncryptor(again.key, again.iv, size)
         fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -69,7 +79,9 @@ def encrypt_file(source: Path, blob: Path, rng: Rng = system_rng) -> EncryptedFi
         except BaseException:
             blob.unlink(missing_ok=True)
             raise
-    return EncryptedFile(key, encryptor.digest, size)
+    with open(blob, "rb") as written:
+        iv = written.read(IV_LENGTH)  # the blob begins with its IV
+    return EncryptedFile(key, encryptor.digest, size, iv)
 
 
 def decrypt_file(blob: Path, key: bytes, digest: bytes, size: int, destination: Path) -> None:

@@ -8,7 +8,9 @@ chunk at a time.
 Uploading: the relay reserves the blob's exact length; each chunk is sent at the offset the relay
 has reached. A chunk that fails (the relay unreachable, a 5xx, an offset that does not match)
 is followed by ``HEAD``, which says where the upload got to, and the upload resumes there: at
-most the chunk in flight is sent again. :data:`UPLOAD_ATTEMPTS` failures in a row give up.
+most the chunk in flight is sent again. :data:`UPLOAD_ATTEMPTS` failures in a row give up. An
+upload begun by a process that has ended goes on the same way, from its id and token
+(:mod:`sotto.client.attachment_uploads` keeps them in the store).
 
 Downloading: the blob goes to a temporary file beside the destination, resumed with
 ``Range: bytes=N-`` after a dropped connection, never past the length the pointer implies; then
@@ -60,6 +62,11 @@ class AttachmentFileError(ClientError):
     """The file to send is missing, not a regular file, or cannot be read."""
 
 
+class UploadGoneError(ClientError):
+    """The relay holds no upload by the id an upload begun before was to go on under (it was
+    finished and fetched, or dropped unfinished after two days)."""
+
+
 class AttachmentTooLargeError(ClientError):
     """The file is larger than an attachment holds (100 MiB: ``MAX_ATTACHMENT_SIZE``)."""
 
@@ -109,11 +116,11 @@ def check_source(source: Path) -> int:
     return info.st_size
 
 
-async def encrypt(source: Path, blob: Path, rng: Rng) -> EncryptedFile:
-    """Encrypt ``source`` into ``blob`` under a fresh key, off the event loop."""
+async def encrypt(source: Path, blob: Path, rng: Rng, again: EncryptedFile | None = None) -> EncryptedFile:
+    """Encrypt ``source`` into ``blob`` under a fresh key (or ``again``'s), off the event loop."""
     check_source(source)
     try:
-        return await asyncio.to_thread(encrypt_file, source, blob, rng)
+        return await asyncio.to_thread(encrypt_file, source, blob, rng, again=again)
     except FileNotFoundError:
         raise AttachmentFileError(f"no file {source}") from None
     except AttachmentSizeError:
@@ -136,13 +143,32 @@ async def upload(
     recipients: int = 1,
     progress: Progress | None = None,
     chunk_size: int = UPLOAD_CHUNK,
+    reserved: tuple[bytes, bytes] | None = None,
+    on_reserved: Callable[[bytes, bytes], Awaitable[None]] | None = None,
 ) -> bytes:
-    """Upload ``blob`` (a file) to the relay; the id it is held under."""
+    """Upload ``blob`` (a file) to the relay; the id it is held under.
+
+    ``reserved``: the id and upload token of an upload begun before (by a process since ended),
+    which goes on from the offset the relay names (UploadGoneError if it holds none by that
+    id). Otherwise a new blob is reserved and ``on_reserved(id, token)`` awaited before its first
+    chunk, so the caller can keep them for such a resumption."""
     length = blob.stat().st_size
-    attachment_id, token = await relay.create_attachment(device, length, recipients)
-    offset, failures = 0, 0
+    if reserved is None:
+        attachment_id, token = await relay.create_attachment(device, length, recipients)
+        if on_reserved is not None:
+            await on_reserved(attachment_id, token)
+        offset = 0
+    else:
+        attachment_id, token = reserved
+        try:
+            offset = await relay.attachment_offset(attachment_id, token)
+        except RelayError as error:
+            if error.status == 404:
+                raise UploadGoneError("the relay holds no upload by that id") from None
+            raise
+    failures = 0
     if progress is not None:
-        progress(0, length)
+        progress(offset, length)
     with open(blob, "rb") as file:
         while offset < length:
             file.seek(offset)

@@ -26,9 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sotto.client import attachment_pointer, history_export
+from sotto.client import attachment_pointer, attachment_uploads, history_export
 from sotto.client import attachments as attachment_io
 from sotto.client import content as c
+from sotto.client.attachment_files import EncryptedFile
 from sotto.client.clock import Clock, as_clock, wall_clock_ms
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
@@ -659,13 +660,18 @@ class Client:
             recipients = self._engine.read(lambda tx: group_flow.reachable(tx, group.group_id))
             if recipients == 0:
                 raise ClientError("no member of this group has answered your contact request yet")
-            pointer = await self._upload_file(source, caption, content_type, recipients, progress)
+            pointer = await self._upload_file(
+                where, source, caption, content_type=content_type, recipients=recipients, progress=progress
+            )
             async with self._engine.peers(m.address.name for m in self.group_members(group)):
-                message_id = await self._engine.transaction(
-                    lambda tx: group_flow.send_group_attachment(
+
+                def send_to_group(tx: Transaction) -> MessageId:
+                    attachment_uploads.forget(tx, pointer.attachment_id)
+                    return group_flow.send_group_attachment(
                         self._engine.context(tx), group, pointer, caption, self.server_url
                     )
-                )
+
+                message_id = await self._engine.transaction(send_to_group)
             await self._engine.after_send()
             return message_id
         assert isinstance(conversation, Contact | str)  # a group's id or Group gives a group above
@@ -675,11 +681,14 @@ class Client:
             raise ClientError(
                 "this contact has not answered your contact request yet: files go once they have"
             )
-        pointer = await self._upload_file(source, caption, content_type, 1, progress)
+        pointer = await self._upload_file(
+            where, source, caption, content_type=content_type, recipients=1, progress=progress
+        )
         async with self._engine.peers([target.address.name]):
 
             def send(tx: Transaction) -> MessageId:
                 request_flow.settle(tx, target.contact_id)
+                attachment_uploads.forget(tx, pointer.attachment_id)
                 return attachment_flow.send_attachment(
                     self._engine.context(tx), target, pointer, caption, self.server_url
                 )
@@ -690,25 +699,62 @@ class Client:
 
     async def _upload_file(
         self,
+        where: Conversation,
         source: Path,
         caption: str,
+        *,
         content_type: str | None,
         recipients: int,
         progress: attachment_io.Progress | None,
     ) -> attachment_pointer.AttachmentPointer:
-        """Encrypt ``source`` and upload its blob for ``recipients`` fetches; its pointer."""
+        """Encrypt ``source`` and upload its blob for ``recipients`` fetches; its pointer. An
+        upload of the same file to ``where`` begun before goes on where it stopped
+        (:mod:`sotto.client.attachment_uploads`)."""
         attachment_io.check_source(source)
         if len(caption.encode()) > c.MAX_CAPTION_BYTES:
             raise ValueError(f"a caption is at most {c.MAX_CAPTION_BYTES} UTF-8 bytes")
         name = source.name if attachment_pointer.file_name_problem(source.name) is None else None
         kind = content_type if content_type is not None else (mimetypes.guess_type(source.name)[0] or "")
+        info = source.stat()
+        file = attachment_uploads.FileIdentity(str(source.resolve()), info.st_size, info.st_mtime_ns)
+        begun = self._engine.read(lambda tx: attachment_uploads.find(tx, where, file, self._engine.now_ms()))
         relay = attachment_io.attachment_relay(self._engine.relay())
+        rng, device = self._engine.rng, self._engine.credentials()
         with tempfile.TemporaryDirectory(prefix="sotto-attachment-") as folder:
             blob = Path(folder) / "blob"
-            encrypted = await attachment_io.encrypt(source, blob, self._engine.rng)
+            if begun is not None:
+                encrypted = await attachment_io.encrypt(source, blob, rng, again=begun.encrypted)
+                if encrypted.digest == begun.encrypted.digest:
+                    with contextlib.suppress(attachment_io.UploadGoneError):
+                        attachment_id = await attachment_io.upload(
+                            relay,
+                            device,
+                            blob,
+                            progress=progress,
+                            reserved=(begun.attachment_id, begun.token),
+                        )
+                        return self._pointer(attachment_id, encrypted, kind, name)
+                gone = begun.attachment_id  # the file changed, or the relay no longer has the blob
+                await self._engine.transaction(lambda tx: attachment_uploads.forget(tx, gone))
+                blob.unlink()
+            fresh = await attachment_io.encrypt(source, blob, rng)
+
+            async def keep(attachment_id: bytes, token: bytes) -> None:
+                now = self._engine.now_ms()
+                state = attachment_uploads.UploadState(
+                    where, file, fresh, attachment_id, token, recipients, now
+                )
+                await self._engine.transaction(lambda tx: attachment_uploads.keep(tx, state, now))
+
             attachment_id = await attachment_io.upload(
-                relay, self._engine.credentials(), blob, recipients=recipients, progress=progress
+                relay, device, blob, recipients=recipients, progress=progress, on_reserved=keep
             )
+            return self._pointer(attachment_id, fresh, kind, name)
+
+    @staticmethod
+    def _pointer(
+        attachment_id: bytes, encrypted: EncryptedFile, kind: str, name: str | None
+    ) -> attachment_pointer.AttachmentPointer:
         return attachment_pointer.AttachmentPointer(
             attachment_id, encrypted.key, encrypted.digest, encrypted.size, kind, name
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from sotto.client import attachment_uploads
 from sotto.client.flows.context import Command, Context, DeleteMailbox, Outcome
 from sotto.protocol.address import ProtocolAddress
 from sotto.store.interfaces import Transaction
@@ -41,6 +42,7 @@ def remove_contact(ctx: Context, contact: Contact, *, forget_history: bool = Fal
         if to_them or (message is not None and message.conversation == direct):
             tx.outbox.remove(item.item_id)
     tx.their_mailboxes.delete(contact.contact_id)
+    attachment_uploads.forget_conversation(tx, direct)  # uploads to them will not be sent
     owed = [r for r in tx.messages.pending_receipts(1 << 30) if r.contact_id == contact.contact_id]
     tx.messages.clear_pending_receipts(owed)
     for group_id in tx.groups.groups_of(contact.contact_id):
