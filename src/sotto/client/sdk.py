@@ -52,6 +52,7 @@ from sotto.client.invite import derive_invite_keys, parse_link
 from sotto.client.runtime import DEFAULT_RECEIPT_DELAY_S, Engine, run_transaction
 from sotto.client.transport import DeviceCredentials, HttpNetwork, Network
 from sotto.crypto.ed25519 import SigningKey
+from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import (
@@ -724,7 +725,7 @@ class Client:
             blob = Path(folder) / "blob"
             if begun is not None:
                 encrypted = await attachment_io.encrypt(source, blob, rng, again=begun.encrypted)
-                if encrypted.digest == begun.encrypted.digest:
+                if bytes_equal(encrypted.digest, begun.encrypted.digest):
                     with contextlib.suppress(attachment_io.UploadGoneError):
                         attachment_id = await attachment_io.upload(
                             relay,
