@@ -14,7 +14,7 @@ from sotto.crypto.random import Rng
 from sotto.errors import MissingRecordError
 from sotto.store import codec
 from sotto.store.interfaces import Store
-from sotto.store.model import ContactId, Conversation, GroupId, MessageRowId
+from sotto.store.model import ContactId, Conversation, GroupId, MessageId, MessageRowId
 from sotto.store.sqlite import SqliteStore
 from tests.store.factories import NOW_MS
 from tests.store.fixtures import store_v1 as v1
@@ -88,3 +88,33 @@ def test_schema_7_moves_the_files_kept_in_settings_and_drops_the_rest(tmp_path: 
         store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM message_attachments").fetchone() == (1,)
+
+
+def test_our_expired_or_deleted_messages_leave_the_send_log(store: Store, rng: Rng) -> None:
+    with store.transaction() as tx:
+        bob = add_contact(tx, rng, "bob")
+        direct = Conversation.direct(bob.contact_id)
+        expiring = add_message(tx, rng, direct, "a file, disappearing", expires_ms=NOW_MS)
+        deleted = outgoing(tx, direct, "a file, deleted for everyone", rng(16))
+        kept = outgoing(tx, direct, "a file, kept", rng(16))
+        theirs = add_message(tx, rng, direct, "theirs", sender=bob.contact_id, expires_ms=NOW_MS)
+        for m in (expiring, deleted, kept, theirs):
+            tx.send_log.add(
+                contact_id=bob.contact_id,
+                envelope_id=MessageId(rng(16)),
+                message_id=m.message_id,
+                content=b"content of " + m.text.encode(),
+                sent_ms=NOW_MS,
+            )
+        tx.send_log.add(
+            contact_id=bob.contact_id,
+            envelope_id=MessageId(rng(16)),
+            message_id=None,
+            content=b"a receipt",
+            sent_ms=NOW_MS,
+        )
+        assert tx.messages.expire(NOW_MS) == 2
+        tx.messages.delete_for_everyone(deleted.row_id, NOW_MS)
+    with store.transaction() as tx:
+        left = tx.send_log.for_contact(bob.contact_id)
+        assert [e.content for e in left] == [b"content of a file, kept", b"content of theirs", b"a receipt"]

@@ -439,8 +439,8 @@ class MessageRepository(Protocol):
         ...
 
     def delete_for_everyone(self, row_id: MessageRowId, at_ms: int) -> Message:
-        """Keep the row as a placeholder: text, quote, reactions and attachment gone, ``deleted``
-        set."""
+        """Keep the row as a placeholder: text, quote, reactions and attachment gone (and, for one
+        of ours, its copies in the send log), ``deleted`` set."""
         ...
 
     def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
@@ -449,7 +449,8 @@ class MessageRepository(Protocol):
         ...
 
     def expire(self, now_ms: int) -> int:
-        """Delete every message whose ``expires_ms`` has come (with what hangs off it); how many."""
+        """Delete every message whose ``expires_ms`` has come (with what hangs off it, and the
+        send log's copies of ours); how many."""
         ...
 
     def put_attachment(self, row_id: MessageRowId, data: bytes) -> None:

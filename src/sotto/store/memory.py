@@ -402,6 +402,13 @@ def _delete_message_rows(w: _Work, rows: Sequence[MessageRowId]) -> None:
         w.outbox.w[item.item_id] = dataclasses.replace(item, message_row=None)
 
 
+def _forget_sent(w: _Work, message_ids: Sequence[MessageId]) -> None:
+    """Our messages' copies in the send log go with them (expiry, deletion for everyone)."""
+    gone = set(message_ids)
+    for entry_id in [e.entry_id for e in w.send_log.r.values() if e.message_id in gone]:
+        del w.send_log.w[entry_id]
+
+
 class _Contacts(_Repo):
     def _check_unique(self, name: str, account_id: bytes, address_name: str, skip: ContactId | None) -> None:
         for c in self.w.contacts.r.values():
@@ -818,6 +825,8 @@ class _Messages(_Repo):
         )
         self.w.messages.w[row_id] = changed
         self.w.attachments.w.pop(row_id, None)
+        if changed.direction is Direction.OUTGOING:
+            _forget_sent(self.w, [changed.message_id])
         return changed
 
     def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
@@ -828,14 +837,11 @@ class _Messages(_Repo):
         return changed
 
     def expire(self, now_ms: int) -> int:
-        rows = [
-            m.row_id
-            for m in self.w.messages.r.values()
-            if m.expires_ms is not None and m.expires_ms <= now_ms
-        ]
-        if rows:
-            _delete_message_rows(self.w, rows)
-        return len(rows)
+        due = [m for m in self.w.messages.r.values() if m.expires_ms is not None and m.expires_ms <= now_ms]
+        if due:
+            _forget_sent(self.w, [m.message_id for m in due if m.direction is Direction.OUTGOING])
+            _delete_message_rows(self.w, [m.row_id for m in due])
+        return len(due)
 
     def next_expiry(self) -> int | None:
         times = [m.expires_ms for m in self.w.messages.r.values() if m.expires_ms is not None]

@@ -269,6 +269,8 @@ class MessageRepo(Repo):
         self._reseal_text(changed)
         self._put_extras(changed)
         self.db.run("DELETE FROM message_attachments WHERE message_row = ?", (row_id,))
+        if changed.direction is Direction.OUTGOING:
+            self._forget_sent(changed.message_id)
         return changed
 
     def react(self, row_id: MessageRowId, reactor: ContactId | None, emoji: str, sent_ms: int) -> bool:
@@ -279,8 +281,19 @@ class MessageRepo(Repo):
         return changed
 
     def expire(self, now_ms: int) -> int:
+        for row_id, contact_id, group_row, sender_id, direction, sealed in self.db.rows(
+            "SELECT id, contact_id, group_row, sender_id, direction, sealed FROM messages "
+            "WHERE expires_ms IS NOT NULL AND expires_ms <= ? AND direction = ?",
+            (now_ms, Direction.OUTGOING.value),
+        ):
+            row_key = message_row_key(row_id, contact_id, group_row, sender_id, direction)
+            self._forget_sent(as_bytes(self.db.open_row("messages", row_key, sealed, 4)[0]))
         # secure_delete zeroes the rows; receipts, owed receipts, extras and files go by cascade.
         return self.db.run("DELETE FROM messages WHERE expires_ms IS NOT NULL AND expires_ms <= ?", (now_ms,))
+
+    def _forget_sent(self, message_id: bytes) -> None:
+        """Our message's copies in the send log go with it (expiry, deletion for everyone)."""
+        self.db.run("DELETE FROM send_log WHERE message_ix = ?", (self.db.ix("send_log", message_id),))
 
     def put_attachment(self, row_id: MessageRowId, data: bytes) -> None:
         sealed = self.db.seal_raw("message_attachments", self._row_key(row_id), bytes(data))
