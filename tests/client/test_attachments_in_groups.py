@@ -1,7 +1,8 @@
 """Files in a group between three real clients through the real relay (uvicorn in a thread,
 SQLite, the blob store on disk): one upload whose pointer travels inside the group message,
 every member saves the same blob byte-identical, the relay deletes it after the last member's
-fetch, and a member taken out of the group gets no pointer to a later file."""
+fetch, a deletion for everyone takes its key from every member's store, and a member taken out
+of the group gets no pointer to a later file."""
 
 from __future__ import annotations
 
@@ -97,6 +98,16 @@ def test_a_group_file_is_uploaded_once_and_every_member_saves_it(
                     next(m for m in bob.history("Lunch") if m.message_id == sent), tmp_path / "again.pdf"
                 )
             assert gone.value.status == 404
+
+            # Deleted for everyone, the file's key leaves every member's store.
+            await alice.delete_for_everyone(group, sent)
+            await collect(
+                [bob, carol],
+                lambda s: all(any(isinstance(e, ev.MessageDeleted) for e in s[x]) for x in (bob, carol)),
+            )
+            for client in (alice, bob, carol):
+                row = next(m for m in client.history("Lunch") if m.message_id == sent).row_id
+                assert client.engine.read(lambda tx: tx.messages.attachment(row) is None)  # noqa: B023
 
     run(main)
 
