@@ -3,7 +3,8 @@ the real relay, its records kept as written, compact, and in a file read back a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,17 @@ def test_the_attacks_score_the_same_on_the_compact_view(views: tuple[_Both, Stud
         score.presence_auc(presence(held), study.truth) or 0.5
     )
     assert list(shuffled(both.plain.records, seed=1)) == shuffle_ids(both.plain.records, seed=1)
+
+
+def test_shuffled_records_are_the_records_with_only_ids_addresses_and_credentials_changed(
+    views: tuple[_Both, StudyResult, Path],
+) -> None:
+    records = views[0].plain.records
+    kept = {"addr", "path", "headers", "mailboxes", "accounts"}
+    for before, after in zip(records, shuffled(records, seed=1), strict=True):
+        assert type(after) is type(before)
+        changed = {f.name: getattr(after, f.name) for f in fields(before) if f.name in kept}
+        assert after == dataclasses.replace(before, **changed)
 
 
 def test_a_view_file_read_a_line_at_a_time_scores_the_same(
