@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NODE_DIR := tests/interop/node
 
-.PHONY: demo test test-under-load setup node lint typecheck layering pytest pytest-compiled bench clean
+.PHONY: demo test test-under-load setup node tmux lint typecheck layering pytest pytest-compiled bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 setup: $(VENV)/.installed
 
 node: $(NODE_DIR)/node_modules/.installed
+
+# The terminal app's end-to-end test drives `sotto chat` in tmux: where tmux is missing, Debian's
+# package is installed when this runs as root (otherwise the test says it was skipped, and why).
+tmux:
+	@command -v tmux >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }; \
+	  else echo "tmux is not installed: the terminal app's tmux test will be skipped"; fi; }
 
 demo: setup
 	$(PY) -m sotto.demo
@@ -37,7 +45,7 @@ layering: setup
 
 # Two workers, one test file each at a time (a file's fixtures stay in one process).
 JOBS ?= 2
-pytest: setup node
+pytest: setup node tmux
 	$(PY) -m pytest -n $(JOBS) --dist loadfile
 
 # The protocol, crypto and interop tests again, on the mypyc-compiled core (bench/compiled.py).

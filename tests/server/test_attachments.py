@@ -216,8 +216,9 @@ def store_files(relay: Relay) -> list[Path]:
     return sorted((relay.ctx.config.data_dir / "attachments").iterdir())
 
 
-def test_deleted_once_every_recipient_fetched_it(relay: Relay) -> None:
-    data = os.urandom(3 * CHUNK)
+@pytest.mark.parametrize("length", [10_000, CHUNK, 3 * CHUNK])
+def test_deleted_once_every_recipient_fetched_it(relay: Relay, length: int) -> None:
+    data = os.urandom(length)
     blob_id = upload(relay, data, recipients=2)
     assert relay.client.get(f"/v1/attachments/{blob_id}", headers={"Range": "bytes=1-"}).status_code == 206
     assert relay.client.get(f"/v1/attachments/{blob_id}").content == data
