@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections import OrderedDict
 
 from sotto.crypto.keys import PublicKey
@@ -29,13 +30,16 @@ client); a simulation of ten thousand clients in one process shares one table.""
 class VerifiedCertificates:
     """Certificates (with their trust roots) whose signatures verified, bounded to ``capacity``."""
 
-    __slots__ = ("_capacity", "_held")
+    __slots__ = ("_capacity", "_held", "_lock")
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
         self._held: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        """Unsealing runs in worker threads (``asyncio.to_thread``): a lookup and its move to
+        the end, or an insertion and an eviction, happen under it together."""
         """SHA-256 of the material → the material (the trust root's bytes, then the
         certificate's serialized bytes)."""
 
@@ -51,17 +55,22 @@ class VerifiedCertificates:
         :class:`InvalidCertificateError` as it does (expired included)."""
         material = trust_root.to_bytes() + certificate.serialized
         digest = hashlib.sha256(material).digest()
-        held = self._held.get(digest)
-        if held is not None and hmac.compare_digest(held, material):
-            self._held.move_to_end(digest)
+        with self._lock:
+            held = self._held.get(digest)
+            known = held is not None and hmac.compare_digest(held, material)
+            if known:
+                self._held.move_to_end(digest)
+        if known:
             # The expiry was read from these same bytes; the time is this use's.
             if now_ms > certificate.expiration_ms:
                 raise InvalidCertificateError(f"sender certificate expired at {certificate.expiration_ms} ms")
             return
         certificate.validate(trust_root, now_ms)
-        self._held[digest] = material
-        if len(self._held) > self._capacity:
-            self._held.popitem(last=False)
+        with self._lock:
+            self._held[digest] = material
+            self._held.move_to_end(digest)
+            while len(self._held) > self._capacity:
+                self._held.popitem(last=False)
 
 
 VERIFIED = VerifiedCertificates()
