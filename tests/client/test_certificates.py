@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from sotto.client import content as c
@@ -128,3 +130,17 @@ def test_unseal_refuses_an_envelope_whose_remembered_certificate_has_expired() -
     with pytest.raises(EnvelopeRejectedError) as refused:
         receiving.unseal(bob.me, payload, bob.now_ms + CERTIFICATE_LIFETIME_MS + 1)
     assert refused.value.reason == "unsealable"
+
+
+def test_threads_share_one_table() -> None:
+    verified = VerifiedCertificates(capacity=3)
+    made = [certificate(20 + i) for i in range(6)]
+
+    def check(offset: int) -> None:
+        for i in range(300):
+            cert, identity = made[(i + offset) % len(made)]
+            verified.validate(cert, identity.public, NOW_MS)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(check, range(4)))
+    assert len(verified) == 3

@@ -37,11 +37,11 @@ class VerifiedCertificates:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
         self._held: OrderedDict[bytes, bytes] = OrderedDict()
+        """SHA-256 of the material → the material (the trust root's bytes, then the
+        certificate's serialized bytes)."""
         self._lock = threading.Lock()
         """Unsealing runs in worker threads (``asyncio.to_thread``): a lookup and its move to
         the end, or an insertion and an eviction, happen under it together."""
-        """SHA-256 of the material → the material (the trust root's bytes, then the
-        certificate's serialized bytes)."""
 
     def __len__(self) -> int:
         return len(self._held)
