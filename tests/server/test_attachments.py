@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
+import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import httpx
 import pytest
 
 from sotto.protocol import attachment as att
@@ -17,6 +22,7 @@ from sotto.server import attachments
 from sotto.server.attachment_store import COLUMNS, MAX_BLOB_BYTES, BlobStore
 from sotto.wire import b64
 from tests.server.conftest import Relay, create_account, make_relay
+from tests.server.test_bounds import live_relay
 
 CHUNK = 64 * 1024
 
@@ -269,3 +275,26 @@ def test_files_hold_no_plaintext_no_account_and_no_key_after_deletion(relay: Rel
     for path in store_files(relay):
         held = path.read_bytes()
         assert bytes(key) not in held and b64.decode(blob_id) not in held, path.name
+
+
+def test_a_fetch_counts_when_the_client_hangs_up_at_its_last_byte(tmp_path: Path) -> None:
+    """Over a real connection, a client that resets it the moment it has every byte: each of
+    twenty such downloads counts, so the blob is deleted after the last."""
+    with live_relay(tmp_path) as live, httpx.Client(base_url=f"http://127.0.0.1:{live.port}") as client:
+        data = os.urandom(10_000)
+        blob_id = upload(cast(Relay, SimpleNamespace(client=client)), data, recipients=20)
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+                sock.sendall(f"GET /v1/attachments/{blob_id} HTTP/1.1\r\nHost: relay\r\n\r\n".encode())
+                answer = b""
+                while not answer.endswith(data):
+                    piece = sock.recv(65_536)
+                    assert piece, answer[:200]
+                    answer += piece
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+        folder = tmp_path / "data" / "attachments"
+        deadline = time.monotonic() + 30
+        while any(len(p.name) == 32 for p in folder.iterdir()):  # the blob's file
+            assert time.monotonic() < deadline, "the blob outlived its last fetch"
+            time.sleep(0.05)
+    attachments.STORES.pop(folder.resolve(), None)

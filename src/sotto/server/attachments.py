@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import StreamingResponse
 from pydantic import Field, WithJsonSchema
+from starlette.types import Receive, Scope, Send
 
 from sotto.errors import DecodeError, RelayError
 from sotto.server.accounts import ID_PATTERN, Ctx, Device, _errors
@@ -37,6 +37,7 @@ from sotto.server.attachment_store import (
     UPLOAD_TOKEN_LENGTH,
     BlobNotFoundError,
     BlobQuotaError,
+    BlobReader,
     BlobStore,
     BlobTooLargeError,
     DiskLowError,
@@ -226,7 +227,7 @@ RangeHeader = Annotated[
 
 @router.get(
     "/v1/attachments/{attachment_id}",
-    response_class=StreamingResponse,
+    response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The whole blob"},
         206: {"content": {"application/octet-stream": {}}, "description": "The blob from the Range's start"},
@@ -237,7 +238,7 @@ async def download(
     attachment_id: AttachmentIdText,
     ctx: Ctx,
     range_header: RangeHeader = None,
-) -> StreamingResponse:
+) -> Response:
     """The complete blob, streamed. A download that reaches the blob's end counts as one of the
     recipients' fetches; after the last, the blob is deleted."""
     blob_id = _blob_id(attachment_id)
@@ -255,21 +256,47 @@ async def download(
         reader.close()
         raise RelayError(416, "bad_range", f"the blob is {reader.length} bytes")
 
-    async def body() -> AsyncIterator[bytes]:
-        offset = start
+    headers = {"Content-Length": str(reader.length - start), "Cache-Control": "no-store"}
+    if start:
+        headers["Content-Range"] = f"bytes {start}-{reader.length - 1}/{reader.length}"
+    return BlobResponse(reader, start, lambda: store.fetched(blob_id), 206 if start else 200, headers)
+
+
+class BlobResponse(Response):
+    """A blob from ``start``, read and sent a chunk at a time. Once the answer's last bytes are
+    handed to the server, ``fetched`` runs (in a thread) and runs to its end: a client that
+    closes its connection as soon as it has every byte still counts as a fetch. A send that
+    fails (the client went away before the end) counts nothing.
+
+    (Starlette's streaming answer stops its sending task when the client disconnects, and a
+    disconnect right after the last byte could stop it before the count: the blob then stayed
+    until its 30 days were up.)"""
+
+    media_type = "application/octet-stream"
+
+    def __init__(
+        self,
+        reader: BlobReader,
+        start: int,
+        fetched: Callable[[], object],
+        status: int,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(status_code=status, headers=headers, media_type=self.media_type)
+        self._reader, self._start, self._fetched = reader, start, fetched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reader = self._reader
         try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            offset = self._start
             while offset < reader.length:
                 chunk = await asyncio.to_thread(reader.read, offset, READ_CHUNK)
                 offset += len(chunk)
-                yield chunk
+                await send({"type": "http.response.body", "body": chunk, "more_body": offset < reader.length})
         finally:
             reader.close()
-        # Only reached when the last chunk was handed on: the download ran to the end.
-        await asyncio.to_thread(store.fetched, blob_id)
-
-    headers: dict[str, Any] = {"Content-Length": str(reader.length - start), "Cache-Control": "no-store"}
-    if start:
-        headers["Content-Range"] = f"bytes {start}-{reader.length - 1}/{reader.length}"
-    return StreamingResponse(
-        body(), status_code=206 if start else 200, media_type="application/octet-stream", headers=headers
-    )
+        # Every byte was handed on.
+        await asyncio.shield(asyncio.to_thread(self._fetched))
