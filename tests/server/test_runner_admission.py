@@ -25,6 +25,7 @@ from sotto.server import ServerConfig
 from sotto.server.runner import (
     ACCEPT_BATCH,
     CLOSE_BATCH,
+    HEADER_SPREAD,
     UNREAD_HOLD_BYTES,
     Admission,
     AdmissionSocket,
@@ -162,6 +163,26 @@ def test_a_slow_header_client_is_closed_after_the_header_timeout(tmp_path: Path)
         slow.sendall(b"GET /v1/health HTTP/1.1\r\n")  # and never the rest
         assert _read_until_closed(slow) == b""
         _until(lambda: relay.admission.held_by("127.0.0.7") == 0)
+
+
+def test_connections_opened_together_get_header_deadlines_spread_over_half_a_timeout(tmp_path: Path) -> None:
+    """A crowd of slow-header clients opened at once is cut off over a span of time, not in one
+    instant (and so does not all come back at once), and none before the header timeout."""
+    timeout = 600.0
+    with live(tmp_path, per_source=None, header_timeout_seconds=timeout) as relay:
+        loop = relay.server.servers[0].get_loop()
+        before = loop.time()
+        socks = [relay.connect("127.0.0.13") for _ in range(20)]
+        _until(lambda: len(relay.protocols()) == 20)
+        after = loop.time()
+        timers = [p._deadline for p in relay.protocols() if isinstance(p, HttpProtocol)]
+        deadlines = [t.when() for t in timers if t is not None]
+        assert len(deadlines) == 20
+        assert all(before + timeout <= d <= after + timeout * (1 + HEADER_SPREAD) for d in deadlines)
+        # 20 draws over a span of 300 s all within 60 s of each other: about 1 in 10^12
+        assert max(deadlines) - min(deadlines) > 60.0 + (after - before)
+        for sock in socks:
+            sock.close()
 
 
 def test_a_client_that_does_not_read_gets_no_more_answers_until_it_reads(tmp_path: Path) -> None:

@@ -14,11 +14,13 @@ objects made smaller (:class:`DeliveryProtocol`): the relay holds many idle conn
 Every connection's resources are bounded (:class:`HttpProtocol`, :class:`ConnectionLimits`):
 beyond ``max_connections`` in all, or ``per_source`` from one address, a new one gets a bare 503
 and is closed at once (the cap is derived from the file descriptor limit, so descriptors never
-run out); a connection must send complete request headers within ``header_timeout_seconds`` and
-a body within ``body_timeout_seconds``; idle keep-alive connections close after
-``keep_alive_seconds``; a connection whose send buffer stays full for ``write_stall_seconds`` (a
-client that does not read) is dropped, freeing what it pinned; and the next request on a
-connection is not read while the last answer still sits unread in the kernel's send queue.
+run out); a connection must send complete request headers within ``header_timeout_seconds``
+(a new connection within a random share more, up to half, so that connections opened together
+are not cut off together: ``HEADER_SPREAD``) and a body within ``body_timeout_seconds``; idle
+keep-alive connections close after ``keep_alive_seconds``; a connection whose send buffer stays
+full for ``write_stall_seconds`` (a client that does not read) is dropped, freeing what it
+pinned; and the next request on a connection is not read while the last answer still sits
+unread in the kernel's send queue.
 
 Refusals cost next to nothing: :class:`RelayServer` listens on an :class:`AdmissionSocket`, which
 counts connections per source address as the kernel hands them over and refuses the excess
@@ -40,6 +42,7 @@ import collections
 import contextlib
 import fcntl
 import gc
+import random
 import resource
 import socket
 import termios
@@ -193,6 +196,10 @@ UNREAD_HOLD_BYTES = 64 * 1024
 """The next request on a connection waits while more than this of earlier answers is still
 unread in the kernel's send queue (checked every ``UNREAD_CHECK_SECONDS``)."""
 UNREAD_CHECK_SECONDS = 0.5
+HEADER_SPREAD = 0.5
+"""A new connection's first header deadline is the header timeout times a random factor from 1
+to 1 + this: connections opened together (a flood of slow-header clients, a reconnecting
+crowd) are not all cut off, and do not all come back, in the same instant."""
 REFUSAL_LOG_SECONDS = 60.0
 """Refused connections are logged as a count, at most once per this many seconds."""
 
@@ -509,7 +516,7 @@ class HttpProtocol(H11Protocol):
             transport.close()
             return
         self.admitted_source = source
-        self._arm(self._limits.header_timeout)
+        self._arm(self._limits.header_timeout * (1.0 + HEADER_SPREAD * random.random()))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
