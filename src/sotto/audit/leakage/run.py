@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
+import resource
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from multiprocessing.queues import Queue
 from pathlib import Path
+from queue import Empty
 from typing import Any, TypeVar
 
 import numpy as np
@@ -142,64 +147,161 @@ class DesignResult:
         return cls(**fields)
 
 
-def run(config: Config, progress: Progress | None = None) -> list[DesignResult]:
-    """Every design of ``config``, in order; modelled ones from the default study's truth."""
+def run(config: Config, progress: Progress | None = None, *, jobs: int = 1) -> list[DesignResult]:
+    """Every design of ``config``, in order; modelled ones from the default study's truth.
+
+    With ``jobs`` above 1 the measured designs run in up to that many processes of their own
+    (:func:`_in_processes`), each holding one study; the results are the same as in one process,
+    apart from wall and CPU times. Progress lines say each study's peak resident memory."""
     say = progress or (lambda _line: None)
-    results: list[DesignResult] = []
-    default_truth: Truth | None = None
     measured = [d for d in config.designs if d.measured]
-    if any(not d.measured for d in config.designs) and DEFAULT not in measured:
+    modelled_designs = tuple(d for d in config.designs if not d.measured)
+    if modelled_designs and DEFAULT not in measured:
         measured.insert(0, DEFAULT)  # the baselines are computed from its truth
-    for design in measured:
-        people, days = _size(config, design)
-        say(f"{design.name}: {people} people × {days:g} days on the real relay")
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        settings = StudySettings(
-            people,
-            days,
-            cadence=design.cadence,
-            seed=config.seed,
-            habits=design.habits_for(),
-            tick_seconds=config.tick_seconds,
-        )
-        label = design.name
-        with tempfile.TemporaryDirectory(prefix="sotto-leakage-", dir=scratch_dir()) as data_dir:
-            relay = _relay_files(Path(data_dir), config) if config.files else None
-            study = _quiet(
-                lambda: run_study(
-                    settings,  # noqa: B023
-                    sink=CompactSink(),
-                    progress=lambda line: say(f"  {label}: {line}"),  # noqa: B023
-                    relay=relay,  # noqa: B023
-                )
-            )
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        say(
-            f"{design.name}: study done in {wall:.0f} s wall, {cpu:.0f} s CPU; "
-            f"{len(study.view)} records; attacks"
-        )
-        if design == DEFAULT:
-            default_truth = study.truth
-        if design in config.designs:
-            result = measure(
-                design,
-                study.view,
-                study.truth,
-                tick_seconds=config.tick_seconds,
-                with_hours=config.with_hours,
-                shuffle=config.shuffle and design.habits == {},
-                snapshots=study.snapshots,
-            )
-            result.wall_s, result.cpu_s = wall, cpu
-            say(f"{design.name}: scored in {time.perf_counter() - wall0 - wall:.0f} s")
-            results.append(result)
-    for design in config.designs:
-        if not design.measured:
-            assert default_truth is not None
-            say(f"{design.name}: modelled from the {DEFAULT.name} study's truth")
-            results.append(model(design, default_truth))
+    tasks = [(design, modelled_designs if design == DEFAULT else ()) for design in measured]
+    if jobs > 1 and len(tasks) > 1:
+        results = _in_processes(config, tasks, min(jobs, len(tasks)), say)
+    else:
+        results = [r for design, models in tasks for r in _study_and_score(config, design, models, say)]
     order = {d.name: i for i, d in enumerate(config.designs)}
     return sorted(results, key=lambda r: order[r.name])
+
+
+def _study_and_score(
+    config: Config, design: Design, models: tuple[Design, ...], say: Progress
+) -> list[DesignResult]:
+    """One measured design's study and scores (if ``config`` asks for the design), and the
+    ``models`` computed from its truth: all a process needs, so the truth stays where it was made."""
+    people, days = _size(config, design)
+    say(f"{design.name}: {people} people × {days:g} days on the real relay")
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    settings = StudySettings(
+        people,
+        days,
+        cadence=design.cadence,
+        seed=config.seed,
+        habits=design.habits_for(),
+        tick_seconds=config.tick_seconds,
+    )
+    label = design.name
+    with tempfile.TemporaryDirectory(prefix="sotto-leakage-", dir=scratch_dir()) as data_dir:
+        relay = _relay_files(Path(data_dir), config) if config.files else None
+        study = _quiet(
+            lambda: run_study(
+                settings,
+                sink=CompactSink(),
+                progress=lambda line: say(f"  {label}: {line}"),
+                relay=relay,
+            )
+        )
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    say(
+        f"{design.name}: study done in {wall:.0f} s wall, {cpu:.0f} s CPU; "
+        f"{len(study.view)} records; peak RSS {peak_rss_mb():.0f} MB; attacks"
+    )
+    results: list[DesignResult] = []
+    if design in config.designs:
+        result = measure(
+            design,
+            study.view,
+            study.truth,
+            tick_seconds=config.tick_seconds,
+            with_hours=config.with_hours,
+            shuffle=config.shuffle and design.habits == {},
+            snapshots=study.snapshots,
+        )
+        result.wall_s, result.cpu_s = wall, cpu
+        say(
+            f"{design.name}: scored in {time.perf_counter() - wall0 - wall:.0f} s; "
+            f"peak RSS {peak_rss_mb():.0f} MB"
+        )
+        results.append(result)
+    for other in models:
+        say(f"{other.name}: modelled from the {design.name} study's truth")
+        results.append(model(other, study.truth))
+    return results
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_Task = tuple[Design, tuple[Design, ...]]
+_DONE = "\0done"
+"""The last line a worker puts on the progress queue: its lines are all there once this is."""
+_lines: Queue[str] | None = None
+"""In a worker process: where its progress lines go (set by :func:`_start_worker`)."""
+
+
+def _start_worker(lines: Queue[str]) -> None:
+    global _lines  # noqa: PLW0603 (one per worker process, set once as it starts)
+    _lines = lines
+
+
+def _worker(config: Config, design: Design, models: tuple[Design, ...]) -> list[DesignResult]:
+    lines = _lines
+    assert lines is not None
+    try:
+        return _study_and_score(config, design, models, lines.put)
+    finally:
+        lines.put(_DONE)
+
+
+def _cost(config: Config, design: Design) -> float:
+    """A study's rough CPU, to start the longest first (cadence costs about ten times per person-day)."""
+    people, days = _size(config, design)
+    return people * days * (10 if design.cadence else 1)
+
+
+def _in_processes(config: Config, tasks: list[_Task], jobs: int, say: Progress) -> list[DesignResult]:
+    """Each task in a process of its own (spawned: a fork would copy this process's threads'
+    locks), at most ``jobs`` at once, the costliest first; each worker holds one study and ends
+    with it, so its peak memory is that study's. Workers' progress lines come back through a
+    queue and are passed to ``say`` here, in this thread."""
+    context = multiprocessing.get_context("spawn")
+    lines: Queue[str] = context.Queue()
+    say(f"{len(tasks)} studies in {jobs} processes")
+    by_design: dict[str, list[DesignResult]] = {}
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(lines,), max_tasks_per_child=1
+    ) as pool:
+        futures = {
+            pool.submit(_worker, config, design, models): design
+            for design, models in sorted(tasks, key=lambda t: -_cost(config, t[0]))
+        }
+        pending: set[Future[list[DesignResult]]] = set(futures)
+        finished = 0
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                finished += _drain(lines, say)
+                for future in done:
+                    by_design[futures[future].name] = future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        while finished < len(tasks):  # the lines a worker put before it returned
+            finished += _drain(lines, say, block=True)
+    return [r for design, _ in tasks for r in by_design[design.name]]
+
+
+def _drain(lines: Queue[str], say: Progress, *, block: bool = False) -> int:
+    """Pass on the lines waiting (with ``block``, at least one); how many workers ended."""
+    ended = 0
+    while True:
+        try:
+            line = lines.get(timeout=60) if block else lines.get_nowait()
+        except Empty:
+            if block:
+                raise RuntimeError("a worker's progress lines did not arrive") from None
+            return ended
+        block = False
+        if line == _DONE:
+            ended += 1
+        else:
+            say(line)
 
 
 def _relay_files(data_dir: Path, config: Config) -> RelayFiles:
@@ -460,6 +562,7 @@ __all__ = [
     "measure",
     "messages_to_identify",
     "model",
+    "peak_rss_mb",
     "run",
     "scratch_dir",
 ]
