@@ -1,7 +1,7 @@
 """The full-size metadata-leakage benchmark: every design side by side, at the sizes given.
 
     python bench/leakage.py [--people 1000] [--days 1] [--cadence-people 100] [--cadence-days 2]
-                            [--design NAME ...] [--out bench/results/leakage] [--publish]
+                            [--design NAME ...] [--jobs N] [--out bench/results/leakage] [--publish]
     python bench/leakage.py --study DIR=DESIGN [--study DIR=DESIGN ...] [--design NAME ...]
 
 Runs :func:`sotto.audit.leakage.run.run` (the same code as ``sotto audit leakage``: real clients
@@ -11,14 +11,18 @@ on the real relay, the attacks on the view the relay recorded) and writes ``leak
 ``truth.json``) as the named design, so the largest studies can run in processes of their own;
 the modelled baselines are then computed from the ``sotto-default`` study's truth, and designs
 named with ``--design`` run here at the ``--people``/``--cadence-people`` sizes. Every study's
-wall and CPU time is printed. ``--publish`` copies the report to ``docs/metadata-report.md`` and
-the chart to ``docs/metadata-accuracy.png`` (``--publish STEM``: ``docs/STEM-report.md``).
+wall and CPU time is printed. The measured designs' studies run in up to ``--jobs`` processes at
+once (default: the cores this process may use), one study per process, each process's peak
+resident memory printed with its progress. ``--publish`` copies the report to
+``docs/metadata-report.md`` and the chart to ``docs/metadata-accuracy.png`` (``--publish STEM``:
+``docs/STEM-report.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -58,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tick", type=int, default=300)
     parser.add_argument("--design", action="append", help="only these designs (repeatable)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="studies run at once, each in a process of its own (default: the usable cores)",
+    )
     parser.add_argument("--study", action="append", default=[], help="DIR=DESIGN: score a study run already")
     parser.add_argument(
         "--reuse", action="append", default=[], type=pathlib.Path, help="designs of an earlier leakage.json"
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             tick_seconds=args.tick,
             with_hours=not args.no_hours,
         )
-        results += run(config, lambda line: _log(started, line))
+        results += run(config, lambda line: _log(started, line), jobs=args.jobs)
         modes = []
         if any(not d.cadence for d in to_run):
             modes.append(f"default mode {args.people} people × {args.days:g} days")
