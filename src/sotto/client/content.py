@@ -28,6 +28,7 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sotto.client import group_membership as gm
 from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.errors import DecodeError
 from sotto.protocol import protobuf as pb
@@ -75,6 +76,7 @@ class Kind(enum.IntEnum):
     REACTION = 13
     TIMER = 14
     ATTACHMENT = 15
+    GROUP_CHANGE = 16
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -204,11 +206,36 @@ class GroupUpdate:
     members: tuple[bytes, ...]
     distribution: bytes | None = None
     """A serialized SenderKeyDistributionMessage, if this update hands over the sender's key."""
+    admins: tuple[bytes, ...] = ()
+    """Account ids of the group's admins (none: an update from before groups had admins)."""
+    description: str = ""
+    version: int = 0
+    """The membership version this state is at (:mod:`sotto.client.group_membership`)."""
 
     def __repr__(self) -> str:
         return (
             f"GroupUpdate(group_id={self.group_id.hex()[:8]}…, members={len(self.members)}, "
             f"distribution={'<set>' if self.distribution else None}, name=<hidden>)"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class GroupChange:
+    """One change to a group's members, admins, name or description, sent 1:1 to each member
+    (the removed one too). Its author is the sealed sender; ``version`` and the other fields as
+    in :class:`sotto.client.group_membership.Change`."""
+
+    group_id: bytes
+    version: int
+    action: gm.Action
+    target: bytes = b""
+    name: str = ""
+    description: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupChange(group_id={self.group_id.hex()[:8]}…, version={self.version}, "
+            f"action={self.action.name})"
         )
 
 
@@ -315,10 +342,17 @@ Content = (
     | Reaction
     | Timer
     | Attachment
+    | GroupChange
 )
 
 
 # --------------------------------------------------------------------------- encoding
+def _version(version: int) -> int:
+    if not 0 <= version < 2**63:
+        raise ValueError("a membership version is 0 to 2^63 - 1")
+    return version
+
+
 def _check_url(url: str, error: type[Exception]) -> None:
     try:
         parts = urlsplit(url) if len(url.encode()) <= MAX_URL_BYTES else None
@@ -432,7 +466,7 @@ def _body(content: Content) -> tuple[Kind, bytes]:
             return Kind.MAILBOX_ROTATED, pb.bytes_field(1, mailbox.encode())
         case Cover():
             return Kind.COVER, b""
-        case GroupUpdate(group_id, name, members, distribution):
+        case GroupUpdate(group_id, name, members, distribution, admins, description, version):
             if len(group_id) != ID_LENGTH:
                 raise ValueError("group ids are 16 bytes")
             return Kind.GROUP_UPDATE, (
@@ -440,6 +474,21 @@ def _body(content: Content) -> tuple[Kind, bytes]:
                 + pb.bytes_field(2, _utf8(name, MAX_NAME_BYTES))
                 + pb.bytes_field(3, _ids(members))
                 + (pb.bytes_field(4, distribution) if distribution is not None else b"")
+                + (pb.bytes_field(5, _ids(admins)) if admins else b"")
+                + (pb.bytes_field(6, _utf8(description, gm.MAX_DESCRIPTION_BYTES)) if description else b"")
+                + (pb.uint_field(7, _version(version)) if version else b"")
+            )
+        case GroupChange(group_id, version, action, target, name, description):
+            if len(group_id) != ID_LENGTH:
+                raise ValueError("group ids are 16 bytes")
+            gm.check_change(version, bytes(ID_LENGTH), action, target, name, description)
+            return Kind.GROUP_CHANGE, (
+                pb.bytes_field(1, group_id)
+                + pb.uint_field(2, version)
+                + pb.uint_field(3, action)
+                + (pb.bytes_field(4, target) if target else b"")
+                + (pb.bytes_field(5, name.encode()) if name else b"")
+                + (pb.bytes_field(6, description.encode()) if description else b"")
             )
     raise TypeError(f"not a content message: {type(content).__name__}")
 
@@ -590,10 +639,37 @@ def decode(data: bytes) -> Content:
         return MailboxRotated(MailboxAddress.decode(_bytes(fields, 1)))
     if kind is Kind.COVER:
         return Cover()
+    if kind is Kind.GROUP_CHANGE:
+        return _group_change(fields)
     distribution = pb.get_bytes(fields, 4, required=False)
+    admins = _id_list(fields, 5) if pb.get_bytes(fields, 5, required=False) is not None else ()
+    version = pb.get_uint(fields, 7, required=False, bits=63)
     return GroupUpdate(
         _exact(fields, 1, ID_LENGTH),
         _text(fields, 2, MAX_NAME_BYTES),
         _id_list(fields, 3),
         None if distribution is None else bytes(distribution),
+        admins,
+        _optional_text(fields, 6, gm.MAX_DESCRIPTION_BYTES) or "",
+        version or 0,
     )
+
+
+def _group_change(fields: pb.Fields) -> GroupChange:
+    group_id = _exact(fields, 1, ID_LENGTH)
+    version = _uint(fields, 2, bits=63)
+    try:
+        action = gm.Action(_uint(fields, 3, bits=8))
+    except ValueError:
+        raise DecodeError("unknown group change") from None
+    target = pb.get_bytes(fields, 4, required=False)
+    name = _optional_text(fields, 5, MAX_NAME_BYTES) or ""
+    description = _optional_text(fields, 6, gm.MAX_DESCRIPTION_BYTES) or ""
+    change = GroupChange(
+        group_id, version, action, b"" if target is None else bytes(target), name, description
+    )
+    try:
+        gm.check_change(version, bytes(ID_LENGTH), action, change.target, name, description)
+    except ValueError as e:
+        raise DecodeError(str(e)) from None
+    return GroupChange(group_id, version, action, target_id, name, description)
