@@ -665,11 +665,9 @@ def _group_change(fields: pb.Fields) -> GroupChange:
     target = pb.get_bytes(fields, 4, required=False)
     name = _optional_text(fields, 5, MAX_NAME_BYTES) or ""
     description = _optional_text(fields, 6, gm.MAX_DESCRIPTION_BYTES) or ""
-    change = GroupChange(
-        group_id, version, action, b"" if target is None else bytes(target), name, description
-    )
+    target_id = b"" if target is None else bytes(target)
     try:
-        gm.check_change(version, bytes(ID_LENGTH), action, change.target, name, description)
+        gm.check_change(version, bytes(ID_LENGTH), action, target_id, name, description)
     except ValueError as e:
         raise DecodeError(str(e)) from None
     return GroupChange(group_id, version, action, target_id, name, description)
