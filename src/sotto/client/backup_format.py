@@ -360,7 +360,7 @@ def encode_prologue(prologue: Prologue) -> bytes:
     return struct.pack(">I", len(meta)) + meta + prologue.data_key
 
 
-def decode_prologue(data: bytes) -> tuple[Prologue, int] | None:
+def decode_prologue(data: bytes | bytearray) -> tuple[Prologue, int] | None:
     """The prologue at the start of ``data`` and its length, or None while more is needed.
 
     Raises BackupCorruptedError for a prologue that cannot be one (authenticated, so only a
