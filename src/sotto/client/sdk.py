@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sotto.client import attachment_pointer, attachment_uploads, history_export
+from sotto.client import attachment_pointer, attachment_uploads, group_membership, history_export
 from sotto.client import attachments as attachment_io
 from sotto.client import content as c
 from sotto.client.attachment_files import EncryptedFile
@@ -823,6 +823,62 @@ class Client:
             )
         await self._engine.after_send()
         return added
+
+    def group_roster(self, group: GroupRef) -> group_membership.Roster:
+        """The group's members and admins (account ids), name and description, as resolved now."""
+        return self._engine.read(
+            lambda tx: group_flow.roster(self._engine.context(tx), self._group(tx, group))
+        )
+
+    async def _change_group(
+        self,
+        group: GroupRef,
+        action: group_membership.Action,
+        *,
+        target: ContactRef | None = None,
+        name: str = "",
+        description: str = "",
+    ) -> Group:
+        def read(tx: Transaction) -> tuple[Group, bytes]:
+            found = self._group(tx, group)
+            return found, b"" if target is None else self._contact(tx, target).account_id
+
+        found, account_id = self._engine.read(read)
+        async with self._engine.peers(m.address.name for m in self.group_members(found)):
+            changed = await self._engine.transaction(
+                lambda tx: group_flow.change_group(
+                    self._engine.context(tx),
+                    found,
+                    action,
+                    target=account_id,
+                    name=name,
+                    description=description,
+                )
+            )
+        await self._engine.after_send()
+        return changed
+
+    async def remove_from_group(self, group: GroupRef, contact: ContactRef) -> Group:
+        """Remove a member (admins only: GroupChangeRefusedError otherwise). Every remaining
+        member makes a new sender key and hands it to the remaining members only."""
+        return await self._change_group(group, group_membership.Action.REMOVE, target=contact)
+
+    async def make_group_admin(self, group: GroupRef, contact: ContactRef) -> Group:
+        """Make a member an admin (admins only)."""
+        return await self._change_group(group, group_membership.Action.ADMIN, target=contact)
+
+    async def leave_group(self, group: GroupRef) -> Group:
+        """Leave the group: the others stop sending to us and make new sender keys; we keep the
+        history and can no longer write to it."""
+        return await self._change_group(group, group_membership.Action.LEAVE)
+
+    async def rename_group(self, group: GroupRef, name: str, description: str | None = None) -> Group:
+        """A new name (and description; None keeps the current one), for every member."""
+        if description is None:
+            description = self.group_roster(group).description
+        return await self._change_group(
+            group, group_membership.Action.RENAME, name=name, description=description
+        )
 
     async def send_group_text(self, group: GroupRef, text: str) -> MessageId:
         """Encrypt once for the group, queue one sealed envelope per member; the message id."""

@@ -1,12 +1,19 @@
 """Groups: sender keys handed out over 1:1 sessions, one encryption per message, one sealed
 envelope per member's mailbox (the relay does no fan-out and sees unrelated envelope ids).
 
-Membership is who we can reach: a group lists account ids, and each member keeps those that are
-its contacts. A member who is not our contact does not get our messages (and we cannot read
-theirs); :meth:`sotto.client.sdk.Client.create_group` takes contacts only. Members are only added,
-never removed, and a newcomer reads from the point it joined: our chain is handed over from where
-it is (``create_distribution`` reuses it), and every member hands its own key to a newcomer
-before its next group message (:func:`distribute_sender_key`).
+Who is in a group, who runs it and what it is called follow :mod:`sotto.client.group_membership`:
+each change (add, remove, make admin, leave, rename) travels 1:1 to every member the changer
+knows in the group, the removed one included, and every client applies the same rule, so the
+members who hold the same changes agree; a change the rule refuses (a non-admin adding or
+removing, say) is dropped by every client with the refusal as the rejection's detail. The relay
+sees only sealed envelopes, one per member's mailbox, as for any message.
+
+Membership is who we can reach: the group's state lists account ids, and each member keeps those
+that are its contacts. A member who is not our contact does not get our messages (and we cannot
+read theirs). A newcomer reads from the point it joined: our chain is handed over from where it is
+(``create_distribution`` reuses it). When anyone leaves or is removed, every remaining member
+makes a new sender key (a new distribution id) and hands it to the remaining members only, so
+what is written from then on is under keys the one who left never had.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ import uuid
 from dataclasses import replace
 
 from sotto.client import content as c
+from sotto.client import group_membership as gm
 from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.client.events import GroupMessageReceived, GroupUpdated, RejectReason
 from sotto.client.flows import attachments, changes
 from sotto.client.flows.context import Context, Outcome, decode_plaintext, reject
 from sotto.client.flows.sending import enqueue, send_control
-from sotto.errors import CryptoError, DecodeError, ProtocolError
+from sotto.errors import ClientError, CryptoError, DecodeError, ProtocolError, StoreCorruptedError
 from sotto.protocol.group import (
     SenderKeyDistributionMessage,
     SenderKeyMessage,
@@ -46,6 +54,131 @@ from sotto.store.model import (
 from sotto.wire.limits import ID_LENGTH
 from sotto.wire.padding import pad
 
+_MEMBERSHIP_KEY = "group-membership:"
+
+
+class GroupChangeRefusedError(ClientError):
+    """Our own change to a group would do nothing under the membership rule: ``reason`` says why."""
+
+    def __init__(self, reason: gm.Refusal) -> None:
+        super().__init__(f"the group change is refused: {reason.value}")
+        self.reason = reason
+
+
+def membership(ctx: Context, group: Group) -> gm.Membership:
+    """What we hold of the group's membership. A group from before admins and versions starts
+    from its members as we know them, each of them an admin."""
+    raw = ctx.tx.settings.get(_MEMBERSHIP_KEY + group.group_id.hex())
+    if raw is not None:
+        try:
+            return gm.decode_membership(raw)
+        except DecodeError:
+            raise StoreCorruptedError("a group's membership does not parse") from None
+    accounts = [ctx.me.account.account_id]
+    for member in ctx.tx.groups.members(group.group_id):
+        contact = ctx.tx.contacts.get(member.contact_id)
+        if contact is not None:
+            accounts.append(contact.account_id)
+    everyone = frozenset(accounts)
+    return gm.Membership(gm.Roster(everyone, everyone, group.name), 0)
+
+
+def roster(ctx: Context, group: Group) -> gm.Roster:
+    """The group's members, admins, name and description as the rule resolves them now."""
+    return gm.resolve(membership(ctx, group))[0]
+
+
+def _save(ctx: Context, group: Group, held: gm.Membership) -> None:
+    ctx.tx.settings.put(_MEMBERSHIP_KEY + group.group_id.hex(), gm.encode_membership(held))
+
+
+def _sync(ctx: Context, group: Group, before: gm.Roster, after: gm.Roster) -> Group:
+    """Bring the store's members and name in line with ``after``; when anyone left, a new sender
+    key handed to the remaining members only."""
+    tx, me = ctx.tx, ctx.me.account.account_id
+    if after.name != group.name:
+        tx.groups.rename(group.group_id, after.name)
+        group = replace(group, name=after.name)
+    wanted = set()
+    if me in after.members:
+        for account_id in after.members - {me}:
+            contact = tx.contacts.by_account(account_id)
+            if contact is not None and not contact.removed:
+                wanted.add(contact.contact_id)
+    held = {m.contact_id for m in tx.groups.members(group.group_id)}
+    for contact_id in held - wanted:
+        tx.groups.remove_member(group.group_id, contact_id)
+    for contact_id in sorted(wanted - held):
+        tx.groups.add_member(group.group_id, contact_id)
+    if me not in after.members:
+        return group
+    if before.members - after.members:
+        fresh = uuid.UUID(bytes=ctx.random_id(), version=4)
+        tx.groups.set_distribution(group.group_id, fresh)
+        group = replace(group, distribution_id=fresh)
+    distribute_sender_key(ctx, group)
+    return group
+
+
+def change_group(
+    ctx: Context,
+    group: Group,
+    action: gm.Action,
+    *,
+    target: bytes = b"",
+    name: str = "",
+    description: str = "",
+) -> Group:
+    """Make one change to the group and tell every member we know in it (the removed one too).
+
+    GroupChangeRefusedError if the rule would refuse it (we are no admin, say); ValueError if a
+    field is out of its limits."""
+    held = membership(ctx, group)
+    me = ctx.me.account.account_id
+    before = gm.resolve(held)[0]
+    change = gm.propose(held, me, action, target=target, name=name, description=description)
+    if isinstance(change, gm.Refusal):
+        raise GroupChangeRefusedError(change)
+    after_held = gm.receive(held, change)
+    assert isinstance(after_held, gm.Membership)  # propose checked it
+    _save(ctx, group, after_held)
+    wire = c.GroupChange(group.group_id, change.version, action, target, name, description)
+    for account_id in sorted(before.members - {me}):
+        contact = ctx.tx.contacts.by_account(account_id)
+        if contact is not None and not contact.removed:
+            send_control(ctx, contact, wire)
+    return _sync(ctx, group, before, gm.resolve(after_held)[0])
+
+
+def receive_group_change(ctx: Context, sender: Contact, message: c.GroupChange) -> Outcome:
+    """Apply a member's change under the rule (rejections: UNEXPECTED for a group we do not
+    know or a refused change other than by who made it, WRONG_SENDER for a non-member's or a
+    non-admin's; the detail is the :class:`~sotto.client.group_membership.Refusal`)."""
+    group = ctx.tx.groups.get(GroupId(message.group_id))
+    if group is None:
+        raise reject(RejectReason.UNEXPECTED, "a change to a group we do not know")
+    try:
+        change = gm.Change(
+            message.version,
+            sender.account_id,
+            message.action,
+            message.target,
+            message.name,
+            message.description,
+        )
+    except ValueError:
+        raise reject(RejectReason.MALFORMED, "a malformed group change") from None
+    held = membership(ctx, group)
+    after_held = gm.receive(held, change)
+    if after_held is gm.Refusal.STALE:
+        return Outcome()  # older than the state we joined with, which holds it
+    if isinstance(after_held, gm.Refusal):
+        who = after_held in (gm.Refusal.NOT_A_MEMBER, gm.Refusal.NOT_AN_ADMIN)
+        raise reject(RejectReason.WRONG_SENDER if who else RejectReason.UNEXPECTED, after_held.value)
+    _save(ctx, group, after_held)
+    group = _sync(ctx, group, gm.resolve(held)[0], gm.resolve(after_held)[0])
+    return Outcome(events=[GroupUpdated(group, sender, False)])
+
 
 def members(ctx: Context, group_id: GroupId) -> list[tuple[Contact, bool]]:
     """The group's members as contacts, each with "holds our current sender key"."""
@@ -62,8 +195,20 @@ def is_member(ctx: Context, group_id: GroupId, contact: Contact) -> bool:
 
 
 def _update(ctx: Context, group: Group, distribution: bytes | None) -> c.GroupUpdate:
-    accounts = tuple(contact.account_id for contact, _ in members(ctx, group.group_id))
-    return c.GroupUpdate(group.group_id, group.name, (ctx.me.account.account_id, *accounts), distribution)
+    """The group's state as we hold it, for a member who joins from it, with our sender key."""
+    held = membership(ctx, group)
+    state = gm.resolve(held)[0]
+    me = ctx.me.account.account_id
+    others = tuple(sorted(state.members - {me}))
+    return c.GroupUpdate(
+        group.group_id,
+        state.name,
+        (me, *others),
+        distribution,
+        tuple(sorted(state.admins)),
+        state.description,
+        held.version,
+    )
 
 
 def _our_sender_key(ctx: Context, group: Group) -> tuple[SenderKeyRecord, SenderKeyDistributionMessage]:
@@ -90,7 +235,7 @@ def distribute_sender_key(ctx: Context, group: Group) -> int:
 
 
 def create_group(ctx: Context, name: str, contacts: list[Contact]) -> Group:
-    """A new group of us and ``contacts``; each gets its metadata and our sender key."""
+    """A new group of us and ``contacts``, us its admin; each gets its state and our sender key."""
     c.encode(c.GroupUpdate(bytes(ID_LENGTH), name, ()))  # an oversized name is refused up front
     group = ctx.tx.groups.create(
         group_id=GroupId(ctx.random_id()),
@@ -98,6 +243,9 @@ def create_group(ctx: Context, name: str, contacts: list[Contact]) -> Group:
         distribution_id=uuid.UUID(bytes=ctx.random_id(), version=4),
         created_ms=ctx.now_ms,
     )
+    me = ctx.me.account.account_id
+    everyone = frozenset({me, *(contact.account_id for contact in contacts)})
+    _save(ctx, group, gm.Membership(gm.Roster(everyone, frozenset({me}), name), 0))
     for contact in contacts:
         ctx.tx.groups.add_member(group.group_id, contact.contact_id)
     distribute_sender_key(ctx, group)
@@ -105,17 +253,17 @@ def create_group(ctx: Context, name: str, contacts: list[Contact]) -> Group:
 
 
 def add_to_group(ctx: Context, group: Group, contact: Contact) -> bool:
-    """Add a contact: the others learn the member list, the newcomer gets our sender key.
+    """Add a contact (admins only: GroupChangeRefusedError otherwise): the others learn of the
+    change, the newcomer gets the group's state and our sender key.
 
     False if they were a member already.
     """
-    if not ctx.tx.groups.add_member(group.group_id, contact.contact_id):
-        return False
-    update = _update(ctx, group, None)
-    for member, _ in members(ctx, group.group_id):
-        if member.contact_id != contact.contact_id:
-            send_control(ctx, member, update)
-    distribute_sender_key(ctx, group)
+    if contact.account_id in roster(ctx, group).members:
+        if not ctx.tx.groups.add_member(group.group_id, contact.contact_id):
+            return False
+        distribute_sender_key(ctx, group)
+        return True
+    change_group(ctx, group, gm.Action.ADD, target=contact.account_id)
     return True
 
 
@@ -182,6 +330,8 @@ def send_group_content(
     us a mailbox (``row``: the history row it belongs to, SENT at once if nobody can be sent to)."""
     tx = ctx.tx
     plaintext = pad(c.encode(content))
+    if ctx.me.account.account_id not in roster(ctx, group).members:
+        raise ClientError("you are no longer in this group")
     distribute_sender_key(ctx, group)
     record, _ = _our_sender_key(ctx, group)
     record, skm = group_encrypt(record, plaintext, ctx.rng)
@@ -256,7 +406,8 @@ def receive_group_message(ctx: Context, sender: Contact, usmc: UnidentifiedSende
 
 
 def apply_group_update(ctx: Context, sender: Contact, update: c.GroupUpdate) -> Outcome:
-    """Create, rename or extend a group from a member's update; take their sender key if included."""
+    """Join a group from a member's update, or take their sender key in one we know (its state
+    changes only by :func:`receive_group_change`)."""
     tx = ctx.tx
     if ctx.me.account.account_id not in update.members or sender.account_id not in update.members:
         raise reject(RejectReason.UNEXPECTED, "a group update lists its sender and us")
@@ -276,15 +427,16 @@ def apply_group_update(ctx: Context, sender: Contact, update: c.GroupUpdate) -> 
             distribution_id=uuid.UUID(bytes=ctx.random_id(), version=4),
             created_ms=ctx.now_ms,
         )
+        everyone = frozenset(update.members)
+        admins = frozenset(update.admins) or everyone  # from before admins: everyone runs it
+        base = gm.Roster(everyone, admins, update.name, update.description)
+        _save(ctx, group, gm.Membership(base, update.version))
+        for account_id in update.members:
+            contact = tx.contacts.by_account(account_id)
+            if contact is not None and not contact.removed:
+                tx.groups.add_member(group_id, contact.contact_id)
     elif not is_member(ctx, group_id, sender):
         raise reject(RejectReason.WRONG_SENDER, "only members update a group")
-    elif group.name != update.name:
-        tx.groups.rename(group_id, update.name)
-        group = replace(group, name=update.name)
-    for account_id in update.members:
-        contact = tx.contacts.by_account(account_id)
-        if contact is not None and not contact.removed:
-            tx.groups.add_member(group_id, contact.contact_id)
     if distribution is not None:
         known = tx.sender_keys.get(sender.address, distribution.distribution_id)
         tx.sender_keys.put(sender.address, process_distribution(known, distribution))

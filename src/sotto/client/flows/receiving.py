@@ -46,7 +46,12 @@ from sotto.client.flows.context import (
     reject,
     same_key,
 )
-from sotto.client.flows.groups import apply_group_update, is_member, receive_group_message
+from sotto.client.flows.groups import (
+    apply_group_update,
+    is_member,
+    receive_group_change,
+    receive_group_message,
+)
 from sotto.client.flows.invites import receive_contact_request, their_mailbox
 from sotto.client.flows.prekeys import decrypt_prekey_message
 from sotto.client.flows.sending import release_held, send_control
@@ -224,6 +229,8 @@ def _apply(ctx: Context, contact: Contact, message: c.Content) -> Outcome:
             return Outcome(events=[ContactMailboxChanged(contact)])
         case c.GroupUpdate():
             return apply_group_update(ctx, contact, message)
+        case c.GroupChange():
+            return receive_group_change(ctx, contact, message)
         case c.Cover():
             return Outcome()  # cadence mode's filler: the ratchet moved, nothing else happens
     raise reject(RejectReason.UNEXPECTED, f"{type(message).__name__} in a 1:1 session")
