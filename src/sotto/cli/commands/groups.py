@@ -1,17 +1,26 @@
-"""``sotto group create|add|send``: groups of contacts, encrypted once with sender keys."""
+"""``sotto group create|add|send|remove|leave|admin|rename``: groups of contacts, encrypted once
+with sender keys, run by their admins.
+
+``remove``, ``leave``, ``admin`` and ``rename`` work on the profile directly (not through a
+running ``sotto listen``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 
 from sotto.cli import listener, render
 from sotto.cli.commands.messages import TextArgument, TextFileOption, message_text
-from sotto.cli.failures import ExitCode, fail, report_send
+from sotto.cli.failures import ExitCode, Where, fail, report_send
 from sotto.cli.names import require_contact, require_group
 from sotto.cli.profile import ProfileOption, opened, run, where
 from sotto.client import control
+from sotto.client import group_membership as gm
+from sotto.client.flows.groups import GroupChangeRefusedError
+from sotto.client.sdk import Client
+from sotto.store.model import Group
 
 group_app = typer.Typer(
     name="group", help="Create groups, add people, and write to them.", no_args_is_help=True
@@ -111,3 +120,95 @@ def send(
             report_send(place, left, f"sent to #{render.clean(found.name)}", client.last_refusal)
 
     run(place, work())
+
+
+_REFUSALS = {
+    gm.Refusal.NOT_AN_ADMIN: "only the group's admins add, remove and make admins",
+    gm.Refusal.NOT_A_MEMBER: "you are no longer in this group",
+    gm.Refusal.NOT_IN_GROUP: "they are not in this group",
+    gm.Refusal.FULL: "this group has had too many changes: make a new one",
+}
+
+
+def _change(
+    place: Where, group: str, spinner: str, change: Callable[[Client, Group], Awaitable[str]]
+) -> None:
+    """Make one change to a group directly on the profile and report it (a refusal: one line)."""
+
+    async def work() -> None:
+        async with opened(place) as client:
+            found = require_group(client, group)
+            try:
+                with render.spinner(spinner):
+                    done = await change(client, found)
+                    left = await client.flush()
+            except GroupChangeRefusedError as e:
+                fail(_REFUSALS.get(e.reason, e.reason.value), code=ExitCode.USAGE)
+            except ValueError as e:
+                fail(str(e), code=ExitCode.USAGE)
+            report_send(place, left, done, client.last_refusal)
+
+    run(place, work())
+
+
+@group_app.command("remove")
+def remove(
+    group: GroupArgument,
+    member: Annotated[str, typer.Argument(help="The member to remove.", show_default=False)],
+    profile: ProfileOption = None,
+) -> None:
+    """Remove a member (admins only): the others make new keys, so they read nothing written after."""
+
+    async def change(client: Client, found: Group) -> str:
+        contact = require_contact(client, member)
+        await client.remove_from_group(found, contact)
+        return f"removed {render.clean(contact.name)} from #{render.clean(found.name)}"
+
+    _change(where(profile), group, "Removing them and handing the others new keys…", change)
+
+
+@group_app.command("leave")
+def leave(group: GroupArgument, profile: ProfileOption = None) -> None:
+    """Leave a group: you keep its history and can no longer write to it or read what follows."""
+
+    async def change(client: Client, found: Group) -> str:
+        await client.leave_group(found)
+        return f"left #{render.clean(found.name)}"
+
+    _change(where(profile), group, "Telling the group you leave…", change)
+
+
+@group_app.command("admin")
+def admin(
+    group: GroupArgument,
+    member: Annotated[str, typer.Argument(help="The member to make an admin.", show_default=False)],
+    profile: ProfileOption = None,
+) -> None:
+    """Make a member an admin of the group (admins only)."""
+
+    async def change(client: Client, found: Group) -> str:
+        contact = require_contact(client, member)
+        await client.make_group_admin(found, contact)
+        return f"{render.clean(contact.name)} is now an admin of #{render.clean(found.name)}"
+
+    _change(where(profile), group, "Telling the group…", change)
+
+
+@group_app.command("rename")
+def rename(
+    group: GroupArgument,
+    new_name: Annotated[str, typer.Argument(help="The group's new name.", show_default=False)],
+    description: Annotated[
+        str | None, typer.Option("--description", help='A new description ("" clears it).')
+    ] = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Rename a group (any member), and optionally change its description."""
+
+    async def change(client: Client, found: Group) -> str:
+        if new_name != found.name and any(g.name == new_name for g in client.groups()):
+            fail(f"you already have a group named {render.clean(new_name)!r}", code=ExitCode.USAGE)
+        await client.rename_group(found, new_name, description)
+        return f"renamed #{render.clean(found.name)} to #{render.clean(new_name)}"
+
+    _change(where(profile), group, "Telling the group its new name…", change)
