@@ -197,19 +197,19 @@ def decode_header(data: bytes) -> BackupHeader:
         raise BackupCorruptedError(f"a backup of format version {version}; this Sotto reads {VERSION}")
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise BackupCorruptedError("the backup's chunk size is out of range")
-    params: Argon2Params | None
-    if kind == KeyKind.RECOVERY_KEY:
-        if iterations or memory_kib or lanes:
-            raise BackupCorruptedError("the backup's header is inconsistent")
-        params = None
-    elif kind == KeyKind.PASSPHRASE:
-        params = Argon2Params(iterations, memory_kib, lanes)
-        try:
-            params.check()
-        except ValueError:
-            raise BackupCorruptedError("the backup's passphrase cost is out of range") from None
-    else:
+    if kind not in KeyKind.__members__.values():
         raise BackupCorruptedError("the backup's key kind is unknown")
+    params: Argon2Params | None = None
+    match KeyKind(kind):
+        case KeyKind.RECOVERY_KEY:
+            if iterations or memory_kib or lanes:
+                raise BackupCorruptedError("the backup's header is inconsistent")
+        case KeyKind.PASSPHRASE:
+            params = Argon2Params(iterations, memory_kib, lanes)
+            try:
+                params.check()
+            except ValueError:
+                raise BackupCorruptedError("the backup's passphrase cost is out of range") from None
     return BackupHeader(KeyKind(kind), chunk_size, params, salt, raw[_PREFIX.size :], raw)
 
 
