@@ -139,6 +139,19 @@ async def get_me(device: Device, ctx: Ctx) -> api.AccountInfo:
     )
 
 
+@router.delete("/v1/accounts/me", status_code=204, responses=_errors(401))
+async def delete_account(device: Device, ctx: Ctx) -> Response:
+    """Delete the account and every row about it (devices, prekeys, access tokens, username) in
+    one transaction; afterwards its credentials are refused like any others (401), and its export
+    too. Mailboxes are not tied to accounts: their owner deletes each with its key (§2).
+
+    No limiter of its own: it needs the device's secret and succeeds once per account, so what
+    it can be made to cost is bounded by account creation (rate-limited, with proof of work)."""
+    if not await ctx.storage.delete_account(device.account_id):
+        raise UNAUTHORIZED  # deleted by a concurrent call: the credentials name nothing now
+    return Response(status_code=204)
+
+
 @router.put("/v1/accounts/me/username", status_code=204, responses=_errors(401, 409, 422, 429))
 async def set_username(body: api.SetUsername, request: Request, device: Device, ctx: Ctx) -> Response:
     """Claim a username; the relay keeps only its keyed hash. Rate-limited per account and per

@@ -250,6 +250,13 @@ class Storage(Protocol):
 
     async def find_username(self, username_hash: bytes) -> AccountId | None: ...
 
+    async def delete_account(self, account_id: AccountId) -> bool:
+        """Delete the account and every row held about it, in one transaction: its devices and
+        their prekeys, its access tokens and its username. False if there was no such account.
+        Mailboxes are not the account's on the relay (nothing links them): their owner deletes
+        each with its own key."""
+        ...
+
     # prekeys
     async def upload_keys(self, account_id: AccountId, device_id: int, upload: KeyUpload) -> UploadOutcome:
         """Add keys, idempotent per key id; CONFLICT (and nothing written) if an id has other bytes.

@@ -119,6 +119,14 @@ class MemoryStorage:
     async def find_username(self, username_hash: bytes) -> AccountId | None:
         return self._usernames.get(username_hash)
 
+    async def delete_account(self, account_id: AccountId) -> bool:
+        account = self._accounts.pop(account_id, None)
+        if account is None:
+            return False
+        if account.username_hash is not None:
+            self._usernames.pop(account.username_hash, None)
+        return True
+
     # ------------------------------------------------------------------ prekeys
     async def upload_keys(self, account_id: AccountId, device_id: int, upload: KeyUpload) -> UploadOutcome:
         device = self._accounts[account_id].devices[device_id]

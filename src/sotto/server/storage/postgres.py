@@ -483,6 +483,17 @@ class PostgresStorage:
 
         return await self._call(op)
 
+    async def delete_account(self, account_id: AccountId) -> bool:
+        def op(conn: Connection) -> bool:
+            # Each table by name, as in SQLite: a later table without its cascade is not missed.
+            conn.execute("DELETE FROM one_time_pre_keys WHERE account_id = %s", (account_id,))
+            conn.execute("DELETE FROM kyber_pre_keys WHERE account_id = %s", (account_id,))
+            conn.execute("DELETE FROM access_tokens WHERE account_id = %s", (account_id,))
+            conn.execute("DELETE FROM devices WHERE account_id = %s", (account_id,))
+            return conn.execute("DELETE FROM accounts WHERE account_id = %s", (account_id,)).rowcount > 0
+
+        return bool(await self._call(op))
+
     # ------------------------------------------------------------------ prekeys
     async def upload_keys(self, account_id: AccountId, device_id: int, upload: KeyUpload) -> UploadOutcome:
         def op(conn: Connection) -> UploadOutcome:

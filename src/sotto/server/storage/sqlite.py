@@ -153,6 +153,9 @@ _PICK_BYTES = 8
 """Random bytes drawn with each envelope key to pick its slot (the bias of a 64-bit draw modulo
 the number of free slots is below 2^-40 for any table this relay can hold)."""
 
+_ACCOUNT_TABLES = ("one_time_pre_keys", "kyber_pre_keys", "access_tokens", "devices")
+"""The tables beside ``accounts`` that hold rows keyed by an account id, deleted with it."""
+
 _DELETE_CHUNK = 64
 """Most ids (or key slots) one delete statement names."""
 
@@ -779,6 +782,16 @@ class SqliteStorage:
                 "SELECT account_id FROM accounts WHERE username_hash = ?", (username_hash,)
             ).fetchone()
             return AccountId(row[0]) if row else None
+
+        return await self._call(op)
+
+    async def delete_account(self, account_id: AccountId) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            # Each table by name rather than through the cascades alone, so that a table added
+            # later without its cascade is not silently left holding rows.
+            for table in _ACCOUNT_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))  # noqa: S608
+            return conn.execute("DELETE FROM accounts WHERE account_id = ?", (account_id,)).rowcount > 0
 
         return await self._call(op)
 
