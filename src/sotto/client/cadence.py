@@ -4,7 +4,8 @@ Pure: no I/O, no clock; the tick number and the randomness are arguments. Ticks 
 (``GET /v1/cadence``): tick ``k`` is ``[k·T, (k+1)·T)`` in unix seconds, the same for every
 client. In each tick the plan holds
 
-* one :class:`Poll` per mailbox we hold, at an independent uniform offset in ``[0, T)``;
+* one :class:`Poll` per mailbox we hold, at an independent uniform offset in ``[0, T)``, in whole
+  milliseconds (the engine's clock);
 * one :class:`Send` per contact who gave us a mailbox, at an independent uniform offset: the
   oldest envelope queued for that mailbox, else a cover envelope (``item_id`` None). Exactly one
   per contact, however long the queue: a backlog drains one envelope per tick;
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from sotto.crypto.random import Rng
 from sotto.store.model import ContactId, MailboxId, OutboxItemId
 
-_OFFSET_BITS = 53
-"""Random bits per offset: a double's mantissa, so every offset is exactly representable."""
+_OFFSET_BYTES = 7
+"""Random bytes per offset, drawn as a number and taken modulo the tick's milliseconds (at most
+3.6 million for an hour: the bias is below 2^-34)."""
 
 
 def tick_of(unix_seconds: float, tick_seconds: int) -> int:
@@ -102,10 +104,13 @@ def plan_tick(
     if tick_seconds <= 0:
         raise ValueError("tick_seconds must be positive")
     start = tick_start(tick, tick_seconds)
+    start_ms = tick * tick_seconds * 1000
 
     def at() -> float:
-        fraction = int.from_bytes(rng(7)) >> (56 - _OFFSET_BITS)
-        return start + tick_seconds * fraction / (1 << _OFFSET_BITS)
+        # Whole milliseconds: the engine's clock counts them, so a step planned in a tick's last
+        # millisecond is still issued in that tick (a finer instant would be waited for up to a
+        # millisecond past it, into the next tick).
+        return (start_ms + int.from_bytes(rng(_OFFSET_BYTES)) % (tick_seconds * 1000)) / 1000
 
     steps: list[Step] = [Poll(at(), mailbox_id) for mailbox_id in dict.fromkeys(our_mailboxes)]
     for contact_id, mailbox_id in contacts.items():
