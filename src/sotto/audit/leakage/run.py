@@ -152,7 +152,9 @@ def run(config: Config, progress: Progress | None = None, *, jobs: int = 1) -> l
 
     With ``jobs`` above 1 the measured designs run in up to that many processes of their own
     (:func:`_in_processes`), each holding one study; the results are the same as in one process,
-    apart from wall and CPU times. Progress lines say each study's peak resident memory."""
+    apart from wall and CPU times (and the attacks on the relay's files, which vary from run to
+    run either way). Progress lines give the peak resident memory of the process that ran each
+    study: with ``jobs`` above 1, that study's; in one process, the run's so far."""
     say = progress or (lambda _line: None)
     measured = [d for d in config.designs if d.measured]
     modelled_designs = tuple(d for d in config.designs if not d.measured)
