@@ -266,6 +266,10 @@ class ClientError(SottoError):
     """The client SDK refused an operation."""
 
 
+class AccountDeletedError(ClientError):
+    """This profile's account was deleted from its relay: the relay holds nothing for it."""
+
+
 class InviteError(ClientError):
     """An invite link that cannot be used: our own, someone already a contact, or refused by the relay."""
 

@@ -157,6 +157,11 @@ class FakeRelay:
         account = self._device(device)
         return {"account": {"identity_key": b64.encode(account.identity_key)}}
 
+    async def delete_account(self, device: Any) -> None:
+        self._check()
+        self._device(device)
+        del self.accounts[device.account_id]
+
     async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]:
         self._check()
         mailbox = self._owned(mailbox_id, key)

@@ -56,6 +56,7 @@ from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import (
+    AccountDeletedError,
     ClientError,
     DecodeError,
     InviteError,
@@ -1112,7 +1113,9 @@ class Client:
         return mailbox_flow.rotate_mailbox(self._engine.context(tx), contact)
 
     async def export(self) -> dict[str, Any]:
-        """What our relay holds about us: the account export and each of our mailboxes' exports."""
+        """What our relay holds about us: the account export and each of our mailboxes' exports.
+        AccountDeletedError once the account was deleted (:meth:`delete_account`)."""
+        self._refuse_deleted()
         relay = self._engine.relay()
         result: dict[str, Any] = {
             "account": await relay.export_account(self._engine.credentials()),
@@ -1128,6 +1131,55 @@ class Client:
                 if e.status != 404:
                     raise
         return result
+
+    async def delete_account(self) -> account_flow.AccountDeletion:
+        """Delete our account from the relay: first each of our mailboxes with its own key (with
+        their pending envelopes; the relay ties no mailbox to an account, and this keeps it so),
+        then the account with its devices, prekeys, access tokens and username, in one
+        transaction. Locally, the mailboxes, invites and outbox are dropped and the profile is
+        marked deleted (history and contacts stay readable here); the client is closed.
+
+        Returns what the relay held just before (from its exports). Contacts who write to us
+        afterwards get the relay's one answer for an unknown mailbox. Safe to retry after a
+        failure part way; AccountDeletedError if it was done already."""
+        self._refuse_deleted()
+        relay, credentials = self._engine.relay(), self._engine.credentials()
+        try:
+            held = await self.export()
+        except RelayError as e:
+            if e.status != 401:
+                raise
+            held = {"account": {}, "mailboxes": {}}  # an earlier try deleted the account already
+        mailboxes = await self._engine.transaction(lambda tx: mailbox_flow.held(tx, self._engine.now_ms()))
+        for mailbox_id, seed in mailboxes.items():
+            try:
+                await relay.delete_mailbox(mailbox_id, SigningKey(seed))
+            except RelayError as e:
+                if e.status != 404:  # gone already (expired, or deleted by an earlier try)
+                    raise
+        try:
+            await relay.delete_account(credentials)
+        except RelayError as e:
+            # Our own credentials stop working only when the account is gone: an earlier try
+            # that was cut off before it could note it here.
+            if e.status != 401:
+                raise
+        now = self._engine.now_ms()
+        await self._engine.transaction(lambda tx: account_flow.forget_relay(tx, now))
+        await self.close()
+        return account_flow.deletion_summary(held["account"], list(held["mailboxes"].values()))
+
+    @property
+    def account_deleted(self) -> bool:
+        """Whether this profile's account was deleted from its relay (:meth:`delete_account`);
+        read from the store, so only while the client is open."""
+        return self._read(account_flow.deleted_at) is not None
+
+    def _refuse_deleted(self) -> None:
+        if self.account_deleted:
+            raise AccountDeletedError(
+                f"this account was deleted from {self.server_url}: the relay holds nothing for it"
+            )
 
     async def listen(self) -> AsyncIterator[Event]:
         """Events as they happen, until the client is closed. Starts the background tasks.

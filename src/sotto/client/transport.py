@@ -137,6 +137,8 @@ class Relay(Protocol):
 
     async def export_account(self, device: DeviceCredentials) -> dict[str, Any]: ...
 
+    async def delete_account(self, device: DeviceCredentials) -> None: ...
+
     async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]: ...
 
     async def send(self, mailbox_id: bytes, token: bytes, message_id: bytes, payload: bytes) -> bool:
@@ -428,6 +430,11 @@ class HttpRelay:
     async def export_account(self, device: DeviceCredentials) -> dict[str, Any]:
         response = await self._request("GET", "/v1/export", headers={"authorization": device.header()})
         return _object(self._json(response))
+
+    async def delete_account(self, device: DeviceCredentials) -> None:
+        await self._request(
+            "DELETE", "/v1/accounts/me", headers={"authorization": device.header()}, alone=True
+        )
 
     async def export_mailbox(self, mailbox_id: bytes, key: SigningKey) -> dict[str, Any]:
         path = f"/v1/mailboxes/{b64.encode(mailbox_id)}/export"

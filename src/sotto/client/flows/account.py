@@ -194,3 +194,53 @@ def bundle_from_reply(reply: api.Bundle) -> PreKeyBundle:
         )
     except InvalidKeyError as e:
         raise InviteError(f"the inviter's prekey bundle is unusable: {e}") from None
+
+
+# ------------------------------------------------------------------------------ deletion
+DELETED_KEY = "account:deleted"
+"""Setting present once the account was deleted from its relay: the time of deletion (ms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDeletion:
+    """What the relay held and deleted: rows per table of the account's export, and the
+    mailboxes deleted with their pending envelopes."""
+
+    rows: dict[str, int]
+    mailboxes: int
+    envelopes: int
+
+
+def deletion_summary(
+    account_export: dict[str, object], mailbox_exports: list[dict[str, object]]
+) -> AccountDeletion:
+    """Count what the exports taken just before the deletion held."""
+    rows = {name: len(held) for name, held in _tables(account_export).items()}
+    envelopes = sum(len(_tables(m).get("envelopes", [])) for m in mailbox_exports)
+    return AccountDeletion(rows=rows, mailboxes=len(mailbox_exports), envelopes=envelopes)
+
+
+def _tables(export: dict[str, object]) -> dict[str, list[object]]:
+    tables = export.get("tables")
+    if not isinstance(tables, dict):
+        return {}
+    return {str(k): v for k, v in tables.items() if isinstance(v, list)}
+
+
+def forget_relay(tx: Transaction, now_ms: int) -> None:
+    """After the relay deleted the account: drop what would make the client write to it again
+    (our mailboxes, which it would otherwise re-create when the relay no longer knows them,
+    invites, the outbox) and mark the profile deleted. Contacts and history stay readable."""
+    for mailbox in tx.mailboxes.all():
+        tx.mailboxes.delete(mailbox.mailbox_id)
+    for invite in tx.invites.all():
+        tx.invites.delete(invite.invite_id)
+    for item in tx.outbox.all():
+        tx.outbox.remove(item.item_id)
+    tx.settings.put(DELETED_KEY, now_ms.to_bytes(8, "big"))
+
+
+def deleted_at(tx: Transaction) -> int | None:
+    """When this profile's account was deleted from the relay (ms), or None."""
+    value = tx.settings.get(DELETED_KEY)
+    return None if value is None else int.from_bytes(value, "big")
