@@ -47,6 +47,8 @@ def test_run_a_group_from_the_command_line(sotto: Sotto, relay: RelayProcess, tm
     gone = sotto("group", "send", "Lunch", "hello?", "--profile", carol)
     assert gone.exit_code != 0 and "no longer in this group" in flat(gone.output)
 
+    readd = sotto("group", "add", "Lunch", "Carol", "--profile", bob)
+    assert readd.exit_code == ExitCode.USAGE and "only the group's admins" in flat(readd.output)
     assert "Bob is now an admin of #Lunch" in ok("group", "admin", "Lunch", "Bob", "--profile", alice)
     listen(bob)
     renamed = ok("group", "rename", "Lunch", "Dinner", "--description", "Fridays", "--profile", bob)

@@ -161,3 +161,27 @@ def test_admins_run_the_group_and_everyone_agrees(server_url: str, tmp_path: Pat
             assert not alice.group_members("Dinner") and not bob.group_members("Dinner")
 
     run(main)
+
+
+def test_concurrent_changes_end_the_same_on_every_client(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice, bob, carol = await _three(server_url, tmp_path)
+        async with alice, bob, carol:
+            await _lunch(alice, bob, carol)
+            await alice.make_group_admin("Lunch", "Bob")
+            await collect([bob, carol], lambda _: _me(bob) in carol.group_roster("Lunch").admins)
+            # both change the group before either has seen the other's change: the same version
+            await alice.rename_group("Lunch", "Alice's lunch", "noon")
+            await bob.rename_group("Lunch", "Bob's lunch", "one o'clock")
+            winner = max((alice, "Alice's lunch"), (bob, "Bob's lunch"), key=lambda x: _me(x[0]))[1]
+
+            def agreed(_: object) -> bool:
+                return all(client.group_roster(group_id).name == winner for client in (alice, bob, carol))
+
+            group_id = alice.groups()[0].group_id
+            await collect([alice, bob, carol], agreed)
+            rosters = [client.group_roster(group_id) for client in (alice, bob, carol)]
+            assert rosters[0] == rosters[1] == rosters[2]
+            assert all(client.groups()[0].name == winner for client in (alice, bob, carol))
+
+    run(main)

@@ -26,6 +26,13 @@ group_app = typer.Typer(
     name="group", help="Create groups, add people, and write to them.", no_args_is_help=True
 )
 
+_REFUSALS = {
+    gm.Refusal.NOT_AN_ADMIN: "only the group's admins add, remove and make admins",
+    gm.Refusal.NOT_A_MEMBER: "you are no longer in this group",
+    gm.Refusal.NOT_IN_GROUP: "they are not in this group",
+    gm.Refusal.FULL: "this group has had too many changes: make a new one",
+}
+
 GroupArgument = Annotated[str, typer.Argument(help="The group's name.", show_default=False)]
 
 
@@ -82,9 +89,12 @@ def add(
         async with opened(place) as client:
             found = require_group(client, group)
             contact = require_contact(client, member)
-            with render.spinner("Adding them and telling the group…"):
-                added = await client.add_to_group(found, contact)
-                left = await client.flush()
+            try:
+                with render.spinner("Adding them and telling the group…"):
+                    added = await client.add_to_group(found, contact)
+                    left = await client.flush()
+            except GroupChangeRefusedError as e:
+                fail(_REFUSALS.get(e.reason, e.reason.value), code=ExitCode.USAGE)
             shown, where_to = render.clean(contact.name), f"#{render.clean(found.name)}"
             if not added:
                 render.dim(f"{shown} is already in {where_to}")
@@ -120,14 +130,6 @@ def send(
             report_send(place, left, f"sent to #{render.clean(found.name)}", client.last_refusal)
 
     run(place, work())
-
-
-_REFUSALS = {
-    gm.Refusal.NOT_AN_ADMIN: "only the group's admins add, remove and make admins",
-    gm.Refusal.NOT_A_MEMBER: "you are no longer in this group",
-    gm.Refusal.NOT_IN_GROUP: "they are not in this group",
-    gm.Refusal.FULL: "this group has had too many changes: make a new one",
-}
 
 
 def _change(
