@@ -191,3 +191,25 @@ def test_prologue_round_trip_and_limits() -> None:
         decode_prologue(b"\xff\xff\xff\xff" + bytes(64))
     with pytest.raises(BackupCorruptedError):
         decode_prologue(b"\x00\x00\x00\x02[]" + bytes(32))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=HEADER_LENGTH + 40),
+        st.binary(min_size=HEADER_LENGTH - 9, max_size=HEADER_LENGTH).map(lambda b: b"SottoBak\x01" + b),
+    )
+)
+def test_decode_header_raises_backup_corrupted_error_and_nothing_else(data: bytes) -> None:
+    try:
+        header = decode_header(data)
+    except BackupCorruptedError:
+        return
+    assert header.raw == data[:HEADER_LENGTH]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4 * (CHUNK + TAG_LENGTH)))
+def test_any_body_under_a_real_header_is_refused(body: bytes) -> None:
+    with pytest.raises(BackupCorruptedError):
+        unseal(KEY, SEALED[:HEADER_LENGTH] + body)
