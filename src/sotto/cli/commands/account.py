@@ -1,4 +1,5 @@
-"""``sotto init``, ``sotto export`` and ``sotto rotate``: the account and what the relay holds of it."""
+"""``sotto init``, ``sotto export``, ``sotto rotate`` and ``sotto account delete``: the account and
+what the relay holds of it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,18 @@ from rich.text import Text
 
 from sotto.cli import forwarding, listener, render
 from sotto.cli.failures import ExitCode, fail
-from sotto.cli.profile import ProfileOption, ask, create, inspect, opened, passphrase, refuse, run, where
+from sotto.cli.profile import (
+    ProfileOption,
+    ask,
+    create,
+    inspect,
+    need_profile,
+    opened,
+    passphrase,
+    refuse,
+    run,
+    where,
+)
 from sotto.client import control
 from sotto.client.sdk import Client, check_profile
 
@@ -125,6 +137,46 @@ def rotate(profile: ProfileOption = None) -> None:
             render.warn(
                 f"{left} message(s) still queued: they go out with your next `sotto listen` or `sotto send`"
             )
+
+    run(place, work())
+
+
+account_app = typer.Typer(name="account", help="Your account on the relay.", no_args_is_help=True)
+
+
+@account_app.command("delete")
+def delete(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Delete your account from the relay: the account, its devices, prekeys, access tokens and
+    username, and every mailbox you hold with the messages waiting in it. Your contacts can no
+    longer write to you; this profile keeps your history but can no longer send or receive."""
+    place = where(profile)
+    need_profile(place)
+    if not yes and not typer.confirm(
+        "Delete your account from the relay? Contacts can no longer reach you, and it cannot be undone",
+        default=False,
+    ):
+        fail("nothing deleted", code=ExitCode.ERROR)
+
+    async def work() -> None:
+        async with opened(place) as client:
+            server = client.server_url
+            with render.spinner(f"Deleting your mailboxes and your account on {server}…"):
+                deleted = await client.delete_account()
+        render.done(f"deleted your account on {server}")
+        for table, rows in deleted.rows.items():
+            if rows:
+                render.info(f"  {table}: {rows} row{'s' * (rows != 1)}")
+        render.info(
+            f"  mailboxes: {deleted.mailboxes}, with {deleted.envelopes} waiting "
+            f"message{'s' * (deleted.envelopes != 1)}"
+        )
+        render.dim(
+            f"  the relay holds nothing for this account now; the profile {place.profile} still holds "
+            "your history (delete that directory to remove it)"
+        )
 
     run(place, work())
 
