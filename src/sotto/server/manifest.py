@@ -59,7 +59,10 @@ TABLES: tuple[Table, ...] = (
         "accounts",
         "account",
         "An account is what prekey bundles and usernames are attached to.",
-        "Until the account is deleted by the operator; there is no other expiry.",
+        (
+            "Until its owner deletes it (`DELETE /v1/accounts/me`, with its devices, prekeys and access "
+            "tokens in the same transaction) or the operator does; there is no other expiry."
+        ),
         (
             Column("account_id", "blob", "16 random bytes chosen by the server at creation."),
             Column(
