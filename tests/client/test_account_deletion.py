@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sotto.cli import render
 from sotto.client import events as ev
 from sotto.client.sdk import Client
 from sotto.client.transport import HttpNetwork
@@ -75,6 +76,10 @@ def test_deleted_account_is_gone_for_the_relay_the_profile_and_contacts(
             seen = await _send_until_refused(bob, "are you there?")
             failed = [e for e in seen if isinstance(e, ev.SendFailed)]
             assert [f.reason for f in failed] == ["not_found"], seen
+            assert failed[0].contact is not None and failed[0].contact.name == "Alice"
+            shown = render.event_line(failed[0], server_url)
+            assert shown is not None and "to Alice could not be delivered" in shown.plain
+            assert "account is gone" in shown.plain
             assert bob.pending_outbox() == 0
 
     run(main)

@@ -189,6 +189,13 @@ def event_line(e: ev.Event, server: str) -> Text | None:
         case ev.MessageSent():
             return None
         case ev.SendFailed():
+            if e.reason == "not_found" and e.contact is not None:
+                return Text(
+                    f"! a message to {clean(e.contact.name)} could not be delivered: the relay no longer "
+                    "knows where they receive (their account is gone, or they were away longer than "
+                    "the relay keeps a mailbox)",
+                    style="red",
+                )
             return Text(f"! a message could not be delivered ({e.reason})", style="red")
         case ev.SendHeld():
             return Text(

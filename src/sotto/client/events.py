@@ -222,11 +222,15 @@ class SendFailed:
     """The relay refused an envelope for good (unknown mailbox or token); it left the outbox.
 
     ``message_id`` is the text's id, or the envelope's own id for one that carried no text (a
-    contact request to an invite that was used meanwhile, a receipt).
+    contact request to an invite that was used meanwhile, a receipt). ``contact``, for a
+    ``not_found``, is the contact whose mailbox the relay no longer knows, when it was theirs:
+    they deleted their account, or the mailbox expired while they were away (the relay gives one
+    answer for both, on purpose).
     """
 
     message_id: MessageId
     reason: str
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True, slots=True)

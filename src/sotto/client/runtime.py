@@ -83,6 +83,7 @@ from sotto.errors import (
 from sotto.store.interfaces import Store, Transaction
 from sotto.store.model import (
     Account,
+    Contact,
     MailboxId,
     MessageId,
     OutboxItem,
@@ -654,7 +655,10 @@ class Engine:
                 self._held.discard(item.item_id)
                 dropped = await self.transaction(partial(_drop, item_id=item.item_id))
                 reason = e.code if isinstance(e, RelayError) else type(e).__name__
-                self.emit([SendFailed(m, reason) for m in dropped])
+                gone = None
+                if isinstance(e, RelayError) and e.status == 404:
+                    gone = await self.transaction(partial(_mailbox_owner, mailbox_id=item.mailbox_id))
+                self.emit([SendFailed(m, reason, gone) for m in dropped])
                 return False
             first_ms = OUTBOX_RETRY_MIN_MS
             if isinstance(e, MailboxFullError | RelayFullError | QuotaExceededError):
@@ -709,6 +713,15 @@ def _drop(tx: Transaction, *, item_id: OutboxItemId) -> list[MessageId]:
     reported = _reported_id(tx, item_id=item_id)
     tx.outbox.remove(item_id)
     return reported
+
+
+def _mailbox_owner(tx: Transaction, *, mailbox_id: MailboxId) -> Contact | None:
+    """The contact whose current mailbox is ``mailbox_id`` (None for an invite's, or an old one)."""
+    for contact in tx.contacts.all():
+        theirs = tx.their_mailboxes.get(contact.contact_id)
+        if theirs is not None and theirs.mailbox_id == mailbox_id:
+            return contact
+    return None
 
 
 def _reported_id(tx: Transaction, *, item_id: OutboxItemId) -> list[MessageId]:
