@@ -815,7 +815,8 @@ class Client:
         return group
 
     async def add_to_group(self, group: GroupRef, contact: ContactRef) -> bool:
-        """Add a contact to a group (False if already a member); they read from now on."""
+        """Add a contact to a group (False if already a member; admins only:
+        GroupChangeRefusedError otherwise); they read from now on."""
         found, target = self._engine.read(lambda tx: (self._group(tx, group), self._writable(tx, contact)))
         names = [m.address.name for m in self.group_members(found)] + [target.address.name]
         async with self._engine.peers(names):
