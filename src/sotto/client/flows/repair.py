@@ -29,6 +29,17 @@ cannot follow the other side's new ratchet keys. Nothing the user types fixes th
    the new session, the requester when the first message of a new session arrives after its
    request (:func:`repaired_by_peer`).
 
+**A side with no session** (a profile restored from a backup, which keeps none) that wants to
+write first asks the same way (:func:`request_session`, called when sending finds no session):
+a retry receipt without a ratchet key (no message failed: there is none to name) and with our
+bundle. The contact's client starts a new session from it even though its own session still
+works (it is the one we lost), resends its send log and, if that was empty, sends an empty
+message so that the new session reaches us; it also re-keys its sender key in the groups we
+share, so its next group message hands us the new one (ours it lost too). When the new
+session's first message arrives (:func:`repaired_by_peer`), our texts that waited go out, and
+our sender key goes to the group members who lack it. The relay hands out bundles only to
+holders of an invite's access token, used once, so this is the only way to a bundle.
+
 If both sides were broken, both ask and both repair; the two new sessions cross, and each side
 decrypts the other's with the state it keeps archived (libsignal's simultaneous initiation).
 
@@ -44,12 +55,22 @@ store's settings (sealed), so a restart does not reset them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 
+from sotto.client import content as c
 from sotto.client.events import Event, RejectReason, SessionRepaired
+from sotto.client.flows import groups
 from sotto.client.flows.account import generate_prekeys
 from sotto.client.flows.context import DEVICE_ID, Context, Outcome, reject
-from sotto.client.flows.sending import SEND_LOG_RETENTION_MS, queue_encoded, queue_plaintext
+from sotto.client.flows.sending import (
+    SEND_LOG_RETENTION_MS,
+    NoSessionError,
+    queue_encoded,
+    queue_plaintext,
+    release_held,
+    send_control,
+)
 from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.keys import PublicKey
 from sotto.crypto.random import Rng
@@ -81,6 +102,9 @@ _REQUESTED = "repair/requested/"
 """When we last asked the contact for a new session (the rate limit)."""
 _OPEN = "repair/open/"
 """When we asked, until the answer arrives (for the event)."""
+_NO_SESSION = b"\x00"
+"""What a session request is recorded under in place of a failed ratchet key (a real one is 33
+bytes), so that the rate limit's "same key, wait a minute" applies to repeated requests."""
 _REPAIRED = "repair/repaired/"
 """When we last started a new session at the contact's request."""
 
@@ -239,9 +263,41 @@ def request_repair(
     return True
 
 
+def request_session(ctx: Context, contact: Contact) -> bool:
+    """We hold no session with ``contact`` (a restore) and want to write: queue a retry receipt
+    naming no failed message, with our bundle, so that they start a new session with us.
+
+    Within the rate limits of :func:`request_repair` (a second request within
+    :data:`REPAIR_RETRY_MS` waits for the first one's answer). True if one was queued. Raises
+    :class:`~sotto.client.flows.sending.NoSessionError` when it cannot work at all: the contact
+    was removed, or gave us no mailbox, or we trust no identity key for them, or we have no
+    prekeys to hand them.
+    """
+    tx = ctx.tx
+    if contact.removed:
+        raise NoSessionError(contact, "they are no longer a contact")
+    if tx.identities.get(contact.address.name) is None:
+        raise NoSessionError(contact, "we trust no identity key for them")
+    if tx.their_mailboxes.get(contact.contact_id) is None:
+        raise NoSessionError(contact, "they gave us no mailbox")
+    bundle = our_bundle(ctx)
+    if bundle is None:
+        raise NoSessionError(contact, "we have no signed or last-resort prekey to hand them")
+    if not _may_ask(ctx, contact.contact_id, _NO_SESSION):
+        return False
+    error = DecryptionErrorMessage.new(None, 0, DEVICE_ID)
+    if not queue_plaintext(ctx, contact, PlaintextContent.new(error, bundle).encode()):
+        return False
+    _record_attempt(ctx, f"{_REQUESTED}{contact.contact_id}", _NO_SESSION)
+    _write_ms(ctx, f"{_OPEN}{contact.contact_id}", ctx.now_ms)
+    return True
+
+
 def repaired_by_peer(ctx: Context, contact: Contact) -> list[Event]:
     """A PreKey message from ``contact`` just decrypted: if we asked them for a new session in
-    the last day and have not heard since, this is their answer (reported once)."""
+    the last day and have not heard since, this is their answer (reported once). What waited
+    for it goes out now: our held texts, and our sender key to the members of our groups who
+    lack it."""
     key = f"{_OPEN}{contact.contact_id}"
     at = _read_ms(ctx, key)
     if at is None:
@@ -249,6 +305,11 @@ def repaired_by_peer(ctx: Context, contact: Contact) -> list[Event]:
     ctx.tx.settings.delete(key)
     if not 0 <= ctx.now_ms - at < SEND_LOG_RETENTION_MS:
         return []
+    release_held(ctx, contact)
+    for group_id in ctx.tx.groups.groups_of(contact.contact_id):
+        group = ctx.tx.groups.get(group_id)
+        if group is not None:
+            groups.distribute_sender_key(ctx, group)
     return [SessionRepaired(contact, requested=True)]
 
 
@@ -259,7 +320,8 @@ def receive_retry_request(
     """A retry receipt from ``contact`` (already checked: their mailbox, their trusted key).
 
     Starts a new session from their bundle if the failed message's ratchet key is our current
-    one (or we have no session to send with), then resends our send log for them. If our
+    one (or we have no session to send with, or the receipt names no ratchet key: they hold no
+    session with us), then resends our send log for them. If our
     session moved on since, the message the receipt names and what we logged after it go again
     on the session we have now (nothing, if the log no longer holds it). Past the rate limit,
     nothing happens. Rejections: MALFORMED (not a retry receipt, or an unusable bundle).
@@ -273,9 +335,11 @@ def receive_retry_request(
     record = tx.sessions.get(contact.address)
     current = None if record is None else record.current
     ratchet_key = content.decryption_error.ratchet_key
-    if current is not None and (
-        ratchet_key is None
-        or not bytes_equal(current.sender_chain.ratchet_key.public.to_bytes(), ratchet_key.to_bytes())
+    lost = ratchet_key is None  # a session request: they hold no session with us
+    if (
+        current is not None
+        and ratchet_key is not None
+        and not bytes_equal(current.sender_chain.ratchet_key.public.to_bytes(), ratchet_key.to_bytes())
     ):
         # Not our current session that failed: it was repaired or moved on since. What failed
         # on the old one is lost to them unless it goes again on this one.
@@ -298,8 +362,25 @@ def receive_retry_request(
         raise reject(RejectReason.MALFORMED, e) from None
     tx.sessions.put(contact.address, record)
     _record_attempt(ctx, f"{_REPAIRED}{contact.contact_id}")
-    resend_log(ctx, contact)
+    sent = resend_log(ctx, contact)
+    if lost:
+        _rekey_shared_groups(ctx, contact)
+        if sent == 0:
+            send_control(ctx, contact, c.Cover())  # the new session must reach them
     return Outcome(events=[SessionRepaired(contact, requested=False)])
+
+
+def _rekey_shared_groups(ctx: Context, contact: Contact) -> None:
+    """``contact`` lost every sender key: in each group we share, our sender key changes, so
+    that our next group message hands the new one to every member, them included."""
+    tx = ctx.tx
+    for group_id in tx.groups.groups_of(contact.contact_id):
+        group = tx.groups.get(group_id)
+        if group is None:
+            continue
+        fresh = uuid.UUID(bytes=ctx.random_id(), version=4)
+        tx.groups.set_distribution(group_id, fresh)
+        groups.distribute_sender_key(ctx, replace(group, distribution_id=fresh))
 
 
 def confirm_delivered(ctx: Context, contact: Contact, message_ids: tuple[bytes, ...]) -> int:

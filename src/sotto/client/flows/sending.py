@@ -7,17 +7,23 @@ both dedupe it) and never encrypts twice. The outbox entry leaves only when the 
 What we send a contact (but typing and cover) also goes into the **send log** in that
 transaction (:func:`log_sent`), kept :data:`SEND_LOG_RETENTION_MS` or until a delivery receipt
 names the text, so that a session repair can send it again (:mod:`.repair`).
+
+A contact we hold no session with (a profile restored from a backup keeps none) is asked for
+one (:func:`~sotto.client.flows.repair.request_session`): our texts wait in the history, as they
+do before a contact answered our invite, and go out when the new session arrives; receipts and
+other control messages wait too (they are owed, not lost).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 
 from sotto.client import content as c
 from sotto.client.events import Event, MessageSent
 from sotto.client.flows import changes
 from sotto.client.flows.context import Context
-from sotto.errors import UntrustedIdentityError
+from sotto.errors import SessionNotFoundError, UntrustedIdentityError
 from sotto.protocol import session
 from sotto.protocol.messages import CiphertextMessageType
 from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
@@ -44,6 +50,34 @@ HELD_MESSAGES_SCAN = 500
 
 SEND_LOG_RETENTION_MS = 86_400_000
 """A send log entry is kept a day (Signal keeps its message send log a day too)."""
+
+
+class NoSessionError(SessionNotFoundError):
+    """We hold no session with a contact and cannot ask them for one: they were removed, we
+    trust no identity key for them, or we have no prekeys to hand them. Names the contact."""
+
+    def __init__(self, contact: Contact, why: str) -> None:
+        self.contact_name = contact.name
+        super().__init__(f"cannot start a session with {self.contact_name}: {why}")
+
+
+def has_session(ctx: Context, contact: Contact) -> bool:
+    """Whether we can encrypt to ``contact`` now (a current, not stale, session)."""
+    record = ctx.tx.sessions.get(contact.address)
+    if record is None or record.current is None:
+        return False
+    state = record.current
+    return state.pending_prekey is None or not state.is_stale(ctx.now_ms)
+
+
+def ask_for_session(ctx: Context, contact: Contact) -> bool:
+    """We hold no session with ``contact``: ask them for one (rate-limited). True if asked now.
+
+    Raises :class:`NoSessionError` if it cannot be asked for at all.
+    """
+    from sotto.client.flows import repair  # noqa: PLC0415 (repair builds on this module)
+
+    return repair.request_session(ctx, contact)
 
 
 def seal_to_contact(ctx: Context, contact: Contact, message: c.Content) -> bytes:
@@ -97,6 +131,10 @@ def send_control(ctx: Context, contact: Contact, message: c.Content) -> bool:
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
     if theirs is None:
         return False
+    if not has_session(ctx, contact):
+        with contextlib.suppress(NoSessionError):  # then it stays owed
+            ask_for_session(ctx, contact)
+        return False
     envelope_id = ctx.random_id()
     enqueue(ctx, theirs, envelope_id, seal_to_contact(ctx, contact, message))
     log_sent(ctx, contact, envelope_id, message)
@@ -124,7 +162,7 @@ def queue_encoded(ctx: Context, contact: Contact, encoded: bytes) -> MessageId |
     log entry after a repair; the receiver drops a text it already holds by its message id).
     The new envelope's id, or None if the contact has no mailbox for us."""
     theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
-    if theirs is None:
+    if theirs is None or not has_session(ctx, contact):
         return None
     envelope_id = MessageId(ctx.random_id())
     enqueue(ctx, theirs, envelope_id, seal_encoded(ctx, contact, encoded))
@@ -154,8 +192,15 @@ def send_text(ctx: Context, contact: Contact, text: str, reply_to: bytes | None 
     conversation's disappearing timer (:mod:`.changes`) and expires with it.
 
     Before the contact answered our invite there is nowhere to send it: it stays QUEUED in the
-    history and goes out when their answer arrives (:func:`release_held`).
+    history and goes out when their answer arrives (:func:`release_held`). Without a session
+    (after a restore) it waits the same way while we ask the contact for a new session, and
+    goes out when that arrives. Raises :class:`NoSessionError` (nothing stored) if we hold no
+    session and cannot ask for one.
     """
+    theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
+    ready = theirs is not None and has_session(ctx, contact)
+    if theirs is not None and not ready:
+        ask_for_session(ctx, contact)
     where = Conversation.direct(contact.contact_id)
     message_id = MessageId(ctx.random_id())
     quote = None if reply_to is None else changes.quote_for(ctx, where, reply_to)
@@ -174,18 +219,18 @@ def send_text(ctx: Context, contact: Contact, text: str, reply_to: bytes | None 
         quote=quote,
         expires_ms=changes.expires_at(ctx.now_ms, timer),
     )
-    theirs = ctx.tx.their_mailboxes.get(contact.contact_id)
-    if theirs is not None:
+    if theirs is not None and ready:
         enqueue(ctx, theirs, message_id, seal_to_contact(ctx, contact, body), row=row.row_id)
         log_sent(ctx, contact, message_id, body)
     return message_id
 
 
 def release_held(ctx: Context, contact: Contact) -> int:
-    """Queue the texts written to ``contact`` before they gave us a mailbox; how many."""
+    """Queue the texts written to ``contact`` before they gave us a mailbox (or a session after
+    a restore); how many."""
     tx = ctx.tx
     theirs = tx.their_mailboxes.get(contact.contact_id)
-    if theirs is None:
+    if theirs is None or not has_session(ctx, contact):
         return 0
     count = 0
     for message in tx.messages.conversation(
