@@ -1,0 +1,55 @@
+"""After a restore, the restored profile writes first, through the real relay: Bob backs up,
+restores into a new profile (no sessions, no sender keys), and writes to Alice before anyone
+has written to him; Alice receives it and they chat both ways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sotto.client import events as ev
+from sotto.client.backup import create_backup, restore_backup
+from sotto.client.backup_format import RecoveryKey
+from sotto.client.sdk import STORE_FILE, Client
+from sotto.crypto.passphrase import Argon2Params
+from sotto.crypto.random import system_rng
+from tests.client.test_end_to_end import PASSPHRASE, befriend, collect, new_client, run, texts
+
+
+async def restored(bob: Client, directory: Path, tmp_path: Path) -> Client:
+    """Back Bob up, close him for good (the old machine is retired), restore into a new profile."""
+    await bob.close()
+    key = RecoveryKey.generate(system_rng)
+    file = tmp_path / "bob.sottobackup"
+    create_backup(directory / "Bob" / STORE_FILE, PASSPHRASE, file, key, kdf=Argon2Params.TESTING)
+    restore_backup(file, key, tmp_path / "Bob-restored" / STORE_FILE, PASSPHRASE, kdf=Argon2Params.TESTING)
+    return await Client.open(tmp_path / "Bob-restored", PASSPHRASE, receipt_delay=0.1)
+
+
+def _rejections(events: list[ev.Event]) -> list[ev.Event]:
+    return [e for e in events if isinstance(e, ev.EnvelopeRejected)]
+
+
+def test_the_restored_profile_writes_first_and_both_directions_work(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice = await new_client(server_url, tmp_path, "Alice")
+        bob = await new_client(server_url, tmp_path, "Bob")
+        async with alice:
+            await befriend(alice, bob)
+            await alice.send_text("Bob", "before the backup")
+            await collect([alice, bob], lambda s: texts(s[bob]) == ["before the backup"])
+            new_bob = await restored(bob, tmp_path, tmp_path)
+            async with new_bob:
+                await new_bob.send_text("Alice", "the restored Bob writes first")
+                seen = await collect(
+                    [alice, new_bob], lambda s: texts(s[alice]) == ["the restored Bob writes first"]
+                )
+                assert [e.requested for e in seen[new_bob] if isinstance(e, ev.SessionRepaired)] == [True]
+                await alice.send_text("Bob", "welcome back")
+                await new_bob.send_text("Alice", "thanks")
+                seen = await collect(
+                    [alice, new_bob],
+                    lambda s: texts(s[new_bob]) == ["welcome back"] and texts(s[alice]) == ["thanks"],
+                )
+                assert _rejections(seen[alice]) == _rejections(seen[new_bob]) == []
+
+    run(main)
