@@ -4,6 +4,7 @@ what the relay held, and afterwards ``sotto export`` says the account is gone.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from sotto.cli.failures import ExitCode
@@ -32,6 +33,26 @@ def test_account_delete_asks_then_deletes_and_export_says_so(
     assert gone.exit_code == ExitCode.ERROR and "deleted" in flat(gone.output)
     again = sotto("account", "delete", "--yes", "--profile", alice)
     assert again.exit_code != 0 and "deleted" in flat(again.output)
+
+
+def test_after_a_deletion_neither_side_can_write(sotto: Sotto, relay: RelayProcess, tmp_path: Path) -> None:
+    """The deleted profile refuses to write; a contact writing to it is told the relay does not
+    know the mailbox, not that the relay is unreachable."""
+    alice = str(make_profile(sotto, relay, tmp_path / "alice", "Alice"))
+    bob = str(make_profile(sotto, relay, tmp_path / "bob", "Bob"))
+    link = re.search(r"sotto://invite\?[^\s']+", flat(sotto("invite", "--profile", alice).output))
+    assert link is not None
+    assert sotto("accept", link.group(0), "--name", "Alice", "--profile", bob).exit_code == 0
+    assert "Bob accepted your invite" in flat(sotto("listen", "--once", "--profile", alice).output)
+    assert "Alice answered" in flat(sotto("listen", "--once", "--profile", bob).output)
+    assert sotto("account", "delete", "--yes", "--profile", alice).exit_code == 0
+
+    own = sotto("send", "Bob", "still here?", "--profile", alice)
+    assert own.exit_code == ExitCode.ERROR and "can no longer write" in flat(own.output)
+    theirs = sotto("send", "Alice", "hello?", "--profile", bob)
+    said = flat(theirs.output)
+    assert theirs.exit_code == ExitCode.REFUSED, said
+    assert "does not know the mailbox they gave you" in said and "their account is gone" in said
 
 
 def test_account_delete_yes_skips_the_question(sotto: Sotto, relay: RelayProcess, tmp_path: Path) -> None:

@@ -96,6 +96,13 @@ def report_send(place: Where, left: int, success: str, refusal: Exception | None
     if not left:
         render.done(success)
         return
+    if isinstance(refusal, RelayError) and refusal.status == 404:
+        fail(
+            f"{left} queued envelope(s) not taken: the relay does not know the mailbox they gave you",
+            hint="it is tried a few more times (a new contact's mailbox can take a moment); if it "
+            "stays refused, their account is gone or their mailbox expired while they were away",
+            code=ExitCode.REFUSED,
+        )
     if refusal is not None:
         message, hint, code = explain(refusal, place)
         fail(f"{left} queued envelope(s) not taken: {message}", hint=hint, code=code)

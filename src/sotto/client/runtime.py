@@ -212,7 +212,8 @@ class Engine:
 
     @property
     def last_refusal(self) -> RelayError | None:
-        """The 507 that held an envelope in the last outbox pass (None if none did)."""
+        """The 507 (or the 404 of a mailbox the relay does not know) that held an envelope in the
+        last outbox pass (None if none did)."""
         return self._last_refusal
 
     @property
@@ -661,6 +662,8 @@ class Engine:
                 self.emit([SendFailed(m, reason, gone) for m in dropped])
                 return False
             first_ms = OUTBOX_RETRY_MIN_MS
+            if isinstance(e, RelayError) and e.status == 404:
+                self._last_refusal = e  # said by `sotto send`: not an unreachable relay
             if isinstance(e, MailboxFullError | RelayFullError | QuotaExceededError):
                 first_ms = HELD_RETRY_MIN_MS
                 self._last_refusal = e

@@ -362,7 +362,10 @@ class Client:
         )
 
     def _writable(self, tx: Transaction, ref: ContactRef) -> Contact:
-        """A contact we may send to: UnknownContactError if removed, ClientError if blocked."""
+        """A contact we may send to: UnknownContactError if removed, ClientError if blocked,
+        AccountDeletedError once our account is deleted (they could not answer)."""
+        if account_flow.deleted_at(tx) is not None:
+            raise AccountDeletedError("this account was deleted from its relay: it can no longer write")
         found = self._contact(tx, ref)
         if found.removed:
             raise UnknownContactError("no such contact (removed)")
@@ -507,7 +510,9 @@ class Client:
     def last_refusal(self) -> RelayError | None:
         """Why the relay held envelopes in the last outbox pass (:meth:`flush`): a
         :class:`~sotto.errors.MailboxFullError`, :class:`~sotto.errors.RelayFullError` or
-        :class:`~sotto.errors.QuotaExceededError`; None if none was held for want of room."""
+        :class:`~sotto.errors.QuotaExceededError`, or the 404 of a mailbox the relay does not
+        know (retried a few times, then dropped: see :class:`~sotto.client.events.SendFailed`);
+        None if none was held."""
         return self._engine.last_refusal
 
     # ------------------------------------------------------------------ message requests
