@@ -18,6 +18,7 @@ from pathlib import Path
 from sotto.client import content as c
 from sotto.client import device_list
 from sotto.client.attachment_pointer import AttachmentPointer
+from sotto.client.backup_format import BackupSealer, Prologue, encode_prologue
 from sotto.client.invite import InviteLink
 from sotto.crypto.keys import KeyPair
 from sotto.crypto.random import seeded_rng
@@ -165,6 +166,12 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     yield "sign_time_header", "valid", b"1750000000000"
     yield "envelope_padding", "valid", bytes((0,)) + b"hello\x80"
     yield "envelope_padding", "valid-full", padding.pad(b"x" * 300)
+    for name, size in (("valid-one-chunk", 40), ("valid-chunks", 400)):
+        sealer = BackupSealer(targets.BACKUP_KEY, seeded_rng(size), chunk_size=targets.BACKUP_CHUNK)
+        plaintext = encode_prologue(Prologue({"format": 1, "counts": {"messages": 2}}, bytes(32)))
+        sealed = sealer.seal(plaintext + bytes(range(256))[:size]) + sealer.finish()
+        yield "backup_file", name, bytes((2,)) + sealer.header + sealed
+    yield "backup_file", "valid-prologue", bytes((1,)) + plaintext
     yield "store_row", "valid", bytes((5,)) + codec.pack([None, True, 7, "text", b"bytes"])
     store = StoreCipher(targets.STORE_KEY, seeded_rng(13))
     yield "store_sealed_value", "valid", store.seal("contacts", "row", b"key", codec.pack(["Alice", 7]))

@@ -22,6 +22,15 @@ from pathlib import Path
 import pydantic
 
 from sotto.client import content as client_content
+from sotto.client.backup_format import (
+    HEADER_LENGTH,
+    BackupCorruptedError,
+    BackupOpener,
+    RecoveryKey,
+    WrongBackupKeyError,
+    decode_header,
+    decode_prologue,
+)
 from sotto.client.device_list import SignedDeviceList
 from sotto.client.flows import safety
 from sotto.client.invite import parse_link
@@ -220,6 +229,29 @@ def _signed_prekey_record(data: bytes) -> object:
 def _kyber_prekey_record(data: bytes) -> object:
     """KyberPreKeyRecord.from_bytes."""
     return KyberPreKeyRecord.from_bytes(data)
+
+
+BACKUP_KEY = RecoveryKey(bytes(range(32, 64)))
+"""The recovery key the backup seeds are sealed under, so that they open and their chunks parse."""
+BACKUP_CHUNK = 64
+"""The backup seeds' chunk size: small, so that a seed has several chunks."""
+
+
+@_target("backup_file", (BackupCorruptedError, WrongBackupKeyError))
+def _backup_file(data: bytes) -> object:
+    """A backup file (``sotto backup restore``): an even first byte, then the file (decode_header,
+    BackupOpener under :data:`BACKUP_KEY` fed in two pieces split where the first byte says, then
+    decode_prologue on what opened); an odd first byte, then a prologue alone."""
+    if not data:
+        return None
+    body = data[1:]
+    if data[0] % 2:
+        return decode_prologue(body)
+    header = decode_header(body)
+    opener = BackupOpener(header, BACKUP_KEY)
+    split = HEADER_LENGTH + data[0] * 7
+    plaintext = opener.open(body[HEADER_LENGTH:split]) + opener.open(body[split:]) + opener.finish()
+    return decode_prologue(plaintext)
 
 
 @_target("store_row", (StoreCorruptedError,))
