@@ -1,6 +1,6 @@
 """After a restore, the restored profile writes first, through the real relay: Bob backs up,
 restores into a new profile (no sessions, no sender keys), and writes to Alice before anyone
-has written to him; Alice receives it and they chat both ways."""
+has written to him; Alice receives it and they chat both ways. The same in a group."""
 
 from __future__ import annotations
 
@@ -51,5 +51,41 @@ def test_the_restored_profile_writes_first_and_both_directions_work(server_url: 
                     lambda s: texts(s[new_bob]) == ["welcome back"] and texts(s[alice]) == ["thanks"],
                 )
                 assert _rejections(seen[alice]) == _rejections(seen[new_bob]) == []
+
+    run(main)
+
+
+def test_in_a_group_the_restored_member_and_the_others_read_each_other(
+    server_url: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        alice, bob, carol = [await new_client(server_url, tmp_path, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, carol:
+            await befriend(alice, bob)
+            await befriend(alice, carol)
+            await befriend(bob, carol)
+            group = await alice.create_group("Lunch", ["Bob", "Carol"])
+            await collect([bob, carol], lambda _: bool(bob.groups()) and bool(carol.groups()))
+            await bob.send_group_text("Lunch", "before the backup")
+            await collect(
+                [alice, carol], lambda s: texts(s[alice]) == texts(s[carol]) == ["before the backup"]
+            )
+            new_bob = await restored(bob, tmp_path, tmp_path)
+            async with new_bob:
+                await new_bob.send_group_text("Lunch", "Bob is back")
+                everyone = [alice, carol, new_bob]
+                await collect(everyone, lambda s: texts(s[alice]) == texts(s[carol]) == ["Bob is back"])
+                await alice.send_group_text(group, "welcome back")
+                await carol.send_group_text("Lunch", "hi Bob")
+                await new_bob.send_group_text("Lunch", "thanks both")
+                seen = await collect(
+                    everyone,
+                    lambda s: (
+                        sorted(texts(s[new_bob])) == ["hi Bob", "welcome back"]
+                        and "thanks both" in texts(s[alice])
+                        and "thanks both" in texts(s[carol])
+                    ),
+                )
+                assert _rejections(seen[new_bob]) == []
 
     run(main)

@@ -27,7 +27,7 @@ from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.client.events import GroupMessageReceived, GroupUpdated, RejectReason
 from sotto.client.flows import attachments, changes
 from sotto.client.flows.context import Context, Outcome, decode_plaintext, reject
-from sotto.client.flows.sending import enqueue, send_control
+from sotto.client.flows.sending import enqueue, hold_group_message, send_control
 from sotto.errors import ClientError, CryptoError, DecodeError, ProtocolError, StoreCorruptedError
 from sotto.protocol.group import (
     SenderKeyDistributionMessage,
@@ -339,10 +339,13 @@ def send_group_content(
     usmc = UnidentifiedSenderMessageContent.new(
         CiphertextMessageType.SENDER_KEY, ctx.me.certificate, skm, group_id=group.group_id
     )
-    for contact, _ in members(ctx, group.group_id):
+    for contact, has_key in members(ctx, group.group_id):
         theirs = tx.their_mailboxes.get(contact.contact_id)
         trusted = tx.identities.get(contact.address.name)
         if theirs is None or trusted is None:
+            continue
+        if not has_key:  # no session to hand them our sender key on (a restore): later
+            hold_group_message(ctx, contact, group.group_id, c.encode(content))
             continue
         payload = pad(seal_v1(ctx.me.identity, trusted.identity_key, usmc, ctx.rng))
         enqueue(ctx, theirs, ctx.random_id(), payload, row=row)

@@ -66,10 +66,12 @@ from sotto.client.flows.context import DEVICE_ID, Context, Outcome, reject
 from sotto.client.flows.sending import (
     SEND_LOG_RETENTION_MS,
     NoSessionError,
+    enqueue,
     queue_encoded,
     queue_plaintext,
     release_held,
     send_control,
+    take_held_group_messages,
 )
 from sotto.crypto.kdf import bytes_equal
 from sotto.crypto.keys import PublicKey
@@ -78,10 +80,12 @@ from sotto.errors import DecodeError, ProtocolError
 from sotto.protocol import session
 from sotto.protocol.bundle import PreKeyBundle
 from sotto.protocol.decryption_error import DecryptionErrorMessage, PlaintextContent
+from sotto.protocol.group import group_encrypt
 from sotto.protocol.messages import CiphertextMessageType
-from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent
+from sotto.protocol.sealed_sender import UnidentifiedSenderMessageContent, seal_v1
 from sotto.store.interfaces import Transaction
 from sotto.store.model import Account, Contact, ContactId, MailboxId, MessageId, PreKeyKind, SendLogEntry
+from sotto.wire.padding import pad
 
 REPAIR_INTERVAL_MS = 3_600_000
 """The window of the rate limits (Signal Desktop resets a session at most once an hour per
@@ -310,7 +314,30 @@ def repaired_by_peer(ctx: Context, contact: Contact) -> list[Event]:
         group = ctx.tx.groups.get(group_id)
         if group is not None:
             groups.distribute_sender_key(ctx, group)
+    _release_group_messages(ctx, contact)
     return [SessionRepaired(contact, requested=True)]
+
+
+def _release_group_messages(ctx: Context, contact: Contact) -> None:
+    """Send ``contact`` the group messages held for them, each encrypted again under our sender
+    key (which they were just handed) and sealed to them alone."""
+    tx, me = ctx.tx, ctx.me
+    theirs, trusted = tx.their_mailboxes.get(contact.contact_id), tx.identities.get(contact.address.name)
+    for group_id, encoded in take_held_group_messages(ctx, contact):
+        group = tx.groups.get(group_id)
+        if theirs is None or trusted is None or group is None:
+            continue
+        if not groups.is_member(ctx, group_id, contact):
+            continue
+        record = tx.sender_keys.get(me.address, group.distribution_id)
+        if record is None:
+            continue
+        record, skm = group_encrypt(record, pad(encoded), ctx.rng)
+        tx.sender_keys.put(me.address, record)
+        usmc = UnidentifiedSenderMessageContent.new(
+            CiphertextMessageType.SENDER_KEY, me.certificate, skm, group_id=group_id
+        )
+        enqueue(ctx, theirs, ctx.random_id(), pad(seal_v1(me.identity, trusted.identity_key, usmc, ctx.rng)))
 
 
 # --------------------------------------------------------------------------- repairing

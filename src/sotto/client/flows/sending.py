@@ -17,6 +17,7 @@ other control messages wait too (they are owed, not lost).
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections import defaultdict
 
 from sotto.client import content as c
@@ -51,6 +52,12 @@ HELD_MESSAGES_SCAN = 500
 SEND_LOG_RETENTION_MS = 86_400_000
 """A send log entry is kept a day (Signal keeps its message send log a day too)."""
 
+HELD_GROUP_LIMIT = 100
+"""Group messages kept for one member while we wait for a session with them (newest kept)."""
+
+_HELD_GROUP = "session/held-group/"
+"""Group messages a member could not be sent (no session to hand them our sender key on)."""
+
 
 class NoSessionError(SessionNotFoundError):
     """We hold no session with a contact and cannot ask them for one: they were removed, we
@@ -78,6 +85,38 @@ def ask_for_session(ctx: Context, contact: Contact) -> bool:
     from sotto.client.flows import repair  # noqa: PLC0415 (repair builds on this module)
 
     return repair.request_session(ctx, contact)
+
+
+def hold_group_message(ctx: Context, contact: Contact, group_id: GroupId, encoded: bytes) -> None:
+    """``contact`` lacks our sender key for ``group_id`` and we hold no session to hand it on
+    (after a restore): keep the group message's encoded content, to send them when the session
+    arrives (:func:`take_held_group_messages`). Kept :data:`SEND_LOG_RETENTION_MS` at most."""
+    key = f"{_HELD_GROUP}{contact.contact_id}"
+    held = _held_entries(ctx, key)[-(HELD_GROUP_LIMIT - 1) :]
+    held.append((ctx.now_ms, bytes(group_id), bytes(encoded)))
+    ctx.tx.settings.put(key, b"".join(struct.pack(">QHI", at, len(g), len(e)) + g + e for at, g, e in held))
+
+
+def take_held_group_messages(ctx: Context, contact: Contact) -> list[tuple[GroupId, bytes]]:
+    """The group messages held for ``contact`` (oldest first, the expired left out), forgotten."""
+    key = f"{_HELD_GROUP}{contact.contact_id}"
+    held = _held_entries(ctx, key)
+    ctx.tx.settings.delete(key)
+    oldest = ctx.now_ms - SEND_LOG_RETENTION_MS
+    return [(GroupId(g), e) for at, g, e in held if at >= oldest]
+
+
+def _held_entries(ctx: Context, key: str) -> list[tuple[int, bytes, bytes]]:
+    value = ctx.tx.settings.get(key) or b""
+    entries, pos = [], 0
+    while pos + 14 <= len(value):
+        at, group_length, length = struct.unpack_from(">QHI", value, pos)
+        pos += 14
+        entries.append(
+            (at, value[pos : pos + group_length], value[pos + group_length : pos + group_length + length])
+        )
+        pos += group_length + length
+    return entries
 
 
 def seal_to_contact(ctx: Context, contact: Contact, message: c.Content) -> bytes:
