@@ -16,7 +16,7 @@ from sotto.protocol.messages import CiphertextMessageType
 from sotto.store.memory import MemoryStore
 from sotto.store.model import Conversation, Group, MessageState
 from tests.client.peers import Person, connect, people
-from tests.client.test_repair import HOUR_MS, advance, drain, round_trip, send
+from tests.client.test_repair import DAY_MS, HOUR_MS, advance, drain, round_trip, send
 
 
 def lose_sessions(person: Person) -> None:
@@ -149,7 +149,7 @@ def test_a_removed_contact_cannot_be_asked() -> None:
         bob.act(lambda ctx: repair.request_session(ctx, removed))
 
 
-@pytest.mark.parametrize("first", ["one-to-one", "group"])
+@pytest.mark.parametrize("first", ["one-to-one", "group", "contact-one-to-one"])
 def test_in_a_group_both_sides_read_each_other_again_after_a_restore(first: str) -> None:
     _, (alice, bob, carol) = people("Alice", "Bob", "Carol", seed=16)
     a_bob, b_alice = connect(alice, bob)
@@ -174,6 +174,7 @@ def test_in_a_group_both_sides_read_each_other_again_after_a_restore(first: str)
     bob_group = group_of(bob)
     bob.act(lambda ctx: groups.send_group_text(ctx, bob_group, "hello before"))
     settle()
+    advance(2 * DAY_MS, *everyone)  # the send logs no longer hold the sender keys handed out
     lose_sessions(bob)
     for person in everyone:
         person.events.clear()
@@ -184,6 +185,11 @@ def test_in_a_group_both_sides_read_each_other_again_after_a_restore(first: str)
         bob.act(lambda ctx: sending.send_text(ctx, b_alice, "hi Alice"))
         bob.act(lambda ctx: sending.send_text(ctx, b_carol, "hi Carol"))
         settle()
+    if first == "contact-one-to-one":  # Alice writes first: it fails, Bob asks, Alice repairs
+        alice.act(lambda ctx: sending.send_text(ctx, a_bob, "still there?"))
+        settle()
+        assert texts(bob) == ["still there?"]
+        bob.rejections.clear()
     bob_group = group_of(bob)
     bob.act(lambda ctx: groups.send_group_text(ctx, bob_group, "Bob is back"))
     settle()

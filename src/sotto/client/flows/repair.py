@@ -34,8 +34,9 @@ write first asks the same way (:func:`request_session`, called when sending find
 a retry receipt without a ratchet key (no message failed: there is none to name) and with our
 bundle. The contact's client starts a new session from it even though its own session still
 works (it is the one we lost), resends its send log and, if that was empty, sends an empty
-message so that the new session reaches us; it also re-keys its sender key in the groups we
-share, so its next group message hands us the new one (ours it lost too). When the new
+message so that the new session reaches us. Every repair also re-keys the repairer's sender
+key in the groups it shares with the requester and hands the new one out at once: a device
+whose session went back in time lost the sender keys it had received since, too. When the new
 session's first message arrives (:func:`repaired_by_peer`), our texts that waited go out, and
 our sender key goes to the group members who lack it. The relay hands out bundles only to
 holders of an invite's access token, used once, so this is the only way to a bundle.
@@ -390,16 +391,16 @@ def receive_retry_request(
     tx.sessions.put(contact.address, record)
     _record_attempt(ctx, f"{_REPAIRED}{contact.contact_id}")
     sent = resend_log(ctx, contact)
-    if lost:
-        _rekey_shared_groups(ctx, contact)
-        if sent == 0:
-            send_control(ctx, contact, c.Cover())  # the new session must reach them
+    _rekey_shared_groups(ctx, contact)  # a device that lost its session may lack our sender keys
+    if lost and sent == 0:
+        send_control(ctx, contact, c.Cover())  # the new session must reach them
     return Outcome(events=[SessionRepaired(contact, requested=False)])
 
 
 def _rekey_shared_groups(ctx: Context, contact: Contact) -> None:
-    """``contact`` lost every sender key: in each group we share, our sender key changes, so
-    that our next group message hands the new one to every member, them included."""
+    """``contact`` lost its session with us, and with it (a restore) likely our sender keys: in
+    each group we share, our sender key changes, so that the new one goes to every member, them
+    included, at once on the new session."""
     tx = ctx.tx
     for group_id in tx.groups.groups_of(contact.contact_id):
         group = tx.groups.get(group_id)
