@@ -1,0 +1,59 @@
+"""``sotto send`` from a restored profile, before anyone wrote to it, between real profiles on a
+real relay: the text waits for the contact's new session and then arrives."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sotto.cli.commands import backup
+from sotto.crypto.passphrase import Argon2Params
+from sotto.demo.relay import RelayProcess
+from tests.cli.conftest import Sotto, flat, make_profile
+
+RECOVERY = re.compile(r"((?:[A-Z2-7]{4}-){12}[A-Z2-7]{4})")
+
+
+@pytest.fixture(autouse=True)
+def fast_backup_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backup, "KDF", Argon2Params.TESTING)
+
+
+def test_the_restored_profile_writes_first(
+    sotto: Sotto, relay: RelayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = str(make_profile(sotto, relay, tmp_path / "alice", "Alice"))
+    bob = str(make_profile(sotto, relay, tmp_path / "bob", "Bob"))
+
+    def ok(*args: str, **env: str) -> str:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            result = sotto(*args)
+        assert result.exit_code == 0, f"sotto {' '.join(args)}: {result.output}"
+        return result.output
+
+    link = re.search(r"sotto://invite\?[^\s']+", flat(sotto("invite", "--profile", alice).output))
+    assert link is not None
+    ok("accept", link.group(0), "--name", "Alice", "--profile", bob)
+    ok("listen", "--once", "--profile", alice)
+    ok("listen", "--once", "--profile", bob)
+    ok("send", "Bob", "before the backup", "--profile", alice)
+    ok("listen", "--once", "--profile", bob)
+
+    file = tmp_path / "bob.sottobackup"
+    key = RECOVERY.search(ok("backup", "create", str(file), "--profile", bob))
+    assert key is not None
+    restored = str(tmp_path / "bob-new")
+    ok("backup", "restore", str(file), "--profile", restored, SOTTO_RECOVERY_KEY=key.group(1))
+
+    # The restored Bob writes first: it asks Alice for a session; her client starts one and
+    # answers on it; Bob's text goes out when that answer arrives.
+    ok("send", "Alice", "the restored Bob writes first", "--profile", restored)
+    ok("listen", "--once", "--profile", alice)
+    ok("listen", "--once", "--profile", restored)
+    assert "the restored Bob writes first" in flat(ok("listen", "--once", "--profile", alice))
+    ok("send", "Bob", "welcome back", "--profile", alice)
+    assert "welcome back" in flat(ok("listen", "--once", "--profile", restored))
