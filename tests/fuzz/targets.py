@@ -50,14 +50,14 @@ from sotto.errors import (
     StoreCorruptedError,
     UnsupportedVersionError,
 )
-from sotto.protocol import session
+from sotto.protocol import device_fanout, session
 from sotto.protocol.address import ProtocolAddress
 from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord
 from sotto.protocol.fingerprint import ScannableFingerprint, fingerprint
 from sotto.protocol.group import group_decrypt
 from sotto.protocol.group.messages import SenderKeyDistributionMessage, SenderKeyMessage
 from sotto.protocol.group.sender_key import SenderKeyRecord
-from sotto.protocol.messages import PreKeySignalMessage, SignalMessage
+from sotto.protocol.messages import CiphertextMessageType, PreKeySignalMessage, SignalMessage
 from sotto.protocol.ratchet.spqr import SpqrMessage
 from sotto.protocol.record import SessionRecord
 from sotto.protocol.sealed_sender import (
@@ -528,3 +528,15 @@ def _scannable_fingerprint(data: bytes) -> object:
 def _safety_qr(data: bytes) -> object:
     """flows.safety.matches on the text a QR scanner read (``sotto verify --scanned``)."""
     return safety.matches(_OURS_SAFETY, _cli_text(data))
+
+
+_FANOUT_PAIR_KEY = seeded_rng(18)(device_fanout.PAIR_KEY_LENGTH)
+
+
+@_target("device_fanout", (DecodeError, DecryptionError, UnsupportedVersionError))
+def _device_fanout(data: bytes) -> object:
+    """protocol.device_fanout: Envelope.decode, find_slot with a fixed pair key, the slot's message."""
+    _, message = device_fanout.find_slot(device_fanout.Envelope.decode(data), [_FANOUT_PAIR_KEY])
+    if message.type is CiphertextMessageType.PREKEY:
+        return PreKeySignalMessage.decode(message.body)
+    return SignalMessage.decode(message.body)
