@@ -276,6 +276,7 @@ def _drive_every_route(relay: Observed) -> list[Sent]:
         _call(relay, CAROL, "DELETE", path, headers=_signed(mailbox, relay, "DELETE", path)).status_code
         == 204
     )
+    assert _call(relay, ALICE, "DELETE", "/v1/accounts/me", headers=device).status_code == 204
     for path in ("/v1/manifest", "/v1/health", "/v1/cadence", "/openapi.json"):
         assert _call(relay, BOB, "GET", path, query="x=1").status_code == 200
     assert _call(relay, BOB, "HEAD", "/openapi.json").status_code == 200
