@@ -129,3 +129,20 @@ def test_store_upgrade(snap_compare: Compare, upgrade_app: UpgradeApp, size: tup
         await pilot.pause()
 
     assert snap_compare(upgrade_app, terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_changed_messages(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    """An edit, a reaction and a disappearing timer: the header, the notice, ``(edited)``, the
+    reaction under its message."""
+
+    async def before(pilot: Pilot[None]) -> None:
+        await keys("enter")(pilot)
+        for line in ("edit Yes! The usual place, at 12:30", "react 👍", "timer 8h"):
+            await pilot.press("colon")
+            app.command_line.value = f":{line}"
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=before)

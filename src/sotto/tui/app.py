@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 from rich.text import Text
 from textual import events, work
@@ -32,7 +33,7 @@ from sotto.client import events as ev
 from sotto.client.content import MAX_TEXT_BYTES
 from sotto.client.sdk import Client
 from sotto.errors import SottoError
-from sotto.store.model import Contact, Group, Message
+from sotto.store.model import Contact, Direction, Group, Message
 from sotto.tui import commands, keys
 from sotto.tui.conversations import ConversationList
 from sotto.tui.log import MessageLog
@@ -57,6 +58,15 @@ class Composer(Input):
 
     DEFAULT_CSS = """
     Composer { height: 3; }
+    """
+
+
+class Header(Static):
+    """Above the log: the open conversation's disappearing timer, shown only while one is set."""
+
+    DEFAULT_CSS = """
+    Header { height: 1; padding: 0 1; background: $panel; display: none; }
+    Header.shown { display: block; }
     """
 
 
@@ -157,12 +167,15 @@ class ChatApp(App[None]):
         self._names: dict[int, str] = {}
         self.requests: dict[int, Contact] = {}
         """Contact id -> a message request (see :mod:`sotto.tui.requests`), kept out of the list."""
+        self.notices: dict[str, str] = {}
+        """Conversation key -> a warning shown under it (a safety number that changed)."""
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         with Horizontal(id="panes"):
             yield ConversationList(id="conversations")
             with Vertical(id="right"):
+                yield Header(id="header")
                 yield MessageLog(self.times, id="log")
                 hint = "Write a message · Enter sends · Esc leaves"
                 yield Composer(placeholder=hint, id="composer", select_on_focus=False)
@@ -238,6 +251,16 @@ class ChatApp(App[None]):
                 self.note = f"a message could not be delivered ({event.reason})"
             case ev.TypingChanged():
                 self._typing(event)
+            case ev.MessageEdited() | ev.MessageDeleted() | ev.ReactionChanged() | ev.TimerChanged():
+                target: Contact | Group = event.group if event.group is not None else event.contact
+                if self.open_target is not None and key_of(self.open_target) == key_of(target):
+                    self.log_view.refresh_tail()
+                    self.catch_up()
+                    self._show_timer()
+                if isinstance(event, ev.TimerChanged):
+                    said = f"set to {commands.duration_text(event.seconds)}" if event.seconds else "off"
+                    who = clean(event.contact.name)
+                    self.note = f"{who}: disappearing messages {said} in {clean(title_of(target))}"
             case ev.ContactAdded() if event.contact.contact_id in self._request_ids():
                 self._names[event.contact.contact_id] = event.contact.name
                 self.requests[event.contact.contact_id] = event.contact
@@ -255,6 +278,13 @@ class ChatApp(App[None]):
                 if event.joined:
                     self.note = f"{clean(event.sender.name)} added you to #{clean(event.group.name)}"
             case ev.IdentityChanged():
+                key = key_of(event.contact)
+                self.notices[key] = (
+                    f"⚠ safety number changed: a message from {event.contact.name} came with another "
+                    f"identity key and was refused. Compare safety numbers (v)"
+                )
+                if self.open_target is not None and key_of(self.open_target) == key:
+                    self.log_view.set_notice(self.notices[key])
                 self.note = (
                     f"a message from {clean(event.contact.name)} came with another identity key and was "
                     f"refused: compare safety numbers (:verify {clean(event.contact.name)})"
@@ -410,19 +440,44 @@ class ChatApp(App[None]):
         # conversation) stays in the composer, for the conversation that opens.
         draft = self._draft_of(target) or typed
         self.open_target = target
+        summary = self.conversations.get(key)
         self.log_view.open(
             partial(self._page, target),
             self._names,
             newer=partial(self._page_after, target),
             finder=partial(self._search, target),
+            files=self._files,
+            unread=0 if summary is None else summary.unread,
+            notice=self.notices.get(key, ""),
         )
-        summary = self.conversations.get(key)
+        self._show_timer()
         if summary is not None and summary.typing:
             self.log_view.set_typing(clean(target.name))
         self.composer.value = draft
         self.conversations.set_open(key)
         self.search_term = ""
         self._mark_read(target)
+
+    def _files(self, messages: list[Message]) -> dict[int, tuple[str, int]]:
+        held = self.client.attachments(messages)
+        return {row: (found.file_name or "a file", found.size) for row, found in held.items()}
+
+    def _show_timer(self) -> None:
+        header = self.query_one(Header)
+        seconds = 0
+        if self.open_target is not None:
+            try:
+                seconds = self.client.disappearing_timer(self.open_target)
+            except SottoError:
+                seconds = 0
+        if seconds:
+            header.update(
+                Text.assemble(
+                    (clean(title_of(self.open_target)) if self.open_target is not None else "", "bold"),
+                    (f" · ⏱ disappearing messages: {commands.duration_text(seconds)}", "yellow"),
+                )
+            )
+        header.set_class(bool(seconds), "shown")
 
     def _page(self, target: Contact | Group, before: int | None, limit: int) -> list[Message]:
         return self.client.history(target, limit=limit, before=before)
@@ -603,11 +658,26 @@ class ChatApp(App[None]):
                 self.accept_invite(parsed.args[0], parsed.args[1])
             case "open":
                 self._open_named(parsed.args[0])
+            case "verify" if len(parsed.args) == 2:
+                self.verify_code(parsed.args[0], parsed.args[1])
             case "verify":
                 self.show_safety_number(parsed.args[0] if parsed.args else None)
             case "search":
                 self.search_term = parsed.args[0]
                 self._find(older=True)
+            case "edit" | "delete" | "react" | "reply" | "timer":
+                await self.change(parsed.name, parsed.args)
+            case "file":
+                self.send_file(parsed.args[0])
+            case "save":
+                self.save_file(parsed.args[0] if parsed.args else None)
+            case "group":
+                try:
+                    what, words = commands.group_command(parsed.args)
+                except commands.CommandError as e:
+                    self.say(str(e))
+                    return
+                self.change_group(what, words)
             case "requests":
                 self.action_requests()
             case "retry":
@@ -616,6 +686,190 @@ class ChatApp(App[None]):
                 self.action_help()
             case "quit":
                 await self.action_quit()
+
+    # ------------------------------------------------------------------ changes to messages
+    def _chosen(self, *, own: bool = False, file: bool = False) -> Message:
+        """The message a change applies to: the one selected (``J``/``K``, a search), else the
+        last one that fits (``own``: of ours; ``file``: received, holding a file)."""
+        log = self.log_view
+
+        def fits(m: Message) -> bool:
+            if m.timer_s is not None or m.deleted:
+                return False
+            if own and m.direction is not Direction.OUTGOING:
+                return False
+            return not file or (m.direction is Direction.INCOMING and log.held(m) is not None)
+
+        selected = log.selected
+        if selected is not None:
+            if not fits(selected):
+                wanted = "one of yours" if own else "a file received" if file else "a message"
+                raise commands.CommandError(f"the selected message is not {wanted}")
+            return selected
+        found = next((m for m in reversed(log.messages) if fits(m)), None)
+        if found is None:
+            wanted = "message of yours" if own else "file received" if file else "message"
+            raise commands.CommandError(f"no {wanted} here to do that to")
+        return found
+
+    async def change(self, name: str, args: tuple[str, ...]) -> bool:
+        """``:edit``, ``:delete``, ``:react``, ``:reply``, ``:timer`` on the open conversation."""
+        target = self.open_target
+        if target is None:
+            self.say("open a conversation first (Enter on one in the list)")
+            return False
+        try:
+            match name:
+                case "timer":
+                    seconds = commands.parse_duration(args[0])
+                    await self.client.set_disappearing_timer(target, seconds)
+                    said = f"set to {commands.duration_text(seconds)}" if seconds else "off"
+                    note = f"disappearing messages {said}"
+                case "edit":
+                    message = self._chosen(own=True)
+                    self._check_size(args[0])
+                    await self.client.edit_message(target, message.message_id, args[0])
+                    note = "edited, for everyone"
+                case "delete":
+                    message = self._chosen(own=True)
+                    await self.client.delete_for_everyone(target, message.message_id)
+                    note = "deleted, for everyone"
+                case "react":
+                    message = self._chosen()
+                    await self.client.react(target, message.message_id, args[0] if args else "")
+                    note = "reaction sent" if args else "reaction taken back"
+                case "reply":
+                    message = self._chosen()
+                    self._check_size(args[0])
+                    await self.client.send_reply(target, message.message_id, args[0])
+                    note = "reply queued"
+                case _:
+                    raise commands.CommandError(f"no change {name!r}")
+        except commands.CommandError as e:
+            self.say(str(e))
+            return False
+        except (SottoError, ValueError) as e:
+            self.say(f"not done: {e}")
+            return False
+        self.log_view.highlight = None
+        if name == "reply":
+            self.log_view.show_latest()
+        self.log_view.refresh_tail()
+        self.catch_up()
+        if name in ("reply", "timer"):
+            self.log_view.scroll_end(animate=False, immediate=True)
+        self._show_timer()
+        self.conversations.put(summarize(self.client, target))
+        self.say(note)
+        return True
+
+    @staticmethod
+    def _check_size(text: str) -> None:
+        size = len(text.encode())
+        if size > MAX_TEXT_BYTES:
+            raise commands.CommandError(
+                f"the text is {size:,} bytes; a message holds at most {MAX_TEXT_BYTES:,}"
+            )
+
+    @work(group="files")
+    async def send_file(self, path: str) -> None:
+        """Upload and send a file to the open conversation (``:file PATH``)."""
+        target = self.open_target
+        if target is None:
+            self.say("open a conversation first (Enter on one in the list)")
+            return
+        source = Path(path).expanduser()
+        self.say(f"sending {clean(source.name)}…")
+        try:
+            await self.client.send_file(target, source)
+        except (SottoError, ValueError, OSError) as e:
+            self.say(f"not sent: {e}")
+            return
+        self.log_view.show_latest()
+        self.catch_up()
+        self.log_view.scroll_end(animate=False, immediate=True)
+        self.conversations.put(summarize(self.client, target))
+        self.say(f"{clean(source.name)} sent")
+
+    @work(group="files")
+    async def save_file(self, folder: str | None) -> None:
+        """Fetch the chosen received file into ``folder`` (default: the current one)."""
+        if self.open_target is None:
+            self.say("open a conversation first (Enter on one in the list)")
+            return
+        try:
+            message = self._chosen(file=True)
+        except commands.CommandError as e:
+            self.say(str(e))
+            return
+        destination = Path.cwd() if folder is None else Path(folder).expanduser()
+        self.say("fetching the file…")
+        try:
+            written = await self.client.save_attachment(message, destination)
+        except (SottoError, OSError) as e:
+            self.say(f"not saved: {e}")
+            return
+        self.say(f"saved to {written}")
+
+    # ------------------------------------------------------------------ groups
+    @work(group="groups", exclusive=True)
+    async def change_group(self, what: str, words: tuple[str, ...]) -> None:
+        """``:group create NAME MEMBER…``, or a change to the open group."""
+        if what == "create":
+            try:
+                made = await self.client.create_group(words[0], list(words[1:]))
+            except SottoError as e:
+                self.say(f"no group: {e}")
+                return
+            self.conversations.put(summarize(self.client, made))
+            self.open_conversation(made)
+            self.say(f"#{clean(made.name)} created")
+            return
+        opened = self.open_target
+        if not isinstance(opened, Group):
+            self.say("open the group first (:open #NAME)")
+            return
+        group: Group = opened
+        try:
+            match what:
+                case "add":
+                    for name in words:
+                        await self.client.add_to_group(group, name)
+                    note = f"added to #{clean(group.name)}: {clean(', '.join(words))}"
+                case "remove":
+                    for name in words:
+                        group = await self.client.remove_from_group(group, name)
+                    note = f"removed from #{clean(group.name)}: {clean(', '.join(words))}"
+                case "admin":
+                    group = await self.client.make_group_admin(group, words[0])
+                    note = f"{clean(words[0])} is an admin of #{clean(group.name)}"
+                case "leave":
+                    group = await self.client.leave_group(group)
+                    note = f"you left #{clean(group.name)}"
+                case "rename":
+                    group = await self.client.rename_group(group, words[0])
+                    note = f"the group is #{clean(group.name)} now"
+                case _:
+                    self.show_members(group)
+                    return
+        except SottoError as e:
+            self.say(f"not done: {e}")
+            return
+        self.open_target = group
+        self.conversations.put(summarize(self.client, group))
+        self.conversations.set_open(key_of(group))
+        self.catch_up()
+        self.say(note)
+
+    def show_members(self, group: Group) -> None:
+        roster = self.client.group_roster(group)
+        by_account = {c.account_id: c.name for c in self.client.contacts(include_removed=True)}
+        me = self.client.account_id
+        rows = []
+        for account in sorted(roster.members, key=lambda a: (a != me, by_account.get(a, ""))):
+            who = "you" if account == me else clean(by_account.get(account, "someone you do not know"))
+            rows.append(f"{who}{' (admin)' if account in roster.admins else ''}")
+        self.push_screen(ShowScreen(f"#{clean(roster.name)}: {len(rows)} members", rows))
 
     def _open_named(self, name: str) -> None:
         wanted = name.removeprefix("#") if name.startswith("#") else name
@@ -687,6 +941,22 @@ class ChatApp(App[None]):
                 qr=number.qr_text,
             )
         )
+
+    @work(group="verify", exclusive=True)
+    async def verify_code(self, name: str, code: str) -> None:
+        """``:verify NAME CODE``: compare the code from their screen; a match marks them verified."""
+        try:
+            matched = await self.client.verify(name, code)
+        except SottoError as e:
+            self.say(f"not verified: {e}")
+            return
+        if not matched:
+            self.say(f"the code does not match: {clean(name)} is NOT verified (compare in person)")
+            return
+        self.notices.pop(key_of(self.client.contact(name)), None)
+        if self.open_target is not None and isinstance(self.open_target, Contact):
+            self.log_view.set_notice(self.notices.get(key_of(self.open_target), ""))
+        self.say(f"{clean(name)} verified")
 
     @work(group="retry", exclusive=True)
     async def retry(self) -> None:
@@ -760,6 +1030,45 @@ class ChatApp(App[None]):
 
     def action_verify(self) -> None:
         self.show_safety_number(None)
+
+    def action_select_previous(self) -> None:
+        self.log_view.select(-1)
+
+    def action_select_next(self) -> None:
+        self.log_view.select(1)
+
+    def action_edit(self) -> None:
+        if self.open_target is None:
+            self.say("open a conversation first (Enter on one in the list)")
+            return
+        try:
+            message = self._chosen(own=True)
+        except commands.CommandError as e:
+            self.say(str(e))
+            return
+        self._open_line(":", f"edit {message.text}")
+
+    def action_delete(self) -> None:
+        self._open_line(":", "delete")
+
+    def action_reply(self) -> None:
+        self._open_line(":", "reply ")
+
+    def action_react(self) -> None:
+        self._open_line(":", "react ")
+
+    def action_timer(self) -> None:
+        self._open_line(":", "timer ")
+
+    def action_send_file(self) -> None:
+        self._open_line(":", "file ")
+
+    def action_save_file(self) -> None:
+        self._open_line(":", "save")
+
+    def action_verify_code(self) -> None:
+        name = self.open_target.name if isinstance(self.open_target, Contact) else ""
+        self._open_line(":", f"verify {commands.quoted(name)} " if name else "verify ")
 
     def action_requests(self) -> None:
         if not isinstance(self.screen, RequestsScreen):

@@ -30,6 +30,8 @@ def row(summary: Summary, *, open_key: str | None) -> Text:
         text.append(" (waiting)", style="dim")
     if summary.unread:
         text.append(f" {summary.unread_label()}", style="bold reverse")
+    if summary.mentions:
+        text.append(f" @{summary.mentions}", style="bold magenta")
     text.no_wrap = True
     text.overflow = "ellipsis"
     text.end = ""

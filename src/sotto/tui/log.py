@@ -12,7 +12,7 @@ fifty.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -27,6 +27,7 @@ from textual.strip import Strip
 from sotto.cli.render import clean
 from sotto.store.model import Direction, Message, MessageState
 from sotto.store.search import matches, words
+from sotto.tui.commands import duration_text, size_text
 from sotto.tui.keys import pane_bindings
 from sotto.tui.model import TimeFormat
 
@@ -50,6 +51,11 @@ Newer = Callable[[int, int], list[Message]]
 Finder = Callable[[str, int | None, bool], Message | None]
 """``(query, from_row_id, older) -> message``: the nearest message the query matches, older
 (or newer) than the given row (None: from the newest); None if there is none."""
+Files = Callable[[list[Message]], Mapping[int, tuple[str, int]]]
+"""``messages -> {row id: (file name, size)}`` for those that hold a file."""
+QUOTE_CHARS = 60
+"""How much of a quoted message's first line a reply shows."""
+NEW_MARKER = "── new ──"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,14 @@ class MessageLog(ScrollView, can_focus=True):
         """Row id of the message a search found."""
         self.typing: str = ""
         """Who is typing, shown under the last message."""
+        self.notice: str = ""
+        """A warning shown under the conversation (a safety number that changed)."""
+        self.files: Files | None = None
+        self._held: dict[int, tuple[str, int] | None] = {}
+        """Row id -> the file it holds (name, size), or None: asked of :attr:`files` once per row."""
+        self.unread_from: int | None = None
+        """Row id of the first message that was unread when the conversation opened: the read
+        marker goes above it."""
         self._lines: list[Line] = []
         self._width = 0
         self._cache: dict[int, tuple[Message, tuple[int, bool], list[Strip]]] = {}
@@ -105,20 +119,67 @@ class MessageLog(ScrollView, can_focus=True):
         *,
         newer: Newer | None = None,
         finder: Finder | None = None,
+        files: Files | None = None,
+        unread: int = 0,
+        notice: str = "",
     ) -> None:
         """Show a conversation: its newest page, scrolled to the end (``None``: nothing open).
         Without ``finder`` a search looks in the loaded messages only; without ``newer`` it
-        never leaves the newest page's end."""
+        never leaves the newest page's end. ``unread``: how many of the newest incoming
+        messages were unread (the read marker goes above the first of them)."""
         self.loader = loader
         self.newer = newer
         self.finder = finder
+        self.files = files
         self.names = names
         self.highlight = None
         self.typing = ""
+        self.notice = notice
+        self._held.clear()
         self._cache.clear()
         self._newest_page()
+        self.unread_from = self._first_unread(unread)
         self._relayout()
         self.scroll_end(animate=False)
+        if self.unread_from is not None:
+            marker = next((n for n, line in enumerate(self._lines) if line.owner == -2), None)
+            if marker is not None and len(self._lines) - marker > self.size.height:
+                self.scroll_to(y=marker, animate=False)  # the first unread at the top of the view
+
+    def _first_unread(self, unread: int) -> int | None:
+        if unread <= 0:
+            return None
+        incoming = [m for m in self.messages if m.direction is Direction.INCOMING and m.timer_s is None]
+        if not incoming:
+            return None
+        return incoming[-min(unread, len(incoming))].row_id
+
+    @property
+    def selected(self) -> Message | None:
+        """The message chosen (by ``J``/``K`` or a search), else None."""
+        index = self._highlight_index()
+        return None if index is None else self.messages[index]
+
+    def select(self, step: int) -> Message | None:
+        """Move the selection ``step`` messages (from the newest when none is chosen)."""
+        if not self.messages:
+            return None
+        index = self._highlight_index()
+        if index is None:
+            index = len(self.messages) if step < 0 else len(self.messages) - 1
+        index = max(0, min(len(self.messages) - 1, index + step))
+        return self._show(index)
+
+    def held(self, message: Message) -> tuple[str, int] | None:
+        """The file ``message`` holds (name, size), if any."""
+        if message.row_id not in self._held:
+            self._look_for_files()
+        return self._held.get(message.row_id)
+
+    def set_notice(self, notice: str) -> None:
+        if notice != self.notice:
+            self.notice = notice
+            self._relayout()
 
     def _newest_page(self) -> None:
         self.messages = [] if self.loader is None else self.loader(None, PAGE)
@@ -287,22 +348,78 @@ class MessageLog(ScrollView, can_focus=True):
     def _text_console(self) -> Console:
         return self.app.console
 
+    def _who(self, sender: int | None) -> str:
+        return "you" if sender is None else self.names.get(sender, "?")
+
+    def _quoted(self, message: Message) -> str:
+        assert message.quote is not None
+        wanted = message.quote.message_id
+        quoted = next((m for m in self.messages if m.message_id == wanted), None)
+        if quoted is None:
+            return "an earlier message"
+        if quoted.deleted:
+            return "a deleted message"
+        first = quoted.text.splitlines()[0] if quoted.text else ""
+        cut = f"{first[:QUOTE_CHARS]}{'…' * (len(first) > QUOTE_CHARS)}"
+        return f"{self._who(quoted.sender)}: {cut}"
+
     def render_message(self, message: Message) -> Text:
-        line = Text.assemble((self.times.short(message.sent_ms), "dim"), " ")
+        """A message as the log shows it: the line it quotes, time, author and text (or that
+        it was deleted), the file it holds, its state or ``edited``, and its reactions under it.
+        A timer notice is one line in yellow."""
+        line = Text()
+        when = Text.assemble((self.times.short(message.sent_ms), "dim"), " ")
+        if message.timer_s is not None:
+            said = (
+                f"set disappearing messages to {duration_text(message.timer_s)}"
+                if message.timer_s
+                else "turned disappearing messages off"
+            )
+            line.append_text(when)
+            line.append(f"{clean(self._who(message.sender))} {said}", style="yellow")
+            if message.row_id == self.highlight:
+                line.stylize("reverse")
+            return line
+        if message.quote is not None:
+            line.append(f"  ↳ {clean(self._quoted(message))}\n", style="dim")
+        line.append_text(when)
         if message.direction is Direction.OUTGOING:
             line.append("you", style="bold green")
+        else:
+            line.append(clean(self._who(message.sender)), style="bold cyan")
+        if message.deleted:
+            line.append(": this message was deleted", style="dim italic")
+        else:
             line.append(": ")
             line.append(clean(message.text))
+            held = self._held.get(message.row_id)
+            if held is not None:
+                gap = " " if message.text else ""
+                line.append(f"{gap}📎 {clean(held[0])} ({size_text(held[1])})", style="magenta")
+            if message.edited_ms is not None:
+                line.append("  (edited)", style="dim")
+        if message.expires_ms is not None:
+            line.append("  ⏱", style="yellow")
+        if message.direction is Direction.OUTGOING:
             mark, style = STATE_MARKS[message.state]
             line.append(f"  {mark}", style=style)
-        else:
-            sender = "?" if message.sender is None else self.names.get(message.sender, "?")
-            line.append(clean(sender), style="bold cyan")
-            line.append(": ")
-            line.append(clean(message.text))
+        if message.reactions:
+            shown = " · ".join(f"{r.emoji} {self._who(r.reactor)}" for r in message.reactions)
+            line.append(f"\n      {clean(shown)}", style="dim")
         if message.row_id == self.highlight:
             line.stylize("reverse")
         return line
+
+    def _look_for_files(self) -> None:
+        """Ask once, for the rows not asked about yet, which hold files."""
+        if self.files is None:
+            return
+        fresh = [m for m in self.messages if m.row_id not in self._held and m.timer_s is None]
+        if not fresh:
+            return
+        found = self.files(fresh)
+        for message in fresh:
+            self._held[message.row_id] = found.get(message.row_id)
 
     def _wrapped(self, message: Message, width: int) -> list[Strip]:
         """The message's screen lines at ``width``, from the cache while it has not changed."""
@@ -325,8 +442,11 @@ class MessageLog(ScrollView, can_focus=True):
         if width != self._width:
             self._cache.clear()
         self._width = width
+        self._look_for_files()
         lines: list[Line] = []
         for index, message in enumerate(self.messages):
+            if message.row_id == self.unread_from:
+                lines.append(Line(Strip([Segment(NEW_MARKER, Style(color="red", bold=True))]), -2))
             lines.extend(Line(strip, index) for strip in self._wrapped(message, width))
         if not self.messages:
             empty = "no conversation open" if self.loader is None else "no messages yet"
@@ -336,6 +456,8 @@ class MessageLog(ScrollView, can_focus=True):
                 lines.insert(0, Line(Strip([Segment("↑ older messages", Style(dim=True))]), -1))
             if not self.latest:
                 lines.append(Line(Strip([Segment("↓ newer messages (G: the newest)", Style(dim=True))]), -1))
+        if self.notice:
+            lines.append(Line(Strip([Segment(clean(self.notice), Style(color="yellow", bold=True))]), -1))
         if self.typing:
             lines.append(
                 Line(Strip([Segment(f"{clean(self.typing)} is typing…", Style(italic=True, dim=True))]), -1)

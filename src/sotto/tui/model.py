@@ -33,6 +33,8 @@ class Summary:
     """When the latest message was stored (0: none yet); the list is newest first."""
     last_row: int = 0
     """The latest message's row id when this was read (0: none), for :func:`advance`."""
+    mentions: int = 0
+    """Unread group messages naming us (``@`` and our display name): see :func:`mentions_in`."""
     typing: bool = False
     ready: bool = True
     """False for a contact who has not answered our contact request yet."""
@@ -67,6 +69,24 @@ def count_unread(messages: list[Message]) -> tuple[int, bool]:
             return unread, False
         unread += 1
     return unread, len(messages) >= UNREAD_SCAN
+
+
+def mentions_in(messages: list[Message], me: str) -> int:
+    """How many of ``messages`` name ``me`` with ``@`` (``@Alice``, any case, not ``@Alicia``)."""
+    if not me:
+        return 0
+    wanted = f"@{me}".casefold()
+    count = 0
+    for message in messages:
+        text = message.text.casefold()
+        start = text.find(wanted)
+        while start >= 0:
+            after = start + len(wanted)
+            if after >= len(text) or not (text[after].isalnum() or text[after] == "_"):
+                count += 1
+                break
+            start = text.find(wanted, after)
+    return count
 
 
 def summarize(client: Client, target: Contact | Group) -> Summary:
@@ -105,7 +125,11 @@ def _summaries(client: Client, targets: list[Contact | Group]) -> list[Summary]:
     summaries = []
     for target, messages in zip(targets, latest, strict=True):
         key = key_of(target)
-        unread, capped = count_unread(longer.get(key, messages))
+        scanned = longer.get(key, messages)
+        unread, capped = count_unread(scanned)
+        mentions = 0
+        if isinstance(target, Group) and unread:
+            mentions = mentions_in(scanned[len(scanned) - unread :], client.display_name)
         summaries.append(
             Summary(
                 key=key,
@@ -113,6 +137,7 @@ def _summaries(client: Client, targets: list[Contact | Group]) -> list[Summary]:
                 title=title_of(target),
                 unread=unread,
                 unread_capped=capped,
+                mentions=mentions,
                 last_ms=messages[-1].stored_ms if messages else 0,
                 last_row=messages[-1].row_id if messages else 0,
                 ready=True if isinstance(target, Group) else ready[target.contact_id],
@@ -142,6 +167,7 @@ def advance(client: Client, summary: Summary) -> Summary:
     return replace(
         summary,
         unread=summary.unread + len(fresh),
+        mentions=summary.mentions + (mentions_in(fresh, client.display_name) if summary.is_group else 0),
         last_ms=fresh[-1].stored_ms,
         last_row=fresh[-1].row_id,
     )
