@@ -11,9 +11,13 @@ import pytest
 
 from sotto.cli import render
 from sotto.client import events as ev
+from sotto.client.flows import account as account_flow
+from sotto.client.flows import mailboxes as mailbox_flow
 from sotto.client.sdk import Client
 from sotto.client.transport import HttpNetwork
 from sotto.errors import AccountDeletedError, RelayError, RelayUnavailableError
+from sotto.store.interfaces import Transaction
+from tests.client.peers import connect, people
 from tests.client.running_relay import free_port, running_relay
 from tests.client.test_end_to_end import PASSPHRASE, befriend, new_client, run, texts
 
@@ -117,3 +121,28 @@ def test_nothing_is_marked_deleted_when_the_relay_is_unreachable(tmp_path: Path)
             assert not alice.account_deleted
 
     run(main)
+
+
+def test_mailboxes_leave_the_tables_first_and_are_kept_until_the_deletion_is_done() -> None:
+    """``take_mailboxes`` empties the tables a drain would re-create a mailbox from, and keeps
+    every key in one setting, so a retry after a failure part way still deletes them all."""
+    _, (alice, bob) = people("alice", "bob")
+    connect(alice, bob)
+    alice.invite()  # an open invite's mailbox too
+    held = alice.read(lambda tx: mailbox_flow.held(tx, alice.now_ms))
+    assert len(held) >= 2
+
+    taken = alice.read(lambda tx: account_flow.take_mailboxes(tx, alice.now_ms))
+    assert taken == held
+    assert alice.read(lambda tx: mailbox_flow.held(tx, alice.now_ms)) == {}
+
+    def registrations(tx: Transaction) -> list[object]:
+        return [mailbox_flow.registration_for(tx, m, alice.now_ms) for m in held]
+
+    assert alice.read(registrations) == [None] * len(held)
+    # A second try (the first cut off) gets the same keys back.
+    assert alice.read(lambda tx: account_flow.take_mailboxes(tx, alice.now_ms)) == held
+
+    alice.read(lambda tx: account_flow.forget_relay(tx, alice.now_ms))
+    assert alice.read(lambda tx: tx.settings.get(account_flow.DELETING_KEY)) is None
+    assert alice.read(account_flow.deleted_at) == alice.now_ms

@@ -1156,7 +1156,8 @@ class Client:
             if e.status != 401:
                 raise
             held = {"account": {}, "mailboxes": {}}  # an earlier try deleted the account already
-        mailboxes = await self._engine.transaction(lambda tx: mailbox_flow.held(tx, self._engine.now_ms()))
+        now = self._engine.now_ms()
+        mailboxes = await self._engine.transaction(lambda tx: account_flow.take_mailboxes(tx, now))
         for mailbox_id, seed in mailboxes.items():
             try:
                 await relay.delete_mailbox(mailbox_id, SigningKey(seed))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from sotto.client.flows import mailboxes as mailbox_flow
 from sotto.client.flows.context import address_for
 from sotto.crypto.kem import KemPublicKey
 from sotto.crypto.keys import KeyPair, PublicKey
@@ -19,7 +20,7 @@ from sotto.protocol.address import ProtocolAddress
 from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord
 from sotto.protocol.limits import MAX_REGISTRATION_ID
 from sotto.store.interfaces import PendingUpload, Transaction
-from sotto.store.model import Account, PreKeyKind
+from sotto.store.model import Account, MailboxId, PreKeyKind
 from sotto.wire import api
 from sotto.wire.limits import DEVICE_SECRET_LENGTH, MAX_ONE_TIME_KEYS_PER_UPLOAD
 
@@ -227,16 +228,43 @@ def _tables(export: dict[str, object]) -> dict[str, list[object]]:
     return {str(k): v for k, v in tables.items() if isinstance(v, list)}
 
 
-def forget_relay(tx: Transaction, now_ms: int) -> None:
-    """After the relay deleted the account: drop what would make the client write to it again
-    (our mailboxes, which it would otherwise re-create when the relay no longer knows them,
-    invites, the outbox) and mark the profile deleted. Contacts and history stay readable."""
+DELETING_KEY = "account:deleting"
+"""Setting holding the mailboxes still to delete on the relay while a deletion is under way:
+each 16-byte id then its 32-byte key seed."""
+_ID_BYTES, _SEED_BYTES = 16, 32
+
+
+def take_mailboxes(tx: Transaction, now_ms: int) -> dict[MailboxId, bytes]:
+    """Before deleting on the relay: move every mailbox we hold (and invites' mailboxes) out of
+    the tables into :data:`DELETING_KEY`, so that nothing running re-creates one the relay no
+    longer knows (a drain that meets a missing mailbox registers it again), and a retry after a
+    failure part way still has every key. Returns them all: id → key seed."""
+    held = parse_deleting(tx.settings.get(DELETING_KEY))
+    held.update(mailbox_flow.held(tx, now_ms))
     for mailbox in tx.mailboxes.all():
         tx.mailboxes.delete(mailbox.mailbox_id)
     for invite in tx.invites.all():
         tx.invites.delete(invite.invite_id)
+    tx.settings.put(DELETING_KEY, b"".join(m + s for m, s in held.items()))
+    return held
+
+
+def parse_deleting(value: bytes | None) -> dict[MailboxId, bytes]:
+    step = _ID_BYTES + _SEED_BYTES
+    if value is None or len(value) % step:
+        return {}
+    return {
+        MailboxId(value[i : i + _ID_BYTES]): value[i + _ID_BYTES : i + step]
+        for i in range(0, len(value), step)
+    }
+
+
+def forget_relay(tx: Transaction, now_ms: int) -> None:
+    """After the relay deleted the account and its mailboxes: drop the outbox and the keys kept
+    for the deletion, and mark the profile deleted. Contacts and history stay readable."""
     for item in tx.outbox.all():
         tx.outbox.remove(item.item_id)
+    tx.settings.delete(DELETING_KEY)
     tx.settings.put(DELETED_KEY, now_ms.to_bytes(8, "big"))
 
 
