@@ -6,7 +6,7 @@ signature all get the same 404: a stranger cannot learn whether a mailbox id exi
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request, Response
@@ -24,6 +24,7 @@ from sotto.server.accounts import (
     refuse_failing_source,
     refuse_when_full,
 )
+from sotto.server.answering import UNREAD_EXTENSION, Claim, answers_in_flight
 from sotto.server.auth import (
     MAILBOX_NOT_FOUND,
     MailboxVerdict,
@@ -222,36 +223,51 @@ async def poll_mailbox(
     cap of held polls, 503 ``polls_busy`` with Retry-After (:mod:`sotto.server.longpoll`)."""
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
     await ctx.limits.poll_per_mailbox.acheck(mid, ctx.now())
-    acked = list(dict.fromkeys(body.ack))
-    if acked:
-        deleted = await ctx.storage.delete_envelopes([(mid, MessageId(i)) for i in acked])
-        ctx.stats.count("envelopes_acked", deleted)
-    await ctx.storage.touch_mailboxes([mid], ctx.today())
-    max_bytes = ctx.config.poll_reply_max_bytes
-    turns = answer_turns(request.app.state)
+    in_flight = answers_in_flight(request.app.state)
+    claim: Claim | None = in_flight.claim(mid, ctx.now())  # before anything is read or deleted
+    try:
+        acked = list(dict.fromkeys(body.ack))
+        if acked:
+            deleted = await ctx.storage.delete_envelopes([(mid, MessageId(i)) for i in acked])
+            ctx.stats.count("envelopes_acked", deleted)
+        await ctx.storage.touch_mailboxes([mid], ctx.today())
+        max_bytes = ctx.config.poll_reply_max_bytes
+        turns = answer_turns(request.app.state)
 
-    def read() -> Awaitable[list[EnvelopeRecord]]:
-        return ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
+        def read() -> Awaitable[list[EnvelopeRecord]]:
+            return ctx.storage.pending(mid, body.limit + 1, max_bytes=max_bytes)
 
-    if body.wait_ms:
-        # Listening before the read: an envelope committed between the two still wakes us.
-        hold = held_polls(request.app.state, ctx).hold(mid)
-        try:
-            envelopes = await turns.run(read)
-            if not envelopes and await hold.wait(body.wait_ms / 1000, _client_gone(request)):
+        if body.wait_ms:
+            # Listening before the read: an envelope committed between the two still wakes us.
+            hold = held_polls(request.app.state, ctx).hold(mid)
+            try:
                 envelopes = await turns.run(read)
-        finally:
-            hold.release()
-    else:
-        # One more than asked for says whether there is more, without a count query.
-        envelopes = await turns.run(read)
-    ctx.stats.count("polls")
-    handed = _within(envelopes[: body.limit], max_bytes)
-    ctx.stats.count("envelopes_polled", len(handed))
-    length, pieces = api.poll_result_parts(
-        [(e.message_id, e.received_day, e.payload) for e in handed], more=len(envelopes) > len(handed)
+                if not envelopes:
+                    in_flight.release(claim)  # a wait is no answer in flight
+                    claim = None
+                    if await hold.wait(body.wait_ms / 1000, _client_gone(request)):
+                        # Another poll's answer out meanwhile: this one says "nothing yet".
+                        claim = in_flight.try_claim(mid, ctx.now())
+                        if claim is not None:
+                            envelopes = await turns.run(read)
+            finally:
+                hold.release()
+        else:
+            # One more than asked for says whether there is more, without a count query.
+            envelopes = await turns.run(read)
+        ctx.stats.count("polls")
+        handed = _within(envelopes[: body.limit], max_bytes)
+        ctx.stats.count("envelopes_polled", len(handed))
+        length, pieces = api.poll_result_parts(
+            [(e.message_id, e.received_day, e.payload) for e in handed], more=len(envelopes) > len(handed)
+        )
+    except BaseException:
+        in_flight.release(claim)
+        raise
+    unread = request.scope.get("extensions", {}).get(UNREAD_EXTENSION)
+    return PieceByPiece(
+        length, turns.pieces(pieces), done=lambda: in_flight.release_when_taken(claim, unread)
     )
-    return PieceByPiece(length, turns.pieces(pieces))
 
 
 class PieceByPiece(Response):
@@ -262,19 +278,28 @@ class PieceByPiece(Response):
 
     media_type = "application/json"
 
-    def __init__(self, length: int, pieces: AsyncGenerator[bytes, None]) -> None:
+    def __init__(
+        self, length: int, pieces: AsyncGenerator[bytes, None], done: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         self.raw_headers = [(b"content-length", b"%d" % length), (b"content-type", b"application/json")]
         self._pieces = pieces
+        self._done = done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         try:
-            async for piece in self._pieces:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            try:
+                async for piece in self._pieces:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            finally:
+                await self._pieces.aclose()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await self._pieces.aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if self._done is not None:
+                self._done()
 
 
 async def _client_gone(request: Request) -> None:

@@ -41,12 +41,14 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import functools
 import gc
 import random
 import resource
 import socket
 import termios
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
+from sotto.server.answering import UNREAD_EXTENSION
 from sotto.server.app import create_app
 from sotto.server.config import ServerConfig
 from sotto.server.gateway import load_gateway_key, with_gateway
@@ -557,6 +560,11 @@ class HttpProtocol(H11Protocol):
         before = self.cycle
         super().handle_events()
         cycle = self.cycle
+        if cycle is not before and cycle is not None:
+            # How much of its answers the peer has not taken (the app's task has not started);
+            # through a weak reference, so that the connection ends without a reference cycle.
+            extensions: dict[str, Any] = cycle.scope.setdefault("extensions", {})
+            extensions[UNREAD_EXTENSION] = functools.partial(_unread_of, weakref.ref(self))
         if cycle is not before and cycle is not None and cycle.more_body and not self.transport.is_closing():
             self._arm(self._limits.body_timeout)
 
@@ -614,6 +622,12 @@ class HttpProtocol(H11Protocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
+
+
+def _unread_of(protocol: weakref.ref[HttpProtocol]) -> int:
+    """:meth:`HttpProtocol._unread` of a connection that may have ended (then 0)."""
+    held = protocol()
+    return 0 if held is None or held.transport.is_closing() else held._unread()
 
 
 class DeliveryProtocol(WebSocketsSansIOProtocol):
