@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sotto.cli.audit import app
@@ -29,3 +30,23 @@ def test_an_unknown_design_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["leakage", "--design", "nope", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "unknown design nope" in result.output
+
+
+def test_jobs_reach_the_study_and_zero_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def run(config: object, progress: object, *, jobs: int = 1) -> list[object]:
+        asked.append(jobs)
+        raise Stop
+
+    monkeypatch.setattr("sotto.audit.leakage.run.run", run)
+    args = ["leakage", "--quick", "--out", str(tmp_path)]
+    assert isinstance(CliRunner().invoke(app, [*args, "--jobs", "2"]).exception, Stop)
+    assert asked == [2]
+    refused = CliRunner().invoke(app, [*args, "--jobs", "0"])
+    assert refused.exit_code != 0 and asked == [2]

@@ -57,6 +57,14 @@ def leakage(
         ),
     ] = False,
     hours: Annotated[bool, typer.Option(help="Score hours to identify (runs each attack on cuts).")] = True,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Run up to this many designs' studies at once, each in a process of its own "
+            "(each holds its study in memory; the results are the same).",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Simulate people on real clients against the real relay, for each design; run every attack on
     what the relay operator observed and report what they reveal (who talks to whom, when people
@@ -104,7 +112,7 @@ def leakage(
         f"designs {', '.join(d.name for d in chosen)}; default mode {people} people × {days:g} days, "
         f"cadence mode {cadence_people} people × {cadence_days:g} days, seed {seed}, tick {tick} s"
     )
-    results = run(config, progress)
+    results = run(config, progress, jobs=jobs)
     notes = (
         f"Sizes: default mode {people} people × {days:g} days, cadence mode {cadence_people} people × "
         f"{cadence_days:g} days; seed {seed}; cadence tick {tick} s. `sotto audit leakage"
