@@ -108,8 +108,8 @@ class MessageLog(ScrollView, can_focus=True):
         marker goes above it."""
         self._lines: list[Line] = []
         self._width = 0
-        self._cache: dict[int, tuple[Message, tuple[int, bool], list[Strip]]] = {}
-        """Row id -> the message as drawn, at which (width, highlighted), and its lines."""
+        self._cache: dict[int, tuple[Message, tuple[int, bool, str], list[Strip]]] = {}
+        """Row id -> the message as drawn, at which (width, highlighted, line quoted), and its lines."""
 
     # ------------------------------------------------------------------ content
     def open(
@@ -424,8 +424,9 @@ class MessageLog(ScrollView, can_focus=True):
     def _wrapped(self, message: Message, width: int) -> list[Strip]:
         """The message's screen lines at ``width``, from the cache while it has not changed."""
         highlighted = message.row_id == self.highlight
+        quoted = "" if message.quote is None else self._quoted(message)  # the quoted one may change
         cached = self._cache.get(message.row_id)
-        if cached is not None and cached[0] == message and cached[1] == (width, highlighted):
+        if cached is not None and cached[0] == message and cached[1] == (width, highlighted, quoted):
             return cached[2]
         console = self._text_console()
         text = self.render_message(message)
@@ -434,7 +435,7 @@ class MessageLog(ScrollView, can_focus=True):
             strips = [Strip(list(text.render(console)), text.cell_len)]
         else:
             strips = [Strip(list(line.render(console)), line.cell_len) for line in text.wrap(console, width)]
-        self._cache[message.row_id] = (message, (width, highlighted), strips)
+        self._cache[message.row_id] = (message, (width, highlighted, quoted), strips)
         return strips
 
     def _relayout(self) -> None:
