@@ -92,14 +92,17 @@ def parse(line: str) -> Parsed:
     text = line.strip().removeprefix(":").strip()
     if not text:
         raise CommandError("type a command: :help lists them")
-    try:
-        words = shlex.split(text)
-    except ValueError as e:
-        raise CommandError(f"cannot read that command line: {e}") from None
-    spec = lookup(words[0])
-    args = tuple(words[1:])
-    if spec.name in REST_OF_LINE:
-        args = (text.split(None, 1)[1],) if len(words) > 1 else ()
+    first, *rest = text.split(None, 1)
+    spec = lookup(first)
+    if spec.name in REST_OF_LINE:  # a text: its quotes and spaces are its own
+        args = tuple(rest)
+    else:
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            raise CommandError(f"cannot read that command line: {e}") from None
+        spec = lookup(words[0])
+        args = tuple(words[1:])
     if not spec.min_args <= len(args) <= spec.max_args:
         raise CommandError(f"usage: {spec.usage}")
     return Parsed(spec.name, args)
