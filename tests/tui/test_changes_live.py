@@ -176,3 +176,33 @@ def test_a_group_message_naming_you_counts_as_a_mention_on_arrival(server_url: s
                 assert all(m.direction is Direction.INCOMING for m in alice.history("Lunch"))
 
     run(main)
+
+
+def test_the_code_from_bobs_screen_marks_him_verified(server_url: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        alice = await new_client(server_url, tmp_path, "Alice")
+        bob = await new_client(server_url, tmp_path, "Bob")
+        async with alice, bob:
+            await befriend(alice, bob)
+            app = live_app(alice)
+            async with app.run_test(size=(100, 40)) as pilot:
+                await until(pilot, lambda: app.connected, "connected")
+                await pilot.press("enter", "v")
+                await shown(pilot, app, "not verified yet")
+                await shown(pilot, app, ":verify Bob CODE")
+                await pilot.press("escape")
+                wrong = alice.safety_number("Bob").qr_text  # our own code is not theirs
+                await command(app, pilot, f"verify Bob {wrong}")
+                assert "NOT verified" in app.note or app.note.startswith("not verified")
+                assert not alice.is_verified("Bob")
+                await pilot.press("V")
+                assert app.command_line.value == ":verify Bob "
+                app.command_line.value += bob.safety_number("Alice").qr_text
+                await pilot.press("enter")
+                await settled(app, pilot)
+                await until(pilot, lambda: app.note == "Bob verified", "verified")
+                assert alice.is_verified("Bob")
+                await pilot.press("v")
+                await shown(pilot, app, "(verified)")
+
+    run(main)

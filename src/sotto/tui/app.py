@@ -934,13 +934,12 @@ class ChatApp(App[None]):
             self.say(f"no safety number: {e}")
             return
         verified = "verified" if self.client.is_verified(target) else "not verified yet"
-        self.push_screen(
-            ShowScreen(
-                f"Safety number with {clean(target.name)}",
-                [number.displayable, "", f"Compare it with theirs, or scan their code ({verified})."],
-                qr=number.qr_text,
-            )
-        )
+        lines = [number.displayable, "", f"Compare it with theirs, or scan their code ({verified})."]
+        if self.notices.get(key_of(target)):
+            lines += ["", "⚠ Their safety number changed since you last talked: compare it again."]
+        code = f":verify {commands.quoted(target.name)} CODE"
+        lines += [f"To mark them verified, type the code their screen shows: V, or {code}."]
+        self.push_screen(ShowScreen(f"Safety number with {clean(target.name)}", lines, qr=number.qr_text))
 
     @work(group="verify", exclusive=True)
     async def verify_code(self, name: str, code: str) -> None:
