@@ -32,9 +32,7 @@ def test_an_unknown_design_is_refused(tmp_path: Path) -> None:
     assert "unknown design nope" in result.output
 
 
-def test_jobs_reach_the_study_and_zero_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_jobs_reach_the_study_and_zero_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[int] = []
 
     class Stop(Exception):
