@@ -82,7 +82,8 @@ def mentions_in(messages: list[Message], me: str) -> int:
         start = text.find(wanted)
         while start >= 0:
             after = start + len(wanted)
-            if after >= len(text) or not (text[after].isalnum() or text[after] == "_"):
+            whole = after >= len(text) or not (text[after].isalnum() or text[after] == "_")
+            if whole and (start == 0 or not text[start - 1].isalnum()):  # not a@alice.example
                 count += 1
                 break
             start = text.find(wanted, after)
