@@ -275,6 +275,9 @@ class ChatApp(App[None]):
                 self.note = f"{clean(event.contact.name)} {verb}: you can write to them now"
             case ev.GroupUpdated():
                 self.conversations.put(summarize(self.client, event.group))
+                if self.open_target is not None and key_of(self.open_target) == key_of(event.group):
+                    self.open_target = event.group  # a new name, or members
+                    self.catch_up()
                 if event.joined:
                     self.note = f"{clean(event.sender.name)} added you to #{clean(event.group.name)}"
             case ev.IdentityChanged():
