@@ -14,13 +14,7 @@ import httpx
 import pytest
 
 from sotto.server import answering as answering_module
-from sotto.server.answering import (
-    CLAIM_SECONDS,
-    RELEASE_UNREAD_BYTES,
-    SWEEP_EVERY,
-    Answering,
-    PollInProgressError,
-)
+from sotto.server.answering import CLAIM_SECONDS, RELEASE_UNREAD_BYTES, SWEEP_EVERY, Answering
 from sotto.server.storage.base import MailboxId
 from sotto.wire import b64
 from tests.server.conftest import Mailbox
@@ -30,38 +24,55 @@ A, B = MailboxId(b"a" * 16), MailboxId(b"b" * 16)
 
 
 def test_a_mailbox_has_one_answer_out_at_a_time() -> None:
-    answering = Answering()
-    first = answering.claim(A, 100.0)
-    try:
-        answering.claim(A, 101.0)
-    except PollInProgressError as e:
-        assert e.status == 429 and e.code == "poll_in_progress"
-        assert e.retry_after == round(CLAIM_SECONDS - 1.0)
-    else:
-        raise AssertionError("a second answer of the same mailbox was allowed")
-    assert answering.try_claim(A, 101.0) is None
-    answering.claim(B, 101.0)  # other mailboxes are not held up
-    answering.release(first)
-    answering.claim(A, 101.5)
-    assert len(answering) == 2
+    async def main() -> None:
+        answering = Answering()
+        first = await answering.claim(A)
+        assert answering.try_claim(A) is None
+        assert await answering.claim(B) is not None  # other mailboxes are not held up
+        second = asyncio.create_task(answering.claim(A))
+        await asyncio.sleep(0.01)
+        assert not second.done()  # it waits for the first answer to be taken
+        answering.release(first)
+        claimed = await asyncio.wait_for(second, 1)
+        assert answering.try_claim(A) is None
+        answering.release(claimed)
+        assert answering.try_claim(A) is not None
+
+    asyncio.run(main())
 
 
-def test_an_answer_stops_holding_its_mailbox_after_the_claim_time() -> None:
-    answering = Answering()
-    stale = answering.claim(A, 100.0)
-    fresh = answering.claim(A, 100.0 + CLAIM_SECONDS)  # the stale one never ended
-    answering.release(stale)  # its end does not free the mailbox from the later answer
-    assert answering.try_claim(A, 100.0 + CLAIM_SECONDS + 1) is None
-    answering.release(fresh)
-    answering.release(fresh)  # twice is harmless
-    assert len(answering) == 0
+def test_an_answer_never_taken_stops_holding_its_mailbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(answering_module, "CLAIM_SECONDS", 0.05)
+
+    async def main() -> None:
+        answering = Answering()
+        stale = await answering.claim(A)  # never released
+        loop = asyncio.get_running_loop()
+        before = loop.time()
+        fresh = await asyncio.wait_for(answering.claim(A), 1)
+        assert loop.time() - before >= 0.04
+        answering.release(stale)  # a late end does not free the mailbox from the later answer
+        assert answering.try_claim(A) is None
+        answering.release(fresh)
+        answering.release(fresh)  # twice is harmless
+        assert len(answering) == 0
+
+    asyncio.run(main())
 
 
-def test_claims_never_released_are_swept() -> None:
-    answering = Answering()
-    for n in range(2 * SWEEP_EVERY):  # answers that never ended: the first half long ago
-        answering.claim(MailboxId(n.to_bytes(16, "big")), 0.0 if n < SWEEP_EVERY else CLAIM_SECONDS + 1)
-    assert len(answering) == SWEEP_EVERY
+def test_claims_never_released_are_swept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(answering_module, "CLAIM_SECONDS", 0.05)
+
+    async def main() -> None:
+        answering = Answering()
+        for n in range(SWEEP_EVERY):  # answers that never ended
+            answering.try_claim(MailboxId(n.to_bytes(16, "big")))
+        await asyncio.sleep(0.06)
+        for n in range(SWEEP_EVERY):
+            answering.try_claim(MailboxId((SWEEP_EVERY + n).to_bytes(16, "big")))
+        assert len(answering) == SWEEP_EVERY
+
+    asyncio.run(main())
 
 
 def _poll_request(mailbox: Mailbox) -> bytes:
@@ -78,7 +89,7 @@ def _poll_request(mailbox: Mailbox) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def test_a_poll_while_the_mailboxs_answer_is_unread_is_refused_before_any_read(tmp_path: Path) -> None:
+def test_a_poll_while_the_mailboxs_answer_is_unread_waits_for_it(tmp_path: Path) -> None:
     with live_relay(tmp_path, write_stall_seconds=600.0) as relay:
         url = f"http://127.0.0.1:{relay.port}"
         mailbox = Mailbox()
@@ -98,30 +109,30 @@ def test_a_poll_while_the_mailboxs_answer_is_unread_is_refused_before_any_read(t
             slow.settimeout(30)
             assert slow.recv(1_000).startswith(b"HTTP/1.1 200 ")
 
-            def poll() -> httpx.Response:
+            def poll(timeout: float = 30) -> httpx.Response:
                 request = _poll_request(mailbox)
                 head, body = request.split(b"\r\n\r\n", 1)
                 headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[2:])
-                return client.post(f"/v1/mailboxes/{mailbox.id}/poll", content=body, headers=headers)
+                return client.post(
+                    f"/v1/mailboxes/{mailbox.id}/poll", content=body, headers=headers, timeout=timeout
+                )
 
-            refused = poll()
-            assert refused.status_code == 429, refused.text[:200]
-            assert refused.json()["code"] == "poll_in_progress"
-            assert 1 <= int(refused.headers["retry-after"]) <= CLAIM_SECONDS
+            # Another poll of the mailbox waits while that answer is out, and reads nothing.
+            with pytest.raises(httpx.ReadTimeout):
+                poll(timeout=1.0)
 
-            # Once the answer is read to its end, the next poll is answered.
+            # Once the answer is read to its end, the next poll is answered at once.
             data = b""
             slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             while not data.rstrip().endswith(b"}") or len(data) < 8 * 65_536:
                 chunk = slow.recv(1 << 20)
                 assert chunk
                 data += chunk
-            deadline = time.monotonic() + 30
-            while (answered := poll()).status_code == 429:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            started = time.monotonic()
+            answered = poll()
             assert answered.status_code == 200, answered.text[:200]
             assert len(answered.json()["envelopes"]) == 8
+            assert time.monotonic() - started < CLAIM_SECONDS
             slow.close()
 
 
@@ -131,13 +142,13 @@ def test_an_answer_holds_its_mailbox_until_the_peer_has_taken_it(monkeypatch: py
 
     async def main() -> None:
         registry = Answering()
-        claim = registry.claim(A, 0.0)
+        claim = await registry.claim(A)
         registry.release_when_taken(claim, lambda: left.pop(0) if left else 0)
-        assert registry.try_claim(A, 1.0) is None  # its last bytes are not taken yet
+        assert registry.try_claim(A) is None  # its last bytes are not taken yet
         while left:
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.02)
-        assert registry.try_claim(A, 1.0) is not None
+        assert registry.try_claim(A) is not None
 
     asyncio.run(main())
 
@@ -156,7 +167,7 @@ def test_an_answer_never_taken_frees_its_mailbox_after_the_claim_time(
 
     async def main() -> None:
         registry = Answering()
-        registry.release_when_taken(registry.claim(A, 0.0), never)
+        registry.release_when_taken(await registry.claim(A), never)
         assert len(registry) == 1
         await asyncio.sleep(0.2)
         assert len(registry) == 0

@@ -1,30 +1,31 @@
 """One poll answer at a time per mailbox.
 
 A poll's answer costs the relay a read of up to half a megabyte of pending envelopes and the
-making of its pieces (:mod:`sotto.server.turns`). A client that never reads its answers can ask
-again and again: each poll would read the same envelopes once more, and the clients of one
-mailbox could make a mailbox's whole burst allowance of such answers at once (measured: sixty
-answers of half a megabyte, 0.7 s of the relay's core).
+making of its pieces (:mod:`sotto.server.turns`). Clients that never read their answers can ask
+again and again, and the clients of one mailbox could make the mailbox's whole burst allowance of
+such answers at once (measured: sixty answers of half a megabyte, 0.7 s of the relay's core).
 
 So a mailbox has at most one answer out: from the read of its pending envelopes until the
 client has taken the answer (its last piece handed over and the connection's send queue in the
 kernel down to :data:`RELEASE_UNREAD_BYTES`, checked every :data:`RELEASE_CHECK_SECONDS`), or
-the connection ended. A poll of a mailbox whose answer is still out gets ``429
-poll_in_progress`` with Retry-After, before it reads or deletes anything. An honest client
-polls a mailbox one poll after another and has read the last answer before it asks again, so it
-meets the refusal at most for the moment the last bytes take to be acknowledged; a client whose
-connection died with an answer half sent may meet it longer: an answer stops holding its
-mailbox after :data:`CLAIM_SECONDS`, and a later poll goes ahead. A long poll's wait is no
-answer: the claim is let go while it waits (one long poll per mailbox is held anyway,
-:mod:`sotto.server.longpoll`).
+the connection ended. A poll of a mailbox whose answer is out waits, before it reads or deletes
+anything, until that answer is taken, or for :data:`CLAIM_SECONDS` at most: an answer never
+taken (a client that does not read, or whose connection died mid-answer) stops holding its
+mailbox then. A waiting poll costs a suspended request and nothing more, and while it waits its
+connection's next request is not read either. An honest client polls a mailbox one poll after
+another, having read the last answer, so it does not wait. A long poll's wait is no answer: the
+claim is let go while it waits (one long poll per mailbox is held anyway,
+:mod:`sotto.server.longpoll`), and one that wakes while another answer is out answers empty.
+
+Times are the event loop's (virtual in a simulation).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
-from sotto.server.ratelimit import RateLimitedError
 from sotto.server.storage.base import MailboxId
 
 CLAIM_SECONDS = 5.0
@@ -40,28 +41,20 @@ SWEEP_EVERY = 1_024
 that were never sent, so that nothing grows without bound)."""
 
 
-class PollInProgressError(RateLimitedError):
-    """429: an answer of this mailbox is still being made or sent."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(retry_after)
-        self.code = "poll_in_progress"
-        self.message = f"an answer from this mailbox is still being sent; retry in {retry_after} s"
-        self.args = (self.message,)
-
-
 class Claim:
-    """A mailbox's answer in flight; :meth:`Answering.release` ends it (once)."""
+    """A mailbox's answer out; :meth:`Answering.release` ends it (once)."""
 
-    __slots__ = ("mailbox_id", "since")
+    __slots__ = ("ended", "mailbox_id", "since")
 
     def __init__(self, mailbox_id: MailboxId, since: float) -> None:
         self.mailbox_id = mailbox_id
         self.since = since
+        self.ended: asyncio.Event | None = None
+        """Made by the first poll that waits for this answer."""
 
 
 class Answering:
-    """The mailboxes with an answer in flight (one registry per event loop)."""
+    """The mailboxes with an answer out (one registry per event loop)."""
 
     def __init__(self) -> None:
         self._claims: dict[MailboxId, Claim] = {}
@@ -70,30 +63,45 @@ class Answering:
     def __len__(self) -> int:
         return len(self._claims)
 
-    def claim(self, mailbox_id: MailboxId, now: float) -> Claim:
-        """The mailbox's claim for a new answer, or :class:`PollInProgressError` while an earlier
-        answer of it, claimed less than :data:`CLAIM_SECONDS` ago, is out."""
+    async def claim(self, mailbox_id: MailboxId) -> Claim:
+        """The mailbox's claim for a new answer, once no earlier answer of it claimed less than
+        :data:`CLAIM_SECONDS` ago is out."""
+        loop = asyncio.get_running_loop()
+        while True:
+            claim = self.try_claim(mailbox_id)
+            if claim is not None:
+                return claim
+            held = self._claims[mailbox_id]
+            if held.ended is None:
+                held.ended = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held.ended.wait(), held.since + CLAIM_SECONDS - loop.time())
+
+    def try_claim(self, mailbox_id: MailboxId) -> Claim | None:
+        """The mailbox's claim now, or None while an earlier answer of it is out."""
+        now = asyncio.get_running_loop().time()
         held = self._claims.get(mailbox_id)
         if held is not None and now - held.since < CLAIM_SECONDS:
-            raise PollInProgressError(max(1, round(CLAIM_SECONDS - (now - held.since))))
+            return None
+        if held is not None:
+            self._end(held)  # never taken: whoever waits for it goes on
         self._until_sweep -= 1
         if self._until_sweep <= 0:
             self._until_sweep = SWEEP_EVERY
-            self._claims = {m: c for m, c in self._claims.items() if now - c.since < CLAIM_SECONDS}
+            for stale in [c for c in self._claims.values() if now - c.since >= CLAIM_SECONDS]:
+                self._end(stale)
         claim = self._claims[mailbox_id] = Claim(mailbox_id, now)
         return claim
-
-    def try_claim(self, mailbox_id: MailboxId, now: float) -> Claim | None:
-        """:meth:`claim`, or None instead of the refusal."""
-        try:
-            return self.claim(mailbox_id, now)
-        except PollInProgressError:
-            return None
 
     def release(self, claim: Claim | None) -> None:
         """End ``claim`` (None: nothing), unless a later claim of its mailbox replaced it."""
         if claim is not None and self._claims.get(claim.mailbox_id) is claim:
-            del self._claims[claim.mailbox_id]
+            self._end(claim)
+
+    def _end(self, claim: Claim) -> None:
+        del self._claims[claim.mailbox_id]
+        if claim.ended is not None:
+            claim.ended.set()
 
     def release_when_taken(self, claim: Claim | None, unread: Callable[[], int] | None) -> None:
         """End ``claim`` once its answer's last piece is handed over (now) and the peer has taken

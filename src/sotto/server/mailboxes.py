@@ -224,7 +224,7 @@ async def poll_mailbox(
     mid = await _owned(ctx, request, mailbox_id, sotto_mailbox_auth)
     await ctx.limits.poll_per_mailbox.acheck(mid, ctx.now())
     in_flight = answers_in_flight(request.app.state)
-    claim: Claim | None = in_flight.claim(mid, ctx.now())  # before anything is read or deleted
+    claim: Claim | None = await in_flight.claim(mid)  # before anything is read or deleted
     try:
         acked = list(dict.fromkeys(body.ack))
         if acked:
@@ -247,7 +247,7 @@ async def poll_mailbox(
                     claim = None
                     if await hold.wait(body.wait_ms / 1000, _client_gone(request)):
                         # Another poll's answer out meanwhile: this one says "nothing yet".
-                        claim = in_flight.try_claim(mid, ctx.now())
+                        claim = in_flight.try_claim(mid)
                         if claim is not None:
                             envelopes = await turns.run(read)
             finally:
