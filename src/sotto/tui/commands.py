@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 
-from sotto.client.content import MAX_TIMER_S
+from sotto.client.durations import timer_seconds
 
 
 class CommandError(ValueError):
@@ -121,17 +120,10 @@ def group_command(args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
     return args[0], rest
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-
-
 def parse_duration(value: str) -> int:
     """``off``/``0``, or a number and a unit (``30s``, ``5m``, ``8h``, ``1d``, ``4w``): seconds."""
-    given = value.strip().lower()
-    if given in ("off", "0"):
-        return 0
-    found = re.fullmatch(r"(\d{1,7})\s*([smhdw])", given)
-    seconds = 0 if found is None else int(found.group(1)) * _UNITS[found.group(2)]
-    if not 0 < seconds <= MAX_TIMER_S:
+    seconds = timer_seconds(value)
+    if seconds is None:
         raise CommandError(f"{value!r} is not a timer: 30s, 5m, 8h, 1d or 4w (four weeks at most), or off")
     return seconds
 

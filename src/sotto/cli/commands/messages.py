@@ -27,6 +27,7 @@ from sotto.cli.profile import CadenceOption, ProfileOption, opened, run, where
 from sotto.client import content, control, history_export
 from sotto.client import events as ev
 from sotto.client.content import MAX_TEXT_BYTES
+from sotto.client.durations import timer_seconds
 from sotto.client.flows.attachments import StoredAttachment
 from sotto.client.sdk import Client
 from sotto.store.model import Contact, ContactId, Group, Message, MessageRowId
@@ -487,17 +488,10 @@ def react(
     run(place, work())
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-
-
 def parse_duration(value: str) -> int:
     """``off``/``0``, or a number and a unit (``30s``, ``5m``, ``8h``, ``1d``, ``4w``): seconds."""
-    given = value.strip().lower()
-    if given in ("off", "0"):
-        return 0
-    found = re.fullmatch(r"(\d{1,7})\s*([smhdw])", given)
-    seconds = 0 if found is None else int(found.group(1)) * _UNITS[found.group(2)]
-    if not 0 < seconds <= content.MAX_TIMER_S:
+    seconds = timer_seconds(value)
+    if seconds is None:
         fail(
             f"{render.clean(value)!r} is not a timer",
             hint="a number and a unit, 30s, 5m, 8h, 1d or 4w (four weeks at most), or off",
