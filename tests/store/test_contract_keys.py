@@ -13,7 +13,7 @@ from sotto.errors import MissingRecordError, StoreError
 from sotto.protocol.address import ProtocolAddress
 from sotto.protocol.bundle import KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord
 from sotto.store.interfaces import Store
-from sotto.store.model import IdentityChange, PreKeyKind
+from sotto.store.model import IdentityChange, PreKeyKind, TrustedIdentity
 from tests.store import factories
 from tests.store.factories import NOW_MS
 
@@ -222,6 +222,29 @@ def test_identities_trust_on_first_use(store: Store, rng: Rng) -> None:
         assert tx.identities.delete("bob") is True
         assert tx.identities.delete("bob") is False
         assert tx.identities.observe("bob", first, NOW_MS) is IdentityChange.NEW
+
+
+def test_the_safety_number_changed_flag_stays_until_cleared(store: Store, rng: Rng) -> None:
+    first = KeyPair.generate(rng).public
+    second = KeyPair.generate(rng).public
+    with store.transaction() as tx:
+        tx.identities.observe("bob", first, NOW_MS)
+        assert tx.identities.get("bob") == TrustedIdentity("bob", first, NOW_MS)
+        tx.identities.set_verified("bob", True)
+        tx.identities.set_changed("bob", NOW_MS + 1)
+        with pytest.raises(MissingRecordError):
+            tx.identities.set_changed("nobody", NOW_MS)
+    with store.transaction() as tx:
+        flagged = tx.identities.get("bob")
+        assert flagged == TrustedIdentity("bob", first, NOW_MS, verified=True, changed_ms=NOW_MS + 1)
+        tx.identities.set_verified("bob", False)  # unverified again: the flag stays
+        assert tx.identities.get("bob") == dataclasses.replace(flagged, verified=False)
+        tx.identities.set_changed("bob", None)
+    with store.transaction() as tx:
+        assert tx.identities.get("bob") == TrustedIdentity("bob", first, NOW_MS)
+        tx.identities.set_changed("bob", NOW_MS + 2)
+        replaced = tx.identities.replace("bob", second, NOW_MS + 3)  # a newly trusted key: no flag
+        assert replaced.changed_ms is None and replaced.previous_key == first
 
 
 def test_sender_keys(store: Store, rng: Rng) -> None:

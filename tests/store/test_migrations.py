@@ -204,3 +204,35 @@ def test_schema_5_keeps_old_messages_plain_and_takes_changes(old_file: Path) -> 
         assert conn.execute("SELECT expires_ms FROM messages").fetchall() == [(None,), (None,)]
     finally:
         conn.close()
+
+
+def test_schema_8_keeps_trust_and_flags_no_safety_number_change(old_file: Path) -> None:
+    SqliteStore.open(old_file, v1.PASSPHRASE, migrate_to=7).close()
+    conn = sqlite3.connect(old_file)
+    try:
+        (before,) = conn.execute("SELECT sealed FROM identities").fetchall()
+    finally:
+        conn.close()
+    store = SqliteStore.open(old_file, v1.PASSPHRASE)
+    try:
+        assert store.schema_version() == 8
+        with store.transaction() as tx:
+            account = tx.account.get()
+            bob = tx.contacts.by_name(v1.CONTACT_NAME)
+            assert account is not None and bob is not None
+            trusted = tx.identities.get(bob.address.name)
+            assert trusted is not None and trusted.identity_key == account.identity.public
+            assert trusted.changed_ms is None and not trusted.verified
+            tx.identities.set_changed(bob.address.name, 1234)
+        with store.transaction() as tx:
+            flagged = tx.identities.get(bob.address.name)
+            assert flagged is not None and flagged.changed_ms == 1234
+            assert flagged.identity_key == trusted.identity_key
+    finally:
+        store.close()
+    conn = sqlite3.connect(old_file)
+    try:
+        (after,) = conn.execute("SELECT sealed FROM identities").fetchall()
+    finally:
+        conn.close()
+    assert after != before  # re-sealed with one more value

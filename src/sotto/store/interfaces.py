@@ -240,6 +240,11 @@ class IdentityRepository(Protocol):
         """Record that the user compared safety numbers. MissingRecordError if ``name`` is unknown."""
         ...
 
+    def set_changed(self, name: str, changed_ms: int | None) -> None:
+        """Set (a time) or clear (None) the "safety number changed" flag, keeping the rest.
+        MissingRecordError if ``name`` is unknown."""
+        ...
+
     def delete(self, name: str) -> bool: ...
 
 

@@ -352,6 +352,12 @@ class _Identities(_Repo):
             raise MissingRecordError("no trusted identity for this peer")
         self.w.identities.w[name] = dataclasses.replace(known, verified=verified)
 
+    def set_changed(self, name: str, changed_ms: int | None) -> None:
+        known = self.w.identities.r.get(name)
+        if known is None:
+            raise MissingRecordError("no trusted identity for this peer")
+        self.w.identities.w[name] = dataclasses.replace(known, changed_ms=changed_ms)
+
     def delete(self, name: str) -> bool:
         return self.w.identities.w.pop(name, None) is not None
 

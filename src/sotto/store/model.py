@@ -104,6 +104,10 @@ class TrustedIdentity:
     """The user compared safety numbers for this key."""
     previous_key: PublicKey | None = None
     """The key this one replaced, if any (to show "safety number changed")."""
+    changed_ms: int | None = None
+    """When a message last came for this peer under another identity key (it was refused): the
+    "safety number changed" flag, kept until the user verifies the contact again or acknowledges
+    the change (see :meth:`~sotto.store.interfaces.IdentityRepository.set_changed`)."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

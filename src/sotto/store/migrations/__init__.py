@@ -23,6 +23,7 @@ from sotto.store.migrations import (
     v005_message_changes,
     v006_message_search,
     v007_message_attachments,
+    v008_identity_changes,
 )
 
 Progress = Callable[[int, int, int], None]
@@ -50,6 +51,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         6, "a blind word index for searching messages", v006_message_search.apply, v006_message_search.apply
     ),
     Migration(7, "a message's file kept beside it, going with it", v007_message_attachments.apply),
+    Migration(8, 'a trusted identity keeps the "safety number changed" flag', v008_identity_changes.apply),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

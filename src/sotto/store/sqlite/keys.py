@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Container, Iterable
 
@@ -304,14 +305,18 @@ class SessionRepo(Repo):
         )
 
 
+IDENTITY_FIELDS = 6
+"""A trusted identity's sealed values (schema 8 added the "safety number changed" time)."""
+
+
 class IdentityRepo(Repo):
     def _load(self, name: str) -> tuple[bytes, TrustedIdentity | None]:
         ix = self.db.ix("identity", name.encode())
         found = self.db.row("SELECT sealed FROM identities WHERE name_ix = ?", (ix,))
         if found is None:
             return ix, None
-        v = self.db.open_row("identities", ix, found[0], 5)
-        previous = v[4]
+        v = self.db.open_row("identities", ix, found[0], IDENTITY_FIELDS)
+        previous, changed = v[4], v[5]
         try:
             return ix, TrustedIdentity(
                 name=as_str(v[0]),
@@ -319,6 +324,7 @@ class IdentityRepo(Repo):
                 first_seen_ms=as_int(v[2]),
                 verified=as_bool(v[3]),
                 previous_key=None if previous is None else PublicKey.from_bytes(as_bytes(previous)),
+                changed_ms=None if changed is None else as_int(changed),
             )
         except SottoError as error:
             if isinstance(error, StoreCorruptedError):
@@ -336,6 +342,7 @@ class IdentityRepo(Repo):
                 trusted.first_seen_ms,
                 trusted.verified,
                 previous,
+                trusted.changed_ms,
             ],
         )
         self.db.run(
@@ -368,12 +375,13 @@ class IdentityRepo(Repo):
         ix, known = self._load(name)
         if known is None:
             raise MissingRecordError("no trusted identity for this peer")
-        self._save(
-            ix,
-            TrustedIdentity(
-                known.name, known.identity_key, known.first_seen_ms, verified, known.previous_key
-            ),
-        )
+        self._save(ix, dataclasses.replace(known, verified=verified))
+
+    def set_changed(self, name: str, changed_ms: int | None) -> None:
+        ix, known = self._load(name)
+        if known is None:
+            raise MissingRecordError("no trusted identity for this peer")
+        self._save(ix, dataclasses.replace(known, changed_ms=changed_ms))
 
     def delete(self, name: str) -> bool:
         return (
