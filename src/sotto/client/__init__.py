@@ -32,10 +32,10 @@ if TYPE_CHECKING:
         SessionRepaired,
         TypingChanged,
     )
-    from sotto.client.sdk import Client, Invite
+    from sotto.client.sdk import Client, Invite, Trust
 
 _MODULES = frozenset({"content", "events"})
-_LAZY = {"Client": "sdk", "Invite": "sdk"} | dict.fromkeys(
+_LAZY = {"Client": "sdk", "Invite": "sdk", "Trust": "sdk"} | dict.fromkeys(
     (
         "ConnectionChanged",
         "ContactAccepted",
@@ -79,6 +79,7 @@ __all__ = [
     "SendFailed",
     "SendHeld",
     "SessionRepaired",
+    "Trust",
     "TypingChanged",
     "content",
     "events",

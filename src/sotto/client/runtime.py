@@ -54,7 +54,7 @@ from sotto.client.events import (
 )
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import mailboxes as mailbox_flow
-from sotto.client.flows import receiving, repair, reporting, sending
+from sotto.client.flows import receiving, repair, reporting, sending, trust
 from sotto.client.flows.context import (
     DAY_MS,
     Command,
@@ -450,6 +450,7 @@ class Engine:
             fresh = tx.seen.add(mailbox_id, envelope_id, self.now_ms() // DAY_MS)
             if fresh:
                 reporting.journal(tx, events)  # an identity change must reach the app
+                trust.flag_changes(tx, events, self.now_ms())  # and stays shown until acknowledged
             return fresh
 
         if not await self.transaction(record):

@@ -34,7 +34,7 @@ from sotto.client.clock import Clock, as_clock, wall_clock_ms
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import attachments as attachment_flow
-from sotto.client.flows import changes, reporting, safety, sending
+from sotto.client.flows import changes, reporting, safety, sending, trust
 from sotto.client.flows import contacts as contact_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
@@ -60,6 +60,7 @@ from sotto.errors import (
     ClientError,
     DecodeError,
     InviteError,
+    MissingRecordError,
     RelayError,
     RelayUnavailableError,
     UnknownContactError,
@@ -86,6 +87,8 @@ T = TypeVar("T")
 
 MARK_BATCH = 64
 """Events ``listen()`` hands out before it marks them taken, while more are waiting."""
+Trust = trust.Trust
+"""Whether a contact is verified and whether their safety number changed (:meth:`Client.trust`)."""
 STORE_FILE = "sotto.db"
 """The store's file name inside a client's data directory."""
 
@@ -1073,23 +1076,51 @@ class Client:
 
     async def verify(self, contact: ContactRef, scanned: str | bytes) -> bool:
         """Compare a code scanned from the contact's screen with ours; on a match, remember that
-        the contact is verified. DecodeError for an unreadable code."""
+        the contact is verified (which clears their "safety number changed" flag). DecodeError
+        for an unreadable code."""
         ours = self.safety_number(contact)
         if not safety.matches(ours, scanned):
             return False
-
-        def mark(tx: Transaction) -> None:
-            tx.identities.set_verified(self._contact(tx, contact).address.name, True)
-
-        await self._engine.transaction(mark)
+        await self._set_verified(contact, True)
         return True
 
-    def is_verified(self, contact: ContactRef) -> bool:
-        def read(tx: Transaction) -> bool:
-            trusted = tx.identities.get(self._contact(tx, contact).address.name)
-            return trusted is not None and trusted.verified
+    async def unverify(self, contact: ContactRef) -> Trust:
+        """Mark ``contact`` not verified again (their "safety number changed" flag, if set,
+        stays). UnknownContactError if we trust no key for them."""
+        return await self._set_verified(contact, False)
 
-        return self._engine.read(read)
+    async def _set_verified(self, contact: ContactRef, verified: bool) -> Trust:
+        def mark(tx: Transaction) -> Trust:
+            try:
+                return trust.set_verified(tx, self._contact(tx, contact), verified)
+            except MissingRecordError:
+                raise UnknownContactError("no identity key for this contact") from None
+
+        return await self._engine.transaction(mark)
+
+    async def acknowledge_safety_number_change(self, contact: ContactRef) -> bool:
+        """Clear ``contact``'s "safety number changed" flag without verifying them (the user saw
+        it); whether it was set. The key we trust is unchanged: the refused messages stay refused."""
+
+        def clear(tx: Transaction) -> bool:
+            return trust.acknowledge(tx, self._contact(tx, contact))
+
+        return await self._engine.transaction(clear)
+
+    def trust(self, contact: ContactRef) -> Trust:
+        """Whether ``contact`` is verified, and whether (since when) their safety number changed:
+        a message came under another identity key and was refused
+        (:class:`~sotto.client.events.IdentityChanged`). The flag is kept in the store until
+        :meth:`verify` matches or :meth:`acknowledge_safety_number_change`; sending is not held
+        by it (see :mod:`sotto.client.flows.trust`)."""
+        return self._engine.read(lambda tx: trust.trust_of(tx, self._contact(tx, contact)))
+
+    def trusts(self, contacts: Iterable[Contact]) -> list[Trust]:
+        """:meth:`trust` for each of ``contacts``, in one read."""
+        return self._engine.read(lambda tx: [trust.trust_of(tx, c) for c in contacts])
+
+    def is_verified(self, contact: ContactRef) -> bool:
+        return self.trust(contact).verified
 
     # ------------------------------------------------------------------ mailboxes and export
     async def rotate_mailboxes(self) -> int:
