@@ -122,14 +122,22 @@ def _show_contacts(client: Client) -> None:
             ready = "ready" if client.is_ready(contact) else "waiting for their answer"
             if contact.blocked:
                 ready = "blocked"
-            verified = "verified" if client.is_verified(contact) else "not verified"
+            trust = client.trust(contact)
+            safety = Text("verified" if trust.verified else "not verified")
+            if trust.changed_ms is not None:
+                safety.append(f"\n⚠ changed {_when(trust.changed_ms)}", style="bold red")
             table.add_row(
                 Text(render.clean(contact.name)),
                 Text(render.clean(contact.display_name or "?")),
                 ready,
-                verified,
+                safety,
             )
         render.out.print(table)
+        if any(client.trust(c).safety_number_changed for c in people):
+            render.dim(
+                "  ⚠ changed: a message came under another identity key and was refused. Compare safety"
+                " numbers (`sotto verify NAME`), or `sotto verify NAME --acknowledge` to clear the mark."
+            )
     groups = client.groups()
     if groups:
         table = Table(header_style="dim")
@@ -143,6 +151,7 @@ def _show_contacts(client: Client) -> None:
 
 def verify(
     name: Annotated[str, typer.Argument(help="The contact.", show_default=False)],
+    *,
     scanned: Annotated[
         str | None,
         typer.Option(
@@ -151,16 +160,44 @@ def verify(
         ),
     ] = None,
     show_qr: Annotated[bool, typer.Option("--qr/--no-qr", help="Print our code as a QR code.")] = True,
+    unverify: Annotated[
+        bool, typer.Option("--unverify", help="Mark the contact not verified again.")
+    ] = False,
+    acknowledge: Annotated[
+        bool,
+        typer.Option(
+            "--acknowledge", help='Clear the "safety number changed" mark without verifying the contact.'
+        ),
+    ] = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Show the safety number you share with a contact, or compare it with theirs."""
+    """Show the safety number you share with a contact, compare it with theirs, or mark them not
+    verified again (--unverify)."""
     place = where(profile)
+    if sum((scanned is not None, unverify, acknowledge)) > 1:
+        fail("use one of --scanned, --unverify and --acknowledge", code=ExitCode.USAGE)
 
     async def work() -> None:
         async with opened(place) as client:
             contact = require_contact(client, name)
-            number = client.safety_number(contact)
             shown = render.clean(contact.name)
+            if unverify:
+                trust = await client.unverify(contact)
+                render.done(f"{shown} is marked not verified")
+                if trust.safety_number_changed:
+                    render.dim(
+                        f"  Their safety number changed {_when(trust.changed_ms or 0)}: compare it again."
+                    )
+                return
+            if acknowledge:
+                if await client.acknowledge_safety_number_change(contact):
+                    render.done(f'the "safety number changed" mark on {shown} is cleared')
+                    state = "verified" if client.is_verified(contact) else "not verified"
+                    render.dim(f"  {shown} is still {state}: only a matching code verifies a contact.")
+                else:
+                    render.info(f"{shown}'s safety number has not changed: nothing to clear")
+                return
+            number = client.safety_number(contact)
             if scanned is None:
                 groups = number.displayable.split()
                 render.info(f"Safety number with {shown}:")
@@ -170,7 +207,16 @@ def verify(
                     render.qr(number.qr_text)
                 render.info("Code to scan or paste:")
                 render.out.print(number.qr_text, soft_wrap=True, markup=False)
-                state = "verified" if client.is_verified(contact) else "not verified yet"
+                trust = client.trust(contact)
+                state = "verified" if trust.verified else "not verified yet"
+                if trust.changed_ms is not None:
+                    render.out.print(
+                        Text(
+                            f"⚠ Their safety number changed {_when(trust.changed_ms)}: a message came under"
+                            " another identity key and was refused. Compare again before trusting them.",
+                            style="bold red",
+                        )
+                    )
                 render.dim(f"  {shown} is {state}. Compare the digits with their screen, or run")
                 render.dim("  `sotto verify NAME --scanned CODE` with the code their `sotto verify` printed.")
                 return
@@ -204,6 +250,10 @@ def verify(
             render.done(f"the codes match: {shown} is now verified")
 
     run(place, work())
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
 
 
 def remove(
