@@ -486,3 +486,32 @@ def test_a_contact_request_to_a_vanished_invite_fails_visibly() -> None:
             assert not bob.is_ready("Alice")
 
     run(main)
+
+
+def test_search_everywhere_finds_matches_in_every_conversation_newest_first() -> None:
+    async def main() -> None:
+        net = FakeNetwork()
+        alice, bob, carol = [await client(net, n) for n in ("Alice", "Bob", "Carol")]
+        async with alice, bob, carol:
+            await connect(alice, bob)
+            await connect(alice, carol)
+            await bob.send_text("Alice", "lunch at noon?")
+            await settle(bob, alice)
+            await carol.send_text("Alice", "no lunch for me today")
+            await settle(carol, alice)
+            await alice.send_text("Bob", "the launch is at noon")
+            group = await alice.create_group("Team", ["Bob", "Carol"])
+            await alice.send_group_text(group, "Lunch together?")
+            found = alice.search_everywhere("lunch")
+            assert [m.text for m in found] == ["Lunch together?", "no lunch for me today", "lunch at noon?"]
+            assert found[0].conversation.group_id == group.group_id
+            assert found[1].conversation.contact_id == alice.contact("Carol").contact_id
+            assert [m.text for m in alice.search_everywhere("lunch", limit=2)] == [
+                "Lunch together?",
+                "no lunch for me today",
+            ]
+            only_bob = alice.search_everywhere("noon", conversations=[alice.contact("Bob")])
+            assert [m.text for m in only_bob] == ["the launch is at noon", "lunch at noon?"]
+            assert alice.search_everywhere("dinner") == []
+
+    run(main)

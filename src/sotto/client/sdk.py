@@ -476,6 +476,31 @@ class Client:
 
         return self._engine.read(read)
 
+    def search_everywhere(
+        self, query: str, *, conversations: Iterable[Contact | Group] | None = None, limit: int = 50
+    ) -> list[Message]:
+        """Up to ``limit`` messages that ``query`` matches (as :meth:`search` matches) across
+        ``conversations`` (default: every contact not removed and every group), newest first; a
+        message's ``conversation`` says where it is. Each conversation's part of the encrypted
+        word index is looked up in turn (its tokens are keyed per conversation), in one read."""
+        wanted: list[Contact | Group]
+        if conversations is None:
+            wanted = [*self.contacts(), *self.groups()]
+        else:
+            wanted = list(conversations)
+        if limit <= 0:
+            return []
+
+        def read(tx: Transaction) -> list[Message]:
+            tx.messages.expire(self._engine.now_ms())
+            found: list[Message] = []
+            for where in wanted:
+                found.extend(tx.messages.search(_where(where), query, limit=limit))
+            found.sort(key=lambda m: (m.stored_ms, m.row_id), reverse=True)
+            return found[:limit]
+
+        return self._engine.read(read)
+
     def _conversation(self, tx: Transaction, ref: ContactRef | GroupRef) -> Conversation:
         if isinstance(ref, Group | bytes):
             return Conversation.group(self._group(tx, ref).group_id)
