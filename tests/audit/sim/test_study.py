@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +24,10 @@ from sotto.audit.sim.people import HOUR_S, Habits
 from sotto.audit.sim.study import StudyResult, StudySettings, run_study
 from sotto.audit.sim.truth import Truth
 from sotto.client import transport
+from sotto.server.challenge import WorkGate
+from sotto.server.config import ServerConfig, WorkPolicy
 from sotto.server.observer import HttpExchange, WsFrame, WsOpen, read_view
+from sotto.wire import work
 from tests.audit.sim.test_network import httpx_network
 
 HABITS = Habits(
@@ -205,3 +209,25 @@ def test_the_relay_sees_a_study_as_it_would_through_httpx(
     for ours, theirs in zip(direct.view, through_httpx.view, strict=True):
         assert ours == theirs
     assert direct.truth == through_httpx.truth
+
+
+@pytest.mark.parametrize("people", [10, 1_000, 10_000])
+def test_registering_the_whole_population_at_once_costs_no_work(people: int) -> None:
+    """Every person registers at time 0; the study's relay asks no proof of work of any of
+    them (with the defaults it would from the 151st on, more the more were made), and keeps
+    the default free rate for mailboxes and the defaults for everything else."""
+    config = study.relay_config(StudySettings(people, 1.0, tick_seconds=60))
+    gate = WorkGate(config.work, bytes(32), 0.0)
+    for _ in range(people):
+        assert gate.difficulty(work.Purpose.ACCOUNT, 0.0) == 0
+        gate.created(work.Purpose.ACCOUNT, 0.0)
+    assert config.work.mailbox_free_per_minute == WorkPolicy().mailbox_free_per_minute
+    assert config.cadence_tick_seconds == 60
+    assert (
+        replace(config, work=WorkPolicy(), cadence_tick_seconds=ServerConfig().cadence_tick_seconds)
+        == ServerConfig()
+    )
+    default = WorkGate(WorkPolicy(), bytes(32), 0.0)
+    for _ in range(people):
+        default.created(work.Purpose.ACCOUNT, 0.0)
+    assert (default.difficulty(work.Purpose.ACCOUNT, 0.0) > 0) == (people > 150)

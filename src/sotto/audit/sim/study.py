@@ -14,6 +14,11 @@ How the plan becomes client calls:
 
 - **A device** is a client process over a store that outlives it. It starts with
   ``Client.register`` (at time 0, for everyone), then ``listen()`` runs while the process is up.
+  The relay runs with the product's defaults (:func:`relay_config`) but one: account creations
+  cost no proof of work up to the whole population at once. The people stand for accounts made
+  over months; a relay that saw them all made in one instant would ask for work that grows with
+  the count already made (``WorkPolicy``), a cost quadratic in the population that no real
+  device pays.
   A restart closes the client and, after the planned down time, ``Client.attach`` opens a new
   one on the same store with a new network (a new process has no pooled connections).
 - **An outage** takes the household's host off the network (:meth:`Host.go_offline`): the
@@ -63,7 +68,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -92,7 +97,7 @@ from sotto.client.sdk import Client, Invite
 from sotto.client.transport import Network
 from sotto.errors import DecodeError, InviteError, RelayError, RelayUnavailableError
 from sotto.forwarder.app import Forwarder
-from sotto.server.config import ServerConfig
+from sotto.server.config import ServerConfig, WorkPolicy
 from sotto.server.observer import (
     DataSnapshot,
     FileSink,
@@ -731,7 +736,7 @@ async def _main(
         snapshot_every_s=relay.snapshot_every_s if relay else None,
     )
     storage = relay.storage(clock) if relay else None
-    config = ServerConfig(cadence_tick_seconds=settings.tick_seconds)
+    config = relay_config(settings)
     relay_rng = random.Random(f"{settings.seed}:relay").randbytes
     duration = population.duration_s
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -778,6 +783,16 @@ async def _main(
     if isinstance(sink, MemorySink):
         study.result.view = sink.records
     return study.result
+
+
+def relay_config(settings: StudySettings) -> ServerConfig:
+    """The relay's configuration in a study: the defaults, with the study's cadence tick, and
+    account creations free for a burst of ``settings.people`` (module docstring)."""
+    work = WorkPolicy()
+    free_per_minute = max(work.free_per_minute, settings.people * 60 / work.window_seconds)
+    return ServerConfig(
+        cadence_tick_seconds=settings.tick_seconds, work=replace(work, free_per_minute=free_per_minute)
+    )
 
 
 Step = tuple[float, int, Callable[[], None]]
@@ -977,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["KeptStore", "RelayFiles", "StudyResult", "StudySettings", "main", "run_study"]
+__all__ = ["KeptStore", "RelayFiles", "StudyResult", "StudySettings", "main", "relay_config", "run_study"]
 
 
 if __name__ == "__main__":
