@@ -1,6 +1,7 @@
 """Soak: the real relay at half of its peak load for a long time, and whether it stays level.
 
     python bench/soak.py [--minutes 30] [--pairs 16] [--payload 512] [--check-deletion] [--json out.json]
+    python bench/soak.py --peak paced     # half of the highest paced rate the relay keeps up with
 
 One relay process (``python -m sotto.server`` on a fresh data directory, pinned to one core), the
 load generator of ``bench/relay.py`` on another: K sender/receiver pairs over delivery
@@ -9,7 +10,16 @@ WebSockets, each envelope stored, pushed, acknowledged and deleted. The peak is 
 minute. Each minute prints the rate, p50/p99 latency (from the scheduled send time), the relay's
 RSS and open file descriptors, the largest write-ahead log seen (sampled every 0.25 s) and the
 database size, with the machine's steal and other processes' CPU share. Every 10 minutes (and at
-the end) a summary, then a verdict against the targets:
+the end) a summary, then a verdict against the targets. Each minute also prints the relay
+process's CPU time per message: at the same rate, a minute that costs more is the relay doing
+more per message or the machine running slower, which the p99 alone does not tell apart.
+
+"Peak" is the closed-loop maximum by default. ``--peak paced`` measures, after it, the highest
+*paced* rate the relay keeps up with (p99 at most 20 ms, everything sent and delivered; steps of
+a tenth of the closed-loop peak, ``--step-seconds`` each) and soaks at half of that: paced
+messages arrive one at a time and each pays for its own wake-ups, reads and commits, which the
+closed loop's bursts share, so half of the closed-loop peak can be most of what the relay does
+with spread-out traffic. The verdict:
 
 * RSS growth below 5 MB per 10 minutes (from the end of the first minute, scaled to 10 minutes);
 * file descriptors flat (within ``FD_SLACK`` of the first minute);
@@ -50,7 +60,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from relay import Disturbance, Traffic, _check_fast_frames, create_mailboxes
-from relayproc import RelayProcess, cores, percentile, raise_fd_limit, rss_kib
+from relayproc import RelayProcess, cores, percentile, process_cpu_seconds, raise_fd_limit, rss_kib
 
 from sotto.wire import b64, frames
 
@@ -249,6 +259,8 @@ class Minute:
     steal_percent: float
     other_load_percent: float
     lost: int
+    relay_cpu_us_per_msg: float = 0.0
+    """The relay process's CPU time (all threads) this minute, per message sent."""
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
 
@@ -306,6 +318,39 @@ def verdict(minutes: list[Minute]) -> dict[str, Any]:
     return {name: {"value": value, "ok": ok} for name, (value, ok) in checks.items()}
 
 
+PACED_P99_MS = 20.0
+"""A paced rate the relay keeps up with: p99 under this (``bench/relay.py``'s target at half
+load) and at least :data:`PACED_KEPT` of the rate asked for actually sent and delivered."""
+PACED_KEPT = 0.97
+
+
+async def paced_capacity(traffic: Traffic, pid: int, closed_peak: float, step_seconds: float) -> float:
+    """The highest paced rate the relay keeps up with: steps of a tenth of the closed-loop peak,
+    from a fifth of it up, each ``step_seconds`` (1 s of warm-up) until one fails; the last that
+    held (or the first step's rate if none did). Paced messages arrive one at a time, so each
+    pays for its own wake-ups, reads and commits, which the closed loop's bursts share: this is
+    the relay's capacity for traffic that is spread out, as people's is."""
+    step = closed_peak / 10
+    held = None
+    rate = 2 * step
+    while rate <= closed_peak:
+        before = process_cpu_seconds(pid)
+        load = await traffic.paced(rate, 1.0, step_seconds)
+        cpu_us = 1e6 * (process_cpu_seconds(pid) - before) / max(1, int(rate * (1.0 + step_seconds)))
+        p99 = percentile(load.latencies_ms, 99)
+        kept = load.rate >= PACED_KEPT * rate and load.lost == 0 and p99 <= PACED_P99_MS
+        print(
+            f"  paced {rate:,.0f} msg/s: sent {load.rate:,.0f}/s, p99 {p99:.1f} ms, lost {load.lost}, "
+            f"relay CPU {cpu_us:.0f} us/msg: {'kept up' if kept else 'fell behind'}",
+            flush=True,
+        )
+        if not kept:
+            break
+        held = rate
+        rate += step
+    return held if held is not None else 2 * step
+
+
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     server = RelayProcess("sotto", cores()[0], workdir)
     server.start()
@@ -320,8 +365,16 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
         await traffic.open()
         peak = await traffic.closed_loop(args.window, 1.0, args.peak_seconds)
-        rate = args.rate or peak.rate / 2
-        print(f"peak {peak.rate:,.0f} msg/s; soaking at {rate:,.0f} msg/s for {args.minutes} min", flush=True)
+        print(f"closed-loop peak {peak.rate:,.0f} msg/s", flush=True)
+        paced_peak = None
+        if args.peak == "paced":
+            paced_peak = await paced_capacity(traffic, server.pid, peak.rate, args.step_seconds)
+        base = peak.rate if paced_peak is None else paced_peak
+        rate = args.rate or base / 2
+        print(
+            f"peak ({args.peak}) {base:,.0f} msg/s; soaking at {rate:,.0f} msg/s for {args.minutes} min",
+            flush=True,
+        )
         deletion = Deletion(args.gone_after) if args.check_deletion else None
         if deletion is not None:
             assert isinstance(traffic, MarkedTraffic)
@@ -332,7 +385,11 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             minute_stop = asyncio.Event()
             sampler = asyncio.create_task(sample_wal(server.data / "relay.db-wal", wal_peak, minute_stop))
             disturbance = Disturbance()
-            load = await traffic.paced(rate, 5.0 if number == 1 else 0.0, 60.0)
+            cpu_before = process_cpu_seconds(server.pid)
+            warmup = 5.0 if number == 1 else 0.0
+            load = await traffic.paced(rate, warmup, 60.0)
+            cpu_after = process_cpu_seconds(server.pid)
+            sent = int(rate * (warmup + 60.0))  # what paced() sends, warm-up included
             minute_stop.set()
             await sampler
             steal, others = disturbance.measure()
@@ -348,13 +405,15 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 steal,
                 others,
                 load.lost,
+                1e6 * (cpu_after - cpu_before) / max(1, sent),
                 load.latencies_ms,
             )
             minutes.append(m)
             line = (
                 f"minute {number}: {m.rate:,.0f} msg/s, p50 {m.p50_ms:.2f} ms, p99 {m.p99_ms:.2f} ms, "
                 f"RSS {m.rss_mib:.1f} MiB, fds {m.fds}, WAL max {m.wal_max_mb:.2f} MB, "
-                f"db {m.db_mb:.2f} MB, lost {m.lost}, steal {steal:.1f}%, other processes {others:.1f}%"
+                f"db {m.db_mb:.2f} MB, lost {m.lost}, relay CPU {m.relay_cpu_us_per_msg:.0f} us/msg, "
+                f"steal {steal:.1f}%, other processes {others:.1f}%"
             )
             if deletion is not None:
                 line += (
@@ -373,6 +432,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             print_block(block_summary(minutes[-(len(minutes) % 10) :], minutes[0]))
         result: dict[str, Any] = {
             "peak_rate": peak.rate,
+            "paced_peak_rate": paced_peak,
             "soak_rate": rate,
             "minutes": [{k: v for k, v in asdict(m).items() if k != "latencies_ms"} for m in minutes],
             "verdict": verdict(minutes),
@@ -395,6 +455,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-seconds", type=float, default=10.0)
     parser.add_argument("--check-deletion", action="store_true")
     parser.add_argument("--rate", type=float, help="messages per second instead of half the measured peak")
+    parser.add_argument(
+        "--peak",
+        choices=["closed", "paced"],
+        default="closed",
+        help="what 'peak' is: the closed-loop maximum, or the highest paced rate the relay keeps up with",
+    )
+    parser.add_argument("--step-seconds", type=float, default=10.0, help="seconds per step of --peak paced")
     parser.add_argument("--gone-after", type=float, default=5.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
