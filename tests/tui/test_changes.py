@@ -1,12 +1,12 @@
 """Changes to messages in the chat app over a seeded store (no relay): ``:edit``, ``:delete``,
 ``:react``, ``:timer`` and their keys, the message chosen (``J``/``K`` or the last one), the
-read marker, mention counts and a safety number that changed."""
+read marker, mention counts and the safety number screen (a changed safety number: see
+test_verification.py)."""
 
 from __future__ import annotations
 
 from textual.pilot import Pilot
 
-from sotto.client import events as ev
 from sotto.crypto.random import seeded_rng
 from sotto.store.model import Conversation, Direction, Group, MessageState
 from sotto.tui.app import ChatApp, summaries_of
@@ -198,27 +198,6 @@ def test_mentions_name_you_whole() -> None:
     said = [M("hi @Alice!"), M("@alicia"), M("@Alice_2"), M("email a@alice"), M("@ALICE and @alice")]
     assert mentions_in(said, "Alice") == 2  # type: ignore[arg-type]
     assert mentions_in(said, "") == 0  # type: ignore[arg-type]
-
-
-def test_a_changed_safety_number_shows_in_the_conversation_until_verified() -> None:
-    async def main() -> None:
-        client = await open_seeded(small_world())
-        async with client:
-            app = seeded_app(client)
-            async with app.run_test(size=(100, 30)) as pilot:
-                await pilot.press("enter")
-                await app.handle(ev.IdentityChanged(client.contact("Bob")))
-                await shown(pilot, app, "⚠ safety number changed")
-                await pilot.press("right_square_bracket")
-                await shown(pilot, app, "In the afternoon, yes")
-                assert "safety number changed" not in screen_text(app)
-                await pilot.press("left_square_bracket")
-                await shown(pilot, app, "⚠ safety number changed")
-                await command(app, pilot, "verify Bob 123")
-                assert "not verified" in app.note or "NOT verified" in app.note
-                assert "⚠ safety number changed" in screen_text(app)
-
-    run(main)
 
 
 def test_v_shows_whether_the_contact_is_verified_and_V_asks_for_their_code() -> None:

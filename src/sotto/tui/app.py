@@ -48,6 +48,9 @@ TYPING_SHOWN_S = 15.0
 """Someone's "is typing" shows at most this long after their last "started" (as Signal does)."""
 TYPING_IDLE_S = 5.0
 """After this long without a keystroke, the contact is told we stopped typing."""
+ACKNOWLEDGE_WORDS = frozenset({"ok", "ack", "seen"})
+"""``:verify NAME ok`` (or ``ack``, ``seen``): a changed safety number acknowledged, not verified
+(no safety number code is one of these words)."""
 DRAFT_SAVE_S = 1.0
 """A draft is written to the store this long after the last keystroke (and at once when the
 conversation is left, a message sent or the app quit)."""
@@ -167,8 +170,6 @@ class ChatApp(App[None]):
         self._names: dict[int, str] = {}
         self.requests: dict[int, Contact] = {}
         """Contact id -> a message request (see :mod:`sotto.tui.requests`), kept out of the list."""
-        self.notices: dict[str, str] = {}
-        """Conversation key -> a warning shown under it (a safety number that changed)."""
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -256,7 +257,7 @@ class ChatApp(App[None]):
                 if self.open_target is not None and key_of(self.open_target) == key_of(target):
                     self.log_view.refresh_tail()
                     self.catch_up()
-                    self._show_timer()
+                    self._show_header()
                 if isinstance(event, ev.TimerChanged):
                     said = f"set to {commands.duration_text(event.seconds)}" if event.seconds else "off"
                     who = clean(event.contact.name)
@@ -281,13 +282,7 @@ class ChatApp(App[None]):
                 if event.joined:
                     self.note = f"{clean(event.sender.name)} added you to #{clean(event.group.name)}"
             case ev.IdentityChanged():
-                key = key_of(event.contact)
-                self.notices[key] = (
-                    f"⚠ safety number changed: a message from {event.contact.name} came with another "
-                    f"identity key and was refused. Compare safety numbers (v)"
-                )
-                if self.open_target is not None and key_of(self.open_target) == key:
-                    self.log_view.set_notice(self.notices[key])
+                self._trust_changed(event.contact)
                 self.note = (
                     f"a message from {clean(event.contact.name)} came with another identity key and was "
                     f"refused: compare safety numbers (:verify {clean(event.contact.name)})"
@@ -451,9 +446,9 @@ class ChatApp(App[None]):
             finder=partial(self._search, target),
             files=self._files,
             unread=0 if summary is None else summary.unread,
-            notice=self.notices.get(key, ""),
+            notice=self._notice_of(target),
         )
-        self._show_timer()
+        self._show_header()
         if summary is not None and summary.typing:
             self.log_view.set_typing(clean(target.name))
         self.composer.value = draft
@@ -465,22 +460,55 @@ class ChatApp(App[None]):
         held = self.client.attachments(messages)
         return {row: (found.file_name or "a file", found.size) for row, found in held.items()}
 
-    def _show_timer(self) -> None:
+    def _show_header(self) -> None:
+        """The line above the log, shown while there is something to say: a safety number that
+        changed (until verified or acknowledged) and the disappearing timer."""
         header = self.query_one(Header)
-        seconds = 0
-        if self.open_target is not None:
+        target = self.open_target
+        seconds, changed = 0, False
+        if target is not None:
             try:
-                seconds = self.client.disappearing_timer(self.open_target)
+                seconds = self.client.disappearing_timer(target)
+                changed = isinstance(target, Contact) and self.client.trust(target).safety_number_changed
             except SottoError:
                 seconds = 0
-        if seconds:
-            header.update(
-                Text.assemble(
-                    (clean(title_of(self.open_target)) if self.open_target is not None else "", "bold"),
-                    (f" · ⏱ disappearing messages: {commands.duration_text(seconds)}", "yellow"),
-                )
-            )
-        header.set_class(bool(seconds), "shown")
+        if target is not None and (seconds or changed):
+            line = Text.assemble((clean(title_of(target)), "bold"))
+            if changed:
+                ok = f":verify {clean(commands.quoted(target.name))} ok"
+                line.append(f" · ⚠ safety number changed: v compares, {ok} acknowledges", "bold red")
+            if seconds:
+                line.append(f" · ⏱ disappearing messages: {commands.duration_text(seconds)}", "yellow")
+            line.no_wrap, line.overflow = True, "ellipsis"
+            header.update(line)
+        header.set_class(bool(target is not None and (seconds or changed)), "shown")
+
+    def _notice_of(self, target: Contact | Group) -> str:
+        """The warning under a conversation with a contact whose safety number changed."""
+        if not isinstance(target, Contact):
+            return ""
+        try:
+            trust = self.client.trust(target)
+        except SottoError:
+            return ""
+        if not trust.safety_number_changed:
+            return ""
+        name = commands.quoted(target.name)
+        return (
+            f"⚠ safety number changed {self.times.short(trust.changed_ms or 0)}: a message from "
+            f"{target.name} came with another identity key and was refused. Compare safety numbers (v) "
+            f"and :verify {name} CODE, or :verify {name} ok once you have seen this"
+        )
+
+    def _trust_changed(self, contact: Contact) -> None:
+        """Show a contact's trust as the store has it now: its row, and the header and warning
+        when their conversation is open."""
+        key = key_of(contact)
+        if self.conversations.get(key) is not None:
+            self.conversations.put(summarize(self.client, contact))
+        if self.open_target is not None and key_of(self.open_target) == key:
+            self.log_view.set_notice(self._notice_of(contact))
+            self._show_header()
 
     def _page(self, target: Contact | Group, before: int | None, limit: int) -> list[Message]:
         return self.client.history(target, limit=limit, before=before)
@@ -665,6 +693,8 @@ class ChatApp(App[None]):
                 self.verify_code(parsed.args[0], parsed.args[1])
             case "verify":
                 self.show_safety_number(parsed.args[0] if parsed.args else None)
+            case "unverify":
+                self.unverify(parsed.args[0] if parsed.args else None)
             case "search":
                 self.search_term = parsed.args[0]
                 self._find(older=True)
@@ -761,7 +791,7 @@ class ChatApp(App[None]):
         self.catch_up()
         if name in ("reply", "timer"):
             self.log_view.scroll_end(animate=False, immediate=True)
-        self._show_timer()
+        self._show_header()
         self.conversations.put(summarize(self.client, target))
         self.say(note)
         return True
@@ -916,37 +946,55 @@ class ChatApp(App[None]):
         self.conversations.put(summarize(self.client, contact))
         self.say(f"{clean(contact.name)} added: you can write now; it goes out when they answer")
 
-    def show_safety_number(self, name: str | None) -> None:
+    def _contact_named(self, name: str | None, usage: str) -> Contact | None:
+        """The contact ``name``, else the open conversation's; None (said why) if neither."""
         if name is not None:
             try:
-                target: Contact | Group = self.client.contact(name)
+                return self.client.contact(name)
             except SottoError:
                 self.say(f"no contact named {name!r}")
-                return
-        elif self.open_target is not None:
-            target = self.open_target
+                return None
+        if isinstance(self.open_target, Contact):
+            return self.open_target
+        if self.open_target is None:
+            self.say(f"open a conversation with a contact first, or {usage}")
         else:
-            self.say("open a conversation with a contact first, or :verify NAME")
-            return
-        if not isinstance(target, Contact):
-            self.say("safety numbers are per contact: :verify NAME")
+            self.say(f"safety numbers are per contact: {usage}")
+        return None
+
+    def show_safety_number(self, name: str | None) -> None:
+        target = self._contact_named(name, ":verify NAME")
+        if target is None:
             return
         try:
             number = self.client.safety_number(target)
+            trust = self.client.trust(target)
         except SottoError as e:
             self.say(f"no safety number: {e}")
             return
-        verified = "verified" if self.client.is_verified(target) else "not verified yet"
+        verified = "verified" if trust.verified else "not verified yet"
         lines = [number.displayable, "", f"Compare it with theirs, or scan their code ({verified})."]
-        if self.notices.get(key_of(target)):
-            lines += ["", "⚠ Their safety number changed since you last talked: compare it again."]
-        code = f":verify {commands.quoted(target.name)} CODE"
-        lines += [f"To mark them verified, type the code their screen shows: V, or {code}."]
+        quoted = commands.quoted(target.name)
+        if trust.safety_number_changed:
+            lines += [
+                "",
+                f"⚠ Their safety number changed {self.times.short(trust.changed_ms or 0)}: a message came"
+                " with another identity key and was refused. Compare it again.",
+                f"Seen it, and not verifying now? :verify {quoted} ok clears the mark.",
+            ]
+        lines += [f"To mark them verified, type the code their screen shows: V, or :verify {quoted} CODE."]
+        if trust.verified:
+            lines += [f"To mark them not verified again: :unverify {quoted}."]
         self.push_screen(ShowScreen(f"Safety number with {clean(target.name)}", lines, qr=number.qr_text))
 
     @work(group="verify", exclusive=True)
     async def verify_code(self, name: str, code: str) -> None:
-        """``:verify NAME CODE``: compare the code from their screen; a match marks them verified."""
+        """``:verify NAME CODE``: compare the code from their screen; a match marks them verified
+        (and clears a changed safety number). ``:verify NAME ok`` acknowledges a changed safety
+        number without verifying."""
+        if code.casefold() in ACKNOWLEDGE_WORDS:
+            await self._acknowledge(name)
+            return
         try:
             matched = await self.client.verify(name, code)
         except SottoError as e:
@@ -955,10 +1003,36 @@ class ChatApp(App[None]):
         if not matched:
             self.say(f"the code does not match: {clean(name)} is NOT verified (compare in person)")
             return
-        self.notices.pop(key_of(self.client.contact(name)), None)
-        if self.open_target is not None and isinstance(self.open_target, Contact):
-            self.log_view.set_notice(self.notices.get(key_of(self.open_target), ""))
+        self._trust_changed(self.client.contact(name))
         self.say(f"{clean(name)} verified")
+
+    async def _acknowledge(self, name: str) -> None:
+        try:
+            contact = self.client.contact(name)
+            cleared = await self.client.acknowledge_safety_number_change(contact)
+        except SottoError as e:
+            self.say(f"not acknowledged: {e}")
+            return
+        if not cleared:
+            self.say(f"{clean(name)}'s safety number has not changed: nothing to acknowledge")
+            return
+        self._trust_changed(contact)
+        state = "verified" if self.client.is_verified(contact) else "not verified"
+        self.say(f"safety number change acknowledged: {clean(name)} is still {state}")
+
+    @work(group="verify", exclusive=True)
+    async def unverify(self, name: str | None) -> None:
+        """``:unverify [NAME]``: mark the contact (default: the open one) not verified again."""
+        contact = self._contact_named(name, ":unverify NAME")
+        if contact is None:
+            return
+        try:
+            await self.client.unverify(contact)
+        except SottoError as e:
+            self.say(f"not changed: {e}")
+            return
+        self._trust_changed(contact)
+        self.say(f"{clean(contact.name)} is marked not verified")
 
     @work(group="retry", exclusive=True)
     async def retry(self) -> None:

@@ -30,10 +30,12 @@ SPECS: tuple[Spec, ...] = (
         "verify",
         (),
         ":verify [NAME [CODE]]",
-        "your safety number with a contact (and its QR code); with their CODE, mark them verified",
+        "your safety number with a contact (and its QR code); with their CODE, mark them verified;"
+        " with ok, acknowledge a changed safety number",
         0,
         2,
     ),
+    Spec("unverify", (), ":unverify [NAME]", "mark a contact (or the open one) not verified again", 0, 1),
     Spec("search", (), ":search TEXT", "find TEXT in the open conversation, newest first", 1, 99),
     Spec("edit", (), ":edit TEXT", "change your selected (or last) message to TEXT, for everyone", 1, 99),
     Spec("delete", (), ":delete", "delete your selected (or last) message for everyone"),

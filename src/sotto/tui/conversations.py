@@ -19,11 +19,14 @@ from sotto.tui.model import Summary, order
 
 
 def row(summary: Summary, *, open_key: str | None) -> Text:
-    """``▸ Name 3``: the open one marked, unread bold with the count, typing and waiting shown."""
+    """``▸ Name 3``: the open one marked, unread bold with the count, typing and waiting shown,
+    ``⚠`` after a contact whose safety number changed."""
     text = Text()
     text.append("▸ " if summary.key == open_key else "  ")
     style = "bold" if summary.unread else ""
     text.append(clean(summary.title), style=style)
+    if summary.safety_changed:
+        text.append(" ⚠", style="bold red")
     if summary.typing:
         text.append(" ✎", style="italic dim")
     if not summary.ready:

@@ -38,6 +38,9 @@ class Summary:
     typing: bool = False
     ready: bool = True
     """False for a contact who has not answered our contact request yet."""
+    safety_changed: bool = False
+    """A contact whose safety number changed (a message came under another identity key), until
+    the user verifies them again or acknowledges it (:meth:`Client.trust <sotto.client.sdk.Client.trust>`)."""
 
     @property
     def is_group(self) -> bool:
@@ -123,6 +126,8 @@ def _summaries(client: Client, targets: list[Contact | Group]) -> list[Summary]:
     )
     contacts = [t for t in targets if isinstance(t, Contact)]
     ready = dict(zip((c.contact_id for c in contacts), client.ready_contacts(contacts), strict=True))
+    trusts = client.trusts(contacts)
+    changed = {c.contact_id for c, t in zip(contacts, trusts, strict=True) if t.safety_number_changed}
     summaries = []
     for target, messages in zip(targets, latest, strict=True):
         key = key_of(target)
@@ -142,6 +147,7 @@ def _summaries(client: Client, targets: list[Contact | Group]) -> list[Summary]:
                 last_ms=messages[-1].stored_ms if messages else 0,
                 last_row=messages[-1].row_id if messages else 0,
                 ready=True if isinstance(target, Group) else ready[target.contact_id],
+                safety_changed=isinstance(target, Contact) and target.contact_id in changed,
             )
         )
     return summaries
