@@ -194,6 +194,41 @@ def test_bundle_needs_a_valid_token(storage: Storage) -> None:
     run(body())
 
 
+def test_an_access_token_is_held_by_one_account_at_most(storage: Storage) -> None:
+    """Registering a token hash another account holds moves it; a delete, a sweep or the
+    account's deletion lets it go, and it can be registered afresh."""
+
+    async def body() -> None:
+        first, token = await _with_token(storage)
+        second, _ = await new_account(storage)
+        bystander, _ = await new_account(storage)
+        assert await storage.add_access_token(bystander, sha(b"b" * 32), DAY + 5)
+        assert await storage.add_access_token(second, token, DAY + 5)
+        assert not await storage.has_access(first, token, DAY)
+        assert await storage.has_access(second, token, DAY)
+        assert await storage.add_access_token(first, token, DAY + 6)
+        await storage.delete_access_token(second, token)  # not its token any more: nothing changes
+        assert await storage.has_access(first, token, DAY)
+        assert not await storage.has_access(second, token, DAY)
+        await storage.delete_access_token(first, token)
+        assert not await storage.has_access(first, token, DAY)
+        assert await storage.add_access_token(second, token, DAY + 5)
+        assert await storage.has_access(second, token, DAY) and not await storage.has_access(
+            first, token, DAY
+        )
+        assert await storage.delete_account(second)
+        assert await storage.add_access_token(first, token, DAY + 5)
+        assert await storage.has_access(first, token, DAY)
+        assert (await storage.sweep(DAY + 5, 30)).access_tokens == 2
+        assert await storage.add_access_token(first, token, DAY + 10)
+        assert await storage.has_access(first, token, DAY + 6)
+        assert await storage.add_access_token(bystander, token, DAY + 10)
+        assert not await storage.has_access(first, token, DAY + 6)
+        assert await storage.has_access(bystander, token, DAY + 6)
+
+    run(body())
+
+
 def test_bundle_without_keys_lists_no_device(storage: Storage) -> None:
     async def body() -> None:
         aid, token = await _with_token(storage)

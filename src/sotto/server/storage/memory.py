@@ -74,6 +74,8 @@ class MemoryStorage:
         """No disk here: tests set it to play a relay short of space."""
         self._accounts: dict[AccountId, _Account] = {}
         self._usernames: dict[bytes, AccountId] = {}
+        self._token_owners: dict[bytes, AccountId] = {}
+        """Access token hash → the account holding it (a hash is held by one account at most)."""
         self._mailboxes: dict[MailboxId, MailboxRecord] = {}
         self._envelopes: dict[MailboxId, dict[MessageId, EnvelopeRecord]] = {}
 
@@ -125,6 +127,8 @@ class MemoryStorage:
             return False
         if account.username_hash is not None:
             self._usernames.pop(account.username_hash, None)
+        for token_hash in list(account.access_tokens):
+            self._drop_token(account, token_hash)
         return True
 
     # ------------------------------------------------------------------ prekeys
@@ -167,14 +171,20 @@ class MemoryStorage:
         held = self._accounts[account_id].access_tokens
         if token_hash not in held and len(held) >= self.quotas.account_access_tokens:
             return False
-        for other in self._accounts.values():
-            if other.record.account_id != account_id:
-                other.access_tokens.pop(token_hash, None)
-        self._accounts[account_id].access_tokens[token_hash] = expires_day
+        owner = self._token_owners.get(token_hash)
+        if owner is not None and owner != account_id and owner in self._accounts:
+            self._accounts[owner].access_tokens.pop(token_hash, None)
+        self._token_owners[token_hash] = account_id
+        held[token_hash] = expires_day
         return True
 
+    def _drop_token(self, account: _Account, token_hash: bytes) -> None:
+        dropped = account.access_tokens.pop(token_hash, None) is not None
+        if dropped and self._token_owners.get(token_hash) == account.record.account_id:
+            del self._token_owners[token_hash]
+
     async def delete_access_token(self, account_id: AccountId, token_hash: bytes) -> None:
-        self._accounts[account_id].access_tokens.pop(token_hash, None)
+        self._drop_token(self._accounts[account_id], token_hash)
 
     async def has_access(self, account_id: AccountId, token_hash: bytes, today: int) -> bool:
         account = self._accounts.get(account_id)
@@ -404,7 +414,7 @@ class MemoryStorage:
         for account in self._accounts.values():
             for token_hash, day in list(account.access_tokens.items()):
                 if day <= today:
-                    del account.access_tokens[token_hash]
+                    self._drop_token(account, token_hash)
                     tokens += 1
         return SweepResult(envelopes=envelopes, mailboxes=mailboxes, access_tokens=tokens)
 
