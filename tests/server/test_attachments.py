@@ -171,8 +171,35 @@ def test_download_before_the_upload_ends_is_refused(relay: Relay) -> None:
 def test_range_past_the_end_is_refused_and_other_forms_ignored(relay: Relay) -> None:
     blob_id = upload(relay, bytes(1000), recipients=5)
     assert relay.client.get(f"/v1/attachments/{blob_id}", headers={"Range": "bytes=1000-"}).status_code == 416
-    for value in ("bytes=0-10", "items=0-", "bytes=-5"):  # other forms: ignored, the whole blob
+    for value in ("bytes=0-10,20-30", "items=0-", "bytes=-5"):  # other forms: ignored, the whole blob
         assert relay.client.get(f"/v1/attachments/{blob_id}", headers={"Range": value}).status_code == 200
+    for value in ("bytes=10-9", "bytes=1000-1005"):
+        assert relay.client.get(f"/v1/attachments/{blob_id}", headers={"Range": value}).status_code == 416
+
+
+def test_a_blob_fetched_in_pieces_counts_once_at_its_end(relay: Relay) -> None:
+    """Bounded ranges (a client whose answers are bounded: through a forwarder): each piece is
+    exactly its bytes, and only the piece that reaches the end counts as the fetch."""
+    data = os.urandom(3 * CHUNK + 100)
+    blob_id = upload(relay, data, recipients=1)
+    got = b""
+    for start in range(0, len(data), CHUNK):
+        answer = relay.client.get(
+            f"/v1/attachments/{blob_id}", headers={"Range": f"bytes={start}-{start + CHUNK - 1}"}
+        )
+        assert answer.status_code == 206
+        end = min(start + CHUNK, len(data))
+        assert answer.headers["Content-Range"] == f"bytes {start}-{end - 1}/{len(data)}"
+        assert int(answer.headers["Content-Length"]) == end - start
+        got += answer.content
+        if end < len(data):  # not the last piece: the blob stays, and again gives the same bytes
+            again = relay.client.get(
+                f"/v1/attachments/{blob_id}", headers={"Range": f"bytes={start}-{end - 1}"}
+            )
+            assert again.content == answer.content
+    assert got == data
+    assert relay.client.get(f"/v1/attachments/{blob_id}").status_code == 404
+    assert all(p.name.startswith("attachments.db") for p in store_files(relay))
 
 
 def test_creation_needs_an_account_and_a_sane_body(relay: Relay) -> None:

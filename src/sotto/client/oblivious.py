@@ -62,9 +62,13 @@ FORWARD_PATH: Final = "/v1/ohttp"
 """Where a forwarder takes Encapsulated Requests (``sotto.forwarder``)."""
 HOLD_PATH: Final = "/v1/ohttp/hold"
 """Where a forwarder takes the ones the relay may hold (long polls), with budgets of their own."""
-_KEPT_FIELDS: Final = frozenset({"content-type", "authorization"})
+_KEPT_FIELDS: Final = frozenset({"content-type", "authorization", "upload-offset", "range"})
 """Request fields the relay reads, besides its own ``sotto-*`` ones; the rest (user agent,
 accept, encodings) would only tell one client's software from another's."""
+DOWNLOAD_PIECE: Final = bhttp.DEFAULT_LIMITS.max_content - 64 * 1024
+"""The most bytes of an attachment's blob fetched in one sealed call: the gateway seals an
+answer of at most ``max_content`` bytes (and the fields beside them must fit too), so a blob
+is fetched in ranges of this size."""
 _DATE_PROBLEM: Final = "https://iana.org/assignments/http-problem-types#date"
 
 
@@ -357,6 +361,7 @@ def oblivious_network(
         open_socket=refuse_websocket,
         clock_ms=clock_ms,
         long_poll=True,
+        download_piece=DOWNLOAD_PIECE,
     )
     _TRANSPORTS[network] = oblivious
     return network

@@ -262,13 +262,16 @@ class HttpRelay:
         open_socket: SocketOpener | None = None,
         max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
         long_poll: bool = False,
+        download_piece: int | None = None,
     ) -> None:
         """``clock_ms``: the time signed calls carry (the client's clock); ``open_socket``: how
         WebSockets are opened (``websockets`` over the network unless told otherwise);
         ``max_work_bits``: the hardest challenge we solve (relay-protocol §8); ``long_poll``:
         :meth:`connect` gives a drain of long polls instead of a WebSocket
-        (:mod:`sotto.client.longpoll`)."""
+        (:mod:`sotto.client.longpoll`); ``download_piece``: the most bytes of a blob one answer
+        may carry (a blob is then fetched in ranges of that size; None: in one answer)."""
         self._long_poll = long_poll
+        self._download_piece = download_piece
         self.url = url.rstrip("/")
         self._max_work_bits = max_work_bits
         self._http = client
@@ -533,18 +536,40 @@ class HttpRelay:
     async def download_attachment(
         self, attachment_id: bytes, start: int, write: Callable[[bytes], Awaitable[None]]
     ) -> None:
-        """Stream the blob from ``start`` into ``write``, chunk by chunk."""
+        """Stream the blob from ``start`` into ``write``, chunk by chunk (in ranges of
+        ``download_piece`` bytes, one call each, when answers are bounded in size)."""
+        piece = self._download_piece
+        if piece is None:
+            await self._download_range(attachment_id, start, None, write)
+            return
+        while True:
+            length, got = await self._download_range(attachment_id, start, start + piece - 1, write)
+            start += got
+            if got < piece or start >= length:  # a short piece: the caller sees the blob short
+                return
+
+    async def _download_range(
+        self, attachment_id: bytes, start: int, last: int | None, write: Callable[[bytes], Awaitable[None]]
+    ) -> tuple[int, int]:
+        """Bytes ``start`` to ``last`` (or to the end) of the blob into ``write``; with ``last``,
+        the whole blob's length (from the answer's ``Content-Range``), and the bytes written."""
         url = f"{self.url}/v1/attachments/{b64.encode(attachment_id)}"
-        headers = {"range": f"bytes={start}-"} if start else {}
+        if last is not None:
+            headers = {"range": f"bytes={start}-{last}"}
+        else:
+            headers = {"range": f"bytes={start}-"} if start else {}
         try:
             async with self._fresh.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _relay_error(response)
-                if response.status_code != (206 if start else 200):
+                if response.status_code != (206 if headers else 200):
                     raise RelayError(response.status_code, "bad_reply", "the relay did not send the blob")
+                length, got = 0 if last is None else _blob_length(response), 0
                 async for chunk in response.aiter_bytes():
                     await write(chunk)
+                    got += len(chunk)
+                return length, got
         except httpx.HTTPError as e:
             raise RelayUnavailableError(f"GET request failed: {type(e).__name__}") from None
 
@@ -574,6 +599,14 @@ def _offset(response: httpx.Response) -> int:
         raise RelayError(
             response.status_code, "bad_reply", "the relay's reply has no Upload-Offset"
         ) from None
+
+
+def _blob_length(response: httpx.Response) -> int:
+    """The whole blob's length, from a range answer's ``Content-Range`` (``bytes a-b/length``)."""
+    try:
+        return int(response.headers["content-range"].rsplit("/", 1)[1])
+    except (KeyError, ValueError, IndexError):
+        raise RelayError(response.status_code, "bad_reply", "the relay's answer has no length") from None
 
 
 def _model(model: type[M], value: Any) -> M:
@@ -850,9 +883,11 @@ class HttpNetwork:
         max_work_bits: int = work_solver.DEFAULT_MAX_WORK_BITS,
         clients: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None,
         long_poll: bool = False,
+        download_piece: int | None = None,
     ) -> None:
         """``long_poll``: default mode receives by long polls, not a WebSocket (through a
-        forwarder: :mod:`sotto.client.longpoll`).
+        forwarder: :mod:`sotto.client.longpoll`). ``download_piece``: the most bytes of a blob
+        one answer carries (through a forwarder: a sealed answer is bounded).
 
         ``keep_alive=False``: every HTTP request on a connection of its own (cadence mode's
         clients use it, so that no call of theirs shares a connection with another).
@@ -891,6 +926,7 @@ class HttpNetwork:
         self._open_socket = open_socket
         self._max_work_bits = max_work_bits
         self._long_poll = long_poll
+        self._download_piece = download_piece
         self._relays: dict[str, HttpRelay] = {}
 
     def relay(self, url: str) -> HttpRelay:
@@ -906,6 +942,7 @@ class HttpNetwork:
                 open_socket=self._open_socket,
                 max_work_bits=self._max_work_bits,
                 long_poll=self._long_poll,
+                download_piece=self._download_piece,
             )
         return found
 

@@ -4,7 +4,8 @@ chunks, and downloads, under a random 16-byte id linked to no account or mailbox
     POST  /v1/attachments        an account reserves a blob: {"length", "recipients"} -> id, token
     HEAD  /v1/attachments/{id}   Sotto-Upload-Token: how far the upload got (Upload-Offset)
     PATCH /v1/attachments/{id}   Sotto-Upload-Token, Upload-Offset: the next chunk (raw bytes)
-    GET   /v1/attachments/{id}   the complete blob (Range: bytes=N- resumes a download)
+    GET   /v1/attachments/{id}   the complete blob (Range: bytes=N- resumes a download;
+                                 bytes=N-M is a piece, for answers of bounded size)
 
 Only creation is authenticated, by the account's device credentials, for the per-account
 upload budget (token buckets in memory or in the nodes' shared state, never in the database).
@@ -217,10 +218,13 @@ async def upload_chunk(
     return Response(status_code=204, headers=_offset_headers(status.length, status.received))
 
 
-_RANGE = re.compile(r"bytes=([0-9]{1,10})-")
+_RANGE = re.compile(r"bytes=([0-9]{1,10})-([0-9]{1,10})?")
 RangeHeader = Annotated[
     str | None,
-    Header(alias="Range", description="bytes=N- to resume a download (any other form is ignored)"),
+    Header(
+        alias="Range",
+        description="bytes=N- to resume a download, bytes=N-M for a piece (any other form is ignored)",
+    ),
     WithJsonSchema({"type": "string"}),
 ]
 
@@ -230,7 +234,7 @@ RangeHeader = Annotated[
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The whole blob"},
-        206: {"content": {"application/octet-stream": {}}, "description": "The blob from the Range's start"},
+        206: {"content": {"application/octet-stream": {}}, "description": "The Range's bytes of the blob"},
         **_errors(404, 409, 416),
     },
 )
@@ -240,14 +244,20 @@ async def download(
     range_header: RangeHeader = None,
 ) -> Response:
     """The complete blob, streamed. A download that reaches the blob's end counts as one of the
-    recipients' fetches; after the last, the blob is deleted."""
+    recipients' fetches; after the last, the blob is deleted. A piece (``bytes=N-M``, for a
+    client whose answers are bounded in size: through a forwarder) counts when it ends at the
+    blob's end."""
     blob_id = _blob_id(attachment_id)
     store = store_of(ctx)
-    start = 0
+    start, last = 0, None
     if range_header is not None:
-        # Only the open form a resumed download needs; any other is ignored, as HTTP allows.
+        # One range of the forms a download needs; any other is ignored, as HTTP allows.
         match = _RANGE.fullmatch(range_header.strip())
-        start = int(match.group(1)) if match is not None else 0
+        if match is not None:
+            start = int(match.group(1))
+            last = None if match.group(2) is None else int(match.group(2))
+    if last is not None and last < start:
+        raise RelayError(416, "bad_range", "the range ends before it starts")
     try:
         reader = await asyncio.to_thread(store.open_blob, blob_id)
     except (BlobNotFoundError, IncompleteBlobError) as refused:
@@ -255,18 +265,21 @@ async def download(
     if start >= reader.length:
         reader.close()
         raise RelayError(416, "bad_range", f"the blob is {reader.length} bytes")
+    end = reader.length if last is None else min(last + 1, reader.length)
 
-    headers = {"Content-Length": str(reader.length - start), "Cache-Control": "no-store"}
-    if start:
-        headers["Content-Range"] = f"bytes {start}-{reader.length - 1}/{reader.length}"
-    return BlobResponse(reader, start, lambda: store.fetched(blob_id), 206 if start else 200, headers)
+    headers = {"Content-Length": str(end - start), "Cache-Control": "no-store"}
+    whole = start == 0 and last is None
+    if not whole:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{reader.length}"
+    fetched = (lambda: store.fetched(blob_id)) if end == reader.length else (lambda: None)
+    return BlobResponse(reader, (start, end), fetched, 200 if whole else 206, headers)
 
 
 class BlobResponse(Response):
-    """A blob from ``start``, read and sent a chunk at a time. Once the answer's last bytes are
-    handed to the server, ``fetched`` runs (in a thread) and runs to its end: a client that
-    closes its connection as soon as it has every byte still counts as a fetch. A send that
-    fails (the client went away before the end) counts nothing.
+    """A blob's bytes from ``start`` to ``end``, read and sent a chunk at a time. Once the
+    answer's last bytes are handed to the server, ``fetched`` runs (in a thread) and runs to
+    its end: a client that closes its connection as soon as it has every byte still counts as a
+    fetch. A send that fails (the client went away before the end) counts nothing.
 
     (Starlette's streaming answer stops its sending task when the client disconnects, and a
     disconnect right after the last byte could stop it before the count: the blob then stayed
@@ -277,13 +290,13 @@ class BlobResponse(Response):
     def __init__(
         self,
         reader: BlobReader,
-        start: int,
+        span: tuple[int, int],
         fetched: Callable[[], object],
         status: int,
         headers: dict[str, str],
     ) -> None:
         super().__init__(status_code=status, headers=headers, media_type=self.media_type)
-        self._reader, self._start, self._fetched = reader, start, fetched
+        self._reader, (self._start, self._end), self._fetched = reader, span, fetched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reader = self._reader
@@ -291,11 +304,11 @@ class BlobResponse(Response):
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
-            offset = self._start
-            while offset < reader.length:
-                chunk = await asyncio.to_thread(reader.read, offset, READ_CHUNK)
+            offset, end = self._start, self._end
+            while offset < end:
+                chunk = await asyncio.to_thread(reader.read, offset, min(READ_CHUNK, end - offset))
                 offset += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": offset < reader.length})
+                await send({"type": "http.response.body", "body": chunk, "more_body": offset < end})
         finally:
             reader.close()
         # Every byte was handed on.
