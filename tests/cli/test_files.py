@@ -95,9 +95,37 @@ def test_send_a_file_and_save_it(sotto: Sotto, relay: RelayProcess, tmp_path: Pa
     )
     assert "not a message id" in refused(ExitCode.USAGE, "save", "zz", "--profile", bob)
     assert "no file received" in refused(ExitCode.UNKNOWN_NAME, "save", "00000000", "--profile", bob)
-    assert "no contact named" in refused(
+    assert "no contact or group named" in refused(
         ExitCode.UNKNOWN_NAME, "send", "Carol", "--file", str(source), "--profile", alice
     )
+
+
+def test_send_a_file_to_a_group_and_save_it(sotto: Sotto, relay: RelayProcess, tmp_path: Path) -> None:
+    alice, bob = _pair(sotto, relay, tmp_path)
+    source = tmp_path / "map.png"
+    source.write_bytes(os.urandom(300_000))
+    saves = tmp_path / "saves"
+    saves.mkdir()
+
+    def ok(*args: str) -> str:
+        result = sotto(*args)
+        assert result.exit_code == 0, f"sotto {' '.join(args)}: {result.output}"
+        return flat(result.output)
+
+    ok("group", "create", "Trip", "Bob", "--profile", alice)
+    ok("listen", "--once", "--profile", bob)
+    before = _blobs(relay)
+    said = ok("send", "Trip", "--file", str(source), "--caption", "the route", "--profile", alice)
+    assert "map.png (293.0 KiB) sent to #Trip" in said
+    assert len(_blobs(relay) - before) == 1  # one upload for the group
+    heard = ok("listen", "--once", "--profile", bob)
+    shown = re.search(
+        r"Alice sent 📎 map\.png \(293\.0 KiB\) in #Trip: the route · sotto save ([0-9a-f]{8})", heard
+    )
+    assert shown is not None, heard
+    assert "saved" in ok("save", shown.group(1), "--to", str(saves), "--profile", bob)
+    assert (saves / "map.png").read_bytes() == source.read_bytes()
+    assert _blobs(relay) == before  # its one member fetched it: deleted
 
 
 def test_a_tampered_blob_is_refused_and_nothing_written(

@@ -1,7 +1,8 @@
 """Files: ``sotto send NAME --file PATH [--caption TEXT]`` and ``sotto save ID [--to PATH]``.
 
 A file is encrypted under a key of its own, uploaded to your relay in chunks (a progress bar
-shows how far), and its key goes to the contact inside the end-to-end encryption. ``sotto save``
+shows how far), and its key goes to the contact inside the end-to-end encryption (to a group
+``NAME``: one upload, its key in one group message that every member fetches the blob with). ``sotto save``
 fetches it, checks it whole, and only then writes it (readable by you only). Refusals are one
 line each: a missing or too large file, the relay's quota or upload budget, a blob that fails
 its check (nothing is written then)."""
@@ -19,15 +20,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 
 from sotto.cli import render
 from sotto.cli.failures import ExitCode, Where, fail, report_send
-from sotto.cli.names import require_contact
+from sotto.cli.names import require_conversation
 from sotto.cli.profile import ProfileOption, opened, run, where
 from sotto.client import attachments as attachment_io
 from sotto.client.content import MAX_CAPTION_BYTES
 from sotto.client.flows.attachments import StoredAttachment
 from sotto.client.sdk import Client
-from sotto.errors import RelayError
+from sotto.errors import ClientError, RelayError
 from sotto.protocol.attachment import AttachmentIntegrityError, AttachmentSizeError
-from sotto.store.model import Direction, Message
+from sotto.store.model import Contact, Direction, Group, Message
 
 HISTORY_SCAN = 10_000
 """How far back in each conversation ``sotto save`` looks for the message."""
@@ -100,19 +101,24 @@ def send_file(place: Where, name: str, path: Path, caption: str, cadence: bool) 
 
     async def work() -> None:
         async with opened(place) as client:
-            contact = require_contact(client, name)
-            shown = render.clean(contact.name)
-            if not client.is_ready(contact):
-                fail(
-                    f"{shown} has not answered your contact request yet",
-                    hint="`sotto listen` to receive their answer, then send the file",
-                    code=ExitCode.REFUSED,
-                )
+            conversation = require_conversation(client, name)
+            if isinstance(conversation, Contact):
+                shown = render.clean(conversation.name)
+                if not client.is_ready(conversation):
+                    fail(
+                        f"{shown} has not answered your contact request yet",
+                        hint="`sotto listen` to receive their answer, then send the file",
+                        code=ExitCode.REFUSED,
+                    )
+            else:
+                shown = f"#{render.clean(conversation.name)}"
             try:
                 with _progress(f"Uploading {render.clean(path.name)}", size) as progress:
-                    await client.send_file(contact, path, caption=caption, progress=progress)
+                    await client.send_file(conversation, path, caption=caption, progress=progress)
             except RelayError as error:
                 _refused(error, place)
+            except ClientError as error:  # a group none of whose members has answered yet
+                fail(str(error), hint="`sotto listen` to receive their answers", code=ExitCode.REFUSED)
             with render.spinner(f"Sending to {shown}…"):
                 left = await client.flush()
             report_send(
@@ -127,10 +133,11 @@ def send_file(place: Where, name: str, path: Path, caption: str, cadence: bool) 
 
 def _received_files(client: Client, prefix: str) -> list[tuple[Message, StoredAttachment]]:
     found: list[tuple[Message, StoredAttachment]] = []
-    for contact in client.contacts(include_removed=True):
+    conversations: list[Contact | Group] = [*client.contacts(include_removed=True), *client.groups()]
+    for conversation in conversations:
         messages = [
             m
-            for m in client.history(contact, limit=HISTORY_SCAN)
+            for m in client.history(conversation, limit=HISTORY_SCAN)
             if m.direction is Direction.INCOMING and m.message_id.hex().startswith(prefix)
         ]
         held = client.attachments(messages)

@@ -112,7 +112,8 @@ ReplyOption = Annotated[
 
 def send(
     name: Annotated[
-        str, typer.Argument(help="The contact (or, with --reply-to, a group).", show_default=False)
+        str,
+        typer.Argument(help="The contact (or, with --reply-to or --file, a group).", show_default=False),
     ],
     text: TextArgument = None,
     *,
@@ -123,7 +124,8 @@ def send(
         typer.Option(
             "--file",
             dir_okay=False,
-            help="Send this file (at most 100 MiB) instead of a text; stop `sotto listen` first.",
+            help="Send this file (at most 100 MiB) to the contact or group instead of a text; "
+            "stop `sotto listen` first.",
             show_default=False,
         ),
     ] = None,
@@ -134,7 +136,7 @@ def send(
     cadence: CadenceOption = False,
 ) -> None:
     """Send a text to a contact: the words, `-` for standard input, or --text-file PATH; or a
-    file with --file PATH [--caption TEXT].
+    file to a contact or a group with --file PATH [--caption TEXT].
 
     While `sotto listen` runs on the profile, the text goes through it, on its schedule."""
     place = where(profile)
@@ -535,12 +537,13 @@ def change_line(e: ev.Event) -> Text | None:
     group: Group | None = getattr(e, "group", None)
     where = "" if group is None else f" in #{render.clean(group.name)}"
     match e:
-        case ev.AttachmentReceived():
+        case ev.AttachmentReceived() | ev.GroupAttachmentReceived():
+            sender = e.contact if isinstance(e, ev.AttachmentReceived) else e.sender
             line = Text.assemble(
                 (render.clock(e.sent_ms), "dim"),
                 " ",
-                (render.clean(e.contact.name), "bold cyan"),
-                f" sent 📎 {render.clean(e.file_name or 'a file')} ({files.size_text(e.size)})",
+                (render.clean(sender.name), "bold cyan"),
+                f" sent 📎 {render.clean(e.file_name or 'a file')} ({files.size_text(e.size)}){where}",
             )
             if e.text:
                 line.append(f": {render.clean(e.text)}")
