@@ -8,12 +8,14 @@ from sotto.tui.app import ChatApp, Composer
 from sotto.tui.conversations import ConversationList
 from sotto.tui.log import MessageLog
 from sotto.tui.requests import RequestsScreen
+from sotto.tui.results import SearchResultsScreen
 
 PANES = {
     "conversations": ConversationList,
     "log": MessageLog,
     "composer": Composer,
     "requests": RequestsScreen,
+    "results": SearchResultsScreen,
 }
 
 
@@ -31,7 +33,7 @@ def bound(cls: type) -> dict[str, str]:
 
 
 def test_every_action_of_the_app_and_its_panes_has_a_key() -> None:
-    for cls in (ChatApp, MessageLog, ConversationList, RequestsScreen):
+    for cls in (ChatApp, MessageLog, ConversationList, RequestsScreen, SearchResultsScreen):
         actions = own_actions(cls)
         assert actions, cls
         missing = actions - set(bound(cls))
@@ -52,6 +54,7 @@ def test_the_app_binds_exactly_the_table() -> None:
     assert bound(MessageLog) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "log"}
     assert bound(ConversationList) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "conversations"}
     assert bound(RequestsScreen) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "requests"}
+    assert bound(SearchResultsScreen) == {k.action: k.keys for k in keys.PANE_KEYS if k.pane == "results"}
 
 
 def test_no_two_app_actions_share_a_key() -> None:

@@ -122,6 +122,12 @@ def test_message_requests(snap_compare: Compare, app_with_request: ChatApp, size
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_search_every_conversation(snap_compare: Compare, app: ChatApp, size: tuple[int, int]) -> None:
+    """``:find you``: the matches of every conversation, newest first, the cursor on the first."""
+    assert snap_compare(app, terminal_size=size, run_before=keys("F", *"you", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_store_upgrade(snap_compare: Compare, upgrade_app: UpgradeApp, size: tuple[int, int]) -> None:
     async def before(pilot: Pilot[None]) -> None:
         pilot.app.theme = "textual-dark"

@@ -40,6 +40,7 @@ from sotto.tui.log import MessageLog
 from sotto.tui.model import Summary, TimeFormat, advance, key_of, load_summaries, summarize, title_of
 from sotto.tui.notify import Detail, Notifier, Style
 from sotto.tui.requests import PREVIEW, Decision, Request, RequestsScreen
+from sotto.tui.results import RESULTS, Found, SearchResultsScreen
 from sotto.tui.screens import HelpScreen, ShowScreen
 
 STATUS_EVERY_S = 1.0
@@ -695,9 +696,13 @@ class ChatApp(App[None]):
                 self.show_safety_number(parsed.args[0] if parsed.args else None)
             case "unverify":
                 self.unverify(parsed.args[0] if parsed.args else None)
+            case "search" if self.open_target is None:
+                self.search_everywhere(parsed.args[0])
             case "search":
                 self.search_term = parsed.args[0]
                 self._find(older=True)
+            case "find":
+                self.search_everywhere(parsed.args[0])
             case "edit" | "delete" | "react" | "reply" | "timer":
                 await self.change(parsed.name, parsed.args)
             case "file":
@@ -1046,6 +1051,61 @@ class ChatApp(App[None]):
             "everything queued was sent" if not left else f"{left} still queued: the relay did not take them"
         )
 
+    def search_everywhere(self, query: str) -> None:
+        """``:find TEXT`` (or ``:search TEXT`` with no conversation open): the newest matches in
+        every conversation of the list, in a screen where Enter opens one at its message."""
+        if not query.strip():
+            self.say("nothing to search for: :find TEXT")
+            return
+        targets = [s.target for s in self.conversations.summaries]
+        try:
+            messages = self.client.search_everywhere(query, conversations=targets, limit=RESULTS)
+        except SottoError as e:
+            self.say(f"could not search: {e}")
+            return
+        if not messages:
+            self.say(f"no conversation has a message matching {query!r}")
+            return
+        titles = {s.key: s.title for s in self.conversations.summaries}
+        found = [Found(m, titles.get(self._key_of_message(m), "?"), self._author(m)) for m in messages]
+        plural = "es" if len(found) != 1 else ""
+        more = " (the newest)" if len(found) == RESULTS else ""
+        self.say(f"{len(found)} match{plural}{more} for {query!r}")
+        self.push_screen(SearchResultsScreen(query, found, self.times), partial(self.open_found, query))
+
+    @staticmethod
+    def _key_of_message(message: Message) -> str:
+        where = message.conversation
+        if where.group_id is not None:
+            return f"g:{bytes(where.group_id).hex()}"
+        return f"c:{where.contact_id}"
+
+    def _author(self, message: Message) -> str:
+        if message.direction is Direction.OUTGOING:
+            return "you"
+        return "?" if message.sender is None else self._names.get(message.sender, "?")
+
+    def open_found(self, query: str, message: Message | None) -> None:
+        """Open the conversation of a match at that message (highlighted); ``n``/``N`` then go
+        on through the matches of the same query in it."""
+        if message is None:
+            return
+        summary = self.conversations.get(self._key_of_message(message))
+        if summary is None:
+            self.say("that conversation is no longer in the list")
+            return
+        self.open_conversation(summary.target)
+        self.search_term = query
+        self.focus_now(self.log_view)
+        # After the opening's own scroll to the newest message has been drawn.
+        self.call_after_refresh(self._show_found, query, message)
+
+    def _show_found(self, query: str, message: Message) -> None:
+        if self.log_view.show_message(message) is None:
+            self.say("that message is no longer there (deleted, or it disappeared)")
+            return
+        self.say(f"/{query}: n older, N newer")
+
     def _find(self, *, older: bool) -> None:
         if not self.search_term:
             self.say("nothing to search for: / TEXT")
@@ -1063,6 +1123,9 @@ class ChatApp(App[None]):
 
     def action_search(self) -> None:
         self._open_line("/")
+
+    def action_search_everywhere(self) -> None:
+        self._open_line(":", "find ")
 
     def action_search_next(self) -> None:
         self._find(older=True)

@@ -36,7 +36,15 @@ SPECS: tuple[Spec, ...] = (
         2,
     ),
     Spec("unverify", (), ":unverify [NAME]", "mark a contact (or the open one) not verified again", 0, 1),
-    Spec("search", (), ":search TEXT", "find TEXT in the open conversation, newest first", 1, 99),
+    Spec(
+        "search",
+        (),
+        ":search TEXT",
+        "find TEXT in the open conversation, newest first (with none open: in every conversation)",
+        1,
+        99,
+    ),
+    Spec("find", (), ":find TEXT", "find TEXT in every conversation: a list of matches to open", 1, 99),
     Spec("edit", (), ":edit TEXT", "change your selected (or last) message to TEXT, for everyone", 1, 99),
     Spec("delete", (), ":delete", "delete your selected (or last) message for everyone"),
     Spec("react", (), ":react [EMOJI]", "react to the selected (or last) message; none takes it back", 0, 1),
@@ -59,7 +67,7 @@ SPECS: tuple[Spec, ...] = (
 )
 
 
-REST_OF_LINE = frozenset({"search", "edit", "reply"})
+REST_OF_LINE = frozenset({"search", "find", "edit", "reply"})
 """Commands whose argument is the rest of the line as typed (quotes and spaces kept)."""
 
 GROUP_USAGE: dict[str, tuple[str, int, int]] = {

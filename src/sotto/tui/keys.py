@@ -34,6 +34,7 @@ APP_KEYS: tuple[Key, ...] = (
     Key("shift+tab", "focus_previous", "Previous pane", "Shift+Tab", palette=False),
     Key("colon", "command_line", "Command line", ":"),
     Key("slash", "search", "Search the open conversation", "/"),
+    Key("F", "search_everywhere", "Search every conversation", "F"),
     Key("n", "search_next", "Next match (older)", "n"),
     Key("N", "search_previous", "Previous match (newer)", "N"),
     Key("i", "compose", "Write a message", "i"),
@@ -80,9 +81,15 @@ PANE_KEYS: tuple[Key, ...] = (
     Key("b", "block", "Block: drop what they send", "b", pane="requests", palette=False),
     Key("d", "delete", "Delete them and what they wrote", "d", pane="requests", palette=False),
     Key("escape,q", "close", "Close the requests", "Esc", pane="requests", palette=False),
+    Key("j,down", "cursor_down", "Next match", "j ↓", pane="results", palette=False),
+    Key("k,up", "cursor_up", "Previous match", "k ↑", pane="results", palette=False),
+    Key("g,home", "first", "First (newest) match", "g", pane="results", palette=False),
+    Key("G,end", "last", "Last (oldest) match", "G", pane="results", palette=False),
+    Key("enter", "open", "Open the conversation at the match", "Enter", pane="results", palette=False),
+    Key("escape,q", "close", "Close the matches", "Esc", pane="results", palette=False),
 )
-"""Bound by the panes themselves (:mod:`.conversations`, :mod:`.log`, the composer) and the
-message-requests screen (:mod:`.requests`)."""
+"""Bound by the panes themselves (:mod:`.conversations`, :mod:`.log`, the composer), the
+message-requests screen (:mod:`.requests`) and the search results (:mod:`.results`)."""
 
 PALETTE_KEY = Key("ctrl+p", "command_palette", "Command palette", "Ctrl+P", palette=False)
 """Textual's own command palette, listing :data:`APP_KEYS`."""
@@ -110,7 +117,7 @@ def app_bindings() -> list[BindingType]:
 
 def help_rows() -> list[tuple[str, str]]:
     rows = [(k.shown, k.description) for k in (*APP_KEYS, PALETTE_KEY)]
-    for pane in ("conversations", "log", "composer", "requests"):
+    for pane in ("conversations", "log", "composer", "requests", "results"):
         rows.extend((f"{k.shown} ({pane})", k.description) for k in PANE_KEYS if k.pane == pane)
     return rows
 

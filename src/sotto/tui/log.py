@@ -301,6 +301,20 @@ class MessageLog(ScrollView, can_focus=True):
             return None
         return self._show(self._bring(hit, older=older))
 
+    def show_message(self, hit: Message) -> Message | None:
+        """Highlight ``hit`` and scroll to it: among the loaded messages, else in a page read
+        around it (as a far search match is shown). None if it is not in this conversation
+        (any more: deleted, or disappeared)."""
+        if self.loader is None:
+            return None
+        index = next((i for i, m in enumerate(self.messages) if m.row_id == hit.row_id), None)
+        if index is None:
+            self._around(hit)
+            index = next((i for i, m in enumerate(self.messages) if m.row_id == hit.row_id), None)
+            if index is None:
+                return None
+        return self._show(index)
+
     def _bring(self, hit: Message, *, older: bool) -> int:
         """Load ``hit`` (older or newer than every loaded message); its index."""
         assert self.loader is not None
