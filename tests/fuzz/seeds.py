@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sotto.client import content as c
-from sotto.client import device_list
+from sotto.client import device_list, linking
 from sotto.client.attachment_pointer import AttachmentPointer
 from sotto.client.backup_format import BackupSealer, Prologue, encode_prologue
 from sotto.client.invite import InviteLink
@@ -235,6 +235,17 @@ def build() -> Iterator[tuple[str, str, bytes]]:
     yield "device_list", "valid-added", head.encode()
     merged = device_list.resolve(listed.content, (head, rival), account, list_rng).signed
     yield "device_list", "valid-merged", merged.encode()
+    device_link = linking.DeviceLink(
+        "https://relay.example:8787", bytes(range(32)), keys[1], keys[2], "Åsa's laptop"
+    )
+    yield "device_link", "valid", device_link.encode().encode()
+    contact = linking.LinkedContact(
+        "Bob", "Bob B.", ids[1], keys[0], True, False, ("https://relay.example", ids[2], bytes(32))
+    )
+    message = linking.Provisioning(ids[0], account, "Åsa", head, (contact,)).encode()
+    yield "provisioning", "valid-plain", linking.Part(0, 1, message).encode()
+    sealed = linking.seal(message, targets._LINK, seeded_rng(25))
+    yield "provisioning", "valid-sealed", linking.Part(0, 1, sealed).encode()
     ours = targets._OURS
     theirs = type(ours)(ours.version, ours.remote, ours.local).encode()
     yield "scannable_fingerprint", "valid-match", theirs

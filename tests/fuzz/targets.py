@@ -22,6 +22,7 @@ from pathlib import Path
 import pydantic
 
 from sotto.client import content as client_content
+from sotto.client import linking
 from sotto.client.backup_format import (
     HEADER_LENGTH,
     BackupCorruptedError,
@@ -502,6 +503,30 @@ def _invite_link(data: bytes) -> object:
 def _device_list(data: bytes) -> object:
     """client.device_list.SignedDeviceList.decode: an account's signed device list."""
     return SignedDeviceList.decode(data)
+
+
+@_target("device_link", DECODE)
+def _device_link(data: bytes) -> object:
+    """client.linking.parse_link, on the text a command line or a QR scanner hands over."""
+    return linking.parse_link(_cli_text(data))
+
+
+_LINK_EPHEMERAL = KeyPair.generate(seeded_rng(31))
+_LINK = linking.DeviceLink(
+    "https://relay.example", bytes(32), _LINK_EPHEMERAL.public, KeyPair.generate(seeded_rng(32)).public, "x"
+)
+
+
+@_target("provisioning", (DecodeError, DecryptionError))
+def _provisioning(data: bytes) -> object:
+    """client.linking: a provisioning envelope's part, its opening under a fixed link, the message."""
+    sealed = linking.join([linking.decode_part(data)])
+    if sealed is None:
+        return None
+    try:
+        return linking.Provisioning.decode(linking.open_sealed(sealed, _LINK, _LINK_EPHEMERAL))
+    except DecryptionError:  # a seed sealed to _LINK opens; anything else is a plain message
+        return linking.Provisioning.decode(sealed)
 
 
 _rng = seeded_rng(11)
