@@ -12,6 +12,7 @@ from sotto.client.backup_format import RecoveryKey
 from sotto.client.sdk import STORE_FILE, Client
 from sotto.crypto.passphrase import Argon2Params
 from sotto.crypto.random import system_rng
+from sotto.store.model import MessageState
 from tests.client.test_end_to_end import PASSPHRASE, befriend, collect, new_client, run, texts
 
 
@@ -39,11 +40,18 @@ def test_the_restored_profile_writes_first_and_both_directions_work(server_url: 
             await collect([alice, bob], lambda s: texts(s[bob]) == ["before the backup"])
             new_bob = await restored(bob, tmp_path, tmp_path)
             async with new_bob:
-                await new_bob.send_text("Alice", "the restored Bob writes first")
+                assert new_bob.waits_for_session("Alice") and not alice.waits_for_session("Bob")
+                sent = await new_bob.send_text("Alice", "the restored Bob writes first")
+                await new_bob.flush()
+                # Not sent: kept in the history while Alice is asked for a session.
+                assert new_bob.waits_for_session("Alice")
+                held = next(m for m in new_bob.history("Alice") if m.message_id == sent)
+                assert held.state is MessageState.QUEUED
                 seen = await collect(
                     [alice, new_bob], lambda s: texts(s[alice]) == ["the restored Bob writes first"]
                 )
                 assert [e.requested for e in seen[new_bob] if isinstance(e, ev.SessionRepaired)] == [True]
+                assert not new_bob.waits_for_session("Alice")
                 await alice.send_text("Bob", "welcome back")
                 await new_bob.send_text("Alice", "thanks")
                 seen = await collect(

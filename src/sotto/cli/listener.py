@@ -150,4 +150,8 @@ def report(place: Where, answer: control.Answer, *, group: bool = False) -> None
         render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
         render.next_step("nothing: the running `sotto listen` sends it when their answer arrives")
         return
+    if handled.outcome is control.Outcome.WAITING:
+        render.done(f"queued: waiting for {shown} to answer; it goes out when they do")
+        render.next_step("nothing: the running `sotto listen` sends it when their answer arrives")
+        return
     report_delivery(place, handled, f"sent to {shown}", f"queued for {shown}")

@@ -414,6 +414,22 @@ class Client:
             lambda tx: tx.their_mailboxes.get(self._contact(tx, contact).contact_id) is not None
         )
 
+    def waits_for_session(self, contact: ContactRef) -> bool:
+        """Whether what we write to ``contact`` now waits instead of going out: they gave us a
+        mailbox, but we hold no session with them (a profile restored from a backup holds
+        none). Sending then asks them for one; our texts stay QUEUED in the history and go out
+        when their client answers, which :class:`~sotto.client.events.SessionRepaired` (with
+        ``requested``) reports, after which this is False. Their client must be online for
+        that. False too before they answered our invite (see :meth:`is_ready`)."""
+
+        def read(tx: Transaction) -> bool:
+            target = self._contact(tx, contact)
+            if tx.their_mailboxes.get(target.contact_id) is None:
+                return False
+            return not sending.has_session(self._engine.context(tx), target)
+
+        return self._engine.read(read)
+
     def groups(self) -> list[Group]:
         return self._engine.read(lambda tx: tx.groups.all())
 

@@ -172,6 +172,18 @@ def send(
             with render.spinner(f"Sending to {shown}…"):
                 await client.send_text(contact, message)
                 left = await client.flush()
+            if client.waits_for_session(contact):  # a restored profile: no session with them yet
+                report_send(
+                    place,
+                    left,
+                    f"queued: waiting for {shown} to answer; it goes out when they do",
+                    client.last_refusal,
+                )
+                render.next_step(
+                    f"`sotto listen` to receive the answer (their Sotto must be running once); "
+                    f"this profile was restored and asked {shown} for a new session"
+                )
+                return
             report_send(place, left, f"sent to {shown}", client.last_refusal)
 
     run(place, work())

@@ -78,6 +78,9 @@ class Handler:
                 await client.send_text(contact, text)
                 if not ready and not client.cadence:
                     return self._handled(Outcome.KEPT, contact.name)
+                if not client.cadence and client.waits_for_session(contact):
+                    await self._delivered(contact.name)  # the session request goes out
+                    return self._handled(Outcome.WAITING, contact.name)
                 return await self._delivered(contact.name)
             case SendGroupText(group=name, text=text):
                 group = self._group(name)

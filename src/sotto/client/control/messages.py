@@ -90,6 +90,9 @@ class Outcome(enum.StrEnum):
     """``left`` envelopes are still queued (``refusal`` says why, if the relay said)."""
     KEPT = "kept"
     """Queued until the contact answers our contact request."""
+    WAITING = "waiting"
+    """Queued until the contact answers our request for a new session (a profile restored
+    from a backup holds none: :meth:`~sotto.client.sdk.Client.waits_for_session`)."""
     QUEUED = "queued"
     """Queued for the client's next tick (cadence mode)."""
     DONE = "done"
