@@ -510,6 +510,13 @@ def test_search_everywhere_finds_matches_in_every_conversation_newest_first() ->
                 "Lunch together?",
                 "no lunch for me today",
             ]
+            # Whatever the order the conversations are given in, the last stored are found.
+            for order in (
+                [alice.contact("Bob"), alice.contact("Carol"), group],
+                [group, alice.contact("Carol")],
+            ):
+                shown = alice.search_everywhere("lunch", conversations=order[::-1], limit=2)
+                assert [m.text for m in shown] == ["Lunch together?", "no lunch for me today"]
             only_bob = alice.search_everywhere("noon", conversations=[alice.contact("Bob")])
             assert [m.text for m in only_bob] == ["the launch is at noon", "lunch at noon?"]
             assert alice.search_everywhere("dinner") == []

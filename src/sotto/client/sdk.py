@@ -496,9 +496,14 @@ class Client:
         self, query: str, *, conversations: Iterable[Contact | Group] | None = None, limit: int = 50
     ) -> list[Message]:
         """Up to ``limit`` messages that ``query`` matches (as :meth:`search` matches) across
-        ``conversations`` (default: every contact not removed and every group), newest first; a
-        message's ``conversation`` says where it is. Each conversation's part of the encrypted
-        word index is looked up in turn (its tokens are keyed per conversation), in one read."""
+        ``conversations`` (default: every contact not removed and every group): the last
+        ``limit`` stored, newest first; a message's ``conversation`` says where it is.
+
+        Each conversation's part of the encrypted word index is looked up in turn (its tokens
+        are keyed per conversation), in one read. Once ``limit`` are found, a conversation is
+        asked only for matches newer than the oldest of them, so a common word costs about
+        ``limit`` decryptions, not ``limit`` per conversation; passing the conversations most
+        recently active first finds the newest sooner."""
         wanted: list[Contact | Group]
         if conversations is None:
             wanted = [*self.contacts(), *self.groups()]
@@ -509,11 +514,13 @@ class Client:
 
         def read(tx: Transaction) -> list[Message]:
             tx.messages.expire(self._engine.now_ms())
-            found: list[Message] = []
+            found: list[Message] = []  # the newest so far, newest first
             for where in wanted:
-                found.extend(tx.messages.search(_where(where), query, limit=limit))
-            found.sort(key=lambda m: (m.stored_ms, m.row_id), reverse=True)
-            return found[:limit]
+                floor = found[-1].row_id if len(found) == limit else None
+                more = tx.messages.search(_where(where), query, limit=limit, after=floor)
+                if more:
+                    found = sorted([*found, *more], key=lambda m: m.row_id, reverse=True)[:limit]
+            return sorted(found, key=lambda m: (m.stored_ms, m.row_id), reverse=True)
 
         return self._engine.read(read)
 
