@@ -41,6 +41,7 @@
         └── WorkTooHardError            ...more work than this client is willing to do
     ClientError                         the client SDK refused an operation
     ├── InviteError                     an invite link that cannot be used (ours, known contact)
+    ├── LinkError                       linking a device failed (bad link, no answer, no check)
     ├── UnknownContactError             no contact or group by that name
     ├── RelayUnavailableError           the relay could not be reached; the outbox retries
     ├── EnvelopeRejectedError           an incoming envelope that can never be processed
@@ -272,6 +273,11 @@ class AccountDeletedError(ClientError):
 
 class InviteError(ClientError):
     """An invite link that cannot be used: our own, someone already a contact, or refused by the relay."""
+
+
+class LinkError(ClientError):
+    """Linking a device failed: a malformed link, no answer in time, or a provisioning message
+    that does not open or check (:mod:`sotto.client.device_linking`)."""
 
 
 class UnknownContactError(ClientError):

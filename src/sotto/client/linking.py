@@ -39,7 +39,7 @@ from sotto.client import device_list as dl
 from sotto.crypto import dh
 from sotto.crypto.aead import aes256_gcm_decrypt, aes256_gcm_encrypt
 from sotto.crypto.ed25519 import SigningKey
-from sotto.crypto.kdf import hkdf_sha256
+from sotto.crypto.kdf import bytes_equal, hkdf_sha256
 from sotto.crypto.keys import PUBLIC_KEY_LENGTH, RAW_KEY_LENGTH, KeyPair, PublicKey, clamp
 from sotto.crypto.random import Rng
 from sotto.errors import DecodeError, DecryptionError, InvalidKeyError
@@ -125,7 +125,7 @@ class DeviceLink:
             problem = f"a link secret is {SECRET_LENGTH} bytes"
         if problem is None and not (dh.is_canonical(self.ephemeral) and dh.is_canonical(self.device_key)):
             problem = "a link's keys are canonical prime-order points"
-        if problem is None and self.ephemeral == self.device_key:
+        if problem is None and bytes_equal(self.ephemeral.to_bytes(), self.device_key.to_bytes()):
             problem = "the ephemeral key is not the device key"
         if problem is None:
             problem = dl._name_problem(self.device_name)
@@ -344,7 +344,7 @@ def check(provisioning: Provisioning, device_key: PublicKey) -> dl.Device:
     list and the list holds ``device_key``; :class:`~sotto.errors.DeviceListSignatureError` or
     ValueError otherwise."""
     content = provisioning.devices.verify(provisioning.account_key.public)
-    ours = next((d for d in content.devices if d.key == device_key), None)
+    ours = next((d for d in content.devices if bytes_equal(d.key.to_bytes(), device_key.to_bytes())), None)
     if ours is None:
         raise ValueError("the device list does not hold this device")
     return ours

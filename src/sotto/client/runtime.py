@@ -53,6 +53,7 @@ from sotto.client.events import (
     SendHeld,
 )
 from sotto.client.flows import account as account_flow
+from sotto.client.flows import devices as device_flow
 from sotto.client.flows import mailboxes as mailbox_flow
 from sotto.client.flows import receiving, repair, reporting, sending, trust
 from sotto.client.flows.context import (
@@ -167,6 +168,8 @@ class Engine:
         self._last_refusal: RelayError | None = None
         self._closed = False
         self._replayed = False
+        self._relay_login: tuple[bytes, int] | None = None
+        """The relay account and device id this device logs in as (read once from the store)."""
         self._scheduler: Scheduler = (
             CadenceScheduler(self) if cadence else InteractiveScheduler(self, receipt_delay=receipt_delay)
         )
@@ -282,8 +285,13 @@ class Engine:
         return self._network.relay(url or self._account.server_url)
 
     def credentials(self) -> DeviceCredentials:
+        """The account's first device logs in as the account; a linked device as the relay
+        account of its own that it registered (:mod:`sotto.client.flows.devices`)."""
         a = self._account
-        return DeviceCredentials(a.account_id, a.device_id, a.device_secret)
+        if self._relay_login is None:
+            self._relay_login = self.read(device_flow.relay_login) or (a.account_id, a.device_id)
+        account_id, device_id = self._relay_login
+        return DeviceCredentials(account_id, device_id, a.device_secret)
 
     def emit(self, events: Iterable[Event]) -> None:
         """Hand events to ``report``; a message received means a delivery receipt is owed (the

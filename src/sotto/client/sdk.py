@@ -26,16 +26,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sotto.client import attachment_pointer, attachment_uploads, group_membership, history_export
+from sotto.client import (
+    attachment_pointer,
+    attachment_uploads,
+    device_list,
+    group_membership,
+    history_export,
+    linking,
+)
 from sotto.client import attachments as attachment_io
 from sotto.client import content as c
 from sotto.client.attachment_files import EncryptedFile
 from sotto.client.clock import Clock, as_clock, wall_clock_ms
+from sotto.client.device_linking import DEFAULT_TIMEOUT_S, LinkListener, post_provisioning
 from sotto.client.events import Event
 from sotto.client.flows import account as account_flow
 from sotto.client.flows import attachments as attachment_flow
 from sotto.client.flows import changes, reporting, safety, sending, trust
 from sotto.client.flows import contacts as contact_flow
+from sotto.client.flows import devices as device_flow
 from sotto.client.flows import groups as group_flow
 from sotto.client.flows import invites as invite_flow
 from sotto.client.flows import mailboxes as mailbox_flow
@@ -60,6 +69,7 @@ from sotto.errors import (
     ClientError,
     DecodeError,
     InviteError,
+    LinkError,
     MissingRecordError,
     RelayError,
     RelayUnavailableError,
@@ -103,6 +113,111 @@ class Invite:
 
     def __repr__(self) -> str:
         return f"Invite(expires_ms={self.expires_ms}, <secret>)"
+
+
+def _remove_store(path: Path) -> None:
+    """Leave no half-made store behind, so making it can be retried."""
+    for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".lock"))):
+        leftover.unlink(missing_ok=True)
+
+
+class PendingLink:
+    """A new device waiting to be linked (:meth:`Client.begin_link`): show :attr:`link` (or its
+    QR code, the same text) on this device, give it to an existing device's
+    :meth:`Client.add_device`, and await :meth:`complete`."""
+
+    def __init__(
+        self,
+        listener: LinkListener,
+        *,
+        network: Network,
+        owns_network: bool,
+        data_dir: Path,
+        passphrase: str,
+        kdf: Argon2Params,
+        rng: Rng,
+        options: dict[str, Any],
+    ) -> None:
+        self._listener = listener
+        self._network = network
+        self._owns_network = owns_network
+        self._data_dir = data_dir
+        self._passphrase = passphrase
+        self._kdf = kdf
+        self._rng = rng
+        self._options = options
+
+    def __repr__(self) -> str:
+        return "PendingLink(<secret>)"
+
+    @property
+    def link(self) -> str:
+        return self._listener.link
+
+    @property
+    def qr_text(self) -> str:
+        return self._listener.link
+
+    async def complete(self, *, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+        """Wait for an existing device's provisioning message, check it, register this device's
+        own relay login, keep everything in a new store in the data directory and return the
+        client (LinkError if nothing checkable came in ``timeout`` seconds)."""
+        try:
+            linked = await self._listener.receive(timeout=timeout)
+            with contextlib.suppress(RelayUnavailableError, RelayError):
+                await self._listener.close()
+            base = account_flow.NewIdentity.generate(self._rng)
+            login = account_flow.NewIdentity(
+                self._listener.device_key, base.registration_id, base.device_secret
+            )
+            server_url = self._listener.request.server_url
+            created = await self._network.relay(server_url).create_account(login.request())
+            path = self._data_dir / STORE_FILE
+            self._data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            store = await asyncio.to_thread(SqliteStore.create, path, self._passphrase, kdf=self._kdf)
+        except BaseException as exc:
+            if self._owns_network and not isinstance(exc, GeneratorExit):
+                await self._network.aclose()
+            raise
+        timing = as_clock(self._options.get("clock", wall_clock_ms))
+        try:
+            account = await asyncio.to_thread(
+                run_transaction,
+                store,
+                partial(
+                    device_flow.store_linked,
+                    provisioning=linked.provisioning,
+                    device=linked.device,
+                    device_key=self._listener.device_key,
+                    login=login,
+                    relay_account_id=created.account_id,
+                    relay_device_id=created.device_id,
+                    server_url=server_url,
+                    now_ms=timing.now_ms(),
+                    rng=self._rng,
+                ),
+            )
+        except BaseException:
+            store.close()
+            _remove_store(path)
+            if self._owns_network:
+                await self._network.aclose()
+            raise
+        client = Client(
+            store, self._network, account, rng=self._rng, owns_network=self._owns_network, **self._options
+        )
+        with contextlib.suppress(RelayUnavailableError, RelayError):
+            await client._engine.upload_prekeys()  # if this fails, the next connection retries it
+        return client
+
+    async def cancel(self) -> None:
+        """Give up: delete the provisioning mailbox; the link is spent."""
+        try:
+            with contextlib.suppress(RelayUnavailableError, RelayError):
+                await self._listener.close()
+        finally:
+            if self._owns_network:
+                await self._network.aclose()
 
 
 def check_profile(server_url: str, display_name: str) -> None:
@@ -176,9 +291,7 @@ class Client:
             return await cls.register(store, server_url, display_name, network=network, **options)
         except BaseException:
             store.close()
-            # Registration failed: leave no half-made store behind, so ``create`` can be retried.
-            for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".lock"))):
-                leftover.unlink(missing_ok=True)
+            _remove_store(path)  # registration failed: ``create`` can be retried
             raise
 
     @classmethod
@@ -274,6 +387,47 @@ class Client:
             receipt_delay=receipt_delay,
             owns_network=network is None,
             cadence=cadence,
+        )
+
+    @classmethod
+    async def begin_link(
+        cls,
+        data_dir: str | Path,
+        server_url: str,
+        passphrase: str,
+        device_name: str,
+        *,
+        network: Network | None = None,
+        kdf: Argon2Params = Argon2Params.INTERACTIVE,
+        rng: Rng = system_rng,
+        **options: Any,
+    ) -> PendingLink:
+        """Start linking this new device to an existing account: the relay gets a one-use
+        provisioning mailbox, and the link to show is :attr:`PendingLink.link`. The store is
+        made in ``data_dir`` once an existing device answered (:meth:`PendingLink.complete`)."""
+        check_profile(server_url, device_name)
+        if (problem := device_list._name_problem(device_name)) is not None:
+            raise ValueError(problem)
+        if (Path(data_dir) / STORE_FILE).exists():
+            raise ClientError("this data directory already holds a store")
+        timing = as_clock(options.get("clock", wall_clock_ms))
+        net = network or HttpNetwork(keep_alive=False, clock_ms=timing.now_ms)
+        listener = LinkListener(net, server_url.rstrip("/"), device_name, rng)
+        try:
+            await listener.open()
+        except BaseException:
+            if network is None:
+                await net.aclose()
+            raise
+        return PendingLink(
+            listener,
+            network=net,
+            owns_network=network is None,
+            data_dir=Path(data_dir),
+            passphrase=passphrase,
+            kdf=kdf,
+            rng=rng,
+            options=options,
         )
 
     async def __aenter__(self) -> Client:
@@ -603,6 +757,32 @@ class Client:
                 tx.settings.delete(key)
 
         await self._engine.transaction(save)
+
+    # ------------------------------------------------------------------ devices
+    @property
+    def device_id(self) -> int:
+        """This device's id on the account's device list."""
+        return self._engine.account.device_id
+
+    def devices(self) -> list[device_list.Device]:
+        """The account's devices, as this device's copy of the device list says."""
+        return list(self._engine.read(lambda tx: device_flow.current_devices(tx, self._engine.account)))
+
+    async def add_device(self, link: str) -> device_list.Device:
+        """Link the new device that shows ``link`` (:meth:`begin_link` there): add it to the
+        device list and send it, sealed to it, the account's identity key, the list, the
+        contacts and the profile name. Returns its entry on the list."""
+        try:
+            request = linking.parse_link(link)
+        except DecodeError:
+            raise LinkError("not a device link") from None
+        engine = self._engine
+        if engine.read(account_flow.deleted_at) is not None:
+            raise AccountDeletedError("this account was deleted from its relay")
+        offer = engine.read(lambda tx: device_flow.provisioning_for(engine.context(tx), request))
+        await post_provisioning(engine.network, request, offer.provisioning, engine.rng)
+        await engine.transaction(partial(device_flow.keep_offered, offer=offer))
+        return offer.device
 
     # ------------------------------------------------------------------ invites
     async def create_invite(self) -> Invite:
