@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sotto.cli import audit
-from sotto.cli.commands import account, backup, contacts, files, forwarder, groups, messages, server
+from sotto.cli.commands import account, backup, contacts, devices, files, forwarder, groups, messages, server
 from sotto.cli.commands.chat import chat
 from sotto.cli.failures import Settings
 
@@ -64,6 +64,7 @@ app.command(rich_help_panel="Messages")(chat)
 app.add_typer(groups.group_app, rich_help_panel="Messages")
 app.add_typer(audit.app, rich_help_panel="Relay")
 app.add_typer(backup.backup_app, rich_help_panel="Account")
+app.add_typer(devices.device_app, rich_help_panel="Account")
 
 
 def main() -> None:
