@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from starlette.testclient import TestClient
@@ -32,6 +34,7 @@ from sotto.server.server_key import ServerKey, load_or_create
 from sotto.server.storage import MemoryStorage
 from sotto.wire import b64, bhttp, ohttp
 from tests.server.conftest import GENEROUS, FakeClock, Mailbox
+from tests.server.test_attachments import upload
 
 REQ = {"content-type": ohttp.REQUEST_MEDIA_TYPE}
 
@@ -354,3 +357,26 @@ def test_the_relay_mounts_the_gateway_unless_told_not_to(tmp_path: Path) -> None
     assert settings["rate_limits"].forwarded == RateLimit(5.0, 0.5)
     with pytest.raises(SystemExit):
         server_main(["--cadence-tick", "0"])
+
+
+# ---------------------------------------------------------------------------- answers too large
+def test_an_answer_over_the_limit_is_stopped_so_a_blob_is_not_spent(gateway: Gateway) -> None:
+    """A whole blob larger than a sealed answer holds: the gateway answers 502 and stops the
+    relay's answer at the send that crosses the limit, so the blob's one fetch is not counted
+    (clients fetch such a blob in pieces through a forwarder) and a direct download still
+    gets it."""
+    data = os.urandom(bhttp.DEFAULT_LIMITS.max_content + 200_000)
+    blob_id = upload(cast("Any", SimpleNamespace(client=gateway.client)), data, recipients=1)
+    request = bhttp.Request(b"GET", b"https", b"relay.example", f"/v1/attachments/{blob_id}".encode())
+    assert gateway.exchange(request).status == 502
+    piece = bhttp.Request(
+        b"GET",
+        b"https",
+        b"relay.example",
+        f"/v1/attachments/{blob_id}".encode(),
+        ((b"range", b"bytes=0-99"),),
+    )
+    assert gateway.exchange(piece).content == data[:100]
+    whole = gateway.client.get(f"/v1/attachments/{blob_id}")
+    assert whole.status_code == 200 and whole.content == data
+    assert gateway.client.get(f"/v1/attachments/{blob_id}").status_code == 404

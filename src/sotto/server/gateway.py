@@ -542,9 +542,14 @@ def inner_scope(outer: Scope, request: bhttp.Request) -> dict[str, Any]:
     return scope
 
 
+class _AnswerTooLargeError(Exception):
+    """Raised into the app by the send that takes its answer past the limit, to stop it there."""
+
+
 async def _run_inner(app: ASGIApp, outer: Scope, request: bhttp.Request) -> bhttp.Response:
     """Run ``request`` through ``app``; its answer as a binary HTTP response (502 if it sent
-    none, or more than :data:`MAX_INNER_RESPONSE_BYTES`)."""
+    none, or more than :data:`MAX_INNER_RESPONSE_BYTES`: the send that goes past it fails, so
+    an answer with an effect at its end, such as a blob's fetch count, does not have it)."""
     delivered = False
     done = asyncio.Event()
     status = 0
@@ -571,11 +576,14 @@ async def _run_inner(app: ASGIApp, outer: Scope, request: bhttp.Request) -> bhtt
         elif message["type"] == "http.response.body":
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size <= MAX_INNER_RESPONSE_BYTES:
-                chunks.append(chunk)
+            if size > MAX_INNER_RESPONSE_BYTES:
+                raise _AnswerTooLargeError
+            chunks.append(chunk)
 
     try:
         await app(inner_scope(outer, request), receive, send)
+    except _AnswerTooLargeError:
+        return bhttp.Response(502)
     finally:
         done.set()
     if status == 0 or size > MAX_INNER_RESPONSE_BYTES:
