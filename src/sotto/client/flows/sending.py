@@ -82,8 +82,12 @@ def ask_for_session(ctx: Context, contact: Contact) -> bool:
 
     Raises :class:`NoSessionError` if it cannot be asked for at all.
     """
-    from sotto.client.flows import repair  # noqa: PLC0415 (repair builds on this module)
+    from sotto.client.flows import devices, repair  # noqa: PLC0415 (they build on this module)
 
+    if devices.relay_login(ctx.tx) is not None:
+        # A linked device's sessions will come with messages to every device; asking now would
+        # hand the contact this device's prekeys as the account's first device's.
+        raise NoSessionError(contact, "this device was linked to the account and cannot write yet")
     return repair.request_session(ctx, contact)
 
 
