@@ -16,7 +16,7 @@ from sotto.client.device_linking import post_provisioning
 from sotto.client.flows import devices as device_flow
 from sotto.client.sdk import Client
 from sotto.crypto.passphrase import Argon2Params
-from sotto.errors import ClientError, LinkError
+from sotto.errors import ClientError, InviteError, LinkError
 from tests.client.test_end_to_end import PASSPHRASE, befriend, new_client
 
 T = TypeVar("T")
@@ -68,6 +68,12 @@ def test_a_linked_device_has_the_account_key_contacts_and_both_devices(
                 assert laptop.engine.credentials().account_id != alice.engine.credentials().account_id
                 export = await laptop.export()
                 assert export["account"]
+
+                with pytest.raises(InviteError, match="linked device"):
+                    await laptop.create_invite()
+                invite = await carol.create_invite()
+                with pytest.raises(InviteError, match="linked device"):
+                    await laptop.accept_invite(invite.link, "Carol again")
 
                 # the same link again: the device is on the list already
                 with pytest.raises(ClientError, match="already"):

@@ -784,11 +784,18 @@ class Client:
         await engine.transaction(partial(device_flow.keep_offered, offer=offer))
         return offer.device
 
+    def _refuse_on_linked_device(self) -> None:
+        """Invites stay with the account's first device until every device receives messages:
+        a linked device's invite would name the account but hand out this device's prekeys."""
+        if self._engine.read(device_flow.relay_login) is not None:
+            raise InviteError("a linked device cannot make or accept invites yet: use your first device")
+
     # ------------------------------------------------------------------ invites
     async def create_invite(self) -> Invite:
         """A one-time invite: its mailbox and prekey access token are created on our relay now,
         a random few seconds apart (:meth:`Engine.spread <sotto.client.runtime.Engine.spread>`),
         each on a connection of its own, so the relay does not see them as one action."""
+        self._refuse_on_linked_device()
         secret = self._engine.rng(32)
         keys = derive_invite_keys(secret)
         relay = self._engine.relay()
@@ -817,6 +824,7 @@ class Client:
         invite from a removed contact brings them back; one from a contact (who may have
         removed us) runs the handshake again on a new session.
         """
+        self._refuse_on_linked_device()
         try:
             parsed = parse_link(link)
         except DecodeError:
