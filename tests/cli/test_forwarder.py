@@ -12,6 +12,7 @@ fetch of the key configuration).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterator
@@ -59,9 +60,10 @@ def _init(sotto: Sotto, stack: Stack, profile: Path, name: str) -> str:
     return str(profile)
 
 
-def _until(sotto: Sotto, sender: str, receiver: str, wanted: str, rounds: int = 6) -> None:
+def _until(sotto: Sotto, sender: str, receiver: str, wanted: str, rounds: int = 6) -> str:
     """Both run ``sotto listen --once --cadence`` in turn (each tick sends one envelope per
-    contact, so what the sender owes goes out over its ticks) until ``receiver`` shows ``wanted``."""
+    contact, so what the sender owes goes out over its ticks) until ``receiver`` shows ``wanted``;
+    what ``receiver``'s listens printed."""
     seen = ""
     for _ in range(rounds):
         for profile in (sender, receiver):
@@ -70,7 +72,7 @@ def _until(sotto: Sotto, sender: str, receiver: str, wanted: str, rounds: int = 
             if profile == receiver:
                 seen += result.output
         if wanted in flat(seen):
-            return
+            return flat(seen)
     raise AssertionError(f"{wanted!r} did not arrive: {seen}")
 
 
@@ -97,6 +99,24 @@ def test_two_people_talk_through_a_forwarder_and_the_relay_sees_only_the_forward
     queued = sotto("send", "Bob", "on", "a", "tick", "--cadence", "--profile", alice)
     assert queued.exit_code == 0, queued.output
     _until(sotto, alice, bob, "on a tick")
+
+    # Files both ways, larger than one sealed answer: Bob's at once, Alice's message on a tick.
+    for sender, receiver, size, mode in ((bob, alice, 1_500_000, ()), (alice, bob, 40_000, ("--cadence",))):
+        source = tmp_path / f"file-{size}.bin"
+        source.write_bytes(os.urandom(size))
+        sent = sotto(
+            "send", "Alice" if sender == bob else "Bob", "--file", str(source), *mode, "--profile", sender
+        )
+        assert sent.exit_code == 0, sent.output
+        assert ("goes out in a tick" if mode else "sent to") in flat(sent.output)
+        seen = _until(sotto, sender, receiver, f"{source.name}")
+        shown = re.search(r"sotto save ([0-9a-f]{8})", seen)
+        assert shown is not None, seen
+        saves = tmp_path / f"saves-{size}"
+        saves.mkdir()
+        saved = sotto("save", shown.group(1), "--to", str(saves), "--profile", receiver)
+        assert saved.exit_code == 0, saved.output
+        assert (saves / source.name).read_bytes() == source.read_bytes()
 
     # The relay saw requests from one address only: the forwarder's, on its gateway.
     exchanges = [r for r in read_view(stack.view) if isinstance(r, HttpExchange)]

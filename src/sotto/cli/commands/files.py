@@ -89,9 +89,9 @@ def _refused(error: RelayError, place: Where) -> NoReturn:
 
 
 def send_file(place: Where, name: str, path: Path, caption: str, cadence: bool) -> None:
-    """``sotto send NAME --file PATH``: checks the file before the store opens."""
-    if cadence:
-        fail("files are not sent in cadence mode yet", hint="send it without --cadence", code=ExitCode.USAGE)
+    """``sotto send NAME --file PATH``: checks the file before the store opens. With
+    ``cadence``, the blob is uploaded now (the upload is not on the tick) and the file's message
+    waits for a tick of ``sotto listen --cadence``."""
     try:
         size = attachment_io.check_source(path)
     except (attachment_io.AttachmentFileError, attachment_io.AttachmentTooLargeError) as error:
@@ -100,7 +100,7 @@ def send_file(place: Where, name: str, path: Path, caption: str, cadence: bool) 
         fail(f"a caption is at most {MAX_CAPTION_BYTES:,} bytes of UTF-8", code=ExitCode.USAGE)
 
     async def work() -> None:
-        async with opened(place) as client:
+        async with opened(place, cadence=cadence) as client:
             conversation = require_conversation(client, name)
             if isinstance(conversation, Contact):
                 shown = render.clean(conversation.name)
@@ -119,6 +119,13 @@ def send_file(place: Where, name: str, path: Path, caption: str, cadence: bool) 
                 _refused(error, place)
             except ClientError as error:  # a group none of whose members has answered yet
                 fail(str(error), hint="`sotto listen` to receive their answers", code=ExitCode.REFUSED)
+            if cadence:
+                render.done(
+                    f"{render.clean(path.name)} ({size_text(size)}) uploaded; its message to {shown} "
+                    "goes out in a tick of `sotto listen --cadence`"
+                )
+                render.dim("the upload itself went now, not on a tick: the relay sees when and how large")
+                return
             with render.spinner(f"Sending to {shown}…"):
                 left = await client.flush()
             report_send(
