@@ -107,3 +107,43 @@ def test_through_a_running_listener_the_restored_profile_says_it_waits(
         listening.wait_for("Alice received 1 message")
     finally:
         assert listening.stop() == 0
+
+
+def test_a_group_message_from_the_restored_profile_says_it_waits(
+    sotto: Sotto, relay: RelayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = str(make_profile(sotto, relay, tmp_path / "alice", "Alice"))
+    bob = str(make_profile(sotto, relay, tmp_path / "bob", "Bob"))
+
+    def ok(*args: str, **env: str) -> str:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            result = sotto(*args)
+        assert result.exit_code == 0, f"sotto {' '.join(args)}: {result.output}"
+        return flat(result.output)
+
+    link = re.search(r"sotto://invite\?[^\s']+", flat(sotto("invite", "--profile", alice).output))
+    assert link is not None
+    ok("accept", link.group(0), "--name", "Alice", "--profile", bob)
+    ok("listen", "--once", "--profile", alice)
+    ok("listen", "--once", "--profile", bob)
+    ok("group", "create", "Trip", "Bob", "--profile", alice)
+    ok("listen", "--once", "--profile", bob)
+    file = tmp_path / "bob.sottobackup"
+    key = RECOVERY.search(ok("backup", "create", str(file), "--profile", bob))
+    assert key is not None
+    restored = str(tmp_path / "bob-new")
+    ok("backup", "restore", str(file), "--profile", restored, SOTTO_RECOVERY_KEY=key.group(1))
+
+    said = ok("group", "send", "Trip", "the restored Bob in the group", "--profile", restored)
+    assert "queued for #Trip: waiting for Alice to answer; it goes out to them when they do" in said
+    assert "sent to" not in said
+    seen = ok("listen", "--once", "--profile", alice)
+    ok("listen", "--once", "--profile", restored)
+    for _ in range(3):
+        if "the restored Bob in the group" in seen:
+            break
+        seen += ok("listen", "--once", "--profile", alice)
+    assert "Bob in #Trip: the restored Bob in the group" in seen
+    assert "sent to #Trip" in ok("group", "send", "Trip", "and now at once", "--profile", restored)

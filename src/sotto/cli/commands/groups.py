@@ -127,7 +127,22 @@ def send(
             with render.spinner(f"Sending to #{render.clean(found.name)}…"):
                 await client.send_group_text(found, message)
                 left = await client.flush()
-            report_send(place, left, f"sent to #{render.clean(found.name)}", client.last_refusal)
+            members = client.group_members(found)
+            waiting = [render.clean(m.name) for m in members if client.waits_for_session(m)]
+            shown = f"#{render.clean(found.name)}"
+            if not waiting:
+                report_send(place, left, f"sent to {shown}", client.last_refusal)
+                return
+            # A restored profile: the members it holds no session with get it once they answer.
+            who = ", ".join(waiting)
+            ready = len(waiting) < sum(client.is_ready(m) for m in members)
+            done = f"sent to {shown}; for {who}: " if ready else f"queued for {shown}: "
+            report_send(
+                place,
+                left,
+                done + f"waiting for {who} to answer; it goes out to them when they do",
+                client.last_refusal,
+            )
 
     run(place, work())
 
