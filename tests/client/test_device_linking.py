@@ -5,6 +5,7 @@ devices, and the relay holds two unrelated logins."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +18,7 @@ from sotto.client.flows import devices as device_flow
 from sotto.client.sdk import Client
 from sotto.crypto.passphrase import Argon2Params
 from sotto.errors import ClientError, InviteError, LinkError
+from sotto.wire import b64
 from tests.client.test_end_to_end import PASSPHRASE, befriend, new_client
 
 T = TypeVar("T")
@@ -66,8 +68,15 @@ def test_a_linked_device_has_the_account_key_contacts_and_both_devices(
 
                 # each device logs in to the relay as its own account: nothing joins the two
                 assert laptop.engine.credentials().account_id != alice.engine.credentials().account_id
-                export = await laptop.export()
-                assert export["account"]
+                # ...and in a dump of what the relay holds for each login, neither names the
+                # other's relay account, and the laptop's holds the account's identity key nowhere
+                laptop_dump = json.dumps(await laptop.export())
+                alice_dump = json.dumps(await alice.export())
+                assert b64.encode(laptop.engine.credentials().account_id) in laptop_dump
+                assert b64.encode(alice.account_id) not in laptop_dump
+                assert b64.encode(ours.to_bytes()) in alice_dump
+                assert b64.encode(ours.to_bytes()) not in laptop_dump
+                assert b64.encode(laptop.engine.credentials().account_id) not in alice_dump
 
                 with pytest.raises(InviteError, match="linked device"):
                     await laptop.create_invite()

@@ -229,3 +229,46 @@ def test_the_largest_message_fits_in_its_parts() -> None:
     sealed_max = 1 + 33 + ln.MAX_MESSAGE_BYTES + 16
     assert sealed_max <= ln.PART_BYTES * ln.MAX_PARTS
     assert ln.PART_BYTES + 5 < 65_535  # one part and the padding marker fit the largest bucket
+
+
+_KEYS = [KeyPair.generate(seeded_rng(200 + i)).public for i in range(8)]
+_names = st.text(min_size=1, max_size=12).filter(lambda t: 1 <= len(t.encode()) <= 48)
+
+
+@st.composite
+def linked_contacts(draw: st.DrawFn) -> tuple[ln.LinkedContact, ...]:
+    count = draw(st.integers(min_value=0, max_value=6))
+    names = draw(st.lists(_names, min_size=count, max_size=count, unique=True))
+    ids = draw(st.lists(st.binary(min_size=16, max_size=16), min_size=count, max_size=count, unique=True))
+    contacts = []
+    for name, account_id in zip(names, ids, strict=True):
+        mailbox = draw(
+            st.none()
+            | st.tuples(
+                st.sampled_from(["https://relay.example", "http://127.0.0.1:8787"]),
+                st.binary(min_size=16, max_size=16),
+                st.binary(min_size=32, max_size=32),
+            )
+        )
+        contacts.append(
+            ln.LinkedContact(
+                name,
+                draw(st.just("") | _names),
+                account_id,
+                draw(st.sampled_from(_KEYS)),
+                verified=draw(st.booleans()),
+                blocked=draw(st.booleans()),
+                mailbox=mailbox,
+            )
+        )
+    return tuple(contacts)
+
+
+@given(linked_contacts(), _names)
+@settings(max_examples=100, deadline=None)
+def test_any_provisioning_round_trips(contacts: tuple[ln.LinkedContact, ...], name: str) -> None:
+    message = ln.Provisioning(bytes(16), ACCOUNT, name, provisioning(0).devices, contacts)
+    data = message.encode()
+    decoded = ln.Provisioning.decode(data)
+    assert decoded.contacts == contacts and decoded.display_name == name
+    assert decoded.encode() == data
