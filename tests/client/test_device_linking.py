@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from sotto.client import events as ev
 from sotto.client import linking
 from sotto.client.device_linking import post_provisioning
 from sotto.client.flows import devices as device_flow
@@ -84,10 +85,24 @@ def test_a_linked_device_has_the_account_key_contacts_and_both_devices(
                 with pytest.raises(InviteError, match="linked device"):
                     await laptop.accept_invite(invite.link, "Carol again")
 
+                # it runs: its prekeys are on the relay under its own login, nothing is refused
+                assert not [
+                    e for e in await laptop.sync(timeout=2, idle=0.2) if isinstance(e, ev.EnvelopeRejected)
+                ]
+                counts = await laptop.engine.relay().key_counts(laptop.engine.credentials())
+                assert counts.one_time > 0 and counts.kyber > 0
+
                 # the same link again: the device is on the list already
                 with pytest.raises(ClientError, match="already"):
                     await alice.add_device(pending.link)
                 assert len(alice.devices()) == 2
+
+            # opened again, it is still device 2 under its own relay login
+            again = await Client.open(tmp_path / "laptop", PASSPHRASE)
+            async with again:
+                assert again.device_id == 2 and again.account_id == alice.account_id
+                assert again.engine.credentials().account_id not in (alice.account_id, None)
+                assert [d.device_id for d in again.devices()] == [1, 2]
 
     run(main)
 
