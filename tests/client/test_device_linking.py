@@ -16,6 +16,7 @@ from sotto.client import events as ev
 from sotto.client import linking
 from sotto.client.device_linking import post_provisioning
 from sotto.client.flows import devices as device_flow
+from sotto.client.flows.sending import NoSessionError
 from sotto.client.sdk import Client
 from sotto.crypto.passphrase import Argon2Params
 from sotto.errors import ClientError, InviteError, LinkError
@@ -78,6 +79,13 @@ def test_a_linked_device_has_the_account_key_contacts_and_both_devices(
                 assert b64.encode(ours.to_bytes()) in alice_dump
                 assert b64.encode(ours.to_bytes()) not in laptop_dump
                 assert b64.encode(laptop.engine.credentials().account_id) not in alice_dump
+
+                # it cannot write yet: asking Bob for a session would hand him the laptop's
+                # prekeys as those of Alice's first device
+                with pytest.raises(NoSessionError, match="linked"):
+                    await laptop.send_text("Bob", "hello from the laptop")
+                await bob.sync(timeout=1, idle=0.2)
+                assert laptop.engine.read(lambda tx: tx.outbox.all()) == []
 
                 with pytest.raises(InviteError, match="linked device"):
                     await laptop.create_invite()
