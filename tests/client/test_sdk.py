@@ -17,7 +17,7 @@ from sotto.client.sdk import Client
 from sotto.errors import InviteError, StoreError, UnknownContactError
 from sotto.store.interfaces import Store, Transaction
 from sotto.store.memory import MemoryStore
-from sotto.store.model import MessageState
+from sotto.store.model import Contact, Group, MessageState
 from tests.client.fake_relay import FakeNetwork
 
 URL = "http://relay.test"
@@ -511,10 +511,11 @@ def test_search_everywhere_finds_matches_in_every_conversation_newest_first() ->
                 "no lunch for me today",
             ]
             # Whatever the order the conversations are given in, the last stored are found.
-            for order in (
+            orders: list[list[Contact | Group]] = [
                 [alice.contact("Bob"), alice.contact("Carol"), group],
                 [group, alice.contact("Carol")],
-            ):
+            ]
+            for order in orders:
                 shown = alice.search_everywhere("lunch", conversations=order[::-1], limit=2)
                 assert [m.text for m in shown] == ["Lunch together?", "no lunch for me today"]
             only_bob = alice.search_everywhere("noon", conversations=[alice.contact("Bob")])

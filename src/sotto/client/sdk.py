@@ -658,11 +658,9 @@ class Client:
         asked only for matches newer than the oldest of them, so a common word costs about
         ``limit`` decryptions, not ``limit`` per conversation; passing the conversations most
         recently active first finds the newest sooner."""
-        wanted: list[Contact | Group]
-        if conversations is None:
-            wanted = [*self.contacts(), *self.groups()]
-        else:
-            wanted = list(conversations)
+        wanted: list[Contact | Group] = (
+            [*self.contacts(), *self.groups()] if conversations is None else list(conversations)
+        )
         if limit <= 0:
             return []
 
