@@ -8,6 +8,7 @@ address's requests, and the mailboxes the truth lists are the ones the view show
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -231,3 +232,25 @@ def test_registering_the_whole_population_at_once_costs_no_work(people: int) -> 
     for _ in range(people):
         default.created(work.Purpose.ACCOUNT, 0.0)
     assert (default.difficulty(work.Purpose.ACCOUNT, 0.0) > 0) == (people > 150)
+
+
+def test_a_study_freezes_what_registration_made_and_leaves_the_collector_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once everyone has registered, what exists is frozen and collections run less often;
+    when the run ends, nothing stays frozen and the thresholds are the process's own again."""
+    seen: list[tuple[int, tuple[int, int, int]]] = []
+    schedule = study._schedule
+
+    def watched(running: Any) -> Any:
+        seen.append((gc.get_freeze_count(), gc.get_threshold()))
+        return schedule(running)
+
+    monkeypatch.setattr(study, "_schedule", watched)
+    before = gc.get_threshold()
+    result = run_study(StudySettings(3, 0.5 / 24, seed=2))
+    assert result.counts["registered"] == 3
+    assert len(seen) == 1
+    frozen, thresholds = seen[0]
+    assert frozen > 0 and thresholds == study.GC_THRESHOLDS != before
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before

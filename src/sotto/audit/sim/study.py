@@ -60,6 +60,7 @@ import asyncio
 import bisect
 import contextlib
 import contextvars
+import gc
 import heapq
 import itertools
 import logging
@@ -67,7 +68,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -138,6 +139,8 @@ CONVERSATION_ATTEMPTS = 4
 """Sessions in which a person tries to open a conversation with a contact their client does not
 know yet (an inviter before the invitee's request arrived)."""
 TYPING_S = 6.0
+GC_THRESHOLDS = (50_000, 20, 10)
+"""The garbage collector's thresholds while a study runs (:class:`_Collector`)."""
 """Seconds between ``send_typing`` and the first text of a reply, in default mode."""
 
 
@@ -727,6 +730,7 @@ async def _main(
     progress: Callable[[str], None] | None,
     *,
     relay: RelayFiles | None = None,
+    collector: _Collector,
 ) -> StudyResult:
     study = _Study(settings, population, clock)
     observer = Observer(
@@ -749,6 +753,7 @@ async def _main(
                 study.agents[name] = _Agent(study, plan, host, {RELAY_URL: _tagged(app, name)})
         for agent in study.agents.values():
             await agent.register()
+        collector.settle()
         schedule = _schedule(study)
         dispatcher = asyncio.create_task(_dispatch(study, schedule), name="study-schedule")
         reporter = asyncio.create_task(_report(study, progress, wall0, cpu0), name="study-progress")
@@ -896,9 +901,45 @@ def run_study(
     population = plan_population(
         settings.people, settings.days * DAY_S, seed=settings.seed, habits=settings.habits
     )
-    return run_virtual(
-        lambda clock: _main(clock, settings, population, sink or MemorySink(), progress, relay=relay)
-    )
+    with _Collector.during_run() as collector:
+        return run_virtual(
+            lambda clock: _main(
+                clock, settings, population, sink or MemorySink(), progress, relay=relay, collector=collector
+            )
+        )
+
+
+class _Collector:
+    """The garbage collector while a study runs. Once everyone has registered, what exists
+    (every client's keys, store and tasks, the relay's tables) lives for the run: it is frozen
+    (``gc.freeze``), so full collections no longer walk it, and collections run less often
+    (:data:`GC_THRESHOLDS`). Objects are still freed by their counts; only cycles among the
+    frozen ones wait for the run's end. Without this, collections took 24% of a 2,000-person
+    study's CPU and 30% of a 4,000-person one's, each full collection walking every client.
+    Both are undone when the run ends (nothing is frozen if something else froze first)."""
+
+    def __init__(self) -> None:
+        self.thresholds = gc.get_threshold()
+        self.frozen = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def during_run(cls) -> Iterator[_Collector]:
+        collector = cls()
+        try:
+            yield collector
+        finally:
+            if collector.frozen:
+                gc.unfreeze()
+            gc.set_threshold(*collector.thresholds)
+
+    def settle(self) -> None:
+        """Everyone has registered: freeze what exists and collect less often."""
+        if gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
+            self.frozen = True
+        gc.set_threshold(*GC_THRESHOLDS)
 
 
 # --------------------------------------------------------------------------- spans
