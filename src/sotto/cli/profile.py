@@ -40,7 +40,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from sotto.cli import forwarding, listener, render
 from sotto.cli.failures import ExitCode, Where, fail, reported
-from sotto.client.sdk import STORE_FILE, Client
+from sotto.client.sdk import STORE_FILE, Client, check_profile
 from sotto.errors import StoreError
 from sotto.store.migrations import SCHEMA_VERSION
 from sotto.store.migrations import Progress as UpgradeProgress
@@ -177,6 +177,21 @@ CadenceOption = Annotated[
         "relay cannot tell when you write or read (messages take up to about two ticks).",
     ),
 ]
+
+
+def new_profile(profile: Path | None, server: str, name: str | None, prompt: str) -> tuple[Where, str, str]:
+    """Where a new profile on ``server`` goes (refused unless there is room for one), its name
+    (asked with ``prompt`` when not given, and checked) and its new passphrase."""
+    place = where(profile)
+    place.server = server
+    refuse(place, inspect(place))
+    if name is None:
+        name = ask(prompt)
+    try:
+        check_profile(server, name)
+    except ValueError as e:
+        fail(str(e), code=ExitCode.USAGE)
+    return place, name, passphrase(new=True)
 
 
 def refuse(place: Where, found: Found) -> None:

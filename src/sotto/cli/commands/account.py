@@ -15,18 +15,15 @@ from sotto.cli import forwarding, listener, render
 from sotto.cli.failures import ExitCode, fail
 from sotto.cli.profile import (
     ProfileOption,
-    ask,
     create,
-    inspect,
     need_profile,
+    new_profile,
     opened,
-    passphrase,
-    refuse,
     run,
     where,
 )
 from sotto.client import control
-from sotto.client.sdk import Client, check_profile
+from sotto.client.sdk import Client
 
 DEFAULT_SERVER = "http://127.0.0.1:8787"
 SHOWN_ROWS = 3
@@ -55,16 +52,7 @@ def init(
     profile: ProfileOption = None,
 ) -> None:
     """Create your account on a relay and your encrypted local store."""
-    place = where(profile)
-    place.server = server
-    refuse(place, inspect(place))
-    if name is None:
-        name = ask("Your name (shown to the people you invite)")
-    try:
-        check_profile(server, name)
-    except ValueError as e:
-        fail(str(e), code=ExitCode.USAGE)
-    secret = passphrase(new=True)
+    place, name, secret = new_profile(profile, server, name, "Your name (shown to the people you invite)")
 
     async def make(directory: Path) -> tuple[bytes, str]:
         # The setting is in the profile before anything is sent: no later command goes direct.

@@ -18,10 +18,9 @@ from rich.text import Text
 
 from sotto.cli import render
 from sotto.cli.commands.account import DEFAULT_SERVER
-from sotto.cli.failures import ExitCode, fail
-from sotto.cli.profile import ProfileOption, ask, create, inspect, opened, passphrase, refuse, run, where
+from sotto.cli.profile import ProfileOption, create, new_profile, opened, run, where
 from sotto.client.device_linking import DEFAULT_TIMEOUT_S
-from sotto.client.sdk import Client, check_profile
+from sotto.client.sdk import Client
 
 device_app = typer.Typer(
     name="device", help="Your account's devices: link one, list them.", no_args_is_help=True
@@ -43,16 +42,8 @@ def link(
     profile: ProfileOption = None,
 ) -> None:
     """Make this new device one of your account's devices: shows a link for `sotto device add`."""
-    place = where(profile)
-    place.server = server
-    refuse(place, inspect(place))
-    if name is None:
-        name = ask("This device's name (your other devices list it)")
-    try:
-        check_profile(server, name)
-    except ValueError as e:
-        fail(str(e), code=ExitCode.USAGE)
-    secret = passphrase(new=True)
+    prompt = "This device's name (your other devices list it)"
+    place, name, secret = new_profile(profile, server, name, prompt)
 
     async def make(directory: Path) -> tuple[str, int, int]:
         with render.spinner(f"Opening a one-use provisioning mailbox on {server}…"):
