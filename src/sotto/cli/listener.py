@@ -141,6 +141,14 @@ async def serving(client: Client, place: Where) -> AsyncIterator[None]:
         yield
 
 
+def waiting_for(group: str, members: list[str], *, sent_to_others: bool) -> str:
+    """What a group message from a restored profile did: it went to the members it holds a
+    session with (if any) and waits for the others' answers."""
+    who = ", ".join(members)
+    done = f"sent to {group}; for {who}: " if sent_to_others else f"queued for {group}: "
+    return done + f"waiting for {who} to answer; it goes out to them when they do"
+
+
 def report(place: Where, answer: control.Answer, *, group: bool = False) -> None:
     """Print what ``sotto send`` (or ``group send``) prints on its own for the listener's answer;
     exit as it would."""
@@ -149,6 +157,11 @@ def report(place: Where, answer: control.Answer, *, group: bool = False) -> None
     if handled.outcome is control.Outcome.KEPT:
         render.done(f"kept for {shown}: it goes out when {shown} answers your contact request")
         render.next_step("nothing: the running `sotto listen` sends it when their answer arrives")
+        return
+    if handled.outcome is control.Outcome.WAITING and group:
+        who = [render.clean(m) for m in handled.members]
+        refusal = None if handled.refusal is None else handled.refusal.to_error()
+        report_send(place, handled.left, waiting_for(shown, who, sent_to_others=handled.count > 0), refusal)
         return
     if handled.outcome is control.Outcome.WAITING:
         render.done(f"queued: waiting for {shown} to answer; it goes out when they do")

@@ -134,14 +134,9 @@ def send(
                 report_send(place, left, f"sent to {shown}", client.last_refusal)
                 return
             # A restored profile: the members it holds no session with get it once they answer.
-            who = ", ".join(waiting)
-            ready = len(waiting) < sum(client.is_ready(m) for m in members)
-            done = f"sent to {shown}; for {who}: " if ready else f"queued for {shown}: "
+            others = len(waiting) < sum(client.is_ready(m) for m in members)
             report_send(
-                place,
-                left,
-                done + f"waiting for {who} to answer; it goes out to them when they do",
-                client.last_refusal,
+                place, left, listener.waiting_for(shown, waiting, sent_to_others=others), client.last_refusal
             )
 
     run(place, work())

@@ -5,6 +5,7 @@ command does; cadence mode: it waits for the client's ticks)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 from sotto.client.control.messages import (
@@ -85,7 +86,16 @@ class Handler:
             case SendGroupText(group=name, text=text):
                 group = self._group(name)
                 await client.send_group_text(group, text)
-                return await self._delivered(group.name)
+                members = client.group_members(group)
+                waiting = (
+                    () if client.cadence else tuple(m.name for m in members if client.waits_for_session(m))
+                )
+                if not waiting:
+                    return await self._delivered(group.name)
+                # A restored profile: the members it holds no session with get it once they answer.
+                others = sum(client.is_ready(m) for m in members) - len(waiting)
+                sent = await self._delivered(group.name, members=waiting, count=others)
+                return dataclasses.replace(sent, outcome=Outcome.WAITING)
             case CreateGroup(group=name, members=names):
                 if any(g.name == name for g in client.groups()):
                     return Refused(Reason.CONFLICT, "a group by that name exists already", name=name)

@@ -92,7 +92,8 @@ class Outcome(enum.StrEnum):
     """Queued until the contact answers our contact request."""
     WAITING = "waiting"
     """Queued until the contact answers our request for a new session (a profile restored
-    from a backup holds none: :meth:`~sotto.client.sdk.Client.waits_for_session`)."""
+    from a backup holds none: :meth:`~sotto.client.sdk.Client.waits_for_session`). For a group
+    message, ``members`` are those it waits for and ``count`` how many others it went to."""
     QUEUED = "queued"
     """Queued for the client's next tick (cadence mode)."""
     DONE = "done"
