@@ -26,12 +26,12 @@ disappears later (we deleted it) ends its own loop only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from sotto.client.stopping import stop_tasks
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import Rng, system_rng
 from sotto.errors import RelayError, RelayUnavailableError
@@ -167,12 +167,7 @@ class LongPollDrain:
         """Stop every loop (what was acknowledged and not yet sent is handed out again later,
         and dropped then as seen)."""
         self._closed = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks.values())
         self._queue.put_nowait(_CLOSED)
 
     def _fail(self, error: BaseException) -> None:

@@ -69,6 +69,7 @@ from sotto.client.flows.context import (
 )
 from sotto.client.scheduler import CadenceScheduler, InteractiveScheduler, Scheduler
 from sotto.client.sizes import EnvelopeSizes
+from sotto.client.stopping import stop_tasks
 from sotto.client.transport import DeviceCredentials, Network, Relay
 from sotto.crypto.ed25519 import SigningKey
 from sotto.crypto.random import Rng, system_rng
@@ -182,11 +183,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         await self._scheduler.close()
         if self._owns_network:
